@@ -1,0 +1,224 @@
+//! The validated configuration model: what the rest of certinel consumes.
+//!
+//! Every value here has already been checked; holders of a [`Config`] never re-validate.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A complete, validated certinel configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this configuration was read from, when there was one.
+    pub source: Option<PathBuf>,
+    /// Settings shared by every probe.
+    pub scanner: ScannerSettings,
+    /// Live TLS endpoints to probe.
+    pub endpoints: Vec<Endpoint>,
+    /// Certificate files, directories or globs to inspect.
+    pub files: Vec<FileSource>,
+    /// The HTTP exporter (`certinel run`).
+    pub exporter: ExporterSettings,
+}
+
+/// Settings of the HTTP exporter served by `certinel run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExporterSettings {
+    /// Listen address; default `127.0.0.1:9798` (loopback: a public `/probe` is an open relay).
+    pub listen: std::net::SocketAddr,
+    /// Targets `/probe` may connect to. Default: loopback only.
+    pub probe_allow: Vec<AllowRule>,
+    /// Named `/probe` modules (`module=NAME`); `default` always exists.
+    pub modules: std::collections::BTreeMap<String, ProbeModule>,
+}
+
+/// One entry of the `/probe` allow-list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowRule {
+    /// A network in CIDR notation; an address target (or every resolved address of a
+    /// name) must fall inside it.
+    Cidr {
+        /// Network address.
+        network: IpAddr,
+        /// Prefix length.
+        prefix: u8,
+    },
+    /// A host name pattern: exact (`db.example.com`) or `*.example.com` (one or more labels).
+    HostPattern(String),
+}
+
+/// Probe settings selected by `/probe?module=NAME`; blackbox_exporter's module concept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeModule {
+    /// SNI and verification name, unless the request's `hostname=` overrides it.
+    pub sni: Option<String>,
+    /// Plaintext upgrade before the handshake.
+    pub starttls: Option<StartTls>,
+    /// Extra trust roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS.
+    pub client_auth: Option<ClientAuth>,
+    /// Probe deadline (capped by the scrape timeout Prometheus sends).
+    pub timeout: Duration,
+    /// Address families to probe.
+    pub ip_family: IpFamily,
+    /// All addresses or the first.
+    pub resolve: ResolveMode,
+}
+
+/// Settings that apply to the whole sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScannerSettings {
+    /// Most probes in flight at once.
+    pub concurrency: usize,
+    /// Deadline for one probe when an endpoint sets none.
+    pub default_timeout: Duration,
+    /// A hosts file consulted before DNS (same format as `/etc/hosts`).
+    pub hosts_file: Option<PathBuf>,
+}
+
+/// One live TLS endpoint to probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// Where to connect.
+    pub target: Target,
+    /// The name sent as SNI and checked against the certificate; defaults to the target host.
+    pub sni: Option<String>,
+    /// A plaintext protocol to upgrade with before the TLS handshake.
+    pub starttls: Option<StartTls>,
+    /// Extra trust roots (PEM) added to the platform and webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key for endpoints that demand mutual TLS.
+    pub client_auth: Option<ClientAuth>,
+    /// Deadline covering connect, STARTTLS and handshake for one address.
+    pub timeout: Duration,
+    /// Which address families to probe.
+    pub ip_family: IpFamily,
+    /// Whether to probe every resolved address or only the first.
+    pub resolve: ResolveMode,
+    /// How often `certinel run` re-probes this endpoint (jittered).
+    pub interval: Duration,
+}
+
+impl Endpoint {
+    /// An endpoint with defaults for everything but its target.
+    pub fn new(target: Target, timeout: Duration) -> Endpoint {
+        Endpoint {
+            target,
+            sni: None,
+            starttls: None,
+            ca_file: None,
+            client_auth: None,
+            timeout,
+            ip_family: IpFamily::Any,
+            resolve: ResolveMode::All,
+            interval: Duration::from_secs(300),
+        }
+    }
+
+    /// The server name used for SNI and hostname verification.
+    pub fn server_name(&self) -> String {
+        match &self.sni {
+            Some(sni) => sni.clone(),
+            None => self.target.host.to_string(),
+        }
+    }
+}
+
+/// A host and port, as written by the user (`host:port`, `[v6]:port` or `https://host[:port]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The host part.
+    pub host: Host,
+    /// The TCP port.
+    pub port: u16,
+}
+
+/// The host part of a [`Target`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A DNS name, resolved at probe time.
+    Name(String),
+    /// A literal IP address.
+    Ip(IpAddr),
+}
+
+/// Plaintext protocols certinel can upgrade to TLS before the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StartTls {
+    /// SMTP `STARTTLS` (RFC 3207).
+    Smtp,
+    /// IMAP `STARTTLS` (RFC 3501).
+    Imap,
+    /// POP3 `STLS` (RFC 2595).
+    Pop3,
+    /// FTP `AUTH TLS` (RFC 4217).
+    Ftp,
+    /// LDAP StartTLS extended operation (RFC 4511).
+    Ldap,
+    /// PostgreSQL `SSLRequest`.
+    Postgres,
+    /// MySQL `SSL_REQUEST` in the handshake response.
+    Mysql,
+    /// XMPP `<starttls/>` (RFC 6120).
+    Xmpp,
+}
+
+/// Paths of a client certificate and its private key (PEM).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientAuth {
+    /// The client certificate chain.
+    pub cert: PathBuf,
+    /// The client private key.
+    pub key: PathBuf,
+}
+
+/// Which address families of a name to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpFamily {
+    /// IPv4 and IPv6.
+    #[default]
+    Any,
+    /// IPv4 only.
+    Ipv4,
+    /// IPv6 only.
+    Ipv6,
+}
+
+/// How many resolved addresses to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResolveMode {
+    /// Every address: load balancers often serve different certificates per address.
+    #[default]
+    All,
+    /// Only the first address the resolver returns.
+    First,
+}
+
+/// A certificate file, a directory of PEM files, or a glob pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSource {
+    /// The path or pattern as configured.
+    pub path: String,
+    /// How often `certinel run` re-reads it.
+    pub interval: Duration,
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Name(name) => f.write_str(name),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    /// `host:port`, with IPv6 literals in brackets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            Host::Ip(IpAddr::V6(v6)) => write!(f, "[{v6}]:{}", self.port),
+            host => write!(f, "{host}:{}", self.port),
+        }
+    }
+}

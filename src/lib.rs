@@ -1,0 +1,25 @@
+//! certinel keeps TLS certificates from expiring.
+//!
+//! The library is organised around one data flow:
+//!
+//! ```text
+//!   config file ──► config::load ──► Config (validated model)
+//!                                        │
+//!            ┌───────────────────────────┘
+//!            ▼
+//!   scan::sweep ──► scan::probe (I/O: resolve, connect, STARTTLS, TLS handshake)
+//!            │            │ presented chain (DER)
+//!            │            ▼
+//!            │      scan::inspect (pure: DER ─► CertFacts, chain roles, earliest expiry)
+//!            │      scan::verify  (pure: chain + roots + name + now ─► Verification)
+//!            ▼
+//!   Vec<EndpointReport> / Vec<FileReport> ──► report (pure: status, table, JSON lines)
+//! ```
+//!
+//! The binary (`src/main.rs`) is a thin shell over [`cli`].
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod report;
+pub mod scan;

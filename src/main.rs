@@ -1,0 +1,2 @@
+//! The certinel binary: a thin shell over the library.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Turns scan results into statuses, tables and JSON lines. Pure.
