@@ -93,3 +93,33 @@ impl ChainFacts {
         &self.entries[0].facts
     }
 }
+
+/// A certificate or chain that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// No certificate at all.
+    #[error("no certificate presented")]
+    Empty,
+    /// DER that does not parse as X.509.
+    #[error("certificate {position} does not parse: {detail}")]
+    Malformed {
+        /// Index in the chain.
+        position: usize,
+        /// Parser message.
+        detail: String,
+    },
+}
+
+/// Facts about one DER certificate.
+pub fn inspect_certificate(der: &[u8]) -> Result<CertFacts, InspectError> {
+    let _ = der;
+    todo!("inspect helper")
+}
+
+/// Facts about a presented chain (leaf first, as sent by the server).
+pub fn inspect_chain(
+    chain: &[rustls::pki_types::CertificateDer<'_>],
+) -> Result<ChainFacts, InspectError> {
+    let _ = chain;
+    todo!("inspect helper")
+}

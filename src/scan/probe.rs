@@ -94,3 +94,19 @@ impl ProbeError {
         }
     }
 }
+
+/// Shared, long-lived things every probe needs.
+#[derive(Debug)]
+pub struct ProbeContext {
+    /// Name resolution (with any hosts-file override).
+    pub resolver: crate::scan::resolve::Resolver,
+    /// Trust roots per `ca_file`.
+    pub trust: crate::scan::trust::TrustCache,
+}
+
+/// Probes `endpoint` on every address it resolves to (or the first, per its settings).
+/// Never fails: problems are recorded in the report.
+pub async fn probe_endpoint(endpoint: &Endpoint, ctx: &ProbeContext) -> EndpointReport {
+    let _ = (endpoint, ctx);
+    todo!("probe helper")
+}
