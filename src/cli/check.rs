@@ -1,22 +1,288 @@
 //! `certinel check`: one sweep, a table or JSON lines, a monitoring-plugin exit code.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use time::OffsetDateTime;
 
 use crate::cli::ExitCode;
+use crate::config::model::{Config, Endpoint, FileSource, IpFamily, StartTls, Target};
+use crate::config::{self, parse_duration};
+use crate::report::{self, Row, Thresholds};
+use crate::scan::files;
+use crate::scan::probe::ProbeContext;
+use crate::scan::resolve::Resolver;
+use crate::scan::sweep::sweep_endpoints;
+use crate::scan::trust::TrustCache;
 
 /// Arguments of `certinel check`.
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
-    /// Targets: `host:port`, `https://host[:port]`, or a PEM file or directory. Without
-    /// targets, those of the configuration are checked.
+    /// Targets: `host:port`, `https://host[:port]`, or a PEM file, directory or glob.
+    /// Without targets, those of the configuration are checked.
     pub targets: Vec<String>,
-    /// Configuration file.
+    /// Configuration file whose endpoints and files are checked (when no target is given)
+    /// and whose scanner settings apply.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// WARNING when a certificate expires within this (e.g. `21d`).
+    #[arg(long, default_value = "21d", value_parser = parse_duration_arg)]
+    pub warn: Duration,
+    /// CRITICAL when a certificate expires within this (e.g. `7d`).
+    #[arg(long, default_value = "7d", value_parser = parse_duration_arg)]
+    pub crit: Duration,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// SNI name for command-line targets (default: the target's host).
+    #[arg(long)]
+    pub sni: Option<String>,
+    /// STARTTLS protocol for command-line targets.
+    #[arg(long, value_enum)]
+    pub starttls: Option<StartTlsArg>,
+    /// Extra trust roots (PEM) for command-line targets.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Per-address deadline for command-line targets.
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+    pub timeout: Duration,
+    /// Probe only IPv4 or IPv6 addresses of command-line targets.
+    #[arg(long, value_enum, default_value_t = FamilyArg::Any)]
+    pub ip_family: FamilyArg,
+    /// Answer names from this hosts-format file before DNS.
+    #[arg(long)]
+    pub hosts_file: Option<PathBuf>,
+    /// Most probes in flight at once.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
 }
 
-/// Runs one check.
+/// Output formats of `certinel check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// A table for people.
+    Table,
+    /// One JSON object per endpoint address or file.
+    Json,
+}
+
+/// `--starttls` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[allow(missing_docs)]
+pub enum StartTlsArg {
+    Smtp,
+    Imap,
+    Pop3,
+    Ftp,
+    Ldap,
+    Postgres,
+    Mysql,
+    Xmpp,
+}
+
+/// `--ip-family` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[allow(missing_docs)]
+pub enum FamilyArg {
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+/// Runs one check and returns the worst status as the exit code.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("not implemented yet")
+    let config = match &args.config {
+        Some(path) => Some(config::load(path)?),
+        None => None,
+    };
+    let plan = plan(&args, config.as_ref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let rows = runtime.block_on(sweep(plan))?;
+    let mut stdout = std::io::stdout().lock();
+    match args.output {
+        Output::Table => stdout.write_all(report::table::render(&rows).as_bytes())?,
+        Output::Json => {
+            for row in &rows {
+                writeln!(stdout, "{}", report::json::row_to_json(row))?;
+            }
+        }
+    }
+    Ok(ExitCode(report::overall(&rows).exit_code()))
+}
+
+/// What one check will probe and read, decided before any I/O.
+struct Plan {
+    endpoints: Vec<Endpoint>,
+    files: Vec<FileSource>,
+    hosts_file: Option<PathBuf>,
+    concurrency: usize,
+    thresholds: Thresholds,
+}
+
+fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
+    if args.crit > args.warn {
+        anyhow::bail!("--crit must not be longer than --warn");
+    }
+    let scanner = config.map(|config| &config.scanner);
+    let mut plan = Plan {
+        endpoints: Vec::new(),
+        files: Vec::new(),
+        hosts_file: args
+            .hosts_file
+            .clone()
+            .or_else(|| scanner.and_then(|scanner| scanner.hosts_file.clone())),
+        concurrency: args
+            .concurrency
+            .or(scanner.map(|scanner| scanner.concurrency))
+            .unwrap_or(256),
+        thresholds: Thresholds {
+            warn: args.warn,
+            crit: args.crit,
+        },
+    };
+    if plan.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    if args.targets.is_empty() {
+        let Some(config) = config else {
+            anyhow::bail!(
+                "nothing to check: give targets (host:port, https://host, a PEM file or \
+                 directory) or --config FILE"
+            );
+        };
+        plan.endpoints = config.endpoints.clone();
+        plan.files = config.files.clone();
+        return Ok(plan);
+    }
+    for argument in &args.targets {
+        if looks_like_path(argument) {
+            plan.files.push(FileSource {
+                path: argument.clone(),
+                interval: Duration::from_secs(300),
+            });
+            continue;
+        }
+        let target: Target = argument
+            .parse()
+            .with_context(|| format!("target {argument:?}"))?;
+        let mut endpoint = Endpoint::new(target, args.timeout);
+        endpoint.sni = args.sni.clone();
+        endpoint.starttls = args.starttls.map(StartTls::from);
+        endpoint.ca_file = args.ca_file.clone();
+        endpoint.ip_family = match args.ip_family {
+            FamilyArg::Any => IpFamily::Any,
+            FamilyArg::Ipv4 => IpFamily::Ipv4,
+            FamilyArg::Ipv6 => IpFamily::Ipv6,
+        };
+        plan.endpoints.push(endpoint);
+    }
+    Ok(plan)
+}
+
+/// A command-line argument names files when it exists on disk or contains a glob
+/// character; `host:port` and URLs never do.
+fn looks_like_path(argument: &str) -> bool {
+    std::path::Path::new(argument).exists() || argument.contains(['*', '?'])
+}
+
+async fn sweep(plan: Plan) -> anyhow::Result<Vec<Row>> {
+    let resolver = match &plan.hosts_file {
+        Some(path) => Resolver::with_hosts_file(path)
+            .with_context(|| format!("cannot read hosts file {}", path.display()))?,
+        None => Resolver::system(),
+    };
+    let context = Arc::new(ProbeContext {
+        resolver,
+        trust: TrustCache::system(),
+    });
+    let total = plan.endpoints.len();
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress = Progress::start(total, done.clone());
+    let record = move |finished: usize, _total: usize| done.store(finished, Ordering::Relaxed);
+    let reports = sweep_endpoints(&plan.endpoints, context, plan.concurrency, &record).await;
+    progress.finish();
+
+    let file_reports = tokio::task::spawn_blocking(move || read_files(&plan.files)).await?;
+    let now = OffsetDateTime::now_utc();
+    let mut rows: Vec<Row> = reports
+        .iter()
+        .flat_map(|report| report::endpoint_rows(report, plan.thresholds, now))
+        .collect();
+    rows.extend(
+        file_reports
+            .iter()
+            .map(|report| report::file_row(report, plan.thresholds, now)),
+    );
+    Ok(rows)
+}
+
+fn read_files(sources: &[FileSource]) -> Vec<files::FileReport> {
+    let mut reports = Vec::new();
+    for source in sources {
+        match files::expand(&source.path) {
+            Ok(paths) => reports.extend(paths.iter().map(|path| files::inspect_file(path))),
+            Err(error) => reports.push(files::FileReport {
+                path: PathBuf::from(&source.path),
+                outcome: Err(error),
+            }),
+        }
+    }
+    reports
+}
+
+/// A progress line on standard error, shown only on a terminal and only once a sweep has
+/// taken longer than a second.
+struct Progress {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(total: usize, done: Arc<AtomicUsize>) -> Progress {
+        if total == 0 || !std::io::stderr().is_terminal() {
+            return Progress { task: None };
+        }
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut ticker = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                ticker.tick().await;
+                let finished = done.load(Ordering::Relaxed);
+                eprint!("\rprobing: {finished}/{total} endpoints");
+            }
+        });
+        Progress { task: Some(task) }
+    }
+
+    fn finish(self) {
+        if let Some(task) = self.task {
+            task.abort();
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+impl From<StartTlsArg> for StartTls {
+    fn from(arg: StartTlsArg) -> StartTls {
+        match arg {
+            StartTlsArg::Smtp => StartTls::Smtp,
+            StartTlsArg::Imap => StartTls::Imap,
+            StartTlsArg::Pop3 => StartTls::Pop3,
+            StartTlsArg::Ftp => StartTls::Ftp,
+            StartTlsArg::Ldap => StartTls::Ldap,
+            StartTlsArg::Postgres => StartTls::Postgres,
+            StartTlsArg::Mysql => StartTls::Mysql,
+            StartTlsArg::Xmpp => StartTls::Xmpp,
+        }
+    }
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text).map_err(|error| error.to_string())
 }
