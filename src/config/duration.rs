@@ -114,14 +114,11 @@ impl serde::de::Visitor<'_> for DurationVisitor {
         parse_duration(v).map(ConfigDuration).map_err(E::custom)
     }
 
-    // A TOML integer is the most likely mistake; answer it like the bare-number string.
+    // A TOML integer is the most likely mistake; say how to write it instead.
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Err(E::custom(DurationError {
-            input: v.to_string(),
-            problem: DurationProblem::BareNumber {
-                number: v.to_string(),
-            },
-        }))
+        Err(E::custom(format!(
+            "invalid duration {v}: missing unit; write \"{v}s\" (a quoted string), not {v}"
+        )))
     }
 }
 

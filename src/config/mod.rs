@@ -93,3 +93,6 @@ fn parse_with(context: &validate::Context<'_>) -> Result<Config, ConfigError> {
         .map_err(|e| ConfigError::from_serde(context.source, text, &root, &e))?;
     validate::build(raw, context)
 }
+
+#[cfg(test)]
+mod tests;

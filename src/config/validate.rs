@@ -202,13 +202,18 @@ fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigE
             let key = "scanner.hosts_file".to_owned();
             let path = cx.path(value, key.clone())?;
             if !(cx.is_file)(&path) {
+                // Name the file as written: the resolved path depends on the machine.
+                let written = value.get_ref();
+                let place = match cx.base_dir {
+                    Some(_) if Path::new(written).is_relative() => {
+                        " in the configuration file's directory"
+                    }
+                    _ => "",
+                };
                 return Err(cx.error(
                     value.span(),
                     key,
-                    format!(
-                        "no such file {:?}; create it or remove hosts_file",
-                        path.display()
-                    ),
+                    format!("no such file {written:?}{place}; create it or remove hosts_file"),
                 ));
             }
             Some(path)
