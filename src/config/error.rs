@@ -69,6 +69,16 @@ impl ConfigError {
         }
     }
 
+    /// An error toml could not place; rare, but a wrong position would mislead more.
+    fn unplaced(source: Option<&Path>, problem: &str) -> ConfigError {
+        ConfigError {
+            path: source.map(Path::to_owned),
+            position: None,
+            key: None,
+            problem: one_line(problem),
+        }
+    }
+
     /// An error at byte range `span` of `text`.
     pub(crate) fn at(
         source: Option<&Path>,
@@ -87,10 +97,12 @@ impl ConfigError {
 
     /// A TOML syntax error. The key is found in what could be parsed around it.
     pub(crate) fn syntax(source: Option<&Path>, text: &str, error: &toml::de::Error) -> Self {
-        let span = error.span().unwrap_or(0..0);
+        let problem = format!("invalid TOML: {}; fix the syntax", error.message());
+        let Some(span) = error.span() else {
+            return ConfigError::unplaced(source, &problem);
+        };
         let (partial, _) = DeTable::parse_recoverable(text);
         let key = locate::key_at(partial.get_ref(), &span);
-        let problem = format!("invalid TOML: {}; fix the syntax", error.message());
         ConfigError::at(source, text, span, key, problem)
     }
 
@@ -101,9 +113,11 @@ impl ConfigError {
         root: &DeTable<'_>,
         error: &toml::de::Error,
     ) -> Self {
-        let span = error.span().unwrap_or(0..0);
-        let mut key = locate::key_at(root, &span);
         let message = error.message();
+        let Some(span) = error.span() else {
+            return ConfigError::unplaced(source, message);
+        };
+        let mut key = locate::key_at(root, &span);
         let problem = if let Some(field) = between(message, "missing field `", "`") {
             key = Some(locate::join(key.as_deref(), field));
             missing_key(field)
