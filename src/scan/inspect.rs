@@ -102,6 +102,17 @@ impl ChainFacts {
     }
 }
 
+impl Role {
+    /// The lowercase word used in messages (`leaf`, `intermediate`, `root`).
+    pub fn word(self) -> &'static str {
+        match self {
+            Role::Leaf => "leaf",
+            Role::Intermediate => "intermediate",
+            Role::Root => "root",
+        }
+    }
+}
+
 /// A certificate or chain that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InspectError {
@@ -169,17 +180,6 @@ pub fn issued_by(cert: &CertFacts, issuer: &CertFacts) -> bool {
     match (&cert.authority_key_id, &issuer.subject_key_id) {
         (Some(authority), Some(subject)) => authority == subject,
         _ => true,
-    }
-}
-
-impl Role {
-    /// The lowercase word used in messages (`leaf`, `intermediate`, `root`).
-    pub fn word(self) -> &'static str {
-        match self {
-            Role::Leaf => "leaf",
-            Role::Intermediate => "intermediate",
-            Role::Root => "root",
-        }
     }
 }
 

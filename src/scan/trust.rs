@@ -242,12 +242,7 @@ fn sequence_contents(der: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/certs")
-            .join(name)
-    }
+    use crate::scan::testing::fixture_path as fixture;
 
     #[test]
     fn pem_file_with_one_root_gives_one_anchor() {
