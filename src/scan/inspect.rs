@@ -102,17 +102,6 @@ impl ChainFacts {
     }
 }
 
-impl Role {
-    /// The lowercase word used in messages (`leaf`, `intermediate`, `root`).
-    pub fn word(self) -> &'static str {
-        match self {
-            Role::Leaf => "leaf",
-            Role::Intermediate => "intermediate",
-            Role::Root => "root",
-        }
-    }
-}
-
 /// A certificate or chain that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InspectError {

@@ -386,7 +386,7 @@ fn covered_names(facts: &CertFacts) -> String {
 
 /// `leaf "CN=example.com"`: how messages name a certificate.
 fn name_of(entry: &ChainEntry) -> String {
-    format!("{} \"{}\"", entry.role.word(), entry.facts.subject)
+    format!("{} \"{}\"", entry.role.label(), entry.facts.subject)
 }
 
 fn rfc3339(moment: OffsetDateTime) -> String {
