@@ -74,6 +74,11 @@ impl CertStore {
         Ok(self.certs_dir.join(name))
     }
 
+    /// `NAME/schedule.json`, read and written by [`crate::schedule::state`].
+    pub fn schedule_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.cert_dir(name)?.join("schedule.json"))
+    }
+
     /// The files of one version.
     pub fn files(&self, name: &str, version: VersionId) -> Result<VersionFiles, StoreError> {
         Ok(VersionFiles::in_dir(
