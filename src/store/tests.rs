@@ -159,6 +159,16 @@ fn prune_keeps_the_newest_and_never_current_previous_or_inflight() {
     assert_eq!(left, [1, 2, 4, 6, 7]);
 }
 
+#[test]
+fn prune_spares_a_version_stored_by_a_renewal_that_has_not_recorded_it_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_live_v1(dir.path());
+    store.begin(NAME, datetime!(2025-02-01 0:00 UTC)).unwrap();
+    stage(&store); // v2, stored by the ordering renewal; the crash came before `advance`
+    assert_eq!(store.prune(NAME, 0).unwrap(), []);
+    assert_eq!(store.versions(NAME).unwrap().len(), 2);
+}
+
 /// One store call of the renewal sequence.
 type StoreStep = fn(&CertStore);
 

@@ -8,6 +8,7 @@ use crate::store::StoreError;
 use crate::store::atomic::{
     MODE_PUBLIC, MODE_SECRET, replace_symlink_atomic, sync_dir, write_atomic,
 };
+use crate::store::inflight::Stage;
 use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
 use crate::store::verify::{certificate_blocks, check_pems};
 
@@ -237,19 +238,30 @@ impl CertStore {
         Ok(())
     }
 
-    /// Deletes all but the `keep` newest versions, never `current`, `previous` or the
-    /// version of an in-flight renewal. Returns the deleted versions.
+    /// Deletes all but the `keep` newest versions, never `current`, `previous` or a version
+    /// an in-flight renewal may own. Returns the deleted versions.
     pub fn prune(&self, name: &str, keep: usize) -> Result<Vec<VersionId>, StoreError> {
         let dir = self.cert_dir(name)?;
+        let current = self.current(name)?;
+        let inflight = self.inflight(name)?;
         let protected = [
-            self.current(name)?,
+            current,
             self.previous(name)?,
-            self.inflight(name)?.and_then(|i| i.version),
+            inflight.as_ref().and_then(|i| i.version),
         ];
+        // While a renewal is ordering, a newer version may be one it stored but has not
+        // recorded yet (recovery adopts it), so nothing newer than `current` is deleted.
+        let ordering = inflight
+            .as_ref()
+            .is_some_and(|i| i.stage == Stage::Ordering);
+        let maybe_adopted = |v: VersionId| ordering && current.is_none_or(|c| v > c);
         let ids = self.version_ids(name)?;
         let old = &ids[..ids.len().saturating_sub(keep)];
         let mut removed = Vec::new();
-        for version in old.iter().filter(|v| !protected.contains(&Some(**v))) {
+        for version in old
+            .iter()
+            .filter(|v| !protected.contains(&Some(**v)) && !maybe_adopted(**v))
+        {
             // Rename first so a crash never leaves a half-deleted `vNNNN`.
             let doomed = dir.join(format!(".{version}.deleting"));
             let live = dir.join(version.to_string());
