@@ -23,3 +23,5 @@ pub mod cli;
 pub mod config;
 pub mod report;
 pub mod scan;
+pub mod schedule;
+pub mod store;
