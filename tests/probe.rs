@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use certinel::config::model::{ClientAuth, Endpoint, Host, IpFamily, ResolveMode, Target};
+use certinel::config::model::{
+    ClientAuth, Endpoint, Host, IpFamily, ResolveMode, StartTls, Target,
+};
 use certinel::scan::inspect::KeyType;
 use certinel::scan::probe::{EndpointReport, Handshake, ProbeContext, ProbeError, probe_endpoint};
 use certinel::scan::resolve::Resolver;
@@ -427,6 +429,11 @@ async fn mutual_tls_without_a_client_certificate_is_a_handshake_error() {
 
     let error = only_error(&report);
     assert_eq!(error.keyword(), "handshake", "{error}");
+    // TLS 1.3: the refusal arrives after the client finished its side of the handshake.
+    assert!(
+        error.to_string().contains("refused client authentication"),
+        "{error}"
+    );
     assert_eq!(report.client_cert, None);
 }
 
@@ -493,6 +500,25 @@ async fn silent_server_times_out_during_the_handshake() {
         }
     );
     assert!(report.addresses[0].duration >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn silent_server_behind_starttls_times_out_during_starttls() {
+    let pki = TestPki::new();
+    let server = spawn_silent(bind(LOCALHOST).await);
+    let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
+    endpoint.starttls = Some(StartTls::Smtp);
+    endpoint.timeout = Duration::from_millis(300);
+
+    let report = probe(&endpoint).await;
+
+    assert_eq!(
+        only_error(&report),
+        &ProbeError::Timeout {
+            stage: "starttls",
+            after: Duration::from_millis(300)
+        }
+    );
 }
 
 #[tokio::test]
