@@ -10,3 +10,6 @@ pub mod starttls;
 pub mod sweep;
 pub mod trust;
 pub mod verify;
+
+#[cfg(test)]
+pub(crate) mod testing;
