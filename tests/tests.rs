@@ -1,4 +1,8 @@
-//! placeholder
+//! The integration tests, in one binary: real servers on loopback, fixtures as files.
 
+/// Shared helpers: test PKI, loopback TLS and plaintext servers, a real PostgreSQL.
+mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
+/// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
+mod probe;
