@@ -375,3 +375,20 @@ async fn real_postgres_upgrades_and_presents_its_configured_certificate() {
     .expect("upgrade and handshake finish");
     assert_eq!(leaf, cert.der);
 }
+
+#[tokio::test]
+async fn real_postgres_without_ssl_is_reported_as_not_accepting_ssl() {
+    // Starting blocks this runtime's only thread, which has nothing else to run meanwhile.
+    let postgres = Postgres::start_without_ssl();
+    let error = tokio::time::timeout(GUARD, async {
+        let mut stream = TcpStream::connect(postgres.addr).await.expect("connect");
+        upgrade(&mut stream, StartTls::Postgres, "localhost").await
+    })
+    .await
+    .expect("postgres answers in time")
+    .expect_err("postgres with ssl=off answers N");
+    assert!(
+        error.to_string().contains("server does not accept SSL"),
+        "{error}"
+    );
+}

@@ -30,6 +30,15 @@ impl Postgres {
     /// Creates a cluster and starts it with `ssl=on` and `cert` as its server certificate.
     /// Blocks until the port accepts connections.
     pub fn start_with_ssl(cert: &TestCert) -> Postgres {
+        Postgres::start(Some(cert))
+    }
+
+    /// Creates a cluster and starts it with `ssl=off`.
+    pub fn start_without_ssl() -> Postgres {
+        Postgres::start(None)
+    }
+
+    fn start(cert: Option<&TestCert>) -> Postgres {
         let bin = postgres_bin_dir();
         let (uid, gid) = postgres_user();
         let dir = tempfile::tempdir().expect("create a temporary directory");
@@ -51,16 +60,17 @@ impl Postgres {
             String::from_utf8_lossy(&initdb.stderr)
         );
 
-        let cert_file = root.join("server.crt");
-        let key_file = root.join("server.key");
-        fs::write(&cert_file, &cert.cert_pem).expect("write the server certificate");
-        fs::write(&key_file, "").expect("create the key file");
-        // The key is made private before any secret is written into it.
-        fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).expect("chmod 0600");
-        fs::write(&key_file, &cert.key_pem).expect("write the server key");
-        for file in [&cert_file, &key_file] {
-            std::os::unix::fs::chown(file, Some(uid), Some(gid)).expect("chown to postgres");
-        }
+        let ssl_settings = match cert {
+            Some(cert) => {
+                let (cert_file, key_file) = write_cert_and_key(&root, cert, uid, gid);
+                vec![
+                    "ssl=on".to_string(),
+                    format!("ssl_cert_file={}", cert_file.display()),
+                    format!("ssl_key_file={}", key_file.display()),
+                ]
+            }
+            None => vec!["ssl=off".to_string()],
+        };
 
         let port = free_port();
         let log = fs::File::create(root.join("postgres.log")).expect("create the log file");
@@ -71,11 +81,12 @@ impl Postgres {
             .arg("-k")
             .arg(&root)
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-c", "ssl=on", "-c", "fsync=off"])
-            .arg("-c")
-            .arg(format!("ssl_cert_file={}", cert_file.display()))
-            .arg("-c")
-            .arg(format!("ssl_key_file={}", key_file.display()))
+            .args(["-c", "fsync=off"])
+            .args(
+                ssl_settings
+                    .iter()
+                    .flat_map(|setting| ["-c", setting.as_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)
@@ -127,6 +138,21 @@ impl Drop for Postgres {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes the certificate and its key (0600) for postgres to read; returns their paths.
+fn write_cert_and_key(root: &Path, cert: &TestCert, uid: u32, gid: u32) -> (PathBuf, PathBuf) {
+    let cert_file = root.join("server.crt");
+    let key_file = root.join("server.key");
+    fs::write(&cert_file, &cert.cert_pem).expect("write the server certificate");
+    fs::write(&key_file, "").expect("create the key file");
+    // The key is made private before any secret is written into it.
+    fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).expect("chmod 0600");
+    fs::write(&key_file, &cert.key_pem).expect("write the server key");
+    for file in [&cert_file, &key_file] {
+        std::os::unix::fs::chown(file, Some(uid), Some(gid)).expect("chown to postgres");
+    }
+    (cert_file, key_file)
 }
 
 /// The newest `/usr/lib/postgresql/VERSION/bin` holding a `postgres` binary.
