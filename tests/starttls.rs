@@ -320,6 +320,15 @@ async fn xmpp_reports_features_without_starttls() {
 }
 
 #[tokio::test]
+async fn xmpp_quotes_the_stream_error_of_a_closed_stream() {
+    let refusal = "<?xml version='1.0'?><stream:stream from='localhost' id='s2' version='1.0' \
+        xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:error>\
+        <host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>";
+    let script = vec![xmpp_stream_header_names_localhost(), send(refusal)];
+    check_refused(StartTls::Xmpp, script, &["<stream:error><host-unknown"]).await;
+}
+
+#[tokio::test]
 async fn postgres_reports_a_server_that_does_not_accept_ssl() {
     let script = vec![expect(POSTGRES_SSL_REQUEST), send("N")];
     check_refused(StartTls::Postgres, script, &["server does not accept SSL"]).await;
