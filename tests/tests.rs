@@ -6,3 +6,5 @@ mod common;
 mod config_files;
 /// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
 mod probe;
+/// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
+mod starttls;

@@ -2,8 +2,8 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::StartTlsError;
 use super::wire::Wire;
+use super::{PLAINTEXT_LIMIT, StartTlsError};
 
 /// The StartTLS extended operation's name.
 const START_TLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
@@ -45,7 +45,8 @@ where
     };
     message.extend(wire.exact(extra_length_octets, waiting_for).await?);
     let content_length = match parse_header(&message) {
-        Ok(Some((_, content_length))) => content_length,
+        Ok(Some((_, content_length))) if content_length <= PLAINTEXT_LIMIT => content_length,
+        Ok(Some(_)) => return Err(wire.unexpected("an LDAPMessage of at most 64 KiB", &message)),
         Ok(None) => return Err(wire.unexpected("a BER length", &message)),
         Err(why) => return Err(wire.error(format!("bad LDAPMessage: {why}"))),
     };

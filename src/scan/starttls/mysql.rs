@@ -2,8 +2,8 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::StartTlsError;
 use super::wire::Wire;
+use super::{PLAINTEXT_LIMIT, StartTlsError};
 
 /// Capability flags (MySQL `CLIENT_*`).
 const CLIENT_LONG_PASSWORD: u32 = 0x0000_0001;
@@ -45,6 +45,9 @@ where
     let length =
         usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
     let sequence = header[3];
+    if length > PLAINTEXT_LIMIT {
+        return Err(wire.unexpected("a handshake packet of at most 64 KiB", &header));
+    }
     let payload = wire.exact(length, waiting_for).await?;
     if payload.first() == Some(&0xff) {
         return Err(wire.error(format!(

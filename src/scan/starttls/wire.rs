@@ -159,10 +159,22 @@ where
     }
 }
 
-/// Quotes server output for an error message: escaped to printable ASCII, truncated.
+/// Quotes server output for an error message: printable ASCII as is, everything else escaped
+/// (`\r`, `\n`, `\t`, `\xNN`), truncated to [`QUOTED_BYTES`].
 pub(super) fn quote(bytes: &[u8]) -> String {
-    let shown = &bytes[..bytes.len().min(QUOTED_BYTES)];
-    let mut quoted = format!("\"{}\"", shown.escape_ascii());
+    let mut quoted = String::from("\"");
+    for &byte in bytes.iter().take(QUOTED_BYTES) {
+        match byte {
+            b'"' => quoted.push_str("\\\""),
+            b'\\' => quoted.push_str("\\\\"),
+            b'\r' => quoted.push_str("\\r"),
+            b'\n' => quoted.push_str("\\n"),
+            b'\t' => quoted.push_str("\\t"),
+            b' '..=b'~' => quoted.push(char::from(byte)),
+            _ => quoted.push_str(&format!("\\x{byte:02x}")),
+        }
+    }
+    quoted.push('"');
     if bytes.len() > QUOTED_BYTES {
         quoted.push_str(&format!("... ({} bytes in all)", bytes.len()));
     }
@@ -186,6 +198,7 @@ mod tests {
     #[test]
     fn quote_escapes_control_bytes_and_truncates_long_output() {
         assert_eq!(quote(b"220 ok\r\n\x00"), r#""220 ok\r\n\x00""#);
+        assert_eq!(quote(b"to='a\"b'"), r#""to='a\"b'""#);
         let long = vec![b'A'; 500];
         let quoted = quote(&long);
         assert!(quoted.ends_with("... (500 bytes in all)"), "{quoted}");

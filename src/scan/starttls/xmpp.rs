@@ -28,10 +28,11 @@ where
             "the stream features",
         )
         .await?;
-    let features = find(&opening, b"<stream:features").map_or(&opening[..], |at| &opening[at..]);
     if found == 2 {
-        return Err(wire.unexpected("stream features", features));
+        let error = find(&opening, b"<stream:error").map_or(&opening[..], |at| &opening[at..]);
+        return Err(wire.unexpected("stream features", error));
     }
+    let features = find(&opening, b"<stream:features").map_or(&opening[..], |at| &opening[at..]);
     if find(features, b"<starttls").is_none() {
         return Err(wire.unexpected("stream features offering <starttls>", features));
     }
