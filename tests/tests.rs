@@ -1,5 +1,7 @@
 //! The integration tests, in one binary: real servers on loopback, fixtures as files.
 
+/// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
+mod check_cli;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, a real PostgreSQL.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
