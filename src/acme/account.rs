@@ -17,6 +17,7 @@ use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::acme::error::retry_bad_nonce;
 use crate::acme::http::{self, AcmeObserver};
 use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
 
@@ -111,7 +112,6 @@ pub async fn load_or_create_account(
             None => format!("TLS client: {error}"),
         },
     })?;
-    let builder = Account::builder_with_http(Box::new(client));
     let account_dir = state_dir.join("acme");
     let credentials_path = account_dir.join(account_file_name(&settings.directory));
     let file_error = |path: &Path| {
@@ -134,7 +134,7 @@ pub async fn load_or_create_account(
                     ),
                 });
             }
-            let account = builder
+            let account = Account::builder_with_http(Box::new(client))
                 .from_credentials(stored.credentials)
                 .await
                 .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
@@ -148,10 +148,12 @@ pub async fn load_or_create_account(
                 terms_of_service_agreed: true,
                 only_return_existing: false,
             };
-            let (account, credentials) = builder
-                .create(&new_account, settings.directory.clone(), eab.as_ref())
-                .await
-                .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+            let (account, credentials) = retry_bad_nonce!(
+                Account::builder_with_http(Box::new(client.clone()))
+                    .create(&new_account, settings.directory.clone(), eab.as_ref())
+                    .await
+            )
+            .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
             let stored = StoredAccount {
                 directory: settings.directory.clone(),
                 credentials,

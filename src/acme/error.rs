@@ -200,6 +200,37 @@ impl AcmeError {
     }
 }
 
+/// How many times a step is repeated after instant-acme gave up on rejected nonces (it
+/// tries three times itself). CAs that reject many nonces, such as Pebble with
+/// `PEBBLE_WFE_NONCEREJECT=30`, need these extra rounds.
+pub(crate) const BAD_NONCE_ROUNDS: u32 = 5;
+
+/// Whether the CA rejected the request's nonce.
+pub(crate) fn is_bad_nonce(problem: &instant_acme::Problem) -> bool {
+    problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce")
+}
+
+/// Evaluates `$call` (an awaited instant-acme call) again while it fails with `badNonce`,
+/// at most [`BAD_NONCE_ROUNDS`] extra times.
+macro_rules! retry_bad_nonce {
+    ($call:expr) => {{
+        let mut rounds = 0;
+        loop {
+            match $call {
+                Err(instant_acme::Error::Api(problem))
+                    if $crate::acme::error::is_bad_nonce(&problem)
+                        && rounds < $crate::acme::error::BAD_NONCE_ROUNDS =>
+                {
+                    rounds += 1;
+                    tracing::debug!(rounds, "ACME server rejected the nonce again, repeating");
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use retry_bad_nonce;
+
 /// Shortens an ACME problem type URN to its last part (`...:error:dns` → `dns`).
 pub(crate) fn problem_keyword(problem_type: Option<&str>) -> String {
     match problem_type {

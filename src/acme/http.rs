@@ -133,7 +133,8 @@ fn load_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, std::io::
     Ok(roots)
 }
 
-/// The [`HttpClient`] given to instant-acme.
+/// The [`HttpClient`] given to instant-acme. Clones share the connection pool.
+#[derive(Clone)]
 pub(crate) struct InstrumentedClient {
     shared: Arc<Shared>,
 }

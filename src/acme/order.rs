@@ -2,12 +2,14 @@
 //! download. Each step maps its failures to the [`Stage`] it belongs to.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use instant_acme::{
     AuthorizationStatus, CertificateIdentifier, ChallengeStatus, NewOrder, Order, OrderStatus,
 };
 use tokio::time::Instant;
 
+use crate::acme::error::{BAD_NONCE_ROUNDS, is_bad_nonce, retry_bad_nonce};
 use crate::acme::keys::{KeyAndCsr, generate_key_and_csr};
 use crate::acme::retry::poll_interval;
 use crate::acme::solvers::Responder;
@@ -50,10 +52,7 @@ pub async fn issue(account: &AcmeAccount, request: &IssueRequest) -> Result<Issu
     if let Some(replaces) = &request.replaces {
         new_order = new_order.replaces(parse_ari_id(replaces)?);
     }
-    let mut order = account
-        .acme()
-        .new_order(&new_order)
-        .await
+    let mut order = retry_bad_nonce!(account.acme().new_order(&new_order).await)
         .map_err(|error| AcmeError::from_acme(Stage::Order, error))?;
     let order_url = order.url().to_owned();
     tracing::debug!(order = %order_url, names = ?request.names, "created ACME order");
@@ -78,33 +77,49 @@ async fn validate(
     responder: &mut Responder,
 ) -> Result<(), AcmeError> {
     let challenge_type = responder.challenge_type();
-    let mut authorizations = order.authorizations();
-    while let Some(authorization) = authorizations.next().await {
-        let mut authorization =
-            authorization.map_err(|error| AcmeError::from_acme(Stage::Order, error))?;
-        let identifier = own_identifier(authorization.identifier().identifier);
-        match authorization.status {
-            AuthorizationStatus::Valid => continue,
-            AuthorizationStatus::Pending => {}
-            other => {
-                return Err(AcmeError::Protocol {
-                    stage: Stage::Order,
-                    message: format!("authorization for {identifier} is {other:?}"),
-                });
+    // A failed authorization fetch is consumed by instant-acme's stream and stays unfetched
+    // in the order, so after a rejected nonce the walk starts over, skipping what is done.
+    let mut answered: HashSet<String> = HashSet::new();
+    let mut restarts = 0;
+    'walk: loop {
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = match authorization {
+                Ok(authorization) => authorization,
+                Err(instant_acme::Error::Api(problem))
+                    if is_bad_nonce(&problem) && restarts < BAD_NONCE_ROUNDS =>
+                {
+                    restarts += 1;
+                    continue 'walk;
+                }
+                Err(error) => return Err(AcmeError::from_acme(Stage::Order, error)),
+            };
+            let url = authorization.url().to_owned();
+            let identifier = own_identifier(authorization.identifier().identifier);
+            match authorization.status {
+                _ if answered.contains(&url) => continue,
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(AcmeError::Protocol {
+                        stage: Stage::Order,
+                        message: format!("authorization for {identifier} is {other:?}"),
+                    });
+                }
             }
+            let Some(mut challenge) = authorization.challenge(challenge_type.clone()) else {
+                return Err(AcmeError::ChallengeNotOffered {
+                    wanted: responder.kind(),
+                    identifier: identifier.to_string(),
+                });
+            };
+            let key_authorization = challenge.key_authorization();
+            responder.add(&identifier, &challenge.token, &key_authorization)?;
+            retry_bad_nonce!(challenge.set_ready().await)
+                .map_err(|error| AcmeError::from_acme(Stage::Challenge, error))?;
+            answered.insert(url);
         }
-        let Some(mut challenge) = authorization.challenge(challenge_type.clone()) else {
-            return Err(AcmeError::ChallengeNotOffered {
-                wanted: responder.kind(),
-                identifier: identifier.to_string(),
-            });
-        };
-        let key_authorization = challenge.key_authorization();
-        responder.add(&identifier, &challenge.token, &key_authorization)?;
-        challenge
-            .set_ready()
-            .await
-            .map_err(|error| AcmeError::from_acme(Stage::Challenge, error))?;
+        break;
     }
 
     let status = poll_order(account, order, Stage::Challenge, |status| {
@@ -154,9 +169,7 @@ async fn finalize(
     order: &mut Order,
     generated: &KeyAndCsr,
 ) -> Result<String, AcmeError> {
-    order
-        .finalize_csr(&generated.csr_der)
-        .await
+    retry_bad_nonce!(order.finalize_csr(&generated.csr_der).await)
         .map_err(|error| AcmeError::from_acme(Stage::Finalize, error))?;
     let status = poll_order(account, order, Stage::Finalize, |status| {
         matches!(status, OrderStatus::Valid | OrderStatus::Invalid)
@@ -168,7 +181,7 @@ async fn finalize(
             message: "the order became invalid after finalization".into(),
         });
     }
-    match order.certificate().await {
+    match retry_bad_nonce!(order.certificate().await) {
         Ok(Some(chain)) => Ok(chain),
         Ok(None) => Err(AcmeError::Protocol {
             stage: Stage::Download,
@@ -207,10 +220,10 @@ async fn poll_order(
         }
         tokio::time::sleep(wait).await;
         polls += 1;
-        state = order
-            .refresh()
-            .await
-            .map_err(|error| AcmeError::from_acme(stage, error))?;
+        state = match retry_bad_nonce!(order.refresh().await) {
+            Ok(state) => state,
+            Err(error) => return Err(AcmeError::from_acme(stage, error)),
+        };
     }
 }
 
