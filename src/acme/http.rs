@@ -97,17 +97,14 @@ pub(crate) fn build_client(
         .enable_http1()
         .enable_http2()
         .build();
-    let mut known = HashMap::new();
-    known.insert(directory.to_owned(), "directory");
-    Ok(InstrumentedClient {
-        shared: Arc::new(Shared {
-            hyper: HyperClient::builder(TokioExecutor::new()).build(connector),
-            policy,
-            observer,
-            directory: directory.to_owned(),
-            known_urls: Mutex::new(known),
-        }),
-    })
+    let hyper: HyperClient<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>> =
+        HyperClient::builder(TokioExecutor::new()).build(connector);
+    Ok(InstrumentedClient::wrap(
+        Box::new(hyper),
+        directory,
+        policy,
+        observer,
+    ))
 }
 
 fn load_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, std::io::Error> {
@@ -140,12 +137,34 @@ pub(crate) struct InstrumentedClient {
 }
 
 struct Shared {
-    hyper: HyperClient<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
+    inner: Box<dyn HttpClient>,
     policy: RetryPolicy,
     observer: Arc<dyn AcmeObserver>,
     directory: String,
     /// URL → endpoint keyword, learnt from the directory document.
     known_urls: Mutex<HashMap<String, &'static str>>,
+}
+
+impl InstrumentedClient {
+    /// Wraps `inner`, the client that actually talks to the network.
+    fn wrap(
+        inner: Box<dyn HttpClient>,
+        directory: &str,
+        policy: RetryPolicy,
+        observer: Arc<dyn AcmeObserver>,
+    ) -> Self {
+        let mut known = HashMap::new();
+        known.insert(directory.to_owned(), "directory");
+        Self {
+            shared: Arc::new(Shared {
+                inner,
+                policy,
+                observer,
+                directory: directory.to_owned(),
+                known_urls: Mutex::new(known),
+            }),
+        }
+    }
 }
 
 impl HttpClient for InstrumentedClient {
@@ -185,11 +204,9 @@ impl Shared {
             *attempt.headers_mut() = parts.headers.clone();
 
             let started = tokio::time::Instant::now();
-            let sent = tokio::time::timeout(
-                self.policy.request_timeout,
-                HttpClient::request(&self.hyper, attempt),
-            )
-            .await;
+            let sent =
+                tokio::time::timeout(self.policy.request_timeout, self.inner.request(attempt))
+                    .await;
             let elapsed = started.elapsed();
             let (outcome, result) = match sent {
                 Ok(Ok(response)) => {
@@ -335,36 +352,4 @@ impl fmt::Debug for InstrumentedClient {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoint_for_path_knows_pebble_and_lets_encrypt_paths() {
-        let cases = [
-            ("/authZ/abc", "authorization"),
-            ("/acme/authz/1/2", "authorization"),
-            ("/chalZ/abc", "challenge"),
-            ("/acme/chall/1/2/x", "challenge"),
-            ("/finalize-order/abc", "finalize"),
-            ("/acme/finalize/1/2", "finalize"),
-            ("/certZ/abc", "certificate"),
-            ("/acme/cert/abc", "certificate"),
-            ("/my-order/abc", "order"),
-            ("/acme/order/1/2", "order"),
-            ("/my-account/1", "account"),
-            ("/acme/acct/1", "account"),
-            ("/whatever", "other"),
-        ];
-        for (path, endpoint) in cases {
-            assert_eq!(endpoint_for_path(path), endpoint, "{path}");
-        }
-    }
-
-    #[test]
-    fn synthetic_problem_types_follow_the_status() {
-        let body = synthetic_problem(StatusCode::BAD_GATEWAY);
-        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(doc["type"], "urn:ietf:params:acme:error:serverInternal");
-        assert_eq!(doc["status"], 502);
-    }
-}
+mod tests;
