@@ -19,6 +19,7 @@
 //! The binary (`src/main.rs`) is a thin shell over [`cli`].
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod cli;
 pub mod config;
 pub mod report;

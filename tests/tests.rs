@@ -1,8 +1,10 @@
 //! The integration tests, in one binary: real servers on loopback, fixtures as files.
 
+/// The ACME client against a real Pebble: challenges, key types, accounts, EAB, failures.
+mod acme;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
-/// Shared helpers: test PKI, loopback TLS and plaintext servers, a real PostgreSQL.
+/// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
