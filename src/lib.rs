@@ -21,5 +21,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod report;
 pub mod scan;

@@ -4,6 +4,7 @@
 
 pub mod files;
 pub mod inspect;
+pub mod labels;
 pub mod probe;
 pub mod resolve;
 pub mod starttls;
