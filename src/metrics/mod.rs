@@ -5,5 +5,7 @@
 //! of the service state and never starts network work; only `/probe` probes, on demand,
 //! after its allow-list check.
 
+pub mod allow;
 pub mod names;
 pub mod render;
+pub mod status_page;
