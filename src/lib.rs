@@ -24,3 +24,4 @@ pub mod config;
 pub mod metrics;
 pub mod report;
 pub mod scan;
+pub mod service;
