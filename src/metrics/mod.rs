@@ -6,6 +6,8 @@
 //! after its allow-list check.
 
 pub mod allow;
+pub mod http;
 pub mod names;
+pub mod probe_handler;
 pub mod render;
 pub mod status_page;
