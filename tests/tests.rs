@@ -1,1 +1,6 @@
-//! placeholder
+//! The integration tests, in one binary: real servers on loopback, fixtures as files.
+
+/// Shared helpers: test PKI and loopback TLS servers.
+mod common;
+/// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
+mod probe;
