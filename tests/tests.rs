@@ -4,3 +4,5 @@
 mod common;
 /// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
 mod probe;
+/// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.
+mod service;

@@ -122,10 +122,7 @@ pub fn probe_context(config: &Config) -> Result<ProbeContext, ServiceError> {
         }
         None => Resolver::system(),
     };
-    Ok(ProbeContext {
-        resolver,
-        trust: TrustCache::system(),
-    })
+    Ok(ProbeContext::new(resolver, TrustCache::system()))
 }
 
 impl StateView for State {

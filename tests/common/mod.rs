@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests: a test PKI and live loopback TLS servers.
+//! Helpers shared by the integration tests: a test PKI, live loopback TLS servers and a
+//! running `certinel run` process.
 
 pub mod pki;
+pub mod service;
 pub mod tls_server;
