@@ -258,3 +258,50 @@ async fn probe_answers_for_allowed_targets_and_refuses_others() {
         400
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_service_serves_and_returns_when_cancelled() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use certinel::config::model::{AllowRule, Config, ExporterSettings, ScannerSettings};
+    use tokio_util::sync::CancellationToken;
+
+    let listener = tokio::net::TcpListener::bind((LOCALHOST, 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("bound address");
+    let config = Config {
+        source: None,
+        scanner: ScannerSettings {
+            concurrency: 4,
+            default_timeout: Duration::from_secs(5),
+            hosts_file: None,
+        },
+        endpoints: Vec::new(),
+        files: Vec::new(),
+        exporter: ExporterSettings {
+            listen: addr,
+            probe_allow: vec![AllowRule::Cidr {
+                network: LOCALHOST,
+                prefix: 8,
+            }],
+            modules: BTreeMap::new(),
+        },
+    };
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(certinel::service::run(config, listener, shutdown.clone()));
+    let ready = crate::common::service::get(addr, "/readyz", &[]).await;
+    assert_eq!(ready.status, 200, "no targets: ready at once");
+    let metrics = crate::common::service::get(addr, "/metrics", &[]).await;
+    assert_eq!(
+        sample(&metrics.body, "certinel_probe_errors_total{reason=\"dns\"}"),
+        Some(0.0)
+    );
+    shutdown.cancel();
+    tokio::time::timeout(crate::common::service::PATIENCE, service)
+        .await
+        .expect("service returns after cancellation")
+        .expect("service task")
+        .expect("service result");
+}
