@@ -258,23 +258,6 @@ fn refuse(status: StatusCode, reason: String) -> Response {
     (status, format!("{reason}\n")).into_response()
 }
 
-// TEMPORARY: the config branch implements `FromStr for Target`; this stand-in (host:port
-// only) lets the exporter compile until that branch is merged, and goes away then.
-impl std::str::FromStr for Target {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Target, String> {
-        let (host, port) = text.rsplit_once(':').ok_or("expected host:port")?;
-        let port = port.parse().map_err(|_| "invalid port".to_owned())?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let host = match host.parse::<IpAddr>() {
-            Ok(ip) => Host::Ip(ip),
-            Err(_) => Host::Name(host.to_owned()),
-        };
-        Ok(Target { host, port })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
