@@ -84,6 +84,10 @@ pub async fn run_with_reload(
             context,
         }),
     });
+    let loaded = match &config.source {
+        Some(path) => reload::fingerprint(path).await,
+        None => None,
+    };
     let tracker = TaskTracker::new();
     let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
     scheduler.apply(&config);
@@ -102,7 +106,7 @@ pub async fn run_with_reload(
         environment,
         http: http_shared,
     };
-    reloader.watch(reload_requests, shutdown).await;
+    reloader.watch(loaded, reload_requests, shutdown).await;
     tracker.close();
     tracker.wait().await;
     match server.await {

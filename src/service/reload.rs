@@ -48,12 +48,16 @@ pub(crate) struct Reloader {
 
 impl Reloader {
     /// Reloads on `requests` or a file change until `shutdown`.
-    pub async fn watch(mut self, requests: Arc<Notify>, shutdown: CancellationToken) {
+    /// `loaded` is the fingerprint of the file the running configuration came from, taken
+    /// before the service announced itself, so an edit made right after start is seen.
+    pub async fn watch(
+        mut self,
+        loaded: Option<u64>,
+        requests: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) {
         let path = self.current.source.clone();
-        let mut last = match &path {
-            Some(path) => fingerprint(path).await,
-            None => None,
-        };
+        let mut last = loaded;
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
