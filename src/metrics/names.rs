@@ -112,7 +112,7 @@ pub const ENDPOINT_LAST_PROBE: MetricDef = gauge(
 /// Probe failures by reason, since start.
 pub const PROBE_ERRORS: MetricDef = counter(
     "certinel_probe_errors_total",
-    "Scheduled probes that failed, by reason (connect, dns, timeout, starttls, handshake).",
+    "Scheduled probe failures, by reason (connect, dns, timeout, starttls, handshake, config, internal).",
 );
 /// `/probe` outcome.
 pub const PROBE_SUCCESS: MetricDef = gauge(

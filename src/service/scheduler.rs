@@ -263,6 +263,39 @@ pub fn read_source(pattern: &str) -> Vec<FileReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::resolve::Resolver;
+    use crate::scan::trust::TrustCache;
+
+    fn config(ports: &[u16]) -> Config {
+        let text: String = ports
+            .iter()
+            .map(|port| format!("[[endpoint]]\ntarget = \"127.0.0.1:{port}\"\n"))
+            .collect();
+        crate::config::parse(&text, None).expect("test config")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn apply_keeps_unchanged_jobs_stops_removed_ones_and_starts_new_ones() {
+        let state = Arc::new(State::new());
+        let context = ProbeContext::new(Resolver::system(), TrustCache::empty());
+        let environment = Arc::new(JobEnvironment {
+            state: state.clone(),
+            probe_context: RwLock::new(Arc::new(context)),
+            permits: Semaphore::new(4),
+        });
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut scheduler = Scheduler::new(environment, tracker.clone(), shutdown.clone());
+        assert_eq!(scheduler.apply(&config(&[1, 2])), (2, 0));
+        assert_eq!(scheduler.apply(&config(&[2, 3])), (1, 1));
+        assert_eq!(scheduler.apply(&config(&[2, 3])), (0, 0));
+        assert_eq!(scheduler.apply(&config(&[])), (0, 2));
+        assert!(state.is_ready(), "no job left to wait for");
+        // Cancelled before their first run, the jobs end without touching the network.
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
 
     const FIVE_MINUTES: Duration = Duration::from_secs(300);
 

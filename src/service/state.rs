@@ -19,7 +19,15 @@ pub type JobId = u64;
 
 /// The reason keywords of [`crate::scan::probe::ProbeError::keyword`], pre-set to zero so
 /// the counter series exist before the first failure.
-pub const PROBE_ERROR_REASONS: [&str; 5] = ["connect", "dns", "handshake", "starttls", "timeout"];
+pub const PROBE_ERROR_REASONS: [&str; 7] = [
+    "config",
+    "connect",
+    "dns",
+    "handshake",
+    "internal",
+    "starttls",
+    "timeout",
+];
 
 /// Results and counters shared by the scheduler (writer) and the HTTP handlers (readers).
 #[derive(Debug, Default)]
