@@ -22,7 +22,9 @@
 pub mod acme;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod report;
 pub mod scan;
 pub mod schedule;
+pub mod service;
 pub mod store;

@@ -10,5 +10,7 @@ mod common;
 mod config_files;
 /// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
 mod probe;
+/// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.
+mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
