@@ -54,10 +54,10 @@ pub const ENDPOINT_CERT_NOT_BEFORE: MetricDef = gauge(
     "certinel_endpoint_cert_not_before_timestamp_seconds",
     "Start of validity of the leaf certificate, as a Unix timestamp.",
 );
-/// Days until the leaf expires, at scrape time.
-pub const ENDPOINT_CERT_EXPIRY_DAYS: MetricDef = gauge(
-    "certinel_endpoint_cert_expiry_days",
-    "Days until the leaf certificate expires, computed at scrape time; negative once expired.",
+/// Seconds until the leaf expires, at scrape time.
+pub const ENDPOINT_CERT_EXPIRY: MetricDef = gauge(
+    "certinel_endpoint_cert_expiry_seconds",
+    "Seconds until the leaf certificate expires, computed at scrape time; negative once expired.",
 );
 /// Earliest notAfter of the presented chain minus its trust anchor.
 pub const ENDPOINT_CHAIN_EARLIEST_NOT_AFTER: MetricDef = gauge(
@@ -129,10 +129,10 @@ pub const FILE_CERT_NOT_BEFORE: MetricDef = gauge(
     "certinel_file_cert_not_before_timestamp_seconds",
     "Start of validity of the first certificate in the file, as a Unix timestamp.",
 );
-/// Days until the file's leaf expires.
-pub const FILE_CERT_EXPIRY_DAYS: MetricDef = gauge(
-    "certinel_file_cert_expiry_days",
-    "Days until the first certificate in the file expires, computed at scrape time.",
+/// Seconds until the file's leaf expires.
+pub const FILE_CERT_EXPIRY: MetricDef = gauge(
+    "certinel_file_cert_expiry_seconds",
+    "Seconds until the first certificate in the file expires, computed at scrape time; negative once expired.",
 );
 /// Earliest notAfter in the file.
 pub const FILE_CERT_CHAIN_EARLIEST_NOT_AFTER: MetricDef = gauge(
@@ -174,7 +174,7 @@ pub const ALL: &[MetricDef] = &[
     ENDPOINT_UP,
     ENDPOINT_CERT_NOT_AFTER,
     ENDPOINT_CERT_NOT_BEFORE,
-    ENDPOINT_CERT_EXPIRY_DAYS,
+    ENDPOINT_CERT_EXPIRY,
     ENDPOINT_CHAIN_EARLIEST_NOT_AFTER,
     ENDPOINT_CHAIN_CERT_NOT_AFTER,
     ENDPOINT_ADDRESSES_DISAGREE,
@@ -188,7 +188,7 @@ pub const ALL: &[MetricDef] = &[
     PROBE_ERRORS,
     FILE_CERT_NOT_AFTER,
     FILE_CERT_NOT_BEFORE,
-    FILE_CERT_EXPIRY_DAYS,
+    FILE_CERT_EXPIRY,
     FILE_CERT_CHAIN_EARLIEST_NOT_AFTER,
     FILE_CERT_INFO,
     FILE_READ_ERRORS,

@@ -95,9 +95,9 @@ pub fn probe_succeeded(report: &EndpointReport) -> bool {
             .all(|address| address.outcome.is_ok())
 }
 
-/// Days from `now` until `not_after`, negative once past.
-pub fn days_left(not_after: OffsetDateTime, now: OffsetDateTime) -> f64 {
-    (not_after - now).as_seconds_f64() / 86_400.0
+/// Seconds from `now` until `not_after`, negative once past.
+fn seconds_left(not_after: OffsetDateTime, now: OffsetDateTime) -> f64 {
+    (not_after - now).as_seconds_f64()
 }
 
 fn push_endpoint(families: &mut Families, report: &EndpointReport, now: OffsetDateTime) {
@@ -158,9 +158,9 @@ fn push_handshake(
         timestamp(leaf.not_before),
     );
     families.push(
-        names::ENDPOINT_CERT_EXPIRY_DAYS,
+        names::ENDPOINT_CERT_EXPIRY,
         labels,
-        days_left(leaf.not_after, now),
+        seconds_left(leaf.not_after, now),
     );
     push_chain(families, labels, &handshake.chain);
     families.push(
@@ -231,9 +231,9 @@ fn push_file(families: &mut Families, report: &FileReport, now: OffsetDateTime) 
         timestamp(leaf.not_before),
     );
     families.push(
-        names::FILE_CERT_EXPIRY_DAYS,
+        names::FILE_CERT_EXPIRY,
         &labels,
-        days_left(leaf.not_after, now),
+        seconds_left(leaf.not_after, now),
     );
     families.push(
         names::FILE_CERT_CHAIN_EARLIEST_NOT_AFTER,

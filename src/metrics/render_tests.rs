@@ -137,7 +137,7 @@ fn healthy_endpoint_renders_expiry_chain_and_identity_gauges() {
             &format!("certinel_endpoint_up{{{labels}}} 1"),
             &format!("certinel_endpoint_cert_not_after_timestamp_seconds{{{labels}}} 1769860800"),
             &format!("certinel_endpoint_cert_not_before_timestamp_seconds{{{labels}}} 1759276800"),
-            &format!("certinel_endpoint_cert_expiry_days{{{labels}}} 30.5"),
+            &format!("certinel_endpoint_cert_expiry_seconds{{{labels}}} 2635200"),
             &format!(
                 "certinel_endpoint_chain_earliest_not_after_timestamp_seconds{{{labels}}} 1769860800"
             ),
@@ -173,7 +173,7 @@ fn healthy_endpoint_renders_expiry_chain_and_identity_gauges() {
 }
 
 #[test]
-fn expiry_days_is_negative_once_expired_and_reason_is_labelled() {
+fn expiry_seconds_is_negative_once_expired_and_reason_is_labelled() {
     let mut expired = handshake("old.test", datetime!(2025-12-30 00:00 UTC));
     if let Ok(handshake) = &mut expired {
         handshake.verification = Verification {
@@ -191,7 +191,7 @@ fn expiry_days_is_negative_once_expired_and_reason_is_labelled() {
     assert_lines(
         &body,
         &[
-            &format!("certinel_endpoint_cert_expiry_days{{{labels}}} -2"),
+            &format!("certinel_endpoint_cert_expiry_seconds{{{labels}}} -172800"),
             &format!("certinel_endpoint_cert_verified{{{labels}}} 0"),
             &format!("certinel_endpoint_cert_error_info{{{labels},reason=\"expired\"}} 1"),
         ],
@@ -264,7 +264,7 @@ fn counters_files_and_client_certificates_are_rendered() {
             r#"certinel_endpoint_addresses_disagree{target="mtls.test:443"} 1"#,
             r#"certinel_probe_errors_total{reason="timeout"} 3"#,
             "# TYPE certinel_probe_errors_total counter",
-            r#"certinel_file_cert_expiry_days{path="/etc/ssl/site.pem"} 10"#,
+            r#"certinel_file_cert_expiry_seconds{path="/etc/ssl/site.pem"} 864000"#,
             r#"certinel_file_cert_not_after_timestamp_seconds{path="/etc/ssl/site.pem"} 1768089600"#,
             r#"certinel_file_read_errors_total{path="/etc/ssl/broken.pem"} 2"#,
         ],

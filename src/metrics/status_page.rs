@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 use time::OffsetDateTime;
 
-use crate::metrics::render::{Snapshot, days_left};
+use crate::metrics::render::Snapshot;
+use crate::report::days_between;
 
 /// Days left below which a row is red.
 pub const CRITICAL_DAYS: f64 = 7.0;
@@ -90,7 +91,7 @@ fn rows(snapshot: &Snapshot, now: OffsetDateTime) -> Vec<Row> {
                     rows.push(Row {
                         source,
                         subject: leaf.subject.clone(),
-                        days: Some(days_left(leaf.not_after, now)),
+                        days: Some(days_between(now, leaf.not_after)),
                         not_after: rfc3339(leaf.not_after),
                         problem: handshake
                             .verification
@@ -110,7 +111,7 @@ fn rows(snapshot: &Snapshot, now: OffsetDateTime) -> Vec<Row> {
                 rows.push(Row {
                     source,
                     subject: leaf.subject.clone(),
-                    days: Some(days_left(leaf.not_after, now)),
+                    days: Some(days_between(now, leaf.not_after)),
                     not_after: rfc3339(leaf.not_after),
                     problem: None,
                 });
