@@ -8,6 +8,9 @@ mod check_cli;
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
+/// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a
+/// real Prometheus scraping a real certinel.
+mod monitoring;
 /// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
 mod probe;
 /// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.

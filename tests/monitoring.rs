@@ -1,0 +1,158 @@
+//! The shipped monitoring files: alert rules and Prometheus config pass promtool and their
+//! unit tests, the Grafana dashboard is importable and well formed, and (end_to_end) every
+//! dashboard and alert query returns data from a real Prometheus scraping a real certinel.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::prometheus::{assert_promtool_ok, config_dir, promtool};
+
+mod end_to_end;
+
+/// The variables a dashboard query may use, and what the end-to-end test puts in their place.
+const DASHBOARD_VARIABLES: &[(&str, &str)] = &[
+    ("$__rate_interval", "1m"),
+    ("$instance", ".+"),
+    ("$job", "certinel"),
+];
+
+/// The datasource every panel and query must use: the `DS_PROMETHEUS` import input.
+const DATASOURCE_UID: &str = "${DS_PROMETHEUS}";
+
+#[test]
+fn alert_rules_and_prometheus_config_pass_promtool_check() {
+    let dir = config_dir();
+    let loaded = promtool(&dir, &["check", "rules", "alerts.yml"]);
+    assert_promtool_ok(&loaded, "check rules alerts.yml");
+    // Not loaded yet (its metrics do not exist), but it must stay valid.
+    let drafted = promtool(&dir, &["check", "rules", "alerts-renewal.yml"]);
+    assert_promtool_ok(&drafted, "check rules alerts-renewal.yml");
+    let config = promtool(&dir, &["check", "config", "prometheus.yml"]);
+    assert_promtool_ok(&config, "check config prometheus.yml");
+}
+
+#[test]
+fn alert_rule_unit_tests_fire_and_stay_quiet_as_expected() {
+    let output = promtool(&config_dir(), &["test", "rules", "alerts_test.yml"]);
+    assert_promtool_ok(&output, "test rules alerts_test.yml");
+}
+
+#[test]
+fn renewal_alerts_are_not_loaded_until_their_metrics_exist() {
+    let config =
+        std::fs::read_to_string(config_dir().join("prometheus.yml")).expect("read prometheus.yml");
+    let rule_files: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("- ") && line.ends_with(".yml"))
+        .collect();
+    assert_eq!(rule_files, ["- alerts.yml"], "{config}");
+}
+
+#[test]
+fn dashboard_is_importable_with_a_datasource_input_and_job_and_instance_variables() {
+    let dashboard = load_dashboard();
+    let inputs = dashboard["__inputs"].as_array().expect("__inputs");
+    assert!(
+        inputs.iter().any(|input| input["name"] == "DS_PROMETHEUS"
+            && input["type"] == "datasource"
+            && input["pluginId"] == "prometheus"),
+        "no DS_PROMETHEUS datasource input: {inputs:?}"
+    );
+    assert!(dashboard["id"].is_null(), "an exported dashboard has no id");
+    assert!(dashboard["schemaVersion"].as_u64().expect("schemaVersion") >= 39);
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+        .iter()
+        .map(|variable| {
+            assert_eq!(variable["datasource"]["uid"], DATASOURCE_UID, "{variable}");
+            variable["name"].as_str().expect("variable name")
+        })
+        .collect();
+    assert_eq!(variables, ["job", "instance"]);
+}
+
+#[test]
+fn dashboard_panels_have_unique_ids_and_do_not_overlap() {
+    let dashboard = load_dashboard();
+    let panels = panels(&dashboard);
+    assert!(!panels.is_empty());
+    let mut ids = std::collections::BTreeSet::new();
+    let mut boxes: Vec<(&str, [u64; 4])> = Vec::new();
+    for panel in &panels {
+        let title = panel["title"].as_str().expect("panel title");
+        let id = panel["id"].as_u64().expect("panel id");
+        assert!(ids.insert(id), "panel id {id} used twice ({title})");
+        let position = &panel["gridPos"];
+        let [x, y, w, h] = ["x", "y", "w", "h"].map(|key| {
+            position[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{title}: gridPos.{key}"))
+        });
+        assert!(w > 0 && h > 0 && x + w <= 24, "{title}: {position}");
+        for (other, [ox, oy, ow, oh]) in &boxes {
+            let apart = x + w <= *ox || *ox + ow <= x || y + h <= *oy || *oy + oh <= y;
+            assert!(apart, "{title} overlaps {other}");
+        }
+        boxes.push((title, [x, y, w, h]));
+    }
+}
+
+#[test]
+fn every_dashboard_query_uses_the_datasource_input_and_known_variables() {
+    let dashboard = load_dashboard();
+    for panel in panels(&dashboard) {
+        let title = panel["title"].as_str().expect("panel title");
+        assert_eq!(panel["datasource"]["uid"], DATASOURCE_UID, "panel {title}");
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {title} has no query");
+        for target in targets {
+            assert_eq!(
+                target["datasource"]["uid"], DATASOURCE_UID,
+                "{title}: {target}"
+            );
+            let expr = target["expr"].as_str().expect("expr");
+            assert!(
+                expr.contains("job=~\"$job\"") && expr.contains("instance=~\"$instance\""),
+                "{title}: every query filters by $job and $instance: {expr}"
+            );
+            let substituted = substitute_variables(expr);
+            assert!(
+                !substituted.contains('$'),
+                "{title}: unknown variable in {expr}"
+            );
+        }
+    }
+}
+
+/// The dashboard JSON as shipped.
+fn load_dashboard() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/certinel.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// Every panel, including those folded inside rows.
+fn panels(dashboard: &Value) -> Vec<&Value> {
+    let mut all = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        all.push(panel);
+        if let Some(inner) = panel["panels"].as_array() {
+            all.extend(inner);
+        }
+    }
+    all.retain(|panel| panel["type"] != "row");
+    all
+}
+
+/// `expr` with the dashboard's variables replaced as the end-to-end test runs them.
+fn substitute_variables(expr: &str) -> String {
+    DASHBOARD_VARIABLES
+        .iter()
+        .fold(expr.to_owned(), |expr, (name, value)| {
+            expr.replace(name, value)
+        })
+}
