@@ -42,8 +42,9 @@ pub struct CheckArgs {
     #[arg(long)]
     pub sni: Option<String>,
     /// STARTTLS protocol for command-line targets.
-    #[arg(long, value_enum)]
-    pub starttls: Option<StartTlsArg>,
+    /// (`smtp`, `imap`, `pop3`, `ftp`, `ldap`, `postgres`, `mysql`, `xmpp`).
+    #[arg(long)]
+    pub starttls: Option<StartTls>,
     /// Extra trust roots (PEM) for command-line targets.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
@@ -51,8 +52,9 @@ pub struct CheckArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub timeout: Duration,
     /// Probe only IPv4 or IPv6 addresses of command-line targets.
-    #[arg(long, value_enum, default_value_t = FamilyArg::Any)]
-    pub ip_family: FamilyArg,
+    /// (`any`, `ipv4`, `ipv6`).
+    #[arg(long, default_value = "any")]
+    pub ip_family: IpFamily,
     /// Answer names from this hosts-format file before DNS.
     #[arg(long)]
     pub hosts_file: Option<PathBuf>,
@@ -68,29 +70,6 @@ pub enum Output {
     Table,
     /// One JSON object per endpoint address or file.
     Json,
-}
-
-/// `--starttls` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[allow(missing_docs)]
-pub enum StartTlsArg {
-    Smtp,
-    Imap,
-    Pop3,
-    Ftp,
-    Ldap,
-    Postgres,
-    Mysql,
-    Xmpp,
-}
-
-/// `--ip-family` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[allow(missing_docs)]
-pub enum FamilyArg {
-    Any,
-    Ipv4,
-    Ipv6,
 }
 
 /// Runs one check and returns the worst status as the exit code.
@@ -174,13 +153,9 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
             .with_context(|| format!("target {argument:?}"))?;
         let mut endpoint = Endpoint::new(target, args.timeout);
         endpoint.sni = args.sni.clone();
-        endpoint.starttls = args.starttls.map(StartTls::from);
+        endpoint.starttls = args.starttls;
         endpoint.ca_file = args.ca_file.clone();
-        endpoint.ip_family = match args.ip_family {
-            FamilyArg::Any => IpFamily::Any,
-            FamilyArg::Ipv4 => IpFamily::Ipv4,
-            FamilyArg::Ipv6 => IpFamily::Ipv6,
-        };
+        endpoint.ip_family = args.ip_family;
         plan.endpoints.push(endpoint);
     }
     Ok(plan)
@@ -261,21 +236,6 @@ impl Progress {
         if let Some(task) = self.task {
             task.abort();
             eprint!("\r\x1b[2K");
-        }
-    }
-}
-
-impl From<StartTlsArg> for StartTls {
-    fn from(arg: StartTlsArg) -> StartTls {
-        match arg {
-            StartTlsArg::Smtp => StartTls::Smtp,
-            StartTlsArg::Imap => StartTls::Imap,
-            StartTlsArg::Pop3 => StartTls::Pop3,
-            StartTlsArg::Ftp => StartTls::Ftp,
-            StartTlsArg::Ldap => StartTls::Ldap,
-            StartTlsArg::Postgres => StartTls::Postgres,
-            StartTlsArg::Mysql => StartTls::Mysql,
-            StartTlsArg::Xmpp => StartTls::Xmpp,
         }
     }
 }

@@ -36,6 +36,53 @@ const IP_FAMILY: &[(&str, IpFamily)] = &[
 
 const RESOLVE: &[(&str, ResolveMode)] = &[("all", ResolveMode::All), ("first", ResolveMode::First)];
 
+/// A keyword that is not one of the allowed words; its message lists them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {word:?}; use one of: {allowed}")]
+pub struct KeywordError {
+    what: &'static str,
+    word: String,
+    allowed: String,
+}
+
+fn parse_keyword<T: Copy>(
+    what: &'static str,
+    table: &[(&str, T)],
+    word: &str,
+) -> Result<T, KeywordError> {
+    table
+        .iter()
+        .find(|(name, _)| *name == word)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| KeywordError {
+            what,
+            word: word.to_owned(),
+            allowed: table
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+impl std::str::FromStr for StartTls {
+    type Err = KeywordError;
+
+    /// `smtp`, `imap`, `pop3`, `ftp`, `ldap`, `postgres`, `mysql` or `xmpp`.
+    fn from_str(word: &str) -> Result<StartTls, KeywordError> {
+        parse_keyword("starttls protocol", STARTTLS, word)
+    }
+}
+
+impl std::str::FromStr for IpFamily {
+    type Err = KeywordError;
+
+    /// `any`, `ipv4` or `ipv6`.
+    fn from_str(word: &str) -> Result<IpFamily, KeywordError> {
+        parse_keyword("ip_family", IP_FAMILY, word)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for StartTls {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(KeywordVisitor {

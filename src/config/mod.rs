@@ -24,6 +24,7 @@ use toml::de::DeTable;
 pub use allow::{AllowRuleError, AllowRuleProblem};
 pub use duration::{DurationError, DurationProblem, format_duration, parse_duration};
 pub use error::ConfigError;
+pub use keywords::KeywordError;
 pub use target::{NameError, TargetError, TargetProblem};
 
 use model::{Config, ExporterSettings, ScannerSettings};
