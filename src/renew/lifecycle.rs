@@ -452,6 +452,14 @@ impl<'a> Run<'a> {
         change: impl FnOnce(&mut schedule_state::ScheduleState, OffsetDateTime),
     ) -> Result<(), StoreError> {
         let path = self.store.schedule_path(self.name())?;
+        // A failure before `begin` (the account) may come before the directory exists.
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                action: "create",
+                path: dir.to_owned(),
+                source: e,
+            })?;
+        }
         let mut state = schedule_state::load(&path)?;
         change(&mut state, self.now);
         schedule_state::save(&path, &state)
