@@ -23,6 +23,7 @@ pub mod acme;
 pub mod cli;
 pub mod config;
 pub mod metrics;
+pub mod renew;
 pub mod report;
 pub mod scan;
 pub mod schedule;

@@ -277,6 +277,9 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
             }],
             modules: BTreeMap::new(),
         },
+        state_dir: std::env::temp_dir(),
+        acme: None,
+        certificates: Vec::new(),
     };
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(certinel::service::run(config, listener, shutdown.clone()));

@@ -13,6 +13,9 @@ mod config_files;
 mod monitoring;
 /// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
 mod probe;
+/// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
+/// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
+mod renew;
 /// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.

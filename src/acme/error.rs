@@ -117,6 +117,14 @@ pub enum AcmeError {
         /// What is wrong.
         message: String,
     },
+    /// A recorded order can no longer be completed (already finalized, invalid or expired).
+    #[error("order: the order {url} cannot be completed: it is {status}")]
+    OrderUnusable {
+        /// The order URL.
+        url: String,
+        /// Its status, e.g. `valid` or `invalid`.
+        status: String,
+    },
     /// Generating the private key or the CSR failed.
     #[error("finalize: cannot generate the {algorithm} key or CSR: {message}")]
     Key {
@@ -138,6 +146,7 @@ impl AcmeError {
             | Self::Invalid { stage, .. } => *stage,
             Self::ChallengeNotOffered { .. } | Self::Responder { .. } => Stage::Challenge,
             Self::AccountFile { .. } => Stage::Account,
+            Self::OrderUnusable { .. } => Stage::Order,
             Self::Key { .. } => Stage::Finalize,
         }
     }
@@ -145,7 +154,7 @@ impl AcmeError {
     /// A short keyword for what went wrong (metric label `problem`): the ACME problem type
     /// for server problems (`rateLimited`, `unauthorized`, `dns`, `connection`, ...), else
     /// one of `network`, `timeout`, `protocol`, `challengeNotOffered`, `responder`, `io`,
-    /// `invalid` or `key`.
+    /// `invalid`, `key` or `orderUnusable`.
     pub fn problem(&self) -> &str {
         match self {
             Self::Server { problem, .. } => problem,
@@ -157,6 +166,7 @@ impl AcmeError {
             Self::AccountFile { .. } => "io",
             Self::Invalid { .. } => "invalid",
             Self::Key { .. } => "key",
+            Self::OrderUnusable { .. } => "orderUnusable",
         }
     }
 

@@ -36,7 +36,7 @@ pub use account::{AcmeAccount, account_file_name, load_or_create_account};
 pub use error::{AcmeError, Stage};
 pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
-pub use order::issue;
+pub use order::{complete_order, issue, place_order};
 pub use retry::{PollPolicy, RetryPolicy};
 
 /// Everything needed to talk to one ACME CA.

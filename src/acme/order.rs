@@ -37,6 +37,84 @@ pub async fn issue(account: &AcmeAccount, request: &IssueRequest) -> Result<Issu
             message: join_error.to_string(),
         })??;
 
+    let mut order = new_order(account, request).await?;
+    let order_url = order.url().to_owned();
+    tracing::debug!(order = %order_url, names = ?request.names, "created ACME order");
+
+    let mut responder = Responder::start(&request.challenge).await?;
+    let validated = validate(account, &mut order, &mut responder).await;
+    responder.shutdown().await;
+    validated?;
+
+    let cert_chain_pem = finalize(account, &mut order, &generated).await?;
+    Ok(Issued {
+        key_pem: generated.key_pem,
+        cert_chain_pem,
+        order_url,
+    })
+}
+
+/// Places the order for `request.names` without answering it and returns its URL, which
+/// the caller records so that a restart resumes this order instead of placing another.
+pub async fn place_order(
+    account: &AcmeAccount,
+    request: &IssueRequest,
+) -> Result<String, AcmeError> {
+    if request.names.is_empty() {
+        return Err(AcmeError::Invalid {
+            stage: Stage::Order,
+            message: "a certificate needs at least one name".into(),
+        });
+    }
+    let order = new_order(account, request).await?;
+    tracing::debug!(order = %order.url(), names = ?request.names, "created ACME order");
+    Ok(order.url().to_owned())
+}
+
+/// Completes the order at `order_url` (from [`place_order`], possibly before a restart):
+/// answers its pending authorizations, finalizes it with a new key of type `request.key`
+/// and downloads the chain.
+///
+/// An order that was already finalized (its key was never stored, so its certificate is
+/// useless) or that became invalid fails with [`AcmeError::OrderUnusable`]: place a new one.
+pub async fn complete_order(
+    account: &AcmeAccount,
+    order_url: &str,
+    request: &IssueRequest,
+) -> Result<Issued, AcmeError> {
+    let mut order = retry_bad_nonce!(account.acme().order(order_url.to_owned()).await)
+        .map_err(|error| AcmeError::from_acme(Stage::Order, error))?;
+    let status = order.state().status;
+    if !matches!(status, OrderStatus::Pending | OrderStatus::Ready) {
+        return Err(AcmeError::OrderUnusable {
+            url: order_url.to_owned(),
+            status: format!("{status:?}").to_ascii_lowercase(),
+        });
+    }
+    let algorithm = request.key;
+    let names = request.names.clone();
+    let generated = tokio::task::spawn_blocking(move || generate_key_and_csr(algorithm, &names))
+        .await
+        .map_err(|join_error| AcmeError::Key {
+            algorithm: algorithm.as_str(),
+            message: join_error.to_string(),
+        })??;
+    if status == OrderStatus::Pending {
+        let mut responder = Responder::start(&request.challenge).await?;
+        let validated = validate(account, &mut order, &mut responder).await;
+        responder.shutdown().await;
+        validated?;
+    }
+    let cert_chain_pem = finalize(account, &mut order, &generated).await?;
+    Ok(Issued {
+        key_pem: generated.key_pem,
+        cert_chain_pem,
+        order_url: order_url.to_owned(),
+    })
+}
+
+/// Creates the order (with profile and ARI `replaces` when asked for).
+async fn new_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Order, AcmeError> {
     let identifiers: Vec<instant_acme::Identifier> = request
         .names
         .iter()
@@ -52,22 +130,8 @@ pub async fn issue(account: &AcmeAccount, request: &IssueRequest) -> Result<Issu
     if let Some(replaces) = &request.replaces {
         new_order = new_order.replaces(parse_ari_id(replaces)?);
     }
-    let mut order = retry_bad_nonce!(account.acme().new_order(&new_order).await)
-        .map_err(|error| AcmeError::from_acme(Stage::Order, error))?;
-    let order_url = order.url().to_owned();
-    tracing::debug!(order = %order_url, names = ?request.names, "created ACME order");
-
-    let mut responder = Responder::start(&request.challenge).await?;
-    let validated = validate(account, &mut order, &mut responder).await;
-    responder.shutdown().await;
-    validated?;
-
-    let cert_chain_pem = finalize(account, &mut order, &generated).await?;
-    Ok(Issued {
-        key_pem: generated.key_pem,
-        cert_chain_pem,
-        order_url,
-    })
+    retry_bad_nonce!(account.acme().new_order(&new_order).await)
+        .map_err(|error| AcmeError::from_acme(Stage::Order, error))
 }
 
 /// Answers every pending authorization and waits until the order is ready.

@@ -6,7 +6,9 @@
 pub mod check;
 pub mod config_check;
 pub mod logging;
+pub mod renew;
 pub mod run;
+pub mod status;
 
 use std::path::PathBuf;
 
@@ -46,6 +48,12 @@ pub enum Command {
     },
     /// Run the long-lived service: scheduled probes and the Prometheus exporter.
     Run(run::RunArgs),
+    /// Obtain or renew ACME certificates that are due (or forced).
+    Renew(renew::RenewArgs),
+    /// Show every managed certificate: version, expiry, next renewal, last outcome.
+    Status(status::StatusArgs),
+    /// Make a certificate's previous version current again and run its deploy commands.
+    Rollback(renew::RollbackArgs),
 }
 
 /// `certinel config ...`
@@ -70,5 +78,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check { file },
         } => config_check::run(&file),
         Command::Run(args) => run::run(args, cli.log_format),
+        Command::Renew(args) => renew::run(args, cli.log_format),
+        Command::Status(args) => status::run(args),
+        Command::Rollback(args) => renew::rollback(args, cli.log_format),
     }
 }

@@ -191,6 +191,11 @@ fn missing_key(field: &str) -> String {
     let example = match field {
         "target" => r#"target = "example.com:443""#,
         "path" => r#"path = "/etc/ssl/certs/example.pem""#,
+        "name" => r#"name = "api""#,
+        "dns_names" => r#"dns_names = ["api.example.com"]"#,
+        "challenge" => r#"challenge = { type = "http-01", listen = "0.0.0.0:80" }"#,
+        "type" => r#"type = "http-01""#,
+        "kid" | "hmac_key" => r#"eab = { kid = "...", hmac_key = "..." }"#,
         _ => return "required key is missing; add it".to_owned(),
     };
     format!("required key is missing; add it, e.g. {example}")

@@ -7,6 +7,7 @@
 //! several values. Any failure becomes one [`ConfigError`] line.
 
 mod allow;
+mod certificates;
 mod duration;
 mod error;
 mod keywords;
@@ -82,6 +83,9 @@ pub fn default_config() -> Config {
             probe_allow: allow::loopback_only(),
             modules: modules.into_iter().collect(),
         },
+        state_dir: certificates::DEFAULT_STATE_DIR.into(),
+        acme: None,
+        certificates: Vec::new(),
     }
 }
 

@@ -19,6 +19,88 @@ pub struct Config {
     pub files: Vec<FileSource>,
     /// The HTTP exporter (`certinel run`).
     pub exporter: ExporterSettings,
+    /// Where accounts, certificate versions, renewal state and the audit log live.
+    /// Default `/var/lib/certinel`.
+    pub state_dir: PathBuf,
+    /// The ACME CA; present whenever `certificates` is not empty.
+    pub acme: Option<AcmeConfig>,
+    /// Certificates certinel obtains and renews.
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// `[acme]`: the CA certificates are obtained from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeConfig {
+    /// The directory URL (Let's Encrypt, its staging, ZeroSSL, Pebble, ...).
+    pub directory: String,
+    /// The directory `certinel renew --dry-run` uses instead, e.g. a staging CA.
+    pub dry_run_directory: Option<String>,
+    /// Account contact URLs, usually `mailto:` addresses.
+    pub contact: Vec<String>,
+    /// Extra trust root for the CA's own HTTPS API (replaces the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// External account binding, required by some CAs.
+    pub eab: Option<EabConfig>,
+    /// How long to wait for validation and issuance. Default 5 minutes.
+    pub poll_timeout: Duration,
+}
+
+/// External account binding credentials. `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EabConfig {
+    /// The key identifier the CA gave out.
+    pub kid: String,
+    /// The MAC key, base64url as the CA hands it out.
+    pub hmac_key: String,
+}
+
+impl std::fmt::Debug for EabConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EabConfig")
+            .field("kid", &self.kid)
+            .field("hmac_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `[[certificate]]`: one certificate to obtain and keep renewed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateConfig {
+    /// Unique, file-system-safe name: the directory under `state_dir/certs/`.
+    pub name: String,
+    /// The names to cover, in order: DNS names, wildcards and IP addresses.
+    pub identifiers: Vec<crate::acme::Identifier>,
+    /// The private key type. Default ecdsa-p256.
+    pub key: crate::acme::KeyAlgorithm,
+    /// The lifetime asked for (cert-manager `duration`), where the CA honours it.
+    /// Default 90 days.
+    pub duration: Duration,
+    /// When to renew (cert-manager `renewBefore` / `renewBeforePercentage`).
+    pub renew_before: crate::schedule::plan::RenewBefore,
+    /// How control of the names is proven.
+    pub challenge: crate::acme::ChallengeSpec,
+    /// Shell commands run (`sh -c`) after a new version goes live.
+    pub deploy: Vec<String>,
+    /// Deadline for each deploy command. Default 60 seconds.
+    pub deploy_timeout: Duration,
+    /// Versions kept on disk (at least 2). Default 5.
+    pub history: usize,
+    /// The ACME profile to request, passed through to CAs that offer profiles.
+    pub profile: Option<String>,
+}
+
+impl CertificateConfig {
+    /// The DNS names among the identifiers (IP addresses left out), as the store and the
+    /// planner compare them with a certificate's DNS subjectAltNames.
+    pub fn dns_names(&self) -> Vec<String> {
+        self.identifiers
+            .iter()
+            .filter_map(|identifier| match identifier {
+                crate::acme::Identifier::Dns(name) => Some(name.clone()),
+                crate::acme::Identifier::Ip(_) => None,
+            })
+            .collect()
+    }
 }
 
 /// Settings of the HTTP exporter served by `certinel run`.

@@ -26,6 +26,59 @@ pub(crate) struct RawConfig {
     pub(crate) endpoints: Vec<Spanned<RawEndpoint>>,
     #[serde(default, rename = "file")]
     pub(crate) files: Vec<Spanned<RawFile>>,
+    pub(crate) state_dir: Option<Spanned<String>>,
+    pub(crate) acme: Option<Spanned<RawAcme>>,
+    #[serde(default, rename = "certificate")]
+    pub(crate) certificates: Vec<Spanned<RawCertificate>>,
+}
+
+/// `[acme]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcme {
+    pub(crate) directory: Option<Spanned<String>>,
+    pub(crate) dry_run_directory: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) contact: Vec<Spanned<String>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) eab: Option<Spanned<RawEab>>,
+    pub(crate) poll_timeout: Option<Spanned<ConfigDuration>>,
+}
+
+/// `[acme] eab = { kid, hmac_key }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEab {
+    pub(crate) kid: Spanned<String>,
+    pub(crate) hmac_key: Spanned<String>,
+}
+
+/// `[[certificate]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) name: Spanned<String>,
+    pub(crate) dns_names: Spanned<Vec<Spanned<String>>>,
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) duration: Option<Spanned<ConfigDuration>>,
+    pub(crate) renew_before: Option<Spanned<ConfigDuration>>,
+    pub(crate) renew_before_percentage: Option<Spanned<i64>>,
+    pub(crate) challenge: Spanned<RawChallenge>,
+    #[serde(default)]
+    pub(crate) deploy: Vec<Spanned<String>>,
+    pub(crate) deploy_timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) history: Option<Spanned<i64>>,
+    pub(crate) profile: Option<Spanned<String>>,
+}
+
+/// `challenge = { type = "...", listen = "..." | webroot = "..." }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChallenge {
+    #[serde(rename = "type")]
+    pub(crate) kind: Spanned<String>,
+    pub(crate) listen: Option<Spanned<String>>,
+    pub(crate) webroot: Option<Spanned<String>>,
 }
 
 /// `[scanner]`

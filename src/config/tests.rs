@@ -146,3 +146,67 @@ fn an_empty_probe_allow_list_allows_nothing() {
     let config = parse_ok("[exporter]\nprobe_allow = []\n");
     assert!(config.exporter.probe_allow.is_empty());
 }
+
+#[test]
+fn renewer_settings_load_with_their_defaults() {
+    use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
+    use crate::schedule::plan::RenewBefore;
+
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/good/renewer.toml");
+    let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::path::absolute(path.parent().unwrap()).unwrap();
+    assert_eq!(config.state_dir, dir.join("state"));
+    let acme = config.acme.as_ref().expect("[acme]");
+    assert_eq!(acme.directory, "https://127.0.0.1:14000/dir");
+    assert_eq!(acme.ca_file, Some(dir.join("pebble-root.pem")));
+    assert_eq!(acme.poll_timeout, Duration::from_secs(120));
+    assert!(
+        !format!("{:?}", acme.eab).contains("zWNDZM6"),
+        "EAB key redacted"
+    );
+
+    let [api, www, mail] = &config.certificates[..] else {
+        panic!("three certificates expected");
+    };
+    assert_eq!(
+        api.identifiers,
+        [
+            Identifier::Dns("api.example.com".into()),
+            Identifier::Ip("127.0.0.1".parse().unwrap())
+        ]
+    );
+    assert_eq!(api.dns_names(), ["api.example.com"]);
+    assert_eq!(api.key, KeyAlgorithm::EcdsaP256);
+    assert_eq!(api.duration, Duration::from_secs(90 * 86_400));
+    assert_eq!(api.renew_before, RenewBefore::Default);
+    assert_eq!(api.deploy_timeout, Duration::from_secs(60));
+    assert_eq!(api.history, 5);
+    assert_eq!(
+        api.challenge,
+        ChallengeSpec::Http01Listen("127.0.0.1:5002".parse().unwrap())
+    );
+    assert_eq!(www.key, KeyAlgorithm::Rsa2048);
+    assert_eq!(www.renew_before, RenewBefore::Percentage(25.0));
+    assert_eq!(www.challenge, ChallengeSpec::Http01Webroot(dir.join("www")));
+    assert_eq!(
+        (www.history, www.profile.as_deref()),
+        (3, Some("shortlived"))
+    );
+    assert_eq!(www.deploy, ["true", "echo deployed"]);
+    assert_eq!(
+        mail.renew_before,
+        RenewBefore::Duration(Duration::from_secs(10 * 86_400))
+    );
+    assert_eq!(
+        mail.challenge,
+        ChallengeSpec::TlsAlpn01Listen("[::1]:5001".parse().unwrap())
+    );
+}
+
+#[test]
+fn without_certificates_acme_and_state_dir_are_optional() {
+    let config = parse_ok("");
+    assert_eq!(config.state_dir, PathBuf::from("/var/lib/certinel"));
+    assert!(config.acme.is_none() && config.certificates.is_empty());
+}

@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use crate::config::ConfigError;
 use crate::config::allow;
+use crate::config::certificates;
 use crate::config::duration::{ConfigDuration, format_duration};
 use crate::config::locate::join;
 use crate::config::model::{
@@ -89,12 +90,19 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         .enumerate()
         .map(|(index, file)| file_source(file.into_inner(), &format!("file[{index}]"), cx))
         .collect::<Result<_, _>>()?;
+    let state_dir = certificates::state_dir(raw.state_dir.as_ref(), cx)?;
+    let first_certificate = raw.certificates.first().map(Spanned::span);
+    let acme = certificates::acme(raw.acme, first_certificate, cx)?;
+    let certificates = certificates::certificates(raw.certificates, cx)?;
     Ok(Config {
         source: cx.source.map(Path::to_owned),
         scanner,
         endpoints,
         files,
         exporter,
+        state_dir,
+        acme,
+        certificates,
     })
 }
 
@@ -112,16 +120,20 @@ pub(crate) fn default_module(timeout: Duration) -> ProbeModule {
 }
 
 impl Context<'_> {
-    fn error(&self, span: Range<usize>, key: String, problem: String) -> ConfigError {
+    pub(crate) fn error(&self, span: Range<usize>, key: String, problem: String) -> ConfigError {
         ConfigError::at(self.source, self.text, span, Some(key), problem)
     }
 
-    fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         crate::config::error::line_of(self.text, offset)
     }
 
     /// A configured path, made relative to the configuration file's directory.
-    fn path(&self, value: &Spanned<String>, key: String) -> Result<PathBuf, ConfigError> {
+    pub(crate) fn path(
+        &self,
+        value: &Spanned<String>,
+        key: String,
+    ) -> Result<PathBuf, ConfigError> {
         let written = value.get_ref();
         if written.is_empty() {
             return Err(self.error(
@@ -136,7 +148,7 @@ impl Context<'_> {
         })
     }
 
-    fn timeout(
+    pub(crate) fn timeout(
         &self,
         value: Option<&Spanned<ConfigDuration>>,
         key: String,

@@ -1,0 +1,140 @@
+//! `certinel renew` and `certinel rollback`: one line per certificate on standard output,
+//! exit 0 when every certificate was renewed or not due, 1 when one failed.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::cli::{ExitCode, LogFormat, logging};
+use crate::config;
+use crate::renew::{RenewError, RenewOptions, RenewOutcome, Renewer, reason_name};
+
+/// Arguments of `certinel renew`.
+#[derive(Debug, clap::Args)]
+pub struct RenewArgs {
+    /// The certificate to renew (its `name` in the configuration).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Renew every configured certificate that is due.
+    #[arg(long)]
+    pub all: bool,
+    /// Renew even if the renewal window has not opened yet.
+    #[arg(long)]
+    pub force: bool,
+    /// Renew into a scratch directory (against `acme.dry_run_directory` when set) and run
+    /// the deploy commands with CERTINEL_DRY_RUN=1; the state directory is not touched.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+/// Arguments of `certinel rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The certificate whose previous version becomes current again.
+    pub name: String,
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+/// Runs `certinel renew`.
+pub fn run(args: RenewArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    logging::init(log_format);
+    let config = config::load(&args.config)?;
+    let renewer = Renewer::new(&config);
+    let options = RenewOptions {
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let runtime = runtime()?;
+    let now = OffsetDateTime::now_utc();
+    let results = match &args.name {
+        Some(name) => vec![(
+            name.clone(),
+            runtime.block_on(renewer.renew(name, options, now)),
+        )],
+        None => runtime.block_on(renewer.renew_all(options, now)),
+    };
+    let mut failed = false;
+    for (name, result) in results {
+        match result {
+            Ok(outcome) => println!("{}", outcome_line(&name, &outcome)),
+            Err(error) => {
+                failed = true;
+                println!("{}", failure_line("renew", &name, &error));
+            }
+        }
+    }
+    Ok(ExitCode(u8::from(failed)))
+}
+
+/// Runs `certinel rollback`.
+pub fn rollback(args: RollbackArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    logging::init(log_format);
+    let config = config::load(&args.config)?;
+    let renewer = Renewer::new(&config);
+    let runtime = runtime()?;
+    match runtime.block_on(renewer.rollback(&args.name, OffsetDateTime::now_utc())) {
+        Ok(outcome) => {
+            let from = outcome
+                .from
+                .map_or_else(|| "nothing".to_owned(), |v| v.to_string());
+            println!("{}: rolled back from {from} to {}", args.name, outcome.to);
+            Ok(ExitCode(0))
+        }
+        Err(error) => {
+            println!("{}", failure_line("rollback", &args.name, &error));
+            Ok(ExitCode(1))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn outcome_line(name: &str, outcome: &RenewOutcome) -> String {
+    match outcome {
+        RenewOutcome::Renewed {
+            version,
+            serial,
+            not_after,
+            dry_run,
+        } => format!(
+            "{name}: {} {version} (serial {serial}, expires {})",
+            if *dry_run {
+                "dry run issued"
+            } else {
+                "renewed to"
+            },
+            rfc3339(*not_after)
+        ),
+        RenewOutcome::NotDue { renew_at, reason } => format!(
+            "{name}: not due; next renewal {} ({})",
+            rfc3339(*renew_at),
+            reason_name(*reason)
+        ),
+    }
+}
+
+/// The one line naming the certificate, stage and problem.
+fn failure_line(action: &str, name: &str, error: &RenewError) -> String {
+    format!(
+        "{name}: {action} failed at stage {} (problem {}): {error}",
+        error.stage(),
+        error.problem()
+    )
+}
+
+pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&Rfc3339)
+        .unwrap_or_else(|_| time.unix_timestamp().to_string())
+}

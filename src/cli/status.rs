@@ -1,0 +1,99 @@
+//! `certinel status`: every managed certificate's version, expiry, next renewal and last
+//! outcome, as a table or as JSON.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use time::OffsetDateTime;
+
+use crate::cli::ExitCode;
+use crate::cli::renew::rfc3339;
+use crate::config;
+use crate::renew::{CertificateStatus, Renewer};
+
+/// Arguments of `certinel status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = StatusOutput::Table)]
+    pub output: StatusOutput,
+}
+
+/// Output formats of `certinel status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusOutput {
+    /// A table for people.
+    Table,
+    /// A JSON array, one object per certificate.
+    Json,
+}
+
+/// Runs `certinel status`.
+pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let config = config::load(&args.config)?;
+    let statuses = Renewer::new(&config)
+        .status(OffsetDateTime::now_utc())
+        .context("cannot read the certificate state")?;
+    match args.output {
+        StatusOutput::Json => println!("{}", serde_json::to_string_pretty(&statuses)?),
+        StatusOutput::Table => print!("{}", table(&statuses)),
+    }
+    Ok(ExitCode(0))
+}
+
+/// The status table, one row per certificate, columns padded to their widest cell.
+pub fn table(statuses: &[CertificateStatus]) -> String {
+    let header = [
+        "NAME",
+        "VERSION",
+        "SERIAL",
+        "NOT AFTER",
+        "DAYS LEFT",
+        "NEXT RENEWAL",
+        "REASON",
+        "LAST",
+        "FAILURES",
+    ];
+    let dash = || "-".to_owned();
+    let rows: Vec<[String; 9]> = statuses
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                s.version.map_or_else(dash, |v| v.to_string()),
+                s.serial.clone().unwrap_or_else(dash),
+                s.not_after.map_or_else(dash, rfc3339),
+                s.days_left.map_or_else(dash, |d| d.to_string()),
+                rfc3339(s.next_renewal),
+                s.next_renewal_reason.to_owned(),
+                s.last_outcome.unwrap_or("-").to_owned(),
+                s.consecutive_failures.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(padded.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}

@@ -1,0 +1,482 @@
+//! Validation of the renewer's settings: `state_dir`, `[acme]` and `[[certificate]]`.
+//!
+//! The renewal policy is checked here with [`validate_policy`], so a `renew_before` as long
+//! as the certificate's lifetime never reaches the scheduler (cert-manager users burned
+//! their CA's rate limits on exactly that loop).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use toml::Spanned;
+
+use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
+use crate::config::ConfigError;
+use crate::config::locate::join;
+use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
+use crate::config::raw::{RawAcme, RawCertificate, RawChallenge};
+use crate::config::target::parse_dns_name;
+use crate::config::validate::Context;
+use crate::schedule::plan::{PolicyError, RenewBefore, validate_policy};
+
+/// `state_dir` when the file sets none.
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/certinel";
+/// How long to wait for the CA when `acme.poll_timeout` is not set.
+const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The requested lifetime when a certificate sets no `duration` (Let's Encrypt's).
+const DEFAULT_DURATION: Duration = Duration::from_secs(90 * 86_400);
+/// The deadline of one deploy command when `deploy_timeout` is not set.
+const DEFAULT_DEPLOY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Versions kept when `history` is not set.
+const DEFAULT_HISTORY: usize = 5;
+
+/// The state directory, resolved against the configuration file's directory.
+pub(crate) fn state_dir(
+    raw: Option<&Spanned<String>>,
+    cx: &Context<'_>,
+) -> Result<PathBuf, ConfigError> {
+    match raw {
+        None => Ok(PathBuf::from(DEFAULT_STATE_DIR)),
+        Some(value) => cx.path(value, "state_dir".to_owned()),
+    }
+}
+
+/// `[acme]`; `first_certificate` is the span of the first `[[certificate]]`, if any,
+/// because certificates cannot be obtained without a directory.
+pub(crate) fn acme(
+    raw: Option<Spanned<RawAcme>>,
+    first_certificate: Option<Range<usize>>,
+    cx: &Context<'_>,
+) -> Result<Option<AcmeConfig>, ConfigError> {
+    let missing = "required when [[certificate]] tables exist; add e.g. \
+                   directory = \"https://acme-staging-v02.api.letsencrypt.org/directory\""
+        .to_owned();
+    let Some(raw) = raw else {
+        return match first_certificate {
+            Some(span) => Err(cx.error(span, "acme.directory".to_owned(), missing)),
+            None => Ok(None),
+        };
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let Some(directory) = raw.directory else {
+        return match first_certificate {
+            Some(_) => Err(cx.error(span, "acme.directory".to_owned(), missing)),
+            None => Ok(None),
+        };
+    };
+    let directory = https_url(&directory, "acme.directory", cx)?;
+    let dry_run_directory = match &raw.dry_run_directory {
+        Some(value) => Some(https_url(value, "acme.dry_run_directory", cx)?),
+        None => None,
+    };
+    let contact = raw
+        .contact
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let text = value.get_ref();
+            if text.contains(':') && !text.ends_with(':') {
+                Ok(text.clone())
+            } else {
+                Err(cx.error(
+                    value.span(),
+                    format!("acme.contact[{index}]"),
+                    format!("{text:?} is not a contact URL; write e.g. \"mailto:ops@example.com\""),
+                ))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let ca_file = match &raw.ca_file {
+        Some(value) => Some(cx.path(value, "acme.ca_file".to_owned())?),
+        None => None,
+    };
+    let eab = match raw.eab {
+        None => None,
+        Some(eab) => {
+            let eab = eab.into_inner();
+            if eab.kid.get_ref().trim().is_empty() {
+                return Err(cx.error(
+                    eab.kid.span(),
+                    "acme.eab.kid".to_owned(),
+                    "empty key id; copy the EAB key id your CA gave you".to_owned(),
+                ));
+            }
+            let key = eab.hmac_key.get_ref().trim();
+            if key.is_empty() || URL_SAFE_NO_PAD.decode(key.trim_end_matches('=')).is_err() {
+                // Never quote the key: it is a secret.
+                return Err(cx.error(
+                    eab.hmac_key.span(),
+                    "acme.eab.hmac_key".to_owned(),
+                    "not a base64url key; copy the EAB HMAC key exactly as your CA gave it"
+                        .to_owned(),
+                ));
+            }
+            Some(EabConfig {
+                kid: eab.kid.into_inner(),
+                hmac_key: key.to_owned(),
+            })
+        }
+    };
+    let poll_timeout = cx.timeout(
+        raw.poll_timeout.as_ref(),
+        "acme.poll_timeout".to_owned(),
+        DEFAULT_POLL_TIMEOUT,
+    )?;
+    Ok(Some(AcmeConfig {
+        directory,
+        dry_run_directory,
+        contact,
+        ca_file,
+        eab,
+        poll_timeout,
+    }))
+}
+
+/// Every `[[certificate]]`, with unique names.
+pub(crate) fn certificates(
+    raw: Vec<Spanned<RawCertificate>>,
+    cx: &Context<'_>,
+) -> Result<Vec<CertificateConfig>, ConfigError> {
+    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut certificates = Vec::with_capacity(raw.len());
+    for (index, raw_certificate) in raw.into_iter().enumerate() {
+        let prefix = format!("certificate[{index}]");
+        let name_span = raw_certificate.get_ref().name.span();
+        let certificate = certificate(raw_certificate.into_inner(), &prefix, cx)?;
+        if let Some((first_index, first_offset)) = seen.get(&certificate.name) {
+            return Err(cx.error(
+                name_span,
+                join(Some(&prefix), "name"),
+                format!(
+                    "duplicate certificate name {:?}, also used by certificate[{first_index}] \
+                     (line {}); names must be unique",
+                    certificate.name,
+                    cx.line_of(*first_offset)
+                ),
+            ));
+        }
+        seen.insert(certificate.name.clone(), (index, name_span.start));
+        certificates.push(certificate);
+    }
+    Ok(certificates)
+}
+
+fn certificate(
+    raw: RawCertificate,
+    prefix: &str,
+    cx: &Context<'_>,
+) -> Result<CertificateConfig, ConfigError> {
+    let key = |name: &str| join(Some(prefix), name);
+    let name = raw.name.get_ref().clone();
+    if !is_safe_name(&name) {
+        return Err(cx.error(
+            raw.name.span(),
+            key("name"),
+            format!(
+                "{name:?} cannot be a directory name; use letters, digits, '.', '_' or '-', \
+                 not starting with '.'"
+            ),
+        ));
+    }
+    if raw.dns_names.get_ref().is_empty() {
+        return Err(cx.error(
+            raw.dns_names.span(),
+            key("dns_names"),
+            "empty list; name at least one DNS name or IP address, e.g. [\"www.example.com\"]"
+                .to_owned(),
+        ));
+    }
+    let identifiers = raw
+        .dns_names
+        .get_ref()
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            identifier(value.get_ref()).map_err(|problem| {
+                cx.error(
+                    value.span(),
+                    format!("{}[{index}]", key("dns_names")),
+                    problem,
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let algorithm = match &raw.key {
+        None => KeyAlgorithm::EcdsaP256,
+        Some(value) => value
+            .get_ref()
+            .parse::<KeyAlgorithm>()
+            .map_err(|e| cx.error(value.span(), key("key"), e.to_string()))?,
+    };
+    let duration = match &raw.duration {
+        None => DEFAULT_DURATION,
+        Some(value) if value.get_ref().0 < Duration::from_secs(1) => {
+            return Err(cx.error(
+                value.span(),
+                key("duration"),
+                "duration must be at least 1s; Let's Encrypt issues 90d".to_owned(),
+            ));
+        }
+        Some(value) => value.get_ref().0,
+    };
+    let renew_before = renew_before(&raw, duration, prefix, cx)?;
+    let challenge = challenge(&raw.challenge, &key("challenge"), cx)?;
+    // Both challenge types certinel answers validate one host, never a wildcard.
+    if let Some((index, value)) = raw
+        .dns_names
+        .get_ref()
+        .iter()
+        .enumerate()
+        .find(|(_, value)| value.get_ref().starts_with("*."))
+    {
+        return Err(cx.error(
+            value.span(),
+            format!("{}[{index}]", key("dns_names")),
+            "wildcard names can only be validated with dns-01, which certinel does not \
+             support yet; list the names instead"
+                .to_owned(),
+        ));
+    }
+    let deploy = raw
+        .deploy
+        .iter()
+        .enumerate()
+        .map(|(index, command)| {
+            if command.get_ref().trim().is_empty() {
+                Err(cx.error(
+                    command.span(),
+                    format!("{}[{index}]", key("deploy")),
+                    "empty command; write a shell command or remove the entry".to_owned(),
+                ))
+            } else {
+                Ok(command.get_ref().clone())
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let deploy_timeout = cx.timeout(
+        raw.deploy_timeout.as_ref(),
+        key("deploy_timeout"),
+        DEFAULT_DEPLOY_TIMEOUT,
+    )?;
+    let history = match &raw.history {
+        None => DEFAULT_HISTORY,
+        Some(value) => match usize::try_from(*value.get_ref()) {
+            Ok(history) if history >= 2 => history,
+            _ => {
+                return Err(cx.error(
+                    value.span(),
+                    key("history"),
+                    format!(
+                        "{} is too few; keep at least 2 versions so a rollback has a target",
+                        value.get_ref()
+                    ),
+                ));
+            }
+        },
+    };
+    let profile = match &raw.profile {
+        Some(value) if value.get_ref().trim().is_empty() => {
+            return Err(cx.error(
+                value.span(),
+                key("profile"),
+                "empty profile; name one your CA offers (e.g. \"shortlived\") or remove the key"
+                    .to_owned(),
+            ));
+        }
+        Some(value) => Some(value.get_ref().clone()),
+        None => None,
+    };
+    Ok(CertificateConfig {
+        name,
+        identifiers,
+        key: algorithm,
+        duration,
+        renew_before,
+        challenge,
+        deploy,
+        deploy_timeout,
+        history,
+        profile,
+    })
+}
+
+/// `renew_before` or `renew_before_percentage` (not both), checked against `duration`.
+fn renew_before(
+    raw: &RawCertificate,
+    duration: Duration,
+    prefix: &str,
+    cx: &Context<'_>,
+) -> Result<RenewBefore, ConfigError> {
+    let key = |name: &str| join(Some(prefix), name);
+    let (policy, span, name) = match (&raw.renew_before, &raw.renew_before_percentage) {
+        (Some(_), Some(percentage)) => {
+            return Err(cx.error(
+                percentage.span(),
+                key("renew_before_percentage"),
+                "set renew_before or renew_before_percentage, not both".to_owned(),
+            ));
+        }
+        (Some(value), None) => (
+            RenewBefore::Duration(value.get_ref().0),
+            value.span(),
+            "renew_before",
+        ),
+        (None, Some(value)) => {
+            let percentage = *value.get_ref();
+            if !(1..=99).contains(&percentage) {
+                return Err(cx.error(
+                    value.span(),
+                    key("renew_before_percentage"),
+                    format!(
+                        "{percentage} is out of range; use a whole number from 1 to 99 \
+                         (percent of the lifetime before expiry)"
+                    ),
+                ));
+            }
+            // A whole number from 1 to 99 converts exactly.
+            (
+                RenewBefore::Percentage(percentage as f64),
+                value.span(),
+                "renew_before_percentage",
+            )
+        }
+        (None, None) => return Ok(RenewBefore::Default),
+    };
+    validate_policy(duration, &policy).map_err(|error| {
+        let advice = match error {
+            PolicyError::RenewBeforeTooLong { .. } => {
+                "; this is cert-manager's renewBefore rule: such a loop burns the CA's rate \
+                 limits; shorten renew_before or lengthen duration"
+            }
+            PolicyError::RenewBeforeZero => "; use e.g. renew_before = \"30d\"",
+            _ => "",
+        };
+        cx.error(span, key(name), format!("{error}{advice}"))
+    })?;
+    Ok(policy)
+}
+
+fn challenge(
+    raw: &Spanned<RawChallenge>,
+    key: &str,
+    cx: &Context<'_>,
+) -> Result<ChallengeSpec, ConfigError> {
+    let inner = raw.get_ref();
+    let sub = |name: &str| join(Some(key), name);
+    let listen = |value: &Spanned<String>| {
+        value.get_ref().parse::<SocketAddr>().map_err(|_| {
+            cx.error(
+                value.span(),
+                sub("listen"),
+                format!(
+                    "{:?} is not IP:PORT; write e.g. \"0.0.0.0:80\" or \"[::]:443\"",
+                    value.get_ref()
+                ),
+            )
+        })
+    };
+    match (inner.kind.get_ref().as_str(), &inner.listen, &inner.webroot) {
+        ("http-01", Some(address), None) => Ok(ChallengeSpec::Http01Listen(listen(address)?)),
+        ("http-01", None, Some(webroot)) => Ok(ChallengeSpec::Http01Webroot(
+            cx.path(webroot, sub("webroot"))?,
+        )),
+        ("http-01", Some(_), Some(webroot)) => Err(cx.error(
+            webroot.span(),
+            sub("webroot"),
+            "set listen or webroot, not both".to_owned(),
+        )),
+        ("http-01", None, None) => Err(cx.error(
+            raw.span(),
+            key.to_owned(),
+            "http-01 needs listen = \"0.0.0.0:80\" or webroot = \"/var/www/html\"".to_owned(),
+        )),
+        ("tls-alpn-01", _, Some(webroot)) => Err(cx.error(
+            webroot.span(),
+            sub("webroot"),
+            "tls-alpn-01 cannot use a webroot; set listen = \"0.0.0.0:443\"".to_owned(),
+        )),
+        ("tls-alpn-01", Some(address), None) => {
+            Ok(ChallengeSpec::TlsAlpn01Listen(listen(address)?))
+        }
+        ("tls-alpn-01", None, None) => Err(cx.error(
+            raw.span(),
+            key.to_owned(),
+            "tls-alpn-01 needs listen = \"0.0.0.0:443\"".to_owned(),
+        )),
+        (other, _, _) => Err(cx.error(
+            inner.kind.span(),
+            sub("type"),
+            format!("unknown challenge type {other:?}; use \"http-01\" or \"tls-alpn-01\""),
+        )),
+    }
+}
+
+/// One entry of `dns_names`: an IP address, a DNS name or a `*.` wildcard.
+fn identifier(text: &str) -> Result<Identifier, String> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(Identifier::Ip(ip));
+    }
+    let (wildcard, base) = match text.strip_prefix("*.") {
+        Some(base) => (true, base),
+        None => (false, text),
+    };
+    let name = parse_dns_name(base).map_err(|e| format!("{e}; write a DNS name or IP address"))?;
+    Ok(Identifier::Dns(if wildcard {
+        format!("*.{name}")
+    } else {
+        name
+    }))
+}
+
+/// The same rule the store applies to directory names.
+fn is_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn https_url(value: &Spanned<String>, key: &str, cx: &Context<'_>) -> Result<String, ConfigError> {
+    let text = value.get_ref().trim();
+    match text.strip_prefix("https://") {
+        Some(rest) if !rest.is_empty() => Ok(text.to_owned()),
+        _ => Err(cx.error(
+            value.span(),
+            key.to_owned(),
+            format!(
+                "{text:?} is not an https:// URL; ACME directories are served over HTTPS, e.g. \
+                 \"https://acme-v02.api.letsencrypt.org/directory\""
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_ip_addresses_dns_names_or_wildcards() {
+        assert_eq!(
+            identifier("127.0.0.1"),
+            Ok(Identifier::Ip("127.0.0.1".parse().unwrap()))
+        );
+        assert_eq!(
+            identifier("WWW.Example.com."),
+            Ok(Identifier::Dns("www.example.com".into()))
+        );
+        assert_eq!(
+            identifier("*.example.com"),
+            Ok(Identifier::Dns("*.example.com".into()))
+        );
+        assert!(identifier("a b.example").is_err());
+        assert!(identifier("*.*.example").is_err());
+    }
+}

@@ -1,0 +1,516 @@
+//! The stages of one renewal of one certificate, each recorded by the store before the next
+//! begins, and the rollback and failure bookkeeping around them.
+
+use time::OffsetDateTime;
+
+use crate::acme::{
+    AcmeAccount, AcmeError, AcmeSettings, Eab, IssueRequest, Issued, PollPolicy,
+    Stage as AcmeStage, complete_order, load_or_create_account, place_order,
+};
+use crate::config::model::CertificateConfig;
+use crate::renew::deploy::{self, DeployEnv, HookError};
+use crate::renew::{RenewError, RenewOutcome, Renewer, RollbackOutcome};
+use crate::schedule::state::{self as schedule_state};
+use crate::store::{
+    AuditEvent, AuditLog, CertStore, NextStep, Origin, Outcome, Stage, Step, StoreError, VersionId,
+    VersionState, check_version, recover,
+};
+
+/// One renewal (or rollback) of one certificate at one moment.
+pub(crate) struct Run<'a> {
+    renewer: &'a Renewer,
+    certificate: &'a CertificateConfig,
+    store: CertStore,
+    audit: AuditLog,
+    now: OffsetDateTime,
+}
+
+impl<'a> Run<'a> {
+    /// Opens the state directory for a run.
+    pub(crate) fn open(
+        renewer: &'a Renewer,
+        certificate: &'a CertificateConfig,
+        now: OffsetDateTime,
+    ) -> Result<Run<'a>, RenewError> {
+        let store_error = |source| RenewError::Store {
+            name: certificate.name.clone(),
+            source,
+        };
+        let store = CertStore::open(&renewer.state_dir).map_err(store_error)?;
+        let audit = AuditLog::open(&renewer.state_dir.join("audit.jsonl")).map_err(store_error)?;
+        Ok(Run {
+            renewer,
+            certificate,
+            store,
+            audit,
+            now,
+        })
+    }
+
+    fn name(&self) -> &'a str {
+        &self.certificate.name
+    }
+
+    fn store_error(&self, source: StoreError) -> RenewError {
+        RenewError::Store {
+            name: self.name().to_owned(),
+            source,
+        }
+    }
+
+    /// Resumes whatever was in flight, then renews if due (or `force`).
+    pub(crate) async fn renew(self, force: bool) -> Result<RenewOutcome, RenewError> {
+        let name = self.name();
+        let disk = self
+            .store
+            .disk_state(name)
+            .map_err(|e| self.store_error(e))?;
+        let recovery = recover(&disk);
+        if recovery.remove_leftovers {
+            self.store
+                .remove_leftovers(name)
+                .map_err(|e| self.store_error(e))?;
+        }
+        if recovery.next != NextStep::Idle {
+            tracing::info!(next = ?recovery.next, "resuming an interrupted renewal");
+            self.record(Step::Recover, None, None, None);
+        }
+        match recovery.next {
+            NextStep::Idle => {}
+            NextStep::ResumeOrder { order_url } => {
+                let account = self.account().await?;
+                return self.issue_and_roll_out(&account, order_url).await;
+            }
+            NextStep::Adopt { version } => {
+                self.store
+                    .advance(name, Stage::Pending, version)
+                    .map_err(|e| self.store_error(e))?;
+                return self.roll_out(version).await;
+            }
+            NextStep::Deploy { version } => return self.roll_out(version).await,
+            NextStep::Verify { version } => return self.verify_and_finish(version).await,
+            NextStep::Finish { version } => return self.finish(version),
+            NextStep::Abandon { version, reason } => self.abandon(version, &reason)?,
+        }
+
+        if !force {
+            let decision = super::status::decide(&self.store, self.certificate, self.now)
+                .map_err(|e| self.store_error(e))?;
+            if decision.renew_at > self.now {
+                tracing::info!(renew_at = %decision.renew_at, reason = ?decision.reason, "not due");
+                return Ok(RenewOutcome::NotDue {
+                    renew_at: decision.renew_at,
+                    reason: decision.reason,
+                });
+            }
+        }
+        // The account comes first: an unreachable CA leaves no in-flight record behind.
+        let account = self.account().await?;
+        self.store
+            .begin(name, self.now)
+            .map_err(|e| self.store_error(e))?;
+        self.record(Step::Begin, None, None, None);
+        self.issue_and_roll_out(&account, None).await
+    }
+
+    async fn account(&self) -> Result<AcmeAccount, RenewError> {
+        let acme = self.renewer.acme.as_ref().ok_or(RenewError::NoAcme)?;
+        let settings = AcmeSettings {
+            directory: acme.directory.clone(),
+            contact: acme.contact.clone(),
+            ca_file: acme.ca_file.clone(),
+            eab: acme.eab.as_ref().map(|eab| Eab {
+                kid: eab.kid.clone(),
+                hmac_key: eab.hmac_key.clone(),
+            }),
+            poll: PollPolicy {
+                timeout: acme.poll_timeout,
+                ..PollPolicy::default()
+            },
+            retry: self.renewer.retry,
+        };
+        let loaded = self
+            .renewer
+            .account
+            .get_or_try_init(|| {
+                load_or_create_account(
+                    &settings,
+                    &self.renewer.state_dir,
+                    self.renewer.observer.clone(),
+                )
+            })
+            .await;
+        match loaded {
+            Ok(account) => Ok(account.clone()),
+            Err(source) => {
+                let error = RenewError::Acme {
+                    name: self.name().to_owned(),
+                    source,
+                };
+                self.record(Step::Begin, None, None, Some(&error));
+                Err(self.count_failure(error))
+            }
+        }
+    }
+
+    /// Orders (or resumes `order_url`), stores the result as pending and rolls it out.
+    async fn issue_and_roll_out(
+        &self,
+        account: &AcmeAccount,
+        order_url: Option<String>,
+    ) -> Result<RenewOutcome, RenewError> {
+        let request = IssueRequest {
+            names: self.certificate.identifiers.clone(),
+            key: self.certificate.key,
+            challenge: self.certificate.challenge.clone(),
+            profile: self.certificate.profile.clone(),
+            replaces: None,
+        };
+        let issued = match self.obtain(account, &request, order_url).await {
+            Ok(issued) => issued,
+            Err(source) => {
+                let error = RenewError::Acme {
+                    name: self.name().to_owned(),
+                    source,
+                };
+                self.record(Step::Abandon, None, None, Some(&error));
+                self.store
+                    .finish(self.name())
+                    .map_err(|e| self.store_error(e))?;
+                return Err(self.count_failure(error));
+            }
+        };
+        let origin = Origin {
+            created_at: self.now,
+            source: account.directory().to_owned(),
+        };
+        let meta = self
+            .store
+            .stage_pending(
+                self.name(),
+                &issued.key_pem,
+                &issued.cert_chain_pem,
+                &origin,
+            )
+            .map_err(|e| self.store_error(e))?;
+        self.store
+            .advance(self.name(), Stage::Pending, meta.version)
+            .map_err(|e| self.store_error(e))?;
+        self.record(Step::Pending, Some(meta.version), Some(&meta.serial), None);
+        self.roll_out(meta.version).await
+    }
+
+    async fn obtain(
+        &self,
+        account: &AcmeAccount,
+        request: &IssueRequest,
+        order_url: Option<String>,
+    ) -> Result<Issued, AcmeError> {
+        if let Some(url) = order_url {
+            match complete_order(account, &url, request).await {
+                Err(AcmeError::OrderUnusable { url, status }) => {
+                    tracing::info!(order = %url, %status, "recorded order is unusable, ordering anew");
+                }
+                other => {
+                    let error = other.as_ref().err().map(ToString::to_string);
+                    self.record_text(Step::Order, None, None, error);
+                    return other;
+                }
+            }
+        }
+        let url = place_order(account, request).await?;
+        self.store
+            .record_order(self.name(), &url)
+            .map_err(|e| AcmeError::Invalid {
+                stage: AcmeStage::Order,
+                message: format!("cannot record the order: {e}"),
+            })?;
+        self.record(Step::Order, None, None, None);
+        complete_order(account, &url, request).await
+    }
+
+    /// Makes `version` current, runs the deploy commands, verifies and finishes.
+    async fn roll_out(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
+        let name = self.name();
+        self.store
+            .promote(name, version)
+            .map_err(|e| self.store_error(e))?;
+        let serial = self.serial(version);
+        if let Err(source) = self.deploy(version).await {
+            self.record_text(
+                Step::Deployed,
+                Some(version),
+                serial.as_deref(),
+                Some(source.to_string()),
+            );
+            let restored = self.roll_back_failed()?;
+            let error = RenewError::Hook {
+                name: name.to_owned(),
+                version,
+                restored,
+                source,
+            };
+            return Err(self.count_failure(error));
+        }
+        self.store
+            .advance(name, Stage::Deployed, version)
+            .map_err(|e| self.store_error(e))?;
+        self.record(Step::Deployed, Some(version), serial.as_deref(), None);
+        self.verify_and_finish(version).await
+    }
+
+    async fn verify_and_finish(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
+        let name = self.name();
+        let serial = self.serial(version);
+        let files = self
+            .store
+            .current_files(name)
+            .map_err(|e| self.store_error(e))?;
+        if let Err(source) = check_version(&files, &self.certificate.dns_names()) {
+            self.record_text(
+                Step::Verified,
+                Some(version),
+                serial.as_deref(),
+                Some(source.to_string()),
+            );
+            let restored = self.roll_back_failed()?;
+            let error = RenewError::Verify {
+                name: name.to_owned(),
+                version,
+                restored,
+                source,
+            };
+            return Err(self.count_failure(error));
+        }
+        self.store
+            .advance(name, Stage::Verified, version)
+            .map_err(|e| self.store_error(e))?;
+        self.record(Step::Verified, Some(version), serial.as_deref(), None);
+        self.finish(version)
+    }
+
+    fn finish(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
+        let name = self.name();
+        let meta = self
+            .store
+            .metadata(name, version)
+            .map_err(|e| self.store_error(e))?;
+        self.store.finish(name).map_err(|e| self.store_error(e))?;
+        let pruned = self
+            .store
+            .prune(name, self.certificate.history)
+            .map_err(|e| self.store_error(e))?;
+        if !pruned.is_empty() {
+            tracing::info!(?pruned, "removed old versions");
+        }
+        self.update_schedule(|state, now| state.record_success(now))
+            .map_err(|e| self.store_error(e))?;
+        self.record(Step::Done, Some(version), Some(&meta.serial), None);
+        Ok(RenewOutcome::Renewed {
+            version,
+            serial: meta.serial,
+            not_after: meta.not_after,
+            dry_run: self.renewer.dry_run,
+        })
+    }
+
+    /// After a failed deploy or verification: `current` back to `previous` (which marks the
+    /// new version failed), deploy commands for the restored version, renewal ended.
+    fn roll_back_failed(&self) -> Result<Option<VersionId>, RenewError> {
+        let name = self.name();
+        let restored = match self.store.rollback(name) {
+            Ok(restored) => {
+                self.record(
+                    Step::Rollback,
+                    Some(restored),
+                    self.serial(restored).as_deref(),
+                    None,
+                );
+                Some(restored)
+            }
+            Err(StoreError::NoPrevious(_)) => {
+                // Nothing older to serve: the new version stays live rather than none.
+                self.record_text(
+                    Step::Rollback,
+                    None,
+                    None,
+                    Some("no previous version; the new version stays current".to_owned()),
+                );
+                None
+            }
+            Err(e) => return Err(self.store_error(e)),
+        };
+        self.store.finish(name).map_err(|e| self.store_error(e))?;
+        Ok(restored)
+    }
+
+    /// `certinel rollback NAME`.
+    pub(crate) async fn manual_rollback(self) -> Result<RollbackOutcome, RenewError> {
+        let name = self.name();
+        let from = self.store.current(name).map_err(|e| self.store_error(e))?;
+        let to = match self.store.rollback(name) {
+            Ok(to) => to,
+            Err(source) => {
+                self.record_text(Step::Rollback, from, None, Some(source.to_string()));
+                return Err(self.store_error(source));
+            }
+        };
+        self.record(Step::Rollback, Some(to), self.serial(to).as_deref(), None);
+        if let Err(source) = self.deploy(to).await {
+            self.record_text(
+                Step::Deployed,
+                Some(to),
+                self.serial(to).as_deref(),
+                Some(source.to_string()),
+            );
+            return Err(RenewError::Hook {
+                name: name.to_owned(),
+                version: to,
+                restored: Some(to),
+                source,
+            });
+        }
+        self.record(Step::Deployed, Some(to), self.serial(to).as_deref(), None);
+        Ok(RollbackOutcome { from, to })
+    }
+
+    /// Gives up a renewal recovery cannot continue: its version is marked failed (and
+    /// rolled back if live), the record removed, a failure counted.
+    fn abandon(&self, version: Option<VersionId>, reason: &str) -> Result<(), RenewError> {
+        let name = self.name();
+        if let Some(version) = version {
+            let current = self.store.current(name).map_err(|e| self.store_error(e))?;
+            if current == Some(version) {
+                match self.store.rollback(name) {
+                    Ok(_) | Err(StoreError::NoPrevious(_)) => {}
+                    Err(e) => return Err(self.store_error(e)),
+                }
+            }
+            match self.store.set_state(name, version, VersionState::Failed) {
+                Ok(()) | Err(StoreError::NoSuchVersion { .. }) => {}
+                Err(e) => return Err(self.store_error(e)),
+            }
+        }
+        self.store.finish(name).map_err(|e| self.store_error(e))?;
+        self.record_text(Step::Abandon, version, None, Some(reason.to_owned()));
+        let message = format!("interrupted renewal abandoned: {reason}");
+        self.update_schedule(|state, now| state.record_failure(now, &message, None, &[]))
+            .map_err(|e| self.store_error(e))
+    }
+
+    async fn deploy(&self, version: VersionId) -> Result<(), HookError> {
+        let files = match self.store.current_files(self.name()) {
+            Ok(files) => files,
+            Err(e) => {
+                return Err(HookError::Spawn {
+                    command: String::new(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let env = DeployEnv {
+            name: self.name(),
+            version,
+            files: &files,
+            dry_run: self.renewer.dry_run,
+        };
+        deploy::run_all(
+            &self.certificate.deploy,
+            &env,
+            self.certificate.deploy_timeout,
+        )
+        .await
+    }
+
+    /// Counts `error` as a failed renewal in the schedule state, then hands it back.
+    fn count_failure(&self, error: RenewError) -> RenewError {
+        let failed_identifiers: Vec<String> = match &error {
+            RenewError::Acme {
+                source: source @ AcmeError::Server { .. },
+                ..
+            } if source.stage() == AcmeStage::Challenge => self
+                .certificate
+                .identifiers
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let message = format!("{} ({}): {error}", error.stage(), error.problem());
+        let saved = self.update_schedule(|state, now| {
+            state.record_failure(now, &message, None, &failed_identifiers)
+        });
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "cannot record the failure in the schedule state");
+        }
+        tracing::warn!(stage = error.stage(), problem = error.problem(), "{error}");
+        error
+    }
+
+    fn update_schedule(
+        &self,
+        change: impl FnOnce(&mut schedule_state::ScheduleState, OffsetDateTime),
+    ) -> Result<(), StoreError> {
+        let path = self.store.schedule_path(self.name())?;
+        // A failure before `begin` (the account) may come before the directory exists.
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                action: "create",
+                path: dir.to_owned(),
+                source: e,
+            })?;
+        }
+        let mut state = schedule_state::load(&path)?;
+        change(&mut state, self.now);
+        schedule_state::save(&path, &state)
+    }
+
+    fn serial(&self, version: VersionId) -> Option<String> {
+        self.store
+            .metadata(self.name(), version)
+            .ok()
+            .map(|meta| meta.serial)
+    }
+
+    fn record(
+        &self,
+        step: Step,
+        version: Option<VersionId>,
+        serial: Option<&str>,
+        error: Option<&RenewError>,
+    ) {
+        self.record_text(step, version, serial, error.map(ToString::to_string));
+    }
+
+    /// One audit line, and the same as a log event. An audit write failure is logged, not
+    /// fatal: stopping halfway would leave the certificate in a worse state.
+    fn record_text(
+        &self,
+        step: Step,
+        version: Option<VersionId>,
+        serial: Option<&str>,
+        error: Option<String>,
+    ) {
+        let outcome = if error.is_some() {
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        };
+        match &error {
+            Some(error) => tracing::warn!(?step, version = ?version, %error, "renewal step failed"),
+            None => tracing::info!(?step, version = ?version, serial, "renewal step"),
+        }
+        let event = AuditEvent {
+            time: self.now,
+            certificate: self.name().to_owned(),
+            version,
+            serial: serial.map(str::to_owned),
+            step,
+            outcome,
+            error,
+        };
+        if let Err(e) = self.audit.append(&event) {
+            tracing::error!(error = %e, "cannot write the audit log");
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The renewer: the only module that uses `acme`, `store` and `schedule` together.
+//!
+//! One renewal of one certificate is a staged lifecycle, each stage persisted by the store
+//! before the next begins, so a crash anywhere resumes instead of ordering twice:
+//!
+//! ```text
+//!   recover in-flight record (store::recover)
+//!     ─► plan (schedule::plan; skipped with --force)   NotDue is an outcome, not an error
+//!     ─► begin ─► place order, record its URL ─► complete order (acme)
+//!     ─► stage_pending (pending) ─► promote + deploy commands (deployed)
+//!     ─► check_version (verified) ─► finish + prune (current)
+//! ```
+//!
+//! A failing deploy command or verification rolls `current` back to `previous`, re-runs the
+//! deploy commands for the restored version and counts as a failed renewal. Every step and
+//! rollback is one audit line; every failure updates the persisted schedule state.
+//!
+//! **Invariant:** the renewer never writes certificate files itself; `store` does.
+
+mod deploy;
+mod lifecycle;
+mod status;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use tracing::Instrument;
+
+use crate::acme::{AcmeError, AcmeObserver, NoopObserver, RetryPolicy};
+use crate::config::model::{AcmeConfig, CertificateConfig, Config};
+use crate::schedule::plan::Reason;
+use crate::store::{StoreError, VersionId};
+
+pub use deploy::HookError;
+pub use status::{CertificateStatus, reason_name};
+
+/// How to run one renewal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenewOptions {
+    /// Renew even when the renewal window has not opened (and through a backoff).
+    pub force: bool,
+    /// Renew into a scratch state directory (against `acme.dry_run_directory` when set),
+    /// running the deploy commands with `CERTINEL_DRY_RUN=1`; the real state is untouched.
+    pub dry_run: bool,
+}
+
+/// How a renewal ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewOutcome {
+    /// A new version is live (or was, in the scratch directory of a dry run).
+    Renewed {
+        /// The new version.
+        version: VersionId,
+        /// Its serial number, lowercase hex.
+        serial: String,
+        /// Its expiry.
+        not_after: OffsetDateTime,
+        /// Whether this was a dry run.
+        dry_run: bool,
+    },
+    /// Nothing to do yet.
+    NotDue {
+        /// When the renewal is planned.
+        renew_at: OffsetDateTime,
+        /// Why then.
+        reason: Reason,
+    },
+}
+
+/// What `rollback` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackOutcome {
+    /// The version that was current before.
+    pub from: Option<VersionId>,
+    /// The version current now.
+    pub to: VersionId,
+}
+
+/// A failed renewal or rollback. [`stage`](Self::stage) and [`problem`](Self::problem) are
+/// the labels of `certinel_certificate_renewal_failures_total`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenewError {
+    /// No `[[certificate]]` has this name.
+    #[error("no certificate named {0:?} in the configuration")]
+    UnknownCertificate(String),
+    /// The configuration has certificates but no `[acme]` (config validation prevents it).
+    #[error("no [acme] section in the configuration")]
+    NoAcme,
+    /// Obtaining the certificate failed.
+    #[error("{source}")]
+    Acme {
+        /// Certificate name.
+        name: String,
+        /// What went wrong, with its stage.
+        #[source]
+        source: AcmeError,
+    },
+    /// A deploy command failed; `current` was rolled back to `restored` when there was a
+    /// version to restore.
+    #[error("{source}{}", restored_suffix(*.restored))]
+    Hook {
+        /// Certificate name.
+        name: String,
+        /// The version whose deployment failed.
+        version: VersionId,
+        /// The version made current again, if any.
+        restored: Option<VersionId>,
+        /// The failure.
+        #[source]
+        source: HookError,
+    },
+    /// The live files did not check out; `current` was rolled back when possible.
+    #[error("verify {version}: {source}{}", restored_suffix(*.restored))]
+    Verify {
+        /// Certificate name.
+        name: String,
+        /// The version that failed verification.
+        version: VersionId,
+        /// The version made current again, if any.
+        restored: Option<VersionId>,
+        /// The failure.
+        #[source]
+        source: StoreError,
+    },
+    /// Reading or writing the state directory failed.
+    #[error("state: {source}")]
+    Store {
+        /// Certificate name.
+        name: String,
+        /// The failure.
+        #[source]
+        source: StoreError,
+    },
+    /// The scratch directory of a dry run could not be created.
+    #[error("cannot create a scratch directory for the dry run: {0}")]
+    Scratch(#[source] std::io::Error),
+}
+
+fn restored_suffix(restored: Option<VersionId>) -> String {
+    match restored {
+        Some(version) => format!("; rolled back to {version}"),
+        None => "; no previous version to roll back to".to_owned(),
+    }
+}
+
+impl RenewError {
+    /// The stage that failed: `account`, `order`, `challenge`, `finalize`, `download`,
+    /// `deploy`, `verify`, `state` or `config`.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Self::Acme { source, .. } => source.stage().as_str(),
+            Self::Hook { .. } => "deploy",
+            Self::Verify { .. } => "verify",
+            Self::Store { .. } | Self::Scratch(_) => "state",
+            Self::UnknownCertificate(_) | Self::NoAcme => "config",
+        }
+    }
+
+    /// What went wrong: the ACME problem (`rateLimited`, `network`, ...), `hook` for a
+    /// deploy command, `verify`, `io` or `config`.
+    pub fn problem(&self) -> &str {
+        match self {
+            Self::Acme { source, .. } => source.problem(),
+            Self::Hook { .. } => "hook",
+            Self::Verify { .. } => "verify",
+            Self::Store { .. } | Self::Scratch(_) => "io",
+            Self::UnknownCertificate(_) | Self::NoAcme => "config",
+        }
+    }
+}
+
+/// Renews the configured certificates. Cheap to build; the ACME account is loaded (or
+/// created) on first use and reused afterwards.
+pub struct Renewer {
+    state_dir: PathBuf,
+    acme: Option<AcmeConfig>,
+    certificates: Vec<CertificateConfig>,
+    observer: Arc<dyn AcmeObserver>,
+    retry: RetryPolicy,
+    dry_run: bool,
+    account: tokio::sync::OnceCell<crate::acme::AcmeAccount>,
+}
+
+impl Renewer {
+    /// A renewer for the certificates of `config`, keeping state in `config.state_dir`.
+    pub fn new(config: &Config) -> Renewer {
+        Renewer {
+            state_dir: config.state_dir.clone(),
+            acme: config.acme.clone(),
+            certificates: config.certificates.clone(),
+            observer: Arc::new(NoopObserver),
+            retry: RetryPolicy::default(),
+            dry_run: false,
+            account: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Reports every ACME request to `observer` (the metrics exporter, tests).
+    pub fn with_observer(mut self, observer: Arc<dyn AcmeObserver>) -> Renewer {
+        self.observer = observer;
+        self
+    }
+
+    /// Retries failed ACME requests with `retry` instead of the default policy.
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Renewer {
+        self.retry = retry;
+        self
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The configured certificate names, in configuration order.
+    pub fn names(&self) -> Vec<String> {
+        self.certificates.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// Renews `name` if it is due (or forced), resuming an interrupted renewal first.
+    /// `now` decides what is due; the CA's clock decides validity.
+    pub async fn renew(
+        &self,
+        name: &str,
+        options: RenewOptions,
+        now: OffsetDateTime,
+    ) -> Result<RenewOutcome, RenewError> {
+        let certificate = self.certificate(name)?;
+        let span = tracing::info_span!("renew", certificate = %name, dry_run = options.dry_run);
+        if !options.dry_run {
+            return self
+                .run(certificate, options.force, now)
+                .instrument(span)
+                .await;
+        }
+        let acme = self.acme.as_ref().ok_or(RenewError::NoAcme)?;
+        let scratch = Scratch::create().map_err(RenewError::Scratch)?;
+        let scratch_renewer = Renewer {
+            state_dir: scratch.path.clone(),
+            acme: Some(AcmeConfig {
+                directory: acme
+                    .dry_run_directory
+                    .clone()
+                    .unwrap_or_else(|| acme.directory.clone()),
+                ..acme.clone()
+            }),
+            certificates: vec![certificate.clone()],
+            observer: self.observer.clone(),
+            retry: self.retry,
+            dry_run: true,
+            account: tokio::sync::OnceCell::new(),
+        };
+        // A scratch directory holds nothing yet: the renewal is always due.
+        scratch_renewer
+            .run(certificate, true, now)
+            .instrument(span)
+            .await
+    }
+
+    /// Renews every configured certificate that is due, one after the other; one failure
+    /// does not stop the others.
+    pub async fn renew_all(
+        &self,
+        options: RenewOptions,
+        now: OffsetDateTime,
+    ) -> Vec<(String, Result<RenewOutcome, RenewError>)> {
+        let mut results = Vec::with_capacity(self.certificates.len());
+        for certificate in &self.certificates {
+            let result = self.renew(&certificate.name, options, now).await;
+            results.push((certificate.name.clone(), result));
+        }
+        results
+    }
+
+    /// Makes `previous` current again (audited) and runs the deploy commands for it.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<RollbackOutcome, RenewError> {
+        let certificate = self.certificate(name)?;
+        let span = tracing::info_span!("rollback", certificate = %name);
+        lifecycle::Run::open(self, certificate, now)?
+            .manual_rollback()
+            .instrument(span)
+            .await
+    }
+
+    fn certificate(&self, name: &str) -> Result<&CertificateConfig, RenewError> {
+        self.certificates
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| RenewError::UnknownCertificate(name.to_owned()))
+    }
+
+    async fn run(
+        &self,
+        certificate: &CertificateConfig,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> Result<RenewOutcome, RenewError> {
+        lifecycle::Run::open(self, certificate, now)?
+            .renew(force)
+            .await
+    }
+}
+
+/// A temporary state directory for a dry run, removed when dropped.
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn create() -> std::io::Result<Scratch> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = std::env::temp_dir().join(format!(
+            "certinel-dry-run-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(Scratch { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(path = %self.path.display(), %error, "cannot remove the dry-run directory");
+        }
+    }
+}

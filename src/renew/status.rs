@@ -1,0 +1,158 @@
+//! What `certinel status` shows per certificate, and the renewal decision it shares with
+//! the renewer (the plan's inputs are read from the store here; the plan itself is pure).
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::model::CertificateConfig;
+use crate::renew::{RenewError, Renewer};
+use crate::schedule::plan::{CurrentCert, Decision, PlanInput, Policy, Reason, plan};
+use crate::schedule::state;
+use crate::store::metadata::parse_key_type;
+use crate::store::{CertStore, StoreError, VersionId};
+
+/// Up to this share of the renew-before period is taken off at random per certificate,
+/// so a fleet does not renew at one instant.
+const JITTER_FRACTION: f64 = 0.1;
+
+/// The state of one managed certificate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertificateStatus {
+    /// Certificate name.
+    pub name: String,
+    /// The current version, if any.
+    pub version: Option<VersionId>,
+    /// Its serial number.
+    pub serial: Option<String>,
+    /// Its expiry.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
+    /// Whole days until expiry (negative once expired).
+    pub days_left: Option<i64>,
+    /// When the next renewal is planned.
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_renewal: OffsetDateTime,
+    /// Why then (see [`reason_name`]).
+    pub next_renewal_reason: &'static str,
+    /// `success` or `failure`; none before the first renewal.
+    pub last_outcome: Option<&'static str>,
+    /// Renewals failed in a row.
+    pub consecutive_failures: u32,
+    /// The last failure's message, until a renewal works.
+    pub last_error: Option<String>,
+    /// The stage of an interrupted renewal, if one is in flight.
+    pub inflight: Option<String>,
+}
+
+/// A stable name for a plan reason: `missing`, `expired`, `names_changed`,
+/// `key_type_changed`, `window_open`, `scheduled`, `backoff`, `retry_after`, `rate_limited`.
+pub fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Missing => "missing",
+        Reason::Expired => "expired",
+        Reason::NamesChanged => "names_changed",
+        Reason::KeyTypeChanged => "key_type_changed",
+        Reason::WindowOpen => "window_open",
+        Reason::Scheduled => "scheduled",
+        Reason::Backoff => "backoff",
+        Reason::RetryAfter => "retry_after",
+        Reason::RateLimited => "rate_limited",
+    }
+}
+
+impl Renewer {
+    /// The state of every configured certificate at `now`.
+    pub fn status(&self, now: OffsetDateTime) -> Result<Vec<CertificateStatus>, RenewError> {
+        let store = CertStore::open(&self.state_dir).map_err(|source| RenewError::Store {
+            name: String::new(),
+            source,
+        })?;
+        self.certificates
+            .iter()
+            .map(|certificate| {
+                one(&store, certificate, now).map_err(|source| RenewError::Store {
+                    name: certificate.name.clone(),
+                    source,
+                })
+            })
+            .collect()
+    }
+}
+
+fn one(
+    store: &CertStore,
+    certificate: &CertificateConfig,
+    now: OffsetDateTime,
+) -> Result<CertificateStatus, StoreError> {
+    let name = &certificate.name;
+    let current = match store.current(name)? {
+        Some(version) => Some(store.metadata(name, version)?),
+        None => None,
+    };
+    let decision = decide(store, certificate, now)?;
+    let schedule = state::load(&store.schedule_path(name)?)?;
+    let last_outcome = if schedule.consecutive_failures > 0 {
+        Some("failure")
+    } else {
+        current.as_ref().map(|_| "success")
+    };
+    Ok(CertificateStatus {
+        name: name.clone(),
+        version: current.as_ref().map(|m| m.version),
+        serial: current.as_ref().map(|m| m.serial.clone()),
+        not_after: current.as_ref().map(|m| m.not_after),
+        days_left: current.as_ref().map(|m| (m.not_after - now).whole_days()),
+        next_renewal: decision.renew_at,
+        next_renewal_reason: reason_name(decision.reason),
+        last_outcome,
+        consecutive_failures: schedule.consecutive_failures,
+        last_error: schedule.last_error,
+        inflight: store
+            .inflight(name)?
+            .map(|record| format!("{:?}", record.stage).to_ascii_lowercase()),
+    })
+}
+
+/// The renewal decision for `certificate` at `now`, from what the store holds. The jitter
+/// draw is persisted with the schedule state, so every caller sees the same time.
+pub(crate) fn decide(
+    store: &CertStore,
+    certificate: &CertificateConfig,
+    now: OffsetDateTime,
+) -> Result<Decision, StoreError> {
+    let name = &certificate.name;
+    let current = match store.current(name)? {
+        Some(version) => Some(store.metadata(name, version)?),
+        None => None,
+    };
+    let path = store.schedule_path(name)?;
+    let mut schedule = state::load(&path)?;
+    let random = match &current {
+        Some(meta) => {
+            let before = schedule.jitter.clone();
+            let value = schedule.jitter_for(&meta.serial, rand::random::<f64>());
+            if schedule.jitter != before {
+                state::save(&path, &schedule)?;
+            }
+            value
+        }
+        None => 0.0,
+    };
+    let current_cert = current.as_ref().map(CurrentCert::from);
+    let policy = Policy {
+        renew_before: certificate.renew_before,
+        jitter_fraction: JITTER_FRACTION,
+    };
+    let wanted_names = certificate.dns_names();
+    Ok(plan(&PlanInput {
+        now,
+        current: current_cert.as_ref(),
+        policy: &policy,
+        wanted_names: &wanted_names,
+        wanted_key_type: parse_key_type(certificate.key.as_str())
+            .unwrap_or(crate::scan::inspect::KeyType::Other),
+        state: &schedule,
+        suggested_window: None,
+        random,
+    }))
+}
