@@ -276,10 +276,12 @@ def cmd_probe_load(args):
     rounds = []
     for _ in range(args.rounds):
         cpu_before = proc_cpu_seconds(args.pid)
+        server_before = proc_cpu_seconds(args.server_pid)
         wall, latencies, failures, driver_cpu = driver.run(
             [probe_path(target) for target in targets], success.search
         )
         cpu = proc_cpu_seconds(args.pid) - cpu_before
+        server_cpu = proc_cpu_seconds(args.server_pid) - server_before
         memory = proc_memory_kib(args.pid)
         rounds.append({
             "probes": len(targets),
@@ -294,6 +296,9 @@ def cmd_probe_load(args):
             "latency_p99_ms": percentile(latencies, 0.99) * 1000,
             "rss_kib": memory["VmRSS"],
             "peak_rss_kib": memory["VmHWM"],
+            # The TLS server's work per probe: the same for both exporters unless one of
+            # them does more handshakes than asked.
+            "nginx_cpu_s_per_1000": server_cpu * 1000 / len(targets),
             "driver_cpu_s": driver_cpu,
             "driver_busy_fraction": driver_cpu / wall,
         })
@@ -412,18 +417,19 @@ def cmd_summary(args):
     print("\n### `/probe`: certinel vs blackbox_exporter (median round)\n")
     exporters = {name: load_result(results, f"probe-{name}") for name in ("blackbox", "certinel")}
     print("| exporter | probes | concurrency | wall s / 1000 | probes/s | CPU s / 1000 "
-          "| p50 ms | p99 ms | RSS MiB | peak RSS MiB | failures | driver CPU share |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| p50 ms | p99 ms | RSS MiB | peak RSS MiB | failures | nginx CPU s / 1000 | driver CPU share |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, result in exporters.items():
         if not result:
-            print(f"| {name} | pending |" + " pending |" * 10)
+            print(f"| {name} | pending |" + " pending |" * 11)
             continue
         r = result["median_round"]
         print(
             f"| {name} | {r['probes']} | {result['concurrency']} | {r['wall_s_per_1000']:.2f} "
             f"| {r['probes_per_s']:.0f} | {r['exporter_cpu_s_per_1000']:.2f} "
             f"| {r['latency_p50_ms']:.1f} | {r['latency_p99_ms']:.1f} | {r['rss_kib'] / 1024:.1f} "
-            f"| {r['peak_rss_kib'] / 1024:.1f} | {r['failures']} | {r['driver_busy_fraction']:.0%} |"
+            f"| {r['peak_rss_kib'] / 1024:.1f} | {r['failures']} | {r['nginx_cpu_s_per_1000']:.2f} "
+            f"| {r['driver_busy_fraction']:.0%} |"
         )
     blackbox, certinel = exporters["blackbox"], exporters["certinel"]
     if blackbox and certinel:
@@ -493,6 +499,7 @@ def main():
     load.add_argument("--module", required=True)
     load.add_argument("--targets", required=True)
     load.add_argument("--pid", type=int, required=True)
+    load.add_argument("--server-pid", type=int, required=True, help="the nginx worker")
     load.add_argument("--concurrency", type=int, default=32)
     load.add_argument("--rounds", type=int, default=3)
     load.add_argument("--success", required=True, help="regex a successful body matches")
