@@ -175,6 +175,8 @@ def cmd_check_verify(args):
                 problems.append(f"{target}: notAfter {not_after}, minted {expected[target]}")
     missing = sorted(set(expected) - seen)
     problems += [f"{target}: no row" for target in missing]
+    if args.exit_code != 0:
+        problems.append(f"certinel check exited {args.exit_code}, expected 0 (all OK)")
     if lines != len(expected):
         problems.append(f"{lines} rows for {len(expected)} endpoints")
     wall, user, system, max_rss_kib = open(args.time).read().split()
