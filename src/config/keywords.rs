@@ -1,0 +1,157 @@
+//! Deserializers for the small value types of the configuration: keyword enums, server
+//! names and the listen address. Each error message lists what is allowed.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::de::{Deserializer, Error, Visitor};
+
+use crate::config::model::{IpFamily, ResolveMode, StartTls};
+use crate::config::target::parse_dns_name;
+
+/// An SNI / verification name: a DNS name (lowercased) or an IP address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServerName(pub(crate) String);
+
+/// The exporter's listen address, `IP:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListenAddr(pub(crate) SocketAddr);
+
+const STARTTLS: &[(&str, StartTls)] = &[
+    ("smtp", StartTls::Smtp),
+    ("imap", StartTls::Imap),
+    ("pop3", StartTls::Pop3),
+    ("ftp", StartTls::Ftp),
+    ("ldap", StartTls::Ldap),
+    ("postgres", StartTls::Postgres),
+    ("mysql", StartTls::Mysql),
+    ("xmpp", StartTls::Xmpp),
+];
+
+const IP_FAMILY: &[(&str, IpFamily)] = &[
+    ("any", IpFamily::Any),
+    ("ipv4", IpFamily::Ipv4),
+    ("ipv6", IpFamily::Ipv6),
+];
+
+const RESOLVE: &[(&str, ResolveMode)] = &[("all", ResolveMode::All), ("first", ResolveMode::First)];
+
+impl<'de> serde::Deserialize<'de> for StartTls {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeywordVisitor {
+            what: "starttls protocol",
+            table: STARTTLS,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IpFamily {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeywordVisitor {
+            what: "ip_family",
+            table: IP_FAMILY,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ResolveMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeywordVisitor {
+            what: "resolve mode",
+            table: RESOLVE,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ServerName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ServerNameVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ListenAddrVisitor)
+    }
+}
+
+/// Reads one of a fixed set of lowercase words.
+struct KeywordVisitor<T: 'static> {
+    what: &'static str,
+    table: &'static [(&'static str, T)],
+}
+
+impl<T: Copy + 'static> Visitor<'_> for KeywordVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} ({})", self.what, allowed(self.table))
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<T, E> {
+        match self.table.iter().find(|(word, _)| *word == v) {
+            Some((_, value)) => Ok(*value),
+            None => Err(E::custom(format!(
+                "unknown {} {v:?} (use {})",
+                self.what,
+                allowed(self.table)
+            ))),
+        }
+    }
+}
+
+fn allowed<T>(table: &[(&str, T)]) -> String {
+    let words: Vec<&str> = table.iter().map(|(word, _)| *word).collect();
+    match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => words.join(""),
+    }
+}
+
+struct ServerNameVisitor;
+
+impl Visitor<'_> for ServerNameVisitor {
+    type Value = ServerName;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a server name such as \"example.com\"")
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<ServerName, E> {
+        if let Ok(ip) = v.parse::<IpAddr>() {
+            return Ok(ServerName(ip.to_string()));
+        }
+        parse_dns_name(v)
+            .map(ServerName)
+            .map_err(|e| E::custom(format!("invalid server name: {e}")))
+    }
+}
+
+struct ListenAddrVisitor;
+
+impl Visitor<'_> for ListenAddrVisitor {
+    type Value = ListenAddr;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a listen address such as \"127.0.0.1:9798\"")
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<ListenAddr, E> {
+        v.parse().map(ListenAddr).map_err(|_| {
+            E::custom(format!(
+                "invalid listen address {v:?} (write IP:PORT, e.g. 127.0.0.1:9798 or [::1]:9798)"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_values_read_as_a_list() {
+        assert_eq!(allowed(RESOLVE), "all or first");
+        assert_eq!(allowed(IP_FAMILY), "any, ipv4 or ipv6");
+    }
+}

@@ -1,0 +1,114 @@
+//! The raw layer: a serde mirror of the configuration file, one struct per table.
+//!
+//! Values that can be parsed on their own (durations, targets, keywords) are parsed here by
+//! their `Deserialize` impls, so their errors carry the value's position. Checks that relate
+//! several values live in `validate.rs`, which reads the [`Spanned`] positions kept here.
+//! A new top-level section is one field on [`RawConfig`] and one struct.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::duration::ConfigDuration;
+use crate::config::keywords::{ListenAddr, ServerName};
+use crate::config::model::{IpFamily, ResolveMode, StartTls, Target};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) scanner: RawScanner,
+    #[serde(default)]
+    pub(crate) exporter: RawExporter,
+    #[serde(default, rename = "endpoint")]
+    pub(crate) endpoints: Vec<Spanned<RawEndpoint>>,
+    #[serde(default, rename = "file")]
+    pub(crate) files: Vec<Spanned<RawFile>>,
+}
+
+/// `[scanner]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawScanner {
+    pub(crate) concurrency: Option<Spanned<usize>>,
+    pub(crate) timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) hosts_file: Option<Spanned<String>>,
+}
+
+/// `[exporter]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExporter {
+    pub(crate) listen: Option<ListenAddr>,
+    // Entries are parsed in validation: toml reports an element's error at the whole
+    // array, and the position of the bad entry is worth more than parsing here.
+    pub(crate) probe_allow: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) module: BTreeMap<String, Spanned<RawProbeOptions>>,
+}
+
+/// `[exporter.module.NAME]`: the probe options an endpoint can also set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProbeOptions {
+    pub(crate) sni: Option<ServerName>,
+    pub(crate) starttls: Option<StartTls>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) client_cert: Option<Spanned<String>>,
+    pub(crate) client_key: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) ip_family: Option<Spanned<IpFamily>>,
+    pub(crate) resolve: Option<ResolveMode>,
+}
+
+/// `[[endpoint]]`: a target, an interval and the probe options of [`RawProbeOptions`].
+///
+/// The options are repeated rather than flattened because serde cannot combine
+/// `flatten` with `deny_unknown_fields`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpoint {
+    pub(crate) target: Spanned<Target>,
+    pub(crate) interval: Option<Spanned<ConfigDuration>>,
+    pub(crate) sni: Option<ServerName>,
+    pub(crate) starttls: Option<StartTls>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) client_cert: Option<Spanned<String>>,
+    pub(crate) client_key: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) ip_family: Option<Spanned<IpFamily>>,
+    pub(crate) resolve: Option<ResolveMode>,
+}
+
+/// `[[file]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub(crate) path: Spanned<String>,
+    pub(crate) interval: Option<Spanned<ConfigDuration>>,
+}
+
+impl RawEndpoint {
+    /// Splits off the options an endpoint shares with a `/probe` module.
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        Spanned<Target>,
+        Option<Spanned<ConfigDuration>>,
+        RawProbeOptions,
+    ) {
+        let options = RawProbeOptions {
+            sni: self.sni,
+            starttls: self.starttls,
+            ca_file: self.ca_file,
+            client_cert: self.client_cert,
+            client_key: self.client_key,
+            timeout: self.timeout,
+            ip_family: self.ip_family,
+            resolve: self.resolve,
+        };
+        (self.target, self.interval, options)
+    }
+}

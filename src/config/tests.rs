@@ -1,0 +1,148 @@
+//! Tests of the loader as a whole: the example file, defaults, paths and error framing.
+//! The per-message cases live as fixtures in `tests/fixtures/config/bad/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::config::model::{AllowRule, Host};
+
+fn parse_ok(text: &str) -> Config {
+    parse(text, None).unwrap_or_else(|e| panic!("should parse: {e}"))
+}
+
+fn parse_err(text: &str) -> String {
+    parse(text, None)
+        .expect_err("should be rejected")
+        .to_string()
+}
+
+#[test]
+fn the_example_configuration_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/certinel.toml");
+    let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let config_dir = std::path::absolute(path.parent().unwrap()).unwrap();
+    assert_eq!(config.endpoints.len(), 4);
+    assert_eq!(config.files.len(), 1);
+    assert_eq!(
+        config.endpoints[1].ca_file,
+        Some(config_dir.join("internal-ca.pem"))
+    );
+    let modules: Vec<&str> = config.exporter.modules.keys().map(String::as_str).collect();
+    assert_eq!(modules, ["default", "mtls", "smtp"]);
+    assert!(
+        config
+            .exporter
+            .probe_allow
+            .contains(&AllowRule::HostPattern("*.internal.example".into()))
+    );
+}
+
+#[test]
+fn empty_text_is_the_default_config() {
+    assert_eq!(parse_ok(""), default_config());
+}
+
+#[test]
+fn default_config_is_loopback_only_with_a_default_module() {
+    let config = default_config();
+    assert!(config.endpoints.is_empty());
+    assert_eq!(config.exporter.listen.to_string(), "127.0.0.1:9798");
+    assert_eq!(config.exporter.probe_allow.len(), 3);
+    assert_eq!(
+        config.exporter.modules["default"].timeout,
+        Duration::from_secs(10)
+    );
+}
+
+#[test]
+fn endpoints_inherit_the_scanner_timeout() {
+    let config =
+        parse_ok("[scanner]\ntimeout = \"2s\"\n[[endpoint]]\ntarget = \"a.example:443\"\n");
+    assert_eq!(config.endpoints[0].timeout, Duration::from_secs(2));
+    assert_eq!(config.endpoints[0].interval, Duration::from_secs(300));
+    assert_eq!(
+        config.endpoints[0].target.host,
+        Host::Name("a.example".into())
+    );
+}
+
+#[test]
+fn relative_paths_resolve_against_the_source_directory() {
+    let text = "[[endpoint]]\ntarget = \"a.example:443\"\nca_file = \"ca.pem\"\n\
+                client_cert = \"/abs/client.pem\"\nclient_key = \"../key.pem\"\n";
+    let config = parse(text, Some(Path::new("etc/certinel/certinel.toml"))).unwrap();
+    let endpoint = &config.endpoints[0];
+    assert_eq!(endpoint.ca_file, Some(PathBuf::from("etc/certinel/ca.pem")));
+    let client_auth = endpoint.client_auth.as_ref().unwrap();
+    assert_eq!(client_auth.cert, PathBuf::from("/abs/client.pem"));
+    assert_eq!(client_auth.key, PathBuf::from("etc/certinel/../key.pem"));
+}
+
+#[test]
+fn without_a_source_paths_stay_as_written_and_errors_say_config() {
+    let config = parse_ok("[[file]]\npath = \"certs/*.pem\"\n");
+    assert_eq!(config.files[0].path, "certs/*.pem");
+    assert_eq!(
+        parse_err("[scanner]\nconcurrency = 0\n"),
+        "<config>:2:15: scanner.concurrency: must be at least 1; it is how many probes run at once"
+    );
+}
+
+#[test]
+fn missing_certificate_files_are_not_a_load_error() {
+    let config =
+        parse_ok("[[endpoint]]\ntarget = \"a.example:443\"\nca_file = \"/nonexistent/ca.pem\"\n");
+    assert_eq!(
+        config.endpoints[0].ca_file,
+        Some(PathBuf::from("/nonexistent/ca.pem"))
+    );
+}
+
+#[test]
+fn an_existing_hosts_file_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hosts"), "127.0.0.1 a.example\n").unwrap();
+    let config_path = dir.path().join("certinel.toml");
+    std::fs::write(&config_path, "[scanner]\nhosts_file = \"hosts\"\n").unwrap();
+    let config = load(&config_path).unwrap();
+    assert_eq!(config.scanner.hosts_file, Some(dir.path().join("hosts")));
+    assert_eq!(config.source, Some(config_path));
+}
+
+#[test]
+fn an_unreadable_file_names_the_path_and_the_os_error() {
+    let error = load(Path::new("/nonexistent/certinel.toml")).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/certinel.toml: cannot read: "),
+        "{error}"
+    );
+    assert!(error.to_string().ends_with("; check the path"), "{error}");
+    assert_eq!(error.line(), None);
+    assert_eq!(error.key(), None);
+}
+
+#[test]
+fn endpoints_differing_only_in_starttls_are_not_duplicates() {
+    let config = parse_ok(
+        "[[endpoint]]\ntarget = \"m.example:25\"\n\
+         [[endpoint]]\ntarget = \"m.example:25\"\nstarttls = \"smtp\"\n",
+    );
+    assert_eq!(config.endpoints.len(), 2);
+}
+
+#[test]
+fn a_configured_default_module_replaces_the_builtin_one() {
+    let config = parse_ok("[exporter.module.default]\ntimeout = \"3s\"\nresolve = \"first\"\n");
+    let module = &config.exporter.modules["default"];
+    assert_eq!(module.timeout, Duration::from_secs(3));
+    assert_eq!(module.resolve, model::ResolveMode::First);
+}
+
+#[test]
+fn an_empty_probe_allow_list_allows_nothing() {
+    let config = parse_ok("[exporter]\nprobe_allow = []\n");
+    assert!(config.exporter.probe_allow.is_empty());
+}

@@ -1,0 +1,366 @@
+//! Builds the validated [`Config`] from the raw layer, once: fills in defaults, resolves
+//! relative paths and runs the checks that relate several values.
+//!
+//! Invariant: the only file-system access is the `is_file` callback of [`Context`], used for
+//! `hosts_file`; every other path is only resolved, because a missing certificate or key
+//! is the probe's to report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::config::ConfigError;
+use crate::config::allow;
+use crate::config::duration::{ConfigDuration, format_duration};
+use crate::config::locate::join;
+use crate::config::model::{
+    AllowRule, ClientAuth, Config, Endpoint, ExporterSettings, FileSource, Host, IpFamily,
+    ProbeModule, ResolveMode, ScannerSettings, StartTls, Target,
+};
+use crate::config::raw::{RawConfig, RawExporter, RawFile, RawProbeOptions, RawScanner};
+
+/// Most probes in flight when `scanner.concurrency` is not set.
+pub(crate) const DEFAULT_CONCURRENCY: usize = 256;
+/// The probe deadline when neither the endpoint nor `scanner.timeout` sets one.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an endpoint or file is re-checked when it sets no interval.
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// The exporter's address when `exporter.listen` is not set: loopback, because a public
+/// `/probe` would let anyone make certinel connect anywhere allowed.
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9798));
+/// The `/probe` module used when a request names none.
+pub(crate) const DEFAULT_MODULE: &str = "default";
+/// Re-checking more often than this only loads the servers.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What validation needs besides the raw values: the text (for positions), where it came
+/// from, and how to look for the one file that must exist.
+pub(crate) struct Context<'a> {
+    pub(crate) text: &'a str,
+    /// The configuration file as named by the user, for messages and `Config::source`.
+    pub(crate) source: Option<&'a Path>,
+    /// The directory relative paths are resolved against; `None` keeps them as written.
+    pub(crate) base_dir: Option<&'a Path>,
+    pub(crate) is_file: &'a dyn Fn(&Path) -> bool,
+}
+
+/// Builds the model from the raw configuration.
+pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigError> {
+    let scanner = scanner(raw.scanner, cx)?;
+    let exporter = exporter(raw.exporter, scanner.default_timeout, cx)?;
+    let mut endpoints = Vec::with_capacity(raw.endpoints.len());
+    let mut seen: HashMap<(Target, String, Option<StartTls>), (usize, usize)> = HashMap::new();
+    for (index, raw_endpoint) in raw.endpoints.into_iter().enumerate() {
+        let prefix = format!("endpoint[{index}]");
+        let target_span = raw_endpoint.get_ref().target.span();
+        let endpoint = endpoint(
+            raw_endpoint.into_inner(),
+            &prefix,
+            scanner.default_timeout,
+            cx,
+        )?;
+        let identity = (
+            endpoint.target.clone(),
+            endpoint.server_name(),
+            endpoint.starttls,
+        );
+        if let Some((first_index, first_offset)) = seen.get(&identity) {
+            let first_line = cx.line_of(*first_offset);
+            return Err(cx.error(
+                target_span,
+                join(Some(&prefix), "target"),
+                format!(
+                    "duplicate endpoint: same target, sni and starttls as endpoint[{first_index}] \
+                     (line {first_line}); remove one or give them different sni or starttls"
+                ),
+            ));
+        }
+        seen.insert(identity, (index, target_span.start));
+        endpoints.push(endpoint);
+    }
+    let files = raw
+        .files
+        .into_iter()
+        .enumerate()
+        .map(|(index, file)| file_source(file.into_inner(), &format!("file[{index}]"), cx))
+        .collect::<Result<_, _>>()?;
+    Ok(Config {
+        source: cx.source.map(Path::to_owned),
+        scanner,
+        endpoints,
+        files,
+        exporter,
+    })
+}
+
+/// The `default` `/probe` module: no options, the scanner's default timeout.
+pub(crate) fn default_module(timeout: Duration) -> ProbeModule {
+    ProbeModule {
+        sni: None,
+        starttls: None,
+        ca_file: None,
+        client_auth: None,
+        timeout,
+        ip_family: IpFamily::Any,
+        resolve: ResolveMode::All,
+    }
+}
+
+impl Context<'_> {
+    fn error(&self, span: Range<usize>, key: String, problem: String) -> ConfigError {
+        ConfigError::at(self.source, self.text, span, Some(key), problem)
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        crate::config::error::line_of(self.text, offset)
+    }
+
+    /// A configured path, made relative to the configuration file's directory.
+    fn path(&self, value: &Spanned<String>, key: String) -> Result<PathBuf, ConfigError> {
+        let written = value.get_ref();
+        if written.is_empty() {
+            return Err(self.error(
+                value.span(),
+                key,
+                "empty path; write a path or remove the key".to_owned(),
+            ));
+        }
+        Ok(match self.base_dir {
+            Some(base) => base.join(written),
+            None => PathBuf::from(written),
+        })
+    }
+
+    fn timeout(
+        &self,
+        value: Option<&Spanned<ConfigDuration>>,
+        key: String,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        if value.get_ref().0.is_zero() {
+            return Err(self.error(
+                value.span(),
+                key,
+                "timeout must be greater than zero; use e.g. 10s".to_owned(),
+            ));
+        }
+        Ok(value.get_ref().0)
+    }
+
+    fn interval(
+        &self,
+        value: Option<&Spanned<ConfigDuration>>,
+        key: String,
+    ) -> Result<Duration, ConfigError> {
+        let Some(value) = value else {
+            return Ok(DEFAULT_INTERVAL);
+        };
+        let interval = value.get_ref().0;
+        if interval < MIN_INTERVAL {
+            return Err(self.error(
+                value.span(),
+                key,
+                format!(
+                    "interval {} is too short; use at least {}",
+                    format_duration(interval),
+                    format_duration(MIN_INTERVAL)
+                ),
+            ));
+        }
+        Ok(interval)
+    }
+}
+
+fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigError> {
+    let concurrency = match raw.concurrency {
+        None => DEFAULT_CONCURRENCY,
+        Some(value) if *value.get_ref() == 0 => {
+            return Err(cx.error(
+                value.span(),
+                "scanner.concurrency".to_owned(),
+                "must be at least 1; it is how many probes run at once".to_owned(),
+            ));
+        }
+        Some(value) => value.into_inner(),
+    };
+    let default_timeout = cx.timeout(
+        raw.timeout.as_ref(),
+        "scanner.timeout".to_owned(),
+        DEFAULT_TIMEOUT,
+    )?;
+    let hosts_file = match &raw.hosts_file {
+        None => None,
+        Some(value) => {
+            let key = "scanner.hosts_file".to_owned();
+            let path = cx.path(value, key.clone())?;
+            if !(cx.is_file)(&path) {
+                // Name the file as written: the resolved path depends on the machine.
+                let written = value.get_ref();
+                let place = match cx.base_dir {
+                    Some(_) if Path::new(written).is_relative() => {
+                        " in the configuration file's directory"
+                    }
+                    _ => "",
+                };
+                return Err(cx.error(
+                    value.span(),
+                    key,
+                    format!("no such file {written:?}{place}; create it or remove hosts_file"),
+                ));
+            }
+            Some(path)
+        }
+    };
+    Ok(ScannerSettings {
+        concurrency,
+        default_timeout,
+        hosts_file,
+    })
+}
+
+fn exporter(
+    raw: RawExporter,
+    default_timeout: Duration,
+    cx: &Context<'_>,
+) -> Result<ExporterSettings, ConfigError> {
+    let probe_allow = match raw.probe_allow {
+        None => allow::loopback_only(),
+        Some(entries) => entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                entry.get_ref().parse::<AllowRule>().map_err(|e| {
+                    cx.error(
+                        entry.span(),
+                        format!("exporter.probe_allow[{index}]"),
+                        e.to_string(),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut modules = BTreeMap::new();
+    for (name, options) in raw.module {
+        let prefix = join(Some("exporter.module"), &name);
+        let module = probe_options(options.into_inner(), &prefix, default_timeout, cx)?;
+        modules.insert(name, module);
+    }
+    modules
+        .entry(DEFAULT_MODULE.to_owned())
+        .or_insert_with(|| default_module(default_timeout));
+    Ok(ExporterSettings {
+        listen: raw.listen.map_or(DEFAULT_LISTEN, |listen| listen.0),
+        probe_allow,
+        modules,
+    })
+}
+
+fn endpoint(
+    raw: crate::config::raw::RawEndpoint,
+    prefix: &str,
+    default_timeout: Duration,
+    cx: &Context<'_>,
+) -> Result<Endpoint, ConfigError> {
+    let (target, interval, options) = raw.into_parts();
+    if let Some(family) = &options.ip_family {
+        check_family(target.get_ref(), family, prefix, cx)?;
+    }
+    let interval = cx.interval(interval.as_ref(), join(Some(prefix), "interval"))?;
+    let module = probe_options(options, prefix, default_timeout, cx)?;
+    Ok(Endpoint {
+        target: target.into_inner(),
+        sni: module.sni,
+        starttls: module.starttls,
+        ca_file: module.ca_file,
+        client_auth: module.client_auth,
+        timeout: module.timeout,
+        ip_family: module.ip_family,
+        resolve: module.resolve,
+        interval,
+    })
+}
+
+/// A literal address of one family can never be probed over the other.
+fn check_family(
+    target: &Target,
+    family: &Spanned<IpFamily>,
+    prefix: &str,
+    cx: &Context<'_>,
+) -> Result<(), ConfigError> {
+    let (literal, wanted) = match (&target.host, family.get_ref()) {
+        (Host::Ip(IpAddr::V4(_)), IpFamily::Ipv6) => ("IPv4", "ipv6"),
+        (Host::Ip(IpAddr::V6(_)), IpFamily::Ipv4) => ("IPv6", "ipv4"),
+        _ => return Ok(()),
+    };
+    Err(cx.error(
+        family.span(),
+        join(Some(prefix), "ip_family"),
+        format!(
+            "target {target} is an {literal} address but ip_family is {wanted:?}; \
+             remove ip_family or change the target"
+        ),
+    ))
+}
+
+/// The options shared by endpoints and `/probe` modules; `prefix` is the table's key.
+fn probe_options(
+    raw: RawProbeOptions,
+    prefix: &str,
+    default_timeout: Duration,
+    cx: &Context<'_>,
+) -> Result<ProbeModule, ConfigError> {
+    let key = |name: &str| join(Some(prefix), name);
+    let client_auth = match (&raw.client_cert, &raw.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key_file)) => Some(ClientAuth {
+            cert: cx.path(cert, key("client_cert"))?,
+            key: cx.path(key_file, key("client_key"))?,
+        }),
+        (Some(cert), None) => {
+            return Err(cx.error(
+                cert.span(),
+                key("client_cert"),
+                "client_cert needs client_key; add client_key = \"...\" (the certificate's \
+                 private key, PEM)"
+                    .to_owned(),
+            ));
+        }
+        (None, Some(key_file)) => {
+            return Err(cx.error(
+                key_file.span(),
+                key("client_key"),
+                "client_key needs client_cert; add client_cert = \"...\" or remove client_key"
+                    .to_owned(),
+            ));
+        }
+    };
+    let ca_file = match &raw.ca_file {
+        Some(path) => Some(cx.path(path, key("ca_file"))?),
+        None => None,
+    };
+    Ok(ProbeModule {
+        sni: raw.sni.map(|sni| sni.0),
+        starttls: raw.starttls,
+        ca_file,
+        client_auth,
+        timeout: cx.timeout(raw.timeout.as_ref(), key("timeout"), default_timeout)?,
+        ip_family: raw.ip_family.map(Spanned::into_inner).unwrap_or_default(),
+        resolve: raw.resolve.unwrap_or_default(),
+    })
+}
+
+fn file_source(raw: RawFile, prefix: &str, cx: &Context<'_>) -> Result<FileSource, ConfigError> {
+    let path = cx.path(&raw.path, join(Some(prefix), "path"))?;
+    Ok(FileSource {
+        path: path.to_string_lossy().into_owned(),
+        interval: cx.interval(raw.interval.as_ref(), join(Some(prefix), "interval"))?,
+    })
+}
