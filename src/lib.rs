@@ -19,7 +19,12 @@
 //! The binary (`src/main.rs`) is a thin shell over [`cli`].
 #![warn(missing_docs)]
 
+pub mod acme;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod report;
 pub mod scan;
+pub mod schedule;
+pub mod service;
+pub mod store;

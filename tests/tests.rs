@@ -1,4 +1,16 @@
-//! placeholder
+//! The integration tests, in one binary: real servers on loopback, fixtures as files.
 
+/// The ACME client against a real Pebble: challenges, key types, accounts, EAB, failures.
+mod acme;
+/// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
+mod check_cli;
+/// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble.
+mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
+/// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
+mod probe;
+/// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.
+mod service;
+/// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
+mod starttls;

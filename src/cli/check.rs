@@ -198,10 +198,7 @@ async fn sweep(plan: Plan) -> anyhow::Result<Vec<Row>> {
             .with_context(|| format!("cannot read hosts file {}", path.display()))?,
         None => Resolver::system(),
     };
-    let context = Arc::new(ProbeContext {
-        resolver,
-        trust: TrustCache::system(),
-    });
+    let context = Arc::new(ProbeContext::new(resolver, TrustCache::system()));
     let total = plan.endpoints.len();
     let done = Arc::new(AtomicUsize::new(0));
     let progress = Progress::start(total, done.clone());

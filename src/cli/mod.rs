@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod config_check;
+pub mod logging;
 pub mod run;
 
 use std::path::PathBuf;

@@ -1,9 +1,22 @@
-//! `certinel run`: the long-lived service.
+//! `certinel run`: the long-lived service. Loads the configuration (or the embedded
+//! default), binds the listener, turns SIGTERM/SIGINT into a graceful shutdown and SIGHUP
+//! into a reload, and runs [`crate::service`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::cli::{ExitCode, LogFormat};
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{ExitCode, LogFormat, logging};
+use crate::config;
+
+/// How long in-flight probes and requests get to finish after SIGTERM/SIGINT.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Arguments of `certinel run`.
 #[derive(Debug, clap::Args)]
@@ -19,6 +32,65 @@ pub struct RunArgs {
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
-    let _ = (args, log_format);
-    anyhow::bail!("certinel run is not implemented yet")
+    logging::init(log_format);
+    let mut config = match &args.config {
+        Some(path) => config::load(path)?,
+        None => config::default_config(),
+    };
+    if let Some(listen) = args.listen {
+        config.exporter.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))?;
+    Ok(ExitCode(0))
+}
+
+async fn serve(config: config::model::Config) -> anyhow::Result<()> {
+    let listen = config.exporter.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let shutdown = CancellationToken::new();
+    let reload_requests = Arc::new(Notify::new());
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let signals = {
+        let reload_requests = reload_requests.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = terminate.recv() => break "SIGTERM",
+                    _ = interrupt.recv() => break "SIGINT",
+                    _ = hangup.recv() => reload_requests.notify_one(),
+                }
+            }
+        })
+    };
+    let service =
+        crate::service::run_with_reload(config, listener, shutdown.clone(), reload_requests);
+    tokio::pin!(service);
+    tokio::select! {
+        result = &mut service => return result.context("certinel run failed"),
+        signal = signals => {
+            let signal = signal.unwrap_or("signal");
+            tracing::info!(signal, "shutting down");
+            shutdown.cancel();
+        }
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, service).await {
+        Ok(result) => {
+            result.context("certinel run failed")?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "work still running after the grace period; exiting anyway");
+            Ok(())
+        }
+    }
 }

@@ -127,7 +127,10 @@ pub struct HandshakeSummary {
 
 /// The worst status among `rows`; OK for no rows.
 pub fn overall(rows: &[Row]) -> Status {
-    rows.iter().map(|row| row.status).max().unwrap_or(Status::Ok)
+    rows.iter()
+        .map(|row| row.status)
+        .max()
+        .unwrap_or(Status::Ok)
 }
 
 /// One row per probed address of `report` (one row when resolution failed).
@@ -217,7 +220,14 @@ pub fn file_row(report: &FileReport, thresholds: Thresholds, now: OffsetDateTime
             duration_ms: None,
         },
         Ok(chain) => {
-            let (status, reason, detail) = judge_validity(chain, thresholds, now);
+            let (status, reason, detail) = match judge_validity(chain, thresholds, now) {
+                (Status::Ok, ..) if !chain.in_order => (
+                    Status::Warning,
+                    Reason::WrongChainOrder.keyword(),
+                    "certificates are not in issuing order (leaf first)".to_owned(),
+                ),
+                verdict => verdict,
+            };
             Row {
                 subject,
                 status,
@@ -249,7 +259,11 @@ fn judge_handshake(
     let verification = &handshake.verification;
     if !verification.verified {
         let reason = verification.reason.unwrap_or(Reason::Invalid);
-        return (Status::Critical, reason.keyword(), verification.detail.clone());
+        return (
+            Status::Critical,
+            reason.keyword(),
+            verification.detail.clone(),
+        );
     }
     let chain_verdict = judge_validity(&handshake.chain, thresholds, now);
     if chain_verdict.0 != Status::Ok {
@@ -258,11 +272,17 @@ fn judge_handshake(
     if let Some(client) = client_cert {
         let left = client.not_after - now;
         if left.is_negative() {
-            let detail = format!("client certificate expired at {}", rfc3339(client.not_after));
+            let detail = format!(
+                "client certificate expired at {}",
+                rfc3339(client.not_after)
+            );
             return (Status::Critical, "client_cert_expired", detail);
         }
         if let Some(status) = threshold_status(left, thresholds) {
-            let detail = format!("client certificate expires at {}", rfc3339(client.not_after));
+            let detail = format!(
+                "client certificate expires at {}",
+                rfc3339(client.not_after)
+            );
             return (status, "client_cert_expiring_soon", detail);
         }
     }
@@ -280,14 +300,26 @@ fn judge_validity(chain: &ChainFacts, thresholds: Thresholds, now: OffsetDateTim
     let expiry = chain.earliest_not_after;
     let left = expiry - now;
     if left.is_negative() {
-        return (Status::Critical, "expired", format!("expired at {}", rfc3339(expiry)));
+        return (
+            Status::Critical,
+            "expired",
+            format!("expired at {}", rfc3339(expiry)),
+        );
     }
-    if let Some(entry) = chain.entries.iter().find(|entry| entry.facts.not_before > now) {
+    if let Some(entry) = chain
+        .entries
+        .iter()
+        .find(|entry| entry.facts.not_before > now)
+    {
         let detail = format!("not valid before {}", rfc3339(entry.facts.not_before));
         return (Status::Critical, "not_yet_valid", detail);
     }
     match threshold_status(left, thresholds) {
-        Some(status) => (status, "expiring_soon", format!("expires at {}", rfc3339(expiry))),
+        Some(status) => (
+            status,
+            "expiring_soon",
+            format!("expires at {}", rfc3339(expiry)),
+        ),
         None => (Status::Ok, "ok", format!("expires at {}", rfc3339(expiry))),
     }
 }
@@ -305,10 +337,10 @@ fn threshold_status(left: time::Duration, thresholds: Thresholds) -> Option<Stat
 /// RFC 3339 in UTC, seconds precision (`2026-11-26T23:20:05Z`).
 pub fn rfc3339(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     // Formatting a UTC date with a fixed description only fails for years beyond 9999,
     // which X.509 GeneralizedTime cannot express.
-    at.format(&format).unwrap_or_else(|_| at.unix_timestamp().to_string())
+    at.format(&format)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }

@@ -28,13 +28,21 @@ fn row_cells(row: &Row) -> [String; 6] {
                 Some(sni) => format!("{target} (sni {sni})"),
                 None => target.clone(),
             };
-            (target, ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()))
+            (
+                target,
+                ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            )
         }
         Subject::File { path } => (path.clone(), "file".to_owned()),
     };
-    let days = row.days_left.map_or_else(|| "-".to_owned(), |days| format!("{days:.1}"));
+    let days = row
+        .days_left
+        .map_or_else(|| "-".to_owned(), |days| format!("{days:.1}"));
     let (not_after, issuer) = match &row.chain {
-        Some(chain) => (rfc3339(chain.earliest_not_after), short_name(&chain.leaf().issuer)),
+        Some(chain) => (
+            rfc3339(chain.earliest_not_after),
+            short_name(&chain.leaf().issuer),
+        ),
         None => ("-".to_owned(), "-".to_owned()),
     };
     let status = if row.reason == "ok" {

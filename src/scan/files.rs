@@ -2,7 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::scan::inspect::ChainFacts;
+use rustls::pki_types::CertificateDer;
+
+use crate::scan::inspect::{ChainFacts, inspect_chain};
+
+/// File name extensions taken from a directory (compared without regard to case).
+pub const CERTIFICATE_EXTENSIONS: [&str; 4] = ["pem", "crt", "cer", "cert"];
 
 /// The result of inspecting one certificate file.
 #[derive(Debug, Clone)]
@@ -41,13 +46,116 @@ pub enum FileError {
 }
 
 /// Expands a configured path: a file, every certificate file in a directory, or a glob.
+///
+/// A directory yields its files ending in one of [`CERTIFICATE_EXTENSIONS`] (not
+/// recursively); a glob yields every file it matches. Both are sorted by path.
 pub fn expand(pattern: &str) -> Result<Vec<PathBuf>, FileError> {
-    let _ = pattern;
-    todo!("inspect helper")
+    let path = Path::new(pattern);
+    let mut paths = if path.is_file() {
+        return Ok(vec![path.to_owned()]);
+    } else if path.is_dir() {
+        certificate_files_in(path)?
+    } else {
+        let no_match = || FileError::NoMatch {
+            pattern: pattern.to_owned(),
+        };
+        glob::glob(pattern)
+            .map_err(|_| no_match())?
+            // Entries the glob cannot read (permissions) are skipped like non-matches.
+            .filter_map(Result::ok)
+            .filter(|candidate| candidate.is_file())
+            .collect()
+    };
+    if paths.is_empty() {
+        return Err(FileError::NoMatch {
+            pattern: pattern.to_owned(),
+        });
+    }
+    paths.sort();
+    Ok(paths)
 }
 
 /// Reads and inspects one certificate file.
+///
+/// PEM files may hold several CERTIFICATE blocks (the first is the leaf) and other blocks
+/// such as private keys, which are skipped without being kept. A file without PEM
+/// markers is read as one DER certificate.
 pub fn inspect_file(path: &Path) -> FileReport {
-    let _ = path;
-    todo!("inspect helper")
+    FileReport {
+        path: path.to_owned(),
+        outcome: read_chain(path),
+    }
 }
+
+fn certificate_files_in(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let io_error = |err: std::io::Error| FileError::Io {
+        path: dir.to_owned(),
+        detail: err.to_string(),
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_error)? {
+        let path = entry.map_err(io_error)?.path();
+        let wanted = path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .is_some_and(|extension| {
+                CERTIFICATE_EXTENSIONS
+                    .iter()
+                    .any(|wanted| extension.eq_ignore_ascii_case(wanted))
+            });
+        if wanted && path.is_file() {
+            paths.push(path);
+        }
+    }
+    Ok(paths)
+}
+
+fn read_chain(path: &Path) -> Result<ChainFacts, FileError> {
+    let parse_error = |detail: String| FileError::Parse {
+        path: path.to_owned(),
+        detail,
+    };
+    let bytes = std::fs::read(path).map_err(|err| FileError::Io {
+        path: path.to_owned(),
+        detail: err.to_string(),
+    })?;
+    let chain = if looks_like_pem(&bytes) {
+        pem_certificates(&bytes).map_err(parse_error)?
+    } else {
+        vec![CertificateDer::from(bytes)]
+    };
+    inspect_chain(&chain).map_err(|err| parse_error(err.to_string()))
+}
+
+fn looks_like_pem(bytes: &[u8]) -> bool {
+    const MARKER: &[u8] = b"-----BEGIN ";
+    bytes.windows(MARKER.len()).any(|window| window == MARKER)
+}
+
+/// The CERTIFICATE blocks of a PEM file, in order. Other blocks (keys, CRLs, parameters)
+/// are dropped as soon as they are read, so their contents never reach a message or log.
+fn pem_certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let mut reader = bytes;
+    let mut certificates = Vec::new();
+    loop {
+        match rustls_pemfile::read_one(&mut reader) {
+            Ok(Some(rustls_pemfile::Item::X509Certificate(certificate))) => {
+                certificates.push(certificate);
+            }
+            Ok(Some(_other_block)) => {}
+            Ok(None) => break,
+            // The message says where base64 decoding failed, not what the block held.
+            Err(err) => return Err(format!("malformed PEM: {err}")),
+        }
+    }
+    if certificates.is_empty() {
+        return Err(
+            "no CERTIFICATE block found; the file must be PEM with a certificate, or DER"
+                .to_owned(),
+        );
+    }
+    Ok(certificates)
+}
+
+#[cfg(test)]
+mod tests;

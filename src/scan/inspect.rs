@@ -1,6 +1,14 @@
 //! Turns DER certificate chains into facts. Pure: no clock, no sockets, no files.
 
+use rustls::pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{self, Oid};
+use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::X509Name;
 
 /// Everything certinel reports about one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,14 +120,258 @@ pub enum InspectError {
 
 /// Facts about one DER certificate.
 pub fn inspect_certificate(der: &[u8]) -> Result<CertFacts, InspectError> {
-    let _ = der;
-    todo!("inspect helper")
+    inspect_at(der, 0)
 }
 
 /// Facts about a presented chain (leaf first, as sent by the server).
-pub fn inspect_chain(
-    chain: &[rustls::pki_types::CertificateDer<'_>],
-) -> Result<ChainFacts, InspectError> {
-    let _ = chain;
-    todo!("inspect helper")
+pub fn inspect_chain(chain: &[CertificateDer<'_>]) -> Result<ChainFacts, InspectError> {
+    if chain.is_empty() {
+        return Err(InspectError::Empty);
+    }
+    let entries = chain
+        .iter()
+        .enumerate()
+        .map(|(position, der)| {
+            let facts = inspect_at(der.as_ref(), position)?;
+            let role = role_at(position, &facts);
+            Ok(ChainEntry {
+                position,
+                role,
+                facts,
+            })
+        })
+        .collect::<Result<Vec<_>, InspectError>>()?;
+    // A root sent along is never what stops the chain from working: clients that trust
+    // it use their own copy, and clients that do not fail regardless of its dates.
+    let earliest_not_after = entries
+        .iter()
+        .filter(|entry| entry.role != Role::Root)
+        .map(|entry| entry.facts.not_after)
+        .min()
+        .unwrap_or(entries[0].facts.not_after);
+    let in_order = entries
+        .windows(2)
+        .all(|pair| issued_by(&pair[0].facts, &pair[1].facts));
+    Ok(ChainFacts {
+        entries,
+        earliest_not_after,
+        in_order,
+    })
 }
+
+/// Whether `issuer` looks like the issuer of `cert`: names line up, and key identifiers
+/// too when both certificates carry them. Signatures are not checked here; that is
+/// `verify`'s job.
+pub fn issued_by(cert: &CertFacts, issuer: &CertFacts) -> bool {
+    if cert.issuer != issuer.subject {
+        return false;
+    }
+    match (&cert.authority_key_id, &issuer.subject_key_id) {
+        (Some(authority), Some(subject)) => authority == subject,
+        _ => true,
+    }
+}
+
+fn role_at(position: usize, facts: &CertFacts) -> Role {
+    match (position, facts.self_signed) {
+        (0, _) => Role::Leaf,
+        (_, true) => Role::Root,
+        (_, false) => Role::Intermediate,
+    }
+}
+
+fn inspect_at(der: &[u8], position: usize) -> Result<CertFacts, InspectError> {
+    let malformed = |detail: String| InspectError::Malformed { position, detail };
+    let (rest, cert) = X509Certificate::from_der(der).map_err(|err| malformed(err.to_string()))?;
+    if !rest.is_empty() {
+        return Err(malformed(format!(
+            "{} bytes of trailing data after the certificate",
+            rest.len()
+        )));
+    }
+    let validity = cert.validity();
+    let not_before = unix_time(validity.not_before.timestamp()).map_err(&malformed)?;
+    let not_after = unix_time(validity.not_after.timestamp()).map_err(&malformed)?;
+
+    let mut dns_names = Vec::new();
+    let mut ip_addresses = Vec::new();
+    let mut subject_key_id = None;
+    let mut authority_key_id = None;
+    for extension in cert.extensions() {
+        match extension.parsed_extension() {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
+                        GeneralName::IPAddress(bytes) => {
+                            if let Some(ip) = ip_from_bytes(bytes) {
+                                ip_addresses.push(ip);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ParsedExtension::SubjectKeyIdentifier(id) => subject_key_id = Some(id.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
+            }
+            _ => {}
+        }
+    }
+
+    let subject = dn_string(cert.subject());
+    let issuer = dn_string(cert.issuer());
+    // A certificate is self-signed only when its own key verifies its signature: a
+    // matching name alone is what an attacker or a misconfigured CA can produce.
+    let self_signed =
+        cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok();
+
+    Ok(CertFacts {
+        subject,
+        issuer,
+        serial: serial_hex(cert.raw_serial()),
+        dns_names,
+        ip_addresses,
+        key: key_type(&cert),
+        signature_algorithm: signature_algorithm_name(&cert.signature_algorithm.algorithm),
+        not_before,
+        not_after,
+        fingerprint_sha256: hex(&Sha256::digest(der)),
+        self_signed,
+        is_ca: cert.is_ca(),
+        subject_key_id,
+        authority_key_id,
+    })
+}
+
+fn unix_time(seconds: i64) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|err| format!("validity date out of range: {err}"))
+}
+
+/// Formats a distinguished name the RFC 4514 way: most specific RDN first (the reverse of
+/// the encoded order), `+` between the attributes of a multi-valued RDN, and special
+/// characters escaped.
+fn dn_string(name: &X509Name<'_>) -> String {
+    let registry = x509_parser::objects::oid_registry();
+    let rdns: Vec<String> = name
+        .iter()
+        .map(|rdn| {
+            let attributes: Vec<String> = rdn
+                .iter()
+                .map(|attribute| {
+                    let attribute_type = attribute.attr_type();
+                    let label = x509_parser::objects::oid2abbrev(attribute_type, registry)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|_| attribute_type.to_id_string());
+                    let value = match attribute.as_str() {
+                        Ok(text) => escape_dn_value(text),
+                        // RFC 4514: values that are not strings are written as #hex of
+                        // their BER encoding.
+                        Err(_) => format!("#{}", hex(attribute.attr_value().data)),
+                    };
+                    format!("{label}={value}")
+                })
+                .collect();
+            attributes.join("+")
+        })
+        .collect();
+    rdns.into_iter().rev().collect::<Vec<_>>().join(", ")
+}
+
+fn escape_dn_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (index, character) in value.chars().enumerate() {
+        let special = matches!(character, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (index == 0 && matches!(character, ' ' | '#'))
+            || (index == last && character == ' ');
+        if special {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+fn serial_hex(raw: &[u8]) -> String {
+    let digits = hex(raw);
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
+}
+
+fn key_type(cert: &X509Certificate<'_>) -> KeyType {
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm == oid_registry::OID_SIG_ED25519 {
+        return KeyType::Ed25519;
+    }
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => KeyType::Rsa(modulus_bits(rsa.modulus)),
+        Ok(PublicKey::EC(_)) => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|parameters| parameters.as_oid().ok());
+            match curve {
+                Some(oid) if oid == oid_registry::OID_EC_P256 => KeyType::EcdsaP256,
+                Some(oid) if oid == oid_registry::OID_NIST_EC_P384 => KeyType::EcdsaP384,
+                Some(oid) if oid == oid_registry::OID_NIST_EC_P521 => KeyType::EcdsaP521,
+                _ => KeyType::Other,
+            }
+        }
+        _ => KeyType::Other,
+    }
+}
+
+/// The size of an RSA modulus in bits, ignoring the sign byte and any leading zeros.
+fn modulus_bits(modulus: &[u8]) -> u32 {
+    let significant = match modulus.iter().position(|&byte| byte != 0) {
+        Some(start) => &modulus[start..],
+        None => return 0,
+    };
+    let whole_bytes = u32::try_from(significant.len() - 1).unwrap_or(u32::MAX / 8);
+    whole_bytes * 8 + (8 - significant[0].leading_zeros())
+}
+
+/// OpenSSL's short names, which operators know, where the OID registry differs.
+fn signature_algorithm_name(oid: &Oid<'_>) -> String {
+    if *oid == oid_registry::OID_SIG_ED25519 {
+        return "ED25519".to_owned();
+    }
+    if *oid == oid_registry::OID_SIG_ED448 {
+        return "ED448".to_owned();
+    }
+    if *oid == oid_registry::OID_PKCS1_RSASSAPSS {
+        return "RSASSA-PSS".to_owned();
+    }
+    x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+        .map(str::to_owned)
+        .unwrap_or_else(|_| oid.to_id_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -11,3 +11,6 @@ pub mod starttls;
 pub mod sweep;
 pub mod trust;
 pub mod verify;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -1,14 +1,27 @@
 //! Probes one endpoint: resolve, then for each address connect, optionally STARTTLS, and
 //! complete a TLS handshake that captures the presented chain even when it is invalid.
 
-use std::net::IpAddr;
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ProtocolVersion};
 use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 use crate::config::model::Endpoint;
-use crate::scan::inspect::{CertFacts, ChainFacts};
-use crate::scan::verify::Verification;
+use crate::scan::inspect::{self, CertFacts, ChainFacts};
+use crate::scan::trust::TrustRoots;
+use crate::scan::verify::{self, Verification};
+
+mod tls_client;
+
+use tls_client::{CLIENT_AUTH_REQUESTED, TlsClients};
 
 /// The result of probing one endpoint on every address it resolved to.
 #[derive(Debug, Clone)]
@@ -17,7 +30,9 @@ pub struct EndpointReport {
     pub endpoint: Endpoint,
     /// When the probe started.
     pub started_at: OffsetDateTime,
-    /// Name resolution failed: no address was probed.
+    /// The probe stopped before any address was probed: name resolution failed
+    /// ([`ProbeError::Dns`]) or the endpoint's settings did not load
+    /// ([`ProbeError::Config`]).
     pub resolve_error: Option<ProbeError>,
     /// One entry per probed address, in resolver order.
     pub addresses: Vec<AddressReport>,
@@ -79,11 +94,18 @@ pub enum ProbeError {
     /// The TLS handshake failed before a chain was presented.
     #[error("TLS handshake failed: {0}")]
     Handshake(String),
+    /// The endpoint's own settings could not be used: its `ca_file`, client certificate
+    /// or key does not load, or its server name is not a valid DNS name or IP address.
+    #[error("unusable endpoint settings: {0}")]
+    Config(String),
+    /// The probe itself failed (a bug in certinel, such as a panic).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ProbeError {
     /// The stable keyword for metrics and JSON: `dns`, `connect`, `timeout`, `starttls`,
-    /// `handshake`.
+    /// `handshake`, `config`, `internal`.
     pub fn keyword(&self) -> &'static str {
         match self {
             ProbeError::Dns { .. } => "dns",
@@ -91,6 +113,8 @@ impl ProbeError {
             ProbeError::Timeout { .. } => "timeout",
             ProbeError::StartTls(_) => "starttls",
             ProbeError::Handshake(_) => "handshake",
+            ProbeError::Config(_) => "config",
+            ProbeError::Internal(_) => "internal",
         }
     }
 }
@@ -102,11 +126,347 @@ pub struct ProbeContext {
     pub resolver: crate::scan::resolve::Resolver,
     /// Trust roots per `ca_file`.
     pub trust: crate::scan::trust::TrustCache,
+    /// rustls client configurations, built once and shared.
+    tls: TlsClients,
+}
+
+impl ProbeContext {
+    /// A context that resolves with `resolver` and verifies against `trust`.
+    pub fn new(
+        resolver: crate::scan::resolve::Resolver,
+        trust: crate::scan::trust::TrustCache,
+    ) -> ProbeContext {
+        ProbeContext {
+            resolver,
+            trust,
+            tls: TlsClients::new(),
+        }
+    }
 }
 
 /// Probes `endpoint` on every address it resolves to (or the first, per its settings).
 /// Never fails: problems are recorded in the report.
+///
+/// Addresses are probed concurrently, each with its own deadline of `endpoint.timeout`
+/// covering connect, STARTTLS and the handshake.
 pub async fn probe_endpoint(endpoint: &Endpoint, ctx: &ProbeContext) -> EndpointReport {
-    let _ = (endpoint, ctx);
-    todo!("probe helper")
+    let span = tracing::info_span!("probe", target = %endpoint.target);
+    probe_endpoint_in_span(endpoint, ctx).instrument(span).await
+}
+
+/// What every address of one endpoint is probed with, prepared once per probe.
+struct ProbePlan {
+    /// SNI and verification name as text.
+    server_name: String,
+    /// The same name for rustls (an IP literal sends no SNI).
+    sni: ServerName<'static>,
+    /// The client configuration, with the endpoint's client certificate if any.
+    tls: Arc<ClientConfig>,
+    /// Trust anchors for `verify_chain`.
+    roots: Arc<TrustRoots>,
+    /// Facts about the client certificate, when one is configured.
+    client_cert: Option<CertFacts>,
+}
+
+/// What the TLS connection revealed, before any judgement.
+struct Session {
+    chain: Vec<CertificateDer<'static>>,
+    tls_version: String,
+    cipher_suite: String,
+}
+
+async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> EndpointReport {
+    let mut report = EndpointReport {
+        endpoint: endpoint.clone(),
+        started_at: OffsetDateTime::now_utc(),
+        resolve_error: None,
+        addresses: Vec::new(),
+        addresses_disagree: false,
+        client_cert: None,
+    };
+    let plan = match plan_probe(endpoint, ctx).await {
+        Ok(plan) => plan,
+        Err(error) => {
+            tracing::info!(%error, "endpoint settings are unusable");
+            report.resolve_error = Some(error);
+            return report;
+        }
+    };
+    report.client_cert = plan.client_cert.clone();
+    let addresses = match ctx
+        .resolver
+        .resolve(&endpoint.target.host, endpoint.ip_family, endpoint.resolve)
+        .await
+    {
+        Ok(addresses) => addresses,
+        Err(error) => {
+            tracing::info!(%error, "name resolution failed");
+            report.resolve_error = Some(error);
+            return report;
+        }
+    };
+    let probes = addresses.into_iter().map(|ip| {
+        let span = tracing::info_span!("address", %ip);
+        probe_address(ip, endpoint, &plan).instrument(span)
+    });
+    report.addresses = futures::future::join_all(probes).await;
+    report.addresses_disagree = leaves_disagree(&report.addresses);
+    if report.addresses_disagree {
+        tracing::info!("addresses present different leaf certificates");
+    }
+    report
+}
+
+async fn plan_probe(endpoint: &Endpoint, ctx: &ProbeContext) -> Result<ProbePlan, ProbeError> {
+    let server_name = endpoint.server_name();
+    let sni = ServerName::try_from(server_name.clone()).map_err(|_| {
+        ProbeError::Config(format!(
+            "server name `{server_name}` is neither a DNS name nor an IP address"
+        ))
+    })?;
+    let roots = ctx
+        .trust
+        .get(endpoint.ca_file.as_deref())
+        .map_err(|error| ProbeError::Config(error.to_string()))?;
+    let (tls, client_cert) = match &endpoint.client_auth {
+        None => (ctx.tls.anonymous(), None),
+        Some(auth) => {
+            let identity = ctx.tls.identity(auth).await.map_err(ProbeError::Config)?;
+            (identity.config.clone(), Some(identity.leaf.clone()))
+        }
+    };
+    Ok(ProbePlan {
+        server_name,
+        sni,
+        tls,
+        roots,
+        client_cert,
+    })
+}
+
+async fn probe_address(ip: IpAddr, endpoint: &Endpoint, plan: &ProbePlan) -> AddressReport {
+    let started = Instant::now();
+    let deadline = started + endpoint.timeout;
+    let address = SocketAddr::new(ip, endpoint.target.port);
+    let session = CLIENT_AUTH_REQUESTED
+        .scope(
+            Cell::new(false),
+            open_session(address, endpoint, plan, deadline),
+        )
+        .await;
+    let duration = started.elapsed();
+    let outcome = session.and_then(|session| assess(session, plan));
+    match &outcome {
+        Ok(handshake) => tracing::debug!(
+            version = %handshake.tls_version,
+            verified = handshake.verification.verified,
+            reason = handshake.verification.reason.map(|reason| reason.keyword()),
+            ?duration,
+            "handshake complete"
+        ),
+        Err(error) => tracing::info!(%error, kind = error.keyword(), ?duration, "probe failed"),
+    }
+    AddressReport {
+        ip,
+        duration,
+        outcome,
+    }
+}
+
+/// Connects, upgrades and handshakes, all before `deadline`.
+async fn open_session(
+    address: SocketAddr,
+    endpoint: &Endpoint,
+    plan: &ProbePlan,
+    deadline: Instant,
+) -> Result<Session, ProbeError> {
+    let timed_out = |stage| ProbeError::Timeout {
+        stage,
+        after: endpoint.timeout,
+    };
+    let mut tcp = timeout_at(deadline, TcpStream::connect(address))
+        .await
+        .map_err(|_| timed_out("connect"))?
+        .map_err(|error| ProbeError::Connect(error.to_string()))?;
+    if let Some(protocol) = endpoint.starttls {
+        timeout_at(
+            deadline,
+            crate::scan::starttls::upgrade(&mut tcp, protocol, &plan.server_name),
+        )
+        .await
+        .map_err(|_| timed_out("starttls"))?
+        .map_err(|error| ProbeError::StartTls(error.to_string()))?;
+    }
+    let connector = tokio_rustls::TlsConnector::from(plan.tls.clone());
+    let mut tls = timeout_at(deadline, connector.connect(plan.sni.clone(), tcp))
+        .await
+        .map_err(|_| timed_out("handshake"))?
+        .map_err(|error| ProbeError::Handshake(error.to_string()))?;
+
+    let (tcp, connection) = tls.get_mut();
+    let client_auth_requested = CLIENT_AUTH_REQUESTED.try_with(Cell::get).unwrap_or(false);
+    if client_auth_requested && connection.protocol_version() == Some(ProtocolVersion::TLSv1_3) {
+        await_client_auth_verdict(tcp, connection, deadline).await?;
+    }
+    let session = Session {
+        chain: connection.peer_certificates().unwrap_or_default().to_vec(),
+        tls_version: version_name(connection.protocol_version()),
+        cipher_suite: suite_name(connection.negotiated_cipher_suite()),
+    };
+    // Close politely (close_notify, then FIN) so servers do not log a truncated
+    // connection; the outcome no longer depends on the server.
+    let _ = timeout_at(deadline, tls.shutdown()).await;
+    Ok(session)
+}
+
+/// In TLS 1.3 the client completes its side of the handshake before the server has judged
+/// the client certificate (or its absence), so a rejection arrives as an alert just after.
+/// This waits for the server's first post-handshake bytes: an alert or a close means the
+/// server refused; anything else (normally a NewSessionTicket) means it accepted. A server
+/// that sends nothing counts as accepting once the deadline passes.
+async fn await_client_auth_verdict(
+    tcp: &mut TcpStream,
+    connection: &mut rustls::ClientConnection,
+    deadline: Instant,
+) -> Result<(), ProbeError> {
+    let refused = |detail: String| {
+        ProbeError::Handshake(format!("server refused client authentication: {detail}"))
+    };
+    let mut buffer = vec![0; 16 * 1024];
+    let read = match timeout_at(deadline, tcp.read(&mut buffer)).await {
+        Err(_elapsed) => return Ok(()),
+        Ok(Err(error)) => return Err(refused(error.to_string())),
+        Ok(Ok(0)) => return Err(refused("connection closed".to_string())),
+        Ok(Ok(read)) => read,
+    };
+    let mut received = &buffer[..read];
+    while !received.is_empty() {
+        let consumed = connection
+            .read_tls(&mut received)
+            .map_err(|error| refused(error.to_string()))?;
+        let state = connection
+            .process_new_packets()
+            .map_err(|error| refused(error.to_string()))?;
+        if state.peer_has_closed() {
+            return Err(refused("close_notify received".to_string()));
+        }
+        if consumed == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Turns the captured session into facts and a trust verdict.
+fn assess(session: Session, plan: &ProbePlan) -> Result<Handshake, ProbeError> {
+    let chain = inspect::inspect_chain(&session.chain).map_err(|error| {
+        ProbeError::Handshake(format!("the presented chain is unreadable: {error}"))
+    })?;
+    let verification = verify::verify_chain(
+        &session.chain,
+        &chain,
+        Some(&plan.server_name),
+        &plan.roots,
+        UnixTime::now(),
+    );
+    Ok(Handshake {
+        tls_version: session.tls_version,
+        cipher_suite: session.cipher_suite,
+        chain,
+        verification,
+    })
+}
+
+/// `TLSv1.3`, `TLSv1.2`, or the rustls name of anything else.
+fn version_name(version: Option<ProtocolVersion>) -> String {
+    match version {
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => "unknown".to_string(),
+    }
+}
+
+/// The IANA name of the suite (`TLS_AES_128_GCM_SHA256`,
+/// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`); rustls prefixes TLS 1.3 suites `TLS13_`.
+fn suite_name(suite: Option<rustls::SupportedCipherSuite>) -> String {
+    let Some(suite) = suite else {
+        return "unknown".to_string();
+    };
+    let code = suite.suite();
+    match code.as_str() {
+        Some(name) => match name.strip_prefix("TLS13_") {
+            Some(rest) => format!("TLS_{rest}"),
+            None => name.to_string(),
+        },
+        None => format!("0x{:04X}", u16::from(code)),
+    }
+}
+
+/// Whether the addresses that completed a handshake presented different leaves.
+fn leaves_disagree(addresses: &[AddressReport]) -> bool {
+    let mut fingerprints = addresses
+        .iter()
+        .filter_map(|address| address.outcome.as_ref().ok())
+        .map(|handshake| &handshake.chain.leaf().fingerprint_sha256);
+    match fingerprints.next() {
+        Some(first) => fingerprints.any(|other| other != first),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_use_openssl_style_names() {
+        assert_eq!(version_name(Some(ProtocolVersion::TLSv1_3)), "TLSv1.3");
+        assert_eq!(version_name(Some(ProtocolVersion::TLSv1_2)), "TLSv1.2");
+    }
+
+    #[test]
+    fn cipher_suites_use_iana_names() {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let names: Vec<String> = provider
+            .cipher_suites
+            .iter()
+            .map(|suite| suite_name(Some(*suite)))
+            .collect();
+        assert!(
+            names.contains(&"TLS_AES_128_GCM_SHA256".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().all(|name| name.starts_with("TLS_")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn every_probe_error_has_a_distinct_keyword() {
+        let errors = [
+            ProbeError::Dns {
+                host: "h".into(),
+                detail: "d".into(),
+            },
+            ProbeError::Connect("c".into()),
+            ProbeError::Timeout {
+                stage: "connect",
+                after: Duration::from_secs(1),
+            },
+            ProbeError::StartTls("s".into()),
+            ProbeError::Handshake("h".into()),
+            ProbeError::Config("c".into()),
+            ProbeError::Internal("i".into()),
+        ];
+        let mut keywords: Vec<&str> = errors.iter().map(ProbeError::keyword).collect();
+        keywords.sort_unstable();
+        keywords.dedup();
+        assert_eq!(keywords.len(), errors.len());
+    }
 }

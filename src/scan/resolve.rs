@@ -1,5 +1,6 @@
 //! Name resolution: a hosts-file override, then the system resolver; every A/AAAA address.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -8,18 +9,35 @@ use crate::scan::probe::ProbeError;
 
 /// Resolves endpoint hosts to the addresses to probe.
 #[derive(Debug, Clone, Default)]
-pub struct Resolver {}
+pub struct Resolver {
+    /// Lower-cased names from the hosts file, each with its addresses in file order.
+    overrides: HashMap<String, Vec<IpAddr>>,
+}
 
 impl Resolver {
     /// The system resolver with no overrides.
     pub fn system() -> Resolver {
-        todo!("probe helper")
+        Resolver::default()
     }
 
     /// The system resolver, with names in `path` (hosts-file format) answered from it.
+    ///
+    /// A line whose first field is not an IP address is an `InvalidData` error naming
+    /// `path:line`.
     pub fn with_hosts_file(path: &Path) -> std::io::Result<Resolver> {
-        let _ = path;
-        todo!("probe helper")
+        let text = std::fs::read_to_string(path)?;
+        let overrides = parse_hosts(&text).map_err(|bad_line| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{}:{}: `{}` is not an IP address",
+                    path.display(),
+                    bad_line.line,
+                    bad_line.field
+                ),
+            )
+        })?;
+        Ok(Resolver { overrides })
     }
 
     /// The addresses of `host` to probe, filtered by family and mode, in resolver order.
@@ -29,7 +47,284 @@ impl Resolver {
         family: IpFamily,
         mode: ResolveMode,
     ) -> Result<Vec<IpAddr>, ProbeError> {
-        let _ = (host, family, mode);
-        todo!("probe helper")
+        let found = match host {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(name) => self.lookup(name).await?,
+        };
+        select_addresses(host, found, family, mode)
+    }
+
+    /// Every address of `name`: from the hosts file when it lists the name, else from the
+    /// system resolver.
+    async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, ProbeError> {
+        let key = normalize_name(name);
+        if let Some(addresses) = self.overrides.get(&key) {
+            return Ok(addresses.clone());
+        }
+        if is_special_use_invalid(&key) {
+            // RFC 6761 section 6.4: resolvers should answer names under `invalid.` with an
+            // immediate negative response instead of asking DNS.
+            return Err(dns_error(
+                name,
+                "names under .invalid never resolve (RFC 6761)",
+            ));
+        }
+        let answers = tokio::net::lookup_host((name, 0))
+            .await
+            .map_err(|error| dns_error(name, &error.to_string()))?;
+        Ok(answers.map(|socket| socket.ip()).collect())
+    }
+}
+
+/// A hosts-file line whose address field does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BadHostsLine {
+    /// One-based line number.
+    line: usize,
+    /// The offending field.
+    field: String,
+}
+
+/// Parses `/etc/hosts` format: `address name [alias...]`, `#` starts a comment.
+fn parse_hosts(text: &str) -> Result<HashMap<String, Vec<IpAddr>>, BadHostsLine> {
+    let mut overrides: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let content = line.split('#').next().unwrap_or_default();
+        let mut fields = content.split_whitespace();
+        let Some(address_field) = fields.next() else {
+            continue;
+        };
+        if address_field.contains('%') {
+            // A scoped link-local address (`fe80::1%lo0`) names an interface that only
+            // the system resolver can honour; leave such lines to it.
+            continue;
+        }
+        let address: IpAddr = address_field.parse().map_err(|_| BadHostsLine {
+            line: index + 1,
+            field: address_field.to_string(),
+        })?;
+        for name in fields {
+            overrides
+                .entry(normalize_name(name))
+                .or_default()
+                .push(address);
+        }
+    }
+    Ok(overrides)
+}
+
+/// Names compare case-insensitively, and `host.` is the same name as `host`.
+fn normalize_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// `invalid` or a name under it; `name` is already normalized.
+fn is_special_use_invalid(name: &str) -> bool {
+    name == "invalid" || name.ends_with(".invalid")
+}
+
+/// Deduplicates (keeping first occurrences), filters by family, then applies the mode.
+fn select_addresses(
+    host: &Host,
+    found: Vec<IpAddr>,
+    family: IpFamily,
+    mode: ResolveMode,
+) -> Result<Vec<IpAddr>, ProbeError> {
+    let mut selected: Vec<IpAddr> = Vec::with_capacity(found.len());
+    for address in found {
+        let wanted = match family {
+            IpFamily::Any => true,
+            IpFamily::Ipv4 => address.is_ipv4(),
+            IpFamily::Ipv6 => address.is_ipv6(),
+        };
+        if wanted && !selected.contains(&address) {
+            selected.push(address);
+        }
+    }
+    if selected.is_empty() {
+        let detail = match family {
+            IpFamily::Any => "no address",
+            IpFamily::Ipv4 => "no IPv4 address",
+            IpFamily::Ipv6 => "no IPv6 address",
+        };
+        return Err(dns_error(&host.to_string(), detail));
+    }
+    if mode == ResolveMode::First {
+        selected.truncate(1);
+    }
+    Ok(selected)
+}
+
+fn dns_error(host: &str, detail: &str) -> ProbeError {
+    ProbeError::Dns {
+        host: host.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn name(text: &str) -> Host {
+        Host::Name(text.to_string())
+    }
+
+    fn resolver_from(text: &str) -> Resolver {
+        Resolver {
+            overrides: parse_hosts(text).unwrap(),
+        }
+    }
+
+    #[test]
+    fn hosts_file_maps_every_alias_and_skips_comments_and_blank_lines() {
+        let overrides = parse_hosts(
+            "# a comment\n\n127.0.0.2  web.test  www.test # trailing comment\n::1 web.test\n",
+        )
+        .unwrap();
+        assert_eq!(overrides["web.test"], vec![ip("127.0.0.2"), ip("::1")]);
+        assert_eq!(overrides["www.test"], vec![ip("127.0.0.2")]);
+        assert_eq!(overrides.len(), 2);
+    }
+
+    #[test]
+    fn hosts_file_line_with_a_bad_address_names_its_line() {
+        let error = parse_hosts("127.0.0.1 ok.test\nnot-an-ip bad.test\n").unwrap_err();
+        assert_eq!(
+            error,
+            BadHostsLine {
+                line: 2,
+                field: "not-an-ip".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn hosts_file_skips_scoped_link_local_lines() {
+        let overrides = parse_hosts("fe80::1%lo0 localhost\n").unwrap();
+        assert!(overrides.is_empty());
+    }
+
+    #[tokio::test]
+    async fn hosts_file_names_match_case_insensitively_and_with_trailing_dot() {
+        let resolver = resolver_from("127.0.0.2 Web.Test\n");
+        for spelling in ["web.test", "WEB.TEST", "web.test."] {
+            let found = resolver
+                .resolve(&name(spelling), IpFamily::Any, ResolveMode::All)
+                .await
+                .unwrap();
+            assert_eq!(found, vec![ip("127.0.0.2")], "{spelling}");
+        }
+    }
+
+    #[tokio::test]
+    async fn several_addresses_keep_file_order_without_duplicates() {
+        let resolver =
+            resolver_from("127.0.0.3 multi.test\n127.0.0.2 multi.test\n127.0.0.3 multi.test\n");
+        let found = resolver
+            .resolve(&name("multi.test"), IpFamily::Any, ResolveMode::All)
+            .await
+            .unwrap();
+        assert_eq!(found, vec![ip("127.0.0.3"), ip("127.0.0.2")]);
+    }
+
+    #[tokio::test]
+    async fn first_mode_keeps_only_the_first_address() {
+        let resolver = resolver_from("127.0.0.3 multi.test\n127.0.0.2 multi.test\n");
+        let found = resolver
+            .resolve(&name("multi.test"), IpFamily::Any, ResolveMode::First)
+            .await
+            .unwrap();
+        assert_eq!(found, vec![ip("127.0.0.3")]);
+    }
+
+    #[tokio::test]
+    async fn family_filter_keeps_only_that_family() {
+        let resolver = resolver_from("127.0.0.2 dual.test\n::1 dual.test\n");
+        let v6 = resolver
+            .resolve(&name("dual.test"), IpFamily::Ipv6, ResolveMode::All)
+            .await
+            .unwrap();
+        assert_eq!(v6, vec![ip("::1")]);
+        let v4 = resolver
+            .resolve(&name("dual.test"), IpFamily::Ipv4, ResolveMode::All)
+            .await
+            .unwrap();
+        assert_eq!(v4, vec![ip("127.0.0.2")]);
+    }
+
+    #[tokio::test]
+    async fn family_filter_that_empties_the_list_is_a_dns_error() {
+        let resolver = resolver_from("127.0.0.2 v4only.test\n");
+        let error = resolver
+            .resolve(&name("v4only.test"), IpFamily::Ipv6, ResolveMode::All)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            ProbeError::Dns {
+                host: "v4only.test".to_string(),
+                detail: "no IPv6 address".to_string()
+            }
+        );
+        assert_eq!(error.keyword(), "dns");
+    }
+
+    #[tokio::test]
+    async fn literal_addresses_pass_through_and_obey_the_family_filter() {
+        let resolver = Resolver::system();
+        let literal = Host::Ip(ip("::1"));
+        let found = resolver
+            .resolve(&literal, IpFamily::Any, ResolveMode::All)
+            .await
+            .unwrap();
+        assert_eq!(found, vec![ip("::1")]);
+        let error = resolver
+            .resolve(&literal, IpFamily::Ipv4, ResolveMode::All)
+            .await
+            .unwrap_err();
+        assert_eq!(error.keyword(), "dns");
+    }
+
+    #[tokio::test]
+    async fn names_under_invalid_fail_without_asking_dns() {
+        let error = Resolver::system()
+            .resolve(
+                &name("nonexistent.INVALID"),
+                IpFamily::Any,
+                ResolveMode::All,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ProbeError::Dns { host, .. } if host == "nonexistent.INVALID"),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hosts_file_is_read_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        std::fs::write(&path, "127.0.0.9 disk.test\n").unwrap();
+        let found = Resolver::with_hosts_file(&path)
+            .unwrap()
+            .resolve(&name("disk.test"), IpFamily::Any, ResolveMode::All)
+            .await
+            .unwrap();
+        assert_eq!(found, vec![ip("127.0.0.9")]);
+
+        std::fs::write(&path, "bogus disk.test\n").unwrap();
+        let error = Resolver::with_hosts_file(&path).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+        assert!(
+            error
+                .to_string()
+                .ends_with(":1: `bogus` is not an IP address")
+        );
     }
 }

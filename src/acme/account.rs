@@ -1,0 +1,272 @@
+//! The ACME account: created once per directory URL, its credentials kept in a 0600 file
+//! under the state directory and reused on every later start.
+//!
+//! The file name is derived from a hash of the directory URL, so pointing certinel at a
+//! different CA (or at staging instead of production) creates a new account instead of
+//! presenting the old key to the wrong server.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::acme::error::retry_bad_nonce;
+use crate::acme::http::{self, AcmeObserver};
+use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
+
+/// A usable account on one ACME CA.
+#[derive(Clone)]
+pub struct AcmeAccount {
+    inner: Account,
+    directory: String,
+    credentials_path: PathBuf,
+    created: bool,
+    poll: PollPolicy,
+}
+
+impl AcmeAccount {
+    /// The account URL the CA assigned (stable across restarts).
+    pub fn url(&self) -> &str {
+        self.inner.id()
+    }
+
+    /// The directory URL this account belongs to.
+    pub fn directory(&self) -> &str {
+        &self.directory
+    }
+
+    /// The file holding the credentials.
+    pub fn credentials_path(&self) -> &Path {
+        &self.credentials_path
+    }
+
+    /// Whether this call created the account (`false`: it was loaded from the file).
+    pub fn was_created(&self) -> bool {
+        self.created
+    }
+
+    pub(crate) fn acme(&self) -> &Account {
+        &self.inner
+    }
+
+    pub(crate) fn poll_policy(&self) -> &PollPolicy {
+        &self.poll
+    }
+}
+
+impl fmt::Debug for AcmeAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcmeAccount")
+            .field("url", &self.url())
+            .field("directory", &self.directory)
+            .field("credentials_path", &self.credentials_path)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the credentials file holds.
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    directory: String,
+    credentials: AccountCredentials,
+}
+
+/// The credentials file name for `directory`: `account-` and the first 16 hex digits of
+/// the SHA-256 of the URL.
+pub fn account_file_name(directory: &str) -> String {
+    let digest = Sha256::digest(directory.as_bytes());
+    let hex: String = digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("account-{hex}.json")
+}
+
+/// Loads the account for `settings.directory` from `state_dir/acme/`, or creates it on the
+/// CA (with EAB when configured) and saves its credentials there with mode 0600.
+///
+/// Every request this account makes later is reported to `observer`.
+pub async fn load_or_create_account(
+    settings: &AcmeSettings,
+    state_dir: &Path,
+    observer: Arc<dyn AcmeObserver>,
+) -> Result<AcmeAccount, AcmeError> {
+    let client = http::build_client(
+        &settings.directory,
+        settings.ca_file.as_deref(),
+        settings.retry,
+        observer,
+    )
+    .map_err(|error| AcmeError::Invalid {
+        stage: Stage::Account,
+        message: match &settings.ca_file {
+            Some(path) => format!("ca_file {}: {error}", path.display()),
+            None => format!("TLS client: {error}"),
+        },
+    })?;
+    let account_dir = state_dir.join("acme");
+    let credentials_path = account_dir.join(account_file_name(&settings.directory));
+    let file_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| AcmeError::AccountFile { path, source }
+    };
+
+    let (inner, created) = match std::fs::read(&credentials_path) {
+        Ok(bytes) => {
+            let stored: StoredAccount = serde_json::from_slice(&bytes)
+                .map_err(|error| file_error(&credentials_path)(std::io::Error::other(error)))?;
+            if stored.directory != settings.directory {
+                return Err(AcmeError::Invalid {
+                    stage: Stage::Account,
+                    message: format!(
+                        "{} belongs to {}, not {}",
+                        credentials_path.display(),
+                        stored.directory,
+                        settings.directory
+                    ),
+                });
+            }
+            let account = Account::builder_with_http(Box::new(client))
+                .from_credentials(stored.credentials)
+                .await
+                .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+            (account, false)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let eab = settings.eab.as_ref().map(decode_eab).transpose()?;
+            let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
+            let new_account = NewAccount {
+                contact: &contact,
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            };
+            let (account, credentials) = retry_bad_nonce!(
+                Account::builder_with_http(Box::new(client.clone()))
+                    .create(&new_account, settings.directory.clone(), eab.as_ref())
+                    .await
+            )
+            .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+            let stored = StoredAccount {
+                directory: settings.directory.clone(),
+                credentials,
+            };
+            let json = serde_json::to_vec_pretty(&stored)
+                .map_err(|error| file_error(&credentials_path)(std::io::Error::other(error)))?;
+            write_private_file(&account_dir, &credentials_path, &json)
+                .map_err(file_error(&credentials_path))?;
+            tracing::info!(
+                account = account.id(),
+                directory = %settings.directory,
+                "created ACME account"
+            );
+            (account, true)
+        }
+        Err(error) => return Err(file_error(&credentials_path)(error)),
+    };
+    Ok(AcmeAccount {
+        inner,
+        directory: settings.directory.clone(),
+        credentials_path,
+        created,
+        poll: settings.poll,
+    })
+}
+
+fn decode_eab(eab: &crate::acme::Eab) -> Result<ExternalAccountKey, AcmeError> {
+    let text = eab.hmac_key.trim();
+    let key = URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .or_else(|_| URL_SAFE.decode(text))
+        .map_err(|error| AcmeError::Invalid {
+            stage: Stage::Account,
+            message: format!("EAB key for {} is not base64url: {error}", eab.kid),
+        })?;
+    Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename) with mode 0600,
+/// creating `dir` with mode 0700 when missing.
+fn write_private_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn account_file_name_differs_per_directory_url() {
+        let production = account_file_name("https://acme-v02.api.letsencrypt.org/directory");
+        let staging = account_file_name("https://acme-staging-v02.api.letsencrypt.org/directory");
+        assert_ne!(production, staging);
+        assert_eq!(
+            production,
+            account_file_name("https://acme-v02.api.letsencrypt.org/directory")
+        );
+        assert_eq!(production.len(), "account-".len() + 16 + ".json".len());
+    }
+
+    #[test]
+    fn private_file_is_written_0600_in_a_0700_directory() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("acme");
+        let path = dir.join("account.json");
+        write_private_file(&dir, &path, b"{}").unwrap();
+        write_private_file(&dir, &path, b"{\"again\":1}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"again\":1}");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+    }
+
+    #[test]
+    fn eab_key_accepts_base64url_with_or_without_padding() {
+        let eab = |key: &str| crate::acme::Eab {
+            kid: "kid-1".into(),
+            hmac_key: key.into(),
+        };
+        assert!(
+            decode_eab(&eab(
+                "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+            ))
+            .is_ok()
+        );
+        assert!(decode_eab(&eab("YWJj")).is_ok());
+        assert!(decode_eab(&eab("YWI=")).is_ok());
+        let error = decode_eab(&eab("not base64!")).err().unwrap();
+        assert_eq!(
+            (error.stage(), error.problem()),
+            (Stage::Account, "invalid")
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! ACME failures, each with the stage it happened in and a short problem keyword, the two
+//! labels of `certinel_certificate_renewal_failures_total{stage,problem}`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::acme::http::TransportError;
+
+/// The step of the ACME flow that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Loading, creating or binding the account.
+    Account,
+    /// Creating the order or reading its authorizations.
+    Order,
+    /// Answering challenges and waiting for validation.
+    Challenge,
+    /// Generating the key and CSR, finalizing, waiting for issuance.
+    Finalize,
+    /// Downloading the certificate chain.
+    Download,
+}
+
+impl Stage {
+    /// The metric label value: `account`, `order`, `challenge`, `finalize` or `download`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Account => "account",
+            Self::Order => "order",
+            Self::Challenge => "challenge",
+            Self::Finalize => "finalize",
+            Self::Download => "download",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why obtaining a certificate failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcmeError {
+    /// The CA answered with an RFC 7807 problem document.
+    #[error("{stage}: the ACME server said {problem}: {detail}")]
+    Server {
+        /// Where it happened.
+        stage: Stage,
+        /// The problem type without the `urn:ietf:params:acme:error:` prefix,
+        /// for example `rateLimited` or `unauthorized`.
+        problem: String,
+        /// The server's explanation, with the identifier when the problem is about one.
+        detail: String,
+    },
+    /// The CA could not be reached even after retrying.
+    #[error("{stage}: cannot reach the ACME server: {source}")]
+    Network {
+        /// Where it happened.
+        stage: Stage,
+        /// What the transport reported on the last attempt.
+        #[source]
+        source: TransportError,
+    },
+    /// The CA did not finish validation or issuance in time.
+    #[error("{stage}: gave up after waiting {waited:?} for the ACME server")]
+    Timeout {
+        /// Where it happened.
+        stage: Stage,
+        /// How long certinel waited.
+        waited: Duration,
+    },
+    /// The CA's answer made no sense to certinel (bad JSON, missing URL, unexpected state).
+    #[error("{stage}: unexpected answer from the ACME server: {message}")]
+    Protocol {
+        /// Where it happened.
+        stage: Stage,
+        /// What was wrong.
+        message: String,
+    },
+    /// The CA offers none of the challenge types certinel was configured to answer.
+    #[error("challenge: the ACME server offers no {wanted} challenge for {identifier}")]
+    ChallengeNotOffered {
+        /// The configured challenge type.
+        wanted: &'static str,
+        /// The identifier whose authorization lacks it.
+        identifier: String,
+    },
+    /// The built-in challenge responder could not start or write its files.
+    #[error("challenge: cannot set up the {kind} responder at {location}: {source}")]
+    Responder {
+        /// `http-01`, `http-01 webroot` or `tls-alpn-01`.
+        kind: &'static str,
+        /// The listen address or webroot path.
+        location: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing the account credentials file failed.
+    #[error("account: credentials file {path}: {source}")]
+    AccountFile {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The settings or the request cannot work (empty name list, undecodable EAB key).
+    #[error("{stage}: invalid setting: {message}")]
+    Invalid {
+        /// Where it was noticed.
+        stage: Stage,
+        /// What is wrong.
+        message: String,
+    },
+    /// Generating the private key or the CSR failed.
+    #[error("finalize: cannot generate the {algorithm} key or CSR: {message}")]
+    Key {
+        /// The requested key type.
+        algorithm: &'static str,
+        /// What the generator reported.
+        message: String,
+    },
+}
+
+impl AcmeError {
+    /// The step that failed (metric label `stage`).
+    pub fn stage(&self) -> Stage {
+        match self {
+            Self::Server { stage, .. }
+            | Self::Network { stage, .. }
+            | Self::Timeout { stage, .. }
+            | Self::Protocol { stage, .. }
+            | Self::Invalid { stage, .. } => *stage,
+            Self::ChallengeNotOffered { .. } | Self::Responder { .. } => Stage::Challenge,
+            Self::AccountFile { .. } => Stage::Account,
+            Self::Key { .. } => Stage::Finalize,
+        }
+    }
+
+    /// A short keyword for what went wrong (metric label `problem`): the ACME problem type
+    /// for server problems (`rateLimited`, `unauthorized`, `dns`, `connection`, ...), else
+    /// one of `network`, `timeout`, `protocol`, `challengeNotOffered`, `responder`, `io`,
+    /// `invalid` or `key`.
+    pub fn problem(&self) -> &str {
+        match self {
+            Self::Server { problem, .. } => problem,
+            Self::Network { .. } => "network",
+            Self::Timeout { .. } => "timeout",
+            Self::Protocol { .. } => "protocol",
+            Self::ChallengeNotOffered { .. } => "challengeNotOffered",
+            Self::Responder { .. } => "responder",
+            Self::AccountFile { .. } => "io",
+            Self::Invalid { .. } => "invalid",
+            Self::Key { .. } => "key",
+        }
+    }
+
+    /// Converts an instant-acme error met during `stage`.
+    pub(crate) fn from_acme(stage: Stage, error: instant_acme::Error) -> Self {
+        match error {
+            instant_acme::Error::Api(problem) => Self::from_problem(stage, &problem),
+            instant_acme::Error::Other(inner) => match inner.downcast::<TransportError>() {
+                Ok(transport) => Self::Network {
+                    stage,
+                    source: *transport,
+                },
+                Err(other) => Self::Protocol {
+                    stage,
+                    message: other.to_string(),
+                },
+            },
+            instant_acme::Error::Timeout(_) => Self::Timeout {
+                stage,
+                waited: Duration::ZERO,
+            },
+            other => Self::Protocol {
+                stage,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Converts a problem document the CA sent during `stage`.
+    pub(crate) fn from_problem(stage: Stage, problem: &instant_acme::Problem) -> Self {
+        let mut detail = problem.detail.clone().unwrap_or_default();
+        for sub in &problem.subproblems {
+            detail.push_str("; ");
+            detail.push_str(&sub.to_string());
+        }
+        Self::Server {
+            stage,
+            problem: problem_keyword(problem.r#type.as_deref()),
+            detail,
+        }
+    }
+}
+
+/// How many times a step is repeated after instant-acme gave up on rejected nonces (it
+/// tries three times itself). CAs that reject many nonces, such as Pebble with
+/// `PEBBLE_WFE_NONCEREJECT=30`, need these extra rounds.
+pub(crate) const BAD_NONCE_ROUNDS: u32 = 5;
+
+/// Whether the CA rejected the request's nonce.
+pub(crate) fn is_bad_nonce(problem: &instant_acme::Problem) -> bool {
+    problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce")
+}
+
+/// Evaluates `$call` (an awaited instant-acme call) again while it fails with `badNonce`,
+/// at most [`BAD_NONCE_ROUNDS`] extra times.
+macro_rules! retry_bad_nonce {
+    ($call:expr) => {{
+        let mut rounds = 0;
+        loop {
+            match $call {
+                Err(instant_acme::Error::Api(problem))
+                    if $crate::acme::error::is_bad_nonce(&problem)
+                        && rounds < $crate::acme::error::BAD_NONCE_ROUNDS =>
+                {
+                    rounds += 1;
+                    tracing::debug!(rounds, "ACME server rejected the nonce again, repeating");
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use retry_bad_nonce;
+
+/// Shortens an ACME problem type URN to its last part (`...:error:dns` → `dns`).
+pub(crate) fn problem_keyword(problem_type: Option<&str>) -> String {
+    match problem_type {
+        None | Some("") => "unknown".to_owned(),
+        Some(urn) => urn
+            .strip_prefix("urn:ietf:params:acme:error:")
+            .unwrap_or(urn)
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_keyword_strips_the_acme_urn_prefix() {
+        assert_eq!(
+            problem_keyword(Some("urn:ietf:params:acme:error:rateLimited")),
+            "rateLimited"
+        );
+        assert_eq!(problem_keyword(Some("about:blank")), "about:blank");
+        assert_eq!(problem_keyword(None), "unknown");
+    }
+
+    #[test]
+    fn stage_and_problem_label_every_variant() {
+        let network = AcmeError::Network {
+            stage: Stage::Account,
+            source: TransportError::new("https://ca/dir", 3, "connection refused"),
+        };
+        assert_eq!(
+            (network.stage(), network.problem()),
+            (Stage::Account, "network")
+        );
+        let server = AcmeError::Server {
+            stage: Stage::Challenge,
+            problem: "connection".into(),
+            detail: "refused".into(),
+        };
+        assert_eq!(
+            (server.stage().as_str(), server.problem()),
+            ("challenge", "connection")
+        );
+        let key = AcmeError::Key {
+            algorithm: "rsa-2048",
+            message: "boom".into(),
+        };
+        assert_eq!((key.stage(), key.problem()), (Stage::Finalize, "key"));
+    }
+}

@@ -1,0 +1,355 @@
+//! The HTTP client under instant-acme: HTTPS with our roots, retries of 5xx, 429 and
+//! network errors (see [`super::retry`]), and one observer call per request for the
+//! `certinel_acme_requests_total{endpoint,status}` metric and its duration histogram.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use rand::Rng;
+
+use crate::acme::retry::{self, AttemptOutcome, RetryDecision, RetryPolicy};
+
+/// Receives one call per HTTP request sent to the CA, retries included.
+pub trait AcmeObserver: Send + Sync + 'static {
+    /// `endpoint` is a fixed keyword (`directory`, `new_nonce`, `new_account`,
+    /// `new_order`, `order`, `authorization`, `challenge`, `finalize`, `certificate`,
+    /// `account`, `revoke_cert`, `key_change`, `renewal_info` or `other`); `status` is
+    /// the HTTP status code (`"201"`) or `"network"` when no answer came back.
+    fn request_done(&self, endpoint: &'static str, status: &str, elapsed: Duration);
+}
+
+/// An observer that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopObserver;
+
+impl AcmeObserver for NoopObserver {
+    fn request_done(&self, _endpoint: &'static str, _status: &str, _elapsed: Duration) {}
+}
+
+/// The CA could not be reached: what failed on the last attempt.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{url}: {message} (after {attempts} attempt(s))")]
+pub struct TransportError {
+    url: String,
+    attempts: u32,
+    message: String,
+}
+
+impl TransportError {
+    pub(crate) fn new(url: &str, attempts: u32, message: impl Into<String>) -> Self {
+        Self {
+            url: url.to_owned(),
+            attempts,
+            message: message.into(),
+        }
+    }
+}
+
+/// Names the ACME resource behind a URL path from words CAs use in their paths (Pebble's
+/// `/authZ/`, Let's Encrypt's `/acme/authz/`); directory resources are known by URL first.
+pub fn endpoint_for_path(path: &str) -> &'static str {
+    let path = path.to_ascii_lowercase();
+    const WORDS: [(&str, &str); 7] = [
+        ("finalize", "finalize"),
+        ("authz", "authorization"),
+        ("chal", "challenge"),
+        ("cert", "certificate"),
+        ("order", "order"),
+        ("acct", "account"),
+        ("account", "account"),
+    ];
+    WORDS
+        .iter()
+        .find(|(word, _)| path.contains(word))
+        .map_or("other", |(_, endpoint)| endpoint)
+}
+
+/// Builds the HTTP client instant-acme sends everything through.
+pub(crate) fn build_client(
+    directory: &str,
+    ca_file: Option<&Path>,
+    policy: RetryPolicy,
+    observer: Arc<dyn AcmeObserver>,
+) -> Result<InstrumentedClient, std::io::Error> {
+    let roots = load_roots(ca_file)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    let hyper: HyperClient<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>> =
+        HyperClient::builder(TokioExecutor::new()).build(connector);
+    Ok(InstrumentedClient::wrap(
+        Box::new(hyper),
+        directory,
+        policy,
+        observer,
+    ))
+}
+
+fn load_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, std::io::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert?).map_err(std::io::Error::other)?;
+        }
+        if roots.is_empty() {
+            return Err(std::io::Error::other(format!(
+                "{} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        return Ok(roots);
+    }
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if roots.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    Ok(roots)
+}
+
+/// The [`HttpClient`] given to instant-acme. Clones share the connection pool.
+#[derive(Clone)]
+pub(crate) struct InstrumentedClient {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    inner: Box<dyn HttpClient>,
+    policy: RetryPolicy,
+    observer: Arc<dyn AcmeObserver>,
+    directory: String,
+    /// URL → endpoint keyword, learnt from the directory document.
+    known_urls: Mutex<HashMap<String, &'static str>>,
+}
+
+impl InstrumentedClient {
+    /// Wraps `inner`, the client that actually talks to the network.
+    fn wrap(
+        inner: Box<dyn HttpClient>,
+        directory: &str,
+        policy: RetryPolicy,
+        observer: Arc<dyn AcmeObserver>,
+    ) -> Self {
+        let mut known = HashMap::new();
+        known.insert(directory.to_owned(), "directory");
+        Self {
+            shared: Arc::new(Shared {
+                inner,
+                policy,
+                observer,
+                directory: directory.to_owned(),
+                known_urls: Mutex::new(known),
+            }),
+        }
+    }
+}
+
+impl HttpClient for InstrumentedClient {
+    fn request(
+        &self,
+        request: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { shared.send_with_retries(request).await })
+    }
+}
+
+impl Shared {
+    async fn send_with_retries(
+        &self,
+        request: Request<BodyWrapper<Bytes>>,
+    ) -> Result<BytesResponse, instant_acme::Error> {
+        let (parts, body) = request.into_parts();
+        // The body is an in-memory buffer: collecting it cannot fail and lets us resend it.
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
+        let url = parts.uri.to_string();
+        let endpoint = self.endpoint(&url, parts.uri.path());
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut attempt = Request::new(if body.is_empty() {
+                BodyWrapper::default()
+            } else {
+                BodyWrapper::from(body.to_vec())
+            });
+            *attempt.method_mut() = parts.method.clone();
+            *attempt.uri_mut() = parts.uri.clone();
+            *attempt.version_mut() = parts.version;
+            *attempt.headers_mut() = parts.headers.clone();
+
+            let started = tokio::time::Instant::now();
+            let sent =
+                tokio::time::timeout(self.policy.request_timeout, self.inner.request(attempt))
+                    .await;
+            let elapsed = started.elapsed();
+            let (outcome, result) = match sent {
+                Ok(Ok(response)) => {
+                    let status = response.parts.status;
+                    self.observer
+                        .request_done(endpoint, status.as_str(), elapsed);
+                    let retry_after = response
+                        .parts
+                        .headers
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| retry::parse_retry_after(value, SystemTime::now()));
+                    let outcome = AttemptOutcome::Status {
+                        status: status.as_u16(),
+                        retry_after,
+                    };
+                    (outcome, Ok(response))
+                }
+                Ok(Err(error)) => {
+                    self.observer.request_done(endpoint, "network", elapsed);
+                    (AttemptOutcome::NetworkError, Err(error_chain(&error)))
+                }
+                Err(_elapsed) => {
+                    self.observer.request_done(endpoint, "network", elapsed);
+                    let message = format!("no answer within {:?}", self.policy.request_timeout);
+                    (AttemptOutcome::NetworkError, Err(message))
+                }
+            };
+            let jitter = rand::rng().random::<f64>();
+            match retry::decide(&self.policy, attempts, outcome, jitter) {
+                RetryDecision::Retry(wait) => {
+                    tracing::debug!(%url, attempts, ?wait, ?outcome, "retrying ACME request");
+                    tokio::time::sleep(wait).await;
+                }
+                RetryDecision::Stop => {
+                    return match result {
+                        Ok(response) => Ok(self.finish(&url, response).await),
+                        Err(message) => Err(instant_acme::Error::Other(Box::new(
+                            TransportError::new(&url, attempts, message),
+                        ))),
+                    };
+                }
+            }
+        }
+    }
+
+    fn endpoint(&self, url: &str, path: &str) -> &'static str {
+        let known = self
+            .known_urls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        known
+            .get(url)
+            .copied()
+            .unwrap_or_else(|| endpoint_for_path(path))
+    }
+
+    /// Learns the directory's URLs, and gives error responses that are not problem
+    /// documents (a proxy's HTML 502 page) a problem body instant-acme can read.
+    async fn finish(&self, url: &str, response: BytesResponse) -> BytesResponse {
+        let status = response.parts.status;
+        let is_directory = url == self.directory && status.is_success();
+        if !is_directory && (status.is_success() || status.is_redirection()) {
+            return response;
+        }
+        let BytesResponse { parts, mut body } = response;
+        let bytes = body.into_bytes().await.unwrap_or_default();
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        let bytes = if is_directory {
+            if let Some(json) = &json {
+                self.learn_directory(json);
+            }
+            bytes
+        } else if json.as_ref().is_some_and(|doc| doc.get("type").is_some()) {
+            bytes
+        } else {
+            synthetic_problem(status)
+        };
+        BytesResponse {
+            parts,
+            body: Box::new(bytes),
+        }
+    }
+
+    fn learn_directory(&self, directory: &serde_json::Value) {
+        const RESOURCES: [(&str, &str); 6] = [
+            ("newNonce", "new_nonce"),
+            ("newAccount", "new_account"),
+            ("newOrder", "new_order"),
+            ("revokeCert", "revoke_cert"),
+            ("keyChange", "key_change"),
+            ("renewalInfo", "renewal_info"),
+        ];
+        let mut known = self
+            .known_urls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (field, endpoint) in RESOURCES {
+            if let Some(url) = directory.get(field).and_then(|value| value.as_str()) {
+                known.insert(url.to_owned(), endpoint);
+            }
+        }
+    }
+}
+
+fn synthetic_problem(status: StatusCode) -> Bytes {
+    let problem_type = match status.as_u16() {
+        429 => "urn:ietf:params:acme:error:rateLimited",
+        500..=599 => "urn:ietf:params:acme:error:serverInternal",
+        _ => "urn:ietf:params:acme:error:malformed",
+    };
+    let document = serde_json::json!({
+        "type": problem_type,
+        "detail": format!("HTTP {status} without a problem document"),
+        "status": status.as_u16(),
+    });
+    Bytes::from(document.to_string())
+}
+
+/// Flattens an error and its sources into one line ("connection refused" is often
+/// three levels down in hyper's errors).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+impl fmt::Debug for InstrumentedClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstrumentedClient")
+            .field("directory", &self.shared.directory)
+            .field("policy", &self.shared.policy)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! Tests of the HTTP layer: endpoint names, and retries against a scripted inner client.
+
+use std::collections::VecDeque;
+
+use http_body_util::Full;
+
+use super::*;
+
+/// One scripted answer: a status and maybe a `Retry-After`, or `None` for "connection
+/// refused".
+type Step = Option<(u16, Option<&'static str>)>;
+
+/// Answers with a script of statuses.
+struct Scripted {
+    script: Mutex<VecDeque<Step>>,
+}
+
+impl HttpClient for Scripted {
+    fn request(
+        &self,
+        _request: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let next = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("script too short");
+        Box::pin(async move {
+            let (status, retry_after) = next.ok_or(instant_acme::Error::Str("refused"))?;
+            let mut response = http::Response::builder().status(status);
+            if let Some(value) = retry_after {
+                response = response.header(http::header::RETRY_AFTER, value);
+            }
+            let body = Full::new(Bytes::from_static(b"<html>oops</html>"));
+            Ok(BytesResponse::from(response.body(body).unwrap()))
+        })
+    }
+}
+
+#[derive(Default)]
+struct Seen(Mutex<Vec<String>>);
+
+impl AcmeObserver for Seen {
+    fn request_done(&self, endpoint: &'static str, status: &str, _elapsed: Duration) {
+        self.0.lock().unwrap().push(format!("{endpoint} {status}"));
+    }
+}
+
+async fn run(script: Vec<Step>) -> (Result<BytesResponse, instant_acme::Error>, Vec<String>) {
+    let seen = Arc::new(Seen::default());
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(8),
+        max_retry_after: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(5),
+    };
+    let scripted = Scripted {
+        script: Mutex::new(script.into()),
+    };
+    let client = InstrumentedClient::wrap(
+        Box::new(scripted),
+        "https://ca.test/dir",
+        policy,
+        seen.clone(),
+    );
+    let request = Request::builder()
+        .uri("https://ca.test/acme/order/1")
+        .body(BodyWrapper::from(b"{}".to_vec()))
+        .unwrap();
+    let result = client.request(request).await;
+    let seen = seen.0.lock().unwrap().clone();
+    (result, seen)
+}
+
+#[test]
+fn endpoint_for_path_knows_pebble_and_lets_encrypt_paths() {
+    let cases = [
+        ("/authZ/abc", "authorization"),
+        ("/acme/authz/1/2", "authorization"),
+        ("/chalZ/abc", "challenge"),
+        ("/acme/chall/1/2/x", "challenge"),
+        ("/finalize-order/abc", "finalize"),
+        ("/acme/finalize/1/2", "finalize"),
+        ("/certZ/abc", "certificate"),
+        ("/acme/cert/abc", "certificate"),
+        ("/my-order/abc", "order"),
+        ("/acme/order/1/2", "order"),
+        ("/my-account/1", "account"),
+        ("/acme/acct/1", "account"),
+        ("/whatever", "other"),
+    ];
+    for (path, endpoint) in cases {
+        assert_eq!(endpoint_for_path(path), endpoint, "{path}");
+    }
+}
+
+#[test]
+fn synthetic_problem_types_follow_the_status() {
+    let body = synthetic_problem(StatusCode::BAD_GATEWAY);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["type"], "urn:ietf:params:acme:error:serverInternal");
+    assert_eq!(doc["status"], 502);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_and_rate_limits_are_retried_until_success() {
+    let started = tokio::time::Instant::now();
+    let script = vec![
+        Some((503, None)),
+        Some((429, Some("20"))),
+        Some((200, None)),
+    ];
+    let (result, seen) = run(script).await;
+    assert_eq!(result.unwrap().parts.status, 200);
+    assert_eq!(seen, ["order 503", "order 429", "order 200"]);
+    // 0.5 to 1 s of jittered backoff, then the 20 s the server asked for.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(20_500) && waited <= Duration::from_secs(21),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn last_server_error_gets_a_problem_document_instant_acme_can_read() {
+    let (result, seen) = run(vec![Some((502, None)); 3]).await;
+    assert_eq!(seen.len(), 3);
+    let mut response = result.unwrap();
+    assert_eq!(response.parts.status, 502);
+    let body = response.body.into_bytes().await.unwrap();
+    let problem: instant_acme::Problem = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        problem.r#type.as_deref(),
+        Some("urn:ietf:params:acme:error:serverInternal")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_retry_after_is_handed_back_instead_of_waited_for() {
+    let (result, seen) = run(vec![Some((429, Some("3600")))]).await;
+    assert_eq!(seen, ["order 429"]);
+    assert_eq!(result.unwrap().parts.status, 429);
+}
+
+#[tokio::test(start_paused = true)]
+async fn network_errors_become_a_transport_error_after_the_last_attempt() {
+    let (result, seen) = run(vec![None, None, None]).await;
+    assert_eq!(seen, ["order network"; 3]);
+    let Err(instant_acme::Error::Other(error)) = result else {
+        panic!("expected a transport error");
+    };
+    let transport = error.downcast::<TransportError>().expect("TransportError");
+    assert!(transport.to_string().contains("3 attempt"), "{transport}");
+}

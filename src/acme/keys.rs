@@ -1,0 +1,188 @@
+//! Certificate private keys and the CSR certinel sends at finalization: our own key of
+//! the configured type, never one chosen by the ACME library.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rcgen::{
+    CertificateParams, DistinguishedName, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    PKCS_ED25519, PKCS_RSA_SHA256, RsaKeySize, SanType,
+};
+
+use crate::acme::{AcmeError, Identifier};
+
+/// The type of a certificate's private key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyAlgorithm {
+    /// ECDSA on NIST P-256 (the usual choice).
+    EcdsaP256,
+    /// ECDSA on NIST P-384.
+    EcdsaP384,
+    /// RSA with a 2048-bit modulus.
+    Rsa2048,
+    /// RSA with a 3072-bit modulus.
+    Rsa3072,
+    /// RSA with a 4096-bit modulus (generation takes a second or more).
+    Rsa4096,
+    /// Ed25519 (not accepted by every CA).
+    Ed25519,
+}
+
+/// A key type name that is not one of [`KeyAlgorithm::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown key type {0:?}: expected ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519"
+)]
+pub struct UnknownKeyAlgorithm(pub String);
+
+impl KeyAlgorithm {
+    /// Every supported key type.
+    pub const ALL: [Self; 6] = [
+        Self::EcdsaP256,
+        Self::EcdsaP384,
+        Self::Rsa2048,
+        Self::Rsa3072,
+        Self::Rsa4096,
+        Self::Ed25519,
+    ];
+
+    /// The configuration spelling: `ecdsa-p256`, `rsa-2048`, `ed25519`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+            Self::Rsa4096 => "rsa-4096",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyAlgorithm {
+    type Err = UnknownKeyAlgorithm;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.as_str() == text)
+            .ok_or_else(|| UnknownKeyAlgorithm(text.to_owned()))
+    }
+}
+
+/// A new private key and the DER CSR for `names` signed with it.
+pub(crate) struct KeyAndCsr {
+    pub(crate) key_pem: String,
+    pub(crate) csr_der: Vec<u8>,
+}
+
+impl fmt::Debug for KeyAndCsr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyAndCsr")
+            .field("key_pem", &"<redacted>")
+            .field("csr_der_len", &self.csr_der.len())
+            .finish()
+    }
+}
+
+/// Generates a key of type `algorithm` and a CSR for `names` with an empty subject
+/// (CAs take the names from the subjectAltName extension only).
+pub(crate) fn generate_key_and_csr(
+    algorithm: KeyAlgorithm,
+    names: &[Identifier],
+) -> Result<KeyAndCsr, AcmeError> {
+    let key_error = |error: rcgen::Error| AcmeError::Key {
+        algorithm: algorithm.as_str(),
+        message: error.to_string(),
+    };
+    let key = match algorithm {
+        KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
+        KeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384),
+        KeyAlgorithm::Ed25519 => KeyPair::generate_for(&PKCS_ED25519),
+        KeyAlgorithm::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
+        KeyAlgorithm::Rsa3072 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072),
+        KeyAlgorithm::Rsa4096 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096),
+    }
+    .map_err(key_error)?;
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.subject_alt_names = names
+        .iter()
+        .map(|name| match name {
+            Identifier::Dns(dns) => dns.clone().try_into().map(SanType::DnsName),
+            Identifier::Ip(ip) => Ok(SanType::IpAddress(*ip)),
+        })
+        .collect::<Result<_, _>>()
+        .map_err(key_error)?;
+    let csr = params.serialize_request(&key).map_err(key_error)?;
+    Ok(KeyAndCsr {
+        key_pem: key.serialize_pem(),
+        csr_der: csr.der().to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer;
+
+    use super::*;
+
+    #[test]
+    fn key_algorithm_names_round_trip() {
+        for algorithm in KeyAlgorithm::ALL {
+            assert_eq!(algorithm.as_str().parse::<KeyAlgorithm>(), Ok(algorithm));
+        }
+        assert!("rsa-1024".parse::<KeyAlgorithm>().is_err());
+    }
+
+    #[test]
+    fn csr_has_empty_subject_and_every_name_as_san_for_every_key_type() {
+        let names = [
+            Identifier::Dns("a.example".into()),
+            Identifier::Ip("192.0.2.7".parse().unwrap()),
+        ];
+        for algorithm in KeyAlgorithm::ALL {
+            let generated = generate_key_and_csr(algorithm, &names).unwrap();
+            assert!(generated.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+            let (_, csr) = X509CertificationRequest::from_der(&generated.csr_der).unwrap();
+            csr.verify_signature().unwrap();
+            let info = &csr.certification_request_info;
+            assert_eq!(info.subject.iter().count(), 0, "{algorithm}");
+            let sans: Vec<String> = csr
+                .requested_extensions()
+                .into_iter()
+                .flatten()
+                .filter_map(|ext| match ext {
+                    ParsedExtension::SubjectAlternativeName(san) => Some(san),
+                    _ => None,
+                })
+                .flat_map(|san| san.general_names.iter())
+                .map(|name| match name {
+                    GeneralName::DNSName(dns) => dns.to_string(),
+                    GeneralName::IPAddress(ip) => format!("{ip:?}"),
+                    other => format!("{other}"),
+                })
+                .collect();
+            assert_eq!(sans, ["a.example", "[192, 0, 2, 7]"], "{algorithm}");
+        }
+    }
+
+    #[test]
+    fn debug_of_key_and_csr_redacts_the_key() {
+        let generated = generate_key_and_csr(
+            KeyAlgorithm::EcdsaP256,
+            &[Identifier::Dns("a.example".into())],
+        )
+        .unwrap();
+        assert!(!format!("{generated:?}").contains("PRIVATE"));
+    }
+}

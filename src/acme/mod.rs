@@ -1,0 +1,204 @@
+//! The ACME client: accounts, orders, challenge responders and certificate download.
+//!
+//! This is the only module that talks ACME and the only one that depends on
+//! `instant_acme`; everything it exposes is certinel's own vocabulary, so the rest of the
+//! crate never sees an `instant_acme` type.
+//!
+//! The flow for one certificate is:
+//!
+//! ```text
+//!   load_or_create_account(settings, state_dir)  ── credentials file (0600), keyed by
+//!            │                                       a hash of the directory URL
+//!            ▼
+//!   issue(account, request)
+//!     key + CSR (keys.rs) ─► new order ─► authorizations (valid ones skipped)
+//!       ─► responder (solvers/) serves http-01 or tls-alpn-01 ─► poll until ready
+//!       ─► finalize with our CSR ─► poll until valid ─► download the chain
+//! ```
+//!
+//! Every HTTP request goes through [`http`]'s client, which retries 5xx, 429 and network
+//! errors with the backoff of [`retry`] and reports each request to an [`AcmeObserver`].
+//! Every failure is an [`AcmeError`] carrying a [`Stage`] and a problem keyword.
+
+mod account;
+mod error;
+mod http;
+mod keys;
+mod order;
+pub mod retry;
+mod solvers;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub use account::{AcmeAccount, account_file_name, load_or_create_account};
+pub use error::{AcmeError, Stage};
+pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
+pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
+pub use order::issue;
+pub use retry::{PollPolicy, RetryPolicy};
+
+/// Everything needed to talk to one ACME CA.
+#[derive(Clone, Debug)]
+pub struct AcmeSettings {
+    /// The directory URL, for example `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory: String,
+    /// Contact URLs for the account, usually `mailto:` addresses.
+    pub contact: Vec<String>,
+    /// A PEM file with the roots that sign the CA's HTTPS certificate. When set, it replaces
+    /// the system roots (a private CA is the usual reason to set it).
+    pub ca_file: Option<PathBuf>,
+    /// External account binding, required by some CAs to create an account.
+    pub eab: Option<Eab>,
+    /// How long to wait for the CA while polling orders and validations.
+    pub poll: PollPolicy,
+    /// How individual HTTP requests are retried on 5xx, 429 and network errors.
+    pub retry: RetryPolicy,
+}
+
+impl AcmeSettings {
+    /// Settings for `directory` with no contact, system roots, no EAB and default policies.
+    pub fn new(directory: impl Into<String>) -> Self {
+        Self {
+            directory: directory.into(),
+            contact: Vec::new(),
+            ca_file: None,
+            eab: None,
+            poll: PollPolicy::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// An external account binding key (RFC 8555 section 7.3.4).
+#[derive(Clone)]
+pub struct Eab {
+    /// The key identifier the CA gave out.
+    pub kid: String,
+    /// The MAC key, base64url-encoded as CAs hand it out.
+    pub hmac_key: String,
+}
+
+impl fmt::Debug for Eab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Eab")
+            .field("kid", &self.kid)
+            .field("hmac_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A name a certificate is requested for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Identifier {
+    /// A DNS name, possibly a wildcard (`*.example.com`).
+    Dns(String),
+    /// An IP address (RFC 8738).
+    Ip(IpAddr),
+}
+
+impl Identifier {
+    /// Reads `text` as an IP address when it is one, as a DNS name otherwise.
+    pub fn parse(text: &str) -> Self {
+        match text.parse::<IpAddr>() {
+            Ok(ip) => Self::Ip(ip),
+            Err(_) => Self::Dns(text.to_ascii_lowercase()),
+        }
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dns(name) => f.write_str(name),
+            Self::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// How certinel proves control of the identifiers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChallengeSpec {
+    /// http-01 answered by a built-in HTTP listener on this address (usually port 80).
+    Http01Listen(std::net::SocketAddr),
+    /// http-01 answered by files written under `DIR/.well-known/acme-challenge/`, served by
+    /// an existing web server, and removed afterwards.
+    Http01Webroot(PathBuf),
+    /// tls-alpn-01 answered by a built-in TLS listener on this address (usually port 443).
+    TlsAlpn01Listen(std::net::SocketAddr),
+}
+
+/// One certificate to obtain.
+#[derive(Clone, Debug)]
+pub struct IssueRequest {
+    /// The identifiers, in the order they should appear in the certificate.
+    pub names: Vec<Identifier>,
+    /// The type of the new private key.
+    pub key: KeyAlgorithm,
+    /// How to answer the challenges.
+    pub challenge: ChallengeSpec,
+    /// The ACME profile to ask for, when the CA offers profiles.
+    pub profile: Option<String>,
+    /// The ARI certificate identifier (`base64url(AKI).base64url(serial)`) of the certificate
+    /// this order replaces, when the CA supports ARI.
+    pub replaces: Option<String>,
+}
+
+/// A freshly issued certificate with its private key.
+#[derive(Clone)]
+pub struct Issued {
+    /// The new private key, PKCS#8 PEM. Never logged: `Debug` redacts it.
+    pub key_pem: String,
+    /// The certificate chain as served by the CA, leaf first, PEM.
+    pub cert_chain_pem: String,
+    /// The URL of the order, for the audit log.
+    pub order_url: String,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("key_pem", &"<redacted>")
+            .field("cert_chain_pem", &self.cert_chain_pem)
+            .field("order_url", &self.order_url)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_contains_private_material() {
+        let issued = Issued {
+            key_pem: "-----BEGIN PRIVATE KEY-----SECRET".into(),
+            cert_chain_pem: "chain".into(),
+            order_url: "https://ca/order/1".into(),
+        };
+        let eab = Eab {
+            kid: "kid-1".into(),
+            hmac_key: "SECRET".into(),
+        };
+        assert!(!format!("{issued:?}").contains("SECRET"));
+        assert!(!format!("{eab:?}").contains("SECRET"));
+        assert!(format!("{eab:?}").contains("kid-1"));
+    }
+
+    #[test]
+    fn identifier_parse_tells_ip_addresses_from_dns_names() {
+        assert_eq!(
+            Identifier::parse("127.0.0.1"),
+            Identifier::Ip("127.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            Identifier::parse("::1"),
+            Identifier::Ip("::1".parse().unwrap())
+        );
+        assert_eq!(
+            Identifier::parse("WWW.Example.com"),
+            Identifier::Dns("www.example.com".into())
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! One certificate, start to finish: key and CSR, order, challenges, finalization and
+//! download. Each step maps its failures to the [`Stage`] it belongs to.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use instant_acme::{
+    AuthorizationStatus, CertificateIdentifier, ChallengeStatus, NewOrder, Order, OrderStatus,
+};
+use tokio::time::Instant;
+
+use crate::acme::error::{BAD_NONCE_ROUNDS, is_bad_nonce, retry_bad_nonce};
+use crate::acme::keys::{KeyAndCsr, generate_key_and_csr};
+use crate::acme::retry::poll_interval;
+use crate::acme::solvers::Responder;
+use crate::acme::{AcmeAccount, AcmeError, Identifier, IssueRequest, Issued, Stage};
+
+/// Obtains a certificate for `request.names` with a new key of type `request.key`.
+///
+/// Authorizations the CA already considers valid are skipped. The challenge responder
+/// runs only while this call validates and is gone when it returns, success or not.
+pub async fn issue(account: &AcmeAccount, request: &IssueRequest) -> Result<Issued, AcmeError> {
+    if request.names.is_empty() {
+        return Err(AcmeError::Invalid {
+            stage: Stage::Order,
+            message: "a certificate needs at least one name".into(),
+        });
+    }
+    // RSA-4096 takes seconds to generate: keep it off the async workers. Generating before
+    // the order also means a key failure never leaves a pending order behind.
+    let algorithm = request.key;
+    let names = request.names.clone();
+    let generated = tokio::task::spawn_blocking(move || generate_key_and_csr(algorithm, &names))
+        .await
+        .map_err(|join_error| AcmeError::Key {
+            algorithm: algorithm.as_str(),
+            message: join_error.to_string(),
+        })??;
+
+    let identifiers: Vec<instant_acme::Identifier> = request
+        .names
+        .iter()
+        .map(|name| match name {
+            Identifier::Dns(dns) => instant_acme::Identifier::Dns(dns.clone()),
+            Identifier::Ip(ip) => instant_acme::Identifier::Ip(*ip),
+        })
+        .collect();
+    let mut new_order = NewOrder::new(&identifiers);
+    if let Some(profile) = &request.profile {
+        new_order = new_order.profile(profile);
+    }
+    if let Some(replaces) = &request.replaces {
+        new_order = new_order.replaces(parse_ari_id(replaces)?);
+    }
+    let mut order = retry_bad_nonce!(account.acme().new_order(&new_order).await)
+        .map_err(|error| AcmeError::from_acme(Stage::Order, error))?;
+    let order_url = order.url().to_owned();
+    tracing::debug!(order = %order_url, names = ?request.names, "created ACME order");
+
+    let mut responder = Responder::start(&request.challenge).await?;
+    let validated = validate(account, &mut order, &mut responder).await;
+    responder.shutdown().await;
+    validated?;
+
+    let cert_chain_pem = finalize(account, &mut order, &generated).await?;
+    Ok(Issued {
+        key_pem: generated.key_pem,
+        cert_chain_pem,
+        order_url,
+    })
+}
+
+/// Answers every pending authorization and waits until the order is ready.
+async fn validate(
+    account: &AcmeAccount,
+    order: &mut Order,
+    responder: &mut Responder,
+) -> Result<(), AcmeError> {
+    let challenge_type = responder.challenge_type();
+    // A failed authorization fetch is consumed by instant-acme's stream and stays unfetched
+    // in the order, so after a rejected nonce the walk starts over, skipping what is done.
+    let mut answered: HashSet<String> = HashSet::new();
+    let mut restarts = 0;
+    'walk: loop {
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = match authorization {
+                Ok(authorization) => authorization,
+                Err(instant_acme::Error::Api(problem))
+                    if is_bad_nonce(&problem) && restarts < BAD_NONCE_ROUNDS =>
+                {
+                    restarts += 1;
+                    continue 'walk;
+                }
+                Err(error) => return Err(AcmeError::from_acme(Stage::Order, error)),
+            };
+            let url = authorization.url().to_owned();
+            let identifier = own_identifier(authorization.identifier().identifier);
+            match authorization.status {
+                _ if answered.contains(&url) => continue,
+                AuthorizationStatus::Valid => continue,
+                AuthorizationStatus::Pending => {}
+                other => {
+                    return Err(AcmeError::Protocol {
+                        stage: Stage::Order,
+                        message: format!("authorization for {identifier} is {other:?}"),
+                    });
+                }
+            }
+            let Some(mut challenge) = authorization.challenge(challenge_type.clone()) else {
+                return Err(AcmeError::ChallengeNotOffered {
+                    wanted: responder.kind(),
+                    identifier: identifier.to_string(),
+                });
+            };
+            let key_authorization = challenge.key_authorization();
+            responder.add(&identifier, &challenge.token, &key_authorization)?;
+            retry_bad_nonce!(challenge.set_ready().await)
+                .map_err(|error| AcmeError::from_acme(Stage::Challenge, error))?;
+            answered.insert(url);
+        }
+        break;
+    }
+
+    let status = poll_order(account, order, Stage::Challenge, |status| {
+        matches!(status, OrderStatus::Ready | OrderStatus::Invalid)
+    })
+    .await?;
+    if status == OrderStatus::Invalid {
+        return Err(challenge_failure(order).await);
+    }
+    Ok(())
+}
+
+/// Finds out why validation failed: the first invalid challenge's problem.
+async fn challenge_failure(order: &mut Order) -> AcmeError {
+    let mut authorizations = order.authorizations();
+    while let Some(authorization) = authorizations.next().await {
+        let Ok(mut authorization) = authorization else {
+            continue;
+        };
+        if authorization.refresh().await.is_err() {
+            continue;
+        }
+        let identifier = authorization.identifier().to_string();
+        let failed = authorization
+            .challenges
+            .iter()
+            .filter(|challenge| challenge.status == ChallengeStatus::Invalid)
+            .find_map(|challenge| challenge.error.as_ref());
+        if let Some(problem) = failed {
+            let mut error = AcmeError::from_problem(Stage::Challenge, problem);
+            if let AcmeError::Server { detail, .. } = &mut error {
+                *detail = format!("{identifier}: {detail}");
+            }
+            return error;
+        }
+    }
+    AcmeError::Server {
+        stage: Stage::Challenge,
+        problem: "unknown".into(),
+        detail: "the order became invalid without a challenge error".into(),
+    }
+}
+
+/// Sends our CSR, waits for issuance and downloads the chain.
+async fn finalize(
+    account: &AcmeAccount,
+    order: &mut Order,
+    generated: &KeyAndCsr,
+) -> Result<String, AcmeError> {
+    retry_bad_nonce!(order.finalize_csr(&generated.csr_der).await)
+        .map_err(|error| AcmeError::from_acme(Stage::Finalize, error))?;
+    let status = poll_order(account, order, Stage::Finalize, |status| {
+        matches!(status, OrderStatus::Valid | OrderStatus::Invalid)
+    })
+    .await?;
+    if status == OrderStatus::Invalid {
+        return Err(AcmeError::Protocol {
+            stage: Stage::Finalize,
+            message: "the order became invalid after finalization".into(),
+        });
+    }
+    match retry_bad_nonce!(order.certificate().await) {
+        Ok(Some(chain)) => Ok(chain),
+        Ok(None) => Err(AcmeError::Protocol {
+            stage: Stage::Download,
+            message: "the order is valid but has no certificate".into(),
+        }),
+        Err(error) => Err(AcmeError::from_acme(Stage::Download, error)),
+    }
+}
+
+/// Refreshes the order until `done(status)` or the poll timeout; an order error is
+/// reported as the CA's problem.
+async fn poll_order(
+    account: &AcmeAccount,
+    order: &mut Order,
+    stage: Stage,
+    done: impl Fn(OrderStatus) -> bool,
+) -> Result<OrderStatus, AcmeError> {
+    let policy = account.poll_policy();
+    let started = Instant::now();
+    let deadline = started + policy.timeout;
+    let mut polls = 0;
+    let mut state = order.state();
+    loop {
+        if let Some(problem) = &state.error {
+            return Err(AcmeError::from_problem(stage, problem));
+        }
+        if done(state.status) {
+            return Ok(state.status);
+        }
+        let wait = poll_interval(policy, polls);
+        if Instant::now() + wait > deadline {
+            return Err(AcmeError::Timeout {
+                stage,
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(wait).await;
+        polls += 1;
+        state = match retry_bad_nonce!(order.refresh().await) {
+            Ok(state) => state,
+            Err(error) => return Err(AcmeError::from_acme(stage, error)),
+        };
+    }
+}
+
+fn own_identifier(identifier: &instant_acme::Identifier) -> Identifier {
+    match identifier {
+        instant_acme::Identifier::Ip(ip) => Identifier::Ip(*ip),
+        other => Identifier::Dns(other.authorized(false).to_string()),
+    }
+}
+
+/// Splits an ARI certificate identifier `base64url(AKI).base64url(serial)`.
+fn parse_ari_id(text: &str) -> Result<CertificateIdentifier<'_>, AcmeError> {
+    let invalid = || AcmeError::Invalid {
+        stage: Stage::Order,
+        message: format!("{text:?} is not an ARI certificate identifier (AKI.serial)"),
+    };
+    let (aki, serial) = text.split_once('.').ok_or_else(invalid)?;
+    if aki.is_empty() || serial.is_empty() || serial.contains('.') {
+        return Err(invalid());
+    }
+    Ok(CertificateIdentifier {
+        authority_key_identifier: Cow::Borrowed(aki),
+        serial: Cow::Borrowed(serial),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ari_id_needs_exactly_two_non_empty_parts() {
+        let id = parse_ari_id("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE").unwrap();
+        assert_eq!(id.authority_key_identifier, "aYhba4dGQEHhs3uEe6CuLN4ByNQ");
+        assert_eq!(id.serial, "AIdlQyE");
+        for bad in ["", "abc", ".abc", "abc.", "a.b.c"] {
+            assert!(parse_ari_id(bad).is_err(), "{bad}");
+        }
+    }
+}

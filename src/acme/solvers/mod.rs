@@ -1,0 +1,109 @@
+//! Challenge responders: they publish the answer for each pending authorization for as
+//! long as one order is being validated, then disappear (listeners closed, files removed).
+
+mod http01;
+mod tls_alpn;
+
+use instant_acme::{ChallengeType, KeyAuthorization};
+
+use crate::acme::{AcmeError, ChallengeSpec, Identifier};
+
+/// A running responder for one order.
+pub(crate) enum Responder {
+    /// The built-in http-01 listener.
+    Http(http01::Standalone),
+    /// Files under a webroot served by someone else.
+    Webroot(http01::Webroot),
+    /// The built-in tls-alpn-01 listener.
+    TlsAlpn(tls_alpn::Standalone),
+}
+
+impl Responder {
+    /// Binds the listener (or checks nothing for a webroot) before any challenge is
+    /// announced to the CA, so a busy port fails the order early.
+    pub(crate) async fn start(spec: &ChallengeSpec) -> Result<Self, AcmeError> {
+        Ok(match spec {
+            ChallengeSpec::Http01Listen(addr) => {
+                Self::Http(http01::Standalone::start(*addr).await?)
+            }
+            ChallengeSpec::Http01Webroot(dir) => Self::Webroot(http01::Webroot::new(dir)),
+            ChallengeSpec::TlsAlpn01Listen(addr) => {
+                Self::TlsAlpn(tls_alpn::Standalone::start(*addr).await?)
+            }
+        })
+    }
+
+    /// The challenge type this responder answers.
+    pub(crate) fn challenge_type(&self) -> ChallengeType {
+        match self {
+            Self::Http(_) | Self::Webroot(_) => ChallengeType::Http01,
+            Self::TlsAlpn(_) => ChallengeType::TlsAlpn01,
+        }
+    }
+
+    /// The challenge type's name, for messages.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Http(_) | Self::Webroot(_) => "http-01",
+            Self::TlsAlpn(_) => "tls-alpn-01",
+        }
+    }
+
+    /// Publishes the answer to one challenge.
+    pub(crate) fn add(
+        &mut self,
+        identifier: &Identifier,
+        token: &str,
+        key_authorization: &KeyAuthorization,
+    ) -> Result<(), AcmeError> {
+        if !is_valid_token(token) {
+            return Err(AcmeError::Protocol {
+                stage: crate::acme::Stage::Challenge,
+                message: format!("challenge token {token:?} is not base64url"),
+            });
+        }
+        match self {
+            Self::Http(responder) => {
+                responder.add(token, key_authorization.as_str());
+                Ok(())
+            }
+            Self::Webroot(responder) => responder.add(token, key_authorization.as_str()),
+            Self::TlsAlpn(responder) => {
+                responder.add(identifier, key_authorization.digest().as_ref())
+            }
+        }
+    }
+
+    /// Stops serving: closes the listener and waits for it, or removes the files.
+    pub(crate) async fn shutdown(self) {
+        match self {
+            Self::Http(responder) => responder.shutdown().await,
+            Self::Webroot(responder) => drop(responder),
+            Self::TlsAlpn(responder) => responder.shutdown().await,
+        }
+    }
+}
+
+/// Tokens come from the CA and become file names and URL paths: only base64url passes.
+fn is_valid_token(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_base64url_tokens_are_accepted() {
+        assert!(is_valid_token(
+            "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"
+        ));
+        assert!(!is_valid_token(""));
+        assert!(!is_valid_token("../../etc/passwd"));
+        assert!(!is_valid_token("a/b"));
+        assert!(!is_valid_token("a.b"));
+    }
+}

@@ -1,0 +1,217 @@
+//! The `/probe` allow-list: which targets an HTTP caller may make certinel connect to.
+//! Pure: resolution happens in the caller, between [`precheck`] and [`check_addresses`].
+//!
+//! The rule, in order:
+//! 1. An IP literal is allowed when it falls inside a CIDR rule. Nothing else is consulted.
+//! 2. A name matched by a host pattern (`db.example.com`, or `*.example.com` for one or
+//!    more labels) is allowed as it stands: the operator named it, so its addresses are
+//!    not checked.
+//! 3. Any other name is resolved (name resolution only, no connection) and allowed only when
+//!    every address falls inside a CIDR rule; the probe then connects to exactly those
+//!    checked addresses, so a second, different DNS answer cannot slip past the check.
+//! 4. Everything else is refused with 403 before any connection is made.
+//!
+//! IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are judged as the IPv4 address they carry.
+
+use std::net::IpAddr;
+
+use crate::config::model::{AllowRule, Host};
+
+/// What the allow-list says about a target before any network I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precheck {
+    /// Probe it (an allowed address, or a name an explicit host pattern matched).
+    Allowed,
+    /// A name no pattern matched: resolve it, then [`check_addresses`].
+    CheckAddresses,
+    /// Refuse it; the text says why, in one line.
+    Denied(String),
+}
+
+/// The allow-list's verdict on `host` before resolution.
+pub fn precheck(host: &Host, rules: &[AllowRule]) -> Precheck {
+    match host {
+        Host::Ip(ip) => {
+            if ip_allowed(*ip, rules) {
+                Precheck::Allowed
+            } else {
+                Precheck::Denied(format!("address {ip} is not in the /probe allow-list"))
+            }
+        }
+        Host::Name(name) => {
+            let matched = rules.iter().any(|rule| match rule {
+                AllowRule::HostPattern(pattern) => host_pattern_matches(pattern, name),
+                AllowRule::Cidr { .. } => false,
+            });
+            if matched {
+                Precheck::Allowed
+            } else if rules
+                .iter()
+                .any(|rule| matches!(rule, AllowRule::Cidr { .. }))
+            {
+                Precheck::CheckAddresses
+            } else {
+                Precheck::Denied(format!("name {name} is not in the /probe allow-list"))
+            }
+        }
+    }
+}
+
+/// Every resolved address of a name must fall inside a CIDR rule.
+pub fn check_addresses(
+    name: &str,
+    addresses: &[IpAddr],
+    rules: &[AllowRule],
+) -> Result<(), String> {
+    if addresses.is_empty() {
+        return Err(format!("name {name} resolved to no address"));
+    }
+    match addresses.iter().find(|ip| !ip_allowed(**ip, rules)) {
+        Some(ip) => Err(format!(
+            "name {name} resolves to {ip}, which is not in the /probe allow-list"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `ip` falls inside one of the CIDR rules.
+pub fn ip_allowed(ip: IpAddr, rules: &[AllowRule]) -> bool {
+    let ip = ip.to_canonical();
+    rules.iter().any(|rule| match rule {
+        AllowRule::Cidr { network, prefix } => cidr_contains(network.to_canonical(), *prefix, ip),
+        AllowRule::HostPattern(_) => false,
+    })
+}
+
+/// `pattern` (exact, or `*.suffix` for one or more labels) matches `name`, ignoring ASCII
+/// case and a trailing dot.
+pub fn host_pattern_matches(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name
+            .strip_suffix(suffix)
+            .and_then(|prefix| prefix.strip_suffix('.'))
+            .is_some_and(|labels| !labels.is_empty() && !labels.starts_with('.')),
+        None => name == pattern,
+    }
+}
+
+fn cidr_contains(network: IpAddr, prefix: u8, ip: IpAddr) -> bool {
+    match (network, ip) {
+        (IpAddr::V4(network), IpAddr::V4(ip)) => {
+            masked(u32::from(network).into(), 32, prefix)
+                == masked(u32::from(ip).into(), 32, prefix)
+        }
+        (IpAddr::V6(network), IpAddr::V6(ip)) => {
+            masked(u128::from(network), 128, prefix) == masked(u128::from(ip), 128, prefix)
+        }
+        _ => false,
+    }
+}
+
+/// The top `prefix` bits of a `width`-bit address.
+fn masked(bits: u128, width: u32, prefix: u8) -> u128 {
+    let prefix = u32::from(prefix).min(width);
+    if prefix == 0 {
+        return 0;
+    }
+    let shift = width - prefix;
+    bits >> shift
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(text: &str) -> AllowRule {
+        let (network, prefix) = text.split_once('/').unwrap();
+        AllowRule::Cidr {
+            network: network.parse().unwrap(),
+            prefix: prefix.parse().unwrap(),
+        }
+    }
+
+    fn loopback() -> Vec<AllowRule> {
+        vec![cidr("127.0.0.0/8"), cidr("::1/128")]
+    }
+
+    fn ip(text: &str) -> Host {
+        Host::Ip(text.parse().unwrap())
+    }
+
+    #[test]
+    fn loopback_addresses_pass_and_others_are_denied_by_the_default_list() {
+        assert_eq!(precheck(&ip("127.0.0.1"), &loopback()), Precheck::Allowed);
+        assert_eq!(precheck(&ip("127.255.0.9"), &loopback()), Precheck::Allowed);
+        assert_eq!(precheck(&ip("::1"), &loopback()), Precheck::Allowed);
+        assert_eq!(
+            precheck(&ip("::ffff:127.0.0.1"), &loopback()),
+            Precheck::Allowed
+        );
+        assert!(matches!(
+            precheck(&ip("128.0.0.1"), &loopback()),
+            Precheck::Denied(_)
+        ));
+        assert!(matches!(
+            precheck(&ip("10.0.0.1"), &loopback()),
+            Precheck::Denied(_)
+        ));
+        assert!(matches!(
+            precheck(&ip("::2"), &loopback()),
+            Precheck::Denied(_)
+        ));
+    }
+
+    #[test]
+    fn cidr_prefixes_cut_at_the_right_bit() {
+        let rules = vec![cidr("10.1.0.0/17"), cidr("fd00::/8"), cidr("192.0.2.7/32")];
+        assert!(ip_allowed("10.1.127.255".parse().unwrap(), &rules));
+        assert!(!ip_allowed("10.1.128.0".parse().unwrap(), &rules));
+        assert!(ip_allowed("fdff::1".parse().unwrap(), &rules));
+        assert!(!ip_allowed("fe00::1".parse().unwrap(), &rules));
+        assert!(ip_allowed("192.0.2.7".parse().unwrap(), &rules));
+        assert!(!ip_allowed("192.0.2.8".parse().unwrap(), &rules));
+        assert!(ip_allowed("8.8.8.8".parse().unwrap(), &[cidr("0.0.0.0/0")]));
+    }
+
+    #[test]
+    fn host_patterns_match_exact_names_and_one_or_more_wildcard_labels() {
+        assert!(host_pattern_matches("db.example.com", "DB.example.com."));
+        assert!(!host_pattern_matches("db.example.com", "x.db.example.com"));
+        assert!(host_pattern_matches("*.example.com", "a.example.com"));
+        assert!(host_pattern_matches("*.example.com", "a.b.example.com"));
+        assert!(!host_pattern_matches("*.example.com", "example.com"));
+        assert!(!host_pattern_matches("*.example.com", "badexample.com"));
+        assert!(!host_pattern_matches("*.example.com", ".example.com"));
+    }
+
+    #[test]
+    fn names_matched_by_a_pattern_skip_the_address_check() {
+        let rules = vec![AllowRule::HostPattern("*.internal.test".to_owned())];
+        let name = Host::Name("api.internal.test".to_owned());
+        assert_eq!(precheck(&name, &rules), Precheck::Allowed);
+    }
+
+    #[test]
+    fn other_names_are_allowed_only_when_every_address_is() {
+        let name = Host::Name("localhost".to_owned());
+        assert_eq!(precheck(&name, &loopback()), Precheck::CheckAddresses);
+        let loopbacks = ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(
+            check_addresses("localhost", &loopbacks, &loopback()),
+            Ok(())
+        );
+        let mixed = ["127.0.0.1".parse().unwrap(), "192.0.2.1".parse().unwrap()];
+        assert!(check_addresses("mixed", &mixed, &loopback()).is_err());
+        assert!(check_addresses("empty", &[], &loopback()).is_err());
+    }
+
+    #[test]
+    fn names_are_denied_before_resolution_when_the_list_has_no_networks() {
+        let rules = vec![AllowRule::HostPattern("only.test".to_owned())];
+        let name = Host::Name("other.test".to_owned());
+        assert!(matches!(precheck(&name, &rules), Precheck::Denied(_)));
+        assert!(matches!(precheck(&name, &[]), Precheck::Denied(_)));
+    }
+}

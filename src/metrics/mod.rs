@@ -1,0 +1,13 @@
+//! The exporter's HTTP face: `/metrics`, `/probe`, `/healthz`, `/readyz` and the `/` status
+//! page. Metric names live in [`names`]; [`render`], [`allow`] and [`status_page`] are pure.
+//!
+//! Invariant: nothing here schedules probes. A `/metrics` scrape reads a [`render::Snapshot`]
+//! of the service state and never starts network work; only `/probe` probes, on demand,
+//! after its allow-list check.
+
+pub mod allow;
+pub mod http;
+pub mod names;
+pub mod probe_handler;
+pub mod render;
+pub mod status_page;

@@ -1,0 +1,218 @@
+//! Every metric certinel exports, in one place: name, type and help text.
+//!
+//! This list is the metric contract. `docs/metrics.md` documents the same names; a unit test
+//! checks that every name follows the Prometheus naming rules.
+
+/// Whether a metric is a gauge or a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A value that goes up and down.
+    Gauge,
+    /// A value that only goes up (name ends in `_total`).
+    Counter,
+}
+
+/// One metric family: its name, kind and `# HELP` text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDef {
+    /// The metric name.
+    pub name: &'static str,
+    /// Gauge or counter.
+    pub kind: Kind,
+    /// The `# HELP` line.
+    pub help: &'static str,
+}
+
+const fn gauge(name: &'static str, help: &'static str) -> MetricDef {
+    MetricDef {
+        name,
+        kind: Kind::Gauge,
+        help,
+    }
+}
+
+const fn counter(name: &'static str, help: &'static str) -> MetricDef {
+    MetricDef {
+        name,
+        kind: Kind::Counter,
+        help,
+    }
+}
+
+/// 1 when the TLS handshake with this address completed.
+pub const ENDPOINT_UP: MetricDef = gauge(
+    "certinel_endpoint_up",
+    "1 when the TLS handshake with this address completed, 0 otherwise.",
+);
+/// Leaf notAfter.
+pub const ENDPOINT_CERT_NOT_AFTER: MetricDef = gauge(
+    "certinel_endpoint_cert_not_after_timestamp_seconds",
+    "End of validity of the leaf certificate, as a Unix timestamp.",
+);
+/// Leaf notBefore.
+pub const ENDPOINT_CERT_NOT_BEFORE: MetricDef = gauge(
+    "certinel_endpoint_cert_not_before_timestamp_seconds",
+    "Start of validity of the leaf certificate, as a Unix timestamp.",
+);
+/// Seconds until the leaf expires, at scrape time.
+pub const ENDPOINT_CERT_EXPIRY: MetricDef = gauge(
+    "certinel_endpoint_cert_expiry_seconds",
+    "Seconds until the leaf certificate expires, computed at scrape time; negative once expired.",
+);
+/// Earliest notAfter of the presented chain minus its trust anchor.
+pub const ENDPOINT_CHAIN_EARLIEST_NOT_AFTER: MetricDef = gauge(
+    "certinel_endpoint_chain_earliest_not_after_timestamp_seconds",
+    "Earliest end of validity among the presented certificates, excluding a self-signed trust anchor.",
+);
+/// notAfter of each presented certificate.
+pub const ENDPOINT_CHAIN_CERT_NOT_AFTER: MetricDef = gauge(
+    "certinel_endpoint_chain_cert_not_after_timestamp_seconds",
+    "End of validity of each presented certificate, by position and role.",
+);
+/// The addresses of one name serve different leaves.
+pub const ENDPOINT_ADDRESSES_DISAGREE: MetricDef = gauge(
+    "certinel_endpoint_addresses_disagree",
+    "1 when the addresses of one endpoint serve different leaf certificates.",
+);
+/// The chain verifies against the trust roots for the name.
+pub const ENDPOINT_CERT_VERIFIED: MetricDef = gauge(
+    "certinel_endpoint_cert_verified",
+    "1 when the presented chain verifies against the trust roots for the server name.",
+);
+/// The current verification problem.
+pub const ENDPOINT_CERT_ERROR_INFO: MetricDef = gauge(
+    "certinel_endpoint_cert_error_info",
+    "1 for the current verification problem of the presented chain, by reason.",
+);
+/// Identity of the leaf.
+pub const ENDPOINT_CERT_INFO: MetricDef = gauge(
+    "certinel_endpoint_cert_info",
+    "Always 1; labels describe the leaf certificate.",
+);
+/// Negotiated TLS version.
+pub const ENDPOINT_TLS_VERSION_INFO: MetricDef = gauge(
+    "certinel_endpoint_tls_version_info",
+    "Always 1; the label names the negotiated TLS version.",
+);
+/// The client certificate's notAfter (mutual TLS).
+pub const CLIENT_CERT_NOT_AFTER: MetricDef = gauge(
+    "certinel_client_cert_not_after_timestamp_seconds",
+    "End of validity of the client certificate used for mutual TLS, as a Unix timestamp.",
+);
+/// Duration of the last probe of an address.
+pub const ENDPOINT_PROBE_DURATION: MetricDef = gauge(
+    "certinel_endpoint_probe_duration_seconds",
+    "Duration of the last probe of this address: connect, STARTTLS and handshake.",
+);
+/// When the last probe started.
+pub const ENDPOINT_LAST_PROBE: MetricDef = gauge(
+    "certinel_endpoint_last_probe_timestamp_seconds",
+    "When the last probe of this endpoint started, as a Unix timestamp.",
+);
+/// Probe failures by reason, since start.
+pub const PROBE_ERRORS: MetricDef = counter(
+    "certinel_probe_errors_total",
+    "Scheduled probe failures, by reason (connect, dns, timeout, starttls, handshake, config, internal).",
+);
+/// `/probe` outcome.
+pub const PROBE_SUCCESS: MetricDef = gauge(
+    "certinel_probe_success",
+    "1 when every probed address of the /probe target completed a TLS handshake.",
+);
+/// File leaf notAfter.
+pub const FILE_CERT_NOT_AFTER: MetricDef = gauge(
+    "certinel_file_cert_not_after_timestamp_seconds",
+    "End of validity of the first certificate in the file, as a Unix timestamp.",
+);
+/// File leaf notBefore.
+pub const FILE_CERT_NOT_BEFORE: MetricDef = gauge(
+    "certinel_file_cert_not_before_timestamp_seconds",
+    "Start of validity of the first certificate in the file, as a Unix timestamp.",
+);
+/// Seconds until the file's leaf expires.
+pub const FILE_CERT_EXPIRY: MetricDef = gauge(
+    "certinel_file_cert_expiry_seconds",
+    "Seconds until the first certificate in the file expires, computed at scrape time; negative once expired.",
+);
+/// Earliest notAfter in the file.
+pub const FILE_CERT_CHAIN_EARLIEST_NOT_AFTER: MetricDef = gauge(
+    "certinel_file_cert_chain_earliest_not_after_timestamp_seconds",
+    "Earliest end of validity among the certificates in the file, excluding a self-signed root.",
+);
+/// Identity of the file's leaf.
+pub const FILE_CERT_INFO: MetricDef = gauge(
+    "certinel_file_cert_info",
+    "Always 1; labels describe the first certificate in the file.",
+);
+/// Failed reads of a file.
+pub const FILE_READ_ERRORS: MetricDef = counter(
+    "certinel_file_read_errors_total",
+    "Reads of a configured certificate file that failed (missing, unreadable or unparsable).",
+);
+/// Build information.
+pub const BUILD_INFO: MetricDef = gauge(
+    "certinel_build_info",
+    "Always 1; the label names the certinel version.",
+);
+/// When the configuration was last loaded successfully.
+pub const CONFIG_LAST_RELOAD_SUCCESS: MetricDef = gauge(
+    "certinel_config_last_reload_success_timestamp_seconds",
+    "When the configuration was last loaded successfully, as a Unix timestamp.",
+);
+/// Whether the last load attempt succeeded.
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: MetricDef = gauge(
+    "certinel_config_last_reload_successful",
+    "1 when the last configuration load succeeded, 0 when it was rejected.",
+);
+
+/// Every metric, in the order `/metrics` renders them.
+pub const ALL: &[MetricDef] = &[
+    BUILD_INFO,
+    CONFIG_LAST_RELOAD_SUCCESS,
+    CONFIG_LAST_RELOAD_SUCCESSFUL,
+    PROBE_SUCCESS,
+    ENDPOINT_UP,
+    ENDPOINT_CERT_NOT_AFTER,
+    ENDPOINT_CERT_NOT_BEFORE,
+    ENDPOINT_CERT_EXPIRY,
+    ENDPOINT_CHAIN_EARLIEST_NOT_AFTER,
+    ENDPOINT_CHAIN_CERT_NOT_AFTER,
+    ENDPOINT_ADDRESSES_DISAGREE,
+    ENDPOINT_CERT_VERIFIED,
+    ENDPOINT_CERT_ERROR_INFO,
+    ENDPOINT_CERT_INFO,
+    ENDPOINT_TLS_VERSION_INFO,
+    CLIENT_CERT_NOT_AFTER,
+    ENDPOINT_PROBE_DURATION,
+    ENDPOINT_LAST_PROBE,
+    PROBE_ERRORS,
+    FILE_CERT_NOT_AFTER,
+    FILE_CERT_NOT_BEFORE,
+    FILE_CERT_EXPIRY,
+    FILE_CERT_CHAIN_EARLIEST_NOT_AFTER,
+    FILE_CERT_INFO,
+    FILE_READ_ERRORS,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_unique_prefixed_and_counters_end_in_total() {
+        let mut seen = std::collections::BTreeSet::new();
+        for def in ALL {
+            assert!(seen.insert(def.name), "duplicate {}", def.name);
+            assert!(def.name.starts_with("certinel_"), "{}", def.name);
+            assert!(
+                def.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                def.name
+            );
+            assert_eq!(def.kind == Kind::Counter, def.name.ends_with("_total"));
+            assert!(!def.help.is_empty());
+        }
+    }
+}

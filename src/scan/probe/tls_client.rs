@@ -1,0 +1,263 @@
+//! The probe's rustls client: a verifier that captures any chain, cached client configs,
+//! and client-certificate identities for mutual TLS.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use rustls::client::ResolvesClientCert;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use crate::config::model::ClientAuth;
+use crate::scan::inspect::{self, CertFacts};
+
+tokio::task_local! {
+    /// Set while one address is probed; the client-certificate resolvers flip it when the
+    /// server sends a CertificateRequest. rustls asks the resolver synchronously while the
+    /// handshake future is polled, so the flag belongs to the address being probed.
+    pub(super) static CLIENT_AUTH_REQUESTED: Cell<bool>;
+}
+
+/// The rustls client configurations shared by every probe.
+#[derive(Debug)]
+pub(super) struct TlsClients {
+    provider: Arc<CryptoProvider>,
+    /// For endpoints without `client_auth`.
+    anonymous: Arc<ClientConfig>,
+    /// One identity per (certificate, key) path pair, rebuilt when either file changes.
+    identities: Mutex<HashMap<(PathBuf, PathBuf), CachedIdentity>>,
+}
+
+/// A client certificate and key, loaded and ready to present.
+#[derive(Debug)]
+pub(super) struct ClientIdentity {
+    /// A client configuration that presents the certificate when asked.
+    pub config: Arc<ClientConfig>,
+    /// Facts about the client (leaf) certificate.
+    pub leaf: CertFacts,
+}
+
+#[derive(Debug)]
+struct CachedIdentity {
+    /// Modification times of the certificate and key files when they were loaded.
+    stamp: (SystemTime, SystemTime),
+    identity: Arc<ClientIdentity>,
+}
+
+impl TlsClients {
+    /// Builds the configuration without client authentication; identities load lazily.
+    pub(super) fn new() -> TlsClients {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let anonymous = client_config(&provider, Arc::new(RecordRequestNoCert));
+        TlsClients {
+            provider,
+            anonymous,
+            identities: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The configuration for endpoints without mutual TLS.
+    pub(super) fn anonymous(&self) -> Arc<ClientConfig> {
+        self.anonymous.clone()
+    }
+
+    /// The identity for `auth`, loading it on first use and again after either file changed.
+    pub(super) async fn identity(&self, auth: &ClientAuth) -> Result<Arc<ClientIdentity>, String> {
+        let key = (auth.cert.clone(), auth.key.clone());
+        let stamp = (modified(&auth.cert).await?, modified(&auth.key).await?);
+        let fresh = self
+            .lock_identities()
+            .get(&key)
+            .filter(|cached| cached.stamp == stamp)
+            .map(|cached| cached.identity.clone());
+        if let Some(identity) = fresh {
+            return Ok(identity);
+        }
+        // Two probes may load the same files at once; both results are equal, the last
+        // insert wins, and the lock is never held across the file reads.
+        let identity = Arc::new(self.load_identity(auth).await?);
+        self.lock_identities().insert(
+            key,
+            CachedIdentity {
+                stamp,
+                identity: identity.clone(),
+            },
+        );
+        Ok(identity)
+    }
+
+    async fn load_identity(&self, auth: &ClientAuth) -> Result<ClientIdentity, String> {
+        let chain = read_certificates(&auth.cert).await?;
+        let key = read_private_key(&auth.key).await?;
+        // Invariant: `read_certificates` never returns an empty chain.
+        let leaf = inspect::inspect_certificate(&chain[0])
+            .map_err(|error| format!("client certificate {}: {error}", auth.cert.display()))?;
+        let certified = CertifiedKey::from_der(chain, key, &self.provider).map_err(|error| {
+            format!(
+                "client certificate {} with key {}: {error}",
+                auth.cert.display(),
+                auth.key.display()
+            )
+        })?;
+        let resolver = Arc::new(RecordRequestPresentCert(Arc::new(certified)));
+        Ok(ClientIdentity {
+            config: client_config(&self.provider, resolver),
+            leaf,
+        })
+    }
+
+    fn lock_identities(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, PathBuf), CachedIdentity>> {
+        // A panic while holding the lock cannot leave the map half-updated (single
+        // get/insert calls), so a poisoned lock is still safe to use.
+        self.identities
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A TLS 1.2 + 1.3 client that captures whatever chain the server presents.
+fn client_config(
+    provider: &Arc<CryptoProvider>,
+    client_cert: Arc<dyn ResolvesClientCert>,
+) -> Arc<ClientConfig> {
+    let verifier = Arc::new(DangerAcceptAnyChainVerifier {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        // Invariant: the aws-lc-rs default provider has cipher suites and key exchange
+        // groups for both TLS 1.2 and TLS 1.3, so this never fails.
+        .expect("aws-lc-rs supports TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(client_cert);
+    Arc::new(config)
+}
+
+/// Accepts ANY server certificate chain, while still verifying the handshake signatures.
+///
+/// Why this is safe here: the probe's only purpose is to see the chain, including expired,
+/// self-signed or misnamed ones, so rejecting during the handshake would hide exactly what
+/// we report. The probe never sends application data over the connection, and trust is
+/// decided afterwards by `verify::verify_chain` against the configured roots. The
+/// handshake signatures are still checked so the server proves it holds the leaf's key.
+#[derive(Debug)]
+struct DangerAcceptAnyChainVerifier {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Has no client certificate; records that the server asked for one.
+#[derive(Debug)]
+struct RecordRequestNoCert;
+
+impl ResolvesClientCert for RecordRequestNoCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        note_client_auth_requested();
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
+}
+
+/// Presents one client certificate; records that the server asked for it.
+#[derive(Debug)]
+struct RecordRequestPresentCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for RecordRequestPresentCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        note_client_auth_requested();
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn note_client_auth_requested() {
+    // Outside a probe scope (never the case in certinel) there is nobody to tell.
+    let _ = CLIENT_AUTH_REQUESTED.try_with(|requested| requested.set(true));
+}
+
+async fn modified(path: &Path) -> Result<SystemTime, String> {
+    tokio::fs::metadata(path)
+        .await
+        .and_then(|metadata| metadata.modified())
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))
+}
+
+async fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = tokio::fs::read(path)
+        .await
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let chain = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no PEM certificate", path.display()));
+    }
+    Ok(chain)
+}
+
+async fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let pem = tokio::fs::read(path)
+        .await
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    // The parser's messages never include key material.
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|error| format!("{}: {error}", path.display()))?
+        .ok_or_else(|| format!("{}: no PEM private key", path.display()))
+}

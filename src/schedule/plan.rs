@@ -1,0 +1,333 @@
+//! The renewal decision. Pure: time, the random draw and every fact come in as inputs;
+//! nothing here reads the clock, an RNG, a file or a socket.
+//!
+//! The decision has two halves. First, when the certificate *should* be renewed: at once
+//! when it is missing, expired, or no longer matches the wanted names or key type; else at
+//! the renewal window computed from the certificate actually issued (or from the CA's
+//! suggested window, ARI). Second, when the CA *allows* another attempt: after a backoff
+//! (5 min doubling to 24 h) following failures, after any Retry-After, and never while an
+//! identifier has had 5 failed authorizations in the last hour. The later of the two wins.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::scan::inspect::KeyType;
+use crate::schedule::state::{FAILED_AUTHORIZATION_WINDOW, ScheduleState};
+use crate::store::metadata::VersionMetadata;
+use crate::store::verify::{VersionFacts, name_covered};
+
+/// First retry delay after a failure.
+pub const BACKOFF_BASE: Duration = Duration::minutes(5);
+/// Longest retry delay.
+pub const BACKOFF_CAP: Duration = Duration::hours(24);
+/// Let's Encrypt's limit: failed authorizations per identifier per rolling hour.
+pub const MAX_FAILED_AUTHORIZATIONS_PER_HOUR: usize = 5;
+
+/// How long before expiry to renew.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RenewBefore {
+    /// A fixed time before notAfter (cert-manager `renewBefore`).
+    Duration(std::time::Duration),
+    /// This percentage of the actual lifetime before notAfter, in (0, 100)
+    /// (cert-manager `renewBeforePercentage`).
+    Percentage(f64),
+    /// One third of the lifetime; one half for lifetimes of 10 days or less.
+    Default,
+}
+
+/// The renewal policy of one certificate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// When to renew.
+    pub renew_before: RenewBefore,
+    /// Up to this fraction of the renew-before period is taken off at random, so a fleet
+    /// does not renew at the same instant. Clamped to [0, 1].
+    pub jitter_fraction: f64,
+}
+
+/// The facts of the live certificate the decision needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentCert {
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// DNS names it covers.
+    pub dns_names: Vec<String>,
+    /// Its key type.
+    pub key_type: KeyType,
+}
+
+/// A renewal window suggested by the CA (ACME Renewal Information, RFC 9773).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuggestedWindow {
+    /// Renew no earlier than this.
+    pub start: OffsetDateTime,
+    /// Renew before this.
+    pub end: OffsetDateTime,
+}
+
+/// Everything the decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The present moment.
+    pub now: OffsetDateTime,
+    /// The live certificate, if there is one.
+    pub current: Option<&'a CurrentCert>,
+    /// The renewal policy.
+    pub policy: &'a Policy,
+    /// Names the certificate must cover.
+    pub wanted_names: &'a [String],
+    /// Key type the certificate must have.
+    pub wanted_key_type: KeyType,
+    /// Failures and limits remembered between runs.
+    pub state: &'a ScheduleState,
+    /// The CA's suggested window; when present it replaces the policy's window.
+    pub suggested_window: Option<SuggestedWindow>,
+    /// A random value in [0, 1) (clamped), drawn once per certificate by the caller.
+    pub random: f64,
+}
+
+/// When to renew next, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Renew at this moment (never before `now`; equal to `now` means at once).
+    pub renew_at: OffsetDateTime,
+    /// Why then.
+    pub reason: Reason,
+    /// Renewals failed in a row; non-zero keeps a failing certificate visible.
+    pub consecutive_failures: u32,
+}
+
+/// Why a renewal happens when it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// There is no certificate.
+    Missing,
+    /// The certificate has expired.
+    Expired,
+    /// It does not cover every wanted name.
+    NamesChanged,
+    /// Its key type is not the wanted one.
+    KeyTypeChanged,
+    /// Its renewal window has opened.
+    WindowOpen,
+    /// Its renewal window opens at `renew_at`.
+    Scheduled,
+    /// Waiting out the exponential backoff after failures.
+    Backoff,
+    /// Waiting for the CA's Retry-After.
+    RetryAfter,
+    /// An identifier hit the failed-authorization limit.
+    RateLimited,
+}
+
+/// A renewal policy that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// `renew_before` is not shorter than the certificate duration.
+    #[error(
+        "renew_before ({renew_before}) must be shorter than the certificate duration ({duration}), or every certificate is renewed as soon as it is issued"
+    )]
+    RenewBeforeTooLong {
+        /// The configured renew_before, human-readable.
+        renew_before: String,
+        /// The configured duration, human-readable.
+        duration: String,
+    },
+    /// `renew_before` is zero: the certificate would be renewed as it expires.
+    #[error("renew_before must be longer than zero")]
+    RenewBeforeZero,
+    /// The percentage is outside (0, 100).
+    #[error("renew_before_percentage must be between 0 and 100 (exclusive), not {0}")]
+    PercentageOutOfRange(f64),
+}
+
+impl From<&VersionMetadata> for CurrentCert {
+    fn from(meta: &VersionMetadata) -> CurrentCert {
+        CurrentCert {
+            not_before: meta.not_before,
+            not_after: meta.not_after,
+            dns_names: meta.dns_names.clone(),
+            key_type: meta.key_type,
+        }
+    }
+}
+
+impl From<&VersionFacts> for CurrentCert {
+    fn from(facts: &VersionFacts) -> CurrentCert {
+        CurrentCert {
+            not_before: facts.not_before,
+            not_after: facts.not_after,
+            dns_names: facts.dns_names.clone(),
+            key_type: facts.key_type,
+        }
+    }
+}
+
+/// Checks a policy against the requested certificate `duration` at config load.
+pub fn validate_policy(
+    duration: std::time::Duration,
+    renew_before: &RenewBefore,
+) -> Result<(), PolicyError> {
+    match *renew_before {
+        RenewBefore::Duration(d) if d.is_zero() => Err(PolicyError::RenewBeforeZero),
+        RenewBefore::Duration(d) if d >= duration => Err(PolicyError::RenewBeforeTooLong {
+            renew_before: human(d),
+            duration: human(duration),
+        }),
+        RenewBefore::Percentage(p) if !(p > 0.0 && p < 100.0) => {
+            Err(PolicyError::PercentageOutOfRange(p))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Decides when to renew.
+pub fn plan(input: &PlanInput<'_>) -> Decision {
+    let (due, due_reason) = due(input);
+    let gate = [
+        (backoff_until(input.state), Reason::Backoff),
+        (input.state.retry_after, Reason::RetryAfter),
+        (rate_limited_until(input), Reason::RateLimited),
+    ]
+    .into_iter()
+    .filter_map(|(until, reason)| until.map(|t| (t, reason)))
+    // On a tie the later entry wins, so the most specific reason is reported.
+    .max_by_key(|(until, _)| *until);
+    let (renew_at, reason) = match gate {
+        Some((until, reason)) if until > due => (until, reason),
+        _ => (due, due_reason),
+    };
+    Decision {
+        renew_at,
+        reason,
+        consecutive_failures: input.state.consecutive_failures,
+    }
+}
+
+/// When the certificate should be renewed if nothing stood in the way (never before now).
+fn due(input: &PlanInput<'_>) -> (OffsetDateTime, Reason) {
+    let now = input.now;
+    let Some(cert) = input.current else {
+        return (now, Reason::Missing);
+    };
+    if now >= cert.not_after {
+        return (now, Reason::Expired);
+    }
+    if !input
+        .wanted_names
+        .iter()
+        .all(|name| name_covered(name, &cert.dns_names))
+    {
+        return (now, Reason::NamesChanged);
+    }
+    if cert.key_type != input.wanted_key_type {
+        return (now, Reason::KeyTypeChanged);
+    }
+    let random = input.random.clamp(0.0, 1.0);
+    let at = match input.suggested_window.filter(|w| w.end > w.start) {
+        Some(window) => suggested_time(cert, window, now, random),
+        None => policy_time(cert, input.policy, random),
+    };
+    if at <= now {
+        (now, Reason::WindowOpen)
+    } else {
+        (at, Reason::Scheduled)
+    }
+}
+
+/// `not_after - renew_before - jitter`, from the certificate's actual lifetime.
+fn policy_time(cert: &CurrentCert, policy: &Policy, random: f64) -> OffsetDateTime {
+    let lifetime = cert.not_after - cert.not_before;
+    let default = if lifetime <= Duration::days(10) {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    };
+    let renew_before = match policy.renew_before {
+        RenewBefore::Duration(d) => Duration::try_from(d).unwrap_or(Duration::MAX),
+        RenewBefore::Percentage(p) => lifetime * (p.clamp(0.0, 100.0) / 100.0),
+        RenewBefore::Default => default,
+    };
+    // The CA may issue a shorter certificate than requested; a renew_before as long as the
+    // actual lifetime would renew forever, so fall back to the default share.
+    let renew_before = if renew_before >= lifetime || renew_before <= Duration::ZERO {
+        default
+    } else {
+        renew_before
+    };
+    let jitter = renew_before * (policy.jitter_fraction.clamp(0.0, 1.0) * random);
+    (cert.not_after - renew_before - jitter).max(cert.not_before)
+}
+
+/// A uniform point in the CA's window, unless less than 1/20 of the lifetime remains.
+fn suggested_time(
+    cert: &CurrentCert,
+    window: SuggestedWindow,
+    now: OffsetDateTime,
+    random: f64,
+) -> OffsetDateTime {
+    let lifetime = cert.not_after - cert.not_before;
+    if cert.not_after - now < lifetime / 20 || now >= window.start {
+        return now;
+    }
+    window.start + (window.end - window.start) * random
+}
+
+/// The end of the backoff after `consecutive_failures` failures: 5 min · 2^(n−1), ≤ 24 h.
+fn backoff_until(state: &ScheduleState) -> Option<OffsetDateTime> {
+    let last = state.last_failure_at?;
+    let n = state.consecutive_failures;
+    if n == 0 {
+        return None;
+    }
+    // 2^9 · 5 min already exceeds the cap; a smaller exponent keeps the product finite.
+    let delay = BACKOFF_BASE * 2_i32.pow((n - 1).min(9));
+    Some(last + delay.min(BACKOFF_CAP))
+}
+
+/// When every wanted identifier is back under the failed-authorization limit, if one is not.
+fn rate_limited_until(input: &PlanInput<'_>) -> Option<OffsetDateTime> {
+    let horizon = input.now - FAILED_AUTHORIZATION_WINDOW;
+    input
+        .wanted_names
+        .iter()
+        .filter_map(|name| {
+            let times = input
+                .state
+                .failed_authorizations
+                .get(&name.to_ascii_lowercase())?;
+            let mut recent: Vec<OffsetDateTime> =
+                times.iter().copied().filter(|t| *t > horizon).collect();
+            if recent.len() < MAX_FAILED_AUTHORIZATIONS_PER_HOUR {
+                return None;
+            }
+            recent.sort();
+            // Attempts resume once the fifth-newest failure leaves the window.
+            let fifth_newest = recent[recent.len() - MAX_FAILED_AUTHORIZATIONS_PER_HOUR];
+            Some(fifth_newest + FAILED_AUTHORIZATION_WINDOW)
+        })
+        .max()
+}
+
+/// `90d`, `12h`, `1d12h`, `30m`, `45s`.
+fn human(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs % 86_400 / 3_600, "h"),
+        (secs % 3_600 / 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let text: String = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() { "0s".into() } else { text }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,336 @@
+//! Table-driven tests of the renewal decision: each case edits a baseline input and states
+//! the decision as `Reason +delay` (delay from `now`).
+
+use std::time::Duration as StdDuration;
+
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use super::*;
+
+/// An owned [`PlanInput`], edited by each case.
+struct Case {
+    now: OffsetDateTime,
+    current: Option<CurrentCert>,
+    policy: Policy,
+    names: Vec<String>,
+    key_type: KeyType,
+    state: ScheduleState,
+    window: Option<SuggestedWindow>,
+    random: f64,
+}
+
+/// Now is 2025-02-01; the live certificate runs 2025-01-01 to 2025-04-01 (90 days) for
+/// example.com with a P-256 key; default policy without jitter.
+fn baseline() -> Case {
+    Case {
+        now: datetime!(2025-02-01 0:00 UTC),
+        current: Some(CurrentCert {
+            not_before: datetime!(2025-01-01 0:00 UTC),
+            not_after: datetime!(2025-04-01 0:00 UTC),
+            dns_names: vec!["example.com".into()],
+            key_type: KeyType::EcdsaP256,
+        }),
+        policy: Policy {
+            renew_before: RenewBefore::Default,
+            jitter_fraction: 0.0,
+        },
+        names: vec!["example.com".into()],
+        key_type: KeyType::EcdsaP256,
+        state: ScheduleState::default(),
+        window: None,
+        random: 0.0,
+    }
+}
+
+fn check(edit: impl FnOnce(&mut Case), expected: &str) {
+    let mut case = baseline();
+    edit(&mut case);
+    let decision = plan(&PlanInput {
+        now: case.now,
+        current: case.current.as_ref(),
+        policy: &case.policy,
+        wanted_names: &case.names,
+        wanted_key_type: case.key_type,
+        state: &case.state,
+        suggested_window: case.window,
+        random: case.random,
+    });
+    let delay = decision.renew_at - case.now;
+    assert!(delay >= Duration::ZERO, "renew_at before now: {decision:?}");
+    let delay = if delay.is_zero() {
+        "now".to_string()
+    } else {
+        format!("+{}", human(delay.unsigned_abs()))
+    };
+    assert_eq!(format!("{:?} {delay}", decision.reason), expected);
+}
+
+fn validity(case: &mut Case, not_before: OffsetDateTime, not_after: OffsetDateTime) {
+    let cert = case.current.as_mut().unwrap();
+    cert.not_before = not_before;
+    cert.not_after = not_after;
+}
+
+fn failures(case: &mut Case, count: u32, minutes_ago: i64) {
+    case.state.consecutive_failures = count;
+    case.state.last_failure_at = Some(case.now - Duration::minutes(minutes_ago));
+}
+
+fn failed_authorizations(case: &mut Case, name: &str, minutes_ago: &[i64]) {
+    let times = minutes_ago
+        .iter()
+        .map(|m| case.now - Duration::minutes(*m))
+        .collect();
+    case.state.failed_authorizations.insert(name.into(), times);
+}
+
+fn window(case: &mut Case, start: Duration, end: Duration) {
+    case.window = Some(SuggestedWindow {
+        start: case.now + start,
+        end: case.now + end,
+    });
+}
+
+#[test]
+fn certificates_that_are_unusable_are_renewed_at_once() {
+    check(|c| c.current = None, "Missing now");
+    check(|c| c.now = datetime!(2025-04-01 0:00 UTC), "Expired now");
+    check(
+        |c| c.names.push("api.example.com".into()),
+        "NamesChanged now",
+    );
+    check(|c| c.key_type = KeyType::Rsa(2048), "KeyTypeChanged now");
+}
+
+#[test]
+fn the_window_comes_from_the_issued_lifetime() {
+    check(|_| {}, "Scheduled +29d");
+    check(|c| c.now = datetime!(2025-03-15 0:00 UTC), "WindowOpen now");
+    check(
+        |c| c.policy.renew_before = RenewBefore::Duration(StdDuration::from_secs(10 * 86_400)),
+        "Scheduled +49d",
+    );
+    check(
+        |c| c.policy.renew_before = RenewBefore::Percentage(50.0),
+        "Scheduled +14d",
+    );
+}
+
+#[test]
+fn a_renew_before_longer_than_the_issued_lifetime_falls_back_to_the_default() {
+    check(
+        |c| c.policy.renew_before = RenewBefore::Duration(StdDuration::from_secs(100 * 86_400)),
+        "Scheduled +29d",
+    );
+}
+
+#[test]
+fn short_lived_certificates_renew_at_half_their_lifetime() {
+    let start = datetime!(2025-02-01 0:00 UTC);
+    check(
+        |c| validity(c, start, start + Duration::days(6)),
+        "Scheduled +3d",
+    );
+    check(
+        |c| validity(c, start, start + Duration::days(10)),
+        "Scheduled +5d",
+    );
+    check(
+        |c| validity(c, start, start + Duration::days(11)),
+        "Scheduled +7d8h",
+    );
+}
+
+#[test]
+fn jitter_moves_renewal_earlier_by_a_share_of_renew_before() {
+    check(
+        |c| {
+            c.policy.jitter_fraction = 0.1;
+            c.random = 0.5;
+        },
+        "Scheduled +27d12h",
+    );
+}
+
+#[test]
+fn failures_back_off_exponentially_up_to_a_day() {
+    check(
+        |c| {
+            c.current = None;
+            failures(c, 1, 0)
+        },
+        "Backoff +5m",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failures(c, 3, 5)
+        },
+        "Backoff +15m",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failures(c, 20, 0)
+        },
+        "Backoff +1d",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failures(c, u32::MAX, 0)
+        },
+        "Backoff +1d",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failures(c, 2, 60)
+        },
+        "Missing now",
+    );
+    check(|c| failures(c, 3, 0), "Scheduled +29d");
+}
+
+#[test]
+fn retry_after_wins_only_when_later_than_the_backoff() {
+    check(
+        |c| {
+            c.current = None;
+            failures(c, 1, 0);
+            c.state.retry_after = Some(c.now + Duration::hours(2));
+        },
+        "RetryAfter +2h",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failures(c, 3, 0);
+            c.state.retry_after = Some(c.now + Duration::minutes(1));
+        },
+        "Backoff +20m",
+    );
+}
+
+#[test]
+fn five_failed_authorizations_in_an_hour_pause_that_identifier() {
+    check(
+        |c| {
+            c.current = None;
+            failed_authorizations(c, "example.com", &[50, 40, 30, 20, 10])
+        },
+        "RateLimited +10m",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failed_authorizations(c, "example.com", &[55, 50, 40, 30, 20, 10])
+        },
+        "RateLimited +10m",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failed_authorizations(c, "example.com", &[40, 30, 20, 10])
+        },
+        "Missing now",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failed_authorizations(c, "example.com", &[90, 40, 30, 20, 10])
+        },
+        "Missing now",
+    );
+    check(
+        |c| {
+            c.current = None;
+            c.names = vec!["EXAMPLE.com".into()];
+            failed_authorizations(c, "example.com", &[50, 40, 30, 20, 10]);
+        },
+        "RateLimited +10m",
+    );
+    check(
+        |c| {
+            c.current = None;
+            failed_authorizations(c, "other.example", &[50, 40, 30, 20, 10])
+        },
+        "Missing now",
+    );
+}
+
+#[test]
+fn a_suggested_window_takes_precedence_over_the_policy() {
+    let day = Duration::days(1);
+    check(
+        |c| {
+            c.random = 0.5;
+            window(c, day * 10, day * 12)
+        },
+        "Scheduled +11d",
+    );
+    check(|c| window(c, day * 40, day * 42), "Scheduled +40d");
+    check(|c| window(c, -Duration::HOUR, day), "WindowOpen now");
+    check(|c| window(c, day * 12, day * 10), "Scheduled +29d");
+    check(
+        |c| {
+            c.names.push("api.example.com".into());
+            window(c, day * 10, day * 12)
+        },
+        "NamesChanged now",
+    );
+}
+
+#[test]
+fn a_suggested_window_is_ignored_when_less_than_a_twentieth_of_the_lifetime_remains() {
+    check(
+        |c| {
+            c.now = datetime!(2025-03-29 0:00 UTC);
+            window(c, Duration::days(7), Duration::days(8));
+        },
+        "WindowOpen now",
+    );
+}
+
+#[test]
+fn the_decision_keeps_a_failing_renewal_visible() {
+    let mut case = baseline();
+    failures(&mut case, 4, 0);
+    let decision = plan(&PlanInput {
+        now: case.now,
+        current: case.current.as_ref(),
+        policy: &case.policy,
+        wanted_names: &case.names,
+        wanted_key_type: case.key_type,
+        state: &case.state,
+        suggested_window: None,
+        random: 0.0,
+    });
+    assert_eq!(decision.consecutive_failures, 4);
+}
+
+#[test]
+fn validate_policy_rejects_a_renew_before_as_long_as_the_duration() {
+    let days = |n: u64| StdDuration::from_secs(n * 86_400);
+    let err = validate_policy(days(90), &RenewBefore::Duration(days(90))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "renew_before (90d) must be shorter than the certificate duration (90d), or every certificate is renewed as soon as it is issued"
+    );
+    assert!(validate_policy(days(90), &RenewBefore::Duration(days(30))).is_ok());
+    assert_eq!(
+        validate_policy(days(90), &RenewBefore::Duration(StdDuration::ZERO)),
+        Err(PolicyError::RenewBeforeZero)
+    );
+    assert!(validate_policy(days(90), &RenewBefore::Percentage(100.0)).is_err());
+    assert!(validate_policy(days(90), &RenewBefore::Percentage(f64::NAN)).is_err());
+    assert!(validate_policy(days(90), &RenewBefore::Percentage(33.0)).is_ok());
+    assert!(validate_policy(days(6), &RenewBefore::Default).is_ok());
+}
+
+#[test]
+fn durations_print_compactly() {
+    assert_eq!(human(StdDuration::from_secs(36 * 3600 + 90)), "1d12h1m30s");
+    assert_eq!(human(StdDuration::ZERO), "0s");
+}

@@ -1,0 +1,237 @@
+//! The schedule state persisted per certificate (`NAME/schedule.json`): failures, backoff,
+//! Retry-After, failed authorizations and the jitter draw, so a restart neither forgets a
+//! backoff nor renews early.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use crate::store::StoreError;
+use crate::store::atomic::{MODE_PUBLIC, write_atomic};
+use crate::store::audit::redact_private_keys;
+
+/// How long a failed authorization counts against an identifier's rate limit.
+pub const FAILED_AUTHORIZATION_WINDOW: Duration = Duration::HOUR;
+
+/// What the planner must remember between runs about one certificate.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScheduleState {
+    /// Renewals failed in a row since the last success.
+    pub consecutive_failures: u32,
+    /// When the last renewal failed.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_failure_at: Option<OffsetDateTime>,
+    /// The last failure's message (private keys redacted), shown until a renewal works.
+    pub last_error: Option<String>,
+    /// The CA asked not to retry before this moment (HTTP 429/503 Retry-After).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub retry_after: Option<OffsetDateTime>,
+    /// Failed authorizations per identifier within the last hour.
+    #[serde(with = "rfc3339_map")]
+    pub failed_authorizations: BTreeMap<String, Vec<OffsetDateTime>>,
+    /// The random value drawn for the current certificate, reused until it is replaced so
+    /// a restart computes the same renewal time.
+    pub jitter: Option<JitterDraw>,
+}
+
+/// A random value in [0, 1) tied to the certificate it was drawn for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JitterDraw {
+    /// Serial of the certificate.
+    pub serial: String,
+    /// The value.
+    pub value: f64,
+}
+
+impl ScheduleState {
+    /// Records a failed renewal at `now`: the error, the CA's Retry-After if it sent one,
+    /// and the identifiers whose authorization failed.
+    pub fn record_failure(
+        &mut self,
+        now: OffsetDateTime,
+        error: &str,
+        retry_after: Option<OffsetDateTime>,
+        failed_identifiers: &[String],
+    ) {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.last_failure_at = Some(now);
+        self.last_error = Some(redact_private_keys(error));
+        self.retry_after = retry_after;
+        for identifier in failed_identifiers {
+            self.failed_authorizations
+                .entry(identifier.to_ascii_lowercase())
+                .or_default()
+                .push(now);
+        }
+        self.forget_before(now);
+    }
+
+    /// Records a successful renewal: the failure streak and Retry-After end. Failed
+    /// authorizations still count against the CA's hourly limit, so they stay.
+    pub fn record_success(&mut self, now: OffsetDateTime) {
+        self.consecutive_failures = 0;
+        self.last_failure_at = None;
+        self.last_error = None;
+        self.retry_after = None;
+        self.forget_before(now);
+    }
+
+    /// The jitter value for the certificate with `serial`: the stored one when it was drawn
+    /// for this certificate, else `fresh` (which is then stored).
+    pub fn jitter_for(&mut self, serial: &str, fresh: f64) -> f64 {
+        match &self.jitter {
+            Some(draw) if draw.serial == serial => draw.value,
+            _ => {
+                self.jitter = Some(JitterDraw {
+                    serial: serial.to_string(),
+                    value: fresh,
+                });
+                fresh
+            }
+        }
+    }
+
+    /// Drops failed authorizations that no longer count at `now`.
+    pub fn forget_before(&mut self, now: OffsetDateTime) {
+        let horizon = now - FAILED_AUTHORIZATION_WINDOW;
+        self.failed_authorizations.retain(|_, times| {
+            times.retain(|t| *t > horizon);
+            !times.is_empty()
+        });
+    }
+}
+
+/// Reads the state at `path`; a missing file is a fresh state.
+pub fn load(path: &Path) -> Result<ScheduleState, StoreError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|source| StoreError::Json {
+            path: path.to_path_buf(),
+            source,
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(ScheduleState::default()),
+        Err(e) => Err(StoreError::io("read", path, e)),
+    }
+}
+
+/// Writes the state to `path` atomically.
+pub fn save(path: &Path, state: &ScheduleState) -> Result<(), StoreError> {
+    let json = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &json, MODE_PUBLIC)
+}
+
+mod rfc3339_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use time::OffsetDateTime;
+
+    #[derive(Serialize, Deserialize)]
+    struct Stamp(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<String, Vec<OffsetDateTime>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let stamped: BTreeMap<&String, Vec<Stamp>> = map
+            .iter()
+            .map(|(k, v)| (k, v.iter().copied().map(Stamp).collect()))
+            .collect();
+        stamped.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Vec<OffsetDateTime>>, D::Error> {
+        let stamped = BTreeMap::<String, Vec<Stamp>>::deserialize(d)?;
+        Ok(stamped
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().map(|Stamp(t)| t).collect()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn state_survives_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedule.json");
+        let now = datetime!(2025-03-01 12:00 UTC);
+        let mut state = ScheduleState::default();
+        state.record_failure(
+            now,
+            "rate limited",
+            Some(now + Duration::hours(2)),
+            &["Example.com".into()],
+        );
+        state.jitter_for("0a1b", 0.25);
+        save(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap(), state);
+        assert_eq!(state.failed_authorizations["example.com"], [now]);
+    }
+
+    #[test]
+    fn a_missing_file_is_a_fresh_state() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            load(&dir.path().join("none.json")).unwrap(),
+            ScheduleState::default()
+        );
+    }
+
+    #[test]
+    fn success_ends_the_streak_but_keeps_recent_failed_authorizations() {
+        let now = datetime!(2025-03-01 12:00 UTC);
+        let mut state = ScheduleState::default();
+        state.record_failure(
+            now - Duration::minutes(90),
+            "old",
+            None,
+            &["a.example".into()],
+        );
+        state.record_failure(
+            now - Duration::minutes(10),
+            "new",
+            None,
+            &["a.example".into()],
+        );
+        assert_eq!(state.consecutive_failures, 2);
+        state.record_success(now);
+        assert_eq!(state.consecutive_failures, 0);
+        assert_eq!(state.last_error, None);
+        assert_eq!(
+            state.failed_authorizations["a.example"],
+            [now - Duration::minutes(10)]
+        );
+    }
+
+    #[test]
+    fn the_jitter_draw_is_kept_for_the_same_certificate_only() {
+        let mut state = ScheduleState::default();
+        assert_eq!(state.jitter_for("01", 0.3), 0.3);
+        assert_eq!(state.jitter_for("01", 0.9), 0.3);
+        assert_eq!(state.jitter_for("02", 0.9), 0.9);
+    }
+
+    #[test]
+    fn a_key_in_a_failure_message_is_redacted_before_it_is_stored() {
+        let mut state = ScheduleState::default();
+        let error = "bad -----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----";
+        state.record_failure(datetime!(2025-03-01 12:00 UTC), error, None, &[]);
+        assert_eq!(
+            state.last_error.as_deref(),
+            Some("bad [redacted private key]")
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! `certinel run` as a library: the scheduler, the state it fills and the HTTP server that
+//! reads it, tied together with reloads and graceful shutdown.
+//!
+//! [`run`] takes its listener and a shutdown token, so tests bind `127.0.0.1:0` and run the
+//! whole service in-process; `cli::run` binds, installs signal handlers and calls it.
+
+pub mod reload;
+pub mod scheduler;
+pub mod state;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ConfigError;
+use crate::config::model::Config;
+use crate::metrics::http::{self, HttpShared, ProbeSetup, StateView};
+use crate::metrics::render::Snapshot;
+use crate::scan::probe::ProbeContext;
+use crate::scan::resolve::Resolver;
+use crate::scan::trust::TrustCache;
+use reload::Reloader;
+use scheduler::{JobEnvironment, Scheduler};
+use state::State;
+
+/// Why the service stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The configuration did not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The hosts file named by `[scanner] hosts_file` could not be read.
+    #[error("cannot read hosts file {path}")]
+    HostsFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server failed")]
+    Http(#[source] std::io::Error),
+    /// A background task panicked.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Runs the service on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServiceError> {
+    run_with_reload(config, listener, shutdown, Arc::new(Notify::new())).await
+}
+
+/// [`run`], also reloading the configuration file whenever `reload_requests` is notified
+/// (SIGHUP in `certinel run`).
+pub async fn run_with_reload(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    reload_requests: Arc<Notify>,
+) -> Result<(), ServiceError> {
+    let state = Arc::new(State::new());
+    state.record_reload(OffsetDateTime::now_utc(), true);
+    let context = Arc::new(probe_context(&config)?);
+    let environment = Arc::new(JobEnvironment {
+        state: state.clone(),
+        probe_context: RwLock::new(context.clone()),
+        permits: Semaphore::new(config.scanner.concurrency.max(1)),
+    });
+    let http_shared = Arc::new(HttpShared {
+        state: state.clone(),
+        probe: RwLock::new(ProbeSetup {
+            exporter: config.exporter.clone(),
+            context,
+        }),
+    });
+    let loaded = match &config.source {
+        Some(path) => reload::fingerprint(path).await,
+        None => None,
+    };
+    let tracker = TaskTracker::new();
+    let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
+    scheduler.apply(&config);
+    tracing::info!(
+        listen = %listener.local_addr().map_err(ServiceError::Http)?,
+        endpoints = config.endpoints.len(),
+        files = config.files.len(),
+        "certinel running"
+    );
+    let server = axum::serve(listener, http::router(http_shared.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+    let reloader = Reloader {
+        current: config,
+        scheduler,
+        environment,
+        http: http_shared,
+    };
+    reloader.watch(loaded, reload_requests, shutdown).await;
+    tracker.close();
+    tracker.wait().await;
+    match server.await {
+        Ok(result) => result.map_err(ServiceError::Http),
+        Err(error) => Err(ServiceError::Task(error.to_string())),
+    }
+}
+
+/// The resolver and trust roots a configuration asks for.
+pub fn probe_context(config: &Config) -> Result<ProbeContext, ServiceError> {
+    let resolver = match &config.scanner.hosts_file {
+        Some(path) => {
+            Resolver::with_hosts_file(path).map_err(|source| ServiceError::HostsFile {
+                path: path.clone(),
+                source,
+            })?
+        }
+        None => Resolver::system(),
+    };
+    Ok(ProbeContext::new(resolver, TrustCache::system()))
+}
+
+impl StateView for State {
+    fn snapshot(&self) -> Snapshot {
+        State::snapshot(self)
+    }
+
+    fn is_ready(&self) -> bool {
+        State::is_ready(self)
+    }
+}

@@ -1,0 +1,146 @@
+//! Configuration reloads: on SIGHUP (a notification from the caller) and when the file's
+//! content changes. The file is polled every [`POLL_INTERVAL`]: its bytes are hashed and a
+//! different hash triggers a reload, so a `touch` does nothing and an edit within the same
+//! second as the previous one is still seen.
+//!
+//! A new configuration is applied whole or not at all: when it does not load (or its hosts
+//! file cannot be read) the old one keeps running, a log line says why and
+//! `certinel_config_last_reload_successful` drops to 0.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, model::Config};
+use crate::metrics::http::{HttpShared, ProbeSetup};
+use crate::service::ServiceError;
+use crate::service::scheduler::{JobEnvironment, Scheduler};
+
+/// How often the configuration file is checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The hash of a configuration file's bytes; `None` when it cannot be read (a file being
+/// replaced by an editor is skipped, not treated as a broken configuration).
+pub async fn fingerprint(path: &Path) -> Option<u64> {
+    let bytes = tokio::fs::read(path).await.ok()?;
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// What a reload changes, owned by the reload loop.
+pub(crate) struct Reloader {
+    /// The configuration running now.
+    pub current: Config,
+    /// Starts and stops jobs.
+    pub scheduler: Scheduler,
+    /// Shared with the jobs (probe context).
+    pub environment: Arc<JobEnvironment>,
+    /// Shared with the HTTP handlers (`/probe` settings).
+    pub http: Arc<HttpShared>,
+}
+
+impl Reloader {
+    /// Reloads on `requests` or a file change until `shutdown`.
+    /// `loaded` is the fingerprint of the file the running configuration came from, taken
+    /// before the service announced itself, so an edit made right after start is seen.
+    pub async fn watch(
+        mut self,
+        loaded: Option<u64>,
+        requests: Arc<Notify>,
+        shutdown: CancellationToken,
+    ) {
+        let path = self.current.source.clone();
+        let mut last = loaded;
+        let mut ticker = tokio::time::interval(POLL_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let cause = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                () = requests.notified() => "reload requested",
+                _ = ticker.tick() => {
+                    let Some(path) = &path else { continue };
+                    let now = fingerprint(path).await;
+                    if now.is_none() || now == last {
+                        continue;
+                    }
+                    "configuration file changed"
+                }
+            };
+            let Some(path) = &path else {
+                tracing::info!(
+                    "{cause}, but certinel runs on the embedded default configuration: nothing to reload"
+                );
+                continue;
+            };
+            last = fingerprint(path).await;
+            self.reload(path, cause).await;
+        }
+    }
+
+    async fn reload(&mut self, path: &Path, cause: &str) {
+        let path_buf: PathBuf = path.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path_buf)).await;
+        let outcome = match loaded {
+            Ok(Ok(config)) => self.apply(config),
+            Ok(Err(error)) => Err(ServiceError::Config(error)),
+            Err(error) => Err(ServiceError::Task(error.to_string())),
+        };
+        let state = &self.environment.state;
+        match outcome {
+            Ok((started, stopped)) => {
+                state.record_reload(OffsetDateTime::now_utc(), true);
+                tracing::info!(path = %path.display(), cause, started, stopped, "configuration reloaded");
+            }
+            Err(error) => {
+                state.record_reload(OffsetDateTime::now_utc(), false);
+                tracing::error!(
+                    path = %path.display(),
+                    cause,
+                    error = %error_chain(&error),
+                    "configuration rejected; the previous one keeps running"
+                );
+            }
+        }
+    }
+
+    fn apply(&mut self, config: Config) -> Result<(usize, usize), ServiceError> {
+        let context = Arc::new(crate::service::probe_context(&config)?);
+        if config.exporter.listen != self.current.exporter.listen {
+            tracing::warn!(
+                listen = %config.exporter.listen,
+                "the listen address changes only on restart"
+            );
+        }
+        if config.scanner.concurrency != self.current.scanner.concurrency {
+            tracing::warn!("the probe concurrency changes only on restart");
+        }
+        self.environment.set_probe_context(context.clone());
+        self.http.set_probe_setup(ProbeSetup {
+            exporter: config.exporter.clone(),
+            context,
+        });
+        let changes = self.scheduler.apply(&config);
+        self.current = config;
+        Ok(changes)
+    }
+}
+
+/// `error: cause: cause` on one line, for log fields.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

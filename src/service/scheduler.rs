@@ -1,0 +1,336 @@
+//! The scheduler: one task per endpoint and per file source, each re-checking its target on
+//! its own jittered interval and writing results to [`State`].
+//!
+//! The timing maths ([`first_delay`], [`next_run`]) is pure and takes the random value as a
+//! parameter. A reload is a diff: jobs whose configuration is unchanged keep running and
+//! keep their results; removed jobs are cancelled and forgotten; new jobs start with a
+//! delay spread over the first `min(interval, 10s)`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::model::{Config, Endpoint, FileSource};
+use crate::scan::files::{self, FileReport};
+use crate::scan::probe::{self, ProbeContext};
+use crate::service::state::{JobId, State};
+
+/// Each run lands within ±5% of the interval after the previous one (10% wide), so probes
+/// that started together drift apart.
+pub const JITTER_FRACTION: f64 = 0.1;
+
+/// First runs are spread over at most this long, so `/readyz` turns ready quickly even
+/// with long intervals.
+pub const FIRST_RUN_WINDOW: Duration = Duration::from_secs(10);
+
+/// Delay before a new job's first run: spread uniformly over `min(interval, 10s)`.
+/// `random` is in `[0, 1)`; values outside are clamped.
+pub fn first_delay(interval: Duration, random: f64) -> Duration {
+    interval
+        .min(FIRST_RUN_WINDOW)
+        .mul_f64(random.clamp(0.0, 1.0))
+}
+
+/// When to run next after a run that finished at `now`: `interval` stretched or shrunk by
+/// up to half of `jitter_fraction`. `random` is in `[0, 1)`; values outside are clamped.
+pub fn next_run(now: Instant, interval: Duration, jitter_fraction: f64, random: f64) -> Instant {
+    let jitter = jitter_fraction.clamp(0.0, 1.0) * (random.clamp(0.0, 1.0) - 0.5);
+    now + interval.mul_f64(1.0 + jitter)
+}
+
+/// What a job checks.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    /// A live TLS endpoint.
+    Endpoint(Endpoint),
+    /// A certificate file, directory or glob.
+    Files(FileSource),
+}
+
+impl Job {
+    /// The jobs of a configuration, endpoints first.
+    pub fn all(config: &Config) -> Vec<Job> {
+        let endpoints = config.endpoints.iter().cloned().map(Job::Endpoint);
+        endpoints
+            .chain(config.files.iter().cloned().map(Job::Files))
+            .collect()
+    }
+
+    fn interval(&self) -> Duration {
+        match self {
+            Job::Endpoint(endpoint) => endpoint.interval,
+            Job::Files(source) => source.interval,
+        }
+    }
+}
+
+/// What every job task shares.
+#[derive(Debug)]
+pub struct JobEnvironment {
+    /// Where results go.
+    pub state: Arc<State>,
+    /// Resolver and trust roots; replaced on reload, read at each run.
+    pub probe_context: RwLock<Arc<ProbeContext>>,
+    /// Bounds the probes in flight (`[scanner] concurrency`).
+    pub permits: Semaphore,
+}
+
+impl JobEnvironment {
+    /// The current probe context.
+    pub fn probe_context(&self) -> Arc<ProbeContext> {
+        // A writer only swaps an `Arc`, so a poisoned lock still holds a valid context.
+        self.probe_context
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Installs the context built from a newly loaded configuration.
+    pub fn set_probe_context(&self, context: Arc<ProbeContext>) {
+        *self
+            .probe_context
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = context;
+    }
+}
+
+/// The running jobs.
+#[derive(Debug)]
+pub struct Scheduler {
+    environment: Arc<JobEnvironment>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    running: Vec<Running>,
+    next_id: JobId,
+}
+
+#[derive(Debug)]
+struct Running {
+    id: JobId,
+    job: Job,
+    cancel: CancellationToken,
+}
+
+impl Scheduler {
+    /// A scheduler with no jobs; tasks are tracked by `tracker` and stop on `shutdown`.
+    pub fn new(
+        environment: Arc<JobEnvironment>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Scheduler {
+        Scheduler {
+            environment,
+            tracker,
+            shutdown,
+            running: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Makes the running jobs those of `config`: unchanged jobs keep running, removed ones
+    /// stop and lose their series, new ones start. Returns (started, stopped).
+    pub fn apply(&mut self, config: &Config) -> (usize, usize) {
+        let mut wanted = Job::all(config);
+        let mut kept = Vec::with_capacity(self.running.len());
+        let mut stopped = 0;
+        for running in self.running.drain(..) {
+            match wanted.iter().position(|job| *job == running.job) {
+                Some(index) => {
+                    wanted.swap_remove(index);
+                    kept.push(running);
+                }
+                None => {
+                    running.cancel.cancel();
+                    self.environment.state.remove(running.id);
+                    stopped += 1;
+                }
+            }
+        }
+        self.running = kept;
+        let started = wanted.len();
+        for job in wanted {
+            self.start(job);
+        }
+        (started, stopped)
+    }
+
+    fn start(&mut self, job: Job) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let cancel = self.shutdown.child_token();
+        match &job {
+            Job::Endpoint(endpoint) => self
+                .environment
+                .state
+                .add_endpoint(id, endpoint.target.to_string()),
+            Job::Files(_) => self.environment.state.add_file_source(id),
+        }
+        self.tracker.spawn(run_job(
+            id,
+            job.clone(),
+            self.environment.clone(),
+            cancel.clone(),
+        ));
+        self.running.push(Running { id, job, cancel });
+    }
+}
+
+async fn run_job(id: JobId, job: Job, environment: Arc<JobEnvironment>, cancel: CancellationToken) {
+    let interval = job.interval();
+    let mut next = Instant::now() + first_delay(interval, rand::random());
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return,
+            () = run_once(id, &job, &environment) => {}
+        }
+        next = next_run(Instant::now(), interval, JITTER_FRACTION, rand::random());
+    }
+}
+
+async fn run_once(id: JobId, job: &Job, environment: &JobEnvironment) {
+    // The semaphore is never closed, so acquiring only fails if that invariant breaks;
+    // then the run goes ahead unthrottled rather than stopping.
+    let _permit = environment.permits.acquire().await.ok();
+    match job {
+        Job::Endpoint(endpoint) => {
+            let context = environment.probe_context();
+            let report = probe::probe_endpoint(endpoint, &context).await;
+            log_endpoint(&report);
+            environment.state.record_endpoint(id, report);
+        }
+        Job::Files(source) => {
+            let pattern = source.path.clone();
+            let reports = tokio::task::spawn_blocking(move || read_source(&pattern)).await;
+            match reports {
+                Ok(reports) => {
+                    for report in &reports {
+                        if let Err(error) = &report.outcome {
+                            tracing::warn!(path = %report.path.display(), %error, "certificate file unreadable");
+                        }
+                    }
+                    environment.state.record_files(id, reports);
+                }
+                Err(error) => {
+                    tracing::error!(path = %source.path, %error, "reading certificate files failed");
+                }
+            }
+        }
+    }
+}
+
+fn log_endpoint(report: &probe::EndpointReport) {
+    let target = report.endpoint.target.to_string();
+    if let Some(error) = &report.resolve_error {
+        tracing::warn!(%target, %error, "probe failed");
+    }
+    for address in &report.addresses {
+        match &address.outcome {
+            Ok(handshake) => tracing::debug!(
+                %target,
+                ip = %address.ip,
+                not_after = %handshake.chain.leaf().not_after,
+                verified = handshake.verification.verified,
+                "probed"
+            ),
+            Err(error) => tracing::warn!(%target, ip = %address.ip, %error, "probe failed"),
+        }
+    }
+}
+
+/// Expands a file source and inspects each file; a pattern that matches nothing is one
+/// failed report named after the pattern.
+pub fn read_source(pattern: &str) -> Vec<FileReport> {
+    match files::expand(pattern) {
+        Ok(paths) => paths.iter().map(|path| files::inspect_file(path)).collect(),
+        Err(error) => vec![FileReport {
+            path: PathBuf::from(pattern),
+            outcome: Err(error),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::resolve::Resolver;
+    use crate::scan::trust::TrustCache;
+
+    fn config(ports: &[u16]) -> Config {
+        let text: String = ports
+            .iter()
+            .map(|port| format!("[[endpoint]]\ntarget = \"127.0.0.1:{port}\"\n"))
+            .collect();
+        crate::config::parse(&text, None).expect("test config")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn apply_keeps_unchanged_jobs_stops_removed_ones_and_starts_new_ones() {
+        let state = Arc::new(State::new());
+        let context = ProbeContext::new(Resolver::system(), TrustCache::empty());
+        let environment = Arc::new(JobEnvironment {
+            state: state.clone(),
+            probe_context: RwLock::new(Arc::new(context)),
+            permits: Semaphore::new(4),
+        });
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut scheduler = Scheduler::new(environment, tracker.clone(), shutdown.clone());
+        assert_eq!(scheduler.apply(&config(&[1, 2])), (2, 0));
+        assert_eq!(scheduler.apply(&config(&[2, 3])), (1, 1));
+        assert_eq!(scheduler.apply(&config(&[2, 3])), (0, 0));
+        assert_eq!(scheduler.apply(&config(&[])), (0, 2));
+        assert!(state.is_ready(), "no job left to wait for");
+        // Cancelled before their first run, the jobs end without touching the network.
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    const FIVE_MINUTES: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn first_runs_spread_over_at_most_ten_seconds() {
+        assert_eq!(first_delay(FIVE_MINUTES, 0.0), Duration::ZERO);
+        assert_eq!(first_delay(FIVE_MINUTES, 0.5), Duration::from_secs(5));
+        assert_eq!(first_delay(FIVE_MINUTES, 1.0), Duration::from_secs(10));
+        assert_eq!(
+            first_delay(Duration::from_secs(2), 0.5),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            first_delay(FIVE_MINUTES, 7.0),
+            Duration::from_secs(10),
+            "clamped"
+        );
+    }
+
+    #[test]
+    fn next_run_stays_within_half_the_jitter_of_the_interval() {
+        let now = Instant::now();
+        assert_eq!(next_run(now, FIVE_MINUTES, 0.1, 0.5), now + FIVE_MINUTES);
+        assert_eq!(
+            next_run(now, FIVE_MINUTES, 0.1, 0.0),
+            now + Duration::from_secs(285)
+        );
+        assert_eq!(
+            next_run(now, FIVE_MINUTES, 0.1, 1.0),
+            now + Duration::from_secs(315)
+        );
+        assert_eq!(next_run(now, FIVE_MINUTES, 0.0, 0.9), now + FIVE_MINUTES);
+        assert_eq!(
+            next_run(now, FIVE_MINUTES, 0.1, -3.0),
+            now + Duration::from_secs(285)
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The service's in-memory state: the latest result of every scheduled job, the counters
+//! and the reload status. The only place results are stored; `/metrics` reads snapshots.
+//!
+//! Invariant: a job's results live exactly as long as the job is registered. A probe that
+//! finishes after its job was removed by a reload is dropped, so a target that leaves the
+//! configuration leaves `/metrics` too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use time::OffsetDateTime;
+
+use crate::metrics::render::{ReloadStatus, Snapshot};
+use crate::scan::files::FileReport;
+use crate::scan::probe::EndpointReport;
+
+/// Identifies one scheduled job (an endpoint or a file source) for its lifetime.
+pub type JobId = u64;
+
+/// The reason keywords of [`crate::scan::probe::ProbeError::keyword`], pre-set to zero so
+/// the counter series exist before the first failure.
+pub const PROBE_ERROR_REASONS: [&str; 7] = [
+    "config",
+    "connect",
+    "dns",
+    "handshake",
+    "internal",
+    "starttls",
+    "timeout",
+];
+
+/// Results and counters shared by the scheduler (writer) and the HTTP handlers (readers).
+#[derive(Debug, Default)]
+pub struct State {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    endpoints: HashMap<JobId, EndpointSlot>,
+    files: HashMap<JobId, FileSlot>,
+    probe_errors: BTreeMap<&'static str, u64>,
+    reload: ReloadStatus,
+}
+
+#[derive(Debug)]
+struct EndpointSlot {
+    /// `host:port`, computed once: snapshots sort by it.
+    sort_key: String,
+    latest: Option<Arc<EndpointReport>>,
+}
+
+#[derive(Debug, Default)]
+struct FileSlot {
+    latest: Option<Vec<Arc<FileReport>>>,
+    read_errors: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// An empty state: no jobs, zeroed counters, no successful load yet.
+    pub fn new() -> State {
+        let mut inner = Inner::default();
+        for reason in PROBE_ERROR_REASONS {
+            inner.probe_errors.insert(reason, 0);
+        }
+        State {
+            inner: Mutex::new(inner),
+        }
+    }
+
+    /// Registers an endpoint job; it counts as pending until its first result.
+    pub fn add_endpoint(&self, id: JobId, target: String) {
+        self.lock().endpoints.insert(
+            id,
+            EndpointSlot {
+                sort_key: target,
+                latest: None,
+            },
+        );
+    }
+
+    /// Registers a file-source job; it counts as pending until its first result.
+    pub fn add_file_source(&self, id: JobId) {
+        self.lock().files.insert(id, FileSlot::default());
+    }
+
+    /// Forgets a job and every series it produced.
+    pub fn remove(&self, id: JobId) {
+        let mut inner = self.lock();
+        inner.endpoints.remove(&id);
+        inner.files.remove(&id);
+    }
+
+    /// Stores an endpoint's latest report and counts its failures; dropped when the job
+    /// is no longer registered.
+    pub fn record_endpoint(&self, id: JobId, report: EndpointReport) {
+        let mut inner = self.lock();
+        let failures: Vec<&'static str> = report
+            .resolve_error
+            .iter()
+            .chain(
+                report
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.outcome.as_ref().err()),
+            )
+            .map(|error| error.keyword())
+            .collect();
+        let Some(slot) = inner.endpoints.get_mut(&id) else {
+            return;
+        };
+        slot.latest = Some(Arc::new(report));
+        for reason in failures {
+            *inner.probe_errors.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Stores the files a source expanded to and counts the unreadable ones; dropped when
+    /// the job is no longer registered.
+    pub fn record_files(&self, id: JobId, reports: Vec<FileReport>) {
+        let mut inner = self.lock();
+        let Some(slot) = inner.files.get_mut(&id) else {
+            return;
+        };
+        for report in &reports {
+            if report.outcome.is_err() {
+                *slot
+                    .read_errors
+                    .entry(report.path.display().to_string())
+                    .or_default() += 1;
+            }
+        }
+        slot.latest = Some(reports.into_iter().map(Arc::new).collect());
+    }
+
+    /// Records a configuration load attempt at `at`.
+    pub fn record_reload(&self, at: OffsetDateTime, successful: bool) {
+        let mut inner = self.lock();
+        inner.reload.last_successful = successful;
+        if successful {
+            inner.reload.last_success = Some(at);
+        }
+    }
+
+    /// Every registered job has produced at least one result.
+    pub fn is_ready(&self) -> bool {
+        let inner = self.lock();
+        inner.endpoints.values().all(|slot| slot.latest.is_some())
+            && inner.files.values().all(|slot| slot.latest.is_some())
+    }
+
+    /// A copy of everything `/metrics` shows, sorted by target and path. Holds the lock only
+    /// while cloning `Arc`s.
+    pub fn snapshot(&self) -> Snapshot {
+        let (mut endpoints, files, file_read_errors, probe_errors, reload) = {
+            let inner = self.lock();
+            let endpoints: Vec<(String, Arc<EndpointReport>)> = inner
+                .endpoints
+                .values()
+                .filter_map(|slot| Some((slot.sort_key.clone(), slot.latest.clone()?)))
+                .collect();
+            let files: Vec<Arc<FileReport>> = inner
+                .files
+                .values()
+                .filter_map(|slot| slot.latest.as_ref())
+                .flatten()
+                .cloned()
+                .collect();
+            let mut file_read_errors = BTreeMap::new();
+            for slot in inner.files.values() {
+                for (path, count) in &slot.read_errors {
+                    *file_read_errors.entry(path.clone()).or_default() += count;
+                }
+            }
+            (
+                endpoints,
+                files,
+                file_read_errors,
+                inner.probe_errors.clone(),
+                inner.reload,
+            )
+        };
+        endpoints.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut files = files;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Snapshot {
+            endpoints: endpoints.into_iter().map(|(_, report)| report).collect(),
+            files,
+            probe_errors,
+            file_read_errors,
+            reload,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every update above leaves `Inner` consistent at each step, so the data behind a
+        // poisoned lock is still sound.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::metrics::render::tests::{handshake, report};
+    use crate::scan::files::FileError;
+    use crate::scan::probe::ProbeError;
+
+    fn ok_report(target: &str) -> EndpointReport {
+        report(
+            target,
+            vec![(
+                "127.0.0.1",
+                handshake("a.test", datetime!(2026-02-01 00:00 UTC)),
+            )],
+        )
+    }
+
+    #[test]
+    fn ready_only_after_every_job_has_a_result() {
+        let state = State::new();
+        assert!(state.is_ready(), "no jobs: ready at once");
+        state.add_endpoint(1, "a.test:443".to_owned());
+        state.add_file_source(2);
+        assert!(!state.is_ready());
+        state.record_endpoint(1, ok_report("a.test:443"));
+        assert!(!state.is_ready());
+        state.record_files(2, Vec::new());
+        assert!(state.is_ready());
+    }
+
+    #[test]
+    fn removed_jobs_vanish_and_late_results_are_dropped() {
+        let state = State::new();
+        state.add_endpoint(1, "a.test:443".to_owned());
+        state.record_endpoint(1, ok_report("a.test:443"));
+        assert_eq!(state.snapshot().endpoints.len(), 1);
+        state.remove(1);
+        state.record_endpoint(1, ok_report("a.test:443"));
+        assert!(state.snapshot().endpoints.is_empty());
+    }
+
+    #[test]
+    fn failures_are_counted_by_reason_and_file_errors_by_path() {
+        let state = State::new();
+        state.add_endpoint(1, "b.test:443".to_owned());
+        let failing = report(
+            "b.test:443",
+            vec![
+                ("127.0.0.1", Err(ProbeError::Connect("refused".to_owned()))),
+                ("127.0.0.2", Err(ProbeError::Connect("refused".to_owned()))),
+            ],
+        );
+        state.record_endpoint(1, failing.clone());
+        state.record_endpoint(1, failing);
+        state.add_file_source(2);
+        let broken = FileReport {
+            path: PathBuf::from("/x.pem"),
+            outcome: Err(FileError::NoMatch {
+                pattern: "/x.pem".to_owned(),
+            }),
+        };
+        state.record_files(2, vec![broken]);
+        let snapshot = state.snapshot();
+        assert_eq!(snapshot.probe_errors["connect"], 4);
+        assert_eq!(snapshot.probe_errors["timeout"], 0);
+        assert_eq!(snapshot.file_read_errors["/x.pem"], 1);
+        state.remove(2);
+        assert!(state.snapshot().file_read_errors.is_empty());
+    }
+
+    #[test]
+    fn snapshots_are_sorted_by_target() {
+        let state = State::new();
+        for (id, target) in [(1, "c.test:443"), (2, "a.test:443"), (3, "b.test:443")] {
+            state.add_endpoint(id, target.to_owned());
+            state.record_endpoint(id, ok_report(target));
+        }
+        let order: Vec<String> = state
+            .snapshot()
+            .endpoints
+            .iter()
+            .map(|report| report.endpoint.target.to_string())
+            .collect();
+        assert_eq!(order, ["a.test:443", "b.test:443", "c.test:443"]);
+    }
+
+    #[test]
+    fn a_rejected_reload_keeps_the_last_success_time() {
+        let state = State::new();
+        state.record_reload(datetime!(2026-01-01 00:00 UTC), true);
+        state.record_reload(datetime!(2026-01-02 00:00 UTC), false);
+        let reload = state.snapshot().reload;
+        assert!(!reload.last_successful);
+        assert_eq!(reload.last_success, Some(datetime!(2026-01-01 00:00 UTC)));
+    }
+}

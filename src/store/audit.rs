@@ -1,0 +1,253 @@
+//! The audit log `state_dir/audit.jsonl`: one JSON line per renewal step or rollback,
+//! appended with `O_APPEND` and fsynced. Never holds a private key.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::store::StoreError;
+use crate::store::metadata::VersionId;
+
+/// A renewal step as written to the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// A renewal started.
+    Begin,
+    /// An ACME order was placed or resumed.
+    Order,
+    /// The new version was stored, not live.
+    Pending,
+    /// `current` was switched and deploy commands ran.
+    Deployed,
+    /// The live files were checked.
+    Verified,
+    /// The renewal completed.
+    Done,
+    /// `current` was switched back to `previous`.
+    Rollback,
+    /// A renewal was given up (after a failure or on recovery).
+    Abandon,
+    /// A restart picked up an interrupted renewal.
+    Recover,
+}
+
+/// Whether a step worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It worked.
+    Ok,
+    /// It failed; see `error`.
+    Error,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// When it happened (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// Certificate name.
+    pub certificate: String,
+    /// The version concerned, when there is one.
+    pub version: Option<VersionId>,
+    /// The certificate serial, when known.
+    pub serial: Option<String>,
+    /// The step.
+    pub step: Step,
+    /// Whether it worked.
+    pub outcome: Outcome,
+    /// The error, when it failed. Private key blocks are redacted before writing.
+    pub error: Option<String>,
+}
+
+/// An append-only audit log file. Appends from several tasks are serialised.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl AuditLog {
+    /// Opens (creating with mode 0600 if needed) the log at `path` for appending.
+    pub fn open(path: &Path) -> Result<AuditLog, StoreError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::io("open", path, e))?;
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    /// Appends `event` as one line in one write, then fsyncs.
+    pub fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let line = audit_line(event).map_err(|source| StoreError::Json {
+            path: self.path.clone(),
+            source,
+        })?;
+        // A poisoned lock only means another append panicked; the file itself is fine.
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(line.as_bytes())
+            .map_err(|e| StoreError::io("append", &self.path, e))?;
+        file.sync_data()
+            .map_err(|e| StoreError::io("fsync", &self.path, e))
+    }
+}
+
+/// The JSON line for `event`, newline-terminated, with private keys redacted from every
+/// text field.
+pub fn audit_line(event: &AuditEvent) -> Result<String, serde_json::Error> {
+    let redacted = AuditEvent {
+        certificate: redact_private_keys(&event.certificate),
+        serial: event.serial.as_deref().map(redact_private_keys),
+        error: event.error.as_deref().map(redact_private_keys),
+        ..event.clone()
+    };
+    let mut line = serde_json::to_string(&redacted)?;
+    line.push('\n');
+    Ok(line)
+}
+
+/// Replaces every `-----BEGIN ... PRIVATE KEY-----` block (up to its END line, or to the end
+/// of the text when the END line is missing) with `[redacted private key]`.
+pub fn redact_private_keys(text: &str) -> String {
+    const MARKER: &str = "PRIVATE KEY-----";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(begin) = find_private_key_begin(rest) {
+        out.push_str(&rest[..begin]);
+        out.push_str("[redacted private key]");
+        let after_begin = &rest[begin..];
+        // Skip the BEGIN line itself, then look for the END line's marker.
+        let body_start = after_begin
+            .find(MARKER)
+            .map_or(after_begin.len(), |i| i + MARKER.len());
+        let body = &after_begin[body_start..];
+        rest = match body.find("-----END") {
+            Some(end) => {
+                let tail = &body[end..];
+                match tail.find(MARKER) {
+                    Some(m) => &tail[m + MARKER.len()..],
+                    None => "",
+                }
+            }
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The start of the first `-----BEGIN <anything>PRIVATE KEY-----` line in `text`.
+fn find_private_key_begin(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    while let Some(i) = text[offset..].find("-----BEGIN ") {
+        let start = offset + i;
+        let label_start = start + "-----BEGIN ".len();
+        let label_end = text[label_start..].find("-----").map(|j| label_start + j);
+        if let Some(label_end) = label_end {
+            if text[label_start..label_end].ends_with("PRIVATE KEY") {
+                return Some(start);
+            }
+        }
+        offset = label_start;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::key_pem_of;
+
+    fn event(error: Option<String>) -> AuditEvent {
+        AuditEvent {
+            time: time::macros::datetime!(2025-03-01 12:00 UTC),
+            certificate: "www".into(),
+            version: Some(VersionId(3)),
+            serial: Some("0abc".into()),
+            step: Step::Deployed,
+            outcome: if error.is_some() {
+                Outcome::Error
+            } else {
+                Outcome::Ok
+            },
+            error,
+        }
+    }
+
+    #[test]
+    fn each_append_is_one_json_line_with_every_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        log.append(&event(None)).unwrap();
+        log.append(&event(Some("deploy command exited 1".into())))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0],
+            r#"{"time":"2025-03-01T12:00:00Z","certificate":"www","version":"v0003","serial":"0abc","step":"deployed","outcome":"ok","error":null}"#
+        );
+        let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(second["outcome"], "error");
+        assert_eq!(second["error"], "deploy command exited 1");
+    }
+
+    #[test]
+    fn reopening_appends_instead_of_truncating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        AuditLog::open(&path).unwrap().append(&event(None)).unwrap();
+        AuditLog::open(&path).unwrap().append(&event(None)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn a_private_key_inside_an_error_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let key = key_pem_of(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let key_body = key.lines().nth(1).unwrap().to_string();
+        let error = format!("hook printed {key} and failed");
+        AuditLog::open(&path)
+            .unwrap()
+            .append(&event(Some(error)))
+            .unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(!written.contains(&key_body), "{written}");
+        assert!(!written.contains("PRIVATE KEY"), "{written}");
+        assert!(
+            written.contains(r#""error":"hook printed [redacted private key]\n and failed""#),
+            "{written}"
+        );
+    }
+
+    #[test]
+    fn redaction_covers_rsa_and_ec_labels_and_a_missing_end_line() {
+        assert_eq!(
+            redact_private_keys(
+                "a -----BEGIN RSA PRIVATE KEY-----\nAAA\n-----END RSA PRIVATE KEY----- b"
+            ),
+            "a [redacted private key] b"
+        );
+        assert_eq!(
+            redact_private_keys("x -----BEGIN EC PRIVATE KEY-----\nBBB (truncated"),
+            "x [redacted private key]"
+        );
+        let cert = "-----BEGIN CERTIFICATE-----\nCCC\n-----END CERTIFICATE-----";
+        assert_eq!(redact_private_keys(cert), cert);
+    }
+}

@@ -1,0 +1,110 @@
+//! Certificate state on disk: versioned certificates, `current`/`previous`, in-flight
+//! renewals and the audit log, all written atomically.
+//!
+//! Layout under `state_dir`:
+//!
+//! ```text
+//! state_dir/audit.jsonl               one JSON line per renewal step (audit)
+//! state_dir/certs/NAME/v0001/         cert.pem chain.pem fullchain.pem key.pem (0600) meta.json
+//! state_dir/certs/NAME/current  -> v0002   servers read current/fullchain.pem
+//! state_dir/certs/NAME/previous -> v0001
+//! state_dir/certs/NAME/inflight.json  the renewal in progress, if any (inflight)
+//! state_dir/certs/NAME/schedule.json  failures and backoff (crate::schedule::state)
+//! ```
+//!
+//! **Invariant:** a `vNNNN` directory is complete or absent: versions are written under a
+//! dot-prefixed temporary name and renamed into place. Names starting with `.` are never
+//! versions and may be deleted whenever no renewal is running.
+//!
+//! **Invariant:** this module knows nothing about ACME or the network; it is told what was
+//! issued and only reads PEM files to check them.
+
+pub mod atomic;
+pub mod audit;
+pub mod inflight;
+pub mod metadata;
+pub mod recovery;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+pub mod verify;
+pub mod versions;
+
+use std::path::PathBuf;
+
+pub use audit::{AuditEvent, AuditLog, Outcome, Step};
+pub use inflight::{Inflight, Stage};
+pub use metadata::{Origin, VersionId, VersionMetadata, VersionState};
+pub use recovery::{DiskState, NextStep, Recovery, recover};
+pub use verify::{VerifyError, VersionFacts, check_pems, check_version};
+pub use versions::{CertStore, VersionFiles};
+
+/// Everything that can go wrong while reading or writing certificate state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done (`write`, `rename`, ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A JSON state file does not parse.
+    #[error("{path} is not valid state: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        source: serde_json::Error,
+    },
+    /// A certificate name that is not a safe single path component.
+    #[error(
+        "certificate name {0:?} is not allowed: use letters, digits, '.', '_' or '-', not starting with '.'"
+    )]
+    InvalidName(String),
+    /// The named version does not exist.
+    #[error("certificate {name} has no version {version}")]
+    NoSuchVersion {
+        /// Certificate name.
+        name: String,
+        /// The missing version.
+        version: VersionId,
+    },
+    /// `rollback` needs a `previous` version.
+    #[error("certificate {0} has no previous version to roll back to")]
+    NoPrevious(String),
+    /// `begin` was called while a renewal is already in flight.
+    #[error("certificate {name} already has a renewal in flight (stage {stage:?})")]
+    InflightExists {
+        /// Certificate name.
+        name: String,
+        /// The stage of the existing renewal.
+        stage: Stage,
+    },
+    /// `advance`/`finish` was called with no renewal in flight.
+    #[error("certificate {0} has no renewal in flight")]
+    NoInflight(String),
+    /// The stored or offered files are not a usable certificate and key.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+impl StoreError {
+    /// An I/O error with its action and path.
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        StoreError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Test helpers: certificates issued by a throwaway CA with rcgen.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    SignatureAlgorithm,
+};
+use time::OffsetDateTime;
+
+/// A leaf certificate with its key and issuing chain, as PEM.
+pub(crate) struct Issued {
+    /// Leaf followed by the CA certificate.
+    pub fullchain: String,
+    /// The leaf's private key.
+    pub key_pem: String,
+}
+
+/// A leaf for `names` with a fresh key of `alg`, valid for 90 days from 2025-01-01.
+pub(crate) fn issue(names: &[&str], alg: &'static SignatureAlgorithm) -> Issued {
+    let not_before = time::macros::datetime!(2025-01-01 0:00 UTC);
+    issue_valid(
+        names,
+        alg,
+        not_before,
+        not_before + time::Duration::days(90),
+    )
+}
+
+/// A leaf for `names` with a fresh key of `alg` and the given validity.
+pub(crate) fn issue_valid(
+    names: &[&str],
+    alg: &'static SignatureAlgorithm,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Issued {
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "certinel test CA");
+    ca_params.distinguished_name = dn;
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate_for(alg).unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = CertificateParams::new(names).unwrap();
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let leaf = params.signed_by(&key, &issuer).unwrap();
+    Issued {
+        fullchain: format!("{}{}", leaf.pem(), ca_cert.pem()),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// A fresh private key of `alg`, as PEM.
+pub(crate) fn key_pem_of(alg: &'static SignatureAlgorithm) -> String {
+    KeyPair::generate_for(alg).unwrap().serialize_pem()
+}

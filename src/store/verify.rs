@@ -1,0 +1,350 @@
+//! Checks that stored PEM files are a usable certificate: the leaf parses, the key matches
+//! it, the wanted names are covered, and `fullchain.pem` is `cert.pem` + `chain.pem`.
+
+use time::OffsetDateTime;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+    OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::scan::inspect::KeyType;
+use crate::store::StoreError;
+use crate::store::versions::VersionFiles;
+
+/// What a stored leaf certificate says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionFacts {
+    /// Serial number, lowercase hex without leading zeros.
+    pub serial: String,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// DNS names from subjectAltName.
+    pub dns_names: Vec<String>,
+    /// Public key type.
+    pub key_type: KeyType,
+    /// Issuer distinguished name.
+    pub issuer: String,
+}
+
+/// Why a certificate and key are not usable. Never carries key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// No `CERTIFICATE` PEM block was found.
+    #[error("no PEM certificate found")]
+    NoCertificate,
+    /// A certificate block does not parse.
+    #[error("certificate {position} does not parse: {detail}")]
+    Certificate {
+        /// Index in the chain (0 is the leaf).
+        position: usize,
+        /// Parser message.
+        detail: String,
+    },
+    /// The private key does not parse (its content is never quoted).
+    #[error("private key does not parse: {0}")]
+    Key(String),
+    /// The private key's public half is not the certificate's public key.
+    #[error("private key does not match the certificate's public key")]
+    KeyMismatch,
+    /// Some wanted names are not in the certificate.
+    #[error("certificate does not cover {}", missing.join(", "))]
+    NamesNotCovered {
+        /// The uncovered names.
+        missing: Vec<String>,
+    },
+    /// `fullchain.pem` is not `cert.pem` followed by `chain.pem`.
+    #[error("fullchain.pem is not cert.pem followed by chain.pem")]
+    FullchainMismatch,
+}
+
+/// Reads a version's files and checks them with [`check_pems`], also requiring that
+/// `fullchain.pem` is exactly `cert.pem` + `chain.pem`.
+pub fn check_version(
+    files: &VersionFiles,
+    wanted_names: &[String],
+) -> Result<VersionFacts, StoreError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| StoreError::io("read", path, e))
+    };
+    let cert = read(&files.cert)?;
+    let chain = read(&files.chain)?;
+    let fullchain = read(&files.fullchain)?;
+    let key = read(&files.key)?;
+    if format!("{cert}{chain}") != fullchain {
+        return Err(VerifyError::FullchainMismatch.into());
+    }
+    Ok(check_pems(&fullchain, &key, wanted_names)?)
+}
+
+/// Checks a PEM chain (leaf first) against a PEM private key and the wanted names.
+pub fn check_pems(
+    chain_pem: &str,
+    key_pem: &str,
+    wanted_names: &[String],
+) -> Result<VersionFacts, VerifyError> {
+    let blocks = certificate_blocks(chain_pem);
+    let leaf_block = blocks.first().ok_or(VerifyError::NoCertificate)?;
+    for (position, block) in blocks.iter().enumerate().skip(1) {
+        pem_to_der(block)
+            .and_then(|der| parse_facts(&der).map(|_| ()))
+            .map_err(|detail| VerifyError::Certificate { position, detail })?;
+    }
+    let leaf_der = pem_to_der(leaf_block).map_err(|detail| VerifyError::Certificate {
+        position: 0,
+        detail,
+    })?;
+    let (facts, leaf_public_key) =
+        parse_facts(&leaf_der).map_err(|detail| VerifyError::Certificate {
+            position: 0,
+            detail,
+        })?;
+    // rcgen's messages describe the format, never the key bytes.
+    let key_pair =
+        rcgen::KeyPair::from_pem(key_pem).map_err(|e| VerifyError::Key(e.to_string()))?;
+    if key_pair.public_key_raw() != leaf_public_key.as_slice() {
+        return Err(VerifyError::KeyMismatch);
+    }
+    let missing: Vec<String> = wanted_names
+        .iter()
+        .filter(|name| !name_covered(name, &facts.dns_names))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(VerifyError::NamesNotCovered { missing });
+    }
+    Ok(facts)
+}
+
+/// Facts about the leaf (first) certificate of a PEM chain.
+pub fn leaf_facts(chain_pem: &str) -> Result<VersionFacts, VerifyError> {
+    let blocks = certificate_blocks(chain_pem);
+    let leaf = blocks.first().ok_or(VerifyError::NoCertificate)?;
+    pem_to_der(leaf)
+        .and_then(|der| parse_facts(&der))
+        .map(|(facts, _)| facts)
+        .map_err(|detail| VerifyError::Certificate {
+            position: 0,
+            detail,
+        })
+}
+
+/// The `CERTIFICATE` PEM blocks of `text`, verbatim, each ending in a newline.
+pub fn certificate_blocks(text: &str) -> Vec<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(end) = rest[start..].find(END) else {
+            break;
+        };
+        let stop = start + end + END.len();
+        blocks.push(format!("{}\n", &rest[start..stop]));
+        rest = &rest[stop..];
+    }
+    blocks
+}
+
+/// Whether `name` is covered by one of `dns_names` (exactly, or by a `*.` wildcard matching
+/// exactly one label), ignoring ASCII case.
+pub fn name_covered(name: &str, dns_names: &[String]) -> bool {
+    let name = name.to_ascii_lowercase();
+    dns_names.iter().any(|san| {
+        let san = san.to_ascii_lowercase();
+        if san == name {
+            return true;
+        }
+        match (san.strip_prefix("*."), name.split_once('.')) {
+            (Some(base), Some((label, rest))) => !label.is_empty() && label != "*" && rest == base,
+            _ => false,
+        }
+    })
+}
+
+fn pem_to_der(block: &str) -> Result<Vec<u8>, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(block.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(pem.contents)
+}
+
+/// The leaf's facts and the raw public key bytes of its SPKI.
+fn parse_facts(der: &[u8]) -> Result<(VersionFacts, Vec<u8>), String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let validity = cert.validity();
+    let to_time = |t: &x509_parser::time::ASN1Time| {
+        OffsetDateTime::from_unix_timestamp(t.timestamp()).map_err(|e| e.to_string())
+    };
+    let dns_names = match cert.subject_alternative_name().map_err(|e| e.to_string())? {
+        Some(san) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::DNSName(dns) => Some(dns.to_string()),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let facts = VersionFacts {
+        serial: serial_hex(cert.raw_serial()),
+        not_before: to_time(&validity.not_before)?,
+        not_after: to_time(&validity.not_after)?,
+        dns_names,
+        key_type: key_type(&cert),
+        issuer: cert.issuer().to_string(),
+    };
+    Ok((facts, cert.public_key().subject_public_key.data.to_vec()))
+}
+
+fn serial_hex(raw: &[u8]) -> String {
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let trimmed = hex.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+fn key_type(cert: &X509Certificate<'_>) -> KeyType {
+    let spki = cert.public_key();
+    let algorithm = &spki.algorithm.algorithm;
+    if *algorithm == OID_PKCS1_RSAENCRYPTION {
+        return match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+                KeyType::Rsa(modulus_bits(rsa.modulus))
+            }
+            _ => KeyType::Other,
+        };
+    }
+    if *algorithm == OID_SIG_ED25519 {
+        return KeyType::Ed25519;
+    }
+    if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        return match curve {
+            Some(oid) if oid == OID_EC_P256 => KeyType::EcdsaP256,
+            Some(oid) if oid == OID_NIST_EC_P384 => KeyType::EcdsaP384,
+            Some(oid) if oid == OID_NIST_EC_P521 => KeyType::EcdsaP521,
+            _ => KeyType::Other,
+        };
+    }
+    KeyType::Other
+}
+
+fn modulus_bits(modulus: &[u8]) -> u32 {
+    let significant: &[u8] = match modulus.iter().position(|b| *b != 0) {
+        Some(first) => &modulus[first..],
+        None => return 0,
+    };
+    // A modulus longer than u32::MAX bits cannot parse out of a certificate.
+    (significant.len() as u32) * 8 - significant[0].leading_zeros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::{issue, key_pem_of};
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_matching_key_and_covered_names_pass_and_report_facts() {
+        let issued = issue(
+            &["example.com", "www.example.com"],
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        );
+        let facts = check_pems(
+            &issued.fullchain,
+            &issued.key_pem,
+            &names(&["www.example.com"]),
+        )
+        .unwrap();
+        assert_eq!(facts.dns_names, names(&["example.com", "www.example.com"]));
+        assert_eq!(facts.key_type, KeyType::EcdsaP256);
+        assert!(
+            facts.issuer.contains("certinel test CA"),
+            "{}",
+            facts.issuer
+        );
+        assert!(!facts.serial.starts_with('0'));
+    }
+
+    #[test]
+    fn a_key_from_another_certificate_is_a_mismatch() {
+        let issued = issue(&["example.com"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let other = key_pem_of(&rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(
+            check_pems(&issued.fullchain, &other, &[]),
+            Err(VerifyError::KeyMismatch)
+        );
+    }
+
+    #[test]
+    fn ed25519_and_p384_keys_match_their_certificates() {
+        for (alg, key_type) in [
+            (&rcgen::PKCS_ED25519, KeyType::Ed25519),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, KeyType::EcdsaP384),
+        ] {
+            let issued = issue(&["example.com"], alg);
+            let facts = check_pems(&issued.fullchain, &issued.key_pem, &[]).unwrap();
+            assert_eq!(facts.key_type, key_type);
+        }
+    }
+
+    #[test]
+    fn an_uncovered_name_is_reported_by_name() {
+        let issued = issue(&["example.com"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        assert_eq!(
+            check_pems(
+                &issued.fullchain,
+                &issued.key_pem,
+                &names(&["example.com", "api.example.com"])
+            ),
+            Err(VerifyError::NamesNotCovered {
+                missing: names(&["api.example.com"])
+            })
+        );
+    }
+
+    #[test]
+    fn a_garbage_key_error_does_not_quote_the_key() {
+        let issued = issue(&["example.com"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let bad = "-----BEGIN PRIVATE KEY-----\nTUFHSUNTRUNSRVQ=\n-----END PRIVATE KEY-----\n";
+        let err = check_pems(&issued.fullchain, bad, &[]).unwrap_err();
+        assert!(matches!(err, VerifyError::Key(_)), "{err:?}");
+        assert!(!err.to_string().contains("TUFHSUNTRUNSRVQ"), "{err}");
+    }
+
+    #[test]
+    fn text_without_certificates_is_rejected() {
+        assert_eq!(leaf_facts("hello"), Err(VerifyError::NoCertificate));
+    }
+
+    #[test]
+    fn wildcards_cover_exactly_one_label() {
+        let sans = names(&["*.example.com", "Example.org"]);
+        assert!(name_covered("a.example.com", &sans));
+        assert!(name_covered("example.ORG", &sans));
+        assert!(!name_covered("example.com", &sans));
+        assert!(!name_covered("a.b.example.com", &sans));
+        assert!(name_covered("*.example.com", &sans));
+    }
+
+    #[test]
+    fn rsa_modulus_bits_ignore_a_leading_zero_byte() {
+        let mut modulus = vec![0u8, 0xc0];
+        modulus.extend([0u8; 255]);
+        assert_eq!(modulus_bits(&modulus), 2048);
+    }
+}

@@ -1,0 +1,9 @@
+//! Helpers shared by the integration tests: a test PKI, live loopback TLS and plaintext
+//! servers, a real PostgreSQL, Debian's Pebble ACME test CA, and a running `certinel run`.
+
+pub mod pebble;
+pub mod pki;
+pub mod plaintext_servers;
+pub mod postgres;
+pub mod service;
+pub mod tls_server;

@@ -1,0 +1,306 @@
+//! Starts Debian's Pebble ACME test CA, with `pebble-challtestsrv` as its DNS server
+//! (every A query answers 127.0.0.1), on free loopback ports; both die with the handle.
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PEBBLE: &str = "/usr/bin/pebble";
+const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
+const EAB_EXAMPLE: &str =
+    "/usr/share/doc/pebble/examples/pebble-config-external-account-bindings.json";
+
+/// How to configure one Pebble.
+#[derive(Clone, Debug, Default)]
+pub struct PebbleOptions {
+    /// Require external account binding, with the keys of Debian's example config.
+    pub eab: bool,
+    /// `PEBBLE_WFE_NONCEREJECT`: percentage of valid nonces Pebble rejects (default 5).
+    pub nonce_reject_percent: Option<u32>,
+    /// `certificateValidityPeriod` in seconds (Pebble's default is five years).
+    pub validity_seconds: Option<u64>,
+    /// Where Pebble's validator connects for http-01; a fresh free port when `None`.
+    pub http_port: Option<u16>,
+}
+
+/// A running Pebble.
+pub struct Pebble {
+    /// The ACME directory URL (`https://127.0.0.1:PORT/dir`).
+    pub directory_url: String,
+    /// Pebble's management API, serving `/roots/0` and `/intermediates/0`.
+    pub management_url: String,
+    /// Port Pebble's validator connects to for http-01.
+    pub http_port: u16,
+    /// Port Pebble's validator connects to for tls-alpn-01.
+    pub tls_port: u16,
+    /// The root that signed Pebble's HTTPS certificate (trust it as `ca_file`).
+    pub api_root: PathBuf,
+    /// The first EAB key id and its base64url key, when EAB is required.
+    pub eab: Option<(String, String)>,
+    dir: tempfile::TempDir,
+    pebble: Child,
+    dns: Child,
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for child in [&mut self.pebble, &mut self.dns] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Pebble {
+    /// The validator's http-01 target on loopback.
+    pub fn http_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.http_port))
+    }
+
+    /// The validator's tls-alpn-01 target on loopback.
+    pub fn tls_addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.tls_port))
+    }
+
+    /// Pebble's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+
+    /// Fetches a PEM document from the management API (`/roots/0`, `/intermediates/0`).
+    pub async fn management_get(&self, path: &str) -> String {
+        let (status, body) = https_get(&format!("{}{path}", self.management_url), &self.api_root)
+            .await
+            .expect("management API answers");
+        assert_eq!(status, 200, "GET {path}");
+        String::from_utf8(body).expect("PEM is UTF-8")
+    }
+
+    /// Starts Pebble and its DNS server; picks new ports and tries again if one was taken
+    /// between choosing it and Pebble binding it.
+    pub async fn start(options: PebbleOptions) -> Pebble {
+        for program in [PEBBLE, CHALLTESTSRV] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: install Debian's pebble package (apt-get install pebble)"
+            );
+        }
+        let mut last_log = String::new();
+        for _attempt in 0..5 {
+            match Self::try_start(&options).await {
+                Ok(pebble) => return pebble,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("Pebble did not start after 5 attempts; last log:\n{last_log}");
+    }
+
+    async fn try_start(options: &PebbleOptions) -> Result<Pebble, String> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let api_root = write_api_certificates(dir.path());
+        let [
+            api_port,
+            management_port,
+            tls_port,
+            dns_port,
+            dns_management_port,
+        ] = [(); 5].map(|()| free_port());
+        let http_port = options.http_port.unwrap_or_else(free_port);
+
+        let mut config = serde_json::json!({
+            "listenAddress": format!("127.0.0.1:{api_port}"),
+            "managementListenAddress": format!("127.0.0.1:{management_port}"),
+            "certificate": dir.path().join("api-cert.pem"),
+            "privateKey": dir.path().join("api-key.pem"),
+            "httpPort": http_port,
+            "tlsPort": tls_port,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": options.eab,
+        });
+        let mut eab = None;
+        if options.eab {
+            let example: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(EAB_EXAMPLE).unwrap_or_else(|e| {
+                    panic!("{EAB_EXAMPLE}: {e}: install Debian's pebble package")
+                }))
+                .expect("EAB example is JSON");
+            let keys = example["pebble"]["externalAccountMACKeys"].clone();
+            let (kid, key) = keys
+                .as_object()
+                .and_then(|keys| keys.iter().min_by_key(|(kid, _)| kid.as_str()))
+                .map(|(kid, key)| (kid.clone(), key.as_str().unwrap_or_default().to_owned()))
+                .expect("EAB example has keys");
+            eab = Some((kid, key));
+            config["externalAccountMACKeys"] = keys;
+        }
+        if let Some(seconds) = options.validity_seconds {
+            config["certificateValidityPeriod"] = seconds.into();
+        }
+        let config_path = dir.path().join("pebble-config.json");
+        std::fs::write(
+            &config_path,
+            serde_json::json!({ "pebble": config }).to_string(),
+        )
+        .expect("write Pebble config");
+
+        let log =
+            |name: &str| std::fs::File::create(dir.path().join(name)).expect("create log file");
+        let dns_log = log("challtestsrv.log");
+        let dns = Command::new(CHALLTESTSRV)
+            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+            .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
+            .args([
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-defaultIPv6",
+                "",
+            ])
+            .stdout(dns_log.try_clone().expect("log handle"))
+            .stderr(dns_log)
+            .spawn()
+            .expect("spawn pebble-challtestsrv");
+
+        let pebble_log = log("pebble.log");
+        let mut command = Command::new(PEBBLE);
+        command
+            .arg("-config")
+            .arg(&config_path)
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdin(Stdio::null())
+            .stdout(pebble_log.try_clone().expect("log handle"))
+            .stderr(pebble_log);
+        if let Some(percent) = options.nonce_reject_percent {
+            command.env("PEBBLE_WFE_NONCEREJECT", percent.to_string());
+        }
+        let pebble = command.spawn().expect("spawn pebble");
+
+        let mut handle = Pebble {
+            directory_url: format!("https://127.0.0.1:{api_port}/dir"),
+            management_url: format!("https://127.0.0.1:{management_port}"),
+            http_port,
+            tls_port,
+            api_root,
+            eab,
+            dir,
+            pebble,
+            dns,
+        };
+        // Readiness: the directory answers over verified HTTPS and the DNS server accepts
+        // connections on its management port. Bounded at ten seconds.
+        for _ in 0..200 {
+            let exited = [&mut handle.pebble, &mut handle.dns]
+                .into_iter()
+                .any(|child| matches!(child.try_wait(), Ok(Some(_))));
+            if exited {
+                let mut text = handle.log();
+                let _ = std::fs::File::open(handle.dir.path().join("challtestsrv.log"))
+                    .and_then(|mut f| f.read_to_string(&mut text));
+                return Err(text);
+            }
+            let directory = https_get(&handle.directory_url, &handle.api_root).await;
+            let dns_up = std::net::TcpStream::connect(("127.0.0.1", dns_management_port)).is_ok();
+            if matches!(directory, Ok((200, _))) && dns_up {
+                return Ok(handle);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("Pebble not ready after 10 s:\n{}", handle.log()))
+    }
+}
+
+/// A port that was free a moment ago (Pebble's JSON config cannot say "port 0").
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Mints a root and a `localhost`/`127.0.0.1` leaf for Pebble's own HTTPS (Debian ships
+/// none); returns the root's path.
+fn write_api_certificates(dir: &Path) -> PathBuf {
+    let root_key = KeyPair::generate().expect("root key");
+    let mut root_params = CertificateParams::new(Vec::<String>::new()).expect("root params");
+    root_params
+        .distinguished_name
+        .push(DnType::CommonName, "certinel test Pebble API root");
+    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let root = root_params
+        .self_signed(&root_key)
+        .expect("root certificate");
+    let issuer = rcgen::Issuer::new(root_params, root_key);
+
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("leaf params");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+
+    let root_path = dir.join("api-root.pem");
+    std::fs::write(&root_path, root.pem()).expect("write root");
+    std::fs::write(dir.join("api-cert.pem"), leaf.pem()).expect("write cert");
+    std::fs::write(dir.join("api-key.pem"), leaf_key.serialize_pem()).expect("write key");
+    root_path
+}
+
+/// A minimal HTTPS GET trusting only `root`: status code and body.
+pub async fn https_get(url: &str, root: &Path) -> Result<(u16, Vec<u8>), String> {
+    let rest = url.strip_prefix("https://").ok_or("not https")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let (host, _port) = authority.rsplit_once(':').ok_or("no port")?;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(root).map_err(|e| e.to_string())?;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let server_name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tls = connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    // Go's server closes without close_notify now and then: keep what arrived.
+    let _ = tls.read_to_end(&mut response).await;
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .ok_or("no HTTP header")?;
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or("no status")?;
+    Ok((status, response[split + 4..].to_vec()))
+}

@@ -1,0 +1,296 @@
+//! `certinel run` end to end: the real binary against live loopback TLS servers, read
+//! through its HTTP endpoints; reloads, shutdown and `/probe`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
+use crate::common::service::{Service, promtool_check, sample, write_config};
+use crate::common::tls_server::{ServerHandle, ServerOptions, bind, spawn_tls};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A TLS server on 127.0.0.1 presenting `leaf`.
+async fn serve_leaf(leaf: &Leaf) -> ServerHandle {
+    let options = ServerOptions::new(vec![leaf.cert.clone()], leaf.key.clone_key());
+    spawn_tls(bind(LOCALHOST).await, options.acceptor())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_live_endpoints_and_files_and_pass_promtool() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = Ca::root("certinel service test root", Validity::current());
+    let trusted = root.leaf(&LeafSpec::new(&["localhost"]));
+    let expired =
+        Leaf::self_signed(&LeafSpec::new(&["expired.test"]).validity(Validity::expired()));
+    let trusted_server = serve_leaf(&trusted).await;
+    let expired_server = serve_leaf(&expired).await;
+    let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
+    let cert_file = write_pem(dir.path(), "site.pem", &trusted.pem);
+    let config = write_config(
+        dir.path(),
+        "two_endpoints.toml",
+        &[
+            ("TRUSTED_PORT", trusted_server.addr.port().to_string()),
+            ("EXPIRED_PORT", expired_server.addr.port().to_string()),
+            ("CA_FILE", ca_file.display().to_string()),
+            ("CERT_FILE", cert_file.display().to_string()),
+        ],
+    );
+    let service = Service::start(Some(&config)).await;
+    service.wait_ready().await;
+    let body = service.get("/metrics").await.body;
+
+    let trusted_labels = format!(
+        "{{target=\"127.0.0.1:{}\",ip=\"127.0.0.1\",sni=\"localhost\"}}",
+        trusted_server.addr.port()
+    );
+    let expired_labels = format!(
+        "{{target=\"127.0.0.1:{}\",ip=\"127.0.0.1\"}}",
+        expired_server.addr.port()
+    );
+    let value = |name: &str, labels: &str| {
+        sample(&body, &format!("{name}{labels}"))
+            .unwrap_or_else(|| panic!("no {name}{labels} in:\n{body}"))
+    };
+    assert_eq!(value("certinel_endpoint_up", &trusted_labels), 1.0);
+    assert_eq!(
+        value("certinel_endpoint_cert_verified", &trusted_labels),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "certinel_endpoint_cert_not_after_timestamp_seconds",
+            &trusted_labels
+        ),
+        trusted.not_after.unix_timestamp() as f64
+    );
+    let seconds = value("certinel_endpoint_cert_expiry_seconds", &trusted_labels);
+    assert!(seconds > 0.0, "{seconds}");
+    assert_eq!(value("certinel_endpoint_up", &expired_labels), 1.0);
+    assert_eq!(
+        value("certinel_endpoint_cert_verified", &expired_labels),
+        0.0
+    );
+    assert!(value("certinel_endpoint_cert_expiry_seconds", &expired_labels) < 0.0);
+    assert!(
+        body.lines().any(|line| line.starts_with(&format!(
+            "certinel_endpoint_cert_error_info{}",
+            expired_labels.trim_end_matches('}')
+        ))),
+        "no error reason for the expired endpoint:\n{body}"
+    );
+    assert_eq!(
+        value(
+            "certinel_file_cert_not_after_timestamp_seconds",
+            &format!("{{path=\"{}\"}}", cert_file.display())
+        ),
+        trusted.not_after.unix_timestamp() as f64
+    );
+    assert_eq!(value("certinel_config_last_reload_successful", ""), 1.0);
+    assert!(body.contains("certinel_build_info{version="));
+
+    let (code, findings) = promtool_check(&body);
+    assert!(
+        code == 0,
+        "promtool check metrics exited {code}:\n{findings}\n{body}"
+    );
+
+    let page = service.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("CN=localhost"), "{}", page.body);
+    assert_eq!(service.get("/healthz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reload_adds_and_removes_targets_and_rejects_a_bad_config() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
+    let first = serve_leaf(&leaf).await;
+    let second = serve_leaf(&leaf).await;
+    let series = |server: &ServerHandle| {
+        format!(
+            "certinel_endpoint_up{{target=\"127.0.0.1:{}\",ip=\"127.0.0.1\"}} 1",
+            server.addr.port()
+        )
+    };
+    let config = write_config(
+        dir.path(),
+        "one_endpoint.toml",
+        &[("PORT", first.addr.port().to_string())],
+    );
+    let mut service = Service::start(Some(&config)).await;
+    service
+        .metrics_until("first target probed", |body| body.contains(&series(&first)))
+        .await;
+
+    write_config(
+        dir.path(),
+        "one_endpoint.toml",
+        &[("PORT", second.addr.port().to_string())],
+    );
+    service.signal("HUP");
+    service.wait_for_log("configuration reloaded").await;
+    service
+        .metrics_until("second target in, first out", |body| {
+            body.contains(&series(&second))
+                && !body.contains(&format!("127.0.0.1:{}", first.addr.port()))
+        })
+        .await;
+
+    write_config(
+        dir.path(),
+        "broken.toml",
+        &[("PORT", first.addr.port().to_string())],
+    );
+    service.signal("HUP");
+    service
+        .wait_for_log("configuration rejected; the previous one keeps running")
+        .await;
+    let body = service
+        .metrics_until("rejected reload reported", |body| {
+            sample(body, "certinel_config_last_reload_successful") == Some(0.0)
+        })
+        .await;
+    assert!(
+        body.contains(&series(&second)),
+        "old config keeps running:\n{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_file_is_reloaded_without_a_signal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
+    let first = serve_leaf(&leaf).await;
+    let second = serve_leaf(&leaf).await;
+    let config = write_config(
+        dir.path(),
+        "one_endpoint.toml",
+        &[("PORT", first.addr.port().to_string())],
+    );
+    let mut service = Service::start(Some(&config)).await;
+    write_config(
+        dir.path(),
+        "one_endpoint.toml",
+        &[("PORT", second.addr.port().to_string())],
+    );
+    let reloaded = service.wait_for_log("configuration reloaded").await;
+    assert_eq!(reloaded["fields"]["cause"], "configuration file changed");
+    service
+        .metrics_until("second target probed", |body| {
+            body.contains(&format!("target=\"127.0.0.1:{}\"", second.addr.port()))
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_cleanly() {
+    let mut service = Service::start(None).await;
+    service.wait_ready().await;
+    service.signal("TERM");
+    service.wait_for_log("stopped").await;
+    let status = service.wait_exit().await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_answers_for_allowed_targets_and_refuses_others() {
+    let leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
+    let server = serve_leaf(&leaf).await;
+    let service = Service::start(None).await;
+    let port = server.addr.port();
+
+    let by_address = service
+        .get_with(
+            &format!("/probe?target=127.0.0.1:{port}&hostname=localhost"),
+            &[("X-Prometheus-Scrape-Timeout-Seconds", "5")],
+        )
+        .await;
+    assert_eq!(by_address.status, 200, "{}", by_address.body);
+    assert_eq!(
+        sample(&by_address.body, "certinel_probe_success"),
+        Some(1.0)
+    );
+    let labels = format!("{{target=\"127.0.0.1:{port}\",ip=\"127.0.0.1\",sni=\"localhost\"}}");
+    assert_eq!(
+        sample(
+            &by_address.body,
+            &format!("certinel_endpoint_cert_not_after_timestamp_seconds{labels}")
+        ),
+        Some(leaf.not_after.unix_timestamp() as f64),
+        "{}",
+        by_address.body
+    );
+    assert!(!by_address.body.contains("certinel_build_info"));
+
+    let by_name = service
+        .get(&format!("/probe?target=localhost:{port}"))
+        .await;
+    assert_eq!(by_name.status, 200, "{}", by_name.body);
+    assert!(
+        by_name
+            .body
+            .contains("certinel_endpoint_up{target=\"localhost:"),
+        "{}",
+        by_name.body
+    );
+
+    let refused = service.get("/probe?target=192.0.2.1:443").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("allow-list"), "{}", refused.body);
+    assert_eq!(service.get("/probe?target=nonsense").await.status, 400);
+    assert_eq!(
+        service
+            .get(&format!("/probe?target=127.0.0.1:{port}&module=nope"))
+            .await
+            .status,
+        400
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_service_serves_and_returns_when_cancelled() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use certinel::config::model::{AllowRule, Config, ExporterSettings, ScannerSettings};
+    use tokio_util::sync::CancellationToken;
+
+    let listener = tokio::net::TcpListener::bind((LOCALHOST, 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("bound address");
+    let config = Config {
+        source: None,
+        scanner: ScannerSettings {
+            concurrency: 4,
+            default_timeout: Duration::from_secs(5),
+            hosts_file: None,
+        },
+        endpoints: Vec::new(),
+        files: Vec::new(),
+        exporter: ExporterSettings {
+            listen: addr,
+            probe_allow: vec![AllowRule::Cidr {
+                network: LOCALHOST,
+                prefix: 8,
+            }],
+            modules: BTreeMap::new(),
+        },
+    };
+    let shutdown = CancellationToken::new();
+    let service = tokio::spawn(certinel::service::run(config, listener, shutdown.clone()));
+    let ready = crate::common::service::get(addr, "/readyz", &[]).await;
+    assert_eq!(ready.status, 200, "no targets: ready at once");
+    let metrics = crate::common::service::get(addr, "/metrics", &[]).await;
+    assert_eq!(
+        sample(&metrics.body, "certinel_probe_errors_total{reason=\"dns\"}"),
+        Some(0.0)
+    );
+    shutdown.cancel();
+    tokio::time::timeout(crate::common::service::PATIENCE, service)
+        .await
+        .expect("service returns after cancellation")
+        .expect("service task")
+        .expect("service result");
+}
