@@ -333,6 +333,8 @@ def cmd_scrape(args):
     """Time --count sequential /metrics scrapes; count the up series; record RSS."""
     url = urllib.parse.urlsplit(args.url)
     timings, body = [], ""
+    # Memory once ready holds the state; after the scrapes it includes rendering buffers.
+    ready_memory = proc_memory_kib(args.pid)
     cpu_before = proc_cpu_seconds(args.pid)
     for _ in range(args.count):
         connection = http.client.HTTPConnection(url.netloc, timeout=60)
@@ -360,6 +362,7 @@ def cmd_scrape(args):
         "up_series": len(up),
         "up_ones": sum(1 for value in up if float(value) == 1),
         "expected_targets": args.expect,
+        "rss_ready_kib": ready_memory["VmRSS"],
         "rss_kib": memory["VmRSS"],
         "peak_rss_kib": memory["VmHWM"],
         "ready_after_s": args.ready_after,
@@ -453,17 +456,18 @@ def cmd_summary(args):
     scrape = load_result(results, "metrics-10k")
     print("\n### `/metrics` with 10,000 targets in state\n")
     print("| targets up | ready after s | median scrape ms | min / max ms | CPU ms / scrape "
-          "| body KiB | samples | RSS MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| body KiB | samples | RSS MiB ready | RSS MiB after scrapes | peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     if scrape:
         print(
             f"| {scrape['up_ones']}/{scrape['expected_targets']} | {fmt(scrape['ready_after_s'], 1)} "
             f"| {scrape['median_ms']:.1f} | {scrape['min_ms']:.1f} / {scrape['max_ms']:.1f} "
             f"| {scrape['cpu_s_per_scrape'] * 1000:.1f} | {scrape['body_bytes'] / 1024:.0f} "
-            f"| {scrape['samples']} | {scrape['rss_kib'] / 1024:.1f} |"
+            f"| {scrape['samples']} | {scrape['rss_ready_kib'] / 1024:.1f} "
+            f"| {scrape['rss_kib'] / 1024:.1f} | {scrape['peak_rss_kib'] / 1024:.1f} |"
         )
     else:
-        print("| pending |" + " pending |" * 7)
+        print("| pending |" + " pending |" * 9)
 
 
 def main():
