@@ -178,7 +178,9 @@ async fn validate(
                 });
             };
             let key_authorization = challenge.key_authorization();
-            responder.add(&identifier, &challenge.token, &key_authorization)?;
+            responder
+                .add(&identifier, &challenge.token, &key_authorization)
+                .await?;
             retry_bad_nonce!(challenge.set_ready().await)
                 .map_err(|error| AcmeError::from_acme(Stage::Challenge, error))?;
             answered.insert(url);
