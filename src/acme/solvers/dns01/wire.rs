@@ -13,6 +13,7 @@ use hickory_client::proto::rr::rdata::TXT;
 use hickory_client::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::tcp::TcpClientStream;
+use hickory_client::{ClientError, ClientErrorKind};
 
 use crate::acme::{Rfc2136Settings, TsigAlgorithm};
 
@@ -56,11 +57,18 @@ pub(crate) async fn update(
         Change::Remove => client.delete_by_rdata(record, zone).await,
     }
     .map_err(|error| {
-        format!(
-            "update sent to {} failed: {error}; if the server rejected the signature, check \
-             tsig_key_name, tsig_key and tsig_algorithm",
-            settings.server
-        )
+        let text = error_text(&error);
+        // A server that rejects our signature answers unsigned (or with an empty MAC), and
+        // hickory reports that as a failed verification of the answer.
+        if looks_like_tsig_failure(&text) {
+            format!(
+                "{} did not accept the update's TSIG signature (its answer failed \
+                 verification: {text}); check tsig_key_name, tsig_key and tsig_algorithm",
+                settings.server
+            )
+        } else {
+            format!("update sent to {} failed: {text}", settings.server)
+        }
     })?;
     match response.response_code() {
         ResponseCode::NoError => Ok(()),
@@ -117,7 +125,7 @@ async fn query(server: SocketAddr, fqdn: &str, kind: RecordType) -> Result<Vec<R
     let response = client
         .query(name.clone(), DNSClass::IN, kind)
         .await
-        .map_err(|error| format!("{kind} query to {server} failed: {error}"))?;
+        .map_err(|error| format!("{kind} query to {server} failed: {}", error_text(&error)))?;
     match response.response_code() {
         ResponseCode::NoError | ResponseCode::NXDomain => {}
         other => return Err(format!("{server} answered the {kind} query with {other}")),
@@ -146,6 +154,21 @@ async fn connect(
     // The background task owns the connection; it ends when the client is dropped.
     tokio::spawn(background);
     Ok(client)
+}
+
+/// What went wrong: hickory's own text for protocol errors says only "proto error".
+fn error_text(error: &ClientError) -> String {
+    match error.kind() {
+        ClientErrorKind::Proto(proto) => proto.to_string(),
+        _ => error.to_string(),
+    }
+}
+
+fn looks_like_tsig_failure(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    ["tsig", "hmac", "signature", "mac "]
+        .iter()
+        .any(|word| text.contains(word))
 }
 
 fn parse_name(text: &str) -> Result<Name, String> {
