@@ -285,3 +285,44 @@ async fn a_wrong_tsig_key_fails_at_challenge_with_dns_update_and_names_the_key()
         Vec::<String>::new()
     );
 }
+
+#[tokio::test]
+async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cleaned_up() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.log");
+    // A hook that says it published but did not.
+    let hook = dir.path().join("hook");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let spec = Dns01Spec {
+        provider: DnsProvider::Exec { command: hook },
+        propagation_resolver: Some(knot.addr),
+        propagation_timeout: Duration::from_secs(2),
+    };
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    let error = issue(&account, &request(&["www.certinel.test"], spec))
+        .await
+        .expect_err("the TXT record never appears");
+    assert_eq!(
+        (error.stage(), error.problem()),
+        (Stage::Challenge, "dnsPropagation")
+    );
+    assert!(error.to_string().contains("propagation_timeout"), "{error}");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let actions: Vec<&str> = calls
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["present", "cleanup"],
+        "cleanup also after a failure"
+    );
+}

@@ -56,7 +56,7 @@ impl Responder {
         }
     }
 
-    /// Publishes the answer to one challenge; for dns-01, returns once it is visible.
+    /// Publishes the answer to one challenge.
     pub(crate) async fn add(
         &mut self,
         identifier: &Identifier,
@@ -83,6 +83,15 @@ impl Responder {
                     .add(identifier, &key_authorization.dns_value())
                     .await
             }
+        }
+    }
+
+    /// Returns once every published answer can be seen by the CA: at once for the
+    /// listeners and webroots, after the propagation checks for dns-01.
+    pub(crate) async fn ready(&self) -> Result<(), AcmeError> {
+        match self {
+            Self::Dns(responder) => responder.wait_until_visible().await,
+            Self::Http(_) | Self::Webroot(_) | Self::TlsAlpn(_) => Ok(()),
         }
     }
 

@@ -1,6 +1,6 @@
 //! dns-01 (RFC 8555 section 8.4): publishes a TXT record at `_acme-challenge.NAME` (or
-//! where a CNAME there points), waits until the resolver sees it, and removes every record
-//! it published when the order is done, successful or not.
+//! where a CNAME there points) for every authorization, waits until the resolver sees them
+//! all, and removes every record it published when the order is done, successful or not.
 
 mod exec;
 mod wire;
@@ -33,7 +33,7 @@ impl Dns01 {
         }
     }
 
-    /// Publishes `value` for `identifier` and returns once the resolver answers with it.
+    /// Publishes `value` for `identifier`, at the end of its `_acme-challenge` CNAMEs.
     pub(crate) async fn add(
         &mut self,
         identifier: &Identifier,
@@ -47,25 +47,31 @@ impl Dns01 {
             ));
         };
         let challenge = challenge_name(name);
-        let resolver = self.spec.resolver();
-        let fqdn = match resolver {
+        let fqdn = match self.spec.resolver() {
             Some(resolver) => follow_cnames(resolver, &challenge).await?,
             None => challenge,
         };
         self.publish(&fqdn, value).await?;
-        self.published.push((fqdn.clone(), value.to_owned()));
-        match resolver {
-            Some(resolver) => {
-                wait_until_visible(resolver, &fqdn, value, self.spec.propagation_timeout).await
-            }
-            None => {
-                tracing::info!(
-                    name = %fqdn,
-                    "no propagation_resolver configured: not waiting for the TXT record"
-                );
-                Ok(())
-            }
+        self.published.push((fqdn, value.to_owned()));
+        Ok(())
+    }
+
+    /// Returns once the resolver answers with every published value, all within one
+    /// `propagation_timeout`.
+    pub(crate) async fn wait_until_visible(&self) -> Result<(), AcmeError> {
+        let Some(resolver) = self.spec.resolver() else {
+            tracing::info!(
+                records = self.published.len(),
+                "no propagation_resolver configured: not waiting for the dns-01 TXT records"
+            );
+            return Ok(());
+        };
+        let started = Instant::now();
+        let deadline = started + self.spec.propagation_timeout;
+        for (fqdn, value) in &self.published {
+            wait_until_visible(resolver, fqdn, value, started, deadline).await?;
         }
+        Ok(())
     }
 
     /// Removes every record this order published; failures are logged, never returned,
@@ -170,10 +176,9 @@ async fn wait_until_visible(
     resolver: SocketAddr,
     fqdn: &str,
     value: &str,
-    timeout: Duration,
+    started: Instant,
+    deadline: Instant,
 ) -> Result<(), AcmeError> {
-    let started = Instant::now();
-    let deadline = started + timeout;
     let mut polls = 0;
     loop {
         let last = match wire::txt_values(resolver, fqdn).await {
