@@ -326,3 +326,60 @@ async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cle
         "cleanup also after a failure"
     );
 }
+
+#[tokio::test]
+async fn certinel_renew_issues_a_wildcard_from_a_config_file_with_an_rfc2136_challenge() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let config = dir.path().join("certinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
+             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"wild\"\n\
+             dns_names = [\"*.certinel.test\", \"certinel.test\"]\n\
+             challenge = {{ type = \"dns-01\", provider = \"rfc2136\", server = \"{server}\", \
+             zone = \"certinel.test.\", tsig_key_name = \"{KEY_NAME}\", tsig_key = \"{key}\", \
+             tsig_algorithm = \"hmac-sha256\", propagation_timeout = \"20s\" }}\n",
+            state = state_dir.display().to_string(),
+            directory = pebble.directory_url,
+            ca = pebble.api_root.display().to_string(),
+            server = knot.addr,
+            key = knot.key_base64,
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
+        .args(["renew", "wild", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .expect("run certinel");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.starts_with("wild: renewed to v0001"),
+        "stdout: {stdout}\nstderr: {stderr}\n--- knot ---\n{}",
+        knot.log()
+    );
+    assert!(
+        !stderr.contains(&knot.key_base64),
+        "the TSIG secret is never logged"
+    );
+    let chain = std::fs::read_to_string(state_dir.join("certs/wild/current/fullchain.pem"))
+        .expect("current/fullchain.pem");
+    let issued = Issued {
+        key_pem: String::new(),
+        cert_chain_pem: chain,
+        order_url: String::new(),
+    };
+    assert_eq!(
+        leaf_names(&issued),
+        sorted(&["*.certinel.test", "certinel.test"])
+    );
+    assert_eq!(
+        knot.txt("_acme-challenge.certinel.test."),
+        Vec::<String>::new()
+    );
+}
