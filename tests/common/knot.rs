@@ -115,7 +115,7 @@ impl Knot {
             dir,
             child,
         };
-        // Readiness: the zone answers its SOA. Bounded at ten seconds.
+        // Readiness: the zone answers its SOA over UDP. Bounded at ten seconds.
         for _ in 0..200 {
             if matches!(knot.child.try_wait(), Ok(Some(_))) {
                 return Err(knot.log());
@@ -128,10 +128,17 @@ impl Knot {
         Err(format!("Knot not ready after 10 s:\n{}", knot.log()))
     }
 
+    /// Over UDP, which Pebble's validator uses (the tests' own reads use TCP).
     fn serves_soa(&self, zone: &str) -> bool {
         Command::new(KDIG)
             .arg(format!("@{}", self.addr.ip()))
-            .args(["-p", &self.addr.port().to_string(), "+tcp", "+short"])
+            .args([
+                "-p",
+                &self.addr.port().to_string(),
+                "+short",
+                "+timeout=1",
+                "+retry=0",
+            ])
             .args([zone, "SOA"])
             .output()
             .is_ok_and(|output| !output.stdout.is_empty())

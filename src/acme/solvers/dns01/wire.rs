@@ -185,3 +185,29 @@ fn hickory_algorithm(algorithm: TsigAlgorithm) -> HickoryTsigAlgorithm {
         TsigAlgorithm::HmacSha512 => HickoryTsigAlgorithm::HmacSha512,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_response_verification_is_recognised_as_a_tsig_problem() {
+        assert!(looks_like_tsig_failure(
+            "Please file an issue to support truncated HMACs with TSIG"
+        ));
+        assert!(looks_like_tsig_failure(
+            "tsig validation error: outdated response"
+        ));
+        assert!(!looks_like_tsig_failure("connection refused"));
+        assert!(!looks_like_tsig_failure("request timed out"));
+    }
+
+    #[test]
+    fn names_become_absolute() {
+        assert_eq!(
+            parse_name("example.com").unwrap().to_ascii(),
+            "example.com."
+        );
+        assert!(parse_name("a..b").is_err());
+    }
+}
