@@ -9,9 +9,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certinel::acme::{
-    AcmeAccount, AcmeSettings, ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider,
-    Identifier, IssueRequest, Issued, KeyAlgorithm, NoopObserver, PollPolicy, RetryPolicy,
-    Rfc2136Settings, Stage, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
+    AcmeAccount, AcmeError, AcmeSettings, ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec,
+    DnsProvider, Identifier, IssueRequest, Issued, KeyAlgorithm, NoopObserver, PollPolicy,
+    RetryPolicy, Rfc2136Settings, Stage, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
 };
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
@@ -382,4 +382,31 @@ async fn certinel_renew_issues_a_wildcard_from_a_config_file_with_an_rfc2136_cha
         knot.txt("_acme-challenge.certinel.test."),
         Vec::<String>::new()
     );
+}
+
+#[tokio::test]
+async fn a_cname_into_another_zone_updates_that_zone_and_cleans_it_up() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    let result = issue(
+        &account,
+        &request(
+            &["elsewhere.certinel.test"],
+            rfc2136(&knot, "validation.test."),
+        ),
+    )
+    .await;
+    // certinel found the record at the CNAME's target in validation.test. before telling
+    // Pebble; Pebble asks Knot, which does not follow the CNAME into its other zone, so
+    // validation fails with the CA's problem, not with one of certinel's dns problems.
+    let error = result.expect_err("Knot does not follow CNAMEs across zones");
+    assert_eq!(error.stage(), Stage::Challenge, "{error}");
+    assert!(matches!(error, AcmeError::Server { .. }), "{error}");
+    let updates = knot
+        .log()
+        .matches("[validation.test.] DDNS, finished")
+        .count();
+    assert_eq!(updates, 2, "one update adds, one removes:\n{}", knot.log());
+    assert_eq!(knot.txt("elsewhere.validation.test."), Vec::<String>::new());
 }

@@ -1,6 +1,6 @@
 //! Starts Debian's Knot DNS on a free loopback port with a generated configuration: the
-//! zone `certinel.test.` (tests/fixtures/dns01/), updatable with one TSIG key. Knot dies
-//! with the handle. `kdig` reads what it serves.
+//! zones `certinel.test.` and `validation.test.` (tests/fixtures/dns01/), updatable with
+//! one TSIG key. Knot dies with the handle. `kdig` reads what it serves.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -89,13 +89,18 @@ impl Knot {
              acl:\n  - id: certinel-update\n    key: {KEY_NAME}\n    action: update\n\
              template:\n  - id: default\n    storage: {root}\n    file: \"%s.zone\"\n    \
              zonefile-sync: -1\n    acl: certinel-update\n\
-             zone:\n  - domain: certinel.test.\n\
+             zone:\n  - domain: certinel.test.\n  - domain: validation.test.\n\
              log:\n  - target: stderr\n    any: info\n"
         );
         std::fs::write(dir.path().join("knot.conf"), config).expect("write knot.conf");
         std::fs::write(
             dir.path().join("certinel.test.zone"),
             include_str!("../fixtures/dns01/certinel.test.zone"),
+        )
+        .expect("write zone");
+        std::fs::write(
+            dir.path().join("validation.test.zone"),
+            include_str!("../fixtures/dns01/validation.test.zone"),
         )
         .expect("write zone");
         // Knot keeps its journal there and refuses updates when it is missing.
@@ -115,12 +120,12 @@ impl Knot {
             dir,
             child,
         };
-        // Readiness: the zone answers its SOA over UDP. Bounded at ten seconds.
+        // Readiness: both zones answer their SOA over UDP. Bounded at ten seconds.
         for _ in 0..200 {
             if matches!(knot.child.try_wait(), Ok(Some(_))) {
                 return Err(knot.log());
             }
-            if knot.serves_soa("certinel.test.") {
+            if knot.serves_soa("certinel.test.") && knot.serves_soa("validation.test.") {
                 return Ok(knot);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
