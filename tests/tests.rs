@@ -4,10 +4,13 @@
 mod acme;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
-/// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble.
+/// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
+/// dns-01 against a real Knot DNS that Pebble also asks: RFC 2136 with TSIG and an exec
+/// hook, wildcard and multi-name certificates, CNAME delegation, cleanup, wrong keys.
+mod dns01;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a
 /// real Prometheus scraping a real certinel.
 mod monitoring;

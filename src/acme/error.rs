@@ -100,6 +100,18 @@ pub enum AcmeError {
         #[source]
         source: std::io::Error,
     },
+    /// The dns-01 provider could not publish, find or remove a TXT record.
+    #[error("challenge: dns-01 for {name}: {message}")]
+    Dns {
+        /// `dnsUpdate` (the server refused or never answered the update, TSIG included),
+        /// `dnsLookup` (CNAME lookup or zone mismatch), `dnsPropagation` (the value never
+        /// became visible in time) or `dnsExec` (the exec command failed).
+        problem: &'static str,
+        /// The record's name (`_acme-challenge.example.com.` or its CNAME target).
+        name: String,
+        /// What went wrong, without secrets.
+        message: String,
+    },
     /// Reading or writing the account credentials file failed.
     #[error("account: credentials file {path}: {source}")]
     AccountFile {
@@ -144,7 +156,9 @@ impl AcmeError {
             | Self::Timeout { stage, .. }
             | Self::Protocol { stage, .. }
             | Self::Invalid { stage, .. } => *stage,
-            Self::ChallengeNotOffered { .. } | Self::Responder { .. } => Stage::Challenge,
+            Self::ChallengeNotOffered { .. } | Self::Responder { .. } | Self::Dns { .. } => {
+                Stage::Challenge
+            }
             Self::AccountFile { .. } => Stage::Account,
             Self::OrderUnusable { .. } => Stage::Order,
             Self::Key { .. } => Stage::Finalize,
@@ -154,7 +168,8 @@ impl AcmeError {
     /// A short keyword for what went wrong (metric label `problem`): the ACME problem type
     /// for server problems (`rateLimited`, `unauthorized`, `dns`, `connection`, ...), else
     /// one of `network`, `timeout`, `protocol`, `challengeNotOffered`, `responder`, `io`,
-    /// `invalid`, `key` or `orderUnusable`.
+    /// `invalid`, `key`, `orderUnusable`, or for dns-01 `dnsUpdate`, `dnsLookup`,
+    /// `dnsPropagation` and `dnsExec`.
     pub fn problem(&self) -> &str {
         match self {
             Self::Server { problem, .. } => problem,
@@ -163,6 +178,7 @@ impl AcmeError {
             Self::Protocol { .. } => "protocol",
             Self::ChallengeNotOffered { .. } => "challengeNotOffered",
             Self::Responder { .. } => "responder",
+            Self::Dns { problem, .. } => problem,
             Self::AccountFile { .. } => "io",
             Self::Invalid { .. } => "invalid",
             Self::Key { .. } => "key",

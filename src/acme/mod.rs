@@ -12,7 +12,8 @@
 //!            ▼
 //!   issue(account, request)
 //!     key + CSR (keys.rs) ─► new order ─► authorizations (valid ones skipped)
-//!       ─► responder (solvers/) serves http-01 or tls-alpn-01 ─► poll until ready
+//!       ─► responder (solvers/) serves http-01 or tls-alpn-01, or publishes dns-01 TXT
+//!          records and waits until they are visible ─► poll until ready
 //!       ─► finalize with our CSR ─► poll until valid ─► download the chain
 //! ```
 //!
@@ -21,6 +22,7 @@
 //! Every failure is an [`AcmeError`] carrying a [`Stage`] and a problem keyword.
 
 mod account;
+mod dns01;
 mod error;
 mod http;
 mod keys;
@@ -33,6 +35,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub use account::{AcmeAccount, account_file_name, load_or_create_account};
+pub use dns01::{
+    DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,
+    TsigSecret, UnknownTsigAlgorithm,
+};
 pub use error::{AcmeError, Stage};
 pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
@@ -127,6 +133,9 @@ pub enum ChallengeSpec {
     Http01Webroot(PathBuf),
     /// tls-alpn-01 answered by a built-in TLS listener on this address (usually port 443).
     TlsAlpn01Listen(std::net::SocketAddr),
+    /// dns-01: TXT records published through a DNS provider; the only type that can
+    /// validate wildcard names.
+    Dns01(Dns01Spec),
 }
 
 /// One certificate to obtain.

@@ -134,56 +134,89 @@ async fn new_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Orde
         .map_err(|error| AcmeError::from_acme(Stage::Order, error))
 }
 
+/// The two walks over the order's authorizations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Walk {
+    /// Publish the answer to every pending authorization.
+    Publish,
+    /// Tell the CA, once the responder says every answer can be seen.
+    Announce,
+}
+
 /// Answers every pending authorization and waits until the order is ready.
+///
+/// All answers are published before the first is announced, so dns-01 records propagate
+/// together instead of one after the other.
 async fn validate(
     account: &AcmeAccount,
     order: &mut Order,
     responder: &mut Responder,
 ) -> Result<(), AcmeError> {
     let challenge_type = responder.challenge_type();
-    // A failed authorization fetch is consumed by instant-acme's stream and stays unfetched
-    // in the order, so after a rejected nonce the walk starts over, skipping what is done.
-    let mut answered: HashSet<String> = HashSet::new();
+    let mut published: HashSet<String> = HashSet::new();
+    let mut announced: HashSet<String> = HashSet::new();
     let mut restarts = 0;
-    'walk: loop {
-        let mut authorizations = order.authorizations();
-        while let Some(authorization) = authorizations.next().await {
-            let mut authorization = match authorization {
-                Ok(authorization) => authorization,
-                Err(instant_acme::Error::Api(problem))
-                    if is_bad_nonce(&problem) && restarts < BAD_NONCE_ROUNDS =>
-                {
-                    restarts += 1;
-                    continue 'walk;
+    for walk in [Walk::Publish, Walk::Announce] {
+        if walk == Walk::Announce {
+            responder.ready().await?;
+        }
+        // A failed authorization fetch is consumed by instant-acme's stream and stays
+        // unfetched in the order, so after a rejected nonce the walk starts over, skipping
+        // what is done.
+        'walk: loop {
+            let mut authorizations = order.authorizations();
+            while let Some(authorization) = authorizations.next().await {
+                let mut authorization = match authorization {
+                    Ok(authorization) => authorization,
+                    Err(instant_acme::Error::Api(problem))
+                        if is_bad_nonce(&problem) && restarts < BAD_NONCE_ROUNDS =>
+                    {
+                        restarts += 1;
+                        continue 'walk;
+                    }
+                    Err(error) => return Err(AcmeError::from_acme(Stage::Order, error)),
+                };
+                let url = authorization.url().to_owned();
+                let identifier = own_identifier(authorization.identifier().identifier);
+                match (walk, authorization.status) {
+                    (Walk::Publish, _) if published.contains(&url) => continue,
+                    (Walk::Announce, _)
+                        if !published.contains(&url) || announced.contains(&url) =>
+                    {
+                        continue;
+                    }
+                    (_, AuthorizationStatus::Valid) => continue,
+                    (_, AuthorizationStatus::Pending) => {}
+                    (_, other) => {
+                        return Err(AcmeError::Protocol {
+                            stage: Stage::Order,
+                            message: format!("authorization for {identifier} is {other:?}"),
+                        });
+                    }
                 }
-                Err(error) => return Err(AcmeError::from_acme(Stage::Order, error)),
-            };
-            let url = authorization.url().to_owned();
-            let identifier = own_identifier(authorization.identifier().identifier);
-            match authorization.status {
-                _ if answered.contains(&url) => continue,
-                AuthorizationStatus::Valid => continue,
-                AuthorizationStatus::Pending => {}
-                other => {
-                    return Err(AcmeError::Protocol {
-                        stage: Stage::Order,
-                        message: format!("authorization for {identifier} is {other:?}"),
+                let Some(mut challenge) = authorization.challenge(challenge_type.clone()) else {
+                    return Err(AcmeError::ChallengeNotOffered {
+                        wanted: responder.kind(),
+                        identifier: identifier.to_string(),
                     });
+                };
+                match walk {
+                    Walk::Publish => {
+                        let key_authorization = challenge.key_authorization();
+                        responder
+                            .add(&identifier, &challenge.token, &key_authorization)
+                            .await?;
+                        published.insert(url);
+                    }
+                    Walk::Announce => {
+                        retry_bad_nonce!(challenge.set_ready().await)
+                            .map_err(|error| AcmeError::from_acme(Stage::Challenge, error))?;
+                        announced.insert(url);
+                    }
                 }
             }
-            let Some(mut challenge) = authorization.challenge(challenge_type.clone()) else {
-                return Err(AcmeError::ChallengeNotOffered {
-                    wanted: responder.kind(),
-                    identifier: identifier.to_string(),
-                });
-            };
-            let key_authorization = challenge.key_authorization();
-            responder.add(&identifier, &challenge.token, &key_authorization)?;
-            retry_bad_nonce!(challenge.set_ready().await)
-                .map_err(|error| AcmeError::from_acme(Stage::Challenge, error))?;
-            answered.insert(url);
+            break;
         }
-        break;
     }
 
     let status = poll_order(account, order, Stage::Challenge, |status| {

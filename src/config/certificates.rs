@@ -5,7 +5,7 @@
 //! their CA's rate limits on exactly that loop).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,9 +16,10 @@ use toml::Spanned;
 
 use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
 use crate::config::ConfigError;
+use crate::config::challenge::challenge;
 use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
-use crate::config::raw::{RawAcme, RawCertificate, RawChallenge};
+use crate::config::raw::{RawAcme, RawCertificate};
 use crate::config::target::parse_dns_name;
 use crate::config::validate::Context;
 use crate::schedule::plan::{PolicyError, RenewBefore, validate_policy};
@@ -226,21 +227,35 @@ fn certificate(
     };
     let renew_before = renew_before(&raw, duration, prefix, cx)?;
     let challenge = challenge(&raw.challenge, &key("challenge"), cx)?;
-    // Both challenge types certinel answers validate one host, never a wildcard.
-    if let Some((index, value)) = raw
+    // http-01 and tls-alpn-01 validate one host, never a wildcard; dns-01 can.
+    let wildcard = raw
         .dns_names
         .get_ref()
         .iter()
         .enumerate()
-        .find(|(_, value)| value.get_ref().starts_with("*."))
+        .find(|(_, value)| value.get_ref().starts_with("*."));
+    if let (Some((index, value)), false) = (wildcard, matches!(challenge, ChallengeSpec::Dns01(_)))
     {
         return Err(cx.error(
             value.span(),
             format!("{}[{index}]", key("dns_names")),
-            "wildcard names can only be validated with dns-01, which certinel does not \
-             support yet; list the names instead"
+            "wildcard names can only be validated with dns-01; set challenge = { type = \
+             \"dns-01\", ... } or list the names instead"
                 .to_owned(),
         ));
+    }
+    if matches!(challenge, ChallengeSpec::Dns01(_)) {
+        if let Some(index) = identifiers
+            .iter()
+            .position(|identifier| matches!(identifier, Identifier::Ip(_)))
+        {
+            return Err(cx.error(
+                raw.dns_names.get_ref()[index].span(),
+                format!("{}[{index}]", key("dns_names")),
+                "dns-01 cannot validate an IP address; use http-01 or tls-alpn-01 for it"
+                    .to_owned(),
+            ));
+        }
     }
     let deploy = raw
         .deploy
@@ -359,61 +374,6 @@ fn renew_before(
         cx.error(span, key(name), format!("{error}{advice}"))
     })?;
     Ok(policy)
-}
-
-fn challenge(
-    raw: &Spanned<RawChallenge>,
-    key: &str,
-    cx: &Context<'_>,
-) -> Result<ChallengeSpec, ConfigError> {
-    let inner = raw.get_ref();
-    let sub = |name: &str| join(Some(key), name);
-    let listen = |value: &Spanned<String>| {
-        value.get_ref().parse::<SocketAddr>().map_err(|_| {
-            cx.error(
-                value.span(),
-                sub("listen"),
-                format!(
-                    "{:?} is not IP:PORT; write e.g. \"0.0.0.0:80\" or \"[::]:443\"",
-                    value.get_ref()
-                ),
-            )
-        })
-    };
-    match (inner.kind.get_ref().as_str(), &inner.listen, &inner.webroot) {
-        ("http-01", Some(address), None) => Ok(ChallengeSpec::Http01Listen(listen(address)?)),
-        ("http-01", None, Some(webroot)) => Ok(ChallengeSpec::Http01Webroot(
-            cx.path(webroot, sub("webroot"))?,
-        )),
-        ("http-01", Some(_), Some(webroot)) => Err(cx.error(
-            webroot.span(),
-            sub("webroot"),
-            "set listen or webroot, not both".to_owned(),
-        )),
-        ("http-01", None, None) => Err(cx.error(
-            raw.span(),
-            key.to_owned(),
-            "http-01 needs listen = \"0.0.0.0:80\" or webroot = \"/var/www/html\"".to_owned(),
-        )),
-        ("tls-alpn-01", _, Some(webroot)) => Err(cx.error(
-            webroot.span(),
-            sub("webroot"),
-            "tls-alpn-01 cannot use a webroot; set listen = \"0.0.0.0:443\"".to_owned(),
-        )),
-        ("tls-alpn-01", Some(address), None) => {
-            Ok(ChallengeSpec::TlsAlpn01Listen(listen(address)?))
-        }
-        ("tls-alpn-01", None, None) => Err(cx.error(
-            raw.span(),
-            key.to_owned(),
-            "tls-alpn-01 needs listen = \"0.0.0.0:443\"".to_owned(),
-        )),
-        (other, _, _) => Err(cx.error(
-            inner.kind.span(),
-            sub("type"),
-            format!("unknown challenge type {other:?}; use \"http-01\" or \"tls-alpn-01\""),
-        )),
-    }
 }
 
 /// One entry of `dns_names`: an IP address, a DNS name or a `*.` wildcard.

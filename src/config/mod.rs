@@ -8,6 +8,7 @@
 
 mod allow;
 mod certificates;
+mod challenge;
 mod duration;
 mod error;
 mod keywords;

@@ -71,7 +71,8 @@ pub(crate) struct RawCertificate {
     pub(crate) profile: Option<Spanned<String>>,
 }
 
-/// `challenge = { type = "...", listen = "..." | webroot = "..." }`
+/// `challenge = { type = "...", listen = "..." | webroot = "..." }`, or for dns-01
+/// `{ type = "dns-01", provider = "rfc2136" | "exec", ... }`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawChallenge {
@@ -79,6 +80,15 @@ pub(crate) struct RawChallenge {
     pub(crate) kind: Spanned<String>,
     pub(crate) listen: Option<Spanned<String>>,
     pub(crate) webroot: Option<Spanned<String>>,
+    pub(crate) provider: Option<Spanned<String>>,
+    pub(crate) server: Option<Spanned<String>>,
+    pub(crate) zone: Option<Spanned<String>>,
+    pub(crate) tsig_key_name: Option<Spanned<String>>,
+    pub(crate) tsig_key: Option<Spanned<String>>,
+    pub(crate) tsig_algorithm: Option<Spanned<String>>,
+    pub(crate) command: Option<Spanned<String>>,
+    pub(crate) propagation_resolver: Option<Spanned<String>>,
+    pub(crate) propagation_timeout: Option<Spanned<ConfigDuration>>,
 }
 
 /// `[scanner]`

@@ -1,5 +1,6 @@
 //! Starts Debian's Pebble ACME test CA, with `pebble-challtestsrv` as its DNS server
-//! (every A query answers 127.0.0.1), on free loopback ports; both die with the handle.
+//! (every A query answers 127.0.0.1) or a DNS server the test runs, on free loopback
+//! ports; what it started dies with the handle.
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -27,6 +28,9 @@ pub struct PebbleOptions {
     pub validity_seconds: Option<u64>,
     /// Where Pebble's validator connects for http-01; a fresh free port when `None`.
     pub http_port: Option<u16>,
+    /// The DNS server Pebble's validator asks (`-dnsserver`), e.g. a test's Knot; when
+    /// `None`, a `pebble-challtestsrv` is started for it.
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// A running Pebble.
@@ -45,12 +49,12 @@ pub struct Pebble {
     pub eab: Option<(String, String)>,
     dir: tempfile::TempDir,
     pebble: Child,
-    dns: Child,
+    dns: Option<Child>,
 }
 
 impl Drop for Pebble {
     fn drop(&mut self) {
-        for child in [&mut self.pebble, &mut self.dns] {
+        for child in std::iter::once(&mut self.pebble).chain(self.dns.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -152,30 +156,35 @@ impl Pebble {
         let log =
             |name: &str| std::fs::File::create(dir.path().join(name)).expect("create log file");
         let dns_log = log("challtestsrv.log");
-        let dns = Command::new(CHALLTESTSRV)
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
-            .args([
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-                "-defaultIPv6",
-                "",
-            ])
-            .stdout(dns_log.try_clone().expect("log handle"))
-            .stderr(dns_log)
-            .spawn()
-            .expect("spawn pebble-challtestsrv");
+        let dns_server = options
+            .dns_server
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, dns_port)));
+        let dns = options.dns_server.is_none().then(|| {
+            Command::new(CHALLTESTSRV)
+                .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
+                .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
+                .args([
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                    "-defaultIPv6",
+                    "",
+                ])
+                .stdout(dns_log.try_clone().expect("log handle"))
+                .stderr(dns_log)
+                .spawn()
+                .expect("spawn pebble-challtestsrv")
+        });
 
         let pebble_log = log("pebble.log");
         let mut command = Command::new(PEBBLE);
         command
             .arg("-config")
             .arg(&config_path)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .args(["-dnsserver", &dns_server.to_string()])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .stdin(Stdio::null())
             .stdout(pebble_log.try_clone().expect("log handle"))
@@ -199,8 +208,8 @@ impl Pebble {
         // Readiness: the directory answers over verified HTTPS and the DNS server accepts
         // connections on its management port. Bounded at ten seconds.
         for _ in 0..200 {
-            let exited = [&mut handle.pebble, &mut handle.dns]
-                .into_iter()
+            let exited = std::iter::once(&mut handle.pebble)
+                .chain(handle.dns.as_mut())
                 .any(|child| matches!(child.try_wait(), Ok(Some(_))));
             if exited {
                 let mut text = handle.log();
@@ -209,7 +218,8 @@ impl Pebble {
                 return Err(text);
             }
             let directory = https_get(&handle.directory_url, &handle.api_root).await;
-            let dns_up = std::net::TcpStream::connect(("127.0.0.1", dns_management_port)).is_ok();
+            let dns_up = handle.dns.is_none()
+                || std::net::TcpStream::connect(("127.0.0.1", dns_management_port)).is_ok();
             if matches!(directory, Ok((200, _))) && dns_up {
                 return Ok(handle);
             }

@@ -1,6 +1,8 @@
 //! Challenge responders: they publish the answer for each pending authorization for as
-//! long as one order is being validated, then disappear (listeners closed, files removed).
+//! long as one order is being validated, then disappear (listeners closed, files and TXT
+//! records removed).
 
+mod dns01;
 mod http01;
 mod tls_alpn;
 
@@ -16,6 +18,8 @@ pub(crate) enum Responder {
     Webroot(http01::Webroot),
     /// The built-in tls-alpn-01 listener.
     TlsAlpn(tls_alpn::Standalone),
+    /// TXT records published through a DNS provider.
+    Dns(dns01::Dns01),
 }
 
 impl Responder {
@@ -30,6 +34,7 @@ impl Responder {
             ChallengeSpec::TlsAlpn01Listen(addr) => {
                 Self::TlsAlpn(tls_alpn::Standalone::start(*addr).await?)
             }
+            ChallengeSpec::Dns01(spec) => Self::Dns(dns01::Dns01::new(spec)),
         })
     }
 
@@ -38,6 +43,7 @@ impl Responder {
         match self {
             Self::Http(_) | Self::Webroot(_) => ChallengeType::Http01,
             Self::TlsAlpn(_) => ChallengeType::TlsAlpn01,
+            Self::Dns(_) => ChallengeType::Dns01,
         }
     }
 
@@ -46,11 +52,12 @@ impl Responder {
         match self {
             Self::Http(_) | Self::Webroot(_) => "http-01",
             Self::TlsAlpn(_) => "tls-alpn-01",
+            Self::Dns(_) => "dns-01",
         }
     }
 
     /// Publishes the answer to one challenge.
-    pub(crate) fn add(
+    pub(crate) async fn add(
         &mut self,
         identifier: &Identifier,
         token: &str,
@@ -71,15 +78,31 @@ impl Responder {
             Self::TlsAlpn(responder) => {
                 responder.add(identifier, key_authorization.digest().as_ref())
             }
+            Self::Dns(responder) => {
+                responder
+                    .add(identifier, &key_authorization.dns_value())
+                    .await
+            }
         }
     }
 
-    /// Stops serving: closes the listener and waits for it, or removes the files.
+    /// Returns once every published answer can be seen by the CA: at once for the
+    /// listeners and webroots, after the propagation checks for dns-01.
+    pub(crate) async fn ready(&self) -> Result<(), AcmeError> {
+        match self {
+            Self::Dns(responder) => responder.wait_until_visible().await,
+            Self::Http(_) | Self::Webroot(_) | Self::TlsAlpn(_) => Ok(()),
+        }
+    }
+
+    /// Stops serving: closes the listener and waits for it, or removes the files or the
+    /// TXT records.
     pub(crate) async fn shutdown(self) {
         match self {
             Self::Http(responder) => responder.shutdown().await,
             Self::Webroot(responder) => drop(responder),
             Self::TlsAlpn(responder) => responder.shutdown().await,
+            Self::Dns(responder) => responder.cleanup().await,
         }
     }
 }

@@ -1,0 +1,266 @@
+//! dns-01 (RFC 8555 section 8.4): publishes a TXT record at `_acme-challenge.NAME` (or
+//! where a CNAME there points) for every authorization, waits until the resolver sees them
+//! all, and removes every record it published when the order is done, successful or not.
+
+mod exec;
+mod wire;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::acme::{AcmeError, Dns01Spec, DnsProvider, Identifier};
+
+/// How many CNAMEs are followed from `_acme-challenge.NAME` before giving up on a loop.
+const MAX_CNAME_HOPS: usize = 8;
+/// The first and the longest pause between two propagation checks.
+const FIRST_POLL: Duration = Duration::from_millis(250);
+const LONGEST_POLL: Duration = Duration::from_secs(5);
+
+/// The TXT records of one order.
+pub(crate) struct Dns01 {
+    spec: Dns01Spec,
+    /// `(fqdn, value)` of every record the provider accepted, for the cleanup.
+    published: Vec<(String, String)>,
+}
+
+impl Dns01 {
+    pub(crate) fn new(spec: &Dns01Spec) -> Self {
+        Self {
+            spec: spec.clone(),
+            published: Vec::new(),
+        }
+    }
+
+    /// Publishes `value` for `identifier`, at the end of its `_acme-challenge` CNAMEs.
+    pub(crate) async fn add(
+        &mut self,
+        identifier: &Identifier,
+        value: &str,
+    ) -> Result<(), AcmeError> {
+        let Identifier::Dns(name) = identifier else {
+            return Err(dns_error(
+                "dnsLookup",
+                &identifier.to_string(),
+                "dns-01 cannot validate an IP address; use http-01 or tls-alpn-01".into(),
+            ));
+        };
+        let challenge = challenge_name(name);
+        let fqdn = match self.spec.resolver() {
+            Some(resolver) => follow_cnames(resolver, &challenge).await?,
+            None => challenge,
+        };
+        self.publish(&fqdn, value).await?;
+        self.published.push((fqdn, value.to_owned()));
+        Ok(())
+    }
+
+    /// Returns once the resolver answers with every published value, all within one
+    /// `propagation_timeout`.
+    pub(crate) async fn wait_until_visible(&self) -> Result<(), AcmeError> {
+        let Some(resolver) = self.spec.resolver() else {
+            tracing::info!(
+                records = self.published.len(),
+                "no propagation_resolver configured: not waiting for the dns-01 TXT records"
+            );
+            return Ok(());
+        };
+        let started = Instant::now();
+        let deadline = started + self.spec.propagation_timeout;
+        for (fqdn, value) in &self.published {
+            wait_until_visible(resolver, fqdn, value, started, deadline).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every record this order published; failures are logged, never returned,
+    /// because the certificate's fate is already decided.
+    pub(crate) async fn cleanup(self) {
+        for (fqdn, value) in &self.published {
+            let removed = match &self.spec.provider {
+                DnsProvider::Rfc2136(settings) => {
+                    wire::update(settings, fqdn, value, wire::Change::Remove).await
+                }
+                DnsProvider::Exec { command } => {
+                    exec::run(
+                        command,
+                        "cleanup",
+                        fqdn,
+                        value,
+                        self.spec.propagation_timeout,
+                    )
+                    .await
+                }
+            };
+            if let Err(error) = removed {
+                tracing::warn!(name = %fqdn, %error, "cannot remove the dns-01 TXT record");
+            }
+        }
+    }
+
+    async fn publish(&self, fqdn: &str, value: &str) -> Result<(), AcmeError> {
+        match &self.spec.provider {
+            DnsProvider::Rfc2136(settings) => {
+                if !in_zone(fqdn, &settings.zone) {
+                    return Err(dns_error(
+                        "dnsLookup",
+                        fqdn,
+                        format!(
+                            "the name is outside zone {}; point its _acme-challenge CNAME \
+                             into that zone or configure the zone that holds it",
+                            settings.zone
+                        ),
+                    ));
+                }
+                wire::update(settings, fqdn, value, wire::Change::Add)
+                    .await
+                    .map_err(|message| dns_error("dnsUpdate", fqdn, message))
+            }
+            DnsProvider::Exec { command } => exec::run(
+                command,
+                "present",
+                fqdn,
+                value,
+                self.spec.propagation_timeout,
+            )
+            .await
+            .map_err(|message| dns_error("dnsExec", fqdn, message)),
+        }
+    }
+}
+
+/// `_acme-challenge.` + the name without its wildcard label, absolute and lower case.
+fn challenge_name(name: &str) -> String {
+    let base = name.strip_prefix("*.").unwrap_or(name);
+    let base = base.trim_end_matches('.').to_ascii_lowercase();
+    format!("_acme-challenge.{base}.")
+}
+
+/// Whether the absolute name `fqdn` lies in (or is) the zone `zone`.
+fn in_zone(fqdn: &str, zone: &str) -> bool {
+    let fqdn = fqdn.trim_end_matches('.').to_ascii_lowercase();
+    let zone = zone.trim_end_matches('.').to_ascii_lowercase();
+    zone.is_empty() || fqdn == zone || fqdn.ends_with(&format!(".{zone}"))
+}
+
+/// The pause before propagation check number `polls` (0-based): doubling, capped.
+fn poll_pause(polls: u32) -> Duration {
+    FIRST_POLL
+        .saturating_mul(2u32.saturating_pow(polls.min(16)))
+        .min(LONGEST_POLL)
+}
+
+/// Follows `_acme-challenge` CNAMEs (delegation to another zone) to the name to update.
+async fn follow_cnames(resolver: SocketAddr, challenge: &str) -> Result<String, AcmeError> {
+    let mut name = challenge.to_owned();
+    for _ in 0..MAX_CNAME_HOPS {
+        match wire::cname(resolver, &name).await {
+            Ok(Some(target)) => {
+                tracing::debug!(from = %name, to = %target, "following dns-01 CNAME");
+                name = target;
+            }
+            Ok(None) => return Ok(name),
+            Err(message) => return Err(dns_error("dnsLookup", &name, message)),
+        }
+    }
+    Err(dns_error(
+        "dnsLookup",
+        challenge,
+        format!("more than {MAX_CNAME_HOPS} CNAMEs; is there a loop?"),
+    ))
+}
+
+/// Asks `resolver` for the TXT records at `fqdn` until `value` is among them.
+async fn wait_until_visible(
+    resolver: SocketAddr,
+    fqdn: &str,
+    value: &str,
+    started: Instant,
+    deadline: Instant,
+) -> Result<(), AcmeError> {
+    let mut polls = 0;
+    loop {
+        let last = match wire::txt_values(resolver, fqdn).await {
+            Ok(values) if values.iter().any(|seen| seen == value) => return Ok(()),
+            Ok(values) => format!("it answered {values:?}"),
+            Err(message) => message,
+        };
+        let pause = poll_pause(polls);
+        if Instant::now() + pause > deadline {
+            return Err(dns_error(
+                "dnsPropagation",
+                fqdn,
+                format!(
+                    "the TXT value was not visible at {resolver} after {:?} ({last}); \
+                     raise propagation_timeout or check propagation_resolver",
+                    started.elapsed()
+                ),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        polls += 1;
+    }
+}
+
+fn dns_error(problem: &'static str, name: &str, message: String) -> AcmeError {
+    AcmeError::Dns {
+        problem,
+        name: name.to_owned(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_their_base_name_share_one_challenge_name() {
+        assert_eq!(
+            challenge_name("*.Example.com"),
+            "_acme-challenge.example.com."
+        );
+        assert_eq!(
+            challenge_name("example.com."),
+            "_acme-challenge.example.com."
+        );
+        assert_eq!(
+            challenge_name("www.example.com"),
+            "_acme-challenge.www.example.com."
+        );
+    }
+
+    #[test]
+    fn zone_membership_is_decided_on_whole_labels() {
+        assert!(in_zone("_acme-challenge.example.com.", "example.com."));
+        assert!(in_zone("example.com.", "Example.COM"));
+        assert!(!in_zone("_acme-challenge.badexample.com.", "example.com."));
+        assert!(!in_zone("_acme-challenge.example.org.", "example.com."));
+        assert!(in_zone("anything.", "."));
+    }
+
+    #[test]
+    fn propagation_polls_back_off_to_a_ceiling() {
+        assert_eq!(poll_pause(0), FIRST_POLL);
+        assert_eq!(poll_pause(1), FIRST_POLL * 2);
+        assert_eq!(poll_pause(40), LONGEST_POLL);
+    }
+
+    #[tokio::test]
+    async fn an_ip_address_is_rejected_before_any_dns_traffic() {
+        let spec = Dns01Spec {
+            provider: DnsProvider::Exec {
+                command: "/nonexistent".into(),
+            },
+            propagation_resolver: None,
+            propagation_timeout: Duration::from_secs(1),
+        };
+        let error = Dns01::new(&spec)
+            .add(&Identifier::Ip("127.0.0.1".parse().unwrap()), "v")
+            .await
+            .unwrap_err();
+        assert_eq!(error.problem(), "dnsLookup");
+        assert_eq!(error.stage().as_str(), "challenge");
+    }
+}

@@ -1,0 +1,213 @@
+//! The DNS messages dns-01 needs, built and sent by hickory: RFC 2136 updates signed with
+//! TSIG, and plain CNAME and TXT queries. One TCP connection per operation.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_client::client::{Client, ClientHandle};
+use hickory_client::proto::dnssec::rdata::tsig::TsigAlgorithm as HickoryTsigAlgorithm;
+use hickory_client::proto::dnssec::tsig::TSigner;
+use hickory_client::proto::op::{MessageFinalizer, ResponseCode};
+use hickory_client::proto::rr::rdata::TXT;
+use hickory_client::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_client::proto::runtime::TokioRuntimeProvider;
+use hickory_client::proto::tcp::TcpClientStream;
+use hickory_client::{ClientError, ClientErrorKind};
+
+use crate::acme::{Rfc2136Settings, TsigAlgorithm};
+
+/// The deadline of one DNS request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The TTL of the TXT records we publish: short, so a retry is not hidden by caches.
+const TXT_TTL: u32 = 60;
+/// The clock difference the server may accept for our TSIG signatures (RFC 8945 advises
+/// 300 seconds).
+const TSIG_FUDGE: u16 = 300;
+
+/// Whether an update was to add or to remove the record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Change {
+    Add,
+    Remove,
+}
+
+/// Adds or removes the TXT `value` at `fqdn` in the configured zone.
+pub(crate) async fn update(
+    settings: &Rfc2136Settings,
+    fqdn: &str,
+    value: &str,
+    change: Change,
+) -> Result<(), String> {
+    let name = parse_name(fqdn)?;
+    let zone = parse_name(&settings.zone)?;
+    let key_name = parse_name(&settings.tsig_key_name)?;
+    let signer = TSigner::new(
+        settings.tsig_key.0.clone(),
+        hickory_algorithm(settings.tsig_algorithm),
+        key_name,
+        TSIG_FUDGE,
+    )
+    .map_err(|error| format!("cannot sign with the TSIG key: {error}"))?;
+    let mut client = connect(settings.server, Some(Arc::new(signer))).await?;
+    let mut record = Record::from_rdata(name, TXT_TTL, RData::TXT(TXT::new(vec![value.into()])));
+    record.set_dns_class(DNSClass::IN);
+    let response = match change {
+        Change::Add => client.append(record, zone, false).await,
+        Change::Remove => client.delete_by_rdata(record, zone).await,
+    }
+    .map_err(|error| {
+        let text = error_text(&error);
+        // A server that rejects our signature answers unsigned (or with an empty MAC), and
+        // hickory reports that as a failed verification of the answer.
+        if looks_like_tsig_failure(&text) {
+            format!(
+                "{} did not accept the update's TSIG signature (its answer failed \
+                 verification: {text}); check tsig_key_name, tsig_key and tsig_algorithm",
+                settings.server
+            )
+        } else {
+            format!("update sent to {} failed: {text}", settings.server)
+        }
+    })?;
+    match response.response_code() {
+        ResponseCode::NoError => Ok(()),
+        ResponseCode::NotAuth => Err(format!(
+            "{} refused the update (NOTAUTH): the TSIG key is unknown or wrong, or not \
+             allowed to update zone {}; check tsig_key_name, tsig_key and tsig_algorithm",
+            settings.server, settings.zone
+        )),
+        ResponseCode::Refused => Err(format!(
+            "{} refused the update (REFUSED): it does not allow this key to update zone {}",
+            settings.server, settings.zone
+        )),
+        ResponseCode::NotZone => Err(format!(
+            "{} says {fqdn} is not in zone {} (NOTZONE)",
+            settings.server, settings.zone
+        )),
+        other => Err(format!(
+            "{} answered the update with {other}",
+            settings.server
+        )),
+    }
+}
+
+/// The CNAME target of `fqdn`, if `fqdn` is an alias, according to `server`.
+pub(crate) async fn cname(server: SocketAddr, fqdn: &str) -> Result<Option<String>, String> {
+    let answers = query(server, fqdn, RecordType::CNAME).await?;
+    Ok(answers.into_iter().find_map(|data| match data {
+        RData::CNAME(target) => Some(target.0.to_ascii().to_ascii_lowercase()),
+        _ => None,
+    }))
+}
+
+/// The TXT values at `fqdn` according to `server` (each record's strings joined).
+pub(crate) async fn txt_values(server: SocketAddr, fqdn: &str) -> Result<Vec<String>, String> {
+    let answers = query(server, fqdn, RecordType::TXT).await?;
+    Ok(answers
+        .into_iter()
+        .filter_map(|data| match data {
+            RData::TXT(txt) => Some(
+                txt.txt_data()
+                    .iter()
+                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The answer section's data for the records named `fqdn` (an empty list for NXDOMAIN).
+async fn query(server: SocketAddr, fqdn: &str, kind: RecordType) -> Result<Vec<RData>, String> {
+    let name = parse_name(fqdn)?;
+    let mut client = connect(server, None).await?;
+    let response = client
+        .query(name.clone(), DNSClass::IN, kind)
+        .await
+        .map_err(|error| format!("{kind} query to {server} failed: {}", error_text(&error)))?;
+    match response.response_code() {
+        ResponseCode::NoError | ResponseCode::NXDomain => {}
+        other => return Err(format!("{server} answered the {kind} query with {other}")),
+    }
+    Ok(response
+        .answers()
+        .iter()
+        .filter(|record| record.name() == &name && record.record_type() == kind)
+        .map(|record| record.data().clone())
+        .collect())
+}
+
+async fn connect(
+    server: SocketAddr,
+    signer: Option<Arc<dyn MessageFinalizer>>,
+) -> Result<Client, String> {
+    let (stream, sender) = TcpClientStream::new(
+        server,
+        None,
+        Some(REQUEST_TIMEOUT),
+        TokioRuntimeProvider::new(),
+    );
+    let (client, background) = Client::with_timeout(stream, sender, REQUEST_TIMEOUT, signer)
+        .await
+        .map_err(|error| format!("cannot connect to {server}: {error}"))?;
+    // The background task owns the connection; it ends when the client is dropped.
+    tokio::spawn(background);
+    Ok(client)
+}
+
+/// What went wrong: hickory's own text for protocol errors says only "proto error".
+fn error_text(error: &ClientError) -> String {
+    match error.kind() {
+        ClientErrorKind::Proto(proto) => proto.to_string(),
+        _ => error.to_string(),
+    }
+}
+
+fn looks_like_tsig_failure(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    ["tsig", "hmac", "signature", "mac "]
+        .iter()
+        .any(|word| text.contains(word))
+}
+
+fn parse_name(text: &str) -> Result<Name, String> {
+    let mut name =
+        Name::from_ascii(text).map_err(|error| format!("{text:?} is not a DNS name: {error}"))?;
+    name.set_fqdn(true);
+    Ok(name)
+}
+
+fn hickory_algorithm(algorithm: TsigAlgorithm) -> HickoryTsigAlgorithm {
+    match algorithm {
+        TsigAlgorithm::HmacSha256 => HickoryTsigAlgorithm::HmacSha256,
+        TsigAlgorithm::HmacSha384 => HickoryTsigAlgorithm::HmacSha384,
+        TsigAlgorithm::HmacSha512 => HickoryTsigAlgorithm::HmacSha512,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_response_verification_is_recognised_as_a_tsig_problem() {
+        assert!(looks_like_tsig_failure(
+            "Please file an issue to support truncated HMACs with TSIG"
+        ));
+        assert!(looks_like_tsig_failure(
+            "tsig validation error: outdated response"
+        ));
+        assert!(!looks_like_tsig_failure("connection refused"));
+        assert!(!looks_like_tsig_failure("request timed out"));
+    }
+
+    #[test]
+    fn names_become_absolute() {
+        assert_eq!(
+            parse_name("example.com").unwrap().to_ascii(),
+            "example.com."
+        );
+        assert!(parse_name("a..b").is_err());
+    }
+}

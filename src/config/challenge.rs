@@ -1,0 +1,370 @@
+//! Validation of a certificate's `challenge = { type = ... }`: http-01, tls-alpn-01 and
+//! dns-01 with its RFC 2136 and exec providers.
+
+use std::net::SocketAddr;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use toml::Spanned;
+
+use crate::acme::{
+    ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings,
+    TsigAlgorithm, TsigSecret,
+};
+use crate::config::ConfigError;
+use crate::config::locate::join;
+use crate::config::raw::RawChallenge;
+use crate::config::target::parse_dns_name;
+use crate::config::validate::Context;
+
+/// `challenge` of the certificate whose key prefix is `key`.
+pub(crate) fn challenge(
+    raw: &Spanned<RawChallenge>,
+    key: &str,
+    cx: &Context<'_>,
+) -> Result<ChallengeSpec, ConfigError> {
+    let inner = raw.get_ref();
+    let sub = |name: &str| join(Some(key), name);
+    let kind = inner.kind.get_ref().as_str();
+    if kind == "dns-01" {
+        return dns01(raw, key, cx).map(ChallengeSpec::Dns01);
+    }
+    if let Some((name, span)) = dns01_keys(inner).into_iter().next() {
+        return Err(cx.error(
+            span,
+            sub(name),
+            format!("{name} applies only to type = \"dns-01\"; remove it"),
+        ));
+    }
+    let listen = |value: &Spanned<String>| {
+        socket_addr(value, &sub("listen"), "\"0.0.0.0:80\" or \"[::]:443\"", cx)
+    };
+    match (kind, &inner.listen, &inner.webroot) {
+        ("http-01", Some(address), None) => Ok(ChallengeSpec::Http01Listen(listen(address)?)),
+        ("http-01", None, Some(webroot)) => Ok(ChallengeSpec::Http01Webroot(
+            cx.path(webroot, sub("webroot"))?,
+        )),
+        ("http-01", Some(_), Some(webroot)) => Err(cx.error(
+            webroot.span(),
+            sub("webroot"),
+            "set listen or webroot, not both".to_owned(),
+        )),
+        ("http-01", None, None) => Err(cx.error(
+            raw.span(),
+            key.to_owned(),
+            "http-01 needs listen = \"0.0.0.0:80\" or webroot = \"/var/www/html\"".to_owned(),
+        )),
+        ("tls-alpn-01", _, Some(webroot)) => Err(cx.error(
+            webroot.span(),
+            sub("webroot"),
+            "tls-alpn-01 cannot use a webroot; set listen = \"0.0.0.0:443\"".to_owned(),
+        )),
+        ("tls-alpn-01", Some(address), None) => {
+            Ok(ChallengeSpec::TlsAlpn01Listen(listen(address)?))
+        }
+        ("tls-alpn-01", None, None) => Err(cx.error(
+            raw.span(),
+            key.to_owned(),
+            "tls-alpn-01 needs listen = \"0.0.0.0:443\"".to_owned(),
+        )),
+        (other, _, _) => Err(cx.error(
+            inner.kind.span(),
+            sub("type"),
+            format!(
+                "unknown challenge type {other:?}; use \"http-01\", \"tls-alpn-01\" or \"dns-01\""
+            ),
+        )),
+    }
+}
+
+fn dns01(
+    raw: &Spanned<RawChallenge>,
+    key: &str,
+    cx: &Context<'_>,
+) -> Result<Dns01Spec, ConfigError> {
+    let inner = raw.get_ref();
+    let sub = |name: &str| join(Some(key), name);
+    for (name, value) in [("listen", &inner.listen), ("webroot", &inner.webroot)] {
+        if let Some(value) = value {
+            return Err(cx.error(
+                value.span(),
+                sub(name),
+                format!("dns-01 publishes TXT records and uses no {name}; remove it"),
+            ));
+        }
+    }
+    let Some(provider) = &inner.provider else {
+        return Err(cx.error(
+            raw.span(),
+            key.to_owned(),
+            "dns-01 needs provider = \"rfc2136\" (with server, zone and a TSIG key) or \
+             provider = \"exec\" (with command)"
+                .to_owned(),
+        ));
+    };
+    let provider = match provider.get_ref().as_str() {
+        "rfc2136" => DnsProvider::Rfc2136(rfc2136(raw, key, cx)?),
+        "exec" => {
+            if let Some((name, span)) = rfc2136_keys(inner).into_iter().next() {
+                return Err(cx.error(
+                    span,
+                    sub(name),
+                    format!("{name} applies only to provider = \"rfc2136\"; remove it"),
+                ));
+            }
+            let command = required(
+                raw,
+                &inner.command,
+                key,
+                "command",
+                "\"/usr/local/bin/dns-hook\"",
+                cx,
+            )?;
+            DnsProvider::Exec {
+                command: cx.path(command, sub("command"))?,
+            }
+        }
+        other => {
+            return Err(cx.error(
+                provider.span(),
+                sub("provider"),
+                format!("unknown dns-01 provider {other:?}; use \"rfc2136\" or \"exec\""),
+            ));
+        }
+    };
+    let propagation_resolver = match &inner.propagation_resolver {
+        Some(value) => Some(socket_addr(
+            value,
+            &sub("propagation_resolver"),
+            "\"192.0.2.53:53\"",
+            cx,
+        )?),
+        None => None,
+    };
+    let propagation_timeout = cx.timeout(
+        inner.propagation_timeout.as_ref(),
+        sub("propagation_timeout"),
+        DEFAULT_PROPAGATION_TIMEOUT,
+    )?;
+    Ok(Dns01Spec {
+        provider,
+        propagation_resolver,
+        propagation_timeout,
+    })
+}
+
+fn rfc2136(
+    raw: &Spanned<RawChallenge>,
+    key: &str,
+    cx: &Context<'_>,
+) -> Result<Rfc2136Settings, ConfigError> {
+    let inner = raw.get_ref();
+    let sub = |name: &str| join(Some(key), name);
+    if let Some(command) = &inner.command {
+        return Err(cx.error(
+            command.span(),
+            sub("command"),
+            "command applies only to provider = \"exec\"; remove it".to_owned(),
+        ));
+    }
+    let server = required(raw, &inner.server, key, "server", "\"192.0.2.53:53\"", cx)?;
+    let server = socket_addr(server, &sub("server"), "\"192.0.2.53:53\"", cx)?;
+    let zone = required(raw, &inner.zone, key, "zone", "\"example.com.\"", cx)?;
+    let zone = absolute_name(zone, &sub("zone"), cx)?;
+    let key_name = required(
+        raw,
+        &inner.tsig_key_name,
+        key,
+        "tsig_key_name",
+        "\"certinel\"",
+        cx,
+    )?;
+    let tsig_key_name = absolute_name(key_name, &sub("tsig_key_name"), cx)?;
+    let secret = required(
+        raw,
+        &inner.tsig_key,
+        key,
+        "tsig_key",
+        "\"BASE64\" (the secret from the server's key file)",
+        cx,
+    )?;
+    let tsig_key = match STANDARD.decode(secret.get_ref().trim()) {
+        Ok(bytes) if !bytes.is_empty() => TsigSecret(bytes),
+        // Never quote the key: it is a secret.
+        _ => {
+            return Err(cx.error(
+                secret.span(),
+                sub("tsig_key"),
+                "not a base64 key; copy the secret exactly as the DNS server's key file \
+                 has it"
+                    .to_owned(),
+            ));
+        }
+    };
+    let tsig_algorithm = match &inner.tsig_algorithm {
+        None => TsigAlgorithm::HmacSha256,
+        Some(value) => value
+            .get_ref()
+            .parse::<TsigAlgorithm>()
+            .map_err(|error| cx.error(value.span(), sub("tsig_algorithm"), error.to_string()))?,
+    };
+    Ok(Rfc2136Settings {
+        server,
+        zone,
+        tsig_key_name,
+        tsig_key,
+        tsig_algorithm,
+    })
+}
+
+/// The value of a key the provider cannot do without.
+fn required<'a>(
+    raw: &Spanned<RawChallenge>,
+    value: &'a Option<Spanned<String>>,
+    key: &str,
+    name: &str,
+    example: &str,
+    cx: &Context<'_>,
+) -> Result<&'a Spanned<String>, ConfigError> {
+    match value {
+        Some(value) if !value.get_ref().trim().is_empty() => Ok(value),
+        Some(value) => Err(cx.error(
+            value.span(),
+            join(Some(key), name),
+            format!("empty {name}; write e.g. {name} = {example}"),
+        )),
+        None => Err(cx.error(
+            raw.span(),
+            key.to_owned(),
+            format!("this dns-01 provider needs {name}, e.g. {name} = {example}"),
+        )),
+    }
+}
+
+fn socket_addr(
+    value: &Spanned<String>,
+    key: &str,
+    example: &str,
+    cx: &Context<'_>,
+) -> Result<SocketAddr, ConfigError> {
+    value.get_ref().parse::<SocketAddr>().map_err(|_| {
+        cx.error(
+            value.span(),
+            key.to_owned(),
+            format!("{:?} is not IP:PORT; write e.g. {example}", value.get_ref()),
+        )
+    })
+}
+
+/// A DNS name, lower case with the final dot.
+fn absolute_name(
+    value: &Spanned<String>,
+    key: &str,
+    cx: &Context<'_>,
+) -> Result<String, ConfigError> {
+    parse_dns_name(value.get_ref().trim())
+        .map(|name| format!("{}.", name.trim_end_matches('.')))
+        .map_err(|error| cx.error(value.span(), key.to_owned(), error.to_string()))
+}
+
+/// The dns-01-only keys that are set, with their spans.
+fn dns01_keys(raw: &RawChallenge) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    let mut keys = vec![
+        ("provider", &raw.provider),
+        ("command", &raw.command),
+        ("propagation_resolver", &raw.propagation_resolver),
+    ];
+    keys.extend(rfc2136_key_values(raw));
+    let mut found: Vec<_> = keys
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|value| (name, value.span())))
+        .collect();
+    if let Some(timeout) = &raw.propagation_timeout {
+        found.push(("propagation_timeout", timeout.span()));
+    }
+    found
+}
+
+/// The rfc2136-only keys that are set, with their spans.
+fn rfc2136_keys(raw: &RawChallenge) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    rfc2136_key_values(raw)
+        .into_iter()
+        .filter_map(|(name, value)| value.as_ref().map(|value| (name, value.span())))
+        .collect()
+}
+
+fn rfc2136_key_values(raw: &RawChallenge) -> [(&'static str, &Option<Spanned<String>>); 5] {
+    [
+        ("server", &raw.server),
+        ("zone", &raw.zone),
+        ("tsig_key_name", &raw.tsig_key_name),
+        ("tsig_key", &raw.tsig_key),
+        ("tsig_algorithm", &raw.tsig_algorithm),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::acme::Identifier;
+    use crate::config::parse;
+
+    use super::*;
+
+    fn only_certificate(challenge: &str, names: &str) -> crate::config::model::CertificateConfig {
+        let text = format!(
+            "[acme]\ndirectory = \"https://127.0.0.1:14000/dir\"\n\n[[certificate]]\n\
+             name = \"c\"\ndns_names = {names}\nchallenge = {challenge}\n"
+        );
+        let mut config = parse(&text, None).unwrap_or_else(|e| panic!("{e}"));
+        config.certificates.remove(0)
+    }
+
+    #[test]
+    fn rfc2136_loads_with_a_decoded_key_an_absolute_zone_and_defaults() {
+        let certificate = only_certificate(
+            r#"{ type = "dns-01", provider = "rfc2136", server = "127.0.0.1:5353", zone = "Example.com", tsig_key_name = "certinel", tsig_key = "c2VjcmV0" }"#,
+            r#"["*.example.com", "example.com"]"#,
+        );
+        assert_eq!(
+            certificate.identifiers,
+            [
+                Identifier::Dns("*.example.com".into()),
+                Identifier::Dns("example.com".into())
+            ]
+        );
+        assert_eq!(
+            certificate.challenge,
+            ChallengeSpec::Dns01(Dns01Spec {
+                provider: DnsProvider::Rfc2136(Rfc2136Settings {
+                    server: "127.0.0.1:5353".parse().unwrap(),
+                    zone: "example.com.".into(),
+                    tsig_key_name: "certinel.".into(),
+                    tsig_key: TsigSecret(b"secret".to_vec()),
+                    tsig_algorithm: TsigAlgorithm::HmacSha256,
+                }),
+                propagation_resolver: None,
+                propagation_timeout: DEFAULT_PROPAGATION_TIMEOUT,
+            })
+        );
+    }
+
+    #[test]
+    fn exec_loads_with_its_resolver_and_timeout() {
+        let certificate = only_certificate(
+            r#"{ type = "dns-01", provider = "exec", command = "/usr/local/bin/hook", propagation_resolver = "127.0.0.1:53", propagation_timeout = "30s" }"#,
+            r#"["www.example.com"]"#,
+        );
+        assert_eq!(
+            certificate.challenge,
+            ChallengeSpec::Dns01(Dns01Spec {
+                provider: DnsProvider::Exec {
+                    command: "/usr/local/bin/hook".into(),
+                },
+                propagation_resolver: Some("127.0.0.1:53".parse().unwrap()),
+                propagation_timeout: Duration::from_secs(30),
+            })
+        );
+    }
+}

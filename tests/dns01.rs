@@ -1,0 +1,412 @@
+//! dns-01 end to end: a real Knot DNS on loopback holds `certinel.test.`, certinel publishes
+//! the TXT records there (RFC 2136 with TSIG, or an exec hook running `knsupdate`), and a
+//! real Pebble validates them by asking the same Knot.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use certinel::acme::{
+    AcmeAccount, AcmeError, AcmeSettings, ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec,
+    DnsProvider, Identifier, IssueRequest, Issued, KeyAlgorithm, NoopObserver, PollPolicy,
+    RetryPolicy, Rfc2136Settings, Stage, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
+};
+use x509_parser::extensions::GeneralName;
+use x509_parser::pem::Pem;
+
+use crate::common::knot::{KEY_NAME, Knot};
+use crate::common::pebble::{Pebble, PebbleOptions};
+
+const HOOK: &str = "tests/fixtures/dns01/knsupdate-hook.sh";
+
+/// A Knot, and a Pebble whose validator asks that Knot.
+async fn knot_and_pebble() -> (Knot, Pebble) {
+    let knot = Knot::start().await;
+    let pebble = Pebble::start(PebbleOptions {
+        dns_server: Some(knot.addr),
+        ..PebbleOptions::default()
+    })
+    .await;
+    (knot, pebble)
+}
+
+async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
+    let settings = AcmeSettings {
+        ca_file: Some(pebble.api_root.clone()),
+        poll: PollPolicy {
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(60),
+        },
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            ..RetryPolicy::default()
+        },
+        ..AcmeSettings::new(&pebble.directory_url)
+    };
+    load_or_create_account(&settings, state_dir, Arc::new(NoopObserver))
+        .await
+        .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
+}
+
+fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
+    Dns01Spec {
+        provider: DnsProvider::Rfc2136(Rfc2136Settings {
+            server: knot.addr,
+            zone: zone.into(),
+            tsig_key_name: KEY_NAME.into(),
+            tsig_key: TsigSecret(STANDARD.decode(&knot.key_base64).unwrap()),
+            tsig_algorithm: TsigAlgorithm::HmacSha256,
+        }),
+        propagation_resolver: None,
+        propagation_timeout: Duration::from_secs(20),
+    }
+}
+
+fn request(names: &[&str], spec: Dns01Spec) -> IssueRequest {
+    IssueRequest {
+        names: names.iter().map(|name| Identifier::parse(name)).collect(),
+        key: KeyAlgorithm::EcdsaP256,
+        challenge: ChallengeSpec::Dns01(spec),
+        profile: None,
+        replaces: None,
+    }
+}
+
+/// The leaf's DNS names, sorted.
+fn leaf_names(issued: &Issued) -> Vec<String> {
+    let pem = Pem::iter_from_buffer(issued.cert_chain_pem.as_bytes())
+        .next()
+        .expect("a certificate")
+        .expect("PEM");
+    let leaf = pem.parse_x509().expect("leaf parses");
+    let mut names: Vec<String> = leaf
+        .subject_alternative_name()
+        .expect("SAN parses")
+        .expect("SAN present")
+        .value
+        .general_names
+        .iter()
+        .map(|name| match name {
+            GeneralName::DNSName(dns) => dns.to_string(),
+            other => other.to_string(),
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    names.sort();
+    names
+}
+
+async fn issue_ok(knot: &Knot, pebble: &Pebble, request: &IssueRequest) -> Issued {
+    let state = tempfile::tempdir().unwrap();
+    let account = account(pebble, state.path()).await;
+    issue(&account, request).await.unwrap_or_else(|e| {
+        panic!(
+            "issue: {e}\n--- pebble ---\n{}\n--- knot ---\n{}",
+            pebble.log(),
+            knot.log()
+        )
+    })
+}
+
+#[tokio::test]
+async fn rfc2136_issues_a_wildcard_and_apex_certificate_and_removes_both_txt_records() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let names = ["*.certinel.test", "certinel.test"];
+    let issued = issue_ok(
+        &knot,
+        &pebble,
+        &request(&names, rfc2136(&knot, "certinel.test.")),
+    )
+    .await;
+    assert_eq!(leaf_names(&issued), sorted(&names));
+    // Both authorizations used the one name _acme-challenge.certinel.test; none is left.
+    assert_eq!(
+        knot.txt("_acme-challenge.certinel.test."),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn rfc2136_issues_a_multi_name_certificate_and_leaves_no_txt_record() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let names = ["www.certinel.test", "api.certinel.test", "certinel.test"];
+    let mut spec = rfc2136(&knot, "certinel.test");
+    // Asking the update server explicitly is the same as the default.
+    spec.propagation_resolver = Some(knot.addr);
+    spec.propagation_timeout = DEFAULT_PROPAGATION_TIMEOUT;
+    let issued = issue_ok(&knot, &pebble, &request(&names, spec)).await;
+    assert_eq!(leaf_names(&issued), sorted(&names));
+    for name in names {
+        assert_eq!(
+            knot.txt(&format!("_acme-challenge.{name}.")),
+            Vec::<String>::new(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn exec_provider_presents_and_cleans_up_through_a_knsupdate_hook() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.log");
+    let hook = write_hook(&knot, dir.path(), &calls);
+    let spec = Dns01Spec {
+        provider: DnsProvider::Exec { command: hook },
+        propagation_resolver: Some(knot.addr),
+        propagation_timeout: Duration::from_secs(20),
+    };
+    let issued = issue_ok(&knot, &pebble, &request(&["exec.certinel.test"], spec)).await;
+    assert_eq!(leaf_names(&issued), ["exec.certinel.test"]);
+
+    let calls = std::fs::read_to_string(&calls).expect("the hook ran");
+    let calls: Vec<Vec<&str>> = calls.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(
+        calls[0][..2],
+        ["present", "_acme-challenge.exec.certinel.test."]
+    );
+    assert_eq!(
+        calls[1][..2],
+        ["cleanup", "_acme-challenge.exec.certinel.test."]
+    );
+    assert_eq!(
+        calls[0][2], calls[1][2],
+        "cleanup removes the value it presented"
+    );
+    assert_eq!(
+        knot.txt("_acme-challenge.exec.certinel.test."),
+        Vec::<String>::new()
+    );
+}
+
+/// A wrapper that passes Knot's address, the zone, the key and the call log to the hook
+/// fixture ahead of lego's three arguments.
+fn write_hook(knot: &Knot, dir: &Path, calls: &Path) -> PathBuf {
+    let fixture = std::path::absolute(HOOK).expect("absolute hook path");
+    let script = format!(
+        "#!/bin/sh\nexec {} {} {} certinel.test. hmac-sha256:{KEY_NAME}:{} {} \"$@\"\n",
+        fixture.display(),
+        knot.addr.ip(),
+        knot.addr.port(),
+        knot.key_base64,
+        calls.display()
+    );
+    let path = dir.join("hook");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn cname_delegated_challenge_is_published_at_the_target_and_removed() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let issued = issue_ok(
+        &knot,
+        &pebble,
+        &request(
+            &["delegated.certinel.test"],
+            rfc2136(&knot, "certinel.test."),
+        ),
+    )
+    .await;
+    assert_eq!(leaf_names(&issued), ["delegated.certinel.test"]);
+    // A TXT record next to the CNAME would have been refused by Knot, so validation only
+    // passed because the value went to the target; which is empty again now.
+    assert_eq!(
+        knot.txt("delegated.challenges.certinel.test."),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_cname_target_outside_the_configured_zone_fails_at_challenge_with_dns_lookup() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    let error = issue(
+        &account,
+        &request(
+            &["delegated.certinel.test"],
+            rfc2136(&knot, "validation.test."),
+        ),
+    )
+    .await
+    .expect_err("the target is not in validation.test.");
+    assert_eq!(
+        (error.stage(), error.problem()),
+        (Stage::Challenge, "dnsLookup")
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("delegated.challenges.certinel.test.")
+            && message.contains("outside zone validation.test."),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_tsig_key_fails_at_challenge_with_dns_update_and_names_the_key() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    let mut spec = rfc2136(&knot, "certinel.test.");
+    if let DnsProvider::Rfc2136(settings) = &mut spec.provider {
+        settings.tsig_key = TsigSecret(b"not the key Knot knows".to_vec());
+    }
+    let error = issue(&account, &request(&["denied.certinel.test"], spec))
+        .await
+        .expect_err("Knot refuses the signature");
+    assert_eq!(
+        (error.stage(), error.problem()),
+        (Stage::Challenge, "dnsUpdate")
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("did not accept the update's TSIG signature")
+            && message.contains("tsig_key"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&knot.key_base64),
+        "the secret is never quoted"
+    );
+    assert_eq!(
+        knot.txt("_acme-challenge.denied.certinel.test."),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cleaned_up() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.log");
+    // A hook that says it published but did not.
+    let hook = dir.path().join("hook");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let spec = Dns01Spec {
+        provider: DnsProvider::Exec { command: hook },
+        propagation_resolver: Some(knot.addr),
+        propagation_timeout: Duration::from_secs(2),
+    };
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    let error = issue(&account, &request(&["www.certinel.test"], spec))
+        .await
+        .expect_err("the TXT record never appears");
+    assert_eq!(
+        (error.stage(), error.problem()),
+        (Stage::Challenge, "dnsPropagation")
+    );
+    assert!(error.to_string().contains("propagation_timeout"), "{error}");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let actions: Vec<&str> = calls
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["present", "cleanup"],
+        "cleanup also after a failure"
+    );
+}
+
+#[tokio::test]
+async fn certinel_renew_issues_a_wildcard_from_a_config_file_with_an_rfc2136_challenge() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let config = dir.path().join("certinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
+             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"wild\"\n\
+             dns_names = [\"*.certinel.test\", \"certinel.test\"]\n\
+             challenge = {{ type = \"dns-01\", provider = \"rfc2136\", server = \"{server}\", \
+             zone = \"certinel.test.\", tsig_key_name = \"{KEY_NAME}\", tsig_key = \"{key}\", \
+             tsig_algorithm = \"hmac-sha256\", propagation_timeout = \"20s\" }}\n",
+            state = state_dir.display().to_string(),
+            directory = pebble.directory_url,
+            ca = pebble.api_root.display().to_string(),
+            server = knot.addr,
+            key = knot.key_base64,
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
+        .args(["renew", "wild", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .expect("run certinel");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.starts_with("wild: renewed to v0001"),
+        "stdout: {stdout}\nstderr: {stderr}\n--- knot ---\n{}",
+        knot.log()
+    );
+    assert!(
+        !stderr.contains(&knot.key_base64),
+        "the TSIG secret is never logged"
+    );
+    let chain = std::fs::read_to_string(state_dir.join("certs/wild/current/fullchain.pem"))
+        .expect("current/fullchain.pem");
+    let issued = Issued {
+        key_pem: String::new(),
+        cert_chain_pem: chain,
+        order_url: String::new(),
+    };
+    assert_eq!(
+        leaf_names(&issued),
+        sorted(&["*.certinel.test", "certinel.test"])
+    );
+    assert_eq!(
+        knot.txt("_acme-challenge.certinel.test."),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_cname_into_another_zone_updates_that_zone_and_cleans_it_up() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    let result = issue(
+        &account,
+        &request(
+            &["elsewhere.certinel.test"],
+            rfc2136(&knot, "validation.test."),
+        ),
+    )
+    .await;
+    // certinel found the record at the CNAME's target in validation.test. before telling
+    // Pebble; Pebble asks Knot, which does not follow the CNAME into its other zone, so
+    // validation fails with the CA's problem, not with one of certinel's dns problems.
+    let error = result.expect_err("Knot does not follow CNAMEs across zones");
+    assert_eq!(error.stage(), Stage::Challenge, "{error}");
+    assert!(matches!(error, AcmeError::Server { .. }), "{error}");
+    let updates = knot
+        .log()
+        .matches("[validation.test.] DDNS, finished")
+        .count();
+    assert_eq!(updates, 2, "one update adds, one removes:\n{}", knot.log());
+    assert_eq!(knot.txt("elsewhere.validation.test."), Vec::<String>::new());
+}
