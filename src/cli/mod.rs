@@ -7,6 +7,7 @@ pub mod check;
 pub mod config_check;
 pub mod logging;
 pub mod renew;
+pub mod revoke;
 pub mod run;
 pub mod status;
 
@@ -54,6 +55,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Make a certificate's previous version current again and run its deploy commands.
     Rollback(renew::RollbackArgs),
+    /// Revoke a certificate at the CA and issue a replacement with a new key at once.
+    Revoke(revoke::RevokeArgs),
 }
 
 /// `certinel config ...`
@@ -81,5 +84,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Renew(args) => renew::run(args, cli.log_format),
         Command::Status(args) => status::run(args),
         Command::Rollback(args) => renew::rollback(args, cli.log_format),
+        Command::Revoke(args) => revoke::run(args, cli.log_format),
     }
 }
