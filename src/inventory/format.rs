@@ -121,7 +121,12 @@ fn checklist(certificate: &ManagedCertificate) -> Vec<(&'static str, String)> {
         RenewalRule::RenewBefore { before } => {
             format!("renew {} before expiry", human_duration(before))
         }
-        RenewalRule::Percentage { percent } => format!("renew at {percent}% of the lifetime"),
+        RenewalRule::Percentage { percent } => {
+            format!("renew when {percent}% of the lifetime remains")
+        }
+        RenewalRule::Default => {
+            "renew when a third of the lifetime remains (half if ≤ 10d)".to_owned()
+        }
     };
     let next_renewal = match certificate.next_renewal {
         Some(at) => format!("{rule}; next renewal {}", timestamp(at)),

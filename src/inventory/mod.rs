@@ -69,11 +69,15 @@ pub enum RenewalRule {
         #[serde(with = "seconds")]
         before: Duration,
     },
-    /// Renew once this share of the lifetime has passed.
+    /// Renew when this percentage of the lifetime remains (cert-manager
+    /// `renewBeforePercentage`).
     Percentage {
-        /// Percent of the lifetime, 1..=99.
+        /// Percent of the lifetime remaining, in (0, 100).
         percent: u8,
     },
+    /// The default: one third of the lifetime before expiry (one half for lifetimes of ten
+    /// days or less).
+    Default,
 }
 
 /// How a certificate is obtained without a human.
@@ -145,6 +149,26 @@ pub fn alert_names(rules_yaml: &str) -> Vec<String> {
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
         .collect()
+}
+
+/// Whether a scanned leaf is one certinel manages: its serial (lowercase hex, no leading
+/// zeros) matches a stored version, or every one of its DNS names is a configured name.
+pub fn is_managed(
+    leaf_serial: &str,
+    leaf_dns_names: &[String],
+    stored_serials: &[String],
+    managed_names: &[String],
+) -> bool {
+    let serial = leaf_serial.trim_start_matches('0').to_ascii_lowercase();
+    if stored_serials.iter().any(|stored| *stored == serial) {
+        return true;
+    }
+    !leaf_dns_names.is_empty()
+        && leaf_dns_names.iter().all(|name| {
+            managed_names
+                .iter()
+                .any(|managed| managed.eq_ignore_ascii_case(name))
+        })
 }
 
 /// Serde helpers writing a [`Duration`] as whole seconds.

@@ -45,7 +45,7 @@ fn never_issued(name: &str) -> ManagedCertificate {
     ManagedCertificate {
         issuer: None,
         lifetime: None,
-        renewal_rule: RenewalRule::Percentage { percent: 66 },
+        renewal_rule: RenewalRule::Percentage { percent: 33 },
         next_renewal: None,
         deploy_commands: Vec::new(),
         overlap: None,
@@ -164,6 +164,32 @@ fn alert_names_come_from_the_shipped_rule_files_in_order() {
         names.iter().all(|name| name.starts_with("Certinel")),
         "{names:?}"
     );
+}
+
+#[test]
+fn a_leaf_is_managed_by_stored_serial_or_by_all_names_configured() {
+    let stored = vec!["1a2b".to_owned()];
+    let managed = vec!["www.example.com".to_owned()];
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert!(is_managed(
+        "001A2B",
+        &names(&["other.test"]),
+        &stored,
+        &managed
+    ));
+    assert!(is_managed(
+        "ff",
+        &names(&["WWW.example.com"]),
+        &stored,
+        &managed
+    ));
+    assert!(!is_managed(
+        "ff",
+        &names(&["www.example.com", "x.test"]),
+        &stored,
+        &managed
+    ));
+    assert!(!is_managed("ff", &[], &stored, &managed));
 }
 
 #[test]
