@@ -160,7 +160,7 @@ pub fn is_managed(
     managed_names: &[String],
 ) -> bool {
     let serial = leaf_serial.trim_start_matches('0').to_ascii_lowercase();
-    if stored_serials.iter().any(|stored| *stored == serial) {
+    if stored_serials.contains(&serial) {
         return true;
     }
     !leaf_dns_names.is_empty()
