@@ -8,13 +8,13 @@ use certinel::store::{CertStore, VersionId};
 use crate::common::pebble::{Pebble, PebbleOptions};
 
 /// A configuration with one http-01 certificate named `name`, in a temporary directory.
-struct Setup {
+pub(crate) struct Setup {
     _dir: tempfile::TempDir,
     config: PathBuf,
     state_dir: PathBuf,
 }
 
-fn setup(pebble: &Pebble, name: &str) -> Setup {
+pub(crate) fn setup(pebble: &Pebble, name: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
     let text = format!(
@@ -36,7 +36,7 @@ fn setup(pebble: &Pebble, name: &str) -> Setup {
     }
 }
 
-async fn certinel(setup: &Setup, args: &[&str]) -> std::process::Output {
+pub(crate) async fn certinel(setup: &Setup, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
         .args(args)
         .arg("--config")
@@ -46,7 +46,7 @@ async fn certinel(setup: &Setup, args: &[&str]) -> std::process::Output {
         .expect("run certinel")
 }
 
-fn text(output: &std::process::Output) -> String {
+pub(crate) fn text(output: &std::process::Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stdout),

@@ -8,6 +8,8 @@ mod check_cli;
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
+/// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
+mod inventory;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a
 /// real Prometheus scraping a real certinel.
 mod monitoring;

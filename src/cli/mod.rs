@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod config_check;
+pub mod inventory;
 pub mod logging;
 pub mod renew;
 pub mod revoke;
@@ -57,6 +58,8 @@ pub enum Command {
     Rollback(renew::RollbackArgs),
     /// Revoke a certificate at the CA and issue a replacement with a new key at once.
     Revoke(revoke::RevokeArgs),
+    /// Print each managed certificate's rotation checklist.
+    Inventory(inventory::InventoryArgs),
 }
 
 /// `certinel config ...`
@@ -85,5 +88,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Rollback(args) => renew::rollback(args, cli.log_format),
         Command::Revoke(args) => revoke::run(args, cli.log_format),
+        Command::Inventory(args) => inventory::run(args),
     }
 }
