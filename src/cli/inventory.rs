@@ -1,23 +1,29 @@
 //! `certinel inventory`: gathers each managed certificate's rotation checklist from the
 //! configuration, the state directory and the audit log, and prints it.
-//!
-//! Not yet done: the "monitored, not managed" sweep of scanned endpoints and files; the
-//! list is empty until it is (see `inventory::is_managed` for the matching rule).
+//! Scanned endpoints and files are probed once; a leaf whose serial matches no stored
+//! version and whose names are not all configured is listed as "monitored, not managed".
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::acme::ChallengeSpec;
 use crate::cli::ExitCode;
-use crate::config::{self, model::CertificateConfig};
+use crate::config;
+use crate::config::model::{CertificateConfig, Config};
 use crate::inventory::format::{OutputFormat, render};
 use crate::inventory::{
-    Automation, FailurePolicy, Inventory, ManagedCertificate, RenewalRule, alert_names, overlap,
+    Automation, FailurePolicy, Inventory, ManagedCertificate, MonitoredCertificate, MonitoredKind,
+    RenewalRule, alert_names, days_left, is_managed, overlap,
 };
 use crate::renew::Renewer;
+use crate::scan::files;
+use crate::scan::inspect::CertFacts;
+use crate::scan::sweep::sweep_endpoints;
 use crate::schedule::plan::RenewBefore;
+use crate::service::probe_context;
 use crate::store::CertStore;
 
 /// Arguments of `certinel inventory`.
@@ -110,10 +116,39 @@ pub fn run(args: InventoryArgs) -> anyhow::Result<ExitCode> {
             last_rotation: last_rotation(&audit, &certificate.name),
         });
     }
+    let stored_serials: Vec<String> = config
+        .certificates
+        .iter()
+        .filter_map(|certificate| store.versions(&certificate.name).ok())
+        .flatten()
+        .map(|meta| meta.serial)
+        .collect();
+    let managed_names: Vec<String> = config
+        .certificates
+        .iter()
+        .flat_map(CertificateConfig::dns_names)
+        .collect();
+    let mut monitored_not_managed = Vec::new();
+    for (kind, target, leaf) in scanned_leaves(&config)? {
+        if !is_managed(
+            &leaf.serial,
+            &leaf.dns_names,
+            &stored_serials,
+            &managed_names,
+        ) {
+            monitored_not_managed.push(MonitoredCertificate {
+                kind,
+                target,
+                days_left: days_left(leaf.not_after, now),
+                dns_names: leaf.dns_names,
+                not_after: leaf.not_after,
+            });
+        }
+    }
     let inventory = Inventory {
         generated_at: now,
         managed,
-        monitored_not_managed: Vec::new(),
+        monitored_not_managed,
     };
     let format = match args.output {
         Output::Table => OutputFormat::Table,
@@ -122,6 +157,48 @@ pub fn run(args: InventoryArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{}", render(&inventory, format));
     Ok(ExitCode(0))
+}
+
+/// Probes every configured endpoint and reads every configured file once; returns each
+/// leaf that could be read. Unreachable targets are left out: `certinel check` reports them.
+fn scanned_leaves(config: &Config) -> anyhow::Result<Vec<(MonitoredKind, String, CertFacts)>> {
+    let mut leaves = Vec::new();
+    if !config.endpoints.is_empty() {
+        let context = Arc::new(probe_context(config)?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let reports = runtime.block_on(sweep_endpoints(
+            &config.endpoints,
+            context,
+            config.scanner.concurrency,
+            &|_, _| {},
+        ));
+        for report in reports {
+            let target = report.endpoint.target.to_string();
+            let leaf = report.addresses.into_iter().find_map(|address| {
+                address
+                    .outcome
+                    .ok()
+                    .map(|handshake| handshake.chain.leaf().clone())
+            });
+            if let Some(leaf) = leaf {
+                leaves.push((MonitoredKind::Endpoint, target, leaf));
+            }
+        }
+    }
+    for source in &config.files {
+        for path in files::expand(&source.path).unwrap_or_default() {
+            if let Ok(chain) = files::inspect_file(&path).outcome {
+                leaves.push((
+                    MonitoredKind::File,
+                    path.display().to_string(),
+                    chain.leaf().clone(),
+                ));
+            }
+        }
+    }
+    Ok(leaves)
 }
 
 fn store_path(state_dir: &Path, name: &str) -> String {
