@@ -10,8 +10,8 @@ use crate::common::pebble::{Pebble, PebbleOptions};
 /// A configuration with one http-01 certificate named `name`, in a temporary directory.
 pub(crate) struct Setup {
     _dir: tempfile::TempDir,
-    config: PathBuf,
-    state_dir: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) state_dir: PathBuf,
 }
 
 pub(crate) fn setup(pebble: &Pebble, name: &str) -> Setup {
