@@ -11,6 +11,8 @@ mod config_files;
 /// dns-01 against a real Knot DNS that Pebble also asks: RFC 2136 with TSIG and an exec
 /// hook, wildcard and multi-name certificates, CNAME delegation, cleanup, wrong keys.
 mod dns01;
+/// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
+mod inventory;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a
 /// real Prometheus scraping a real certinel.
 mod monitoring;
@@ -19,6 +21,8 @@ mod probe;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;
+/// `certinel revoke` against a real Pebble: revoked at the CA, replaced with a new key, audited.
+mod revoke;
 /// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.

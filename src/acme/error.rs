@@ -20,10 +20,12 @@ pub enum Stage {
     Finalize,
     /// Downloading the certificate chain.
     Download,
+    /// Revoking a certificate.
+    Revoke,
 }
 
 impl Stage {
-    /// The metric label value: `account`, `order`, `challenge`, `finalize` or `download`.
+    /// The metric label value: `account`, `order`, `challenge`, `finalize`, `download` or `revoke`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Account => "account",
@@ -31,6 +33,7 @@ impl Stage {
             Self::Challenge => "challenge",
             Self::Finalize => "finalize",
             Self::Download => "download",
+            Self::Revoke => "revoke",
         }
     }
 }

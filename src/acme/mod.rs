@@ -28,6 +28,7 @@ mod http;
 mod keys;
 mod order;
 pub mod retry;
+mod revoke;
 mod solvers;
 
 use std::fmt;
@@ -44,6 +45,7 @@ pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
 pub use order::{complete_order, issue, place_order};
 pub use retry::{PollPolicy, RetryPolicy};
+pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};
 
 /// Everything needed to talk to one ACME CA.
 #[derive(Clone, Debug)]

@@ -5,8 +5,10 @@
 
 pub mod check;
 pub mod config_check;
+pub mod inventory;
 pub mod logging;
 pub mod renew;
+pub mod revoke;
 pub mod run;
 pub mod status;
 
@@ -54,6 +56,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Make a certificate's previous version current again and run its deploy commands.
     Rollback(renew::RollbackArgs),
+    /// Revoke a certificate at the CA and issue a replacement with a new key at once.
+    Revoke(revoke::RevokeArgs),
+    /// Print each managed certificate's rotation checklist.
+    Inventory(inventory::InventoryArgs),
 }
 
 /// `certinel config ...`
@@ -81,5 +87,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Renew(args) => renew::run(args, cli.log_format),
         Command::Status(args) => status::run(args),
         Command::Rollback(args) => renew::rollback(args, cli.log_format),
+        Command::Revoke(args) => revoke::run(args, cli.log_format),
+        Command::Inventory(args) => inventory::run(args),
     }
 }

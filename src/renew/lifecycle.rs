@@ -113,7 +113,7 @@ impl<'a> Run<'a> {
         self.issue_and_roll_out(&account, None).await
     }
 
-    async fn account(&self) -> Result<AcmeAccount, RenewError> {
+    pub(super) async fn account(&self) -> Result<AcmeAccount, RenewError> {
         let acme = self.renewer.acme.as_ref().ok_or(RenewError::NoAcme)?;
         let settings = AcmeSettings {
             directory: acme.directory.clone(),
@@ -472,7 +472,7 @@ impl<'a> Run<'a> {
             .map(|meta| meta.serial)
     }
 
-    fn record(
+    pub(super) fn record(
         &self,
         step: Step,
         version: Option<VersionId>,

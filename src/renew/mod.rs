@@ -19,6 +19,7 @@
 
 mod deploy;
 mod lifecycle;
+mod revoke;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use crate::schedule::plan::Reason;
 use crate::store::{StoreError, VersionId};
 
 pub use deploy::HookError;
+pub use revoke::RevokeOutcome;
 pub use status::{CertificateStatus, reason_name};
 
 /// How to run one renewal.
@@ -133,6 +135,9 @@ pub enum RenewError {
         #[source]
         source: StoreError,
     },
+    /// `revoke` found no current version to revoke.
+    #[error("{0}: there is no current certificate to revoke")]
+    NothingToRevoke(String),
     /// The scratch directory of a dry run could not be created.
     #[error("cannot create a scratch directory for the dry run: {0}")]
     Scratch(#[source] std::io::Error),
@@ -155,6 +160,7 @@ impl RenewError {
             Self::Verify { .. } => "verify",
             Self::Store { .. } | Self::Scratch(_) => "state",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
+            Self::NothingToRevoke(_) => "revoke",
         }
     }
 
@@ -167,6 +173,7 @@ impl RenewError {
             Self::Verify { .. } => "verify",
             Self::Store { .. } | Self::Scratch(_) => "io",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
+            Self::NothingToRevoke(_) => "notIssued",
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum Step {
     Abandon,
     /// A restart picked up an interrupted renewal.
     Recover,
+    /// The current certificate was revoked at the CA.
+    Revoke,
 }
 
 /// Whether a step worked.

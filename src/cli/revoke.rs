@@ -1,0 +1,65 @@
+//! `certinel revoke NAME`: revoke the current certificate and issue a replacement with a
+//! new key at once. Exit 0 when both worked, 1 otherwise.
+
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use crate::acme::RevocationReason;
+use crate::cli::{ExitCode, LogFormat, logging};
+use crate::config;
+use crate::renew::{RenewOutcome, Renewer};
+
+/// Arguments of `certinel revoke`.
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// The certificate whose current version is revoked.
+    pub name: String,
+    /// Why: unspecified, key-compromise, superseded, cessation-of-operation or
+    /// affiliation-changed.
+    #[arg(long, default_value = "unspecified", value_parser = parse_reason)]
+    pub reason: RevocationReason,
+    /// The configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+}
+
+/// Runs `certinel revoke`.
+pub fn run(args: RevokeArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+    logging::init(log_format);
+    let config = config::load(&args.config)?;
+    let renewer = Renewer::new(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let now = OffsetDateTime::now_utc();
+    match runtime.block_on(renewer.revoke(&args.name, args.reason, now)) {
+        Ok(outcome) => {
+            let replacement = match outcome.replacement {
+                RenewOutcome::Renewed {
+                    version, serial, ..
+                } => format!("replaced by {version} (serial {serial})"),
+                RenewOutcome::NotDue { .. } => "not replaced".to_owned(),
+            };
+            println!(
+                "{}: revoked serial {} ({}); {replacement}",
+                args.name, outcome.revoked_serial, args.reason
+            );
+            Ok(ExitCode(0))
+        }
+        Err(error) => {
+            println!(
+                "{}: revoke failed at stage {} (problem {}): {error}",
+                args.name,
+                error.stage(),
+                error.problem()
+            );
+            Ok(ExitCode(1))
+        }
+    }
+}
+
+fn parse_reason(text: &str) -> Result<RevocationReason, String> {
+    text.parse()
+        .map_err(|e: crate::acme::UnknownRevocationReason| e.to_string())
+}

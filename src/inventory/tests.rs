@@ -1,0 +1,201 @@
+//! Data-driven tests of the inventory model helpers and renderings: each rendering is
+//! compared with an expected file under tests/fixtures/inventory/.
+
+use std::path::PathBuf;
+
+use time::Duration;
+use time::macros::datetime;
+
+use super::format::{OutputFormat, human_duration, render};
+use super::*;
+
+fn managed(name: &str) -> ManagedCertificate {
+    ManagedCertificate {
+        name: name.to_owned(),
+        dns_names: vec!["www.example.com".to_owned(), "example.com".to_owned()],
+        key_type: "ecdsa-p256".to_owned(),
+        issuer: Some("CN=Pebble Intermediate CA 1a2b3c".to_owned()),
+        stored_at: format!("/var/lib/certinel/certs/{name}/current"),
+        lifetime: Some(Duration::days(90)),
+        renewal_rule: RenewalRule::RenewBefore {
+            before: Duration::days(30),
+        },
+        next_renewal: Some(datetime!(2026-12-01 10:00 UTC)),
+        automation: Automation {
+            directory: "https://127.0.0.1:14000/dir".to_owned(),
+            challenge: "http-01".to_owned(),
+        },
+        deploy_commands: vec!["systemctl reload nginx".to_owned()],
+        on_failure: FailurePolicy {
+            backoff_min: Duration::minutes(5),
+            backoff_max: Duration::hours(24),
+            rollback_on_deploy_failure: true,
+            alerts: vec![
+                "CertinelRenewalFailing".to_owned(),
+                "CertinelRenewalOverdue".to_owned(),
+            ],
+        },
+        overlap: Some(Duration::days(30)),
+        audit_log: "/var/lib/certinel/audit.jsonl".to_owned(),
+        last_rotation: Some(datetime!(2026-10-02 10:00 UTC)),
+    }
+}
+
+fn never_issued(name: &str) -> ManagedCertificate {
+    ManagedCertificate {
+        issuer: None,
+        lifetime: None,
+        renewal_rule: RenewalRule::Percentage { percent: 33 },
+        next_renewal: None,
+        deploy_commands: Vec::new(),
+        overlap: None,
+        last_rotation: None,
+        ..managed(name)
+    }
+}
+
+fn sample() -> Inventory {
+    Inventory {
+        generated_at: datetime!(2026-11-27 00:00 UTC),
+        managed: vec![managed("www"), never_issued("api")],
+        monitored_not_managed: vec![
+            MonitoredCertificate {
+                kind: MonitoredKind::Endpoint,
+                target: "legacy.example.com:443".to_owned(),
+                dns_names: vec!["legacy.example.com".to_owned()],
+                not_after: datetime!(2026-12-09 12:00 UTC),
+                days_left: 12,
+            },
+            MonitoredCertificate {
+                kind: MonitoredKind::File,
+                target: "/etc/ssl/vendor|app.pem".to_owned(),
+                dns_names: vec!["vendor.internal".to_owned()],
+                not_after: datetime!(2026-11-20 00:00 UTC),
+                days_left: -7,
+            },
+        ],
+    }
+}
+
+fn empty() -> Inventory {
+    Inventory {
+        generated_at: datetime!(2026-11-27 00:00 UTC),
+        managed: Vec::new(),
+        monitored_not_managed: Vec::new(),
+    }
+}
+
+/// Renders `inventory` and compares it with `tests/fixtures/inventory/FIXTURE`. With
+/// `CERTINEL_UPDATE_FIXTURES=1` the fixture is rewritten instead.
+fn check(inventory: &Inventory, format: OutputFormat, fixture: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/inventory")
+        .join(fixture);
+    let actual = render(inventory, format);
+    if std::env::var_os("CERTINEL_UPDATE_FIXTURES").is_some() {
+        std::fs::write(&path, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with CERTINEL_UPDATE_FIXTURES=1)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "rendering differs from {}",
+        path.display()
+    );
+}
+
+#[test]
+fn table_answers_every_checklist_question_and_lists_unmanaged_certificates() {
+    check(&sample(), OutputFormat::Table, "sample.txt");
+}
+
+#[test]
+fn markdown_escapes_pipes_and_answers_every_checklist_question() {
+    check(&sample(), OutputFormat::Markdown, "sample.md");
+}
+
+#[test]
+fn json_carries_durations_as_seconds_and_times_as_rfc3339() {
+    check(&sample(), OutputFormat::Json, "sample.json");
+}
+
+#[test]
+fn empty_inventory_says_none_in_every_format() {
+    check(&empty(), OutputFormat::Table, "empty.txt");
+    check(&empty(), OutputFormat::Markdown, "empty.md");
+    check(&empty(), OutputFormat::Json, "empty.json");
+}
+
+#[test]
+fn overlap_is_previous_end_minus_current_start_and_never_negative() {
+    let current_not_before = datetime!(2026-10-02 10:00 UTC);
+    assert_eq!(
+        overlap(datetime!(2026-11-01 10:00 UTC), current_not_before),
+        Duration::days(30)
+    );
+    assert_eq!(
+        overlap(datetime!(2026-10-01 10:00 UTC), current_not_before),
+        Duration::ZERO
+    );
+}
+
+#[test]
+fn days_left_rounds_down_and_goes_negative_after_expiry() {
+    let now = datetime!(2026-11-27 00:00 UTC);
+    assert_eq!(days_left(datetime!(2026-12-09 12:00 UTC), now), 12);
+    assert_eq!(days_left(datetime!(2026-11-26 23:00 UTC), now), -1);
+}
+
+#[test]
+fn alert_names_come_from_the_shipped_rule_files_in_order() {
+    let rules = include_str!("../../config/prometheus/alerts-renewal.yml");
+    let names = alert_names(rules);
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("CertinelRenewalFailing")
+    );
+    assert!(
+        names.iter().all(|name| name.starts_with("Certinel")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_leaf_is_managed_by_stored_serial_or_by_all_names_configured() {
+    let stored = vec!["1a2b".to_owned()];
+    let managed = vec!["www.example.com".to_owned()];
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert!(is_managed(
+        "001A2B",
+        &names(&["other.test"]),
+        &stored,
+        &managed
+    ));
+    assert!(is_managed(
+        "ff",
+        &names(&["WWW.example.com"]),
+        &stored,
+        &managed
+    ));
+    assert!(!is_managed(
+        "ff",
+        &names(&["www.example.com", "x.test"]),
+        &stored,
+        &managed
+    ));
+    assert!(!is_managed("ff", &[], &stored, &managed));
+}
+
+#[test]
+fn human_duration_uses_the_largest_whole_unit() {
+    assert_eq!(human_duration(Duration::days(90)), "90d");
+    assert_eq!(human_duration(Duration::hours(36)), "36h");
+    assert_eq!(human_duration(Duration::minutes(5)), "5m");
+    assert_eq!(human_duration(Duration::seconds(17)), "17s");
+}
