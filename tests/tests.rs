@@ -16,6 +16,8 @@ mod probe;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;
+/// Renewals inside `certinel run` and the per-certificate lock, against a real Pebble.
+mod renew_service;
 /// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
