@@ -21,6 +21,8 @@ mod probe;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;
+/// Renewals inside `certinel run` and the per-certificate lock, against a real Pebble.
+mod renew_service;
 /// `certinel revoke` against a real Pebble: revoked at the CA, replaced with a new key, audited.
 mod revoke;
 /// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.

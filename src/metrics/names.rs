@@ -165,6 +165,67 @@ pub const CONFIG_LAST_RELOAD_SUCCESSFUL: MetricDef = gauge(
     "1 when the last configuration load succeeded, 0 when it was rejected.",
 );
 
+/// notAfter of a managed certificate's current version.
+pub const CERTIFICATE_NOT_AFTER: MetricDef = gauge(
+    "certinel_certificate_not_after_timestamp_seconds",
+    "End of validity of the current version of a managed certificate, as a Unix timestamp.",
+);
+/// Seconds until a managed certificate expires, at scrape time.
+pub const CERTIFICATE_EXPIRY: MetricDef = gauge(
+    "certinel_certificate_expiry_seconds",
+    "Seconds until the current version of a managed certificate expires, computed at scrape time; negative once expired.",
+);
+/// notAfter minus notBefore of the current version.
+pub const CERTIFICATE_LIFETIME: MetricDef = gauge(
+    "certinel_certificate_lifetime_seconds",
+    "Lifetime (notAfter minus notBefore) of the current version of a managed certificate.",
+);
+/// When the next renewal is planned.
+pub const CERTIFICATE_RENEWAL_SCHEDULED: MetricDef = gauge(
+    "certinel_certificate_renewal_scheduled_timestamp_seconds",
+    "When the next renewal attempt of a managed certificate is planned, as a Unix timestamp.",
+);
+/// Renewal attempts by outcome.
+pub const CERTIFICATE_RENEWALS: MetricDef = counter(
+    "certinel_certificate_renewals_total",
+    "Renewal attempts of a managed certificate, by outcome (success or failure).",
+);
+/// Failed renewals by stage and problem.
+pub const CERTIFICATE_RENEWAL_FAILURES: MetricDef = counter(
+    "certinel_certificate_renewal_failures_total",
+    "Failed renewals of a managed certificate, by the stage that failed and the problem (ACME problem type, hook, ...).",
+);
+/// When a renewal last succeeded.
+pub const CERTIFICATE_LAST_RENEWAL_SUCCESS: MetricDef = gauge(
+    "certinel_certificate_last_renewal_success_timestamp_seconds",
+    "When a renewal of a managed certificate last succeeded, as a Unix timestamp.",
+);
+/// When a renewal was last attempted.
+pub const CERTIFICATE_LAST_RENEWAL_ATTEMPT: MetricDef = gauge(
+    "certinel_certificate_last_renewal_attempt_timestamp_seconds",
+    "When a renewal of a managed certificate was last attempted, as a Unix timestamp.",
+);
+/// Failures since the last success.
+pub const CERTIFICATE_RENEWAL_CONSECUTIVE_FAILURES: MetricDef = gauge(
+    "certinel_certificate_renewal_consecutive_failures",
+    "Failed renewal attempts of a managed certificate since its last success.",
+);
+/// A valid, unexpired certificate covering the configured names is current.
+pub const CERTIFICATE_READY: MetricDef = gauge(
+    "certinel_certificate_ready",
+    "1 when a valid, unexpired certificate covering the configured names is current, 0 otherwise.",
+);
+/// Facts about the current version as labels.
+pub const CERTIFICATE_INFO: MetricDef = gauge(
+    "certinel_certificate_info",
+    "Always 1; the labels describe the current version of a managed certificate.",
+);
+/// ACME requests by endpoint and HTTP status.
+pub const ACME_REQUESTS: MetricDef = counter(
+    "certinel_acme_requests_total",
+    "Requests sent to the ACME server, by endpoint and HTTP status (or error).",
+);
+
 /// Every metric, in the order `/metrics` renders them.
 pub const ALL: &[MetricDef] = &[
     BUILD_INFO,
@@ -192,6 +253,18 @@ pub const ALL: &[MetricDef] = &[
     FILE_CERT_CHAIN_EARLIEST_NOT_AFTER,
     FILE_CERT_INFO,
     FILE_READ_ERRORS,
+    CERTIFICATE_READY,
+    CERTIFICATE_NOT_AFTER,
+    CERTIFICATE_EXPIRY,
+    CERTIFICATE_LIFETIME,
+    CERTIFICATE_INFO,
+    CERTIFICATE_RENEWAL_SCHEDULED,
+    CERTIFICATE_RENEWALS,
+    CERTIFICATE_RENEWAL_FAILURES,
+    CERTIFICATE_LAST_RENEWAL_SUCCESS,
+    CERTIFICATE_LAST_RENEWAL_ATTEMPT,
+    CERTIFICATE_RENEWAL_CONSECUTIVE_FAILURES,
+    ACME_REQUESTS,
 ];
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 
 mod deploy;
 mod lifecycle;
+mod lock;
 mod revoke;
 mod status;
 
@@ -34,6 +35,7 @@ use crate::schedule::plan::Reason;
 use crate::store::{StoreError, VersionId};
 
 pub use deploy::HookError;
+pub use lock::{LockError, RenewalLock};
 pub use revoke::RevokeOutcome;
 pub use status::{CertificateStatus, reason_name};
 
@@ -138,6 +140,16 @@ pub enum RenewError {
     /// `revoke` found no current version to revoke.
     #[error("{0}: there is no current certificate to revoke")]
     NothingToRevoke(String),
+    /// Another `certinel renew` or `certinel run` holds this certificate's lock, or the
+    /// lock file could not be taken.
+    #[error("{name}: {source}")]
+    Lock {
+        /// Certificate name.
+        name: String,
+        /// Why the lock was not taken.
+        #[source]
+        source: LockError,
+    },
     /// The scratch directory of a dry run could not be created.
     #[error("cannot create a scratch directory for the dry run: {0}")]
     Scratch(#[source] std::io::Error),
@@ -159,6 +171,7 @@ impl RenewError {
             Self::Hook { .. } => "deploy",
             Self::Verify { .. } => "verify",
             Self::Store { .. } | Self::Scratch(_) => "state",
+            Self::Lock { .. } => "lock",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
             Self::NothingToRevoke(_) => "revoke",
         }
@@ -172,6 +185,11 @@ impl RenewError {
             Self::Hook { .. } => "hook",
             Self::Verify { .. } => "verify",
             Self::Store { .. } | Self::Scratch(_) => "io",
+            Self::Lock {
+                source: LockError::Held,
+                ..
+            } => "in_progress",
+            Self::Lock { .. } => "io",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
             Self::NothingToRevoke(_) => "notIssued",
         }
@@ -289,6 +307,7 @@ impl Renewer {
     ) -> Result<RollbackOutcome, RenewError> {
         let certificate = self.certificate(name)?;
         let span = tracing::info_span!("rollback", certificate = %name);
+        let _lock = self.lock(name)?;
         lifecycle::Run::open(self, certificate, now)?
             .manual_rollback()
             .instrument(span)
@@ -302,12 +321,21 @@ impl Renewer {
             .ok_or_else(|| RenewError::UnknownCertificate(name.to_owned()))
     }
 
+    fn lock(&self, name: &str) -> Result<RenewalLock, RenewError> {
+        RenewalLock::try_acquire(&self.state_dir, name).map_err(|source| RenewError::Lock {
+            name: name.to_owned(),
+            source,
+        })
+    }
+
     async fn run(
         &self,
         certificate: &CertificateConfig,
         force: bool,
         now: OffsetDateTime,
     ) -> Result<RenewOutcome, RenewError> {
+        // Held until the renewal ends, recovery of an interrupted one included.
+        let _lock = self.lock(&certificate.name)?;
         lifecycle::Run::open(self, certificate, now)?
             .renew(force)
             .await

@@ -5,6 +5,7 @@
 //! whole service in-process; `cli::run` binds, installs signal handlers and calls it.
 
 pub mod reload;
+pub mod renewals;
 pub mod scheduler;
 pub mod state;
 
@@ -21,6 +22,7 @@ use crate::config::ConfigError;
 use crate::config::model::Config;
 use crate::metrics::http::{self, HttpShared, ProbeSetup, StateView};
 use crate::metrics::render::Snapshot;
+use crate::renew::Renewer;
 use crate::scan::probe::ProbeContext;
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
@@ -91,6 +93,10 @@ pub async fn run_with_reload(
     let tracker = TaskTracker::new();
     let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
     scheduler.apply(&config);
+    if !config.certificates.is_empty() {
+        // Reloads do not add or remove certificate tasks yet; a restart picks them up.
+        renewals::spawn_all(Arc::new(Renewer::new(&config)), &tracker, &shutdown);
+    }
     tracing::info!(
         listen = %listener.local_addr().map_err(ServiceError::Http)?,
         endpoints = config.endpoints.len(),

@@ -1,0 +1,89 @@
+//! One advisory lock file per certificate, so `certinel renew` and `certinel run` never
+//! renew (or roll back) the same certificate at once.
+//!
+//! The lock is `flock(2)` on `state_dir/locks/NAME.lock`: the kernel drops it when the
+//! holder exits, even after `kill -9`, so a crash never leaves a stale lock behind.
+
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rustix::fs::{FlockOperation, flock};
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// Another process (or task) holds the lock: a renewal is already in progress.
+    #[error("renewal already in progress")]
+    Held,
+    /// The lock file could not be created or locked.
+    #[error("lock file {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: String,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A held lock on one certificate, released when dropped.
+#[derive(Debug)]
+pub struct RenewalLock {
+    // The lock lives as long as this open file description; closing it releases the lock.
+    _file: File,
+}
+
+impl RenewalLock {
+    /// Takes the lock of certificate `name` under `state_dir` without waiting.
+    pub fn try_acquire(state_dir: &Path, name: &str) -> Result<RenewalLock, LockError> {
+        let directory = state_dir.join("locks");
+        let path = directory.join(format!("{name}.lock"));
+        let io_error = |source: std::io::Error| LockError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&directory).map_err(io_error)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(RenewalLock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(LockError::Held),
+            Err(errno) => Err(io_error(errno.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_is_refused_until_the_first_drops_the_lock() {
+        let state_dir = tempfile::tempdir().unwrap();
+        let first = RenewalLock::try_acquire(state_dir.path(), "api").unwrap();
+        let second = RenewalLock::try_acquire(state_dir.path(), "api");
+        assert!(matches!(second, Err(LockError::Held)), "{second:?}");
+        assert_eq!(
+            RenewalLock::try_acquire(state_dir.path(), "api")
+                .unwrap_err()
+                .to_string(),
+            "renewal already in progress"
+        );
+        drop(first);
+        RenewalLock::try_acquire(state_dir.path(), "api").unwrap();
+    }
+
+    #[test]
+    fn locks_of_different_certificates_are_independent() {
+        let state_dir = tempfile::tempdir().unwrap();
+        let _api = RenewalLock::try_acquire(state_dir.path(), "api").unwrap();
+        RenewalLock::try_acquire(state_dir.path(), "www").unwrap();
+    }
+}
