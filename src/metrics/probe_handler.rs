@@ -46,8 +46,9 @@ pub fn builtin_module() -> ProbeModule {
 pub fn probe_deadline(module_timeout: Duration, scrape_timeout_header: Option<&str>) -> Duration {
     let scrape_limit = scrape_timeout_header
         .and_then(|text| text.trim().parse::<f64>().ok())
-        .filter(|seconds| seconds.is_finite() && *seconds > 0.0)
-        .map(|seconds| Duration::from_secs_f64(seconds).saturating_sub(SCRAPE_TIMEOUT_MARGIN));
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .filter(|limit| !limit.is_zero())
+        .map(|limit| limit.saturating_sub(SCRAPE_TIMEOUT_MARGIN));
     let deadline = match scrape_limit {
         Some(limit) => module_timeout.min(limit),
         None => module_timeout,
@@ -260,6 +261,18 @@ fn refuse(status: StatusCode, reason: String) -> Response {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn huge_or_negative_scrape_timeout_headers_keep_the_module_timeout() {
+        let module = Duration::from_secs(5);
+        for header in ["1e300", "-3", "NaN", "inf", "0"] {
+            assert_eq!(
+                super::probe_deadline(module, Some(header)),
+                module,
+                "{header}"
+            );
+        }
+    }
+
     use time::macros::datetime;
 
     use super::*;
