@@ -237,25 +237,21 @@ impl<'a> Run<'a> {
             .map_err(|e| self.store_error(e))?;
         let serial = self.serial(version);
         if let Err(source) = self.deploy(version).await {
-            self.record_text(
+            let detail = source.to_string();
+            return self.fail_step(
                 Step::Deployed,
-                Some(version),
-                serial.as_deref(),
-                Some(source.to_string()),
-            );
-            let restored = self.roll_back_failed()?;
-            let error = RenewError::Hook {
-                name: name.to_owned(),
                 version,
-                restored,
-                source,
-            };
-            return Err(self.count_failure(error));
+                serial.as_deref(),
+                detail,
+                |restored| RenewError::Hook {
+                    name: name.to_owned(),
+                    version,
+                    restored,
+                    source,
+                },
+            );
         }
-        self.store
-            .advance(name, Stage::Deployed, version)
-            .map_err(|e| self.store_error(e))?;
-        self.record(Step::Deployed, Some(version), serial.as_deref(), None);
+        self.pass_step(Stage::Deployed, Step::Deployed, version, serial.as_deref())?;
         self.verify_and_finish(version).await
     }
 
@@ -267,26 +263,52 @@ impl<'a> Run<'a> {
             .current_files(name)
             .map_err(|e| self.store_error(e))?;
         if let Err(source) = check_version(&files, &self.certificate.dns_names()) {
-            self.record_text(
+            let detail = source.to_string();
+            return self.fail_step(
                 Step::Verified,
-                Some(version),
-                serial.as_deref(),
-                Some(source.to_string()),
-            );
-            let restored = self.roll_back_failed()?;
-            let error = RenewError::Verify {
-                name: name.to_owned(),
                 version,
-                restored,
-                source,
-            };
-            return Err(self.count_failure(error));
+                serial.as_deref(),
+                detail,
+                |restored| RenewError::Verify {
+                    name: name.to_owned(),
+                    version,
+                    restored,
+                    source,
+                },
+            );
         }
-        self.store
-            .advance(name, Stage::Verified, version)
-            .map_err(|e| self.store_error(e))?;
-        self.record(Step::Verified, Some(version), serial.as_deref(), None);
+        self.pass_step(Stage::Verified, Step::Verified, version, serial.as_deref())?;
         self.finish(version)
+    }
+
+    /// Records a completed stage: the in-flight record advances, then the audit line.
+    fn pass_step(
+        &self,
+        stage: Stage,
+        step: Step,
+        version: VersionId,
+        serial: Option<&str>,
+    ) -> Result<(), RenewError> {
+        self.store
+            .advance(self.name(), stage, version)
+            .map_err(|e| self.store_error(e))?;
+        self.record(step, Some(version), serial, None);
+        Ok(())
+    }
+
+    /// Records a failed stage, rolls back to the previous version and counts the failure
+    /// built by `error` from what was restored.
+    fn fail_step<T>(
+        &self,
+        step: Step,
+        version: VersionId,
+        serial: Option<&str>,
+        detail: String,
+        error: impl FnOnce(Option<VersionId>) -> RenewError,
+    ) -> Result<T, RenewError> {
+        self.record_text(step, Some(version), serial, Some(detail));
+        let restored = self.roll_back_failed()?;
+        Err(self.count_failure(error(restored)))
     }
 
     fn finish(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
