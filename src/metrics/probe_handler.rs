@@ -85,15 +85,7 @@ pub fn merge_address_probes(
         .into_iter()
         .flat_map(|probe| probe.addresses)
         .collect();
-    let mut leaves = addresses.iter().filter_map(|address| {
-        address
-            .outcome
-            .as_ref()
-            .ok()
-            .map(|handshake| handshake.chain.leaf().fingerprint_sha256.as_str())
-    });
-    let first_leaf = leaves.next();
-    let addresses_disagree = leaves.any(|leaf| Some(leaf) != first_leaf);
+    let addresses_disagree = crate::scan::probe::leaves_disagree(&addresses);
     EndpointReport {
         endpoint,
         started_at,

@@ -404,7 +404,8 @@ fn suite_name(suite: Option<rustls::SupportedCipherSuite>) -> String {
 }
 
 /// Whether the addresses that completed a handshake presented different leaves.
-fn leaves_disagree(addresses: &[AddressReport]) -> bool {
+/// The addresses that completed a handshake did not all present the same leaf.
+pub fn leaves_disagree(addresses: &[AddressReport]) -> bool {
     let mut fingerprints = addresses
         .iter()
         .filter_map(|address| address.outcome.as_ref().ok())
