@@ -6,6 +6,7 @@
 //! after its allow-list check.
 
 pub mod allow;
+pub mod certificates;
 pub mod http;
 pub mod names;
 pub mod probe_handler;

@@ -3,13 +3,16 @@
 //! This list is the metric contract. `docs/metrics.md` documents the same names; a unit test
 //! checks that every name follows the Prometheus naming rules.
 
-/// Whether a metric is a gauge or a counter.
+/// Whether a metric is a gauge, a counter or a histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A value that goes up and down.
     Gauge,
     /// A value that only goes up (name ends in `_total`).
     Counter,
+    /// Observations counted into [`ACME_DURATION_BUCKETS`]-style buckets, with their sum
+    /// and count.
+    Histogram,
 }
 
 /// One metric family: its name, kind and `# HELP` text.
@@ -17,7 +20,7 @@ pub enum Kind {
 pub struct MetricDef {
     /// The metric name.
     pub name: &'static str,
-    /// Gauge or counter.
+    /// Gauge, counter or histogram.
     pub kind: Kind,
     /// The `# HELP` line.
     pub help: &'static str,
@@ -35,6 +38,14 @@ const fn counter(name: &'static str, help: &'static str) -> MetricDef {
     MetricDef {
         name,
         kind: Kind::Counter,
+        help,
+    }
+}
+
+const fn histogram(name: &'static str, help: &'static str) -> MetricDef {
+    MetricDef {
+        name,
+        kind: Kind::Histogram,
         help,
     }
 }
@@ -225,6 +236,16 @@ pub const ACME_REQUESTS: MetricDef = counter(
     "certinel_acme_requests_total",
     "Requests sent to the ACME server, by endpoint and HTTP status (or error).",
 );
+/// Duration of ACME requests.
+pub const ACME_REQUEST_DURATION: MetricDef = histogram(
+    "certinel_acme_request_duration_seconds",
+    "Duration of requests sent to the ACME server, by endpoint; retries count separately.",
+);
+
+/// Upper bounds (seconds) of the ACME request duration buckets: a local CA answers in
+/// milliseconds, a loaded public CA in seconds, and a request times out at 30 s.
+pub const ACME_DURATION_BUCKETS: [f64; 10] =
+    [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
 
 /// Every metric, in the order `/metrics` renders them.
 pub const ALL: &[MetricDef] = &[
@@ -265,6 +286,7 @@ pub const ALL: &[MetricDef] = &[
     CERTIFICATE_LAST_RENEWAL_ATTEMPT,
     CERTIFICATE_RENEWAL_CONSECUTIVE_FAILURES,
     ACME_REQUESTS,
+    ACME_REQUEST_DURATION,
 ];
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use prometheus::TextEncoder;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use time::OffsetDateTime;
 
+use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot};
 use crate::metrics::names::{self, Kind, MetricDef};
 use crate::scan::files::FileReport;
 use crate::scan::inspect::{CertFacts, ChainFacts};
@@ -30,6 +31,10 @@ pub struct Snapshot {
     pub file_read_errors: BTreeMap<String, u64>,
     /// Outcome of the configuration loads.
     pub reload: ReloadStatus,
+    /// Every managed certificate, sorted by name.
+    pub certificates: Vec<CertificateSnapshot>,
+    /// ACME request counters and durations, since start.
+    pub acme: AcmeSnapshot,
 }
 
 /// What the reload gauges report.
@@ -74,6 +79,10 @@ pub fn render_snapshot(snapshot: &Snapshot, now: OffsetDateTime) -> Result<Strin
     for (path, count) in &snapshot.file_read_errors {
         families.push(names::FILE_READ_ERRORS, &[("path", path)], *count as f64);
     }
+    for certificate in &snapshot.certificates {
+        certificates::push_certificate(&mut families, certificate, now);
+    }
+    certificates::push_acme(&mut families, &snapshot.acme);
     families.encode()
 }
 
@@ -243,6 +252,20 @@ fn push_file(families: &mut Families, report: &FileReport, now: OffsetDateTime) 
     push_info(families, names::FILE_CERT_INFO, &labels, leaf);
 }
 
+/// A sample with `labels` and no value yet.
+pub(super) fn labelled(labels: &[(&str, &str)]) -> Metric {
+    let pairs = labels
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name((*name).to_owned());
+            pair.set_value((*value).to_owned());
+            pair
+        })
+        .collect();
+    Metric::from_label(pairs)
+}
+
 fn with_sni<'a>(
     mut labels: Vec<(&'a str, &'a str)>,
     sni: Option<&'a str>,
@@ -253,32 +276,24 @@ fn with_sni<'a>(
     labels
 }
 
-fn timestamp(at: OffsetDateTime) -> f64 {
+pub(super) fn timestamp(at: OffsetDateTime) -> f64 {
     at.unix_timestamp() as f64 + f64::from(at.nanosecond()) / 1e9
 }
 
-fn flag(value: bool) -> f64 {
+pub(super) fn flag(value: bool) -> f64 {
     if value { 1.0 } else { 0.0 }
 }
 
 /// Samples grouped by family, encoded in the order of [`names::ALL`].
 #[derive(Default)]
-struct Families {
+pub(super) struct Families {
     samples: BTreeMap<&'static str, Vec<Metric>>,
 }
 
 impl Families {
-    fn push(&mut self, def: MetricDef, labels: &[(&str, &str)], value: f64) {
-        let pairs = labels
-            .iter()
-            .map(|(name, value)| {
-                let mut pair = LabelPair::default();
-                pair.set_name((*name).to_owned());
-                pair.set_value((*value).to_owned());
-                pair
-            })
-            .collect();
-        let mut metric = Metric::from_label(pairs);
+    /// Adds one gauge or counter sample. A histogram takes [`Families::push_metric`].
+    pub(super) fn push(&mut self, def: MetricDef, labels: &[(&str, &str)], value: f64) {
+        let mut metric = labelled(labels);
         match def.kind {
             Kind::Gauge => {
                 let mut gauge = Gauge::default();
@@ -290,7 +305,19 @@ impl Families {
                 counter.set_value(value);
                 metric.set_counter(counter);
             }
+            Kind::Histogram => {
+                tracing::error!(
+                    metric = def.name,
+                    "a histogram pushed as one value; dropped"
+                );
+                return;
+            }
         }
+        self.push_metric(def, metric);
+    }
+
+    /// Adds a sample built by the caller (a histogram).
+    pub(super) fn push_metric(&mut self, def: MetricDef, metric: Metric) {
         self.samples.entry(def.name).or_default().push(metric);
     }
 
@@ -307,6 +334,7 @@ impl Families {
             family.set_field_type(match def.kind {
                 Kind::Gauge => MetricType::GAUGE,
                 Kind::Counter => MetricType::COUNTER,
+                Kind::Histogram => MetricType::HISTOGRAM,
             });
             family.set_metric(metrics);
             families.push(family);

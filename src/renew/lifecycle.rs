@@ -94,8 +94,13 @@ impl<'a> Run<'a> {
         }
 
         if !force {
-            let decision = super::status::decide(&self.store, self.certificate, self.now)
-                .map_err(|e| self.store_error(e))?;
+            let decision = super::status::decide(
+                &self.store,
+                self.certificate,
+                self.now,
+                self.renewer.backoff_base,
+            )
+            .map_err(|e| self.store_error(e))?;
             if decision.renew_at > self.now {
                 tracing::info!(renew_at = %decision.renew_at, reason = ?decision.reason, "not due");
                 return Ok(RenewOutcome::NotDue {

@@ -204,6 +204,7 @@ pub struct Renewer {
     certificates: Vec<CertificateConfig>,
     observer: Arc<dyn AcmeObserver>,
     retry: RetryPolicy,
+    backoff_base: time::Duration,
     dry_run: bool,
     account: tokio::sync::OnceCell<crate::acme::AcmeAccount>,
 }
@@ -217,6 +218,7 @@ impl Renewer {
             certificates: config.certificates.clone(),
             observer: Arc::new(NoopObserver),
             retry: RetryPolicy::default(),
+            backoff_base: crate::schedule::plan::BACKOFF_BASE,
             dry_run: false,
             account: tokio::sync::OnceCell::new(),
         }
@@ -232,6 +234,19 @@ impl Renewer {
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Renewer {
         self.retry = retry;
         self
+    }
+
+    /// Waits `base` (instead of 5 minutes) before the first retry after a failed renewal,
+    /// doubling per further failure up to 24 hours. For tests and small private CAs: against
+    /// a public CA the default keeps certinel inside its rate limits.
+    pub fn with_backoff_base(mut self, base: std::time::Duration) -> Renewer {
+        self.backoff_base = time::Duration::try_from(base).unwrap_or(time::Duration::MAX);
+        self
+    }
+
+    /// The first retry delay after a failed renewal.
+    pub fn backoff_base(&self) -> std::time::Duration {
+        self.backoff_base.unsigned_abs()
     }
 
     /// The state directory.
@@ -274,6 +289,7 @@ impl Renewer {
             certificates: vec![certificate.clone()],
             observer: self.observer.clone(),
             retry: self.retry,
+            backoff_base: self.backoff_base,
             dry_run: true,
             account: tokio::sync::OnceCell::new(),
         };

@@ -2,13 +2,14 @@
 //! the renewer (the plan's inputs are read from the store here; the plan itself is pure).
 
 use serde::Serialize;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use crate::config::model::CertificateConfig;
 use crate::renew::{RenewError, Renewer};
 use crate::schedule::plan::{CurrentCert, Decision, PlanInput, Policy, Reason, plan};
 use crate::schedule::state;
-use crate::store::metadata::parse_key_type;
+use crate::store::metadata::{key_type_name, parse_key_type};
+use crate::store::verify::name_covered;
 use crate::store::{CertStore, StoreError, VersionId};
 
 /// Up to this share of the renew-before period is taken off at random per certificate,
@@ -24,9 +25,22 @@ pub struct CertificateStatus {
     pub version: Option<VersionId>,
     /// Its serial number.
     pub serial: Option<String>,
+    /// Its start of validity.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_before: Option<OffsetDateTime>,
     /// Its expiry.
     #[serde(with = "time::serde::rfc3339::option")]
     pub not_after: Option<OffsetDateTime>,
+    /// Its issuer's distinguished name.
+    pub issuer: Option<String>,
+    /// Its key type (`ecdsa-p256`, `rsa-2048`, ...).
+    pub key_type: Option<String>,
+    /// The DNS names and IP addresses it covers.
+    pub dns_names: Vec<String>,
+    /// It covers every configured name and has the configured key type.
+    pub matches_config: bool,
+    /// It matches the configuration and is valid at the time of the status.
+    pub ready: bool,
     /// Whole days until expiry (negative once expired).
     pub days_left: Option<i64>,
     /// When the next renewal is planned.
@@ -42,6 +56,12 @@ pub struct CertificateStatus {
     pub last_error: Option<String>,
     /// The stage of an interrupted renewal, if one is in flight.
     pub inflight: Option<String>,
+    /// When a renewal last succeeded.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success_at: Option<OffsetDateTime>,
+    /// When a renewal was last attempted.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_attempt_at: Option<OffsetDateTime>,
 }
 
 /// A stable name for a plan reason: `missing`, `expired`, `names_changed`,
@@ -70,12 +90,29 @@ impl Renewer {
         self.certificates
             .iter()
             .map(|certificate| {
-                one(&store, certificate, now).map_err(|source| RenewError::Store {
-                    name: certificate.name.clone(),
-                    source,
+                one(&store, certificate, now, self.backoff_base).map_err(|source| {
+                    RenewError::Store {
+                        name: certificate.name.clone(),
+                        source,
+                    }
                 })
             })
             .collect()
+    }
+
+    /// The state of the certificate `name` at `now`.
+    pub fn status_of(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+    ) -> Result<CertificateStatus, RenewError> {
+        let certificate = self.certificate(name)?;
+        let store_error = |source| RenewError::Store {
+            name: name.to_owned(),
+            source,
+        };
+        let store = CertStore::open(&self.state_dir).map_err(store_error)?;
+        one(&store, certificate, now, self.backoff_base).map_err(store_error)
     }
 }
 
@@ -83,14 +120,22 @@ fn one(
     store: &CertStore,
     certificate: &CertificateConfig,
     now: OffsetDateTime,
+    backoff_base: Duration,
 ) -> Result<CertificateStatus, StoreError> {
     let name = &certificate.name;
     let current = match store.current(name)? {
         Some(version) => Some(store.metadata(name, version)?),
         None => None,
     };
-    let decision = decide(store, certificate, now)?;
+    let decision = decide(store, certificate, now, backoff_base)?;
     let schedule = state::load(&store.schedule_path(name)?)?;
+    let matches_config = current
+        .as_ref()
+        .is_some_and(|meta| matches_config(certificate, &CurrentCert::from(meta)));
+    let ready = matches_config
+        && current
+            .as_ref()
+            .is_some_and(|meta| meta.not_before <= now && now < meta.not_after);
     let last_outcome = if schedule.consecutive_failures > 0 {
         Some("failure")
     } else {
@@ -100,7 +145,16 @@ fn one(
         name: name.clone(),
         version: current.as_ref().map(|m| m.version),
         serial: current.as_ref().map(|m| m.serial.clone()),
+        not_before: current.as_ref().map(|m| m.not_before),
         not_after: current.as_ref().map(|m| m.not_after),
+        issuer: current.as_ref().map(|m| m.issuer.clone()),
+        key_type: current.as_ref().map(|m| key_type_name(m.key_type)),
+        dns_names: current
+            .as_ref()
+            .map(|m| m.dns_names.clone())
+            .unwrap_or_default(),
+        matches_config,
+        ready,
         days_left: current.as_ref().map(|m| (m.not_after - now).whole_days()),
         next_renewal: decision.renew_at,
         next_renewal_reason: reason_name(decision.reason),
@@ -110,7 +164,18 @@ fn one(
         inflight: store
             .inflight(name)?
             .map(|record| format!("{:?}", record.stage).to_ascii_lowercase()),
+        last_success_at: schedule.last_success_at,
+        last_attempt_at: schedule.last_attempt_at,
     })
+}
+
+/// `current` covers every configured name and has the configured key type.
+fn matches_config(certificate: &CertificateConfig, current: &CurrentCert) -> bool {
+    let names_covered = certificate
+        .dns_names()
+        .iter()
+        .all(|name| name_covered(name, &current.dns_names));
+    names_covered && Some(current.key_type) == parse_key_type(certificate.key.as_str())
 }
 
 /// The renewal decision for `certificate` at `now`, from what the store holds. The jitter
@@ -119,6 +184,7 @@ pub(crate) fn decide(
     store: &CertStore,
     certificate: &CertificateConfig,
     now: OffsetDateTime,
+    backoff_base: Duration,
 ) -> Result<Decision, StoreError> {
     let name = &certificate.name;
     let current = match store.current(name)? {
@@ -142,6 +208,7 @@ pub(crate) fn decide(
     let policy = Policy {
         renew_before: certificate.renew_before,
         jitter_fraction: JITTER_FRACTION,
+        backoff_base,
     };
     let wanted_names = certificate.dns_names();
     Ok(plan(&PlanInput {

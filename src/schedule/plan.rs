@@ -42,6 +42,9 @@ pub struct Policy {
     /// Up to this fraction of the renew-before period is taken off at random, so a fleet
     /// does not renew at the same instant. Clamped to [0, 1].
     pub jitter_fraction: f64,
+    /// The first retry delay after a failure, doubling per further failure up to
+    /// [`BACKOFF_CAP`]. [`BACKOFF_BASE`] unless a test or a small private CA sets it lower.
+    pub backoff_base: Duration,
 }
 
 /// The facts of the live certificate the decision needs.
@@ -187,7 +190,10 @@ pub fn validate_policy(
 pub fn plan(input: &PlanInput<'_>) -> Decision {
     let (due, due_reason) = due(input);
     let gate = [
-        (backoff_until(input.state), Reason::Backoff),
+        (
+            backoff_until(input.state, input.policy.backoff_base),
+            Reason::Backoff,
+        ),
         (input.state.retry_after, Reason::RetryAfter),
         (rate_limited_until(input), Reason::RateLimited),
     ]
@@ -275,15 +281,18 @@ fn suggested_time(
     window.start + (window.end - window.start) * random
 }
 
-/// The end of the backoff after `consecutive_failures` failures: 5 min · 2^(n−1), ≤ 24 h.
-fn backoff_until(state: &ScheduleState) -> Option<OffsetDateTime> {
+/// The end of the backoff after `consecutive_failures` failures: base · 2^(n−1), ≤ 24 h
+/// (base is 5 min by default).
+fn backoff_until(state: &ScheduleState, base: Duration) -> Option<OffsetDateTime> {
     let last = state.last_failure_at?;
     let n = state.consecutive_failures;
     if n == 0 {
         return None;
     }
-    // 2^9 · 5 min already exceeds the cap; a smaller exponent keeps the product finite.
-    let delay = BACKOFF_BASE * 2_i32.pow((n - 1).min(9));
+    // The exponent is bounded so 2^exponent fits an i32; the product saturates.
+    let delay = base
+        .max(Duration::ZERO)
+        .saturating_mul(2_i32.pow((n - 1).min(30)));
     Some(last + delay.min(BACKOFF_CAP))
 }
 

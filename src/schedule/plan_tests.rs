@@ -34,6 +34,7 @@ fn baseline() -> Case {
         policy: Policy {
             renew_before: RenewBefore::Default,
             jitter_fraction: 0.0,
+            backoff_base: BACKOFF_BASE,
         },
         names: vec!["example.com".into()],
         key_type: KeyType::EcdsaP256,
@@ -333,4 +334,18 @@ fn validate_policy_rejects_a_renew_before_as_long_as_the_duration() {
 fn durations_print_compactly() {
     assert_eq!(human(StdDuration::from_secs(36 * 3600 + 90)), "1d12h1m30s");
     assert_eq!(human(StdDuration::ZERO), "0s");
+}
+
+#[test]
+fn a_shorter_backoff_base_doubles_from_that_base() {
+    check(
+        |case| {
+            // The window is open, so only the backoff (1 s · 2²) holds the renewal back.
+            case.now = datetime!(2025-03-15 0:00 UTC);
+            case.policy.backoff_base = Duration::seconds(1);
+            case.state.consecutive_failures = 3;
+            case.state.last_failure_at = Some(case.now);
+        },
+        "Backoff +4s",
+    );
 }

@@ -36,6 +36,12 @@ pub struct ScheduleState {
     /// The random value drawn for the current certificate, reused until it is replaced so
     /// a restart computes the same renewal time.
     pub jitter: Option<JitterDraw>,
+    /// When a renewal last succeeded (absent in files written before it existed).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_success_at: Option<OffsetDateTime>,
+    /// When a renewal was last attempted, successfully or not.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_attempt_at: Option<OffsetDateTime>,
 }
 
 /// A random value in [0, 1) tied to the certificate it was drawn for.
@@ -59,6 +65,7 @@ impl ScheduleState {
     ) {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.last_failure_at = Some(now);
+        self.last_attempt_at = Some(now);
         self.last_error = Some(redact_private_keys(error));
         self.retry_after = retry_after;
         for identifier in failed_identifiers {
@@ -75,6 +82,8 @@ impl ScheduleState {
     pub fn record_success(&mut self, now: OffsetDateTime) {
         self.consecutive_failures = 0;
         self.last_failure_at = None;
+        self.last_success_at = Some(now);
+        self.last_attempt_at = Some(now);
         self.last_error = None;
         self.retry_after = None;
         self.forget_before(now);
@@ -179,6 +188,34 @@ mod tests {
         save(&path, &state).unwrap();
         assert_eq!(load(&path).unwrap(), state);
         assert_eq!(state.failed_authorizations["example.com"], [now]);
+    }
+
+    #[test]
+    fn a_file_written_before_the_attempt_times_existed_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedule.json");
+        std::fs::write(
+            &path,
+            r#"{"consecutive_failures": 2, "last_failure_at": "2025-03-01T12:00:00Z"}"#,
+        )
+        .unwrap();
+        let state = load(&path).unwrap();
+        assert_eq!(state.consecutive_failures, 2);
+        assert_eq!(state.last_success_at, None);
+        assert_eq!(state.last_attempt_at, None);
+    }
+
+    #[test]
+    fn attempts_and_successes_are_timestamped() {
+        let t1 = datetime!(2025-03-01 12:00 UTC);
+        let t2 = datetime!(2025-03-01 13:00 UTC);
+        let mut state = ScheduleState::default();
+        state.record_success(t1);
+        state.record_failure(t2, "down", None, &[]);
+        assert_eq!(state.last_success_at, Some(t1));
+        assert_eq!(state.last_attempt_at, Some(t2));
+        state.record_success(t2);
+        assert_eq!(state.last_success_at, Some(t2));
     }
 
     #[test]

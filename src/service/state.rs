@@ -7,10 +7,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::acme::AcmeObserver;
+use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
 use crate::metrics::render::{ReloadStatus, Snapshot};
+use crate::renew::CertificateStatus;
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
 
@@ -41,6 +45,9 @@ struct Inner {
     files: HashMap<JobId, FileSlot>,
     probe_errors: BTreeMap<&'static str, u64>,
     reload: ReloadStatus,
+    /// Managed certificates by name; registered while their renewal task runs.
+    certificates: BTreeMap<String, CertificateSnapshot>,
+    acme: AcmeSnapshot,
 }
 
 #[derive(Debug)]
@@ -142,6 +149,58 @@ impl State {
         }
     }
 
+    /// Registers a managed certificate: zeroed counters, no facts until
+    /// [`update_certificate`](Self::update_certificate). Registering it again keeps its
+    /// counters (a changed configuration restarts the task, not the counting).
+    pub fn add_certificate(&self, name: &str) {
+        self.lock()
+            .certificates
+            .entry(name.to_owned())
+            .or_insert_with(|| CertificateSnapshot {
+                name: name.to_owned(),
+                ..CertificateSnapshot::default()
+            });
+    }
+
+    /// Forgets a managed certificate and every series it produced.
+    pub fn remove_certificate(&self, name: &str) {
+        self.lock().certificates.remove(name);
+    }
+
+    /// Replaces the stored facts of a certificate with `status` (read from the store),
+    /// keeping the counters; dropped when the certificate is not registered.
+    pub fn update_certificate(&self, status: &CertificateStatus) {
+        let mut inner = self.lock();
+        let Some(slot) = inner.certificates.get_mut(&status.name) else {
+            return;
+        };
+        slot.current = current_version(status);
+        slot.matches_config = status.matches_config;
+        slot.renewal_scheduled = Some(status.next_renewal);
+        slot.last_success_at = status.last_success_at;
+        slot.last_attempt_at = status.last_attempt_at;
+        slot.consecutive_failures = status.consecutive_failures;
+    }
+
+    /// Counts a finished renewal attempt of `name`: `Ok` for a new version, else the
+    /// failed stage and problem. Dropped when the certificate is not registered.
+    pub fn record_renewal(&self, name: &str, outcome: Result<(), (&str, &str)>) {
+        let mut inner = self.lock();
+        let Some(slot) = inner.certificates.get_mut(name) else {
+            return;
+        };
+        match outcome {
+            Ok(()) => slot.renewals_succeeded += 1,
+            Err((stage, problem)) => {
+                slot.renewals_failed += 1;
+                *slot
+                    .failures
+                    .entry((stage.to_owned(), problem.to_owned()))
+                    .or_default() += 1;
+            }
+        }
+    }
+
     /// Every registered job has produced at least one result.
     pub fn is_ready(&self) -> bool {
         let inner = self.lock();
@@ -152,7 +211,7 @@ impl State {
     /// A copy of everything `/metrics` shows, sorted by target and path. Holds the lock only
     /// while cloning `Arc`s.
     pub fn snapshot(&self) -> Snapshot {
-        let (mut endpoints, files, file_read_errors, probe_errors, reload) = {
+        let (mut endpoints, files, file_read_errors, probe_errors, reload, certificates, acme) = {
             let inner = self.lock();
             let endpoints: Vec<(String, Arc<EndpointReport>)> = inner
                 .endpoints
@@ -178,6 +237,8 @@ impl State {
                 file_read_errors,
                 inner.probe_errors.clone(),
                 inner.reload,
+                inner.certificates.values().cloned().collect(),
+                inner.acme.clone(),
             )
         };
         endpoints.sort_by(|a, b| a.0.cmp(&b.0));
@@ -189,6 +250,8 @@ impl State {
             probe_errors,
             file_read_errors,
             reload,
+            certificates,
+            acme,
         }
     }
 
@@ -197,6 +260,35 @@ impl State {
         // poisoned lock is still sound.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+impl AcmeObserver for State {
+    fn request_done(&self, endpoint: &'static str, status: &str, elapsed: Duration) {
+        let mut inner = self.lock();
+        *inner
+            .acme
+            .requests
+            .entry((endpoint, status.to_owned()))
+            .or_default() += 1;
+        inner
+            .acme
+            .durations
+            .entry(endpoint)
+            .or_default()
+            .observe(elapsed);
+    }
+}
+
+fn current_version(status: &CertificateStatus) -> Option<CurrentVersion> {
+    Some(CurrentVersion {
+        version: status.version?.to_string(),
+        serial: status.serial.clone()?,
+        issuer: status.issuer.clone().unwrap_or_default(),
+        key_type: status.key_type.clone().unwrap_or_default(),
+        dns_names: status.dns_names.clone(),
+        not_before: status.not_before?,
+        not_after: status.not_after?,
+    })
 }
 
 #[cfg(test)]
@@ -297,5 +389,73 @@ mod tests {
         let reload = state.snapshot().reload;
         assert!(!reload.last_successful);
         assert_eq!(reload.last_success, Some(datetime!(2026-01-01 00:00 UTC)));
+    }
+
+    fn status(name: &str, failures: u32) -> CertificateStatus {
+        CertificateStatus {
+            name: name.to_owned(),
+            version: Some(crate::store::VersionId(1)),
+            serial: Some("0a".to_owned()),
+            not_before: Some(datetime!(2026-01-01 00:00 UTC)),
+            not_after: Some(datetime!(2026-02-01 00:00 UTC)),
+            issuer: Some("CN=CA".to_owned()),
+            key_type: Some("ecdsa-p256".to_owned()),
+            dns_names: vec!["a.test".to_owned()],
+            matches_config: true,
+            ready: true,
+            days_left: Some(31),
+            next_renewal: datetime!(2026-01-21 00:00 UTC),
+            next_renewal_reason: "scheduled",
+            last_outcome: Some("success"),
+            consecutive_failures: failures,
+            last_error: None,
+            inflight: None,
+            last_success_at: Some(datetime!(2026-01-01 00:00 UTC)),
+            last_attempt_at: Some(datetime!(2026-01-01 00:00 UTC)),
+        }
+    }
+
+    #[test]
+    fn certificate_facts_are_refreshed_and_counters_kept_until_removal() {
+        let state = State::new();
+        state.add_certificate("api");
+        state.record_renewal("api", Ok(()));
+        state.record_renewal("api", Err(("order", "network")));
+        state.record_renewal("api", Err(("order", "network")));
+        state.update_certificate(&status("api", 2));
+        // Registering again (a changed configuration) keeps the counters.
+        state.add_certificate("api");
+        let certificates = state.snapshot().certificates;
+        assert_eq!(certificates.len(), 1);
+        let api = &certificates[0];
+        assert_eq!(api.renewals_succeeded, 1);
+        assert_eq!(api.renewals_failed, 2);
+        assert_eq!(api.failures[&("order".to_owned(), "network".to_owned())], 2);
+        assert_eq!(api.consecutive_failures, 2);
+        assert_eq!(
+            api.current.as_ref().map(|c| c.version.as_str()),
+            Some("v0001")
+        );
+        assert!(api.is_ready(datetime!(2026-01-10 00:00 UTC)));
+
+        state.remove_certificate("api");
+        state.update_certificate(&status("api", 0));
+        state.record_renewal("api", Ok(()));
+        assert!(
+            state.snapshot().certificates.is_empty(),
+            "late results are dropped"
+        );
+    }
+
+    #[test]
+    fn acme_requests_are_counted_by_endpoint_and_status() {
+        let state = State::new();
+        state.request_done("new_order", "201", Duration::from_millis(30));
+        state.request_done("new_order", "201", Duration::from_millis(70));
+        state.request_done("directory", "network", Duration::from_secs(2));
+        let acme = state.snapshot().acme;
+        assert_eq!(acme.requests[&("new_order", "201".to_owned())], 2);
+        assert_eq!(acme.requests[&("directory", "network".to_owned())], 1);
+        assert_eq!(acme.durations["new_order"].count(), 2);
     }
 }

@@ -1,0 +1,229 @@
+//! The managed-certificate and ACME-client families of `/metrics`: the per-certificate
+//! snapshot the service state keeps, the ACME request counters, and how both render.
+//! Pure: the scrape time is a parameter; nothing here reads the store or the network.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prometheus::proto::{Bucket, Histogram};
+use time::OffsetDateTime;
+
+use crate::metrics::names::{self, ACME_DURATION_BUCKETS};
+use crate::metrics::render::{Families, flag, labelled, timestamp};
+
+/// What `/metrics` shows about one managed certificate: facts read from the store at start
+/// and after every renewal attempt, plus counters kept in memory since start.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CertificateSnapshot {
+    /// The `[[certificate]]` name (the `name` label).
+    pub name: String,
+    /// The current version, when there is one.
+    pub current: Option<CurrentVersion>,
+    /// The current version covers the configured names and has the configured key type.
+    pub matches_config: bool,
+    /// When the next renewal attempt is planned.
+    pub renewal_scheduled: Option<OffsetDateTime>,
+    /// When a renewal last succeeded (persisted, so it survives restarts).
+    pub last_success_at: Option<OffsetDateTime>,
+    /// When a renewal was last attempted (persisted).
+    pub last_attempt_at: Option<OffsetDateTime>,
+    /// Failed attempts since the last success (persisted).
+    pub consecutive_failures: u32,
+    /// Renewals that succeeded since start.
+    pub renewals_succeeded: u64,
+    /// Renewals that failed since start.
+    pub renewals_failed: u64,
+    /// Failed renewals since start by (stage, problem).
+    pub failures: BTreeMap<(String, String), u64>,
+}
+
+/// Facts about the current version of a managed certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentVersion {
+    /// The version directory name (`v0003`).
+    pub version: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Key type (`ecdsa-p256`, `rsa-2048`, ...).
+    pub key_type: String,
+    /// Names it covers.
+    pub dns_names: Vec<String>,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+}
+
+/// ACME requests since start, by endpoint.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AcmeSnapshot {
+    /// Requests by (endpoint, status).
+    pub requests: BTreeMap<(&'static str, String), u64>,
+    /// Request durations by endpoint.
+    pub durations: BTreeMap<&'static str, DurationHistogram>,
+}
+
+/// Counts of observed durations per bucket of [`ACME_DURATION_BUCKETS`], not cumulative.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DurationHistogram {
+    /// `counts[i]` observations fell into bucket `i`; the last entry is beyond every bound.
+    pub counts: [u64; ACME_DURATION_BUCKETS.len() + 1],
+    /// The sum of the observations, in seconds.
+    pub sum: f64,
+}
+
+impl CertificateSnapshot {
+    /// A current version exists, matches the configuration and is valid at `now`.
+    pub fn is_ready(&self, now: OffsetDateTime) -> bool {
+        self.matches_config
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|current| current.not_before <= now && now < current.not_after)
+    }
+}
+
+impl DurationHistogram {
+    /// Counts one observation.
+    pub fn observe(&mut self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = ACME_DURATION_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(ACME_DURATION_BUCKETS.len());
+        self.counts[bucket] += 1;
+        self.sum += seconds;
+    }
+
+    /// Observations in total.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Adds the `certinel_certificate_*` series of one certificate, at scrape time `now`.
+pub(super) fn push_certificate(
+    families: &mut Families,
+    certificate: &CertificateSnapshot,
+    now: OffsetDateTime,
+) {
+    let labels = [("name", certificate.name.as_str())];
+    families.push(
+        names::CERTIFICATE_READY,
+        &labels,
+        flag(certificate.is_ready(now)),
+    );
+    if let Some(current) = &certificate.current {
+        push_current(families, &certificate.name, current, now);
+    }
+    if let Some(at) = certificate.renewal_scheduled {
+        families.push(names::CERTIFICATE_RENEWAL_SCHEDULED, &labels, timestamp(at));
+    }
+    for (outcome, count) in [
+        ("success", certificate.renewals_succeeded),
+        ("failure", certificate.renewals_failed),
+    ] {
+        let labels = [("name", certificate.name.as_str()), ("outcome", outcome)];
+        families.push(names::CERTIFICATE_RENEWALS, &labels, count as f64);
+    }
+    for ((stage, problem), count) in &certificate.failures {
+        let labels = [
+            ("name", certificate.name.as_str()),
+            ("stage", stage.as_str()),
+            ("problem", problem.as_str()),
+        ];
+        families.push(names::CERTIFICATE_RENEWAL_FAILURES, &labels, *count as f64);
+    }
+    if let Some(at) = certificate.last_success_at {
+        families.push(
+            names::CERTIFICATE_LAST_RENEWAL_SUCCESS,
+            &labels,
+            timestamp(at),
+        );
+    }
+    if let Some(at) = certificate.last_attempt_at {
+        families.push(
+            names::CERTIFICATE_LAST_RENEWAL_ATTEMPT,
+            &labels,
+            timestamp(at),
+        );
+    }
+    families.push(
+        names::CERTIFICATE_RENEWAL_CONSECUTIVE_FAILURES,
+        &labels,
+        f64::from(certificate.consecutive_failures),
+    );
+}
+
+fn push_current(
+    families: &mut Families,
+    name: &str,
+    current: &CurrentVersion,
+    now: OffsetDateTime,
+) {
+    let labels = [("name", name)];
+    families.push(
+        names::CERTIFICATE_NOT_AFTER,
+        &labels,
+        timestamp(current.not_after),
+    );
+    families.push(
+        names::CERTIFICATE_EXPIRY,
+        &labels,
+        (current.not_after - now).as_seconds_f64(),
+    );
+    families.push(
+        names::CERTIFICATE_LIFETIME,
+        &labels,
+        (current.not_after - current.not_before).as_seconds_f64(),
+    );
+    let dns_names = current.dns_names.join(",");
+    let info = [
+        ("name", name),
+        ("serial", current.serial.as_str()),
+        ("issuer", current.issuer.as_str()),
+        ("key_type", current.key_type.as_str()),
+        ("dns_names", dns_names.as_str()),
+        ("version", current.version.as_str()),
+    ];
+    families.push(names::CERTIFICATE_INFO, &info, 1.0);
+}
+
+/// Adds `certinel_acme_requests_total` and `certinel_acme_request_duration_seconds`.
+pub(super) fn push_acme(families: &mut Families, acme: &AcmeSnapshot) {
+    for ((endpoint, status), count) in &acme.requests {
+        let labels = [("endpoint", *endpoint), ("status", status.as_str())];
+        families.push(names::ACME_REQUESTS, &labels, *count as f64);
+    }
+    for (endpoint, histogram) in &acme.durations {
+        let mut metric = labelled(&[("endpoint", endpoint)]);
+        metric.set_histogram(proto_histogram(histogram));
+        families.push_metric(names::ACME_REQUEST_DURATION, metric);
+    }
+}
+
+fn proto_histogram(histogram: &DurationHistogram) -> Histogram {
+    let mut cumulative = 0;
+    let buckets = ACME_DURATION_BUCKETS
+        .iter()
+        .zip(histogram.counts)
+        .map(|(bound, count)| {
+            cumulative += count;
+            let mut bucket = Bucket::default();
+            bucket.set_upper_bound(*bound);
+            bucket.set_cumulative_count(cumulative);
+            bucket
+        })
+        .collect();
+    let mut proto = Histogram::default();
+    proto.set_bucket(buckets);
+    proto.set_sample_count(histogram.count());
+    proto.set_sample_sum(histogram.sum);
+    proto
+}
+
+#[cfg(test)]
+#[path = "certificates_tests.rs"]
+mod tests;
