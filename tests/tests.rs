@@ -21,6 +21,9 @@ mod probe;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;
+/// The renewal and ACME metrics of an in-process `certinel run` against a real Pebble:
+/// renewals, a hung CA and recovery, certificate tasks following reloads.
+mod renew_metrics;
 /// Renewals inside `certinel run` and the per-certificate lock, against a real Pebble.
 mod renew_service;
 /// `certinel revoke` against a real Pebble: revoked at the CA, replaced with a new key, audited.

@@ -27,6 +27,7 @@ use crate::scan::probe::ProbeContext;
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
 use reload::Reloader;
+use renewals::{Renewals, RenewerFactory};
 use scheduler::{JobEnvironment, Scheduler};
 use state::State;
 
@@ -63,6 +64,21 @@ pub async fn run(
     run_with_reload(config, listener, shutdown, Arc::new(Notify::new())).await
 }
 
+/// Settings of the service that the configuration file does not carry.
+#[derive(Clone)]
+pub struct ServiceOptions {
+    /// Builds the renewer of each configuration (the service adds its metrics observer).
+    pub renewer: RenewerFactory,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> ServiceOptions {
+        ServiceOptions {
+            renewer: Arc::new(Renewer::new),
+        }
+    }
+}
+
 /// [`run`], also reloading the configuration file whenever `reload_requests` is notified
 /// (SIGHUP in `certinel run`).
 pub async fn run_with_reload(
@@ -70,6 +86,24 @@ pub async fn run_with_reload(
     listener: TcpListener,
     shutdown: CancellationToken,
     reload_requests: Arc<Notify>,
+) -> Result<(), ServiceError> {
+    run_with_options(
+        config,
+        listener,
+        shutdown,
+        reload_requests,
+        ServiceOptions::default(),
+    )
+    .await
+}
+
+/// [`run_with_reload`] with `options`: tests build their renewers with short retries.
+pub async fn run_with_options(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    reload_requests: Arc<Notify>,
+    options: ServiceOptions,
 ) -> Result<(), ServiceError> {
     let state = Arc::new(State::new());
     state.record_reload(OffsetDateTime::now_utc(), true);
@@ -93,14 +127,18 @@ pub async fn run_with_reload(
     let tracker = TaskTracker::new();
     let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
     scheduler.apply(&config);
-    if !config.certificates.is_empty() {
-        // Reloads do not add or remove certificate tasks yet; a restart picks them up.
-        renewals::spawn_all(Arc::new(Renewer::new(&config)), &tracker, &shutdown);
-    }
+    let mut renewals = Renewals::new(
+        state.clone(),
+        options.renewer,
+        tracker.clone(),
+        shutdown.clone(),
+    );
+    renewals.apply(&config);
     tracing::info!(
         listen = %listener.local_addr().map_err(ServiceError::Http)?,
         endpoints = config.endpoints.len(),
         files = config.files.len(),
+        certificates = config.certificates.len(),
         "certinel running"
     );
     let server = axum::serve(listener, http::router(http_shared.clone()))
@@ -109,6 +147,7 @@ pub async fn run_with_reload(
     let reloader = Reloader {
         current: config,
         scheduler,
+        renewals,
         environment,
         http: http_shared,
     };

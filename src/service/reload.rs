@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, model::Config};
 use crate::metrics::http::{HttpShared, ProbeSetup};
 use crate::service::ServiceError;
+use crate::service::renewals::Renewals;
 use crate::service::scheduler::{JobEnvironment, Scheduler};
 
 /// How often the configuration file is checked for changes.
@@ -40,6 +41,8 @@ pub(crate) struct Reloader {
     pub current: Config,
     /// Starts and stops jobs.
     pub scheduler: Scheduler,
+    /// Starts, stops and restarts certificate tasks.
+    pub renewals: Renewals,
     /// Shared with the jobs (probe context).
     pub environment: Arc<JobEnvironment>,
     /// Shared with the HTTP handlers (`/probe` settings).
@@ -127,9 +130,10 @@ impl Reloader {
             exporter: config.exporter.clone(),
             context,
         });
-        let changes = self.scheduler.apply(&config);
+        let (jobs_started, jobs_stopped) = self.scheduler.apply(&config);
+        let (tasks_started, tasks_stopped) = self.renewals.apply(&config);
         self.current = config;
-        Ok(changes)
+        Ok((jobs_started + tasks_started, jobs_stopped + tasks_stopped))
     }
 }
 

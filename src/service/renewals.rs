@@ -1,9 +1,19 @@
-//! One task per managed certificate inside `certinel run`: sleep until the planned renewal,
-//! renew through [`Renewer::renew`] (which recovers an interrupted renewal first), re-plan.
+//! The renewal tasks of `certinel run`, one per managed certificate, kept in step with the
+//! configuration: [`Renewals::apply`] starts a task for an added `[[certificate]]`, stops
+//! the task of a removed one and restarts the task of a changed one.
 //!
-//! A failure is logged with the certificate's name and the loop goes on, waiting for the
-//! backoff the renewer persisted in the schedule state.
+//! A task sleeps until the planned renewal, renews through [`Renewer::renew`] (which
+//! recovers an interrupted renewal first), records the outcome in the service [`State`]
+//! and re-plans. A failure is logged with the certificate's name and the loop goes on,
+//! waiting for the backoff the renewer persisted in the schedule state.
+//!
+//! **Invariant:** a task is only ever stopped between attempts. A stop request that arrives
+//! during a renewal lets it finish (the renewal lock and the in-flight record would make a
+//! cancel safe, but a finished renewal wastes no order), and a restarted task waits for its
+//! predecessor to end before it renews, so the two never race for the certificate's lock.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,53 +21,213 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::renew::{RenewOptions, RenewOutcome, Renewer};
+use crate::config::model::{AcmeConfig, CertificateConfig, Config};
+use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
+use crate::service::state::State;
 
-/// The shortest wait after a failure, so a failure that records no backoff (another
-/// process holding the certificate's lock) does not spin.
+/// The longest wait after a failure that recorded no backoff (another process holding the
+/// certificate's lock), so such a failure does not spin.
 const MINIMUM_RETRY: Duration = Duration::from_secs(30);
 
-/// Starts one renewal task per certificate of `renewer` on `tracker`, stopped by `shutdown`.
-pub fn spawn_all(renewer: Arc<Renewer>, tracker: &TaskTracker, shutdown: &CancellationToken) {
-    for name in renewer.names() {
-        tracker.spawn(certificate_loop(renewer.clone(), name, shutdown.clone()));
+/// The shortest wait between two plans of one certificate.
+const MINIMUM_WAIT: Duration = Duration::from_secs(1);
+
+/// Builds the renewer for a configuration. The service's default is [`Renewer::new`];
+/// tests shorten the retry policy and the backoff here.
+pub type RenewerFactory = Arc<dyn Fn(&Config) -> Renewer + Send + Sync>;
+
+/// The running certificate tasks, keyed by certificate name.
+pub struct Renewals {
+    state: Arc<State>,
+    factory: RenewerFactory,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    tasks: HashMap<String, Task>,
+}
+
+/// One running task and the configuration it was started with.
+struct Task {
+    settings: Settings,
+    /// Asks the task to stop at its next wait.
+    stop: CancellationToken,
+    /// Cancelled by the task when it has ended.
+    finished: CancellationToken,
+}
+
+/// Everything a certificate task depends on; a difference restarts the task.
+#[derive(Debug, Clone, PartialEq)]
+struct Settings {
+    state_dir: PathBuf,
+    acme: Option<AcmeConfig>,
+    certificate: CertificateConfig,
+}
+
+impl Renewals {
+    /// No tasks yet; [`apply`](Self::apply) starts them on `tracker`, and `shutdown` stops
+    /// them all.
+    pub fn new(
+        state: Arc<State>,
+        factory: RenewerFactory,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Renewals {
+        Renewals {
+            state,
+            factory,
+            tracker,
+            shutdown,
+            tasks: HashMap::new(),
+        }
+    }
+
+    /// Makes the tasks match `config`: starts added and changed certificates, stops
+    /// removed and changed ones (their series leave `/metrics` at once for removed ones).
+    /// Returns how many tasks were started and stopped.
+    pub fn apply(&mut self, config: &Config) -> (usize, usize) {
+        let wanted: HashMap<&str, Settings> = config
+            .certificates
+            .iter()
+            .map(|certificate| {
+                let settings = Settings {
+                    state_dir: config.state_dir.clone(),
+                    acme: config.acme.clone(),
+                    certificate: certificate.clone(),
+                };
+                (certificate.name.as_str(), settings)
+            })
+            .collect();
+        let mut stopped = 0;
+        let removed: Vec<String> = self
+            .tasks
+            .keys()
+            .filter(|name| !wanted.contains_key(name.as_str()))
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(task) = self.tasks.remove(&name) {
+                task.stop.cancel();
+                stopped += 1;
+            }
+            self.state.remove_certificate(&name);
+            tracing::info!(certificate = %name, "certificate removed from the configuration");
+        }
+        // One renewer per configuration generation: its account is loaded once and shared
+        // by the tasks started now; tasks left running keep theirs.
+        let mut renewer: Option<Arc<Renewer>> = None;
+        let mut started = 0;
+        for certificate in &config.certificates {
+            let name = certificate.name.as_str();
+            let settings = &wanted[name];
+            let previous = match self.tasks.get(name) {
+                Some(task) if task.settings == *settings => continue,
+                Some(task) => {
+                    tracing::info!(certificate = %name, "certificate configuration changed: restarting its task");
+                    task.stop.cancel();
+                    stopped += 1;
+                    Some(task.finished.clone())
+                }
+                None => None,
+            };
+            let renewer = renewer
+                .get_or_insert_with(|| {
+                    Arc::new((self.factory)(config).with_observer(self.state.clone()))
+                })
+                .clone();
+            self.state.add_certificate(name);
+            let task = Task {
+                settings: settings.clone(),
+                stop: self.shutdown.child_token(),
+                finished: CancellationToken::new(),
+            };
+            self.tracker.spawn(certificate_loop(
+                renewer,
+                name.to_owned(),
+                self.state.clone(),
+                task.stop.clone(),
+                previous,
+                task.finished.clone(),
+            ));
+            self.tasks.insert(name.to_owned(), task);
+            started += 1;
+        }
+        (started, stopped)
     }
 }
 
-async fn certificate_loop(renewer: Arc<Renewer>, name: String, shutdown: CancellationToken) {
+async fn certificate_loop(
+    renewer: Arc<Renewer>,
+    name: String,
+    state: Arc<State>,
+    stop: CancellationToken,
+    previous: Option<CancellationToken>,
+    finished: CancellationToken,
+) {
+    let _finished = finished.drop_guard();
+    if let Some(previous) = previous {
+        tokio::select! {
+            () = previous.cancelled() => {}
+            () = stop.cancelled() => return,
+        }
+    }
+    refresh(&renewer, &name, &state);
     loop {
         let now = OffsetDateTime::now_utc();
-        let wait = match renewer.renew(&name, RenewOptions::default(), now).await {
+        let result = renewer.renew(&name, RenewOptions::default(), now).await;
+        let minimum = match &result {
             Ok(RenewOutcome::Renewed {
                 version, serial, ..
             }) => {
                 tracing::info!(certificate = %name, %version, %serial, "certificate renewed");
-                // Re-plan at once: the next `renew` answers NotDue with the new window.
-                continue;
+                state.record_renewal(&name, Ok(()));
+                MINIMUM_WAIT
             }
-            Ok(RenewOutcome::NotDue { renew_at, .. }) => until(renew_at, Duration::from_secs(1)),
+            Ok(RenewOutcome::NotDue { .. }) => MINIMUM_WAIT,
+            Err(RenewError::Lock {
+                source: LockError::Held,
+                ..
+            }) => {
+                // Another process renews it right now: not an attempt of ours.
+                tracing::info!(certificate = %name, "renewal in progress elsewhere; retrying later");
+                MINIMUM_RETRY.min(renewer.backoff_base())
+            }
             Err(error) => {
                 tracing::warn!(
                     certificate = %name,
                     stage = error.stage(),
                     problem = error.problem(),
-                    error = %super::reload::error_chain(&error),
+                    error = %super::reload::error_chain(error),
                     "renewal failed"
                 );
-                let retry_at = renewer
-                    .status(OffsetDateTime::now_utc())
-                    .ok()
-                    .and_then(|all| all.into_iter().find(|status| status.name == name))
-                    .map(|status| status.next_renewal);
-                match retry_at {
-                    Some(at) => until(at, MINIMUM_RETRY),
-                    None => MINIMUM_RETRY,
-                }
+                state.record_renewal(&name, Err((error.stage(), error.problem())));
+                MINIMUM_RETRY.min(renewer.backoff_base())
             }
+        };
+        let wait = match refresh(&renewer, &name, &state) {
+            Some(at) => until(at, minimum),
+            None => MINIMUM_RETRY.max(minimum),
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Reads the certificate's status from the store into `state`; returns the planned
+/// renewal time.
+fn refresh(renewer: &Renewer, name: &str, state: &State) -> Option<OffsetDateTime> {
+    match renewer.status_of(name, OffsetDateTime::now_utc()) {
+        Ok(status) => {
+            state.update_certificate(&status);
+            Some(status.next_renewal)
+        }
+        Err(error) => {
+            tracing::warn!(
+                certificate = %name,
+                error = %super::reload::error_chain(&error),
+                "cannot read the certificate's status"
+            );
+            None
         }
     }
 }

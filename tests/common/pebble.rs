@@ -72,6 +72,27 @@ impl Pebble {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.tls_port))
     }
 
+    /// Freezes Pebble with SIGSTOP: the kernel still accepts connections on its ports but
+    /// nothing answers, as with a hung CA. Unlike a restart, Pebble keeps its accounts and
+    /// orders (it holds them in memory only), so the same client can carry on after
+    /// [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Wakes Pebble after [`pause`](Self::pause) (SIGCONT), on the same ports.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pebble.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} pebble failed");
+    }
+
     /// Pebble's log so far, for assertion messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
