@@ -239,3 +239,70 @@ fn until(at: OffsetDateTime, minimum: Duration) -> Duration {
         .unwrap_or(Duration::ZERO)
         .max(minimum)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::acme::RetryPolicy;
+
+    use super::*;
+
+    /// A configuration whose CA is a closed loopback port, with `certificates` as
+    /// `(name, renew_before)`.
+    fn config(state_dir: &std::path::Path, certificates: &[(&str, &str)]) -> Config {
+        let mut text = format!(
+            "state_dir = {:?}\n[acme]\ndirectory = \"https://127.0.0.1:9/dir\"\n",
+            state_dir.display().to_string()
+        );
+        for (name, renew_before) in certificates {
+            text.push_str(&format!(
+                "[[certificate]]\nname = {name:?}\ndns_names = [\"{name}.test\"]\n\
+                 renew_before = {renew_before:?}\n\
+                 challenge = {{ type = \"http-01\", listen = \"127.0.0.1:0\" }}\n"
+            ));
+        }
+        crate::config::parse(&text, None).expect("test config")
+    }
+
+    fn names(state: &State) -> Vec<String> {
+        state
+            .snapshot()
+            .certificates
+            .into_iter()
+            .map(|certificate| certificate.name)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn tasks_start_stop_and_restart_with_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(State::new());
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let factory: RenewerFactory = Arc::new(|config| {
+            Renewer::new(config).with_retry_policy(RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            })
+        });
+        let mut renewals = Renewals::new(state.clone(), factory, tracker.clone(), shutdown.clone());
+
+        let both = config(dir.path(), &[("api", "30d"), ("www", "30d")]);
+        assert_eq!(renewals.apply(&both), (2, 0));
+        assert_eq!(names(&state), ["api", "www"]);
+        assert_eq!(renewals.apply(&both), (0, 0), "nothing changed");
+
+        let changed = config(dir.path(), &[("api", "20d"), ("www", "30d")]);
+        assert_eq!(renewals.apply(&changed), (1, 1), "api restarts");
+        assert_eq!(names(&state), ["api", "www"]);
+
+        let one = config(dir.path(), &[("www", "30d")]);
+        assert_eq!(renewals.apply(&one), (0, 1));
+        assert_eq!(names(&state), ["www"], "api's series leave at once");
+
+        shutdown.cancel();
+        tracker.close();
+        tokio::time::timeout(Duration::from_secs(30), tracker.wait())
+            .await
+            .expect("every task ends after shutdown");
+    }
+}
