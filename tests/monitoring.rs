@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::common::prometheus::{assert_promtool_ok, config_dir, promtool};
 
 mod end_to_end;
+mod expected;
 
 /// The variables a dashboard query may use, and what the end-to-end test puts in their place.
 const DASHBOARD_VARIABLES: &[(&str, &str)] = &[
