@@ -120,8 +120,9 @@ async fn prometheus_returns_data_for_every_dashboard_query_and_fires_every_alert
 }
 
 impl Setup {
-    /// Starts the TLS servers, writes the files and starts certinel; then makes it reject a
-    /// new configuration, so the reload alert has something to say.
+    /// Starts Pebble and the TLS servers, writes the files and starts certinel (which
+    /// issues one certificate and fails the other at once); then makes it reject a new
+    /// configuration, so the reload alert has something to say.
     async fn start() -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let pebble = Pebble::start(PebbleOptions {
