@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::common::prometheus::{assert_promtool_ok, config_dir, promtool};
 
 mod end_to_end;
+mod expected;
 
 /// The variables a dashboard query may use, and what the end-to-end test puts in their place.
 const DASHBOARD_VARIABLES: &[(&str, &str)] = &[
@@ -20,34 +21,42 @@ const DASHBOARD_VARIABLES: &[(&str, &str)] = &[
 /// The datasource every panel and query must use: the `DS_PROMETHEUS` import input.
 const DATASOURCE_UID: &str = "${DS_PROMETHEUS}";
 
+/// The rule files prometheus.yml loads, each with its promtool unit tests.
+const RULE_FILES: &[(&str, &str)] = &[
+    ("alerts.yml", "alerts_test.yml"),
+    ("alerts-renewal.yml", "alerts-renewal_test.yml"),
+];
+
 #[test]
 fn alert_rules_and_prometheus_config_pass_promtool_check() {
     let dir = config_dir();
-    let loaded = promtool(&dir, &["check", "rules", "alerts.yml"]);
-    assert_promtool_ok(&loaded, "check rules alerts.yml");
-    // Not loaded yet (its metrics do not exist), but it must stay valid.
-    let drafted = promtool(&dir, &["check", "rules", "alerts-renewal.yml"]);
-    assert_promtool_ok(&drafted, "check rules alerts-renewal.yml");
+    for (rules, _) in RULE_FILES {
+        let output = promtool(&dir, &["check", "rules", rules]);
+        assert_promtool_ok(&output, &format!("check rules {rules}"));
+    }
     let config = promtool(&dir, &["check", "config", "prometheus.yml"]);
     assert_promtool_ok(&config, "check config prometheus.yml");
 }
 
 #[test]
 fn alert_rule_unit_tests_fire_and_stay_quiet_as_expected() {
-    let output = promtool(&config_dir(), &["test", "rules", "alerts_test.yml"]);
-    assert_promtool_ok(&output, "test rules alerts_test.yml");
+    for (_, tests) in RULE_FILES {
+        let output = promtool(&config_dir(), &["test", "rules", tests]);
+        assert_promtool_ok(&output, &format!("test rules {tests}"));
+    }
 }
 
 #[test]
-fn renewal_alerts_are_not_loaded_until_their_metrics_exist() {
+fn prometheus_config_loads_every_rule_file_and_nothing_else() {
     let config =
         std::fs::read_to_string(config_dir().join("prometheus.yml")).expect("read prometheus.yml");
     let rule_files: Vec<&str> = config
         .lines()
-        .map(str::trim)
-        .filter(|line| line.starts_with("- ") && line.ends_with(".yml"))
+        .filter_map(|line| line.trim().strip_prefix("- "))
+        .filter(|entry| entry.ends_with(".yml"))
         .collect();
-    assert_eq!(rule_files, ["- alerts.yml"], "{config}");
+    let expected: Vec<&str> = RULE_FILES.iter().map(|(rules, _)| *rules).collect();
+    assert_eq!(rule_files, expected, "{config}");
 }
 
 #[test]

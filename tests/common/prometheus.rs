@@ -134,18 +134,32 @@ impl Prometheus {
         &self,
         what: &str,
         patience: Duration,
-        mut attempt: impl AsyncFnMut() -> Option<T>,
+        attempt: impl AsyncFnMut() -> Option<T>,
     ) -> T {
+        match self.try_poll(patience, attempt).await {
+            Some(value) => value,
+            None => panic!(
+                "{what}: not within {patience:?}; Prometheus log:\n{}",
+                self.log_tail()
+            ),
+        }
+    }
+
+    /// Calls `attempt` every 200 ms until it returns `Some`, for at most `patience`;
+    /// `None` when it never did, for tests that report every miss at the end.
+    pub async fn try_poll<T>(
+        &self,
+        patience: Duration,
+        mut attempt: impl AsyncFnMut() -> Option<T>,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             if let Some(value) = attempt().await {
-                return value;
+                return Some(value);
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not within {patience:?}; Prometheus log:\n{}",
-                self.log_tail()
-            );
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
             // Prometheus scrapes and evaluates on its own 1 s clock; poll a few times per tick.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

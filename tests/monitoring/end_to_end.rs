@@ -1,6 +1,8 @@
-//! A real Prometheus, configured from the shipped prometheus.yml and alerts.yml, scrapes a
-//! real `certinel run` watching live loopback TLS servers and files chosen so that every
-//! alert fires; then every dashboard query and every alert expression must return data.
+//! A real Prometheus, configured from the shipped prometheus.yml and rule files, scrapes a
+//! real `certinel run` watching live loopback TLS servers and files, and renewing two
+//! certificates from a real Pebble (one issued, one that cannot be), chosen so that every
+//! alert fires; then every dashboard query and every alert expression must return data,
+//! except the few alerts `expected::EXPECTED_EMPTY` names with a reason.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{load_dashboard, panels, substitute_variables};
+use super::expected::{self, EXPECTED_EMPTY, ISSUED, NOT_YET_EXPORTED, UNISSUABLE};
+use super::{RULE_FILES, load_dashboard, panels, substitute_variables};
+use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
 use crate::common::prometheus::{Prometheus, config_dir, encode, free_loopback_port};
 use crate::common::service::{Service, write_config};
@@ -24,19 +28,23 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// durations are covered by the promtool unit tests (alerts_test.yml).
 const TEST_FOR: &str = "for: 1s";
 
-/// The live servers, files and certinel of the test, one per alert.
-struct Setup {
+/// How long Pebble's certificates live: under 7 days, for the managed expiry alert.
+const PEBBLE_VALIDITY_SECONDS: u64 = 3 * 86400;
+
+/// The live servers, files, Pebble and certinel of the test, one per alert.
+pub(super) struct Setup {
     dir: tempfile::TempDir,
-    service: Service,
-    soon: SocketAddr,
-    late: SocketAddr,
-    self_signed: SocketAddr,
-    closed: SocketAddr,
-    disagree_port: u16,
-    soon_file: PathBuf,
-    late_file: PathBuf,
-    missing_file: PathBuf,
+    pub(super) service: Service,
+    pub(super) soon: SocketAddr,
+    pub(super) late: SocketAddr,
+    pub(super) self_signed: SocketAddr,
+    pub(super) closed: SocketAddr,
+    pub(super) disagree_port: u16,
+    pub(super) soon_file: PathBuf,
+    pub(super) late_file: PathBuf,
+    pub(super) missing_file: PathBuf,
     _servers: Vec<ServerHandle>,
+    _pebble: Pebble,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,55 +72,67 @@ async fn prometheus_returns_data_for_every_dashboard_query_and_fires_every_alert
         })
         .await;
 
-    let expected = expected_alerts(&setup, dead_certinel);
+    // Misses are collected and reported together, so one run shows every query that
+    // lacks data rather than the first.
+    let mut problems = Vec::new();
+    wait_for_renewal_outcomes(&prometheus, &mut problems).await;
+
+    let expected = expected::firing_alerts(&setup, dead_certinel);
     let rules = alerting_rules(&prometheus).await;
-    let rule_names: Vec<&String> = rules.keys().collect();
-    let expected_names: Vec<&String> = expected.keys().collect();
+    let rule_names: Vec<&str> = rules.keys().map(String::as_str).collect();
+    let mut accounted: Vec<&str> = expected
+        .keys()
+        .map(String::as_str)
+        .chain(EXPECTED_EMPTY.iter().map(|(name, _)| *name))
+        .collect();
+    accounted.sort_unstable();
     assert_eq!(
-        rule_names, expected_names,
-        "every alert in alerts.yml needs a case in this test's setup"
+        rule_names, accounted,
+        "every alert of the rule files needs a case in this test's setup or a reason in \
+         expected::EXPECTED_EMPTY (and no alert both)"
     );
-    prometheus
-        .poll("every alert firing", PATIENCE, async || {
-            let firing = firing_alerts(&prometheus).await;
-            let missing: Vec<&String> = expected
-                .iter()
-                .filter(|(name, labels)| {
-                    !firing.iter().any(|alert| {
-                        alert["labels"]["alertname"] == name.as_str()
-                            && labels
-                                .iter()
-                                .all(|(key, value)| alert["labels"][key] == value.as_str())
-                    })
-                })
-                .map(|(name, _)| name)
-                .collect();
-            if missing.is_empty() {
-                Some(())
-            } else {
-                eprintln!("not firing yet: {missing:?}");
-                None
-            }
-        })
-        .await;
+    wait_for_firing(&prometheus, &expected, &mut problems).await;
 
     for (name, expr) in &rules {
         let result = prometheus.query(expr).await;
-        assert!(!result.is_empty(), "alert {name}: no data for {expr}");
+        match EXPECTED_EMPTY.iter().find(|(quiet, _)| quiet == name) {
+            Some((_, reason)) if !result.is_empty() => problems.push(format!(
+                "alert {name} returned data though it should not ({reason}): {result:?}"
+            )),
+            Some(_) => {}
+            None if result.is_empty() => problems.push(format!("alert {name}: no data for {expr}")),
+            None => {}
+        }
+        check_metrics_exist(&prometheus, name, expr, &mut problems).await;
     }
-    check_dashboard_queries(&prometheus, &setup).await;
+    check_dashboard_queries(&prometheus, &setup, &mut problems).await;
     check_dashboard_variables(&prometheus, &setup).await;
     let probed = prometheus
         .query("certinel_probe_success{job=\"certinel-probe\"} == 1")
         .await;
     assert_eq!(probed.len(), 1, "the /probe relabeling example works");
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
 
 impl Setup {
-    /// Starts the TLS servers, writes the files and starts certinel; then makes it reject a
-    /// new configuration, so the reload alert has something to say.
+    /// Starts Pebble and the TLS servers, writes the files and starts certinel (which
+    /// issues one certificate and fails the other at once); then makes it reject a new
+    /// configuration, so the reload alert has something to say.
     async fn start() -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
+        let pebble = Pebble::start(PebbleOptions {
+            validity_seconds: Some(PEBBLE_VALIDITY_SECONDS),
+            ..PebbleOptions::default()
+        })
+        .await;
+        // Pebble's validator connects to its own http port only: a listener elsewhere
+        // never sees the challenge.
+        let unreachable = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let root = Ca::root("certinel monitoring test root", Validity::current());
         let soon_leaf =
             root.leaf(&LeafSpec::new(&["localhost"]).validity(Validity::current_for_days(3)));
@@ -162,6 +182,11 @@ impl Setup {
                 ("SOON_FILE", path(&soon_file)),
                 ("LATE_FILE", path(&late_file)),
                 ("MISSING_FILE", path(&missing_file)),
+                ("STATE_DIR", path(&dir.path().join("state"))),
+                ("ACME_DIRECTORY", pebble.directory_url.clone()),
+                ("ACME_CA_FILE", path(&pebble.api_root)),
+                ("HTTP01_LISTEN", pebble.http_addr().to_string()),
+                ("UNREACHABLE_LISTEN", unreachable.to_string()),
             ],
         );
         let mut service = Service::start(Some(&config)).await;
@@ -187,6 +212,7 @@ impl Setup {
             late_file,
             missing_file,
             _servers: servers,
+            _pebble: pebble,
         }
     }
 }
@@ -198,35 +224,16 @@ fn serve_leaf(listener: tokio::net::TcpListener, leaf: &Leaf) -> ServerHandle {
 }
 
 /// The shipped prometheus.yml, pointed at this test's certinel (plus a dead one, for
-/// CertinelDown) and TLS server, ticking every second, loading a copy of alerts.yml whose
-/// `for:` durations are shortened to [`TEST_FOR`]. Each edit must apply exactly once, so
-/// the test notices when the shipped file changes shape.
+/// CertinelDown) and TLS server, ticking every second, loading copies of the rule files
+/// whose `for:` durations are shortened to [`TEST_FOR`]. Each edit must apply exactly once,
+/// so the test notices when the shipped file changes shape.
 fn prometheus_config(
     dir: &Path,
     certinel: SocketAddr,
     dead: SocketAddr,
     probed: SocketAddr,
 ) -> String {
-    let rules = std::fs::read_to_string(config_dir().join("alerts.yml")).expect("read alerts.yml");
-    let mut shortened = 0;
-    let rules: Vec<String> = rules
-        .lines()
-        .map(|line| match line.trim_start().strip_prefix("for: ") {
-            Some(_) => {
-                shortened += 1;
-                let indent = &line[..line.len() - line.trim_start().len()];
-                format!("{indent}{TEST_FOR}")
-            }
-            None => line.to_owned(),
-        })
-        .collect();
-    assert!(shortened > 0, "no `for:` in alerts.yml");
-    let rules_path = dir.join("alerts.yml");
-    std::fs::write(&rules_path, rules.join("\n")).expect("write alerts.yml");
-
-    let mut config =
-        std::fs::read_to_string(config_dir().join("prometheus.yml")).expect("read prometheus.yml");
-    let edits = [
+    let mut edits = vec![
         (
             "scrape_interval: 1m".to_owned(),
             "scrape_interval: 1s".to_owned(),
@@ -235,10 +242,17 @@ fn prometheus_config(
             "evaluation_interval: 1m".to_owned(),
             "evaluation_interval: 1s".to_owned(),
         ),
-        (
-            "  - alerts.yml".to_owned(),
-            format!("  - {}", rules_path.display()),
-        ),
+    ];
+    for (rules, _) in RULE_FILES {
+        let copy = shortened_rules(dir, rules);
+        edits.push((
+            format!("  - {rules}\n"),
+            format!("  - {}\n", copy.display()),
+        ));
+    }
+    let mut config =
+        std::fs::read_to_string(config_dir().join("prometheus.yml")).expect("read prometheus.yml");
+    edits.extend([
         (
             "- targets: [\"127.0.0.1:9798\"]".to_owned(),
             format!("- targets: [\"{certinel}\", \"{dead}\"]"),
@@ -251,7 +265,7 @@ fn prometheus_config(
             "          - \"localhost:8443\"\n          - \"127.0.0.1:6443\"\n".to_owned(),
             format!("          - \"{probed}\"\n"),
         ),
-    ];
+    ]);
     for (from, to) in edits {
         assert_eq!(
             config.matches(&from).count(),
@@ -263,53 +277,97 @@ fn prometheus_config(
     config
 }
 
-/// Each alert of alerts.yml, with labels that show it fired for the right cause.
-fn expected_alerts(
-    setup: &Setup,
-    dead_certinel: SocketAddr,
-) -> BTreeMap<String, Vec<(&'static str, String)>> {
-    let target = |addr: SocketAddr| ("target", addr.to_string());
-    let path = |path: &Path| ("path", path.display().to_string());
-    let certinel = ("job", "certinel".to_owned());
-    [
-        (
-            "CertinelEndpointCertificateExpiresIn7Days",
-            vec![certinel.clone(), target(setup.soon)],
-        ),
-        (
-            "CertinelEndpointCertificateExpiresIn21Days",
-            vec![certinel.clone(), target(setup.late)],
-        ),
-        (
-            "CertinelFileCertificateExpiresIn7Days",
-            vec![path(&setup.soon_file)],
-        ),
-        (
-            "CertinelFileCertificateExpiresIn21Days",
-            vec![path(&setup.late_file)],
-        ),
-        (
-            "CertinelEndpointCertificateNotVerified",
-            vec![certinel.clone(), target(setup.self_signed)],
-        ),
-        ("CertinelEndpointProbeFailing", vec![target(setup.closed)]),
-        (
-            "CertinelEndpointAddressesDisagree",
-            vec![("target", format!("disagree.test:{}", setup.disagree_port))],
-        ),
-        ("CertinelFileUnreadable", vec![path(&setup.missing_file)]),
-        (
-            "CertinelDown",
-            vec![("instance", dead_certinel.to_string())],
-        ),
-        (
-            "CertinelConfigReloadFailed",
-            vec![("instance", setup.service.addr.to_string())],
-        ),
-    ]
-    .into_iter()
-    .map(|(name, labels)| (name.to_owned(), labels))
-    .collect()
+/// Writes a copy of the shipped rule file `name` into `dir`, every `for:` shortened to
+/// [`TEST_FOR`]; returns its path.
+fn shortened_rules(dir: &Path, name: &str) -> PathBuf {
+    let rules = std::fs::read_to_string(config_dir().join(name))
+        .unwrap_or_else(|error| panic!("read {name}: {error}"));
+    let rules: Vec<String> = rules
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("for: ") {
+            Some(_) => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                format!("{indent}{TEST_FOR}")
+            }
+            None => line.to_owned(),
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, rules.join("\n")).unwrap_or_else(|error| panic!("write {name}: {error}"));
+    path
+}
+
+/// Waits until Prometheus has scraped the issued certificate as ready and the unissuable
+/// one's failure twice (so increase() over it has two samples).
+async fn wait_for_renewal_outcomes(prometheus: &Prometheus, problems: &mut Vec<String>) {
+    let outcomes = format!(
+        "certinel_certificate_ready{{name=\"{ISSUED}\"}} == 1 and on (job, instance) \
+         count_over_time(certinel_certificate_renewal_failures_total{{name=\"{UNISSUABLE}\"}}[1m]) >= 2"
+    );
+    let seen = prometheus
+        .try_poll(PATIENCE, async || {
+            (!prometheus.query(&outcomes).await.is_empty()).then_some(())
+        })
+        .await;
+    if seen.is_none() {
+        problems.push(format!(
+            "renewal outcomes never scraped within {PATIENCE:?}: {outcomes}"
+        ));
+    }
+}
+
+/// Waits until every expected alert fires with its labels; records those that never do.
+async fn wait_for_firing(
+    prometheus: &Prometheus,
+    expected: &BTreeMap<String, Vec<(&'static str, String)>>,
+    problems: &mut Vec<String>,
+) {
+    let mut missing = Vec::new();
+    let all_fired = prometheus
+        .try_poll(PATIENCE, async || {
+            let firing = firing_alerts(prometheus).await;
+            missing = expected
+                .iter()
+                .filter(|(name, labels)| {
+                    !firing.iter().any(|alert| {
+                        alert["labels"]["alertname"] == name.as_str()
+                            && labels
+                                .iter()
+                                .all(|(key, value)| alert["labels"][key] == value.as_str())
+                    })
+                })
+                .map(|(name, labels)| format!("{name} {labels:?}"))
+                .collect();
+            missing.is_empty().then_some(())
+        })
+        .await;
+    if all_fired.is_none() {
+        problems.extend(
+            missing
+                .into_iter()
+                .map(|alert| format!("not firing: {alert}")),
+        );
+    }
+}
+
+/// Records every `certinel_*` metric `expr` reads that has no data at all, unless it is
+/// known not to be exported yet.
+async fn check_metrics_exist(
+    prometheus: &Prometheus,
+    alert: &str,
+    expr: &str,
+    problems: &mut Vec<String>,
+) {
+    let metrics: std::collections::BTreeSet<&str> =
+        expected::metric_names(expr).into_iter().collect();
+    for metric in metrics {
+        if NOT_YET_EXPORTED.iter().any(|(name, _)| *name == metric) {
+            continue;
+        }
+        if prometheus.query(metric).await.is_empty() {
+            problems.push(format!("alert {alert} reads {metric}, which has no data"));
+        }
+    }
 }
 
 /// Every alerting rule Prometheus loaded: name and expression, as Prometheus parsed them.
@@ -337,20 +395,12 @@ async fn firing_alerts(prometheus: &Prometheus) -> Vec<Value> {
 }
 
 /// Runs every dashboard query; each must return data, and the counts must match the setup.
-async fn check_dashboard_queries(prometheus: &Prometheus, setup: &Setup) {
-    let expected_stats: BTreeMap<&str, f64> = [
-        ("Certificates", 6.0),
-        ("Expire within 7 days", 2.0),
-        ("Expire within 21 days", 4.0),
-        ("Expire within 30 days", 4.0),
-        ("Not verified", 1.0),
-        ("Probes failing", 1.0),
-        ("Addresses disagree", 1.0),
-        ("certinel up", 1.0),
-        ("Last configuration change", 0.0),
-    ]
-    .into_iter()
-    .collect();
+async fn check_dashboard_queries(
+    prometheus: &Prometheus,
+    setup: &Setup,
+    problems: &mut Vec<String>,
+) {
+    let expected_stats = expected::stat_values();
     let dashboard = load_dashboard();
     let mut queried = 0;
     for panel in panels(&dashboard) {
@@ -358,11 +408,16 @@ async fn check_dashboard_queries(prometheus: &Prometheus, setup: &Setup) {
         for target in panel["targets"].as_array().expect("targets") {
             let expr = substitute_variables(target["expr"].as_str().expect("expr"));
             let result = prometheus.query(&expr).await;
-            assert!(!result.is_empty(), "panel {title}: no data for {expr}");
             queried += 1;
+            if result.is_empty() {
+                problems.push(format!("panel {title}: no data for {expr}"));
+                continue;
+            }
             if let Some(expected) = expected_stats.get(title) {
-                assert_eq!(result.len(), 1, "{title}: {result:?}");
-                assert_eq!(value(&result[0]), *expected, "panel {title}: {expr}");
+                let values: Vec<f64> = result.iter().map(value).collect();
+                if values != [*expected] {
+                    problems.push(format!("panel {title}: {values:?}, not {expected}: {expr}"));
+                }
             }
             if title == "Certificates by days left" && target["refId"] == "A" {
                 let soon = result
@@ -372,6 +427,9 @@ async fn check_dashboard_queries(prometheus: &Prometheus, setup: &Setup) {
                 let days = value(soon);
                 assert!((2.9..=3.0).contains(&days), "{title}: {days} days left");
                 assert_eq!(soon["metric"]["subject"], "CN=localhost", "{soon}");
+            }
+            if title == "Managed certificates by days left" && target["refId"] == "A" {
+                check_managed_row(&result, problems);
             }
         }
     }
@@ -384,7 +442,23 @@ async fn check_dashboard_queries(prometheus: &Prometheus, setup: &Setup) {
         })
         .collect();
     assert!(missing.is_empty(), "no panels titled {missing:?}");
-    assert!(queried >= 15, "only {queried} queries");
+    assert!(queried >= 25, "only {queried} queries");
+}
+
+/// The issued certificate's row of the managed table: 3 days left, first version, and a
+/// serial from the info join.
+fn check_managed_row(result: &[Value], problems: &mut Vec<String>) {
+    let Some(row) = result.iter().find(|row| row["metric"]["name"] == ISSUED) else {
+        problems.push(format!("managed table: no row for {ISSUED}: {result:?}"));
+        return;
+    };
+    let days = value(row);
+    let serial = row["metric"]["serial"].as_str().unwrap_or_default();
+    if !(2.9..=3.0).contains(&days) || row["metric"]["version"] != "v0001" || serial.is_empty() {
+        problems.push(format!(
+            "managed table: {ISSUED} should have 3 days left, version v0001 and a serial: {row}"
+        ));
+    }
 }
 
 /// The template variables' `label_values()` queries, through the label values API.

@@ -1,0 +1,161 @@
+//! What the end-to-end monitoring test expects from its setup: the alerts that must fire
+//! (with labels naming their cause), the few alert expressions that must stay empty and
+//! why, and the numbers the dashboard's count panels must show.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::end_to_end::Setup;
+
+/// Alerts whose expression the setup cannot make true, each with the reason; the test
+/// asserts they return nothing, so an entry that starts firing must leave this list.
+/// Their logic is covered by the promtool unit tests (alerts-renewal_test.yml).
+pub const EXPECTED_EMPTY: &[(&str, &str)] = &[
+    (
+        "CertinelManagedCertificateExpiresIn21Days",
+        "Pebble gives every certificate the same validity, 3 days for the 7-day alert",
+    ),
+    (
+        "CertinelRenewalFailing",
+        "needs 3 failures in a row; certinel's backoff (5 min, doubling) puts the third \
+         15 minutes after the first",
+    ),
+    (
+        "CertinelRenewalBehind",
+        "needs an issued certificate whose renewal then fails with a third of its lifetime \
+         left, a day into a 3-day certificate",
+    ),
+    (
+        "CertinelRenewalOverdue",
+        "needs a renewal planned more than an hour ago and never attempted",
+    ),
+    (
+        "CertinelAcmeServerErrors",
+        "Pebble answers every request, never with a 5xx status",
+    ),
+    (
+        "CertinelEndpointServingStaleCertificate",
+        "certinel_certificate_served_current is not exported yet",
+    ),
+];
+
+/// Metrics an alert reads that certinel does not export yet, with the reason. Every other
+/// `certinel_*` metric an alert expression names must have data, even when the alert is
+/// in [`EXPECTED_EMPTY`]: that catches a misspelt metric name in a quiet alert.
+pub const NOT_YET_EXPORTED: &[(&str, &str)] = &[(
+    "certinel_certificate_served_current",
+    "the served-certificate drift check (branch served) is not merged",
+)];
+
+/// The managed certificate Pebble issues, and the one it never can (fixture monitoring.toml).
+pub const ISSUED: &str = "short-lived";
+/// See [`ISSUED`].
+pub const UNISSUABLE: &str = "unissuable";
+
+/// Each alert that must fire, with labels that show it fired for the right cause.
+pub fn firing_alerts(
+    setup: &Setup,
+    dead_certinel: SocketAddr,
+) -> BTreeMap<String, Vec<(&'static str, String)>> {
+    let target = |addr: SocketAddr| ("target", addr.to_string());
+    let path = |path: &Path| ("path", path.display().to_string());
+    let certinel = ("job", "certinel".to_owned());
+    let certificate = |name: &str| ("name", name.to_owned());
+    [
+        (
+            "CertinelEndpointCertificateExpiresIn7Days",
+            vec![certinel.clone(), target(setup.soon)],
+        ),
+        (
+            "CertinelEndpointCertificateExpiresIn21Days",
+            vec![certinel.clone(), target(setup.late)],
+        ),
+        (
+            "CertinelFileCertificateExpiresIn7Days",
+            vec![path(&setup.soon_file)],
+        ),
+        (
+            "CertinelFileCertificateExpiresIn21Days",
+            vec![path(&setup.late_file)],
+        ),
+        (
+            "CertinelEndpointCertificateNotVerified",
+            vec![certinel.clone(), target(setup.self_signed)],
+        ),
+        ("CertinelEndpointProbeFailing", vec![target(setup.closed)]),
+        (
+            "CertinelEndpointAddressesDisagree",
+            vec![("target", format!("disagree.test:{}", setup.disagree_port))],
+        ),
+        ("CertinelFileUnreadable", vec![path(&setup.missing_file)]),
+        (
+            "CertinelDown",
+            vec![("instance", dead_certinel.to_string())],
+        ),
+        (
+            "CertinelConfigReloadFailed",
+            vec![("instance", setup.service.addr.to_string())],
+        ),
+        (
+            "CertinelCertificateNotReady",
+            vec![certinel.clone(), certificate(UNISSUABLE)],
+        ),
+        (
+            "CertinelManagedCertificateExpiresIn7Days",
+            vec![certinel, certificate(ISSUED)],
+        ),
+    ]
+    .into_iter()
+    .map(|(name, labels)| (name.to_owned(), labels))
+    .collect()
+}
+
+/// The value each single-number panel must show, by title.
+pub fn stat_values() -> BTreeMap<&'static str, f64> {
+    [
+        // 4 endpoints with a certificate (not the closed port), 2 readable files, and the
+        // issued managed certificate (the unissuable one has no certificate).
+        ("Certificates", 7.0),
+        // The 3-day endpoint and file, and the 3-day managed certificate.
+        ("Expire within 7 days", 3.0),
+        ("Expire within 21 days", 5.0),
+        ("Expire within 30 days", 5.0),
+        ("Not verified", 1.0),
+        ("Probes failing", 1.0),
+        ("Addresses disagree", 1.0),
+        ("certinel up", 1.0),
+        ("Last configuration change", 0.0),
+        ("Managed certificates", 2.0),
+        ("Managed not ready", 1.0),
+        ("Renewals failing", 1.0),
+        ("ACME errors (30m)", 0.0),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The `certinel_*` metric names in a PromQL expression, in order of appearance.
+pub fn metric_names(expr: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("certinel_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn metric_names_finds_every_certinel_metric_and_nothing_else() {
+    let expr = "time() - certinel_a_seconds{job=\"certinel\"} > 3 and on (name) up \
+                unless certinel_b_total offset 30m";
+    assert_eq!(
+        metric_names(expr),
+        ["certinel_a_seconds", "certinel_b_total"]
+    );
+}
