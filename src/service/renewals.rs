@@ -35,7 +35,9 @@ async fn certificate_loop(renewer: Arc<Renewer>, name: String, shutdown: Cancell
                 // Re-plan at once: the next `renew` answers NotDue with the new window.
                 continue;
             }
-            Ok(RenewOutcome::NotDue { renew_at, .. }) => until(renew_at, Duration::from_secs(1)),
+            Ok(RenewOutcome::NotDue { next_check, .. }) => {
+                until(next_check, Duration::from_secs(1))
+            }
             Err(error) => {
                 tracing::warn!(
                     certificate = %name,
