@@ -251,10 +251,15 @@ fn offered_list(offered: &[String]) -> String {
 }
 
 /// Whether the CA refused an order because of its `replaces` field (RFC 9773 section 5):
-/// `alreadyReplaced`, a 409 `conflict`, or `malformed` mentioning replaces. The order is
+/// `alreadyReplaced`, a 409 `conflict`, or `malformed` mentioning replaces; or answered
+/// with an order that does not echo it (instant-acme refuses such an order). The order is
 /// then placed again without it.
 pub fn is_replaces_rejection(error: &AcmeError) -> bool {
     match error {
+        AcmeError::Protocol {
+            stage: Stage::Order,
+            message,
+        } => message.contains("replaces field mismatch"),
         AcmeError::Server {
             stage: Stage::Order,
             problem,
@@ -322,6 +327,30 @@ mod tests {
         );
         assert_eq!(problem_keyword(Some("about:blank")), "about:blank");
         assert_eq!(problem_keyword(None), "unknown");
+    }
+
+    #[test]
+    fn only_order_problems_about_replaces_drop_it() {
+        let server = |problem: &str, detail: &str| AcmeError::Server {
+            stage: Stage::Order,
+            problem: problem.into(),
+            detail: detail.into(),
+        };
+        assert!(is_replaces_rejection(&server("alreadyReplaced", "")));
+        assert!(is_replaces_rejection(&server("conflict", "order exists")));
+        assert!(is_replaces_rejection(&server(
+            "malformed",
+            "bad Replaces field"
+        )));
+        assert!(!is_replaces_rejection(&server(
+            "malformed",
+            "bad identifier"
+        )));
+        assert!(!is_replaces_rejection(&server("rateLimited", "replaces")));
+        assert!(is_replaces_rejection(&AcmeError::Protocol {
+            stage: Stage::Order,
+            message: "replaces field mismatch: expected Some(..), found None".into(),
+        }));
     }
 
     #[test]
