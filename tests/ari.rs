@@ -49,6 +49,13 @@ impl Setup {
         }
     }
 
+    /// Points the configuration at another ACME directory (another CA, as far as the
+    /// stored certificates' origin goes).
+    fn switch_directory(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, text.replace(from, to)).unwrap();
+    }
+
     fn renewer(&self) -> Renewer {
         let config = certinel::config::load(&self.config).unwrap_or_else(|e| panic!("{e}"));
         Renewer::new(&config)
@@ -413,4 +420,60 @@ async fn a_profile_the_directory_does_not_advertise_fails_before_any_order() {
         "{renewed:?}"
     );
     assert_eq!(front.new_orders()[0]["profile"].as_str(), Some("tlsclient"));
+}
+
+#[tokio::test]
+async fn an_order_refused_as_already_replaced_is_placed_again_once_without_replaces() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    front.reject_next_replaces();
+    let renewed = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}\n{}",
+        pebble.log()
+    );
+    let orders = front.new_orders();
+    assert_eq!(orders.len(), 3, "{orders:?}");
+    assert!(orders[1].get("replaces").is_some());
+    assert!(orders[2].get("replaces").is_none());
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&pebble.directory_url, &front.ca_file, &pebble, None);
+    let now = OffsetDateTime::now_utc();
+    issue_first(&setup.renewer(), &pebble, now).await;
+
+    setup.switch_directory(&pebble.directory_url, &front.directory_url);
+    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    let renewer = setup.renewer();
+    let outcome = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(outcome, Ok(RenewOutcome::NotDue { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(setup.status(&renewer, now).renewal_rule, "renew_before");
+    assert!(front.renewal_info_requests().is_empty());
+
+    let forced = RenewOptions {
+        force: true,
+        ..RenewOptions::default()
+    };
+    let renewed = renewer.renew("api", forced, now).await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}"
+    );
+    let orders = front.new_orders();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert!(orders[0].get("replaces").is_none());
 }

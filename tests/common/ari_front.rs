@@ -47,6 +47,7 @@ struct Shared {
     new_orders: Vec<serde_json::Value>,
     renewal_info_ids: Vec<String>,
     new_order_path: Option<String>,
+    reject_replaces: bool,
 }
 
 /// A running front; it stops when dropped.
@@ -127,6 +128,11 @@ impl AriFront {
             .collect();
     }
 
+    /// Answers the next newOrder that carries `replaces` with 409 `alreadyReplaced`.
+    pub fn reject_next_replaces(&self) {
+        self.shared.lock().unwrap().reject_replaces = true;
+    }
+
     /// The JSON payloads of every newOrder request so far.
     pub fn new_orders(&self) -> Vec<serde_json::Value> {
         self.shared.lock().unwrap().new_orders.clone()
@@ -188,7 +194,11 @@ impl Forward {
         if Some(&path) == new_order_path.as_ref() {
             if let Some(payload) = jws_payload(&body) {
                 replaces = payload.get("replaces").cloned();
-                self.shared.lock().unwrap().new_orders.push(payload);
+                let mut shared = self.shared.lock().unwrap();
+                shared.new_orders.push(payload);
+                if replaces.is_some() && std::mem::take(&mut shared.reject_replaces) {
+                    return already_replaced();
+                }
             }
         }
         let path_and_query = parts
@@ -287,6 +297,20 @@ impl Forward {
             .body(Full::new(Bytes::from(document.to_string())))
             .expect("renewal info")
     }
+}
+
+/// The problem a CA sends when another order already replaced the certificate.
+fn already_replaced() -> Response<Full<Bytes>> {
+    let problem = serde_json::json!({
+        "type": "urn:ietf:params:acme:error:alreadyReplaced",
+        "detail": "the certificate was already replaced by another order",
+        "status": 409,
+    });
+    Response::builder()
+        .status(StatusCode::CONFLICT)
+        .header(http::header::CONTENT_TYPE, "application/problem+json")
+        .body(Full::new(Bytes::from(problem.to_string())))
+        .expect("409")
 }
 
 /// The decoded payload of a flattened JWS (`{"protected", "payload", "signature"}`).
