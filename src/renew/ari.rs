@@ -123,8 +123,16 @@ impl Run<'_> {
         let account = match self.load_account().await {
             Ok(account) => account,
             Err(error) => {
+                // Asked again in six hours rather than at the (maybe distant) renewal.
                 tracing::warn!(%error, "cannot ask the CA for renewal information");
-                return None;
+                let message = format!("cannot reach the ACME account: {error}");
+                return Some(Some(absorb(
+                    previous,
+                    &cert_id,
+                    Err(message),
+                    self.now,
+                    rand::random::<f64>(),
+                )));
             }
         };
         if fresh_directory(&account).await.renewal_info.is_none() {
