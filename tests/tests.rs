@@ -2,6 +2,9 @@
 
 /// The ACME client against a real Pebble: challenges, key types, accounts, EAB, failures.
 mod acme;
+/// ACME Renewal Information and profiles through a front that adds them to Pebble: windows
+/// move the schedule, `replaces` is sent, a profile is sent or refused, polls back off.
+mod ari;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.

@@ -25,6 +25,7 @@ use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
 #[derive(Clone)]
 pub struct AcmeAccount {
     inner: Account,
+    client: http::InstrumentedClient,
     directory: String,
     credentials_path: PathBuf,
     created: bool,
@@ -50,6 +51,21 @@ impl AcmeAccount {
     /// Whether this call created the account (`false`: it was loaded from the file).
     pub fn was_created(&self) -> bool {
         self.created
+    }
+
+    /// What the CA's directory advertised when it was last fetched (renewal information,
+    /// profiles).
+    pub fn directory_facts(&self) -> crate::acme::DirectoryFacts {
+        self.client.directory_facts()
+    }
+
+    /// The CA's clock minus ours, in seconds, from the `Date` header of its last answer.
+    pub fn clock_skew(&self) -> Option<f64> {
+        self.client.clock_skew()
+    }
+
+    pub(crate) fn http_client(&self) -> &http::InstrumentedClient {
+        &self.client
     }
 
     pub(crate) fn acme(&self) -> &Account {
@@ -134,7 +150,7 @@ pub async fn load_or_create_account(
                     ),
                 });
             }
-            let account = Account::builder_with_http(Box::new(client))
+            let account = Account::builder_with_http(Box::new(client.clone()))
                 .from_credentials(stored.credentials)
                 .await
                 .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
@@ -173,6 +189,7 @@ pub async fn load_or_create_account(
     };
     Ok(AcmeAccount {
         inner,
+        client,
         directory: settings.directory.clone(),
         credentials_path,
         created,

@@ -140,6 +140,18 @@ pub enum AcmeError {
         /// Its status, e.g. `valid` or `invalid`.
         status: String,
     },
+    /// The certificate asks for a profile the CA's directory does not advertise; no order
+    /// was placed.
+    #[error(
+        "order: the ACME server does not offer the profile {profile:?} (it offers: {})",
+        offered_list(offered)
+    )]
+    ProfileUnavailable {
+        /// The configured profile.
+        profile: String,
+        /// The profiles the directory advertises.
+        offered: Vec<String>,
+    },
     /// Generating the private key or the CSR failed.
     #[error("finalize: cannot generate the {algorithm} key or CSR: {message}")]
     Key {
@@ -163,7 +175,7 @@ impl AcmeError {
                 Stage::Challenge
             }
             Self::AccountFile { .. } => Stage::Account,
-            Self::OrderUnusable { .. } => Stage::Order,
+            Self::OrderUnusable { .. } | Self::ProfileUnavailable { .. } => Stage::Order,
             Self::Key { .. } => Stage::Finalize,
         }
     }
@@ -171,7 +183,7 @@ impl AcmeError {
     /// A short keyword for what went wrong (metric label `problem`): the ACME problem type
     /// for server problems (`rateLimited`, `unauthorized`, `dns`, `connection`, ...), else
     /// one of `network`, `timeout`, `protocol`, `challengeNotOffered`, `responder`, `io`,
-    /// `invalid`, `key`, `orderUnusable`, or for dns-01 `dnsUpdate`, `dnsLookup`,
+    /// `invalid`, `key`, `orderUnusable`, `profileUnavailable`, or for dns-01 `dnsUpdate`, `dnsLookup`,
     /// `dnsPropagation` and `dnsExec`.
     pub fn problem(&self) -> &str {
         match self {
@@ -186,6 +198,7 @@ impl AcmeError {
             Self::Invalid { .. } => "invalid",
             Self::Key { .. } => "key",
             Self::OrderUnusable { .. } => "orderUnusable",
+            Self::ProfileUnavailable { .. } => "profileUnavailable",
         }
     }
 
@@ -226,6 +239,37 @@ impl AcmeError {
             problem: problem_keyword(problem.r#type.as_deref()),
             detail,
         }
+    }
+}
+
+fn offered_list(offered: &[String]) -> String {
+    if offered.is_empty() {
+        "none".to_owned()
+    } else {
+        offered.join(", ")
+    }
+}
+
+/// Whether the CA refused an order because of its `replaces` field (RFC 9773 section 5):
+/// `alreadyReplaced`, a 409 `conflict`, or `malformed` mentioning replaces; or answered
+/// with an order that does not echo it (instant-acme refuses such an order). The order is
+/// then placed again without it.
+pub fn is_replaces_rejection(error: &AcmeError) -> bool {
+    match error {
+        AcmeError::Protocol {
+            stage: Stage::Order,
+            message,
+        } => message.contains("replaces field mismatch"),
+        AcmeError::Server {
+            stage: Stage::Order,
+            problem,
+            detail,
+        } => {
+            problem == "alreadyReplaced"
+                || problem == "conflict"
+                || (problem == "malformed" && detail.to_ascii_lowercase().contains("replaces"))
+        }
+        _ => false,
     }
 }
 
@@ -283,6 +327,30 @@ mod tests {
         );
         assert_eq!(problem_keyword(Some("about:blank")), "about:blank");
         assert_eq!(problem_keyword(None), "unknown");
+    }
+
+    #[test]
+    fn only_order_problems_about_replaces_drop_it() {
+        let server = |problem: &str, detail: &str| AcmeError::Server {
+            stage: Stage::Order,
+            problem: problem.into(),
+            detail: detail.into(),
+        };
+        assert!(is_replaces_rejection(&server("alreadyReplaced", "")));
+        assert!(is_replaces_rejection(&server("conflict", "order exists")));
+        assert!(is_replaces_rejection(&server(
+            "malformed",
+            "bad Replaces field"
+        )));
+        assert!(!is_replaces_rejection(&server(
+            "malformed",
+            "bad identifier"
+        )));
+        assert!(!is_replaces_rejection(&server("rateLimited", "replaces")));
+        assert!(is_replaces_rejection(&AcmeError::Protocol {
+            stage: Stage::Order,
+            message: "replaces field mismatch: expected Some(..), found None".into(),
+        }));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP client under instant-acme: HTTPS with our roots, retries of 5xx, 429 and
 //! network errors (see [`super::retry`]), and one observer call per request for the
-//! `certinel_acme_requests_total{endpoint,status}` metric and its duration histogram.
+//! `certinel_acme_requests_total{endpoint,status}` metric and its duration histogram. It
+//! also remembers what the directory advertises and the CA's clock skew (`Date` header).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rand::Rng;
 
+use crate::acme::ari::DirectoryFacts;
 use crate::acme::retry::{self, AttemptOutcome, RetryDecision, RetryPolicy};
 
 /// Receives one call per HTTP request sent to the CA, retries included.
@@ -143,6 +145,10 @@ struct Shared {
     directory: String,
     /// URL → endpoint keyword, learnt from the directory document.
     known_urls: Mutex<HashMap<String, &'static str>>,
+    /// What the last directory document advertised.
+    facts: Mutex<DirectoryFacts>,
+    /// CA time minus local time in seconds, from the last response's `Date` header.
+    clock_skew: Mutex<Option<f64>>,
 }
 
 impl InstrumentedClient {
@@ -162,9 +168,38 @@ impl InstrumentedClient {
                 observer,
                 directory: directory.to_owned(),
                 known_urls: Mutex::new(known),
+                facts: Mutex::new(DirectoryFacts::default()),
+                clock_skew: Mutex::new(None),
             }),
         }
     }
+
+    /// What the last directory document advertised (empty before the first one).
+    pub(crate) fn directory_facts(&self) -> DirectoryFacts {
+        lock(&self.shared.facts).clone()
+    }
+
+    /// CA time minus local time in seconds, from the last response's `Date` header.
+    pub(crate) fn clock_skew(&self) -> Option<f64> {
+        *lock(&self.shared.clock_skew)
+    }
+}
+
+/// Locks `mutex`; a panic elsewhere while it was held leaves plain data that is still
+/// usable, so poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// CA time minus `local` in seconds, from a `Date` header value (RFC 9110 IMF-fixdate).
+pub(crate) fn clock_skew_from_date(date: &str, local: SystemTime) -> Option<f64> {
+    let ca =
+        time::OffsetDateTime::parse(date.trim(), &time::format_description::well_known::Rfc2822)
+            .ok()?;
+    let local = time::OffsetDateTime::from(local);
+    Some((ca - local).as_seconds_f64())
 }
 
 impl HttpClient for InstrumentedClient {
@@ -211,6 +246,15 @@ impl Shared {
             let (outcome, result) = match sent {
                 Ok(Ok(response)) => {
                     let status = response.parts.status;
+                    let skew = response
+                        .parts
+                        .headers
+                        .get(http::header::DATE)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| clock_skew_from_date(value, SystemTime::now()));
+                    if skew.is_some() {
+                        *lock(&self.clock_skew) = skew;
+                    }
                     self.observer
                         .request_done(endpoint, status.as_str(), elapsed);
                     let retry_after = response
@@ -300,10 +344,8 @@ impl Shared {
             ("keyChange", "key_change"),
             ("renewalInfo", "renewal_info"),
         ];
-        let mut known = self
-            .known_urls
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *lock(&self.facts) = DirectoryFacts::from_directory(directory);
+        let mut known = lock(&self.known_urls);
         for (field, endpoint) in RESOURCES {
             if let Some(url) = directory.get(field).and_then(|value| value.as_str()) {
                 known.insert(url.to_owned(), endpoint);

@@ -22,6 +22,7 @@
 //! Every failure is an [`AcmeError`] carrying a [`Stage`] and a problem keyword.
 
 mod account;
+mod ari;
 mod dns01;
 mod error;
 mod http;
@@ -36,11 +37,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub use account::{AcmeAccount, account_file_name, load_or_create_account};
+pub use ari::{DirectoryFacts, RenewalInfo, ari_certificate_id, refresh_directory, renewal_info};
 pub use dns01::{
     DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,
     TsigSecret, UnknownTsigAlgorithm,
 };
-pub use error::{AcmeError, Stage};
+pub use error::{AcmeError, Stage, is_replaces_rejection};
 pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
 pub use order::{complete_order, issue, place_order};

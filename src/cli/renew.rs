@@ -117,7 +117,9 @@ fn outcome_line(name: &str, outcome: &RenewOutcome) -> String {
             },
             rfc3339(*not_after)
         ),
-        RenewOutcome::NotDue { renew_at, reason } => format!(
+        RenewOutcome::NotDue {
+            renew_at, reason, ..
+        } => format!(
             "{name}: not due; next renewal {} ({})",
             rfc3339(*renew_at),
             reason_name(*reason)

@@ -1,5 +1,6 @@
-//! `certinel status`: every managed certificate's version, expiry, next renewal and last
-//! outcome, as a table or as JSON.
+//! `certinel status`: every managed certificate's version, expiry, next renewal, the rule
+//! that placed it (`ari` or `renew_before`) with the CA's window and next poll, and the last
+//! outcome, as a table or as JSON. Reads the state directory and writes nothing.
 
 use std::path::PathBuf;
 
@@ -54,11 +55,14 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
         "DAYS LEFT",
         "NEXT RENEWAL",
         "REASON",
+        "RULE",
+        "ARI WINDOW",
+        "ARI NEXT POLL",
         "LAST",
         "FAILURES",
     ];
     let dash = || "-".to_owned();
-    let rows: Vec<[String; 9]> = statuses
+    let rows: Vec<[String; 12]> = statuses
         .iter()
         .map(|s| {
             [
@@ -69,6 +73,12 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
                 s.days_left.map_or_else(dash, |d| d.to_string()),
                 rfc3339(s.next_renewal),
                 s.next_renewal_reason.to_owned(),
+                s.renewal_rule.to_owned(),
+                match (s.ari_window_start, s.ari_window_end) {
+                    (Some(start), Some(end)) => format!("{}..{}", rfc3339(start), rfc3339(end)),
+                    _ => dash(),
+                },
+                s.ari_next_poll.map_or_else(dash, rfc3339),
                 s.last_outcome.unwrap_or("-").to_owned(),
                 s.consecutive_failures.to_string(),
             ]

@@ -247,6 +247,37 @@ pub const ACME_REQUEST_DURATION: MetricDef = histogram(
 pub const ACME_DURATION_BUCKETS: [f64; 10] =
     [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0];
 
+/// Which rule placed a managed certificate's renewal window.
+pub const CERTIFICATE_RENEWAL_WINDOW_INFO: MetricDef = gauge(
+    "certinel_certificate_renewal_window_info",
+    "Always 1; the source label says which rule placed the renewal window: ari (the CA's suggested window) or renew_before.",
+);
+/// Start of the CA's suggested renewal window (ARI).
+pub const CERTIFICATE_ARI_WINDOW_START: MetricDef = gauge(
+    "certinel_certificate_ari_window_start_timestamp_seconds",
+    "Start of the renewal window the CA suggests for the current certificate (ACME Renewal Information), as a Unix timestamp.",
+);
+/// End of the CA's suggested renewal window (ARI).
+pub const CERTIFICATE_ARI_WINDOW_END: MetricDef = gauge(
+    "certinel_certificate_ari_window_end_timestamp_seconds",
+    "End of the renewal window the CA suggests for the current certificate (ACME Renewal Information), as a Unix timestamp.",
+);
+/// When the renewer asks the CA for renewal information again.
+pub const CERTIFICATE_ARI_NEXT_POLL: MetricDef = gauge(
+    "certinel_certificate_ari_next_poll_timestamp_seconds",
+    "When certinel next asks the CA for the certificate's renewal information, as a Unix timestamp.",
+);
+/// Whether the CA's directory advertises a configured profile.
+pub const ACME_PROFILE_AVAILABLE: MetricDef = gauge(
+    "certinel_acme_profile_available",
+    "1 when the ACME directory advertises this configured profile, 0 when it does not (renewals asking for it fail).",
+);
+/// CA clock minus local clock.
+pub const CLOCK_SKEW: MetricDef = gauge(
+    "certinel_clock_skew_seconds",
+    "The other party's clock minus the local clock in seconds (source=acme: the Date header of the ACME server's last answer).",
+);
+
 /// Every metric, in the order `/metrics` renders them.
 pub const ALL: &[MetricDef] = &[
     BUILD_INFO,
@@ -285,8 +316,14 @@ pub const ALL: &[MetricDef] = &[
     CERTIFICATE_LAST_RENEWAL_SUCCESS,
     CERTIFICATE_LAST_RENEWAL_ATTEMPT,
     CERTIFICATE_RENEWAL_CONSECUTIVE_FAILURES,
+    CERTIFICATE_RENEWAL_WINDOW_INFO,
+    CERTIFICATE_ARI_WINDOW_START,
+    CERTIFICATE_ARI_WINDOW_END,
+    CERTIFICATE_ARI_NEXT_POLL,
     ACME_REQUESTS,
     ACME_REQUEST_DURATION,
+    ACME_PROFILE_AVAILABLE,
+    CLOCK_SKEW,
 ];
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use crate::acme::{
     AcmeAccount, AcmeError, AcmeSettings, Eab, IssueRequest, Issued, PollPolicy,
-    Stage as AcmeStage, complete_order, load_or_create_account, place_order,
+    Stage as AcmeStage, complete_order, is_replaces_rejection, load_or_create_account, place_order,
 };
 use crate::config::model::CertificateConfig;
 use crate::renew::deploy::{self, DeployEnv, HookError};
@@ -18,11 +18,11 @@ use crate::store::{
 
 /// One renewal (or rollback) of one certificate at one moment.
 pub(crate) struct Run<'a> {
-    renewer: &'a Renewer,
-    certificate: &'a CertificateConfig,
-    store: CertStore,
+    pub(super) renewer: &'a Renewer,
+    pub(super) certificate: &'a CertificateConfig,
+    pub(super) store: CertStore,
     audit: AuditLog,
-    now: OffsetDateTime,
+    pub(super) now: OffsetDateTime,
 }
 
 impl<'a> Run<'a> {
@@ -51,7 +51,7 @@ impl<'a> Run<'a> {
         &self.certificate.name
     }
 
-    fn store_error(&self, source: StoreError) -> RenewError {
+    pub(super) fn store_error(&self, source: StoreError) -> RenewError {
         RenewError::Store {
             name: self.name().to_owned(),
             source,
@@ -94,23 +94,25 @@ impl<'a> Run<'a> {
         }
 
         if !force {
-            let decision = super::status::decide(
-                &self.store,
-                self.certificate,
-                self.now,
-                self.renewer.backoff_base,
-            )
-            .map_err(|e| self.store_error(e))?;
+            let (decision, next_check) = self.decide_with_renewal_info().await?;
             if decision.renew_at > self.now {
-                tracing::info!(renew_at = %decision.renew_at, reason = ?decision.reason, "not due");
+                tracing::info!(
+                    renew_at = %decision.renew_at,
+                    reason = ?decision.reason,
+                    rule = decision.rule.as_str(),
+                    %next_check,
+                    "not due"
+                );
                 return Ok(RenewOutcome::NotDue {
                     renew_at: decision.renew_at,
                     reason: decision.reason,
+                    next_check,
                 });
             }
         }
         // The account comes first: an unreachable CA leaves no in-flight record behind.
         let account = self.account().await?;
+        self.check_profile(&account).await?;
         self.store
             .begin(name, self.now)
             .map_err(|e| self.store_error(e))?;
@@ -118,8 +120,30 @@ impl<'a> Run<'a> {
         self.issue_and_roll_out(&account, None).await
     }
 
+    /// The account, loaded (or created) once per renewer; a failure is audited and counted.
     pub(super) async fn account(&self) -> Result<AcmeAccount, RenewError> {
-        let acme = self.renewer.acme.as_ref().ok_or(RenewError::NoAcme)?;
+        self.renewer.acme.as_ref().ok_or(RenewError::NoAcme)?;
+        match self.load_account().await {
+            Ok(account) => Ok(account),
+            Err(source) => {
+                let error = RenewError::Acme {
+                    name: self.name().to_owned(),
+                    source,
+                };
+                self.record(Step::Begin, None, None, Some(&error));
+                Err(self.count_failure(error))
+            }
+        }
+    }
+
+    /// The account, loaded (or created) once per renewer, without auditing a failure.
+    pub(super) async fn load_account(&self) -> Result<AcmeAccount, AcmeError> {
+        let Some(acme) = self.renewer.acme.as_ref() else {
+            return Err(AcmeError::Invalid {
+                stage: AcmeStage::Account,
+                message: "no [acme] section in the configuration".into(),
+            });
+        };
         let settings = AcmeSettings {
             directory: acme.directory.clone(),
             contact: acme.contact.clone(),
@@ -145,17 +169,7 @@ impl<'a> Run<'a> {
                 )
             })
             .await;
-        match loaded {
-            Ok(account) => Ok(account.clone()),
-            Err(source) => {
-                let error = RenewError::Acme {
-                    name: self.name().to_owned(),
-                    source,
-                };
-                self.record(Step::Begin, None, None, Some(&error));
-                Err(self.count_failure(error))
-            }
-        }
+        loaded.cloned()
     }
 
     /// Orders (or resumes `order_url`), stores the result as pending and rolls it out.
@@ -169,7 +183,7 @@ impl<'a> Run<'a> {
             key: self.certificate.key,
             challenge: self.certificate.challenge.clone(),
             profile: self.certificate.profile.clone(),
-            replaces: None,
+            replaces: self.replaces(account),
         };
         let issued = match self.obtain(account, &request, order_url).await {
             Ok(issued) => issued,
@@ -223,7 +237,19 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        let url = place_order(account, request).await?;
+        let url = match place_order(account, request).await {
+            Err(error) if request.replaces.is_some() && is_replaces_rejection(&error) => {
+                // The CA will not let this order replace the current certificate (another
+                // order already did, or it dislikes the field): order without it, once.
+                tracing::info!(%error, "ordering again without replaces");
+                let without = IssueRequest {
+                    replaces: None,
+                    ..request.clone()
+                };
+                place_order(account, &without).await?
+            }
+            other => other?,
+        };
         self.store
             .record_order(self.name(), &url)
             .map_err(|e| AcmeError::Invalid {
@@ -450,7 +476,7 @@ impl<'a> Run<'a> {
     }
 
     /// Counts `error` as a failed renewal in the schedule state, then hands it back.
-    fn count_failure(&self, error: RenewError) -> RenewError {
+    pub(super) fn count_failure(&self, error: RenewError) -> RenewError {
         let failed_identifiers: Vec<String> = match &error {
             RenewError::Acme {
                 source: source @ AcmeError::Server { .. },

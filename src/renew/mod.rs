@@ -5,7 +5,9 @@
 //!
 //! ```text
 //!   recover in-flight record (store::recover)
+//!     ─► ask the CA for renewal information when a poll is due (ARI, persisted)
 //!     ─► plan (schedule::plan; skipped with --force)   NotDue is an outcome, not an error
+//!     ─► check the profile is advertised
 //!     ─► begin ─► place order, record its URL ─► complete order (acme)
 //!     ─► stage_pending (pending) ─► promote + deploy commands (deployed)
 //!     ─► check_version (verified) ─► finish + prune (current)
@@ -17,6 +19,7 @@
 //!
 //! **Invariant:** the renewer never writes certificate files itself; `store` does.
 
+mod ari;
 mod deploy;
 mod lifecycle;
 mod lock;
@@ -34,6 +37,7 @@ use crate::config::model::{AcmeConfig, CertificateConfig, Config};
 use crate::schedule::plan::Reason;
 use crate::store::{StoreError, VersionId};
 
+pub use ari::CaFacts;
 pub use deploy::HookError;
 pub use lock::{LockError, RenewalLock};
 pub use revoke::RevokeOutcome;
@@ -69,6 +73,9 @@ pub enum RenewOutcome {
         renew_at: OffsetDateTime,
         /// Why then.
         reason: Reason,
+        /// When to call [`Renewer::renew`] again: `renew_at`, or the next poll of the CA's
+        /// renewal information when that comes first.
+        next_check: OffsetDateTime,
     },
 }
 

@@ -1,14 +1,16 @@
 //! What `certinel status` shows per certificate, and the renewal decision it shares with
-//! the renewer (the plan's inputs are read from the store here; the plan itself is pure).
+//! the renewer. The plan's inputs are read from the store here and nothing is written:
+//! only the renewer persists a jitter draw or renewal information.
 
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::model::CertificateConfig;
 use crate::renew::{RenewError, Renewer};
+use crate::schedule::ari::AriState;
 use crate::schedule::plan::{CurrentCert, Decision, PlanInput, Policy, Reason, plan};
-use crate::schedule::state;
-use crate::store::metadata::{key_type_name, parse_key_type};
+use crate::schedule::state::{self, ScheduleState};
+use crate::store::metadata::{VersionMetadata, key_type_name, parse_key_type};
 use crate::store::verify::name_covered;
 use crate::store::{CertStore, StoreError, VersionId};
 
@@ -48,6 +50,19 @@ pub struct CertificateStatus {
     pub next_renewal: OffsetDateTime,
     /// Why then (see [`reason_name`]).
     pub next_renewal_reason: &'static str,
+    /// Which rule placed the renewal window: `ari` or `renew_before`.
+    pub renewal_rule: &'static str,
+    /// Start of the CA's suggested window (ARI), when it sent one for this certificate.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ari_window_start: Option<OffsetDateTime>,
+    /// End of the CA's suggested window.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ari_window_end: Option<OffsetDateTime>,
+    /// When the renewer asks the CA for renewal information again.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ari_next_poll: Option<OffsetDateTime>,
+    /// Why the last renewal information request gave no usable answer, if it did not.
+    pub ari_error: Option<String>,
     /// `success` or `failure`; none before the first renewal.
     pub last_outcome: Option<&'static str>,
     /// Renewals failed in a row.
@@ -123,12 +138,15 @@ fn one(
     backoff_base: Duration,
 ) -> Result<CertificateStatus, StoreError> {
     let name = &certificate.name;
-    let current = match store.current(name)? {
-        Some(version) => Some(store.metadata(name, version)?),
-        None => None,
-    };
-    let decision = decide(store, certificate, now, backoff_base)?;
-    let schedule = state::load(&store.schedule_path(name)?)?;
+    let facts = PlanFacts::read(store, name)?;
+    let decision = decide(
+        certificate,
+        &facts,
+        now,
+        facts.stored_jitter(),
+        backoff_base,
+    );
+    let PlanFacts { current, schedule } = facts;
     let matches_config = current
         .as_ref()
         .is_some_and(|meta| matches_config(certificate, &CurrentCert::from(meta)));
@@ -141,6 +159,9 @@ fn one(
     } else {
         current.as_ref().map(|_| "success")
     };
+    let ari = current
+        .as_ref()
+        .and_then(|meta| applicable_ari(&schedule, meta));
     Ok(CertificateStatus {
         name: name.clone(),
         version: current.as_ref().map(|m| m.version),
@@ -158,9 +179,14 @@ fn one(
         days_left: current.as_ref().map(|m| (m.not_after - now).whole_days()),
         next_renewal: decision.renew_at,
         next_renewal_reason: reason_name(decision.reason),
+        renewal_rule: decision.rule.as_str(),
+        ari_window_start: ari.and_then(|a| a.window()).map(|w| w.start),
+        ari_window_end: ari.and_then(|a| a.window()).map(|w| w.end),
+        ari_next_poll: ari.map(|a| a.next_poll),
+        ari_error: ari.and_then(|a| a.last_error.clone()),
         last_outcome,
         consecutive_failures: schedule.consecutive_failures,
-        last_error: schedule.last_error,
+        last_error: schedule.last_error.clone(),
         inflight: store
             .inflight(name)?
             .map(|record| format!("{:?}", record.stage).to_ascii_lowercase()),
@@ -178,48 +204,74 @@ fn matches_config(certificate: &CertificateConfig, current: &CurrentCert) -> boo
     names_covered && Some(current.key_type) == parse_key_type(certificate.key.as_str())
 }
 
-/// The renewal decision for `certificate` at `now`, from what the store holds. The jitter
-/// draw is persisted with the schedule state, so every caller sees the same time.
-pub(crate) fn decide(
-    store: &CertStore,
-    certificate: &CertificateConfig,
-    now: OffsetDateTime,
-    backoff_base: Duration,
-) -> Result<Decision, StoreError> {
-    let name = &certificate.name;
-    let current = match store.current(name)? {
-        Some(version) => Some(store.metadata(name, version)?),
-        None => None,
-    };
-    let path = store.schedule_path(name)?;
-    let mut schedule = state::load(&path)?;
-    let random = match &current {
-        Some(meta) => {
-            let before = schedule.jitter.clone();
-            let value = schedule.jitter_for(&meta.serial, rand::random::<f64>());
-            if schedule.jitter != before {
-                state::save(&path, &schedule)?;
-            }
-            value
+/// What the decision reads from the store for one certificate.
+#[derive(Debug, Clone)]
+pub(crate) struct PlanFacts {
+    /// The current version's metadata, if there is one.
+    pub(crate) current: Option<VersionMetadata>,
+    /// The persisted schedule state.
+    pub(crate) schedule: ScheduleState,
+}
+
+impl PlanFacts {
+    /// Reads the current version and the schedule state of `name`; writes nothing.
+    pub(crate) fn read(store: &CertStore, name: &str) -> Result<PlanFacts, StoreError> {
+        let current = match store.current(name)? {
+            Some(version) => Some(store.metadata(name, version)?),
+            None => None,
+        };
+        let schedule = state::load(&store.schedule_path(name)?)?;
+        Ok(PlanFacts { current, schedule })
+    }
+
+    /// The jitter drawn for the current certificate, or 0 (the latest moment of the
+    /// policy's window) before the renewer has drawn one.
+    pub(crate) fn stored_jitter(&self) -> f64 {
+        match (&self.current, &self.schedule.jitter) {
+            (Some(meta), Some(draw)) if draw.serial == meta.serial => draw.value,
+            _ => 0.0,
         }
-        None => 0.0,
-    };
-    let current_cert = current.as_ref().map(CurrentCert::from);
+    }
+}
+
+/// The ARI state when it is about the certificate `meta` describes.
+fn applicable_ari<'a>(schedule: &'a ScheduleState, meta: &VersionMetadata) -> Option<&'a AriState> {
+    schedule
+        .ari
+        .as_ref()
+        .filter(|ari| ari.is_for_serial(&meta.serial))
+}
+
+/// The renewal decision for `certificate` at `now` from `facts`, with `random` as the
+/// policy's jitter draw. Pure: the caller reads the facts and persists any draw.
+pub(crate) fn decide(
+    certificate: &CertificateConfig,
+    facts: &PlanFacts,
+    now: OffsetDateTime,
+    random: f64,
+    backoff_base: Duration,
+) -> Decision {
+    let current_cert = facts.current.as_ref().map(CurrentCert::from);
+    let ari = facts
+        .current
+        .as_ref()
+        .and_then(|meta| applicable_ari(&facts.schedule, meta))
+        .and_then(AriState::choice);
     let policy = Policy {
         renew_before: certificate.renew_before,
         jitter_fraction: JITTER_FRACTION,
         backoff_base,
     };
     let wanted_names = certificate.dns_names();
-    Ok(plan(&PlanInput {
+    plan(&PlanInput {
         now,
         current: current_cert.as_ref(),
         policy: &policy,
         wanted_names: &wanted_names,
         wanted_key_type: parse_key_type(certificate.key.as_str())
             .unwrap_or(crate::scan::inspect::KeyType::Other),
-        state: &schedule,
-        suggested_window: None,
+        state: &facts.schedule,
+        ari,
         random,
-    }))
+    })
 }

@@ -69,6 +69,34 @@ pub struct SuggestedWindow {
     pub end: OffsetDateTime,
 }
 
+/// The CA's window with the moment drawn inside it (see [`crate::schedule::ari`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AriChoice {
+    /// The suggested window.
+    pub window: SuggestedWindow,
+    /// The moment chosen for the renewal (the present or earlier means at once).
+    pub renew_at: OffsetDateTime,
+}
+
+/// Which rule placed the renewal window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// The CA's suggested window (ARI), bounded by the safety floor.
+    Ari,
+    /// The configured `renew_before` (or its default share of the lifetime).
+    RenewBefore,
+}
+
+impl Rule {
+    /// The label value: `ari` or `renew_before`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Ari => "ari",
+            Rule::RenewBefore => "renew_before",
+        }
+    }
+}
+
 /// Everything the decision depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
@@ -84,9 +112,11 @@ pub struct PlanInput<'a> {
     pub wanted_key_type: KeyType,
     /// Failures and limits remembered between runs.
     pub state: &'a ScheduleState,
-    /// The CA's suggested window; when present it replaces the policy's window.
-    pub suggested_window: Option<SuggestedWindow>,
-    /// A random value in [0, 1) (clamped), drawn once per certificate by the caller.
+    /// The CA's suggested window and the moment chosen in it; when present it replaces the
+    /// policy's window.
+    pub ari: Option<AriChoice>,
+    /// A random value in [0, 1) (clamped) for the policy's jitter, drawn once per
+    /// certificate by the caller.
     pub random: f64,
 }
 
@@ -97,6 +127,8 @@ pub struct Decision {
     pub renew_at: OffsetDateTime,
     /// Why then.
     pub reason: Reason,
+    /// Which rule placed the renewal window.
+    pub rule: Rule,
     /// Renewals failed in a row; non-zero keeps a failing certificate visible.
     pub consecutive_failures: u32,
 }
@@ -189,6 +221,11 @@ pub fn validate_policy(
 /// Decides when to renew.
 pub fn plan(input: &PlanInput<'_>) -> Decision {
     let (due, due_reason) = due(input);
+    let rule = if input.ari.is_some() {
+        Rule::Ari
+    } else {
+        Rule::RenewBefore
+    };
     let gate = [
         (
             backoff_until(input.state, input.policy.backoff_base),
@@ -208,6 +245,7 @@ pub fn plan(input: &PlanInput<'_>) -> Decision {
     Decision {
         renew_at,
         reason,
+        rule,
         consecutive_failures: input.state.consecutive_failures,
     }
 }
@@ -232,8 +270,8 @@ fn due(input: &PlanInput<'_>) -> (OffsetDateTime, Reason) {
         return (now, Reason::KeyTypeChanged);
     }
     let random = input.random.clamp(0.0, 1.0);
-    let at = match input.suggested_window.filter(|w| w.end > w.start) {
-        Some(window) => suggested_time(cert, window, now, random),
+    let at = match input.ari {
+        Some(choice) => ari_time(cert, choice),
         None => policy_time(cert, input.policy, random),
     };
     if at <= now {
@@ -267,18 +305,13 @@ fn policy_time(cert: &CurrentCert, policy: &Policy, random: f64) -> OffsetDateTi
     (cert.not_after - renew_before - jitter).max(cert.not_before)
 }
 
-/// A uniform point in the CA's window, unless less than 1/20 of the lifetime remains.
-fn suggested_time(
-    cert: &CurrentCert,
-    window: SuggestedWindow,
-    now: OffsetDateTime,
-    random: f64,
-) -> OffsetDateTime {
+/// The moment chosen in the CA's window, but no later than the safety floor: once less
+/// than a twentieth of the lifetime remains the certificate is renewed whatever the CA
+/// suggests (a window far out, or past expiry, must not let it lapse).
+fn ari_time(cert: &CurrentCert, choice: AriChoice) -> OffsetDateTime {
     let lifetime = cert.not_after - cert.not_before;
-    if cert.not_after - now < lifetime / 20 || now >= window.start {
-        return now;
-    }
-    window.start + (window.end - window.start) * random
+    let floor = cert.not_after - lifetime / 20;
+    choice.renew_at.min(floor)
 }
 
 /// The end of the backoff after `consecutive_failures` failures: base · 2^(n−1), ≤ 24 h

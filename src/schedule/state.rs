@@ -1,6 +1,6 @@
 //! The schedule state persisted per certificate (`NAME/schedule.json`): failures, backoff,
-//! Retry-After, failed authorizations and the jitter draw, so a restart neither forgets a
-//! backoff nor renews early.
+//! Retry-After, failed authorizations, the jitter draw and the CA's renewal information
+//! (ARI), so a restart neither forgets a backoff nor renews early nor asks the CA too often.
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -9,6 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
+use crate::schedule::ari::AriState;
 use crate::store::StoreError;
 use crate::store::atomic::{MODE_PUBLIC, write_atomic};
 use crate::store::audit::redact_private_keys;
@@ -42,6 +43,9 @@ pub struct ScheduleState {
     /// When a renewal was last attempted, successfully or not.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_attempt_at: Option<OffsetDateTime>,
+    /// What the CA last said about the current certificate's renewal (ARI), if it
+    /// supports renewal information.
+    pub ari: Option<AriState>,
 }
 
 /// A random value in [0, 1) tied to the certificate it was drawn for.

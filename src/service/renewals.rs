@@ -213,13 +213,16 @@ async fn certificate_loop(
     }
 }
 
-/// Reads the certificate's status from the store into `state`; returns the planned
-/// renewal time.
+/// Reads the certificate's status from the store into `state`; returns when the task
+/// should look again: the planned renewal, or the next ARI poll when that comes first.
 fn refresh(renewer: &Renewer, name: &str, state: &State) -> Option<OffsetDateTime> {
     match renewer.status_of(name, OffsetDateTime::now_utc()) {
         Ok(status) => {
             state.update_certificate(&status);
-            Some(status.next_renewal)
+            Some(match status.ari_next_poll {
+                Some(poll) => poll.min(status.next_renewal),
+                None => status.next_renewal,
+            })
         }
         Err(error) => {
             tracing::warn!(

@@ -154,3 +154,18 @@ async fn network_errors_become_a_transport_error_after_the_last_attempt() {
     let transport = error.downcast::<TransportError>().expect("TransportError");
     assert!(transport.to_string().contains("3 attempt"), "{transport}");
 }
+
+#[test]
+fn clock_skew_is_the_ca_date_minus_local_time() {
+    let local = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_752_000);
+    // 1_795_752_000 is Fri, 27 Nov 2026 04:00:00 GMT.
+    assert_eq!(
+        clock_skew_from_date("Fri, 27 Nov 2026 04:00:30 GMT", local),
+        Some(30.0)
+    );
+    assert_eq!(
+        clock_skew_from_date("Fri, 27 Nov 2026 03:59:58 GMT", local),
+        Some(-2.0)
+    );
+    assert_eq!(clock_skew_from_date("yesterday", local), None);
+}

@@ -1,0 +1,479 @@
+//! ACME Renewal Information (RFC 9773) and profiles against a real Pebble behind the ARI
+//! front: the windows it serves move certinel's schedule, a renewal sends `replaces` for
+//! the certificate it replaces, polls back off, and a profile is sent or refused.
+
+use std::path::PathBuf;
+
+use certinel::renew::{CertificateStatus, RenewOptions, RenewOutcome, Renewer};
+use certinel::store::CertStore;
+use time::{Duration, OffsetDateTime};
+
+use crate::common::ari_front::{AriFront, AriReply};
+use crate::common::pebble::{Pebble, PebbleOptions};
+
+/// Pebble issues 30-day certificates: the default rule renews 10 days before expiry.
+const VALIDITY_SECONDS: u64 = 30 * 86_400;
+
+/// A configuration with one certificate `api` answering http-01, against `directory`.
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Setup {
+    fn new(
+        directory: &str,
+        ca_file: &std::path::Path,
+        pebble: &Pebble,
+        profile: Option<&str>,
+    ) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let profile = profile.map_or(String::new(), |p| format!("profile = {p:?}\n"));
+        let text = format!(
+            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
+             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"api\"\n\
+             dns_names = [\"api.certinel.test\"]\n\
+             challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n{profile}",
+            state = state_dir.display().to_string(),
+            ca = ca_file.display().to_string(),
+            addr = pebble.http_addr(),
+        );
+        let config = dir.path().join("certinel.toml");
+        std::fs::write(&config, text).unwrap();
+        Setup {
+            _dir: dir,
+            config,
+            state_dir,
+        }
+    }
+
+    /// Points the configuration at another ACME directory (another CA, as far as the
+    /// stored certificates' origin goes).
+    fn switch_directory(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, text.replace(from, to)).unwrap();
+    }
+
+    fn renewer(&self) -> Renewer {
+        let config = certinel::config::load(&self.config).unwrap_or_else(|e| panic!("{e}"));
+        Renewer::new(&config)
+    }
+
+    fn status(&self, renewer: &Renewer, now: OffsetDateTime) -> CertificateStatus {
+        renewer.status(now).unwrap().remove(0)
+    }
+
+    fn current_cert_pem(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("certs/api/current/cert.pem")).unwrap()
+    }
+
+    fn schedule_json(&self) -> Option<Vec<u8>> {
+        let store = CertStore::open(&self.state_dir).unwrap();
+        std::fs::read(store.schedule_path("api").unwrap()).ok()
+    }
+}
+
+async fn pebble() -> Pebble {
+    Pebble::start(PebbleOptions {
+        validity_seconds: Some(VALIDITY_SECONDS),
+        ..PebbleOptions::default()
+    })
+    .await
+}
+
+/// Issues the first certificate (nothing to ask ARI about yet) and returns its serial.
+async fn issue_first(renewer: &Renewer, pebble: &Pebble, now: OffsetDateTime) -> String {
+    match renewer.renew("api", RenewOptions::default(), now).await {
+        Ok(RenewOutcome::Renewed { serial, .. }) => serial,
+        other => panic!("first issuance: {other:?}\n{}", pebble.log()),
+    }
+}
+
+fn window(
+    now: OffsetDateTime,
+    start: Duration,
+    end: Duration,
+    retry_after: Option<&str>,
+) -> AriReply {
+    AriReply {
+        window: (now + start, now + end),
+        retry_after: retry_after.map(str::to_owned),
+    }
+}
+
+fn seconds(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+#[tokio::test]
+async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    let served = window(now, Duration::days(2), Duration::days(3), Some("3600"));
+    front.set_window(served.clone());
+    let outcome = renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .unwrap();
+    let RenewOutcome::NotDue {
+        renew_at,
+        next_check,
+        ..
+    } = outcome
+    else {
+        panic!("expected not due, got {outcome:?}");
+    };
+    assert!(
+        renew_at >= served.window.0 && renew_at <= served.window.1,
+        "{renew_at} inside the window"
+    );
+    assert_eq!(
+        seconds(next_check),
+        seconds(now + Duration::HOUR),
+        "the next poll comes first"
+    );
+    assert_eq!(
+        front.renewal_info_requests(),
+        [certinel::acme::ari_certificate_id(&setup.current_cert_pem()).unwrap()]
+    );
+
+    let before = setup.schedule_json();
+    let status = setup.status(&renewer, now);
+    assert_eq!(
+        setup.schedule_json(),
+        before,
+        "status leaves schedule.json alone"
+    );
+    assert_eq!(status.renewal_rule, "ari");
+    assert_eq!(status.next_renewal, renew_at);
+    assert_eq!(status.next_renewal_reason, "scheduled");
+    assert_eq!(
+        status.ari_window_start.map(seconds),
+        Some(seconds(served.window.0))
+    );
+    assert_eq!(
+        status.ari_window_end.map(seconds),
+        Some(seconds(served.window.1))
+    );
+    assert_eq!(
+        status.ari_next_poll.map(seconds),
+        Some(seconds(now + Duration::HOUR))
+    );
+
+    // A restart before the next poll keeps the moment and does not ask again.
+    let restarted = setup.renewer();
+    let again = restarted
+        .renew("api", RenewOptions::default(), now + Duration::minutes(30))
+        .await;
+    assert!(
+        matches!(again, Ok(RenewOutcome::NotDue { renew_at: at, .. }) if at == renew_at),
+        "{again:?}"
+    );
+    assert_eq!(front.renewal_info_requests().len(), 1);
+
+    let facts = renewer.ca_facts();
+    assert!(facts.ari_supported);
+    let skew = facts.clock_skew.expect("Pebble sends a Date header");
+    assert!(skew.abs() < 5.0, "loopback CA skew {skew}");
+}
+
+#[tokio::test]
+async fn a_window_moved_earlier_renews_at_once_with_replaces_for_the_old_certificate() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    let first_serial = issue_first(&renewer, &pebble, now).await;
+    let old_id = certinel::acme::ari_certificate_id(&setup.current_cert_pem()).unwrap();
+    assert_eq!(front.new_orders().len(), 1);
+    assert!(
+        front.new_orders()[0].get("replaces").is_none(),
+        "nothing to replace at first"
+    );
+
+    front.set_window(window(
+        now,
+        Duration::days(5),
+        Duration::days(6),
+        Some("60"),
+    ));
+    let planned = renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(planned, RenewOutcome::NotDue { .. }),
+        "{planned:?}"
+    );
+
+    // The CA pulls the window in before the chosen moment (as before a mass revocation).
+    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    let later = now + Duration::minutes(2);
+    let renewed = renewer.renew("api", RenewOptions::default(), later).await;
+    let Ok(RenewOutcome::Renewed { serial, .. }) = renewed else {
+        panic!("expected a renewal, got {renewed:?}\n{}", pebble.log());
+    };
+    assert_ne!(serial, first_serial);
+    let orders = front.new_orders();
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert_eq!(orders[1]["replaces"].as_str(), Some(old_id.as_str()));
+}
+
+#[tokio::test]
+async fn without_renewal_info_the_renew_before_rule_decides_and_no_replaces_is_sent() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, false, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    let outcome = renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .unwrap();
+    let RenewOutcome::NotDue {
+        renew_at,
+        next_check,
+        ..
+    } = outcome
+    else {
+        panic!("expected not due, got {outcome:?}");
+    };
+    assert_eq!(next_check, renew_at);
+    // 30-day certificate, default rule: 10 days before expiry, minus up to 10 % jitter.
+    let days = (renew_at - now).whole_days();
+    assert!((18..=20).contains(&days), "renews in {days} days");
+    let status = setup.status(&renewer, now);
+    assert_eq!(status.renewal_rule, "renew_before");
+    assert_eq!(
+        (status.ari_window_start, status.ari_next_poll),
+        (None, None)
+    );
+    assert!(front.renewal_info_requests().is_empty());
+    assert!(!renewer.ca_facts().ari_supported);
+
+    let forced = renewer
+        .renew(
+            "api",
+            RenewOptions {
+                force: true,
+                ..RenewOptions::default()
+            },
+            now,
+        )
+        .await;
+    assert!(
+        matches!(forced, Ok(RenewOutcome::Renewed { .. })),
+        "{forced:?}"
+    );
+    assert!(
+        front
+            .new_orders()
+            .iter()
+            .all(|order| order.get("replaces").is_none())
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    // The end before the start: ignored, the renew_before rule decides, ask in 6 hours.
+    front.set_window(window(
+        now,
+        Duration::days(3),
+        Duration::days(2),
+        Some("60"),
+    ));
+    renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .unwrap();
+    let status = setup.status(&renewer, now);
+    assert_eq!(status.renewal_rule, "renew_before");
+    assert_eq!(
+        status.ari_next_poll.map(seconds),
+        Some(seconds(now + Duration::hours(6)))
+    );
+    assert!(status.ari_error.is_some());
+
+    // A good window without Retry-After: used, but the next poll is 6 hours away too.
+    let later = now + Duration::hours(6);
+    front.set_window(window(now, Duration::days(2), Duration::days(3), None));
+    renewer
+        .renew("api", RenewOptions::default(), later)
+        .await
+        .unwrap();
+    let status = setup.status(&renewer, later);
+    assert_eq!(status.renewal_rule, "ari");
+    assert_eq!(
+        status.ari_next_poll.map(seconds),
+        Some(seconds(later + Duration::hours(6)))
+    );
+
+    // An invalid Retry-After is no Retry-After.
+    let later = later + Duration::hours(6);
+    front.set_window(window(
+        now,
+        Duration::days(2),
+        Duration::days(3),
+        Some("soon"),
+    ));
+    renewer
+        .renew("api", RenewOptions::default(), later)
+        .await
+        .unwrap();
+    let status = setup.status(&renewer, later);
+    assert_eq!(
+        status.ari_next_poll.map(seconds),
+        Some(seconds(later + Duration::hours(6)))
+    );
+    assert_eq!(front.renewal_info_requests().len(), 3);
+}
+
+#[tokio::test]
+async fn an_advertised_profile_is_sent_on_the_order() {
+    let pebble = pebble().await;
+    let front = AriFront::start(
+        &pebble,
+        true,
+        &[("shortlived", "6 days"), ("classic", "90 days")],
+    )
+    .await;
+    let setup = Setup::new(
+        &front.directory_url,
+        &front.ca_file,
+        &pebble,
+        Some("shortlived"),
+    );
+    let renewer = setup.renewer();
+    issue_first(&renewer, &pebble, OffsetDateTime::now_utc()).await;
+    assert_eq!(
+        front.new_orders()[0]["profile"].as_str(),
+        Some("shortlived")
+    );
+    assert_eq!(
+        renewer
+            .ca_facts()
+            .profiles_available
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [("shortlived".to_owned(), true)]
+    );
+}
+
+#[tokio::test]
+async fn a_profile_the_directory_does_not_advertise_fails_before_any_order() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[("classic", "90 days")]).await;
+    let setup = Setup::new(
+        &front.directory_url,
+        &front.ca_file,
+        &pebble,
+        Some("tlsclient"),
+    );
+    let renewer = setup.renewer();
+    let error = renewer
+        .renew("api", RenewOptions::default(), OffsetDateTime::now_utc())
+        .await
+        .expect_err("the profile is not offered");
+    assert_eq!(
+        (error.stage(), error.problem()),
+        ("order", "profileUnavailable")
+    );
+    assert!(error.to_string().contains("\"tlsclient\""), "{error}");
+    assert!(error.to_string().contains("classic"), "{error}");
+    assert!(front.new_orders().is_empty(), "no order placed");
+    assert_eq!(
+        renewer.ca_facts().profiles_available.get("tlsclient"),
+        Some(&false)
+    );
+
+    // Once the CA advertises it, the same renewer orders with it.
+    front.set_profiles(&[("tlsclient", "client auth")]);
+    let renewed = renewer
+        .renew(
+            "api",
+            RenewOptions {
+                force: true,
+                ..RenewOptions::default()
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}"
+    );
+    assert_eq!(front.new_orders()[0]["profile"].as_str(), Some("tlsclient"));
+}
+
+#[tokio::test]
+async fn an_order_refused_as_already_replaced_is_placed_again_once_without_replaces() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    front.reject_next_replaces();
+    let renewed = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}\n{}",
+        pebble.log()
+    );
+    let orders = front.new_orders();
+    assert_eq!(orders.len(), 3, "{orders:?}");
+    assert!(orders[1].get("replaces").is_some());
+    assert!(orders[2].get("replaces").is_none());
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&pebble.directory_url, &front.ca_file, &pebble, None);
+    let now = OffsetDateTime::now_utc();
+    issue_first(&setup.renewer(), &pebble, now).await;
+
+    setup.switch_directory(&pebble.directory_url, &front.directory_url);
+    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    let renewer = setup.renewer();
+    let outcome = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(outcome, Ok(RenewOutcome::NotDue { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(setup.status(&renewer, now).renewal_rule, "renew_before");
+    assert!(front.renewal_info_requests().is_empty());
+
+    let forced = RenewOptions {
+        force: true,
+        ..RenewOptions::default()
+    };
+    let renewed = renewer.renew("api", forced, now).await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}"
+    );
+    let orders = front.new_orders();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert!(orders[0].get("replaces").is_none());
+}
