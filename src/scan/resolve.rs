@@ -12,12 +12,24 @@ use crate::scan::probe::ProbeError;
 pub struct Resolver {
     /// Lower-cased names from the hosts file, each with its addresses in file order.
     overrides: HashMap<String, Vec<IpAddr>>,
+    /// Tests only: every name lookup hangs, like a resolver that never answers.
+    #[cfg(test)]
+    stall_lookups: bool,
 }
 
 impl Resolver {
     /// The system resolver with no overrides.
     pub fn system() -> Resolver {
         Resolver::default()
+    }
+
+    /// A resolver whose name lookups never finish, to test deadlines.
+    #[cfg(test)]
+    pub(crate) fn stalling() -> Resolver {
+        Resolver {
+            stall_lookups: true,
+            ..Resolver::default()
+        }
     }
 
     /// The system resolver, with names in `path` (hosts-file format) answered from it.
@@ -37,7 +49,12 @@ impl Resolver {
                 ),
             )
         })?;
-        Ok(Resolver { overrides })
+        // Outside tests `overrides` is the only field; the update covers the test-only one.
+        #[allow(clippy::needless_update)]
+        Ok(Resolver {
+            overrides,
+            ..Resolver::default()
+        })
     }
 
     /// The addresses of `host` to probe, filtered by family and mode, in resolver order.
@@ -57,6 +74,10 @@ impl Resolver {
     /// Every address of `name`: from the hosts file when it lists the name, else from the
     /// system resolver.
     async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, ProbeError> {
+        #[cfg(test)]
+        if self.stall_lookups {
+            std::future::pending::<()>().await;
+        }
         let key = normalize_name(name);
         if let Some(addresses) = self.overrides.get(&key) {
             return Ok(addresses.clone());
@@ -177,6 +198,7 @@ mod tests {
     fn resolver_from(text: &str) -> Resolver {
         Resolver {
             overrides: parse_hosts(text).unwrap(),
+            ..Resolver::default()
         }
     }
 
