@@ -12,9 +12,9 @@ use crate::scan::probe::ProbeError;
 pub struct Resolver {
     /// Lower-cased names from the hosts file, each with its addresses in file order.
     overrides: HashMap<String, Vec<IpAddr>>,
-    /// Tests only: every name lookup hangs, like a resolver that never answers.
+    /// Tests only: every name lookup first waits this long, like a slow resolver.
     #[cfg(test)]
-    stall_lookups: bool,
+    lookup_delay: Option<std::time::Duration>,
 }
 
 impl Resolver {
@@ -23,12 +23,27 @@ impl Resolver {
         Resolver::default()
     }
 
-    /// A resolver whose name lookups never finish, to test deadlines.
+    /// A resolver whose name lookups do not finish within a day, to test deadlines.
     #[cfg(test)]
     pub(crate) fn stalling() -> Resolver {
+        Resolver::default().delayed(std::time::Duration::from_secs(86_400))
+    }
+
+    /// This resolver, answering names from `hosts` (hosts-file format).
+    #[cfg(test)]
+    pub(crate) fn with_hosts_text(hosts: &str) -> Resolver {
         Resolver {
-            stall_lookups: true,
+            overrides: parse_hosts(hosts).unwrap_or_default(),
             ..Resolver::default()
+        }
+    }
+
+    /// This resolver, waiting `delay` before every name lookup.
+    #[cfg(test)]
+    pub(crate) fn delayed(self, delay: std::time::Duration) -> Resolver {
+        Resolver {
+            lookup_delay: Some(delay),
+            ..self
         }
     }
 
@@ -75,8 +90,8 @@ impl Resolver {
     /// system resolver.
     async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, ProbeError> {
         #[cfg(test)]
-        if self.stall_lookups {
-            std::future::pending::<()>().await;
+        if let Some(delay) = self.lookup_delay {
+            tokio::time::sleep(delay).await;
         }
         let key = normalize_name(name);
         if let Some(addresses) = self.overrides.get(&key) {
