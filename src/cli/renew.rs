@@ -134,7 +134,10 @@ fn failure_line(action: &str, name: &str, error: &RenewError) -> String {
     )
 }
 
+/// `time` as RFC 3339 at second precision (`2026-05-01T12:00:00Z`): planned times carry
+/// jitter down to the nanosecond, which is noise to a reader.
 pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
+    let time = time.replace_nanosecond(0).unwrap_or(time);
     time.format(&Rfc3339)
         .unwrap_or_else(|_| time.unix_timestamp().to_string())
 }
