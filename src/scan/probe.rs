@@ -238,7 +238,8 @@ async fn plan_probe(endpoint: &Endpoint, ctx: &ProbeContext) -> Result<ProbePlan
     })?;
     let roots = ctx
         .trust
-        .get(endpoint.ca_file.as_deref())
+        .roots(endpoint.ca_file.as_deref())
+        .await
         .map_err(|error| ProbeError::Config(error.to_string()))?;
     let (tls, client_cert) = match &endpoint.client_auth {
         None => (ctx.tls.anonymous(), None),
