@@ -23,8 +23,10 @@ pub struct RenewArgs {
     /// Renew even if the renewal window has not opened yet.
     #[arg(long)]
     pub force: bool,
-    /// Renew into a scratch directory (against `acme.dry_run_directory` when set) and run
-    /// the deploy commands with CERTINEL_DRY_RUN=1; the state directory is not touched.
+    /// Renew into a scratch directory (against `acme.dry_run_directory`, else Let's Encrypt
+    /// staging instead of its production, else `acme.directory`) and run the deploy
+    /// commands with CERTINEL_DRY_RUN=1; of the state directory, only the dry-run ACME
+    /// accounts in `dry-run/accounts/` are written.
     #[arg(long)]
     pub dry_run: bool,
     /// The configuration file.
