@@ -337,7 +337,7 @@ async fn failing_deploy_command_rolls_back_and_counts_a_failure() {
 }
 
 #[tokio::test]
-async fn dry_run_runs_the_hook_with_dry_run_set_and_leaves_the_state_dir_alone() {
+async fn dry_run_runs_the_hook_with_dry_run_set_and_keeps_only_a_reused_account_in_the_state_dir() {
     let pebble = pebble(3600).await;
     let env_file = tempfile::tempdir().unwrap();
     let env_path = env_file.path().join("env");
@@ -351,9 +351,32 @@ async fn dry_run_runs_the_hook_with_dry_run_set_and_leaves_the_state_dir_alone()
         "{}",
         text(&dry)
     );
-    assert!(
-        !setup.state_dir.exists(),
-        "the real state directory was not created"
+    // Only the dry-run account is kept, and a second dry run reuses it.
+    let accounts = setup.state_dir.join("dry-run/accounts");
+    let account_files = || {
+        let mut names: Vec<_> = std::fs::read_dir(&accounts)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let after_first = account_files();
+    assert_eq!(after_first.len(), 1, "{after_first:?}");
+    assert_eq!(
+        std::fs::read_dir(&setup.state_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect::<Vec<_>>(),
+        ["dry-run"],
+        "the dry run wrote nothing else into the state directory"
+    );
+    let again = setup.certinel(&["renew", "api", "--dry-run"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(
+        account_files(),
+        after_first,
+        "the second dry run made a new account"
     );
     let env = std::fs::read_to_string(&env_path).expect("the hook ran");
     assert!(env.contains("CERTINEL_DRY_RUN=1\n"), "{env}");

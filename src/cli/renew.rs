@@ -23,8 +23,10 @@ pub struct RenewArgs {
     /// Renew even if the renewal window has not opened yet.
     #[arg(long)]
     pub force: bool,
-    /// Renew into a scratch directory (against `acme.dry_run_directory` when set) and run
-    /// the deploy commands with CERTINEL_DRY_RUN=1; the state directory is not touched.
+    /// Renew into a scratch directory (against `acme.dry_run_directory`, else Let's Encrypt
+    /// staging instead of its production, else `acme.directory`) and run the deploy
+    /// commands with CERTINEL_DRY_RUN=1; of the state directory, only the dry-run ACME
+    /// accounts in `dry-run/accounts/` are written.
     #[arg(long)]
     pub dry_run: bool,
     /// The configuration file.
@@ -136,7 +138,10 @@ fn failure_line(action: &str, name: &str, error: &RenewError) -> String {
     )
 }
 
+/// `time` as RFC 3339 at second precision (`2026-05-01T12:00:00Z`): planned times carry
+/// jitter down to the nanosecond, which is noise to a reader.
 pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
+    let time = time.replace_nanosecond(0).unwrap_or(time);
     time.format(&Rfc3339)
         .unwrap_or_else(|_| time.unix_timestamp().to_string())
 }

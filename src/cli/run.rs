@@ -18,6 +18,11 @@ use crate::config;
 /// How long in-flight probes and requests get to finish after SIGTERM/SIGINT.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long the runtime waits, after the grace period, for blocking tasks (file reads,
+/// name lookups, hooks' pipes) before the process exits without them. Dropping a runtime
+/// waits for them forever.
+pub const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Arguments of `certinel run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -40,12 +45,24 @@ pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.exporter.listen = listen;
     }
+    block_on_bounded(serve(config), RUNTIME_SHUTDOWN_TIMEOUT)??;
+    Ok(ExitCode(0))
+}
+
+/// Runs `future` on a new multi-threaded runtime, then shuts the runtime down waiting at
+/// most `shutdown_timeout` for tasks that are still running (a stuck `spawn_blocking`
+/// cannot be cancelled; it is abandoned).
+fn block_on_bounded<T>(
+    future: impl Future<Output = T>,
+    shutdown_timeout: Duration,
+) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))?;
-    Ok(ExitCode(0))
+    let output = runtime.block_on(future);
+    runtime.shutdown_timeout(shutdown_timeout);
+    Ok(output)
 }
 
 async fn serve(config: config::model::Config) -> anyhow::Result<()> {
@@ -92,5 +109,36 @@ async fn serve(config: config::model::Config) -> anyhow::Result<()> {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "work still running after the grace period; exiting anyway");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_stuck_blocking_task_does_not_keep_the_runtime_from_shutting_down() {
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let output = block_on_bounded(
+                async move {
+                    // Blocks until the test releases it, long after the runtime is gone.
+                    tokio::task::spawn_blocking(move || stuck.recv());
+                    7
+                },
+                Duration::from_millis(100),
+            );
+            let _ = done.send((output.ok(), started.elapsed()));
+        });
+        let (output, elapsed) = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the runtime waited for the stuck blocking task");
+        assert_eq!(output, Some(7));
+        assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+        drop(release);
     }
 }

@@ -39,10 +39,24 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .status(OffsetDateTime::now_utc())
         .context("cannot read the certificate state")?;
     match args.output {
-        StatusOutput::Json => println!("{}", serde_json::to_string_pretty(&statuses)?),
+        StatusOutput::Json => println!("{}", json(statuses)?),
         StatusOutput::Table => print!("{}", table(&statuses)),
     }
     Ok(ExitCode(0))
+}
+
+/// The statuses as a pretty JSON array, times in RFC 3339 at second precision.
+pub fn json(mut statuses: Vec<CertificateStatus>) -> serde_json::Result<String> {
+    for status in &mut statuses {
+        status.next_renewal = whole_seconds(status.next_renewal);
+        status.not_after = status.not_after.map(whole_seconds);
+    }
+    serde_json::to_string_pretty(&statuses)
+}
+
+/// `time` without its fraction of a second.
+fn whole_seconds(time: OffsetDateTime) -> OffsetDateTime {
+    time.replace_nanosecond(0).unwrap_or(time)
 }
 
 /// The status table, one row per certificate, columns padded to their widest cell.
@@ -106,4 +120,43 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
         line(&cells);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn jittered_status() -> CertificateStatus {
+        CertificateStatus {
+            name: "api".to_owned(),
+            version: None,
+            serial: None,
+            not_after: None,
+            days_left: None,
+            next_renewal: datetime!(2026-05-01 12:00:07.123456789 UTC),
+            next_renewal_reason: "expiry",
+            last_outcome: None,
+            consecutive_failures: 0,
+            last_error: None,
+            inflight: None,
+        }
+    }
+
+    #[test]
+    fn table_prints_the_next_renewal_in_rfc3339_at_second_precision() {
+        let table = table(&[jittered_status()]);
+        let row = table.lines().nth(1).unwrap();
+        assert!(row.contains(" 2026-05-01T12:00:07Z "), "{row}");
+    }
+
+    #[test]
+    fn json_prints_the_next_renewal_in_rfc3339_at_second_precision() {
+        let json = json(vec![jittered_status()]).unwrap();
+        assert!(
+            json.contains("\"next_renewal\": \"2026-05-01T12:00:07Z\""),
+            "{json}"
+        );
+    }
 }

@@ -5,11 +5,11 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use time::OffsetDateTime;
 
 use crate::config::model::ExporterSettings;
@@ -66,7 +66,12 @@ pub fn router(shared: Arc<HttpShared>) -> Router {
     Router::new()
         .route("/", get(status))
         .route("/metrics", get(metrics))
-        .route("/probe", get(probe_handler::probe))
+        .route(
+            "/probe",
+            get(probe_handler::probe).layer(Extension(probe_handler::ProbeLimiter::new(
+                probe_handler::PROBE_CONCURRENCY_LIMIT,
+            ))),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(shared)

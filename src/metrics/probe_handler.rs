@@ -1,16 +1,20 @@
 //! `/probe?target=host:port&module=NAME&hostname=SNI`: blackbox_exporter's multi-target
 //! pattern. Checks the allow-list before connecting anywhere (see [`crate::metrics::allow`]),
-//! probes once under the scrape deadline and returns that probe's metrics only.
+//! probes once under the scrape deadline and returns that probe's metrics only. At most
+//! [`PROBE_CONCURRENCY_LIMIT`] probes run at once; a request beyond that gets a 503.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::config::model::{Endpoint, Host, IpFamily, ProbeModule, ResolveMode, Target};
 use crate::metrics::allow::{self, Precheck};
@@ -26,6 +30,27 @@ pub const SCRAPE_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 
 /// The shortest deadline a probe gets, however short the scrape timeout.
 pub const MINIMUM_DEADLINE: Duration = Duration::from_millis(100);
+
+/// Most `/probe` requests served at once. Each one may hold sockets for its whole deadline,
+/// so an unbounded number would let a burst of scrapes exhaust file descriptors.
+pub const PROBE_CONCURRENCY_LIMIT: usize = 32;
+
+/// Counts the `/probe` requests in flight; shared by every request of one router.
+#[derive(Debug, Clone)]
+pub struct ProbeLimiter {
+    permits: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl ProbeLimiter {
+    /// A limiter that lets `limit` probes run at once.
+    pub fn new(limit: usize) -> ProbeLimiter {
+        ProbeLimiter {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+}
 
 /// The module used when the request names none and the configuration defines no `default`.
 pub fn builtin_module() -> ProbeModule {
@@ -96,11 +121,31 @@ pub fn merge_address_probes(
     }
 }
 
-/// The `/probe` handler.
+/// The `/probe` handler: 503 when [`ProbeLimiter`]'s probes are all in flight.
 pub async fn probe(
+    Extension(limiter): Extension<ProbeLimiter>,
     State(shared): State<Arc<HttpShared>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
+) -> Response {
+    // Refused at once rather than queued: a queued request would only spend the scrape
+    // deadline waiting and then probe with whatever is left of it.
+    let Ok(_permit) = limiter.permits.try_acquire() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many /probe requests in flight (at most {}); try again later",
+                limiter.limit
+            ),
+        );
+    };
+    probe_unlimited(&shared, &query, &headers).await
+}
+
+async fn probe_unlimited(
+    shared: &HttpShared,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
 ) -> Response {
     let Some(target_text) = query.get("target") else {
         return refuse(
@@ -170,7 +215,8 @@ pub async fn probe(
 }
 
 /// Resolves a name no host pattern allowed, checks every address against the networks of
-/// the allow-list, then probes exactly those addresses (never a second DNS answer).
+/// the allow-list, then probes exactly those addresses (never a second DNS answer). One
+/// deadline, `deadline` from the start, covers the resolution and the probes together.
 async fn probe_checked_addresses(
     endpoint: &Endpoint,
     rules: &[crate::config::model::AllowRule],
@@ -178,9 +224,10 @@ async fn probe_checked_addresses(
     deadline: Duration,
 ) -> Result<EndpointReport, String> {
     let started_at = OffsetDateTime::now_utc();
+    let until = Instant::now() + deadline;
     let name = endpoint.target.host.to_string();
-    let resolved = tokio::time::timeout(
-        deadline,
+    let resolved = tokio::time::timeout_at(
+        until,
         context
             .resolver
             .resolve(&endpoint.target.host, endpoint.ip_family, endpoint.resolve),
@@ -192,17 +239,33 @@ async fn probe_checked_addresses(
         Err(_) => return Ok(timed_out(endpoint, started_at, deadline)),
     };
     allow::check_addresses(&name, &addresses, rules)?;
+    // The address probes get what the resolution left of the deadline, not a fresh one.
+    let left = until.saturating_duration_since(Instant::now());
     let probes = addresses.iter().map(|ip| {
         let mut single = endpoint.clone();
         single.target.host = Host::Ip(*ip);
         single.sni = Some(endpoint.server_name());
         single.resolve = ResolveMode::First;
+        single.timeout = left;
         async move { probe::probe_endpoint(&single, context).await }
     });
     let all = futures::future::join_all(probes);
-    match tokio::time::timeout(deadline, all).await {
-        Ok(probes) => Ok(merge_address_probes(endpoint.clone(), started_at, probes)),
+    match tokio::time::timeout_at(until + SCRAPE_TIMEOUT_MARGIN / 2, all).await {
+        Ok(probes) => {
+            let mut report = merge_address_probes(endpoint.clone(), started_at, probes);
+            report_full_deadline(&mut report, deadline);
+            Ok(report)
+        }
         Err(_) => Ok(timed_out(endpoint, started_at, deadline)),
+    }
+}
+
+/// Address timeouts name the request's deadline rather than the part of it they were given.
+fn report_full_deadline(report: &mut EndpointReport, deadline: Duration) {
+    for address in &mut report.addresses {
+        if let Err(ProbeError::Timeout { after, .. }) = &mut address.outcome {
+            *after = deadline;
+        }
     }
 }
 
@@ -212,8 +275,8 @@ async fn with_deadline(
     probe: impl Future<Output = EndpointReport>,
 ) -> EndpointReport {
     let started_at = OffsetDateTime::now_utc();
-    // The probe enforces the deadline per stage; this outer bound is a backstop so a
-    // scrape never outlives Prometheus' timeout.
+    // The probe enforces the deadline itself (resolution included); this outer bound is a
+    // backstop so a scrape never outlives Prometheus' timeout.
     match tokio::time::timeout(deadline + SCRAPE_TIMEOUT_MARGIN / 2, probe).await {
         Ok(report) => report,
         Err(_) => timed_out(endpoint, started_at, deadline),
@@ -322,5 +385,79 @@ mod tests {
             handshake.chain.entries[0].facts.fingerprint_sha256 = "cd".repeat(32);
         }
         assert!(merge_address_probes(endpoint, started, vec![a, b]).addresses_disagree);
+    }
+
+    struct NoState;
+
+    impl crate::metrics::http::StateView for NoState {
+        fn snapshot(&self) -> crate::metrics::render::Snapshot {
+            unreachable!("/probe never reads the service state")
+        }
+        fn is_ready(&self) -> bool {
+            true
+        }
+    }
+
+    fn shared_with(resolver: crate::scan::resolve::Resolver) -> Arc<HttpShared> {
+        let exporter = crate::config::model::ExporterSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            probe_allow: Vec::new(),
+            modules: Default::default(),
+        };
+        let context = ProbeContext::new(resolver, crate::scan::trust::TrustCache::empty());
+        Arc::new(HttpShared {
+            state: Arc::new(NoState),
+            probe: std::sync::RwLock::new(crate::metrics::http::ProbeSetup {
+                exporter,
+                context: Arc::new(context),
+            }),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_probe_beyond_the_concurrency_limit_is_refused_with_503() {
+        let limiter = ProbeLimiter::new(1);
+        let _in_flight = limiter.permits.try_acquire().unwrap();
+        let query = HashMap::from([("target".to_owned(), "127.0.0.1:1".to_owned())]);
+        let response = probe(
+            Extension(limiter.clone()),
+            State(shared_with(crate::scan::resolve::Resolver::system())),
+            Query(query),
+            HeaderMap::new(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            "too many /probe requests in flight (at most 1); try again later\n"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn checked_addresses_share_one_deadline_with_the_resolution() {
+        // A server that accepts (the kernel does) but never answers the ClientHello.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let resolver = crate::scan::resolve::Resolver::with_hosts_text("127.0.0.1 slow.test\n")
+            .delayed(Duration::from_secs(2));
+        let shared = shared_with(resolver);
+        let setup = shared.probe_setup();
+        let target: Target = format!("slow.test:{port}").parse().unwrap();
+        let deadline = Duration::from_secs(3);
+        let endpoint = probe_endpoint_for(target, &builtin_module(), None, deadline);
+        let rules = [crate::config::model::AllowRule::Cidr {
+            network: "127.0.0.0".parse().unwrap(),
+            prefix: 8,
+        }];
+        let started = Instant::now();
+        let report = probe_checked_addresses(&endpoint, &rules, &setup.context, deadline)
+            .await
+            .unwrap();
+        assert_eq!(started.elapsed(), deadline);
+        let error = report.addresses[0].outcome.as_ref().unwrap_err();
+        assert_eq!(error.to_string(), "timed out after 3s during handshake");
     }
 }

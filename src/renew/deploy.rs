@@ -1,10 +1,14 @@
 //! Deploy commands: each runs as `sh -c COMMAND` with a deadline and environment variables
-//! naming the live files; its output goes to the log (it never contains the key, only the
-//! key's path).
+//! naming the live files, in its own process group (a timeout kills everything it started);
+//! its output goes to the log bounded and with private-key blocks redacted.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::store::audit::redact_private_keys;
 use crate::store::{VersionFiles, VersionId};
 
 /// What the commands are told about the version they deploy.
@@ -72,6 +76,15 @@ pub(crate) async fn run_all(
     Ok(())
 }
 
+/// How many bytes of each output stream are kept; the rest is read and discarded so the
+/// command never blocks on a full pipe.
+const OUTPUT_KEPT_BYTES: usize = 16 * 1024;
+
+/// How long the pipes are still read after the command exits. A command that leaves a
+/// background process behind (`daemon &`) hands it the pipes; waiting for them to close
+/// would wait for that process.
+const PIPE_GRACE: Duration = Duration::from_millis(250);
+
 async fn run_one(command: &str, env: &DeployEnv<'_>, timeout: Duration) -> Result<(), HookError> {
     let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
     let mut child = tokio::process::Command::new("sh");
@@ -88,40 +101,71 @@ async fn run_one(command: &str, env: &DeployEnv<'_>, timeout: Duration) -> Resul
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // A timed-out command is killed when the future holding it is dropped.
+        // Its own process group, so a timeout kills everything the command started.
+        .process_group(0)
         .kill_on_drop(true);
-    let spawned = child.spawn().map_err(|e| HookError::Spawn {
+    let mut spawned = child.spawn().map_err(|e| HookError::Spawn {
         command: command.to_owned(),
         message: e.to_string(),
     })?;
-    let output = match tokio::time::timeout(timeout, spawned.wait_with_output()).await {
-        Err(_elapsed) => {
+    // Until the command exits by itself, dropping this future (a timeout, a cancelled
+    // renewal) kills its whole process group.
+    let mut group = GroupKiller::new(spawned.id());
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let stdout_pipe = spawned.stdout.take();
+    let stderr_pipe = spawned.stderr.take();
+    let waited = {
+        let reading = async {
+            tokio::join!(
+                read_bounded(stdout_pipe, &mut stdout),
+                read_bounded(stderr_pipe, &mut stderr),
+            )
+        };
+        tokio::pin!(reading);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut reading_done = false;
+        let waited = loop {
+            tokio::select! {
+                status = spawned.wait() => break Some(status),
+                _ = reading.as_mut(), if !reading_done => reading_done = true,
+                () = tokio::time::sleep_until(deadline) => break None,
+            }
+        };
+        if waited.is_none() {
+            group.kill();
+            // SIGKILL cannot be ignored: the direct child dies at once.
+            let _ = spawned.wait().await;
+        }
+        if !reading_done {
+            let _ = tokio::time::timeout(PIPE_GRACE, reading.as_mut()).await;
+        }
+        waited
+    };
+    let status = match waited {
+        None => {
+            log_output(command, &stdout, &stderr);
             tracing::warn!(command, "deploy command timed out");
             return Err(HookError::Timeout {
                 command: command.to_owned(),
                 timeout,
             });
         }
-        Ok(Err(e)) => {
+        Some(Err(e)) => {
             return Err(HookError::Spawn {
                 command: command.to_owned(),
                 message: e.to_string(),
             });
         }
-        Ok(Ok(output)) => output,
+        Some(Ok(status)) => status,
     };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    for line in stdout.lines() {
-        tracing::info!(command, stream = "stdout", "{line}");
-    }
-    for line in stderr.lines() {
-        tracing::info!(command, stream = "stderr", "{line}");
-    }
-    if output.status.success() {
+    // The command exited by itself: what it left in the background is allowed to live.
+    group.disarm();
+    let stderr = log_output(command, &stdout, &stderr);
+    if status.success() {
         return Ok(());
     }
-    let status = match (output.status.code(), signal_of(&output.status)) {
+    let status = match (status.code(), signal_of(&status)) {
         (Some(code), _) => format!("exit status {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
         (None, None) => "an unknown status".to_owned(),
@@ -131,6 +175,77 @@ async fn run_one(command: &str, env: &DeployEnv<'_>, timeout: Duration) -> Resul
         status,
         stderr: stderr.lines().last().unwrap_or_default().trim().to_owned(),
     })
+}
+
+/// Logs both streams line by line, redacted, and hands back the redacted standard error.
+fn log_output(command: &str, stdout: &[u8], stderr: &[u8]) -> String {
+    let stdout = redacted_output(stdout);
+    let stderr = redacted_output(stderr);
+    for line in stdout.lines() {
+        tracing::info!(command, stream = "stdout", "{line}");
+    }
+    for line in stderr.lines() {
+        tracing::info!(command, stream = "stderr", "{line}");
+    }
+    stderr
+}
+
+/// A command's captured output as text fit for the log and the audit trail: private-key
+/// PEM blocks redacted (a careless `cat $CERTINEL_KEY` must not leak the key) and at most
+/// [`OUTPUT_KEPT_BYTES`] long.
+fn redacted_output(bytes: &[u8]) -> String {
+    let mut text = redact_private_keys(&String::from_utf8_lossy(bytes));
+    if text.len() > OUTPUT_KEPT_BYTES {
+        let mut cut = OUTPUT_KEPT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(" [output truncated]");
+    }
+    text
+}
+
+/// Reads `pipe` to its end, keeping the first [`OUTPUT_KEPT_BYTES`] in `kept`.
+async fn read_bounded(pipe: Option<impl AsyncRead + Unpin>, kept: &mut Vec<u8>) {
+    let Some(mut pipe) = pipe else { return };
+    let mut buffer = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let room = OUTPUT_KEPT_BYTES.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..n.min(room)]);
+            }
+        }
+    }
+}
+
+/// Kills a command's process group with SIGKILL when told to or when dropped armed.
+struct GroupKiller(Option<Pid>);
+
+impl GroupKiller {
+    fn new(child_id: Option<u32>) -> Self {
+        // `process_group(0)` made the child the leader of a group with its own pid.
+        Self(child_id.and_then(|id| Pid::from_raw(i32::try_from(id).ok()?)))
+    }
+
+    fn kill(&mut self) {
+        if let Some(group) = self.0.take() {
+            // ESRCH only means everyone in the group is already gone.
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 fn signal_of(status: &std::process::ExitStatus) -> Option<i32> {
@@ -207,5 +322,83 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, HookError::Timeout { .. }), "{error}");
+    }
+
+    fn env_for(files: &VersionFiles) -> DeployEnv<'_> {
+        DeployEnv {
+            name: "api",
+            version: VersionId(1),
+            files,
+            dry_run: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_that_backgrounds_a_process_does_not_hold_up_the_deploy() {
+        let files = files();
+        let started = std::time::Instant::now();
+        run_all(
+            &["sleep 30 & echo started".into()],
+            &env_for(&files),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let temp = tempfile::tempdir().unwrap();
+        let pid_file = temp.path().join("pid");
+        let files = files();
+        let command = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let error = run_all(&[command], &env_for(&files), Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, HookError::Timeout { .. }), "{error}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // SIGKILL is delivered at once, but the exit and the reaping by init are not
+        // synchronous with kill(2): give them a bounded moment.
+        let gone = (0..200).any(|_| {
+            let alive = std::fs::read_to_string(&stat)
+                .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"));
+            if alive {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            !alive
+        });
+        assert!(gone, "the backgrounded grandchild {} survived", pid.trim());
+    }
+
+    #[tokio::test]
+    async fn a_private_key_printed_by_a_command_is_redacted_from_its_error() {
+        let files = files();
+        let command = "printf -- '-----BEGIN PRIVATE KEY-----\\nSECRETBYTES\\n-----END PRIVATE KEY-----\\n' >&2; exit 1";
+        let error = run_all(&[command.into()], &env_for(&files), Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        let HookError::Failed { stderr, .. } = &error else {
+            panic!("{error}");
+        };
+        assert_eq!(stderr, "[redacted private key]");
+    }
+
+    #[test]
+    fn captured_output_is_redacted_and_capped() {
+        let key = "x\n-----BEGIN EC PRIVATE KEY-----\nSECRET\n-----END EC PRIVATE KEY-----\ny";
+        assert_eq!(
+            redacted_output(key.as_bytes()),
+            "x\n[redacted private key]\ny"
+        );
+        let long = "é".repeat(OUTPUT_KEPT_BYTES);
+        let capped = redacted_output(long.as_bytes());
+        assert!(capped.len() <= OUTPUT_KEPT_BYTES + " [output truncated]".len());
+        assert!(capped.ends_with(" [output truncated]"));
     }
 }

@@ -69,7 +69,8 @@ pub struct Handshake {
 /// Why an address produced no handshake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
-    /// The name did not resolve (or resolved to no address of the wanted family).
+    /// The name did not resolve (or resolved to no address of the wanted family). A
+    /// resolver that does not answer before the deadline is a [`ProbeError::Timeout`].
     #[error("cannot resolve {host}: {detail}")]
     Dns {
         /// The name looked up.
@@ -83,7 +84,7 @@ pub enum ProbeError {
     /// The deadline passed during the named stage.
     #[error("timed out after {after:?} during {stage}")]
     Timeout {
-        /// `connect`, `starttls` or `handshake`.
+        /// `resolve`, `connect`, `starttls` or `handshake`.
         stage: &'static str,
         /// The deadline that passed.
         after: Duration,
@@ -147,8 +148,11 @@ impl ProbeContext {
 /// Probes `endpoint` on every address it resolves to (or the first, per its settings).
 /// Never fails: problems are recorded in the report.
 ///
-/// Addresses are probed concurrently, each with its own deadline of `endpoint.timeout`
-/// covering connect, STARTTLS and the handshake.
+/// One deadline, `endpoint.timeout` from the start, covers the whole probe: name
+/// resolution, then the addresses (probed concurrently) through connect, STARTTLS and the
+/// handshake. A resolver still busy at the deadline is a [`ProbeError::Timeout`] at stage
+/// `resolve` (keyword `timeout`); a resolver that answers with an error stays
+/// [`ProbeError::Dns`] (keyword `dns`).
 pub async fn probe_endpoint(endpoint: &Endpoint, ctx: &ProbeContext) -> EndpointReport {
     let span = tracing::info_span!("probe", target = %endpoint.target);
     probe_endpoint_in_span(endpoint, ctx).instrument(span).await
@@ -193,11 +197,19 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
         }
     };
     report.client_cert = plan.client_cert.clone();
-    let addresses = match ctx
-        .resolver
-        .resolve(&endpoint.target.host, endpoint.ip_family, endpoint.resolve)
+    // One deadline for the whole probe: a slow resolver eats into the time left for the
+    // addresses instead of adding to it.
+    let deadline = Instant::now() + endpoint.timeout;
+    let resolving =
+        ctx.resolver
+            .resolve(&endpoint.target.host, endpoint.ip_family, endpoint.resolve);
+    let resolved = timeout_at(deadline, resolving)
         .await
-    {
+        .unwrap_or(Err(ProbeError::Timeout {
+            stage: "resolve",
+            after: endpoint.timeout,
+        }));
+    let addresses = match resolved {
         Ok(addresses) => addresses,
         Err(error) => {
             tracing::info!(%error, "name resolution failed");
@@ -207,7 +219,7 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
     };
     let probes = addresses.into_iter().map(|ip| {
         let span = tracing::info_span!("address", %ip);
-        probe_address(ip, endpoint, &plan).instrument(span)
+        probe_address(ip, endpoint, &plan, deadline).instrument(span)
     });
     report.addresses = futures::future::join_all(probes).await;
     report.addresses_disagree = leaves_disagree(&report.addresses);
@@ -226,7 +238,8 @@ async fn plan_probe(endpoint: &Endpoint, ctx: &ProbeContext) -> Result<ProbePlan
     })?;
     let roots = ctx
         .trust
-        .get(endpoint.ca_file.as_deref())
+        .roots(endpoint.ca_file.as_deref())
+        .await
         .map_err(|error| ProbeError::Config(error.to_string()))?;
     let (tls, client_cert) = match &endpoint.client_auth {
         None => (ctx.tls.anonymous(), None),
@@ -244,9 +257,13 @@ async fn plan_probe(endpoint: &Endpoint, ctx: &ProbeContext) -> Result<ProbePlan
     })
 }
 
-async fn probe_address(ip: IpAddr, endpoint: &Endpoint, plan: &ProbePlan) -> AddressReport {
+async fn probe_address(
+    ip: IpAddr,
+    endpoint: &Endpoint,
+    plan: &ProbePlan,
+    deadline: Instant,
+) -> AddressReport {
     let started = Instant::now();
-    let deadline = started + endpoint.timeout;
     let address = SocketAddr::new(ip, endpoint.target.port);
     let session = CLIENT_AUTH_REQUESTED
         .scope(
@@ -469,5 +486,26 @@ mod tests {
         keywords.sort_unstable();
         keywords.dedup();
         assert_eq!(keywords.len(), errors.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_resolver_counts_against_the_probe_deadline() {
+        let target = crate::config::model::Target {
+            host: crate::config::model::Host::Name("slow.test".into()),
+            port: 443,
+        };
+        let endpoint = Endpoint::new(target, Duration::from_secs(3));
+        let ctx = ProbeContext::new(
+            crate::scan::resolve::Resolver::stalling(),
+            crate::scan::trust::TrustCache::empty(),
+        );
+        let started = Instant::now();
+        let report = tokio::time::timeout(Duration::from_secs(60), probe_endpoint(&endpoint, &ctx))
+            .await
+            .expect("the probe outlived its deadline");
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        let error = report.resolve_error.expect("no resolve error");
+        assert_eq!(error.keyword(), "timeout");
+        assert_eq!(error.to_string(), "timed out after 3s during resolve");
     }
 }

@@ -12,12 +12,39 @@ use crate::scan::probe::ProbeError;
 pub struct Resolver {
     /// Lower-cased names from the hosts file, each with its addresses in file order.
     overrides: HashMap<String, Vec<IpAddr>>,
+    /// Tests only: every name lookup first waits this long, like a slow resolver.
+    #[cfg(test)]
+    lookup_delay: Option<std::time::Duration>,
 }
 
 impl Resolver {
     /// The system resolver with no overrides.
     pub fn system() -> Resolver {
         Resolver::default()
+    }
+
+    /// A resolver whose name lookups do not finish within a day, to test deadlines.
+    #[cfg(test)]
+    pub(crate) fn stalling() -> Resolver {
+        Resolver::default().delayed(std::time::Duration::from_secs(86_400))
+    }
+
+    /// This resolver, answering names from `hosts` (hosts-file format).
+    #[cfg(test)]
+    pub(crate) fn with_hosts_text(hosts: &str) -> Resolver {
+        Resolver {
+            overrides: parse_hosts(hosts).unwrap_or_default(),
+            ..Resolver::default()
+        }
+    }
+
+    /// This resolver, waiting `delay` before every name lookup.
+    #[cfg(test)]
+    pub(crate) fn delayed(self, delay: std::time::Duration) -> Resolver {
+        Resolver {
+            lookup_delay: Some(delay),
+            ..self
+        }
     }
 
     /// The system resolver, with names in `path` (hosts-file format) answered from it.
@@ -37,7 +64,12 @@ impl Resolver {
                 ),
             )
         })?;
-        Ok(Resolver { overrides })
+        // Outside tests `overrides` is the only field; the update covers the test-only one.
+        #[allow(clippy::needless_update)]
+        Ok(Resolver {
+            overrides,
+            ..Resolver::default()
+        })
     }
 
     /// The addresses of `host` to probe, filtered by family and mode, in resolver order.
@@ -57,6 +89,10 @@ impl Resolver {
     /// Every address of `name`: from the hosts file when it lists the name, else from the
     /// system resolver.
     async fn lookup(&self, name: &str) -> Result<Vec<IpAddr>, ProbeError> {
+        #[cfg(test)]
+        if let Some(delay) = self.lookup_delay {
+            tokio::time::sleep(delay).await;
+        }
         let key = normalize_name(name);
         if let Some(addresses) = self.overrides.get(&key) {
             return Ok(addresses.clone());
@@ -177,6 +213,7 @@ mod tests {
     fn resolver_from(text: &str) -> Resolver {
         Resolver {
             overrides: parse_hosts(text).unwrap(),
+            ..Resolver::default()
         }
     }
 

@@ -31,6 +31,12 @@ pub struct TrustError {
 /// Loads the base roots once and each `ca_file` once, shared by every probe.
 #[derive(Debug)]
 pub struct TrustCache {
+    /// Shared with the blocking task that reads the files.
+    inner: Arc<CacheInner>,
+}
+
+#[derive(Debug)]
+struct CacheInner {
     base: BaseRoots,
     ca_files: Mutex<HashMap<PathBuf, Arc<TrustRoots>>>,
 }
@@ -162,31 +168,80 @@ impl TrustCache {
         TrustCache::with_base(BaseRoots::Fixed(Arc::new(roots)))
     }
 
-    /// The base roots plus those in `ca_file`, loaded once per path.
+    /// The base roots plus those in `ca_file`, loaded once per path. Reads files on the
+    /// calling thread the first time: async code calls [`TrustCache::roots`] instead.
     pub fn get(&self, ca_file: Option<&Path>) -> Result<Arc<TrustRoots>, TrustError> {
-        let base = self.base();
-        let Some(path) = ca_file else {
-            return Ok(base);
-        };
-        // A poisoned lock only means another thread panicked while inserting; the map
-        // itself is still consistent, so keep using it.
-        let mut ca_files = self
-            .ca_files
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(roots) = ca_files.get(path) {
-            return Ok(Arc::clone(roots));
+        self.inner.get(ca_file)
+    }
+
+    /// [`TrustCache::get`] for async code: what is cached comes back at once, and the
+    /// first load of the platform store or of a `ca_file` runs on the blocking pool.
+    pub async fn roots(&self, ca_file: Option<&Path>) -> Result<Arc<TrustRoots>, TrustError> {
+        if let Some(roots) = self.inner.cached(ca_file) {
+            return Ok(roots);
         }
-        let roots = Arc::new(base.with_pem_file(path)?);
-        ca_files.insert(path.to_owned(), Arc::clone(&roots));
-        Ok(roots)
+        let inner = Arc::clone(&self.inner);
+        let path = ca_file.map(Path::to_owned);
+        let loading = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || inner.get(path.as_deref()))
+        };
+        loading.await.unwrap_or_else(|join_error| {
+            Err(TrustError {
+                path: path.unwrap_or_default(),
+                detail: format!("loading the trust roots failed: {join_error}"),
+            })
+        })
     }
 
     fn with_base(base: BaseRoots) -> TrustCache {
         TrustCache {
-            base,
-            ca_files: Mutex::new(HashMap::new()),
+            inner: Arc::new(CacheInner {
+                base,
+                ca_files: Mutex::new(HashMap::new()),
+            }),
         }
+    }
+}
+
+impl CacheInner {
+    fn get(&self, ca_file: Option<&Path>) -> Result<Arc<TrustRoots>, TrustError> {
+        let base = self.base();
+        let Some(path) = ca_file else {
+            return Ok(base);
+        };
+        if let Some(roots) = self.cached_ca_file(path) {
+            return Ok(roots);
+        }
+        // Read without holding the lock; should two probes load the same file at once,
+        // the first insertion wins and both get it.
+        let roots = Arc::new(base.with_pem_file(path)?);
+        let mut ca_files = self.lock_ca_files();
+        Ok(Arc::clone(ca_files.entry(path.to_owned()).or_insert(roots)))
+    }
+
+    /// What `get` would return, when it needs no file read.
+    fn cached(&self, ca_file: Option<&Path>) -> Option<Arc<TrustRoots>> {
+        let base = match &self.base {
+            BaseRoots::System(cell) => Arc::clone(cell.get()?),
+            BaseRoots::Fixed(roots) => Arc::clone(roots),
+        };
+        match ca_file {
+            None => Some(base),
+            Some(path) => self.cached_ca_file(path),
+        }
+    }
+
+    fn cached_ca_file(&self, path: &Path) -> Option<Arc<TrustRoots>> {
+        self.lock_ca_files().get(path).map(Arc::clone)
+    }
+
+    fn lock_ca_files(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Arc<TrustRoots>>> {
+        // A poisoned lock only means another thread panicked while inserting; the map
+        // itself is still consistent, so keep using it.
+        self.ca_files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn base(&self) -> Arc<TrustRoots> {
@@ -326,6 +381,45 @@ mod tests {
             cache.get(Some(&fixture("root.pem"))).unwrap().len(),
             base + 1
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn loading_a_ca_file_leaves_the_async_thread_free() {
+        // A FIFO blocks its reader until a writer comes; the writer below waits for the
+        // test's signal, which only comes if the runtime's only thread is not stuck in
+        // the read.
+        let temp = tempfile::tempdir().unwrap();
+        let fifo = temp.path().join("ca.pem");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let (go, wait_for_go) = std::sync::mpsc::channel::<()>();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let signalled = wait_for_go.recv_timeout(std::time::Duration::from_secs(10));
+                std::fs::write(&fifo, std::fs::read(fixture("root.pem")).unwrap()).unwrap();
+                signalled.is_ok()
+            })
+        };
+        let cache = Arc::new(TrustCache::empty());
+        let loading = {
+            let cache = Arc::clone(&cache);
+            let fifo = fifo.clone();
+            tokio::spawn(async move { cache.roots(Some(&fifo)).await })
+        };
+        tokio::task::yield_now().await;
+        go.send(()).unwrap();
+        assert_eq!(loading.await.unwrap().unwrap().len(), 1);
+        assert!(
+            writer.join().unwrap(),
+            "the file read blocked the async thread"
+        );
+        // Cached now: no second read of the FIFO (which would block forever).
+        assert_eq!(cache.roots(Some(&fifo)).await.unwrap().len(), 1);
     }
 
     fn first_certificate(name: &str) -> CertificateDer<'static> {

@@ -2,13 +2,9 @@
 //! it, the wanted names are covered, and `fullchain.pem` is `cert.pem` + `chain.pem`.
 
 use time::OffsetDateTime;
-use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
-    OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
-};
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::scan::inspect::KeyType;
+use crate::scan::inspect::{self, InspectError, KeyType};
 use crate::store::StoreError;
 use crate::store::versions::VersionFiles;
 
@@ -25,7 +21,7 @@ pub struct VersionFacts {
     pub dns_names: Vec<String>,
     /// Public key type.
     pub key_type: KeyType,
-    /// Issuer distinguished name.
+    /// Issuer distinguished name, as [`inspect::CertFacts::issuer`] writes it.
     pub issuer: String,
 }
 
@@ -170,83 +166,25 @@ fn pem_to_der(block: &str) -> Result<Vec<u8>, String> {
     Ok(pem.contents)
 }
 
-/// The leaf's facts and the raw public key bytes of its SPKI.
+/// The leaf's facts, as [`crate::scan::inspect`] reads any certificate, and the raw public
+/// key bytes of its SPKI.
 fn parse_facts(der: &[u8]) -> Result<(VersionFacts, Vec<u8>), String> {
+    let facts = inspect::inspect_certificate(der).map_err(|e| match e {
+        InspectError::Malformed { detail, .. } => detail,
+        other => other.to_string(),
+    })?;
+    // inspect reports the key's type, not its bytes; the key match needs the bytes.
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
-    let validity = cert.validity();
-    let to_time = |t: &x509_parser::time::ASN1Time| {
-        OffsetDateTime::from_unix_timestamp(t.timestamp()).map_err(|e| e.to_string())
-    };
-    let dns_names = match cert.subject_alternative_name().map_err(|e| e.to_string())? {
-        Some(san) => san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|name| match name {
-                GeneralName::DNSName(dns) => Some(dns.to_string()),
-                _ => None,
-            })
-            .collect(),
-        None => Vec::new(),
-    };
+    let public_key = cert.public_key().subject_public_key.data.to_vec();
     let facts = VersionFacts {
-        serial: serial_hex(cert.raw_serial()),
-        not_before: to_time(&validity.not_before)?,
-        not_after: to_time(&validity.not_after)?,
-        dns_names,
-        key_type: key_type(&cert),
-        issuer: cert.issuer().to_string(),
+        serial: facts.serial,
+        not_before: facts.not_before,
+        not_after: facts.not_after,
+        dns_names: facts.dns_names,
+        key_type: facts.key,
+        issuer: facts.issuer,
     };
-    Ok((facts, cert.public_key().subject_public_key.data.to_vec()))
-}
-
-fn serial_hex(raw: &[u8]) -> String {
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let trimmed = hex.trim_start_matches('0');
-    if trimmed.is_empty() {
-        "0".into()
-    } else {
-        trimmed.into()
-    }
-}
-
-fn key_type(cert: &X509Certificate<'_>) -> KeyType {
-    let spki = cert.public_key();
-    let algorithm = &spki.algorithm.algorithm;
-    if *algorithm == OID_PKCS1_RSAENCRYPTION {
-        return match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
-                KeyType::Rsa(modulus_bits(rsa.modulus))
-            }
-            _ => KeyType::Other,
-        };
-    }
-    if *algorithm == OID_SIG_ED25519 {
-        return KeyType::Ed25519;
-    }
-    if *algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok());
-        return match curve {
-            Some(oid) if oid == OID_EC_P256 => KeyType::EcdsaP256,
-            Some(oid) if oid == OID_NIST_EC_P384 => KeyType::EcdsaP384,
-            Some(oid) if oid == OID_NIST_EC_P521 => KeyType::EcdsaP521,
-            _ => KeyType::Other,
-        };
-    }
-    KeyType::Other
-}
-
-fn modulus_bits(modulus: &[u8]) -> u32 {
-    let significant: &[u8] = match modulus.iter().position(|b| *b != 0) {
-        Some(first) => &modulus[first..],
-        None => return 0,
-    };
-    // A modulus longer than u32::MAX bits cannot parse out of a certificate.
-    (significant.len() as u32) * 8 - significant[0].leading_zeros()
+    Ok((facts, public_key))
 }
 
 #[cfg(test)]
@@ -342,9 +280,29 @@ mod tests {
     }
 
     #[test]
-    fn rsa_modulus_bits_ignore_a_leading_zero_byte() {
-        let mut modulus = vec![0u8, 0xc0];
-        modulus.extend([0u8; 255]);
-        assert_eq!(modulus_bits(&modulus), 2048);
+    fn facts_match_what_the_scanner_reports_for_the_same_certificate() {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name = rcgen::DistinguishedName::new();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example, Inc.");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Example CA");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["example.com".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let facts = check_pems(&leaf.pem(), &key.serialize_pem(), &[]).unwrap();
+        let scanned = inspect::inspect_certificate(leaf.der()).unwrap();
+        assert_eq!(facts.issuer, scanned.issuer);
+        assert_eq!(facts.issuer, "CN=Example CA, O=Example\\, Inc.");
+        assert_eq!(facts.serial, scanned.serial);
+        assert_eq!(facts.key_type, scanned.key);
+        assert_eq!(facts.dns_names, scanned.dns_names);
     }
 }

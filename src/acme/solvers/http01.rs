@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,6 +13,8 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use rustix::fs::{AtFlags, Mode, OFlags, mkdirat, openat, unlinkat};
+use rustix::io::Errno;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -97,64 +99,131 @@ async fn answer(
 }
 
 /// http-01 files under `WEBROOT/.well-known/acme-challenge/`, removed when dropped.
+///
+/// Everything below the webroot is opened relative to a directory descriptor and without
+/// following symbolic links, and token files are created new: a web application that can
+/// write into its own document root must not be able to redirect certinel's writes (or
+/// removals) elsewhere by planting a link at `.well-known`, `acme-challenge` or a token.
 pub(crate) struct Webroot {
     webroot: PathBuf,
-    written: Vec<PathBuf>,
-    created_dirs: Vec<PathBuf>,
+    /// Opened on the first token.
+    challenge_dir: Option<ChallengeDir>,
+    /// Token files we created, by name inside the challenge directory.
+    written: Vec<String>,
 }
+
+/// The open `.well-known/acme-challenge` directory and the directories we had to create.
+struct ChallengeDir {
+    /// `WEBROOT`, `WEBROOT/.well-known`, `WEBROOT/.well-known/acme-challenge`.
+    levels: [OwnedFd; 3],
+    /// Whether we created `.well-known` and `acme-challenge` (in that order).
+    created: [bool; 2],
+}
+
+const WELL_KNOWN: &str = ".well-known";
+const ACME_CHALLENGE: &str = "acme-challenge";
 
 impl Webroot {
     pub(crate) fn new(webroot: &Path) -> Self {
         Self {
             webroot: webroot.to_owned(),
+            challenge_dir: None,
             written: Vec::new(),
-            created_dirs: Vec::new(),
         }
     }
 
+    /// Writes `token` (already checked to be base64url, so a single file name).
     pub(crate) fn add(&mut self, token: &str, key_authorization: &str) -> Result<(), AcmeError> {
+        let challenge_path = self.webroot.join(WELL_KNOWN).join(ACME_CHALLENGE);
+        let path = challenge_path.join(token);
         let error = |path: &Path| {
             let location = path.display().to_string();
-            move |source| AcmeError::Responder {
+            move |source: std::io::Error| AcmeError::Responder {
                 kind: "http-01 webroot",
                 location,
                 source,
             }
         };
-        let well_known = self.webroot.join(".well-known");
-        let challenge_dir = well_known.join("acme-challenge");
-        for dir in [&well_known, &challenge_dir] {
-            if !dir.is_dir() {
-                std::fs::create_dir(dir).map_err(error(dir))?;
-                self.created_dirs.push(dir.clone());
-            }
+        if self.challenge_dir.is_none() {
+            let opened = ChallengeDir::open(&self.webroot).map_err(error(&challenge_path))?;
+            self.challenge_dir = Some(opened);
         }
-        let path = challenge_dir.join(token);
+        let Some(dir) = &self.challenge_dir else {
+            unreachable!("opened just above");
+        };
         // The web server usually runs as another user: the answer must be world-readable.
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(error(&path))?;
-        self.written.push(path.clone());
-        file.write_all(key_authorization.as_bytes())
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let fd = openat(
+            &dir.levels[2],
+            token,
+            flags | OFlags::CLOEXEC,
+            file_mode(0o644),
+        )
+        .map_err(|errno| error(&path)(errno.into()))?;
+        self.written.push(token.to_owned());
+        std::fs::File::from(fd)
+            .write_all(key_authorization.as_bytes())
             .map_err(error(&path))?;
         Ok(())
     }
 }
 
+impl ChallengeDir {
+    /// Opens (creating when missing) `.well-known/acme-challenge` under `webroot`, refusing
+    /// symbolic links at either level.
+    fn open(webroot: &Path) -> std::io::Result<ChallengeDir> {
+        let directory = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        // The webroot itself comes from the configuration and may be a link.
+        let root = rustix::fs::open(webroot, directory, Mode::empty())?;
+        let (well_known, created_well_known) = open_or_create_dir(&root, WELL_KNOWN)?;
+        let (challenge, created_challenge) = open_or_create_dir(&well_known, ACME_CHALLENGE)?;
+        Ok(ChallengeDir {
+            levels: [root, well_known, challenge],
+            created: [created_well_known, created_challenge],
+        })
+    }
+}
+
+/// Opens directory `name` in `parent` without following a link, creating it when missing;
+/// says whether it was created.
+fn open_or_create_dir(parent: &OwnedFd, name: &str) -> std::io::Result<(OwnedFd, bool)> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let created = match mkdirat(parent, name, file_mode(0o755)) {
+        Ok(()) => true,
+        Err(Errno::EXIST) => false,
+        Err(errno) => return Err(errno.into()),
+    };
+    // A link here fails with ELOOP (or ENOTDIR) instead of being followed.
+    let fd = openat(parent, name, flags, Mode::empty())?;
+    Ok((fd, created))
+}
+
+fn file_mode(bits: u32) -> Mode {
+    Mode::from_bits_truncate(bits)
+}
+
 impl Drop for Webroot {
     fn drop(&mut self) {
-        for path in &self.written {
-            if let Err(error) = std::fs::remove_file(path) {
+        let Some(dir) = &self.challenge_dir else {
+            return;
+        };
+        let [root, well_known, challenge] = &dir.levels;
+        for token in &self.written {
+            if let Err(error) = unlinkat(challenge, token.as_str(), AtFlags::empty()) {
+                let path = self
+                    .webroot
+                    .join(WELL_KNOWN)
+                    .join(ACME_CHALLENGE)
+                    .join(token);
                 tracing::warn!(path = %path.display(), %error, "cannot remove http-01 file");
             }
         }
         // Only directories we created, deepest first, and only if nothing else is in them.
-        for dir in self.created_dirs.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
+        if dir.created[1] {
+            let _ = unlinkat(well_known, ACME_CHALLENGE, AtFlags::REMOVEDIR);
+        }
+        if dir.created[0] {
+            let _ = unlinkat(root, WELL_KNOWN, AtFlags::REMOVEDIR);
         }
     }
 }
@@ -186,5 +255,58 @@ mod tests {
         drop(webroot);
         assert!(dir.is_dir());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_link_planted_at_the_token_path_is_not_followed() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join(".well-known/acme-challenge");
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = temp.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("tok")).unwrap();
+        let mut webroot = Webroot::new(temp.path());
+        webroot.add("tok", "tok.thumb").unwrap_err();
+        drop(webroot);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // The planted link was not ours to remove.
+        assert!(dir.join("tok").symlink_metadata().is_ok());
+    }
+
+    #[test]
+    fn a_link_planted_at_either_directory_is_not_followed() {
+        for link_at in [".well-known", ".well-known/acme-challenge"] {
+            let temp = tempfile::tempdir().unwrap();
+            let webroot_dir = temp.path().join("www");
+            let elsewhere = temp.path().join("elsewhere");
+            std::fs::create_dir_all(webroot_dir.join(".well-known")).unwrap();
+            std::fs::create_dir(&elsewhere).unwrap();
+            let link = webroot_dir.join(link_at);
+            let _ = std::fs::remove_dir(&link);
+            std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+            let mut webroot = Webroot::new(&webroot_dir);
+            webroot.add("tok", "tok.thumb").unwrap_err();
+            drop(webroot);
+            assert_eq!(
+                std::fs::read_dir(&elsewhere).unwrap().count(),
+                0,
+                "{link_at}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_existing_token_file_is_neither_overwritten_nor_removed() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join(".well-known/acme-challenge");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tok"), "someone else's").unwrap();
+        let mut webroot = Webroot::new(temp.path());
+        webroot.add("tok", "tok.thumb").unwrap_err();
+        drop(webroot);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tok")).unwrap(),
+            "someone else's"
+        );
     }
 }
