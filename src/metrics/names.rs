@@ -220,6 +220,11 @@ pub const CERTIFICATE_INFO: MetricDef = gauge(
     "certinel_certificate_info",
     "Always 1; the labels describe the current version of a managed certificate.",
 );
+/// Whether each address of a verify target serves the current version.
+pub const CERTIFICATE_SERVED_CURRENT: MetricDef = gauge(
+    "certinel_certificate_served_current",
+    "1 when this address of a verify target serves the current version of a managed certificate, 0 when it serves another one.",
+);
 /// ACME requests by endpoint and HTTP status.
 pub const ACME_REQUESTS: MetricDef = counter(
     "certinel_acme_requests_total",
@@ -264,6 +269,7 @@ pub const ALL: &[MetricDef] = &[
     CERTIFICATE_LAST_RENEWAL_SUCCESS,
     CERTIFICATE_LAST_RENEWAL_ATTEMPT,
     CERTIFICATE_RENEWAL_CONSECUTIVE_FAILURES,
+    CERTIFICATE_SERVED_CURRENT,
     ACME_REQUESTS,
 ];
 

@@ -7,6 +7,7 @@
 pub mod reload;
 pub mod renewals;
 pub mod scheduler;
+pub mod served;
 pub mod state;
 
 use std::path::PathBuf;
@@ -97,6 +98,16 @@ pub async fn run_with_reload(
         // Reloads do not add or remove certificate tasks yet; a restart picks them up.
         renewals::spawn_all(Arc::new(Renewer::new(&config)), &tracker, &shutdown);
     }
+    // The drift check re-reads the configuration each round, so it follows reloads itself.
+    // TODO(lead): hand `served_store` to the /metrics snapshot.
+    let served_store = Arc::new(served::ServedStore::default());
+    served::spawn(
+        config.clone(),
+        served_store.clone(),
+        served::DRIFT_INTERVAL,
+        &tracker,
+        &shutdown,
+    );
     tracing::info!(
         listen = %listener.local_addr().map_err(ServiceError::Http)?,
         endpoints = config.endpoints.len(),
