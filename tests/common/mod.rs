@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: a test PKI, live loopback TLS and plaintext
-//! servers, a real PostgreSQL, Debian's Pebble ACME test CA, Knot DNS and Prometheus, and a running
+//! servers, a real PostgreSQL, Debian's Pebble ACME test CA, Knot DNS, nginx and Prometheus, and a running
 //! `certinel run`.
 
 pub mod knot;
+pub mod nginx;
 pub mod pebble;
 pub mod pki;
 pub mod plaintext_servers;
