@@ -12,7 +12,7 @@ use certinel::config::model::{Config, OnVerifyFailure};
 use certinel::renew::served::{Served, ServedProber};
 use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::service::served::{ServedStore, check_once};
-use certinel::store::{CertStore, VersionId};
+use certinel::store::{CertStore, Origin, Stage, VersionId};
 use time::OffsetDateTime;
 
 use crate::common::nginx::Nginx;
@@ -261,4 +261,50 @@ async fn with_keep_the_unserved_version_stays_current_and_the_drift_check_report
     assert_eq!(samples[0].target, setup.nginx.target());
     assert!(!samples[0].current);
     assert_eq!(samples[0].served_serial, setup.first_serial);
+}
+
+#[tokio::test]
+async fn a_renewal_resumed_after_deploy_runs_the_served_check_again() {
+    let setup = Setup::new().await;
+    let config = setup.verifying("true", Duration::from_secs(5), OnVerifyFailure::Rollback);
+    // A renewal that crashed after its deploy commands: the live certificate stored again as
+    // v0002 (so nginx, never reloaded, still serves its serial), promoted, recorded deployed.
+    let store = setup.store();
+    let current = setup.config.state_dir.join("certs/api/current");
+    let key = std::fs::read_to_string(current.join("key.pem")).unwrap();
+    let chain = std::fs::read_to_string(current.join("fullchain.pem")).unwrap();
+    let now = OffsetDateTime::now_utc();
+    store.begin("api", now).unwrap();
+    let origin = Origin {
+        created_at: now,
+        source: "resume test".into(),
+    };
+    let version = store
+        .stage_pending("api", &key, &chain, &origin)
+        .unwrap()
+        .version;
+    store.promote("api", version).unwrap();
+    store.advance("api", Stage::Deployed, version).unwrap();
+
+    let outcome = Renewer::new(&config)
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(
+            outcome,
+            RenewOutcome::Renewed {
+                version: VersionId(2),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let (steps, events) = setup.audit();
+    assert_eq!(
+        steps[steps.len() - 4..],
+        ["recover:ok", "served:ok", "verified:ok", "done:ok"]
+    );
+    let served = events.iter().find(|e| e["step"] == "served").unwrap();
+    assert_eq!(served["serial"], setup.first_serial.as_str());
 }
