@@ -31,6 +31,9 @@ mod renew_metrics;
 mod renew_service;
 /// `certinel revoke` against a real Pebble: revoked at the CA, replaced with a new key, audited.
 mod revoke;
+/// Served-certificate verification with a real nginx and Pebble: a reloading deploy passes,
+/// one that does not reload is rolled back (or kept), and the drift check reports it.
+mod served;
 /// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.

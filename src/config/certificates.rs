@@ -20,6 +20,7 @@ use crate::config::challenge::challenge;
 use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
 use crate::config::raw::{RawAcme, RawCertificate};
+use crate::config::served;
 use crate::config::target::parse_dns_name;
 use crate::config::validate::Context;
 use crate::schedule::plan::{PolicyError, RenewBefore, validate_policy};
@@ -306,6 +307,12 @@ fn certificate(
         Some(value) => Some(value.get_ref().clone()),
         None => None,
     };
+    let verify = served::verify_targets(&raw.verify, prefix, cx)?;
+    let verify_timeout = cx.timeout(
+        raw.verify_timeout.as_ref(),
+        key("verify_timeout"),
+        served::DEFAULT_VERIFY_TIMEOUT,
+    )?;
     Ok(CertificateConfig {
         name,
         identifiers,
@@ -317,6 +324,9 @@ fn certificate(
         deploy_timeout,
         history,
         profile,
+        verify,
+        verify_timeout,
+        on_verify_failure: raw.on_verify_failure.unwrap_or_default(),
     })
 }
 

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::de::{Deserializer, Error, Visitor};
 
-use crate::config::model::{IpFamily, ResolveMode, StartTls};
+use crate::config::model::{IpFamily, OnVerifyFailure, ResolveMode, StartTls};
 use crate::config::target::parse_dns_name;
 
 /// An SNI / verification name: a DNS name (lowercased) or an IP address.
@@ -35,6 +35,11 @@ const IP_FAMILY: &[(&str, IpFamily)] = &[
 ];
 
 const RESOLVE: &[(&str, ResolveMode)] = &[("all", ResolveMode::All), ("first", ResolveMode::First)];
+
+const ON_VERIFY_FAILURE: &[(&str, OnVerifyFailure)] = &[
+    ("rollback", OnVerifyFailure::Rollback),
+    ("keep", OnVerifyFailure::Keep),
+];
 
 /// A keyword that is not one of the allowed words; its message lists them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +111,15 @@ impl<'de> serde::Deserialize<'de> for ResolveMode {
         deserializer.deserialize_str(KeywordVisitor {
             what: "resolve mode",
             table: RESOLVE,
+        })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OnVerifyFailure {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeywordVisitor {
+            what: "on_verify_failure",
+            table: ON_VERIFY_FAILURE,
         })
     }
 }

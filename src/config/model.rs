@@ -87,6 +87,24 @@ pub struct CertificateConfig {
     pub history: usize,
     /// The ACME profile to request, passed through to CAs that offer profiles.
     pub profile: Option<String>,
+    /// Endpoints that must serve a new version after its deploy commands ran (`verify`),
+    /// probed on every resolved address. Empty: no served-certificate check.
+    pub verify: Vec<Target>,
+    /// How long the endpoints in `verify` may take to serve a new version. Default 2 minutes.
+    pub verify_timeout: Duration,
+    /// What a failed served-certificate check does. Default [`OnVerifyFailure::Rollback`].
+    pub on_verify_failure: OnVerifyFailure,
+}
+
+/// `on_verify_failure`: what happens when the `verify` endpoints do not serve a new version
+/// within `verify_timeout`. Either way the renewal counts as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnVerifyFailure {
+    /// `current` returns to `previous` and the deploy commands run again.
+    #[default]
+    Rollback,
+    /// The new version stays current.
+    Keep,
 }
 
 impl CertificateConfig {

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use crate::config::duration::ConfigDuration;
 use crate::config::keywords::{ListenAddr, ServerName};
-use crate::config::model::{IpFamily, ResolveMode, StartTls, Target};
+use crate::config::model::{IpFamily, OnVerifyFailure, ResolveMode, StartTls, Target};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +69,11 @@ pub(crate) struct RawCertificate {
     pub(crate) deploy_timeout: Option<Spanned<ConfigDuration>>,
     pub(crate) history: Option<Spanned<i64>>,
     pub(crate) profile: Option<Spanned<String>>,
+    // Entries are parsed in validation, so an error points at the bad entry.
+    #[serde(default)]
+    pub(crate) verify: Vec<Spanned<String>>,
+    pub(crate) verify_timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) on_verify_failure: Option<OnVerifyFailure>,
 }
 
 /// `challenge = { type = "...", listen = "..." | webroot = "..." }`, or for dns-01

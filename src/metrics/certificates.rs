@@ -3,6 +3,7 @@
 //! Pure: the scrape time is a parameter; nothing here reads the store or the network.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use prometheus::proto::{Bucket, Histogram};
@@ -35,6 +36,30 @@ pub struct CertificateSnapshot {
     pub renewals_failed: u64,
     /// Failed renewals since start by (stage, problem).
     pub failures: BTreeMap<(String, String), u64>,
+    /// Which rule placed the renewal window: `ari` or `renew_before`.
+    pub renewal_rule: Option<&'static str>,
+    /// The CA's suggested renewal window (ARI) for the current version, start and end.
+    pub ari_window: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// When the renewer asks the CA for renewal information again.
+    pub ari_next_poll: Option<OffsetDateTime>,
+    /// The configured ACME profile and whether the CA's directory advertises it, once the
+    /// renewer has loaded the directory.
+    pub profile: Option<(String, bool)>,
+}
+
+/// What one address of one verify target of one managed certificate served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedSample {
+    /// The certificate's name.
+    pub name: String,
+    /// The verify target as configured (`host:port`).
+    pub target: String,
+    /// The address probed.
+    pub ip: IpAddr,
+    /// Whether it served the serial of the certificate's current version.
+    pub current: bool,
+    /// The serial it served (lowercase hex).
+    pub served_serial: String,
 }
 
 /// Facts about the current version of a managed certificate.
@@ -63,6 +88,8 @@ pub struct AcmeSnapshot {
     pub requests: BTreeMap<(&'static str, String), u64>,
     /// Request durations by endpoint.
     pub durations: BTreeMap<&'static str, DurationHistogram>,
+    /// The CA's clock minus the local clock in seconds, from its last `Date` header.
+    pub clock_skew: Option<f64>,
 }
 
 /// Counts of observed durations per bucket of [`ACME_DURATION_BUCKETS`], not cumulative.
@@ -155,6 +182,61 @@ pub(super) fn push_certificate(
         &labels,
         f64::from(certificate.consecutive_failures),
     );
+    push_renewal_window(families, certificate);
+}
+
+/// The rule that placed the window and, with ARI, the CA's window and next poll.
+fn push_renewal_window(families: &mut Families, certificate: &CertificateSnapshot) {
+    let labels = [("name", certificate.name.as_str())];
+    if let Some(rule) = certificate.renewal_rule {
+        let info = [("name", certificate.name.as_str()), ("source", rule)];
+        families.push(names::CERTIFICATE_RENEWAL_WINDOW_INFO, &info, 1.0);
+    }
+    if let Some((start, end)) = certificate.ari_window {
+        families.push(
+            names::CERTIFICATE_ARI_WINDOW_START,
+            &labels,
+            timestamp(start),
+        );
+        families.push(names::CERTIFICATE_ARI_WINDOW_END, &labels, timestamp(end));
+    }
+    if let Some(at) = certificate.ari_next_poll {
+        families.push(names::CERTIFICATE_ARI_NEXT_POLL, &labels, timestamp(at));
+    }
+}
+
+/// `certinel_acme_profile_available{profile}`, once per configured profile: certificates
+/// asking for the same profile ask the same directory.
+pub(super) fn push_profiles(families: &mut Families, certificates: &[CertificateSnapshot]) {
+    let profiles: BTreeMap<&str, bool> = certificates
+        .iter()
+        .filter_map(|certificate| certificate.profile.as_ref())
+        .map(|(profile, available)| (profile.as_str(), *available))
+        .collect();
+    for (profile, available) in profiles {
+        families.push(
+            names::ACME_PROFILE_AVAILABLE,
+            &[("profile", profile)],
+            flag(available),
+        );
+    }
+}
+
+/// `certinel_certificate_served_current{name,target,ip}`.
+pub(super) fn push_served(families: &mut Families, served: &[ServedSample]) {
+    for sample in served {
+        let ip = sample.ip.to_string();
+        let labels = [
+            ("name", sample.name.as_str()),
+            ("target", sample.target.as_str()),
+            ("ip", ip.as_str()),
+        ];
+        families.push(
+            names::CERTIFICATE_SERVED_CURRENT,
+            &labels,
+            flag(sample.current),
+        );
+    }
 }
 
 fn push_current(
@@ -201,6 +283,9 @@ pub(super) fn push_acme(families: &mut Families, acme: &AcmeSnapshot) {
         let mut metric = labelled(&[("endpoint", endpoint)]);
         metric.set_histogram(proto_histogram(histogram));
         families.push_metric(names::ACME_REQUEST_DURATION, metric);
+    }
+    if let Some(skew) = acme.clock_skew {
+        families.push(names::CLOCK_SKEW, &[("source", "acme")], skew);
     }
 }
 

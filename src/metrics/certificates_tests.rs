@@ -30,6 +30,7 @@ fn issued() -> CertificateSnapshot {
         renewals_succeeded: 1,
         renewals_failed: 0,
         failures: BTreeMap::new(),
+        ..CertificateSnapshot::default()
     }
 }
 
@@ -182,4 +183,55 @@ fn acme_requests_render_as_a_counter_and_a_cumulative_histogram() {
         certinel_acme_request_duration_seconds_count{endpoint="new_order"} 3
         "#,
     );
+}
+
+#[test]
+fn ari_window_profile_clock_skew_and_served_addresses_render() {
+    let certificate = CertificateSnapshot {
+        renewal_rule: Some("ari"),
+        ari_window: Some((
+            datetime!(2026-01-10 00:00 UTC),
+            datetime!(2026-01-12 00:00 UTC),
+        )),
+        ari_next_poll: Some(datetime!(2026-01-01 06:00 UTC)),
+        profile: Some(("shortlived".to_owned(), false)),
+        ..issued()
+    };
+    let snapshot = Snapshot {
+        certificates: vec![certificate],
+        acme: AcmeSnapshot {
+            clock_skew: Some(-1.5),
+            ..AcmeSnapshot::default()
+        },
+        served: vec![
+            ServedSample {
+                name: "api".to_owned(),
+                target: "api.test:443".to_owned(),
+                ip: "127.0.0.1".parse().unwrap(),
+                current: true,
+                served_serial: "1a2b".to_owned(),
+            },
+            ServedSample {
+                name: "api".to_owned(),
+                target: "api.test:443".to_owned(),
+                ip: "::1".parse().unwrap(),
+                current: false,
+                served_serial: "0f".to_owned(),
+            },
+        ],
+        ..Snapshot::default()
+    };
+    let body = render_snapshot(&snapshot, NOW).unwrap();
+    for line in [
+        r#"certinel_certificate_renewal_window_info{name="api",source="ari"} 1"#,
+        r#"certinel_certificate_ari_window_start_timestamp_seconds{name="api"} 1768003200"#,
+        r#"certinel_certificate_ari_window_end_timestamp_seconds{name="api"} 1768176000"#,
+        r#"certinel_certificate_ari_next_poll_timestamp_seconds{name="api"} 1767247200"#,
+        r#"certinel_acme_profile_available{profile="shortlived"} 0"#,
+        r#"certinel_clock_skew_seconds{source="acme"} -1.5"#,
+        r#"certinel_certificate_served_current{name="api",target="api.test:443",ip="127.0.0.1"} 1"#,
+        r#"certinel_certificate_served_current{name="api",target="api.test:443",ip="::1"} 0"#,
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line}\n{body}");
+    }
 }

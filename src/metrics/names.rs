@@ -231,6 +231,11 @@ pub const CERTIFICATE_INFO: MetricDef = gauge(
     "certinel_certificate_info",
     "Always 1; the labels describe the current version of a managed certificate.",
 );
+/// Whether each address of a verify target serves the current version.
+pub const CERTIFICATE_SERVED_CURRENT: MetricDef = gauge(
+    "certinel_certificate_served_current",
+    "1 when this address of a verify target serves the current version of a managed certificate, 0 when it serves another one.",
+);
 /// ACME requests by endpoint and HTTP status.
 pub const ACME_REQUESTS: MetricDef = counter(
     "certinel_acme_requests_total",
@@ -320,6 +325,7 @@ pub const ALL: &[MetricDef] = &[
     CERTIFICATE_ARI_WINDOW_START,
     CERTIFICATE_ARI_WINDOW_END,
     CERTIFICATE_ARI_NEXT_POLL,
+    CERTIFICATE_SERVED_CURRENT,
     ACME_REQUESTS,
     ACME_REQUEST_DURATION,
     ACME_PROFILE_AVAILABLE,

@@ -12,7 +12,7 @@ use prometheus::TextEncoder;
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use time::OffsetDateTime;
 
-use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot};
+use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
 use crate::metrics::names::{self, Kind, MetricDef};
 use crate::scan::files::FileReport;
 use crate::scan::inspect::{CertFacts, ChainFacts};
@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub certificates: Vec<CertificateSnapshot>,
     /// ACME request counters and durations, since start.
     pub acme: AcmeSnapshot,
+    /// What the addresses of each managed certificate's verify targets serve.
+    pub served: Vec<ServedSample>,
 }
 
 /// What the reload gauges report.
@@ -82,6 +84,8 @@ pub fn render_snapshot(snapshot: &Snapshot, now: OffsetDateTime) -> Result<Strin
     for certificate in &snapshot.certificates {
         certificates::push_certificate(&mut families, certificate, now);
     }
+    certificates::push_served(&mut families, &snapshot.served);
+    certificates::push_profiles(&mut families, &snapshot.certificates);
     certificates::push_acme(&mut families, &snapshot.acme);
     families.encode()
 }

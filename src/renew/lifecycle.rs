@@ -11,6 +11,8 @@ use crate::config::model::CertificateConfig;
 use crate::renew::deploy::{self, DeployEnv, HookError};
 use crate::renew::{RenewError, RenewOutcome, Renewer, RollbackOutcome};
 use crate::schedule::state::{self as schedule_state};
+mod served_step;
+
 use crate::store::{
     AuditEvent, AuditLog, CertStore, NextStep, Origin, Outcome, Stage, Step, StoreError, VersionId,
     VersionState, check_version, recover,
@@ -286,9 +288,12 @@ impl<'a> Run<'a> {
         self.verify_and_finish(version).await
     }
 
+    /// Checks that the `verify` endpoints serve `version`, then the live files; finishes.
+    /// Recovery of a renewal interrupted after its deploy commands resumes here.
     async fn verify_and_finish(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
         let name = self.name();
         let serial = self.serial(version);
+        let kept_unserved = self.check_served(version).await?;
         let files = self
             .store
             .current_files(name)
@@ -307,6 +312,9 @@ impl<'a> Run<'a> {
                     source,
                 },
             );
+        }
+        if let Some(source) = kept_unserved {
+            return Err(self.keep_unserved(version, source));
         }
         self.pass_step(Stage::Verified, Step::Verified, version, serial.as_deref())?;
         self.finish(version)
@@ -544,6 +552,18 @@ impl<'a> Run<'a> {
         serial: Option<&str>,
         error: Option<String>,
     ) {
+        self.record_with_detail(step, version, serial, error, None);
+    }
+
+    /// [`record_text`](Self::record_text) with a `detail` for a step that worked.
+    fn record_with_detail(
+        &self,
+        step: Step,
+        version: Option<VersionId>,
+        serial: Option<&str>,
+        error: Option<String>,
+        detail: Option<String>,
+    ) {
         let outcome = if error.is_some() {
             Outcome::Error
         } else {
@@ -551,7 +571,7 @@ impl<'a> Run<'a> {
         };
         match &error {
             Some(error) => tracing::warn!(?step, version = ?version, %error, "renewal step failed"),
-            None => tracing::info!(?step, version = ?version, serial, "renewal step"),
+            None => tracing::info!(?step, version = ?version, serial, detail, "renewal step"),
         }
         let event = AuditEvent {
             time: self.now,
@@ -561,6 +581,7 @@ impl<'a> Run<'a> {
             step,
             outcome,
             error,
+            detail,
         };
         if let Err(e) = self.audit.append(&event) {
             tracing::error!(error = %e, "cannot write the audit log");

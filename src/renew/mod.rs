@@ -10,11 +10,14 @@
 //!     ─► check the profile is advertised
 //!     ─► begin ─► place order, record its URL ─► complete order (acme)
 //!     ─► stage_pending (pending) ─► promote + deploy commands (deployed)
-//!     ─► check_version (verified) ─► finish + prune (current)
+//!     ─► served check of `verify` endpoints (served.rs) ─► check_version (verified)
+//!     ─► finish + prune (current)
 //! ```
 //!
 //! A failing deploy command or verification rolls `current` back to `previous`, re-runs the
-//! deploy commands for the restored version and counts as a failed renewal. Every step and
+//! deploy commands for the restored version and counts as a failed renewal. A failed served
+//! check does the same unless `on_verify_failure = "keep"`, which keeps the new version
+//! but still counts the failure. Every step and
 //! rollback is one audit line; every failure updates the persisted schedule state.
 //!
 //! **Invariant:** the renewer never writes certificate files itself; `store` does.
@@ -24,6 +27,7 @@ mod deploy;
 mod lifecycle;
 mod lock;
 mod revoke;
+pub mod served;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +37,7 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::acme::{AcmeError, AcmeObserver, NoopObserver, RetryPolicy};
-use crate::config::model::{AcmeConfig, CertificateConfig, Config};
+use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::schedule::plan::Reason;
 use crate::store::{StoreError, VersionId};
 
@@ -136,6 +140,23 @@ pub enum RenewError {
         #[source]
         source: StoreError,
     },
+    /// The `verify` endpoints did not all serve the new version in time. With
+    /// `on_verify_failure = "rollback"` `current` was rolled back (`restored`); with
+    /// `"keep"` (`kept`) the new version stayed current.
+    #[error("verify {version}: {source}{}", served_suffix(*.restored, *.kept))]
+    Served {
+        /// Certificate name.
+        name: String,
+        /// The version that was not served.
+        version: VersionId,
+        /// The version made current again, if any.
+        restored: Option<VersionId>,
+        /// Whether the new version was kept as current.
+        kept: bool,
+        /// What was served instead.
+        #[source]
+        source: served::ServedError,
+    },
     /// Reading or writing the state directory failed.
     #[error("state: {source}")]
     Store {
@@ -170,6 +191,14 @@ fn restored_suffix(restored: Option<VersionId>) -> String {
     }
 }
 
+fn served_suffix(restored: Option<VersionId>, kept: bool) -> String {
+    if kept {
+        "; kept as current (on_verify_failure = \"keep\")".to_owned()
+    } else {
+        restored_suffix(restored)
+    }
+}
+
 impl RenewError {
     /// The stage that failed: `account`, `order`, `challenge`, `finalize`, `download`,
     /// `deploy`, `verify`, `state` or `config`.
@@ -177,7 +206,7 @@ impl RenewError {
         match self {
             Self::Acme { source, .. } => source.stage().as_str(),
             Self::Hook { .. } => "deploy",
-            Self::Verify { .. } => "verify",
+            Self::Verify { .. } | Self::Served { .. } => "verify",
             Self::Store { .. } | Self::Scratch(_) => "state",
             Self::Lock { .. } => "lock",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
@@ -186,12 +215,14 @@ impl RenewError {
     }
 
     /// What went wrong: the ACME problem (`rateLimited`, `network`, ...), `hook` for a
-    /// deploy command, `verify`, `io` or `config`.
+    /// deploy command, `verify`, `stale` or `unreachable` for the served-certificate check,
+    /// `io` or `config`.
     pub fn problem(&self) -> &str {
         match self {
             Self::Acme { source, .. } => source.problem(),
             Self::Hook { .. } => "hook",
             Self::Verify { .. } => "verify",
+            Self::Served { source, .. } => source.problem(),
             Self::Store { .. } | Self::Scratch(_) => "io",
             Self::Lock {
                 source: LockError::Held,
@@ -210,6 +241,7 @@ pub struct Renewer {
     state_dir: PathBuf,
     acme: Option<AcmeConfig>,
     certificates: Vec<CertificateConfig>,
+    scanner: ScannerSettings,
     observer: Arc<dyn AcmeObserver>,
     retry: RetryPolicy,
     backoff_base: time::Duration,
@@ -224,6 +256,7 @@ impl Renewer {
             state_dir: config.state_dir.clone(),
             acme: config.acme.clone(),
             certificates: config.certificates.clone(),
+            scanner: config.scanner.clone(),
             observer: Arc::new(NoopObserver),
             retry: RetryPolicy::default(),
             backoff_base: crate::schedule::plan::BACKOFF_BASE,
@@ -267,6 +300,11 @@ impl Renewer {
         self.certificates.iter().map(|c| c.name.clone()).collect()
     }
 
+    /// The ACME profile the certificate `name` asks for, if any.
+    pub fn profile(&self, name: &str) -> Option<&str> {
+        self.certificate(name).ok()?.profile.as_deref()
+    }
+
     /// Renews `name` if it is due (or forced), resuming an interrupted renewal first.
     /// `now` decides what is due; the CA's clock decides validity.
     pub async fn renew(
@@ -307,6 +345,7 @@ impl Renewer {
                 ..acme.clone()
             }),
             certificates: vec![certificate.clone()],
+            scanner: self.scanner.clone(),
             observer: self.observer.clone(),
             retry: self.retry,
             backoff_base: self.backoff_base,

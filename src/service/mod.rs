@@ -7,6 +7,7 @@
 pub mod reload;
 pub mod renewals;
 pub mod scheduler;
+pub mod served;
 pub mod state;
 
 use std::path::PathBuf;
@@ -134,6 +135,14 @@ pub async fn run_with_options(
         shutdown.clone(),
     );
     renewals.apply(&config);
+    // The drift check re-reads the configuration each round, so it follows reloads itself.
+    served::spawn(
+        config.clone(),
+        state.served(),
+        served::DRIFT_INTERVAL,
+        &tracker,
+        &shutdown,
+    );
     tracing::info!(
         listen = %listener.local_addr().map_err(ServiceError::Http)?,
         endpoints = config.endpoints.len(),

@@ -219,6 +219,7 @@ fn refresh(renewer: &Renewer, name: &str, state: &State) -> Option<OffsetDateTim
     match renewer.status_of(name, OffsetDateTime::now_utc()) {
         Ok(status) => {
             state.update_certificate(&status);
+            state.update_ca_facts(name, renewer.profile(name), &renewer.ca_facts());
             Some(match status.ari_next_poll {
                 Some(poll) => poll.min(status.next_renewal),
                 None => status.next_renewal,

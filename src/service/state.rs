@@ -14,9 +14,10 @@ use time::OffsetDateTime;
 use crate::acme::AcmeObserver;
 use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
 use crate::metrics::render::{ReloadStatus, Snapshot};
-use crate::renew::CertificateStatus;
+use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
+use crate::service::served::ServedStore;
 
 /// Identifies one scheduled job (an endpoint or a file source) for its lifetime.
 pub type JobId = u64;
@@ -37,6 +38,7 @@ pub const PROBE_ERROR_REASONS: [&str; 7] = [
 #[derive(Debug, Default)]
 pub struct State {
     inner: Mutex<Inner>,
+    served: Arc<ServedStore>,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +74,7 @@ impl State {
         }
         State {
             inner: Mutex::new(inner),
+            served: Arc::default(),
         }
     }
 
@@ -180,6 +183,30 @@ impl State {
         slot.last_success_at = status.last_success_at;
         slot.last_attempt_at = status.last_attempt_at;
         slot.consecutive_failures = status.consecutive_failures;
+        slot.renewal_rule = Some(status.renewal_rule);
+        slot.ari_window = status.ari_window_start.zip(status.ari_window_end);
+        slot.ari_next_poll = status.ari_next_poll;
+    }
+
+    /// Records what `name`'s renewer knows about its CA: whether the certificate's
+    /// `profile` is advertised, and the CA's clock skew.
+    pub fn update_ca_facts(&self, name: &str, profile: Option<&str>, facts: &CaFacts) {
+        let mut inner = self.lock();
+        if facts.clock_skew.is_some() {
+            inner.acme.clock_skew = facts.clock_skew;
+        }
+        let Some(slot) = inner.certificates.get_mut(name) else {
+            return;
+        };
+        slot.profile = profile.and_then(|profile| {
+            let available = facts.profiles_available.get(profile)?;
+            Some((profile.to_owned(), *available))
+        });
+    }
+
+    /// The drift check's results, shared with its loop.
+    pub fn served(&self) -> Arc<ServedStore> {
+        self.served.clone()
     }
 
     /// Counts a finished renewal attempt of `name`: `Ok` for a new version, else the
@@ -252,6 +279,7 @@ impl State {
             reload,
             certificates,
             acme,
+            served: self.served.snapshot(),
         }
     }
 

@@ -25,6 +25,8 @@ pub enum Step {
     Pending,
     /// `current` was switched and deploy commands ran.
     Deployed,
+    /// The `verify` endpoints were probed for the new serial.
+    Served,
     /// The live files were checked.
     Verified,
     /// The renewal completed.
@@ -67,6 +69,10 @@ pub struct AuditEvent {
     pub outcome: Outcome,
     /// The error, when it failed. Private key blocks are redacted before writing.
     pub error: Option<String>,
+    /// What a successful step found, when it says more than the step itself (which
+    /// endpoint served which serial). Left out of the line when empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// An append-only audit log file. Appends from several tasks are serialised.
@@ -113,6 +119,7 @@ pub fn audit_line(event: &AuditEvent) -> Result<String, serde_json::Error> {
         certificate: redact_private_keys(&event.certificate),
         serial: event.serial.as_deref().map(redact_private_keys),
         error: event.error.as_deref().map(redact_private_keys),
+        detail: event.detail.as_deref().map(redact_private_keys),
         ..event.clone()
     };
     let mut line = serde_json::to_string(&redacted)?;
@@ -185,6 +192,7 @@ mod tests {
                 Outcome::Ok
             },
             error,
+            detail: None,
         }
     }
 

@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: a test PKI, live loopback TLS and plaintext
-//! servers, a real PostgreSQL, Debian's Pebble ACME test CA, Knot DNS and Prometheus, an ARI front for Pebble, and a running
+//! servers, a real PostgreSQL, Debian's Pebble ACME test CA (and an ARI front for it), Knot
+//! DNS, nginx and Prometheus, and a running
 //! `certinel run`.
 
 pub mod ari_front;
 pub mod knot;
+pub mod nginx;
 pub mod pebble;
 pub mod pki;
 pub mod plaintext_servers;
