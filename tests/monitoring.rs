@@ -12,6 +12,7 @@ use crate::common::prometheus::{assert_promtool_ok, config_dir, promtool};
 mod docs;
 mod end_to_end;
 mod expected;
+mod setup;
 
 /// The variables a dashboard query may use, and what the end-to-end test puts in their place.
 const DASHBOARD_VARIABLES: &[(&str, &str)] = &[

@@ -44,7 +44,10 @@ fn documented_metrics(markdown: &str) -> BTreeMap<&str, &str> {
         else {
             continue;
         };
-        assert!(rows.insert(name, *kind).is_none(), "{name} documented twice");
+        assert!(
+            rows.insert(name, *kind).is_none(),
+            "{name} documented twice"
+        );
     }
     rows
 }
