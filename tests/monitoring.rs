@@ -1,6 +1,7 @@
 //! The shipped monitoring files: alert rules and Prometheus config pass promtool and their
 //! unit tests, the Grafana dashboard is importable and well formed, and (end_to_end) every
-//! dashboard and alert query returns data from a real Prometheus scraping a real certinel.
+//! dashboard and alert query returns data from a real Prometheus scraping a real certinel;
+//! (docs) docs/metrics.md documents exactly the metrics certinel defines.
 
 use std::path::Path;
 
@@ -8,8 +9,10 @@ use serde_json::Value;
 
 use crate::common::prometheus::{assert_promtool_ok, config_dir, promtool};
 
+mod docs;
 mod end_to_end;
 mod expected;
+mod setup;
 
 /// The variables a dashboard query may use, and what the end-to-end test puts in their place.
 const DASHBOARD_VARIABLES: &[(&str, &str)] = &[

@@ -13,10 +13,11 @@ use crate::acme::ChallengeSpec;
 use crate::cli::ExitCode;
 use crate::config;
 use crate::config::model::{CertificateConfig, Config};
+use crate::inventory::alerts::{self, AlertRule, AlertScope};
 use crate::inventory::format::{OutputFormat, render};
 use crate::inventory::{
     Automation, FailurePolicy, Inventory, ManagedCertificate, MonitoredCertificate, MonitoredKind,
-    RenewalRule, alert_names, days_left, is_managed, overlap,
+    RenewalRule, days_left, is_managed, overlap,
 };
 use crate::renew::Renewer;
 use crate::scan::files;
@@ -62,10 +63,9 @@ pub fn run(args: InventoryArgs) -> anyhow::Result<ExitCode> {
     let store = CertStore::open(&config.state_dir)?;
     let audit_path = config.state_dir.join("audit.jsonl");
     let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
-    let alerts: Vec<String> = ALERT_RULES
+    let alert_rules: Vec<AlertRule> = ALERT_RULES
         .iter()
-        .flat_map(|rules| alert_names(rules))
-        .filter(|name| name.contains("Renewal"))
+        .flat_map(|rules| alerts::alert_rules(rules))
         .collect();
     let directory = config
         .acme
@@ -104,7 +104,13 @@ pub fn run(args: InventoryArgs) -> anyhow::Result<ExitCode> {
                 backoff_min: time::Duration::minutes(5),
                 backoff_max: time::Duration::hours(24),
                 rollback_on_deploy_failure: true,
-                alerts: alerts.clone(),
+                alerts: alerts::failure_alerts(
+                    &alert_rules,
+                    AlertScope {
+                        has_verify_targets: !certificate.verify.is_empty(),
+                        has_profile: certificate.profile.is_some(),
+                    },
+                ),
             },
             overlap: match (&previous, &current) {
                 (Some(previous), Some(current)) => {

@@ -5,6 +5,7 @@
 //! text renderings live in [`format`]. Nothing here reads the clock, sockets or files:
 //! the caller gathers the facts and passes `now` in.
 
+pub mod alerts;
 pub mod format;
 
 use serde::Serialize;
@@ -139,16 +140,6 @@ pub fn overlap(previous_not_after: OffsetDateTime, current_not_before: OffsetDat
 /// Whole days from `now` until `not_after`, rounded down (negative once expired).
 pub fn days_left(not_after: OffsetDateTime, now: OffsetDateTime) -> i64 {
     (not_after - now).whole_seconds().div_euclid(86_400)
-}
-
-/// The alert names defined in a Prometheus rules file (`- alert: NAME` lines), in order.
-pub fn alert_names(rules_yaml: &str) -> Vec<String> {
-    rules_yaml
-        .lines()
-        .filter_map(|line| line.trim_start().strip_prefix("- alert:"))
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .collect()
 }
 
 /// Whether a scanned leaf is one certinel manages: its serial (lowercase hex, no leading

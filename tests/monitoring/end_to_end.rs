@@ -1,25 +1,21 @@
 //! A real Prometheus, configured from the shipped prometheus.yml and rule files, scrapes a
-//! real `certinel run` watching live loopback TLS servers and files, and renewing two
-//! certificates from a real Pebble (one issued, one that cannot be), chosen so that every
-//! alert fires; then every dashboard query and every alert expression must return data,
-//! except the few alerts `expected::EXPECTED_EMPTY` names with a reason.
+//! real `certinel run` watching live loopback TLS servers and files, and renewing three
+//! certificates from a real Pebble behind the ARI front (one issued at start, one that
+//! cannot be, one issued before and served stale by its verify target), chosen so that
+//! every alert fires (setup.rs); then every dashboard query and every alert expression
+//! must return data, except the few alerts `expected::EXPECTED_EMPTY` names with a reason.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::expected::{self, EXPECTED_EMPTY, ISSUED, NOT_YET_EXPORTED, UNISSUABLE};
+use super::expected::{self, DRIFTED, EXPECTED_EMPTY, ISSUED, UNISSUABLE};
+use super::setup::Setup;
 use super::{RULE_FILES, load_dashboard, panels, substitute_variables};
-use crate::common::pebble::{Pebble, PebbleOptions, free_port};
-use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
 use crate::common::prometheus::{Prometheus, config_dir, encode, free_loopback_port};
-use crate::common::service::{Service, write_config};
-use crate::common::tls_server::{ServerHandle, ServerOptions, bind, bind_pair, spawn_tls};
-
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// How long Prometheus may take to scrape, evaluate and fire (it ticks every second).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -27,25 +23,6 @@ const PATIENCE: Duration = Duration::from_secs(60);
 /// The `for:` every alert gets in the test, so none makes the test wait minutes; the real
 /// durations are covered by the promtool unit tests (alerts_test.yml).
 const TEST_FOR: &str = "for: 1s";
-
-/// How long Pebble's certificates live: under 7 days, for the managed expiry alert.
-const PEBBLE_VALIDITY_SECONDS: u64 = 3 * 86400;
-
-/// The live servers, files, Pebble and certinel of the test, one per alert.
-pub(super) struct Setup {
-    dir: tempfile::TempDir,
-    pub(super) service: Service,
-    pub(super) soon: SocketAddr,
-    pub(super) late: SocketAddr,
-    pub(super) self_signed: SocketAddr,
-    pub(super) closed: SocketAddr,
-    pub(super) disagree_port: u16,
-    pub(super) soon_file: PathBuf,
-    pub(super) late_file: PathBuf,
-    pub(super) missing_file: PathBuf,
-    _servers: Vec<ServerHandle>,
-    _pebble: Pebble,
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_returns_data_for_every_dashboard_query_and_fires_every_alert() {
@@ -117,110 +94,6 @@ async fn prometheus_returns_data_for_every_dashboard_query_and_fires_every_alert
         problems.len(),
         problems.join("\n")
     );
-}
-
-impl Setup {
-    /// Starts Pebble and the TLS servers, writes the files and starts certinel (which
-    /// issues one certificate and fails the other at once); then makes it reject a new
-    /// configuration, so the reload alert has something to say.
-    async fn start() -> Setup {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pebble = Pebble::start(PebbleOptions {
-            validity_seconds: Some(PEBBLE_VALIDITY_SECONDS),
-            ..PebbleOptions::default()
-        })
-        .await;
-        // Pebble's validator connects to its own http port only: a listener elsewhere
-        // never sees the challenge.
-        let unreachable = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-        let root = Ca::root("certinel monitoring test root", Validity::current());
-        let soon_leaf =
-            root.leaf(&LeafSpec::new(&["localhost"]).validity(Validity::current_for_days(3)));
-        let late_leaf =
-            root.leaf(&LeafSpec::new(&["localhost"]).validity(Validity::current_for_days(14)));
-        let self_signed_leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
-        let mut servers = vec![
-            serve_leaf(bind(LOCALHOST).await, &soon_leaf),
-            serve_leaf(bind(LOCALHOST).await, &late_leaf),
-            serve_leaf(bind(LOCALHOST).await, &self_signed_leaf),
-        ];
-        let [soon, late, self_signed] = [0, 1, 2].map(|index| servers[index].addr);
-        // Two addresses of one name, each serving its own (trusted, long-lived) leaf.
-        let (first_ip, second_ip) = (
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
-        );
-        let (first, second) = bind_pair(first_ip, second_ip).await;
-        let disagree_port = first.local_addr().expect("bound address").port();
-        for listener in [first, second] {
-            let leaf = root.leaf(&LeafSpec::new(&["disagree.test"]));
-            servers.push(serve_leaf(listener, &leaf));
-        }
-        let closed = bind(LOCALHOST).await.local_addr().expect("bound address");
-
-        let hosts = write_pem(
-            dir.path(),
-            "hosts",
-            &format!("{first_ip} disagree.test\n{second_ip} disagree.test\n"),
-        );
-        let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
-        let soon_file = write_pem(dir.path(), "soon.pem", &soon_leaf.pem);
-        let late_file = write_pem(dir.path(), "late.pem", &late_leaf.pem);
-        let missing_file = dir.path().join("missing.pem");
-        let path = |path: &Path| path.display().to_string();
-        let config = write_config(
-            dir.path(),
-            "monitoring.toml",
-            &[
-                ("HOSTS_FILE", path(&hosts)),
-                ("CA_FILE", path(&ca_file)),
-                ("SOON_PORT", soon.port().to_string()),
-                ("LATE_PORT", late.port().to_string()),
-                ("SELF_SIGNED_PORT", self_signed.port().to_string()),
-                ("CLOSED_PORT", closed.port().to_string()),
-                ("DISAGREE_PORT", disagree_port.to_string()),
-                ("SOON_FILE", path(&soon_file)),
-                ("LATE_FILE", path(&late_file)),
-                ("MISSING_FILE", path(&missing_file)),
-                ("STATE_DIR", path(&dir.path().join("state"))),
-                ("ACME_DIRECTORY", pebble.directory_url.clone()),
-                ("ACME_CA_FILE", path(&pebble.api_root)),
-                ("HTTP01_LISTEN", pebble.http_addr().to_string()),
-                ("UNREACHABLE_LISTEN", unreachable.to_string()),
-            ],
-        );
-        let mut service = Service::start(Some(&config)).await;
-        service.wait_ready().await;
-        write_config(
-            dir.path(),
-            "broken.toml",
-            &[("PORT", closed.port().to_string())],
-        );
-        service.signal("HUP");
-        service
-            .wait_for_log("configuration rejected; the previous one keeps running")
-            .await;
-        Setup {
-            dir,
-            service,
-            soon,
-            late,
-            self_signed,
-            closed,
-            disagree_port,
-            soon_file,
-            late_file,
-            missing_file,
-            _servers: servers,
-            _pebble: pebble,
-        }
-    }
-}
-
-/// A TLS server on `listener` presenting `leaf` alone.
-fn serve_leaf(listener: tokio::net::TcpListener, leaf: &Leaf) -> ServerHandle {
-    let options = ServerOptions::new(vec![leaf.cert.clone()], leaf.key.clone_key());
-    spawn_tls(listener, options.acceptor())
 }
 
 /// The shipped prometheus.yml, pointed at this test's certinel (plus a dead one, for
@@ -350,8 +223,7 @@ async fn wait_for_firing(
     }
 }
 
-/// Records every `certinel_*` metric `expr` reads that has no data at all, unless it is
-/// known not to be exported yet.
+/// Records every `certinel_*` metric `expr` reads that has no data at all.
 async fn check_metrics_exist(
     prometheus: &Prometheus,
     alert: &str,
@@ -361,9 +233,6 @@ async fn check_metrics_exist(
     let metrics: std::collections::BTreeSet<&str> =
         expected::metric_names(expr).into_iter().collect();
     for metric in metrics {
-        if NOT_YET_EXPORTED.iter().any(|(name, _)| *name == metric) {
-            continue;
-        }
         if prometheus.query(metric).await.is_empty() {
             problems.push(format!("alert {alert} reads {metric}, which has no data"));
         }
@@ -430,6 +299,22 @@ async fn check_dashboard_queries(
             }
             if title == "Managed certificates by days left" && target["refId"] == "A" {
                 check_managed_row(&result, problems);
+            }
+            let drifted_row = |key: &str, value: &str| {
+                result
+                    .iter()
+                    .any(|row| row["metric"]["name"] == DRIFTED && row["metric"][key] == value)
+            };
+            if title == "Endpoints not serving the current certificate"
+                && !drifted_row("target", &setup.soon.to_string())
+            {
+                problems.push(format!("{title}: no row for {DRIFTED}: {result:?}"));
+            }
+            if title == "Renewal rule and ARI window" && !drifted_row("source", "ari") {
+                problems.push(format!(
+                    "{title} ({}): {DRIFTED} is not placed by ARI: {result:?}",
+                    target["refId"]
+                ));
             }
         }
     }

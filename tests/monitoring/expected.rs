@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::end_to_end::Setup;
+use super::setup::Setup;
 
 /// Alerts whose expression the setup cannot make true, each with the reason; the test
 /// asserts they return nothing, so an entry that starts firing must leave this list.
@@ -35,23 +35,26 @@ pub const EXPECTED_EMPTY: &[(&str, &str)] = &[
         "Pebble answers every request, never with a 5xx status",
     ),
     (
-        "CertinelEndpointServingStaleCertificate",
-        "certinel_certificate_served_current is not exported yet",
+        "CertinelAcmeClockSkew",
+        "the CA is Pebble on the same host, so its Date header agrees with certinel's clock",
+    ),
+    (
+        "CertinelAcmeRequestsSlow",
+        "Pebble answers on loopback in milliseconds, far from a 10 s 95th percentile",
     ),
 ];
 
-/// Metrics an alert reads that certinel does not export yet, with the reason. Every other
-/// `certinel_*` metric an alert expression names must have data, even when the alert is
-/// in [`EXPECTED_EMPTY`]: that catches a misspelt metric name in a quiet alert.
-pub const NOT_YET_EXPORTED: &[(&str, &str)] = &[(
-    "certinel_certificate_served_current",
-    "the served-certificate drift check (branch served) is not merged",
-)];
-
-/// The managed certificate Pebble issues, and the one it never can (fixture monitoring.toml).
+/// The managed certificate certinel has Pebble issue at start, and the one it never can
+/// (fixture monitoring.toml).
 pub const ISSUED: &str = "short-lived";
 /// See [`ISSUED`].
 pub const UNISSUABLE: &str = "unissuable";
+/// The managed certificate issued before certinel starts, whose verify target serves
+/// another certificate.
+pub const DRIFTED: &str = "drifted";
+/// The profile the ARI front advertises ([`ISSUED`] asks for it); [`UNISSUABLE`] asks for
+/// `tlsclient`, which it does not advertise.
+pub const ADVERTISED_PROFILE: &str = "shortlived";
 
 /// Each alert that must fire, with labels that show it fired for the right cause.
 pub fn firing_alerts(
@@ -103,7 +106,15 @@ pub fn firing_alerts(
         ),
         (
             "CertinelManagedCertificateExpiresIn7Days",
-            vec![certinel, certificate(ISSUED)],
+            vec![certinel.clone(), certificate(ISSUED)],
+        ),
+        (
+            "CertinelEndpointServingStaleCertificate",
+            vec![certinel.clone(), certificate(DRIFTED), target(setup.soon)],
+        ),
+        (
+            "CertinelAcmeProfileUnavailable",
+            vec![certinel, ("profile", "tlsclient".to_owned())],
         ),
     ]
     .into_iter()
@@ -115,18 +126,18 @@ pub fn firing_alerts(
 pub fn stat_values() -> BTreeMap<&'static str, f64> {
     [
         // 4 endpoints with a certificate (not the closed port), 2 readable files, and the
-        // issued managed certificate (the unissuable one has no certificate).
-        ("Certificates", 7.0),
-        // The 3-day endpoint and file, and the 3-day managed certificate.
-        ("Expire within 7 days", 3.0),
-        ("Expire within 21 days", 5.0),
-        ("Expire within 30 days", 5.0),
+        // issued and drifted managed certificates (the unissuable one has no certificate).
+        ("Certificates", 8.0),
+        // The 3-day endpoint and file, and the two 3-day managed certificates.
+        ("Expire within 7 days", 4.0),
+        ("Expire within 21 days", 6.0),
+        ("Expire within 30 days", 6.0),
         ("Not verified", 1.0),
         ("Probes failing", 1.0),
         ("Addresses disagree", 1.0),
         ("certinel up", 1.0),
         ("Last configuration change", 0.0),
-        ("Managed certificates", 2.0),
+        ("Managed certificates", 3.0),
         ("Managed not ready", 1.0),
         ("Renewals failing", 1.0),
         ("ACME errors (30m)", 0.0),

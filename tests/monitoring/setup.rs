@@ -1,0 +1,169 @@
+//! The world the end-to-end monitoring test watches: live loopback TLS servers and files
+//! (one per alert), Pebble behind the ARI front (renewal windows and profiles), a
+//! certificate issued before certinel starts whose verify target serves another one, and
+//! certinel itself, running with fixture monitoring.toml.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
+use time::OffsetDateTime;
+
+use super::expected::{ADVERTISED_PROFILE, DRIFTED};
+use crate::common::ari_front::{AriFront, AriReply};
+use crate::common::pebble::{Pebble, PebbleOptions, free_port};
+use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
+use crate::common::service::{Service, write_config};
+use crate::common::tls_server::{ServerHandle, ServerOptions, bind, bind_pair, spawn_tls};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// How long Pebble's certificates live: under 7 days, for the managed expiry alert.
+const PEBBLE_VALIDITY_SECONDS: u64 = 3 * 86400;
+
+/// The live servers, files, Pebble (behind the ARI front) and certinel of the test, one
+/// per alert.
+pub(super) struct Setup {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) service: Service,
+    pub(super) soon: SocketAddr,
+    pub(super) late: SocketAddr,
+    pub(super) self_signed: SocketAddr,
+    pub(super) closed: SocketAddr,
+    pub(super) disagree_port: u16,
+    pub(super) soon_file: PathBuf,
+    pub(super) late_file: PathBuf,
+    pub(super) missing_file: PathBuf,
+    _servers: Vec<ServerHandle>,
+    _front: AriFront,
+    _pebble: Pebble,
+}
+
+impl Setup {
+    /// Starts Pebble behind the ARI front and the TLS servers, writes the files, issues
+    /// the drifted certificate, and starts certinel (which issues one more certificate and
+    /// fails the other at once); then makes it reject a new configuration, so the reload
+    /// alert has something to say.
+    pub(super) async fn start() -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pebble = Pebble::start(PebbleOptions {
+            validity_seconds: Some(PEBBLE_VALIDITY_SECONDS),
+            ..PebbleOptions::default()
+        })
+        .await;
+        let front = AriFront::start(&pebble, true, &[(ADVERTISED_PROFILE, "short-lived")]).await;
+        // A window a day ahead: every certificate's renewal is placed by ARI and none is
+        // renewed while the test runs.
+        let now = OffsetDateTime::now_utc();
+        front.set_window(AriReply {
+            window: (now + time::Duration::days(1), now + time::Duration::days(2)),
+            retry_after: Some("3600".to_owned()),
+        });
+        // Pebble's validator connects to its own http port only: a listener elsewhere
+        // never sees the challenge.
+        let unreachable = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let root = Ca::root("certinel monitoring test root", Validity::current());
+        let soon_leaf =
+            root.leaf(&LeafSpec::new(&["localhost"]).validity(Validity::current_for_days(3)));
+        let late_leaf =
+            root.leaf(&LeafSpec::new(&["localhost"]).validity(Validity::current_for_days(14)));
+        let self_signed_leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
+        let mut servers = vec![
+            serve_leaf(bind(LOCALHOST).await, &soon_leaf),
+            serve_leaf(bind(LOCALHOST).await, &late_leaf),
+            serve_leaf(bind(LOCALHOST).await, &self_signed_leaf),
+        ];
+        let [soon, late, self_signed] = [0, 1, 2].map(|index| servers[index].addr);
+        // Two addresses of one name, each serving its own (trusted, long-lived) leaf.
+        let (first_ip, second_ip) = (
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+        );
+        let (first, second) = bind_pair(first_ip, second_ip).await;
+        let disagree_port = first.local_addr().expect("bound address").port();
+        for listener in [first, second] {
+            let leaf = root.leaf(&LeafSpec::new(&["disagree.test"]));
+            servers.push(serve_leaf(listener, &leaf));
+        }
+        let closed = bind(LOCALHOST).await.local_addr().expect("bound address");
+
+        let hosts = write_pem(
+            dir.path(),
+            "hosts",
+            &format!("{first_ip} disagree.test\n{second_ip} disagree.test\n"),
+        );
+        let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
+        let soon_file = write_pem(dir.path(), "soon.pem", &soon_leaf.pem);
+        let late_file = write_pem(dir.path(), "late.pem", &late_leaf.pem);
+        let missing_file = dir.path().join("missing.pem");
+        let path = |path: &Path| path.display().to_string();
+        let values = [
+            ("HOSTS_FILE", path(&hosts)),
+            ("CA_FILE", path(&ca_file)),
+            ("SOON_PORT", soon.port().to_string()),
+            ("LATE_PORT", late.port().to_string()),
+            ("SELF_SIGNED_PORT", self_signed.port().to_string()),
+            ("CLOSED_PORT", closed.port().to_string()),
+            ("DISAGREE_PORT", disagree_port.to_string()),
+            ("SOON_FILE", path(&soon_file)),
+            ("LATE_FILE", path(&late_file)),
+            ("MISSING_FILE", path(&missing_file)),
+            ("STATE_DIR", path(&dir.path().join("state"))),
+            ("ACME_DIRECTORY", front.directory_url.clone()),
+            ("ACME_CA_FILE", path(&front.ca_file)),
+            ("HTTP01_LISTEN", pebble.http_addr().to_string()),
+            ("UNREACHABLE_LISTEN", unreachable.to_string()),
+        ];
+        issue_drifted(dir.path(), &values, &pebble).await;
+        let config = write_config(dir.path(), "monitoring.toml", &values);
+        let mut service = Service::start(Some(&config)).await;
+        service.wait_ready().await;
+        write_config(
+            dir.path(),
+            "broken.toml",
+            &[("PORT", closed.port().to_string())],
+        );
+        service.signal("HUP");
+        service
+            .wait_for_log("configuration rejected; the previous one keeps running")
+            .await;
+        Setup {
+            dir,
+            service,
+            soon,
+            late,
+            self_signed,
+            closed,
+            disagree_port,
+            soon_file,
+            late_file,
+            missing_file,
+            _servers: servers,
+            _front: front,
+            _pebble: pebble,
+        }
+    }
+}
+
+/// A TLS server on `listener` presenting `leaf` alone.
+fn serve_leaf(listener: tokio::net::TcpListener, leaf: &Leaf) -> ServerHandle {
+    let options = ServerOptions::new(vec![leaf.cert.clone()], leaf.key.clone_key());
+    spawn_tls(listener, options.acceptor())
+}
+
+/// Issues [`DRIFTED`] with monitoring_preissue.toml (no `verify` target: its target serves
+/// another certificate, so that renewal would fail), so the drift check's first round, at
+/// certinel's start, already finds a current version.
+async fn issue_drifted(dir: &Path, values: &[(&str, String)], pebble: &Pebble) {
+    let config = write_config(dir, "monitoring_preissue.toml", values);
+    let config = certinel::config::load(&config).unwrap_or_else(|error| panic!("{error}"));
+    let renewer = Renewer::new(&config);
+    let outcome = renewer
+        .renew(DRIFTED, RenewOptions::default(), OffsetDateTime::now_utc())
+        .await;
+    assert!(
+        matches!(outcome, Ok(RenewOutcome::Renewed { .. })),
+        "issuing {DRIFTED} before certinel starts: {outcome:?}\n{}",
+        pebble.log()
+    );
+}
