@@ -82,7 +82,7 @@ fn row(
         escape(&serial),
         escape(&next_renewal(certificate)),
         escape(&last_outcome(certificate)),
-        escape(&served_summary(samples)),
+        served_summary(samples),
     );
     html
 }
@@ -137,37 +137,35 @@ fn last_outcome(certificate: &CertificateSnapshot) -> String {
     }
 }
 
-/// `served: 2/2 addresses current`, or the stale addresses and what they serve.
+/// `served: 2/2 addresses current`, then one line per stale address saying what it serves;
+/// nothing without samples. Each line is escaped; lines are separated by `<br>`.
 fn served_summary(samples: &[&ServedSample]) -> String {
     if samples.is_empty() {
         return String::new();
     }
     let current = samples.iter().filter(|sample| sample.current).count();
-    let mut summary = format!(
-        "served: {current}/{} {} current",
-        samples.len(),
-        if samples.len() == 1 {
-            "address"
-        } else {
-            "addresses"
-        },
-    );
-    let stale: Vec<String> = samples
-        .iter()
-        .filter(|sample| !sample.current)
-        .map(|sample| {
-            format!(
-                "{} [{}] serves {}",
-                sample.target,
-                sample.ip,
-                short_serial(&sample.served_serial)
-            )
-        })
-        .collect();
-    if !stale.is_empty() {
-        let _ = write!(summary, "; stale: {}", stale.join(", "));
+    let noun = if samples.len() == 1 {
+        "address"
+    } else {
+        "addresses"
+    };
+    let mut lines = vec![format!(
+        "served: {current}/{} {noun} current",
+        samples.len()
+    )];
+    for sample in samples.iter().filter(|sample| !sample.current) {
+        lines.push(format!(
+            "stale: {} [{}] serves {}",
+            sample.target,
+            sample.ip,
+            short_serial(&sample.served_serial)
+        ));
     }
-    summary
+    lines
+        .iter()
+        .map(|line| escape(line))
+        .collect::<Vec<_>>()
+        .join("<br>")
 }
 
 #[cfg(test)]
@@ -341,7 +339,7 @@ mod tests {
             ],
             &[
                 "<tr class=\"critical\"><td>60.0</td>",
-                "<td>served: 1/2 addresses current; \
+                "<td>served: 1/2 addresses current<br>\
                  stale: api.test:443 [127.0.0.2] serves ffeeddccbbaa…</td>",
             ],
         );

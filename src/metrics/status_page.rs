@@ -47,7 +47,7 @@ pub fn render_page(snapshot: &Snapshot, now: OffsetDateTime) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>certinel</title><style>\
          body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}\
+         td,th{padding:.3em .8em;white-space:nowrap;border-bottom:1px solid #ddd;text-align:left}\
          .critical{background:#f8d0d0}.warning{background:#fbe9b7}.ok{background:#d8f0d8}\
          .unknown{background:#e0e0e0}</style></head><body>\n<h1>certinel</h1>\n",
     );
