@@ -80,9 +80,9 @@ fn row(
         escape(version),
         escape(serial_title),
         escape(&serial),
-        escape(&next_renewal(certificate)),
-        escape(&last_outcome(certificate)),
-        served_summary(samples),
+        lines(&next_renewal(certificate)),
+        lines(&last_outcome(certificate)),
+        lines(&served_summary(samples)),
     );
     html
 }
@@ -111,37 +111,37 @@ fn short_serial(serial: &str) -> String {
     }
 }
 
-/// `2026-01-20T00:00:00Z (renew_before)`, or why nothing is scheduled.
-fn next_renewal(certificate: &CertificateSnapshot) -> String {
+/// The planned time and the rule that placed it, or why nothing is scheduled.
+fn next_renewal(certificate: &CertificateSnapshot) -> Vec<String> {
     let Some(at) = certificate.renewal_scheduled else {
-        return "not scheduled".to_owned();
+        return vec!["not scheduled".to_owned()];
     };
-    match certificate.renewal_rule {
-        Some(rule) => format!("{} ({rule})", rfc3339(at)),
-        None => rfc3339(at),
-    }
+    let mut lines = vec![rfc3339(at)];
+    lines.extend(certificate.renewal_rule.map(|rule| format!("by {rule}")));
+    lines
 }
 
-/// `success at …`, `failure at … (3 consecutive)` or `none yet`.
-fn last_outcome(certificate: &CertificateSnapshot) -> String {
-    match (
-        certificate.consecutive_failures,
-        certificate.last_attempt_at,
-    ) {
-        (0, _) => match certificate.last_success_at {
-            Some(at) => format!("success at {}", rfc3339(at)),
-            None => "none yet".to_owned(),
-        },
-        (failures, Some(at)) => format!("failure at {} ({failures} consecutive)", rfc3339(at)),
-        (failures, None) => format!("failure ({failures} consecutive)"),
+/// `success` or `failure (3 consecutive)`, then when; or `none yet`.
+fn last_outcome(certificate: &CertificateSnapshot) -> Vec<String> {
+    let (outcome, at) = match certificate.consecutive_failures {
+        0 => ("success".to_owned(), certificate.last_success_at),
+        failures => (
+            format!("failure ({failures} consecutive)"),
+            certificate.last_attempt_at,
+        ),
+    };
+    match at {
+        Some(at) => vec![outcome, rfc3339(at)],
+        None if certificate.consecutive_failures == 0 => vec!["none yet".to_owned()],
+        None => vec![outcome],
     }
 }
 
 /// `served: 2/2 addresses current`, then one line per stale address saying what it serves;
-/// nothing without samples. Each line is escaped; lines are separated by `<br>`.
-fn served_summary(samples: &[&ServedSample]) -> String {
+/// nothing without samples.
+fn served_summary(samples: &[&ServedSample]) -> Vec<String> {
     if samples.is_empty() {
-        return String::new();
+        return Vec::new();
     }
     let current = samples.iter().filter(|sample| sample.current).count();
     let noun = if samples.len() == 1 {
@@ -161,6 +161,11 @@ fn served_summary(samples: &[&ServedSample]) -> String {
             short_serial(&sample.served_serial)
         ));
     }
+    lines
+}
+
+/// Escapes each line and separates them with `<br>`, keeping the columns narrow.
+fn lines(lines: &[String]) -> String {
     lines
         .iter()
         .map(|line| escape(line))
@@ -234,8 +239,8 @@ mod tests {
                 "<h2>Managed certificates</h2>",
                 "<tr class=\"ok\"><td>60.0</td><td>api</td><td>yes</td><td>v0002</td>",
                 "<td title=\"0a1b2c3d4e5f60718293a4b5c6d7e8f9\">0a1b2c3d4e5f…</td>",
-                "<td>2026-02-01T12:30:15Z (renew_before)</td>",
-                "<td>success at 2025-12-02T00:00:00Z</td><td></td></tr>",
+                "<td>2026-02-01T12:30:15Z<br>by renew_before</td>",
+                "<td>success<br>2025-12-02T00:00:00Z</td><td></td></tr>",
             ],
         );
     }
@@ -296,8 +301,8 @@ mod tests {
             &[],
             &[
                 "<tr class=\"warning\"><td>60.0</td>",
-                "<td>2026-02-01T12:30:15Z (ari)</td>",
-                "<td>failure at 2025-12-31T23:00:00Z (3 consecutive)</td>",
+                "<td>2026-02-01T12:30:15Z<br>by ari</td>",
+                "<td>failure (3 consecutive)<br>2025-12-31T23:00:00Z</td>",
             ],
         );
     }
@@ -346,13 +351,22 @@ mod tests {
     }
 
     #[test]
-    fn names_and_versions_from_config_and_store_are_escaped() {
+    fn names_versions_and_verify_targets_are_escaped() {
         let mut hostile = certificate("<script>alert('x')</script>", 60);
         if let Some(current) = &mut hostile.current {
             current.version = "v\"1&".to_owned();
         }
-        let section = render_section(&[hostile], &[], NOW);
-        assert!(!section.contains("<script>"), "{section}");
+        let mut served = sample("<script>alert('x')</script>", "127.0.0.1", false);
+        served.target = "<b>:443".to_owned();
+        let section = render_section(&[hostile], &[served], NOW);
+        assert!(
+            !section.contains("<script>") && !section.contains("<b>"),
+            "{section}"
+        );
+        assert!(
+            section.contains("stale: &lt;b&gt;:443 [127.0.0.1]"),
+            "{section}"
+        );
         assert!(section.contains("<td>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;</td>"));
         assert!(section.contains("<td>v&quot;1&amp;</td>"));
     }
