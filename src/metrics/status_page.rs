@@ -1,6 +1,7 @@
 //! The `/` status page: every certificate certinel watches, soonest expiry first, coloured
 //! by urgency. Pure: a snapshot and the time in, self-contained HTML out (no external
-//! assets; every piece of text is escaped).
+//! assets; every piece of text is escaped). The managed-certificates section is in
+//! [`managed`].
 
 use std::fmt::Write;
 
@@ -8,6 +9,9 @@ use time::OffsetDateTime;
 
 use crate::metrics::render::Snapshot;
 use crate::report::days_between;
+
+#[path = "status_managed.rs"]
+mod managed;
 
 /// Days left below which a row is red.
 pub const CRITICAL_DAYS: f64 = 7.0;
@@ -43,17 +47,24 @@ pub fn render_page(snapshot: &Snapshot, now: OffsetDateTime) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>certinel</title><style>\
          body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}\
+         td,th{padding:.3em .8em;white-space:nowrap;border-bottom:1px solid #ddd;text-align:left}\
          .critical{background:#f8d0d0}.warning{background:#fbe9b7}.ok{background:#d8f0d8}\
          .unknown{background:#e0e0e0}</style></head><body>\n<h1>certinel</h1>\n",
     );
     let _ = writeln!(
         page,
-        "<p>{} certificates; <a href=\"/metrics\">metrics</a>.</p>",
+        "<p>{} managed certificates, {} certificates seen on endpoints and in files; \
+         <a href=\"/metrics\">metrics</a>.</p>",
+        snapshot.certificates.len(),
         rows.len()
     );
+    page.push_str(&managed::render_section(
+        &snapshot.certificates,
+        &snapshot.served,
+        now,
+    ));
     page.push_str(
-        "<table>\n<tr><th>Days left</th><th>Source</th><th>Subject</th><th>Not after</th>\
+        "<h2>Endpoints and files</h2>\n<table>\n<tr><th>Days left</th><th>Source</th><th>Subject</th><th>Not after</th>\
          <th>Problem</th></tr>\n",
     );
     for row in &rows {
@@ -141,7 +152,9 @@ fn class(row: &Row) -> &'static str {
     }
 }
 
+/// `at` in RFC 3339 to the second (fractions would only add noise to the page).
 fn rfc3339(at: OffsetDateTime) -> String {
+    let at = at.replace_nanosecond(0).unwrap_or(at);
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
@@ -238,6 +251,22 @@ mod tests {
         let body = page(vec![hostile]);
         assert!(!body.contains("<script>"));
         assert!(body.contains("CN=&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
+    }
+
+    #[test]
+    fn managed_certificates_come_above_endpoints_and_files() {
+        let snapshot = Snapshot {
+            certificates: vec![crate::metrics::certificates::CertificateSnapshot {
+                name: "api".to_owned(),
+                ..Default::default()
+            }],
+            ..Snapshot::default()
+        };
+        let body = render_page(&snapshot, NOW);
+        let managed = body.find("<h2>Managed certificates</h2>").unwrap();
+        let endpoints = body.find("<h2>Endpoints and files</h2>").unwrap();
+        assert!(managed < endpoints, "{body}");
+        assert!(body.contains("<p>1 managed certificates, 0 certificates seen"));
     }
 
     #[test]
