@@ -202,6 +202,12 @@ impl AcmeError {
         }
     }
 
+    /// Whether the CA no longer knows the account that signed the request
+    /// (`accountDoesNotExist`): it was reset or restarted, and a new account is needed.
+    pub fn is_account_gone(&self) -> bool {
+        matches!(self, Self::Server { problem, .. } if problem == "accountDoesNotExist")
+    }
+
     /// Converts an instant-acme error met during `stage`.
     pub(crate) fn from_acme(stage: Stage, error: instant_acme::Error) -> Self {
         match error {
@@ -377,5 +383,21 @@ mod tests {
             message: "boom".into(),
         };
         assert_eq!((key.stage(), key.problem()), (Stage::Finalize, "key"));
+    }
+
+    #[test]
+    fn only_an_account_does_not_exist_problem_means_the_account_is_gone() {
+        let server = |problem: &str| AcmeError::Server {
+            stage: Stage::Order,
+            problem: problem.into(),
+            detail: String::new(),
+        };
+        assert!(server("accountDoesNotExist").is_account_gone());
+        assert!(!server("unauthorized").is_account_gone());
+        let network = AcmeError::Network {
+            stage: Stage::Order,
+            source: TransportError::new("https://ca/dir", 1, "refused"),
+        };
+        assert!(!network.is_account_gone());
     }
 }

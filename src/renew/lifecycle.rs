@@ -4,14 +4,17 @@
 use time::OffsetDateTime;
 
 use crate::acme::{
-    AcmeAccount, AcmeError, AcmeSettings, Eab, IssueRequest, Issued, PollPolicy,
-    Stage as AcmeStage, complete_order, is_replaces_rejection, load_or_create_account, place_order,
+    AcmeAccount, AcmeError, IssueRequest, Issued, Stage as AcmeStage, complete_order,
+    is_replaces_rejection, place_order,
 };
 use crate::config::model::CertificateConfig;
 use crate::renew::deploy::{self, DeployEnv, HookError};
 use crate::renew::{RenewError, RenewOutcome, Renewer, RollbackOutcome};
 use crate::schedule::state::{self as schedule_state};
+mod account;
 mod served_step;
+
+pub(crate) use account::AccountCache;
 
 use crate::store::{
     AuditEvent, AuditLog, CertStore, NextStep, Origin, Outcome, Stage, Step, StoreError, VersionId,
@@ -49,7 +52,7 @@ impl<'a> Run<'a> {
         })
     }
 
-    fn name(&self) -> &'a str {
+    pub(super) fn name(&self) -> &'a str {
         &self.certificate.name
     }
 
@@ -120,58 +123,6 @@ impl<'a> Run<'a> {
             .map_err(|e| self.store_error(e))?;
         self.record(Step::Begin, None, None, None);
         self.issue_and_roll_out(&account, None).await
-    }
-
-    /// The account, loaded (or created) once per renewer; a failure is audited and counted.
-    pub(super) async fn account(&self) -> Result<AcmeAccount, RenewError> {
-        self.renewer.acme.as_ref().ok_or(RenewError::NoAcme)?;
-        match self.load_account().await {
-            Ok(account) => Ok(account),
-            Err(source) => {
-                let error = RenewError::Acme {
-                    name: self.name().to_owned(),
-                    source,
-                };
-                self.record(Step::Begin, None, None, Some(&error));
-                Err(self.count_failure(error))
-            }
-        }
-    }
-
-    /// The account, loaded (or created) once per renewer, without auditing a failure.
-    pub(super) async fn load_account(&self) -> Result<AcmeAccount, AcmeError> {
-        let Some(acme) = self.renewer.acme.as_ref() else {
-            return Err(AcmeError::Invalid {
-                stage: AcmeStage::Account,
-                message: "no [acme] section in the configuration".into(),
-            });
-        };
-        let settings = AcmeSettings {
-            directory: acme.directory.clone(),
-            contact: acme.contact.clone(),
-            ca_file: acme.ca_file.clone(),
-            eab: acme.eab.as_ref().map(|eab| Eab {
-                kid: eab.kid.clone(),
-                hmac_key: eab.hmac_key.clone(),
-            }),
-            poll: PollPolicy {
-                timeout: acme.poll_timeout,
-                ..PollPolicy::default()
-            },
-            retry: self.renewer.retry,
-        };
-        let loaded = self
-            .renewer
-            .account
-            .get_or_try_init(|| {
-                load_or_create_account(
-                    &settings,
-                    &self.renewer.state_dir,
-                    self.renewer.observer.clone(),
-                )
-            })
-            .await;
-        loaded.cloned()
     }
 
     /// Orders (or resumes `order_url`), stores the result as pending and rolls it out.
@@ -556,7 +507,7 @@ impl<'a> Run<'a> {
     }
 
     /// [`record_text`](Self::record_text) with a `detail` for a step that worked.
-    fn record_with_detail(
+    pub(super) fn record_with_detail(
         &self,
         step: Step,
         version: Option<VersionId>,

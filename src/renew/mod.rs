@@ -200,6 +200,11 @@ fn served_suffix(restored: Option<VersionId>, kept: bool) -> String {
 }
 
 impl RenewError {
+    /// Whether the CA answered that it no longer knows certinel's account.
+    pub fn is_account_gone(&self) -> bool {
+        matches!(self, Self::Acme { source, .. } if source.is_account_gone())
+    }
+
     /// The stage that failed: `account`, `order`, `challenge`, `finalize`, `download`,
     /// `deploy`, `verify`, `state` or `config`.
     pub fn stage(&self) -> &'static str {
@@ -246,7 +251,7 @@ pub struct Renewer {
     retry: RetryPolicy,
     backoff_base: time::Duration,
     dry_run: bool,
-    account: tokio::sync::OnceCell<crate::acme::AcmeAccount>,
+    account: lifecycle::AccountCache,
 }
 
 impl Renewer {
@@ -261,7 +266,7 @@ impl Renewer {
             retry: RetryPolicy::default(),
             backoff_base: crate::schedule::plan::BACKOFF_BASE,
             dry_run: false,
-            account: tokio::sync::OnceCell::new(),
+            account: lifecycle::AccountCache::default(),
         }
     }
 
@@ -350,7 +355,7 @@ impl Renewer {
             retry: self.retry,
             backoff_base: self.backoff_base,
             dry_run: true,
-            account: tokio::sync::OnceCell::new(),
+            account: lifecycle::AccountCache::default(),
         };
         // A scratch directory holds nothing yet: the renewal is always due.
         scratch_renewer
@@ -411,9 +416,22 @@ impl Renewer {
     ) -> Result<RenewOutcome, RenewError> {
         // Held until the renewal ends, recovery of an interrupted one included.
         let _lock = self.lock(&certificate.name)?;
-        lifecycle::Run::open(self, certificate, now)?
+        let first = lifecycle::Run::open(self, certificate, now)?
             .renew(force)
-            .await
+            .await;
+        match first {
+            Err(error) if error.is_account_gone() => {
+                // The CA forgot the account (a reset CA, a restarted Pebble): register a new
+                // one and try once more. The renewal was due a moment ago, so the retry
+                // skips the renewal window and the backoff the failure just started.
+                let run = lifecycle::Run::open(self, certificate, now)?;
+                run.reregister(&error).await?;
+                lifecycle::Run::open(self, certificate, now)?
+                    .renew(true)
+                    .await
+            }
+            other => other,
+        }
     }
 }
 
