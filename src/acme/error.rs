@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use crate::acme::http::TransportError;
 
 /// The step of the ACME flow that failed.
@@ -58,6 +60,9 @@ pub enum AcmeError {
         problem: String,
         /// The server's explanation, with the identifier when the problem is about one.
         detail: String,
+        /// When the CA said it may be asked again (`Retry-After` on a 429, a 503 or a
+        /// `rateLimited` problem), if it did.
+        retry_after: Option<OffsetDateTime>,
     },
     /// The CA could not be reached even after retrying.
     #[error("{stage}: cannot reach the ACME server: {source}")]
@@ -202,6 +207,25 @@ impl AcmeError {
         }
     }
 
+    /// When the CA said it may be asked again, if it sent a `Retry-After` with the problem.
+    pub fn retry_after(&self) -> Option<OffsetDateTime> {
+        match self {
+            Self::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Attaches the `Retry-After` moment the HTTP layer saw on the CA's last error
+    /// response to a server problem that has none yet.
+    pub(crate) fn with_retry_after(mut self, at: Option<OffsetDateTime>) -> Self {
+        if let Self::Server { retry_after, .. } = &mut self {
+            if retry_after.is_none() {
+                *retry_after = at;
+            }
+        }
+        self
+    }
+
     /// Whether the CA no longer knows the account that signed the request
     /// (`accountDoesNotExist`): it was reset or restarted, and a new account is needed.
     pub fn is_account_gone(&self) -> bool {
@@ -244,6 +268,7 @@ impl AcmeError {
             stage,
             problem: problem_keyword(problem.r#type.as_deref()),
             detail,
+            retry_after: None,
         }
     }
 }
@@ -270,6 +295,7 @@ pub fn is_replaces_rejection(error: &AcmeError) -> bool {
             stage: Stage::Order,
             problem,
             detail,
+            ..
         } => {
             problem == "alreadyReplaced"
                 || problem == "conflict"
@@ -341,6 +367,7 @@ mod tests {
             stage: Stage::Order,
             problem: problem.into(),
             detail: detail.into(),
+            retry_after: None,
         };
         assert!(is_replaces_rejection(&server("alreadyReplaced", "")));
         assert!(is_replaces_rejection(&server("conflict", "order exists")));
@@ -373,6 +400,7 @@ mod tests {
             stage: Stage::Challenge,
             problem: "connection".into(),
             detail: "refused".into(),
+            retry_after: None,
         };
         assert_eq!(
             (server.stage().as_str(), server.problem()),
@@ -386,11 +414,32 @@ mod tests {
     }
 
     #[test]
+    fn retry_after_is_attached_to_server_problems_only_and_never_overwritten() {
+        let at = time::macros::datetime!(2026-01-01 12:00 UTC);
+        let later = at + time::Duration::HOUR;
+        let server = AcmeError::Server {
+            stage: Stage::Order,
+            problem: "rateLimited".into(),
+            detail: String::new(),
+            retry_after: None,
+        };
+        let server = server.with_retry_after(Some(at));
+        assert_eq!(server.retry_after(), Some(at));
+        assert_eq!(server.with_retry_after(Some(later)).retry_after(), Some(at));
+        let timeout = AcmeError::Timeout {
+            stage: Stage::Challenge,
+            waited: Duration::ZERO,
+        };
+        assert_eq!(timeout.with_retry_after(Some(at)).retry_after(), None);
+    }
+
+    #[test]
     fn only_an_account_does_not_exist_problem_means_the_account_is_gone() {
         let server = |problem: &str| AcmeError::Server {
             stage: Stage::Order,
             problem: problem.into(),
             detail: String::new(),
+            retry_after: None,
         };
         assert!(server("accountDoesNotExist").is_account_gone());
         assert!(!server("unauthorized").is_account_gone());

@@ -20,6 +20,10 @@ use crate::acme::{AcmeAccount, AcmeError, Identifier, IssueRequest, Issued, Stag
 /// Authorizations the CA already considers valid are skipped. The challenge responder
 /// runs only while this call validates and is gone when it returns, success or not.
 pub async fn issue(account: &AcmeAccount, request: &IssueRequest) -> Result<Issued, AcmeError> {
+    with_retry_after(account, issue_order(account, request).await)
+}
+
+async fn issue_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Issued, AcmeError> {
     if request.names.is_empty() {
         return Err(AcmeError::Invalid {
             stage: Stage::Order,
@@ -60,6 +64,10 @@ pub async fn place_order(
     account: &AcmeAccount,
     request: &IssueRequest,
 ) -> Result<String, AcmeError> {
+    with_retry_after(account, place(account, request).await)
+}
+
+async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, AcmeError> {
     if request.names.is_empty() {
         return Err(AcmeError::Invalid {
             stage: Stage::Order,
@@ -78,6 +86,14 @@ pub async fn place_order(
 /// An order that was already finalized (its key was never stored, so its certificate is
 /// useless) or that became invalid fails with [`AcmeError::OrderUnusable`]: place a new one.
 pub async fn complete_order(
+    account: &AcmeAccount,
+    order_url: &str,
+    request: &IssueRequest,
+) -> Result<Issued, AcmeError> {
+    with_retry_after(account, complete(account, order_url, request).await)
+}
+
+async fn complete(
     account: &AcmeAccount,
     order_url: &str,
     request: &IssueRequest,
@@ -111,6 +127,16 @@ pub async fn complete_order(
         cert_chain_pem,
         order_url: order_url.to_owned(),
     })
+}
+
+/// Gives a failure the `Retry-After` the CA sent with it. The moment is taken either way,
+/// so one left by an earlier, handled error never sticks to a later one.
+fn with_retry_after<T>(
+    account: &AcmeAccount,
+    result: Result<T, AcmeError>,
+) -> Result<T, AcmeError> {
+    let retry_after = account.http_client().take_retry_after();
+    result.map_err(|error| error.with_retry_after(retry_after))
 }
 
 /// Creates the order (with profile and ARI `replaces` when asked for).
@@ -257,6 +283,7 @@ async fn challenge_failure(order: &mut Order) -> AcmeError {
         stage: Stage::Challenge,
         problem: "unknown".into(),
         detail: "the order became invalid without a challenge error".into(),
+        retry_after: None,
     }
 }
 

@@ -10,8 +10,8 @@ use crate::acme::{
 use crate::config::model::CertificateConfig;
 use crate::renew::deploy::{self, DeployEnv, HookError};
 use crate::renew::{RenewError, RenewOutcome, Renewer, RollbackOutcome};
-use crate::schedule::state::{self as schedule_state};
 mod account;
+mod failure;
 mod served_step;
 
 pub(crate) use account::AccountCache;
@@ -432,49 +432,6 @@ impl<'a> Run<'a> {
             self.certificate.deploy_timeout,
         )
         .await
-    }
-
-    /// Counts `error` as a failed renewal in the schedule state, then hands it back.
-    pub(super) fn count_failure(&self, error: RenewError) -> RenewError {
-        let failed_identifiers: Vec<String> = match &error {
-            RenewError::Acme {
-                source: source @ AcmeError::Server { .. },
-                ..
-            } if source.stage() == AcmeStage::Challenge => self
-                .certificate
-                .identifiers
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let message = format!("{} ({}): {error}", error.stage(), error.problem());
-        let saved = self.update_schedule(|state, now| {
-            state.record_failure(now, &message, None, &failed_identifiers)
-        });
-        if let Err(e) = saved {
-            tracing::warn!(error = %e, "cannot record the failure in the schedule state");
-        }
-        tracing::warn!(stage = error.stage(), problem = error.problem(), "{error}");
-        error
-    }
-
-    fn update_schedule(
-        &self,
-        change: impl FnOnce(&mut schedule_state::ScheduleState, OffsetDateTime),
-    ) -> Result<(), StoreError> {
-        let path = self.store.schedule_path(self.name())?;
-        // A failure before `begin` (the account) may come before the directory exists.
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-                action: "create",
-                path: dir.to_owned(),
-                source: e,
-            })?;
-        }
-        let mut state = schedule_state::load(&path)?;
-        change(&mut state, self.now);
-        schedule_state::save(&path, &state)
     }
 
     fn serial(&self, version: VersionId) -> Option<String> {
