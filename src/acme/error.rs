@@ -63,6 +63,10 @@ pub enum AcmeError {
         /// When the CA said it may be asked again (`Retry-After` on a 429, a 503 or a
         /// `rateLimited` problem), if it did.
         retry_after: Option<OffsetDateTime>,
+        /// The identifiers whose authorization the CA marked invalid (a failed validation),
+        /// as configured (`*.example.com` for a wildcard). Empty for problems that are not
+        /// about an authorization.
+        invalid_authorizations: Vec<String>,
     },
     /// The CA could not be reached even after retrying.
     #[error("{stage}: cannot reach the ACME server: {source}")]
@@ -215,6 +219,18 @@ impl AcmeError {
         }
     }
 
+    /// The identifiers whose authorization became invalid, which count against the CA's
+    /// failed-validation limit; empty for every other failure.
+    pub fn invalid_authorizations(&self) -> &[String] {
+        match self {
+            Self::Server {
+                invalid_authorizations,
+                ..
+            } => invalid_authorizations,
+            _ => &[],
+        }
+    }
+
     /// Attaches the `Retry-After` moment the HTTP layer saw on the CA's last error
     /// response to a server problem that has none yet.
     pub(crate) fn with_retry_after(mut self, at: Option<OffsetDateTime>) -> Self {
@@ -269,6 +285,7 @@ impl AcmeError {
             problem: problem_keyword(problem.r#type.as_deref()),
             detail,
             retry_after: None,
+            invalid_authorizations: Vec::new(),
         }
     }
 }
@@ -368,6 +385,7 @@ mod tests {
             problem: problem.into(),
             detail: detail.into(),
             retry_after: None,
+            invalid_authorizations: Vec::new(),
         };
         assert!(is_replaces_rejection(&server("alreadyReplaced", "")));
         assert!(is_replaces_rejection(&server("conflict", "order exists")));
@@ -401,6 +419,7 @@ mod tests {
             problem: "connection".into(),
             detail: "refused".into(),
             retry_after: None,
+            invalid_authorizations: Vec::new(),
         };
         assert_eq!(
             (server.stage().as_str(), server.problem()),
@@ -422,6 +441,7 @@ mod tests {
             problem: "rateLimited".into(),
             detail: String::new(),
             retry_after: None,
+            invalid_authorizations: Vec::new(),
         };
         let server = server.with_retry_after(Some(at));
         assert_eq!(server.retry_after(), Some(at));
@@ -440,6 +460,7 @@ mod tests {
             problem: problem.into(),
             detail: String::new(),
             retry_after: None,
+            invalid_authorizations: Vec::new(),
         };
         assert!(server("accountDoesNotExist").is_account_gone());
         assert!(!server("unauthorized").is_account_gone());

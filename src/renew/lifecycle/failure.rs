@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::Run;
-use crate::acme::{AcmeError, Identifier, Stage as AcmeStage};
+use crate::acme::Identifier;
 use crate::renew::RenewError;
 use crate::schedule::state::{self as schedule_state, ScheduleState};
 use crate::store::StoreError;
@@ -26,12 +26,18 @@ pub(crate) fn failure_record(error: &RenewError, identifiers: &[Identifier]) -> 
             failed_identifiers: Vec::new(),
         };
     };
-    let failed_identifiers = match source {
-        AcmeError::Server { .. } if source.stage() == AcmeStage::Challenge => {
-            identifiers.iter().map(ToString::to_string).collect()
-        }
-        _ => Vec::new(),
-    };
+    // Only authorizations the CA marked invalid count against its limit; a CA that could
+    // not be reached, or that timed out, failed nobody's validation.
+    let failed_identifiers = source
+        .invalid_authorizations()
+        .iter()
+        .filter(|failed| {
+            identifiers
+                .iter()
+                .any(|wanted| wanted.to_string().eq_ignore_ascii_case(failed))
+        })
+        .cloned()
+        .collect();
     FailureRecord {
         retry_after: source.retry_after(),
         failed_identifiers,
@@ -88,6 +94,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::acme::{AcmeError, Stage as AcmeStage};
 
     fn acme(source: AcmeError) -> RenewError {
         RenewError::Acme {
@@ -111,10 +118,56 @@ mod tests {
             problem: "rateLimited".into(),
             detail: "too many certificates".into(),
             retry_after: Some(until),
+            invalid_authorizations: Vec::new(),
         });
         let record = failure_record(&error, &names());
         assert_eq!(record.retry_after, Some(until));
         assert!(record.failed_identifiers.is_empty());
+    }
+
+    fn challenge_problem(invalid: &[&str]) -> RenewError {
+        acme(AcmeError::Server {
+            stage: AcmeStage::Challenge,
+            problem: "unauthorized".into(),
+            detail: "b.example: wrong answer".into(),
+            retry_after: None,
+            invalid_authorizations: invalid.iter().map(|name| name.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn only_identifiers_whose_authorization_became_invalid_are_counted() {
+        let record = failure_record(&challenge_problem(&["b.example"]), &names());
+        assert_eq!(record.failed_identifiers, ["b.example"]);
+    }
+
+    #[test]
+    fn a_challenge_problem_about_no_authorization_counts_nobody() {
+        let record = failure_record(&challenge_problem(&[]), &names());
+        assert!(record.failed_identifiers.is_empty());
+    }
+
+    #[test]
+    fn network_failures_and_timeouts_during_validation_count_nobody() {
+        let timeout = acme(AcmeError::Timeout {
+            stage: AcmeStage::Challenge,
+            waited: std::time::Duration::from_secs(300),
+        });
+        assert!(
+            failure_record(&timeout, &names())
+                .failed_identifiers
+                .is_empty()
+        );
+        let network = acme(AcmeError::Responder {
+            kind: "http-01",
+            location: "127.0.0.1:80".into(),
+            source: std::io::Error::other("address in use"),
+        });
+        assert!(
+            failure_record(&network, &names())
+                .failed_identifiers
+                .is_empty()
+        );
     }
 
     #[test]
