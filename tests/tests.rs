@@ -24,6 +24,8 @@ mod probe;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;
+/// The CA's limits (Retry-After, failed authorizations) hold `renew --force` and `revoke`.
+mod renew_gates;
 /// The renewal and ACME metrics of an in-process `certinel run` against a real Pebble:
 /// renewals, a hung CA and recovery, certificate tasks following reloads.
 mod renew_metrics;

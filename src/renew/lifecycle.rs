@@ -10,6 +10,8 @@ use crate::acme::{
 use crate::config::model::CertificateConfig;
 use crate::renew::deploy::{self, DeployEnv, HookError};
 use crate::renew::{RenewError, RenewOutcome, Renewer, RollbackOutcome};
+use crate::schedule::plan::ca_gate;
+use crate::schedule::state as schedule_state;
 mod account;
 mod failure;
 mod served_step;
@@ -98,7 +100,9 @@ impl<'a> Run<'a> {
             NextStep::Abandon { version, reason } => self.abandon(version, &reason)?,
         }
 
-        if !force {
+        if force {
+            self.check_ca_gate()?;
+        } else {
             let (decision, next_check) = self.decide_with_renewal_info().await?;
             if decision.renew_at > self.now {
                 tracing::info!(
@@ -123,6 +127,29 @@ impl<'a> Run<'a> {
             .map_err(|e| self.store_error(e))?;
         self.record(Step::Begin, None, None, None);
         self.issue_and_roll_out(&account, None).await
+    }
+
+    /// Refuses an attempt the CA's limits do not allow yet (its Retry-After, the
+    /// failed-authorization limit), whatever `--force` says. Not counted as a failure: no
+    /// request was made.
+    pub(crate) fn check_ca_gate(&self) -> Result<(), RenewError> {
+        let path = self
+            .store
+            .schedule_path(self.name())
+            .map_err(|e| self.store_error(e))?;
+        let state = schedule_state::load(&path).map_err(|e| self.store_error(e))?;
+        match ca_gate(self.now, &state, &self.certificate.dns_names()) {
+            None => Ok(()),
+            Some(gate) => {
+                let error = RenewError::Gated {
+                    name: self.name().to_owned(),
+                    until: gate.until,
+                    reason: gate.reason,
+                };
+                tracing::warn!("{error}");
+                Err(error)
+            }
+        }
     }
 
     /// Orders (or resumes `order_url`), stores the result as pending and rolls it out.

@@ -179,6 +179,18 @@ pub enum RenewError {
         #[source]
         source: LockError,
     },
+    /// A forced renewal (or a revocation, which renews at once) was not attempted: the CA
+    /// asked not to be asked again yet, or an identifier reached the failed-authorization
+    /// limit. `--force` skips the renewal window and certinel's backoff, never these.
+    #[error("{name}: {}", gate_message(*.reason, *.until))]
+    Gated {
+        /// Certificate name.
+        name: String,
+        /// The earliest moment the CA allows another attempt.
+        until: OffsetDateTime,
+        /// [`Reason::RetryAfter`] or [`Reason::RateLimited`].
+        reason: Reason,
+    },
     /// The scratch directory of a dry run could not be created.
     #[error("cannot create a scratch directory for the dry run: {0}")]
     Scratch(#[source] std::io::Error),
@@ -189,6 +201,22 @@ fn restored_suffix(restored: Option<VersionId>) -> String {
         Some(version) => format!("; rolled back to {version}"),
         None => "; no previous version to roll back to".to_owned(),
     }
+}
+
+fn gate_message(reason: Reason, until: OffsetDateTime) -> String {
+    let until = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| until.to_string());
+    let why = match reason {
+        Reason::RateLimited => format!(
+            "an identifier had {} failed authorizations within the last hour, the CA's limit",
+            crate::schedule::plan::MAX_FAILED_AUTHORIZATIONS_PER_HOUR
+        ),
+        _ => "the CA asked not to be asked again before then (Retry-After)".to_owned(),
+    };
+    format!(
+        "not renewing before {until}: {why}; --force does not override the CA's limits, retry after {until}"
+    )
 }
 
 fn served_suffix(restored: Option<VersionId>, kept: bool) -> String {
@@ -216,6 +244,7 @@ impl RenewError {
             Self::Lock { .. } => "lock",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
             Self::NothingToRevoke(_) => "revoke",
+            Self::Gated { .. } => "schedule",
         }
     }
 
@@ -236,6 +265,11 @@ impl RenewError {
             Self::Lock { .. } => "io",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
             Self::NothingToRevoke(_) => "notIssued",
+            Self::Gated {
+                reason: Reason::RateLimited,
+                ..
+            } => "rateLimited",
+            Self::Gated { .. } => "retryAfter",
         }
     }
 }

@@ -156,6 +156,15 @@ pub enum Reason {
     RateLimited,
 }
 
+/// A limit of the CA that holds off any attempt, forced or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaGate {
+    /// No attempt before this moment.
+    pub until: OffsetDateTime,
+    /// [`Reason::RetryAfter`] or [`Reason::RateLimited`].
+    pub reason: Reason,
+}
+
 /// A renewal policy that cannot work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -232,7 +241,10 @@ pub fn plan(input: &PlanInput<'_>) -> Decision {
             Reason::Backoff,
         ),
         (input.state.retry_after, Reason::RetryAfter),
-        (rate_limited_until(input), Reason::RateLimited),
+        (
+            rate_limited_until(input.now, input.state, input.wanted_names),
+            Reason::RateLimited,
+        ),
     ]
     .into_iter()
     .filter_map(|(until, reason)| until.map(|t| (t, reason)))
@@ -248,6 +260,28 @@ pub fn plan(input: &PlanInput<'_>) -> Decision {
         rule,
         consecutive_failures: input.state.consecutive_failures,
     }
+}
+
+/// The CA's limits at `now`, which even `certinel renew --force` honours (it skips only the
+/// renewal window and certinel's own backoff): the CA's Retry-After, and the
+/// failed-authorization limit (5 per identifier per hour) for `wanted_names`. The later of
+/// the two when both hold; `None` when an attempt is allowed now.
+pub fn ca_gate(
+    now: OffsetDateTime,
+    state: &ScheduleState,
+    wanted_names: &[String],
+) -> Option<CaGate> {
+    [
+        (state.retry_after, Reason::RetryAfter),
+        (
+            rate_limited_until(now, state, wanted_names),
+            Reason::RateLimited,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(until, reason)| until.map(|until| CaGate { until, reason }))
+    .filter(|gate| gate.until > now)
+    .max_by_key(|gate| gate.until)
 }
 
 /// When the certificate should be renewed if nothing stood in the way (never before now).
@@ -330,14 +364,16 @@ fn backoff_until(state: &ScheduleState, base: Duration) -> Option<OffsetDateTime
 }
 
 /// When every wanted identifier is back under the failed-authorization limit, if one is not.
-fn rate_limited_until(input: &PlanInput<'_>) -> Option<OffsetDateTime> {
-    let horizon = input.now - FAILED_AUTHORIZATION_WINDOW;
-    input
-        .wanted_names
+fn rate_limited_until(
+    now: OffsetDateTime,
+    state: &ScheduleState,
+    wanted_names: &[String],
+) -> Option<OffsetDateTime> {
+    let horizon = now - FAILED_AUTHORIZATION_WINDOW;
+    wanted_names
         .iter()
         .filter_map(|name| {
-            let times = input
-                .state
+            let times = state
                 .failed_authorizations
                 .get(&name.to_ascii_lowercase())?;
             let mut recent: Vec<OffsetDateTime> =
@@ -373,3 +409,7 @@ fn human(d: std::time::Duration) -> String {
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_gate_tests.rs"]
+mod gate_tests;
