@@ -368,13 +368,16 @@ impl<'a> Run<'a> {
                 Some(restored)
             }
             Err(StoreError::NoPrevious(_)) => {
-                // Nothing older to serve: the new version stays live rather than none.
+                // Nothing older to serve: the new version stays live rather than none, and
+                // the schedule retries its renewal (after the backoff) until one rolls out.
                 self.record_text(
                     Step::Rollback,
                     None,
                     None,
                     Some("no previous version; the new version stays current".to_owned()),
                 );
+                self.update_schedule(|state, _| state.record_failed_rollout())
+                    .map_err(|e| self.store_error(e))?;
                 None
             }
             Err(e) => return Err(self.store_error(e)),
@@ -421,7 +424,11 @@ impl<'a> Run<'a> {
             let current = self.store.current(name).map_err(|e| self.store_error(e))?;
             if current == Some(version) {
                 match self.store.rollback(name) {
-                    Ok(_) | Err(StoreError::NoPrevious(_)) => {}
+                    Ok(_) => {}
+                    Err(StoreError::NoPrevious(_)) => {
+                        self.update_schedule(|state, _| state.record_failed_rollout())
+                            .map_err(|e| self.store_error(e))?;
+                    }
                     Err(e) => return Err(self.store_error(e)),
                 }
             }

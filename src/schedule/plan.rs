@@ -154,6 +154,8 @@ pub enum Reason {
     RetryAfter,
     /// An identifier hit the failed-authorization limit.
     RateLimited,
+    /// The current version's rollout failed and nothing older could replace it.
+    RolloutFailed,
 }
 
 /// A limit of the CA that holds off any attempt, forced or not.
@@ -302,6 +304,11 @@ fn due(input: &PlanInput<'_>) -> (OffsetDateTime, Reason) {
     }
     if cert.key_type != input.wanted_key_type {
         return (now, Reason::KeyTypeChanged);
+    }
+    // The live version never rolled out (its deploy commands or verification failed on a
+    // first issuance): valid as it is, it is retried like any failure, not at its window.
+    if input.state.rollout_failed {
+        return (now, Reason::RolloutFailed);
     }
     let random = input.random.clamp(0.0, 1.0);
     let at = match input.ari {

@@ -520,3 +520,54 @@ fn retry_after_is_clamped_and_anything_unusable_asks_again_in_six_hours() {
         "Scheduled +1d6h ari, poll +6h",
     );
 }
+
+#[test]
+fn a_first_version_whose_rollout_failed_is_retried_after_the_backoff_not_at_its_window() {
+    let failed_rollout = |c: &mut Case| {
+        c.state
+            .record_failure(c.now, "deploy (hook): exit status 1", None, &[]);
+        c.state.record_failed_rollout();
+    };
+    check(failed_rollout, "Backoff +5m");
+    check(
+        |c| {
+            failed_rollout(c);
+            c.now += Duration::minutes(5);
+        },
+        "RolloutFailed now",
+    );
+    check(
+        |c| {
+            failed_rollout(c);
+            c.state.record_success(c.now);
+        },
+        "Scheduled +29d",
+    );
+}
+
+#[test]
+fn a_renewal_rolled_back_to_the_previous_version_is_retried_with_backoff() {
+    // The restored version is the one whose window had opened: the plan sees an open window
+    // held back only by the backoff of the failure.
+    let rolled_back = |c: &mut Case| {
+        c.now = datetime!(2025-03-15 0:00 UTC);
+        c.state
+            .record_failure(c.now, "deploy (hook): exit status 1", None, &[]);
+    };
+    check(rolled_back, "Backoff +5m");
+    check(
+        |c| {
+            rolled_back(c);
+            c.now += Duration::minutes(5);
+        },
+        "WindowOpen now",
+    );
+    check(
+        |c| {
+            rolled_back(c);
+            c.state
+                .record_failure(c.now, "deploy (hook): exit status 1", None, &[]);
+        },
+        "Backoff +10m",
+    );
+}
