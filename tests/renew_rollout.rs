@@ -119,3 +119,51 @@ async fn a_failed_first_rollout_stays_current_and_is_retried_after_the_backoff()
         "a rolled-out version waits for its window: {settled:?}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Logs every version it deploys; refuses the second one.
+    let log = dir.path().join("deployed.log");
+    let hook = format!(
+        "echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]",
+        log = log.display()
+    );
+    let config = write_config(dir.path(), &pebble, &hook);
+    let renewer = renewer(&config);
+    let state_dir = dir.path().join("state");
+    let now = OffsetDateTime::now_utc();
+    renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .expect("first issuance");
+
+    let forced = RenewOptions {
+        force: true,
+        dry_run: false,
+    };
+    let failed = renewer.renew("api", forced, now).await;
+    let Err(RenewError::Hook { restored, .. }) = &failed else {
+        panic!("the second deploy fails: {failed:?}");
+    };
+    assert_eq!(*restored, Some(VersionId(1)));
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["v0001", "v0002", "v0001"],
+        "the restored version is deployed again"
+    );
+    let audit = steps(&state_dir);
+    assert_eq!(
+        audit[audit.len() - 3..],
+        [
+            "deployed:error@v0002",
+            "rollback:ok@v0001",
+            "deployed:ok@v0001"
+        ],
+        "{audit:?}"
+    );
+}

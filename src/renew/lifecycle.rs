@@ -97,7 +97,7 @@ impl<'a> Run<'a> {
             NextStep::Deploy { version } => return self.roll_out(version).await,
             NextStep::Verify { version } => return self.verify_and_finish(version).await,
             NextStep::Finish { version } => return self.finish(version),
-            NextStep::Abandon { version, reason } => self.abandon(version, &reason)?,
+            NextStep::Abandon { version, reason } => self.abandon(version, &reason).await?,
         }
 
         if force {
@@ -249,18 +249,20 @@ impl<'a> Run<'a> {
         let serial = self.serial(version);
         if let Err(source) = self.deploy(version).await {
             let detail = source.to_string();
-            return self.fail_step(
-                Step::Deployed,
-                version,
-                serial.as_deref(),
-                detail,
-                |restored| RenewError::Hook {
-                    name: name.to_owned(),
+            return self
+                .fail_step(
+                    Step::Deployed,
                     version,
-                    restored,
-                    source,
-                },
-            );
+                    serial.as_deref(),
+                    detail,
+                    |restored| RenewError::Hook {
+                        name: name.to_owned(),
+                        version,
+                        restored,
+                        source,
+                    },
+                )
+                .await;
         }
         self.pass_step(Stage::Deployed, Step::Deployed, version, serial.as_deref())?;
         self.verify_and_finish(version).await
@@ -278,18 +280,20 @@ impl<'a> Run<'a> {
             .map_err(|e| self.store_error(e))?;
         if let Err(source) = check_version(&files, &self.certificate.dns_names()) {
             let detail = source.to_string();
-            return self.fail_step(
-                Step::Verified,
-                version,
-                serial.as_deref(),
-                detail,
-                |restored| RenewError::Verify {
-                    name: name.to_owned(),
+            return self
+                .fail_step(
+                    Step::Verified,
                     version,
-                    restored,
-                    source,
-                },
-            );
+                    serial.as_deref(),
+                    detail,
+                    |restored| RenewError::Verify {
+                        name: name.to_owned(),
+                        version,
+                        restored,
+                        source,
+                    },
+                )
+                .await;
         }
         if let Some(source) = kept_unserved {
             return Err(self.keep_unserved(version, source));
@@ -313,9 +317,9 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Records a failed stage, rolls back to the previous version and counts the failure
-    /// built by `error` from what was restored.
-    fn fail_step<T>(
+    /// Records a failed stage, rolls back to the previous version (redeploying it) and
+    /// counts the failure built by `error` from what was restored.
+    async fn fail_step<T>(
         &self,
         step: Step,
         version: VersionId,
@@ -324,7 +328,7 @@ impl<'a> Run<'a> {
         error: impl FnOnce(Option<VersionId>) -> RenewError,
     ) -> Result<T, RenewError> {
         self.record_text(step, Some(version), serial, Some(detail));
-        let restored = self.roll_back_failed()?;
+        let restored = self.roll_back_failed().await?;
         Err(self.count_failure(error(restored)))
     }
 
@@ -354,8 +358,9 @@ impl<'a> Run<'a> {
     }
 
     /// After a failed deploy or verification: `current` back to `previous` (which marks the
-    /// new version failed), deploy commands for the restored version, renewal ended.
-    fn roll_back_failed(&self) -> Result<Option<VersionId>, RenewError> {
+    /// new version failed), renewal ended, then the deploy commands for the restored version
+    /// so the servers load it again. Every automatic rollback goes through here.
+    pub(super) async fn roll_back_failed(&self) -> Result<Option<VersionId>, RenewError> {
         let name = self.name();
         let restored = match self.store.rollback(name) {
             Ok(restored) => {
@@ -383,7 +388,18 @@ impl<'a> Run<'a> {
             Err(e) => return Err(self.store_error(e)),
         };
         self.store.finish(name).map_err(|e| self.store_error(e))?;
+        if let Some(restored) = restored {
+            self.redeploy(restored).await;
+        }
         Ok(restored)
+    }
+
+    /// Runs the deploy commands for a version restored by a rollback; a failure is audited
+    /// and logged, the renewal has failed already.
+    async fn redeploy(&self, restored: VersionId) {
+        let serial = self.serial(restored);
+        let error = self.deploy(restored).await.err().map(|e| e.to_string());
+        self.record_text(Step::Deployed, Some(restored), serial.as_deref(), error);
     }
 
     /// `certinel rollback NAME`.
@@ -418,13 +434,14 @@ impl<'a> Run<'a> {
 
     /// Gives up a renewal recovery cannot continue: its version is marked failed (and
     /// rolled back if live), the record removed, a failure counted.
-    fn abandon(&self, version: Option<VersionId>, reason: &str) -> Result<(), RenewError> {
+    async fn abandon(&self, version: Option<VersionId>, reason: &str) -> Result<(), RenewError> {
         let name = self.name();
         if let Some(version) = version {
             let current = self.store.current(name).map_err(|e| self.store_error(e))?;
+            let mut restored = None;
             if current == Some(version) {
                 match self.store.rollback(name) {
-                    Ok(_) => {}
+                    Ok(to) => restored = Some(to),
                     Err(StoreError::NoPrevious(_)) => {
                         self.update_schedule(|state, _| state.record_failed_rollout())
                             .map_err(|e| self.store_error(e))?;
@@ -435,6 +452,15 @@ impl<'a> Run<'a> {
             match self.store.set_state(name, version, VersionState::Failed) {
                 Ok(()) | Err(StoreError::NoSuchVersion { .. }) => {}
                 Err(e) => return Err(self.store_error(e)),
+            }
+            if let Some(restored) = restored {
+                self.record(
+                    Step::Rollback,
+                    Some(restored),
+                    self.serial(restored).as_deref(),
+                    None,
+                );
+                self.redeploy(restored).await;
             }
         }
         self.store.finish(name).map_err(|e| self.store_error(e))?;
