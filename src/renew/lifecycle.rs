@@ -1,5 +1,6 @@
 //! The stages of one renewal of one certificate, each recorded by the store before the next
-//! begins, and the rollback and failure bookkeeping around them.
+//! begins. Around them: the account (`account.rs`), failure bookkeeping in the schedule
+//! state (`failure.rs`), rollbacks (`rollback.rs`) and the served check (`served_step.rs`).
 
 use time::OffsetDateTime;
 
@@ -9,19 +10,20 @@ use crate::acme::{
 };
 use crate::config::model::CertificateConfig;
 use crate::renew::deploy::{self, DeployEnv, HookError};
-use crate::renew::{RenewError, RenewOutcome, Renewer, RollbackOutcome};
+use crate::renew::{RenewError, RenewOutcome, Renewer};
 use crate::schedule::plan::ca_gate;
 use crate::schedule::state as schedule_state;
+use crate::store::{
+    AuditEvent, AuditLog, CertStore, NextStep, Origin, Outcome, Stage, Step, StoreError, VersionId,
+    check_version, recover,
+};
+
 mod account;
 mod failure;
+mod rollback;
 mod served_step;
 
 pub(crate) use account::AccountCache;
-
-use crate::store::{
-    AuditEvent, AuditLog, CertStore, NextStep, Origin, Outcome, Stage, Step, StoreError, VersionId,
-    VersionState, check_version, recover,
-};
 
 /// One renewal (or rollback) of one certificate at one moment.
 pub(crate) struct Run<'a> {
@@ -357,120 +359,7 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// After a failed deploy or verification: `current` back to `previous` (which marks the
-    /// new version failed), renewal ended, then the deploy commands for the restored version
-    /// so the servers load it again. Every automatic rollback goes through here.
-    pub(super) async fn roll_back_failed(&self) -> Result<Option<VersionId>, RenewError> {
-        let name = self.name();
-        let restored = match self.store.rollback(name) {
-            Ok(restored) => {
-                self.record(
-                    Step::Rollback,
-                    Some(restored),
-                    self.serial(restored).as_deref(),
-                    None,
-                );
-                Some(restored)
-            }
-            Err(StoreError::NoPrevious(_)) => {
-                // Nothing older to serve: the new version stays live rather than none, and
-                // the schedule retries its renewal (after the backoff) until one rolls out.
-                self.record_text(
-                    Step::Rollback,
-                    None,
-                    None,
-                    Some("no previous version; the new version stays current".to_owned()),
-                );
-                self.update_schedule(|state, _| state.record_failed_rollout())
-                    .map_err(|e| self.store_error(e))?;
-                None
-            }
-            Err(e) => return Err(self.store_error(e)),
-        };
-        self.store.finish(name).map_err(|e| self.store_error(e))?;
-        if let Some(restored) = restored {
-            self.redeploy(restored).await;
-        }
-        Ok(restored)
-    }
-
-    /// Runs the deploy commands for a version restored by a rollback; a failure is audited
-    /// and logged, the renewal has failed already.
-    async fn redeploy(&self, restored: VersionId) {
-        let serial = self.serial(restored);
-        let error = self.deploy(restored).await.err().map(|e| e.to_string());
-        self.record_text(Step::Deployed, Some(restored), serial.as_deref(), error);
-    }
-
-    /// `certinel rollback NAME`.
-    pub(crate) async fn manual_rollback(self) -> Result<RollbackOutcome, RenewError> {
-        let name = self.name();
-        let from = self.store.current(name).map_err(|e| self.store_error(e))?;
-        let to = match self.store.rollback(name) {
-            Ok(to) => to,
-            Err(source) => {
-                self.record_text(Step::Rollback, from, None, Some(source.to_string()));
-                return Err(self.store_error(source));
-            }
-        };
-        self.record(Step::Rollback, Some(to), self.serial(to).as_deref(), None);
-        if let Err(source) = self.deploy(to).await {
-            self.record_text(
-                Step::Deployed,
-                Some(to),
-                self.serial(to).as_deref(),
-                Some(source.to_string()),
-            );
-            return Err(RenewError::Hook {
-                name: name.to_owned(),
-                version: to,
-                restored: Some(to),
-                source,
-            });
-        }
-        self.record(Step::Deployed, Some(to), self.serial(to).as_deref(), None);
-        Ok(RollbackOutcome { from, to })
-    }
-
-    /// Gives up a renewal recovery cannot continue: its version is marked failed (and
-    /// rolled back if live), the record removed, a failure counted.
-    async fn abandon(&self, version: Option<VersionId>, reason: &str) -> Result<(), RenewError> {
-        let name = self.name();
-        if let Some(version) = version {
-            let current = self.store.current(name).map_err(|e| self.store_error(e))?;
-            let mut restored = None;
-            if current == Some(version) {
-                match self.store.rollback(name) {
-                    Ok(to) => restored = Some(to),
-                    Err(StoreError::NoPrevious(_)) => {
-                        self.update_schedule(|state, _| state.record_failed_rollout())
-                            .map_err(|e| self.store_error(e))?;
-                    }
-                    Err(e) => return Err(self.store_error(e)),
-                }
-            }
-            match self.store.set_state(name, version, VersionState::Failed) {
-                Ok(()) | Err(StoreError::NoSuchVersion { .. }) => {}
-                Err(e) => return Err(self.store_error(e)),
-            }
-            if let Some(restored) = restored {
-                self.record(
-                    Step::Rollback,
-                    Some(restored),
-                    self.serial(restored).as_deref(),
-                    None,
-                );
-                self.redeploy(restored).await;
-            }
-        }
-        self.store.finish(name).map_err(|e| self.store_error(e))?;
-        self.record_text(Step::Abandon, version, None, Some(reason.to_owned()));
-        let message = format!("interrupted renewal abandoned: {reason}");
-        self.update_schedule(|state, now| state.record_failure(now, &message, None, &[]))
-            .map_err(|e| self.store_error(e))
-    }
-
-    async fn deploy(&self, version: VersionId) -> Result<(), HookError> {
+    pub(super) async fn deploy(&self, version: VersionId) -> Result<(), HookError> {
         let files = match self.store.current_files(self.name()) {
             Ok(files) => files,
             Err(e) => {
@@ -494,7 +383,7 @@ impl<'a> Run<'a> {
         .await
     }
 
-    fn serial(&self, version: VersionId) -> Option<String> {
+    pub(super) fn serial(&self, version: VersionId) -> Option<String> {
         self.store
             .metadata(self.name(), version)
             .ok()
@@ -513,7 +402,7 @@ impl<'a> Run<'a> {
 
     /// One audit line, and the same as a log event. An audit write failure is logged, not
     /// fatal: stopping halfway would leave the certificate in a worse state.
-    fn record_text(
+    pub(super) fn record_text(
         &self,
         step: Step,
         version: Option<VersionId>,

@@ -18,7 +18,12 @@
 //! deploy commands for the restored version and counts as a failed renewal. A failed served
 //! check does the same unless `on_verify_failure = "keep"`, which keeps the new version
 //! but still counts the failure. Every step and
-//! rollback is one audit line; every failure updates the persisted schedule state.
+//! rollback is one audit line; every failure updates the persisted schedule state. A first
+//! version whose rollout failed stays current and is retried after the backoff.
+//!
+//! `--force` skips the renewal window and the backoff, never the CA's Retry-After or its
+//! failed-authorization limit (`schedule::plan::ca_gate`). When the CA answers
+//! `accountDoesNotExist`, a new account is registered and the renewal retried once.
 //!
 //! **Invariant:** the renewer never writes certificate files itself; `store` does.
 
