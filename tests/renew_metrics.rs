@@ -323,3 +323,85 @@ async fn a_certificate_added_by_a_reload_is_issued_and_a_removed_one_leaves_metr
     assert_eq!(ready(&body, "api"), 1.0, "{body}");
     assert_promtool_accepts(&body);
 }
+
+/// The one ACME credentials file under `state/acme/`: its text and permission bits.
+fn account_file(dir: &Path) -> (String, u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let acme = dir.join("state/acme");
+    let files: Vec<PathBuf> = std::fs::read_dir(&acme)
+        .expect("state/acme exists")
+        .map(|entry| entry.expect("directory entry").path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one credentials file, no temporary: {files:?}"
+    );
+    let text = std::fs::read_to_string(&files[0]).expect("read credentials");
+    let mode = std::fs::metadata(&files[0])
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    (text, mode)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_ca_that_forgot_the_account_gets_a_new_one_and_renewals_resume() {
+    // 60 s certificates renewed 50 s before expiry: the first renewal is due 5 to 10 s
+    // after issue, while Pebble is down.
+    let mut pebble = short_lived_pebble(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Managed {
+        name: "api",
+        dns_name: "api.certinel.test",
+        renew_before: "50s",
+    };
+    let config = write_config(dir.path(), &pebble, &[api]);
+    let service = InProcess::start(&config).await;
+    service
+        .metrics_until("first issuance", |body| {
+            renewals(body, "api", "success") == 1.0
+        })
+        .await;
+    let (credentials_before, _) = account_file(dir.path());
+
+    pebble.kill();
+    let body = service
+        .metrics_until("a failed renewal while Pebble is down", |body| {
+            renewals(body, "api", "failure") >= 1.0 && consecutive_failures(body, "api") >= 1.0
+        })
+        .await;
+    assert!(
+        body.lines().any(|line| line.starts_with(
+            "certinel_certificate_renewal_failures_total{name=\"api\",stage=\"order\",problem=\"network\"}"
+        )),
+        "the failure is labelled with its stage and problem:\n{body}"
+    );
+
+    // Same ports and API certificate; no accounts, a new issuing CA.
+    pebble.restart().await;
+    let body = service
+        .metrics_until("a success with a new account", |body| {
+            renewals(body, "api", "success") >= 2.0 && consecutive_failures(body, "api") == 0.0
+        })
+        .await;
+    assert_eq!(ready(&body, "api"), 1.0, "{body}");
+    let (credentials_after, mode) = account_file(dir.path());
+    assert_ne!(
+        credentials_after, credentials_before,
+        "the credentials file holds the new account"
+    );
+    assert_eq!(mode, 0o600, "credentials stay private");
+    let audit = std::fs::read_to_string(dir.path().join("state/audit.jsonl")).expect("audit");
+    assert!(
+        audit
+            .lines()
+            .any(|line| line.contains("no longer knew account") && line.contains("\"ok\"")),
+        "the re-registration is audited:\n{audit}"
+    );
+    assert!(
+        !audit.contains("PRIVATE KEY"),
+        "no key material in the audit log"
+    );
+}

@@ -24,9 +24,14 @@ mod probe;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;
+/// The CA's limits (Retry-After, failed authorizations) hold `renew --force` and `revoke`.
+mod renew_gates;
 /// The renewal and ACME metrics of an in-process `certinel run` against a real Pebble:
 /// renewals, a hung CA and recovery, certificate tasks following reloads.
 mod renew_metrics;
+/// Failed rollouts: a first version whose deploy failed is retried after the backoff, and
+/// every automatic rollback redeploys the version it restores.
+mod renew_rollout;
 /// Renewals inside `certinel run` and the per-certificate lock, against a real Pebble.
 mod renew_service;
 /// `certinel revoke` against a real Pebble: revoked at the CA, replaced with a new key, audited.

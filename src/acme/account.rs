@@ -115,19 +115,7 @@ pub async fn load_or_create_account(
     state_dir: &Path,
     observer: Arc<dyn AcmeObserver>,
 ) -> Result<AcmeAccount, AcmeError> {
-    let client = http::build_client(
-        &settings.directory,
-        settings.ca_file.as_deref(),
-        settings.retry,
-        observer,
-    )
-    .map_err(|error| AcmeError::Invalid {
-        stage: Stage::Account,
-        message: match &settings.ca_file {
-            Some(path) => format!("ca_file {}: {error}", path.display()),
-            None => format!("TLS client: {error}"),
-        },
-    })?;
+    let client = build_client(settings, observer)?;
     let account_dir = state_dir.join("acme");
     let credentials_path = account_dir.join(account_file_name(&settings.directory));
     let file_error = |path: &Path| {
@@ -157,32 +145,7 @@ pub async fn load_or_create_account(
             (account, false)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let eab = settings.eab.as_ref().map(decode_eab).transpose()?;
-            let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
-            let new_account = NewAccount {
-                contact: &contact,
-                terms_of_service_agreed: true,
-                only_return_existing: false,
-            };
-            let (account, credentials) = retry_bad_nonce!(
-                Account::builder_with_http(Box::new(client.clone()))
-                    .create(&new_account, settings.directory.clone(), eab.as_ref())
-                    .await
-            )
-            .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
-            let stored = StoredAccount {
-                directory: settings.directory.clone(),
-                credentials,
-            };
-            let json = serde_json::to_vec_pretty(&stored)
-                .map_err(|error| file_error(&credentials_path)(std::io::Error::other(error)))?;
-            write_private_file(&account_dir, &credentials_path, &json)
-                .map_err(file_error(&credentials_path))?;
-            tracing::info!(
-                account = account.id(),
-                directory = %settings.directory,
-                "created ACME account"
-            );
+            let account = create_account(settings, &client, &credentials_path).await?;
             (account, true)
         }
         Err(error) => return Err(file_error(&credentials_path)(error)),
@@ -195,6 +158,91 @@ pub async fn load_or_create_account(
         created,
         poll: settings.poll,
     })
+}
+
+/// Registers a new account for `settings.directory` even though a credentials file may
+/// exist, and replaces that file atomically (mode 0600). For a CA that no longer knows the
+/// stored account (`accountDoesNotExist`, as after a restart of a test CA or a reset of a
+/// private one).
+pub async fn register_new_account(
+    settings: &AcmeSettings,
+    state_dir: &Path,
+    observer: Arc<dyn AcmeObserver>,
+) -> Result<AcmeAccount, AcmeError> {
+    let client = build_client(settings, observer)?;
+    let credentials_path = state_dir
+        .join("acme")
+        .join(account_file_name(&settings.directory));
+    let inner = create_account(settings, &client, &credentials_path).await?;
+    Ok(AcmeAccount {
+        inner,
+        client,
+        directory: settings.directory.clone(),
+        credentials_path,
+        created: true,
+        poll: settings.poll,
+    })
+}
+
+/// The HTTP client for `settings`, its failure worded as an account problem.
+fn build_client(
+    settings: &AcmeSettings,
+    observer: Arc<dyn AcmeObserver>,
+) -> Result<http::InstrumentedClient, AcmeError> {
+    http::build_client(
+        &settings.directory,
+        settings.ca_file.as_deref(),
+        settings.retry,
+        observer,
+    )
+    .map_err(|error| AcmeError::Invalid {
+        stage: Stage::Account,
+        message: match &settings.ca_file {
+            Some(path) => format!("ca_file {}: {error}", path.display()),
+            None => format!("TLS client: {error}"),
+        },
+    })
+}
+
+/// Creates an account on the CA (with EAB when configured) and writes its credentials to
+/// `credentials_path` (temporary file, fsync, rename; mode 0600).
+async fn create_account(
+    settings: &AcmeSettings,
+    client: &http::InstrumentedClient,
+    credentials_path: &Path,
+) -> Result<Account, AcmeError> {
+    let file_error = |source| AcmeError::AccountFile {
+        path: credentials_path.to_owned(),
+        source,
+    };
+    let eab = settings.eab.as_ref().map(decode_eab).transpose()?;
+    let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
+    let new_account = NewAccount {
+        contact: &contact,
+        terms_of_service_agreed: true,
+        only_return_existing: false,
+    };
+    let (account, credentials) = retry_bad_nonce!(
+        Account::builder_with_http(Box::new(client.clone()))
+            .create(&new_account, settings.directory.clone(), eab.as_ref())
+            .await
+    )
+    .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+    let stored = StoredAccount {
+        directory: settings.directory.clone(),
+        credentials,
+    };
+    let json = serde_json::to_vec_pretty(&stored)
+        .map_err(|error| file_error(std::io::Error::other(error)))?;
+    let account_dir = credentials_path.parent().unwrap_or(Path::new("."));
+    write_private_file(account_dir, credentials_path, &json).map_err(file_error)?;
+    tracing::info!(
+        account = account.id(),
+        directory = %settings.directory,
+        credentials = %credentials_path.display(),
+        "created ACME account"
+    );
+    Ok(account)
 }
 
 fn decode_eab(eab: &crate::acme::Eab) -> Result<ExternalAccountKey, AcmeError> {

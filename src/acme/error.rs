@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use crate::acme::http::TransportError;
 
 /// The step of the ACME flow that failed.
@@ -58,6 +60,13 @@ pub enum AcmeError {
         problem: String,
         /// The server's explanation, with the identifier when the problem is about one.
         detail: String,
+        /// When the CA said it may be asked again (`Retry-After` on a 429, a 503 or a
+        /// `rateLimited` problem), if it did.
+        retry_after: Option<OffsetDateTime>,
+        /// The identifiers whose authorization the CA marked invalid (a failed validation),
+        /// as configured (`*.example.com` for a wildcard). Empty for problems that are not
+        /// about an authorization.
+        invalid_authorizations: Vec<String>,
     },
     /// The CA could not be reached even after retrying.
     #[error("{stage}: cannot reach the ACME server: {source}")]
@@ -202,6 +211,43 @@ impl AcmeError {
         }
     }
 
+    /// When the CA said it may be asked again, if it sent a `Retry-After` with the problem.
+    pub fn retry_after(&self) -> Option<OffsetDateTime> {
+        match self {
+            Self::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The identifiers whose authorization became invalid, which count against the CA's
+    /// failed-validation limit; empty for every other failure.
+    pub fn invalid_authorizations(&self) -> &[String] {
+        match self {
+            Self::Server {
+                invalid_authorizations,
+                ..
+            } => invalid_authorizations,
+            _ => &[],
+        }
+    }
+
+    /// Attaches the `Retry-After` moment the HTTP layer saw on the CA's last error
+    /// response to a server problem that has none yet.
+    pub(crate) fn with_retry_after(mut self, at: Option<OffsetDateTime>) -> Self {
+        if let Self::Server { retry_after, .. } = &mut self {
+            if retry_after.is_none() {
+                *retry_after = at;
+            }
+        }
+        self
+    }
+
+    /// Whether the CA no longer knows the account that signed the request
+    /// (`accountDoesNotExist`): it was reset or restarted, and a new account is needed.
+    pub fn is_account_gone(&self) -> bool {
+        matches!(self, Self::Server { problem, .. } if problem == "accountDoesNotExist")
+    }
+
     /// Converts an instant-acme error met during `stage`.
     pub(crate) fn from_acme(stage: Stage, error: instant_acme::Error) -> Self {
         match error {
@@ -238,6 +284,8 @@ impl AcmeError {
             stage,
             problem: problem_keyword(problem.r#type.as_deref()),
             detail,
+            retry_after: None,
+            invalid_authorizations: Vec::new(),
         }
     }
 }
@@ -264,6 +312,7 @@ pub fn is_replaces_rejection(error: &AcmeError) -> bool {
             stage: Stage::Order,
             problem,
             detail,
+            ..
         } => {
             problem == "alreadyReplaced"
                 || problem == "conflict"
@@ -335,6 +384,8 @@ mod tests {
             stage: Stage::Order,
             problem: problem.into(),
             detail: detail.into(),
+            retry_after: None,
+            invalid_authorizations: Vec::new(),
         };
         assert!(is_replaces_rejection(&server("alreadyReplaced", "")));
         assert!(is_replaces_rejection(&server("conflict", "order exists")));
@@ -367,6 +418,8 @@ mod tests {
             stage: Stage::Challenge,
             problem: "connection".into(),
             detail: "refused".into(),
+            retry_after: None,
+            invalid_authorizations: Vec::new(),
         };
         assert_eq!(
             (server.stage().as_str(), server.problem()),
@@ -377,5 +430,44 @@ mod tests {
             message: "boom".into(),
         };
         assert_eq!((key.stage(), key.problem()), (Stage::Finalize, "key"));
+    }
+
+    #[test]
+    fn retry_after_is_attached_to_server_problems_only_and_never_overwritten() {
+        let at = time::macros::datetime!(2026-01-01 12:00 UTC);
+        let later = at + time::Duration::HOUR;
+        let server = AcmeError::Server {
+            stage: Stage::Order,
+            problem: "rateLimited".into(),
+            detail: String::new(),
+            retry_after: None,
+            invalid_authorizations: Vec::new(),
+        };
+        let server = server.with_retry_after(Some(at));
+        assert_eq!(server.retry_after(), Some(at));
+        assert_eq!(server.with_retry_after(Some(later)).retry_after(), Some(at));
+        let timeout = AcmeError::Timeout {
+            stage: Stage::Challenge,
+            waited: Duration::ZERO,
+        };
+        assert_eq!(timeout.with_retry_after(Some(at)).retry_after(), None);
+    }
+
+    #[test]
+    fn only_an_account_does_not_exist_problem_means_the_account_is_gone() {
+        let server = |problem: &str| AcmeError::Server {
+            stage: Stage::Order,
+            problem: problem.into(),
+            detail: String::new(),
+            retry_after: None,
+            invalid_authorizations: Vec::new(),
+        };
+        assert!(server("accountDoesNotExist").is_account_gone());
+        assert!(!server("unauthorized").is_account_gone());
+        let network = AcmeError::Network {
+            stage: Stage::Order,
+            source: TransportError::new("https://ca/dir", 1, "refused"),
+        };
+        assert!(!network.is_account_gone());
     }
 }

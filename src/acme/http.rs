@@ -149,6 +149,9 @@ struct Shared {
     facts: Mutex<DirectoryFacts>,
     /// CA time minus local time in seconds, from the last response's `Date` header.
     clock_skew: Mutex<Option<f64>>,
+    /// When the CA's last error response (after retries) said to come back, from its
+    /// `Retry-After` header; taken by the next failed ACME call.
+    retry_after: Mutex<Option<time::OffsetDateTime>>,
 }
 
 impl InstrumentedClient {
@@ -170,6 +173,7 @@ impl InstrumentedClient {
                 known_urls: Mutex::new(known),
                 facts: Mutex::new(DirectoryFacts::default()),
                 clock_skew: Mutex::new(None),
+                retry_after: Mutex::new(None),
             }),
         }
     }
@@ -182,6 +186,14 @@ impl InstrumentedClient {
     /// CA time minus local time in seconds, from the last response's `Date` header.
     pub(crate) fn clock_skew(&self) -> Option<f64> {
         *lock(&self.shared.clock_skew)
+    }
+
+    /// When the CA's last error response asked to be left alone until, if it did; the
+    /// value is handed out once. Several renewals share one client, so a value could in
+    /// rare cases come from another certificate's request to the same CA, which is still
+    /// the CA asking this client to slow down.
+    pub(crate) fn take_retry_after(&self) -> Option<time::OffsetDateTime> {
+        lock(&self.shared.retry_after).take()
     }
 }
 
@@ -286,6 +298,17 @@ impl Shared {
                     tokio::time::sleep(wait).await;
                 }
                 RetryDecision::Stop => {
+                    if let AttemptOutcome::Status {
+                        status,
+                        retry_after: Some(wait),
+                    } = outcome
+                    {
+                        if !(200..400).contains(&status) {
+                            let until = time::OffsetDateTime::now_utc()
+                                + time::Duration::try_from(wait).unwrap_or(time::Duration::MAX);
+                            *lock(&self.retry_after) = Some(until);
+                        }
+                    }
                     return match result {
                         Ok(response) => Ok(self.finish(&url, response).await),
                         Err(message) => Err(instant_acme::Error::Other(Box::new(

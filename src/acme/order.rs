@@ -20,6 +20,10 @@ use crate::acme::{AcmeAccount, AcmeError, Identifier, IssueRequest, Issued, Stag
 /// Authorizations the CA already considers valid are skipped. The challenge responder
 /// runs only while this call validates and is gone when it returns, success or not.
 pub async fn issue(account: &AcmeAccount, request: &IssueRequest) -> Result<Issued, AcmeError> {
+    with_retry_after(account, issue_order(account, request).await)
+}
+
+async fn issue_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Issued, AcmeError> {
     if request.names.is_empty() {
         return Err(AcmeError::Invalid {
             stage: Stage::Order,
@@ -60,6 +64,10 @@ pub async fn place_order(
     account: &AcmeAccount,
     request: &IssueRequest,
 ) -> Result<String, AcmeError> {
+    with_retry_after(account, place(account, request).await)
+}
+
+async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, AcmeError> {
     if request.names.is_empty() {
         return Err(AcmeError::Invalid {
             stage: Stage::Order,
@@ -78,6 +86,14 @@ pub async fn place_order(
 /// An order that was already finalized (its key was never stored, so its certificate is
 /// useless) or that became invalid fails with [`AcmeError::OrderUnusable`]: place a new one.
 pub async fn complete_order(
+    account: &AcmeAccount,
+    order_url: &str,
+    request: &IssueRequest,
+) -> Result<Issued, AcmeError> {
+    with_retry_after(account, complete(account, order_url, request).await)
+}
+
+async fn complete(
     account: &AcmeAccount,
     order_url: &str,
     request: &IssueRequest,
@@ -111,6 +127,16 @@ pub async fn complete_order(
         cert_chain_pem,
         order_url: order_url.to_owned(),
     })
+}
+
+/// Gives a failure the `Retry-After` the CA sent with it. The moment is taken either way,
+/// so one left by an earlier, handled error never sticks to a later one.
+fn with_retry_after<T>(
+    account: &AcmeAccount,
+    result: Result<T, AcmeError>,
+) -> Result<T, AcmeError> {
+    let retry_after = account.http_client().take_retry_after();
+    result.map_err(|error| error.with_retry_after(retry_after))
 }
 
 /// Creates the order (with profile and ARI `replaces` when asked for).
@@ -229,8 +255,12 @@ async fn validate(
     Ok(())
 }
 
-/// Finds out why validation failed: the first invalid challenge's problem.
+/// Finds out why validation failed: the first invalid challenge's problem, and every
+/// identifier whose authorization became invalid (what the CA's failed-validation limit
+/// counts).
 async fn challenge_failure(order: &mut Order) -> AcmeError {
+    let mut invalid = Vec::new();
+    let mut first_problem: Option<(String, instant_acme::Problem)> = None;
     let mut authorizations = order.authorizations();
     while let Some(authorization) = authorizations.next().await {
         let Ok(mut authorization) = authorization else {
@@ -240,24 +270,51 @@ async fn challenge_failure(order: &mut Order) -> AcmeError {
             continue;
         }
         let identifier = authorization.identifier().to_string();
-        let failed = authorization
-            .challenges
-            .iter()
-            .filter(|challenge| challenge.status == ChallengeStatus::Invalid)
-            .find_map(|challenge| challenge.error.as_ref());
-        if let Some(problem) = failed {
-            let mut error = AcmeError::from_problem(Stage::Challenge, problem);
+        if authorization.status == AuthorizationStatus::Invalid {
+            invalid.push(identifier.to_ascii_lowercase());
+        }
+        if first_problem.is_none() {
+            first_problem = authorization
+                .challenges
+                .iter()
+                .filter(|challenge| challenge.status == ChallengeStatus::Invalid)
+                .find_map(|challenge| challenge.error.clone())
+                .map(|problem| (identifier, problem));
+        }
+    }
+    authorization_failure(first_problem, invalid)
+}
+
+/// The error for a failed validation: the first challenge problem (its identifier put in
+/// front of the detail), naming the identifiers whose authorization is invalid.
+fn authorization_failure(
+    first_problem: Option<(String, instant_acme::Problem)>,
+    invalid: Vec<String>,
+) -> AcmeError {
+    let mut error = match first_problem {
+        Some((identifier, problem)) => {
+            let mut error = AcmeError::from_problem(Stage::Challenge, &problem);
             if let AcmeError::Server { detail, .. } = &mut error {
                 *detail = format!("{identifier}: {detail}");
             }
-            return error;
+            error
         }
+        None => AcmeError::Server {
+            stage: Stage::Challenge,
+            problem: "unknown".into(),
+            detail: "the order became invalid without a challenge error".into(),
+            retry_after: None,
+            invalid_authorizations: Vec::new(),
+        },
+    };
+    if let AcmeError::Server {
+        invalid_authorizations,
+        ..
+    } = &mut error
+    {
+        *invalid_authorizations = invalid;
     }
-    AcmeError::Server {
-        stage: Stage::Challenge,
-        problem: "unknown".into(),
-        detail: "the order became invalid without a challenge error".into(),
-    }
+    error
 }
 
 /// Sends our CSR, waits for issuance and downloads the chain.
@@ -359,5 +416,25 @@ mod tests {
         for bad in ["", "abc", ".abc", "abc.", "a.b.c"] {
             assert!(parse_ari_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_failed_validation_names_only_the_invalid_authorizations() {
+        let problem: instant_acme::Problem = serde_json::from_str(
+            r#"{"type": "urn:ietf:params:acme:error:connection", "detail": "refused"}"#,
+        )
+        .unwrap();
+        let error = authorization_failure(
+            Some(("b.example".into(), problem)),
+            vec!["b.example".into()],
+        );
+        assert_eq!(
+            (error.stage(), error.problem()),
+            (Stage::Challenge, "connection")
+        );
+        assert_eq!(error.invalid_authorizations(), ["b.example"]);
+        assert!(error.to_string().contains("b.example: refused"), "{error}");
+        let unexplained = authorization_failure(None, Vec::new());
+        assert!(unexplained.invalid_authorizations().is_empty());
     }
 }

@@ -1,22 +1,29 @@
 //! The stages of one renewal of one certificate, each recorded by the store before the next
-//! begins, and the rollback and failure bookkeeping around them.
+//! begins. Around them: the account (`account.rs`), failure bookkeeping in the schedule
+//! state (`failure.rs`), rollbacks (`rollback.rs`) and the served check (`served_step.rs`).
 
 use time::OffsetDateTime;
 
 use crate::acme::{
-    AcmeAccount, AcmeError, AcmeSettings, Eab, IssueRequest, Issued, PollPolicy,
-    Stage as AcmeStage, complete_order, is_replaces_rejection, load_or_create_account, place_order,
+    AcmeAccount, AcmeError, IssueRequest, Issued, Stage as AcmeStage, complete_order,
+    is_replaces_rejection, place_order,
 };
 use crate::config::model::CertificateConfig;
 use crate::renew::deploy::{self, DeployEnv, HookError};
-use crate::renew::{RenewError, RenewOutcome, Renewer, RollbackOutcome};
-use crate::schedule::state::{self as schedule_state};
-mod served_step;
-
+use crate::renew::{RenewError, RenewOutcome, Renewer};
+use crate::schedule::plan::ca_gate;
+use crate::schedule::state as schedule_state;
 use crate::store::{
     AuditEvent, AuditLog, CertStore, NextStep, Origin, Outcome, Stage, Step, StoreError, VersionId,
-    VersionState, check_version, recover,
+    check_version, recover,
 };
+
+mod account;
+mod failure;
+mod rollback;
+mod served_step;
+
+pub(crate) use account::AccountCache;
 
 /// One renewal (or rollback) of one certificate at one moment.
 pub(crate) struct Run<'a> {
@@ -49,7 +56,7 @@ impl<'a> Run<'a> {
         })
     }
 
-    fn name(&self) -> &'a str {
+    pub(super) fn name(&self) -> &'a str {
         &self.certificate.name
     }
 
@@ -92,10 +99,12 @@ impl<'a> Run<'a> {
             NextStep::Deploy { version } => return self.roll_out(version).await,
             NextStep::Verify { version } => return self.verify_and_finish(version).await,
             NextStep::Finish { version } => return self.finish(version),
-            NextStep::Abandon { version, reason } => self.abandon(version, &reason)?,
+            NextStep::Abandon { version, reason } => self.abandon(version, &reason).await?,
         }
 
-        if !force {
+        if force {
+            self.check_ca_gate()?;
+        } else {
             let (decision, next_check) = self.decide_with_renewal_info().await?;
             if decision.renew_at > self.now {
                 tracing::info!(
@@ -122,56 +131,27 @@ impl<'a> Run<'a> {
         self.issue_and_roll_out(&account, None).await
     }
 
-    /// The account, loaded (or created) once per renewer; a failure is audited and counted.
-    pub(super) async fn account(&self) -> Result<AcmeAccount, RenewError> {
-        self.renewer.acme.as_ref().ok_or(RenewError::NoAcme)?;
-        match self.load_account().await {
-            Ok(account) => Ok(account),
-            Err(source) => {
-                let error = RenewError::Acme {
+    /// Refuses an attempt the CA's limits do not allow yet (its Retry-After, the
+    /// failed-authorization limit), whatever `--force` says. Not counted as a failure: no
+    /// request was made.
+    pub(crate) fn check_ca_gate(&self) -> Result<(), RenewError> {
+        let path = self
+            .store
+            .schedule_path(self.name())
+            .map_err(|e| self.store_error(e))?;
+        let state = schedule_state::load(&path).map_err(|e| self.store_error(e))?;
+        match ca_gate(self.now, &state, &self.certificate.dns_names()) {
+            None => Ok(()),
+            Some(gate) => {
+                let error = RenewError::Gated {
                     name: self.name().to_owned(),
-                    source,
+                    until: gate.until,
+                    reason: gate.reason,
                 };
-                self.record(Step::Begin, None, None, Some(&error));
-                Err(self.count_failure(error))
+                tracing::warn!("{error}");
+                Err(error)
             }
         }
-    }
-
-    /// The account, loaded (or created) once per renewer, without auditing a failure.
-    pub(super) async fn load_account(&self) -> Result<AcmeAccount, AcmeError> {
-        let Some(acme) = self.renewer.acme.as_ref() else {
-            return Err(AcmeError::Invalid {
-                stage: AcmeStage::Account,
-                message: "no [acme] section in the configuration".into(),
-            });
-        };
-        let settings = AcmeSettings {
-            directory: acme.directory.clone(),
-            contact: acme.contact.clone(),
-            ca_file: acme.ca_file.clone(),
-            eab: acme.eab.as_ref().map(|eab| Eab {
-                kid: eab.kid.clone(),
-                hmac_key: eab.hmac_key.clone(),
-            }),
-            poll: PollPolicy {
-                timeout: acme.poll_timeout,
-                ..PollPolicy::default()
-            },
-            retry: self.renewer.retry,
-        };
-        let loaded = self
-            .renewer
-            .account
-            .get_or_try_init(|| {
-                load_or_create_account(
-                    &settings,
-                    &self.renewer.state_dir,
-                    self.renewer.observer.clone(),
-                )
-            })
-            .await;
-        loaded.cloned()
     }
 
     /// Orders (or resumes `order_url`), stores the result as pending and rolls it out.
@@ -271,18 +251,20 @@ impl<'a> Run<'a> {
         let serial = self.serial(version);
         if let Err(source) = self.deploy(version).await {
             let detail = source.to_string();
-            return self.fail_step(
-                Step::Deployed,
-                version,
-                serial.as_deref(),
-                detail,
-                |restored| RenewError::Hook {
-                    name: name.to_owned(),
+            return self
+                .fail_step(
+                    Step::Deployed,
                     version,
-                    restored,
-                    source,
-                },
-            );
+                    serial.as_deref(),
+                    detail,
+                    |restored| RenewError::Hook {
+                        name: name.to_owned(),
+                        version,
+                        restored,
+                        source,
+                    },
+                )
+                .await;
         }
         self.pass_step(Stage::Deployed, Step::Deployed, version, serial.as_deref())?;
         self.verify_and_finish(version).await
@@ -300,18 +282,20 @@ impl<'a> Run<'a> {
             .map_err(|e| self.store_error(e))?;
         if let Err(source) = check_version(&files, &self.certificate.dns_names()) {
             let detail = source.to_string();
-            return self.fail_step(
-                Step::Verified,
-                version,
-                serial.as_deref(),
-                detail,
-                |restored| RenewError::Verify {
-                    name: name.to_owned(),
+            return self
+                .fail_step(
+                    Step::Verified,
                     version,
-                    restored,
-                    source,
-                },
-            );
+                    serial.as_deref(),
+                    detail,
+                    |restored| RenewError::Verify {
+                        name: name.to_owned(),
+                        version,
+                        restored,
+                        source,
+                    },
+                )
+                .await;
         }
         if let Some(source) = kept_unserved {
             return Err(self.keep_unserved(version, source));
@@ -335,9 +319,9 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Records a failed stage, rolls back to the previous version and counts the failure
-    /// built by `error` from what was restored.
-    fn fail_step<T>(
+    /// Records a failed stage, rolls back to the previous version (redeploying it) and
+    /// counts the failure built by `error` from what was restored.
+    async fn fail_step<T>(
         &self,
         step: Step,
         version: VersionId,
@@ -346,7 +330,7 @@ impl<'a> Run<'a> {
         error: impl FnOnce(Option<VersionId>) -> RenewError,
     ) -> Result<T, RenewError> {
         self.record_text(step, Some(version), serial, Some(detail));
-        let restored = self.roll_back_failed()?;
+        let restored = self.roll_back_failed().await?;
         Err(self.count_failure(error(restored)))
     }
 
@@ -375,91 +359,7 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// After a failed deploy or verification: `current` back to `previous` (which marks the
-    /// new version failed), deploy commands for the restored version, renewal ended.
-    fn roll_back_failed(&self) -> Result<Option<VersionId>, RenewError> {
-        let name = self.name();
-        let restored = match self.store.rollback(name) {
-            Ok(restored) => {
-                self.record(
-                    Step::Rollback,
-                    Some(restored),
-                    self.serial(restored).as_deref(),
-                    None,
-                );
-                Some(restored)
-            }
-            Err(StoreError::NoPrevious(_)) => {
-                // Nothing older to serve: the new version stays live rather than none.
-                self.record_text(
-                    Step::Rollback,
-                    None,
-                    None,
-                    Some("no previous version; the new version stays current".to_owned()),
-                );
-                None
-            }
-            Err(e) => return Err(self.store_error(e)),
-        };
-        self.store.finish(name).map_err(|e| self.store_error(e))?;
-        Ok(restored)
-    }
-
-    /// `certinel rollback NAME`.
-    pub(crate) async fn manual_rollback(self) -> Result<RollbackOutcome, RenewError> {
-        let name = self.name();
-        let from = self.store.current(name).map_err(|e| self.store_error(e))?;
-        let to = match self.store.rollback(name) {
-            Ok(to) => to,
-            Err(source) => {
-                self.record_text(Step::Rollback, from, None, Some(source.to_string()));
-                return Err(self.store_error(source));
-            }
-        };
-        self.record(Step::Rollback, Some(to), self.serial(to).as_deref(), None);
-        if let Err(source) = self.deploy(to).await {
-            self.record_text(
-                Step::Deployed,
-                Some(to),
-                self.serial(to).as_deref(),
-                Some(source.to_string()),
-            );
-            return Err(RenewError::Hook {
-                name: name.to_owned(),
-                version: to,
-                restored: Some(to),
-                source,
-            });
-        }
-        self.record(Step::Deployed, Some(to), self.serial(to).as_deref(), None);
-        Ok(RollbackOutcome { from, to })
-    }
-
-    /// Gives up a renewal recovery cannot continue: its version is marked failed (and
-    /// rolled back if live), the record removed, a failure counted.
-    fn abandon(&self, version: Option<VersionId>, reason: &str) -> Result<(), RenewError> {
-        let name = self.name();
-        if let Some(version) = version {
-            let current = self.store.current(name).map_err(|e| self.store_error(e))?;
-            if current == Some(version) {
-                match self.store.rollback(name) {
-                    Ok(_) | Err(StoreError::NoPrevious(_)) => {}
-                    Err(e) => return Err(self.store_error(e)),
-                }
-            }
-            match self.store.set_state(name, version, VersionState::Failed) {
-                Ok(()) | Err(StoreError::NoSuchVersion { .. }) => {}
-                Err(e) => return Err(self.store_error(e)),
-            }
-        }
-        self.store.finish(name).map_err(|e| self.store_error(e))?;
-        self.record_text(Step::Abandon, version, None, Some(reason.to_owned()));
-        let message = format!("interrupted renewal abandoned: {reason}");
-        self.update_schedule(|state, now| state.record_failure(now, &message, None, &[]))
-            .map_err(|e| self.store_error(e))
-    }
-
-    async fn deploy(&self, version: VersionId) -> Result<(), HookError> {
+    pub(super) async fn deploy(&self, version: VersionId) -> Result<(), HookError> {
         let files = match self.store.current_files(self.name()) {
             Ok(files) => files,
             Err(e) => {
@@ -483,50 +383,7 @@ impl<'a> Run<'a> {
         .await
     }
 
-    /// Counts `error` as a failed renewal in the schedule state, then hands it back.
-    pub(super) fn count_failure(&self, error: RenewError) -> RenewError {
-        let failed_identifiers: Vec<String> = match &error {
-            RenewError::Acme {
-                source: source @ AcmeError::Server { .. },
-                ..
-            } if source.stage() == AcmeStage::Challenge => self
-                .certificate
-                .identifiers
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let message = format!("{} ({}): {error}", error.stage(), error.problem());
-        let saved = self.update_schedule(|state, now| {
-            state.record_failure(now, &message, None, &failed_identifiers)
-        });
-        if let Err(e) = saved {
-            tracing::warn!(error = %e, "cannot record the failure in the schedule state");
-        }
-        tracing::warn!(stage = error.stage(), problem = error.problem(), "{error}");
-        error
-    }
-
-    fn update_schedule(
-        &self,
-        change: impl FnOnce(&mut schedule_state::ScheduleState, OffsetDateTime),
-    ) -> Result<(), StoreError> {
-        let path = self.store.schedule_path(self.name())?;
-        // A failure before `begin` (the account) may come before the directory exists.
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-                action: "create",
-                path: dir.to_owned(),
-                source: e,
-            })?;
-        }
-        let mut state = schedule_state::load(&path)?;
-        change(&mut state, self.now);
-        schedule_state::save(&path, &state)
-    }
-
-    fn serial(&self, version: VersionId) -> Option<String> {
+    pub(super) fn serial(&self, version: VersionId) -> Option<String> {
         self.store
             .metadata(self.name(), version)
             .ok()
@@ -545,7 +402,7 @@ impl<'a> Run<'a> {
 
     /// One audit line, and the same as a log event. An audit write failure is logged, not
     /// fatal: stopping halfway would leave the certificate in a worse state.
-    fn record_text(
+    pub(super) fn record_text(
         &self,
         step: Step,
         version: Option<VersionId>,
@@ -556,7 +413,7 @@ impl<'a> Run<'a> {
     }
 
     /// [`record_text`](Self::record_text) with a `detail` for a step that worked.
-    fn record_with_detail(
+    pub(super) fn record_with_detail(
         &self,
         step: Step,
         version: Option<VersionId>,

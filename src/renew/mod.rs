@@ -18,7 +18,12 @@
 //! deploy commands for the restored version and counts as a failed renewal. A failed served
 //! check does the same unless `on_verify_failure = "keep"`, which keeps the new version
 //! but still counts the failure. Every step and
-//! rollback is one audit line; every failure updates the persisted schedule state.
+//! rollback is one audit line; every failure updates the persisted schedule state. A first
+//! version whose rollout failed stays current and is retried after the backoff.
+//!
+//! `--force` skips the renewal window and the backoff, never the CA's Retry-After or its
+//! failed-authorization limit (`schedule::plan::ca_gate`). When the CA answers
+//! `accountDoesNotExist`, a new account is registered and the renewal retried once.
 //!
 //! **Invariant:** the renewer never writes certificate files itself; `store` does.
 
@@ -179,6 +184,18 @@ pub enum RenewError {
         #[source]
         source: LockError,
     },
+    /// A forced renewal (or a revocation, which renews at once) was not attempted: the CA
+    /// asked not to be asked again yet, or an identifier reached the failed-authorization
+    /// limit. `--force` skips the renewal window and certinel's backoff, never these.
+    #[error("{name}: {}", gate_message(*.reason, *.until))]
+    Gated {
+        /// Certificate name.
+        name: String,
+        /// The earliest moment the CA allows another attempt.
+        until: OffsetDateTime,
+        /// [`Reason::RetryAfter`] or [`Reason::RateLimited`].
+        reason: Reason,
+    },
     /// The scratch directory of a dry run could not be created.
     #[error("cannot create a scratch directory for the dry run: {0}")]
     Scratch(#[source] std::io::Error),
@@ -191,6 +208,22 @@ fn restored_suffix(restored: Option<VersionId>) -> String {
     }
 }
 
+fn gate_message(reason: Reason, until: OffsetDateTime) -> String {
+    let until = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| until.to_string());
+    let why = match reason {
+        Reason::RateLimited => format!(
+            "an identifier had {} failed authorizations within the last hour, the CA's limit",
+            crate::schedule::plan::MAX_FAILED_AUTHORIZATIONS_PER_HOUR
+        ),
+        _ => "the CA asked not to be asked again before then (Retry-After)".to_owned(),
+    };
+    format!(
+        "not renewing before {until}: {why}; --force does not override the CA's limits, retry after {until}"
+    )
+}
+
 fn served_suffix(restored: Option<VersionId>, kept: bool) -> String {
     if kept {
         "; kept as current (on_verify_failure = \"keep\")".to_owned()
@@ -200,6 +233,11 @@ fn served_suffix(restored: Option<VersionId>, kept: bool) -> String {
 }
 
 impl RenewError {
+    /// Whether the CA answered that it no longer knows certinel's account.
+    pub fn is_account_gone(&self) -> bool {
+        matches!(self, Self::Acme { source, .. } if source.is_account_gone())
+    }
+
     /// The stage that failed: `account`, `order`, `challenge`, `finalize`, `download`,
     /// `deploy`, `verify`, `state` or `config`.
     pub fn stage(&self) -> &'static str {
@@ -211,6 +249,7 @@ impl RenewError {
             Self::Lock { .. } => "lock",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
             Self::NothingToRevoke(_) => "revoke",
+            Self::Gated { .. } => "schedule",
         }
     }
 
@@ -231,6 +270,11 @@ impl RenewError {
             Self::Lock { .. } => "io",
             Self::UnknownCertificate(_) | Self::NoAcme => "config",
             Self::NothingToRevoke(_) => "notIssued",
+            Self::Gated {
+                reason: Reason::RateLimited,
+                ..
+            } => "rateLimited",
+            Self::Gated { .. } => "retryAfter",
         }
     }
 }
@@ -246,7 +290,7 @@ pub struct Renewer {
     retry: RetryPolicy,
     backoff_base: time::Duration,
     dry_run: bool,
-    account: tokio::sync::OnceCell<crate::acme::AcmeAccount>,
+    account: lifecycle::AccountCache,
 }
 
 impl Renewer {
@@ -261,7 +305,7 @@ impl Renewer {
             retry: RetryPolicy::default(),
             backoff_base: crate::schedule::plan::BACKOFF_BASE,
             dry_run: false,
-            account: tokio::sync::OnceCell::new(),
+            account: lifecycle::AccountCache::default(),
         }
     }
 
@@ -350,7 +394,7 @@ impl Renewer {
             retry: self.retry,
             backoff_base: self.backoff_base,
             dry_run: true,
-            account: tokio::sync::OnceCell::new(),
+            account: lifecycle::AccountCache::default(),
         };
         // A scratch directory holds nothing yet: the renewal is always due.
         scratch_renewer
@@ -411,9 +455,22 @@ impl Renewer {
     ) -> Result<RenewOutcome, RenewError> {
         // Held until the renewal ends, recovery of an interrupted one included.
         let _lock = self.lock(&certificate.name)?;
-        lifecycle::Run::open(self, certificate, now)?
+        let first = lifecycle::Run::open(self, certificate, now)?
             .renew(force)
-            .await
+            .await;
+        match first {
+            Err(error) if error.is_account_gone() => {
+                // The CA forgot the account (a reset CA, a restarted Pebble): register a new
+                // one and try once more. The renewal was due a moment ago, so the retry
+                // skips the renewal window and the backoff the failure just started.
+                let run = lifecycle::Run::open(self, certificate, now)?;
+                run.reregister(&error).await?;
+                lifecycle::Run::open(self, certificate, now)?
+                    .renew(true)
+                    .await
+            }
+            other => other,
+        }
     }
 }
 

@@ -21,7 +21,9 @@ pub struct RevokeOutcome {
 impl Renewer {
     /// Revokes the current version of `name` for `reason` (audited as `revoke`), then
     /// renews at once; every issuance generates a new key, so the replacement never reuses
-    /// the revoked one. A failed revocation stops before renewing.
+    /// the revoked one. A failed revocation stops before renewing. When the CA's limits
+    /// (Retry-After, failed authorizations) would refuse the replacement, nothing is
+    /// revoked: a revoked certificate without a replacement is an outage.
     pub async fn revoke(
         &self,
         name: &str,
@@ -45,6 +47,7 @@ impl Renewer {
             let leaf_der = read_leaf_der(&cert_path).map_err(store_error)?;
 
             let run = Run::open(self, certificate, now)?;
+            run.check_ca_gate()?;
             let account = run.account().await?;
             if let Err(source) = revoke(&account, &leaf_der, reason).await {
                 let error = RenewError::Acme {

@@ -80,7 +80,8 @@ pub struct CertificateStatus {
 }
 
 /// A stable name for a plan reason: `missing`, `expired`, `names_changed`,
-/// `key_type_changed`, `window_open`, `scheduled`, `backoff`, `retry_after`, `rate_limited`.
+/// `key_type_changed`, `window_open`, `scheduled`, `backoff`, `retry_after`, `rate_limited`,
+/// `rollout_failed`.
 pub fn reason_name(reason: Reason) -> &'static str {
     match reason {
         Reason::Missing => "missing",
@@ -92,6 +93,7 @@ pub fn reason_name(reason: Reason) -> &'static str {
         Reason::Backoff => "backoff",
         Reason::RetryAfter => "retry_after",
         Reason::RateLimited => "rate_limited",
+        Reason::RolloutFailed => "rollout_failed",
     }
 }
 

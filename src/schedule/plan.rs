@@ -154,6 +154,17 @@ pub enum Reason {
     RetryAfter,
     /// An identifier hit the failed-authorization limit.
     RateLimited,
+    /// The current version's rollout failed and nothing older could replace it.
+    RolloutFailed,
+}
+
+/// A limit of the CA that holds off any attempt, forced or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaGate {
+    /// No attempt before this moment.
+    pub until: OffsetDateTime,
+    /// [`Reason::RetryAfter`] or [`Reason::RateLimited`].
+    pub reason: Reason,
 }
 
 /// A renewal policy that cannot work.
@@ -232,7 +243,10 @@ pub fn plan(input: &PlanInput<'_>) -> Decision {
             Reason::Backoff,
         ),
         (input.state.retry_after, Reason::RetryAfter),
-        (rate_limited_until(input), Reason::RateLimited),
+        (
+            rate_limited_until(input.now, input.state, input.wanted_names),
+            Reason::RateLimited,
+        ),
     ]
     .into_iter()
     .filter_map(|(until, reason)| until.map(|t| (t, reason)))
@@ -248,6 +262,28 @@ pub fn plan(input: &PlanInput<'_>) -> Decision {
         rule,
         consecutive_failures: input.state.consecutive_failures,
     }
+}
+
+/// The CA's limits at `now`, which even `certinel renew --force` honours (it skips only the
+/// renewal window and certinel's own backoff): the CA's Retry-After, and the
+/// failed-authorization limit (5 per identifier per hour) for `wanted_names`. The later of
+/// the two when both hold; `None` when an attempt is allowed now.
+pub fn ca_gate(
+    now: OffsetDateTime,
+    state: &ScheduleState,
+    wanted_names: &[String],
+) -> Option<CaGate> {
+    [
+        (state.retry_after, Reason::RetryAfter),
+        (
+            rate_limited_until(now, state, wanted_names),
+            Reason::RateLimited,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(until, reason)| until.map(|until| CaGate { until, reason }))
+    .filter(|gate| gate.until > now)
+    .max_by_key(|gate| gate.until)
 }
 
 /// When the certificate should be renewed if nothing stood in the way (never before now).
@@ -268,6 +304,11 @@ fn due(input: &PlanInput<'_>) -> (OffsetDateTime, Reason) {
     }
     if cert.key_type != input.wanted_key_type {
         return (now, Reason::KeyTypeChanged);
+    }
+    // The live version never rolled out (its deploy commands or verification failed on a
+    // first issuance): valid as it is, it is retried like any failure, not at its window.
+    if input.state.rollout_failed {
+        return (now, Reason::RolloutFailed);
     }
     let random = input.random.clamp(0.0, 1.0);
     let at = match input.ari {
@@ -330,14 +371,16 @@ fn backoff_until(state: &ScheduleState, base: Duration) -> Option<OffsetDateTime
 }
 
 /// When every wanted identifier is back under the failed-authorization limit, if one is not.
-fn rate_limited_until(input: &PlanInput<'_>) -> Option<OffsetDateTime> {
-    let horizon = input.now - FAILED_AUTHORIZATION_WINDOW;
-    input
-        .wanted_names
+fn rate_limited_until(
+    now: OffsetDateTime,
+    state: &ScheduleState,
+    wanted_names: &[String],
+) -> Option<OffsetDateTime> {
+    let horizon = now - FAILED_AUTHORIZATION_WINDOW;
+    wanted_names
         .iter()
         .filter_map(|name| {
-            let times = input
-                .state
+            let times = state
                 .failed_authorizations
                 .get(&name.to_ascii_lowercase())?;
             let mut recent: Vec<OffsetDateTime> =
@@ -373,3 +416,7 @@ fn human(d: std::time::Duration) -> String {
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_gate_tests.rs"]
+mod gate_tests;

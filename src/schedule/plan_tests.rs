@@ -86,17 +86,6 @@ fn failed_authorizations(case: &mut Case, name: &str, minutes_ago: &[i64]) {
     case.state.failed_authorizations.insert(name.into(), times);
 }
 
-/// A suggested window from `start` to `end` after now, with the moment `at` after now.
-fn ari(case: &mut Case, start: Duration, end: Duration, at: Duration) {
-    case.ari = Some(AriChoice {
-        window: SuggestedWindow {
-            start: case.now + start,
-            end: case.now + end,
-        },
-        renew_at: case.now + at,
-    });
-}
-
 #[test]
 fn certificates_that_are_unusable_are_renewed_at_once() {
     check(|c| c.current = None, "Missing now");
@@ -266,79 +255,6 @@ fn five_failed_authorizations_in_an_hour_pause_that_identifier() {
 }
 
 #[test]
-fn the_moment_chosen_in_a_suggested_window_takes_precedence_over_the_policy() {
-    let day = Duration::days(1);
-    check(|c| ari(c, day * 10, day * 12, day * 11), "Scheduled +11d");
-    check(|c| ari(c, day * 40, day * 42, day * 41), "Scheduled +41d");
-    check(
-        |c| ari(c, -Duration::HOUR, day, Duration::ZERO),
-        "WindowOpen now",
-    );
-    check(
-        |c| {
-            c.names.push("api.example.com".into());
-            ari(c, day * 10, day * 12, day * 11)
-        },
-        "NamesChanged now",
-    );
-    check(
-        |c| {
-            failures(c, 1, 0);
-            ari(c, -day, day, Duration::ZERO)
-        },
-        "Backoff +5m",
-    );
-}
-
-#[test]
-fn the_safety_floor_caps_a_suggested_window_at_a_twentieth_of_the_lifetime() {
-    // 90-day lifetime: the floor is 4.5 days before notAfter (2025-03-27 12:00).
-    check(
-        |c| {
-            ari(
-                c,
-                Duration::days(80),
-                Duration::days(90),
-                Duration::days(85),
-            )
-        },
-        "Scheduled +54d12h",
-    );
-    check(
-        |c| {
-            c.now = datetime!(2025-03-29 0:00 UTC);
-            ari(c, Duration::days(7), Duration::days(8), Duration::days(7));
-        },
-        "WindowOpen now",
-    );
-}
-
-#[test]
-fn the_rule_names_the_window_that_decided() {
-    let rule = |edit: fn(&mut Case)| {
-        let mut case = baseline();
-        edit(&mut case);
-        plan(&PlanInput {
-            now: case.now,
-            current: case.current.as_ref(),
-            policy: &case.policy,
-            wanted_names: &case.names,
-            wanted_key_type: case.key_type,
-            state: &case.state,
-            ari: case.ari,
-            random: case.random,
-        })
-        .rule
-        .as_str()
-    };
-    assert_eq!(rule(|_| {}), "renew_before");
-    assert_eq!(
-        rule(|c| ari(c, Duration::days(1), Duration::days(2), Duration::days(1))),
-        "ari"
-    );
-}
-
-#[test]
 fn the_decision_keeps_a_failing_renewal_visible() {
     let mut case = baseline();
     failures(&mut case, 4, 0);
@@ -393,130 +309,57 @@ fn a_shorter_backoff_base_doubles_from_that_base() {
         "Backoff +4s",
     );
 }
-
-/// Feeds one answer from the CA (after a `previous` window and moment, in hours from now)
-/// through `ari::absorb` and the plan: `Reason +delay, poll +delay`.
-fn check_ari(
-    previous: Option<(i64, i64, i64)>,
-    fetched: Result<(i64, i64, Option<u64>), &str>,
-    expected: &str,
-) {
-    use crate::schedule::ari::{AriAnswer, absorb};
-    let mut case = baseline();
-    let now = case.now;
-    let hours = |n: i64| now + Duration::hours(n);
-    let previous = previous.map(|(start, end, at)| crate::schedule::ari::AriState {
-        cert_id: "aki.serial".into(),
-        window_start: Some(hours(start)),
-        window_end: Some(hours(end)),
-        renew_at: Some(hours(at)),
-        next_poll: now,
-        last_error: None,
-    });
-    let fetched = fetched
-        .map(|(start, end, retry_after)| AriAnswer {
-            window: SuggestedWindow {
-                start: hours(start),
-                end: hours(end),
-            },
-            retry_after: retry_after.map(StdDuration::from_secs),
-        })
-        .map_err(str::to_owned);
-    // The draw lands three quarters into a window seen for the first time.
-    let state = absorb(previous.as_ref(), "aki.serial", fetched, now, 0.75);
-    case.ari = state.choice();
-    let decision = plan(&PlanInput {
-        now,
-        current: case.current.as_ref(),
-        policy: &case.policy,
-        wanted_names: &case.names,
-        wanted_key_type: case.key_type,
-        state: &case.state,
-        ari: case.ari,
-        random: 0.0,
-    });
-    let after = |t: OffsetDateTime| {
-        let delay = t - now;
-        if delay.is_zero() {
-            "now".to_owned()
-        } else {
-            format!("+{}", human(delay.unsigned_abs()))
-        }
+#[test]
+fn a_first_version_whose_rollout_failed_is_retried_after_the_backoff_not_at_its_window() {
+    let failed_rollout = |c: &mut Case| {
+        c.state
+            .record_failure(c.now, "deploy (hook): exit status 1", None, &[]);
+        c.state.record_failed_rollout();
     };
-    assert_eq!(
-        format!(
-            "{:?} {} {}, poll {}",
-            decision.reason,
-            after(decision.renew_at),
-            decision.rule.as_str(),
-            after(state.next_poll)
-        ),
-        expected
+    check(failed_rollout, "Backoff +5m");
+    check(
+        |c| {
+            failed_rollout(c);
+            c.now += Duration::minutes(5);
+        },
+        "RolloutFailed now",
+    );
+    check(
+        |c| {
+            failed_rollout(c);
+            c.state.record_success(c.now);
+        },
+        "Scheduled +29d",
     );
 }
 
 #[test]
-fn renewal_information_moves_the_schedule_as_rfc_9773_says() {
-    // A future window: a moment inside it, poll at Retry-After.
-    check_ari(
-        None,
-        Ok((24, 48, Some(3_600))),
-        "Scheduled +1d18h ari, poll +1h",
+fn a_renewal_rolled_back_to_the_previous_version_is_retried_with_backoff() {
+    // The restored version is the one whose window had opened: the plan sees an open window
+    // held back only by the backoff of the failure.
+    let rolled_back = |c: &mut Case| {
+        c.now = datetime!(2025-03-15 0:00 UTC);
+        c.state
+            .record_failure(c.now, "deploy (hook): exit status 1", None, &[]);
+    };
+    check(rolled_back, "Backoff +5m");
+    check(
+        |c| {
+            rolled_back(c);
+            c.now += Duration::minutes(5);
+        },
+        "WindowOpen now",
     );
-    // The same window again keeps the moment drawn the first time.
-    check_ari(
-        Some((24, 48, 30)),
-        Ok((24, 48, Some(3_600))),
-        "Scheduled +1d6h ari, poll +1h",
-    );
-    // A window that has begun: at once.
-    check_ari(
-        None,
-        Ok((-1, 48, Some(3_600))),
-        "WindowOpen now ari, poll +1h",
-    );
-    // The window moved before the chosen moment (a coming mass revocation): at once.
-    check_ari(
-        Some((24, 48, 40)),
-        Ok((2, 3, Some(3_600))),
-        "WindowOpen now ari, poll +1h",
-    );
-    // A new window later than the chosen moment: drawn again.
-    check_ari(
-        Some((24, 48, 40)),
-        Ok((48, 96, Some(3_600))),
-        "Scheduled +3d12h ari, poll +1h",
+    check(
+        |c| {
+            rolled_back(c);
+            c.state
+                .record_failure(c.now, "deploy (hook): exit status 1", None, &[]);
+        },
+        "Backoff +10m",
     );
 }
 
-#[test]
-fn retry_after_is_clamped_and_anything_unusable_asks_again_in_six_hours() {
-    check_ari(
-        None,
-        Ok((24, 48, Some(1))),
-        "Scheduled +1d18h ari, poll +1m",
-    );
-    check_ari(
-        None,
-        Ok((24, 48, Some(30 * 86_400))),
-        "Scheduled +1d18h ari, poll +1d",
-    );
-    check_ari(None, Ok((24, 48, None)), "Scheduled +1d18h ari, poll +6h");
-    // No usable window and none before: the renew_before rule decides.
-    check_ari(
-        None,
-        Ok((48, 24, Some(60))),
-        "Scheduled +29d renew_before, poll +6h",
-    );
-    check_ari(
-        None,
-        Err("HTTP 500"),
-        "Scheduled +29d renew_before, poll +6h",
-    );
-    // An error keeps the last usable window and its moment.
-    check_ari(
-        Some((24, 48, 30)),
-        Err("HTTP 500"),
-        "Scheduled +1d6h ari, poll +6h",
-    );
-}
+/// The decision with the CA's suggested windows (ARI).
+#[path = "plan_ari_tests.rs"]
+mod ari;

@@ -46,6 +46,10 @@ pub struct ScheduleState {
     /// What the CA last said about the current certificate's renewal (ARI), if it
     /// supports renewal information.
     pub ari: Option<AriState>,
+    /// The current version's rollout failed (its deploy commands or verification) and it
+    /// stayed current because there was nothing to roll back to; no rollout has worked
+    /// since. The planner treats the certificate as due (after the backoff).
+    pub rollout_failed: bool,
 }
 
 /// A random value in [0, 1) tied to the certificate it was drawn for.
@@ -90,7 +94,14 @@ impl ScheduleState {
         self.last_attempt_at = Some(now);
         self.last_error = None;
         self.retry_after = None;
+        self.rollout_failed = false;
         self.forget_before(now);
+    }
+
+    /// Records that the version left current failed its rollout (first issuance: no
+    /// previous version to restore). Call together with [`record_failure`](Self::record_failure).
+    pub fn record_failed_rollout(&mut self) {
+        self.rollout_failed = true;
     }
 
     /// The jitter value for the certificate with `serial`: the stored one when it was drawn
@@ -255,6 +266,18 @@ mod tests {
             state.failed_authorizations["a.example"],
             [now - Duration::minutes(10)]
         );
+    }
+
+    #[test]
+    fn a_failed_rollout_is_remembered_until_a_renewal_succeeds() {
+        let now = datetime!(2025-03-01 12:00 UTC);
+        let mut state = ScheduleState::default();
+        state.record_failure(now, "deploy (hook): exit 1", None, &[]);
+        state.record_failed_rollout();
+        state.record_failure(now + Duration::minutes(5), "network", None, &[]);
+        assert!(state.rollout_failed, "a later failure keeps it");
+        state.record_success(now + Duration::minutes(20));
+        assert!(!state.rollout_failed);
     }
 
     #[test]

@@ -50,6 +50,40 @@ pub struct Pebble {
     dir: tempfile::TempDir,
     pebble: Child,
     dns: Option<Child>,
+    launch: Launch,
+}
+
+/// How Pebble itself was started, so it can be started again the same way.
+#[derive(Clone, Debug)]
+struct Launch {
+    config_path: PathBuf,
+    dns_server: SocketAddr,
+    nonce_reject: u32,
+}
+
+impl Launch {
+    /// Spawns Pebble, appending its output to `dir/pebble.log`.
+    fn spawn(&self, dir: &Path) -> Child {
+        let pebble_log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("pebble.log"))
+            .expect("open pebble.log");
+        let mut command = Command::new(PEBBLE);
+        command
+            .arg("-config")
+            .arg(&self.config_path)
+            .args(["-dnsserver", &self.dns_server.to_string()])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .stdin(Stdio::null())
+            .stdout(pebble_log.try_clone().expect("log handle"))
+            .stderr(pebble_log);
+        // Pebble rejects 5% of nonces by default; tests that count requests (orders per
+        // renewal, replaces on the order) need every request to land once, so rejection is
+        // off unless a test asks for it (the badNonce test does, at 30%).
+        command.env("PEBBLE_WFE_NONCEREJECT", self.nonce_reject.to_string());
+        command.spawn().expect("spawn pebble")
+    }
 }
 
 impl Drop for Pebble {
@@ -91,6 +125,35 @@ impl Pebble {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -s {signal} pebble failed");
+    }
+
+    /// Kills Pebble (SIGKILL): its ports refuse connections, and everything it held in
+    /// memory (accounts, orders, its issuing CA) is gone. [`restart`](Self::restart) brings
+    /// it back.
+    pub fn kill(&mut self) {
+        let _ = self.pebble.kill();
+        let _ = self.pebble.wait();
+    }
+
+    /// Kills Pebble if it runs and starts it again with the same configuration: the same
+    /// ports and the same HTTPS certificate for its API, but no accounts or orders and a new
+    /// issuing CA. Waits (at most ten seconds) until its directory answers again.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.pebble = self.launch.spawn(self.dir.path());
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.pebble.try_wait() {
+                panic!("Pebble exited on restart ({status}):\n{}", self.log());
+            }
+            if matches!(
+                https_get(&self.directory_url, &self.api_root).await,
+                Ok((200, _))
+            ) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("Pebble not ready 10 s after a restart:\n{}", self.log());
     }
 
     /// Pebble's log so far, for assertion messages.
@@ -200,22 +263,12 @@ impl Pebble {
                 .expect("spawn pebble-challtestsrv")
         });
 
-        let pebble_log = log("pebble.log");
-        let mut command = Command::new(PEBBLE);
-        command
-            .arg("-config")
-            .arg(&config_path)
-            .args(["-dnsserver", &dns_server.to_string()])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .stdin(Stdio::null())
-            .stdout(pebble_log.try_clone().expect("log handle"))
-            .stderr(pebble_log);
-        // Pebble rejects 5% of nonces by default; tests that count requests (orders per
-        // renewal, replaces on the order) need every request to land once, so rejection is
-        // off unless a test asks for it (the badNonce test does, at 30%).
-        let nonce_reject = options.nonce_reject_percent.unwrap_or(0);
-        command.env("PEBBLE_WFE_NONCEREJECT", nonce_reject.to_string());
-        let pebble = command.spawn().expect("spawn pebble");
+        let launch = Launch {
+            config_path,
+            dns_server,
+            nonce_reject: options.nonce_reject_percent.unwrap_or(0),
+        };
+        let pebble = launch.spawn(dir.path());
 
         let mut handle = Pebble {
             directory_url: format!("https://127.0.0.1:{api_port}/dir"),
@@ -227,6 +280,7 @@ impl Pebble {
             dir,
             pebble,
             dns,
+            launch,
         };
         // Readiness: the directory answers over verified HTTPS and the DNS server accepts
         // connections on its management port. Bounded at ten seconds.

@@ -145,6 +145,45 @@ async fn long_retry_after_is_handed_back_instead_of_waited_for() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_final_error_with_retry_after_leaves_the_moment_for_the_acme_error() {
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(8),
+        max_retry_after: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(5),
+    };
+    let scripted = Scripted {
+        script: Mutex::new(vec![Some((429, Some("3600"))), Some((200, Some("30")))].into()),
+    };
+    let client = InstrumentedClient::wrap(
+        Box::new(scripted),
+        "https://ca.test/dir",
+        policy,
+        Arc::new(NoopObserver),
+    );
+    let request = || {
+        Request::builder()
+            .uri("https://ca.test/acme/order/1")
+            .body(BodyWrapper::from(b"{}".to_vec()))
+            .unwrap()
+    };
+    let before = time::OffsetDateTime::now_utc();
+    let response = client.request(request()).await.unwrap();
+    assert_eq!(response.parts.status, 429);
+    let until = client.take_retry_after().expect("the 429's Retry-After");
+    let wait = until - before;
+    assert!(
+        wait >= time::Duration::seconds(3599) && wait <= time::Duration::seconds(3660),
+        "{wait}"
+    );
+    assert_eq!(client.take_retry_after(), None, "handed out once");
+    // A Retry-After on a success (an order still processing) is a polling hint, not a limit.
+    client.request(request()).await.unwrap();
+    assert_eq!(client.take_retry_after(), None);
+}
+
+#[tokio::test(start_paused = true)]
 async fn network_errors_become_a_transport_error_after_the_last_attempt() {
     let (result, seen) = run(vec![None, None, None]).await;
     assert_eq!(seen, ["order network"; 3]);

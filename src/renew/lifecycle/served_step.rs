@@ -1,6 +1,6 @@
 //! The served-certificate step of a renewal: wait until the `verify` endpoints serve the new
-//! serial; when they do not in time, roll back and run the deploy commands for the restored
-//! version (`on_verify_failure = "rollback"`) or keep the new version (`"keep"`).
+//! serial; when they do not in time, roll back (which runs the deploy commands for the restored
+//! version; `on_verify_failure = "rollback"`) or keep the new version (`"keep"`).
 
 use std::time::Duration;
 
@@ -71,10 +71,7 @@ impl Run<'_> {
                     Some(&expected),
                     Some(source.to_string()),
                 );
-                let restored = self.roll_back_failed()?;
-                if let Some(restored) = restored {
-                    self.redeploy(restored).await;
-                }
+                let restored = self.roll_back_failed().await?;
                 Err(self.count_failure(RenewError::Served {
                     name: self.name().to_owned(),
                     version,
@@ -99,13 +96,5 @@ impl Run<'_> {
             kept: true,
             source,
         })
-    }
-
-    /// Runs the deploy commands for a version restored by a rollback, so the servers load it
-    /// again; a failure is audited and logged, the renewal has failed already.
-    async fn redeploy(&self, restored: VersionId) {
-        let serial = self.serial(restored);
-        let error = self.deploy(restored).await.err().map(|e| e.to_string());
-        self.record_text(Step::Deployed, Some(restored), serial.as_deref(), error);
     }
 }

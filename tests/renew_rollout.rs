@@ -1,0 +1,169 @@
+//! Failed rollouts against a real Pebble, through the library API with `now` as an input:
+//! a first version whose deploy failed stays current and is retried after the backoff, and
+//! every automatic rollback runs the deploy commands for the version it restores.
+
+use std::path::{Path, PathBuf};
+
+use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
+use certinel::store::{CertStore, VersionId};
+use time::{Duration, OffsetDateTime};
+
+use crate::common::pebble::{Pebble, PebbleOptions};
+
+/// A configuration with the certificate `api` answering http-01, whose deploy command is
+/// `hook`, in `dir`; its state directory is `dir/state`.
+fn write_config(dir: &Path, pebble: &Pebble, hook: &str) -> PathBuf {
+    let text = format!(
+        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
+         poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"api\"\n\
+         dns_names = [\"api.certinel.test\"]\n\
+         challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n\
+         deploy = [{hook:?}]\ndeploy_timeout = \"10s\"\n",
+        state = dir.join("state").display().to_string(),
+        directory = pebble.directory_url,
+        ca = pebble.api_root.display().to_string(),
+        addr = pebble.http_addr(),
+    );
+    let path = dir.join("certinel.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn renewer(config: &Path) -> Renewer {
+    let config = certinel::config::load(config).unwrap_or_else(|e| panic!("{e}"));
+    Renewer::new(&config)
+}
+
+/// The audit log of `api` as `step:outcome`, with the version when there is one.
+fn steps(state_dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            let field = |key: &str| event[key].as_str().unwrap_or_default().to_owned();
+            match event["version"].as_str() {
+                Some(version) => format!("{}:{}@{version}", field("step"), field("outcome")),
+                None => format!("{}:{}", field("step"), field("outcome")),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_first_rollout_stays_current_and_is_retried_after_the_backoff() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Fails the first time it runs, works afterwards.
+    let marker = dir.path().join("deployed-once");
+    let hook = format!(
+        "if [ -e {m} ]; then exit 0; fi; touch {m}; echo not yet >&2; exit 4",
+        m = marker.display()
+    );
+    let config = write_config(dir.path(), &pebble, &hook);
+    let renewer = renewer(&config);
+    let state_dir = dir.path().join("state");
+    let store = CertStore::open(&state_dir).unwrap();
+    let start = OffsetDateTime::now_utc();
+
+    let first = renewer.renew("api", RenewOptions::default(), start).await;
+    let Err(RenewError::Hook { restored, .. }) = &first else {
+        panic!("the first deploy fails: {first:?}");
+    };
+    assert_eq!(*restored, None, "nothing to roll back to");
+    assert_eq!(
+        store.current("api").unwrap(),
+        Some(VersionId(1)),
+        "kept live"
+    );
+    let audit = steps(&state_dir);
+    assert_eq!(
+        audit[audit.len() - 2..],
+        ["deployed:error@v0001", "rollback:error"],
+        "{audit:?}"
+    );
+
+    // A valid, matching certificate; still not left alone until its window.
+    let waiting = renewer
+        .renew("api", RenewOptions::default(), start + Duration::minutes(1))
+        .await
+        .unwrap();
+    let RenewOutcome::NotDue { renew_at, .. } = waiting else {
+        panic!("held by the backoff: {waiting:?}");
+    };
+    assert!(renew_at <= start + Duration::minutes(6), "{renew_at}");
+
+    let retried = renewer
+        .renew("api", RenewOptions::default(), start + Duration::minutes(6))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            retried,
+            RenewOutcome::Renewed {
+                version: VersionId(2),
+                ..
+            }
+        ),
+        "{retried:?}"
+    );
+    let settled = renewer
+        .renew(
+            "api",
+            RenewOptions::default(),
+            start + Duration::minutes(30),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(settled, RenewOutcome::NotDue { .. }),
+        "a rolled-out version waits for its window: {settled:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Logs every version it deploys; refuses the second one.
+    let log = dir.path().join("deployed.log");
+    let hook = format!(
+        "echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]",
+        log = log.display()
+    );
+    let config = write_config(dir.path(), &pebble, &hook);
+    let renewer = renewer(&config);
+    let state_dir = dir.path().join("state");
+    let now = OffsetDateTime::now_utc();
+    renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .expect("first issuance");
+
+    let forced = RenewOptions {
+        force: true,
+        dry_run: false,
+    };
+    let failed = renewer.renew("api", forced, now).await;
+    let Err(RenewError::Hook { restored, .. }) = &failed else {
+        panic!("the second deploy fails: {failed:?}");
+    };
+    assert_eq!(*restored, Some(VersionId(1)));
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["v0001", "v0002", "v0001"],
+        "the restored version is deployed again"
+    );
+    let audit = steps(&state_dir);
+    assert_eq!(
+        audit[audit.len() - 3..],
+        [
+            "deployed:error@v0002",
+            "rollback:ok@v0001",
+            "deployed:ok@v0001"
+        ],
+        "{audit:?}"
+    );
+}
