@@ -240,7 +240,7 @@ impl Shared {
 
             let started = tokio::time::Instant::now();
             let sent =
-                tokio::time::timeout(self.policy.request_timeout, self.inner.request(attempt))
+                tokio::time::timeout(self.policy.request_timeout, self.request_and_body(attempt))
                     .await;
             let elapsed = started.elapsed();
             let (outcome, result) = match sent {
@@ -295,6 +295,23 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Sends one attempt and reads its whole body, so that a CA sending headers and then
+    /// stalling hits the per-attempt timeout instead of hanging whoever reads the body.
+    async fn request_and_body(
+        &self,
+        attempt: Request<BodyWrapper<Bytes>>,
+    ) -> Result<BytesResponse, instant_acme::Error> {
+        let BytesResponse { parts, mut body } = self.inner.request(attempt).await?;
+        let bytes = body
+            .into_bytes()
+            .await
+            .map_err(instant_acme::Error::Other)?;
+        Ok(BytesResponse {
+            parts,
+            body: Box::new(bytes),
+        })
     }
 
     fn endpoint(&self, url: &str, path: &str) -> &'static str {
