@@ -9,12 +9,13 @@ use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::acme::error::retry_bad_nonce;
@@ -24,7 +25,12 @@ use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
 /// A usable account on one ACME CA.
 #[derive(Clone)]
 pub struct AcmeAccount {
-    inner: Account,
+    /// Shared by every clone, so a rebuilt handle serves every later order.
+    handle: Arc<RwLock<Handle>>,
+    /// The account URL (stable across rebuilt handles).
+    url: String,
+    /// The credentials as JSON, to rebuild the handle; never logged.
+    credentials: Arc<serde_json::Value>,
     client: http::InstrumentedClient,
     directory: String,
     credentials_path: PathBuf,
@@ -32,10 +38,17 @@ pub struct AcmeAccount {
     poll: PollPolicy,
 }
 
+/// instant-acme's account and what it saw in the directory it fetched when built: it
+/// checks `replaces` against that copy, never against a newer directory.
+struct Handle {
+    account: Account,
+    knows_renewal_info: bool,
+}
+
 impl AcmeAccount {
     /// The account URL the CA assigned (stable across restarts).
     pub fn url(&self) -> &str {
-        self.inner.id()
+        &self.url
     }
 
     /// The directory URL this account belongs to.
@@ -68,8 +81,58 @@ impl AcmeAccount {
         &self.client
     }
 
-    pub(crate) fn acme(&self) -> &Account {
-        &self.inner
+    pub(crate) fn acme(&self) -> Account {
+        self.read_handle().account.clone()
+    }
+
+    /// Whether an order may carry `replaces`: the CA advertised `renewalInfo` in the last
+    /// directory fetched and in the one instant-acme checks orders against.
+    pub fn sends_replaces(&self) -> bool {
+        self.read_handle().knows_renewal_info && self.directory_facts().renewal_info.is_some()
+    }
+
+    /// Rebuilds instant-acme's account when the directory fetched last advertises
+    /// `renewalInfo` but the one the account was built with did not (a CA that started
+    /// offering ARI while certinel ran); otherwise every order with `replaces` would fail
+    /// until a restart.
+    pub(crate) async fn reload_when_renewal_info_appeared(&self) -> Result<(), AcmeError> {
+        if self.read_handle().knows_renewal_info || self.directory_facts().renewal_info.is_none() {
+            return Ok(());
+        }
+        let credentials: AccountCredentials =
+            serde_json::from_value(Value::clone(&self.credentials)).map_err(|error| {
+                AcmeError::Invalid {
+                    stage: Stage::Account,
+                    message: format!("account credentials: {error}"),
+                }
+            })?;
+        let account = Account::builder_with_http(Box::new(self.client.clone()))
+            .from_credentials(credentials)
+            .await
+            .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+        // Building fetched the directory again: the facts now say what the account saw.
+        let knows_renewal_info = self.directory_facts().renewal_info.is_some();
+        tracing::info!(
+            directory = %self.directory,
+            knows_renewal_info,
+            "the CA now offers renewal information: reloaded the ACME account"
+        );
+        *self
+            .handle
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Handle {
+            account,
+            knows_renewal_info,
+        };
+        Ok(())
+    }
+
+    /// The handle; a panic while it was replaced leaves a usable value, so poisoning is
+    /// ignored.
+    fn read_handle(&self) -> std::sync::RwLockReadGuard<'_, Handle> {
+        self.handle
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn poll_policy(&self) -> &PollPolicy {
@@ -135,7 +198,7 @@ pub async fn load_or_create_account(
         move |source| AcmeError::AccountFile { path, source }
     };
 
-    let (inner, created) = match std::fs::read(&credentials_path) {
+    let (account, credentials, created) = match std::fs::read(&credentials_path) {
         Ok(bytes) => {
             let stored: StoredAccount = serde_json::from_slice(&bytes)
                 .map_err(|error| file_error(&credentials_path)(std::io::Error::other(error)))?;
@@ -150,11 +213,12 @@ pub async fn load_or_create_account(
                     ),
                 });
             }
+            let credentials = credentials_json(&stored.credentials, &credentials_path)?;
             let account = Account::builder_with_http(Box::new(client.clone()))
                 .from_credentials(stored.credentials)
                 .await
                 .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
-            (account, false)
+            (account, credentials, false)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let eab = settings.eab.as_ref().map(decode_eab).transpose()?;
@@ -170,6 +234,7 @@ pub async fn load_or_create_account(
                     .await
             )
             .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+            let credentials_value = credentials_json(&credentials, &credentials_path)?;
             let stored = StoredAccount {
                 directory: settings.directory.clone(),
                 credentials,
@@ -183,17 +248,32 @@ pub async fn load_or_create_account(
                 directory = %settings.directory,
                 "created ACME account"
             );
-            (account, true)
+            (account, credentials_value, true)
         }
         Err(error) => return Err(file_error(&credentials_path)(error)),
     };
+    // Building the account fetched the directory: the facts say what instant-acme saw.
+    let knows_renewal_info = client.directory_facts().renewal_info.is_some();
     Ok(AcmeAccount {
-        inner,
+        url: account.id().to_owned(),
+        handle: Arc::new(RwLock::new(Handle {
+            account,
+            knows_renewal_info,
+        })),
+        credentials: Arc::new(credentials),
         client,
         directory: settings.directory.clone(),
         credentials_path,
         created,
         poll: settings.poll,
+    })
+}
+
+/// The credentials as JSON, kept to rebuild the account handle.
+fn credentials_json(credentials: &AccountCredentials, path: &Path) -> Result<Value, AcmeError> {
+    serde_json::to_value(credentials).map_err(|error| AcmeError::AccountFile {
+        path: path.to_owned(),
+        source: std::io::Error::other(error),
     })
 }
 

@@ -121,6 +121,7 @@ pub async fn refresh_directory(account: &AcmeAccount) -> Result<DirectoryFacts, 
             stage: Stage::Order,
             message: format!("the directory is not JSON: {error}"),
         })?;
+    account.reload_when_renewal_info_appeared().await?;
     Ok(DirectoryFacts::from_directory(&json))
 }
 

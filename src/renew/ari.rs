@@ -123,7 +123,8 @@ impl Run<'_> {
                 return None;
             }
         };
-        if !AriState::poll_due(previous, &cert_id, self.now) {
+        // RFC 9773 section 4.3: no renewal information about an expired certificate.
+        if meta.not_after <= self.now || !AriState::poll_due(previous, &cert_id, self.now) {
             return None;
         }
         let account = match self.load_account().await {
@@ -170,8 +171,11 @@ impl Run<'_> {
     /// The ARI identifier of the current certificate to send as `replaces`, when the CA
     /// offers ARI and the certificate came from this account's CA.
     pub(super) fn replaces(&self, account: &AcmeAccount) -> Option<String> {
-        // RFC 9773: no `replaces` to a CA that does not offer renewal information.
-        account.directory_facts().renewal_info?;
+        // RFC 9773: no `replaces` to a CA that does not offer renewal information (nor
+        // before the account handle knows it does: instant-acme would refuse the order).
+        if !account.sends_replaces() {
+            return None;
+        }
         let name = &self.certificate.name;
         let version = self.store.current(name).ok()??;
         let meta = self.store.metadata(name, version).ok()?;

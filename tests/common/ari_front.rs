@@ -120,6 +120,12 @@ impl AriFront {
         self.shared.lock().unwrap().ari = Some(reply);
     }
 
+    /// Starts (or stops) advertising `renewalInfo` in the directory, as a CA that rolls
+    /// ARI out while clients run.
+    pub fn set_renewal_info(&self, advertised: bool) {
+        self.shared.lock().unwrap().renewal_info = advertised;
+    }
+
     /// Changes the profiles the directory advertises.
     pub fn set_profiles(&self, profiles: &[(&str, &str)]) {
         self.shared.lock().unwrap().profiles = profiles
