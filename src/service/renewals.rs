@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::model::{AcmeConfig, CertificateConfig, Config};
+use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
 use crate::service::state::State;
 
@@ -59,6 +59,9 @@ struct Task {
 struct Settings {
     state_dir: PathBuf,
     acme: Option<AcmeConfig>,
+    /// The served check after deploy resolves with its hosts file and probes with its
+    /// timeout.
+    scanner: ScannerSettings,
     certificate: CertificateConfig,
 }
 
@@ -91,6 +94,7 @@ impl Renewals {
                 let settings = Settings {
                     state_dir: config.state_dir.clone(),
                     acme: config.acme.clone(),
+                    scanner: config.scanner.clone(),
                     certificate: certificate.clone(),
                 };
                 (certificate.name.as_str(), settings)
@@ -299,7 +303,16 @@ mod tests {
         assert_eq!(renewals.apply(&changed), (1, 1), "api restarts");
         assert_eq!(names(&state), ["api", "www"]);
 
-        let one = config(dir.path(), &[("www", "30d")]);
+        let mut rescanned = changed.clone();
+        rescanned.scanner.default_timeout = Duration::from_secs(3);
+        assert_eq!(
+            renewals.apply(&rescanned),
+            (2, 2),
+            "the served check's scanner settings changed: every task restarts"
+        );
+
+        let mut one = config(dir.path(), &[("www", "30d")]);
+        one.scanner = rescanned.scanner.clone();
         assert_eq!(renewals.apply(&one), (0, 1));
         assert_eq!(names(&state), ["www"], "api's series leave at once");
 

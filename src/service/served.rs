@@ -3,8 +3,10 @@
 //! whether each address serves the current version: the classic "renewed but never
 //! reloaded" outage shows as `certinel_certificate_served_current 0`.
 //!
-//! Reloads are handled simply: the loop re-reads the configuration file at the start of
-//! each round and keeps the previous configuration when the file does not load. An address
+//! The loop follows the configuration the reloader applied (a `watch` channel), never the
+//! file itself: an edit that was rejected, or not yet applied, checks nothing. A reload
+//! starts a round at once, and [`ServedStore::retain`] at reload drops a removed
+//! certificate's samples without waiting for the round. An address
 //! that did not answer has no sample (the endpoint metrics report it as down), so a network
 //! problem never reads as a stale certificate.
 
@@ -12,10 +14,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, model::Config};
+use crate::config::model::Config;
 use crate::renew::served::{Observation, Served, ServedProber};
 use crate::store::CertStore;
 
@@ -51,6 +54,21 @@ impl ServedStore {
         map.insert(name.to_owned(), samples);
     }
 
+    /// The certificates with samples (possibly none), by name.
+    pub fn certificates(&self) -> Vec<String> {
+        let map = self
+            .by_certificate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.keys().cloned().collect()
+    }
+
+    /// Forgets every certificate of `config` that has no verify targets or is gone: what
+    /// a reload does at once, before the next round.
+    pub fn retain_checked(&self, config: &Config) {
+        self.retain(&checked_names(config));
+    }
+
     /// Forgets every certificate not in `names` (it left the configuration or lost its
     /// verify targets).
     pub fn retain(&self, names: &[&str]) {
@@ -84,10 +102,20 @@ pub fn samples(
         .collect()
 }
 
-/// Starts the drift loop on `tracker`: a round at once, then every `interval`, until
-/// `shutdown`.
+/// The certificates of `config` that have verify targets.
+fn checked_names(config: &Config) -> Vec<&str> {
+    config
+        .certificates
+        .iter()
+        .filter(|certificate| !certificate.verify.is_empty())
+        .map(|certificate| certificate.name.as_str())
+        .collect()
+}
+
+/// Starts the drift loop on `tracker`: a round at once, then every `interval` and after
+/// every configuration the reloader sends on `config`, until `shutdown`.
 pub fn spawn(
-    config: Config,
+    config: watch::Receiver<Arc<Config>>,
     store: Arc<ServedStore>,
     interval: Duration,
     tracker: &TaskTracker,
@@ -97,24 +125,25 @@ pub fn spawn(
 }
 
 async fn drift_loop(
-    mut config: Config,
+    mut config: watch::Receiver<Arc<Config>>,
     store: Arc<ServedStore>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut reloader_alive = true;
     loop {
-        if let Some(path) = config.source.clone() {
-            // The reloader logs why a configuration is rejected; keep the last good one.
-            if let Ok(Ok(loaded)) = tokio::task::spawn_blocking(move || config::load(&path)).await {
-                config = loaded;
-            }
-        }
+        let current = Arc::clone(&config.borrow_and_update());
         tokio::select! {
-            () = check_once(&config, &store) => {}
+            () = check_once(&current, &store) => {}
             () = shutdown.cancelled() => return,
         }
+        let sleep = tokio::time::sleep(interval);
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            () = sleep => {}
+            changed = config.changed(), if reloader_alive => {
+                // A closed channel means no more reloads: keep the interval.
+                reloader_alive = changed.is_ok();
+            }
             () = shutdown.cancelled() => return,
         }
     }
@@ -123,12 +152,7 @@ async fn drift_loop(
 /// One round: probes the verify targets of every certificate of `config` that has a current
 /// version and stores the samples. A certificate without a current version has none.
 pub async fn check_once(config: &Config, store: &ServedStore) {
-    let checked: Vec<&str> = config
-        .certificates
-        .iter()
-        .filter(|certificate| !certificate.verify.is_empty())
-        .map(|certificate| certificate.name.as_str())
-        .collect();
+    let checked = checked_names(config);
     store.retain(&checked);
     if checked.is_empty() {
         return;
@@ -253,5 +277,74 @@ mod tests {
         assert_eq!(serials, ["api=02", "web=03"]);
         store.retain(&["web"]);
         assert_eq!(store.snapshot(), [sample("web", "03")]);
+    }
+
+    /// The text of a configuration whose certificates `names` each verify a loopback target.
+    fn verifying_text(dir: &std::path::Path, names: &[&str]) -> String {
+        let mut text = format!(
+            "state_dir = {:?}\n[acme]\ndirectory = \"https://127.0.0.1:9/dir\"\n",
+            dir.join("state").display().to_string()
+        );
+        for name in names {
+            text.push_str(&format!(
+                "[[certificate]]\nname = {name:?}\ndns_names = [\"{name}.test\"]\n\
+                 verify = [\"127.0.0.1:9\"]\n\
+                 challenge = {{ type = \"http-01\", listen = \"127.0.0.1:0\" }}\n"
+            ));
+        }
+        text
+    }
+
+    /// That configuration, as loaded from `file`.
+    fn verifying(dir: &std::path::Path, file: &std::path::Path, names: &[&str]) -> Config {
+        crate::config::parse(&verifying_text(dir, names), Some(file)).expect("test config")
+    }
+
+    /// Lets the loop run until `store` lists `wanted` (paused time advances by itself).
+    async fn until_checked(store: &ServedStore, wanted: &[&str]) {
+        for _ in 0..1000 {
+            if store.certificates() == wanted {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("checked {:?}, wanted {wanted:?}", store.certificates());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drift_loop_checks_the_applied_configuration_not_the_file_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("certinel.toml");
+        // An edit on disk the reloader has not applied (or rejected): "www" only.
+        let edited = verifying(dir.path(), &file, &["www"]);
+        std::fs::write(&file, verifying_text(dir.path(), &["www"])).unwrap();
+        let applied = verifying(dir.path(), &file, &["api"]);
+        let (sender, receiver) = watch::channel(Arc::new(applied));
+        let store = Arc::new(ServedStore::default());
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        spawn(receiver, store.clone(), DRIFT_INTERVAL, &tracker, &shutdown);
+
+        until_checked(&store, &["api"]).await;
+        // A reload starts a round at once, well before the interval.
+        let started = tokio::time::Instant::now();
+        sender.send_replace(Arc::new(edited));
+        until_checked(&store, &["www"]).await;
+        assert!(started.elapsed() < DRIFT_INTERVAL);
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[test]
+    fn a_reload_forgets_removed_certificates_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("certinel.toml");
+        let store = ServedStore::default();
+        store.replace("api", Vec::new());
+        store.replace("www", Vec::new());
+        store.retain_checked(&verifying(dir.path(), &file, &["www"]));
+        assert_eq!(store.certificates(), ["www"]);
     }
 }
