@@ -67,7 +67,12 @@ impl Run<'_> {
         &self,
     ) -> Result<(Decision, OffsetDateTime), RenewError> {
         let name = &self.certificate.name;
-        let facts = PlanFacts::read(&self.store, name).map_err(|e| self.store_error(e))?;
+        let facts = {
+            let (store, name) = (self.store.clone(), name.clone());
+            off_runtime(move || PlanFacts::read(&store, &name))
+                .await
+                .map_err(|e| self.store_error(e))?
+        };
         let mut schedule = facts.schedule.clone();
         if let Some(meta) = &facts.current {
             schedule.jitter_for(&meta.serial, rand::random::<f64>());
@@ -80,7 +85,11 @@ impl Run<'_> {
                 .store
                 .schedule_path(name)
                 .map_err(|e| self.store_error(e))?;
-            state::save(&path, &schedule).map_err(|e| self.store_error(e))?;
+            let saved = schedule.clone();
+            // The save fsyncs: keep it off the async workers.
+            off_runtime(move || state::save(&path, &saved))
+                .await
+                .map_err(|e| self.store_error(e))?;
         }
         let facts = PlanFacts {
             current: facts.current,
@@ -116,7 +125,7 @@ impl Run<'_> {
             // Imported, or issued by another CA: this CA cannot know it.
             return previous.map(|_| None);
         }
-        let cert_id = match self.current_ari_id(meta) {
+        let cert_id = match self.current_ari_id_off_runtime(meta).await {
             Ok(cert_id) => cert_id,
             Err(error) => {
                 tracing::warn!(%error, "no ARI identifier for the current certificate");
@@ -216,6 +225,28 @@ impl Run<'_> {
         Err(self.count_failure(error))
     }
 
+    /// [`Self::current_ari_id`], reading the certificate file on a blocking thread.
+    async fn current_ari_id_off_runtime(
+        &self,
+        meta: &VersionMetadata,
+    ) -> Result<String, RenewError> {
+        let name = &self.certificate.name;
+        let files = self
+            .store
+            .files(name, meta.version)
+            .map_err(|e| self.store_error(e))?;
+        let path = files.cert.clone();
+        let pem = off_runtime(move || {
+            std::fs::read_to_string(&path).map_err(|e| StoreError::io("read", &path, e))
+        })
+        .await
+        .map_err(|e| self.store_error(e))?;
+        ari_certificate_id(&pem).map_err(|source| RenewError::Acme {
+            name: name.clone(),
+            source,
+        })
+    }
+
     fn current_ari_id(&self, meta: &VersionMetadata) -> Result<String, RenewError> {
         let name = &self.certificate.name;
         let files = self
@@ -228,6 +259,22 @@ impl Run<'_> {
             name: name.clone(),
             source,
         })
+    }
+}
+
+/// Runs store work (reads, fsync'd writes) on a blocking thread, so a slow disk never
+/// stalls the async workers. A panic inside is passed on.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(StoreError::io(
+            "run store work",
+            "",
+            std::io::Error::other(error.to_string()),
+        )),
     }
 }
 

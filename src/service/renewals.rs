@@ -173,7 +173,7 @@ async fn certificate_loop(
             () = stop.cancelled() => return,
         }
     }
-    refresh(&renewer, &name, &state);
+    refresh(&renewer, &name, &state).await;
     loop {
         let now = OffsetDateTime::now_utc();
         let result = renewer.renew(&name, RenewOptions::default(), now).await;
@@ -206,7 +206,7 @@ async fn certificate_loop(
                 MINIMUM_RETRY.min(renewer.backoff_base())
             }
         };
-        let wait = match refresh(&renewer, &name, &state) {
+        let wait = match refresh(&renewer, &name, &state).await {
             Some(at) => until(at, minimum),
             None => MINIMUM_RETRY.max(minimum),
         };
@@ -219,8 +219,20 @@ async fn certificate_loop(
 
 /// Reads the certificate's status from the store into `state`; returns when the task
 /// should look again: the planned renewal, or the next ARI poll when that comes first.
-fn refresh(renewer: &Renewer, name: &str, state: &State) -> Option<OffsetDateTime> {
-    match renewer.status_of(name, OffsetDateTime::now_utc()) {
+/// The store is read on a blocking thread, off the async workers.
+async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) -> Option<OffsetDateTime> {
+    let read = {
+        let (renewer, name) = (Arc::clone(renewer), name.to_owned());
+        tokio::task::spawn_blocking(move || renewer.status_of(&name, OffsetDateTime::now_utc()))
+    };
+    let status = match read.await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::warn!(certificate = %name, %error, "reading the certificate's status failed");
+            return None;
+        }
+    };
+    match status {
         Ok(status) => {
             state.update_certificate(&status);
             state.update_ca_facts(name, renewer.profile(name), &renewer.ca_facts());

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::model::Config;
 use crate::renew::served::{Observation, Served, ServedProber};
-use crate::store::CertStore;
+use crate::store::{CertStore, StoreError};
 
 /// How often the verify targets are re-probed: the default probe interval of an
 /// `[[endpoint]]`.
@@ -149,6 +149,22 @@ async fn drift_loop(
     }
 }
 
+/// The serial of the current version of each certificate in `names`, in order (`None`:
+/// no current version). Reads the store: call it on a blocking thread.
+fn current_serials(
+    state_dir: &std::path::Path,
+    names: Vec<String>,
+) -> Result<Vec<Result<Option<String>, StoreError>>, StoreError> {
+    let cert_store = CertStore::open(state_dir)?;
+    Ok(names
+        .iter()
+        .map(|name| match cert_store.current(name)? {
+            Some(version) => Ok(Some(cert_store.metadata(name, version)?.serial)),
+            None => Ok(None),
+        })
+        .collect())
+}
+
 /// One round: probes the verify targets of every certificate of `config` that has a current
 /// version and stores the samples. A certificate without a current version has none.
 pub async fn check_once(config: &Config, store: &ServedStore) {
@@ -164,21 +180,26 @@ pub async fn check_once(config: &Config, store: &ServedStore) {
             return;
         }
     };
-    let cert_store = match CertStore::open(&config.state_dir) {
-        Ok(cert_store) => cert_store,
-        Err(error) => {
+    let names: Vec<String> = checked.iter().map(|name| (*name).to_owned()).collect();
+    let state_dir = config.state_dir.clone();
+    // The store is read on a blocking thread, off the async workers.
+    let read = tokio::task::spawn_blocking(move || current_serials(&state_dir, names)).await;
+    let serials = match read {
+        Ok(Ok(serials)) => serials,
+        Ok(Err(error)) => {
             tracing::warn!(%error, "served-certificate check skipped");
             return;
         }
+        Err(error) => {
+            tracing::warn!(%error, "served-certificate check skipped: reading the store failed");
+            return;
+        }
     };
-    for certificate in config.certificates.iter().filter(|c| !c.verify.is_empty()) {
+    let certificates = config.certificates.iter().filter(|c| !c.verify.is_empty());
+    for (certificate, current) in certificates.zip(serials) {
         let name = &certificate.name;
-        let current = cert_store.current(name).and_then(|version| match version {
-            Some(version) => cert_store.metadata(name, version).map(Some),
-            None => Ok(None),
-        });
         let serial = match current {
-            Ok(Some(meta)) => meta.serial,
+            Ok(Some(serial)) => serial,
             Ok(None) => {
                 store.replace(name, Vec::new());
                 continue;
@@ -300,18 +321,22 @@ mod tests {
         crate::config::parse(&verifying_text(dir, names), Some(file)).expect("test config")
     }
 
-    /// Lets the loop run until `store` lists `wanted` (paused time advances by itself).
+    /// Waits until `store` lists `wanted`, at most ten seconds (far less than
+    /// [`DRIFT_INTERVAL`], so only a reload can have started a later round). The loop reads
+    /// the store on a blocking thread, so real time has to pass.
     async fn until_checked(store: &ServedStore, wanted: &[&str]) {
-        for _ in 0..1000 {
-            if store.certificates() == wanted {
-                return;
-            }
-            tokio::task::yield_now().await;
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while store.certificates() != wanted {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "checked {:?}, wanted {wanted:?}",
+                store.certificates()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        panic!("checked {:?}, wanted {wanted:?}", store.certificates());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn the_drift_loop_checks_the_applied_configuration_not_the_file_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("certinel.toml");
@@ -327,10 +352,8 @@ mod tests {
 
         until_checked(&store, &["api"]).await;
         // A reload starts a round at once, well before the interval.
-        let started = tokio::time::Instant::now();
         sender.send_replace(Arc::new(edited));
         until_checked(&store, &["www"]).await;
-        assert!(started.elapsed() < DRIFT_INTERVAL);
 
         shutdown.cancel();
         tracker.close();
