@@ -100,6 +100,7 @@ fn window(
     AriReply {
         window: (now + start, now + end),
         retry_after: retry_after.map(str::to_owned),
+        explanation_url: None,
     }
 }
 
@@ -528,4 +529,30 @@ async fn a_ca_that_starts_offering_renewal_information_gets_replaces_without_a_r
     let orders = front.new_orders();
     assert_eq!(orders.len(), 2, "{orders:?}");
     assert!(orders[1].get("replaces").is_some(), "{orders:?}");
+}
+
+#[tokio::test]
+async fn the_explanation_url_of_the_window_is_kept_and_shown_in_status() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    let mut served = window(now, Duration::days(2), Duration::days(3), Some("3600"));
+    served.explanation_url = Some("https://ca.test/why".to_owned());
+    front.set_window(served);
+    let outcome = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(outcome, Ok(RenewOutcome::NotDue { .. })),
+        "{outcome:?}"
+    );
+    let status = setup.status(&renewer, now);
+    assert_eq!(
+        status.ari_explanation_url.as_deref(),
+        Some("https://ca.test/why")
+    );
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["ari_explanation_url"], "https://ca.test/why");
 }

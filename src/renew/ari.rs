@@ -154,8 +154,12 @@ impl Run<'_> {
         if fresh_directory(&account).await.renewal_info.is_none() {
             return Some(None);
         }
-        let fetched = renewal_info(&account, &cert_id)
-            .await
+        let fetched = renewal_info(&account, &cert_id).await;
+        let explanation_url = fetched
+            .as_ref()
+            .ok()
+            .and_then(|info| info.explanation_url.clone());
+        let fetched = fetched
             .map(|info| AriAnswer {
                 window: SuggestedWindow {
                     start: info.window_start,
@@ -164,7 +168,11 @@ impl Run<'_> {
                 retry_after: info.retry_after,
             })
             .map_err(|error| error.to_string());
-        let state = absorb(previous, &cert_id, fetched, self.now, rand::random::<f64>());
+        let answered = fetched.is_ok();
+        let mut state = absorb(previous, &cert_id, fetched, self.now, rand::random::<f64>());
+        if answered {
+            state.explanation_url = explanation_url;
+        }
         tracing::info!(
             cert_id,
             window_start = ?state.window_start,
@@ -172,6 +180,7 @@ impl Run<'_> {
             renew_at = ?state.renew_at,
             next_poll = %state.next_poll,
             error = state.last_error.as_deref(),
+            explanation_url = state.explanation_url.as_deref(),
             "renewal information"
         );
         Some(Some(state))

@@ -36,6 +36,8 @@ pub struct AriReply {
     pub window: (OffsetDateTime, OffsetDateTime),
     /// The Retry-After header value; none sends no header.
     pub retry_after: Option<String>,
+    /// The `explanationURL` to send, if any.
+    pub explanation_url: Option<String>,
 }
 
 /// What the test chooses and what the front saw.
@@ -290,9 +292,12 @@ impl Forward {
                 .expect("404");
         };
         let stamp = |t: OffsetDateTime| t.format(&Rfc3339).expect("RFC 3339");
-        let document = serde_json::json!({
+        let mut document = serde_json::json!({
             "suggestedWindow": {"start": stamp(reply.window.0), "end": stamp(reply.window.1)}
         });
+        if let Some(url) = &reply.explanation_url {
+            document["explanationURL"] = url.clone().into();
+        }
         let mut response = Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "application/json");
