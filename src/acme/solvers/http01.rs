@@ -357,11 +357,13 @@ mod tests {
                     "--test-threads=1",
                 ])
                 .env(UMASK_CHILD, "1")
-                .status()
+                .output()
                 .unwrap();
             assert!(
-                status.success(),
-                "the umask test failed in its child process"
+                status.status.success(),
+                "the umask test failed in its child process:\n{}{}",
+                String::from_utf8_lossy(&status.stdout),
+                String::from_utf8_lossy(&status.stderr)
             );
             return;
         }
