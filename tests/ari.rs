@@ -556,3 +556,39 @@ async fn the_explanation_url_of_the_window_is_kept_and_shown_in_status() {
     let json = serde_json::to_value(&status).unwrap();
     assert_eq!(json["ari_explanation_url"], "https://ca.test/why");
 }
+
+#[tokio::test]
+async fn a_ca_that_does_not_echo_replaces_gets_no_second_order_and_no_more_replaces() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    front.ignore_replaces();
+    let renewed = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}\n{}",
+        pebble.log()
+    );
+    let orders = front.new_orders();
+    // The order the CA created is used: no second order is placed for this renewal.
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert!(orders[1].get("replaces").is_some());
+
+    let forced = RenewOptions {
+        force: true,
+        ..RenewOptions::default()
+    };
+    let again = renewer.renew("api", forced, now).await;
+    assert!(
+        matches!(again, Ok(RenewOutcome::Renewed { .. })),
+        "{again:?}"
+    );
+    let orders = front.new_orders();
+    assert_eq!(orders.len(), 3, "{orders:?}");
+    assert!(orders[2].get("replaces").is_none(), "{orders:?}");
+}

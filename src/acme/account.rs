@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use base64::Engine;
@@ -32,6 +33,11 @@ pub struct AcmeAccount {
     /// The credentials as JSON, to rebuild the handle; never logged.
     credentials: Arc<serde_json::Value>,
     client: http::InstrumentedClient,
+    /// Set when the CA created an order without echoing `replaces`: no more `replaces` to
+    /// it while the process runs.
+    replaces_refused: Arc<AtomicBool>,
+    /// Serializes newOrder, so the `Location` the client saw belongs to this call's order.
+    new_order_lock: Arc<tokio::sync::Mutex<()>>,
     directory: String,
     credentials_path: PathBuf,
     created: bool,
@@ -88,7 +94,18 @@ impl AcmeAccount {
     /// Whether an order may carry `replaces`: the CA advertised `renewalInfo` in the last
     /// directory fetched and in the one instant-acme checks orders against.
     pub fn sends_replaces(&self) -> bool {
-        self.read_handle().knows_renewal_info && self.directory_facts().renewal_info.is_some()
+        !self.replaces_refused.load(Ordering::Relaxed)
+            && self.read_handle().knows_renewal_info
+            && self.directory_facts().renewal_info.is_some()
+    }
+
+    /// No more `replaces` to this CA while the process runs.
+    pub(crate) fn stop_sending_replaces(&self) {
+        self.replaces_refused.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn new_order_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.new_order_lock
     }
 
     /// Rebuilds instant-acme's account when the directory fetched last advertises
@@ -262,6 +279,8 @@ pub async fn load_or_create_account(
         })),
         credentials: Arc::new(credentials),
         client,
+        replaces_refused: Arc::new(AtomicBool::new(false)),
+        new_order_lock: Arc::new(tokio::sync::Mutex::new(())),
         directory: settings.directory.clone(),
         credentials_path,
         created,

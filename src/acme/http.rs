@@ -149,6 +149,9 @@ struct Shared {
     facts: Mutex<DirectoryFacts>,
     /// CA time minus local time in seconds, from the last response's `Date` header.
     clock_skew: Mutex<Option<f64>>,
+    /// The `Location` of the last newOrder answer: the order a CA created even when
+    /// instant-acme then refuses its answer.
+    last_new_order: Mutex<Option<String>>,
 }
 
 impl InstrumentedClient {
@@ -170,6 +173,7 @@ impl InstrumentedClient {
                 known_urls: Mutex::new(known),
                 facts: Mutex::new(DirectoryFacts::default()),
                 clock_skew: Mutex::new(None),
+                last_new_order: Mutex::new(None),
             }),
         }
     }
@@ -182,6 +186,11 @@ impl InstrumentedClient {
     /// CA time minus local time in seconds, from the last response's `Date` header.
     pub(crate) fn clock_skew(&self) -> Option<f64> {
         *lock(&self.shared.clock_skew)
+    }
+
+    /// Takes the `Location` of the last newOrder answer (callers serialize newOrder).
+    pub(crate) fn take_new_order_location(&self) -> Option<String> {
+        lock(&self.shared.last_new_order).take()
     }
 }
 
@@ -257,6 +266,14 @@ impl Shared {
                     }
                     self.observer
                         .request_done(endpoint, status.as_str(), elapsed);
+                    if endpoint == "new_order" {
+                        *lock(&self.last_new_order) = response
+                            .parts
+                            .headers
+                            .get(http::header::LOCATION)
+                            .and_then(|value| value.to_str().ok())
+                            .map(str::to_owned);
+                    }
                     let retry_after = response
                         .parts
                         .headers

@@ -50,6 +50,7 @@ struct Shared {
     renewal_info_ids: Vec<String>,
     new_order_path: Option<String>,
     reject_replaces: bool,
+    ignore_replaces: bool,
 }
 
 /// A running front; it stops when dropped.
@@ -139,6 +140,11 @@ impl AriFront {
     /// Answers the next newOrder that carries `replaces` with 409 `alreadyReplaced`.
     pub fn reject_next_replaces(&self) {
         self.shared.lock().unwrap().reject_replaces = true;
+    }
+
+    /// Creates orders with `replaces` without echoing it, as a CA that ignores the field.
+    pub fn ignore_replaces(&self) {
+        self.shared.lock().unwrap().ignore_replaces = true;
     }
 
     /// The JSON payloads of every newOrder request so far.
@@ -241,7 +247,8 @@ impl Forward {
         if path == "/dir" && parts.status.is_success() {
             body = self.rewrite_directory(&body);
         }
-        if let Some(replaces) = replaces.filter(|_| parts.status.is_success()) {
+        let echo = !self.shared.lock().unwrap().ignore_replaces;
+        if let Some(replaces) = replaces.filter(|_| echo && parts.status.is_success()) {
             // A CA with ARI echoes `replaces` in the order (RFC 9773 section 5).
             if let Ok(mut order) = serde_json::from_slice::<serde_json::Value>(&body) {
                 order["replaces"] = replaces;
