@@ -100,6 +100,7 @@ fn window(
     AriReply {
         window: (now + start, now + end),
         retry_after: retry_after.map(str::to_owned),
+        explanation_url: None,
     }
 }
 
@@ -476,4 +477,118 @@ async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
     let orders = front.new_orders();
     assert_eq!(orders.len(), 1, "{orders:?}");
     assert!(orders[0].get("replaces").is_none());
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_renewed_without_asking_for_renewal_information() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    // RFC 9773 section 4.3: clients must not ask about a certificate that has expired.
+    let after_expiry = now + Duration::days(31);
+    front.set_window(window(
+        after_expiry,
+        Duration::days(1),
+        Duration::days(2),
+        Some("60"),
+    ));
+    let renewed = renewer
+        .renew("api", RenewOptions::default(), after_expiry)
+        .await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}\n{}",
+        pebble.log()
+    );
+    assert!(front.renewal_info_requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_ca_that_starts_offering_renewal_information_gets_replaces_without_a_restart() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, false, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    // The account was loaded from a directory without renewalInfo; the CA adds it.
+    front.set_renewal_info(true);
+    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    let renewed = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}\n{}",
+        pebble.log()
+    );
+    assert_eq!(front.renewal_info_requests().len(), 1);
+    let orders = front.new_orders();
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert!(orders[1].get("replaces").is_some(), "{orders:?}");
+}
+
+#[tokio::test]
+async fn the_explanation_url_of_the_window_is_kept_and_shown_in_status() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    let mut served = window(now, Duration::days(2), Duration::days(3), Some("3600"));
+    served.explanation_url = Some("https://ca.test/why".to_owned());
+    front.set_window(served);
+    let outcome = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(outcome, Ok(RenewOutcome::NotDue { .. })),
+        "{outcome:?}"
+    );
+    let status = setup.status(&renewer, now);
+    assert_eq!(
+        status.ari_explanation_url.as_deref(),
+        Some("https://ca.test/why")
+    );
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["ari_explanation_url"], "https://ca.test/why");
+}
+
+#[tokio::test]
+async fn a_ca_that_does_not_echo_replaces_gets_no_second_order_and_no_more_replaces() {
+    let pebble = pebble().await;
+    let front = AriFront::start(&pebble, true, &[]).await;
+    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let renewer = setup.renewer();
+    let now = OffsetDateTime::now_utc();
+    issue_first(&renewer, &pebble, now).await;
+
+    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    front.ignore_replaces();
+    let renewed = renewer.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}\n{}",
+        pebble.log()
+    );
+    let orders = front.new_orders();
+    // The order the CA created is used: no second order is placed for this renewal.
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert!(orders[1].get("replaces").is_some());
+
+    let forced = RenewOptions {
+        force: true,
+        ..RenewOptions::default()
+    };
+    let again = renewer.renew("api", forced, now).await;
+    assert!(
+        matches!(again, Ok(RenewOutcome::Renewed { .. })),
+        "{again:?}"
+    );
+    let orders = front.new_orders();
+    assert_eq!(orders.len(), 3, "{orders:?}");
+    assert!(orders[2].get("replaces").is_none(), "{orders:?}");
 }

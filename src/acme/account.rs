@@ -9,12 +9,14 @@ use std::fmt;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::acme::error::retry_bad_nonce;
@@ -24,18 +26,35 @@ use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
 /// A usable account on one ACME CA.
 #[derive(Clone)]
 pub struct AcmeAccount {
-    inner: Account,
+    /// Shared by every clone, so a rebuilt handle serves every later order.
+    handle: Arc<RwLock<Handle>>,
+    /// The account URL (stable across rebuilt handles).
+    url: String,
+    /// The credentials as JSON, to rebuild the handle; never logged.
+    credentials: Arc<serde_json::Value>,
     client: http::InstrumentedClient,
+    /// Set when the CA created an order without echoing `replaces`: no more `replaces` to
+    /// it while the process runs.
+    replaces_refused: Arc<AtomicBool>,
+    /// Serializes newOrder, so the `Location` the client saw belongs to this call's order.
+    new_order_lock: Arc<tokio::sync::Mutex<()>>,
     directory: String,
     credentials_path: PathBuf,
     created: bool,
     poll: PollPolicy,
 }
 
+/// instant-acme's account and what it saw in the directory it fetched when built: it
+/// checks `replaces` against that copy, never against a newer directory.
+struct Handle {
+    account: Account,
+    knows_renewal_info: bool,
+}
+
 impl AcmeAccount {
     /// The account URL the CA assigned (stable across restarts).
     pub fn url(&self) -> &str {
-        self.inner.id()
+        &self.url
     }
 
     /// The directory URL this account belongs to.
@@ -68,8 +87,69 @@ impl AcmeAccount {
         &self.client
     }
 
-    pub(crate) fn acme(&self) -> &Account {
-        &self.inner
+    pub(crate) fn acme(&self) -> Account {
+        self.read_handle().account.clone()
+    }
+
+    /// Whether an order may carry `replaces`: the CA advertised `renewalInfo` in the last
+    /// directory fetched and in the one instant-acme checks orders against.
+    pub fn sends_replaces(&self) -> bool {
+        !self.replaces_refused.load(Ordering::Relaxed)
+            && self.read_handle().knows_renewal_info
+            && self.directory_facts().renewal_info.is_some()
+    }
+
+    /// No more `replaces` to this CA while the process runs.
+    pub(crate) fn stop_sending_replaces(&self) {
+        self.replaces_refused.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn new_order_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.new_order_lock
+    }
+
+    /// Rebuilds instant-acme's account when the directory fetched last advertises
+    /// `renewalInfo` but the one the account was built with did not (a CA that started
+    /// offering ARI while certinel ran); otherwise every order with `replaces` would fail
+    /// until a restart.
+    pub(crate) async fn reload_when_renewal_info_appeared(&self) -> Result<(), AcmeError> {
+        if self.read_handle().knows_renewal_info || self.directory_facts().renewal_info.is_none() {
+            return Ok(());
+        }
+        let credentials: AccountCredentials =
+            serde_json::from_value(Value::clone(&self.credentials)).map_err(|error| {
+                AcmeError::Invalid {
+                    stage: Stage::Account,
+                    message: format!("account credentials: {error}"),
+                }
+            })?;
+        let account = Account::builder_with_http(Box::new(self.client.clone()))
+            .from_credentials(credentials)
+            .await
+            .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+        // Building fetched the directory again: the facts now say what the account saw.
+        let knows_renewal_info = self.directory_facts().renewal_info.is_some();
+        tracing::info!(
+            directory = %self.directory,
+            knows_renewal_info,
+            "the CA now offers renewal information: reloaded the ACME account"
+        );
+        *self
+            .handle
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Handle {
+            account,
+            knows_renewal_info,
+        };
+        Ok(())
+    }
+
+    /// The handle; a panic while it was replaced leaves a usable value, so poisoning is
+    /// ignored.
+    fn read_handle(&self) -> std::sync::RwLockReadGuard<'_, Handle> {
+        self.handle
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn poll_policy(&self) -> &PollPolicy {
@@ -123,7 +203,7 @@ pub async fn load_or_create_account(
         move |source| AcmeError::AccountFile { path, source }
     };
 
-    let (inner, created) = match std::fs::read(&credentials_path) {
+    let (account, credentials, created) = match std::fs::read(&credentials_path) {
         Ok(bytes) => {
             let stored: StoredAccount = serde_json::from_slice(&bytes)
                 .map_err(|error| file_error(&credentials_path)(std::io::Error::other(error)))?;
@@ -138,26 +218,56 @@ pub async fn load_or_create_account(
                     ),
                 });
             }
+            let credentials = credentials_json(&stored.credentials, &credentials_path)?;
             let account = Account::builder_with_http(Box::new(client.clone()))
                 .from_credentials(stored.credentials)
                 .await
                 .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
-            (account, false)
+            (account, credentials, false)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let account = create_account(settings, &client, &credentials_path).await?;
-            (account, true)
+            let (account, credentials) =
+                create_account(settings, &client, &credentials_path).await?;
+            (account, credentials, true)
         }
         Err(error) => return Err(file_error(&credentials_path)(error)),
     };
-    Ok(AcmeAccount {
-        inner,
+    Ok(assemble(
+        account,
+        credentials,
         client,
+        settings,
+        credentials_path,
+        created,
+    ))
+}
+
+/// The account handle around a freshly built or loaded instant-acme `Account`.
+fn assemble(
+    account: Account,
+    credentials: Value,
+    client: http::InstrumentedClient,
+    settings: &AcmeSettings,
+    credentials_path: PathBuf,
+    created: bool,
+) -> AcmeAccount {
+    // Building the account fetched the directory: the facts say what instant-acme saw.
+    let knows_renewal_info = client.directory_facts().renewal_info.is_some();
+    AcmeAccount {
+        url: account.id().to_owned(),
+        handle: Arc::new(RwLock::new(Handle {
+            account,
+            knows_renewal_info,
+        })),
+        credentials: Arc::new(credentials),
+        client,
+        replaces_refused: Arc::new(AtomicBool::new(false)),
+        new_order_lock: Arc::new(tokio::sync::Mutex::new(())),
         directory: settings.directory.clone(),
         credentials_path,
         created,
         poll: settings.poll,
-    })
+    }
 }
 
 /// Registers a new account for `settings.directory` even though a credentials file may
@@ -173,15 +283,15 @@ pub async fn register_new_account(
     let credentials_path = state_dir
         .join("acme")
         .join(account_file_name(&settings.directory));
-    let inner = create_account(settings, &client, &credentials_path).await?;
-    Ok(AcmeAccount {
-        inner,
+    let (account, credentials) = create_account(settings, &client, &credentials_path).await?;
+    Ok(assemble(
+        account,
+        credentials,
         client,
-        directory: settings.directory.clone(),
+        settings,
         credentials_path,
-        created: true,
-        poll: settings.poll,
-    })
+        true,
+    ))
 }
 
 /// The HTTP client for `settings`, its failure worded as an account problem.
@@ -205,12 +315,13 @@ fn build_client(
 }
 
 /// Creates an account on the CA (with EAB when configured) and writes its credentials to
-/// `credentials_path` (temporary file, fsync, rename; mode 0600).
+/// `credentials_path` (temporary file, fsync, rename; mode 0600). Returns the account and
+/// its credentials as JSON (kept to rebuild the handle).
 async fn create_account(
     settings: &AcmeSettings,
     client: &http::InstrumentedClient,
     credentials_path: &Path,
-) -> Result<Account, AcmeError> {
+) -> Result<(Account, Value), AcmeError> {
     let file_error = |source| AcmeError::AccountFile {
         path: credentials_path.to_owned(),
         source,
@@ -228,6 +339,7 @@ async fn create_account(
             .await
     )
     .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+    let credentials_value = credentials_json(&credentials, credentials_path)?;
     let stored = StoredAccount {
         directory: settings.directory.clone(),
         credentials,
@@ -242,7 +354,15 @@ async fn create_account(
         credentials = %credentials_path.display(),
         "created ACME account"
     );
-    Ok(account)
+    Ok((account, credentials_value))
+}
+
+/// The credentials as JSON, kept to rebuild the account handle.
+fn credentials_json(credentials: &AccountCredentials, path: &Path) -> Result<Value, AcmeError> {
+    serde_json::to_value(credentials).map_err(|error| AcmeError::AccountFile {
+        path: path.to_owned(),
+        source: std::io::Error::other(error),
+    })
 }
 
 fn decode_eab(eab: &crate::acme::Eab) -> Result<ExternalAccountKey, AcmeError> {

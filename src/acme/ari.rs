@@ -53,7 +53,7 @@ impl DirectoryFacts {
 }
 
 /// The CA's answer about one certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenewalInfo {
     /// Start of the suggested window.
     pub window_start: OffsetDateTime,
@@ -61,12 +61,16 @@ pub struct RenewalInfo {
     pub window_end: OffsetDateTime,
     /// The Retry-After delay, when the header was present and valid.
     pub retry_after: Option<Duration>,
+    /// A page explaining the window (RFC 9773 section 4.2, `explanationURL`).
+    pub explanation_url: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RenewalInfoDocument {
     suggested_window: WindowDocument,
+    #[serde(rename = "explanationURL", default)]
+    explanation_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +125,7 @@ pub async fn refresh_directory(account: &AcmeAccount) -> Result<DirectoryFacts, 
             stage: Stage::Order,
             message: format!("the directory is not JSON: {error}"),
         })?;
+    account.reload_when_renewal_info_appeared().await?;
     Ok(DirectoryFacts::from_directory(&json))
 }
 
@@ -156,6 +161,7 @@ pub async fn renewal_info(account: &AcmeAccount, cert_id: &str) -> Result<Renewa
         window_start: document.suggested_window.start,
         window_end: document.suggested_window.end,
         retry_after,
+        explanation_url: document.explanation_url,
     })
 }
 

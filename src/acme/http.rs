@@ -152,6 +152,9 @@ struct Shared {
     /// When the CA's last error response (after retries) said to come back, from its
     /// `Retry-After` header; taken by the next failed ACME call.
     retry_after: Mutex<Option<time::OffsetDateTime>>,
+    /// The `Location` of the last newOrder answer: the order a CA created even when
+    /// instant-acme then refuses its answer.
+    last_new_order: Mutex<Option<String>>,
 }
 
 impl InstrumentedClient {
@@ -174,6 +177,7 @@ impl InstrumentedClient {
                 facts: Mutex::new(DirectoryFacts::default()),
                 clock_skew: Mutex::new(None),
                 retry_after: Mutex::new(None),
+                last_new_order: Mutex::new(None),
             }),
         }
     }
@@ -194,6 +198,11 @@ impl InstrumentedClient {
     /// the CA asking this client to slow down.
     pub(crate) fn take_retry_after(&self) -> Option<time::OffsetDateTime> {
         lock(&self.shared.retry_after).take()
+    }
+
+    /// Takes the `Location` of the last newOrder answer (callers serialize newOrder).
+    pub(crate) fn take_new_order_location(&self) -> Option<String> {
+        lock(&self.shared.last_new_order).take()
     }
 }
 
@@ -252,7 +261,7 @@ impl Shared {
 
             let started = tokio::time::Instant::now();
             let sent =
-                tokio::time::timeout(self.policy.request_timeout, self.inner.request(attempt))
+                tokio::time::timeout(self.policy.request_timeout, self.request_and_body(attempt))
                     .await;
             let elapsed = started.elapsed();
             let (outcome, result) = match sent {
@@ -269,6 +278,14 @@ impl Shared {
                     }
                     self.observer
                         .request_done(endpoint, status.as_str(), elapsed);
+                    if endpoint == "new_order" {
+                        *lock(&self.last_new_order) = response
+                            .parts
+                            .headers
+                            .get(http::header::LOCATION)
+                            .and_then(|value| value.to_str().ok())
+                            .map(str::to_owned);
+                    }
                     let retry_after = response
                         .parts
                         .headers
@@ -318,6 +335,23 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Sends one attempt and reads its whole body, so that a CA sending headers and then
+    /// stalling hits the per-attempt timeout instead of hanging whoever reads the body.
+    async fn request_and_body(
+        &self,
+        attempt: Request<BodyWrapper<Bytes>>,
+    ) -> Result<BytesResponse, instant_acme::Error> {
+        let BytesResponse { parts, mut body } = self.inner.request(attempt).await?;
+        let bytes = body
+            .into_bytes()
+            .await
+            .map_err(instant_acme::Error::Other)?;
+        Ok(BytesResponse {
+            parts,
+            body: Box::new(bytes),
+        })
     }
 
     fn endpoint(&self, url: &str, path: &str) -> &'static str {

@@ -156,7 +156,41 @@ async fn new_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Orde
     if let Some(replaces) = &request.replaces {
         new_order = new_order.replaces(parse_ari_id(replaces)?);
     }
-    retry_bad_nonce!(account.acme().new_order(&new_order).await)
+    let _one_new_order_at_a_time = account.new_order_lock().lock().await;
+    account.http_client().take_new_order_location();
+    match retry_bad_nonce!(account.acme().new_order(&new_order).await) {
+        Ok(order) => Ok(order),
+        Err(error) if request.replaces.is_some() && is_replaces_mismatch(&error) => {
+            adopt_order_without_replaces(account, error).await
+        }
+        Err(error) => Err(AcmeError::from_acme(Stage::Order, error)),
+    }
+}
+
+/// Whether instant-acme refused a created order because the CA did not echo `replaces`.
+fn is_replaces_mismatch(error: &instant_acme::Error) -> bool {
+    matches!(error, instant_acme::Error::Other(_))
+        && error.to_string().contains("replaces field mismatch")
+}
+
+/// The CA created the order but did not echo `replaces` (RFC 9773 section 5 says it
+/// must): ordering again would leave that order orphaned and count twice against rate
+/// limits. The created order is used as it is, and this CA gets no more `replaces` while
+/// the process runs.
+async fn adopt_order_without_replaces(
+    account: &AcmeAccount,
+    error: instant_acme::Error,
+) -> Result<Order, AcmeError> {
+    account.stop_sending_replaces();
+    let Some(url) = account.http_client().take_new_order_location() else {
+        return Err(AcmeError::from_acme(Stage::Order, error));
+    };
+    tracing::warn!(
+        order = %url,
+        %error,
+        "the CA created the order without echoing replaces: using that order, and sending no replaces to this CA until restart"
+    );
+    retry_bad_nonce!(account.acme().order(url.clone()).await)
         .map_err(|error| AcmeError::from_acme(Stage::Order, error))
 }
 

@@ -148,6 +148,7 @@ mod tests {
             ari_window_end: None,
             ari_next_poll: None,
             ari_error: None,
+            ari_explanation_url: None,
             last_outcome: None,
             consecutive_failures: 0,
             last_error: None,

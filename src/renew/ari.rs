@@ -67,7 +67,12 @@ impl Run<'_> {
         &self,
     ) -> Result<(Decision, OffsetDateTime), RenewError> {
         let name = &self.certificate.name;
-        let facts = PlanFacts::read(&self.store, name).map_err(|e| self.store_error(e))?;
+        let facts = {
+            let (store, name) = (self.store.clone(), name.clone());
+            off_runtime(move || PlanFacts::read(&store, &name))
+                .await
+                .map_err(|e| self.store_error(e))?
+        };
         let mut schedule = facts.schedule.clone();
         if let Some(meta) = &facts.current {
             schedule.jitter_for(&meta.serial, rand::random::<f64>());
@@ -80,7 +85,11 @@ impl Run<'_> {
                 .store
                 .schedule_path(name)
                 .map_err(|e| self.store_error(e))?;
-            state::save(&path, &schedule).map_err(|e| self.store_error(e))?;
+            let saved = schedule.clone();
+            // The save fsyncs: keep it off the async workers.
+            off_runtime(move || state::save(&path, &saved))
+                .await
+                .map_err(|e| self.store_error(e))?;
         }
         let facts = PlanFacts {
             current: facts.current,
@@ -116,14 +125,15 @@ impl Run<'_> {
             // Imported, or issued by another CA: this CA cannot know it.
             return previous.map(|_| None);
         }
-        let cert_id = match self.current_ari_id(meta) {
+        let cert_id = match self.current_ari_id_off_runtime(meta).await {
             Ok(cert_id) => cert_id,
             Err(error) => {
                 tracing::warn!(%error, "no ARI identifier for the current certificate");
                 return None;
             }
         };
-        if !AriState::poll_due(previous, &cert_id, self.now) {
+        // RFC 9773 section 4.3: no renewal information about an expired certificate.
+        if meta.not_after <= self.now || !AriState::poll_due(previous, &cert_id, self.now) {
             return None;
         }
         let account = match self.load_account().await {
@@ -144,8 +154,12 @@ impl Run<'_> {
         if fresh_directory(&account).await.renewal_info.is_none() {
             return Some(None);
         }
-        let fetched = renewal_info(&account, &cert_id)
-            .await
+        let fetched = renewal_info(&account, &cert_id).await;
+        let explanation_url = fetched
+            .as_ref()
+            .ok()
+            .and_then(|info| info.explanation_url.clone());
+        let fetched = fetched
             .map(|info| AriAnswer {
                 window: SuggestedWindow {
                     start: info.window_start,
@@ -154,7 +168,11 @@ impl Run<'_> {
                 retry_after: info.retry_after,
             })
             .map_err(|error| error.to_string());
-        let state = absorb(previous, &cert_id, fetched, self.now, rand::random::<f64>());
+        let answered = fetched.is_ok();
+        let mut state = absorb(previous, &cert_id, fetched, self.now, rand::random::<f64>());
+        if answered {
+            state.explanation_url = explanation_url;
+        }
         tracing::info!(
             cert_id,
             window_start = ?state.window_start,
@@ -162,6 +180,7 @@ impl Run<'_> {
             renew_at = ?state.renew_at,
             next_poll = %state.next_poll,
             error = state.last_error.as_deref(),
+            explanation_url = state.explanation_url.as_deref(),
             "renewal information"
         );
         Some(Some(state))
@@ -170,8 +189,11 @@ impl Run<'_> {
     /// The ARI identifier of the current certificate to send as `replaces`, when the CA
     /// offers ARI and the certificate came from this account's CA.
     pub(super) fn replaces(&self, account: &AcmeAccount) -> Option<String> {
-        // RFC 9773: no `replaces` to a CA that does not offer renewal information.
-        account.directory_facts().renewal_info?;
+        // RFC 9773: no `replaces` to a CA that does not offer renewal information (nor
+        // before the account handle knows it does: instant-acme would refuse the order).
+        if !account.sends_replaces() {
+            return None;
+        }
         let name = &self.certificate.name;
         let version = self.store.current(name).ok()??;
         let meta = self.store.metadata(name, version).ok()?;
@@ -212,6 +234,28 @@ impl Run<'_> {
         Err(self.count_failure(error))
     }
 
+    /// [`Self::current_ari_id`], reading the certificate file on a blocking thread.
+    async fn current_ari_id_off_runtime(
+        &self,
+        meta: &VersionMetadata,
+    ) -> Result<String, RenewError> {
+        let name = &self.certificate.name;
+        let files = self
+            .store
+            .files(name, meta.version)
+            .map_err(|e| self.store_error(e))?;
+        let path = files.cert.clone();
+        let pem = off_runtime(move || {
+            std::fs::read_to_string(&path).map_err(|e| StoreError::io("read", &path, e))
+        })
+        .await
+        .map_err(|e| self.store_error(e))?;
+        ari_certificate_id(&pem).map_err(|source| RenewError::Acme {
+            name: name.clone(),
+            source,
+        })
+    }
+
     fn current_ari_id(&self, meta: &VersionMetadata) -> Result<String, RenewError> {
         let name = &self.certificate.name;
         let files = self
@@ -224,6 +268,22 @@ impl Run<'_> {
             name: name.clone(),
             source,
         })
+    }
+}
+
+/// Runs store work (reads, fsync'd writes) on a blocking thread, so a slow disk never
+/// stalls the async workers. A panic inside is passed on.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(StoreError::io(
+            "run store work",
+            "",
+            std::io::Error::other(error.to_string()),
+        )),
     }
 }
 

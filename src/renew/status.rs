@@ -63,6 +63,8 @@ pub struct CertificateStatus {
     pub ari_next_poll: Option<OffsetDateTime>,
     /// Why the last renewal information request gave no usable answer, if it did not.
     pub ari_error: Option<String>,
+    /// The page the CA linked to explain its suggested window (`explanationURL`).
+    pub ari_explanation_url: Option<String>,
     /// `success` or `failure`; none before the first renewal.
     pub last_outcome: Option<&'static str>,
     /// Renewals failed in a row.
@@ -186,6 +188,7 @@ fn one(
         ari_window_end: ari.and_then(|a| a.window()).map(|w| w.end),
         ari_next_poll: ari.map(|a| a.next_poll),
         ari_error: ari.and_then(|a| a.last_error.clone()),
+        ari_explanation_url: ari.and_then(|a| a.explanation_url.clone()),
         last_outcome,
         consecutive_failures: schedule.consecutive_failures,
         last_error: schedule.last_error.clone(),

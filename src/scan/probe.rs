@@ -84,7 +84,8 @@ pub enum ProbeError {
     /// The deadline passed during the named stage.
     #[error("timed out after {after:?} during {stage}")]
     Timeout {
-        /// `resolve`, `connect`, `starttls` or `handshake`.
+        /// `setup` (trust roots, client identity), `resolve`, `connect`, `starttls` or
+        /// `handshake`.
         stage: &'static str,
         /// The deadline that passed.
         after: Duration,
@@ -148,8 +149,8 @@ impl ProbeContext {
 /// Probes `endpoint` on every address it resolves to (or the first, per its settings).
 /// Never fails: problems are recorded in the report.
 ///
-/// One deadline, `endpoint.timeout` from the start, covers the whole probe: name
-/// resolution, then the addresses (probed concurrently) through connect, STARTTLS and the
+/// One deadline, `endpoint.timeout` from the start, covers the whole probe: loading the
+/// trust roots and client identity, name resolution, then the addresses (probed concurrently) through connect, STARTTLS and the
 /// handshake. A resolver still busy at the deadline is a [`ProbeError::Timeout`] at stage
 /// `resolve` (keyword `timeout`); a resolver that answers with an error stays
 /// [`ProbeError::Dns`] (keyword `dns`).
@@ -188,7 +189,16 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
         addresses_disagree: false,
         client_cert: None,
     };
-    let plan = match plan_probe(endpoint, ctx).await {
+    // One deadline for the whole probe: slow trust roots, client identity or resolver eat
+    // into the time left for the addresses instead of adding to it.
+    let deadline = Instant::now() + endpoint.timeout;
+    let planned = timeout_at(deadline, plan_probe(endpoint, ctx))
+        .await
+        .unwrap_or(Err(ProbeError::Timeout {
+            stage: "setup",
+            after: endpoint.timeout,
+        }));
+    let plan = match planned {
         Ok(plan) => plan,
         Err(error) => {
             tracing::info!(%error, "endpoint settings are unusable");
@@ -197,9 +207,6 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
         }
     };
     report.client_cert = plan.client_cert.clone();
-    // One deadline for the whole probe: a slow resolver eats into the time left for the
-    // addresses instead of adding to it.
-    let deadline = Instant::now() + endpoint.timeout;
     let resolving =
         ctx.resolver
             .resolve(&endpoint.target.host, endpoint.ip_family, endpoint.resolve);
@@ -434,78 +441,4 @@ pub fn leaves_disagree(addresses: &[AddressReport]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_use_openssl_style_names() {
-        assert_eq!(version_name(Some(ProtocolVersion::TLSv1_3)), "TLSv1.3");
-        assert_eq!(version_name(Some(ProtocolVersion::TLSv1_2)), "TLSv1.2");
-    }
-
-    #[test]
-    fn cipher_suites_use_iana_names() {
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let names: Vec<String> = provider
-            .cipher_suites
-            .iter()
-            .map(|suite| suite_name(Some(*suite)))
-            .collect();
-        assert!(
-            names.contains(&"TLS_AES_128_GCM_SHA256".to_string()),
-            "{names:?}"
-        );
-        assert!(
-            names.contains(&"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".to_string()),
-            "{names:?}"
-        );
-        assert!(
-            names.iter().all(|name| name.starts_with("TLS_")),
-            "{names:?}"
-        );
-    }
-
-    #[test]
-    fn every_probe_error_has_a_distinct_keyword() {
-        let errors = [
-            ProbeError::Dns {
-                host: "h".into(),
-                detail: "d".into(),
-            },
-            ProbeError::Connect("c".into()),
-            ProbeError::Timeout {
-                stage: "connect",
-                after: Duration::from_secs(1),
-            },
-            ProbeError::StartTls("s".into()),
-            ProbeError::Handshake("h".into()),
-            ProbeError::Config("c".into()),
-            ProbeError::Internal("i".into()),
-        ];
-        let mut keywords: Vec<&str> = errors.iter().map(ProbeError::keyword).collect();
-        keywords.sort_unstable();
-        keywords.dedup();
-        assert_eq!(keywords.len(), errors.len());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stalled_resolver_counts_against_the_probe_deadline() {
-        let target = crate::config::model::Target {
-            host: crate::config::model::Host::Name("slow.test".into()),
-            port: 443,
-        };
-        let endpoint = Endpoint::new(target, Duration::from_secs(3));
-        let ctx = ProbeContext::new(
-            crate::scan::resolve::Resolver::stalling(),
-            crate::scan::trust::TrustCache::empty(),
-        );
-        let started = Instant::now();
-        let report = tokio::time::timeout(Duration::from_secs(60), probe_endpoint(&endpoint, &ctx))
-            .await
-            .expect("the probe outlived its deadline");
-        assert_eq!(started.elapsed(), Duration::from_secs(3));
-        let error = report.resolve_error.expect("no resolve error");
-        assert_eq!(error.keyword(), "timeout");
-        assert_eq!(error.to_string(), "timed out after 3s during resolve");
-    }
-}
+mod tests;

@@ -45,6 +45,10 @@ pub struct AriState {
     pub next_poll: OffsetDateTime,
     /// Why the last request gave no usable answer, if it did not.
     pub last_error: Option<String>,
+    /// The page the CA linked to explain its suggested window (RFC 9773 section 4.2,
+    /// `explanationURL`), from the last answer that had a window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation_url: Option<String>,
 }
 
 impl AriState {
@@ -111,6 +115,7 @@ pub fn absorb(
         renew_at: previous.and_then(|p| p.renew_at),
         next_poll,
         last_error: Some(error),
+        explanation_url: previous.and_then(|p| p.explanation_url.clone()),
     };
     let answer = match fetched {
         Ok(answer) => answer,
@@ -155,6 +160,8 @@ pub fn absorb(
         renew_at: Some(renew_at),
         next_poll,
         last_error,
+        // The renewer fills it in from the answer.
+        explanation_url: None,
     }
 }
 
@@ -173,6 +180,7 @@ mod tests {
             window_end: None,
             renew_at: None,
             next_poll: datetime!(2025-01-01 0:00 UTC),
+            explanation_url: None,
             last_error: None,
         };
         assert!(state.is_for_serial("a1b2"));

@@ -108,6 +108,7 @@ fn check_ari(
         renew_at: Some(hours(at)),
         next_poll: now,
         last_error: None,
+        explanation_url: None,
     });
     let fetched = fetched
         .map(|(start, end, retry_after)| AriAnswer {

@@ -135,9 +135,10 @@ pub async fn run_with_options(
         shutdown.clone(),
     );
     renewals.apply(&config);
-    // The drift check re-reads the configuration each round, so it follows reloads itself.
+    // The drift check follows the configuration the reloader applies.
+    let (applied, applied_configs) = tokio::sync::watch::channel(Arc::new(config.clone()));
     served::spawn(
-        config.clone(),
+        applied_configs,
         state.served(),
         served::DRIFT_INTERVAL,
         &tracker,
@@ -159,6 +160,7 @@ pub async fn run_with_options(
         renewals,
         environment,
         http: http_shared,
+        applied,
     };
     reloader.watch(loaded, reload_requests, shutdown).await;
     tracker.close();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, model::Config};
@@ -47,6 +47,8 @@ pub(crate) struct Reloader {
     pub environment: Arc<JobEnvironment>,
     /// Shared with the HTTP handlers (`/probe` settings).
     pub http: Arc<HttpShared>,
+    /// The applied configuration, for the drift check.
+    pub applied: watch::Sender<Arc<Config>>,
 }
 
 impl Reloader {
@@ -132,6 +134,9 @@ impl Reloader {
         });
         let (jobs_started, jobs_stopped) = self.scheduler.apply(&config);
         let (tasks_started, tasks_stopped) = self.renewals.apply(&config);
+        // A removed certificate's served_current series leave now, not at the next round.
+        self.environment.state.served().retain_checked(&config);
+        self.applied.send_replace(Arc::new(config.clone()));
         self.current = config;
         Ok((jobs_started + tasks_started, jobs_stopped + tasks_stopped))
     }

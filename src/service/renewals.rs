@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::model::{AcmeConfig, CertificateConfig, Config};
+use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
 use crate::service::state::State;
 
@@ -59,6 +59,9 @@ struct Task {
 struct Settings {
     state_dir: PathBuf,
     acme: Option<AcmeConfig>,
+    /// The served check after deploy resolves with its hosts file and probes with its
+    /// timeout.
+    scanner: ScannerSettings,
     certificate: CertificateConfig,
 }
 
@@ -91,6 +94,7 @@ impl Renewals {
                 let settings = Settings {
                     state_dir: config.state_dir.clone(),
                     acme: config.acme.clone(),
+                    scanner: config.scanner.clone(),
                     certificate: certificate.clone(),
                 };
                 (certificate.name.as_str(), settings)
@@ -169,7 +173,7 @@ async fn certificate_loop(
             () = stop.cancelled() => return,
         }
     }
-    refresh(&renewer, &name, &state);
+    refresh(&renewer, &name, &state).await;
     loop {
         let now = OffsetDateTime::now_utc();
         let result = renewer.renew(&name, RenewOptions::default(), now).await;
@@ -202,7 +206,7 @@ async fn certificate_loop(
                 MINIMUM_RETRY.min(renewer.backoff_base())
             }
         };
-        let wait = match refresh(&renewer, &name, &state) {
+        let wait = match refresh(&renewer, &name, &state).await {
             Some(at) => until(at, minimum),
             None => MINIMUM_RETRY.max(minimum),
         };
@@ -215,8 +219,20 @@ async fn certificate_loop(
 
 /// Reads the certificate's status from the store into `state`; returns when the task
 /// should look again: the planned renewal, or the next ARI poll when that comes first.
-fn refresh(renewer: &Renewer, name: &str, state: &State) -> Option<OffsetDateTime> {
-    match renewer.status_of(name, OffsetDateTime::now_utc()) {
+/// The store is read on a blocking thread, off the async workers.
+async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) -> Option<OffsetDateTime> {
+    let read = {
+        let (renewer, name) = (Arc::clone(renewer), name.to_owned());
+        tokio::task::spawn_blocking(move || renewer.status_of(&name, OffsetDateTime::now_utc()))
+    };
+    let status = match read.await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::warn!(certificate = %name, %error, "reading the certificate's status failed");
+            return None;
+        }
+    };
+    match status {
         Ok(status) => {
             state.update_certificate(&status);
             state.update_ca_facts(name, renewer.profile(name), &renewer.ca_facts());
@@ -299,7 +315,16 @@ mod tests {
         assert_eq!(renewals.apply(&changed), (1, 1), "api restarts");
         assert_eq!(names(&state), ["api", "www"]);
 
-        let one = config(dir.path(), &[("www", "30d")]);
+        let mut rescanned = changed.clone();
+        rescanned.scanner.default_timeout = Duration::from_secs(3);
+        assert_eq!(
+            renewals.apply(&rescanned),
+            (2, 2),
+            "the served check's scanner settings changed: every task restarts"
+        );
+
+        let mut one = config(dir.path(), &[("www", "30d")]);
+        one.scanner = rescanned.scanner.clone();
         assert_eq!(renewals.apply(&one), (0, 1));
         assert_eq!(names(&state), ["www"], "api's series leave at once");
 

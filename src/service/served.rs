@@ -3,8 +3,10 @@
 //! whether each address serves the current version: the classic "renewed but never
 //! reloaded" outage shows as `certinel_certificate_served_current 0`.
 //!
-//! Reloads are handled simply: the loop re-reads the configuration file at the start of
-//! each round and keeps the previous configuration when the file does not load. An address
+//! The loop follows the configuration the reloader applied (a `watch` channel), never the
+//! file itself: an edit that was rejected, or not yet applied, checks nothing. A reload
+//! starts a round at once, and [`ServedStore::retain`] at reload drops a removed
+//! certificate's samples without waiting for the round. An address
 //! that did not answer has no sample (the endpoint metrics report it as down), so a network
 //! problem never reads as a stale certificate.
 
@@ -12,12 +14,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, model::Config};
+use crate::config::model::Config;
 use crate::renew::served::{Observation, Served, ServedProber};
-use crate::store::CertStore;
+use crate::store::{CertStore, StoreError};
 
 /// How often the verify targets are re-probed: the default probe interval of an
 /// `[[endpoint]]`.
@@ -49,6 +52,21 @@ impl ServedStore {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.insert(name.to_owned(), samples);
+    }
+
+    /// The certificates with samples (possibly none), by name.
+    pub fn certificates(&self) -> Vec<String> {
+        let map = self
+            .by_certificate
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.keys().cloned().collect()
+    }
+
+    /// Forgets every certificate of `config` that has no verify targets or is gone: what
+    /// a reload does at once, before the next round.
+    pub fn retain_checked(&self, config: &Config) {
+        self.retain(&checked_names(config));
     }
 
     /// Forgets every certificate not in `names` (it left the configuration or lost its
@@ -84,10 +102,20 @@ pub fn samples(
         .collect()
 }
 
-/// Starts the drift loop on `tracker`: a round at once, then every `interval`, until
-/// `shutdown`.
+/// The certificates of `config` that have verify targets.
+fn checked_names(config: &Config) -> Vec<&str> {
+    config
+        .certificates
+        .iter()
+        .filter(|certificate| !certificate.verify.is_empty())
+        .map(|certificate| certificate.name.as_str())
+        .collect()
+}
+
+/// Starts the drift loop on `tracker`: a round at once, then every `interval` and after
+/// every configuration the reloader sends on `config`, until `shutdown`.
 pub fn spawn(
-    config: Config,
+    config: watch::Receiver<Arc<Config>>,
     store: Arc<ServedStore>,
     interval: Duration,
     tracker: &TaskTracker,
@@ -97,38 +125,50 @@ pub fn spawn(
 }
 
 async fn drift_loop(
-    mut config: Config,
+    mut config: watch::Receiver<Arc<Config>>,
     store: Arc<ServedStore>,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut reloader_alive = true;
     loop {
-        if let Some(path) = config.source.clone() {
-            // The reloader logs why a configuration is rejected; keep the last good one.
-            if let Ok(Ok(loaded)) = tokio::task::spawn_blocking(move || config::load(&path)).await {
-                config = loaded;
-            }
-        }
+        let current = Arc::clone(&config.borrow_and_update());
         tokio::select! {
-            () = check_once(&config, &store) => {}
+            () = check_once(&current, &store) => {}
             () = shutdown.cancelled() => return,
         }
+        let sleep = tokio::time::sleep(interval);
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            () = sleep => {}
+            changed = config.changed(), if reloader_alive => {
+                // A closed channel means no more reloads: keep the interval.
+                reloader_alive = changed.is_ok();
+            }
             () = shutdown.cancelled() => return,
         }
     }
 }
 
+/// The serial of the current version of each certificate in `names`, in order (`None`:
+/// no current version). Reads the store: call it on a blocking thread.
+fn current_serials(
+    state_dir: &std::path::Path,
+    names: Vec<String>,
+) -> Result<Vec<Result<Option<String>, StoreError>>, StoreError> {
+    let cert_store = CertStore::open(state_dir)?;
+    Ok(names
+        .iter()
+        .map(|name| match cert_store.current(name)? {
+            Some(version) => Ok(Some(cert_store.metadata(name, version)?.serial)),
+            None => Ok(None),
+        })
+        .collect())
+}
+
 /// One round: probes the verify targets of every certificate of `config` that has a current
 /// version and stores the samples. A certificate without a current version has none.
 pub async fn check_once(config: &Config, store: &ServedStore) {
-    let checked: Vec<&str> = config
-        .certificates
-        .iter()
-        .filter(|certificate| !certificate.verify.is_empty())
-        .map(|certificate| certificate.name.as_str())
-        .collect();
+    let checked = checked_names(config);
     store.retain(&checked);
     if checked.is_empty() {
         return;
@@ -140,21 +180,26 @@ pub async fn check_once(config: &Config, store: &ServedStore) {
             return;
         }
     };
-    let cert_store = match CertStore::open(&config.state_dir) {
-        Ok(cert_store) => cert_store,
-        Err(error) => {
+    let names: Vec<String> = checked.iter().map(|name| (*name).to_owned()).collect();
+    let state_dir = config.state_dir.clone();
+    // The store is read on a blocking thread, off the async workers.
+    let read = tokio::task::spawn_blocking(move || current_serials(&state_dir, names)).await;
+    let serials = match read {
+        Ok(Ok(serials)) => serials,
+        Ok(Err(error)) => {
             tracing::warn!(%error, "served-certificate check skipped");
             return;
         }
+        Err(error) => {
+            tracing::warn!(%error, "served-certificate check skipped: reading the store failed");
+            return;
+        }
     };
-    for certificate in config.certificates.iter().filter(|c| !c.verify.is_empty()) {
+    let certificates = config.certificates.iter().filter(|c| !c.verify.is_empty());
+    for (certificate, current) in certificates.zip(serials) {
         let name = &certificate.name;
-        let current = cert_store.current(name).and_then(|version| match version {
-            Some(version) => cert_store.metadata(name, version).map(Some),
-            None => Ok(None),
-        });
         let serial = match current {
-            Ok(Some(meta)) => meta.serial,
+            Ok(Some(serial)) => serial,
             Ok(None) => {
                 store.replace(name, Vec::new());
                 continue;
@@ -253,5 +298,76 @@ mod tests {
         assert_eq!(serials, ["api=02", "web=03"]);
         store.retain(&["web"]);
         assert_eq!(store.snapshot(), [sample("web", "03")]);
+    }
+
+    /// The text of a configuration whose certificates `names` each verify a loopback target.
+    fn verifying_text(dir: &std::path::Path, names: &[&str]) -> String {
+        let mut text = format!(
+            "state_dir = {:?}\n[acme]\ndirectory = \"https://127.0.0.1:9/dir\"\n",
+            dir.join("state").display().to_string()
+        );
+        for name in names {
+            text.push_str(&format!(
+                "[[certificate]]\nname = {name:?}\ndns_names = [\"{name}.test\"]\n\
+                 verify = [\"127.0.0.1:9\"]\n\
+                 challenge = {{ type = \"http-01\", listen = \"127.0.0.1:0\" }}\n"
+            ));
+        }
+        text
+    }
+
+    /// That configuration, as loaded from `file`.
+    fn verifying(dir: &std::path::Path, file: &std::path::Path, names: &[&str]) -> Config {
+        crate::config::parse(&verifying_text(dir, names), Some(file)).expect("test config")
+    }
+
+    /// Waits until `store` lists `wanted`, at most ten seconds (far less than
+    /// [`DRIFT_INTERVAL`], so only a reload can have started a later round). The loop reads
+    /// the store on a blocking thread, so real time has to pass.
+    async fn until_checked(store: &ServedStore, wanted: &[&str]) {
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while store.certificates() != wanted {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "checked {:?}, wanted {wanted:?}",
+                store.certificates()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_drift_loop_checks_the_applied_configuration_not_the_file_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("certinel.toml");
+        // An edit on disk the reloader has not applied (or rejected): "www" only.
+        let edited = verifying(dir.path(), &file, &["www"]);
+        std::fs::write(&file, verifying_text(dir.path(), &["www"])).unwrap();
+        let applied = verifying(dir.path(), &file, &["api"]);
+        let (sender, receiver) = watch::channel(Arc::new(applied));
+        let store = Arc::new(ServedStore::default());
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        spawn(receiver, store.clone(), DRIFT_INTERVAL, &tracker, &shutdown);
+
+        until_checked(&store, &["api"]).await;
+        // A reload starts a round at once, well before the interval.
+        sender.send_replace(Arc::new(edited));
+        until_checked(&store, &["www"]).await;
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[test]
+    fn a_reload_forgets_removed_certificates_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("certinel.toml");
+        let store = ServedStore::default();
+        store.replace("api", Vec::new());
+        store.replace("www", Vec::new());
+        store.retain_checked(&verifying(dir.path(), &file, &["www"]));
+        assert_eq!(store.certificates(), ["www"]);
     }
 }

@@ -439,6 +439,7 @@ mod tests {
             ari_window_end: None,
             ari_next_poll: None,
             ari_error: None,
+            ari_explanation_url: None,
             last_outcome: Some("success"),
             consecutive_failures: failures,
             last_error: None,

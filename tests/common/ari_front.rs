@@ -36,6 +36,8 @@ pub struct AriReply {
     pub window: (OffsetDateTime, OffsetDateTime),
     /// The Retry-After header value; none sends no header.
     pub retry_after: Option<String>,
+    /// The `explanationURL` to send, if any.
+    pub explanation_url: Option<String>,
 }
 
 /// What the test chooses and what the front saw.
@@ -48,6 +50,7 @@ struct Shared {
     renewal_info_ids: Vec<String>,
     new_order_path: Option<String>,
     reject_replaces: bool,
+    ignore_replaces: bool,
 }
 
 /// A running front; it stops when dropped.
@@ -120,6 +123,12 @@ impl AriFront {
         self.shared.lock().unwrap().ari = Some(reply);
     }
 
+    /// Starts (or stops) advertising `renewalInfo` in the directory, as a CA that rolls
+    /// ARI out while clients run.
+    pub fn set_renewal_info(&self, advertised: bool) {
+        self.shared.lock().unwrap().renewal_info = advertised;
+    }
+
     /// Changes the profiles the directory advertises.
     pub fn set_profiles(&self, profiles: &[(&str, &str)]) {
         self.shared.lock().unwrap().profiles = profiles
@@ -131,6 +140,11 @@ impl AriFront {
     /// Answers the next newOrder that carries `replaces` with 409 `alreadyReplaced`.
     pub fn reject_next_replaces(&self) {
         self.shared.lock().unwrap().reject_replaces = true;
+    }
+
+    /// Creates orders with `replaces` without echoing it, as a CA that ignores the field.
+    pub fn ignore_replaces(&self) {
+        self.shared.lock().unwrap().ignore_replaces = true;
     }
 
     /// The JSON payloads of every newOrder request so far.
@@ -233,7 +247,8 @@ impl Forward {
         if path == "/dir" && parts.status.is_success() {
             body = self.rewrite_directory(&body);
         }
-        if let Some(replaces) = replaces.filter(|_| parts.status.is_success()) {
+        let echo = !self.shared.lock().unwrap().ignore_replaces;
+        if let Some(replaces) = replaces.filter(|_| echo && parts.status.is_success()) {
             // A CA with ARI echoes `replaces` in the order (RFC 9773 section 5).
             if let Ok(mut order) = serde_json::from_slice::<serde_json::Value>(&body) {
                 order["replaces"] = replaces;
@@ -284,9 +299,12 @@ impl Forward {
                 .expect("404");
         };
         let stamp = |t: OffsetDateTime| t.format(&Rfc3339).expect("RFC 3339");
-        let document = serde_json::json!({
+        let mut document = serde_json::json!({
             "suggestedWindow": {"start": stamp(reply.window.0), "end": stamp(reply.window.1)}
         });
+        if let Some(url) = &reply.explanation_url {
+            document["explanationURL"] = url.clone().into();
+        }
         let mut response = Response::builder()
             .status(StatusCode::OK)
             .header(http::header::CONTENT_TYPE, "application/json");

@@ -58,6 +58,7 @@ impl Setup {
         front.set_window(AriReply {
             window: (now + time::Duration::days(1), now + time::Duration::days(2)),
             retry_after: Some("3600".to_owned()),
+            explanation_url: None,
         });
         // Pebble's validator connects to its own http port only: a listener elsewhere
         // never sees the challenge.

@@ -208,3 +208,86 @@ fn clock_skew_is_the_ca_date_minus_local_time() {
     );
     assert_eq!(clock_skew_from_date("yesterday", local), None);
 }
+
+/// Serves TLS on `127.0.0.1`; every connection gets response headers announcing a body,
+/// one byte of it, and then nothing. Returns the URL and the root to trust.
+async fn stalling_server(dir: &Path) -> (String, std::path::PathBuf, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let root = dir.join("root.pem");
+    std::fs::write(&root, cert.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/acme/order/1", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = [0u8; 4096];
+                let _ = tls.read(&mut request).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.flush().await;
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+    (url, root, task)
+}
+
+#[tokio::test]
+async fn a_ca_that_sends_headers_then_stalls_hits_the_request_timeout() {
+    let temp = tempfile::tempdir().unwrap();
+    let (url, root, server) = stalling_server(temp.path()).await;
+    let seen = Arc::new(Seen::default());
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        max_retry_after: Duration::from_secs(1),
+        request_timeout: Duration::from_millis(300),
+    };
+    let client = build_client("https://127.0.0.1/dir", Some(&root), policy, seen.clone()).unwrap();
+    let request = Request::builder()
+        .uri(url.as_str())
+        .body(BodyWrapper::default())
+        .unwrap();
+    // What instant-acme does with an answer: read the status, then the whole body.
+    let answer = async {
+        let mut response = client.request(request).await?;
+        response
+            .body
+            .into_bytes()
+            .await
+            .map_err(instant_acme::Error::Other)
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("the stalled body must not hang the caller past the request timeout");
+    server.abort();
+    let Err(instant_acme::Error::Other(error)) = result else {
+        panic!("expected a transport error, got {result:?}");
+    };
+    let transport = error.downcast::<TransportError>().expect("TransportError");
+    assert!(
+        transport.to_string().contains("no answer within"),
+        "{transport}"
+    );
+    assert_eq!(*seen.0.lock().unwrap(), ["order network"; 2]);
+}

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use rustix::fs::{AtFlags, Mode, OFlags, mkdirat, openat, unlinkat};
+use rustix::fs::{AtFlags, Mode, OFlags, fchmod, mkdirat, openat, unlinkat};
 use rustix::io::Errno;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -101,9 +101,10 @@ async fn answer(
 /// http-01 files under `WEBROOT/.well-known/acme-challenge/`, removed when dropped.
 ///
 /// Everything below the webroot is opened relative to a directory descriptor and without
-/// following symbolic links, and token files are created new: a web application that can
-/// write into its own document root must not be able to redirect certinel's writes (or
-/// removals) elsewhere by planting a link at `.well-known`, `acme-challenge` or a token.
+/// following symbolic links, and token files are created new (a leftover at the token's
+/// name is unlinked first): a web application that can write into its own document root
+/// must not be able to redirect certinel's writes (or removals) elsewhere by planting a
+/// link at `.well-known`, `acme-challenge` or a token.
 pub(crate) struct Webroot {
     webroot: PathBuf,
     /// Opened on the first token.
@@ -151,21 +152,40 @@ impl Webroot {
         let Some(dir) = &self.challenge_dir else {
             unreachable!("opened just above");
         };
-        // The web server usually runs as another user: the answer must be world-readable.
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
-        let fd = openat(
-            &dir.levels[2],
-            token,
-            flags | OFlags::CLOEXEC,
-            file_mode(0o644),
-        )
-        .map_err(|errno| error(&path)(errno.into()))?;
+        let fd = create_token_file(&dir.levels[2], token).map_err(error(&path))?;
         self.written.push(token.to_owned());
         std::fs::File::from(fd)
             .write_all(key_authorization.as_bytes())
             .map_err(error(&path))?;
         Ok(())
     }
+}
+
+/// Creates the token file new in the challenge directory, world-readable whatever the umask.
+///
+/// A file already at that name is a leftover: tokens are random and chosen by the CA, and
+/// the only writer that reuses one is certinel resuming an order after it was killed before
+/// it could clean up. It is unlinked (`unlinkat` removes a link itself, never its target)
+/// and the file created again, still exclusively and without following links, so a link
+/// planted between the two steps makes the write fail instead of being followed.
+fn create_token_file(challenge_dir: &OwnedFd, token: &str) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match openat(challenge_dir, token, flags, file_mode(0o644)) {
+        Ok(fd) => fd,
+        Err(Errno::EXIST) => {
+            tracing::info!(
+                token,
+                "replacing a leftover http-01 file from an earlier run"
+            );
+            unlinkat(challenge_dir, token, AtFlags::empty())?;
+            openat(challenge_dir, token, flags, file_mode(0o644))?
+        }
+        Err(errno) => return Err(errno.into()),
+    };
+    // The web server usually runs as another user: the answer must be world-readable even
+    // when the service runs with a restrictive umask (systemd `UMask=0077`).
+    fchmod(&fd, file_mode(0o644))?;
+    Ok(fd)
 }
 
 impl ChallengeDir {
@@ -195,6 +215,10 @@ fn open_or_create_dir(parent: &OwnedFd, name: &str) -> std::io::Result<(OwnedFd,
     };
     // A link here fails with ELOOP (or ENOTDIR) instead of being followed.
     let fd = openat(parent, name, flags, Mode::empty())?;
+    if created {
+        // The umask narrowed the mode; the web server must be able to traverse it.
+        fchmod(&fd, file_mode(0o755))?;
+    }
     Ok((fd, created))
 }
 
@@ -258,7 +282,7 @@ mod tests {
     }
 
     #[test]
-    fn a_link_planted_at_the_token_path_is_not_followed() {
+    fn a_link_planted_at_the_token_path_is_replaced_not_followed() {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().join(".well-known/acme-challenge");
         std::fs::create_dir_all(&dir).unwrap();
@@ -266,11 +290,14 @@ mod tests {
         std::fs::write(&victim, "precious").unwrap();
         std::os::unix::fs::symlink(&victim, dir.join("tok")).unwrap();
         let mut webroot = Webroot::new(temp.path());
-        webroot.add("tok", "tok.thumb").unwrap_err();
+        webroot.add("tok", "tok.thumb").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("tok")).unwrap(),
+            "tok.thumb"
+        );
+        assert!(!dir.join("tok").symlink_metadata().unwrap().is_symlink());
         drop(webroot);
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
-        // The planted link was not ours to remove.
-        assert!(dir.join("tok").symlink_metadata().is_ok());
     }
 
     #[test]
@@ -296,17 +323,60 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_token_file_is_neither_overwritten_nor_removed() {
+    fn a_leftover_token_file_from_a_crashed_run_is_replaced_so_the_resumed_order_can_answer() {
         let temp = tempfile::tempdir().unwrap();
+        // A run killed with SIGKILL leaves its token file and directories behind.
+        let mut crashed = Webroot::new(temp.path());
+        crashed.add("tok", "tok.stale").unwrap();
+        std::mem::forget(crashed);
         let dir = temp.path().join(".well-known/acme-challenge");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("tok"), "someone else's").unwrap();
-        let mut webroot = Webroot::new(temp.path());
-        webroot.add("tok", "tok.thumb").unwrap_err();
-        drop(webroot);
+        assert!(dir.join("tok").exists());
+
+        let mut resumed = Webroot::new(temp.path());
+        resumed.add("tok", "tok.thumb").unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("tok")).unwrap(),
-            "someone else's"
+            "tok.thumb"
+        );
+        drop(resumed);
+        assert!(!dir.join("tok").exists());
+    }
+
+    /// Set in the child process that runs the umask test alone: the umask is process-wide
+    /// and must not narrow files that tests on other threads create.
+    const UMASK_CHILD: &str = "CERTINEL_TEST_HTTP01_UMASK_CHILD";
+
+    #[test]
+    fn webroot_files_and_directories_are_readable_by_the_web_server_under_umask_0077() {
+        use std::os::unix::fs::PermissionsExt;
+        if std::env::var_os(UMASK_CHILD).is_none() {
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "acme::solvers::http01::tests::webroot_files_and_directories_are_readable_by_the_web_server_under_umask_0077",
+                    "--exact",
+                    "--test-threads=1",
+                ])
+                .env(UMASK_CHILD, "1")
+                .output()
+                .unwrap();
+            assert!(
+                status.status.success(),
+                "the umask test failed in its child process:\n{}{}",
+                String::from_utf8_lossy(&status.stdout),
+                String::from_utf8_lossy(&status.stderr)
+            );
+            return;
+        }
+        rustix::process::umask(Mode::from_bits_truncate(0o077));
+        let temp = tempfile::tempdir().unwrap();
+        let mut webroot = Webroot::new(temp.path());
+        webroot.add("tok", "tok.thumb").unwrap();
+        let mode = |path: PathBuf| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(temp.path().join(".well-known")), 0o755);
+        assert_eq!(mode(temp.path().join(".well-known/acme-challenge")), 0o755);
+        assert_eq!(
+            mode(temp.path().join(".well-known/acme-challenge/tok")),
+            0o644
         );
     }
 }
