@@ -4,6 +4,7 @@
 
 mod dns01;
 mod http01;
+mod shared;
 mod tls_alpn;
 
 use instant_acme::{ChallengeType, KeyAuthorization};
@@ -70,10 +71,7 @@ impl Responder {
             });
         }
         match self {
-            Self::Http(responder) => {
-                responder.add(token, key_authorization.as_str());
-                Ok(())
-            }
+            Self::Http(responder) => responder.add(token, key_authorization.as_str()),
             Self::Webroot(responder) => responder.add(token, key_authorization.as_str()),
             Self::TlsAlpn(responder) => {
                 responder.add(identifier, key_authorization.digest().as_ref())
