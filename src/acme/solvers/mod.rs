@@ -1,6 +1,7 @@
 //! Challenge responders: they publish the answer for each pending authorization for as
 //! long as one order is being validated, then disappear (listeners closed, files and TXT
-//! records removed).
+//! records removed). The built-in listeners are shared per address by the orders
+//! validating at the same time (`shared`): each order withdraws only its own answers.
 
 mod dns01;
 mod http01;

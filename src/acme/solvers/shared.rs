@@ -107,26 +107,31 @@ impl<V: Clone + Send + Sync + 'static> Registry<V> {
                         return Ok(self.guard(addr, Arc::clone(&listener.answers)));
                     }
                     Some(listener) => listener.closed.clone(),
-                    None => break,
+                    // Bound under the lock, so two orders arriving together never both bind.
+                    None => return self.bind_and_serve(&mut listeners, addr, serve),
                 }
             };
             closing.cancelled().await;
         }
-        let mut listeners = self.lock();
-        // Checked again under the same lock that the bind happens under, so two orders
-        // arriving together never both bind.
-        if let Some(listener) = listeners.get_mut(&addr) {
-            if !listener.stop.is_cancelled() {
-                listener.guards += 1;
-                return Ok(self.guard(addr, Arc::clone(&listener.answers)));
-            }
-        }
+    }
+
+    /// Binds `addr`, starts serving it and records the new listener with one member.
+    fn bind_and_serve<F, Fut>(
+        &'static self,
+        listeners: &mut BTreeMap<SocketAddr, Listener<V>>,
+        addr: SocketAddr,
+        serve: F,
+    ) -> Result<Guard<V>, AcmeError>
+    where
+        F: FnOnce(TcpListener, Arc<Answers<V>>, CancellationToken) -> std::io::Result<Fut>,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let error = |source| AcmeError::Responder {
             kind: self.kind,
             location: addr.to_string(),
             source,
         };
-        let (bound, listener) = bind(addr).map_err(error)?;
+        let (bound, listener) = bind_now(addr).map_err(error)?;
         let answers = Arc::new(Answers::default());
         let stop = CancellationToken::new();
         let closed = CancellationToken::new();
@@ -176,7 +181,7 @@ impl<V> Registry<V> {
 
 /// Binds `addr` synchronously (bind and listen never wait), so that it can happen under
 /// the registry lock; returns the bound address too.
-fn bind(addr: SocketAddr) -> std::io::Result<(SocketAddr, TcpListener)> {
+fn bind_now(addr: SocketAddr) -> std::io::Result<(SocketAddr, TcpListener)> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
