@@ -151,3 +151,96 @@ async fn renew_killed_during_its_deploy_hook_resumes_without_a_second_order() {
     );
     assert!(state_dir.join("certs/api/current/fullchain.pem").is_file());
 }
+
+/// Writes a configuration with `count` http-01 certificates `c0`, `c1`... that all answer on
+/// Pebble's one http-01 address, as `listen = "0.0.0.0:80"` does in production.
+fn write_shared_listen_config(dir: &Path, pebble: &Pebble, count: usize) -> PathBuf {
+    let mut text = format!(
+        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
+         contact = [\"mailto:ops@certinel.test\"]\npoll_timeout = \"60s\"\n",
+        state = dir.join("state").display().to_string(),
+        directory = pebble.directory_url,
+        ca = pebble.api_root.display().to_string(),
+    );
+    for index in 0..count {
+        text.push_str(&format!(
+            "\n[[certificate]]\nname = \"c{index}\"\ndns_names = [\"c{index}.certinel.test\"]\n\
+             challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n",
+            addr = pebble.http_addr(),
+        ));
+    }
+    let path = dir.join("certinel.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_issues_five_certificates_sharing_one_http01_listener_concurrently() {
+    use std::time::Duration;
+
+    use crate::common::service::{get, sample};
+
+    const CERTIFICATES: usize = 5;
+    let pebble = pebble().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_shared_listen_config(dir.path(), &pebble, CERTIFICATES);
+    let config = certinel::config::load(&config).expect("test configuration loads");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // The default renewer: a collision on the address would back off for minutes, far
+    // beyond this test's patience.
+    let service = tokio::spawn(certinel::service::run(config, listener, shutdown.clone()));
+
+    let value = |body: &str, series: String| sample(body, &series).unwrap_or(-1.0);
+    let all_current = |body: &str| {
+        (0..CERTIFICATES).all(|index| {
+            value(
+                body,
+                format!("certinel_certificate_ready{{name=\"c{index}\"}}"),
+            ) == 1.0
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let body = loop {
+        let reply = get(addr, "/metrics", &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        if all_current(&reply.body) {
+            break reply.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every certificate became current within 90 s; Pebble:\n{}\n/metrics:\n{}",
+            pebble.log(),
+            reply.body
+        );
+        // The renewals run on the service's schedule; poll gently.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for index in 0..CERTIFICATES {
+        let renewals = |outcome: &str| {
+            value(
+                &body,
+                format!(
+                    "certinel_certificate_renewals_total{{name=\"c{index}\",outcome=\"{outcome}\"}}"
+                ),
+            )
+        };
+        assert_eq!(renewals("success"), 1.0, "c{index}:\n{body}");
+        assert!(
+            renewals("failure") <= 0.0,
+            "c{index} failed before succeeding:\n{body}"
+        );
+        let current = dir
+            .path()
+            .join(format!("state/certs/c{index}/current/fullchain.pem"));
+        assert!(current.is_file(), "{}", current.display());
+    }
+    // The shared listener is gone once every order is done.
+    tokio::net::TcpStream::connect(pebble.http_addr())
+        .await
+        .expect_err("the http-01 listener closed after the last order");
+
+    shutdown.cancel();
+    service.await.unwrap().expect("the service stops cleanly");
+}

@@ -1,13 +1,11 @@
 //! http-01 (RFC 8555 section 8.3): the key authorization served at
 //! `/.well-known/acme-challenge/TOKEN`, by our own listener or as a file in a webroot.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -16,84 +14,69 @@ use axum::routing::get;
 use rustix::fs::{AtFlags, Mode, OFlags, fchmod, mkdirat, openat, unlinkat};
 use rustix::io::Errno;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::AcmeError;
+use crate::acme::solvers::shared::{Answers, Guard, Registry};
 
-type Tokens = Arc<RwLock<HashMap<String, String>>>;
+/// Every built-in http-01 listener of the process, by address: token -> key authorization.
+static LISTENERS: Registry<String> = Registry::new("http-01");
 
-/// The built-in http-01 listener.
+/// The built-in http-01 listener: this order's share of the one on its address.
 pub(crate) struct Standalone {
-    tokens: Tokens,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
+    guard: Guard<String>,
 }
 
 impl Standalone {
+    /// Joins the listener on `addr`, binding it when no other order is using it.
     pub(crate) async fn start(addr: SocketAddr) -> Result<Self, AcmeError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AcmeError::Responder {
-                kind: "http-01",
-                location: addr.to_string(),
-                source,
-            })?;
-        let tokens = Tokens::default();
-        let router = Router::new()
-            .route("/.well-known/acme-challenge/{token}", get(answer))
-            .with_state(Arc::clone(&tokens));
-        let cancel = CancellationToken::new();
-        let stop = cancel.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!(%error, "http-01 responder stopped");
-            }
-        });
-        Ok(Self {
-            tokens,
-            cancel,
-            task,
-        })
+        let guard = LISTENERS
+            .join(addr, |listener, answers, stop| {
+                Ok(serve(listener, answers, stop))
+            })
+            .await?;
+        Ok(Self { guard })
     }
 
-    pub(crate) fn add(&mut self, token: &str, key_authorization: &str) {
-        self.tokens
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(token.to_owned(), key_authorization.to_owned());
+    /// The address the listener is bound to.
+    #[cfg(test)]
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.guard.local_addr()
     }
 
-    pub(crate) async fn shutdown(mut self) {
-        self.cancel.cancel();
-        // A validator holding a connection open must not keep the order waiting.
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
+    /// Serves `key_authorization` for `token` until this order's responder shuts down.
+    pub(crate) fn add(&mut self, token: &str, key_authorization: &str) -> Result<(), AcmeError> {
+        self.guard.publish(
+            token,
+            key_authorization.as_bytes(),
+            key_authorization.to_owned(),
+        )
+    }
+
+    /// Withdraws this order's tokens; the last order on the address closes the listener.
+    pub(crate) async fn shutdown(self) {
+        self.guard.leave().await;
     }
 }
 
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+async fn serve(listener: TcpListener, answers: Arc<Answers<String>>, stop: CancellationToken) {
+    let router = Router::new()
+        .route("/.well-known/acme-challenge/{token}", get(answer))
+        .with_state(answers);
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
+        tracing::warn!(%error, "http-01 responder stopped");
     }
 }
 
 async fn answer(
-    State(tokens): State<Tokens>,
+    State(answers): State<Arc<Answers<String>>>,
     UrlPath(token): UrlPath<String>,
 ) -> (StatusCode, String) {
-    let tokens = tokens
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    match tokens.get(&token) {
-        Some(key_authorization) => (StatusCode::OK, key_authorization.clone()),
+    match answers.get(&token) {
+        Some(key_authorization) => (StatusCode::OK, key_authorization),
         None => (StatusCode::NOT_FOUND, String::new()),
     }
 }

@@ -1,9 +1,11 @@
 //! Challenge responders: they publish the answer for each pending authorization for as
 //! long as one order is being validated, then disappear (listeners closed, files and TXT
-//! records removed).
+//! records removed). The built-in listeners are shared per address by the orders
+//! validating at the same time (`shared`): each order withdraws only its own answers.
 
 mod dns01;
 mod http01;
+mod shared;
 mod tls_alpn;
 
 use instant_acme::{ChallengeType, KeyAuthorization};
@@ -70,10 +72,7 @@ impl Responder {
             });
         }
         match self {
-            Self::Http(responder) => {
-                responder.add(token, key_authorization.as_str());
-                Ok(())
-            }
+            Self::Http(responder) => responder.add(token, key_authorization.as_str()),
             Self::Webroot(responder) => responder.add(token, key_authorization.as_str()),
             Self::TlsAlpn(responder) => {
                 responder.add(identifier, key_authorization.digest().as_ref())

@@ -1,9 +1,8 @@
 //! tls-alpn-01 (RFC 8737): a TLS listener that speaks only `acme-tls/1` and presents,
 //! for each server name, a self-signed certificate carrying the acmeIdentifier extension.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{CertificateParams, CustomExtension, DistinguishedName, KeyPair, SanType};
@@ -12,76 +11,73 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::solvers::shared::{Answers, Guard, Registry};
 use crate::acme::{AcmeError, Identifier, Stage};
 
 /// The ALPN protocol name of RFC 8737.
 const ACME_TLS_1: &[u8] = b"acme-tls/1";
 
-/// The built-in tls-alpn-01 listener.
+/// Every built-in tls-alpn-01 listener of the process, by address: server name ->
+/// challenge certificate.
+static LISTENERS: Registry<Arc<CertifiedKey>> = Registry::new("tls-alpn-01");
+
+/// The built-in tls-alpn-01 listener: this order's share of the one on its address.
 pub(crate) struct Standalone {
-    resolver: Arc<ChallengeCerts>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
+    guard: Guard<Arc<CertifiedKey>>,
 }
 
 impl Standalone {
+    /// Joins the listener on `addr`, binding it when no other order is using it.
     pub(crate) async fn start(addr: SocketAddr) -> Result<Self, AcmeError> {
-        let responder_error = |source| AcmeError::Responder {
-            kind: "tls-alpn-01",
-            location: addr.to_string(),
-            source,
-        };
-        let resolver = Arc::new(ChallengeCerts::default());
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| responder_error(std::io::Error::other(error)))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = vec![ACME_TLS_1.to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind(addr).await.map_err(responder_error)?;
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, acceptor, cancel.clone()));
-        Ok(Self {
-            resolver,
-            cancel,
-            task,
-        })
+        let guard = LISTENERS
+            .join(addr, |listener, answers, stop| {
+                let acceptor = acceptor(answers)?;
+                Ok(serve(listener, acceptor, stop))
+            })
+            .await?;
+        Ok(Self { guard })
     }
 
+    /// The address the listener is bound to.
+    #[cfg(test)]
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.guard.local_addr()
+    }
+
+    /// Presents a challenge certificate for `identifier` carrying `digest` until this
+    /// order's responder shuts down.
+    ///
+    /// Another order may answer for the same identifier only with the same digest (the
+    /// same authorization); otherwise the validator could be shown the wrong certificate,
+    /// so this order fails before anything is announced to the CA.
     pub(crate) fn add(&mut self, identifier: &Identifier, digest: &[u8]) -> Result<(), AcmeError> {
         let certified = challenge_certificate(identifier, digest)?;
-        let mut certs = self
-            .resolver
-            .certs
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for name in server_names(identifier) {
-            certs.insert(name, Arc::clone(&certified));
+            self.guard.publish(&name, digest, Arc::clone(&certified))?;
         }
         Ok(())
     }
 
-    pub(crate) async fn shutdown(mut self) {
-        self.cancel.cancel();
-        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-        }
+    /// Withdraws this order's certificates; the last order on the address closes the
+    /// listener.
+    pub(crate) async fn shutdown(self) {
+        self.guard.leave().await;
     }
 }
 
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
+/// The TLS side of a listener: only `acme-tls/1`, certificates picked from `answers`.
+fn acceptor(answers: Arc<Answers<Arc<CertifiedKey>>>) -> std::io::Result<TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(ChallengeCerts { answers }));
+    config.alpn_protocols = vec![ACME_TLS_1.to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 async fn serve(listener: TcpListener, acceptor: TlsAcceptor, cancel: CancellationToken) {
@@ -110,28 +106,23 @@ async fn serve(listener: TcpListener, acceptor: TlsAcceptor, cancel: Cancellatio
 }
 
 /// Picks the challenge certificate by SNI.
-#[derive(Debug, Default)]
 struct ChallengeCerts {
-    certs: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    answers: Arc<Answers<Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for ChallengeCerts {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ChallengeCerts")
+    }
 }
 
 impl ResolvesServerCert for ChallengeCerts {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let certs = self
-            .certs
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match client_hello.server_name() {
-            Some(name) => certs.get(&name.to_ascii_lowercase()).cloned(),
+            Some(name) => self.answers.get(&name.to_ascii_lowercase()),
             // Without SNI there is no telling which identifier is being validated, unless
             // there is only one.
-            None => {
-                let mut all = certs.values();
-                match (all.next(), all.next()) {
-                    (Some(only), None) => Some(Arc::clone(only)),
-                    _ => None,
-                }
-            }
+            None => self.answers.only(),
         }
     }
 }
