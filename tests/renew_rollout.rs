@@ -1,6 +1,7 @@
 //! Failed rollouts against a real Pebble, through the library API with `now` as an input:
-//! a first version whose deploy failed stays current and is retried after the backoff, and
-//! every automatic rollback runs the deploy commands for the version it restores.
+//! a first version whose deploy failed stays current and is rolled out again (no new order)
+//! after the backoff, and every automatic rollback runs the deploy commands for the version it
+//! restores.
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +51,8 @@ fn steps(state_dir: &Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_failed_first_rollout_stays_current_and_is_retried_after_the_backoff() {
+async fn a_failed_first_rollout_stays_current_and_is_rolled_out_again_after_the_backoff_without_a_new_order()
+ {
     let pebble = Pebble::start(PebbleOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     // Fails the first time it runs, works afterwards.
@@ -100,11 +102,15 @@ async fn a_failed_first_rollout_stays_current_and_is_retried_after_the_backoff()
         matches!(
             retried,
             RenewOutcome::Renewed {
-                version: VersionId(2),
+                version: VersionId(1),
                 ..
             }
         ),
-        "{retried:?}"
+        "the same version, not a new order: {retried:?}"
+    );
+    assert!(
+        store.metadata("api", VersionId(2)).is_err(),
+        "nothing ordered"
     );
     let settled = renewer
         .renew(

@@ -3,16 +3,21 @@
 //! serves the restored version) or kept, and the drift check reports what is served.
 //!
 //! Each test issues a first version, starts nginx on `current/fullchain.pem`, then forces a
-//! renewal with `verify` pointing at nginx.
+//! renewal with `verify` pointing at nginx (or renews inside the first version's window).
+//! A version rolled back only because nginx did not reload is rolled out again by the next
+//! attempt, without a new order.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use certinel::acme::AcmeObserver;
 use certinel::config::model::{Config, OnVerifyFailure};
 use certinel::renew::served::{Served, ServedProber};
 use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::service::served::{ServedStore, check_once};
-use certinel::store::{CertStore, Origin, Stage, VersionId};
+use certinel::store::{CertStore, Origin, Stage, VersionId, VersionState};
 use time::OffsetDateTime;
 
 use crate::common::nginx::Nginx;
@@ -115,6 +120,24 @@ impl Setup {
             })
             .collect();
         (steps, events)
+    }
+}
+
+/// Counts the orders the CA accepted.
+#[derive(Default)]
+struct OrderCounter(AtomicUsize);
+
+impl AcmeObserver for OrderCounter {
+    fn request_done(&self, endpoint: &'static str, status: &str, _elapsed: Duration) {
+        if endpoint == "new_order" && status == "201" {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl OrderCounter {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
     }
 }
 
@@ -307,4 +330,122 @@ async fn a_renewal_resumed_after_deploy_runs_the_served_check_again() {
     );
     let served = events.iter().find(|e| e["step"] == "served").unwrap();
     assert_eq!(served["serial"], setup.first_serial.as_str());
+}
+
+#[tokio::test]
+async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_without_a_new_order()
+ {
+    let setup = Setup::new().await;
+    let orders = Arc::new(OrderCounter::default());
+    let renewer = |config: &Config| {
+        Renewer::new(config)
+            .with_observer(orders.clone())
+            .with_backoff_base(Duration::from_secs(1))
+    };
+    // Inside the first version's renewal window, long before either version expires.
+    let first_expiry = setup
+        .store()
+        .metadata("api", VersionId(1))
+        .unwrap()
+        .not_after;
+    let due = first_expiry - time::Duration::days(30);
+    let stuck = setup.verifying("true", Duration::from_secs(2), OnVerifyFailure::Rollback);
+
+    let error = renewer(&stuck)
+        .renew("api", RenewOptions::default(), due)
+        .await
+        .expect_err("nginx never reloaded");
+    assert!(
+        matches!(
+            error,
+            RenewError::Served {
+                version: VersionId(2),
+                restored: Some(VersionId(1)),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(orders.count(), 1);
+    let store = setup.store();
+    assert_eq!(
+        store.metadata("api", VersionId(2)).unwrap().state,
+        VersionState::Parked
+    );
+
+    // After the backoff: the same version again, still not served, still no new order.
+    let error = renewer(&stuck)
+        .renew(
+            "api",
+            RenewOptions::default(),
+            due + time::Duration::seconds(2),
+        )
+        .await
+        .expect_err("nginx still never reloads");
+    assert!(
+        matches!(
+            error,
+            RenewError::Served {
+                version: VersionId(2),
+                restored: Some(VersionId(1)),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(orders.count(), 1, "no second order");
+    assert_eq!(store.current("api").unwrap(), Some(VersionId(1)));
+    let (_, events) = setup.audit();
+    let rerolls: Vec<_> = events
+        .iter()
+        .filter(|e| e["step"] == "begin" && e["detail"] == "re-rolling out v0002")
+        .collect();
+    assert_eq!(rerolls.len(), 1, "{events:?}");
+
+    // The deploy command now reloads nginx: the parked version goes live and is verified.
+    let reloading = setup.verifying(
+        &setup.nginx.reload_command(),
+        Duration::from_secs(30),
+        OnVerifyFailure::Rollback,
+    );
+    let outcome = renewer(&reloading)
+        .renew(
+            "api",
+            RenewOptions::default(),
+            due + time::Duration::seconds(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", setup.nginx.log()));
+    assert!(
+        matches!(
+            outcome,
+            RenewOutcome::Renewed {
+                version: VersionId(2),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(orders.count(), 1, "exactly one order in total");
+    assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
+    assert_eq!(
+        store.metadata("api", VersionId(2)).unwrap().state,
+        VersionState::Active
+    );
+    assert_eq!(setup.served_serial().await, setup.serial_of(VersionId(2)));
+    let (steps, _) = setup.audit();
+    assert_eq!(
+        steps[steps.len() - 5..],
+        [
+            "begin:ok",
+            "deployed:ok",
+            "served:ok",
+            "verified:ok",
+            "done:ok"
+        ]
+    );
+    let status = renewer(&reloading)
+        .status(OffsetDateTime::now_utc())
+        .unwrap();
+    assert_eq!(status[0].consecutive_failures, 0);
 }

@@ -21,6 +21,11 @@
 //! rollback is one audit line; every failure updates the persisted schedule state. A first
 //! version whose rollout failed stays current and is retried after the backoff.
 //!
+//! A version whose rollout alone failed (a deploy command or the served check, not the files
+//! check) is parked (`VersionState::Parked`): while it is unexpired and matches the
+//! configuration, the next due attempt rolls it out again (`lifecycle/reroll.rs`) instead of
+//! placing a new order, which would spend the CA's duplicate-certificate limit.
+//!
 //! `--force` skips the renewal window and the backoff, never the CA's Retry-After or its
 //! failed-authorization limit (`schedule::plan::ca_gate`). When the CA answers
 //! `accountDoesNotExist`, a new account is registered and the renewal retried once.

@@ -9,8 +9,16 @@ impl Run<'_> {
     /// After a failed deploy or verification: `current` back to `previous` (which marks the
     /// new version failed), renewal ended, then the deploy commands for the restored version
     /// so the servers load it again. Every automatic rollback goes through here.
-    pub(super) async fn roll_back_failed(&self) -> Result<Option<VersionId>, RenewError> {
+    ///
+    /// `rollout_only`: only the rollout failed (a deploy command or the served check), not
+    /// the files, so the abandoned version is parked (`VersionState::Parked`) for the next
+    /// due attempt to roll out again instead of ordering a new certificate.
+    pub(super) async fn roll_back_failed(
+        &self,
+        rollout_only: bool,
+    ) -> Result<Option<VersionId>, RenewError> {
         let name = self.name();
+        let abandoned = self.store.current(name).map_err(|e| self.store_error(e))?;
         let restored = match self.store.rollback(name) {
             Ok(restored) => {
                 self.record(
@@ -23,7 +31,7 @@ impl Run<'_> {
             }
             Err(StoreError::NoPrevious(_)) => {
                 // Nothing older to serve: the new version stays live rather than none, and
-                // the schedule retries its renewal (after the backoff) until one rolls out.
+                // the schedule retries its rollout (after the backoff) until one works.
                 self.record_text(
                     Step::Rollback,
                     None,
@@ -36,11 +44,21 @@ impl Run<'_> {
             }
             Err(e) => return Err(self.store_error(e)),
         };
+        if rollout_only && let Some(abandoned) = abandoned {
+            self.park(abandoned)?;
+        }
         self.store.finish(name).map_err(|e| self.store_error(e))?;
         if let Some(restored) = restored {
             self.redeploy(restored).await;
         }
         Ok(restored)
+    }
+
+    /// Marks `version` parked: its rollout failed, its files did not.
+    pub(super) fn park(&self, version: VersionId) -> Result<(), RenewError> {
+        self.store
+            .set_state(self.name(), version, VersionState::Parked)
+            .map_err(|e| self.store_error(e))
     }
 
     /// Runs the deploy commands for a version restored by a rollback; a failure is audited

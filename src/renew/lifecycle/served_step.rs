@@ -71,7 +71,7 @@ impl Run<'_> {
                     Some(&expected),
                     Some(source.to_string()),
                 );
-                let restored = self.roll_back_failed().await?;
+                let restored = self.roll_back_failed(true).await?;
                 Err(self.count_failure(RenewError::Served {
                     name: self.name().to_owned(),
                     version,
