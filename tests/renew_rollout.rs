@@ -173,3 +173,52 @@ async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_deploy_never_restores_a_previous_version_whose_files_are_broken() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("deployed.log");
+    let hook = format!(
+        "echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]",
+        log = log.display()
+    );
+    let config = write_config(dir.path(), &pebble, &hook);
+    let renewer = renewer(&config);
+    let state_dir = dir.path().join("state");
+    let now = OffsetDateTime::now_utc();
+    renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .expect("first issuance");
+    // The old version's chain no longer matches its fullchain: restoring it would serve junk.
+    std::fs::write(state_dir.join("certs/api/v0001/chain.pem"), "junk\n").unwrap();
+
+    let forced = RenewOptions {
+        force: true,
+        dry_run: false,
+    };
+    let failed = renewer.renew("api", forced, now).await;
+    let Err(RenewError::Hook { restored, .. }) = &failed else {
+        panic!("the second deploy fails: {failed:?}");
+    };
+    assert_eq!(*restored, None, "not rolled back");
+    let store = CertStore::open(&state_dir).unwrap();
+    assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["v0001", "v0002"],
+        "the broken version is not deployed again"
+    );
+    let text = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"], "rollback");
+    let why = last["error"].as_str().unwrap();
+    assert!(
+        why.contains("not rolled back: previous version v0001 does not check out"),
+        "{why}"
+    );
+}

@@ -449,3 +449,41 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
         .unwrap();
     assert_eq!(status[0].consecutive_failures, 0);
 }
+
+#[tokio::test]
+async fn an_endpoint_that_does_not_answer_keeps_the_new_version_instead_of_rolling_back() {
+    let setup = Setup::new().await;
+    let mut config = setup.verifying("true", Duration::from_secs(1), OnVerifyFailure::Rollback);
+    // A loopback port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    config.certificates[0].verify = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+
+    let error = Renewer::new(&config)
+        .renew("api", force(), OffsetDateTime::now_utc())
+        .await
+        .expect_err("nothing answers");
+    assert_eq!(error.problem(), "unreachable", "{error}");
+    assert!(
+        matches!(
+            error,
+            RenewError::Served {
+                version: VersionId(2),
+                restored: None,
+                kept: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(setup.store().current("api").unwrap(), Some(VersionId(2)));
+    let (steps, events) = setup.audit();
+    assert!(
+        !steps.iter().any(|s| s.starts_with("rollback")),
+        "{steps:?}"
+    );
+    let served = events.iter().rev().find(|e| e["step"] == "served").unwrap();
+    let text = served["error"].as_str().unwrap();
+    assert!(text.contains("a rollback would not help"), "{text}");
+}

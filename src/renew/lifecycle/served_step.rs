@@ -1,6 +1,7 @@
 //! The served-certificate step of a renewal: wait until the `verify` endpoints serve the new
 //! serial; when they do not in time, roll back (which runs the deploy commands for the restored
-//! version; `on_verify_failure = "rollback"`) or keep the new version (`"keep"`).
+//! version; `on_verify_failure = "rollback"`, and only when an endpoint serves an older
+//! certificate) or keep the new version (`"keep"`, or when an endpoint did not answer).
 
 use std::time::Duration;
 
@@ -58,13 +59,20 @@ impl Run<'_> {
             }
             Err(source) => source,
         };
-        match certificate.on_verify_failure {
-            OnVerifyFailure::Keep => {
-                let text = format!("{source}; kept as current (on_verify_failure = \"keep\")");
+        // Only an endpoint serving an older certificate is something a rollback can fix; one
+        // that does not answer would not answer with the older version either.
+        let keep_why = match (certificate.on_verify_failure, source.verdict) {
+            (OnVerifyFailure::Keep, _) => Some("on_verify_failure = \"keep\""),
+            (OnVerifyFailure::Rollback, Verdict::Stale) => None,
+            (OnVerifyFailure::Rollback, _) => Some("unreachable: a rollback would not help"),
+        };
+        match keep_why {
+            Some(why) => {
+                let text = format!("{source}; kept as current ({why})");
                 self.record_text(Step::Served, Some(version), Some(&expected), Some(text));
                 Ok(Some(source))
             }
-            OnVerifyFailure::Rollback => {
+            None => {
                 self.record_text(
                     Step::Served,
                     Some(version),
