@@ -487,3 +487,69 @@ async fn an_endpoint_that_does_not_answer_keeps_the_new_version_instead_of_rolli
     let text = served["error"].as_str().unwrap();
     assert!(text.contains("a rollback would not help"), "{text}");
 }
+
+#[tokio::test]
+async fn with_keep_the_next_due_attempt_checks_the_kept_version_again_and_clears_the_failure() {
+    let setup = Setup::new().await;
+    let orders = Arc::new(OrderCounter::default());
+    let renewer = |config: &Config| {
+        Renewer::new(config)
+            .with_observer(orders.clone())
+            .with_backoff_base(Duration::from_secs(1))
+    };
+    let stuck = setup.verifying("true", Duration::from_secs(2), OnVerifyFailure::Keep);
+    let start = OffsetDateTime::now_utc();
+    let error = renewer(&stuck)
+        .renew("api", force(), start)
+        .await
+        .expect_err("the new serial is not served");
+    assert!(
+        matches!(error, RenewError::Served { kept: true, .. }),
+        "{error:?}"
+    );
+    assert_eq!(orders.count(), 1);
+
+    // The server is reloaded by the deploy command now; the next due attempt, after the
+    // backoff, rolls the kept version out again and finds it served.
+    let reloading = setup.verifying(
+        &setup.nginx.reload_command(),
+        Duration::from_secs(30),
+        OnVerifyFailure::Keep,
+    );
+    let outcome = renewer(&reloading)
+        .renew(
+            "api",
+            RenewOptions::default(),
+            start + time::Duration::seconds(5),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", setup.nginx.log()));
+    assert!(
+        matches!(
+            outcome,
+            RenewOutcome::Renewed {
+                version: VersionId(2),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(orders.count(), 1, "no new order");
+    assert_eq!(setup.served_serial().await, setup.serial_of(VersionId(2)));
+    let status = renewer(&reloading)
+        .status(start + time::Duration::seconds(6))
+        .unwrap();
+    assert_eq!(status[0].consecutive_failures, 0);
+    let settled = renewer(&reloading)
+        .renew(
+            "api",
+            RenewOptions::default(),
+            start + time::Duration::minutes(5),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(settled, RenewOutcome::NotDue { .. }),
+        "a served version waits for its window: {settled:?}"
+    );
+}

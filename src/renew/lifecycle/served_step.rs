@@ -92,8 +92,16 @@ impl Run<'_> {
     }
 
     /// Ends a renewal whose new version was not served but is kept current: the in-flight
-    /// record goes, the failure is counted.
+    /// record goes, the failure is counted, and the version is parked so the next due
+    /// attempt (after the backoff) rolls it out and checks it again instead of ordering;
+    /// once an endpoint serves it, that attempt records the success.
     pub(super) fn keep_unserved(&self, version: VersionId, source: ServedError) -> RenewError {
+        if let Err(error) = self.park(version) {
+            return error;
+        }
+        if let Err(error) = self.update_schedule(|state, _| state.record_failed_rollout()) {
+            return self.store_error(error);
+        }
         if let Err(error) = self.store.finish(self.name()) {
             return self.store_error(error);
         }
