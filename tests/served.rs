@@ -4,36 +4,32 @@
 //!
 //! Each test issues a first version, starts nginx on `current/fullchain.pem`, then forces a
 //! renewal with `verify` pointing at nginx (or renews inside the first version's window).
-//! A version rolled back only because nginx did not reload is rolled out again by the next
-//! attempt, without a new order.
+//! `served_retry.rs` uses the same setup for what later attempts do.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use certinel::acme::AcmeObserver;
 use certinel::config::model::{Config, OnVerifyFailure};
 use certinel::renew::served::{Served, ServedProber};
 use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::service::served::{ServedStore, check_once};
-use certinel::store::{CertStore, Origin, Stage, VersionId, VersionState};
+use certinel::store::{CertStore, Origin, Stage, VersionId};
 use time::OffsetDateTime;
 
 use crate::common::nginx::Nginx;
 use crate::common::pebble::{Pebble, PebbleOptions};
 
 /// A state directory with one issued certificate `api`, served by nginx.
-struct Setup {
+pub(crate) struct Setup {
     _dir: tempfile::TempDir,
     _pebble: Pebble,
     config: Config,
-    nginx: Nginx,
+    pub(crate) nginx: Nginx,
     first_serial: String,
 }
 
 impl Setup {
-    async fn new() -> Setup {
+    pub(crate) async fn new() -> Setup {
         let pebble = Pebble::start(PebbleOptions::default()).await;
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
@@ -69,7 +65,12 @@ impl Setup {
     }
 
     /// The configuration with `verify` on nginx, `deploy` and the failure policy set.
-    fn verifying(&self, deploy: &str, timeout: Duration, policy: OnVerifyFailure) -> Config {
+    pub(crate) fn verifying(
+        &self,
+        deploy: &str,
+        timeout: Duration,
+        policy: OnVerifyFailure,
+    ) -> Config {
         let mut config = self.config.clone();
         let certificate = &mut config.certificates[0];
         certificate.verify = vec![self.nginx.target().parse().unwrap()];
@@ -80,7 +81,7 @@ impl Setup {
     }
 
     /// The serial nginx serves now.
-    async fn served_serial(&self) -> String {
+    pub(crate) async fn served_serial(&self) -> String {
         let config = self.verifying("true", Duration::from_secs(1), OnVerifyFailure::Keep);
         let prober = ServedProber::new(&config.scanner).unwrap();
         let observed = prober.observe(&config.certificates[0], None).await;
@@ -93,16 +94,16 @@ impl Setup {
         }
     }
 
-    fn store(&self) -> CertStore {
+    pub(crate) fn store(&self) -> CertStore {
         CertStore::open(&self.config.state_dir).unwrap()
     }
 
-    fn serial_of(&self, version: VersionId) -> String {
+    pub(crate) fn serial_of(&self, version: VersionId) -> String {
         self.store().metadata("api", version).unwrap().serial
     }
 
     /// The audit log as `step:outcome` lines, and the raw JSON lines.
-    fn audit(&self) -> (Vec<String>, Vec<serde_json::Value>) {
+    pub(crate) fn audit(&self) -> (Vec<String>, Vec<serde_json::Value>) {
         let path: PathBuf = self.config.state_dir.join("audit.jsonl");
         let events: Vec<serde_json::Value> = std::fs::read_to_string(path)
             .unwrap()
@@ -123,25 +124,7 @@ impl Setup {
     }
 }
 
-/// Counts the orders the CA accepted.
-#[derive(Default)]
-struct OrderCounter(AtomicUsize);
-
-impl AcmeObserver for OrderCounter {
-    fn request_done(&self, endpoint: &'static str, status: &str, _elapsed: Duration) {
-        if endpoint == "new_order" && status == "201" {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-impl OrderCounter {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-fn force() -> RenewOptions {
+pub(crate) fn force() -> RenewOptions {
     RenewOptions {
         force: true,
         ..RenewOptions::default()
@@ -330,226 +313,4 @@ async fn a_renewal_resumed_after_deploy_runs_the_served_check_again() {
     );
     let served = events.iter().find(|e| e["step"] == "served").unwrap();
     assert_eq!(served["serial"], setup.first_serial.as_str());
-}
-
-#[tokio::test]
-async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_without_a_new_order()
- {
-    let setup = Setup::new().await;
-    let orders = Arc::new(OrderCounter::default());
-    let renewer = |config: &Config| {
-        Renewer::new(config)
-            .with_observer(orders.clone())
-            .with_backoff_base(Duration::from_secs(1))
-    };
-    // Inside the first version's renewal window, long before either version expires.
-    let first_expiry = setup
-        .store()
-        .metadata("api", VersionId(1))
-        .unwrap()
-        .not_after;
-    let due = first_expiry - time::Duration::days(30);
-    let stuck = setup.verifying("true", Duration::from_secs(2), OnVerifyFailure::Rollback);
-
-    let error = renewer(&stuck)
-        .renew("api", RenewOptions::default(), due)
-        .await
-        .expect_err("nginx never reloaded");
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: Some(VersionId(1)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_eq!(orders.count(), 1);
-    let store = setup.store();
-    assert_eq!(
-        store.metadata("api", VersionId(2)).unwrap().state,
-        VersionState::Parked
-    );
-
-    // After the backoff: the same version again, still not served, still no new order.
-    let error = renewer(&stuck)
-        .renew(
-            "api",
-            RenewOptions::default(),
-            due + time::Duration::seconds(2),
-        )
-        .await
-        .expect_err("nginx still never reloads");
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: Some(VersionId(1)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_eq!(orders.count(), 1, "no second order");
-    assert_eq!(store.current("api").unwrap(), Some(VersionId(1)));
-    let (_, events) = setup.audit();
-    let rerolls: Vec<_> = events
-        .iter()
-        .filter(|e| e["step"] == "begin" && e["detail"] == "re-rolling out v0002")
-        .collect();
-    assert_eq!(rerolls.len(), 1, "{events:?}");
-
-    // The deploy command now reloads nginx: the parked version goes live and is verified.
-    let reloading = setup.verifying(
-        &setup.nginx.reload_command(),
-        Duration::from_secs(30),
-        OnVerifyFailure::Rollback,
-    );
-    let outcome = renewer(&reloading)
-        .renew(
-            "api",
-            RenewOptions::default(),
-            due + time::Duration::seconds(10),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", setup.nginx.log()));
-    assert!(
-        matches!(
-            outcome,
-            RenewOutcome::Renewed {
-                version: VersionId(2),
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
-    assert_eq!(orders.count(), 1, "exactly one order in total");
-    assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
-    assert_eq!(
-        store.metadata("api", VersionId(2)).unwrap().state,
-        VersionState::Active
-    );
-    assert_eq!(setup.served_serial().await, setup.serial_of(VersionId(2)));
-    let (steps, _) = setup.audit();
-    assert_eq!(
-        steps[steps.len() - 5..],
-        [
-            "begin:ok",
-            "deployed:ok",
-            "served:ok",
-            "verified:ok",
-            "done:ok"
-        ]
-    );
-    let status = renewer(&reloading)
-        .status(OffsetDateTime::now_utc())
-        .unwrap();
-    assert_eq!(status[0].consecutive_failures, 0);
-}
-
-#[tokio::test]
-async fn an_endpoint_that_does_not_answer_keeps_the_new_version_instead_of_rolling_back() {
-    let setup = Setup::new().await;
-    let mut config = setup.verifying("true", Duration::from_secs(1), OnVerifyFailure::Rollback);
-    // A loopback port nobody listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    config.certificates[0].verify = vec![format!("127.0.0.1:{port}").parse().unwrap()];
-
-    let error = Renewer::new(&config)
-        .renew("api", force(), OffsetDateTime::now_utc())
-        .await
-        .expect_err("nothing answers");
-    assert_eq!(error.problem(), "unreachable", "{error}");
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: None,
-                kept: true,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
-    assert_eq!(setup.store().current("api").unwrap(), Some(VersionId(2)));
-    let (steps, events) = setup.audit();
-    assert!(
-        !steps.iter().any(|s| s.starts_with("rollback")),
-        "{steps:?}"
-    );
-    let served = events.iter().rev().find(|e| e["step"] == "served").unwrap();
-    let text = served["error"].as_str().unwrap();
-    assert!(text.contains("a rollback would not help"), "{text}");
-}
-
-#[tokio::test]
-async fn with_keep_the_next_due_attempt_checks_the_kept_version_again_and_clears_the_failure() {
-    let setup = Setup::new().await;
-    let orders = Arc::new(OrderCounter::default());
-    let renewer = |config: &Config| {
-        Renewer::new(config)
-            .with_observer(orders.clone())
-            .with_backoff_base(Duration::from_secs(1))
-    };
-    let stuck = setup.verifying("true", Duration::from_secs(2), OnVerifyFailure::Keep);
-    let start = OffsetDateTime::now_utc();
-    let error = renewer(&stuck)
-        .renew("api", force(), start)
-        .await
-        .expect_err("the new serial is not served");
-    assert!(
-        matches!(error, RenewError::Served { kept: true, .. }),
-        "{error:?}"
-    );
-    assert_eq!(orders.count(), 1);
-
-    // The server is reloaded by the deploy command now; the next due attempt, after the
-    // backoff, rolls the kept version out again and finds it served.
-    let reloading = setup.verifying(
-        &setup.nginx.reload_command(),
-        Duration::from_secs(30),
-        OnVerifyFailure::Keep,
-    );
-    let outcome = renewer(&reloading)
-        .renew(
-            "api",
-            RenewOptions::default(),
-            start + time::Duration::seconds(5),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", setup.nginx.log()));
-    assert!(
-        matches!(
-            outcome,
-            RenewOutcome::Renewed {
-                version: VersionId(2),
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
-    assert_eq!(orders.count(), 1, "no new order");
-    assert_eq!(setup.served_serial().await, setup.serial_of(VersionId(2)));
-    let status = renewer(&reloading)
-        .status(start + time::Duration::seconds(6))
-        .unwrap();
-    assert_eq!(status[0].consecutive_failures, 0);
-    let settled = renewer(&reloading)
-        .renew(
-            "api",
-            RenewOptions::default(),
-            start + time::Duration::minutes(5),
-        )
-        .await
-        .unwrap();
-    assert!(
-        matches!(settled, RenewOutcome::NotDue { .. }),
-        "a served version waits for its window: {settled:?}"
-    );
 }
