@@ -1,6 +1,7 @@
 //! Failed rollouts against a real Pebble, through the library API with `now` as an input:
-//! a first version whose deploy failed stays current and is retried after the backoff, and
-//! every automatic rollback runs the deploy commands for the version it restores.
+//! a first version whose deploy failed stays current and is rolled out again (no new order)
+//! after the backoff, and every automatic rollback runs the deploy commands for the version it
+//! restores.
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +51,8 @@ fn steps(state_dir: &Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_failed_first_rollout_stays_current_and_is_retried_after_the_backoff() {
+async fn a_failed_first_rollout_stays_current_and_is_rolled_out_again_after_the_backoff_without_a_new_order()
+ {
     let pebble = Pebble::start(PebbleOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     // Fails the first time it runs, works afterwards.
@@ -100,11 +102,15 @@ async fn a_failed_first_rollout_stays_current_and_is_retried_after_the_backoff()
         matches!(
             retried,
             RenewOutcome::Renewed {
-                version: VersionId(2),
+                version: VersionId(1),
                 ..
             }
         ),
-        "{retried:?}"
+        "the same version, not a new order: {retried:?}"
+    );
+    assert!(
+        store.metadata("api", VersionId(2)).is_err(),
+        "nothing ordered"
     );
     let settled = renewer
         .renew(
@@ -165,5 +171,54 @@ async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
             "deployed:ok@v0001"
         ],
         "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_deploy_never_restores_a_previous_version_whose_files_are_broken() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("deployed.log");
+    let hook = format!(
+        "echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]",
+        log = log.display()
+    );
+    let config = write_config(dir.path(), &pebble, &hook);
+    let renewer = renewer(&config);
+    let state_dir = dir.path().join("state");
+    let now = OffsetDateTime::now_utc();
+    renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .expect("first issuance");
+    // The old version's chain no longer matches its fullchain: restoring it would serve junk.
+    std::fs::write(state_dir.join("certs/api/v0001/chain.pem"), "junk\n").unwrap();
+
+    let forced = RenewOptions {
+        force: true,
+        dry_run: false,
+    };
+    let failed = renewer.renew("api", forced, now).await;
+    let Err(RenewError::Hook { restored, .. }) = &failed else {
+        panic!("the second deploy fails: {failed:?}");
+    };
+    assert_eq!(*restored, None, "not rolled back");
+    let store = CertStore::open(&state_dir).unwrap();
+    assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        ["v0001", "v0002"],
+        "the broken version is not deployed again"
+    );
+    let text = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"], "rollback");
+    let why = last["error"].as_str().unwrap();
+    assert!(
+        why.contains("not rolled back: previous version v0001 does not check out"),
+        "{why}"
     );
 }

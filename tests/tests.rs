@@ -39,6 +39,9 @@ mod revoke;
 /// Served-certificate verification with a real nginx and Pebble: a reloading deploy passes,
 /// one that does not reload is rolled back (or kept), and the drift check reports it.
 mod served;
+/// After a failed served check: parked versions rolled out again without a new order, and
+/// no rollback for an endpoint that does not answer.
+mod served_retry;
 /// `certinel run`: the real binary's /metrics, /probe, reloads and shutdown.
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.

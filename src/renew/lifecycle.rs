@@ -20,6 +20,7 @@ use crate::store::{
 
 mod account;
 mod failure;
+mod reroll;
 mod rollback;
 mod served_step;
 
@@ -120,6 +121,11 @@ impl<'a> Run<'a> {
                     next_check,
                 });
             }
+        }
+        // A version whose rollout failed is rolled out again rather than ordered anew:
+        // every order spends the CA's duplicate-certificate limit.
+        if let Some(version) = self.parked_version()? {
+            return self.reroll(version).await;
         }
         // The account comes first: an unreachable CA leaves no in-flight record behind.
         let account = self.account().await?;
@@ -254,6 +260,7 @@ impl<'a> Run<'a> {
             return self
                 .fail_step(
                     Step::Deployed,
+                    true,
                     version,
                     serial.as_deref(),
                     detail,
@@ -285,6 +292,7 @@ impl<'a> Run<'a> {
             return self
                 .fail_step(
                     Step::Verified,
+                    false,
                     version,
                     serial.as_deref(),
                     detail,
@@ -320,17 +328,19 @@ impl<'a> Run<'a> {
     }
 
     /// Records a failed stage, rolls back to the previous version (redeploying it) and
-    /// counts the failure built by `error` from what was restored.
+    /// counts the failure built by `error` from what was restored. `rollout_only`: the
+    /// version's files are good (see [`Run::roll_back_failed`]).
     async fn fail_step<T>(
         &self,
         step: Step,
+        rollout_only: bool,
         version: VersionId,
         serial: Option<&str>,
         detail: String,
         error: impl FnOnce(Option<VersionId>) -> RenewError,
     ) -> Result<T, RenewError> {
         self.record_text(step, Some(version), serial, Some(detail));
-        let restored = self.roll_back_failed().await?;
+        let restored = self.roll_back_failed(rollout_only).await?;
         Err(self.count_failure(error(restored)))
     }
 

@@ -21,6 +21,11 @@
 //! rollback is one audit line; every failure updates the persisted schedule state. A first
 //! version whose rollout failed stays current and is retried after the backoff.
 //!
+//! A version whose rollout alone failed (a deploy command or the served check, not the files
+//! check) is parked (`VersionState::Parked`): while it is unexpired and matches the
+//! configuration, the next due attempt rolls it out again (`lifecycle/reroll.rs`) instead of
+//! placing a new order, which would spend the CA's duplicate-certificate limit.
+//!
 //! `--force` skips the renewal window and the backoff, never the CA's Retry-After or its
 //! failed-authorization limit (`schedule::plan::ca_gate`). When the CA answers
 //! `accountDoesNotExist`, a new account is registered and the renewal retried once.
@@ -146,8 +151,9 @@ pub enum RenewError {
         source: StoreError,
     },
     /// The `verify` endpoints did not all serve the new version in time. With
-    /// `on_verify_failure = "rollback"` `current` was rolled back (`restored`); with
-    /// `"keep"` (`kept`) the new version stayed current.
+    /// `on_verify_failure = "rollback"` `current` was rolled back (`restored`) when an
+    /// endpoint served an older version and the previous one was fit to serve; with
+    /// `"keep"`, or when an endpoint did not answer (`kept`), the new version stayed current.
     #[error("verify {version}: {source}{}", served_suffix(*.restored, *.kept))]
     Served {
         /// Certificate name.
@@ -204,7 +210,9 @@ pub enum RenewError {
 fn restored_suffix(restored: Option<VersionId>) -> String {
     match restored {
         Some(version) => format!("; rolled back to {version}"),
-        None => "; no previous version to roll back to".to_owned(),
+        // No previous version, or one unfit to serve (expired, other names or key type, bad
+        // files): the audit log says which.
+        None => "; not rolled back, it stays current".to_owned(),
     }
 }
 
@@ -226,7 +234,7 @@ fn gate_message(reason: Reason, until: OffsetDateTime) -> String {
 
 fn served_suffix(restored: Option<VersionId>, kept: bool) -> String {
     if kept {
-        "; kept as current (on_verify_failure = \"keep\")".to_owned()
+        "; kept as current".to_owned()
     } else {
         restored_suffix(restored)
     }

@@ -7,7 +7,7 @@ use tracing::Instrument;
 use crate::acme::{RevocationReason, revoke};
 use crate::renew::lifecycle::Run;
 use crate::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
-use crate::store::{CertStore, Step, StoreError};
+use crate::store::{CertStore, Step, StoreError, VersionState};
 
 /// What `revoke` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +58,14 @@ impl Renewer {
                 return Err(error);
             }
             run.record(Step::Revoke, Some(version), Some(&serial), None);
+            // The replacement gets a new key: no parked version is rolled out instead.
+            for parked in store.versions(name).map_err(store_error)? {
+                if parked.state == VersionState::Parked {
+                    store
+                        .set_state(name, parked.version, VersionState::Failed)
+                        .map_err(store_error)?;
+                }
+            }
             tracing::info!(%serial, "revoked; issuing a replacement");
             let options = RenewOptions {
                 force: true,

@@ -14,6 +14,7 @@ use crate::config::model::{CertificateConfig, Endpoint, Host, ScannerSettings, T
 use crate::scan::probe::{EndpointReport, ProbeContext, probe_endpoint};
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
+use crate::store::verify::name_covered;
 
 /// The first wait between two rounds of probes; it doubles up to [`MAX_RETRY_DELAY`].
 pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -168,9 +169,10 @@ impl ServedProber {
                 .max(Duration::from_millis(100)),
             None => self.probe_timeout,
         };
+        let names = certificate.dns_names();
         let probes = certificate.verify.iter().map(|target| {
             let endpoint = Endpoint {
-                sni: server_name(target, certificate),
+                sni: server_name(target, &names),
                 ..Endpoint::new(target.clone(), timeout)
             };
             async move { probe_endpoint(&endpoint, &self.context).await }
@@ -214,16 +216,20 @@ impl ServedProber {
     }
 }
 
-/// The name sent as SNI: the target's own name, or for an address target the
-/// certificate's first non-wildcard DNS name (a server picks its virtual host by SNI).
-fn server_name(target: &Target, certificate: &CertificateConfig) -> Option<String> {
-    match target.host {
-        Host::Name(_) => None,
-        Host::Ip(_) => certificate
-            .dns_names()
-            .into_iter()
-            .find(|name| !name.starts_with("*.")),
+/// The name sent as SNI. A server picks its virtual host (and so its certificate) by SNI,
+/// so it must be one of the certificate's names: the target's own name when the certificate
+/// covers it, else the certificate's first non-wildcard name (for `lb1.internal:443` or an
+/// address target). `None` sends the target's name (a certificate of wildcards only).
+fn server_name(target: &Target, certificate_names: &[String]) -> Option<String> {
+    if let Host::Name(host) = &target.host
+        && name_covered(host, certificate_names)
+    {
+        return None;
     }
+    certificate_names
+        .iter()
+        .find(|name| !name.starts_with("*."))
+        .cloned()
 }
 
 /// The observations in one endpoint report: one per probed address, or one without an
@@ -254,6 +260,50 @@ fn observations(report: &EndpointReport) -> Vec<Observation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sni(target: &str, names: &[&str]) -> Option<String> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        server_name(&target.parse().unwrap(), &names)
+    }
+
+    #[test]
+    fn a_target_named_like_the_certificate_sends_its_own_name() {
+        assert_eq!(
+            sni("api.example:443", &["www.example", "api.example"]),
+            None
+        );
+        assert_eq!(sni("API.example:443", &["api.example"]), None);
+        assert_eq!(sni("lb1.example:443", &["*.example", "api.example"]), None);
+    }
+
+    #[test]
+    fn a_load_balancer_name_sends_the_certificates_first_plain_name() {
+        assert_eq!(
+            sni(
+                "lb1.internal:443",
+                &["*.example", "api.example", "www.example"]
+            ),
+            Some("api.example".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_address_target_sends_the_certificates_first_plain_name() {
+        assert_eq!(
+            sni("127.0.0.1:8443", &["api.example"]),
+            Some("api.example".to_owned())
+        );
+        assert_eq!(
+            sni("[::1]:8443", &["*.example", "www.example"]),
+            Some("www.example".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_certificate_of_wildcards_only_leaves_the_targets_name() {
+        assert_eq!(sni("lb1.internal:443", &["*.example"]), None);
+        assert_eq!(sni("127.0.0.1:443", &["*.example"]), None);
+    }
 
     fn seen(target: &str, ip: Option<&str>, served: Served) -> Observation {
         Observation {

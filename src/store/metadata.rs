@@ -23,6 +23,11 @@ pub enum VersionState {
     Active,
     /// Its renewal failed or was rolled back; never chosen as a rollback target.
     Failed,
+    /// Was made `current`, but only its rollout failed (a deploy command or the served
+    /// check), so its files are good: rolled back (or left live unconfirmed), it is rolled
+    /// out again by the next due attempt instead of ordering a new certificate. Never a
+    /// rollback target.
+    Parked,
 }
 
 /// What the caller knows about an issuance that the certificate itself does not say.
@@ -59,7 +64,7 @@ pub struct VersionMetadata {
     pub created_at: OffsetDateTime,
     /// The ACME directory URL it came from.
     pub source: String,
-    /// Pending, active or failed.
+    /// Pending, active, failed or parked.
     pub state: VersionState,
 }
 

@@ -1,6 +1,7 @@
 //! The served-certificate step of a renewal: wait until the `verify` endpoints serve the new
 //! serial; when they do not in time, roll back (which runs the deploy commands for the restored
-//! version; `on_verify_failure = "rollback"`) or keep the new version (`"keep"`).
+//! version; `on_verify_failure = "rollback"`, and only when an endpoint serves an older
+//! certificate) or keep the new version (`"keep"`, or when an endpoint did not answer).
 
 use std::time::Duration;
 
@@ -58,20 +59,27 @@ impl Run<'_> {
             }
             Err(source) => source,
         };
-        match certificate.on_verify_failure {
-            OnVerifyFailure::Keep => {
-                let text = format!("{source}; kept as current (on_verify_failure = \"keep\")");
+        // Only an endpoint serving an older certificate is something a rollback can fix; one
+        // that does not answer would not answer with the older version either.
+        let keep_why = match (certificate.on_verify_failure, source.verdict) {
+            (OnVerifyFailure::Keep, _) => Some("on_verify_failure = \"keep\""),
+            (OnVerifyFailure::Rollback, Verdict::Stale) => None,
+            (OnVerifyFailure::Rollback, _) => Some("unreachable: a rollback would not help"),
+        };
+        match keep_why {
+            Some(why) => {
+                let text = format!("{source}; kept as current ({why})");
                 self.record_text(Step::Served, Some(version), Some(&expected), Some(text));
                 Ok(Some(source))
             }
-            OnVerifyFailure::Rollback => {
+            None => {
                 self.record_text(
                     Step::Served,
                     Some(version),
                     Some(&expected),
                     Some(source.to_string()),
                 );
-                let restored = self.roll_back_failed().await?;
+                let restored = self.roll_back_failed(true).await?;
                 Err(self.count_failure(RenewError::Served {
                     name: self.name().to_owned(),
                     version,
@@ -84,8 +92,16 @@ impl Run<'_> {
     }
 
     /// Ends a renewal whose new version was not served but is kept current: the in-flight
-    /// record goes, the failure is counted.
+    /// record goes, the failure is counted, and the version is parked so the next due
+    /// attempt (after the backoff) rolls it out and checks it again instead of ordering;
+    /// once an endpoint serves it, that attempt records the success.
     pub(super) fn keep_unserved(&self, version: VersionId, source: ServedError) -> RenewError {
+        if let Err(error) = self.park(version) {
+            return error;
+        }
+        if let Err(error) = self.update_schedule(|state, _| state.record_failed_rollout()) {
+            return self.store_error(error);
+        }
         if let Err(error) = self.store.finish(self.name()) {
             return self.store_error(error);
         }
