@@ -62,6 +62,7 @@ fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
         }),
         propagation_resolver: None,
         propagation_timeout: Duration::from_secs(20),
+        authoritative_port_override: None,
     }
 }
 
@@ -163,6 +164,7 @@ async fn exec_provider_presents_and_cleans_up_through_a_knsupdate_hook() {
         provider: DnsProvider::Exec { command: hook },
         propagation_resolver: Some(knot.addr),
         propagation_timeout: Duration::from_secs(20),
+        authoritative_port_override: None,
     };
     let issued = issue_ok(&knot, &pebble, &request(&["exec.certinel.test"], spec)).await;
     assert_eq!(leaf_names(&issued), ["exec.certinel.test"]);
@@ -304,6 +306,7 @@ async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cle
         provider: DnsProvider::Exec { command: hook },
         propagation_resolver: Some(knot.addr),
         propagation_timeout: Duration::from_secs(2),
+        authoritative_port_override: None,
     };
     let state = tempfile::tempdir().unwrap();
     let account = account(&pebble, state.path()).await;
