@@ -66,7 +66,7 @@ fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
     }
 }
 
-fn request(names: &[&str], spec: Dns01Spec) -> IssueRequest {
+pub(crate) fn request(names: &[&str], spec: Dns01Spec) -> IssueRequest {
     IssueRequest {
         names: names.iter().map(|name| Identifier::parse(name)).collect(),
         key: KeyAlgorithm::EcdsaP256,
@@ -77,7 +77,7 @@ fn request(names: &[&str], spec: Dns01Spec) -> IssueRequest {
 }
 
 /// The leaf's DNS names, sorted.
-fn leaf_names(issued: &Issued) -> Vec<String> {
+pub(crate) fn leaf_names(issued: &Issued) -> Vec<String> {
     let pem = Pem::iter_from_buffer(issued.cert_chain_pem.as_bytes())
         .next()
         .expect("a certificate")
@@ -99,7 +99,7 @@ fn leaf_names(issued: &Issued) -> Vec<String> {
     names
 }
 
-fn sorted(names: &[&str]) -> Vec<String> {
+pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
     names.sort();
     names

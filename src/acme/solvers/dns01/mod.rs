@@ -1,6 +1,7 @@
 //! dns-01 (RFC 8555 section 8.4): publishes a TXT record at `_acme-challenge.NAME` (or
 //! where a CNAME there points) for every authorization, waits until every authoritative
-//! server of each record's zone answers with them all, and removes every record it published when the order is done, successful or not.
+//! server of each record's zone answers with them all, and removes every record it
+//! published when the order is done, successful or not.
 
 mod exec;
 mod propagation;

@@ -122,15 +122,28 @@ pub(crate) async fn servers_for(
 ) -> Vec<SocketAddr> {
     match discover(lookup, fqdn, port.unwrap_or(DNS_PORT)).await {
         Ok(servers) if !servers.is_empty() => {
-            tracing::info!(name = %fqdn, servers = ?servers, "polling the zone's authoritative servers for the dns-01 TXT record");
+            tracing::info!(
+                name = %fqdn,
+                servers = ?servers,
+                "polling the zone's authoritative servers for the dns-01 TXT record"
+            );
             servers
         }
         Ok(_) => {
-            tracing::warn!(name = %fqdn, %lookup, "found no authoritative server addresses; polling the lookup server alone");
+            tracing::warn!(
+                name = %fqdn,
+                %lookup,
+                "found no authoritative server addresses; polling the lookup server alone"
+            );
             vec![lookup]
         }
         Err(message) => {
-            tracing::warn!(name = %fqdn, %lookup, %message, "cannot find the zone's authoritative servers; polling the lookup server alone");
+            tracing::warn!(
+                name = %fqdn,
+                %lookup,
+                %message,
+                "cannot find the zone's authoritative servers; polling the lookup server alone"
+            );
             vec![lookup]
         }
     }
@@ -152,7 +165,12 @@ async fn discover(lookup: SocketAddr, fqdn: &str, port: u16) -> Result<Vec<Socke
         match wire::addresses(lookup, &name).await {
             Ok(found) => ips.extend(found),
             Err(message) => {
-                tracing::warn!(zone = %zone, server = %name, %message, "cannot resolve a name server of the zone")
+                tracing::warn!(
+                    zone = %zone,
+                    server = %name,
+                    %message,
+                    "cannot resolve a name server of the zone"
+                );
             }
         }
     }
