@@ -77,9 +77,20 @@ impl Dns01 {
         let mut servers_of = BTreeMap::new();
         for (fqdn, _) in &self.published {
             if !servers_of.contains_key(fqdn) {
-                let servers =
-                    propagation::servers_for(lookup, fqdn, self.spec.authoritative_port_override)
-                        .await;
+                let port = self.spec.authoritative_port_override;
+                let discovery = propagation::servers_for(lookup, fqdn, port);
+                // Discovery counts against the same timeout as the polling.
+                let servers = tokio::time::timeout_at(deadline, discovery)
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::warn!(
+                            name = %fqdn,
+                            %lookup,
+                            "no name servers found before propagation_timeout; polling the \
+                             lookup server alone"
+                        );
+                        vec![lookup]
+                    });
                 servers_of.insert(fqdn.clone(), servers);
             }
         }
