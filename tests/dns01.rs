@@ -62,10 +62,11 @@ fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
         }),
         propagation_resolver: None,
         propagation_timeout: Duration::from_secs(20),
+        authoritative_port_override: None,
     }
 }
 
-fn request(names: &[&str], spec: Dns01Spec) -> IssueRequest {
+pub(crate) fn request(names: &[&str], spec: Dns01Spec) -> IssueRequest {
     IssueRequest {
         names: names.iter().map(|name| Identifier::parse(name)).collect(),
         key: KeyAlgorithm::EcdsaP256,
@@ -76,7 +77,7 @@ fn request(names: &[&str], spec: Dns01Spec) -> IssueRequest {
 }
 
 /// The leaf's DNS names, sorted.
-fn leaf_names(issued: &Issued) -> Vec<String> {
+pub(crate) fn leaf_names(issued: &Issued) -> Vec<String> {
     let pem = Pem::iter_from_buffer(issued.cert_chain_pem.as_bytes())
         .next()
         .expect("a certificate")
@@ -98,7 +99,7 @@ fn leaf_names(issued: &Issued) -> Vec<String> {
     names
 }
 
-fn sorted(names: &[&str]) -> Vec<String> {
+pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
     names.sort();
     names
@@ -163,6 +164,7 @@ async fn exec_provider_presents_and_cleans_up_through_a_knsupdate_hook() {
         provider: DnsProvider::Exec { command: hook },
         propagation_resolver: Some(knot.addr),
         propagation_timeout: Duration::from_secs(20),
+        authoritative_port_override: None,
     };
     let issued = issue_ok(&knot, &pebble, &request(&["exec.certinel.test"], spec)).await;
     assert_eq!(leaf_names(&issued), ["exec.certinel.test"]);
@@ -304,6 +306,7 @@ async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cle
         provider: DnsProvider::Exec { command: hook },
         propagation_resolver: Some(knot.addr),
         propagation_timeout: Duration::from_secs(2),
+        authoritative_port_override: None,
     };
     let state = tempfile::tempdir().unwrap();
     let account = account(&pebble, state.path()).await;

@@ -14,6 +14,9 @@ mod config_files;
 /// dns-01 against a real Knot DNS that Pebble also asks: RFC 2136 with TSIG and an exec
 /// hook, wildcard and multi-name certificates, CNAME delegation, cleanup, wrong keys.
 mod dns01;
+/// dns-01 propagation to every authoritative server: two Knots serve one zone, the second
+/// lags, and certinel tells the CA nothing until the second answers too.
+mod dns01_propagation;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a

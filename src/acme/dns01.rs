@@ -17,16 +17,23 @@ pub const DEFAULT_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Dns01Spec {
     /// Who publishes and removes the TXT records.
     pub provider: DnsProvider,
-    /// The server asked for `_acme-challenge` CNAMEs and polled until the TXT value is
-    /// visible. `None` means the RFC 2136 `server`; an exec provider without a resolver
-    /// neither follows CNAMEs nor waits.
+    /// The lookup server: asked for `_acme-challenge` CNAMEs, for the zone's NS set and for
+    /// the addresses of those name servers, every one of which is then polled until it
+    /// answers with the TXT values. `None` means the RFC 2136 `server`, or for an exec
+    /// provider the first `nameserver` of `/etc/resolv.conf`.
     pub propagation_resolver: Option<SocketAddr>,
     /// How long to poll before giving up (and how long an exec command may run).
     pub propagation_timeout: Duration,
+    /// Tests only: the port the authoritative servers are polled on instead of 53, so that
+    /// two test servers on `127.0.0.1` and `127.0.0.2` can share a free port. `None` (the
+    /// configuration never sets it) means port 53.
+    #[doc(hidden)]
+    pub authoritative_port_override: Option<u16>,
 }
 
 impl Dns01Spec {
-    /// The server asked about CNAMEs and propagation, if any.
+    /// The configured server asked about CNAMEs and name servers, if any; an exec provider
+    /// without `propagation_resolver` has none (the solver then reads `/etc/resolv.conf`).
     pub fn resolver(&self) -> Option<SocketAddr> {
         match (&self.propagation_resolver, &self.provider) {
             (Some(resolver), _) => Some(*resolver),
@@ -156,6 +163,7 @@ mod tests {
             }),
             propagation_resolver: None,
             propagation_timeout: DEFAULT_PROPAGATION_TIMEOUT,
+            authoritative_port_override: None,
         };
         assert_eq!(rfc2136.resolver(), Some(server));
         let exec = Dns01Spec {

@@ -150,6 +150,7 @@ fn dns01(
         provider,
         propagation_resolver,
         propagation_timeout,
+        authoritative_port_override: None,
     })
 }
 
@@ -346,6 +347,7 @@ mod tests {
                 }),
                 propagation_resolver: None,
                 propagation_timeout: DEFAULT_PROPAGATION_TIMEOUT,
+                authoritative_port_override: None,
             })
         );
     }
@@ -364,6 +366,7 @@ mod tests {
                 },
                 propagation_resolver: Some("127.0.0.1:53".parse().unwrap()),
                 propagation_timeout: Duration::from_secs(30),
+                authoritative_port_override: None,
             })
         );
     }

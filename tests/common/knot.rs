@@ -1,6 +1,8 @@
 //! Starts Debian's Knot DNS on a free loopback port with a generated configuration: the
 //! zones `certinel.test.` and `validation.test.` (tests/fixtures/dns01/), updatable with
-//! one TSIG key. Knot dies with the handle. `kdig` reads what it serves.
+//! one TSIG key. Knot dies with the handle. `kdig` reads what it serves. `start_with`
+//! starts one on a chosen loopback address and port with other zones (several name servers
+//! of one zone), and every Knot counts the queries it answers (`knotc stats`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -14,6 +16,19 @@ use crate::common::pebble::free_port;
 
 const KNOTD: &str = "/usr/sbin/knotd";
 const KDIG: &str = "/usr/bin/kdig";
+const KNOTC: &str = "/usr/sbin/knotc";
+const KNSUPDATE: &str = "/usr/bin/knsupdate";
+/// The zones `start` serves: `(domain, zone file text)`.
+const DEFAULT_ZONES: [(&str, &str); 2] = [
+    (
+        "certinel.test.",
+        include_str!("../fixtures/dns01/certinel.test.zone"),
+    ),
+    (
+        "validation.test.",
+        include_str!("../fixtures/dns01/validation.test.zone"),
+    ),
+];
 /// The TSIG key's name as Knot knows it.
 pub const KEY_NAME: &str = "certinel-test-key.";
 
@@ -37,21 +52,65 @@ impl Drop for Knot {
 impl Knot {
     /// Starts Knot; picks another port and tries again if one was taken meanwhile.
     pub async fn start() -> Knot {
-        for program in [KNOTD, KDIG] {
+        Self::check_programs();
+        let mut last_log = String::new();
+        for _attempt in 0..5 {
+            match Self::start_with(Ipv4Addr::LOCALHOST, free_port(), &DEFAULT_ZONES).await {
+                Ok(knot) => return knot,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("Knot did not start after 5 attempts; last log:\n{last_log}");
+    }
+
+    /// Panics with a clear message when Knot's programs are not installed.
+    pub fn check_programs() {
+        for program in [KNOTD, KDIG, KNOTC, KNSUPDATE] {
             assert!(
                 Path::new(program).exists(),
                 "{program} is missing: install Debian's knot and knot-dnsutils packages \
                  (scripts/deps)"
             );
         }
-        let mut last_log = String::new();
-        for _attempt in 0..5 {
-            match Self::try_start().await {
-                Ok(knot) => return knot,
-                Err(log) => last_log = log,
-            }
-        }
-        panic!("Knot did not start after 5 attempts; last log:\n{last_log}");
+    }
+
+    /// How many TXT queries this Knot has answered so far.
+    pub fn txt_queries(&self) -> u64 {
+        let output = Command::new(KNOTC)
+            .arg("-c")
+            .arg(self.dir.path().join("knot.conf"))
+            .args(["stats", "mod-stats.query-type"])
+            .output()
+            .expect("run knotc");
+        assert!(output.status.success(), "knotc stats failed: {output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("mod-stats.query-type[TXT] = "))
+            .map_or(0, |count| count.trim().parse().expect("a count"))
+    }
+
+    /// Adds the TXT `value` at `name` in `zone` by an RFC 2136 update (knsupdate).
+    pub fn add_txt(&self, zone: &str, name: &str, value: &str) {
+        let script = format!(
+            "server {} {}\nzone {zone}\nupdate add {name} 60 TXT \"{value}\"\nsend\n",
+            self.addr.ip(),
+            self.addr.port()
+        );
+        let mut child = Command::new(KNSUPDATE)
+            .arg("-y")
+            .arg(format!("hmac-sha256:{KEY_NAME}:{}", self.key_base64))
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn knsupdate");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(script.as_bytes())
+            .expect("write the update");
+        let status = child.wait().expect("wait for knsupdate");
+        assert!(status.success(), "knsupdate failed:\n{}", self.log());
     }
 
     /// The TXT values Knot serves at `name` (absolute), with kdig.
@@ -75,34 +134,38 @@ impl Knot {
         std::fs::read_to_string(self.dir.path().join("knot.log")).unwrap_or_default()
     }
 
-    async fn try_start() -> Result<Knot, String> {
+    /// Starts Knot on `ip:port` serving `zones` (`(domain, zone file text)`), updatable
+    /// with a fresh TSIG key; Knot's log when it does not come up.
+    pub async fn start_with(
+        ip: Ipv4Addr,
+        port: u16,
+        zones: &[(&str, &str)],
+    ) -> Result<Knot, String> {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let port = free_port();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let addr = SocketAddr::from((ip, port));
         let key_base64 = STANDARD.encode(rand::random::<[u8; 32]>());
         let root = dir.path().display();
+        let zone_lines: String = zones
+            .iter()
+            .map(|(domain, _)| format!("  - domain: {domain}\n"))
+            .collect();
         let config = format!(
-            "server:\n    rundir: {root}\n    listen: 127.0.0.1@{port}\n    \
+            "server:\n    rundir: {root}\n    listen: {ip}@{port}\n    \
              udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
              database:\n    storage: {root}/db\n\
              key:\n  - id: {KEY_NAME}\n    algorithm: hmac-sha256\n    secret: {key_base64}\n\
              acl:\n  - id: certinel-update\n    key: {KEY_NAME}\n    action: update\n\
+             mod-stats:\n  - id: counts\n    query-type: on\n\
              template:\n  - id: default\n    storage: {root}\n    file: \"%s.zone\"\n    \
-             zonefile-sync: -1\n    acl: certinel-update\n\
-             zone:\n  - domain: certinel.test.\n  - domain: validation.test.\n\
+             zonefile-sync: -1\n    acl: certinel-update\n    \
+             global-module: mod-stats/counts\n\
+             zone:\n{zone_lines}\
              log:\n  - target: stderr\n    any: info\n"
         );
         std::fs::write(dir.path().join("knot.conf"), config).expect("write knot.conf");
-        std::fs::write(
-            dir.path().join("certinel.test.zone"),
-            include_str!("../fixtures/dns01/certinel.test.zone"),
-        )
-        .expect("write zone");
-        std::fs::write(
-            dir.path().join("validation.test.zone"),
-            include_str!("../fixtures/dns01/validation.test.zone"),
-        )
-        .expect("write zone");
+        for (domain, text) in zones {
+            std::fs::write(dir.path().join(format!("{domain}zone")), text).expect("write zone");
+        }
         // Knot keeps its journal there and refuses updates when it is missing.
         std::fs::create_dir(dir.path().join("db")).expect("create Knot's database directory");
         let log = std::fs::File::create(dir.path().join("knot.log")).expect("log file");
@@ -120,12 +183,12 @@ impl Knot {
             dir,
             child,
         };
-        // Readiness: both zones answer their SOA over UDP. Bounded at ten seconds.
+        // Readiness: every zone answers its SOA over UDP. Bounded at ten seconds.
         for _ in 0..200 {
             if matches!(knot.child.try_wait(), Ok(Some(_))) {
                 return Err(knot.log());
             }
-            if knot.serves_soa("certinel.test.") && knot.serves_soa("validation.test.") {
+            if zones.iter().all(|(domain, _)| knot.serves_soa(domain)) {
                 return Ok(knot);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,10 +1,13 @@
 //! dns-01 (RFC 8555 section 8.4): publishes a TXT record at `_acme-challenge.NAME` (or
-//! where a CNAME there points) for every authorization, waits until the resolver sees them
-//! all, and removes every record it published when the order is done, successful or not.
+//! where a CNAME there points) for every authorization, waits until every authoritative
+//! server of each record's zone answers with them all, and removes every record it
+//! published when the order is done, successful or not.
 
 mod exec;
+mod propagation;
 mod wire;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,6 +20,8 @@ const MAX_CNAME_HOPS: usize = 8;
 /// The first and the longest pause between two propagation checks.
 const FIRST_POLL: Duration = Duration::from_millis(250);
 const LONGEST_POLL: Duration = Duration::from_secs(5);
+/// Where an exec provider without `propagation_resolver` finds its lookup server.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// The TXT records of one order.
 pub(crate) struct Dns01 {
@@ -47,8 +52,8 @@ impl Dns01 {
             ));
         };
         let challenge = challenge_name(name);
-        let fqdn = match self.spec.resolver() {
-            Some(resolver) => follow_cnames(resolver, &challenge).await?,
+        let fqdn = match self.lookup_server().await {
+            Some(lookup) => follow_cnames(lookup, &challenge).await?,
             None => challenge,
         };
         self.publish(&fqdn, value).await?;
@@ -56,22 +61,58 @@ impl Dns01 {
         Ok(())
     }
 
-    /// Returns once the resolver answers with every published value, all within one
-    /// `propagation_timeout`.
+    /// Returns once every authoritative server of each record's zone answers with every
+    /// value published there, all within one `propagation_timeout`.
     pub(crate) async fn wait_until_visible(&self) -> Result<(), AcmeError> {
-        let Some(resolver) = self.spec.resolver() else {
-            tracing::info!(
+        let Some(lookup) = self.lookup_server().await else {
+            tracing::warn!(
                 records = self.published.len(),
-                "no propagation_resolver configured: not waiting for the dns-01 TXT records"
+                "no propagation_resolver and no nameserver in /etc/resolv.conf: not waiting \
+                 for the dns-01 TXT records"
             );
             return Ok(());
         };
         let started = Instant::now();
         let deadline = started + self.spec.propagation_timeout;
-        for (fqdn, value) in &self.published {
-            wait_until_visible(resolver, fqdn, value, started, deadline).await?;
+        let mut servers_of = BTreeMap::new();
+        for (fqdn, _) in &self.published {
+            if !servers_of.contains_key(fqdn) {
+                let port = self.spec.authoritative_port_override;
+                let discovery = propagation::servers_for(lookup, fqdn, port);
+                // Discovery counts against the same timeout as the polling.
+                let servers = tokio::time::timeout_at(deadline, discovery)
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::warn!(
+                            name = %fqdn,
+                            %lookup,
+                            "no name servers found before propagation_timeout; polling the \
+                             lookup server alone"
+                        );
+                        vec![lookup]
+                    });
+                servers_of.insert(fqdn.clone(), servers);
+            }
         }
-        Ok(())
+        let checks = propagation::plan_checks(&self.published, &servers_of);
+        propagation::wait_for_all(checks, started, deadline).await
+    }
+
+    /// The server asked about CNAMEs and name servers: the configured one, else the first
+    /// `nameserver` of `/etc/resolv.conf` (read each time, as the system does).
+    async fn lookup_server(&self) -> Option<SocketAddr> {
+        if let Some(resolver) = self.spec.resolver() {
+            return Some(resolver);
+        }
+        match tokio::fs::read_to_string(RESOLV_CONF).await {
+            Ok(text) => propagation::resolv_conf_nameservers(&text)
+                .into_iter()
+                .next(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read {RESOLV_CONF}");
+                None
+            }
+        }
     }
 
     /// Removes every record this order published; failures are logged, never returned,
@@ -171,38 +212,6 @@ async fn follow_cnames(resolver: SocketAddr, challenge: &str) -> Result<String, 
     ))
 }
 
-/// Asks `resolver` for the TXT records at `fqdn` until `value` is among them.
-async fn wait_until_visible(
-    resolver: SocketAddr,
-    fqdn: &str,
-    value: &str,
-    started: Instant,
-    deadline: Instant,
-) -> Result<(), AcmeError> {
-    let mut polls = 0;
-    loop {
-        let last = match wire::txt_values(resolver, fqdn).await {
-            Ok(values) if values.iter().any(|seen| seen == value) => return Ok(()),
-            Ok(values) => format!("it answered {values:?}"),
-            Err(message) => message,
-        };
-        let pause = poll_pause(polls);
-        if Instant::now() + pause > deadline {
-            return Err(dns_error(
-                "dnsPropagation",
-                fqdn,
-                format!(
-                    "the TXT value was not visible at {resolver} after {:?} ({last}); \
-                     raise propagation_timeout or check propagation_resolver",
-                    started.elapsed()
-                ),
-            ));
-        }
-        tokio::time::sleep(pause).await;
-        polls += 1;
-    }
-}
-
 fn dns_error(problem: &'static str, name: &str, message: String) -> AcmeError {
     AcmeError::Dns {
         problem,
@@ -255,6 +264,7 @@ mod tests {
             },
             propagation_resolver: None,
             propagation_timeout: Duration::from_secs(1),
+            authoritative_port_override: None,
         };
         let error = Dns01::new(&spec)
             .add(&Identifier::Ip("127.0.0.1".parse().unwrap()), "v")

@@ -1,7 +1,7 @@
 //! The DNS messages dns-01 needs, built and sent by hickory: RFC 2136 updates signed with
-//! TSIG, and plain CNAME and TXT queries. One TCP connection per operation.
+//! TSIG, and plain CNAME, TXT, SOA, NS and address queries. One TCP connection per operation.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,24 +118,76 @@ pub(crate) async fn txt_values(server: SocketAddr, fqdn: &str) -> Result<Vec<Str
         .collect())
 }
 
+/// The zone that holds `fqdn` according to `server`, if its answer says: the owner of an
+/// SOA record in the answer (`fqdn` is the apex) or in the authority section (the SOA a
+/// negative or referral answer carries).
+pub(crate) async fn soa_owner(server: SocketAddr, fqdn: &str) -> Result<Option<String>, String> {
+    let (answers, authority) = query_sections(server, fqdn, RecordType::SOA).await?;
+    Ok(answers
+        .iter()
+        .chain(authority.iter())
+        .find(|record| record.record_type() == RecordType::SOA)
+        .map(|record| record.name().to_ascii().to_ascii_lowercase()))
+}
+
+/// The name servers of `zone` (its NS records) according to `server`.
+pub(crate) async fn ns_names(server: SocketAddr, zone: &str) -> Result<Vec<String>, String> {
+    let answers = query(server, zone, RecordType::NS).await?;
+    Ok(answers
+        .into_iter()
+        .filter_map(|data| match data {
+            RData::NS(target) => Some(target.0.to_ascii().to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The IPv4 and IPv6 addresses of `fqdn` according to `server`.
+pub(crate) async fn addresses(server: SocketAddr, fqdn: &str) -> Result<Vec<IpAddr>, String> {
+    let mut found = Vec::new();
+    for kind in [RecordType::A, RecordType::AAAA] {
+        for data in query(server, fqdn, kind).await? {
+            match data {
+                RData::A(address) => found.push(IpAddr::V4(address.0)),
+                RData::AAAA(address) => found.push(IpAddr::V6(address.0)),
+                _ => {}
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The answer section's data for the records named `fqdn` (an empty list for NXDOMAIN).
 async fn query(server: SocketAddr, fqdn: &str, kind: RecordType) -> Result<Vec<RData>, String> {
     let name = parse_name(fqdn)?;
+    let (answers, _) = query_sections(server, fqdn, kind).await?;
+    Ok(answers
+        .into_iter()
+        .filter(|record| record.name() == &name && record.record_type() == kind)
+        .map(|record| record.data().clone())
+        .collect())
+}
+
+/// The answer and authority sections of `server`'s answer (NOERROR or NXDOMAIN).
+async fn query_sections(
+    server: SocketAddr,
+    fqdn: &str,
+    kind: RecordType,
+) -> Result<(Vec<Record>, Vec<Record>), String> {
+    let name = parse_name(fqdn)?;
     let mut client = connect(server, None).await?;
     let response = client
-        .query(name.clone(), DNSClass::IN, kind)
+        .query(name, DNSClass::IN, kind)
         .await
         .map_err(|error| format!("{kind} query to {server} failed: {}", error_text(&error)))?;
     match response.response_code() {
         ResponseCode::NoError | ResponseCode::NXDomain => {}
         other => return Err(format!("{server} answered the {kind} query with {other}")),
     }
-    Ok(response
-        .answers()
-        .iter()
-        .filter(|record| record.name() == &name && record.record_type() == kind)
-        .map(|record| record.data().clone())
-        .collect())
+    Ok((
+        response.answers().to_vec(),
+        response.name_servers().to_vec(),
+    ))
 }
 
 async fn connect(
