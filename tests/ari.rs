@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use certinel::renew::{CertificateStatus, RenewOptions, RenewOutcome, Renewer};
+use certinel::renew::{CertificateStatus, RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::store::CertStore;
 use time::{Duration, OffsetDateTime};
 
@@ -435,11 +435,7 @@ async fn an_order_refused_as_already_replaced_is_placed_again_once_without_repla
     front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
     front.reject_next_replaces();
     let renewed = renewer.renew("api", RenewOptions::default(), now).await;
-    assert!(
-        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
-        "{renewed:?}\n{}",
-        pebble.log()
-    );
+    assert_renewed(&renewed, &pebble);
     let orders = front.new_orders();
     assert_eq!(orders.len(), 3, "{orders:?}");
     assert!(orders[1].get("replaces").is_some());
@@ -499,11 +495,7 @@ async fn an_expired_certificate_is_renewed_without_asking_for_renewal_informatio
     let renewed = renewer
         .renew("api", RenewOptions::default(), after_expiry)
         .await;
-    assert!(
-        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
-        "{renewed:?}\n{}",
-        pebble.log()
-    );
+    assert_renewed(&renewed, &pebble);
     assert!(front.renewal_info_requests().is_empty());
 }
 
@@ -520,11 +512,7 @@ async fn a_ca_that_starts_offering_renewal_information_gets_replaces_without_a_r
     front.set_renewal_info(true);
     front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
     let renewed = renewer.renew("api", RenewOptions::default(), now).await;
-    assert!(
-        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
-        "{renewed:?}\n{}",
-        pebble.log()
-    );
+    assert_renewed(&renewed, &pebble);
     assert_eq!(front.renewal_info_requests().len(), 1);
     let orders = front.new_orders();
     assert_eq!(orders.len(), 2, "{orders:?}");
@@ -569,11 +557,7 @@ async fn a_ca_that_does_not_echo_replaces_gets_no_second_order_and_no_more_repla
     front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
     front.ignore_replaces();
     let renewed = renewer.renew("api", RenewOptions::default(), now).await;
-    assert!(
-        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
-        "{renewed:?}\n{}",
-        pebble.log()
-    );
+    assert_renewed(&renewed, &pebble);
     let orders = front.new_orders();
     // The order the CA created is used: no second order is placed for this renewal.
     assert_eq!(orders.len(), 2, "{orders:?}");
@@ -591,4 +575,13 @@ async fn a_ca_that_does_not_echo_replaces_gets_no_second_order_and_no_more_repla
     let orders = front.new_orders();
     assert_eq!(orders.len(), 3, "{orders:?}");
     assert!(orders[2].get("replaces").is_none(), "{orders:?}");
+}
+
+/// Fails with the outcome and Pebble's log unless `renewed` is a new version.
+fn assert_renewed(renewed: &Result<RenewOutcome, RenewError>, pebble: &Pebble) {
+    assert!(
+        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
+        "{renewed:?}\n{}",
+        pebble.log()
+    );
 }
