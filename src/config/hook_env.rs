@@ -137,31 +137,6 @@ mod tests {
     }
 
     #[test]
-    fn a_reserved_or_malformed_name_is_refused_at_its_key() {
-        let message = error(http01("env = { CERTINEL_KEY = \"/tmp/k\" }"));
-        assert!(
-            message.contains(":8:") && message.contains("certificate[0].env.CERTINEL_KEY"),
-            "{message}"
-        );
-        assert!(message.contains("set by certinel itself"), "{message}");
-        let message = error(http01("env_passthrough = [\"OK\", \"NOT-OK\"]"));
-        assert!(
-            message.contains("certificate[0].env_passthrough[1]")
-                && message.contains("not an environment variable name"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn a_name_both_set_and_passed_through_is_refused() {
-        let message = error(http01("env = { X = \"1\" }\nenv_passthrough = [\"X\"]"));
-        assert!(
-            message.contains("env_passthrough[0]") && message.contains("also set in env"),
-            "{message}"
-        );
-    }
-
-    #[test]
     fn challenge_env_belongs_to_the_exec_provider_only() {
         let message = error(certificate(
             "challenge = { type = \"http-01\", listen = \"127.0.0.1:80\", env = { X = \"1\" } }",
