@@ -22,8 +22,10 @@
 pub mod acme;
 pub mod cli;
 pub mod config;
+pub mod hook;
 pub mod inventory;
 pub mod metrics;
+mod redact;
 pub mod renew;
 pub mod report;
 pub mod scan;

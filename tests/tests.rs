@@ -14,9 +14,15 @@ mod config_files;
 /// dns-01 against a real Knot DNS that Pebble also asks: RFC 2136 with TSIG and an exec
 /// hook, wildcard and multi-name certificates, CNAME delegation, cleanup, wrong keys.
 mod dns01;
+/// The dns-01 exec hook runs like a deploy command: leftovers and hung hooks are killed with
+/// their process group, and the cleanup always runs.
+mod dns01_exec;
 /// dns-01 propagation to every authoritative server: two Knots serve one zone, the second
 /// lags, and certinel tells the CA nothing until the second answers too.
 mod dns01_propagation;
+/// What hooks see of certinel's environment: a minimal one, plus what the certificate's
+/// `env` and `env_passthrough` (and the exec challenge's) add.
+mod hook_env;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a

@@ -17,6 +17,7 @@ use toml::Spanned;
 use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
 use crate::config::ConfigError;
 use crate::config::challenge::challenge;
+use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
 use crate::config::raw::{RawAcme, RawCertificate};
@@ -227,7 +228,8 @@ fn certificate(
         Some(value) => value.get_ref().0,
     };
     let renew_before = renew_before(&raw, duration, prefix, cx)?;
-    let challenge = challenge(&raw.challenge, &key("challenge"), cx)?;
+    let env = hook_env(raw.env.as_ref(), raw.env_passthrough.as_ref(), prefix, cx)?;
+    let challenge = challenge(&raw.challenge, &key("challenge"), &env, cx)?;
     // http-01 and tls-alpn-01 validate one host, never a wildcard; dns-01 can.
     let wildcard = raw
         .dns_names
@@ -322,6 +324,7 @@ fn certificate(
         challenge,
         deploy,
         deploy_timeout,
+        env,
         history,
         profile,
         verify,

@@ -11,6 +11,7 @@ mod certificates;
 mod challenge;
 mod duration;
 mod error;
+mod hook_env;
 mod keywords;
 mod locate;
 pub mod model;

@@ -83,6 +83,9 @@ pub struct CertificateConfig {
     pub deploy: Vec<String>,
     /// Deadline for each deploy command. Default 60 seconds.
     pub deploy_timeout: Duration,
+    /// What the deploy commands (and a dns-01 exec hook) get beyond their minimal
+    /// environment: `env` and `env_passthrough`.
+    pub env: crate::hook::HookEnv,
     /// Versions kept on disk (at least 2). Default 5.
     pub history: usize,
     /// The ACME profile to request, passed through to CAs that offer profiles.

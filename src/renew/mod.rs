@@ -53,8 +53,8 @@ use crate::schedule::plan::Reason;
 use crate::store::{StoreError, VersionId};
 use dry_run::Scratch;
 
+pub use crate::hook::HookError;
 pub use ari::CaFacts;
-pub use deploy::HookError;
 pub use dry_run::{
     DryRunDirectory, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, dry_run_directory,
 };

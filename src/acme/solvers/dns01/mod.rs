@@ -26,7 +26,10 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// The TXT records of one order.
 pub(crate) struct Dns01 {
     spec: Dns01Spec,
-    /// `(fqdn, value)` of every record the provider accepted, for the cleanup.
+    /// `(fqdn, value)` of every record the provider may have published, for the cleanup.
+    /// A record goes here before the provider runs: an update or a hook that fails or
+    /// times out may still have published it, and removing a record that is not there is
+    /// harmless.
     published: Vec<(String, String)>,
 }
 
@@ -56,9 +59,9 @@ impl Dns01 {
             Some(lookup) => follow_cnames(lookup, &challenge).await?,
             None => challenge,
         };
-        self.publish(&fqdn, value).await?;
-        self.published.push((fqdn, value.to_owned()));
-        Ok(())
+        self.check_publishable(&fqdn)?;
+        self.published.push((fqdn.clone(), value.to_owned()));
+        self.publish(&fqdn, value).await
     }
 
     /// Returns once every authoritative server of each record's zone answers with every
@@ -123,16 +126,16 @@ impl Dns01 {
                 DnsProvider::Rfc2136(settings) => {
                     wire::update(settings, fqdn, value, wire::Change::Remove).await
                 }
-                DnsProvider::Exec { command } => {
-                    exec::run(
-                        command,
-                        "cleanup",
-                        fqdn,
-                        value,
-                        self.spec.propagation_timeout,
-                    )
-                    .await
-                }
+                DnsProvider::Exec { command, env } => exec::run(
+                    command,
+                    env,
+                    exec::Action::Cleanup,
+                    fqdn,
+                    value,
+                    self.spec.propagation_timeout,
+                )
+                .await
+                .map_err(|error| error.to_string()),
             };
             if let Err(error) = removed {
                 tracing::warn!(name = %fqdn, %error, "cannot remove the dns-01 TXT record");
@@ -140,33 +143,39 @@ impl Dns01 {
         }
     }
 
+    /// Refuses, before anything is published, a name the provider cannot update.
+    fn check_publishable(&self, fqdn: &str) -> Result<(), AcmeError> {
+        match &self.spec.provider {
+            DnsProvider::Rfc2136(settings) if !in_zone(fqdn, &settings.zone) => Err(dns_error(
+                "dnsLookup",
+                fqdn,
+                format!(
+                    "the name is outside zone {}; point its _acme-challenge CNAME into that \
+                     zone or configure the zone that holds it",
+                    settings.zone
+                ),
+            )),
+            DnsProvider::Rfc2136(_) | DnsProvider::Exec { .. } => Ok(()),
+        }
+    }
+
     async fn publish(&self, fqdn: &str, value: &str) -> Result<(), AcmeError> {
         match &self.spec.provider {
             DnsProvider::Rfc2136(settings) => {
-                if !in_zone(fqdn, &settings.zone) {
-                    return Err(dns_error(
-                        "dnsLookup",
-                        fqdn,
-                        format!(
-                            "the name is outside zone {}; point its _acme-challenge CNAME \
-                             into that zone or configure the zone that holds it",
-                            settings.zone
-                        ),
-                    ));
-                }
                 wire::update(settings, fqdn, value, wire::Change::Add)
                     .await
                     .map_err(|message| dns_error("dnsUpdate", fqdn, message))
             }
-            DnsProvider::Exec { command } => exec::run(
+            DnsProvider::Exec { command, env } => exec::run(
                 command,
-                "present",
+                env,
+                exec::Action::Present,
                 fqdn,
                 value,
                 self.spec.propagation_timeout,
             )
             .await
-            .map_err(|message| dns_error("dnsExec", fqdn, message)),
+            .map_err(|error| dns_error("dnsExec", fqdn, error.to_string())),
         }
     }
 }
@@ -261,6 +270,7 @@ mod tests {
         let spec = Dns01Spec {
             provider: DnsProvider::Exec {
                 command: "/nonexistent".into(),
+                env: Default::default(),
             },
             propagation_resolver: None,
             propagation_timeout: Duration::from_secs(1),
