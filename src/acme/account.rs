@@ -23,6 +23,10 @@ use crate::acme::error::retry_bad_nonce;
 use crate::acme::http::{self, AcmeObserver};
 use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
 
+mod key;
+
+pub use key::{Deactivation, KeyRollover};
+
 /// A usable account on one ACME CA.
 #[derive(Clone)]
 pub struct AcmeAccount {
@@ -184,6 +188,31 @@ pub fn account_file_name(directory: &str) -> String {
         .map(|byte| format!("{byte:02x}"))
         .collect();
     format!("account-{hex}.json")
+}
+
+/// Loads the account stored for `settings.directory` under `state_dir/acme/`; never
+/// creates one. For commands that act on an existing account (key rollover,
+/// deactivation): a missing credentials file is an error naming it.
+pub async fn load_account(
+    settings: &AcmeSettings,
+    state_dir: &Path,
+    observer: Arc<dyn AcmeObserver>,
+) -> Result<AcmeAccount, AcmeError> {
+    let credentials_path = state_dir
+        .join("acme")
+        .join(account_file_name(&settings.directory));
+    if !credentials_path.exists() {
+        return Err(AcmeError::Invalid {
+            stage: Stage::Account,
+            message: format!(
+                "no account for {} in {}: nothing to change (certinel registers one at the \
+                 first renewal)",
+                settings.directory,
+                credentials_path.display()
+            ),
+        });
+    }
+    load_or_create_account(settings, state_dir, observer).await
 }
 
 /// Loads the account for `settings.directory` from `state_dir/acme/`, or creates it on the

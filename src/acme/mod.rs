@@ -36,7 +36,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-pub use account::{AcmeAccount, account_file_name, load_or_create_account, register_new_account};
+pub use account::{
+    AcmeAccount, Deactivation, KeyRollover, account_file_name, load_account,
+    load_or_create_account, register_new_account,
+};
 pub use ari::{DirectoryFacts, RenewalInfo, ari_certificate_id, refresh_directory, renewal_info};
 pub use dns01::{
     DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,

@@ -39,6 +39,10 @@ pub enum Step {
     Recover,
     /// The current certificate was revoked at the CA.
     Revoke,
+    /// The ACME account's key was rolled over (RFC 8555 §7.3.5).
+    AccountKeyRollover,
+    /// The ACME account was deactivated at the CA (RFC 8555 §7.3.6).
+    AccountDeactivate,
 }
 
 /// Whether a step worked.
