@@ -4,7 +4,6 @@
 //! [`PROBE_CONCURRENCY_LIMIT`] probes run at once; a request beyond that gets a 503.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
-use crate::config::model::{Endpoint, Host, IpFamily, ProbeModule, ResolveMode, Target};
+use crate::config::model::{AllowRule, Endpoint, IpFamily, ProbeModule, ResolveMode, Target};
 use crate::metrics::allow::{self, Precheck};
 use crate::metrics::http::{HttpShared, text_format};
 use crate::metrics::render;
@@ -99,28 +97,6 @@ pub fn probe_endpoint_for(
     endpoint
 }
 
-/// Combines probes of single, already-checked addresses into one report for `endpoint`.
-pub fn merge_address_probes(
-    endpoint: Endpoint,
-    started_at: OffsetDateTime,
-    probes: Vec<EndpointReport>,
-) -> EndpointReport {
-    let client_cert = probes.iter().find_map(|probe| probe.client_cert.clone());
-    let addresses: Vec<_> = probes
-        .into_iter()
-        .flat_map(|probe| probe.addresses)
-        .collect();
-    let addresses_disagree = crate::scan::probe::leaves_disagree(&addresses);
-    EndpointReport {
-        endpoint,
-        started_at,
-        resolve_error: None,
-        addresses,
-        addresses_disagree,
-        client_cert,
-    }
-}
-
 /// The `/probe` handler: 503 when [`ProbeLimiter`]'s probes are all in flight.
 pub async fn probe(
     Extension(limiter): Extension<ProbeLimiter>,
@@ -185,22 +161,9 @@ async fn probe_unlimited(
         deadline,
     );
     let rules = &setup.exporter.probe_allow;
-    let report = match allow::precheck(&endpoint.target.host, rules) {
-        Precheck::Denied(reason) => return refuse(StatusCode::FORBIDDEN, reason),
-        Precheck::Allowed => {
-            with_deadline(
-                &endpoint,
-                deadline,
-                probe::probe_endpoint(&endpoint, &setup.context),
-            )
-            .await
-        }
-        Precheck::CheckAddresses => {
-            match probe_checked_addresses(&endpoint, rules, &setup.context, deadline).await {
-                Ok(report) => report,
-                Err(reason) => return refuse(StatusCode::FORBIDDEN, reason),
-            }
-        }
+    let report = match probe_allowed(&endpoint, rules, &setup.context, deadline).await {
+        Ok(report) => report,
+        Err(reason) => return refuse(StatusCode::FORBIDDEN, reason),
     };
     tracing::debug!(
         target = %endpoint.target,
@@ -214,72 +177,38 @@ async fn probe_unlimited(
     }
 }
 
-/// Resolves a name no host pattern allowed, checks every address against the networks of
-/// the allow-list, then probes exactly those addresses (never a second DNS answer). One
+/// Probes `endpoint` when the allow-list `rules` admit it: a name is looked up only after a
+/// host-name rule matched it, and every address it resolves to must fall inside a network
+/// rule before the first connection; exactly those checked addresses are probed. One
 /// deadline, `deadline` from the start, covers the resolution and the probes together.
-async fn probe_checked_addresses(
+/// The error is the one-line reason for a 403.
+async fn probe_allowed(
     endpoint: &Endpoint,
-    rules: &[crate::config::model::AllowRule],
+    rules: &[AllowRule],
     context: &ProbeContext,
     deadline: Duration,
 ) -> Result<EndpointReport, String> {
-    let started_at = OffsetDateTime::now_utc();
-    let until = Instant::now() + deadline;
+    if let Precheck::Denied(reason) = allow::precheck(&endpoint.target.host, rules) {
+        return Err(reason);
+    }
     let name = endpoint.target.host.to_string();
-    let resolved = tokio::time::timeout_at(
-        until,
-        context
-            .resolver
-            .resolve(&endpoint.target.host, endpoint.ip_family, endpoint.resolve),
-    )
-    .await;
-    let addresses: Vec<IpAddr> = match resolved {
-        Ok(Ok(addresses)) => addresses,
-        Ok(Err(error)) => return Ok(failed(endpoint, started_at, error)),
-        Err(_) => return Ok(timed_out(endpoint, started_at, deadline)),
-    };
-    allow::check_addresses(&name, &addresses, rules)?;
-    // The address probes get what the resolution left of the deadline, not a fresh one.
-    let left = until.saturating_duration_since(Instant::now());
-    let probes = addresses.iter().map(|ip| {
-        let mut single = endpoint.clone();
-        single.target.host = Host::Ip(*ip);
-        single.sni = Some(endpoint.server_name());
-        single.resolve = ResolveMode::First;
-        single.timeout = left;
-        async move { probe::probe_endpoint(&single, context).await }
+    let probing = probe::probe_endpoint_admitting(endpoint, context, |addresses| {
+        allow::check_addresses(&name, addresses, rules)
     });
-    let all = futures::future::join_all(probes);
-    match tokio::time::timeout_at(until + SCRAPE_TIMEOUT_MARGIN / 2, all).await {
-        Ok(probes) => {
-            let mut report = merge_address_probes(endpoint.clone(), started_at, probes);
-            report_full_deadline(&mut report, deadline);
-            Ok(report)
-        }
-        Err(_) => Ok(timed_out(endpoint, started_at, deadline)),
-    }
+    with_deadline(endpoint, deadline, probing).await
 }
 
-/// Address timeouts name the request's deadline rather than the part of it they were given.
-fn report_full_deadline(report: &mut EndpointReport, deadline: Duration) {
-    for address in &mut report.addresses {
-        if let Err(ProbeError::Timeout { after, .. }) = &mut address.outcome {
-            *after = deadline;
-        }
-    }
-}
-
-async fn with_deadline(
+async fn with_deadline<E>(
     endpoint: &Endpoint,
     deadline: Duration,
-    probe: impl Future<Output = EndpointReport>,
-) -> EndpointReport {
+    probe: impl Future<Output = Result<EndpointReport, E>>,
+) -> Result<EndpointReport, E> {
     let started_at = OffsetDateTime::now_utc();
     // The probe enforces the deadline itself (resolution included); this outer bound is a
     // backstop so a scrape never outlives Prometheus' timeout.
     match tokio::time::timeout(deadline + SCRAPE_TIMEOUT_MARGIN / 2, probe).await {
-        Ok(report) => report,
-        Err(_) => timed_out(endpoint, started_at, deadline),
+        Ok(result) => result,
+        Err(_) => Ok(timed_out(endpoint, started_at, deadline)),
     }
 }
 
@@ -328,10 +257,8 @@ mod tests {
         }
     }
 
-    use time::macros::datetime;
-
     use super::*;
-    use crate::metrics::render::tests::{handshake, report};
+    use crate::config::model::Host;
 
     #[test]
     fn deadline_is_the_scrape_timeout_minus_half_a_second_when_shorter() {
@@ -358,33 +285,6 @@ mod tests {
         assert_eq!(from_module.timeout, deadline);
         let from_query = probe_endpoint_for(target, &module, Some("query.test"), deadline);
         assert_eq!(from_query.sni.as_deref(), Some("query.test"));
-    }
-
-    #[test]
-    fn merged_probes_flag_addresses_serving_different_leaves() {
-        let a = report(
-            "n.test:443",
-            vec![(
-                "127.0.0.1",
-                handshake("n.test", datetime!(2026-02-01 00:00 UTC)),
-            )],
-        );
-        let mut b = report(
-            "n.test:443",
-            vec![(
-                "127.0.0.2",
-                handshake("n.test", datetime!(2026-02-01 00:00 UTC)),
-            )],
-        );
-        let endpoint = a.endpoint.clone();
-        let started = a.started_at;
-        let same = merge_address_probes(endpoint.clone(), started, vec![a.clone(), b.clone()]);
-        assert_eq!(same.addresses.len(), 2);
-        assert!(!same.addresses_disagree);
-        if let Ok(handshake) = &mut b.addresses[0].outcome {
-            handshake.chain.entries[0].facts.fingerprint_sha256 = "cd".repeat(32);
-        }
-        assert!(merge_address_probes(endpoint, started, vec![a, b]).addresses_disagree);
     }
 
     struct NoState;
@@ -448,16 +348,103 @@ mod tests {
         let target: Target = format!("slow.test:{port}").parse().unwrap();
         let deadline = Duration::from_secs(3);
         let endpoint = probe_endpoint_for(target, &builtin_module(), None, deadline);
-        let rules = [crate::config::model::AllowRule::Cidr {
-            network: "127.0.0.0".parse().unwrap(),
-            prefix: 8,
-        }];
-        let started = Instant::now();
-        let report = probe_checked_addresses(&endpoint, &rules, &setup.context, deadline)
+        let rules = [rule("127.0.0.0/8"), rule("slow.test")];
+        let started = tokio::time::Instant::now();
+        let report = probe_allowed(&endpoint, &rules, &setup.context, deadline)
             .await
             .unwrap();
         assert_eq!(started.elapsed(), deadline);
         let error = report.addresses[0].outcome.as_ref().unwrap_err();
         assert_eq!(error.to_string(), "timed out after 3s during handshake");
+    }
+
+    fn shared_allowing(
+        resolver: crate::scan::resolve::Resolver,
+        rules: Vec<AllowRule>,
+    ) -> Arc<HttpShared> {
+        let shared = shared_with(resolver);
+        let mut setup = shared.probe_setup();
+        setup.exporter.probe_allow = rules;
+        shared.set_probe_setup(setup);
+        shared
+    }
+
+    fn rule(text: &str) -> AllowRule {
+        text.parse().unwrap()
+    }
+
+    /// The default allow-list: loopback networks and the name `localhost`.
+    fn default_rules() -> Vec<AllowRule> {
+        vec![rule("127.0.0.0/8"), rule("::1/128"), rule("localhost")]
+    }
+
+    /// The status of `/probe?target=TARGET` and how many names the resolver looked up.
+    async fn status_and_lookups(
+        target: &str,
+        hosts: &str,
+        rules: Vec<AllowRule>,
+    ) -> (StatusCode, usize) {
+        let shared = shared_allowing(
+            crate::scan::resolve::Resolver::with_hosts_text(hosts),
+            rules,
+        );
+        let query = HashMap::from([("target".to_owned(), target.to_owned())]);
+        let response = probe(
+            Extension(ProbeLimiter::new(4)),
+            State(shared.clone()),
+            Query(query),
+            HeaderMap::new(),
+        )
+        .await;
+        (
+            response.status(),
+            shared.probe_setup().context.resolver.lookups(),
+        )
+    }
+
+    #[tokio::test]
+    async fn names_no_host_rule_allows_are_refused_without_a_lookup() {
+        // The hosts text answers every name, so only the allow-list can stop the lookup.
+        let hosts = "127.0.0.1 metadata.google.internal localhost\n";
+        let loopback_networks = vec![rule("127.0.0.0/8"), rule("::1/128")];
+        for target in [
+            "metadata.google.internal:443",
+            "localhost.:443",
+            "0x7f.0x1:443",
+        ] {
+            let (status, lookups) =
+                status_and_lookups(target, hosts, loopback_networks.clone()).await;
+            assert_eq!((status, lookups), (StatusCode::FORBIDDEN, 0), "{target}");
+        }
+        let (status, lookups) =
+            status_and_lookups("metadata.google.internal:443", hosts, default_rules()).await;
+        assert_eq!((status, lookups), (StatusCode::FORBIDDEN, 0));
+    }
+
+    #[tokio::test]
+    async fn numeric_and_mapped_address_forms_are_refused_without_a_lookup() {
+        let hosts = "127.0.0.1 2130706433 0x7f.1\n";
+        for target in ["2130706433:443", "0x7f.1:443"] {
+            let (status, lookups) = status_and_lookups(target, hosts, default_rules()).await;
+            assert_eq!(lookups, 0, "{target}");
+            assert!(status.is_client_error(), "{target}: {status}");
+        }
+        let (status, lookups) =
+            status_and_lookups("[::ffff:169.254.169.254]:80", hosts, default_rules()).await;
+        assert_eq!((status, lookups), (StatusCode::FORBIDDEN, 0));
+    }
+
+    #[tokio::test]
+    async fn a_name_matched_by_a_host_rule_still_needs_allowed_addresses() {
+        // `localhost` is allowed by name, but here it resolves outside the only network.
+        let listener = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (status, lookups) = status_and_lookups(
+            &format!("localhost:{port}"),
+            "::1 localhost\n",
+            vec![rule("127.0.0.0/8"), rule("localhost")],
+        )
+        .await;
+        assert_eq!((status, lookups), (StatusCode::FORBIDDEN, 1));
     }
 }

@@ -2,6 +2,7 @@
 //! complete a TLS handshake that captures the presented chain even when it is invalid.
 
 use std::cell::Cell;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,8 +156,23 @@ impl ProbeContext {
 /// `resolve` (keyword `timeout`); a resolver that answers with an error stays
 /// [`ProbeError::Dns`] (keyword `dns`).
 pub async fn probe_endpoint(endpoint: &Endpoint, ctx: &ProbeContext) -> EndpointReport {
+    let admit_all = |_: &[IpAddr]| Ok::<(), Infallible>(());
+    let Ok(report) = probe_endpoint_admitting(endpoint, ctx, admit_all).await;
+    report
+}
+
+/// [`probe_endpoint`], with `admit` shown the resolved addresses before any connection:
+/// its error stops the probe before a socket is opened and is returned as is. `/probe`
+/// checks its allow-list here, so the addresses it checked are exactly the ones probed.
+pub async fn probe_endpoint_admitting<E>(
+    endpoint: &Endpoint,
+    ctx: &ProbeContext,
+    admit: impl FnOnce(&[IpAddr]) -> Result<(), E>,
+) -> Result<EndpointReport, E> {
     let span = tracing::info_span!("probe", target = %endpoint.target);
-    probe_endpoint_in_span(endpoint, ctx).instrument(span).await
+    probe_endpoint_in_span(endpoint, ctx, admit)
+        .instrument(span)
+        .await
 }
 
 /// What every address of one endpoint is probed with, prepared once per probe.
@@ -180,7 +196,11 @@ struct Session {
     cipher_suite: String,
 }
 
-async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> EndpointReport {
+async fn probe_endpoint_in_span<E>(
+    endpoint: &Endpoint,
+    ctx: &ProbeContext,
+    admit: impl FnOnce(&[IpAddr]) -> Result<(), E>,
+) -> Result<EndpointReport, E> {
     let mut report = EndpointReport {
         endpoint: endpoint.clone(),
         started_at: OffsetDateTime::now_utc(),
@@ -203,7 +223,7 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
         Err(error) => {
             tracing::info!(%error, "endpoint settings are unusable");
             report.resolve_error = Some(error);
-            return report;
+            return Ok(report);
         }
     };
     report.client_cert = plan.client_cert.clone();
@@ -221,9 +241,10 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
         Err(error) => {
             tracing::info!(%error, "name resolution failed");
             report.resolve_error = Some(error);
-            return report;
+            return Ok(report);
         }
     };
+    admit(&addresses)?;
     let probes = addresses.into_iter().map(|ip| {
         let span = tracing::info_span!("address", %ip);
         probe_address(ip, endpoint, &plan, deadline).instrument(span)
@@ -233,7 +254,7 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
     if report.addresses_disagree {
         tracing::info!("addresses present different leaf certificates");
     }
-    report
+    Ok(report)
 }
 
 async fn plan_probe(endpoint: &Endpoint, ctx: &ProbeContext) -> Result<ProbePlan, ProbeError> {

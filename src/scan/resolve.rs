@@ -15,6 +15,10 @@ pub struct Resolver {
     /// Tests only: every name lookup first waits this long, like a slow resolver.
     #[cfg(test)]
     lookup_delay: Option<std::time::Duration>,
+    /// Tests only: counts name lookups, and a name the overrides do not list fails instead
+    /// of reaching the system resolver.
+    #[cfg(test)]
+    offline_lookups: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl Resolver {
@@ -29,13 +33,24 @@ impl Resolver {
         Resolver::default().delayed(std::time::Duration::from_secs(86_400))
     }
 
-    /// This resolver, answering names from `hosts` (hosts-file format).
+    /// A resolver answering names from `hosts` (hosts-file format) only: a name the text
+    /// does not list fails without reaching the system resolver. Every name lookup is
+    /// counted in [`Resolver::lookups`].
     #[cfg(test)]
     pub(crate) fn with_hosts_text(hosts: &str) -> Resolver {
         Resolver {
             overrides: parse_hosts(hosts).unwrap_or_default(),
+            offline_lookups: Some(Default::default()),
             ..Resolver::default()
         }
+    }
+
+    /// How many names a [`Resolver::with_hosts_text`] resolver was asked to look up.
+    #[cfg(test)]
+    pub(crate) fn lookups(&self) -> usize {
+        self.offline_lookups
+            .as_ref()
+            .map_or(0, |count| count.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// This resolver, waiting `delay` before every name lookup.
@@ -93,9 +108,20 @@ impl Resolver {
         if let Some(delay) = self.lookup_delay {
             tokio::time::sleep(delay).await;
         }
+        #[cfg(test)]
+        if let Some(count) = &self.offline_lookups {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         let key = normalize_name(name);
         if let Some(addresses) = self.overrides.get(&key) {
             return Ok(addresses.clone());
+        }
+        #[cfg(test)]
+        if self.offline_lookups.is_some() {
+            return Err(dns_error(
+                name,
+                "not in the test hosts text (offline resolver)",
+            ));
         }
         if is_special_use_invalid(&key) {
             // RFC 6761 section 6.4: resolvers should answer names under `invalid.` with an
