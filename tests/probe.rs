@@ -143,4 +143,5 @@ mod addresses;
 mod capacity;
 mod chain_verdicts;
 mod client_auth;
+mod critical_extension;
 mod failures;
