@@ -21,9 +21,12 @@ use crate::scan::inspect::{self, CertFacts, ChainFacts};
 use crate::scan::trust::TrustRoots;
 use crate::scan::verify::{self, Verification};
 
+mod context;
 mod tls_client;
 
-use tls_client::{CLIENT_AUTH_REQUESTED, TlsClients};
+pub use context::{DEFAULT_MAX_ADDRESSES, ProbeContext};
+
+use tls_client::CLIENT_AUTH_REQUESTED;
 
 /// The result of probing one endpoint on every address it resolved to.
 #[derive(Debug, Clone)]
@@ -128,50 +131,6 @@ impl ProbeError {
 /// The [`ProbeError::Timeout`] stage of an address that found no free connection in the
 /// [`ConnectionBudget`] before its deadline.
 pub const BUDGET_STAGE: &str = "wait for a free connection";
-
-/// Most addresses probed per target unless [`ProbeContext::with_max_addresses`] says.
-pub const DEFAULT_MAX_ADDRESSES: usize = 16;
-
-/// Shared, long-lived things every probe needs.
-#[derive(Debug)]
-pub struct ProbeContext {
-    /// Name resolution (with any hosts-file override).
-    pub resolver: crate::scan::resolve::Resolver,
-    /// Trust roots per `ca_file`.
-    pub trust: crate::scan::trust::TrustCache,
-    /// The process's connection budget: every probe socket holds one of its permits.
-    pub budget: ConnectionBudget,
-    /// Most addresses probed per target.
-    pub max_addresses: usize,
-    /// rustls client configurations, built once and shared.
-    tls: TlsClients,
-}
-
-impl ProbeContext {
-    /// A context that resolves with `resolver`, verifies against `trust` and opens sockets
-    /// within `budget`.
-    pub fn new(
-        resolver: crate::scan::resolve::Resolver,
-        trust: crate::scan::trust::TrustCache,
-        budget: ConnectionBudget,
-    ) -> ProbeContext {
-        ProbeContext {
-            resolver,
-            trust,
-            budget,
-            max_addresses: DEFAULT_MAX_ADDRESSES,
-            tls: TlsClients::new(),
-        }
-    }
-
-    /// This context, probing at most `max_addresses` addresses per target (at least one).
-    pub fn with_max_addresses(self, max_addresses: usize) -> ProbeContext {
-        ProbeContext {
-            max_addresses: max_addresses.max(1),
-            ..self
-        }
-    }
-}
 
 /// Probes `endpoint` on every address it resolves to (or the first, per its settings).
 /// Never fails: problems are recorded in the report.
