@@ -266,7 +266,7 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
             concurrency: 4,
             default_timeout: Duration::from_secs(5),
             hosts_file: None,
-            max_connections: Some(64),
+            max_connections: None,
             max_addresses: 16,
         },
         endpoints: Vec::new(),
