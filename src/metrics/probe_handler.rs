@@ -152,6 +152,11 @@ async fn probe_within_limits(
         .get(SCRAPE_TIMEOUT_HEADER)
         .and_then(|value| value.to_str().ok());
     let deadline = probe_deadline(module.timeout, header);
+    let rules = &setup.exporter.probe_allow;
+    // A refusal needs no capacity: answer it before waiting for any.
+    if let Precheck::Denied(reason) = allow::precheck(&target.host, rules) {
+        return refuse(StatusCode::FORBIDDEN, reason);
+    }
     let until = received + deadline;
     let Ok(Ok(_slot)) = tokio::time::timeout_at(until, limiter.permits.acquire()).await else {
         return refuse(
@@ -171,7 +176,6 @@ async fn probe_within_limits(
         query.get("hostname").map(String::as_str),
         left,
     );
-    let rules = &setup.exporter.probe_allow;
     let report = match probe_allowed(&endpoint, rules, &setup.context, left).await {
         Ok(report) => report,
         Err(reason) => return refuse(StatusCode::FORBIDDEN, reason),

@@ -79,7 +79,10 @@ async fn a_saturated_exporter_answers_503_only_once_the_deadline_passed() {
     let started = tokio::time::Instant::now();
     let response = probe(
         Extension(limiter.clone()),
-        State(shared_with(crate::scan::resolve::Resolver::system())),
+        State(shared_allowing(
+            crate::scan::resolve::Resolver::with_hosts_text(""),
+            default_rules(),
+        )),
         Query(query),
         headers,
     )
@@ -232,4 +235,25 @@ async fn a_name_matched_by_a_host_rule_still_needs_allowed_addresses() {
     )
     .await;
     assert_eq!((status, lookups), (StatusCode::FORBIDDEN, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_target_is_answered_at_once_even_when_every_slot_is_busy() {
+    let limiter = ProbeLimiter::new(1);
+    let _in_flight = limiter.permits.clone().try_acquire_owned().unwrap();
+    let shared = shared_allowing(
+        crate::scan::resolve::Resolver::with_hosts_text(""),
+        default_rules(),
+    );
+    let query = HashMap::from([("target".to_owned(), "10.0.0.1:443".to_owned())]);
+    let started = tokio::time::Instant::now();
+    let response = probe(
+        Extension(limiter),
+        State(shared),
+        Query(query),
+        HeaderMap::new(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(started.elapsed(), Duration::ZERO);
 }
