@@ -78,6 +78,8 @@ pub fn default_config() -> Config {
             concurrency: validate::DEFAULT_CONCURRENCY,
             default_timeout: validate::DEFAULT_TIMEOUT,
             hosts_file: None,
+            max_connections: None,
+            max_addresses: validate::DEFAULT_MAX_ADDRESSES,
         },
         endpoints: Vec::new(),
         files: Vec::new(),

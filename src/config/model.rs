@@ -178,6 +178,12 @@ pub struct ScannerSettings {
     pub default_timeout: Duration,
     /// A hosts file consulted before DNS (same format as `/etc/hosts`).
     pub hosts_file: Option<PathBuf>,
+    /// Most probe sockets open at once in the whole process (sweeps, `/probe`, served
+    /// checks). `None`: derived from `RLIMIT_NOFILE` when the budget is created
+    /// (`scan::budget::default_max_connections`).
+    pub max_connections: Option<usize>,
+    /// Most addresses probed per target; the rest are reported as truncated. Default 16.
+    pub max_addresses: usize,
 }
 
 /// One live TLS endpoint to probe.

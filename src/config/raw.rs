@@ -108,6 +108,8 @@ pub(crate) struct RawScanner {
     pub(crate) concurrency: Option<Spanned<usize>>,
     pub(crate) timeout: Option<Spanned<ConfigDuration>>,
     pub(crate) hosts_file: Option<Spanned<String>>,
+    pub(crate) max_connections: Option<Spanned<usize>>,
+    pub(crate) max_addresses: Option<Spanned<usize>>,
 }
 
 /// `[exporter]`

@@ -123,6 +123,11 @@ fn push_endpoint(families: &mut Families, report: &EndpointReport, now: OffsetDa
         &endpoint_labels,
         flag(report.addresses_disagree),
     );
+    families.push(
+        names::ENDPOINT_ADDRESSES_TRUNCATED,
+        &endpoint_labels,
+        report.addresses_truncated as f64,
+    );
     if let Some(client) = &report.client_cert {
         families.push(
             names::CLIENT_CERT_NOT_AFTER,

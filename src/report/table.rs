@@ -23,7 +23,9 @@ pub fn render(rows: &[Row]) -> String {
 
 fn row_cells(row: &Row) -> [String; 6] {
     let (target, address) = match &row.subject {
-        Subject::Endpoint { target, ip, sni } => {
+        Subject::Endpoint {
+            target, ip, sni, ..
+        } => {
             let target = match sni {
                 Some(sni) => format!("{target} (sni {sni})"),
                 None => target.clone(),
