@@ -24,7 +24,7 @@ use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 
 /// Remembers every request the ACME client reports.
 #[derive(Default)]
-struct Recorder {
+pub(crate) struct Recorder {
     requests: Mutex<Vec<(&'static str, String)>>,
 }
 
@@ -47,13 +47,13 @@ impl Recorder {
             .collect()
     }
 
-    fn count(&self, endpoint: &str) -> usize {
+    pub(crate) fn count(&self, endpoint: &str) -> usize {
         let requests = self.requests.lock().unwrap();
         requests.iter().filter(|(e, _)| *e == endpoint).count()
     }
 }
 
-fn settings(pebble: &Pebble) -> AcmeSettings {
+pub(crate) fn settings(pebble: &Pebble) -> AcmeSettings {
     AcmeSettings {
         ca_file: Some(pebble.api_root.clone()),
         contact: vec!["mailto:ops@certinel.test".into()],
@@ -76,7 +76,7 @@ async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
         .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
 }
 
-fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpec) -> IssueRequest {
+pub(crate) fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpec) -> IssueRequest {
     IssueRequest {
         names: names.iter().map(|name| Identifier::parse(name)).collect(),
         key,
@@ -88,7 +88,7 @@ fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpec) -> Issue
 
 /// Checks the chain: leaf first with exactly `names`, signed by the next certificate,
 /// and holding the public half of `key_pem`. Returns the leaf's validity in seconds.
-fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
+pub(crate) fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
     let pems: Vec<Pem> = Pem::iter_from_buffer(issued.cert_chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .expect("chain is PEM");

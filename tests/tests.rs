@@ -8,6 +8,9 @@ mod acme;
 /// ACME Renewal Information and profiles through a front that adds them to Pebble: windows
 /// move the schedule, `replaces` is sent, a profile is sent or refused, polls back off.
 mod ari;
+/// The CAA preflight (RFC 8659, RFC 8657) against a real Knot serving CAA records and a
+/// real Pebble: allowed names issue, forbidden ones fail before any order.
+mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.

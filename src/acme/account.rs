@@ -46,6 +46,7 @@ pub struct AcmeAccount {
     credentials_path: PathBuf,
     created: bool,
     poll: PollPolicy,
+    preflight: crate::acme::PreflightSettings,
 }
 
 /// instant-acme's account and what it saw in the directory it fetched when built: it
@@ -158,6 +159,10 @@ impl AcmeAccount {
 
     pub(crate) fn poll_policy(&self) -> &PollPolicy {
         &self.poll
+    }
+
+    pub(crate) fn preflight_settings(&self) -> &crate::acme::PreflightSettings {
+        &self.preflight
     }
 }
 
@@ -296,6 +301,7 @@ fn assemble(
         credentials_path,
         created,
         poll: settings.poll,
+        preflight: settings.preflight.clone(),
     }
 }
 

@@ -14,6 +14,8 @@ use crate::acme::http::TransportError;
 pub enum Stage {
     /// Loading, creating or binding the account.
     Account,
+    /// Checks before ordering (CAA).
+    Preflight,
     /// Creating the order or reading its authorizations.
     Order,
     /// Answering challenges and waiting for validation.
@@ -27,10 +29,11 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The metric label value: `account`, `order`, `challenge`, `finalize`, `download` or `revoke`.
+    /// The metric label value: `account`, `preflight`, `order`, `challenge`, `finalize`, `download` or `revoke`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Account => "account",
+            Self::Preflight => "preflight",
             Self::Order => "order",
             Self::Challenge => "challenge",
             Self::Finalize => "finalize",
@@ -141,6 +144,10 @@ pub enum AcmeError {
         /// What is wrong.
         message: String,
     },
+    /// The CAA records of an identifier forbid this CA, account or challenge type; no
+    /// order was placed.
+    #[error("preflight: {0}")]
+    CaaForbids(Box<CaaRefusal>),
     /// A recorded order can no longer be completed (already finalized, invalid or expired).
     #[error("order: the order {url} cannot be completed: it is {status}")]
     OrderUnusable {
@@ -171,6 +178,20 @@ pub enum AcmeError {
     },
 }
 
+/// What the CAA preflight refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("CAA at {owner} forbids issuing for {identifier}: {reason} ({records})")]
+pub struct CaaRefusal {
+    /// The identifier refused.
+    pub identifier: String,
+    /// Where the relevant record set was found (the identifier or a parent).
+    pub owner: String,
+    /// The relevant records, as text.
+    pub records: String,
+    /// What they forbid.
+    pub reason: String,
+}
+
 impl AcmeError {
     /// The step that failed (metric label `stage`).
     pub fn stage(&self) -> Stage {
@@ -186,13 +207,14 @@ impl AcmeError {
             Self::AccountFile { .. } => Stage::Account,
             Self::OrderUnusable { .. } | Self::ProfileUnavailable { .. } => Stage::Order,
             Self::Key { .. } => Stage::Finalize,
+            Self::CaaForbids(_) => Stage::Preflight,
         }
     }
 
     /// A short keyword for what went wrong (metric label `problem`): the ACME problem type
     /// for server problems (`rateLimited`, `unauthorized`, `dns`, `connection`, ...), else
     /// one of `network`, `timeout`, `protocol`, `challengeNotOffered`, `responder`, `io`,
-    /// `invalid`, `key`, `orderUnusable`, `profileUnavailable`, or for dns-01 `dnsUpdate`, `dnsLookup`,
+    /// `invalid`, `key`, `orderUnusable`, `profileUnavailable`, `caa`, or for dns-01 `dnsUpdate`, `dnsLookup`,
     /// `dnsPropagation` and `dnsExec`.
     pub fn problem(&self) -> &str {
         match self {
@@ -208,6 +230,7 @@ impl AcmeError {
             Self::Key { .. } => "key",
             Self::OrderUnusable { .. } => "orderUnusable",
             Self::ProfileUnavailable { .. } => "profileUnavailable",
+            Self::CaaForbids(_) => "caa",
         }
     }
 

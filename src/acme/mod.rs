@@ -23,11 +23,13 @@
 
 mod account;
 mod ari;
+mod caa;
 mod dns01;
 mod error;
 mod http;
 mod keys;
 mod order;
+mod preflight;
 pub mod retry;
 mod revoke;
 mod solvers;
@@ -45,10 +47,11 @@ pub use dns01::{
     DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,
     TsigSecret, UnknownTsigAlgorithm,
 };
-pub use error::{AcmeError, Stage, is_replaces_rejection};
+pub use error::{AcmeError, CaaRefusal, Stage, is_replaces_rejection};
 pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
 pub use order::{complete_order, issue, place_order};
+pub use preflight::PreflightSettings;
 pub use retry::{PollPolicy, RetryPolicy};
 pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};
 
@@ -68,6 +71,8 @@ pub struct AcmeSettings {
     pub poll: PollPolicy,
     /// How individual HTTP requests are retried on 5xx, 429 and network errors.
     pub retry: RetryPolicy,
+    /// The CAA preflight: where to look CAA up and the CA's issuer domains.
+    pub preflight: PreflightSettings,
 }
 
 impl AcmeSettings {
@@ -80,6 +85,7 @@ impl AcmeSettings {
             eab: None,
             poll: PollPolicy::default(),
             retry: RetryPolicy::default(),
+            preflight: PreflightSettings::default(),
         }
     }
 }

@@ -16,7 +16,7 @@ use toml::Spanned;
 
 use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
 use crate::config::ConfigError;
-use crate::config::challenge::challenge;
+use crate::config::challenge::{challenge, socket_addr};
 use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
@@ -130,6 +130,41 @@ pub(crate) fn acme(
         "acme.poll_timeout".to_owned(),
         DEFAULT_POLL_TIMEOUT,
     )?;
+    let preflight_resolver = match &raw.preflight_resolver {
+        Some(value) => Some(socket_addr(
+            value,
+            "acme.preflight_resolver",
+            "\"192.0.2.53:53\"",
+            cx,
+        )?),
+        None => None,
+    };
+    let caa_identities = raw
+        .caa_identities
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, value)| {
+            let domain = value.get_ref().trim().trim_end_matches('.');
+            let valid = !domain.is_empty()
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if valid {
+                Ok(domain.to_ascii_lowercase())
+            } else {
+                Err(cx.error(
+                    value.span(),
+                    format!("acme.caa_identities[{index}]"),
+                    format!(
+                        "{:?} is not a domain name; write the issuer domain CAA records name \
+                         the CA by, e.g. \"letsencrypt.org\"",
+                        value.get_ref()
+                    ),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(AcmeConfig {
         directory,
         dry_run_directory,
@@ -137,6 +172,8 @@ pub(crate) fn acme(
         ca_file,
         eab,
         poll_timeout,
+        preflight_resolver,
+        caa_identities,
     }))
 }
 

@@ -257,7 +257,7 @@ fn required<'a>(
     }
 }
 
-fn socket_addr(
+pub(crate) fn socket_addr(
     value: &Spanned<String>,
     key: &str,
     example: &str,

@@ -43,6 +43,11 @@ pub struct AcmeConfig {
     pub eab: Option<EabConfig>,
     /// How long to wait for validation and issuance. Default 5 minutes.
     pub poll_timeout: Duration,
+    /// The DNS server the CAA preflight asks; `None`: the system's first nameserver.
+    pub preflight_resolver: Option<std::net::SocketAddr>,
+    /// The CA's issuer domain names for the CAA preflight, overriding the directory's
+    /// `meta.caaIdentities`.
+    pub caa_identities: Vec<String>,
 }
 
 /// External account binding credentials. `Debug` never shows the key.

@@ -44,6 +44,8 @@ pub(crate) struct RawAcme {
     pub(crate) ca_file: Option<Spanned<String>>,
     pub(crate) eab: Option<Spanned<RawEab>>,
     pub(crate) poll_timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) preflight_resolver: Option<Spanned<String>>,
+    pub(crate) caa_identities: Option<Vec<Spanned<String>>>,
 }
 
 /// `[acme] eab = { kid, hmac_key }`

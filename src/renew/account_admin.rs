@@ -4,7 +4,8 @@
 use time::OffsetDateTime;
 
 use crate::acme::{
-    AcmeError, AcmeSettings, Deactivation, Eab, KeyRollover, PollPolicy, load_account,
+    AcmeError, AcmeSettings, Deactivation, Eab, KeyRollover, PollPolicy, PreflightSettings,
+    load_account,
 };
 use crate::renew::Renewer;
 use crate::store::{AuditEvent, AuditLog, Outcome, Step, StoreError};
@@ -40,6 +41,10 @@ impl Renewer {
                 ..PollPolicy::default()
             },
             retry: self.retry,
+            preflight: PreflightSettings {
+                resolver: acme.preflight_resolver,
+                caa_identities: acme.caa_identities.clone(),
+            },
         })
     }
 

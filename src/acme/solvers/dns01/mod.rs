@@ -7,6 +7,8 @@ mod exec;
 mod propagation;
 mod wire;
 
+pub(crate) use wire::{CaaAnswer, caa_records};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -104,17 +106,9 @@ impl Dns01 {
     /// The server asked about CNAMEs and name servers: the configured one, else the first
     /// `nameserver` of `/etc/resolv.conf` (read each time, as the system does).
     async fn lookup_server(&self) -> Option<SocketAddr> {
-        if let Some(resolver) = self.spec.resolver() {
-            return Some(resolver);
-        }
-        match tokio::fs::read_to_string(RESOLV_CONF).await {
-            Ok(text) => propagation::resolv_conf_nameservers(&text)
-                .into_iter()
-                .next(),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read {RESOLV_CONF}");
-                None
-            }
+        match self.spec.resolver() {
+            Some(resolver) => Some(resolver),
+            None => system_nameserver().await,
         }
     }
 
@@ -226,6 +220,19 @@ fn dns_error(problem: &'static str, name: &str, message: String) -> AcmeError {
         problem,
         name: name.to_owned(),
         message,
+    }
+}
+
+/// The first `nameserver` of `/etc/resolv.conf` (read each time, as the system does).
+pub(crate) async fn system_nameserver() -> Option<SocketAddr> {
+    match tokio::fs::read_to_string(RESOLV_CONF).await {
+        Ok(text) => propagation::resolv_conf_nameservers(&text)
+            .into_iter()
+            .next(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read {RESOLV_CONF}");
+            None
+        }
     }
 }
 
