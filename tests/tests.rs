@@ -49,3 +49,6 @@ mod served_retry;
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
+/// A certificate with control characters in its names: `certinel check` escapes them in
+/// the table and the log lines, from a file and from a live server.
+mod terminal_injection;
