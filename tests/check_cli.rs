@@ -403,3 +403,14 @@ async fn a_bad_target_or_flag_is_a_clear_error_with_exit_code_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--warn"));
 }
+
+#[tokio::test]
+async fn a_signed_port_is_refused_and_the_message_names_the_target_once() {
+    let output = certinel(&["check", "127.0.0.1:+443"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "certinel: error: invalid target \"127.0.0.1:+443\": invalid port \"+443\" \
+         (use a number from 1 to 65535)"
+    );
+}

@@ -155,12 +155,8 @@ async fn probe_unlimited(
     };
     let target: Target = match target_text.parse() {
         Ok(target) => target,
-        Err(error) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("invalid target {target_text:?}: {error}"),
-            );
-        }
+        // The error quotes the input and starts "invalid target" itself.
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
     };
     let setup = shared.probe_setup();
     let module_name = query.get("module").map_or("default", String::as_str);
@@ -434,6 +430,37 @@ mod tests {
             std::str::from_utf8(&body).unwrap(),
             "too many /probe requests in flight (at most 1); try again later\n"
         );
+    }
+
+    #[tokio::test]
+    async fn bad_targets_and_signed_ports_are_refused_with_one_invalid_target_message() {
+        let cases = [
+            (
+                "127.0.0.1:+443",
+                "invalid target \"127.0.0.1:+443\": invalid port \"+443\" (use a number from 1 to 65535)\n",
+            ),
+            (
+                "no-port.test",
+                "invalid target \"no-port.test\": no port; add a port, e.g. no-port.test:443\n",
+            ),
+        ];
+        for (target, expected) in cases {
+            let query = HashMap::from([("target".to_owned(), target.to_owned())]);
+            let response = probe(
+                Extension(ProbeLimiter::new(1)),
+                State(shared_with(
+                    crate::scan::resolve::Resolver::with_hosts_text(""),
+                )),
+                Query(query),
+                HeaderMap::new(),
+            )
+            .await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{target}");
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            assert_eq!(std::str::from_utf8(&body).unwrap(), expected);
+        }
     }
 
     #[tokio::test(start_paused = true)]
