@@ -15,6 +15,7 @@ mod keywords;
 mod locate;
 pub mod model;
 mod raw;
+mod secrets;
 mod served;
 mod target;
 mod validate;
