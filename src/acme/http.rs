@@ -118,7 +118,14 @@ pub(crate) fn build_client(
 fn load_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, std::io::Error> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)?;
+        // A CA bundle is a few hundred KiB; the cap keeps a wrong path (a log, a device)
+        // from being read whole.
+        const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+        let pem =
+            crate::disk::read_capped(path, MAX_CA_FILE_BYTES).map_err(|error| match error {
+                crate::disk::ReadCappedError::Io(error) => error,
+                too_large => std::io::Error::other(too_large),
+            })?;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             roots.add(cert?).map_err(std::io::Error::other)?;
         }

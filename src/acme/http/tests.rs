@@ -407,3 +407,9 @@ async fn a_ca_that_sends_headers_then_stalls_hits_the_request_timeout() {
     );
     assert_eq!(*seen.0.lock().unwrap(), ["order network"; 2]);
 }
+
+#[test]
+fn an_endless_ca_file_is_refused_without_reading_it_whole() {
+    let error = load_roots(Some(Path::new("/dev/zero"))).unwrap_err();
+    assert!(error.to_string().contains("larger than"), "{error}");
+}
