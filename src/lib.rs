@@ -22,6 +22,8 @@
 pub mod acme;
 pub mod cli;
 pub mod config;
+pub mod disk;
+pub mod escape;
 pub mod hook;
 pub mod inventory;
 pub mod metrics;

@@ -31,6 +31,9 @@ mod dns01_propagation;
 mod hook_env;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
+/// A 2,000-SAN certificate scraped from a real `certinel run`: label values stay under the
+/// cap and promtool accepts the page.
+mod metric_labels;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a
 /// real Prometheus scraping a real certinel.
 mod monitoring;
@@ -61,3 +64,6 @@ mod served_retry;
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
+/// A certificate with control characters in its names: `certinel check` escapes them in
+/// the table and the log lines, from a file and from a live server.
+mod terminal_injection;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::acme::http::TransportError;
+use crate::acme::http::{BodyTooLarge, TransportError};
 
 /// The step of the ACME flow that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,6 +79,15 @@ pub enum AcmeError {
         /// What the transport reported on the last attempt.
         #[source]
         source: TransportError,
+    },
+    /// The CA's answer was larger than certinel reads ([`crate::acme::http::MAX_BODY_BYTES`]).
+    #[error("{stage}: refused the ACME server's answer: {source}")]
+    ResponseTooLarge {
+        /// Where it happened.
+        stage: Stage,
+        /// The URL and the limit.
+        #[source]
+        source: BodyTooLarge,
     },
     /// The CA did not finish validation or issuance in time.
     #[error("{stage}: gave up after waiting {waited:?} for the ACME server")]
@@ -198,6 +207,7 @@ impl AcmeError {
         match self {
             Self::Server { stage, .. }
             | Self::Network { stage, .. }
+            | Self::ResponseTooLarge { stage, .. }
             | Self::Timeout { stage, .. }
             | Self::Protocol { stage, .. }
             | Self::Invalid { stage, .. } => *stage,
@@ -213,13 +223,15 @@ impl AcmeError {
 
     /// A short keyword for what went wrong (metric label `problem`): the ACME problem type
     /// for server problems (`rateLimited`, `unauthorized`, `dns`, `connection`, ...), else
-    /// one of `network`, `timeout`, `protocol`, `challengeNotOffered`, `responder`, `io`,
-    /// `invalid`, `key`, `orderUnusable`, `profileUnavailable`, `caa`, or for dns-01 `dnsUpdate`, `dnsLookup`,
+    /// one of `network`, `responseTooLarge`, `timeout`, `protocol`, `challengeNotOffered`,
+    /// `responder`, `io`, `invalid`, `key`, `orderUnusable`, `profileUnavailable`, `caa`, or
+    /// for dns-01 `dnsUpdate`, `dnsLookup`,
     /// `dnsPropagation` and `dnsExec`.
     pub fn problem(&self) -> &str {
         match self {
             Self::Server { problem, .. } => problem,
             Self::Network { .. } => "network",
+            Self::ResponseTooLarge { .. } => "responseTooLarge",
             Self::Timeout { .. } => "timeout",
             Self::Protocol { .. } => "protocol",
             Self::ChallengeNotOffered { .. } => "challengeNotOffered",
@@ -280,9 +292,15 @@ impl AcmeError {
                     stage,
                     source: *transport,
                 },
-                Err(other) => Self::Protocol {
-                    stage,
-                    message: other.to_string(),
+                Err(other) => match other.downcast::<BodyTooLarge>() {
+                    Ok(too_large) => Self::ResponseTooLarge {
+                        stage,
+                        source: *too_large,
+                    },
+                    Err(other) => Self::Protocol {
+                        stage,
+                        message: other.to_string(),
+                    },
                 },
             },
             instant_acme::Error::Timeout(_) => Self::Timeout {

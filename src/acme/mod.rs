@@ -48,7 +48,7 @@ pub use dns01::{
     TsigSecret, UnknownTsigAlgorithm,
 };
 pub use error::{AcmeError, CaaRefusal, Stage, is_replaces_rejection};
-pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
+pub use http::{AcmeObserver, BodyTooLarge, MAX_BODY_BYTES, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
 pub use order::{complete_order, issue, place_order};
 pub use preflight::PreflightSettings;

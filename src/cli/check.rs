@@ -156,9 +156,8 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
             });
             continue;
         }
-        let target: Target = argument
-            .parse()
-            .with_context(|| format!("target {argument:?}"))?;
+        // The error quotes the argument itself; a context would repeat it.
+        let target: Target = argument.parse()?;
         let mut endpoint = Endpoint::new(target, args.timeout);
         endpoint.sni = args.sni.clone();
         endpoint.starttls = args.starttls;

@@ -16,6 +16,7 @@ mod keywords;
 mod locate;
 pub mod model;
 mod raw;
+mod secrets;
 mod served;
 mod target;
 mod validate;

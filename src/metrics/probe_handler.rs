@@ -129,12 +129,8 @@ async fn probe_within_limits(
     };
     let target: Target = match target_text.parse() {
         Ok(target) => target,
-        Err(error) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("invalid target {target_text:?}: {error}"),
-            );
-        }
+        // The error quotes the input and starts "invalid target" itself.
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, error.to_string()),
     };
     let setup = shared.probe_setup();
     let module_name = query.get("module").map_or("default", String::as_str);

@@ -257,3 +257,34 @@ async fn a_refused_target_is_answered_at_once_even_when_every_slot_is_busy() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
+
+#[tokio::test]
+async fn bad_targets_and_signed_ports_are_refused_with_one_invalid_target_message() {
+    let cases = [
+        (
+            "127.0.0.1:+443",
+            "invalid target \"127.0.0.1:+443\": invalid port \"+443\" (use a number from 1 to 65535)\n",
+        ),
+        (
+            "no-port.test",
+            "invalid target \"no-port.test\": no port; add a port, e.g. no-port.test:443\n",
+        ),
+    ];
+    for (target, expected) in cases {
+        let query = HashMap::from([("target".to_owned(), target.to_owned())]);
+        let response = probe(
+            Extension(ProbeLimiter::new(1)),
+            State(shared_with(
+                crate::scan::resolve::Resolver::with_hosts_text(""),
+            )),
+            Query(query),
+            HeaderMap::new(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{target}");
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(std::str::from_utf8(&body).unwrap(), expected);
+    }
+}

@@ -311,6 +311,7 @@ async fn probe_address(
     let outcome = session.and_then(|session| assess(session, plan));
     match &outcome {
         Ok(handshake) => tracing::debug!(
+            subject = %handshake.chain.leaf().subject,
             version = %handshake.tls_version,
             verified = handshake.verification.verified,
             reason = handshake.verification.reason.map(|reason| reason.keyword()),

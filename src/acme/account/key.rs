@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{AcmeAccount, Handle, StoredAccount, write_private_file};
+use super::{AcmeAccount, Handle, StoredAccount, disk_to_io, write_private_file};
 use crate::acme::error::retry_bad_nonce;
 use crate::acme::{AcmeError, Stage};
 
@@ -58,7 +58,8 @@ impl AcmeAccount {
         let json = serde_json::to_vec_pretty(&stored)
             .map_err(|error| file_error(std::io::Error::other(error)))?;
         let account_dir = self.credentials_path.parent().unwrap_or(Path::new("."));
-        write_private_file(account_dir, &self.credentials_path, &json).map_err(file_error)?;
+        write_private_file(account_dir, &self.credentials_path, &json)
+            .map_err(|error| file_error(disk_to_io(error)))?;
         let new_thumbprint = account.key_thumbprint().to_owned();
         let knows_renewal_info = self.read_handle().knows_renewal_info;
         *self
