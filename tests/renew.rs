@@ -464,10 +464,13 @@ async fn stage_issued(
     pebble: &Pebble,
     certificate: &CertificateConfig,
 ) -> VersionId {
-    let account =
-        load_or_create_account(&settings(pebble), &setup.state_dir, Arc::new(NoopObserver))
-            .await
-            .unwrap();
+    let account = load_or_create_account(
+        &settings(pebble),
+        &setup.state_dir.join("acme"),
+        Arc::new(NoopObserver),
+    )
+    .await
+    .unwrap();
     let issued = issue(&account, &request(certificate)).await.unwrap();
     let origin = Origin {
         created_at: now(),
@@ -516,10 +519,13 @@ async fn interrupted_renewals_resume_at_every_stage_without_a_second_order() {
 
     // Ordering, with the order placed and its URL recorded.
     let ordered = setup.certificate("ordered");
-    let account =
-        load_or_create_account(&settings(&pebble), &setup.state_dir, Arc::new(NoopObserver))
-            .await
-            .unwrap();
+    let account = load_or_create_account(
+        &settings(&pebble),
+        &setup.state_dir.join("acme"),
+        Arc::new(NoopObserver),
+    )
+    .await
+    .unwrap();
     let url = place_order(&account, &request(&ordered)).await.unwrap();
     store.begin("ordered", started).unwrap();
     store.record_order("ordered", &url).unwrap();

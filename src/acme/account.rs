@@ -194,17 +194,15 @@ pub fn account_file_name(directory: &str) -> String {
     format!("account-{hex}.json")
 }
 
-/// Loads the account stored for `settings.directory` under `state_dir/acme/`; never
-/// creates one. For commands that act on an existing account (key rollover,
-/// deactivation): a missing credentials file is an error naming it.
+/// Loads the account stored for `settings.directory` in `account_dir`; never creates one.
+/// For commands that act on an existing account (key rollover, deactivation): a missing
+/// credentials file is an error naming it.
 pub async fn load_account(
     settings: &AcmeSettings,
-    state_dir: &Path,
+    account_dir: &Path,
     observer: Arc<dyn AcmeObserver>,
 ) -> Result<AcmeAccount, AcmeError> {
-    let credentials_path = state_dir
-        .join("acme")
-        .join(account_file_name(&settings.directory));
+    let credentials_path = account_dir.join(account_file_name(&settings.directory));
     if !credentials_path.exists() {
         return Err(AcmeError::Invalid {
             stage: Stage::Account,
@@ -216,20 +214,20 @@ pub async fn load_account(
             ),
         });
     }
-    load_or_create_account(settings, state_dir, observer).await
+    load_or_create_account(settings, account_dir, observer).await
 }
 
-/// Loads the account for `settings.directory` from `state_dir/acme/`, or creates it on the
-/// CA (with EAB when configured) and saves its credentials there with mode 0600.
+/// Loads the account for `settings.directory` from `account_dir` (the renewer's is
+/// `state_dir/acme/`), or creates it on the CA (with EAB when configured) and saves its
+/// credentials there with mode 0600, in a directory kept 0700.
 ///
 /// Every request this account makes later is reported to `observer`.
 pub async fn load_or_create_account(
     settings: &AcmeSettings,
-    state_dir: &Path,
+    account_dir: &Path,
     observer: Arc<dyn AcmeObserver>,
 ) -> Result<AcmeAccount, AcmeError> {
     let client = build_client(settings, observer)?;
-    let account_dir = state_dir.join("acme");
     let credentials_path = account_dir.join(account_file_name(&settings.directory));
     let file_error = |path: &Path| {
         let path = path.to_owned();
@@ -237,8 +235,8 @@ pub async fn load_or_create_account(
     };
 
     // The directory holds account keys: 0700 even when someone widened it since.
-    crate::disk::ensure_private_dir(&account_dir)
-        .map_err(|error| file_error(&account_dir)(disk_to_io(error)))?;
+    crate::disk::ensure_private_dir(account_dir)
+        .map_err(|error| file_error(account_dir)(disk_to_io(error)))?;
     let read = crate::disk::read_capped(&credentials_path, MAX_CREDENTIALS_BYTES);
     let (account, credentials, created) = match read {
         Ok(bytes) => {
@@ -319,13 +317,11 @@ fn assemble(
 /// private one).
 pub async fn register_new_account(
     settings: &AcmeSettings,
-    state_dir: &Path,
+    account_dir: &Path,
     observer: Arc<dyn AcmeObserver>,
 ) -> Result<AcmeAccount, AcmeError> {
     let client = build_client(settings, observer)?;
-    let credentials_path = state_dir
-        .join("acme")
-        .join(account_file_name(&settings.directory));
+    let credentials_path = account_dir.join(account_file_name(&settings.directory));
     let (account, credentials) = create_account(settings, &client, &credentials_path).await?;
     Ok(assemble(
         account,

@@ -7,7 +7,7 @@
 //! The flow for one certificate is:
 //!
 //! ```text
-//!   load_or_create_account(settings, state_dir)  ── credentials file (0600), keyed by
+//!   load_or_create_account(settings, account_dir)  ── credentials file (0600), keyed by
 //!            │                                       a hash of the directory URL
 //!            ▼
 //!   issue(account, request)

@@ -56,7 +56,7 @@ impl Renewer {
     ) -> Result<KeyRollover, AccountAdminError> {
         let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
         let result = async {
-            load_account(&settings, &self.state_dir, self.observer.clone())
+            load_account(&settings, &self.account_dir, self.observer.clone())
                 .await?
                 .roll_over_key()
                 .await
@@ -84,7 +84,7 @@ impl Renewer {
     ) -> Result<Deactivation, AccountAdminError> {
         let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
         let result = async {
-            load_account(&settings, &self.state_dir, self.observer.clone())
+            load_account(&settings, &self.account_dir, self.observer.clone())
                 .await?
                 .deactivate()
                 .await

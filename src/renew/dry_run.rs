@@ -45,10 +45,11 @@ pub fn dry_run_directory(acme: &AcmeConfig) -> DryRunDirectory<'_> {
 }
 
 /// A temporary state directory for a dry run, removed when dropped. Its ACME accounts are
-/// not temporary: `acme/` inside it links to `state_dir/dry-run/accounts/`, so repeated dry
-/// runs reuse one account per directory URL instead of registering a new one each time.
+/// not temporary: they are kept in `state_dir/dry-run/accounts/` (`accounts`), so repeated
+/// dry runs reuse one account per directory URL instead of registering a new one each time.
 pub(super) struct Scratch {
     pub(super) path: PathBuf,
+    pub(super) accounts: PathBuf,
 }
 
 impl Scratch {
@@ -66,16 +67,13 @@ impl Scratch {
             rand::random::<u64>()
         ));
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        let scratch = Scratch { path };
         let accounts = std::path::absolute(&accounts)?;
-        std::os::unix::fs::symlink(&accounts, scratch.path.join("acme"))?;
-        Ok(scratch)
+        Ok(Scratch { path, accounts })
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        // remove_dir_all removes the `acme` link itself, never what it points to.
         if let Err(error) = std::fs::remove_dir_all(&self.path) {
             tracing::warn!(path = %self.path.display(), %error, "cannot remove the dry-run directory");
         }
@@ -127,11 +125,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let state = tempfile::tempdir().unwrap();
         let first = Scratch::create(state.path()).unwrap();
-        std::fs::write(first.path.join("acme/account-1.json"), "{}").unwrap();
+        std::fs::write(first.accounts.join("account-1.json"), "{}").unwrap();
+        let first_path = first.path.clone();
         drop(first);
+        assert!(!first_path.exists(), "the scratch directory is removed");
         let second = Scratch::create(state.path()).unwrap();
         assert_eq!(
-            std::fs::read_to_string(second.path.join("acme/account-1.json")).unwrap(),
+            std::fs::read_to_string(second.accounts.join("account-1.json")).unwrap(),
             "{}"
         );
         let accounts = state.path().join("dry-run/accounts");

@@ -298,6 +298,9 @@ impl RenewError {
 /// created) on first use and reused afterwards.
 pub struct Renewer {
     state_dir: PathBuf,
+    /// Where ACME account credentials live: `state_dir/acme/`, or for a dry run the kept
+    /// `state_dir/dry-run/accounts/`.
+    account_dir: PathBuf,
     acme: Option<AcmeConfig>,
     certificates: Vec<CertificateConfig>,
     scanner: ScannerSettings,
@@ -313,6 +316,7 @@ impl Renewer {
     pub fn new(config: &Config) -> Renewer {
         Renewer {
             state_dir: config.state_dir.clone(),
+            account_dir: config.state_dir.join("acme"),
             acme: config.acme.clone(),
             certificates: config.certificates.clone(),
             scanner: config.scanner.clone(),
@@ -399,6 +403,7 @@ impl Renewer {
         let scratch = Scratch::create(&self.state_dir).map_err(RenewError::Scratch)?;
         let scratch_renewer = Renewer {
             state_dir: scratch.path.clone(),
+            account_dir: scratch.accounts.clone(),
             acme: Some(AcmeConfig {
                 directory: directory.url().to_owned(),
                 ..acme.clone()

@@ -69,7 +69,7 @@ impl Run<'_> {
         }
         let account = load_or_create_account(
             &settings,
-            &self.renewer.state_dir,
+            &self.renewer.account_dir,
             self.renewer.observer.clone(),
         )
         .await?;
@@ -94,7 +94,7 @@ impl Run<'_> {
             Ok(settings) => {
                 register_new_account(
                     &settings,
-                    &self.renewer.state_dir,
+                    &self.renewer.account_dir,
                     self.renewer.observer.clone(),
                 )
                 .await
