@@ -17,6 +17,9 @@ mod dns01;
 /// dns-01 propagation to every authoritative server: two Knots serve one zone, the second
 /// lags, and certinel tells the CA nothing until the second answers too.
 mod dns01_propagation;
+/// The exporter's HTTP connection limits: header and idle timeouts, `max_connections`, and
+/// a SIGTERM that does not wait for slow clients.
+mod http_limits;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a

@@ -19,8 +19,8 @@ use crate::config::certificates;
 use crate::config::duration::{ConfigDuration, format_duration};
 use crate::config::locate::join;
 use crate::config::model::{
-    AllowRule, ClientAuth, Config, Endpoint, ExporterSettings, FileSource, Host, IpFamily,
-    ProbeModule, ResolveMode, ScannerSettings, StartTls, Target,
+    AllowRule, ClientAuth, Config, ConnectionLimits, Endpoint, ExporterSettings, FileSource, Host,
+    IpFamily, ProbeModule, ResolveMode, ScannerSettings, StartTls, Target,
 };
 use crate::config::raw::{RawConfig, RawExporter, RawFile, RawProbeOptions, RawScanner};
 
@@ -243,6 +243,7 @@ fn exporter(
     default_timeout: Duration,
     cx: &Context<'_>,
 ) -> Result<ExporterSettings, ConfigError> {
+    let connections = connection_limits(&raw, cx)?;
     let probe_allow = match raw.probe_allow {
         None => allow::loopback_only(),
         Some(entries) => entries
@@ -272,6 +273,37 @@ fn exporter(
         listen: raw.listen.map_or(DEFAULT_LISTEN, |listen| listen.0),
         probe_allow,
         modules,
+        connections,
+    })
+}
+
+/// `[exporter] header_read_timeout`, `idle_timeout` and `max_connections`.
+fn connection_limits(raw: &RawExporter, cx: &Context<'_>) -> Result<ConnectionLimits, ConfigError> {
+    let defaults = ConnectionLimits::default();
+    let max_connections = match &raw.max_connections {
+        None => defaults.max_connections,
+        Some(value) if *value.get_ref() == 0 => {
+            return Err(cx.error(
+                value.span(),
+                "exporter.max_connections".to_owned(),
+                "must be at least 1; it is how many HTTP clients may be connected at once"
+                    .to_owned(),
+            ));
+        }
+        Some(value) => *value.get_ref(),
+    };
+    Ok(ConnectionLimits {
+        header_read_timeout: cx.timeout(
+            raw.header_read_timeout.as_ref(),
+            "exporter.header_read_timeout".to_owned(),
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: cx.timeout(
+            raw.idle_timeout.as_ref(),
+            "exporter.idle_timeout".to_owned(),
+            defaults.idle_timeout,
+        )?,
+        max_connections,
     })
 }
 

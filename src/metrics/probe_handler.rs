@@ -403,6 +403,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             probe_allow: Vec::new(),
             modules: Default::default(),
+            connections: Default::default(),
         };
         let context = ProbeContext::new(resolver, crate::scan::trust::TrustCache::empty());
         Arc::new(HttpShared {
