@@ -36,6 +36,11 @@ pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9798));
 /// The `/probe` module used when a request names none.
 pub(crate) const DEFAULT_MODULE: &str = "default";
+/// Far more HTTP connections than a process has file descriptors for; a bound that keeps
+/// the connection semaphore within its limits.
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+/// The longest HTTP header or idle timeout: a day is already no protection.
+const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Re-checking more often than this only loads the servers.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -290,19 +295,34 @@ fn connection_limits(raw: &RawExporter, cx: &Context<'_>) -> Result<ConnectionLi
                     .to_owned(),
             ));
         }
+        Some(value) if *value.get_ref() > MAX_CONNECTIONS_LIMIT => {
+            return Err(cx.error(
+                value.span(),
+                "exporter.max_connections".to_owned(),
+                format!("must be at most {MAX_CONNECTIONS_LIMIT}"),
+            ));
+        }
         Some(value) => *value.get_ref(),
     };
+    let timeout = |value: &Option<Spanned<ConfigDuration>>, name: &str, default| {
+        let key = format!("exporter.{name}");
+        let timeout = cx.timeout(value.as_ref(), key.clone(), default)?;
+        match value {
+            Some(value) if timeout > MAX_HTTP_TIMEOUT => Err(cx.error(
+                value.span(),
+                key,
+                format!("must be at most {}", format_duration(MAX_HTTP_TIMEOUT)),
+            )),
+            _ => Ok(timeout),
+        }
+    };
     Ok(ConnectionLimits {
-        header_read_timeout: cx.timeout(
-            raw.header_read_timeout.as_ref(),
-            "exporter.header_read_timeout".to_owned(),
+        header_read_timeout: timeout(
+            &raw.header_read_timeout,
+            "header_read_timeout",
             defaults.header_read_timeout,
         )?,
-        idle_timeout: cx.timeout(
-            raw.idle_timeout.as_ref(),
-            "exporter.idle_timeout".to_owned(),
-            defaults.idle_timeout,
-        )?,
+        idle_timeout: timeout(&raw.idle_timeout, "idle_timeout", defaults.idle_timeout)?,
         max_connections,
     })
 }

@@ -97,21 +97,19 @@ pub fn verdict(phase: Phase, now: Instant, limits: Deadlines) -> Verdict {
         Phase::Waiting {
             since,
             first_byte: None,
-        } => (since + limits.idle_timeout, CloseReason::Idle),
+        } => (since.checked_add(limits.idle_timeout), CloseReason::Idle),
         Phase::Waiting {
             first_byte: Some(first_byte),
             ..
         } => (
-            first_byte + limits.header_read_timeout,
+            first_byte.checked_add(limits.header_read_timeout),
             CloseReason::SlowHeader,
         ),
     };
-    if now >= deadline {
-        Verdict::Close(reason)
-    } else {
-        Verdict::Keep {
-            until: Some(deadline),
-        }
+    match deadline {
+        Some(deadline) if now >= deadline => Verdict::Close(reason),
+        // A deadline beyond what the clock can represent never comes.
+        until => Verdict::Keep { until },
     }
 }
 
@@ -182,6 +180,19 @@ mod tests {
             Verdict::Keep { until: None }
         );
         assert_eq!(Phase::Serving.on_read(at(start, 1)), Phase::Serving);
+    }
+
+    #[test]
+    fn a_deadline_beyond_the_clock_never_closes() {
+        let start = Instant::now();
+        let endless = Deadlines {
+            header_read_timeout: Duration::MAX,
+            idle_timeout: Duration::MAX,
+        };
+        assert_eq!(
+            verdict(Phase::waiting(start), at(start, 1), endless),
+            Verdict::Keep { until: None }
+        );
     }
 
     #[test]

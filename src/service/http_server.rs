@@ -194,8 +194,26 @@ impl Activity {
     fn update(&self, change: impl FnOnce(Phase) -> Phase) {
         let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
         let next = change(*phase);
-        if next != *phase {
-            *phase = next;
+        if next == *phase {
+            return;
+        }
+        // A wait that only began later moves its deadline later: the check finds that out
+        // when it wakes. Every other change may bring a deadline closer.
+        let only_later = matches!(
+            (*phase, next),
+            (
+                Phase::Waiting {
+                    first_byte: None,
+                    ..
+                },
+                Phase::Waiting {
+                    first_byte: None,
+                    ..
+                }
+            )
+        );
+        *phase = next;
+        if !only_later {
             self.changed.notify_one();
         }
     }
