@@ -22,8 +22,12 @@
 pub mod acme;
 pub mod cli;
 pub mod config;
+pub mod disk;
+pub mod escape;
+pub mod hook;
 pub mod inventory;
 pub mod metrics;
+mod redact;
 pub mod renew;
 pub mod report;
 pub mod scan;

@@ -7,7 +7,9 @@ fn main() -> std::process::ExitCode {
     match certinel::cli::dispatch(cli) {
         Ok(code) => std::process::ExitCode::from(code.0),
         Err(error) => {
-            eprintln!("certinel: error: {error:#}");
+            // The chain can quote a server's or a certificate's words: escape them.
+            let chain = certinel::escape::Escaped(format!("{error:#}"));
+            eprintln!("certinel: error: {chain}");
             std::process::ExitCode::from(2)
         }
     }

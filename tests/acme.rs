@@ -3,7 +3,7 @@
 //! failures the renewal metrics are labelled with.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,7 @@ use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 
 /// Remembers every request the ACME client reports.
 #[derive(Default)]
-struct Recorder {
+pub(crate) struct Recorder {
     requests: Mutex<Vec<(&'static str, String)>>,
 }
 
@@ -47,13 +47,13 @@ impl Recorder {
             .collect()
     }
 
-    fn count(&self, endpoint: &str) -> usize {
+    pub(crate) fn count(&self, endpoint: &str) -> usize {
         let requests = self.requests.lock().unwrap();
         requests.iter().filter(|(e, _)| *e == endpoint).count()
     }
 }
 
-fn settings(pebble: &Pebble) -> AcmeSettings {
+pub(crate) fn settings(pebble: &Pebble) -> AcmeSettings {
     AcmeSettings {
         ca_file: Some(pebble.api_root.clone()),
         contact: vec!["mailto:ops@certinel.test".into()],
@@ -76,7 +76,7 @@ async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
         .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
 }
 
-fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpec) -> IssueRequest {
+pub(crate) fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpec) -> IssueRequest {
     IssueRequest {
         names: names.iter().map(|name| Identifier::parse(name)).collect(),
         key,
@@ -88,7 +88,7 @@ fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpec) -> Issue
 
 /// Checks the chain: leaf first with exactly `names`, signed by the next certificate,
 /// and holding the public half of `key_pem`. Returns the leaf's validity in seconds.
-fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
+pub(crate) fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
     let pems: Vec<Pem> = Pem::iter_from_buffer(issued.cert_chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .expect("chain is PEM");
@@ -110,7 +110,7 @@ fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
             GeneralName::DNSName(dns) => dns.to_string(),
             GeneralName::IPAddress(bytes) => match bytes.len() {
                 4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*bytes).unwrap()).to_string(),
-                _ => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).unwrap()).to_string(),
+                _ => Ipv6Addr::from(<[u8; 16]>::try_from(*bytes).unwrap()).to_string(),
             },
             other => other.to_string(),
         })
@@ -254,6 +254,30 @@ async fn ip_identifiers_are_issued_over_http01_and_tls_alpn01() {
         .await
         .unwrap_or_else(|e| panic!("{challenge:?}: {e}\n{}", pebble.log()));
         check_issued(&issued, &["127.0.0.1"]);
+    }
+}
+
+/// RFC 8738 for IPv6: Pebble's validator connects to `[::1]` itself, on its http-01 and
+/// tls-alpn-01 ports, and the tls-alpn-01 answer is picked by the `ip6.arpa` SNI name.
+/// Every machine these tests run on has `::1` on its loopback interface; a machine
+/// without it fails here rather than skipping.
+#[tokio::test]
+async fn ipv6_loopback_identifier_is_issued_over_http01_and_tls_alpn01() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    let on_ipv6 = |addr: SocketAddr| SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()));
+    for challenge in [
+        ChallengeSpec::Http01Listen(on_ipv6(pebble.http_addr())),
+        ChallengeSpec::TlsAlpn01Listen(on_ipv6(pebble.tls_addr())),
+    ] {
+        let issued = issue(
+            &account,
+            &request(&["::1"], KeyAlgorithm::EcdsaP256, challenge.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{challenge:?}: {e}\n{}", pebble.log()));
+        check_issued(&issued, &["::1"]);
     }
 }
 

@@ -403,3 +403,33 @@ async fn a_bad_target_or_flag_is_a_clear_error_with_exit_code_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--warn"));
 }
+
+#[tokio::test]
+async fn a_signed_port_is_refused_and_the_message_names_the_target_once() {
+    let output = certinel(&["check", "127.0.0.1:+443"]).await;
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "certinel: error: invalid target \"127.0.0.1:+443\": invalid port \"+443\" \
+         (use a number from 1 to 65535)"
+    );
+}
+
+#[tokio::test]
+async fn a_huge_certificate_file_is_refused_with_a_clear_reason() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("huge.pem");
+    // Sparse, so the test costs no disk; certinel must not read it whole either.
+    let file = std::fs::File::create(&path).expect("create");
+    file.set_len(certinel::scan::files::MAX_FILE_BYTES + 1)
+        .expect("set length");
+    let output = certinel(&["check", "--output", "json", path.to_str().unwrap()]).await;
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_line(&lines[0], "UNKNOWN", "file");
+    let detail = lines[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("too large for a certificate file"),
+        "{detail}"
+    );
+}

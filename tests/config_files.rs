@@ -98,6 +98,49 @@ fn every_expected_message_has_a_fixture() {
     );
 }
 
+/// The `secret_*` fixtures hold secrets marked `S3CR3T` or `7331`, followed by `tail7f9a`
+/// where text runs on after them: a message names the line and the key, never any of it.
+#[test]
+fn errors_about_secret_keys_name_the_key_and_line_but_never_the_secret() {
+    assert_in_package_root();
+    let fixtures: Vec<PathBuf> = bad_fixtures()
+        .into_iter()
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("secret_"))
+        })
+        .collect();
+    assert!(fixtures.len() >= 6, "expected the secret_* fixtures");
+    for fixture in &fixtures {
+        let text = std::fs::read_to_string(fixture).expect("read fixture");
+        assert!(
+            text.contains("S3CR3T") || text.contains("7331"),
+            "{}",
+            fixture.display()
+        );
+        let error = load(fixture).expect_err("secret fixtures are invalid");
+        let message = format!("{error} {error:?}");
+        for part in ["S3CR3T", "7331", "tail7f9a", "zWNDZM6e"] {
+            assert!(
+                !message.contains(part),
+                "{}: the message quotes the secret or its neighbourhood: {message}",
+                fixture.display()
+            );
+        }
+        let key = error.key().unwrap_or_default();
+        assert!(
+            key.ends_with("hmac_key") || key.ends_with("tsig_key") || key.ends_with("eab"),
+            "{}: the message names the secret key: {error}",
+            fixture.display()
+        );
+        assert!(
+            error.line().is_some(),
+            "{}: no line: {error}",
+            fixture.display()
+        );
+    }
+}
+
 #[test]
 fn error_accessors_name_the_file_line_and_key() {
     assert_in_package_root();

@@ -22,7 +22,7 @@ use crate::common::pebble::{Pebble, PebbleOptions};
 const HOOK: &str = "tests/fixtures/dns01/knsupdate-hook.sh";
 
 /// A Knot, and a Pebble whose validator asks that Knot.
-async fn knot_and_pebble() -> (Knot, Pebble) {
+pub(crate) async fn knot_and_pebble() -> (Knot, Pebble) {
     let knot = Knot::start().await;
     let pebble = Pebble::start(PebbleOptions {
         dns_server: Some(knot.addr),
@@ -32,7 +32,7 @@ async fn knot_and_pebble() -> (Knot, Pebble) {
     (knot, pebble)
 }
 
-async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
+pub(crate) async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
     let settings = AcmeSettings {
         ca_file: Some(pebble.api_root.clone()),
         poll: PollPolicy {
@@ -161,7 +161,10 @@ async fn exec_provider_presents_and_cleans_up_through_a_knsupdate_hook() {
     let calls = dir.path().join("calls.log");
     let hook = write_hook(&knot, dir.path(), &calls);
     let spec = Dns01Spec {
-        provider: DnsProvider::Exec { command: hook },
+        provider: DnsProvider::Exec {
+            command: hook,
+            env: Default::default(),
+        },
         propagation_resolver: Some(knot.addr),
         propagation_timeout: Duration::from_secs(20),
         authoritative_port_override: None,
@@ -192,7 +195,7 @@ async fn exec_provider_presents_and_cleans_up_through_a_knsupdate_hook() {
 
 /// A wrapper that passes Knot's address, the zone, the key and the call log to the hook
 /// fixture ahead of lego's three arguments.
-fn write_hook(knot: &Knot, dir: &Path, calls: &Path) -> PathBuf {
+pub(crate) fn write_hook(knot: &Knot, dir: &Path, calls: &Path) -> PathBuf {
     let fixture = std::path::absolute(HOOK).expect("absolute hook path");
     let script = format!(
         "#!/bin/sh\nexec {} {} {} certinel.test. hmac-sha256:{KEY_NAME}:{} {} \"$@\"\n",
@@ -303,7 +306,10 @@ async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cle
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
     let spec = Dns01Spec {
-        provider: DnsProvider::Exec { command: hook },
+        provider: DnsProvider::Exec {
+            command: hook,
+            env: Default::default(),
+        },
         propagation_resolver: Some(knot.addr),
         propagation_timeout: Duration::from_secs(2),
         authoritative_port_override: None,

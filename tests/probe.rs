@@ -9,6 +9,7 @@ use std::time::Duration;
 use certinel::config::model::{
     ClientAuth, Endpoint, Host, IpFamily, ResolveMode, StartTls, Target,
 };
+use certinel::scan::budget::ConnectionBudget;
 use certinel::scan::inspect::KeyType;
 use certinel::scan::probe::{EndpointReport, Handshake, ProbeContext, ProbeError, probe_endpoint};
 use certinel::scan::resolve::Resolver;
@@ -74,7 +75,11 @@ fn endpoint_at(addr: SocketAddr, ca_file: &Path) -> Endpoint {
 }
 
 fn context() -> ProbeContext {
-    ProbeContext::new(Resolver::system(), TrustCache::empty())
+    ProbeContext::new(
+        Resolver::system(),
+        TrustCache::empty(),
+        ConnectionBudget::new(256),
+    )
 }
 
 async fn serve(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> ServerHandle {
@@ -135,6 +140,8 @@ fn check(handshake: &Handshake, expect: Expect) {
 }
 
 mod addresses;
+mod capacity;
 mod chain_verdicts;
 mod client_auth;
+mod critical_extension;
 mod failures;

@@ -266,6 +266,8 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
             concurrency: 4,
             default_timeout: Duration::from_secs(5),
             hosts_file: None,
+            max_connections: None,
+            max_addresses: 16,
         },
         endpoints: Vec::new(),
         files: Vec::new(),

@@ -1,10 +1,16 @@
 //! The integration tests, in one binary: real servers on loopback, fixtures as files.
 
+/// `certinel account rollover|deactivate` against a real Pebble: old keys and deactivated
+/// accounts are refused by the CA, the stored credentials follow, both are audited.
+mod account;
 /// The ACME client against a real Pebble: challenges, key types, accounts, EAB, failures.
 mod acme;
 /// ACME Renewal Information and profiles through a front that adds them to Pebble: windows
 /// move the schedule, `replaces` is sent, a profile is sent or refused, polls back off.
 mod ari;
+/// The CAA preflight (RFC 8659, RFC 8657) against a real Knot serving CAA records and a
+/// real Pebble: allowed names issue, forbidden ones fail before any order.
+mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.
@@ -14,14 +20,23 @@ mod config_files;
 /// dns-01 against a real Knot DNS that Pebble also asks: RFC 2136 with TSIG and an exec
 /// hook, wildcard and multi-name certificates, CNAME delegation, cleanup, wrong keys.
 mod dns01;
+/// The dns-01 exec hook runs like a deploy command: leftovers and hung hooks are killed with
+/// their process group, and the cleanup always runs.
+mod dns01_exec;
 /// dns-01 propagation to every authoritative server: two Knots serve one zone, the second
 /// lags, and certinel tells the CA nothing until the second answers too.
 mod dns01_propagation;
+/// What hooks see of certinel's environment: a minimal one, plus what the certificate's
+/// `env` and `env_passthrough` (and the exec challenge's) add.
+mod hook_env;
 /// The exporter's HTTP connection limits: header and idle timeouts, `max_connections`, and
 /// a SIGTERM that does not wait for slow clients.
 mod http_limits;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
+/// A 2,000-SAN certificate scraped from a real `certinel run`: label values stay under the
+/// cap and promtool accepts the page.
+mod metric_labels;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a
 /// real Prometheus scraping a real certinel.
 mod monitoring;
@@ -52,3 +67,6 @@ mod served_retry;
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
+/// A certificate with control characters in its names: `certinel check` escapes them in
+/// the table and the log lines, from a file and from a live server.
+mod terminal_injection;

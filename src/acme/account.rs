@@ -6,8 +6,6 @@
 //! presenting the old key to the wrong server.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -22,6 +20,11 @@ use sha2::{Digest, Sha256};
 use crate::acme::error::retry_bad_nonce;
 use crate::acme::http::{self, AcmeObserver};
 use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
+use crate::disk::{DiskError, ReadCappedError};
+
+mod key;
+
+pub use key::{Deactivation, KeyRollover};
 
 /// A usable account on one ACME CA.
 #[derive(Clone)]
@@ -42,6 +45,7 @@ pub struct AcmeAccount {
     credentials_path: PathBuf,
     created: bool,
     poll: PollPolicy,
+    preflight: crate::acme::PreflightSettings,
 }
 
 /// instant-acme's account and what it saw in the directory it fetched when built: it
@@ -155,6 +159,10 @@ impl AcmeAccount {
     pub(crate) fn poll_policy(&self) -> &PollPolicy {
         &self.poll
     }
+
+    pub(crate) fn preflight_settings(&self) -> &crate::acme::PreflightSettings {
+        &self.preflight
+    }
 }
 
 impl fmt::Debug for AcmeAccount {
@@ -186,6 +194,31 @@ pub fn account_file_name(directory: &str) -> String {
     format!("account-{hex}.json")
 }
 
+/// Loads the account stored for `settings.directory` under `state_dir/acme/`; never
+/// creates one. For commands that act on an existing account (key rollover,
+/// deactivation): a missing credentials file is an error naming it.
+pub async fn load_account(
+    settings: &AcmeSettings,
+    state_dir: &Path,
+    observer: Arc<dyn AcmeObserver>,
+) -> Result<AcmeAccount, AcmeError> {
+    let credentials_path = state_dir
+        .join("acme")
+        .join(account_file_name(&settings.directory));
+    if !credentials_path.exists() {
+        return Err(AcmeError::Invalid {
+            stage: Stage::Account,
+            message: format!(
+                "no account for {} in {}: nothing to change (certinel registers one at the \
+                 first renewal)",
+                settings.directory,
+                credentials_path.display()
+            ),
+        });
+    }
+    load_or_create_account(settings, state_dir, observer).await
+}
+
 /// Loads the account for `settings.directory` from `state_dir/acme/`, or creates it on the
 /// CA (with EAB when configured) and saves its credentials there with mode 0600.
 ///
@@ -203,7 +236,11 @@ pub async fn load_or_create_account(
         move |source| AcmeError::AccountFile { path, source }
     };
 
-    let (account, credentials, created) = match std::fs::read(&credentials_path) {
+    // The directory holds account keys: 0700 even when someone widened it since.
+    crate::disk::ensure_private_dir(&account_dir)
+        .map_err(|error| file_error(&account_dir)(disk_to_io(error)))?;
+    let read = crate::disk::read_capped(&credentials_path, MAX_CREDENTIALS_BYTES);
+    let (account, credentials, created) = match read {
         Ok(bytes) => {
             let stored: StoredAccount = serde_json::from_slice(&bytes)
                 .map_err(|error| file_error(&credentials_path)(std::io::Error::other(error)))?;
@@ -225,12 +262,17 @@ pub async fn load_or_create_account(
                 .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
             (account, credentials, false)
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+        Err(ReadCappedError::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {
             let (account, credentials) =
                 create_account(settings, &client, &credentials_path).await?;
             (account, credentials, true)
         }
-        Err(error) => return Err(file_error(&credentials_path)(error)),
+        Err(ReadCappedError::Io(error)) => return Err(file_error(&credentials_path)(error)),
+        Err(too_large) => {
+            return Err(file_error(&credentials_path)(std::io::Error::other(
+                too_large,
+            )));
+        }
     };
     Ok(assemble(
         account,
@@ -267,6 +309,7 @@ fn assemble(
         credentials_path,
         created,
         poll: settings.poll,
+        preflight: settings.preflight.clone(),
     }
 }
 
@@ -347,7 +390,8 @@ async fn create_account(
     let json = serde_json::to_vec_pretty(&stored)
         .map_err(|error| file_error(std::io::Error::other(error)))?;
     let account_dir = credentials_path.parent().unwrap_or(Path::new("."));
-    write_private_file(account_dir, credentials_path, &json).map_err(file_error)?;
+    write_private_file(account_dir, credentials_path, &json)
+        .map_err(|error| file_error(disk_to_io(error)))?;
     tracing::info!(
         account = account.id(),
         directory = %settings.directory,
@@ -377,25 +421,21 @@ fn decode_eab(eab: &crate::acme::Eab) -> Result<ExternalAccountKey, AcmeError> {
     Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, fsync, rename) with mode 0600,
-/// creating `dir` with mode 0700 when missing.
-fn write_private_file(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, path)?;
-    std::fs::File::open(dir)?.sync_all()
+/// An account credentials file is a few hundred bytes; anything near this is not one.
+const MAX_CREDENTIALS_BYTES: u64 = 64 * 1024;
+
+/// Writes `bytes` to `path` with the crate's one atomic writer ([`crate::disk`]: `O_EXCL`
+/// and `O_NOFOLLOW` temporary, fsync, rename, cleanup on error) with mode 0600, in `dir`
+/// made or kept a real directory with mode 0700.
+fn write_private_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), DiskError> {
+    crate::disk::ensure_private_dir(dir)?;
+    crate::disk::write_atomic(path, bytes, crate::disk::MODE_SECRET)
+}
+
+/// A [`DiskError`] as the `io::Error` [`AcmeError::AccountFile`] carries, keeping its kind
+/// and its words (the step and the path).
+fn disk_to_io(error: DiskError) -> std::io::Error {
+    std::io::Error::new(error.source.kind(), error)
 }
 
 #[cfg(test)]
@@ -432,6 +472,25 @@ mod tests {
             1,
             "no temporary left"
         );
+    }
+
+    #[test]
+    fn a_widened_account_directory_is_narrowed_and_a_planted_symlink_is_not_followed() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("acme");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The old writer's temporary name, planted as a symlink to a file it must not touch.
+        let victim = temp.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.join("account.json");
+        let old_temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_temporary).unwrap();
+        write_private_file(&dir, &path, b"{}").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct DirectoryFacts {
     pub renewal_info: Option<String>,
     /// `meta.profiles`: profile name → description.
     pub profiles: BTreeMap<String, String>,
+    /// `meta.caaIdentities`: the issuer domain names CAA records name this CA by.
+    pub caa_identities: Vec<String>,
 }
 
 impl DirectoryFacts {
@@ -45,9 +47,21 @@ impl DirectoryFacts {
                     .collect()
             })
             .unwrap_or_default();
+        let caa_identities = directory
+            .pointer("/meta/caaIdentities")
+            .and_then(|identities| identities.as_array())
+            .map(|identities| {
+                identities
+                    .iter()
+                    .filter_map(|identity| identity.as_str())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
         DirectoryFacts {
             renewal_info,
             profiles,
+            caa_identities,
         }
     }
 }

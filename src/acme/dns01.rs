@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::hook::HookEnv;
+
 /// How long to wait for a TXT record to become visible when the config sets no
 /// `propagation_timeout`.
 pub const DEFAULT_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(120);
@@ -49,10 +51,14 @@ pub enum DnsProvider {
     /// RFC 2136 dynamic update, signed with TSIG (RFC 8945), sent to the primary server.
     Rfc2136(Rfc2136Settings),
     /// A program called as `COMMAND present FQDN VALUE` and `COMMAND cleanup FQDN VALUE`
-    /// (lego's exec convention; the FQDN ends with a dot).
+    /// (lego's exec convention; the FQDN ends with a dot), run like a deploy command by
+    /// [`crate::hook`]: own process group killed on timeout or when it exits, minimal
+    /// environment, bounded and redacted output.
     Exec {
         /// The program, run directly (no shell).
         command: PathBuf,
+        /// What the configuration adds to its minimal environment.
+        env: HookEnv,
     },
 }
 
@@ -169,6 +175,7 @@ mod tests {
         let exec = Dns01Spec {
             provider: DnsProvider::Exec {
                 command: "/bin/true".into(),
+                env: HookEnv::default(),
             },
             ..rfc2136
         };

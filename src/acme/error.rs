@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::acme::http::TransportError;
+use crate::acme::http::{BodyTooLarge, TransportError};
 
 /// The step of the ACME flow that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// Loading, creating or binding the account.
     Account,
+    /// Checks before ordering (CAA).
+    Preflight,
     /// Creating the order or reading its authorizations.
     Order,
     /// Answering challenges and waiting for validation.
@@ -27,10 +29,11 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The metric label value: `account`, `order`, `challenge`, `finalize`, `download` or `revoke`.
+    /// The metric label value: `account`, `preflight`, `order`, `challenge`, `finalize`, `download` or `revoke`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Account => "account",
+            Self::Preflight => "preflight",
             Self::Order => "order",
             Self::Challenge => "challenge",
             Self::Finalize => "finalize",
@@ -76,6 +79,15 @@ pub enum AcmeError {
         /// What the transport reported on the last attempt.
         #[source]
         source: TransportError,
+    },
+    /// The CA's answer was larger than certinel reads ([`crate::acme::http::MAX_BODY_BYTES`]).
+    #[error("{stage}: refused the ACME server's answer: {source}")]
+    ResponseTooLarge {
+        /// Where it happened.
+        stage: Stage,
+        /// The URL and the limit.
+        #[source]
+        source: BodyTooLarge,
     },
     /// The CA did not finish validation or issuance in time.
     #[error("{stage}: gave up after waiting {waited:?} for the ACME server")]
@@ -141,6 +153,10 @@ pub enum AcmeError {
         /// What is wrong.
         message: String,
     },
+    /// The CAA records of an identifier forbid this CA, account or challenge type; no
+    /// order was placed.
+    #[error("preflight: {0}")]
+    CaaForbids(Box<CaaRefusal>),
     /// A recorded order can no longer be completed (already finalized, invalid or expired).
     #[error("order: the order {url} cannot be completed: it is {status}")]
     OrderUnusable {
@@ -171,12 +187,27 @@ pub enum AcmeError {
     },
 }
 
+/// What the CAA preflight refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("CAA at {owner} forbids issuing for {identifier}: {reason} ({records})")]
+pub struct CaaRefusal {
+    /// The identifier refused.
+    pub identifier: String,
+    /// Where the relevant record set was found (the identifier or a parent).
+    pub owner: String,
+    /// The relevant records, as text.
+    pub records: String,
+    /// What they forbid.
+    pub reason: String,
+}
+
 impl AcmeError {
     /// The step that failed (metric label `stage`).
     pub fn stage(&self) -> Stage {
         match self {
             Self::Server { stage, .. }
             | Self::Network { stage, .. }
+            | Self::ResponseTooLarge { stage, .. }
             | Self::Timeout { stage, .. }
             | Self::Protocol { stage, .. }
             | Self::Invalid { stage, .. } => *stage,
@@ -186,18 +217,21 @@ impl AcmeError {
             Self::AccountFile { .. } => Stage::Account,
             Self::OrderUnusable { .. } | Self::ProfileUnavailable { .. } => Stage::Order,
             Self::Key { .. } => Stage::Finalize,
+            Self::CaaForbids(_) => Stage::Preflight,
         }
     }
 
     /// A short keyword for what went wrong (metric label `problem`): the ACME problem type
     /// for server problems (`rateLimited`, `unauthorized`, `dns`, `connection`, ...), else
-    /// one of `network`, `timeout`, `protocol`, `challengeNotOffered`, `responder`, `io`,
-    /// `invalid`, `key`, `orderUnusable`, `profileUnavailable`, or for dns-01 `dnsUpdate`, `dnsLookup`,
+    /// one of `network`, `responseTooLarge`, `timeout`, `protocol`, `challengeNotOffered`,
+    /// `responder`, `io`, `invalid`, `key`, `orderUnusable`, `profileUnavailable`, `caa`, or
+    /// for dns-01 `dnsUpdate`, `dnsLookup`,
     /// `dnsPropagation` and `dnsExec`.
     pub fn problem(&self) -> &str {
         match self {
             Self::Server { problem, .. } => problem,
             Self::Network { .. } => "network",
+            Self::ResponseTooLarge { .. } => "responseTooLarge",
             Self::Timeout { .. } => "timeout",
             Self::Protocol { .. } => "protocol",
             Self::ChallengeNotOffered { .. } => "challengeNotOffered",
@@ -208,6 +242,7 @@ impl AcmeError {
             Self::Key { .. } => "key",
             Self::OrderUnusable { .. } => "orderUnusable",
             Self::ProfileUnavailable { .. } => "profileUnavailable",
+            Self::CaaForbids(_) => "caa",
         }
     }
 
@@ -257,9 +292,15 @@ impl AcmeError {
                     stage,
                     source: *transport,
                 },
-                Err(other) => Self::Protocol {
-                    stage,
-                    message: other.to_string(),
+                Err(other) => match other.downcast::<BodyTooLarge>() {
+                    Ok(too_large) => Self::ResponseTooLarge {
+                        stage,
+                        source: *too_large,
+                    },
+                    Err(other) => Self::Protocol {
+                        stage,
+                        message: other.to_string(),
+                    },
                 },
             },
             instant_acme::Error::Timeout(_) => Self::Timeout {

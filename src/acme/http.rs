@@ -2,6 +2,8 @@
 //! network errors (see [`super::retry`]), and one observer call per request for the
 //! `certinel_acme_requests_total{endpoint,status}` metric and its duration histogram. It
 //! also remembers what the directory advertises and the CA's clock skew (`Date` header).
+//! Response bodies are capped ([`capped`]): an oversized one fails at once with
+//! [`BodyTooLarge`] and is not retried.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +25,10 @@ use rand::Rng;
 
 use crate::acme::ari::DirectoryFacts;
 use crate::acme::retry::{self, AttemptOutcome, RetryDecision, RetryPolicy};
+
+mod capped;
+
+pub use capped::{BodyTooLarge, MAX_BODY_BYTES};
 
 /// Receives one call per HTTP request sent to the CA, retries included.
 pub trait AcmeObserver: Send + Sync + 'static {
@@ -102,7 +108,7 @@ pub(crate) fn build_client(
     let hyper: HyperClient<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>> =
         HyperClient::builder(TokioExecutor::new()).build(connector);
     Ok(InstrumentedClient::wrap(
-        Box::new(hyper),
+        Box::new(capped::CappedClient::new(hyper, MAX_BODY_BYTES)),
         directory,
         policy,
         observer,
@@ -112,7 +118,14 @@ pub(crate) fn build_client(
 fn load_roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, std::io::Error> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)?;
+        // A CA bundle is a few hundred KiB; the cap keeps a wrong path (a log, a device)
+        // from being read whole.
+        const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+        let pem =
+            crate::disk::read_capped(path, MAX_CA_FILE_BYTES).map_err(|error| match error {
+                crate::disk::ReadCappedError::Io(error) => error,
+                too_large => std::io::Error::other(too_large),
+            })?;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
             roots.add(cert?).map_err(std::io::Error::other)?;
         }
@@ -298,7 +311,17 @@ impl Shared {
                     };
                     (outcome, Ok(response))
                 }
-                Ok(Err(error)) => {
+                Ok(Err(AttemptError::TooLarge(status))) => {
+                    // Retrying would only download the same oversized answer again.
+                    self.observer
+                        .request_done(endpoint, status.as_str(), elapsed);
+                    tracing::warn!(%url, limit = MAX_BODY_BYTES, "ACME response body too large");
+                    return Err(instant_acme::Error::Other(Box::new(BodyTooLarge::new(
+                        &url,
+                        MAX_BODY_BYTES,
+                    ))));
+                }
+                Ok(Err(AttemptError::Failed(error))) => {
                     self.observer.request_done(endpoint, "network", elapsed);
                     (AttemptOutcome::NetworkError, Err(error_chain(&error)))
                 }
@@ -337,17 +360,25 @@ impl Shared {
         }
     }
 
-    /// Sends one attempt and reads its whole body, so that a CA sending headers and then
-    /// stalling hits the per-attempt timeout instead of hanging whoever reads the body.
+    /// Sends one attempt and reads its whole body (up to the cap the inner client enforces),
+    /// so that a CA sending headers and then stalling hits the per-attempt timeout instead
+    /// of hanging whoever reads the body.
     async fn request_and_body(
         &self,
         attempt: Request<BodyWrapper<Bytes>>,
-    ) -> Result<BytesResponse, instant_acme::Error> {
-        let BytesResponse { parts, mut body } = self.inner.request(attempt).await?;
-        let bytes = body
-            .into_bytes()
+    ) -> Result<BytesResponse, AttemptError> {
+        let BytesResponse { parts, mut body } = self
+            .inner
+            .request(attempt)
             .await
-            .map_err(instant_acme::Error::Other)?;
+            .map_err(AttemptError::Failed)?;
+        let bytes = body.into_bytes().await.map_err(|error| {
+            if capped::is_over_limit(error.as_ref()) {
+                AttemptError::TooLarge(parts.status)
+            } else {
+                AttemptError::Failed(instant_acme::Error::Other(error))
+            }
+        })?;
         Ok(BytesResponse {
             parts,
             body: Box::new(bytes),
@@ -409,6 +440,14 @@ impl Shared {
             }
         }
     }
+}
+
+/// Why one attempt brought back no usable answer.
+enum AttemptError {
+    /// The request or the body failed in transit; worth another attempt.
+    Failed(instant_acme::Error),
+    /// The answer (with this status) has a body past the cap; final.
+    TooLarge(StatusCode),
 }
 
 fn synthetic_problem(status: StatusCode) -> Bytes {

@@ -23,11 +23,13 @@
 
 mod account;
 mod ari;
+mod caa;
 mod dns01;
 mod error;
 mod http;
 mod keys;
 mod order;
+mod preflight;
 pub mod retry;
 mod revoke;
 mod solvers;
@@ -36,16 +38,20 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-pub use account::{AcmeAccount, account_file_name, load_or_create_account, register_new_account};
+pub use account::{
+    AcmeAccount, Deactivation, KeyRollover, account_file_name, load_account,
+    load_or_create_account, register_new_account,
+};
 pub use ari::{DirectoryFacts, RenewalInfo, ari_certificate_id, refresh_directory, renewal_info};
 pub use dns01::{
     DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,
     TsigSecret, UnknownTsigAlgorithm,
 };
-pub use error::{AcmeError, Stage, is_replaces_rejection};
-pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
+pub use error::{AcmeError, CaaRefusal, Stage, is_replaces_rejection};
+pub use http::{AcmeObserver, BodyTooLarge, MAX_BODY_BYTES, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
 pub use order::{complete_order, issue, place_order};
+pub use preflight::PreflightSettings;
 pub use retry::{PollPolicy, RetryPolicy};
 pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};
 
@@ -65,6 +71,8 @@ pub struct AcmeSettings {
     pub poll: PollPolicy,
     /// How individual HTTP requests are retried on 5xx, 429 and network errors.
     pub retry: RetryPolicy,
+    /// The CAA preflight: where to look CAA up and the CA's issuer domains.
+    pub preflight: PreflightSettings,
 }
 
 impl AcmeSettings {
@@ -77,6 +85,7 @@ impl AcmeSettings {
             eab: None,
             poll: PollPolicy::default(),
             retry: RetryPolicy::default(),
+            preflight: PreflightSettings::default(),
         }
     }
 }

@@ -139,8 +139,10 @@ fn with_retry_after<T>(
     result.map_err(|error| error.with_retry_after(retry_after))
 }
 
-/// Creates the order (with profile and ARI `replaces` when asked for).
+/// Creates the order (with profile and ARI `replaces` when asked for), once the CAA
+/// preflight allowed it.
 async fn new_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Order, AcmeError> {
+    crate::acme::preflight::check_caa(account, request).await?;
     let identifiers: Vec<instant_acme::Identifier> = request
         .names
         .iter()

@@ -13,6 +13,7 @@ use crate::cli::ExitCode;
 use crate::config::model::{Config, Endpoint, FileSource, IpFamily, StartTls, Target};
 use crate::config::{self, parse_duration};
 use crate::report::{self, Row, Thresholds};
+use crate::scan::budget::ConnectionBudget;
 use crate::scan::files;
 use crate::scan::probe::ProbeContext;
 use crate::scan::resolve::Resolver;
@@ -102,6 +103,9 @@ struct Plan {
     files: Vec<FileSource>,
     hosts_file: Option<PathBuf>,
     concurrency: usize,
+    /// `[scanner] max_connections`; `None` derives it from the descriptor limit.
+    max_connections: Option<usize>,
+    max_addresses: usize,
     thresholds: Thresholds,
 }
 
@@ -121,6 +125,10 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
             .concurrency
             .or(scanner.map(|scanner| scanner.concurrency))
             .unwrap_or(256),
+        max_connections: scanner.and_then(|scanner| scanner.max_connections),
+        max_addresses: scanner.map_or(crate::scan::probe::DEFAULT_MAX_ADDRESSES, |scanner| {
+            scanner.max_addresses
+        }),
         thresholds: Thresholds {
             warn: args.warn,
             crit: args.crit,
@@ -148,9 +156,8 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
             });
             continue;
         }
-        let target: Target = argument
-            .parse()
-            .with_context(|| format!("target {argument:?}"))?;
+        // The error quotes the argument itself; a context would repeat it.
+        let target: Target = argument.parse()?;
         let mut endpoint = Endpoint::new(target, args.timeout);
         endpoint.sni = args.sni.clone();
         endpoint.starttls = args.starttls;
@@ -173,7 +180,11 @@ async fn sweep(plan: Plan) -> anyhow::Result<Vec<Row>> {
             .with_context(|| format!("cannot read hosts file {}", path.display()))?,
         None => Resolver::system(),
     };
-    let context = Arc::new(ProbeContext::new(resolver, TrustCache::system()));
+    let budget = ConnectionBudget::for_process(plan.max_connections);
+    let context = Arc::new(
+        ProbeContext::new(resolver, TrustCache::system(), budget)
+            .with_max_addresses(plan.max_addresses),
+    );
     let total = plan.endpoints.len();
     let done = Arc::new(AtomicUsize::new(0));
     let progress = Progress::start(total, done.clone());

@@ -3,6 +3,7 @@
 //! This is the edge of the program: errors become `anyhow` chains here and `main` prints
 //! them and picks the exit code.
 
+pub mod account;
 pub mod check;
 pub mod config_check;
 pub mod inventory;
@@ -60,6 +61,12 @@ pub enum Command {
     Revoke(revoke::RevokeArgs),
     /// Print each managed certificate's rotation checklist.
     Inventory(inventory::InventoryArgs),
+    /// ACME account commands: key rollover and deactivation.
+    Account {
+        /// What to do with the account.
+        #[command(subcommand)]
+        command: account::AccountCommand,
+    },
 }
 
 /// `certinel config ...`
@@ -89,5 +96,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => renew::rollback(args, cli.log_format),
         Command::Revoke(args) => revoke::run(args, cli.log_format),
         Command::Inventory(args) => inventory::run(args),
+        Command::Account { command } => account::run(command, cli.log_format),
     }
 }

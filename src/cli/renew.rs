@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::cli::{ExitCode, LogFormat, logging};
 use crate::config;
+use crate::escape::Escaped;
 use crate::renew::{RenewError, RenewOptions, RenewOutcome, Renewer, reason_name};
 
 /// Arguments of `certinel renew`.
@@ -130,11 +131,13 @@ fn outcome_line(name: &str, outcome: &RenewOutcome) -> String {
 }
 
 /// The one line naming the certificate, stage and problem.
+/// The error quotes the CA's problem detail and the served certificates: escaped.
 fn failure_line(action: &str, name: &str, error: &RenewError) -> String {
     format!(
-        "{name}: {action} failed at stage {} (problem {}): {error}",
+        "{name}: {action} failed at stage {} (problem {}): {}",
         error.stage(),
-        error.problem()
+        error.problem(),
+        Escaped(error)
     )
 }
 
@@ -144,4 +147,29 @@ pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
     let time = time.replace_nanosecond(0).unwrap_or(time);
     time.format(&Rfc3339)
         .unwrap_or_else(|_| time.unix_timestamp().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_line_escapes_what_the_ca_said() {
+        let error = RenewError::Acme {
+            name: "api".to_owned(),
+            source: crate::acme::AcmeError::Server {
+                stage: crate::acme::Stage::Order,
+                problem: "malformed".to_owned(),
+                detail: "bad\x1b[2J\r\napi: renewed to v0009".to_owned(),
+                retry_after: None,
+                invalid_authorizations: Vec::new(),
+            },
+        };
+        let line = failure_line("renew", "api", &error);
+        assert!(!line.contains(char::is_control), "{line:?}");
+        assert!(
+            line.contains(r"bad\x1b[2J\r\napi: renewed to v0009"),
+            "{line}"
+        );
+    }
 }

@@ -49,10 +49,12 @@ pub fn run(args: RevokeArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> 
         }
         Err(error) => {
             println!(
-                "{}: revoke failed at stage {} (problem {}): {error}",
+                "{}: revoke failed at stage {} (problem {}): {}",
                 args.name,
                 error.stage(),
-                error.problem()
+                error.problem(),
+                // The error can quote the CA's problem detail.
+                crate::escape::Escaped(&error)
             );
             Ok(ExitCode(1))
         }

@@ -16,7 +16,8 @@ use toml::Spanned;
 
 use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
 use crate::config::ConfigError;
-use crate::config::challenge::challenge;
+use crate::config::challenge::{challenge, socket_addr};
+use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
 use crate::config::raw::{RawAcme, RawCertificate};
@@ -129,6 +130,41 @@ pub(crate) fn acme(
         "acme.poll_timeout".to_owned(),
         DEFAULT_POLL_TIMEOUT,
     )?;
+    let preflight_resolver = match &raw.preflight_resolver {
+        Some(value) => Some(socket_addr(
+            value,
+            "acme.preflight_resolver",
+            "\"192.0.2.53:53\"",
+            cx,
+        )?),
+        None => None,
+    };
+    let caa_identities = raw
+        .caa_identities
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(index, value)| {
+            let domain = value.get_ref().trim().trim_end_matches('.');
+            let valid = !domain.is_empty()
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if valid {
+                Ok(domain.to_ascii_lowercase())
+            } else {
+                Err(cx.error(
+                    value.span(),
+                    format!("acme.caa_identities[{index}]"),
+                    format!(
+                        "{:?} is not a domain name; write the issuer domain CAA records name \
+                         the CA by, e.g. \"letsencrypt.org\"",
+                        value.get_ref()
+                    ),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(AcmeConfig {
         directory,
         dry_run_directory,
@@ -136,6 +172,8 @@ pub(crate) fn acme(
         ca_file,
         eab,
         poll_timeout,
+        preflight_resolver,
+        caa_identities,
     }))
 }
 
@@ -227,7 +265,8 @@ fn certificate(
         Some(value) => value.get_ref().0,
     };
     let renew_before = renew_before(&raw, duration, prefix, cx)?;
-    let challenge = challenge(&raw.challenge, &key("challenge"), cx)?;
+    let env = hook_env(raw.env.as_ref(), raw.env_passthrough.as_ref(), prefix, cx)?;
+    let challenge = challenge(&raw.challenge, &key("challenge"), &env, cx)?;
     // http-01 and tls-alpn-01 validate one host, never a wildcard; dns-01 can.
     let wildcard = raw
         .dns_names
@@ -322,6 +361,7 @@ fn certificate(
         challenge,
         deploy,
         deploy_timeout,
+        env,
         history,
         profile,
         verify,

@@ -12,22 +12,26 @@ use crate::acme::{
     TsigAlgorithm, TsigSecret,
 };
 use crate::config::ConfigError;
+use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
 use crate::config::raw::RawChallenge;
 use crate::config::target::parse_dns_name;
 use crate::config::validate::Context;
+use crate::hook::HookEnv;
 
-/// `challenge` of the certificate whose key prefix is `key`.
+/// `challenge` of the certificate whose key prefix is `key`; `certificate_env` is what
+/// the certificate's `env` and `env_passthrough` give all its hooks.
 pub(crate) fn challenge(
     raw: &Spanned<RawChallenge>,
     key: &str,
+    certificate_env: &HookEnv,
     cx: &Context<'_>,
 ) -> Result<ChallengeSpec, ConfigError> {
     let inner = raw.get_ref();
     let sub = |name: &str| join(Some(key), name);
     let kind = inner.kind.get_ref().as_str();
     if kind == "dns-01" {
-        return dns01(raw, key, cx).map(ChallengeSpec::Dns01);
+        return dns01(raw, key, certificate_env, cx).map(ChallengeSpec::Dns01);
     }
     if let Some((name, span)) = dns01_keys(inner).into_iter().next() {
         return Err(cx.error(
@@ -80,6 +84,7 @@ pub(crate) fn challenge(
 fn dns01(
     raw: &Spanned<RawChallenge>,
     key: &str,
+    certificate_env: &HookEnv,
     cx: &Context<'_>,
 ) -> Result<Dns01Spec, ConfigError> {
     let inner = raw.get_ref();
@@ -120,8 +125,10 @@ fn dns01(
                 "\"/usr/local/bin/dns-hook\"",
                 cx,
             )?;
+            let own_env = hook_env(inner.env.as_ref(), inner.env_passthrough.as_ref(), key, cx)?;
             DnsProvider::Exec {
                 command: cx.path(command, sub("command"))?,
+                env: certificate_env.extended_with(&own_env),
             }
         }
         other => {
@@ -161,11 +168,19 @@ fn rfc2136(
 ) -> Result<Rfc2136Settings, ConfigError> {
     let inner = raw.get_ref();
     let sub = |name: &str| join(Some(key), name);
-    if let Some(command) = &inner.command {
+    let exec_only = [
+        ("command", inner.command.as_ref().map(Spanned::span)),
+        ("env", inner.env.as_ref().map(Spanned::span)),
+        (
+            "env_passthrough",
+            inner.env_passthrough.as_ref().map(Spanned::span),
+        ),
+    ];
+    if let Some((name, Some(span))) = exec_only.into_iter().find(|(_, span)| span.is_some()) {
         return Err(cx.error(
-            command.span(),
-            sub("command"),
-            "command applies only to provider = \"exec\"; remove it".to_owned(),
+            span,
+            sub(name),
+            format!("{name} applies only to provider = \"exec\"; remove it"),
         ));
     }
     let server = required(raw, &inner.server, key, "server", "\"192.0.2.53:53\"", cx)?;
@@ -242,7 +257,7 @@ fn required<'a>(
     }
 }
 
-fn socket_addr(
+pub(crate) fn socket_addr(
     value: &Spanned<String>,
     key: &str,
     example: &str,
@@ -282,6 +297,12 @@ fn dns01_keys(raw: &RawChallenge) -> Vec<(&'static str, std::ops::Range<usize>)>
         .collect();
     if let Some(timeout) = &raw.propagation_timeout {
         found.push(("propagation_timeout", timeout.span()));
+    }
+    if let Some(env) = &raw.env {
+        found.push(("env", env.span()));
+    }
+    if let Some(passthrough) = &raw.env_passthrough {
+        found.push(("env_passthrough", passthrough.span()));
     }
     found
 }
@@ -363,6 +384,7 @@ mod tests {
             ChallengeSpec::Dns01(Dns01Spec {
                 provider: DnsProvider::Exec {
                     command: "/usr/local/bin/hook".into(),
+                    env: HookEnv::default(),
                 },
                 propagation_resolver: Some("127.0.0.1:53".parse().unwrap()),
                 propagation_timeout: Duration::from_secs(30),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
-use crate::config::locate;
+use crate::config::{locate, secrets};
 
 /// A configuration that could not be loaded.
 ///
@@ -95,7 +95,10 @@ impl ConfigError {
         }
     }
 
-    /// A TOML syntax error. The key is found in what could be parsed around it.
+    /// A TOML syntax error. The key is found in what could be parsed around it, except in
+    /// the statement of a secret key: what was parsed there may be made of the secret
+    /// (text after a broken string reads as a key), so the key is named as written and
+    /// nothing of the text is quoted.
     pub(crate) fn syntax(source: Option<&Path>, text: &str, error: &toml::de::Error) -> Self {
         let problem = format!("invalid TOML: {}; fix the syntax", error.message());
         let Some(span) = error.span() else {
@@ -103,6 +106,12 @@ impl ConfigError {
         };
         let (partial, _) = DeTable::parse_recoverable(text);
         let key = locate::key_at(partial.get_ref(), &span);
+        if let Some(secret) = secrets::secret_statement_at(text, span.start) {
+            let key = key
+                .filter(|key| secrets::is_secret_path(key))
+                .unwrap_or(secret);
+            return ConfigError::at(source, text, span, Some(key), secrets::syntax_problem());
+        }
         ConfigError::at(source, text, span, key, problem)
     }
 
@@ -124,6 +133,9 @@ impl ConfigError {
         } else if let Some(rest) = message.strip_prefix("unknown field `") {
             let expected = rest.split_once(", ").map_or("", |(_, expected)| expected);
             unknown_key(expected)
+        } else if key.as_deref().is_some_and(secrets::is_secret_path) {
+            // serde quotes what it found: for a secret key, that is the secret.
+            redacted(message)
         } else if let Some(rest) = message.strip_prefix("invalid type: ") {
             wrong_type(rest)
         } else if let Some(rest) = message.strip_prefix("invalid value: ") {
@@ -219,20 +231,43 @@ fn wrong_type(rest: &str) -> String {
     format!("wrong type: {}", found_expected(rest))
 }
 
+/// serde's message about the value of a secret key without the value: the expected type
+/// is kept, what was found is not.
+fn redacted(message: &str) -> String {
+    const NOT_SHOWN: &str = "(the value is not shown: it may be a secret)";
+    let kind = if message.starts_with("invalid type: ") {
+        "wrong type"
+    } else {
+        "invalid value"
+    };
+    match message.split_once(", expected ") {
+        Some((_, expected)) => format!("{kind}: expected {} {NOT_SHOWN}", plain(expected)),
+        None => format!("{kind} {NOT_SHOWN}"),
+    }
+}
+
 /// serde's `FOUND, expected EXPECTED` rephrased as `expected EXPECTED', found FOUND'`.
 fn found_expected(rest: &str) -> String {
     let Some((found, expected)) = rest.split_once(", expected ") else {
         return rest.to_owned();
     };
-    let expected = match expected {
+    format!(
+        "expected {}, found {}",
+        plain(expected),
+        found.replace('`', "")
+    )
+}
+
+/// A serde type name (`u64`, `struct RawEab`) in the words of the configuration file.
+fn plain(expected: &str) -> &str {
+    match expected {
         "usize" | "u64" | "u32" | "u16" | "u8" => "a non-negative integer",
         "i64" | "i32" => "an integer",
         "a sequence" => "an array",
         "a map" => "a table",
         table if table.starts_with("struct ") => "a table",
         other => other,
-    };
-    format!("expected {expected}, found {}", found.replace('`', ""))
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +294,15 @@ mod tests {
         assert_eq!(error.to_string(), "c.toml:2:1: y: bad; very bad");
         assert_eq!(error.line(), Some(2));
         assert_eq!(error.key(), Some("y"));
+    }
+
+    #[test]
+    fn messages_about_secret_values_keep_the_expected_type_only() {
+        assert_eq!(
+            redacted("invalid type: string \"s3cr3t\", expected struct RawEab"),
+            "wrong type: expected a table (the value is not shown: it may be a secret)"
+        );
+        assert!(!redacted("invalid value: string \"s3cr3t\", expected x").contains("s3cr3t"));
     }
 
     #[test]

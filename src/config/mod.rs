@@ -11,10 +11,12 @@ mod certificates;
 mod challenge;
 mod duration;
 mod error;
+mod hook_env;
 mod keywords;
 mod locate;
 pub mod model;
 mod raw;
+mod secrets;
 mod served;
 mod target;
 mod validate;
@@ -77,6 +79,8 @@ pub fn default_config() -> Config {
             concurrency: validate::DEFAULT_CONCURRENCY,
             default_timeout: validate::DEFAULT_TIMEOUT,
             hosts_file: None,
+            max_connections: None,
+            max_addresses: validate::DEFAULT_MAX_ADDRESSES,
         },
         endpoints: Vec::new(),
         files: Vec::new(),

@@ -43,6 +43,11 @@ pub struct AcmeConfig {
     pub eab: Option<EabConfig>,
     /// How long to wait for validation and issuance. Default 5 minutes.
     pub poll_timeout: Duration,
+    /// The DNS server the CAA preflight asks; `None`: the system's first nameserver.
+    pub preflight_resolver: Option<std::net::SocketAddr>,
+    /// The CA's issuer domain names for the CAA preflight, overriding the directory's
+    /// `meta.caaIdentities`.
+    pub caa_identities: Vec<String>,
 }
 
 /// External account binding credentials. `Debug` never shows the key.
@@ -83,6 +88,9 @@ pub struct CertificateConfig {
     pub deploy: Vec<String>,
     /// Deadline for each deploy command. Default 60 seconds.
     pub deploy_timeout: Duration,
+    /// What the deploy commands (and a dns-01 exec hook) get beyond their minimal
+    /// environment: `env` and `env_passthrough`.
+    pub env: crate::hook::HookEnv,
     /// Versions kept on disk (at least 2). Default 5.
     pub history: usize,
     /// The ACME profile to request, passed through to CAs that offer profiles.
@@ -201,6 +209,12 @@ pub struct ScannerSettings {
     pub default_timeout: Duration,
     /// A hosts file consulted before DNS (same format as `/etc/hosts`).
     pub hosts_file: Option<PathBuf>,
+    /// Most probe sockets open at once in the whole process (sweeps, `/probe`, served
+    /// checks). `None`: derived from `RLIMIT_NOFILE` when the budget is created
+    /// (`scan::budget::default_max_connections`).
+    pub max_connections: Option<usize>,
+    /// Most addresses probed per target; the rest are reported as truncated. Default 16.
+    pub max_addresses: usize,
 }
 
 /// One live TLS endpoint to probe.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::duration::ConfigDuration;
+use crate::config::hook_env::{RawEnv, RawPassthrough};
 use crate::config::keywords::{ListenAddr, ServerName};
 use crate::config::model::{IpFamily, OnVerifyFailure, ResolveMode, StartTls, Target};
 
@@ -43,6 +44,8 @@ pub(crate) struct RawAcme {
     pub(crate) ca_file: Option<Spanned<String>>,
     pub(crate) eab: Option<Spanned<RawEab>>,
     pub(crate) poll_timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) preflight_resolver: Option<Spanned<String>>,
+    pub(crate) caa_identities: Option<Vec<Spanned<String>>>,
 }
 
 /// `[acme] eab = { kid, hmac_key }`
@@ -67,6 +70,8 @@ pub(crate) struct RawCertificate {
     #[serde(default)]
     pub(crate) deploy: Vec<Spanned<String>>,
     pub(crate) deploy_timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) env: Option<RawEnv>,
+    pub(crate) env_passthrough: Option<RawPassthrough>,
     pub(crate) history: Option<Spanned<i64>>,
     pub(crate) profile: Option<Spanned<String>>,
     // Entries are parsed in validation, so an error points at the bad entry.
@@ -94,6 +99,8 @@ pub(crate) struct RawChallenge {
     pub(crate) command: Option<Spanned<String>>,
     pub(crate) propagation_resolver: Option<Spanned<String>>,
     pub(crate) propagation_timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) env: Option<RawEnv>,
+    pub(crate) env_passthrough: Option<RawPassthrough>,
 }
 
 /// `[scanner]`
@@ -103,6 +110,8 @@ pub(crate) struct RawScanner {
     pub(crate) concurrency: Option<Spanned<usize>>,
     pub(crate) timeout: Option<Spanned<ConfigDuration>>,
     pub(crate) hosts_file: Option<Spanned<String>>,
+    pub(crate) max_connections: Option<Spanned<usize>>,
+    pub(crate) max_addresses: Option<Spanned<usize>>,
 }
 
 /// `[exporter]`

@@ -285,7 +285,13 @@ fn parse_host(host: &str) -> Result<Host, TargetProblem> {
     Ok(Host::Name(parse_dns_name(host)?))
 }
 
+/// A port is decimal digits only: `u16::from_str` would also take a sign (`+443`).
 fn parse_port(port: &str) -> Result<u16, TargetProblem> {
+    if port.is_empty() || !port.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(TargetProblem::BadPort {
+            port: port.to_owned(),
+        });
+    }
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err(TargetProblem::BadPort {
             port: port.to_owned(),
@@ -367,7 +373,9 @@ mod tests {
 
     #[test]
     fn out_of_range_ports_are_rejected() {
-        for port in ["0", "65536", "99999", "", "https", "-1"] {
+        for port in [
+            "0", "65536", "99999", "", "https", "-1", "+443", " 443", "443 ",
+        ] {
             assert_eq!(
                 err(&format!("example.com:{port}")),
                 format!(
@@ -375,6 +383,16 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn a_signed_port_is_rejected_in_every_form() {
+        assert_eq!(
+            err("example.com:+443"),
+            r#"invalid target "example.com:+443": invalid port "+443" (use a number from 1 to 65535)"#
+        );
+        assert!(err("[::1]:+443").contains(r#"invalid port "+443""#));
+        assert!(err("https://example.com:+443/").contains(r#"invalid port "+443""#));
     }
 
     #[test]

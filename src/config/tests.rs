@@ -90,6 +90,24 @@ fn without_a_source_paths_stay_as_written_and_errors_say_config() {
 }
 
 #[test]
+fn connection_budget_and_address_cap_are_read_and_checked() {
+    let defaults = parse_ok("");
+    assert_eq!(defaults.scanner.max_connections, None);
+    assert_eq!(defaults.scanner.max_addresses, 16);
+    let set = parse_ok("[scanner]\nmax_connections = 300\nmax_addresses = 4\n");
+    assert_eq!(set.scanner.max_connections, Some(300));
+    assert_eq!(set.scanner.max_addresses, 4);
+    assert!(
+        parse_err("[scanner]\nmax_connections = 0\n")
+            .starts_with("<config>:2:19: scanner.max_connections: must be at least 1")
+    );
+    assert!(
+        parse_err("[scanner]\nmax_addresses = 0\n")
+            .starts_with("<config>:2:17: scanner.max_addresses: must be at least 1")
+    );
+}
+
+#[test]
 fn missing_certificate_files_are_not_a_load_error() {
     let config =
         parse_ok("[[endpoint]]\ntarget = \"a.example:443\"\nca_file = \"/nonexistent/ca.pem\"\n");

@@ -26,6 +26,9 @@ use crate::config::raw::{RawConfig, RawExporter, RawFile, RawProbeOptions, RawSc
 
 /// Most probes in flight when `scanner.concurrency` is not set.
 pub(crate) const DEFAULT_CONCURRENCY: usize = 256;
+
+/// Most addresses probed per target when `scanner.max_addresses` is not set.
+pub(crate) const DEFAULT_MAX_ADDRESSES: usize = 16;
 /// The probe deadline when neither the endpoint nor `scanner.timeout` sets one.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an endpoint or file is re-checked when it sets no interval.
@@ -236,10 +239,36 @@ fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigE
             Some(path)
         }
     };
+    let max_connections = match raw.max_connections {
+        None => None,
+        Some(value) if *value.get_ref() == 0 => {
+            return Err(cx.error(
+                value.span(),
+                "scanner.max_connections".to_owned(),
+                "must be at least 1; it is how many probe sockets may be open at once \
+                 (remove it to derive it from the file descriptor limit)"
+                    .to_owned(),
+            ));
+        }
+        Some(value) => Some(value.into_inner()),
+    };
+    let max_addresses = match raw.max_addresses {
+        None => DEFAULT_MAX_ADDRESSES,
+        Some(value) if *value.get_ref() == 0 => {
+            return Err(cx.error(
+                value.span(),
+                "scanner.max_addresses".to_owned(),
+                "must be at least 1; it is how many addresses of one target are probed".to_owned(),
+            ));
+        }
+        Some(value) => value.into_inner(),
+    };
     Ok(ScannerSettings {
         concurrency,
         default_timeout,
         hosts_file,
+        max_connections,
+        max_addresses,
     })
 }
 

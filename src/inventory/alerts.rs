@@ -169,6 +169,8 @@ mod tests {
                 "CertinelCertificateNotReady",
                 "CertinelManagedCertificateExpiresIn7Days",
                 "CertinelManagedCertificateExpiresIn21Days",
+                "CertinelManagedCertificateLifetimeLow",
+                "CertinelManagedCertificateLifetimeCritical",
                 "CertinelAcmeServerErrors",
                 "CertinelAcmeClockSkew",
                 "CertinelAcmeRequestsSlow",

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use crate::escape::{Escaped, escape};
 use crate::inventory::{Inventory, ManagedCertificate, MonitoredKind, RenewalRule};
 
 /// The output formats of `certinel inventory`.
@@ -47,8 +48,9 @@ pub fn render_table(inventory: &Inventory) -> String {
         for (label, answer) in rows {
             let _ = writeln!(
                 out,
-                "  {:<width$}  {answer}",
+                "  {:<width$}  {}",
                 format!("{label}:"),
+                Escaped(&answer),
                 width = width + 1
             );
         }
@@ -84,7 +86,7 @@ pub fn render_markdown(inventory: &Inventory) -> String {
         let _ = writeln!(out, "## {}\n", certificate.name);
         out.push_str("| Question | Answer |\n|---|---|\n");
         for (label, answer) in checklist(certificate) {
-            let _ = writeln!(out, "| {label} | {} |", markdown_cell(&answer));
+            let _ = writeln!(out, "| {label} | {} |", markdown_cell(&escape(&answer)));
         }
         out.push('\n');
     }
@@ -210,10 +212,11 @@ fn monitored_rows(inventory: &Inventory) -> Vec<Vec<String>> {
                 MonitoredKind::Endpoint => "endpoint",
                 MonitoredKind::File => "file",
             };
+            // Names come from scanned certificates: never let their control bytes through.
             vec![
-                monitored.target.clone(),
+                escape(&monitored.target),
                 kind.to_owned(),
-                monitored.dns_names.join(", "),
+                escape(&monitored.dns_names.join(", ")),
                 timestamp(monitored.not_after),
                 monitored.days_left.to_string(),
             ]

@@ -196,3 +196,25 @@ fn human_duration_uses_the_largest_whole_unit() {
     assert_eq!(human_duration(Duration::minutes(5)), "5m");
     assert_eq!(human_duration(Duration::seconds(17)), "17s");
 }
+
+#[test]
+fn control_characters_in_scanned_names_are_escaped_in_table_and_markdown() {
+    let mut inventory = empty();
+    inventory.monitored_not_managed.push(MonitoredCertificate {
+        kind: MonitoredKind::File,
+        target: "/certs/evil\x1b[2J.pem".to_owned(),
+        dns_names: vec!["a\r\nforged.example".to_owned()],
+        not_after: datetime!(2026-12-09 12:00 UTC),
+        days_left: 12,
+    });
+    for format in [OutputFormat::Table, OutputFormat::Markdown] {
+        let text = render(&inventory, format);
+        assert!(
+            text.split('\n')
+                .all(|line| !line.contains(char::is_control)),
+            "{format:?}: {text:?}"
+        );
+        assert!(text.contains(r"evil\x1b[2J.pem"), "{text}");
+        assert!(text.contains(r"a\r\nforged.example"), "{text}");
+    }
+}

@@ -2,16 +2,17 @@
 //! Pure: resolution happens in the caller, between [`precheck`] and [`check_addresses`].
 //!
 //! The rule, in order:
-//! 1. An IP literal is allowed when it falls inside a CIDR rule. Nothing else is consulted.
-//! 2. A name matched by a host pattern (`db.example.com`, or `*.example.com` for one or
-//!    more labels) is allowed as it stands: the operator named it, so its addresses are
-//!    not checked.
-//! 3. Any other name is resolved (name resolution only, no connection) and allowed only when
-//!    every address falls inside a CIDR rule; the probe then connects to exactly those
+//! 1. An IP literal is allowed when it falls inside a network (CIDR) rule.
+//! 2. A name is resolved only when a host-name rule (`db.example.com`, or `*.example.com`
+//!    for one or more labels) matches it; any other name is refused before any lookup, so
+//!    an HTTP caller cannot make certinel ask DNS about names nobody authorised.
+//! 3. Every address a matched name resolves to must fall inside a network rule too (no
+//!    name is exempt, `localhost` included); the probe then connects to exactly those
 //!    checked addresses, so a second, different DNS answer cannot slip past the check.
 //! 4. Everything else is refused with 403 before any connection is made.
 //!
-//! IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are judged as the IPv4 address they carry.
+//! IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are judged as the IPv4 address they
+//! carry. A name a resolver would read as an IPv4 address (`0x7f.0x1`) is refused.
 
 use std::net::IpAddr;
 
@@ -20,10 +21,10 @@ use crate::config::model::{AllowRule, Host};
 /// What the allow-list says about a target before any network I/O.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precheck {
-    /// Probe it (an allowed address, or a name an explicit host pattern matched).
+    /// An address inside a network rule: probe it.
     Allowed,
-    /// A name no pattern matched: resolve it, then [`check_addresses`].
-    CheckAddresses,
+    /// A name a host-name rule matched: resolve it, then [`check_addresses`].
+    Resolve,
     /// Refuse it; the text says why, in one line.
     Denied(String),
 }
@@ -38,26 +39,26 @@ pub fn precheck(host: &Host, rules: &[AllowRule]) -> Precheck {
                 Precheck::Denied(format!("address {ip} is not in the /probe allow-list"))
             }
         }
+        Host::Name(name) if reads_as_ipv4(name) => Precheck::Denied(format!(
+            "name {name} would be read as an IPv4 address; write the address in dotted decimal"
+        )),
         Host::Name(name) => {
             let matched = rules.iter().any(|rule| match rule {
                 AllowRule::HostPattern(pattern) => host_pattern_matches(pattern, name),
                 AllowRule::Cidr { .. } => false,
             });
             if matched {
-                Precheck::Allowed
-            } else if rules
-                .iter()
-                .any(|rule| matches!(rule, AllowRule::Cidr { .. }))
-            {
-                Precheck::CheckAddresses
+                Precheck::Resolve
             } else {
-                Precheck::Denied(format!("name {name} is not in the /probe allow-list"))
+                Precheck::Denied(format!(
+                    "name {name} matches no host name in the /probe allow-list"
+                ))
             }
         }
     }
 }
 
-/// Every resolved address of a name must fall inside a CIDR rule.
+/// Every resolved address of a name must fall inside a network rule.
 pub fn check_addresses(
     name: &str,
     addresses: &[IpAddr],
@@ -95,6 +96,23 @@ pub fn host_pattern_matches(pattern: &str, name: &str) -> bool {
             .is_some_and(|labels| !labels.is_empty() && !labels.starts_with('.')),
         None => name == pattern,
     }
+}
+
+/// One to four labels, each a decimal, octal or `0x` hexadecimal number: the forms
+/// `inet_aton` (and so the system resolver) accepts as an IPv4 address.
+fn reads_as_ipv4(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let labels: Vec<&str> = name.split('.').collect();
+    labels.len() <= 4
+        && labels.iter().all(|label| {
+            let hex = label
+                .strip_prefix("0x")
+                .or_else(|| label.strip_prefix("0X"));
+            match hex {
+                Some(digits) => digits.chars().all(|c| c.is_ascii_hexdigit()),
+                None => !label.is_empty() && label.chars().all(|c| c.is_ascii_digit()),
+            }
+        })
 }
 
 fn cidr_contains(network: IpAddr, prefix: u8, ip: IpAddr) -> bool {
@@ -187,16 +205,67 @@ mod tests {
     }
 
     #[test]
-    fn names_matched_by_a_pattern_skip_the_address_check() {
-        let rules = vec![AllowRule::HostPattern("*.internal.test".to_owned())];
+    fn names_matched_by_a_pattern_are_resolved_then_checked() {
+        let mut rules = loopback();
+        rules.push(AllowRule::HostPattern("*.internal.test".to_owned()));
         let name = Host::Name("api.internal.test".to_owned());
-        assert_eq!(precheck(&name, &rules), Precheck::Allowed);
+        assert_eq!(precheck(&name, &rules), Precheck::Resolve);
+        let inside = ["127.0.0.5".parse().unwrap()];
+        assert_eq!(
+            check_addresses("api.internal.test", &inside, &rules),
+            Ok(())
+        );
+        let outside = ["10.1.2.3".parse().unwrap()];
+        assert!(check_addresses("api.internal.test", &outside, &rules).is_err());
     }
 
     #[test]
-    fn other_names_are_allowed_only_when_every_address_is() {
-        let name = Host::Name("localhost".to_owned());
-        assert_eq!(precheck(&name, &loopback()), Precheck::CheckAddresses);
+    fn localhost_has_no_exemption_from_the_address_check() {
+        let mut rules = loopback();
+        rules.push(AllowRule::HostPattern("localhost".to_owned()));
+        for spelling in ["localhost", "localhost.", "LOCALHOST"] {
+            let name = Host::Name(spelling.to_owned());
+            assert_eq!(precheck(&name, &rules), Precheck::Resolve, "{spelling}");
+        }
+        let metadata = ["169.254.169.254".parse().unwrap()];
+        assert!(check_addresses("localhost", &metadata, &rules).is_err());
+    }
+
+    #[test]
+    fn names_no_host_rule_matches_are_denied_before_resolution() {
+        for name in ["localhost", "localhost.", "metadata.google.internal"] {
+            let host = Host::Name(name.to_owned());
+            assert!(
+                matches!(precheck(&host, &loopback()), Precheck::Denied(_)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_a_resolver_reads_as_ipv4_are_denied_even_when_a_pattern_matches() {
+        let rules = vec![AllowRule::HostPattern("*.0x1".to_owned())];
+        for name in ["0x7f.0x1", "0x7f000001", "127.0x1", "0X7F.0.0.0x1"] {
+            let host = Host::Name(name.to_owned());
+            assert!(
+                matches!(precheck(&host, &rules), Precheck::Denied(reason) if reason.contains("IPv4")),
+                "{name}"
+            );
+        }
+        assert!(!reads_as_ipv4("0x7f.example"));
+        assert!(!reads_as_ipv4("a.b.c.d.1"));
+    }
+
+    #[test]
+    fn mapped_ipv6_is_judged_as_the_ipv4_address_it_carries() {
+        assert!(matches!(
+            precheck(&ip("::ffff:169.254.169.254"), &loopback()),
+            Precheck::Denied(_)
+        ));
+    }
+
+    #[test]
+    fn every_address_of_a_name_must_be_allowed() {
         let loopbacks = ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
         assert_eq!(
             check_addresses("localhost", &loopbacks, &loopback()),

@@ -261,7 +261,7 @@ fn push_current(
         &labels,
         (current.not_after - current.not_before).as_seconds_f64(),
     );
-    let dns_names = current.dns_names.join(",");
+    let dns_names = crate::metrics::label_values::name_list(&current.dns_names);
     let info = [
         ("name", name),
         ("serial", current.serial.as_str()),

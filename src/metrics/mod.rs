@@ -8,6 +8,7 @@
 pub mod allow;
 pub mod certificates;
 pub mod http;
+pub mod label_values;
 pub mod names;
 pub mod probe_handler;
 pub mod render;

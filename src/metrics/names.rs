@@ -85,6 +85,11 @@ pub const ENDPOINT_ADDRESSES_DISAGREE: MetricDef = gauge(
     "certinel_endpoint_addresses_disagree",
     "1 when the addresses of one endpoint serve different leaf certificates.",
 );
+/// Resolved addresses beyond `[scanner] max_addresses`, not probed.
+pub const ENDPOINT_ADDRESSES_TRUNCATED: MetricDef = gauge(
+    "certinel_endpoint_addresses_truncated",
+    "Resolved addresses of the endpoint left unprobed beyond scanner.max_addresses.",
+);
 /// The chain verifies against the trust roots for the name.
 pub const ENDPOINT_CERT_VERIFIED: MetricDef = gauge(
     "certinel_endpoint_cert_verified",
@@ -296,6 +301,7 @@ pub const ALL: &[MetricDef] = &[
     ENDPOINT_CHAIN_EARLIEST_NOT_AFTER,
     ENDPOINT_CHAIN_CERT_NOT_AFTER,
     ENDPOINT_ADDRESSES_DISAGREE,
+    ENDPOINT_ADDRESSES_TRUNCATED,
     ENDPOINT_CERT_VERIFIED,
     ENDPOINT_CERT_ERROR_INFO,
     ENDPOINT_CERT_INFO,

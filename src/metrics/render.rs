@@ -13,6 +13,7 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use time::OffsetDateTime;
 
 use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
+use crate::metrics::label_values;
 use crate::metrics::names::{self, Kind, MetricDef};
 use crate::scan::files::FileReport;
 use crate::scan::inspect::{CertFacts, ChainFacts};
@@ -123,6 +124,11 @@ fn push_endpoint(families: &mut Families, report: &EndpointReport, now: OffsetDa
         &endpoint_labels,
         flag(report.addresses_disagree),
     );
+    families.push(
+        names::ENDPOINT_ADDRESSES_TRUNCATED,
+        &endpoint_labels,
+        report.addresses_truncated as f64,
+    );
     if let Some(client) = &report.client_cert {
         families.push(
             names::CLIENT_CERT_NOT_AFTER,
@@ -213,7 +219,7 @@ fn push_chain(families: &mut Families, labels: &[(&str, &str)], chain: &ChainFac
 
 fn push_info(families: &mut Families, def: MetricDef, labels: &[(&str, &str)], cert: &CertFacts) {
     let key_type = cert.key.label();
-    let dns_names = cert.dns_names.join(",");
+    let dns_names = label_values::name_list(&cert.dns_names);
     let mut info = labels.to_vec();
     info.extend([
         ("subject", cert.subject.as_str()),
@@ -256,14 +262,15 @@ fn push_file(families: &mut Families, report: &FileReport, now: OffsetDateTime) 
     push_info(families, names::FILE_CERT_INFO, &labels, leaf);
 }
 
-/// A sample with `labels` and no value yet.
+/// A sample with `labels` and no value yet; every value is capped
+/// ([`label_values::capped`]) so one long name never makes Prometheus drop the scrape.
 pub(super) fn labelled(labels: &[(&str, &str)]) -> Metric {
     let pairs = labels
         .iter()
         .map(|(name, value)| {
             let mut pair = LabelPair::default();
             pair.set_name((*name).to_owned());
-            pair.set_value((*value).to_owned());
+            pair.set_value(label_values::capped(value).into_owned());
             pair
         })
         .collect();

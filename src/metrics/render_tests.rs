@@ -92,6 +92,7 @@ pub(crate) fn report(
                 outcome,
             })
             .collect(),
+        addresses_truncated: 0,
         addresses_disagree: false,
         client_cert: None,
     }

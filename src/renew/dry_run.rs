@@ -94,6 +94,8 @@ mod tests {
             ca_file: None,
             eab: None,
             poll_timeout: std::time::Duration::from_secs(60),
+            preflight_resolver: None,
+            caa_identities: Vec::new(),
         }
     }
 

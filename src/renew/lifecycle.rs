@@ -9,7 +9,8 @@ use crate::acme::{
     is_replaces_rejection, place_order,
 };
 use crate::config::model::CertificateConfig;
-use crate::renew::deploy::{self, DeployEnv, HookError};
+use crate::hook::{HookError, HookKind};
+use crate::renew::deploy::{self, DeployEnv};
 use crate::renew::{RenewError, RenewOutcome, Renewer};
 use crate::schedule::plan::ca_gate;
 use crate::schedule::state as schedule_state;
@@ -374,6 +375,7 @@ impl<'a> Run<'a> {
             Ok(files) => files,
             Err(e) => {
                 return Err(HookError::Spawn {
+                    kind: HookKind::Deploy,
                     command: String::new(),
                     message: e.to_string(),
                 });
@@ -384,6 +386,7 @@ impl<'a> Run<'a> {
             version,
             files: &files,
             dry_run: self.renewer.dry_run,
+            hook_env: &self.certificate.env,
         };
         deploy::run_all(
             &self.certificate.deploy,

@@ -32,6 +32,7 @@
 //!
 //! **Invariant:** the renewer never writes certificate files itself; `store` does.
 
+mod account_admin;
 mod ari;
 mod deploy;
 mod dry_run;
@@ -53,8 +54,9 @@ use crate::schedule::plan::Reason;
 use crate::store::{StoreError, VersionId};
 use dry_run::Scratch;
 
+pub use crate::hook::HookError;
+pub use account_admin::AccountAdminError;
 pub use ari::CaFacts;
-pub use deploy::HookError;
 pub use dry_run::{
     DryRunDirectory, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, dry_run_directory,
 };

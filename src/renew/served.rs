@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::model::{CertificateConfig, Endpoint, Host, ScannerSettings, Target};
+use crate::scan::budget::ConnectionBudget;
 use crate::scan::probe::{EndpointReport, ProbeContext, probe_endpoint};
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
@@ -150,7 +151,12 @@ impl ServedProber {
             None => Resolver::system(),
         };
         Ok(ServedProber {
-            context: ProbeContext::new(resolver, TrustCache::empty()),
+            context: ProbeContext::new(
+                resolver,
+                TrustCache::empty(),
+                ConnectionBudget::for_process(scanner.max_connections),
+            )
+            .with_max_addresses(scanner.max_addresses),
             probe_timeout: scanner.default_timeout,
         })
     }

@@ -9,12 +9,23 @@ use crate::scan::inspect::CertFacts;
 /// The JSON object of one row. Field names are part of certinel's interface.
 pub fn row_to_json(row: &Row) -> Value {
     let mut object = match &row.subject {
-        Subject::Endpoint { target, ip, sni } => json!({
-            "kind": "endpoint",
-            "target": target,
-            "ip": ip.map(|ip| ip.to_string()),
-            "sni": sni,
-        }),
+        Subject::Endpoint {
+            target,
+            ip,
+            sni,
+            addresses_truncated,
+        } => {
+            let mut endpoint = json!({
+                "kind": "endpoint",
+                "target": target,
+                "ip": ip.map(|ip| ip.to_string()),
+                "sni": sni,
+            });
+            if *addresses_truncated > 0 {
+                endpoint["addresses_truncated"] = json!(addresses_truncated);
+            }
+            endpoint
+        }
         Subject::File { path } => json!({ "kind": "file", "path": path }),
     };
     let fields = object

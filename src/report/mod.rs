@@ -83,6 +83,8 @@ pub enum Subject {
         ip: Option<std::net::IpAddr>,
         /// The SNI name, when set explicitly.
         sni: Option<String>,
+        /// Addresses of the target left unprobed beyond `[scanner] max_addresses`.
+        addresses_truncated: usize,
     },
     /// A certificate file.
     File {
@@ -145,6 +147,7 @@ pub fn endpoint_rows(
         target: target.clone(),
         ip,
         sni: sni.clone(),
+        addresses_truncated: report.addresses_truncated,
     };
     if let Some(error) = &report.resolve_error {
         return vec![Row {

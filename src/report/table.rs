@@ -1,5 +1,9 @@
 //! A fixed-width table for people: target, address, days left, notAfter, issuer, status.
+//!
+//! Every cell is escaped ([`Escaped`](crate::escape::Escaped)): names and reasons come from certificates and
+//! servers, and a control character in one must not reach the terminal.
 
+use crate::escape::escape;
 use crate::report::{Row, Subject, rfc3339};
 
 const HEADERS: [&str; 6] = ["TARGET", "ADDRESS", "DAYS", "NOT AFTER", "ISSUER", "STATUS"];
@@ -23,7 +27,9 @@ pub fn render(rows: &[Row]) -> String {
 
 fn row_cells(row: &Row) -> [String; 6] {
     let (target, address) = match &row.subject {
-        Subject::Endpoint { target, ip, sni } => {
+        Subject::Endpoint {
+            target, ip, sni, ..
+        } => {
             let target = match sni {
                 Some(sni) => format!("{target} (sni {sni})"),
                 None => target.clone(),
@@ -50,7 +56,7 @@ fn row_cells(row: &Row) -> [String; 6] {
     } else {
         format!("{} {}: {}", row.status.label(), row.reason, row.detail)
     };
-    [target, address, days, not_after, issuer, status]
+    [target, address, days, not_after, issuer, status].map(|cell| escape(&cell))
 }
 
 /// The CN of a distinguished name when it has one, else the whole name.
@@ -72,4 +78,31 @@ fn push_line(out: &mut String, cells: &[String; 6], widths: &[usize; 6]) {
         }
     }
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Status;
+
+    #[test]
+    fn control_characters_in_cells_are_escaped_so_no_row_is_forged() {
+        let row = Row {
+            subject: Subject::File {
+                path: "certs/evil\x1b[2J.pem".to_owned(),
+            },
+            status: Status::Critical,
+            reason: "file",
+            detail: "bad\r\nOK  fake row".to_owned(),
+            days_left: None,
+            chain: None,
+            handshake: None,
+            duration_ms: None,
+        };
+        let table = render(&[row]);
+        assert_eq!(table.lines().count(), 2, "{table}");
+        assert!(table.lines().all(|line| !line.contains(char::is_control)));
+        assert!(table.contains(r"certs/evil\x1b[2J.pem"), "{table}");
+        assert!(table.contains(r"bad\r\nOK  fake row"), "{table}");
+    }
 }

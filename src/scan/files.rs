@@ -4,10 +4,15 @@ use std::path::{Path, PathBuf};
 
 use rustls::pki_types::CertificateDer;
 
+use crate::disk::{ReadCappedError, read_capped};
 use crate::scan::inspect::{ChainFacts, inspect_chain};
 
 /// File name extensions taken from a directory (compared without regard to case).
 pub const CERTIFICATE_EXTENSIONS: [&str; 4] = ["pem", "crt", "cer", "cert"];
+
+/// The largest certificate file read: a full CA bundle (Mozilla's is about 220 KiB as PEM)
+/// fits many times over; a bigger file is refused rather than read whole.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The result of inspecting one certificate file.
 #[derive(Debug, Clone)]
@@ -34,6 +39,14 @@ pub enum FileError {
         path: PathBuf,
         /// The OS error.
         detail: String,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`]; it was not read whole.
+    #[error("{path}: larger than {limit} bytes, too large for a certificate file; not read")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The cap in bytes.
+        limit: u64,
     },
     /// The file holds no certificate, or one that does not parse.
     #[error("{path}: {detail}")]
@@ -115,9 +128,15 @@ fn read_chain(path: &Path) -> Result<ChainFacts, FileError> {
         path: path.to_owned(),
         detail,
     };
-    let bytes = std::fs::read(path).map_err(|err| FileError::Io {
-        path: path.to_owned(),
-        detail: err.to_string(),
+    let bytes = read_capped(path, MAX_FILE_BYTES).map_err(|err| match err {
+        ReadCappedError::TooLarge { limit } => FileError::TooLarge {
+            path: path.to_owned(),
+            limit,
+        },
+        ReadCappedError::Io(err) => FileError::Io {
+            path: path.to_owned(),
+            detail: err.to_string(),
+        },
     })?;
     let chain = if looks_like_pem(&bytes) {
         pem_certificates(&bytes).map_err(parse_error)?

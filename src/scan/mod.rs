@@ -2,6 +2,7 @@
 //!
 //! `probe`, `starttls`, `resolve` and `files` do I/O; `inspect` and `verify` are pure.
 
+pub mod budget;
 pub mod files;
 pub mod inspect;
 pub mod labels;

@@ -2,6 +2,7 @@
 //! complete a TLS handshake that captures the presented chain even when it is invalid.
 
 use std::cell::Cell;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +16,17 @@ use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
 use crate::config::model::Endpoint;
+use crate::scan::budget::{ConnectionBudget, Demand};
 use crate::scan::inspect::{self, CertFacts, ChainFacts};
 use crate::scan::trust::TrustRoots;
 use crate::scan::verify::{self, Verification};
 
+mod context;
 mod tls_client;
 
-use tls_client::{CLIENT_AUTH_REQUESTED, TlsClients};
+pub use context::{DEFAULT_MAX_ADDRESSES, ProbeContext};
+
+use tls_client::CLIENT_AUTH_REQUESTED;
 
 /// The result of probing one endpoint on every address it resolved to.
 #[derive(Debug, Clone)]
@@ -36,6 +41,8 @@ pub struct EndpointReport {
     pub resolve_error: Option<ProbeError>,
     /// One entry per probed address, in resolver order.
     pub addresses: Vec<AddressReport>,
+    /// Resolved addresses left unprobed beyond `[scanner] max_addresses`.
+    pub addresses_truncated: usize,
     /// The addresses that completed a handshake did not all present the same leaf.
     pub addresses_disagree: bool,
     /// Facts about the client certificate used for mutual TLS, when configured.
@@ -84,8 +91,8 @@ pub enum ProbeError {
     /// The deadline passed during the named stage.
     #[error("timed out after {after:?} during {stage}")]
     Timeout {
-        /// `setup` (trust roots, client identity), `resolve`, `connect`, `starttls` or
-        /// `handshake`.
+        /// `setup` (trust roots, client identity), `resolve`, [`BUDGET_STAGE`] (waiting
+        /// for a free connection), `connect`, `starttls` or `handshake`.
         stage: &'static str,
         /// The deadline that passed.
         after: Duration,
@@ -121,30 +128,9 @@ impl ProbeError {
     }
 }
 
-/// Shared, long-lived things every probe needs.
-#[derive(Debug)]
-pub struct ProbeContext {
-    /// Name resolution (with any hosts-file override).
-    pub resolver: crate::scan::resolve::Resolver,
-    /// Trust roots per `ca_file`.
-    pub trust: crate::scan::trust::TrustCache,
-    /// rustls client configurations, built once and shared.
-    tls: TlsClients,
-}
-
-impl ProbeContext {
-    /// A context that resolves with `resolver` and verifies against `trust`.
-    pub fn new(
-        resolver: crate::scan::resolve::Resolver,
-        trust: crate::scan::trust::TrustCache,
-    ) -> ProbeContext {
-        ProbeContext {
-            resolver,
-            trust,
-            tls: TlsClients::new(),
-        }
-    }
-}
+/// The [`ProbeError::Timeout`] stage of an address that found no free connection in the
+/// [`ConnectionBudget`] before its deadline.
+pub const BUDGET_STAGE: &str = "wait for a free connection";
 
 /// Probes `endpoint` on every address it resolves to (or the first, per its settings).
 /// Never fails: problems are recorded in the report.
@@ -155,8 +141,25 @@ impl ProbeContext {
 /// `resolve` (keyword `timeout`); a resolver that answers with an error stays
 /// [`ProbeError::Dns`] (keyword `dns`).
 pub async fn probe_endpoint(endpoint: &Endpoint, ctx: &ProbeContext) -> EndpointReport {
+    let admit_all = |_: &[IpAddr]| Ok::<(), Infallible>(());
+    let Ok(report) = probe_endpoint_admitting(endpoint, ctx, Demand::Scheduled, admit_all).await;
+    report
+}
+
+/// [`probe_endpoint`], with `admit` shown the resolved addresses before any connection:
+/// its error stops the probe before a socket is opened and is returned as is. `/probe`
+/// checks its allow-list here, so the addresses it checked are exactly the ones probed.
+/// Its sockets count against the connection budget as `demand`.
+pub async fn probe_endpoint_admitting<E>(
+    endpoint: &Endpoint,
+    ctx: &ProbeContext,
+    demand: Demand,
+    admit: impl FnOnce(&[IpAddr]) -> Result<(), E>,
+) -> Result<EndpointReport, E> {
     let span = tracing::info_span!("probe", target = %endpoint.target);
-    probe_endpoint_in_span(endpoint, ctx).instrument(span).await
+    probe_endpoint_in_span(endpoint, ctx, demand, admit)
+        .instrument(span)
+        .await
 }
 
 /// What every address of one endpoint is probed with, prepared once per probe.
@@ -171,6 +174,9 @@ struct ProbePlan {
     roots: Arc<TrustRoots>,
     /// Facts about the client certificate, when one is configured.
     client_cert: Option<CertFacts>,
+    /// Where every socket takes its permit, and as whose demand.
+    budget: ConnectionBudget,
+    demand: Demand,
 }
 
 /// What the TLS connection revealed, before any judgement.
@@ -180,19 +186,25 @@ struct Session {
     cipher_suite: String,
 }
 
-async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> EndpointReport {
+async fn probe_endpoint_in_span<E>(
+    endpoint: &Endpoint,
+    ctx: &ProbeContext,
+    demand: Demand,
+    admit: impl FnOnce(&[IpAddr]) -> Result<(), E>,
+) -> Result<EndpointReport, E> {
     let mut report = EndpointReport {
         endpoint: endpoint.clone(),
         started_at: OffsetDateTime::now_utc(),
         resolve_error: None,
         addresses: Vec::new(),
+        addresses_truncated: 0,
         addresses_disagree: false,
         client_cert: None,
     };
     // One deadline for the whole probe: slow trust roots, client identity or resolver eat
     // into the time left for the addresses instead of adding to it.
     let deadline = Instant::now() + endpoint.timeout;
-    let planned = timeout_at(deadline, plan_probe(endpoint, ctx))
+    let planned = timeout_at(deadline, plan_probe(endpoint, ctx, demand))
         .await
         .unwrap_or(Err(ProbeError::Timeout {
             stage: "setup",
@@ -203,7 +215,7 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
         Err(error) => {
             tracing::info!(%error, "endpoint settings are unusable");
             report.resolve_error = Some(error);
-            return report;
+            return Ok(report);
         }
     };
     report.client_cert = plan.client_cert.clone();
@@ -216,14 +228,25 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
             stage: "resolve",
             after: endpoint.timeout,
         }));
-    let addresses = match resolved {
+    let mut addresses = match resolved {
         Ok(addresses) => addresses,
         Err(error) => {
             tracing::info!(%error, "name resolution failed");
             report.resolve_error = Some(error);
-            return report;
+            return Ok(report);
         }
     };
+    admit(&addresses)?;
+    if addresses.len() > ctx.max_addresses {
+        report.addresses_truncated = addresses.len() - ctx.max_addresses;
+        tracing::warn!(
+            resolved = addresses.len(),
+            probed = ctx.max_addresses,
+            skipped = report.addresses_truncated,
+            "the name has more addresses than scanner.max_addresses; probing the first ones"
+        );
+        addresses.truncate(ctx.max_addresses);
+    }
     let probes = addresses.into_iter().map(|ip| {
         let span = tracing::info_span!("address", %ip);
         probe_address(ip, endpoint, &plan, deadline).instrument(span)
@@ -233,10 +256,14 @@ async fn probe_endpoint_in_span(endpoint: &Endpoint, ctx: &ProbeContext) -> Endp
     if report.addresses_disagree {
         tracing::info!("addresses present different leaf certificates");
     }
-    report
+    Ok(report)
 }
 
-async fn plan_probe(endpoint: &Endpoint, ctx: &ProbeContext) -> Result<ProbePlan, ProbeError> {
+async fn plan_probe(
+    endpoint: &Endpoint,
+    ctx: &ProbeContext,
+    demand: Demand,
+) -> Result<ProbePlan, ProbeError> {
     let server_name = endpoint.server_name();
     let sni = ServerName::try_from(server_name.clone()).map_err(|_| {
         ProbeError::Config(format!(
@@ -261,6 +288,8 @@ async fn plan_probe(endpoint: &Endpoint, ctx: &ProbeContext) -> Result<ProbePlan
         tls,
         roots,
         client_cert,
+        budget: ctx.budget.clone(),
+        demand,
     })
 }
 
@@ -282,6 +311,7 @@ async fn probe_address(
     let outcome = session.and_then(|session| assess(session, plan));
     match &outcome {
         Ok(handshake) => tracing::debug!(
+            subject = %handshake.chain.leaf().subject,
             version = %handshake.tls_version,
             verified = handshake.verification.verified,
             reason = handshake.verification.reason.map(|reason| reason.keyword()),
@@ -308,6 +338,12 @@ async fn open_session(
         stage,
         after: endpoint.timeout,
     };
+    // Held until this function returns, after the socket below is closed.
+    let _permit = plan
+        .budget
+        .acquire_before(plan.demand, deadline)
+        .await
+        .map_err(|_| timed_out(BUDGET_STAGE))?;
     let mut tcp = timeout_at(deadline, TcpStream::connect(address))
         .await
         .map_err(|_| timed_out("connect"))?

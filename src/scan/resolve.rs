@@ -1,11 +1,25 @@
 //! Name resolution: a hosts-file override, then the system resolver; every A/AAAA address.
+//!
+//! The system resolver (`getaddrinfo`) blocks a thread and cannot be cancelled: a caller
+//! that gives up at its deadline returns at once, but the lookup runs on. At most
+//! [`SYSTEM_LOOKUP_LIMIT`] lookups run at once in the process, each holding its slot until
+//! `getaddrinfo` returns, so a slow or hostile DNS server cannot fill tokio's blocking pool
+//! with abandoned lookups; waiting for a slot counts against the caller's deadline.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use tokio::sync::Semaphore;
+
 use crate::config::model::{Host, IpFamily, ResolveMode};
 use crate::scan::probe::ProbeError;
+
+/// Most system-resolver lookups running at once in the process.
+pub const SYSTEM_LOOKUP_LIMIT: usize = 32;
+
+/// The slots of [`SYSTEM_LOOKUP_LIMIT`]; never closed.
+static SYSTEM_LOOKUP_SLOTS: Semaphore = Semaphore::const_new(SYSTEM_LOOKUP_LIMIT);
 
 /// Resolves endpoint hosts to the addresses to probe.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +29,13 @@ pub struct Resolver {
     /// Tests only: every name lookup first waits this long, like a slow resolver.
     #[cfg(test)]
     lookup_delay: Option<std::time::Duration>,
+    /// Tests only: counts name lookups, and a name the overrides do not list fails instead
+    /// of reaching the system resolver.
+    #[cfg(test)]
+    offline_lookups: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// Tests only: a system lookup must also take a slot here first.
+    #[cfg(test)]
+    extra_lookup_slots: Option<std::sync::Arc<Semaphore>>,
 }
 
 impl Resolver {
@@ -29,13 +50,24 @@ impl Resolver {
         Resolver::default().delayed(std::time::Duration::from_secs(86_400))
     }
 
-    /// This resolver, answering names from `hosts` (hosts-file format).
+    /// A resolver answering names from `hosts` (hosts-file format) only: a name the text
+    /// does not list fails without reaching the system resolver. Every name lookup is
+    /// counted in [`Resolver::lookups`].
     #[cfg(test)]
     pub(crate) fn with_hosts_text(hosts: &str) -> Resolver {
         Resolver {
             overrides: parse_hosts(hosts).unwrap_or_default(),
+            offline_lookups: Some(Default::default()),
             ..Resolver::default()
         }
+    }
+
+    /// How many names a [`Resolver::with_hosts_text`] resolver was asked to look up.
+    #[cfg(test)]
+    pub(crate) fn lookups(&self) -> usize {
+        self.offline_lookups
+            .as_ref()
+            .map_or(0, |count| count.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// This resolver, waiting `delay` before every name lookup.
@@ -93,9 +125,20 @@ impl Resolver {
         if let Some(delay) = self.lookup_delay {
             tokio::time::sleep(delay).await;
         }
+        #[cfg(test)]
+        if let Some(count) = &self.offline_lookups {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         let key = normalize_name(name);
         if let Some(addresses) = self.overrides.get(&key) {
             return Ok(addresses.clone());
+        }
+        #[cfg(test)]
+        if self.offline_lookups.is_some() {
+            return Err(dns_error(
+                name,
+                "not in the test hosts text (offline resolver)",
+            ));
         }
         if is_special_use_invalid(&key) {
             // RFC 6761 section 6.4: resolvers should answer names under `invalid.` with an
@@ -105,10 +148,30 @@ impl Resolver {
                 "names under .invalid never resolve (RFC 6761)",
             ));
         }
-        let answers = tokio::net::lookup_host((name, 0))
+        self.system_lookup(name).await
+    }
+
+    /// `getaddrinfo` on a blocking thread, within [`SYSTEM_LOOKUP_LIMIT`].
+    async fn system_lookup(&self, name: &str) -> Result<Vec<IpAddr>, ProbeError> {
+        #[cfg(test)]
+        let _test_slot = match &self.extra_lookup_slots {
+            Some(slots) => Some(slots.clone().acquire_owned().await),
+            None => None,
+        };
+        let slot = SYSTEM_LOOKUP_SLOTS
+            .acquire()
             .await
-            .map_err(|error| dns_error(name, &error.to_string()))?;
-        Ok(answers.map(|socket| socket.ip()).collect())
+            .map_err(|_| dns_error(name, "the system resolver is shut down"))?;
+        let host = name.to_owned();
+        let answers = tokio::task::spawn_blocking(move || {
+            // Held until getaddrinfo returns, even when the caller stopped waiting.
+            let _slot = slot;
+            std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+                .map(|answers| answers.map(|socket| socket.ip()).collect::<Vec<_>>())
+        })
+        .await
+        .map_err(|error| dns_error(name, &error.to_string()))?;
+        answers.map_err(|error| dns_error(name, &error.to_string()))
     }
 }
 
@@ -341,6 +404,30 @@ mod tests {
             matches!(&error, ProbeError::Dns { host, .. } if host == "nonexistent.INVALID"),
             "{error:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_a_system_lookup_slot_ends_at_the_callers_deadline() {
+        let resolver = Resolver {
+            extra_lookup_slots: Some(std::sync::Arc::new(Semaphore::new(0))),
+            ..Resolver::default()
+        };
+        let started = tokio::time::Instant::now();
+        let deadline = std::time::Duration::from_secs(2);
+        let host = name("localhost");
+        let lookup = resolver.resolve(&host, IpFamily::Any, ResolveMode::All);
+        assert!(tokio::time::timeout(deadline, lookup).await.is_err());
+        assert_eq!(started.elapsed(), deadline);
+    }
+
+    #[tokio::test]
+    async fn system_lookups_answer_through_the_bounded_path() {
+        // `localhost` comes from /etc/hosts, never from a DNS server.
+        let found = Resolver::system()
+            .resolve(&name("localhost"), IpFamily::Any, ResolveMode::All)
+            .await
+            .unwrap();
+        assert!(found.iter().all(IpAddr::is_loopback), "{found:?}");
     }
 
     #[tokio::test]

@@ -93,6 +93,7 @@ fn failed_report(endpoint: &Endpoint, detail: String) -> EndpointReport {
         started_at: OffsetDateTime::now_utc(),
         resolve_error: Some(ProbeError::Internal(detail)),
         addresses: Vec::new(),
+        addresses_truncated: 0,
         addresses_disagree: false,
         client_cert: None,
     }
@@ -137,6 +138,7 @@ mod tests {
             started_at: OffsetDateTime::UNIX_EPOCH,
             resolve_error: None,
             addresses: Vec::new(),
+            addresses_truncated: 0,
             addresses_disagree: false,
             client_cert: None,
         }

@@ -29,6 +29,9 @@ pub enum Reason {
     WrongChainOrder,
     /// A signature in the chain does not verify.
     BadSignature,
+    /// A certificate in the chain marks an extension critical that is not understood, so
+    /// TLS clients refuse it.
+    UnsupportedCriticalExtension,
     /// The certificate is not usable for TLS server authentication, or is malformed.
     Invalid,
 }
@@ -45,6 +48,7 @@ impl Reason {
             Reason::UnknownIssuer => "unknown_issuer",
             Reason::WrongChainOrder => "wrong_chain_order",
             Reason::BadSignature => "bad_signature",
+            Reason::UnsupportedCriticalExtension => "unsupported_critical_extension",
             Reason::Invalid => "invalid",
         }
     }
@@ -92,6 +96,17 @@ pub fn verify_chain(
     };
     let end_entity = match webpki::EndEntityCert::try_from(leaf_der) {
         Ok(end_entity) => end_entity,
+        Err(webpki::Error::UnsupportedCriticalExtension) => {
+            return Verification {
+                verified: false,
+                reason: Some(Reason::UnsupportedCriticalExtension),
+                detail: format!(
+                    "{} marks an extension critical that TLS clients do not understand, \
+                     so they refuse it",
+                    name_of(leaf)
+                ),
+            };
+        }
         Err(err) => {
             return Verification {
                 verified: false,
@@ -259,6 +274,14 @@ fn classify_path_failure(
         };
     }
     match error {
+        webpki::Error::UnsupportedCriticalExtension => Problem {
+            reason: Reason::UnsupportedCriticalExtension,
+            detail: format!(
+                "a certificate in the chain of {} marks an extension critical that TLS \
+                 clients do not understand",
+                name_of(leaf)
+            ),
+        },
         webpki::Error::InvalidSignatureForPublicKey => Problem {
             reason: Reason::BadSignature,
             detail: format!(

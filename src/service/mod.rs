@@ -26,6 +26,7 @@ use crate::config::model::Config;
 use crate::metrics::http::{self, HttpShared, ProbeSetup, StateView};
 use crate::metrics::render::Snapshot;
 use crate::renew::Renewer;
+use crate::scan::budget::ConnectionBudget;
 use crate::scan::probe::ProbeContext;
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
@@ -186,7 +187,9 @@ pub fn probe_context(config: &Config) -> Result<ProbeContext, ServiceError> {
         }
         None => Resolver::system(),
     };
-    Ok(ProbeContext::new(resolver, TrustCache::system()))
+    let budget = ConnectionBudget::for_process(config.scanner.max_connections);
+    Ok(ProbeContext::new(resolver, TrustCache::system(), budget)
+        .with_max_addresses(config.scanner.max_addresses))
 }
 
 impl StateView for State {

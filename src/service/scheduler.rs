@@ -277,7 +277,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn apply_keeps_unchanged_jobs_stops_removed_ones_and_starts_new_ones() {
         let state = Arc::new(State::new());
-        let context = ProbeContext::new(Resolver::system(), TrustCache::empty());
+        let context = ProbeContext::new(
+            Resolver::system(),
+            TrustCache::empty(),
+            crate::scan::budget::ConnectionBudget::new(64),
+        );
         let environment = Arc::new(JobEnvironment {
             state: state.clone(),
             probe_context: RwLock::new(Arc::new(context)),

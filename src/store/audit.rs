@@ -39,6 +39,10 @@ pub enum Step {
     Recover,
     /// The current certificate was revoked at the CA.
     Revoke,
+    /// The ACME account's key was rolled over (RFC 8555 §7.3.5).
+    AccountKeyRollover,
+    /// The ACME account was deactivated at the CA (RFC 8555 §7.3.6).
+    AccountDeactivate,
 }
 
 /// Whether a step worked.
@@ -127,52 +131,8 @@ pub fn audit_line(event: &AuditEvent) -> Result<String, serde_json::Error> {
     Ok(line)
 }
 
-/// Replaces every `-----BEGIN ... PRIVATE KEY-----` block (up to its END line, or to the end
-/// of the text when the END line is missing) with `[redacted private key]`.
-pub fn redact_private_keys(text: &str) -> String {
-    const MARKER: &str = "PRIVATE KEY-----";
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(begin) = find_private_key_begin(rest) {
-        out.push_str(&rest[..begin]);
-        out.push_str("[redacted private key]");
-        let after_begin = &rest[begin..];
-        // Skip the BEGIN line itself, then look for the END line's marker.
-        let body_start = after_begin
-            .find(MARKER)
-            .map_or(after_begin.len(), |i| i + MARKER.len());
-        let body = &after_begin[body_start..];
-        rest = match body.find("-----END") {
-            Some(end) => {
-                let tail = &body[end..];
-                match tail.find(MARKER) {
-                    Some(m) => &tail[m + MARKER.len()..],
-                    None => "",
-                }
-            }
-            None => "",
-        };
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The start of the first `-----BEGIN <anything>PRIVATE KEY-----` line in `text`.
-fn find_private_key_begin(text: &str) -> Option<usize> {
-    let mut offset = 0;
-    while let Some(i) = text[offset..].find("-----BEGIN ") {
-        let start = offset + i;
-        let label_start = start + "-----BEGIN ".len();
-        let label_end = text[label_start..].find("-----").map(|j| label_start + j);
-        if let Some(label_end) = label_end {
-            if text[label_start..label_end].ends_with("PRIVATE KEY") {
-                return Some(start);
-            }
-        }
-        offset = label_start;
-    }
-    None
-}
+/// Re-exported where the audit log has always offered it.
+pub use crate::redact::redact_private_keys;
 
 #[cfg(test)]
 mod tests {

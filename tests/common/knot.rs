@@ -52,15 +52,7 @@ impl Drop for Knot {
 impl Knot {
     /// Starts Knot; picks another port and tries again if one was taken meanwhile.
     pub async fn start() -> Knot {
-        Self::check_programs();
-        let mut last_log = String::new();
-        for _attempt in 0..5 {
-            match Self::start_with(Ipv4Addr::LOCALHOST, free_port(), &DEFAULT_ZONES).await {
-                Ok(knot) => return knot,
-                Err(log) => last_log = log,
-            }
-        }
-        panic!("Knot did not start after 5 attempts; last log:\n{last_log}");
+        Self::start_with_zones(&DEFAULT_ZONES).await
     }
 
     /// Panics with a clear message when Knot's programs are not installed.
@@ -136,6 +128,20 @@ impl Knot {
 
     /// Starts Knot on `ip:port` serving `zones` (`(domain, zone file text)`), updatable
     /// with a fresh TSIG key; Knot's log when it does not come up.
+    /// Starts Knot on 127.0.0.1 serving `zones` instead of the default ones; picks another
+    /// port and tries again if one was taken meanwhile.
+    pub async fn start_with_zones(zones: &[(&str, &str)]) -> Knot {
+        Self::check_programs();
+        let mut last_log = String::new();
+        for _attempt in 0..5 {
+            match Self::start_with(Ipv4Addr::LOCALHOST, free_port(), zones).await {
+                Ok(knot) => return knot,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("Knot did not start after 5 attempts; last log:\n{last_log}");
+    }
+
     pub async fn start_with(
         ip: Ipv4Addr,
         port: u16,

@@ -13,8 +13,20 @@ use super::setup::Setup;
 /// Their logic is covered by the promtool unit tests (alerts-renewal_test.yml).
 pub const EXPECTED_EMPTY: &[(&str, &str)] = &[
     (
+        "CertinelManagedCertificateExpiresIn7Days",
+        "Pebble's certificates live 3 days, so the lifetime rules judge them, not days",
+    ),
+    (
+        "CertinelManagedCertificateLifetimeLow",
+        "every managed certificate is freshly issued, with most of its lifetime left",
+    ),
+    (
+        "CertinelManagedCertificateLifetimeCritical",
+        "every managed certificate is freshly issued, with most of its lifetime left",
+    ),
+    (
         "CertinelManagedCertificateExpiresIn21Days",
-        "Pebble gives every certificate the same validity, 3 days for the 7-day alert",
+        "Pebble's certificates live 3 days, so the lifetime rules judge them, not days",
     ),
     (
         "CertinelRenewalFailing",
@@ -75,6 +87,22 @@ pub fn firing_alerts(
             vec![certinel.clone(), target(setup.late)],
         ),
         (
+            "CertinelEndpointCertificateLifetimeLow",
+            vec![certinel.clone(), target(setup.short_low)],
+        ),
+        (
+            "CertinelEndpointCertificateLifetimeCritical",
+            vec![certinel.clone(), target(setup.short_critical)],
+        ),
+        (
+            "CertinelFileCertificateLifetimeLow",
+            vec![path(&setup.short_low_file)],
+        ),
+        (
+            "CertinelFileCertificateLifetimeCritical",
+            vec![path(&setup.short_critical_file)],
+        ),
+        (
             "CertinelFileCertificateExpiresIn7Days",
             vec![path(&setup.soon_file)],
         ),
@@ -105,10 +133,6 @@ pub fn firing_alerts(
             vec![certinel.clone(), certificate(UNISSUABLE)],
         ),
         (
-            "CertinelManagedCertificateExpiresIn7Days",
-            vec![certinel.clone(), certificate(ISSUED)],
-        ),
-        (
             "CertinelEndpointServingStaleCertificate",
             vec![certinel.clone(), certificate(DRIFTED), target(setup.soon)],
         ),
@@ -125,13 +149,14 @@ pub fn firing_alerts(
 /// The value each single-number panel must show, by title.
 pub fn stat_values() -> BTreeMap<&'static str, f64> {
     [
-        // 4 endpoints with a certificate (not the closed port), 2 readable files, and the
+        // 6 endpoints with a certificate (not the closed port), 4 readable files, and the
         // issued and drifted managed certificates (the unissuable one has no certificate).
-        ("Certificates", 8.0),
-        // The 3-day endpoint and file, and the two 3-day managed certificates.
-        ("Expire within 7 days", 4.0),
-        ("Expire within 21 days", 6.0),
-        ("Expire within 30 days", 6.0),
+        ("Certificates", 12.0),
+        // The 3-day and two short-lived endpoints and files, and the two 3-day managed
+        // certificates.
+        ("Expire within 7 days", 8.0),
+        ("Expire within 21 days", 10.0),
+        ("Expire within 30 days", 10.0),
         ("Not verified", 1.0),
         ("Probes failing", 1.0),
         ("Addresses disagree", 1.0),

@@ -18,7 +18,7 @@ use crate::common::tls_server::{ServerHandle, ServerOptions, bind, bind_pair, sp
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// How long Pebble's certificates live: under 7 days, for the managed expiry alert.
+/// How long Pebble's certificates live: short-lived, so the lifetime rules judge them.
 const PEBBLE_VALIDITY_SECONDS: u64 = 3 * 86400;
 
 /// The live servers, files, Pebble (behind the ARI front) and certinel of the test, one
@@ -29,10 +29,14 @@ pub(super) struct Setup {
     pub(super) soon: SocketAddr,
     pub(super) late: SocketAddr,
     pub(super) self_signed: SocketAddr,
+    pub(super) short_low: SocketAddr,
+    pub(super) short_critical: SocketAddr,
     pub(super) closed: SocketAddr,
     pub(super) disagree_port: u16,
     pub(super) soon_file: PathBuf,
     pub(super) late_file: PathBuf,
+    pub(super) short_low_file: PathBuf,
+    pub(super) short_critical_file: PathBuf,
     pub(super) missing_file: PathBuf,
     _servers: Vec<ServerHandle>,
     _front: AriFront,
@@ -64,17 +68,29 @@ impl Setup {
         // never sees the challenge.
         let unreachable = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
         let root = Ca::root("certinel monitoring test root", Validity::current());
-        let soon_leaf =
-            root.leaf(&LeafSpec::new(&["localhost"]).validity(Validity::current_for_days(3)));
-        let late_leaf =
-            root.leaf(&LeafSpec::new(&["localhost"]).validity(Validity::current_for_days(14)));
+        // Long-lived certificates are judged by days left, short-lived ones (under 70
+        // days) by the share of their lifetime left.
+        let leaf = |not_before_days, not_after_days| {
+            root.leaf(
+                &LeafSpec::new(&["localhost"])
+                    .validity(Validity::days(not_before_days, not_after_days)),
+            )
+        };
+        let soon_leaf = leaf(-88, 3);
+        let late_leaf = leaf(-80, 14);
+        // A 6-day certificate with a sixth of its life left, a 20-day one with a twentieth.
+        let short_low_leaf = leaf(-5, 1);
+        let short_critical_leaf = leaf(-19, 1);
         let self_signed_leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
         let mut servers = vec![
             serve_leaf(bind(LOCALHOST).await, &soon_leaf),
             serve_leaf(bind(LOCALHOST).await, &late_leaf),
             serve_leaf(bind(LOCALHOST).await, &self_signed_leaf),
+            serve_leaf(bind(LOCALHOST).await, &short_low_leaf),
+            serve_leaf(bind(LOCALHOST).await, &short_critical_leaf),
         ];
-        let [soon, late, self_signed] = [0, 1, 2].map(|index| servers[index].addr);
+        let [soon, late, self_signed, short_low, short_critical] =
+            [0, 1, 2, 3, 4].map(|index| servers[index].addr);
         // Two addresses of one name, each serving its own (trusted, long-lived) leaf.
         let (first_ip, second_ip) = (
             IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
@@ -96,6 +112,9 @@ impl Setup {
         let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
         let soon_file = write_pem(dir.path(), "soon.pem", &soon_leaf.pem);
         let late_file = write_pem(dir.path(), "late.pem", &late_leaf.pem);
+        let short_low_file = write_pem(dir.path(), "short-low.pem", &short_low_leaf.pem);
+        let short_critical_file =
+            write_pem(dir.path(), "short-critical.pem", &short_critical_leaf.pem);
         let missing_file = dir.path().join("missing.pem");
         let path = |path: &Path| path.display().to_string();
         let values = [
@@ -104,10 +123,14 @@ impl Setup {
             ("SOON_PORT", soon.port().to_string()),
             ("LATE_PORT", late.port().to_string()),
             ("SELF_SIGNED_PORT", self_signed.port().to_string()),
+            ("SHORT_LOW_PORT", short_low.port().to_string()),
+            ("SHORT_CRITICAL_PORT", short_critical.port().to_string()),
             ("CLOSED_PORT", closed.port().to_string()),
             ("DISAGREE_PORT", disagree_port.to_string()),
             ("SOON_FILE", path(&soon_file)),
             ("LATE_FILE", path(&late_file)),
+            ("SHORT_LOW_FILE", path(&short_low_file)),
+            ("SHORT_CRITICAL_FILE", path(&short_critical_file)),
             ("MISSING_FILE", path(&missing_file)),
             ("STATE_DIR", path(&dir.path().join("state"))),
             ("ACME_DIRECTORY", front.directory_url.clone()),
@@ -134,10 +157,14 @@ impl Setup {
             soon,
             late,
             self_signed,
+            short_low,
+            short_critical,
             closed,
             disagree_port,
             soon_file,
             late_file,
+            short_low_file,
+            short_critical_file,
             missing_file,
             _servers: servers,
             _front: front,

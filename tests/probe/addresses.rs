@@ -27,6 +27,7 @@ async fn name_on_two_addresses_serving_different_leaves_is_reported_as_disagreei
     let ctx = ProbeContext::new(
         Resolver::with_hosts_file(&hosts).expect("hosts file"),
         TrustCache::empty(),
+        ConnectionBudget::new(256),
     );
     let target = Target {
         host: Host::Name(NAME.to_string()),

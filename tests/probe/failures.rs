@@ -32,7 +32,9 @@ async fn silent_server_times_out_during_the_handshake() {
             after: Duration::from_millis(300)
         }
     );
-    assert!(report.addresses[0].duration >= Duration::from_millis(300));
+    // The deadline also covers the setup before the address (reading `ca_file` on a
+    // blocking thread), which takes a few milliseconds on a loaded machine.
+    assert!(report.addresses[0].duration >= Duration::from_millis(250));
 }
 
 #[tokio::test]

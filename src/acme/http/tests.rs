@@ -209,10 +209,17 @@ fn clock_skew_is_the_ca_date_minus_local_time() {
     assert_eq!(clock_skew_from_date("yesterday", local), None);
 }
 
-/// Serves TLS on `127.0.0.1`; every connection gets response headers announcing a body,
-/// one byte of it, and then nothing. Returns the URL and the root to trust.
-async fn stalling_server(dir: &Path) -> (String, std::path::PathBuf, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Serves TLS on `127.0.0.1`: every connection's request is read and `answer` writes the
+/// raw HTTP/1.1 response. Returns the URL of `/acme/order/1` and the root to trust.
+async fn tls_server<F, A>(
+    dir: &Path,
+    answer: F,
+) -> (String, std::path::PathBuf, tokio::task::JoinHandle<()>)
+where
+    F: Fn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> A + Clone + Send + 'static,
+    A: Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
     let cert = params.self_signed(&key).unwrap();
@@ -235,20 +242,129 @@ async fn stalling_server(dir: &Path) -> (String, std::path::PathBuf, tokio::task
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let mut request = [0u8; 4096];
                 let _ = tls.read(&mut request).await;
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
-                let _ = tls.write_all(head.as_bytes()).await;
-                let _ = tls.flush().await;
-                std::future::pending::<()>().await;
+                answer(tls).await;
             });
         }
     });
     (url, root, task)
+}
+
+/// Every answer announces a body, sends one byte of it, and then nothing.
+async fn stalling_server(dir: &Path) -> (String, std::path::PathBuf, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncWriteExt;
+    tls_server(dir, |mut tls| async move {
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+        let _ = tls.write_all(head.as_bytes()).await;
+        let _ = tls.flush().await;
+        std::future::pending::<()>().await;
+    })
+    .await
+}
+
+/// Every answer is a 200 whose body is `size` bytes of JSON whitespace, with or without a
+/// `content-length` (without one, the body ends when the connection closes).
+async fn oversized_server(
+    dir: &Path,
+    size: usize,
+    announce_length: bool,
+) -> (String, std::path::PathBuf, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncWriteExt;
+    tls_server(dir, move |mut tls| async move {
+        let length = if announce_length {
+            format!("content-length: {size}\r\n")
+        } else {
+            "connection: close\r\n".to_owned()
+        };
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{length}\r\n");
+        let _ = tls.write_all(head.as_bytes()).await;
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < size {
+            let n = chunk.len().min(size - sent);
+            if tls.write_all(&chunk[..n]).await.is_err() {
+                return;
+            }
+            sent += n;
+        }
+        let _ = tls.shutdown().await;
+    })
+    .await
+}
+
+fn quick_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+        max_retry_after: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_once_with_a_clear_problem() {
+    for announce_length in [true, false] {
+        let temp = tempfile::tempdir().unwrap();
+        let (url, root, server) =
+            oversized_server(temp.path(), 2 * MAX_BODY_BYTES, announce_length).await;
+        let seen = Arc::new(Seen::default());
+        let client = build_client(
+            "https://127.0.0.1/dir",
+            Some(&root),
+            quick_policy(),
+            seen.clone(),
+        )
+        .unwrap();
+        let request = Request::builder()
+            .uri(url.as_str())
+            .body(BodyWrapper::default())
+            .unwrap();
+        let result = client.request(request).await;
+        server.abort();
+        let Err(error) = result else {
+            panic!("a 2 MiB answer was accepted (content-length: {announce_length})");
+        };
+        let error = crate::acme::AcmeError::from_acme(crate::acme::Stage::Download, error);
+        assert_eq!(error.problem(), "responseTooLarge", "{error}");
+        assert!(
+            error.to_string().contains("exceeds 1048576 bytes"),
+            "{error}"
+        );
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            ["order 200"],
+            "refused after one attempt, not retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answer_just_under_the_cap_is_read_whole() {
+    let temp = tempfile::tempdir().unwrap();
+    let (url, root, server) = oversized_server(temp.path(), MAX_BODY_BYTES, true).await;
+    let client = build_client(
+        "https://127.0.0.1/dir",
+        Some(&root),
+        quick_policy(),
+        Arc::new(NoopObserver),
+    )
+    .unwrap();
+    let request = Request::builder()
+        .uri(url.as_str())
+        .body(BodyWrapper::default())
+        .unwrap();
+    let mut response = client.request(request).await.unwrap();
+    server.abort();
+    let body = response.body.into_bytes().await.unwrap();
+    assert_eq!(body.len(), MAX_BODY_BYTES);
 }
 
 #[tokio::test]
@@ -290,4 +406,10 @@ async fn a_ca_that_sends_headers_then_stalls_hits_the_request_timeout() {
         "{transport}"
     );
     assert_eq!(*seen.0.lock().unwrap(), ["order network"; 2]);
+}
+
+#[test]
+fn an_endless_ca_file_is_refused_without_reading_it_whole() {
+    let error = load_roots(Some(Path::new("/dev/zero"))).unwrap_err();
+    assert!(error.to_string().contains("larger than"), "{error}");
 }

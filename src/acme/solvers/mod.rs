@@ -8,6 +8,8 @@ mod http01;
 mod shared;
 mod tls_alpn;
 
+pub(crate) use dns01::{CaaAnswer, caa_records, system_nameserver};
+
 use instant_acme::{ChallengeType, KeyAuthorization};
 
 use crate::acme::{AcmeError, ChallengeSpec, Identifier};

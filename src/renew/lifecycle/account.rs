@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use super::Run;
 use crate::acme::{
-    AcmeAccount, AcmeError, AcmeSettings, Eab, PollPolicy, Stage as AcmeStage,
-    load_or_create_account, register_new_account,
+    AcmeAccount, AcmeError, AcmeSettings, Stage as AcmeStage, load_or_create_account,
+    register_new_account,
 };
 use crate::renew::RenewError;
 use crate::store::Step;
@@ -125,25 +125,11 @@ impl Run<'_> {
     }
 
     fn acme_settings(&self) -> Result<AcmeSettings, AcmeError> {
-        let Some(acme) = self.renewer.acme.as_ref() else {
-            return Err(AcmeError::Invalid {
+        self.renewer
+            .acme_settings()
+            .ok_or_else(|| AcmeError::Invalid {
                 stage: AcmeStage::Account,
                 message: "no [acme] section in the configuration".into(),
-            });
-        };
-        Ok(AcmeSettings {
-            directory: acme.directory.clone(),
-            contact: acme.contact.clone(),
-            ca_file: acme.ca_file.clone(),
-            eab: acme.eab.as_ref().map(|eab| Eab {
-                kid: eab.kid.clone(),
-                hmac_key: eab.hmac_key.clone(),
-            }),
-            poll: PollPolicy {
-                timeout: acme.poll_timeout,
-                ..PollPolicy::default()
-            },
-            retry: self.renewer.retry,
-        })
+            })
     }
 }

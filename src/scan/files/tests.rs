@@ -195,3 +195,23 @@ fn missing_file_is_an_io_error() {
     assert!(matches!(error, FileError::Io { .. }));
     assert!(error.to_string().contains("/nonexistent/certinel/cert.pem"));
 }
+
+#[test]
+fn a_file_over_the_cap_is_refused_without_being_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.pem");
+    // Sparse: the size is real, the disk blocks are not.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(MAX_FILE_BYTES + 1).unwrap();
+    let error = inspect_file(&path).outcome.unwrap_err();
+    assert!(
+        matches!(&error, FileError::TooLarge { path: p, limit } if p == &path && *limit == MAX_FILE_BYTES),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("too large for a certificate file"),
+        "{error}"
+    );
+}

@@ -64,6 +64,7 @@ async fn a_stalled_resolver_counts_against_the_probe_deadline() {
     let ctx = ProbeContext::new(
         crate::scan::resolve::Resolver::stalling(),
         crate::scan::trust::TrustCache::empty(),
+        crate::scan::budget::ConnectionBudget::new(8),
     );
     let started = Instant::now();
     let report = tokio::time::timeout(Duration::from_secs(60), probe_endpoint(&endpoint, &ctx))
@@ -101,6 +102,7 @@ async fn trust_roots_that_never_load_count_against_the_probe_deadline() {
     let ctx = ProbeContext::new(
         crate::scan::resolve::Resolver::stalling(),
         crate::scan::trust::TrustCache::empty(),
+        crate::scan::budget::ConnectionBudget::new(8),
     );
     let report = tokio::time::timeout(Duration::from_secs(10), probe_endpoint(&endpoint, &ctx))
         .await

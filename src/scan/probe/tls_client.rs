@@ -10,9 +10,11 @@ use std::time::SystemTime;
 use rustls::client::ResolvesClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime,
+};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use crate::config::model::ClientAuth;
 use crate::scan::inspect::{self, CertFacts};
@@ -172,7 +174,29 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        if !has_unsupported_critical_extension(cert) {
+            return rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms);
+        }
+        let key = leaf_public_key(cert)?;
+        let key = webpki::RawPublicKeyEntity::try_from(&key).map_err(bad_leaf)?;
+        // TLS 1.2 allows any algorithm mapped to the scheme, as rustls does for a parsed leaf.
+        let candidates = self
+            .algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .unwrap_or_default();
+        candidates
+            .iter()
+            .find(|algorithm| {
+                key.verify_signature(**algorithm, message, dss.signature())
+                    .is_ok()
+            })
+            .map(|_| HandshakeSignatureValid::assertion())
+            .ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::BadSignature,
+            ))
     }
 
     fn verify_tls13_signature(
@@ -181,12 +205,42 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        if !has_unsupported_critical_extension(cert) {
+            return rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms);
+        }
+        let key = leaf_public_key(cert)?;
+        rustls::crypto::verify_tls13_signature_with_raw_key(message, &key, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// webpki refuses to parse a certificate with a critical extension it does not know, so
+/// rustls cannot check the handshake signature against it. The probe still wants the
+/// chain (it reports the extension as `unsupported_critical_extension` afterwards), and
+/// the proof of key possession only needs the leaf's public key, read separately.
+fn has_unsupported_critical_extension(cert: &CertificateDer<'_>) -> bool {
+    matches!(
+        webpki::EndEntityCert::try_from(cert),
+        Err(webpki::Error::UnsupportedCriticalExtension)
+    )
+}
+
+/// The leaf's SubjectPublicKeyInfo, read without judging its extensions.
+fn leaf_public_key(
+    cert: &CertificateDer<'_>,
+) -> Result<SubjectPublicKeyInfoDer<'static>, rustls::Error> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    Ok(SubjectPublicKeyInfoDer::from(
+        parsed.tbs_certificate.subject_pki.raw.to_vec(),
+    ))
+}
+
+fn bad_leaf(_error: webpki::Error) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
 }
 
 /// Has no client certificate; records that the server asked for one.

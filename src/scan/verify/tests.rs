@@ -369,6 +369,7 @@ fn reason_keywords_are_stable() {
         Reason::UnknownIssuer,
         Reason::WrongChainOrder,
         Reason::BadSignature,
+        Reason::UnsupportedCriticalExtension,
         Reason::Invalid,
     ]
     .into_iter()
@@ -385,6 +386,7 @@ fn reason_keywords_are_stable() {
             "unknown_issuer",
             "wrong_chain_order",
             "bad_signature",
+            "unsupported_critical_extension",
             "invalid"
         ]
     );

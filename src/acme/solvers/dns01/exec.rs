@@ -1,98 +1,99 @@
 //! The exec DNS provider: `COMMAND present FQDN VALUE` and `COMMAND cleanup FQDN VALUE`,
-//! lego's convention, so any DNS provider with a command-line tool works.
+//! lego's convention, so any DNS provider with a command-line tool works. It runs through
+//! [`crate::hook`] like a deploy command, and whatever it leaves running is killed when it
+//! exits.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-/// How much of the command's stderr goes into the error message.
-const STDERR_TAIL: usize = 400;
+use crate::hook::{self, HookCommand, HookEnv, HookError, HookKind, Leftovers};
+
+/// Whether the hook publishes or removes the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// `present`
+    Present,
+    /// `cleanup`
+    Cleanup,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Present => "present",
+            Action::Cleanup => "cleanup",
+        }
+    }
+}
 
 /// Runs `command action fqdn value` and waits at most `timeout` for it.
 pub(crate) async fn run(
     command: &Path,
-    action: &str,
+    env: &HookEnv,
+    action: Action,
     fqdn: &str,
     value: &str,
     timeout: Duration,
-) -> Result<(), String> {
-    let child = tokio::process::Command::new(command)
-        .args([action, fqdn, value])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|error| format!("cannot start {}: {error}", command.display()))?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_| {
-            format!(
-                "{} {action} did not finish within {timeout:?}",
-                command.display()
-            )
-        })?
-        .map_err(|error| format!("{} {action}: {error}", command.display()))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(format!(
-        "{} {action} failed ({}): {}",
-        command.display(),
-        output.status,
-        tail(stderr.trim(), STDERR_TAIL)
-    ))
-}
-
-/// The last `limit` bytes of `text`, cut at a character boundary.
-fn tail(text: &str, limit: usize) -> &str {
-    let mut start = text.len().saturating_sub(limit);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    &text[start..]
+) -> Result<(), HookError> {
+    let label = format!("{} {} {fqdn}", command.display(), action.as_str());
+    let hook_command = HookCommand {
+        kind: HookKind::Dns01Exec,
+        label: &label,
+        program: command.into(),
+        args: vec![action.as_str().into(), fqdn.into(), value.into()],
+        env,
+        certinel_vars: Vec::new(),
+        timeout,
+        leftovers: Leftovers::Killed,
+    };
+    hook::run(&hook_command, |_| {}).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn tail_keeps_the_end_and_respects_character_boundaries() {
-        assert_eq!(tail("abcdef", 3), "def");
-        assert_eq!(tail("ab", 10), "ab");
-        assert_eq!(tail("aé", 1), "");
-    }
-
     #[tokio::test]
     async fn a_failing_command_reports_its_stderr() {
+        let temp = tempfile::tempdir().unwrap();
+        let script = temp.path().join("hook");
+        std::fs::write(&script, "#!/bin/sh\necho no such zone >&2\nexit 3\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
         let error = run(
-            Path::new("/bin/sh"),
-            "-c",
-            "echo no such zone >&2; exit 3",
-            "unused",
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_err();
-        assert!(error.contains("no such zone"), "{error}");
-        assert!(error.contains("exit status: 3"), "{error}");
-    }
-
-    #[tokio::test]
-    async fn a_missing_command_is_a_clear_error() {
-        let error = run(
-            Path::new("/nonexistent/dns-hook"),
-            "present",
+            &script,
+            &HookEnv::default(),
+            Action::Present,
             "_acme-challenge.example.com.",
             "v",
             Duration::from_secs(10),
         )
         .await
         .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("no such zone"), "{message}");
+        assert!(message.contains("exit status 3"), "{message}");
         assert!(
-            error.contains("cannot start /nonexistent/dns-hook"),
+            message.contains("present _acme-challenge.example.com."),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_command_is_a_clear_error() {
+        let error = run(
+            Path::new("/nonexistent/dns-hook"),
+            &HookEnv::default(),
+            Action::Present,
+            "_acme-challenge.example.com.",
+            "v",
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(error, HookError::Spawn { .. }), "{error}");
+        assert!(
+            error.to_string().contains("/nonexistent/dns-hook"),
             "{error}"
         );
     }

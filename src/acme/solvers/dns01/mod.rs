@@ -7,6 +7,8 @@ mod exec;
 mod propagation;
 mod wire;
 
+pub(crate) use wire::{CaaAnswer, caa_records};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,7 +28,10 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// The TXT records of one order.
 pub(crate) struct Dns01 {
     spec: Dns01Spec,
-    /// `(fqdn, value)` of every record the provider accepted, for the cleanup.
+    /// `(fqdn, value)` of every record the provider may have published, for the cleanup.
+    /// A record goes here before the provider runs: an update or a hook that fails or
+    /// times out may still have published it, and removing a record that is not there is
+    /// harmless.
     published: Vec<(String, String)>,
 }
 
@@ -56,9 +61,9 @@ impl Dns01 {
             Some(lookup) => follow_cnames(lookup, &challenge).await?,
             None => challenge,
         };
-        self.publish(&fqdn, value).await?;
-        self.published.push((fqdn, value.to_owned()));
-        Ok(())
+        self.check_publishable(&fqdn)?;
+        self.published.push((fqdn.clone(), value.to_owned()));
+        self.publish(&fqdn, value).await
     }
 
     /// Returns once every authoritative server of each record's zone answers with every
@@ -101,17 +106,9 @@ impl Dns01 {
     /// The server asked about CNAMEs and name servers: the configured one, else the first
     /// `nameserver` of `/etc/resolv.conf` (read each time, as the system does).
     async fn lookup_server(&self) -> Option<SocketAddr> {
-        if let Some(resolver) = self.spec.resolver() {
-            return Some(resolver);
-        }
-        match tokio::fs::read_to_string(RESOLV_CONF).await {
-            Ok(text) => propagation::resolv_conf_nameservers(&text)
-                .into_iter()
-                .next(),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read {RESOLV_CONF}");
-                None
-            }
+        match self.spec.resolver() {
+            Some(resolver) => Some(resolver),
+            None => system_nameserver().await,
         }
     }
 
@@ -123,16 +120,16 @@ impl Dns01 {
                 DnsProvider::Rfc2136(settings) => {
                     wire::update(settings, fqdn, value, wire::Change::Remove).await
                 }
-                DnsProvider::Exec { command } => {
-                    exec::run(
-                        command,
-                        "cleanup",
-                        fqdn,
-                        value,
-                        self.spec.propagation_timeout,
-                    )
-                    .await
-                }
+                DnsProvider::Exec { command, env } => exec::run(
+                    command,
+                    env,
+                    exec::Action::Cleanup,
+                    fqdn,
+                    value,
+                    self.spec.propagation_timeout,
+                )
+                .await
+                .map_err(|error| error.to_string()),
             };
             if let Err(error) = removed {
                 tracing::warn!(name = %fqdn, %error, "cannot remove the dns-01 TXT record");
@@ -140,33 +137,39 @@ impl Dns01 {
         }
     }
 
+    /// Refuses, before anything is published, a name the provider cannot update.
+    fn check_publishable(&self, fqdn: &str) -> Result<(), AcmeError> {
+        match &self.spec.provider {
+            DnsProvider::Rfc2136(settings) if !in_zone(fqdn, &settings.zone) => Err(dns_error(
+                "dnsLookup",
+                fqdn,
+                format!(
+                    "the name is outside zone {}; point its _acme-challenge CNAME into that \
+                     zone or configure the zone that holds it",
+                    settings.zone
+                ),
+            )),
+            DnsProvider::Rfc2136(_) | DnsProvider::Exec { .. } => Ok(()),
+        }
+    }
+
     async fn publish(&self, fqdn: &str, value: &str) -> Result<(), AcmeError> {
         match &self.spec.provider {
             DnsProvider::Rfc2136(settings) => {
-                if !in_zone(fqdn, &settings.zone) {
-                    return Err(dns_error(
-                        "dnsLookup",
-                        fqdn,
-                        format!(
-                            "the name is outside zone {}; point its _acme-challenge CNAME \
-                             into that zone or configure the zone that holds it",
-                            settings.zone
-                        ),
-                    ));
-                }
                 wire::update(settings, fqdn, value, wire::Change::Add)
                     .await
                     .map_err(|message| dns_error("dnsUpdate", fqdn, message))
             }
-            DnsProvider::Exec { command } => exec::run(
+            DnsProvider::Exec { command, env } => exec::run(
                 command,
-                "present",
+                env,
+                exec::Action::Present,
                 fqdn,
                 value,
                 self.spec.propagation_timeout,
             )
             .await
-            .map_err(|message| dns_error("dnsExec", fqdn, message)),
+            .map_err(|error| dns_error("dnsExec", fqdn, error.to_string())),
         }
     }
 }
@@ -220,6 +223,19 @@ fn dns_error(problem: &'static str, name: &str, message: String) -> AcmeError {
     }
 }
 
+/// The first `nameserver` of `/etc/resolv.conf` (read each time, as the system does).
+pub(crate) async fn system_nameserver() -> Option<SocketAddr> {
+    match tokio::fs::read_to_string(RESOLV_CONF).await {
+        Ok(text) => propagation::resolv_conf_nameservers(&text)
+            .into_iter()
+            .next(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read {RESOLV_CONF}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +277,7 @@ mod tests {
         let spec = Dns01Spec {
             provider: DnsProvider::Exec {
                 command: "/nonexistent".into(),
+                env: Default::default(),
             },
             propagation_resolver: None,
             propagation_timeout: Duration::from_secs(1),

@@ -1,5 +1,6 @@
 //! The DNS messages dns-01 needs, built and sent by hickory: RFC 2136 updates signed with
-//! TSIG, and plain CNAME, TXT, SOA, NS and address queries. One TCP connection per operation.
+//! TSIG, and plain CNAME, TXT, SOA, NS, address and CAA queries. One TCP connection per
+//! operation.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use hickory_client::proto::runtime::TokioRuntimeProvider;
 use hickory_client::proto::tcp::TcpClientStream;
 use hickory_client::{ClientError, ClientErrorKind};
 
+use crate::acme::caa::CaaRecord;
 use crate::acme::{Rfc2136Settings, TsigAlgorithm};
 
 /// The deadline of one DNS request.
@@ -155,6 +157,42 @@ pub(crate) async fn addresses(server: SocketAddr, fqdn: &str) -> Result<Vec<IpAd
         }
     }
     Ok(found)
+}
+
+/// What a CAA query for one name found: its CAA records, or the name it is an alias of
+/// when the server answered with a CNAME alone (its target is in another zone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CaaAnswer {
+    /// The CAA record set at the name (or at the end of its CNAME chain); may be empty.
+    Records(Vec<CaaRecord>),
+    /// `fqdn` is an alias of this name, whose records the server did not include.
+    Alias(String),
+}
+
+/// The CAA records at `fqdn` according to `server`. An answer that follows a CNAME chain
+/// inside the server's zones counts as the records of `fqdn` (RFC 8659 §3).
+pub(crate) async fn caa_records(server: SocketAddr, fqdn: &str) -> Result<CaaAnswer, String> {
+    let (answers, _) = query_sections(server, fqdn, RecordType::CAA).await?;
+    let records: Vec<CaaRecord> = answers
+        .iter()
+        .filter_map(|record| match record.data() {
+            RData::CAA(caa) => Some(CaaRecord {
+                critical: caa.issuer_critical(),
+                tag: caa.tag().as_str().to_owned(),
+                value: String::from_utf8_lossy(caa.raw_value()).into_owned(),
+            }),
+            _ => None,
+        })
+        .collect();
+    if !records.is_empty() {
+        return Ok(CaaAnswer::Records(records));
+    }
+    // The last CNAME of the chain names where the records would be.
+    let alias = answers.iter().rev().find_map(|record| match record.data() {
+        RData::CNAME(target) => Some(target.0.to_ascii().to_ascii_lowercase()),
+        _ => None,
+    });
+    Ok(alias.map_or(CaaAnswer::Records(Vec::new()), CaaAnswer::Alias))
 }
 
 /// The answer section's data for the records named `fqdn` (an empty list for NXDOMAIN).

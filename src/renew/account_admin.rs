@@ -1,0 +1,129 @@
+//! Changes to the renewer's ACME account itself: key rollover and deactivation, each one
+//! audit line (with an empty `certificate`, as they concern every certificate).
+
+use time::OffsetDateTime;
+
+use crate::acme::{
+    AcmeError, AcmeSettings, Deactivation, Eab, KeyRollover, PollPolicy, PreflightSettings,
+    load_account,
+};
+use crate::renew::Renewer;
+use crate::store::{AuditEvent, AuditLog, Outcome, Step, StoreError};
+
+/// Why an account change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountAdminError {
+    /// The configuration has no `[acme]` section.
+    #[error("no [acme] section in the configuration")]
+    NoAcme,
+    /// The CA refused, or the credentials could not be read or written.
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
+    /// The change happened but its audit line could not be written.
+    #[error("the account changed, but the audit log could not be written: {0}")]
+    Audit(#[source] StoreError),
+}
+
+impl Renewer {
+    /// The ACME settings of the configuration's `[acme]` section.
+    pub(crate) fn acme_settings(&self) -> Option<AcmeSettings> {
+        let acme = self.acme.as_ref()?;
+        Some(AcmeSettings {
+            directory: acme.directory.clone(),
+            contact: acme.contact.clone(),
+            ca_file: acme.ca_file.clone(),
+            eab: acme.eab.as_ref().map(|eab| Eab {
+                kid: eab.kid.clone(),
+                hmac_key: eab.hmac_key.clone(),
+            }),
+            poll: PollPolicy {
+                timeout: acme.poll_timeout,
+                ..PollPolicy::default()
+            },
+            retry: self.retry,
+            preflight: PreflightSettings {
+                resolver: acme.preflight_resolver,
+                caa_identities: acme.caa_identities.clone(),
+            },
+        })
+    }
+
+    /// Rolls the stored account's key over at the CA (RFC 8555 §7.3.5) and stores the new
+    /// credentials; audited as `account_key_rollover` whether it worked or not.
+    pub async fn roll_over_account_key(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<KeyRollover, AccountAdminError> {
+        let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
+        let result = async {
+            load_account(&settings, &self.state_dir, self.observer.clone())
+                .await?
+                .roll_over_key()
+                .await
+        }
+        .await;
+        let detail = result.as_ref().ok().map(|rollover| {
+            format!(
+                "account {}: key {} replaced by {} in {}",
+                rollover.account_url,
+                rollover.old_thumbprint,
+                rollover.new_thumbprint,
+                rollover.credentials_path.display()
+            )
+        });
+        self.audit_account_step(Step::AccountKeyRollover, now, &result, detail)?;
+        Ok(result?)
+    }
+
+    /// Deactivates the stored account at the CA (RFC 8555 §7.3.6) and moves its
+    /// credentials aside; the next renewal registers a new account. Audited as
+    /// `account_deactivate`.
+    pub async fn deactivate_account(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Deactivation, AccountAdminError> {
+        let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
+        let result = async {
+            load_account(&settings, &self.state_dir, self.observer.clone())
+                .await?
+                .deactivate()
+                .await
+        }
+        .await;
+        let detail = result.as_ref().ok().map(|deactivation| {
+            format!(
+                "account {} deactivated; credentials moved to {}",
+                deactivation.account_url,
+                deactivation.retired_credentials.display()
+            )
+        });
+        self.audit_account_step(Step::AccountDeactivate, now, &result, detail)?;
+        Ok(result?)
+    }
+
+    fn audit_account_step<T>(
+        &self,
+        step: Step,
+        now: OffsetDateTime,
+        result: &Result<T, AcmeError>,
+        detail: Option<String>,
+    ) -> Result<(), AccountAdminError> {
+        let audit = AuditLog::open(&self.state_dir.join("audit.jsonl"))
+            .map_err(AccountAdminError::Audit)?;
+        audit
+            .append(&AuditEvent {
+                time: now,
+                certificate: String::new(),
+                version: None,
+                serial: None,
+                step,
+                outcome: match result {
+                    Ok(_) => Outcome::Ok,
+                    Err(_) => Outcome::Error,
+                },
+                error: result.as_ref().err().map(ToString::to_string),
+                detail,
+            })
+            .map_err(AccountAdminError::Audit)
+    }
+}

@@ -1,0 +1,132 @@
+//! `certinel account rollover|deactivate` against a real Pebble: the CA accepts the new
+//! key and refuses the old one; a deactivated account can no longer order and the next
+//! renewal registers a new one. Both are audited.
+
+use std::path::{Path, PathBuf};
+
+use instant_acme::{Account, AccountCredentials, Identifier, NewOrder};
+
+use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::revoke::{Setup, certinel, setup, text};
+
+/// The single credentials file under `state_dir/acme/`.
+fn credentials_file(state_dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(state_dir.join("acme"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    assert_eq!(files.len(), 1, "one account file: {files:?}");
+    files.remove(0)
+}
+
+/// The instant-acme credentials inside one of certinel's account files, as JSON
+/// (`id` is the account URL, `key_pkcs8` the key).
+fn credentials(file: &Path) -> serde_json::Value {
+    let stored: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    stored["credentials"].clone()
+}
+
+/// Places an order signed with `credentials`, straight through instant-acme.
+async fn order_with(pebble: &Pebble, credentials: serde_json::Value) -> Result<(), String> {
+    let credentials: AccountCredentials = serde_json::from_value(credentials).unwrap();
+    let account = Account::builder_with_root(&pebble.api_root)
+        .map_err(|e| e.to_string())?
+        .from_credentials(credentials)
+        .await
+        .map_err(|e| e.to_string())?;
+    let identifiers = [Identifier::Dns("old-key.certinel.test".to_owned())];
+    account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn audit_lines(setup: &Setup) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(setup.state_dir.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn rollover_keeps_the_account_with_a_new_key_and_the_ca_refuses_the_old_one() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let setup = setup(&pebble, "web");
+    let issued = certinel(&setup, &["renew", "web"]).await;
+    assert!(issued.status.success(), "{}", text(&issued));
+    let file = credentials_file(&setup.state_dir);
+    let old = credentials(&file);
+
+    let rolled = certinel(&setup, &["account", "rollover"]).await;
+    assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled));
+    assert!(String::from_utf8_lossy(&rolled.stdout).contains("key rolled over"));
+    let new = credentials(&file);
+    assert_eq!(new["id"], old["id"], "the same account");
+    assert_ne!(new["key_pkcs8"], old["key_pkcs8"], "a new key is stored");
+    let mode = std::fs::metadata(&file).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    let refused = order_with(&pebble, old).await;
+    assert!(
+        refused.is_err(),
+        "Pebble accepted an order signed with the old key"
+    );
+    order_with(&pebble, new)
+        .await
+        .unwrap_or_else(|e| panic!("the new key is refused: {e}\n{}", pebble.log()));
+    let renewed = certinel(&setup, &["renew", "web", "--force"]).await;
+    assert!(renewed.status.success(), "{}", text(&renewed));
+    assert_eq!(credentials_file(&setup.state_dir), file, "no new account");
+
+    let rollover = audit_lines(&setup)
+        .into_iter()
+        .find(|line| line["step"] == "account_key_rollover")
+        .expect("an audit line for the rollover");
+    assert_eq!(rollover["outcome"], "ok", "{rollover}");
+    assert_eq!(rollover["certificate"], "", "{rollover}");
+}
+
+#[tokio::test]
+async fn deactivation_needs_yes_retires_the_account_and_the_next_renewal_registers_anew() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let setup = setup(&pebble, "web");
+    let issued = certinel(&setup, &["renew", "web"]).await;
+    assert!(issued.status.success(), "{}", text(&issued));
+    let file = credentials_file(&setup.state_dir);
+    let old = credentials(&file);
+
+    let unconfirmed = certinel(&setup, &["account", "deactivate"]).await;
+    assert_eq!(unconfirmed.status.code(), Some(2), "{}", text(&unconfirmed));
+    assert!(
+        text(&unconfirmed).contains("--yes"),
+        "{}",
+        text(&unconfirmed)
+    );
+    assert!(file.exists(), "nothing happened without --yes");
+
+    let deactivated = certinel(&setup, &["account", "deactivate", "--yes"]).await;
+    assert_eq!(deactivated.status.code(), Some(0), "{}", text(&deactivated));
+    assert!(!file.exists());
+    assert!(file.with_extension("json.deactivated").exists());
+    let refused = order_with(&pebble, old.clone()).await;
+    assert!(
+        refused.is_err(),
+        "Pebble accepted an order from a deactivated account"
+    );
+
+    let renewed = certinel(&setup, &["renew", "web", "--force"]).await;
+    assert!(renewed.status.success(), "{}", text(&renewed));
+    let registered = credentials(&credentials_file(&setup.state_dir));
+    assert_ne!(registered["id"], old["id"], "a new account was registered");
+    let line = audit_lines(&setup)
+        .into_iter()
+        .find(|line| line["step"] == "account_deactivate")
+        .expect("an audit line for the deactivation");
+    assert_eq!(line["outcome"], "ok", "{line}");
+}

@@ -1,0 +1,115 @@
+//! What hooks see of certinel's environment, through the real binary: `certinel renew` with
+//! a dns-01 exec hook (real Knot, real Pebble) and a deploy command, each writing its
+//! environment to a file. certinel itself runs with a secret that is not passed through.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::dns01::{knot_and_pebble, write_hook};
+
+/// `NAME=value` lines of an `env` dump, as a map.
+fn environment(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn hooks_get_a_minimal_environment_plus_what_the_certificate_passes_them() {
+    let (knot, pebble) = knot_and_pebble().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.log");
+    let publisher = write_hook(&knot, dir.path(), &calls);
+    let dns_env = dir.path().join("dns.env");
+    let deploy_env = dir.path().join("deploy.env");
+    let hook = dir.path().join("dns-hook");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = present ] && env > {}\nexec {} \"$@\"\n",
+            dns_env.display(),
+            publisher.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let state_dir = dir.path().join("state");
+    let config = dir.path().join("certinel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
+             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"env\"\n\
+             dns_names = [\"env.certinel.test\"]\n\
+             env = {{ SET_BY_CERTIFICATE = \"for every hook\" }}\n\
+             env_passthrough = [\"PASSED_THROUGH\"]\n\
+             challenge = {{ type = \"dns-01\", provider = \"exec\", command = {hook:?}, \
+             propagation_resolver = \"{resolver}\", propagation_timeout = \"20s\", \
+             env = {{ DNS_ONLY = \"dns\" }}, env_passthrough = [\"DNS_TOKEN\"] }}\n\
+             deploy = [\"env > {deploy_env}\"]\n",
+            state = state_dir.display().to_string(),
+            directory = pebble.directory_url,
+            ca = pebble.api_root.display().to_string(),
+            hook = hook.display().to_string(),
+            resolver = knot.addr,
+            deploy_env = deploy_env.display(),
+        ),
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
+        .args(["renew", "env", "--config"])
+        .arg(&config)
+        .env("HOME", dir.path())
+        .env("LANG", "C.UTF-8")
+        .env("PASSED_THROUGH", "passed")
+        .env("DNS_TOKEN", "token")
+        .env("NOT_PASSED", "certinel's own secret")
+        .output()
+        .await
+        .expect("run certinel");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.starts_with("env: renewed to v0001"),
+        "stdout: {stdout}\nstderr: {stderr}\n--- knot ---\n{}",
+        knot.log()
+    );
+
+    let home = dir.path().display().to_string();
+    for (hook, env) in [
+        ("dns-01 hook", environment(&dns_env)),
+        ("deploy", environment(&deploy_env)),
+    ] {
+        assert!(env.contains_key("PATH"), "{hook}: {env:?}");
+        assert_eq!(env.get("HOME"), Some(&home), "{hook}");
+        assert_eq!(
+            env.get("LANG").map(String::as_str),
+            Some("C.UTF-8"),
+            "{hook}"
+        );
+        assert_eq!(
+            env.get("PASSED_THROUGH").map(String::as_str),
+            Some("passed"),
+            "{hook}"
+        );
+        assert_eq!(
+            env.get("SET_BY_CERTIFICATE").map(String::as_str),
+            Some("for every hook"),
+            "{hook}"
+        );
+        assert!(!env.contains_key("NOT_PASSED"), "{hook}: {env:?}");
+    }
+    let dns = environment(&dns_env);
+    assert_eq!(dns.get("DNS_ONLY").map(String::as_str), Some("dns"));
+    assert_eq!(dns.get("DNS_TOKEN").map(String::as_str), Some("token"));
+    let deploy = environment(&deploy_env);
+    assert!(
+        !deploy.contains_key("DNS_ONLY") && !deploy.contains_key("DNS_TOKEN"),
+        "the DNS provider's variables are its own: {deploy:?}"
+    );
+    assert_eq!(deploy.get("CERTINEL_NAME").map(String::as_str), Some("env"));
+}
