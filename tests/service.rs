@@ -278,6 +278,7 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
                 prefix: 8,
             }],
             modules: BTreeMap::new(),
+            connections: Default::default(),
         },
         state_dir: std::env::temp_dir(),
         acme: None,

@@ -29,6 +29,9 @@ mod dns01_propagation;
 /// What hooks see of certinel's environment: a minimal one, plus what the certificate's
 /// `env` and `env_passthrough` (and the exec challenge's) add.
 mod hook_env;
+/// The exporter's HTTP connection limits: header and idle timeouts, `max_connections`, and
+/// a SIGTERM that does not wait for slow clients.
+mod http_limits;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
 /// A 2,000-SAN certificate scraped from a real `certinel run`: label values stay under the

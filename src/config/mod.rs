@@ -88,6 +88,7 @@ pub fn default_config() -> Config {
             listen: validate::DEFAULT_LISTEN,
             probe_allow: allow::loopback_only(),
             modules: modules.into_iter().collect(),
+            connections: Default::default(),
         },
         state_dir: certificates::DEFAULT_STATE_DIR.into(),
         acme: None,

@@ -138,6 +138,32 @@ pub struct ExporterSettings {
     pub probe_allow: Vec<AllowRule>,
     /// Named `/probe` modules (`module=NAME`); `default` always exists.
     pub modules: std::collections::BTreeMap<String, ProbeModule>,
+    /// How long a client may take and how many may be connected; read at start only.
+    pub connections: ConnectionLimits,
+}
+
+/// What the exporter allows its HTTP clients: `[exporter] header_read_timeout`,
+/// `idle_timeout` and `max_connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time from a request's first byte to the end of its head. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Time a connection may wait for the first byte of its next request (after accept or
+    /// after the previous response). Default 60 s.
+    pub idle_timeout: Duration,
+    /// Connections open at once; further ones are closed as soon as they are accepted.
+    /// Default 1,024.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// One entry of the `/probe` allow-list.

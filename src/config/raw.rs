@@ -122,6 +122,9 @@ pub(crate) struct RawExporter {
     // Entries are parsed in validation: toml reports an element's error at the whole
     // array, and the position of the bad entry is worth more than parsing here.
     pub(crate) probe_allow: Option<Vec<Spanned<String>>>,
+    pub(crate) header_read_timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) idle_timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) max_connections: Option<Spanned<usize>>,
     #[serde(default)]
     pub(crate) module: BTreeMap<String, Spanned<RawProbeOptions>>,
 }

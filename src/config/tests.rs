@@ -166,6 +166,21 @@ fn an_empty_probe_allow_list_allows_nothing() {
 }
 
 #[test]
+fn exporter_connection_limits_load_and_default() {
+    assert_eq!(
+        parse_ok("").exporter.connections,
+        model::ConnectionLimits::default()
+    );
+    let config = parse_ok(
+        "[exporter]\nheader_read_timeout = \"2s\"\nidle_timeout = \"500ms\"\nmax_connections = 3\n",
+    );
+    let limits = config.exporter.connections;
+    assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(limits.idle_timeout, Duration::from_millis(500));
+    assert_eq!(limits.max_connections, 3);
+}
+
+#[test]
 fn renewer_settings_load_with_their_defaults() {
     use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
     use crate::schedule::plan::RenewBefore;

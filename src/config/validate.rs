@@ -19,8 +19,8 @@ use crate::config::certificates;
 use crate::config::duration::{ConfigDuration, format_duration};
 use crate::config::locate::join;
 use crate::config::model::{
-    AllowRule, ClientAuth, Config, Endpoint, ExporterSettings, FileSource, Host, IpFamily,
-    ProbeModule, ResolveMode, ScannerSettings, StartTls, Target,
+    AllowRule, ClientAuth, Config, ConnectionLimits, Endpoint, ExporterSettings, FileSource, Host,
+    IpFamily, ProbeModule, ResolveMode, ScannerSettings, StartTls, Target,
 };
 use crate::config::raw::{RawConfig, RawExporter, RawFile, RawProbeOptions, RawScanner};
 
@@ -39,6 +39,11 @@ pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9798));
 /// The `/probe` module used when a request names none.
 pub(crate) const DEFAULT_MODULE: &str = "default";
+/// Far more HTTP connections than a process has file descriptors for; a bound that keeps
+/// the connection semaphore within its limits.
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+/// The longest HTTP header or idle timeout: a day is already no protection.
+const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Re-checking more often than this only loads the servers.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -272,6 +277,7 @@ fn exporter(
     default_timeout: Duration,
     cx: &Context<'_>,
 ) -> Result<ExporterSettings, ConfigError> {
+    let connections = connection_limits(&raw, cx)?;
     let probe_allow = match raw.probe_allow {
         None => allow::loopback_only(),
         Some(entries) => entries
@@ -301,6 +307,52 @@ fn exporter(
         listen: raw.listen.map_or(DEFAULT_LISTEN, |listen| listen.0),
         probe_allow,
         modules,
+        connections,
+    })
+}
+
+/// `[exporter] header_read_timeout`, `idle_timeout` and `max_connections`.
+fn connection_limits(raw: &RawExporter, cx: &Context<'_>) -> Result<ConnectionLimits, ConfigError> {
+    let defaults = ConnectionLimits::default();
+    let max_connections = match &raw.max_connections {
+        None => defaults.max_connections,
+        Some(value) if *value.get_ref() == 0 => {
+            return Err(cx.error(
+                value.span(),
+                "exporter.max_connections".to_owned(),
+                "must be at least 1; it is how many HTTP clients may be connected at once"
+                    .to_owned(),
+            ));
+        }
+        Some(value) if *value.get_ref() > MAX_CONNECTIONS_LIMIT => {
+            return Err(cx.error(
+                value.span(),
+                "exporter.max_connections".to_owned(),
+                format!("must be at most {MAX_CONNECTIONS_LIMIT}"),
+            ));
+        }
+        Some(value) => *value.get_ref(),
+    };
+    let timeout = |value: &Option<Spanned<ConfigDuration>>, name: &str, default| {
+        let key = format!("exporter.{name}");
+        let timeout = cx.timeout(value.as_ref(), key.clone(), default)?;
+        match value {
+            Some(value) if timeout > MAX_HTTP_TIMEOUT => Err(cx.error(
+                value.span(),
+                key,
+                format!("must be at most {}", format_duration(MAX_HTTP_TIMEOUT)),
+            )),
+            _ => Ok(timeout),
+        }
+    };
+    Ok(ConnectionLimits {
+        header_read_timeout: timeout(
+            &raw.header_read_timeout,
+            "header_read_timeout",
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: timeout(&raw.idle_timeout, "idle_timeout", defaults.idle_timeout)?,
+        max_connections,
     })
 }
 

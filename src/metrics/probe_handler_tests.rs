@@ -54,6 +54,7 @@ fn shared_with(resolver: crate::scan::resolve::Resolver) -> Arc<HttpShared> {
         listen: "127.0.0.1:0".parse().unwrap(),
         probe_allow: Vec::new(),
         modules: Default::default(),
+        connections: Default::default(),
     };
     let context = ProbeContext::new(
         resolver,

@@ -4,6 +4,8 @@
 //! [`run`] takes its listener and a shutdown token, so tests bind `127.0.0.1:0` and run the
 //! whole service in-process; `cli::run` binds, installs signal handlers and calls it.
 
+pub mod connection_deadline;
+pub mod http_server;
 pub mod reload;
 pub mod renewals;
 pub mod scheduler;
@@ -152,9 +154,12 @@ pub async fn run_with_options(
         certificates = config.certificates.len(),
         "certinel running"
     );
-    let server = axum::serve(listener, http::router(http_shared.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(http_server::serve(
+        listener,
+        http::router(http_shared.clone()),
+        config.exporter.connections,
+        shutdown.clone(),
+    ));
     let reloader = Reloader {
         current: config,
         scheduler,
@@ -166,10 +171,9 @@ pub async fn run_with_options(
     reloader.watch(loaded, reload_requests, shutdown).await;
     tracker.close();
     tracker.wait().await;
-    match server.await {
-        Ok(result) => result.map_err(ServiceError::Http),
-        Err(error) => Err(ServiceError::Task(error.to_string())),
-    }
+    server
+        .await
+        .map_err(|error| ServiceError::Task(error.to_string()))
 }
 
 /// The resolver and trust roots a configuration asks for.

@@ -124,6 +124,9 @@ impl Reloader {
                 "the listen address changes only on restart"
             );
         }
+        if config.exporter.connections != self.current.exporter.connections {
+            tracing::warn!("the HTTP connection limits change only on restart");
+        }
         if config.scanner.concurrency != self.current.scanner.concurrency {
             tracing::warn!("the probe concurrency changes only on restart");
         }

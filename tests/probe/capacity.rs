@@ -39,6 +39,7 @@ fn shared(context: ProbeContext, names: &[&str]) -> Arc<HttpShared> {
         listen: "127.0.0.1:0".parse().expect("address"),
         probe_allow,
         modules: Default::default(),
+        connections: Default::default(),
     };
     Arc::new(HttpShared {
         state: Arc::new(NoState),
