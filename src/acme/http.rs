@@ -321,8 +321,7 @@ impl Shared {
                     } = outcome
                     {
                         if !(200..400).contains(&status) {
-                            let until = time::OffsetDateTime::now_utc()
-                                + time::Duration::try_from(wait).unwrap_or(time::Duration::MAX);
+                            let until = retry::retry_moment(time::OffsetDateTime::now_utc(), wait);
                             *lock(&self.retry_after) = Some(until);
                         }
                     }
@@ -450,5 +449,7 @@ impl fmt::Debug for InstrumentedClient {
     }
 }
 
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod tests;
