@@ -1,0 +1,314 @@
+//! The configuration loader on arbitrary bytes, on arbitrary TOML built from certinel's own
+//! key names, and on structured mutations (lines dropped, duplicated, truncated, values
+//! swapped) of `config/certinel.toml` and the good fixtures. It must answer with a model or
+//! one error whose line and column lie inside the text, never panic, and stay fast.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use super::{config, within_time_limit};
+
+/// Key names certinel's configuration uses, so generated tables reach validation.
+const KEYS: &[&str] = &[
+    "scanner",
+    "endpoint",
+    "file",
+    "exporter",
+    "acme",
+    "certificate",
+    "state_dir",
+    "target",
+    "path",
+    "name",
+    "dns_names",
+    "challenge",
+    "type",
+    "listen",
+    "webroot",
+    "zone",
+    "server",
+    "tsig_key",
+    "tsig_key_name",
+    "tsig_algorithm",
+    "command",
+    "provider",
+    "deploy",
+    "deploy_timeout",
+    "directory",
+    "contact",
+    "eab",
+    "kid",
+    "hmac_key",
+    "duration",
+    "renew_before",
+    "renew_before_percentage",
+    "interval",
+    "timeout",
+    "concurrency",
+    "hosts_file",
+    "sni",
+    "starttls",
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "ip_family",
+    "resolve",
+    "probe_allow",
+    "host",
+    "network",
+    "module",
+    "verify",
+    "verify_timeout",
+    "on_verify_failure",
+    "history",
+    "key",
+    "profile",
+    "poll_timeout",
+    "propagation_timeout",
+    "propagation_resolver",
+    "served",
+    "dry_run_directory",
+    "labels",
+    "modules",
+];
+
+/// Values that mean something to some key.
+const WORDS: &[&str] = &[
+    "",
+    "0",
+    "0s",
+    "1s",
+    "90d",
+    "30d",
+    "1h",
+    "-1s",
+    "18446744073709551616s",
+    "1e400s",
+    "smtp",
+    "imap",
+    "xmpp",
+    "ldap",
+    "http-01",
+    "dns-01",
+    "tls-alpn-01",
+    "rfc2136",
+    "exec",
+    "ecdsa-p256",
+    "rsa-2048",
+    "rollback",
+    "keep",
+    "ipv4",
+    "ipv6",
+    "all",
+    "first",
+    "example.com:443",
+    "[::1]:443",
+    "https://example.com",
+    "127.0.0.1:0",
+    "10.0.0.0/8",
+    "*.example.com",
+    "é.example",
+    "a..b",
+    "/tmp",
+    "relative/path",
+    "https://127.0.0.1/dir",
+    "mailto:a@example.com",
+    "hmac-sha256",
+    "\u{0}",
+    "\u{feff}",
+    "ü",
+    "x:99999",
+    ":443",
+];
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => prop::sample::select(KEYS).prop_map(str::to_owned),
+        1 => "[a-z_]{1,12}",
+    ]
+}
+
+fn scalar() -> impl Strategy<Value = toml::Value> {
+    prop_oneof![
+        4 => prop::sample::select(WORDS).prop_map(|word| toml::Value::String(word.to_owned())),
+        2 => any::<String>().prop_map(toml::Value::String),
+        2 => any::<i64>().prop_map(toml::Value::Integer),
+        1 => prop_oneof![Just(0i64), Just(1), Just(-1), Just(65_536), Just(i64::MAX)]
+            .prop_map(toml::Value::Integer),
+        1 => any::<f64>().prop_map(toml::Value::Float),
+        1 => any::<bool>().prop_map(toml::Value::Boolean),
+    ]
+}
+
+fn value() -> impl Strategy<Value = toml::Value> {
+    scalar().prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(toml::Value::Array),
+            prop::collection::btree_map(key(), inner, 0..6)
+                .prop_map(|table| toml::Value::Table(table.into_iter().collect())),
+        ]
+    })
+}
+
+fn document() -> impl Strategy<Value = String> {
+    prop::collection::btree_map(key(), value(), 0..8).prop_map(|table| {
+        let table: toml::Table = table.into_iter().collect();
+        toml::to_string(&table).unwrap_or_default()
+    })
+}
+
+/// The shipped example and every good fixture, as texts to mutate.
+fn seeds() -> Vec<(PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = vec![root.join("config/certinel.toml")];
+    let good = root.join("tests/fixtures/config/good");
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&good)
+        .expect("the good config fixtures")
+        .map(|entry| entry.expect("a fixture entry").path())
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
+        })
+        .collect();
+    fixtures.sort();
+    paths.extend(fixtures);
+    paths
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("a readable seed");
+            (path, text)
+        })
+        .collect()
+}
+
+/// One structured change to a configuration text.
+#[derive(Debug, Clone)]
+enum Mutation {
+    DropLine(usize),
+    DuplicateLine(usize),
+    Truncate(usize),
+    /// Replaces the value after the `=` of a line.
+    ReplaceValue(usize, String),
+    Insert(usize, String),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let index = any::<prop::sample::Index>().prop_map(|index| index.index(1 << 20));
+    let snippet = prop_oneof![
+        3 => prop::sample::select(WORDS).prop_map(|word| format!("{word:?}")),
+        1 => any::<String>(),
+        1 => prop::sample::select(&["[", "]", "[[", "\"", "'''", "=", "\n", "{", "#", ",", "\\u"][..])
+            .prop_map(str::to_owned),
+        1 => scalar().prop_map(|value| value.to_string()),
+    ];
+    prop_oneof![
+        index.clone().prop_map(Mutation::DropLine),
+        index.clone().prop_map(Mutation::DuplicateLine),
+        index.clone().prop_map(Mutation::Truncate),
+        (index.clone(), snippet.clone()).prop_map(|(at, text)| Mutation::ReplaceValue(at, text)),
+        (index, snippet).prop_map(|(at, text)| Mutation::Insert(at, text)),
+    ]
+}
+
+fn mutate(text: &str, mutation: &Mutation) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
+    let count = lines.len();
+    match mutation {
+        Mutation::DropLine(at) => {
+            lines.remove(at % count);
+        }
+        Mutation::DuplicateLine(at) => {
+            let line = lines[at % count].clone();
+            lines.insert(at % count, line);
+        }
+        Mutation::Truncate(at) => {
+            let mut end = at % (text.len() + 1);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            return text[..end].to_owned();
+        }
+        Mutation::ReplaceValue(at, value) => {
+            let line = &mut lines[at % count];
+            if let Some((key, _)) = line.split_once('=') {
+                *line = format!("{key}= {value}");
+            }
+        }
+        Mutation::Insert(at, snippet) => {
+            let line = &mut lines[at % count];
+            let mut position = at % (line.len() + 1);
+            while !line.is_char_boundary(position) {
+                position -= 1;
+            }
+            line.insert_str(position, snippet);
+        }
+    }
+    lines.join("\n")
+}
+
+/// Loads `text` and checks the error, if any, points inside it.
+fn check(text: &str, source: Option<&Path>) {
+    let result = within_time_limit("config::parse", || certinel::config::parse(text, source));
+    let Err(error) = result else { return };
+    let message = error.to_string();
+    assert!(!message.is_empty());
+    assert!(
+        !message.contains('\n'),
+        "error is not one line: {message:?}"
+    );
+    let lines = text.split('\n').count();
+    if let Some(line) = error.line() {
+        assert!(
+            (1..=lines).contains(&line),
+            "line {line} outside a text of {lines} lines: {message}"
+        );
+    }
+    if let Some(column) = error.column() {
+        assert!(column >= 1, "column {column}: {message}");
+    }
+}
+
+proptest! {
+    #![proptest_config(config(1_000))]
+
+    #[test]
+    fn config_parse_survives_arbitrary_text(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        check(&String::from_utf8_lossy(&bytes), None);
+    }
+
+    #[test]
+    fn config_parse_survives_arbitrary_toml_with_certinel_keys(text in document()) {
+        check(&text, Some(Path::new("/nonexistent/certinel.toml")));
+    }
+
+    #[test]
+    fn config_parse_survives_mutated_shipped_configs(
+        seed in any::<prop::sample::Index>(),
+        mutations in prop::collection::vec(mutation(), 1..4),
+    ) {
+        let seeds = seeds();
+        let (path, text) = &seeds[seed.index(seeds.len())];
+        let mutated = mutations.iter().fold(text.clone(), |text, change| mutate(&text, change));
+        check(&mutated, Some(path));
+    }
+}
+
+proptest! {
+    #![proptest_config(config(200))]
+
+    /// `load` reads bytes from disk, so invalid UTF-8 reaches it too.
+    #[test]
+    fn config_load_survives_arbitrary_file_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let path = directory.path().join("certinel.toml");
+        std::fs::write(&path, &bytes).expect("the config file written");
+        let result = within_time_limit("config::load", || certinel::config::load(&path));
+        if let Err(error) = result {
+            assert!(!error.to_string().is_empty());
+        }
+    }
+}
