@@ -1,7 +1,8 @@
 //! Certificate parsing on damaged input: real rcgen-made chains (root, intermediate, and
 //! ECDSA, Ed25519 and RSA leaves) with bytes flipped, cut, inserted and removed, given to
 //! chain inspection and verification as DER, and to the file inspector as PEM and DER files.
-//! Nothing may panic or take long; a damaged file is a `FileError`, never a crash.
+//! The store checks a downloaded chain the same way. Nothing may panic or take long; a
+//! damaged file is a `FileError`, never a crash.
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -12,6 +13,7 @@ use certinel::scan::files::inspect_file;
 use certinel::scan::inspect::inspect_chain;
 use certinel::scan::trust::TrustRoots;
 use certinel::scan::verify::verify_chain;
+use certinel::store::verify::{check_pems, leaf_facts};
 use proptest::prelude::*;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use tempfile::TempDir;
@@ -22,6 +24,8 @@ use crate::common::pki::{Ca, KeyKind, Leaf, LeafSpec, Validity};
 /// Real chains to damage: leaf, intermediate, root.
 struct Chains {
     chains: Vec<Vec<CertificateDer<'static>>>,
+    /// The private key of each chain's leaf, as PEM.
+    leaf_keys: Vec<String>,
     roots: TrustRoots,
 }
 
@@ -31,15 +35,30 @@ static CHAINS: LazyLock<Chains> = LazyLock::new(|| {
     let leaf = |key: KeyKind| -> Leaf {
         intermediate.leaf(&LeafSpec::new(&["fuzz.example", "127.0.0.1"]).key(key))
     };
-    let chains = [KeyKind::EcdsaP256, KeyKind::Ed25519, KeyKind::Rsa2048]
+    let leaves: Vec<Leaf> = [KeyKind::EcdsaP256, KeyKind::Ed25519, KeyKind::Rsa2048]
         .into_iter()
-        .map(|key| vec![leaf(key).cert, intermediate.cert.clone(), root.cert.clone()])
+        .map(leaf)
         .collect();
+    let chains = leaves
+        .iter()
+        .map(|leaf| {
+            vec![
+                leaf.cert.clone(),
+                intermediate.cert.clone(),
+                root.cert.clone(),
+            ]
+        })
+        .collect();
+    let leaf_keys = leaves.iter().map(|leaf| leaf.key_pem.clone()).collect();
     let mut roots = TrustRoots::empty();
     roots
         .add_certificate(&root.cert)
         .expect("the root is a trust anchor");
-    Chains { chains, roots }
+    Chains {
+        chains,
+        leaf_keys,
+        roots,
+    }
 });
 
 /// One place to write damaged files, shared by every case.
@@ -213,6 +232,24 @@ proptest! {
         if let Err(error) = report.outcome {
             assert!(!error.to_string().is_empty());
         }
+    }
+
+    /// What the renewer does with a chain the CA sent: the store's checks against the key
+    /// and names, and the ARI identifier of its leaf.
+    #[test]
+    fn downloaded_chains_with_damage_are_checked_or_refused_without_panic(
+        chain in damaged_chain(),
+        key in 0..3usize,
+    ) {
+        let pem: String = chain.iter().map(|der| pem_block("CERTIFICATE", der)).collect();
+        within_time_limit("store checks", || {
+            let checked = check_pems(&pem, &CHAINS.leaf_keys[key], &["fuzz.example".to_owned()]);
+            let leaf = leaf_facts(&pem);
+            if let Ok(facts) = checked {
+                assert_eq!(leaf.map(|leaf| leaf.serial).ok(), Some(facts.serial));
+            }
+            let _ = certinel::acme::ari_certificate_id(&pem);
+        });
     }
 
     #[test]
