@@ -24,6 +24,8 @@ use rand::Rng;
 use crate::acme::ari::DirectoryFacts;
 use crate::acme::retry::{self, AttemptOutcome, RetryDecision, RetryPolicy};
 
+mod limited;
+
 /// Receives one call per HTTP request sent to the CA, retries included.
 pub trait AcmeObserver: Send + Sync + 'static {
     /// `endpoint` is a fixed keyword (`directory`, `new_nonce`, `new_account`,
@@ -102,7 +104,7 @@ pub(crate) fn build_client(
     let hyper: HyperClient<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>> =
         HyperClient::builder(TokioExecutor::new()).build(connector);
     Ok(InstrumentedClient::wrap(
-        Box::new(hyper),
+        Box::new(limited::LimitedClient::new(hyper)),
         directory,
         policy,
         observer,
@@ -346,7 +348,7 @@ impl Shared {
         let bytes = body
             .into_bytes()
             .await
-            .map_err(instant_acme::Error::Other)?;
+            .map_err(|error| instant_acme::Error::Other(limited::explain_body_error(error)))?;
         Ok(BytesResponse {
             parts,
             body: Box::new(bytes),

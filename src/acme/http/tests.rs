@@ -212,6 +212,17 @@ fn clock_skew_is_the_ca_date_minus_local_time() {
 /// Serves TLS on `127.0.0.1`; every connection gets response headers announcing a body,
 /// one byte of it, and then nothing. Returns the URL and the root to trust.
 async fn stalling_server(dir: &Path) -> (String, std::path::PathBuf, tokio::task::JoinHandle<()>) {
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
+    tls_server(dir, head.as_bytes().to_vec(), true).await
+}
+
+/// Serves TLS on `127.0.0.1`; every connection gets `answer` and then, when `stall`,
+/// nothing more (else the connection closes). Returns the URL and the root to trust.
+async fn tls_server(
+    dir: &Path,
+    answer: Vec<u8>,
+    stall: bool,
+) -> (String, std::path::PathBuf, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
@@ -231,20 +242,24 @@ async fn stalling_server(dir: &Path) -> (String, std::path::PathBuf, tokio::task
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/acme/order/1", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
     let task = tokio::spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
+            let answer = Arc::clone(&answer);
             tokio::spawn(async move {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let mut request = [0u8; 4096];
                 let _ = tls.read(&mut request).await;
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{";
-                let _ = tls.write_all(head.as_bytes()).await;
+                let _ = tls.write_all(&answer).await;
                 let _ = tls.flush().await;
-                std::future::pending::<()>().await;
+                if stall {
+                    std::future::pending::<()>().await;
+                }
+                let _ = tls.shutdown().await;
             });
         }
     });
@@ -290,4 +305,43 @@ async fn a_ca_that_sends_headers_then_stalls_hits_the_request_timeout() {
         "{transport}"
     );
     assert_eq!(*seen.0.lock().unwrap(), ["order network"; 2]);
+}
+
+#[tokio::test]
+async fn a_ca_response_body_beyond_the_cap_is_refused_instead_of_buffered() {
+    let temp = tempfile::tempdir().unwrap();
+    let length = 8 * limited::MAX_RESPONSE_BODY;
+    let mut answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/pem-certificate-chain\r\n\
+         content-length: {length}\r\n\r\n"
+    )
+    .into_bytes();
+    answer.resize(answer.len() + length, b'A');
+    let (url, root, server) = tls_server(temp.path(), answer, false).await;
+    let policy = RetryPolicy {
+        max_attempts: 1,
+        request_timeout: Duration::from_secs(30),
+        ..RetryPolicy::default()
+    };
+    let client = build_client(
+        "https://127.0.0.1/dir",
+        Some(&root),
+        policy,
+        Arc::new(NoopObserver),
+    )
+    .unwrap();
+    let request = Request::builder()
+        .uri(url.as_str())
+        .body(BodyWrapper::default())
+        .unwrap();
+    let result = match client.request(request).await {
+        Ok(mut response) => response.body.into_bytes().await.map(|body| body.len()),
+        Err(error) => Err(error.to_string().into()),
+    };
+    server.abort();
+    let error = result.expect_err("an 8 MiB body must be refused, not read");
+    assert!(
+        error.to_string().contains("larger than 1048576 bytes"),
+        "{error}"
+    );
 }
