@@ -1,13 +1,23 @@
 //! The configuration loader on arbitrary bytes, on arbitrary TOML built from certinel's own
 //! key names, and on structured mutations (lines dropped, duplicated, truncated, values
 //! swapped) of `config/certinel.toml` and the good fixtures. It must answer with a model or
-//! one error whose line and column lie inside the text, never panic, and stay fast.
+//! one error whose line and column lie inside the text, never panic, and stay fast. The
+//! `[scanner] hosts_file` it names is read the same way.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use proptest::prelude::*;
+use tempfile::TempDir;
 
 use super::{config, within_time_limit};
+
+/// One place for the files the properties write, shared by every case.
+static DIRECTORY: LazyLock<TempDir> =
+    LazyLock::new(|| tempfile::tempdir().expect("a temporary directory"));
+
+/// The shipped example and every good fixture, read once.
+static SEEDS: LazyLock<Vec<(PathBuf, String)>> = LazyLock::new(seeds);
 
 /// Key names certinel's configuration uses, so generated tables reach validation.
 const KEYS: &[&str] = &[
@@ -290,8 +300,7 @@ proptest! {
         seed in any::<prop::sample::Index>(),
         mutations in prop::collection::vec(mutation(), 1..4),
     ) {
-        let seeds = seeds();
-        let (path, text) = &seeds[seed.index(seeds.len())];
+        let (path, text) = &SEEDS[seed.index(SEEDS.len())];
         let mutated = mutations.iter().fold(text.clone(), |text, change| mutate(&text, change));
         check(&mutated, Some(path));
     }
@@ -303,11 +312,55 @@ proptest! {
     /// `load` reads bytes from disk, so invalid UTF-8 reaches it too.
     #[test]
     fn config_load_survives_arbitrary_file_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let directory = tempfile::tempdir().expect("a temporary directory");
-        let path = directory.path().join("certinel.toml");
+        let path = DIRECTORY.path().join("certinel.toml");
         std::fs::write(&path, &bytes).expect("the config file written");
         let result = within_time_limit("config::load", || certinel::config::load(&path));
         if let Err(error) = result {
+            assert!(!error.to_string().is_empty());
+        }
+    }
+}
+
+/// Pieces of hosts files, so generated lines reach every branch of the hosts parser.
+const HOSTS_PIECES: &[&str] = &[
+    "127.0.0.1",
+    "::1",
+    "fe80::1%eth0",
+    "10.0.0.300",
+    "1.2.3",
+    " ",
+    "\t",
+    "\n",
+    "\r\n",
+    "#",
+    "localhost",
+    "api.example",
+    "API.Example.",
+    "*",
+    "é",
+    "%",
+    "::ffff:1.2.3.4",
+];
+
+proptest! {
+    #![proptest_config(config(1_000))]
+
+    #[test]
+    fn hosts_files_of_any_text_load_or_refuse_without_panic(
+        pieces in prop::collection::vec(
+            prop_oneof![
+                4 => prop::sample::select(HOSTS_PIECES).prop_map(str::to_owned),
+                1 => any::<String>(),
+            ],
+            0..32,
+        ),
+    ) {
+        let path = DIRECTORY.path().join("hosts");
+        std::fs::write(&path, pieces.concat()).expect("the hosts file written");
+        let loaded = within_time_limit("hosts file", || {
+            certinel::scan::resolve::Resolver::with_hosts_file(&path)
+        });
+        if let Err(error) = loaded {
             assert!(!error.to_string().is_empty());
         }
     }
