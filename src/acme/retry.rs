@@ -152,7 +152,7 @@ pub fn retry_moment(now: OffsetDateTime, wait: Duration) -> OffsetDateTime {
     time::Duration::try_from(wait)
         .ok()
         .and_then(|wait| now.checked_add(wait))
-        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_offset(now.offset()))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
 }
 
 #[cfg(test)]
