@@ -365,3 +365,39 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(config(3_000))]
+
+    /// Durations of any text parse or are refused; a parsed one prints (`format_duration`)
+    /// as text that parses to the same duration, as `certinel config check` relies on.
+    #[test]
+    fn durations_parse_or_refuse_and_print_as_they_parse(
+        text in prop_oneof![
+            3 => prop::collection::vec(
+                prop::sample::select(&[
+                    "0", "1", "90", "18446744073709551615", "18446744073709551616", "999999999999",
+                    "ms", "s", "m", "h", "d", "w", "y", ".", "-", "+", " ", "e3", "\u{660}",
+                ][..]),
+                0..6,
+            )
+            .prop_map(|pieces| pieces.concat()),
+            1 => any::<String>(),
+        ],
+    ) {
+        let parsed = within_time_limit("duration parse", || certinel::config::parse_duration(&text));
+        if let Ok(duration) = parsed {
+            let printed = certinel::config::format_duration(duration);
+            let reparsed = certinel::config::parse_duration(&printed);
+            prop_assert_eq!(
+                reparsed.as_ref().ok(),
+                Some(&duration),
+                "{:?} parsed as {:?}, printed as {:?}, which parses as {:?}",
+                text,
+                duration,
+                printed,
+                reparsed
+            );
+        }
+    }
+}
