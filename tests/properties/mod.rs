@@ -10,6 +10,8 @@ use proptest::test_runner::Config as ProptestConfig;
 mod config;
 /// PEM/DER certificate files and chain inspection on mutated real chains.
 mod files;
+/// The real `/probe` route over loopback HTTP with arbitrary queries and headers.
+mod probe_http;
 /// The `/probe` query: target, module and hostname parameters and the scrape-timeout header.
 mod probe_query;
 /// Every STARTTLS reader against arbitrary server bytes over an in-memory stream.
