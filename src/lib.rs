@@ -34,3 +34,6 @@ pub mod scan;
 pub mod schedule;
 pub mod service;
 pub mod store;
+
+#[cfg(test)]
+mod fuzzing;

@@ -42,6 +42,9 @@ mod metric_labels;
 mod monitoring;
 /// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
 mod probe;
+/// Property tests: parsers and readers on arbitrary and damaged input never panic, hang or
+/// buffer without bound (`CERTINEL_FUZZ_CASES` sets the case count; `scripts/fuzz` runs long).
+mod properties;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;

@@ -89,10 +89,28 @@ struct RenewalInfoDocument {
 
 #[derive(Deserialize)]
 struct WindowDocument {
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(deserialize_with = "utc_timestamp")]
     start: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(deserialize_with = "utc_timestamp")]
     end: OffsetDateTime,
+}
+
+/// An RFC 3339 timestamp, moved to UTC. The schedule computes inside the window (a moment
+/// between start and end) and saves it as RFC 3339 in `schedule.json`, so a time whose
+/// offset puts it outside the years 0000 to 9999 in UTC (`9999-12-31T23:59:59-23:59`) is
+/// refused here.
+fn utc_timestamp<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<OffsetDateTime, D::Error> {
+    let written = time::serde::rfc3339::deserialize(deserializer)?;
+    written
+        .checked_to_offset(time::UtcOffset::UTC)
+        .filter(|utc| (0..=9999).contains(&utc.year()))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{written} lies outside the years 0000 to 9999 in UTC"
+            ))
+        })
 }
 
 /// The ARI certificate identifier of the leaf (the first certificate) in `chain_pem`:
@@ -209,6 +227,8 @@ async fn get(
     Ok((response.parts.status, response.parts.headers, body))
 }
 
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -145,6 +145,16 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The moment `wait` after `now`: when a CA's `Retry-After` lets it be asked again. A wait
+/// beyond the last moment `time` can represent (the end of the year 9999) ends there, so a
+/// CA sending an absurd delay-seconds value means "not in this lifetime", never a panic.
+pub fn retry_moment(now: OffsetDateTime, wait: Duration) -> OffsetDateTime {
+    time::Duration::try_from(wait)
+        .ok()
+        .and_then(|wait| now.checked_add(wait))
+        .unwrap_or_else(|| time::PrimitiveDateTime::MAX.assume_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +270,20 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retry_moment_adds_the_wait_and_ends_at_the_last_representable_moment() {
+        let now = time::macros::datetime!(2026-12-03 07:00 UTC);
+        assert_eq!(
+            retry_moment(now, Duration::from_secs(60)),
+            time::macros::datetime!(2026-12-03 07:01 UTC)
+        );
+        let last = time::PrimitiveDateTime::MAX.assume_utc();
+        assert_eq!(
+            retry_moment(now, Duration::from_secs(999_999_999_999)),
+            last
+        );
+        assert_eq!(retry_moment(now, Duration::MAX), last);
     }
 }

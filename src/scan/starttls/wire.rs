@@ -48,8 +48,13 @@ where
 
     /// Reads one line and returns it without its CRLF (a bare LF is accepted too).
     pub(super) async fn line(&mut self, waiting_for: &str) -> Result<Vec<u8>, StartTlsError> {
+        // Bytes already searched are not searched again: a server trickling a long line one
+        // byte per read must cost linear time, not quadratic.
+        let mut searched = 0;
         loop {
-            if let Some(newline) = self.pending.iter().position(|&byte| byte == b'\n') {
+            let unsearched = &self.pending[searched..];
+            if let Some(offset) = unsearched.iter().position(|&byte| byte == b'\n') {
+                let newline = searched + offset;
                 let mut line: Vec<u8> = self.pending.drain(..=newline).collect();
                 line.pop();
                 if line.last() == Some(&b'\r') {
@@ -57,6 +62,7 @@ where
                 }
                 return Ok(line);
             }
+            searched = self.pending.len();
             self.fill(waiting_for).await?;
         }
     }
@@ -86,17 +92,23 @@ where
         needles: &[&[u8]],
         waiting_for: &str,
     ) -> Result<(Vec<u8>, usize), StartTlsError> {
+        // As in `line`, only new bytes are searched, plus the tail of the old ones where a
+        // needle split across two reads may begin.
+        let longest = needles.iter().map(|needle| needle.len()).max().unwrap_or(0);
+        let mut searched: usize = 0;
         loop {
+            let from = searched.saturating_sub(longest.saturating_sub(1));
             let earliest = needles
                 .iter()
                 .enumerate()
                 .filter_map(|(index, needle)| {
-                    find(&self.pending, needle).map(|at| (at + needle.len(), index))
+                    find(&self.pending[from..], needle).map(|at| (from + at + needle.len(), index))
                 })
                 .min();
             if let Some((end, index)) = earliest {
                 return Ok((self.pending.drain(..end).collect(), index));
             }
+            searched = self.pending.len();
             self.fill(waiting_for).await?;
         }
     }
@@ -140,9 +152,11 @@ where
                 quote(&self.pending)
             )));
         }
-        let mut chunk = [0u8; CHUNK];
+        // Read straight into `pending`'s spare capacity: no zeroed buffer per read.
         let wanted = room.min(CHUNK);
-        let count = match self.stream.read(&mut chunk[..wanted]).await {
+        self.pending.reserve(wanted);
+        let mut limited = (&mut *self.stream).take(wanted as u64);
+        let count = match limited.read_buf(&mut self.pending).await {
             Ok(count) => count,
             Err(error) => return Err(self.error(format!("cannot read {waiting_for}: {error}"))),
         };
@@ -154,7 +168,6 @@ where
             return Err(self.error(detail));
         }
         self.received += count;
-        self.pending.extend_from_slice(&chunk[..count]);
         Ok(())
     }
 }
@@ -203,6 +216,24 @@ mod tests {
         let quoted = quote(&long);
         assert!(quoted.ends_with("... (500 bytes in all)"), "{quoted}");
         assert_eq!(quoted.matches('A').count(), QUOTED_BYTES);
+    }
+
+    #[tokio::test]
+    async fn lines_and_needles_split_across_one_byte_reads_are_found() {
+        // A one-byte buffer delivers every byte in its own read.
+        let (mut client, mut server) = tokio::io::duplex(1);
+        let writer = tokio::spawn(async move {
+            server.write_all(b"220 hi\r\nab</proceed>").await.unwrap();
+            server
+        });
+        let mut wire = Wire::new(&mut client, "test");
+        assert_eq!(wire.line("a line").await.unwrap(), b"220 hi");
+        let (found, index) = wire
+            .until(&[b"<none>", b"</proceed>"], "a needle")
+            .await
+            .unwrap();
+        assert_eq!((found.as_slice(), index), (b"ab</proceed>".as_slice(), 1));
+        drop(writer.await.unwrap());
     }
 
     #[test]
