@@ -51,13 +51,20 @@ fn audit_lines(setup: &Setup) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn rollover_keeps_the_account_with_a_new_key_and_the_ca_refuses_the_old_one() {
+/// Pebble and a certificate `web` issued by `certinel renew`, which registered the account
+/// whose credentials file is returned.
+async fn issued_with_an_account() -> (Pebble, Setup, PathBuf) {
     let pebble = Pebble::start(PebbleOptions::default()).await;
     let setup = setup(&pebble, "web");
     let issued = certinel(&setup, &["renew", "web"]).await;
     assert!(issued.status.success(), "{}", text(&issued));
     let file = credentials_file(&setup.state_dir);
+    (pebble, setup, file)
+}
+
+#[tokio::test]
+async fn rollover_keeps_the_account_with_a_new_key_and_the_ca_refuses_the_old_one() {
+    let (pebble, setup, file) = issued_with_an_account().await;
     let old = credentials(&file);
 
     let rolled = certinel(&setup, &["account", "rollover"]).await;
@@ -94,11 +101,7 @@ async fn rollover_keeps_the_account_with_a_new_key_and_the_ca_refuses_the_old_on
 
 #[tokio::test]
 async fn deactivation_needs_yes_retires_the_account_and_the_next_renewal_registers_anew() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let setup = setup(&pebble, "web");
-    let issued = certinel(&setup, &["renew", "web"]).await;
-    assert!(issued.status.success(), "{}", text(&issued));
-    let file = credentials_file(&setup.state_dir);
+    let (pebble, setup, file) = issued_with_an_account().await;
     let old = credentials(&file);
 
     let unconfirmed = certinel(&setup, &["account", "deactivate"]).await;

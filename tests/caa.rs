@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use certinel::acme::{
-    AcmeSettings, ChallengeSpec, KeyAlgorithm, PreflightSettings, Stage, issue,
+    AcmeAccount, AcmeSettings, ChallengeSpec, KeyAlgorithm, PreflightSettings, Stage, issue,
     load_or_create_account,
 };
 
@@ -30,14 +30,22 @@ async fn start() -> (Pebble, Knot, AcmeSettings) {
     (pebble, knot, settings)
 }
 
+/// An account in a fresh state directory, its requests counted by the recorder.
+async fn recorded_account(
+    settings: &AcmeSettings,
+) -> (tempfile::TempDir, Arc<Recorder>, AcmeAccount) {
+    let state = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let account = load_or_create_account(settings, state.path(), recorder.clone())
+        .await
+        .unwrap();
+    (state, recorder, account)
+}
+
 #[tokio::test]
 async fn names_whose_caa_allows_the_ca_are_issued() {
     let (pebble, _knot, settings) = start().await;
-    let state = tempfile::tempdir().unwrap();
-    let recorder = Arc::new(Recorder::default());
-    let account = load_or_create_account(&settings, state.path(), recorder.clone())
-        .await
-        .unwrap();
+    let (_state, recorder, account) = recorded_account(&settings).await;
     // An explicit record, one that climbs to the apex, and a non-wildcard name whose
     // issuewild names another CA.
     let names = ["allowed.caa.test", "host.allowed.caa.test", "wild.caa.test"];
@@ -58,11 +66,7 @@ async fn names_whose_caa_allows_the_ca_are_issued() {
 #[tokio::test]
 async fn names_whose_caa_forbids_fail_at_preflight_without_an_order() {
     let (pebble, _knot, settings) = start().await;
-    let state = tempfile::tempdir().unwrap();
-    let recorder = Arc::new(Recorder::default());
-    let account = load_or_create_account(&settings, state.path(), recorder.clone())
-        .await
-        .unwrap();
+    let (_state, recorder, account) = recorded_account(&settings).await;
     let http01 = ChallengeSpec::Http01Listen(pebble.http_addr());
     let cases = [
         ("denied.caa.test", "authorises only other-ca.test"),

@@ -4,8 +4,8 @@
 use time::OffsetDateTime;
 
 use crate::acme::{
-    AcmeError, AcmeSettings, Deactivation, Eab, KeyRollover, PollPolicy, PreflightSettings,
-    load_account,
+    AcmeAccount, AcmeError, AcmeSettings, Deactivation, Eab, KeyRollover, PollPolicy,
+    PreflightSettings, load_account,
 };
 use crate::renew::Renewer;
 use crate::store::{AuditEvent, AuditLog, Outcome, Step, StoreError};
@@ -54,15 +54,8 @@ impl Renewer {
         &self,
         now: OffsetDateTime,
     ) -> Result<KeyRollover, AccountAdminError> {
-        let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
-        let result = async {
-            load_account(&settings, &self.account_dir, self.observer.clone())
-                .await?
-                .roll_over_key()
-                .await
-        }
-        .await;
-        let detail = result.as_ref().ok().map(|rollover| {
+        let change = |account: AcmeAccount| async move { account.roll_over_key().await };
+        self.change_account(Step::AccountKeyRollover, now, change, |rollover| {
             format!(
                 "account {}: key {} replaced by {} in {}",
                 rollover.account_url,
@@ -70,9 +63,8 @@ impl Renewer {
                 rollover.new_thumbprint,
                 rollover.credentials_path.display()
             )
-        });
-        self.audit_account_step(Step::AccountKeyRollover, now, &result, detail)?;
-        Ok(result?)
+        })
+        .await
     }
 
     /// Deactivates the stored account at the CA (RFC 8555 §7.3.6) and moves its
@@ -82,22 +74,38 @@ impl Renewer {
         &self,
         now: OffsetDateTime,
     ) -> Result<Deactivation, AccountAdminError> {
-        let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
-        let result = async {
-            load_account(&settings, &self.account_dir, self.observer.clone())
-                .await?
-                .deactivate()
-                .await
-        }
-        .await;
-        let detail = result.as_ref().ok().map(|deactivation| {
+        let change = |account: AcmeAccount| account.deactivate();
+        self.change_account(Step::AccountDeactivate, now, change, |deactivation| {
             format!(
                 "account {} deactivated; credentials moved to {}",
                 deactivation.account_url,
                 deactivation.retired_credentials.display()
             )
-        });
-        self.audit_account_step(Step::AccountDeactivate, now, &result, detail)?;
+        })
+        .await
+    }
+
+    /// Loads the stored account, applies `change` and writes one audit line for `step`
+    /// (with `describe`'s words when it worked, the error when loading or the change
+    /// failed).
+    async fn change_account<T, Change, Done>(
+        &self,
+        step: Step,
+        now: OffsetDateTime,
+        change: Change,
+        describe: impl Fn(&T) -> String,
+    ) -> Result<T, AccountAdminError>
+    where
+        Change: FnOnce(AcmeAccount) -> Done,
+        Done: Future<Output = Result<T, AcmeError>>,
+    {
+        let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
+        let result = match load_account(&settings, &self.account_dir, self.observer.clone()).await {
+            Ok(account) => change(account).await,
+            Err(error) => Err(error),
+        };
+        let detail = result.as_ref().ok().map(describe);
+        self.audit_account_step(step, now, &result, detail)?;
         Ok(result?)
     }
 
