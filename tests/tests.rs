@@ -5,6 +5,8 @@ mod acme;
 /// ACME Renewal Information and profiles through a front that adds them to Pebble: windows
 /// move the schedule, `replaces` is sent, a profile is sent or refused, polls back off.
 mod ari;
+/// The audit log stamps each renewal step with the moment it happened (injected clock).
+mod audit_time;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.

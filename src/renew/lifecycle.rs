@@ -9,6 +9,7 @@ use crate::acme::{
     is_replaces_rejection, place_order,
 };
 use crate::config::model::CertificateConfig;
+use crate::renew::clock::StepClock;
 use crate::renew::deploy::{self, DeployEnv, HookError};
 use crate::renew::{RenewError, RenewOutcome, Renewer};
 use crate::schedule::plan::ca_gate;
@@ -32,7 +33,10 @@ pub(crate) struct Run<'a> {
     pub(super) certificate: &'a CertificateConfig,
     pub(super) store: CertStore,
     audit: AuditLog,
+    /// The moment the run decides with (what is due, what is expired).
     pub(super) now: OffsetDateTime,
+    /// The moments its steps happen, for the audit log and the schedule state.
+    steps: StepClock<'a>,
 }
 
 impl<'a> Run<'a> {
@@ -54,7 +58,13 @@ impl<'a> Run<'a> {
             store,
             audit,
             now,
+            steps: StepClock::start(&*renewer.clock, now),
         })
+    }
+
+    /// The moment of a step happening now, from the renewer's clock.
+    pub(super) fn event_time(&self) -> OffsetDateTime {
+        self.steps.stamp()
     }
 
     pub(super) fn name(&self) -> &'a str {
@@ -188,7 +198,7 @@ impl<'a> Run<'a> {
             }
         };
         let origin = Origin {
-            created_at: self.now,
+            created_at: self.event_time(),
             source: account.directory().to_owned(),
         };
         let meta = self
@@ -441,6 +451,7 @@ impl<'a> Run<'a> {
             None => tracing::info!(?step, version = ?version, serial, detail, "renewal step"),
         }
         let event = AuditEvent {
+            // Replaced by the moment the line is written.
             time: self.now,
             certificate: self.name().to_owned(),
             version,
@@ -450,7 +461,7 @@ impl<'a> Run<'a> {
             error,
             detail,
         };
-        if let Err(e) = self.audit.append(&event) {
+        if let Err(e) = self.audit.append_stamped(event, || self.event_time()) {
             tracing::error!(error = %e, "cannot write the audit log");
         }
     }
