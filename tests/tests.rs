@@ -29,6 +29,9 @@ mod probe;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;
+/// `kill -9` at every step boundary, inside a deploy command and at random moments of
+/// `certinel run` (the chaos test): no second order, nothing left behind.
+mod renew_crash;
 /// The CA's limits (Retry-After, failed authorizations) hold `renew --force` and `revoke`.
 mod renew_gates;
 /// The renewal and ACME metrics of an in-process `certinel run` against a real Pebble:

@@ -28,6 +28,7 @@ mod error;
 mod http;
 mod keys;
 mod order;
+mod order_steps;
 pub mod retry;
 mod revoke;
 mod solvers;
@@ -45,7 +46,10 @@ pub use dns01::{
 pub use error::{AcmeError, Stage, is_replaces_rejection};
 pub use http::{AcmeObserver, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
-pub use order::{complete_order, issue, place_order};
+pub use order::{issue, place_order};
+pub use order_steps::{
+    OrderProgress, download_order, finalize_order, new_private_key, prepare_order,
+};
 pub use retry::{PollPolicy, RetryPolicy};
 pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};
 

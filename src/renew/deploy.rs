@@ -65,13 +65,49 @@ fn stderr_suffix(stderr: &str) -> String {
 }
 
 /// Runs `commands` in order, stopping at the first failure.
+#[cfg(test)]
 pub(crate) async fn run_all(
     commands: &[String],
     env: &DeployEnv<'_>,
     timeout: Duration,
 ) -> Result<(), HookError> {
+    run_all_tracked(commands, env, timeout, &Untracked).await
+}
+
+/// Told about each command's life, so the caller can record what would outlive a crash.
+pub(crate) trait HookTracker: Sync {
+    /// A command is about to start: record `id` (it is passed to the command as
+    /// `CERTINEL_HOOK_ID`) before this returns.
+    fn starting(&self, id: &str);
+    /// It started as `pid`, the leader of its own process group; called before waiting.
+    fn started(&self, pid: u32);
+    /// It ended (or was killed).
+    fn ended(&self);
+}
+
+#[cfg(test)]
+struct Untracked;
+
+#[cfg(test)]
+impl HookTracker for Untracked {
+    fn starting(&self, _id: &str) {}
+    fn started(&self, _pid: u32) {}
+    fn ended(&self) {}
+}
+
+/// [`run_all`], telling `tracker` about each command.
+pub(crate) async fn run_all_tracked(
+    commands: &[String],
+    env: &DeployEnv<'_>,
+    timeout: Duration,
+    tracker: &dyn HookTracker,
+) -> Result<(), HookError> {
     for command in commands {
-        run_one(command, env, timeout).await?;
+        let id = format!("{:032x}", rand::random::<u128>());
+        tracker.starting(&id);
+        let result = run_one(command, env, timeout, &id, tracker).await;
+        tracker.ended();
+        result?;
     }
     Ok(())
 }
@@ -85,7 +121,13 @@ const OUTPUT_KEPT_BYTES: usize = 16 * 1024;
 /// would wait for that process.
 const PIPE_GRACE: Duration = Duration::from_millis(250);
 
-async fn run_one(command: &str, env: &DeployEnv<'_>, timeout: Duration) -> Result<(), HookError> {
+async fn run_one(
+    command: &str,
+    env: &DeployEnv<'_>,
+    timeout: Duration,
+    id: &str,
+    tracker: &dyn HookTracker,
+) -> Result<(), HookError> {
     let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
     let mut child = tokio::process::Command::new("sh");
     child
@@ -98,6 +140,7 @@ async fn run_one(command: &str, env: &DeployEnv<'_>, timeout: Duration) -> Resul
         .env("CERTINEL_FULLCHAIN", path(&env.files.fullchain))
         .env("CERTINEL_KEY", path(&env.files.key))
         .env("CERTINEL_DRY_RUN", if env.dry_run { "1" } else { "0" })
+        .env("CERTINEL_HOOK_ID", id)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -111,6 +154,9 @@ async fn run_one(command: &str, env: &DeployEnv<'_>, timeout: Duration) -> Resul
     // Until the command exits by itself, dropping this future (a timeout, a cancelled
     // renewal) kills its whole process group.
     let mut group = GroupKiller::new(spawned.id());
+    if let Some(pid) = spawned.id() {
+        tracker.started(pid);
+    }
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let stdout_pipe = spawned.stdout.take();

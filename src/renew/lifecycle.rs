@@ -4,13 +4,11 @@
 
 use time::OffsetDateTime;
 
-use crate::acme::{
-    AcmeAccount, AcmeError, IssueRequest, Issued, Stage as AcmeStage, complete_order,
-    is_replaces_rejection, place_order,
-};
+use crate::acme::{AcmeAccount, IssueRequest};
 use crate::config::model::CertificateConfig;
 use crate::renew::clock::StepClock;
 use crate::renew::deploy::{self, DeployEnv, HookError};
+use crate::renew::hook_group;
 use crate::renew::{RenewError, RenewOutcome, Renewer};
 use crate::schedule::plan::ca_gate;
 use crate::schedule::state as schedule_state;
@@ -21,6 +19,7 @@ use crate::store::{
 
 mod account;
 mod failure;
+mod obtain;
 mod reroll;
 mod rollback;
 mod served_step;
@@ -86,6 +85,18 @@ impl<'a> Run<'a> {
             .disk_state(name)
             .map_err(|e| self.store_error(e))?;
         let recovery = recover(&disk);
+        if let Some(hook) = recovery.stop_hook {
+            let stopped = hook_group::stop(&hook);
+            if stopped > 0 {
+                tracing::warn!(
+                    groups = stopped,
+                    "stopped a deploy command left running by an interrupted renewal"
+                );
+            }
+            self.store
+                .record_hook(name, None)
+                .map_err(|e| self.store_error(e))?;
+        }
         if recovery.remove_leftovers {
             self.store
                 .remove_leftovers(name)
@@ -215,47 +226,6 @@ impl<'a> Run<'a> {
             .map_err(|e| self.store_error(e))?;
         self.record(Step::Pending, Some(meta.version), Some(&meta.serial), None);
         self.roll_out(meta.version).await
-    }
-
-    async fn obtain(
-        &self,
-        account: &AcmeAccount,
-        request: &IssueRequest,
-        order_url: Option<String>,
-    ) -> Result<Issued, AcmeError> {
-        if let Some(url) = order_url {
-            match complete_order(account, &url, request).await {
-                Err(AcmeError::OrderUnusable { url, status }) => {
-                    tracing::info!(order = %url, %status, "recorded order is unusable, ordering anew");
-                }
-                other => {
-                    let error = other.as_ref().err().map(ToString::to_string);
-                    self.record_text(Step::Order, None, None, error);
-                    return other;
-                }
-            }
-        }
-        let url = match place_order(account, request).await {
-            Err(error) if request.replaces.is_some() && is_replaces_rejection(&error) => {
-                // The CA will not let this order replace the current certificate (another
-                // order already did, or it dislikes the field): order without it, once.
-                tracing::info!(%error, "ordering again without replaces");
-                let without = IssueRequest {
-                    replaces: None,
-                    ..request.clone()
-                };
-                place_order(account, &without).await?
-            }
-            other => other?,
-        };
-        self.store
-            .record_order(self.name(), &url)
-            .map_err(|e| AcmeError::Invalid {
-                stage: AcmeStage::Order,
-                message: format!("cannot record the order: {e}"),
-            })?;
-        self.record(Step::Order, None, None, None);
-        complete_order(account, &url, request).await
     }
 
     /// Makes `version` current, runs the deploy commands, verifies and finishes.
@@ -395,10 +365,11 @@ impl<'a> Run<'a> {
             files: &files,
             dry_run: self.renewer.dry_run,
         };
-        deploy::run_all(
+        deploy::run_all_tracked(
             &self.certificate.deploy,
             &env,
             self.certificate.deploy_timeout,
+            &hook_group::Recorder::new(&self.store, self.name()),
         )
         .await
     }

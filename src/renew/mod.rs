@@ -36,6 +36,7 @@ mod ari;
 mod clock;
 mod deploy;
 mod dry_run;
+mod hook_group;
 mod lifecycle;
 mod lock;
 mod revoke;
