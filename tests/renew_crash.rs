@@ -97,6 +97,18 @@ fn reached(state_dir: &Path, name: &str, boundary: &str) -> bool {
     }
 }
 
+/// Whether `name`'s in-flight record holds an order URL (or the renewal got past ordering).
+fn order_recorded(state_dir: &Path, name: &str) -> bool {
+    match std::fs::read_to_string(state_dir.join(format!("certs/{name}/inflight.json"))) {
+        Ok(text) => {
+            let record: serde_json::Value = serde_json::from_str(&text).expect("in-flight JSON");
+            record["order_url"].is_string() || !record["version"].is_null()
+        }
+        // No record: the renewal never began, or it finished (after its order line).
+        Err(_) => reached(state_dir, name, "order"),
+    }
+}
+
 /// The checks every interrupted certificate must pass once a clean run finished: current,
 /// key matching the certificate, key 0600, nothing in flight, no temporary files.
 fn assert_settled(state_dir: &Path, name: &str) {
@@ -163,15 +175,26 @@ async fn renew_killed_at_every_step_boundary_resumes_without_a_second_order() {
             .await
             .unwrap_or_else(|_| panic!("{name}: {boundary} not reached in 60 s"));
         kill_9(&mut first).await;
+        // The one moment an order can be lost: Pebble created it, its URL had not reached
+        // the in-flight record yet (the new-order round trip, a few milliseconds).
+        let recorded = order_recorded(&state_dir, name);
 
         let status = spawn(&["renew", name], &config, &log).wait().await.unwrap();
         let certinel_log = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(status.success(), "{name} after {boundary}:\n{certinel_log}");
-        assert_eq!(
-            orders_at(&pebble) - orders_before,
-            1,
-            "{name}: killed after {boundary}, orders at Pebble\n{certinel_log}"
+        let orders = orders_at(&pebble) - orders_before;
+        let allowed = if recorded { 1 } else { 2 };
+        assert!(
+            (1..=allowed).contains(&orders),
+            "{name}: killed after {boundary} (order recorded: {recorded}), {orders} orders at \
+             Pebble\n{certinel_log}"
         );
+        if boundary != "begin" {
+            assert!(
+                recorded,
+                "{name}: {boundary} comes after the order is recorded"
+            );
+        }
         assert_settled(&state_dir, name);
         let steps: Vec<String> = audit_lines(&state_dir)
             .iter()

@@ -330,7 +330,8 @@ impl<'a> Run<'a> {
             .store
             .metadata(name, version)
             .map_err(|e| self.store_error(e))?;
-        self.store.finish(name).map_err(|e| self.store_error(e))?;
+        // The record goes last: a crash before it finishes again (one more `done` line)
+        // instead of leaving the success unrecorded.
         let pruned = self
             .store
             .prune(name, self.certificate.history)
@@ -341,6 +342,7 @@ impl<'a> Run<'a> {
         self.update_schedule(|state, now| state.record_success(now))
             .map_err(|e| self.store_error(e))?;
         self.record(Step::Done, Some(version), Some(&meta.serial), None);
+        self.store.finish(name).map_err(|e| self.store_error(e))?;
         Ok(RenewOutcome::Renewed {
             version,
             serial: meta.serial,

@@ -27,24 +27,24 @@ impl Run<'_> {
             .map_err(|e| state_error("read the in-flight record", e))?
             .and_then(|record| record.key_pem);
         let resumed = match order_url {
-            Some(url) => self
-                .resume(account, request, url, saved_key.is_some())
-                .await?
-                .map(|(url, progress)| (url, progress, saved_key)),
+            Some(url) => {
+                self.resume(account, request, url, saved_key.is_some())
+                    .await?
+            }
             None => None,
         };
-        let (url, progress, saved_key) = match resumed {
-            Some(resumed) => resumed,
+        let (url, saved_key) = match resumed {
+            Some(url) => (url, saved_key),
             None => {
                 let url = self.place(account, request).await?;
-                let progress = prepare_order(account, &url, request).await?;
-                (url, progress, None)
+                // A new order is never finalized yet: it comes back ready.
+                prepare_order(account, &url, request).await?;
+                (url, None)
             }
         };
         let key_pem = match saved_key {
             Some(key_pem) => key_pem,
             None => {
-                debug_assert_eq!(progress, OrderProgress::Ready);
                 let key_pem = SecretPem::new(new_private_key(request.key).await?);
                 // Durable before the CSR leaves: from here on a crash resumes with this key.
                 self.store
@@ -71,7 +71,7 @@ impl Run<'_> {
         request: &IssueRequest,
         url: String,
         key_saved: bool,
-    ) -> Result<Option<(String, OrderProgress)>, AcmeError> {
+    ) -> Result<Option<String>, AcmeError> {
         match prepare_order(account, &url, request).await {
             Err(AcmeError::OrderUnusable { url, status }) => {
                 tracing::info!(order = %url, %status, "recorded order is unusable, ordering anew");
@@ -84,7 +84,7 @@ impl Run<'_> {
             }
             Ok(progress) => {
                 self.record_with_detail(Step::Order, None, None, None, Some(resumed(progress)));
-                Ok(Some((url, progress)))
+                Ok(Some(url))
             }
             Err(error) => {
                 self.record_text(Step::Order, None, None, Some(error.to_string()));
