@@ -6,8 +6,8 @@
 //! begin ─► record_order ─► record_key ─► finalize ─► stage_pending ─► advance(Pending)
 //!   Ordering   Ordering+url   Ordering+url+key          (version dir)      Pending
 //!   ─► promote + deploy (record_hook while each command runs)
-//!   ─► advance(Deployed) ─► verify ─► advance(Verified) ─► finish + prune
-//!         Deployed                        Verified            (no record)
+//!   ─► advance(Deployed) ─► verify ─► advance(Verified) ─► prune + success ─► finish
+//!         Deployed                        Verified                           (no record)
 //! ```
 //!
 //! A deploy command still running when the process died is stopped before anything else
