@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use certinel::acme::{
-    AcmeObserver, AcmeSettings, IssueRequest, NoopObserver, RetryPolicy, issue,
-    load_or_create_account, place_order,
+    AcmeObserver, AcmeSettings, IssueRequest, NoopObserver, OrderProgress, RetryPolicy,
+    finalize_order, issue, load_or_create_account, new_private_key, place_order, prepare_order,
 };
 use certinel::config::model::CertificateConfig;
 use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
-use certinel::store::{CertStore, Origin, Stage, VersionId};
+use certinel::store::{CertStore, Origin, SecretPem, Stage, VersionId};
 use time::OffsetDateTime;
 
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
@@ -510,7 +510,14 @@ fn request(certificate: &CertificateConfig) -> IssueRequest {
 async fn interrupted_renewals_resume_at_every_stage_without_a_second_order() {
     let pebble = pebble(3600).await;
     let names = [
-        "ordered", "ordering", "orphan", "pending", "deployed", "verified",
+        "ordered",
+        "ordering",
+        "keyed",
+        "finalized",
+        "orphan",
+        "pending",
+        "deployed",
+        "verified",
     ];
     let certificates: Vec<(&str, &[&str])> = names.iter().map(|n| (*n, &[][..])).collect();
     let setup = Setup::new(&pebble.directory_url, &pebble, &certificates);
@@ -531,6 +538,28 @@ async fn interrupted_renewals_resume_at_every_stage_without_a_second_order() {
     store.record_order("ordered", &url).unwrap();
     // Ordering, crashed before the order existed.
     store.begin("ordering", started).unwrap();
+    // Ordering, the order validated and its key saved; crashed before finalizing, or after
+    // finalizing and before the download.
+    let mut saved_keys = Vec::new();
+    for (name, finalize) in [("keyed", false), ("finalized", true)] {
+        let certificate = setup.certificate(name);
+        let url = place_order(&account, &request(&certificate)).await.unwrap();
+        store.begin(name, started).unwrap();
+        store.record_order(name, &url).unwrap();
+        let progress = prepare_order(&account, &url, &request(&certificate)).await;
+        assert_eq!(progress.unwrap(), OrderProgress::Ready, "{name}");
+        let key = SecretPem::new(new_private_key(certificate.key).await.unwrap());
+        store.record_key(name, &key).unwrap();
+        let record = setup.state_dir.join(format!("certs/{name}/inflight.json"));
+        let mode = std::fs::metadata(&record).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}: the record holding the key is private");
+        if finalize {
+            finalize_order(&account, &url, &request(&certificate), key.expose())
+                .await
+                .unwrap();
+        }
+        saved_keys.push((name, key));
+    }
     // Ordering, crashed after storing the version but before recording it.
     store.begin("orphan", started).unwrap();
     stage_issued(&setup, &pebble, &setup.certificate("orphan")).await;
@@ -579,5 +608,13 @@ async fn interrupted_renewals_resume_at_every_stage_without_a_second_order() {
             "{name}"
         );
         assert_eq!(steps.last().map(String::as_str), Some("done:ok"), "{name}");
+    }
+    for (name, key) in saved_keys {
+        let live = std::fs::read_to_string(store.current_files(name).unwrap().key).unwrap();
+        assert_eq!(
+            live,
+            key.expose(),
+            "{name}: the certificate pairs with the saved key"
+        );
     }
 }

@@ -74,12 +74,14 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
         VersionState::Parked
     );
 
-    // After the backoff: the same version again, still not served, still no new order.
+    // After the backoff, which counts from the moment the failure happened (the served
+    // check waited its 2 s first): the same version again, still not served, still no new
+    // order.
     let error = renewer(&stuck)
         .renew(
             "api",
             RenewOptions::default(),
-            due + time::Duration::seconds(2),
+            due + time::Duration::seconds(5),
         )
         .await
         .expect_err("nginx still never reloads");
@@ -113,7 +115,7 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
         .renew(
             "api",
             RenewOptions::default(),
-            due + time::Duration::seconds(10),
+            due + time::Duration::seconds(20),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", setup.nginx.log()));
@@ -213,7 +215,8 @@ async fn with_keep_the_next_due_attempt_checks_the_kept_version_again_and_clears
     assert_eq!(orders.count(), 1);
 
     // The server is reloaded by the deploy command now; the next due attempt, after the
-    // backoff, rolls the kept version out again and finds it served.
+    // backoff (counted from when the failure happened), rolls the kept version out again
+    // and finds it served.
     let reloading = setup.verifying(
         &setup.nginx.reload_command(),
         Duration::from_secs(30),
@@ -223,7 +226,7 @@ async fn with_keep_the_next_due_attempt_checks_the_kept_version_again_and_clears
         .renew(
             "api",
             RenewOptions::default(),
-            start + time::Duration::seconds(5),
+            start + time::Duration::seconds(10),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", setup.nginx.log()));
@@ -242,7 +245,7 @@ async fn with_keep_the_next_due_attempt_checks_the_kept_version_again_and_clears
         .served_serial_settles_on(&setup.serial_of(VersionId(2)))
         .await;
     let status = renewer(&reloading)
-        .status(start + time::Duration::seconds(6))
+        .status(start + time::Duration::seconds(11))
         .unwrap();
     assert_eq!(status[0].consecutive_failures, 0);
     let settled = renewer(&reloading)

@@ -8,6 +8,8 @@ mod acme;
 /// ACME Renewal Information and profiles through a front that adds them to Pebble: windows
 /// move the schedule, `replaces` is sent, a profile is sent or refused, polls back off.
 mod ari;
+/// The audit log stamps each renewal step with the moment it happened (injected clock).
+mod audit_time;
 /// The CAA preflight (RFC 8659, RFC 8657) against a real Knot serving CAA records and a
 /// real Pebble: allowed names issue, forbidden ones fail before any order.
 mod caa;
@@ -48,6 +50,9 @@ mod properties;
 /// The renewer against a real Pebble: `certinel renew/status/rollback`, renewal windows,
 /// deploy rollbacks, dry runs, resuming interrupted renewals, an unreachable CA.
 mod renew;
+/// `kill -9` at every step boundary, inside a deploy command and at random moments of
+/// `certinel run` (the chaos test): no second order, nothing left behind.
+mod renew_crash;
 /// The CA's limits (Retry-After, failed authorizations) hold `renew --force` and `revoke`.
 mod renew_gates;
 /// The renewal and ACME metrics of an in-process `certinel run` against a real Pebble:

@@ -97,11 +97,24 @@ pub(crate) fn generate_key_and_csr(
     algorithm: KeyAlgorithm,
     names: &[Identifier],
 ) -> Result<KeyAndCsr, AcmeError> {
-    let key_error = |error: rcgen::Error| AcmeError::Key {
+    let key = generate_key(algorithm)?;
+    let csr_der = csr_der(&key, names).map_err(|error| AcmeError::Key {
         algorithm: algorithm.as_str(),
         message: error.to_string(),
-    };
-    let key = match algorithm {
+    })?;
+    Ok(KeyAndCsr {
+        key_pem: key.serialize_pem(),
+        csr_der,
+    })
+}
+
+/// Generates a key of type `algorithm` as PKCS#8 PEM, for a CSR made later from it.
+pub(crate) fn generate_key_pem(algorithm: KeyAlgorithm) -> Result<String, AcmeError> {
+    Ok(generate_key(algorithm)?.serialize_pem())
+}
+
+fn generate_key(algorithm: KeyAlgorithm) -> Result<KeyPair, AcmeError> {
+    match algorithm {
         KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
         KeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384),
         KeyAlgorithm::Ed25519 => KeyPair::generate_for(&PKCS_ED25519),
@@ -109,8 +122,24 @@ pub(crate) fn generate_key_and_csr(
         KeyAlgorithm::Rsa3072 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072),
         KeyAlgorithm::Rsa4096 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_4096),
     }
-    .map_err(key_error)?;
+    .map_err(|error| AcmeError::Key {
+        algorithm: algorithm.as_str(),
+        message: error.to_string(),
+    })
+}
 
+/// The CSR for `names` signed with a key saved earlier (PKCS#8 PEM), for an order that is
+/// finalized after a restart with the key its renewal already stored.
+pub(crate) fn csr_for_saved_key(key_pem: &str, names: &[Identifier]) -> Result<Vec<u8>, AcmeError> {
+    let key_error = |error: rcgen::Error| AcmeError::Key {
+        algorithm: "saved",
+        message: error.to_string(),
+    };
+    let key = KeyPair::from_pem(key_pem).map_err(key_error)?;
+    csr_der(&key, names).map_err(key_error)
+}
+
+fn csr_der(key: &KeyPair, names: &[Identifier]) -> Result<Vec<u8>, rcgen::Error> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
     params.subject_alt_names = names
@@ -119,13 +148,8 @@ pub(crate) fn generate_key_and_csr(
             Identifier::Dns(dns) => dns.clone().try_into().map(SanType::DnsName),
             Identifier::Ip(ip) => Ok(SanType::IpAddress(*ip)),
         })
-        .collect::<Result<_, _>>()
-        .map_err(key_error)?;
-    let csr = params.serialize_request(&key).map_err(key_error)?;
-    Ok(KeyAndCsr {
-        key_pem: key.serialize_pem(),
-        csr_der: csr.der().to_vec(),
-    })
+        .collect::<Result<_, _>>()?;
+    Ok(params.serialize_request(key)?.der().to_vec())
 }
 
 #[cfg(test)]
@@ -173,6 +197,23 @@ mod tests {
                 })
                 .collect();
             assert_eq!(sans, ["a.example", "[192, 0, 2, 7]"], "{algorithm}");
+        }
+    }
+
+    #[test]
+    fn a_saved_key_signs_a_csr_for_the_same_public_key_for_every_key_type() {
+        let names = [Identifier::Dns("a.example".into())];
+        for algorithm in KeyAlgorithm::ALL {
+            let generated = generate_key_and_csr(algorithm, &names).unwrap();
+            let again = csr_for_saved_key(&generated.key_pem, &names).unwrap();
+            let (_, first) = X509CertificationRequest::from_der(&generated.csr_der).unwrap();
+            let (_, second) = X509CertificationRequest::from_der(&again).unwrap();
+            second.verify_signature().unwrap();
+            assert_eq!(
+                first.certification_request_info.subject_pki.raw,
+                second.certification_request_info.subject_pki.raw,
+                "{algorithm}"
+            );
         }
     }
 

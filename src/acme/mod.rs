@@ -29,6 +29,7 @@ mod error;
 mod http;
 mod keys;
 mod order;
+mod order_steps;
 mod preflight;
 pub mod retry;
 mod revoke;
@@ -50,7 +51,10 @@ pub use dns01::{
 pub use error::{AcmeError, CaaRefusal, Stage, is_replaces_rejection};
 pub use http::{AcmeObserver, BodyTooLarge, MAX_BODY_BYTES, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
-pub use order::{complete_order, issue, place_order};
+pub use order::{issue, place_order};
+pub use order_steps::{
+    OrderProgress, download_order, finalize_order, new_private_key, prepare_order,
+};
 pub use preflight::PreflightSettings;
 pub use retry::{PollPolicy, RetryPolicy};
 pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};

@@ -79,59 +79,9 @@ async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, 
     Ok(order.url().to_owned())
 }
 
-/// Completes the order at `order_url` (from [`place_order`], possibly before a restart):
-/// answers its pending authorizations, finalizes it with a new key of type `request.key`
-/// and downloads the chain.
-///
-/// An order that was already finalized (its key was never stored, so its certificate is
-/// useless) or that became invalid fails with [`AcmeError::OrderUnusable`]: place a new one.
-pub async fn complete_order(
-    account: &AcmeAccount,
-    order_url: &str,
-    request: &IssueRequest,
-) -> Result<Issued, AcmeError> {
-    with_retry_after(account, complete(account, order_url, request).await)
-}
-
-async fn complete(
-    account: &AcmeAccount,
-    order_url: &str,
-    request: &IssueRequest,
-) -> Result<Issued, AcmeError> {
-    let mut order = retry_bad_nonce!(account.acme().order(order_url.to_owned()).await)
-        .map_err(|error| AcmeError::from_acme(Stage::Order, error))?;
-    let status = order.state().status;
-    if !matches!(status, OrderStatus::Pending | OrderStatus::Ready) {
-        return Err(AcmeError::OrderUnusable {
-            url: order_url.to_owned(),
-            status: format!("{status:?}").to_ascii_lowercase(),
-        });
-    }
-    let algorithm = request.key;
-    let names = request.names.clone();
-    let generated = tokio::task::spawn_blocking(move || generate_key_and_csr(algorithm, &names))
-        .await
-        .map_err(|join_error| AcmeError::Key {
-            algorithm: algorithm.as_str(),
-            message: join_error.to_string(),
-        })??;
-    if status == OrderStatus::Pending {
-        let mut responder = Responder::start(&request.challenge).await?;
-        let validated = validate(account, &mut order, &mut responder).await;
-        responder.shutdown().await;
-        validated?;
-    }
-    let cert_chain_pem = finalize(account, &mut order, &generated).await?;
-    Ok(Issued {
-        key_pem: generated.key_pem,
-        cert_chain_pem,
-        order_url: order_url.to_owned(),
-    })
-}
-
 /// Gives a failure the `Retry-After` the CA sent with it. The moment is taken either way,
 /// so one left by an earlier, handled error never sticks to a later one.
-fn with_retry_after<T>(
+pub(super) fn with_retry_after<T>(
     account: &AcmeAccount,
     result: Result<T, AcmeError>,
 ) -> Result<T, AcmeError> {
@@ -209,7 +159,7 @@ enum Walk {
 ///
 /// All answers are published before the first is announced, so dns-01 records propagate
 /// together instead of one after the other.
-async fn validate(
+pub(super) async fn validate(
     account: &AcmeAccount,
     order: &mut Order,
     responder: &mut Responder,
@@ -359,8 +309,22 @@ async fn finalize(
     order: &mut Order,
     generated: &KeyAndCsr,
 ) -> Result<String, AcmeError> {
-    retry_bad_nonce!(order.finalize_csr(&generated.csr_der).await)
+    send_csr(order, &generated.csr_der).await?;
+    wait_and_download(account, order).await
+}
+
+/// Finalizes `order` with the CSR.
+pub(super) async fn send_csr(order: &mut Order, csr_der: &[u8]) -> Result<(), AcmeError> {
+    retry_bad_nonce!(order.finalize_csr(csr_der).await)
         .map_err(|error| AcmeError::from_acme(Stage::Finalize, error))?;
+    Ok(())
+}
+
+/// Waits until a finalized `order` is valid and downloads its chain.
+pub(super) async fn wait_and_download(
+    account: &AcmeAccount,
+    order: &mut Order,
+) -> Result<String, AcmeError> {
     let status = poll_order(account, order, Stage::Finalize, |status| {
         matches!(status, OrderStatus::Valid | OrderStatus::Invalid)
     })

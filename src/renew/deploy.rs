@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::hook::{self, HookCommand, HookEnv, HookError, HookKind, Leftovers};
+use crate::hook::{self, HookCommand, HookEnv, HookError, HookKind, Leftovers, ProcessGroup};
 use crate::store::{VersionFiles, VersionId};
 
 /// What the commands are told about the version they deploy.
@@ -22,21 +22,65 @@ pub(crate) struct DeployEnv<'a> {
     pub(crate) hook_env: &'a HookEnv,
 }
 
+/// Told about each command's life, so the caller can record what would outlive a crash.
+pub(crate) trait HookTracker: Sync {
+    /// A command is about to start: record `id` (it is passed to the command as
+    /// `CERTINEL_HOOK_ID`) before this returns.
+    fn starting(&self, id: &str);
+    /// It started as the leader of its own process group `group`; called before waiting.
+    fn started(&self, group: ProcessGroup);
+    /// It ended (or was killed).
+    fn ended(&self);
+}
+
+/// A tracker that records nothing (tests).
+#[cfg(test)]
+struct Untracked;
+
+#[cfg(test)]
+impl HookTracker for Untracked {
+    fn starting(&self, _id: &str) {}
+    fn started(&self, _group: ProcessGroup) {}
+    fn ended(&self) {}
+}
+
 /// Runs `commands` in order, stopping at the first failure.
+#[cfg(test)]
 pub(crate) async fn run_all(
     commands: &[String],
     env: &DeployEnv<'_>,
     timeout: Duration,
 ) -> Result<(), HookError> {
+    run_all_tracked(commands, env, timeout, &Untracked).await
+}
+
+/// [`run_all`], telling `tracker` about each command.
+pub(crate) async fn run_all_tracked(
+    commands: &[String],
+    env: &DeployEnv<'_>,
+    timeout: Duration,
+    tracker: &dyn HookTracker,
+) -> Result<(), HookError> {
     for command in commands {
-        hook::run(&deploy_command(command, env, timeout), |_| {}).await?;
+        let id = format!("{:032x}", rand::random::<u128>());
+        tracker.starting(&id);
+        let hook = deploy_command(command, env, timeout, &id);
+        let result = hook::run(&hook, |group| tracker.started(group)).await;
+        tracker.ended();
+        result?;
     }
     Ok(())
 }
 
-/// `sh -c COMMAND` with the `CERTINEL_*` variables of `env`. What a command leaves running
-/// in the background lives on: restarting a daemon is a deploy command's job.
-fn deploy_command<'a>(command: &'a str, env: &DeployEnv<'a>, timeout: Duration) -> HookCommand<'a> {
+/// `sh -c COMMAND` with the `CERTINEL_*` variables of `env` and the command's `id`
+/// (`CERTINEL_HOOK_ID`, how recovery recognises it after a crash). What a command leaves
+/// running in the background lives on: restarting a daemon is a deploy command's job.
+fn deploy_command<'a>(
+    command: &'a str,
+    env: &DeployEnv<'a>,
+    timeout: Duration,
+    id: &str,
+) -> HookCommand<'a> {
     let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
     HookCommand {
         kind: HookKind::Deploy,
@@ -55,6 +99,7 @@ fn deploy_command<'a>(command: &'a str, env: &DeployEnv<'a>, timeout: Duration) 
                 "CERTINEL_DRY_RUN",
                 if env.dry_run { "1" } else { "0" }.to_owned(),
             ),
+            ("CERTINEL_HOOK_ID", id.to_owned()),
         ],
         timeout,
         leftovers: Leftovers::Survive,

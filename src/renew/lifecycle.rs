@@ -4,13 +4,12 @@
 
 use time::OffsetDateTime;
 
-use crate::acme::{
-    AcmeAccount, AcmeError, IssueRequest, Issued, Stage as AcmeStage, complete_order,
-    is_replaces_rejection, place_order,
-};
+use crate::acme::{AcmeAccount, IssueRequest};
 use crate::config::model::CertificateConfig;
 use crate::hook::{HookError, HookKind};
+use crate::renew::clock::StepClock;
 use crate::renew::deploy::{self, DeployEnv};
+use crate::renew::hook_group;
 use crate::renew::{RenewError, RenewOutcome, Renewer};
 use crate::schedule::plan::ca_gate;
 use crate::schedule::state as schedule_state;
@@ -21,6 +20,7 @@ use crate::store::{
 
 mod account;
 mod failure;
+mod obtain;
 mod reroll;
 mod rollback;
 mod served_step;
@@ -33,7 +33,10 @@ pub(crate) struct Run<'a> {
     pub(super) certificate: &'a CertificateConfig,
     pub(super) store: CertStore,
     audit: AuditLog,
+    /// The moment the run decides with (what is due, what is expired).
     pub(super) now: OffsetDateTime,
+    /// The moments its steps happen, for the audit log and the schedule state.
+    steps: StepClock<'a>,
 }
 
 impl<'a> Run<'a> {
@@ -55,7 +58,13 @@ impl<'a> Run<'a> {
             store,
             audit,
             now,
+            steps: StepClock::start(&*renewer.clock, now),
         })
+    }
+
+    /// The moment of a step happening now, from the renewer's clock.
+    pub(super) fn event_time(&self) -> OffsetDateTime {
+        self.steps.stamp()
     }
 
     pub(super) fn name(&self) -> &'a str {
@@ -77,6 +86,18 @@ impl<'a> Run<'a> {
             .disk_state(name)
             .map_err(|e| self.store_error(e))?;
         let recovery = recover(&disk);
+        if let Some(hook) = recovery.stop_hook {
+            let stopped = hook_group::stop(&hook);
+            if stopped > 0 {
+                tracing::warn!(
+                    groups = stopped,
+                    "stopped a deploy command left running by an interrupted renewal"
+                );
+            }
+            self.store
+                .record_hook(name, None)
+                .map_err(|e| self.store_error(e))?;
+        }
         if recovery.remove_leftovers {
             self.store
                 .remove_leftovers(name)
@@ -189,7 +210,7 @@ impl<'a> Run<'a> {
             }
         };
         let origin = Origin {
-            created_at: self.now,
+            created_at: self.event_time(),
             source: account.directory().to_owned(),
         };
         let meta = self
@@ -206,47 +227,6 @@ impl<'a> Run<'a> {
             .map_err(|e| self.store_error(e))?;
         self.record(Step::Pending, Some(meta.version), Some(&meta.serial), None);
         self.roll_out(meta.version).await
-    }
-
-    async fn obtain(
-        &self,
-        account: &AcmeAccount,
-        request: &IssueRequest,
-        order_url: Option<String>,
-    ) -> Result<Issued, AcmeError> {
-        if let Some(url) = order_url {
-            match complete_order(account, &url, request).await {
-                Err(AcmeError::OrderUnusable { url, status }) => {
-                    tracing::info!(order = %url, %status, "recorded order is unusable, ordering anew");
-                }
-                other => {
-                    let error = other.as_ref().err().map(ToString::to_string);
-                    self.record_text(Step::Order, None, None, error);
-                    return other;
-                }
-            }
-        }
-        let url = match place_order(account, request).await {
-            Err(error) if request.replaces.is_some() && is_replaces_rejection(&error) => {
-                // The CA will not let this order replace the current certificate (another
-                // order already did, or it dislikes the field): order without it, once.
-                tracing::info!(%error, "ordering again without replaces");
-                let without = IssueRequest {
-                    replaces: None,
-                    ..request.clone()
-                };
-                place_order(account, &without).await?
-            }
-            other => other?,
-        };
-        self.store
-            .record_order(self.name(), &url)
-            .map_err(|e| AcmeError::Invalid {
-                stage: AcmeStage::Order,
-                message: format!("cannot record the order: {e}"),
-            })?;
-        self.record(Step::Order, None, None, None);
-        complete_order(account, &url, request).await
     }
 
     /// Makes `version` current, runs the deploy commands, verifies and finishes.
@@ -351,7 +331,8 @@ impl<'a> Run<'a> {
             .store
             .metadata(name, version)
             .map_err(|e| self.store_error(e))?;
-        self.store.finish(name).map_err(|e| self.store_error(e))?;
+        // The record goes last: a crash before it finishes again (one more `done` line)
+        // instead of leaving the success unrecorded.
         let pruned = self
             .store
             .prune(name, self.certificate.history)
@@ -362,6 +343,7 @@ impl<'a> Run<'a> {
         self.update_schedule(|state, now| state.record_success(now))
             .map_err(|e| self.store_error(e))?;
         self.record(Step::Done, Some(version), Some(&meta.serial), None);
+        self.store.finish(name).map_err(|e| self.store_error(e))?;
         Ok(RenewOutcome::Renewed {
             version,
             serial: meta.serial,
@@ -388,10 +370,11 @@ impl<'a> Run<'a> {
             dry_run: self.renewer.dry_run,
             hook_env: &self.certificate.env,
         };
-        deploy::run_all(
+        deploy::run_all_tracked(
             &self.certificate.deploy,
             &env,
             self.certificate.deploy_timeout,
+            &hook_group::Recorder::new(&self.store, self.name()),
         )
         .await
     }
@@ -444,6 +427,7 @@ impl<'a> Run<'a> {
             None => tracing::info!(?step, version = ?version, serial, detail, "renewal step"),
         }
         let event = AuditEvent {
+            // Replaced by the moment the line is written.
             time: self.now,
             certificate: self.name().to_owned(),
             version,
@@ -453,7 +437,7 @@ impl<'a> Run<'a> {
             error,
             detail,
         };
-        if let Err(e) = self.audit.append(&event) {
+        if let Err(e) = self.audit.append_stamped(event, || self.event_time()) {
             tracing::error!(error = %e, "cannot write the audit log");
         }
     }

@@ -34,8 +34,10 @@
 
 mod account_admin;
 mod ari;
+mod clock;
 mod deploy;
 mod dry_run;
+mod hook_group;
 mod lifecycle;
 mod lock;
 mod revoke;
@@ -57,6 +59,7 @@ use dry_run::Scratch;
 pub use crate::hook::HookError;
 pub use account_admin::AccountAdminError;
 pub use ari::CaFacts;
+pub use clock::{Clock, SystemClock};
 pub use dry_run::{
     DryRunDirectory, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, dry_run_directory,
 };
@@ -309,6 +312,7 @@ pub struct Renewer {
     backoff_base: time::Duration,
     dry_run: bool,
     account: lifecycle::AccountCache,
+    clock: Arc<dyn Clock>,
 }
 
 impl Renewer {
@@ -325,7 +329,16 @@ impl Renewer {
             backoff_base: crate::schedule::plan::BACKOFF_BASE,
             dry_run: false,
             account: lifecycle::AccountCache::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the moment of each renewal step (audit lines, failure records) from `clock`
+    /// instead of the system clock. Each step is stamped with the `now` given to
+    /// [`renew`](Self::renew) plus the time `clock` says passed since the renewal began.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Renewer {
+        self.clock = clock;
+        self
     }
 
     /// Reports every ACME request to `observer` (the metrics exporter, tests).
@@ -415,6 +428,7 @@ impl Renewer {
             backoff_base: self.backoff_base,
             dry_run: true,
             account: lifecycle::AccountCache::default(),
+            clock: self.clock.clone(),
         };
         // A scratch directory holds nothing yet: the renewal is always due.
         scratch_renewer

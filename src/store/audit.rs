@@ -103,12 +103,34 @@ impl AuditLog {
 
     /// Appends `event` as one line in one write, then fsyncs.
     pub fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        // A poisoned lock only means another append panicked; the file itself is fine.
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_line(file, event)
+    }
+
+    /// Appends `event` stamped with `stamp()`, read while every append of this process
+    /// waits: lines from concurrent renewals land in the order of their times.
+    pub fn append_stamped(
+        &self,
+        mut event: AuditEvent,
+        stamp: impl FnOnce() -> OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        static IN_TIME_ORDER: Mutex<()> = Mutex::new(());
+        let _in_order = IN_TIME_ORDER.lock().unwrap_or_else(|p| p.into_inner());
+        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        event.time = stamp();
+        self.write_line(file, &event)
+    }
+
+    fn write_line(
+        &self,
+        mut file: std::sync::MutexGuard<'_, File>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
         let line = audit_line(event).map_err(|source| StoreError::Json {
             path: self.path.clone(),
             source,
         })?;
-        // A poisoned lock only means another append panicked; the file itself is fine.
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(line.as_bytes())
             .map_err(|e| StoreError::io("append", &self.path, e))?;
         file.sync_data()

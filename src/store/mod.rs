@@ -8,7 +8,7 @@
 //! state_dir/certs/NAME/v0001/         cert.pem chain.pem fullchain.pem key.pem (0600) meta.json
 //! state_dir/certs/NAME/current  -> v0002   servers read current/fullchain.pem
 //! state_dir/certs/NAME/previous -> v0001
-//! state_dir/certs/NAME/inflight.json  the renewal in progress, if any (inflight)
+//! state_dir/certs/NAME/inflight.json  the renewal in progress, if any, with its new key (0600)
 //! state_dir/certs/NAME/schedule.json  failures and backoff (crate::schedule::state)
 //! ```
 //!
@@ -34,7 +34,7 @@ pub mod versions;
 use std::path::PathBuf;
 
 pub use audit::{AuditEvent, AuditLog, Outcome, Step};
-pub use inflight::{Inflight, Stage};
+pub use inflight::{HookGroup, HookProcess, Inflight, SecretPem, Stage};
 pub use metadata::{Origin, VersionId, VersionMetadata, VersionState};
 pub use recovery::{DiskState, NextStep, Recovery, recover};
 pub use verify::{VerifyError, VersionFacts, check_pems, check_version};

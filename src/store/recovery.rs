@@ -3,17 +3,21 @@
 //! The renewal sequence, and the record each step leaves behind:
 //!
 //! ```text
-//! begin ─► record_order ─► stage_pending ─► advance(Pending) ─► promote + deploy
-//!   Ordering   Ordering+url    (version dir)      Pending
-//!   ─► advance(Deployed) ─► verify ─► advance(Verified) ─► finish + prune
-//!         Deployed                        Verified            (no record)
+//! begin ─► record_order ─► record_key ─► finalize ─► stage_pending ─► advance(Pending)
+//!   Ordering   Ordering+url   Ordering+url+key          (version dir)      Pending
+//!   ─► promote + deploy (record_hook while each command runs)
+//!   ─► advance(Deployed) ─► verify ─► advance(Verified) ─► prune + success ─► finish
+//!         Deployed                        Verified                           (no record)
 //! ```
+//!
+//! A deploy command still running when the process died is stopped before anything else
+//! (`Recovery::stop_hook`), so it never runs alongside the restarted renewal's deploy.
 //!
 //! A failed deploy or verification rolls back (which marks the version failed) and then
 //! abandons the renewal; a version marked failed is never resumed.
 
 use crate::store::StoreError;
-use crate::store::inflight::{Inflight, Stage};
+use crate::store::inflight::{HookProcess, Inflight, Stage};
 use crate::store::metadata::{VersionId, VersionState};
 use crate::store::versions::CertStore;
 
@@ -37,6 +41,9 @@ pub struct DiskState {
 pub struct Recovery {
     /// Call [`CertStore::remove_leftovers`] first.
     pub remove_leftovers: bool,
+    /// A deploy command that was running when the process died: stop its process group
+    /// (when it is still that command's) and clear it with [`CertStore::record_hook`].
+    pub stop_hook: Option<HookProcess>,
     /// Where to pick the renewal up.
     pub next: NextStep,
 }
@@ -47,7 +54,9 @@ pub enum NextStep {
     /// No renewal in flight: schedule as usual.
     Idle,
     /// Poll the recorded order and download its certificate; with no URL recorded, no order
-    /// is known and a new one may be placed.
+    /// is known and a new one may be placed. An order the CA already finalized is
+    /// downloaded and paired with the saved key (in the in-flight record), never ordered
+    /// again.
     ResumeOrder {
         /// The order to poll.
         order_url: Option<String>,
@@ -87,6 +96,10 @@ pub enum NextStep {
 pub fn recover(disk: &DiskState) -> Recovery {
     Recovery {
         remove_leftovers: !disk.leftovers.is_empty(),
+        stop_hook: disk
+            .inflight
+            .as_ref()
+            .and_then(|inflight| inflight.hook.clone()),
         next: next_step(disk),
     }
 }
@@ -164,6 +177,7 @@ impl CertStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::inflight::HookGroup;
 
     fn inflight(stage: Stage, version: Option<u32>, order_url: Option<&str>) -> Option<Inflight> {
         Some(Inflight {
@@ -171,6 +185,8 @@ mod tests {
             stage,
             order_url: order_url.map(String::from),
             started_at: time::macros::datetime!(2025-01-01 0:00 UTC),
+            key_pem: None,
+            hook: None,
         })
     }
 
@@ -240,7 +256,36 @@ mod tests {
             recover(&state),
             Recovery {
                 remove_leftovers: true,
+                stop_hook: None,
                 next: NextStep::Idle
+            }
+        );
+    }
+
+    #[test]
+    fn a_deploy_command_recorded_as_running_is_stopped_before_resuming() {
+        let hook = HookProcess {
+            id: "5f1c".into(),
+            group: Some(HookGroup {
+                pgid: 4242,
+                start_ticks: 99,
+            }),
+        };
+        let mut record = inflight(Stage::Pending, Some(2), None);
+        if let Some(record) = record.as_mut() {
+            record.hook = Some(hook.clone());
+        }
+        let state = disk(
+            Some(2),
+            &[(1, VersionState::Active), (2, VersionState::Pending)],
+            record,
+        );
+        let recovery = recover(&state);
+        assert_eq!(recovery.stop_hook, Some(hook));
+        assert_eq!(
+            recovery.next,
+            NextStep::Deploy {
+                version: VersionId(2)
             }
         );
     }

@@ -69,7 +69,8 @@ impl Run<'_> {
         error
     }
 
-    /// Loads the schedule state, applies `change` at the run's moment, saves it atomically.
+    /// Loads the schedule state, applies `change` at the moment it happens (the run's
+    /// clock), saves it atomically.
     pub(crate) fn update_schedule(
         &self,
         change: impl FnOnce(&mut ScheduleState, OffsetDateTime),
@@ -84,7 +85,7 @@ impl Run<'_> {
             })?;
         }
         let mut state = schedule_state::load(&path)?;
-        change(&mut state, self.now);
+        change(&mut state, self.event_time());
         schedule_state::save(&path, &state)
     }
 }
