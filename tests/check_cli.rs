@@ -433,3 +433,66 @@ async fn a_huge_certificate_file_is_refused_with_a_clear_reason() {
         "{detail}"
     );
 }
+
+#[tokio::test]
+async fn prometheus_output_and_the_textfile_hold_the_families_metrics_would_export() {
+    let mut lab = Lab::new();
+    let (target, leaf) = lab.serve_leaf(&[NAME], Validity::days(-1, 30)).await;
+    let file = write_pem(lab.dir.path(), "leaf.pem", &leaf.pem);
+    let textfile_dir = tempfile::tempdir().unwrap();
+    let textfile = textfile_dir.path().join("certinel.prom");
+    let mut args = lab.common_args();
+    args.retain(|arg| arg != "json");
+    args[1] = "--textfile".into();
+    args.insert(2, textfile.display().to_string());
+    args.extend(["--output".into(), "prometheus".into(), target.clone()]);
+    args.push(file.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = certinel(&args).await;
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let body = String::from_utf8(output.stdout).unwrap();
+
+    let (code, problems) = crate::common::service::promtool_check(&body);
+    assert_eq!(code, 0, "promtool check metrics: {problems}\n{body}");
+    let not_after = leaf_not_after(&leaf);
+    let endpoint = format!(
+        "certinel_endpoint_cert_not_after_timestamp_seconds{{target=\"{target}\",ip=\"127.0.0.1\"}} {not_after}"
+    );
+    assert!(
+        body.lines().any(|line| line == endpoint),
+        "{endpoint}\n{body}"
+    );
+    let file_line = format!(
+        "certinel_file_cert_not_after_timestamp_seconds{{path=\"{}\"}} {not_after}",
+        file.display()
+    );
+    assert!(
+        body.lines().any(|line| line == file_line),
+        "{file_line}\n{body}"
+    );
+    assert!(
+        !body.contains("certinel_config_last_reload"),
+        "only the checked targets' families: {body}"
+    );
+
+    // The textfile holds the same families, readable by node_exporter, and nothing else
+    // is left in its directory.
+    let written = std::fs::read_to_string(&textfile).unwrap();
+    assert!(written.lines().any(|line| line == endpoint), "{written}");
+    let mode = std::fs::metadata(&textfile).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o644
+    );
+    let entries: Vec<_> = std::fs::read_dir(textfile_dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["certinel.prom"]);
+}
+
+/// The leaf's notAfter as Unix seconds.
+fn leaf_not_after(leaf: &Leaf) -> i64 {
+    let (_, parsed) = x509_parser::parse_x509_certificate(&leaf.cert).unwrap();
+    parsed.validity().not_after.timestamp()
+}

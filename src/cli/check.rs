@@ -12,10 +12,11 @@ use time::OffsetDateTime;
 use crate::cli::ExitCode;
 use crate::config::model::{Config, Endpoint, FileSource, IpFamily, StartTls, Target};
 use crate::config::{self, parse_duration};
+use crate::metrics::render;
 use crate::report::{self, Row, Thresholds};
 use crate::scan::budget::ConnectionBudget;
 use crate::scan::files;
-use crate::scan::probe::ProbeContext;
+use crate::scan::probe::{EndpointReport, ProbeContext};
 use crate::scan::resolve::Resolver;
 use crate::scan::sweep::sweep_endpoints;
 use crate::scan::trust::TrustCache;
@@ -39,6 +40,10 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Also write the Prometheus text of the checked targets to this file, atomically (a
+    /// temporary file renamed over it), for node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
     /// SNI name for command-line targets (default: the target's host).
     #[arg(long)]
     pub sni: Option<String>,
@@ -71,6 +76,8 @@ pub enum Output {
     Table,
     /// One JSON object per endpoint address or file.
     Json,
+    /// The Prometheus text format: the families `/metrics` would export for these targets.
+    Prometheus,
 }
 
 /// Runs one check and returns the worst status as the exit code.
@@ -84,7 +91,16 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let rows = runtime.block_on(sweep(plan))?;
+    let checked = runtime.block_on(sweep(plan))?;
+    let rows = checked.rows();
+    let metrics = || {
+        render::render_targets(&checked.endpoints, &checked.files, checked.at)
+            .context("cannot render the metrics")
+    };
+    if let Some(path) = &args.textfile {
+        crate::disk::write_atomic(path, metrics()?.as_bytes(), crate::disk::MODE_PUBLIC)
+            .with_context(|| format!("cannot write the textfile {}", path.display()))?;
+    }
     let mut stdout = std::io::stdout().lock();
     match args.output {
         Output::Table => stdout.write_all(report::table::render(&rows).as_bytes())?,
@@ -93,6 +109,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 writeln!(stdout, "{}", report::json::row_to_json(row))?;
             }
         }
+        Output::Prometheus => stdout.write_all(metrics()?.as_bytes())?,
     }
     Ok(ExitCode(report::overall(&rows).exit_code()))
 }
@@ -174,7 +191,32 @@ fn looks_like_path(argument: &str) -> bool {
     std::path::Path::new(argument).exists() || argument.contains(['*', '?'])
 }
 
-async fn sweep(plan: Plan) -> anyhow::Result<Vec<Row>> {
+/// What one sweep found, and when it was judged.
+struct Checked {
+    endpoints: Vec<EndpointReport>,
+    files: Vec<files::FileReport>,
+    thresholds: Thresholds,
+    at: OffsetDateTime,
+}
+
+impl Checked {
+    /// One row per endpoint address and file, judged against the thresholds.
+    fn rows(&self) -> Vec<Row> {
+        let mut rows: Vec<Row> = self
+            .endpoints
+            .iter()
+            .flat_map(|report| report::endpoint_rows(report, self.thresholds, self.at))
+            .collect();
+        rows.extend(
+            self.files
+                .iter()
+                .map(|report| report::file_row(report, self.thresholds, self.at)),
+        );
+        rows
+    }
+}
+
+async fn sweep(plan: Plan) -> anyhow::Result<Checked> {
     let resolver = match &plan.hosts_file {
         Some(path) => Resolver::with_hosts_file(path)
             .with_context(|| format!("cannot read hosts file {}", path.display()))?,
@@ -192,18 +234,13 @@ async fn sweep(plan: Plan) -> anyhow::Result<Vec<Row>> {
     let reports = sweep_endpoints(&plan.endpoints, context, plan.concurrency, &record).await;
     progress.finish();
 
-    let file_reports = tokio::task::spawn_blocking(move || read_files(&plan.files)).await?;
-    let now = OffsetDateTime::now_utc();
-    let mut rows: Vec<Row> = reports
-        .iter()
-        .flat_map(|report| report::endpoint_rows(report, plan.thresholds, now))
-        .collect();
-    rows.extend(
-        file_reports
-            .iter()
-            .map(|report| report::file_row(report, plan.thresholds, now)),
-    );
-    Ok(rows)
+    let files = tokio::task::spawn_blocking(move || read_files(&plan.files)).await?;
+    Ok(Checked {
+        endpoints: reports,
+        files,
+        thresholds: plan.thresholds,
+        at: OffsetDateTime::now_utc(),
+    })
 }
 
 fn read_files(sources: &[FileSource]) -> Vec<files::FileReport> {

@@ -91,6 +91,29 @@ pub fn render_snapshot(snapshot: &Snapshot, now: OffsetDateTime) -> Result<Strin
     families.encode()
 }
 
+/// The families `/metrics` exports for these endpoints and files, without the service's
+/// own (reloads, counters since start): what `certinel check --output prometheus` prints
+/// for a node_exporter textfile collector.
+pub fn render_targets(
+    endpoints: &[EndpointReport],
+    files: &[FileReport],
+    now: OffsetDateTime,
+) -> Result<String, RenderError> {
+    let mut families = Families::default();
+    families.push(
+        names::BUILD_INFO,
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    for report in endpoints {
+        push_endpoint(&mut families, report, now);
+    }
+    for report in files {
+        push_file(&mut families, report, now);
+    }
+    families.encode()
+}
+
 /// The `/probe` body: `certinel_probe_success` and the endpoint gauges of one probe.
 pub fn render_probe(report: &EndpointReport, now: OffsetDateTime) -> Result<String, RenderError> {
     let mut families = Families::default();
