@@ -175,6 +175,59 @@ fn temp_path(path: &Path) -> Result<PathBuf, DiskError> {
     Ok(path.with_file_name(temp))
 }
 
+/// Removes the temporary files [`write_atomic`] left in `dir` when its process died
+/// mid-write (kill -9): names of the form `.NAME.tmp.PID.N` whose PID no longer runs. A
+/// live process's temporary files are left alone: it may be about to rename them.
+/// Returns what it removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<Vec<PathBuf>, DiskError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(DiskError::new("list", dir, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| DiskError::new("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(pid) = temporary_owner(&name.to_string_lossy()) else {
+            continue;
+        };
+        if process_runs(pid) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(DiskError::new("remove", &path, e)),
+        }
+    }
+    if !removed.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// The PID in a temporary file name `.NAME.tmp.PID.N`, if `name` is one.
+fn temporary_owner(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp.")?;
+    let (pid, counter) = tail.split_once('.')?;
+    counter.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Whether a process with this PID exists (signal 0; a permission error means it does).
+fn process_runs(pid: i32) -> bool {
+    match rustix::process::Pid::from_raw(pid) {
+        Some(pid) => !matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => false,
+    }
+}
+
 fn sync_parent(path: &Path) -> Result<(), DiskError> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),

@@ -237,6 +237,12 @@ pub async fn load_or_create_account(
     // The directory holds account keys: 0700 even when someone widened it since.
     crate::disk::ensure_private_dir(account_dir)
         .map_err(|error| file_error(account_dir)(disk_to_io(error)))?;
+    // A process killed while writing credentials leaves its temporary file behind.
+    for removed in crate::disk::remove_stale_temporaries(account_dir)
+        .map_err(|error| file_error(account_dir)(disk_to_io(error)))?
+    {
+        tracing::info!(file = %removed.display(), "removed an interrupted credentials write");
+    }
     let read = crate::disk::read_capped(&credentials_path, MAX_CREDENTIALS_BYTES);
     let (account, credentials, created) = match read {
         Ok(bytes) => {

@@ -133,3 +133,23 @@ fn read_capped_stops_on_an_endless_file() {
     let error = read_capped(Path::new("/dev/zero"), 4096).unwrap_err();
     assert!(matches!(error, ReadCappedError::TooLarge { .. }), "{error}");
 }
+
+#[test]
+fn temporaries_of_dead_writers_are_removed_and_live_ones_kept() {
+    let temp = tempfile::tempdir().unwrap();
+    // PIDs never exceed 2^22 on Linux: this writer is certainly gone.
+    let dead = temp.path().join(".account-1.json.tmp.999999999.3");
+    let live = temp
+        .path()
+        .join(format!(".account-1.json.tmp.{}.4", std::process::id()));
+    let other = temp.path().join(".hidden");
+    for path in [&dead, &live, &other] {
+        std::fs::write(path, "{").unwrap();
+    }
+    assert_eq!(
+        super::remove_stale_temporaries(temp.path()).unwrap(),
+        std::slice::from_ref(&dead)
+    );
+    assert!(!dead.exists());
+    assert!(live.exists() && other.exists());
+}

@@ -159,11 +159,7 @@ impl CertStore {
             .into_iter()
             .map(|m| (m.version, m.state))
             .collect();
-        let leftovers = self
-            .entries(name)?
-            .into_iter()
-            .filter(|e| e.starts_with('.'))
-            .collect();
+        let leftovers = self.leftovers(name)?;
         Ok(DiskState {
             current: self.current(name)?,
             previous: self.previous(name)?,

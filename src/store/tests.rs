@@ -324,3 +324,25 @@ fn begin_refuses_a_second_renewal_in_flight() {
         Err(StoreError::NoInflight(_))
     ));
 }
+
+#[test]
+fn a_temporary_file_left_inside_a_version_directory_is_a_leftover_and_removed() {
+    // kill -9 while a version's metadata was being rewritten (a state change) leaves the
+    // writer's temporary file inside the version directory.
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_live_v1(dir.path());
+    let version_dir = dir.path().join("certs").join(NAME).join("v0001");
+    std::fs::write(version_dir.join(".metadata.json.tmp.4242.7"), "{").unwrap();
+    let leftovers = store.disk_state(NAME).unwrap().leftovers;
+    assert_eq!(leftovers, ["v0001/.metadata.json.tmp.4242.7"]);
+    assert!(recover(&store.disk_state(NAME).unwrap()).remove_leftovers);
+    assert_eq!(
+        store.remove_leftovers(NAME).unwrap(),
+        ["v0001/.metadata.json.tmp.4242.7"]
+    );
+    assert!(store.disk_state(NAME).unwrap().leftovers.is_empty());
+    assert!(
+        version_dir.join("cert.pem").exists(),
+        "the version itself is kept"
+    );
+}

@@ -279,17 +279,38 @@ impl CertStore {
     /// crash. Only safe while no renewal of `name` is running. Returns the deleted names.
     pub fn remove_leftovers(&self, name: &str) -> Result<Vec<String>, StoreError> {
         let dir = self.cert_dir(name)?;
-        let mut removed = Vec::new();
-        for entry in list_dir(&dir)? {
-            if entry.starts_with('.') {
-                remove_any(&dir.join(&entry))?;
-                removed.push(entry);
-            }
+        let removed = self.leftovers(name)?;
+        let mut touched = std::collections::BTreeSet::new();
+        for entry in &removed {
+            let path = dir.join(entry);
+            remove_any(&path)?;
+            touched.insert(path.parent().map(Path::to_path_buf).unwrap_or(dir.clone()));
         }
-        if !removed.is_empty() {
-            sync_dir(&dir)?;
+        for parent in touched {
+            sync_dir(&parent)?;
         }
         Ok(removed)
+    }
+
+    /// Dot-prefixed entries of `NAME/` and of each version directory in it (the atomic
+    /// writer's temporary files, partial or half-deleted versions), as paths relative to
+    /// `NAME/`, sorted.
+    pub(crate) fn leftovers(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let dir = self.cert_dir(name)?;
+        let mut leftovers = Vec::new();
+        for entry in list_dir(&dir)? {
+            if entry.starts_with('.') {
+                leftovers.push(entry);
+            } else if entry.parse::<VersionId>().is_ok() && dir.join(&entry).is_dir() {
+                for inner in list_dir(&dir.join(&entry))? {
+                    if inner.starts_with('.') {
+                        leftovers.push(format!("{entry}/{inner}"));
+                    }
+                }
+            }
+        }
+        leftovers.sort();
+        Ok(leftovers)
     }
 
     /// Names of entries in `NAME/` (empty when it does not exist), sorted.
