@@ -24,7 +24,7 @@ use crate::disk::{DiskError, ReadCappedError};
 
 mod key;
 
-pub use key::{Deactivation, KeyRollover};
+pub use key::{Deactivation, KeyRollover, load_account};
 
 /// A usable account on one ACME CA.
 #[derive(Clone)]
@@ -192,29 +192,6 @@ pub fn account_file_name(directory: &str) -> String {
         .map(|byte| format!("{byte:02x}"))
         .collect();
     format!("account-{hex}.json")
-}
-
-/// Loads the account stored for `settings.directory` in `account_dir`; never creates one.
-/// For commands that act on an existing account (key rollover, deactivation): a missing
-/// credentials file is an error naming it.
-pub async fn load_account(
-    settings: &AcmeSettings,
-    account_dir: &Path,
-    observer: Arc<dyn AcmeObserver>,
-) -> Result<AcmeAccount, AcmeError> {
-    let credentials_path = account_dir.join(account_file_name(&settings.directory));
-    if !credentials_path.exists() {
-        return Err(AcmeError::Invalid {
-            stage: Stage::Account,
-            message: format!(
-                "no account for {} in {}: nothing to change (certinel registers one at the \
-                 first renewal)",
-                settings.directory,
-                credentials_path.display()
-            ),
-        });
-    }
-    load_or_create_account(settings, account_dir, observer).await
 }
 
 /// Loads the account for `settings.directory` from `account_dir` (the renewer's is

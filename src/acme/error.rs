@@ -156,7 +156,7 @@ pub enum AcmeError {
     /// The CAA records of an identifier forbid this CA, account or challenge type; no
     /// order was placed.
     #[error("preflight: {0}")]
-    CaaForbids(Box<CaaRefusal>),
+    CaaForbids(Box<crate::acme::preflight::CaaRefusal>),
     /// A recorded order can no longer be completed (already finalized, invalid or expired).
     #[error("order: the order {url} cannot be completed: it is {status}")]
     OrderUnusable {
@@ -185,20 +185,6 @@ pub enum AcmeError {
         /// What the generator reported.
         message: String,
     },
-}
-
-/// What the CAA preflight refused, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("CAA at {owner} forbids issuing for {identifier}: {reason} ({records})")]
-pub struct CaaRefusal {
-    /// The identifier refused.
-    pub identifier: String,
-    /// Where the relevant record set was found (the identifier or a parent).
-    pub owner: String,
-    /// The relevant records, as text.
-    pub records: String,
-    /// What they forbid.
-    pub reason: String,
 }
 
 impl AcmeError {

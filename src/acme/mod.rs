@@ -48,14 +48,14 @@ pub use dns01::{
     DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,
     TsigSecret, UnknownTsigAlgorithm,
 };
-pub use error::{AcmeError, CaaRefusal, Stage, is_replaces_rejection};
+pub use error::{AcmeError, Stage, is_replaces_rejection};
 pub use http::{AcmeObserver, BodyTooLarge, MAX_BODY_BYTES, NoopObserver, endpoint_for_path};
 pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
 pub use order::{issue, place_order};
 pub use order_steps::{
     OrderProgress, download_order, finalize_order, new_private_key, prepare_order,
 };
-pub use preflight::PreflightSettings;
+pub use preflight::{CaaRefusal, PreflightSettings};
 pub use retry::{PollPolicy, RetryPolicy};
 pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};
 

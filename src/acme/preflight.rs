@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 
 use crate::acme::caa::{self, CaaRecord, CaaRequest};
-use crate::acme::error::CaaRefusal;
 use crate::acme::solvers::{CaaAnswer, caa_records, system_nameserver};
 use crate::acme::{AcmeAccount, AcmeError, ChallengeSpec, Identifier, IssueRequest};
 
@@ -22,6 +21,20 @@ pub struct PreflightSettings {
     pub resolver: Option<SocketAddr>,
     /// The CA's issuer domain names, overriding the directory's `meta.caaIdentities`.
     pub caa_identities: Vec<String>,
+}
+
+/// What the CAA preflight refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("CAA at {owner} forbids issuing for {identifier}: {reason} ({records})")]
+pub struct CaaRefusal {
+    /// The identifier refused.
+    pub identifier: String,
+    /// Where the relevant record set was found (the identifier or a parent).
+    pub owner: String,
+    /// The relevant records, as text.
+    pub records: String,
+    /// What they forbid.
+    pub reason: String,
 }
 
 /// Checks CAA for every DNS identifier of `request`; `Err` (stage `preflight`, problem

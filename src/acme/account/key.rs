@@ -7,10 +7,14 @@
 //! dead one, and the old file stays for the record.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{AcmeAccount, Handle, StoredAccount, disk_to_io, write_private_file};
+use super::{
+    AcmeAccount, Handle, StoredAccount, account_file_name, disk_to_io, load_or_create_account,
+    write_private_file,
+};
 use crate::acme::error::retry_bad_nonce;
-use crate::acme::{AcmeError, Stage};
+use crate::acme::{AcmeError, AcmeObserver, AcmeSettings, Stage};
 
 /// What a key rollover changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +36,29 @@ pub struct Deactivation {
     pub account_url: String,
     /// Where the old credentials file was moved.
     pub retired_credentials: PathBuf,
+}
+
+/// Loads the account stored for `settings.directory` in `account_dir`; never creates one.
+/// For commands that act on an existing account (key rollover, deactivation): a missing
+/// credentials file is an error naming it.
+pub async fn load_account(
+    settings: &AcmeSettings,
+    account_dir: &Path,
+    observer: Arc<dyn AcmeObserver>,
+) -> Result<AcmeAccount, AcmeError> {
+    let credentials_path = account_dir.join(account_file_name(&settings.directory));
+    if !credentials_path.exists() {
+        return Err(AcmeError::Invalid {
+            stage: Stage::Account,
+            message: format!(
+                "no account for {} in {}: nothing to change (certinel registers one at the \
+                 first renewal)",
+                settings.directory,
+                credentials_path.display()
+            ),
+        });
+    }
+    load_or_create_account(settings, account_dir, observer).await
 }
 
 impl AcmeAccount {
