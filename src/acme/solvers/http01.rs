@@ -6,15 +6,21 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use rustix::fs::{AtFlags, Mode, OFlags, fchmod, mkdirat, openat, unlinkat};
 use rustix::io::Errno;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::acme::AcmeError;
 use crate::acme::solvers::shared::{Answers, Guard, Registry};
@@ -59,16 +65,57 @@ impl Standalone {
     }
 }
 
+/// How long a client may take to send a request's head. The validator sends it at once;
+/// anyone slower is holding a socket on a port that is often public (`:80`).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once by one listener; more are closed as soon as they are accepted.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Serves the answers until `stop`, then drops every connection still open: once this
+/// order's validation is over nothing on them is needed, and a slow client must not keep a
+/// task and a descriptor alive.
 async fn serve(listener: TcpListener, answers: Arc<Answers<String>>, stop: CancellationToken) {
     let router = Router::new()
         .route("/.well-known/acme-challenge/{token}", get(answer))
         .with_state(answers);
-    if let Err(error) = axum::serve(listener, router)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
-        tracing::warn!(%error, "http-01 responder stopped");
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(false);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::debug!(%error, "http-01 responder: accept failed");
+                    continue;
+                }
+            },
+        };
+        // Dropping the stream closes a connection beyond the limit at once.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let stop = stop.clone();
+        connections.spawn(async move {
+            tokio::select! {
+                _ = connection => {}
+                () = stop.cancelled() => {}
+            }
+            drop(slot);
+        });
     }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
 }
 
 async fn answer(
@@ -237,7 +284,59 @@ impl Drop for Webroot {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    /// Connects to `responder` and sends half a request head.
+    async fn half_request(responder: &Standalone) -> tokio::net::TcpStream {
+        let mut client = tokio::net::TcpStream::connect(responder.local_addr())
+            .await
+            .unwrap();
+        client
+            .write_all(b"GET /.well-known/acme-challenge/t HTTP/1.1\r\nHost: a")
+            .await
+            .unwrap();
+        client
+    }
+
+    /// Reads until the server closes the connection.
+    async fn until_closed(client: &mut tokio::net::TcpStream) {
+        let mut buffer = [0u8; 512];
+        while client.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_finishes_its_request_head_is_dropped_after_the_timeout() {
+        let responder = Standalone::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mut client = half_request(&responder).await;
+        let started = tokio::time::Instant::now();
+        until_closed(&mut client).await;
+        let waited = started.elapsed();
+        assert!(
+            (HEADER_READ_TIMEOUT..HEADER_READ_TIMEOUT + Duration::from_secs(1)).contains(&waited),
+            "closed after {waited:?}"
+        );
+        responder.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leaving_drops_slow_connections_at_once() {
+        let responder = Standalone::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let mut client = half_request(&responder).await;
+        let started = tokio::time::Instant::now();
+        responder.shutdown().await;
+        until_closed(&mut client).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn webroot_files_are_written_and_removed_with_the_directories_we_made() {
