@@ -15,14 +15,14 @@ use crate::common::pebble::{Pebble, PebbleOptions};
 const VALIDITY_SECONDS: u64 = 30 * 86_400;
 
 /// A configuration with one certificate `api` answering http-01, against `directory`.
-struct Setup {
+pub(crate) struct Setup {
     _dir: tempfile::TempDir,
     config: PathBuf,
-    state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
 }
 
 impl Setup {
-    fn new(
+    pub(crate) fn new(
         directory: &str,
         ca_file: &std::path::Path,
         pebble: &Pebble,
@@ -56,7 +56,7 @@ impl Setup {
         std::fs::write(&self.config, text.replace(from, to)).unwrap();
     }
 
-    fn renewer(&self) -> Renewer {
+    pub(crate) fn renewer(&self) -> Renewer {
         let config = certinel::config::load(&self.config).unwrap_or_else(|e| panic!("{e}"));
         Renewer::new(&config)
     }

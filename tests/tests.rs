@@ -58,6 +58,8 @@ mod renew_gates;
 /// The renewal and ACME metrics of an in-process `certinel run` against a real Pebble:
 /// renewals, a hung CA and recovery, certificate tasks following reloads.
 mod renew_metrics;
+/// A download that fails after finalization is resumed with the saved key, not reordered.
+mod renew_resume;
 /// Failed rollouts: a first version whose deploy failed is retried after the backoff, and
 /// every automatic rollback redeploys the version it restores.
 mod renew_rollout;

@@ -198,10 +198,18 @@ impl<'a> Run<'a> {
         let issued = match self.obtain(account, &request, order_url).await {
             Ok(issued) => issued,
             Err(source) => {
+                let keep = source.is_transient() && self.order_finalizable()?;
                 let error = RenewError::Acme {
                     name: self.name().to_owned(),
                     source,
                 };
+                if keep {
+                    // The order has a saved key: the next attempt resumes it (recovery
+                    // sees the recorded order) instead of ordering a second certificate.
+                    self.record(Step::Order, None, None, Some(&error));
+                    tracing::warn!("keeping the order and its key for the next attempt");
+                    return Err(self.count_failure(error));
+                }
                 self.record(Step::Abandon, None, None, Some(&error));
                 self.store
                     .finish(self.name())
@@ -227,6 +235,16 @@ impl<'a> Run<'a> {
             .map_err(|e| self.store_error(e))?;
         self.record(Step::Pending, Some(meta.version), Some(&meta.serial), None);
         self.roll_out(meta.version).await
+    }
+
+    /// Whether the in-flight record holds an order and the key saved for it: from there a
+    /// transient failure is worth resuming rather than abandoning.
+    fn order_finalizable(&self) -> Result<bool, RenewError> {
+        let record = self
+            .store
+            .inflight(self.name())
+            .map_err(|e| self.store_error(e))?;
+        Ok(record.is_some_and(|record| record.order_url.is_some() && record.key_pem.is_some()))
     }
 
     /// Makes `version` current, runs the deploy commands, verifies and finishes.

@@ -51,6 +51,8 @@ struct Shared {
     new_order_path: Option<String>,
     reject_replaces: bool,
     ignore_replaces: bool,
+    /// Requests whose path starts with this get a 503 instead of reaching Pebble.
+    failing_prefix: Option<String>,
 }
 
 /// A running front; it stops when dropped.
@@ -147,6 +149,12 @@ impl AriFront {
         self.shared.lock().unwrap().ignore_replaces = true;
     }
 
+    /// Answers every request whose path starts with `prefix` with a 503 (Pebble's
+    /// certificate downloads: `/certZ/`), until called again with `None`.
+    pub fn fail_paths(&self, prefix: Option<&str>) {
+        self.shared.lock().unwrap().failing_prefix = prefix.map(str::to_owned);
+    }
+
     /// The JSON payloads of every newOrder request so far.
     pub fn new_orders(&self) -> Vec<serde_json::Value> {
         self.shared.lock().unwrap().new_orders.clone()
@@ -194,6 +202,13 @@ async fn serve(
 impl Forward {
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
+        let failing = self.shared.lock().unwrap().failing_prefix.clone();
+        if failing.is_some_and(|prefix| path.starts_with(&prefix)) {
+            return Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .body(Full::new(Bytes::from_static(b"front: failing on purpose")))
+                .expect("503");
+        }
         if let Some(cert_id) = path.strip_prefix("/renewal-info/") {
             return self.renewal_info(cert_id);
         }
