@@ -19,6 +19,18 @@
 //! The binary (`src/main.rs`) is a thin shell over [`cli`].
 #![warn(missing_docs)]
 
+/// The git commit this binary was built from: 12 hex digits, `-dirty` when the work tree
+/// had changes, or `unknown` for a build outside a git checkout (see `build.rs`).
+pub const COMMIT: &str = env!("CERTINEL_COMMIT");
+
+/// What `certinel --version` prints after the program name: `0.1.0 (0123456789ab)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CERTINEL_COMMIT"),
+    ")"
+);
+
 pub mod acme;
 pub mod cli;
 pub mod config;

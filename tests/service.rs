@@ -87,7 +87,12 @@ async fn metrics_report_live_endpoints_and_files_and_pass_promtool() {
         trusted.not_after.unix_timestamp() as f64
     );
     assert_eq!(value("certinel_config_last_reload_successful", ""), 1.0);
-    assert!(body.contains("certinel_build_info{version="));
+    let build_info = format!(
+        "certinel_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        certinel::COMMIT
+    );
+    assert!(body.contains(&build_info), "no {build_info} in:\n{body}");
 
     let (code, findings) = promtool_check(&body);
     assert!(

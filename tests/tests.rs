@@ -42,6 +42,9 @@ mod metric_labels;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a
 /// real Prometheus scraping a real certinel.
 mod monitoring;
+/// What a package ships beside the binary: bash, zsh and fish completions (a real bash
+/// loads them), man pages (a real groff renders them without warnings), `--version`.
+mod packaging;
 /// Probing live TLS endpoints end to end: handshake, chain facts, verification, failures.
 mod probe;
 /// Property tests: parsers and readers on arbitrary and damaged input never panic, hang or

@@ -8,6 +8,7 @@ pub mod check;
 pub mod config_check;
 pub mod inventory;
 pub mod logging;
+pub mod packaging;
 pub mod renew;
 pub mod revoke;
 pub mod run;
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// certinel keeps TLS certificates from expiring.
 #[derive(Debug, Parser)]
-#[command(name = "certinel", version, about, long_about = None)]
+#[command(name = "certinel", version = crate::VERSION, about, long_about = None)]
 pub struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -67,6 +68,18 @@ pub enum Command {
         #[command(subcommand)]
         command: account::AccountCommand,
     },
+    /// Print a shell completion script: `source <(certinel completions bash)`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: packaging::CompletionShell,
+    },
+    /// Write roff man pages for certinel and every subcommand into DIR (for packagers).
+    #[command(hide = true)]
+    Man {
+        /// The directory to write `certinel.1`, `certinel-check.1`, ... into.
+        dir: PathBuf,
+    },
 }
 
 /// `certinel config ...`
@@ -97,5 +110,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Revoke(args) => revoke::run(args, cli.log_format),
         Command::Inventory(args) => inventory::run(args),
         Command::Account { command } => account::run(command, cli.log_format),
+        Command::Completions { shell } => packaging::completions(shell),
+        Command::Man { dir } => packaging::man(&dir),
     }
 }

@@ -168,7 +168,7 @@ pub const FILE_READ_ERRORS: MetricDef = counter(
 /// Build information.
 pub const BUILD_INFO: MetricDef = gauge(
     "certinel_build_info",
-    "Always 1; the label names the certinel version.",
+    "Always 1; the labels name the certinel version and the git commit it was built from.",
 );
 /// When the configuration was last loaded successfully.
 pub const CONFIG_LAST_RELOAD_SUCCESS: MetricDef = gauge(

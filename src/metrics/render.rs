@@ -49,6 +49,12 @@ pub struct ReloadStatus {
     pub last_successful: bool,
 }
 
+/// The labels of `certinel_build_info`: the package version and the git commit.
+const BUILD_INFO_LABELS: &[(&str, &str)] = &[
+    ("version", env!("CARGO_PKG_VERSION")),
+    ("commit", crate::COMMIT),
+];
+
 /// A snapshot that could not be encoded (a bug: every family rendered has samples).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode metrics: {0}")]
@@ -57,11 +63,7 @@ pub struct RenderError(#[from] prometheus::Error);
 /// The `/metrics` body for `snapshot` at scrape time `now`.
 pub fn render_snapshot(snapshot: &Snapshot, now: OffsetDateTime) -> Result<String, RenderError> {
     let mut families = Families::default();
-    families.push(
-        names::BUILD_INFO,
-        &[("version", env!("CARGO_PKG_VERSION"))],
-        1.0,
-    );
+    families.push(names::BUILD_INFO, BUILD_INFO_LABELS, 1.0);
     if let Some(at) = snapshot.reload.last_success {
         families.push(names::CONFIG_LAST_RELOAD_SUCCESS, &[], timestamp(at));
     }
@@ -100,11 +102,7 @@ pub fn render_targets(
     now: OffsetDateTime,
 ) -> Result<String, RenderError> {
     let mut families = Families::default();
-    families.push(
-        names::BUILD_INFO,
-        &[("version", env!("CARGO_PKG_VERSION"))],
-        1.0,
-    );
+    families.push(names::BUILD_INFO, BUILD_INFO_LABELS, 1.0);
     for report in endpoints {
         push_endpoint(&mut families, report, now);
     }

@@ -166,8 +166,9 @@ fn healthy_endpoint_renders_expiry_chain_and_identity_gauges() {
             "certinel_config_last_reload_success_timestamp_seconds 1767139200",
             "certinel_config_last_reload_successful 1",
             &format!(
-                "certinel_build_info{{version=\"{}\"}} 1",
-                env!("CARGO_PKG_VERSION")
+                "certinel_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                crate::COMMIT
             ),
         ],
     );
