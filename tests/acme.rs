@@ -86,6 +86,21 @@ pub(crate) fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpe
     }
 }
 
+/// Issues `names` with a `key` over `challenge` and checks the chain ([`check_issued`]);
+/// a failure panics with Pebble's log.
+pub(crate) async fn issue_and_check(
+    account: &AcmeAccount,
+    pebble: &Pebble,
+    names: &[&str],
+    key: KeyAlgorithm,
+    challenge: ChallengeSpec,
+) {
+    let issued = issue(account, &request(names, key, challenge.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{names:?} over {challenge:?}: {e}\n{}", pebble.log()));
+    check_issued(&issued, names);
+}
+
 /// Checks the chain: leaf first with exactly `names`, signed by the next certificate,
 /// and holding the public half of `key_pem`. Returns the leaf's validity in seconds.
 pub(crate) fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
@@ -204,17 +219,14 @@ async fn tls_alpn01_listener_issues_rsa2048_certificate() {
     let state = tempfile::tempdir().unwrap();
     let account = account(&pebble, state.path()).await;
     let names = ["alpn.certinel.test"];
-    let issued = issue(
+    issue_and_check(
         &account,
-        &request(
-            &names,
-            KeyAlgorithm::Rsa2048,
-            ChallengeSpec::TlsAlpn01Listen(pebble.tls_addr()),
-        ),
+        &pebble,
+        &names,
+        KeyAlgorithm::Rsa2048,
+        ChallengeSpec::TlsAlpn01Listen(pebble.tls_addr()),
     )
-    .await
-    .unwrap_or_else(|e| panic!("issue: {e}\n{}", pebble.log()));
-    check_issued(&issued, &names);
+    .await;
 }
 
 #[tokio::test]
@@ -224,17 +236,14 @@ async fn every_key_type_is_issued_over_http01() {
     let account = account(&pebble, state.path()).await;
     for key in KeyAlgorithm::ALL {
         let name = format!("{key}.certinel.test");
-        let issued = issue(
+        issue_and_check(
             &account,
-            &request(
-                &[&name],
-                key,
-                ChallengeSpec::Http01Listen(pebble.http_addr()),
-            ),
+            &pebble,
+            &[&name],
+            key,
+            ChallengeSpec::Http01Listen(pebble.http_addr()),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{key}: {e}\n{}", pebble.log()));
-        check_issued(&issued, &[&name]);
+        .await;
     }
 }
 
@@ -247,13 +256,14 @@ async fn ip_identifiers_are_issued_over_http01_and_tls_alpn01() {
         ChallengeSpec::Http01Listen(pebble.http_addr()),
         ChallengeSpec::TlsAlpn01Listen(pebble.tls_addr()),
     ] {
-        let issued = issue(
+        issue_and_check(
             &account,
-            &request(&["127.0.0.1"], KeyAlgorithm::EcdsaP384, challenge.clone()),
+            &pebble,
+            &["127.0.0.1"],
+            KeyAlgorithm::EcdsaP384,
+            challenge.clone(),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{challenge:?}: {e}\n{}", pebble.log()));
-        check_issued(&issued, &["127.0.0.1"]);
+        .await;
     }
 }
 
@@ -271,13 +281,14 @@ async fn ipv6_loopback_identifier_is_issued_over_http01_and_tls_alpn01() {
         ChallengeSpec::Http01Listen(on_ipv6(pebble.http_addr())),
         ChallengeSpec::TlsAlpn01Listen(on_ipv6(pebble.tls_addr())),
     ] {
-        let issued = issue(
+        issue_and_check(
             &account,
-            &request(&["::1"], KeyAlgorithm::EcdsaP256, challenge.clone()),
+            &pebble,
+            &["::1"],
+            KeyAlgorithm::EcdsaP256,
+            challenge.clone(),
         )
-        .await
-        .unwrap_or_else(|e| panic!("{challenge:?}: {e}\n{}", pebble.log()));
-        check_issued(&issued, &["::1"]);
+        .await;
     }
 }
 
@@ -316,17 +327,14 @@ async fn webroot_http01_files_are_served_by_another_server_and_removed_afterward
     let served = serve_webroot(pebble.http_addr(), webroot.path().to_owned()).await;
     let account = account(&pebble, state.path()).await;
     let names = ["static.certinel.test"];
-    let issued = issue(
+    issue_and_check(
         &account,
-        &request(
-            &names,
-            KeyAlgorithm::EcdsaP256,
-            ChallengeSpec::Http01Webroot(webroot.path().to_owned()),
-        ),
+        &pebble,
+        &names,
+        KeyAlgorithm::EcdsaP256,
+        ChallengeSpec::Http01Webroot(webroot.path().to_owned()),
     )
-    .await
-    .unwrap_or_else(|e| panic!("issue: {e}\n{}", pebble.log()));
-    check_issued(&issued, &names);
+    .await;
     assert!(
         !served.lock().unwrap().is_empty(),
         "the validator fetched from the webroot"
@@ -432,17 +440,14 @@ async fn eab_is_required_by_pebble_and_accepted_with_its_example_keys() {
         .unwrap_or_else(|e| panic!("EAB account: {e}\n{}", pebble.log()));
     assert!(account.was_created());
     let names = ["eab.certinel.test"];
-    let issued = issue(
+    issue_and_check(
         &account,
-        &request(
-            &names,
-            KeyAlgorithm::EcdsaP256,
-            ChallengeSpec::Http01Listen(pebble.http_addr()),
-        ),
+        &pebble,
+        &names,
+        KeyAlgorithm::EcdsaP256,
+        ChallengeSpec::Http01Listen(pebble.http_addr()),
     )
-    .await
-    .unwrap_or_else(|e| panic!("issue: {e}\n{}", pebble.log()));
-    check_issued(&issued, &names);
+    .await;
 }
 
 #[tokio::test]
@@ -456,17 +461,14 @@ async fn thirty_percent_rejected_nonces_still_issue() {
     let account = account(&pebble, state.path()).await;
     for round in 0..3 {
         let name = format!("nonce{round}.certinel.test");
-        let issued = issue(
+        issue_and_check(
             &account,
-            &request(
-                &[&name],
-                KeyAlgorithm::EcdsaP256,
-                ChallengeSpec::Http01Listen(pebble.http_addr()),
-            ),
+            &pebble,
+            &[&name],
+            KeyAlgorithm::EcdsaP256,
+            ChallengeSpec::Http01Listen(pebble.http_addr()),
         )
-        .await
-        .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", pebble.log()));
-        check_issued(&issued, &[&name]);
+        .await;
     }
 }
 

@@ -9,7 +9,7 @@ use certinel::acme::{
     load_or_create_account,
 };
 
-use crate::acme::{Recorder, check_issued, request, settings};
+use crate::acme::{Recorder, check_issued, issue_and_check, request, settings};
 use crate::common::knot::Knot;
 use crate::common::pebble::{Pebble, PebbleOptions};
 
@@ -49,17 +49,14 @@ async fn names_whose_caa_allows_the_ca_are_issued() {
     // An explicit record, one that climbs to the apex, and a non-wildcard name whose
     // issuewild names another CA.
     let names = ["allowed.caa.test", "host.allowed.caa.test", "wild.caa.test"];
-    let issued = issue(
+    issue_and_check(
         &account,
-        &request(
-            &names,
-            KeyAlgorithm::EcdsaP256,
-            ChallengeSpec::Http01Listen(pebble.http_addr()),
-        ),
+        &pebble,
+        &names,
+        KeyAlgorithm::EcdsaP256,
+        ChallengeSpec::Http01Listen(pebble.http_addr()),
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", pebble.log()));
-    check_issued(&issued, &names);
+    .await;
     assert_eq!(recorder.count("new_order"), 1);
 }
 
@@ -110,13 +107,14 @@ async fn the_preflight_is_skipped_without_issuer_domains_and_a_dead_resolver_doe
         .await
         .unwrap();
     let unchecked = ["denied.caa.test"];
-    let issued = issue(
+    issue_and_check(
         &account,
-        &request(&unchecked, KeyAlgorithm::EcdsaP256, http01.clone()),
+        &pebble,
+        &unchecked,
+        KeyAlgorithm::EcdsaP256,
+        http01.clone(),
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", pebble.log()));
-    check_issued(&issued, &unchecked);
+    .await;
 
     // A resolver that does not answer: the preflight warns and the CA decides.
     let dead = knot.addr;
