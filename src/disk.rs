@@ -170,7 +170,10 @@ fn temp_path(path: &Path) -> Result<PathBuf, DiskError> {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"),
         )
     })?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // The counter keeps names unique within the process; the random part keeps a restarted
+    // process with the same pid (pid 1 in a container) from meeting a file its predecessor
+    // left behind when it was killed mid-write.
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) ^ (rand::random::<u64>() << 20);
     let temp = format!(".{}.tmp.{}.{n}", name.to_string_lossy(), std::process::id());
     Ok(path.with_file_name(temp))
 }

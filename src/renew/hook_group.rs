@@ -75,17 +75,27 @@ fn identify(pid: u32) -> Option<HookGroup> {
 
 /// Stops with SIGKILL every process group that is still the recorded command's. Returns
 /// how many groups it signalled.
+///
+/// Only the command's own group is stopped: a daemon it started in a session of its own
+/// (`setsid`, an init script) inherited `CERTINEL_HOOK_ID` too, but it is the deploy's
+/// result, not the command. When the group was not recorded yet (a crash right after the
+/// id was), every group carrying the id is stopped: nothing had time to daemonise.
 pub(crate) fn stop(hook: &HookProcess) -> usize {
+    let carrying = groups_carrying(&format!("CERTINEL_HOOK_ID={}", hook.id));
     let mut groups = BTreeSet::new();
-    if let Some(group) = hook.group {
-        let leader = u32::try_from(group.pgid).ok().and_then(read_stat);
-        if leader
-            .is_some_and(|stat| stat.pgrp == group.pgid && stat.start_ticks == group.start_ticks)
-        {
-            groups.insert(group.pgid);
+    match hook.group {
+        Some(group) => {
+            let leader = u32::try_from(group.pgid).ok().and_then(read_stat);
+            let leader_is_ours = leader.is_some_and(|stat| {
+                stat.pgrp == group.pgid && stat.start_ticks == group.start_ticks
+            });
+            // With its leader gone, members still carrying the id prove the group is ours.
+            if leader_is_ours || carrying.contains(&group.pgid) {
+                groups.insert(group.pgid);
+            }
         }
+        None => groups.extend(carrying),
     }
-    groups.extend(groups_carrying(&format!("CERTINEL_HOOK_ID={}", hook.id)));
     groups
         .into_iter()
         .filter_map(Pid::from_raw)
@@ -180,9 +190,21 @@ mod tests {
     /// Starts `sh -c script` in its own group with `CERTINEL_HOOK_ID=id`; waits until the
     /// pid it backgrounded is written to `pid_file`.
     async fn spawn_hook(id: &str, pid_file: &Path) -> (tokio::process::Child, u32) {
+        spawn_hook_with(id, pid_file, "").await
+    }
+
+    /// [`spawn_hook`], running `before` first.
+    async fn spawn_hook_with(
+        id: &str,
+        pid_file: &Path,
+        before: &str,
+    ) -> (tokio::process::Child, u32) {
         let child = tokio::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("sleep 30 & echo $! > {}; wait", pid_file.display()))
+            .arg(format!(
+                "{before}sleep 30 & echo $! > {}; wait",
+                pid_file.display()
+            ))
             .env("CERTINEL_HOOK_ID", id)
             .process_group(0)
             .kill_on_drop(true)
@@ -242,5 +264,37 @@ mod tests {
         assert_eq!(stop(&hook), 1);
         child.wait().await.unwrap();
         assert_gone(background).await;
+    }
+
+    #[tokio::test]
+    async fn a_daemon_the_command_started_in_a_session_of_its_own_is_left_running() {
+        // A deploy command that restarts a daemon (`setsid`, an init script) leaves it in
+        // another process group; it inherited CERTINEL_HOOK_ID but is not the command's.
+        let dir = tempfile::tempdir().unwrap();
+        let daemon_file = dir.path().join("daemon");
+        let before = format!("setsid sleep 60 & echo $! > {}; ", daemon_file.display());
+        let (mut child, background) = spawn_hook_with("c3", &dir.path().join("pid"), &before).await;
+        let daemon: u32 = loop {
+            if let Some(pid) = fs::read_to_string(&daemon_file)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+            {
+                break pid;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let hook = HookProcess {
+            id: "c3".into(),
+            group: identify(child.id().unwrap()),
+        };
+        assert_eq!(stop(&hook), 1, "only the command's own group");
+        child.wait().await.unwrap();
+        assert_gone(background).await;
+        let alive = !gone(daemon);
+        let _ = rustix::process::kill_process(
+            Pid::from_raw(i32::try_from(daemon).unwrap()).unwrap(),
+            Signal::KILL,
+        );
+        assert!(alive, "the daemon in its own session was killed");
     }
 }

@@ -110,6 +110,9 @@ impl<'a> Run<'a> {
         match recovery.next {
             NextStep::Idle => {}
             NextStep::ResumeOrder { order_url } => {
+                // An order kept across a rate limit or a server error waits for the CA's
+                // Retry-After like a new one would.
+                self.check_ca_gate()?;
                 let account = self.account().await?;
                 return self.issue_and_roll_out(&account, order_url).await;
             }
@@ -221,15 +224,26 @@ impl<'a> Run<'a> {
             created_at: self.event_time(),
             source: account.directory().to_owned(),
         };
-        let meta = self
-            .store
-            .stage_pending(
-                self.name(),
-                &issued.key_pem,
-                &issued.cert_chain_pem,
-                &origin,
-            )
-            .map_err(|e| self.store_error(e))?;
+        let staged = self.store.stage_pending(
+            self.name(),
+            &issued.key_pem,
+            &issued.cert_chain_pem,
+            &origin,
+        );
+        let meta = match staged {
+            Ok(meta) => meta,
+            Err(source) => {
+                // A certificate that cannot be stored (it does not match the saved key, it
+                // does not parse, the disk failed) must not be downloaded again and again:
+                // the order is given up and the next attempt orders anew.
+                let error = self.store_error(source);
+                self.record(Step::Abandon, None, None, Some(&error));
+                self.store
+                    .finish(self.name())
+                    .map_err(|e| self.store_error(e))?;
+                return Err(self.count_failure(error));
+            }
+        };
         self.store
             .advance(self.name(), Stage::Pending, meta.version)
             .map_err(|e| self.store_error(e))?;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    AcmeAccount, Handle, StoredAccount, account_file_name, disk_to_io, load_or_create_account,
+    AcmeAccount, Handle, StoredAccount, account_file_name, load_or_create_account,
     write_private_file,
 };
 use crate::acme::error::retry_bad_nonce;
@@ -85,8 +85,23 @@ impl AcmeAccount {
         let json = serde_json::to_vec_pretty(&stored)
             .map_err(|error| file_error(std::io::Error::other(error)))?;
         let account_dir = self.credentials_path.parent().unwrap_or(Path::new("."));
-        write_private_file(account_dir, &self.credentials_path, &json)
-            .map_err(|error| file_error(disk_to_io(error)))?;
+        if let Err(error) = write_private_file(account_dir, &self.credentials_path, &json) {
+            // The CA already answers only to the new key: losing it loses the account. Try
+            // a file beside the old one before giving up, and say where it is.
+            let beside = self.credentials_path.with_extension("json.rollover");
+            let saved = match write_private_file(account_dir, &beside, &json) {
+                Ok(()) => format!("saved in {} instead; move it over", beside.display()),
+                Err(_) => "not saved anywhere: register a new account".to_owned(),
+            };
+            let message = format!(
+                "the CA switched to the new key, but {}: {error}; the new key is {saved}",
+                self.credentials_path.display()
+            );
+            return Err(file_error(std::io::Error::new(
+                error.source.kind(),
+                message,
+            )));
+        }
         let new_thumbprint = account.key_thumbprint().to_owned();
         let knows_renewal_info = self.read_handle().knows_renewal_info;
         *self

@@ -70,6 +70,8 @@ impl Standalone {
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once by one listener; more are closed as soon as they are accepted.
 const MAX_CONNECTIONS: usize = 64;
+/// How long the accept loop waits after a failed accept.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves the answers until `stop`, then drops every connection still open: once this
 /// order's validation is over nothing on them is needed, and a slow client must not keep a
@@ -91,7 +93,10 @@ async fn serve(listener: TcpListener, answers: Arc<Answers<String>>, stop: Cance
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
+                    // Out of descriptors (EMFILE) fails again at once: pause instead of
+                    // spinning a core for the whole validation.
                     tracing::debug!(%error, "http-01 responder: accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             },

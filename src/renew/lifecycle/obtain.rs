@@ -37,8 +37,14 @@ impl Run<'_> {
             Some(url) => (url, saved_key),
             None => {
                 let url = self.place(account, request).await?;
-                // A new order is never finalized yet: it comes back ready.
-                prepare_order(account, &url, request).await?;
+                // A new order needs our CSR. One that comes back finalized (a CA handing out
+                // an existing order) holds a certificate for a key we do not have.
+                if prepare_order(account, &url, request).await? == OrderProgress::Finalized {
+                    return Err(AcmeError::OrderUnusable {
+                        url,
+                        status: "already finalized when placed".to_owned(),
+                    });
+                }
                 (url, None)
             }
         };
