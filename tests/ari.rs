@@ -9,7 +9,7 @@ use certinel::store::CertStore;
 use time::{Duration, OffsetDateTime};
 
 use crate::common::ari_front::{AriFront, AriReply};
-use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::common::pebble::Pebble;
 
 /// Pebble issues 30-day certificates: the default rule renews 10 days before expiry.
 const VALIDITY_SECONDS: u64 = 30 * 86_400;
@@ -75,14 +75,6 @@ impl Setup {
     }
 }
 
-async fn pebble() -> Pebble {
-    Pebble::start(PebbleOptions {
-        validity_seconds: Some(VALIDITY_SECONDS),
-        ..PebbleOptions::default()
-    })
-    .await
-}
-
 /// Issues the first certificate (nothing to ask ARI about yet) and returns its serial.
 async fn issue_first(renewer: &Renewer, pebble: &Pebble, now: OffsetDateTime) -> String {
     match renewer.renew("api", RenewOptions::default(), now).await {
@@ -110,7 +102,7 @@ fn seconds(t: OffsetDateTime) -> i64 {
 
 #[tokio::test]
 async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();
@@ -187,7 +179,7 @@ async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing(
 
 #[tokio::test]
 async fn a_window_moved_earlier_renews_at_once_with_replaces_for_the_old_certificate() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();
@@ -230,7 +222,7 @@ async fn a_window_moved_earlier_renews_at_once_with_replaces_for_the_old_certifi
 
 #[tokio::test]
 async fn without_renewal_info_the_renew_before_rule_decides_and_no_replaces_is_sent() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, false, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();
@@ -286,7 +278,7 @@ async fn without_renewal_info_the_renew_before_rule_decides_and_no_replaces_is_s
 
 #[tokio::test]
 async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();
@@ -348,7 +340,7 @@ async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
 
 #[tokio::test]
 async fn an_advertised_profile_is_sent_on_the_order() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(
         &pebble,
         true,
@@ -379,7 +371,7 @@ async fn an_advertised_profile_is_sent_on_the_order() {
 
 #[tokio::test]
 async fn a_profile_the_directory_does_not_advertise_fails_before_any_order() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[("classic", "90 days")]).await;
     let setup = Setup::new(
         &front.directory_url,
@@ -425,7 +417,7 @@ async fn a_profile_the_directory_does_not_advertise_fails_before_any_order() {
 
 #[tokio::test]
 async fn an_order_refused_as_already_replaced_is_placed_again_once_without_replaces() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();
@@ -444,7 +436,7 @@ async fn an_order_refused_as_already_replaced_is_placed_again_once_without_repla
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[]).await;
     let setup = Setup::new(&pebble.directory_url, &front.ca_file, &pebble, None);
     let now = OffsetDateTime::now_utc();
@@ -477,7 +469,7 @@ async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
 
 #[tokio::test]
 async fn an_expired_certificate_is_renewed_without_asking_for_renewal_information() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();
@@ -501,7 +493,7 @@ async fn an_expired_certificate_is_renewed_without_asking_for_renewal_informatio
 
 #[tokio::test]
 async fn a_ca_that_starts_offering_renewal_information_gets_replaces_without_a_restart() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, false, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();
@@ -521,7 +513,7 @@ async fn a_ca_that_starts_offering_renewal_information_gets_replaces_without_a_r
 
 #[tokio::test]
 async fn the_explanation_url_of_the_window_is_kept_and_shown_in_status() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();
@@ -547,7 +539,7 @@ async fn the_explanation_url_of_the_window_is_kept_and_shown_in_status() {
 
 #[tokio::test]
 async fn a_ca_that_does_not_echo_replaces_gets_no_second_order_and_no_more_replaces() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
     let front = AriFront::start(&pebble, true, &[]).await;
     let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
     let renewer = setup.renewer();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use certinel::renew::{Clock, RenewOptions, RenewOutcome, Renewer};
 use time::{Duration, OffsetDateTime};
 
-use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::common::pebble::Pebble;
 
 /// A clock that moves one minute forward every time it is read.
 struct MinutePerRead(Mutex<OffsetDateTime>);
@@ -56,17 +56,9 @@ fn stamped_steps(state_dir: &Path) -> Vec<(String, OffsetDateTime)> {
         .collect()
 }
 
-async fn pebble() -> Pebble {
-    Pebble::start(PebbleOptions {
-        validity_seconds: Some(3600),
-        ..PebbleOptions::default()
-    })
-    .await
-}
-
 #[tokio::test]
 async fn each_audit_line_carries_the_injected_clock_at_its_step() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let config = certinel::config::load(&write_config(dir.path(), &pebble, &[])).unwrap();
     let run_now = OffsetDateTime::now_utc();
@@ -98,7 +90,7 @@ async fn each_audit_line_carries_the_injected_clock_at_its_step() {
 
 #[tokio::test]
 async fn audit_lines_of_one_renewal_are_stamped_when_each_step_happened() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &pebble, &["sleep 1.2"]);
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))

@@ -138,11 +138,7 @@ fn assert_settled(state_dir: &Path, name: &str) {
 
 #[tokio::test]
 async fn renew_killed_at_every_step_boundary_resumes_without_a_second_order() {
-    let pebble = Pebble::start(PebbleOptions {
-        validity_seconds: Some(3600),
-        ..PebbleOptions::default()
-    })
-    .await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("certinel.log");
     let state_dir = dir.path().join("state");
@@ -220,11 +216,7 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn a_deploy_command_left_by_a_killed_renew_is_stopped_before_the_next_deploy() {
-    let pebble = Pebble::start(PebbleOptions {
-        validity_seconds: Some(3600),
-        ..PebbleOptions::default()
-    })
-    .await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("certinel.log");
     let pid_file = dir.path().join("hook.pid");

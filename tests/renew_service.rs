@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use certinel::renew::RenewalLock;
 
-use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::common::pebble::Pebble;
 use crate::common::service::Service;
 
 /// Writes a configuration with one http-01 certificate `api` into `dir`; returns its path
@@ -27,17 +27,9 @@ fn write_config(dir: &Path, pebble: &Pebble, deploy: &[&str]) -> (PathBuf, PathB
     (config, state_dir)
 }
 
-async fn pebble() -> Pebble {
-    Pebble::start(PebbleOptions {
-        validity_seconds: Some(3600),
-        ..PebbleOptions::default()
-    })
-    .await
-}
-
 #[tokio::test]
 async fn run_issues_a_missing_certificate_at_start() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let (config, state_dir) = write_config(dir.path(), &pebble, &[]);
 
@@ -52,7 +44,7 @@ async fn run_issues_a_missing_certificate_at_start() {
 
 #[tokio::test]
 async fn renew_cli_reports_renewal_in_progress_while_the_lock_is_held() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let (config, state_dir) = write_config(dir.path(), &pebble, &[]);
 
@@ -94,7 +86,7 @@ fn steps(state_dir: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn renew_killed_during_its_deploy_hook_resumes_without_a_second_order() {
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("hook-started");
     let hook = format!("touch {} && sleep 30", marker.display());
@@ -181,7 +173,7 @@ async fn run_issues_five_certificates_sharing_one_http01_listener_concurrently()
     use crate::common::service::{get, sample};
 
     const CERTIFICATES: usize = 5;
-    let pebble = pebble().await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_shared_listen_config(dir.path(), &pebble, CERTIFICATES);
     let config = certinel::config::load(&config).expect("test configuration loads");

@@ -170,6 +170,15 @@ impl Pebble {
         String::from_utf8(body).expect("PEM is UTF-8")
     }
 
+    /// Starts Pebble with default options but certificates that live `seconds`.
+    pub async fn start_with_validity(seconds: u64) -> Pebble {
+        Pebble::start(PebbleOptions {
+            validity_seconds: Some(seconds),
+            ..PebbleOptions::default()
+        })
+        .await
+    }
+
     /// Starts Pebble and its DNS server; picks new ports and tries again if one was taken
     /// between choosing it and Pebble binding it.
     pub async fn start(options: PebbleOptions) -> Pebble {
