@@ -39,8 +39,6 @@ pub struct AcmeAccount {
     /// Set when the CA created an order without echoing `replaces`: no more `replaces` to
     /// it while the process runs.
     replaces_refused: Arc<AtomicBool>,
-    /// Serializes newOrder, so the `Location` the client saw belongs to this call's order.
-    new_order_lock: Arc<tokio::sync::Mutex<()>>,
     directory: String,
     credentials_path: PathBuf,
     created: bool,
@@ -106,10 +104,6 @@ impl AcmeAccount {
     /// No more `replaces` to this CA while the process runs.
     pub(crate) fn stop_sending_replaces(&self) {
         self.replaces_refused.store(true, Ordering::Relaxed);
-    }
-
-    pub(crate) fn new_order_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.new_order_lock
     }
 
     /// Rebuilds instant-acme's account when the directory fetched last advertises
@@ -285,7 +279,6 @@ fn assemble(
         credentials: Arc::new(credentials),
         client,
         replaces_refused: Arc::new(AtomicBool::new(false)),
-        new_order_lock: Arc::new(tokio::sync::Mutex::new(())),
         directory: settings.directory.clone(),
         credentials_path,
         created,

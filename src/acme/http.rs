@@ -27,8 +27,11 @@ use crate::acme::ari::DirectoryFacts;
 use crate::acme::retry::{self, AttemptOutcome, RetryDecision, RetryPolicy};
 
 mod capped;
+pub(crate) mod exchange;
 
 pub use capped::{BodyTooLarge, MAX_BODY_BYTES};
+
+use exchange::ResponseFacts;
 
 /// Receives one call per HTTP request sent to the CA, retries included.
 pub trait AcmeObserver: Send + Sync + 'static {
@@ -160,14 +163,10 @@ struct Shared {
     known_urls: Mutex<HashMap<String, &'static str>>,
     /// What the last directory document advertised.
     facts: Mutex<DirectoryFacts>,
-    /// CA time minus local time in seconds, from the last response's `Date` header.
+    /// CA time minus local time in seconds, from the latest answer with a `Date` header:
+    /// a fact about the CA (the clock-skew gauge), copied from each request's
+    /// [`ResponseFacts`] after the request returned. The order code never reads it.
     clock_skew: Mutex<Option<f64>>,
-    /// When the CA's last error response (after retries) said to come back, from its
-    /// `Retry-After` header; taken by the next failed ACME call.
-    retry_after: Mutex<Option<time::OffsetDateTime>>,
-    /// The `Location` of the last newOrder answer: the order a CA created even when
-    /// instant-acme then refuses its answer.
-    last_new_order: Mutex<Option<String>>,
 }
 
 impl InstrumentedClient {
@@ -189,8 +188,6 @@ impl InstrumentedClient {
                 known_urls: Mutex::new(known),
                 facts: Mutex::new(DirectoryFacts::default()),
                 clock_skew: Mutex::new(None),
-                retry_after: Mutex::new(None),
-                last_new_order: Mutex::new(None),
             }),
         }
     }
@@ -200,22 +197,9 @@ impl InstrumentedClient {
         lock(&self.shared.facts).clone()
     }
 
-    /// CA time minus local time in seconds, from the last response's `Date` header.
+    /// CA time minus local time in seconds, from the latest response's `Date` header.
     pub(crate) fn clock_skew(&self) -> Option<f64> {
         *lock(&self.shared.clock_skew)
-    }
-
-    /// When the CA's last error response asked to be left alone until, if it did; the
-    /// value is handed out once. Several renewals share one client, so a value could in
-    /// rare cases come from another certificate's request to the same CA, which is still
-    /// the CA asking this client to slow down.
-    pub(crate) fn take_retry_after(&self) -> Option<time::OffsetDateTime> {
-        lock(&self.shared.retry_after).take()
-    }
-
-    /// Takes the `Location` of the last newOrder answer (callers serialize newOrder).
-    pub(crate) fn take_new_order_location(&self) -> Option<String> {
-        lock(&self.shared.last_new_order).take()
     }
 }
 
@@ -242,15 +226,25 @@ impl HttpClient for InstrumentedClient {
         request: Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move { shared.send_with_retries(request).await })
+        Box::pin(async move {
+            let exchange = shared.send_with_retries(request).await;
+            if exchange.facts.clock_skew.is_some() {
+                *lock(&shared.clock_skew) = exchange.facts.clock_skew;
+            }
+            exchange::deliver(&exchange.facts);
+            exchange.result
+        })
     }
 }
 
+/// One request's outcome after retries, with what its answer said besides the body.
+struct Exchange {
+    result: Result<BytesResponse, instant_acme::Error>,
+    facts: ResponseFacts,
+}
+
 impl Shared {
-    async fn send_with_retries(
-        &self,
-        request: Request<BodyWrapper<Bytes>>,
-    ) -> Result<BytesResponse, instant_acme::Error> {
+    async fn send_with_retries(&self, request: Request<BodyWrapper<Bytes>>) -> Exchange {
         let (parts, body) = request.into_parts();
         // The body is an in-memory buffer: collecting it cannot fail and lets us resend it.
         let body = match body.collect().await {
@@ -259,6 +253,7 @@ impl Shared {
         };
         let url = parts.uri.to_string();
         let endpoint = self.endpoint(&url, parts.uri.path());
+        let mut facts = ResponseFacts::default();
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -287,12 +282,12 @@ impl Shared {
                         .and_then(|value| value.to_str().ok())
                         .and_then(|value| clock_skew_from_date(value, SystemTime::now()));
                     if skew.is_some() {
-                        *lock(&self.clock_skew) = skew;
+                        facts.clock_skew = skew;
                     }
                     self.observer
                         .request_done(endpoint, status.as_str(), elapsed);
                     if endpoint == "new_order" {
-                        *lock(&self.last_new_order) = response
+                        facts.new_order_location = response
                             .parts
                             .headers
                             .get(http::header::LOCATION)
@@ -316,10 +311,13 @@ impl Shared {
                     self.observer
                         .request_done(endpoint, status.as_str(), elapsed);
                     tracing::warn!(%url, limit = MAX_BODY_BYTES, "ACME response body too large");
-                    return Err(instant_acme::Error::Other(Box::new(BodyTooLarge::new(
-                        &url,
-                        MAX_BODY_BYTES,
-                    ))));
+                    return Exchange {
+                        result: Err(instant_acme::Error::Other(Box::new(BodyTooLarge::new(
+                            &url,
+                            MAX_BODY_BYTES,
+                        )))),
+                        facts,
+                    };
                 }
                 Ok(Err(AttemptError::Failed(error))) => {
                     self.observer.request_done(endpoint, "network", elapsed);
@@ -346,15 +344,16 @@ impl Shared {
                         if !(200..400).contains(&status) {
                             let until = time::OffsetDateTime::now_utc()
                                 + time::Duration::try_from(wait).unwrap_or(time::Duration::MAX);
-                            *lock(&self.retry_after) = Some(until);
+                            facts.retry_after = Some(until);
                         }
                     }
-                    return match result {
+                    let result = match result {
                         Ok(response) => Ok(self.finish(&url, response).await),
                         Err(message) => Err(instant_acme::Error::Other(Box::new(
                             TransportError::new(&url, attempts, message),
                         ))),
                     };
+                    return Exchange { result, facts };
                 }
             }
         }

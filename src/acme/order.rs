@@ -10,6 +10,7 @@ use instant_acme::{
 use tokio::time::Instant;
 
 use crate::acme::error::{BAD_NONCE_ROUNDS, is_bad_nonce, retry_bad_nonce};
+use crate::acme::http::exchange::recorded;
 use crate::acme::keys::{KeyAndCsr, generate_key_and_csr};
 use crate::acme::retry::poll_interval;
 use crate::acme::solvers::Responder;
@@ -20,7 +21,7 @@ use crate::acme::{AcmeAccount, AcmeError, Identifier, IssueRequest, Issued, Stag
 /// Authorizations the CA already considers valid are skipped. The challenge responder
 /// runs only while this call validates and is gone when it returns, success or not.
 pub async fn issue(account: &AcmeAccount, request: &IssueRequest) -> Result<Issued, AcmeError> {
-    with_retry_after(account, issue_order(account, request).await)
+    with_retry_after(issue_order(account, request)).await
 }
 
 async fn issue_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Issued, AcmeError> {
@@ -64,7 +65,7 @@ pub async fn place_order(
     account: &AcmeAccount,
     request: &IssueRequest,
 ) -> Result<String, AcmeError> {
-    with_retry_after(account, place(account, request).await)
+    with_retry_after(place(account, request)).await
 }
 
 async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, AcmeError> {
@@ -79,14 +80,13 @@ async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, 
     Ok(order.url().to_owned())
 }
 
-/// Gives a failure the `Retry-After` the CA sent with it. The moment is taken either way,
-/// so one left by an earlier, handled error never sticks to a later one.
-pub(super) fn with_retry_after<T>(
-    account: &AcmeAccount,
-    result: Result<T, AcmeError>,
+/// Runs one ACME operation and gives its failure the `Retry-After` the CA sent with an
+/// answer to this operation's own requests.
+pub(super) async fn with_retry_after<T>(
+    operation: impl Future<Output = Result<T, AcmeError>>,
 ) -> Result<T, AcmeError> {
-    let retry_after = account.http_client().take_retry_after();
-    result.map_err(|error| error.with_retry_after(retry_after))
+    let (result, facts) = recorded(operation).await;
+    result.map_err(|error| error.with_retry_after(facts.retry_after))
 }
 
 /// Creates the order (with profile and ARI `replaces` when asked for), once the CAA
@@ -108,12 +108,12 @@ async fn new_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Orde
     if let Some(replaces) = &request.replaces {
         new_order = new_order.replaces(parse_ari_id(replaces)?);
     }
-    let _one_new_order_at_a_time = account.new_order_lock().lock().await;
-    account.http_client().take_new_order_location();
-    match retry_bad_nonce!(account.acme().new_order(&new_order).await) {
+    let (created, facts) =
+        recorded(async { retry_bad_nonce!(account.acme().new_order(&new_order).await) }).await;
+    match created {
         Ok(order) => Ok(order),
         Err(error) if request.replaces.is_some() && is_replaces_mismatch(&error) => {
-            adopt_order_without_replaces(account, error).await
+            adopt_order_without_replaces(account, error, facts.new_order_location).await
         }
         Err(error) => Err(AcmeError::from_acme(Stage::Order, error)),
     }
@@ -132,9 +132,10 @@ fn is_replaces_mismatch(error: &instant_acme::Error) -> bool {
 async fn adopt_order_without_replaces(
     account: &AcmeAccount,
     error: instant_acme::Error,
+    created: Option<String>,
 ) -> Result<Order, AcmeError> {
     account.stop_sending_replaces();
-    let Some(url) = account.http_client().take_new_order_location() else {
+    let Some(url) = created else {
         return Err(AcmeError::from_acme(Stage::Order, error));
     };
     tracing::warn!(

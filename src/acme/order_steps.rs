@@ -33,7 +33,7 @@ pub async fn prepare_order(
     order_url: &str,
     request: &IssueRequest,
 ) -> Result<OrderProgress, AcmeError> {
-    with_retry_after(account, prepare(account, order_url, request).await)
+    with_retry_after(prepare(account, order_url, request)).await
 }
 
 async fn prepare(
@@ -76,10 +76,7 @@ pub async fn finalize_order(
     request: &IssueRequest,
     key_pem: &str,
 ) -> Result<(), AcmeError> {
-    with_retry_after(
-        account,
-        finalize(account, order_url, request, key_pem).await,
-    )
+    with_retry_after(finalize(account, order_url, request, key_pem)).await
 }
 
 async fn finalize(
@@ -101,7 +98,7 @@ async fn finalize(
 
 /// Waits until the finalized order at `order_url` is valid and downloads its chain.
 pub async fn download_order(account: &AcmeAccount, order_url: &str) -> Result<String, AcmeError> {
-    with_retry_after(account, download(account, order_url).await)
+    with_retry_after(download(account, order_url)).await
 }
 
 async fn download(account: &AcmeAccount, order_url: &str) -> Result<String, AcmeError> {

@@ -73,17 +73,17 @@ fn exchange(answer: Answer, url: &str) {
             .uri(url)
             .body(BodyWrapper::from(b"{}".to_vec()))
             .expect("a request");
-        if let Ok(mut response) = client.request(request).await {
+        let (answer, facts) = exchange::recorded(client.request(request)).await;
+        if let Ok(mut response) = answer {
             let body = response.body.into_bytes().await.unwrap_or_default();
             if let Ok(problem) = serde_json::from_slice::<instant_acme::Problem>(&body) {
                 let error = AcmeError::from_problem(Stage::Order, &problem)
-                    .with_retry_after(client.take_retry_after());
+                    .with_retry_after(facts.retry_after);
                 assert!(!error.to_string().is_empty());
                 let _ = (error.problem(), error.retry_after());
             }
         }
         let _ = (client.directory_facts(), client.clock_skew());
-        let _ = client.take_retry_after();
     });
 }
 

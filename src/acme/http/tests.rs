@@ -169,18 +169,18 @@ async fn a_final_error_with_retry_after_leaves_the_moment_for_the_acme_error() {
             .unwrap()
     };
     let before = time::OffsetDateTime::now_utc();
-    let response = client.request(request()).await.unwrap();
-    assert_eq!(response.parts.status, 429);
-    let until = client.take_retry_after().expect("the 429's Retry-After");
+    let (response, facts) = exchange::recorded(client.request(request())).await;
+    assert_eq!(response.unwrap().parts.status, 429);
+    let until = facts.retry_after.expect("the 429's Retry-After");
     let wait = until - before;
     assert!(
         wait >= time::Duration::seconds(3599) && wait <= time::Duration::seconds(3660),
         "{wait}"
     );
-    assert_eq!(client.take_retry_after(), None, "handed out once");
     // A Retry-After on a success (an order still processing) is a polling hint, not a limit.
-    client.request(request()).await.unwrap();
-    assert_eq!(client.take_retry_after(), None);
+    let (response, facts) = exchange::recorded(client.request(request())).await;
+    response.unwrap();
+    assert_eq!(facts.retry_after, None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -412,4 +412,53 @@ async fn a_ca_that_sends_headers_then_stalls_hits_the_request_timeout() {
 fn an_endless_ca_file_is_refused_without_reading_it_whole() {
     let error = load_roots(Some(Path::new("/dev/zero"))).unwrap_err();
     assert!(error.to_string().contains("larger than"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_reaches_only_the_operation_whose_request_got_it() {
+    let policy = RetryPolicy {
+        max_attempts: 1,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(8),
+        max_retry_after: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(5),
+    };
+    let scripted = Scripted {
+        script: Mutex::new(vec![Some((429, Some("3600"))), Some((500, None))].into()),
+    };
+    let client = InstrumentedClient::wrap(
+        Box::new(scripted),
+        "https://ca.test/dir",
+        policy,
+        Arc::new(NoopObserver),
+    );
+    let request = |path: &str| {
+        Request::builder()
+            .uri(format!("https://ca.test/acme/order/{path}"))
+            .body(BodyWrapper::from(b"{}".to_vec()))
+            .unwrap()
+    };
+    // Certificate A's request is rate limited; before A's order code looks, certificate
+    // B's request (on the same shared client) fails without any Retry-After.
+    let (a_gate, a_may_finish) = tokio::sync::oneshot::channel::<()>();
+    let (b_done, b_finished) = tokio::sync::oneshot::channel::<()>();
+    let renewal_a = exchange::recorded(async {
+        client.request(request("a")).await.unwrap();
+        a_may_finish.await.unwrap();
+    });
+    let renewal_b = async {
+        let ((), facts) = exchange::recorded(async {
+            client.request(request("b")).await.unwrap();
+        })
+        .await;
+        b_done.send(()).unwrap();
+        facts
+    };
+    let b_gate = async {
+        b_finished.await.unwrap();
+        a_gate.send(()).unwrap();
+    };
+    let (((), a_facts), b_facts, ()) = tokio::join!(renewal_a, renewal_b, b_gate);
+    assert_eq!(b_facts.retry_after, None, "B must not get A's Retry-After");
+    assert!(a_facts.retry_after.is_some(), "A keeps its own Retry-After");
 }
