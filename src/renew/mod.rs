@@ -40,7 +40,6 @@ mod dry_run;
 mod error;
 mod hook_group;
 mod lifecycle;
-mod lock;
 mod revoke;
 pub mod served;
 mod status;
@@ -65,7 +64,7 @@ pub use dry_run::{
     DryRunDirectory, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, dry_run_directory,
 };
 pub use error::RenewError;
-pub use lock::{LockError, RenewalLock};
+pub use crate::store::lock::{LockError, RenewalLock};
 pub use revoke::RevokeOutcome;
 pub use status::{CertificateStatus, reason_name};
 

@@ -22,6 +22,7 @@
 pub mod atomic;
 pub mod audit;
 pub mod inflight;
+pub mod lock;
 pub mod metadata;
 pub mod recovery;
 #[cfg(test)]
