@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use certinel::renew::RenewalLock;
+use certinel::store::{FsStore, Store};
 
 use crate::common::pebble::Pebble;
 use crate::common::service::Service;
@@ -48,7 +48,7 @@ async fn renew_cli_reports_renewal_in_progress_while_the_lock_is_held() {
     let dir = tempfile::tempdir().unwrap();
     let (config, state_dir) = write_config(dir.path(), &pebble, &[]);
 
-    let held = RenewalLock::try_acquire(&state_dir, "api").unwrap();
+    let held = FsStore::new(&state_dir).lock("api").unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
         .args(["renew", "api", "--config"])
         .arg(&config)

@@ -8,7 +8,7 @@ use crate::acme::{
     PreflightSettings, load_account,
 };
 use crate::renew::Renewer;
-use crate::store::{AuditEvent, AuditLog, Outcome, Step, StoreError};
+use crate::store::{AuditEvent, Outcome, Step, StoreError};
 
 /// Why an account change failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +116,8 @@ impl Renewer {
         result: &Result<T, AcmeError>,
         detail: Option<String>,
     ) -> Result<(), AccountAdminError> {
-        let audit = AuditLog::open(&self.state_dir.join("audit.jsonl"))
-            .map_err(AccountAdminError::Audit)?;
-        audit
-            .append(&AuditEvent {
+        self.store
+            .append_audit(&AuditEvent {
                 time: now,
                 certificate: String::new(),
                 version: None,

@@ -69,7 +69,7 @@ impl Run<'_> {
         let name = &self.certificate.name;
         let facts = {
             let (store, name) = (self.store.clone(), name.clone());
-            off_runtime(move || PlanFacts::read(&store, &name))
+            off_runtime(move || PlanFacts::read(&*store, &name))
                 .await
                 .map_err(|e| self.store_error(e))?
         };
@@ -81,13 +81,9 @@ impl Run<'_> {
             }
         }
         if schedule != facts.schedule {
-            let path = self
-                .store
-                .schedule_path(name)
-                .map_err(|e| self.store_error(e))?;
-            let saved = schedule.clone();
+            let (store, name, saved) = (self.store.clone(), name.clone(), schedule.clone());
             // The save fsyncs: keep it off the async workers.
-            off_runtime(move || state::save(&path, &saved))
+            off_runtime(move || state::save_to(&*store, &name, &saved))
                 .await
                 .map_err(|e| self.store_error(e))?;
         }

@@ -14,18 +14,18 @@ use rustix::process::{Pid, Signal, kill_process_group};
 
 use crate::hook::ProcessGroup;
 use crate::renew::deploy::HookTracker;
-use crate::store::{CertStore, HookGroup, HookProcess};
+use crate::store::{HookGroup, HookProcess, Store};
 
 /// Records each deploy command of one certificate in its in-flight record.
 pub(crate) struct Recorder<'a> {
-    store: &'a CertStore,
+    store: &'a dyn Store,
     name: &'a str,
     id: std::sync::Mutex<String>,
 }
 
 impl<'a> Recorder<'a> {
     /// Records into `name`'s in-flight record in `store`.
-    pub(crate) fn new(store: &'a CertStore, name: &'a str) -> Recorder<'a> {
+    pub(crate) fn new(store: &'a dyn Store, name: &'a str) -> Recorder<'a> {
         Recorder {
             store,
             name,

@@ -2,6 +2,8 @@
 //! begins. Around them: the account (`account.rs`), failure bookkeeping in the schedule
 //! state (`failure.rs`), rollbacks (`rollback.rs`) and the served check (`served_step.rs`).
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use crate::acme::{AcmeAccount, IssueRequest};
@@ -14,7 +16,7 @@ use crate::renew::{RenewError, RenewOutcome, Renewer};
 use crate::schedule::plan::ca_gate;
 use crate::schedule::state as schedule_state;
 use crate::store::{
-    AuditEvent, AuditLog, CertStore, NextStep, Origin, Outcome, Stage, Step, StoreError, VersionId,
+    AuditEvent, NextStep, Origin, Outcome, Stage, Step, Store, StoreError, VersionId,
     check_version, recover,
 };
 
@@ -31,8 +33,7 @@ pub(crate) use account::AccountCache;
 pub(crate) struct Run<'a> {
     pub(super) renewer: &'a Renewer,
     pub(super) certificate: &'a CertificateConfig,
-    pub(super) store: CertStore,
-    audit: AuditLog,
+    pub(super) store: Arc<dyn Store>,
     /// The moment the run decides with (what is due, what is expired).
     pub(super) now: OffsetDateTime,
     /// The moments its steps happen, for the audit log and the schedule state.
@@ -46,17 +47,10 @@ impl<'a> Run<'a> {
         certificate: &'a CertificateConfig,
         now: OffsetDateTime,
     ) -> Result<Run<'a>, RenewError> {
-        let store_error = |source| RenewError::Store {
-            name: certificate.name.clone(),
-            source,
-        };
-        let store = CertStore::open(&renewer.state_dir).map_err(store_error)?;
-        let audit = AuditLog::open(&renewer.state_dir.join("audit.jsonl")).map_err(store_error)?;
         Ok(Run {
             renewer,
             certificate,
-            store,
-            audit,
+            store: renewer.store.clone(),
             now,
             steps: StepClock::start(&*renewer.clock, now),
         })
@@ -166,11 +160,8 @@ impl<'a> Run<'a> {
     /// failed-authorization limit), whatever `--force` says. Not counted as a failure: no
     /// request was made.
     pub(crate) fn check_ca_gate(&self) -> Result<(), RenewError> {
-        let path = self
-            .store
-            .schedule_path(self.name())
+        let state = schedule_state::load_from(&*self.store, self.name())
             .map_err(|e| self.store_error(e))?;
-        let state = schedule_state::load(&path).map_err(|e| self.store_error(e))?;
         match ca_gate(self.now, &state, &self.certificate.dns_names()) {
             None => Ok(()),
             Some(gate) => {
@@ -406,7 +397,7 @@ impl<'a> Run<'a> {
             &self.certificate.deploy,
             &env,
             self.certificate.deploy_timeout,
-            &hook_group::Recorder::new(&self.store, self.name()),
+            &hook_group::Recorder::new(&*self.store, self.name()),
         )
         .await
     }
@@ -469,7 +460,10 @@ impl<'a> Run<'a> {
             error,
             detail,
         };
-        if let Err(e) = self.audit.append_stamped(event, || self.event_time()) {
+        if let Err(e) = self
+            .store
+            .append_audit_stamped(event, &|| self.event_time())
+        {
             tracing::error!(error = %e, "cannot write the audit log");
         }
     }

@@ -53,10 +53,11 @@ use tracing::Instrument;
 use crate::acme::{AcmeObserver, NoopObserver, RetryPolicy};
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::schedule::plan::Reason;
-use crate::store::VersionId;
+use crate::store::{FsStore, Store, VersionId};
 use dry_run::Scratch;
 
 pub use crate::hook::HookError;
+pub use crate::store::lock::{LockError, RenewalLock};
 pub use account_admin::AccountAdminError;
 pub use ari::CaFacts;
 pub use clock::{Clock, SystemClock};
@@ -64,7 +65,6 @@ pub use dry_run::{
     DryRunDirectory, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, dry_run_directory,
 };
 pub use error::RenewError;
-pub use crate::store::lock::{LockError, RenewalLock};
 pub use revoke::RevokeOutcome;
 pub use status::{CertificateStatus, reason_name};
 
@@ -117,6 +117,9 @@ pub struct RollbackOutcome {
 /// Renews the configured certificates. Cheap to build; the ACME account is loaded (or
 /// created) on first use and reused afterwards.
 pub struct Renewer {
+    /// Where every piece of state lives.
+    store: Arc<dyn Store>,
+    /// The state directory; only a dry run's kept accounts are found from it.
     state_dir: PathBuf,
     /// Where ACME account credentials live: `state_dir/acme/`, or for a dry run the kept
     /// `state_dir/dry-run/accounts/`.
@@ -136,6 +139,7 @@ impl Renewer {
     /// A renewer for the certificates of `config`, keeping state in `config.state_dir`.
     pub fn new(config: &Config) -> Renewer {
         Renewer {
+            store: Arc::new(FsStore::new(&config.state_dir)),
             state_dir: config.state_dir.clone(),
             account_dir: config.state_dir.join("acme"),
             acme: config.acme.clone(),
@@ -155,6 +159,12 @@ impl Renewer {
     /// [`renew`](Self::renew) plus the time `clock` says passed since the renewal began.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Renewer {
         self.clock = clock;
+        self
+    }
+
+    /// Keeps state in `store` instead of the configured state directory's files.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Renewer {
+        self.store = store;
         self
     }
 
@@ -232,6 +242,7 @@ impl Renewer {
         }
         let scratch = Scratch::create(&self.state_dir).map_err(RenewError::Scratch)?;
         let scratch_renewer = Renewer {
+            store: Arc::new(FsStore::new(&scratch.path)),
             state_dir: scratch.path.clone(),
             account_dir: scratch.accounts.clone(),
             acme: Some(AcmeConfig {
@@ -292,7 +303,7 @@ impl Renewer {
     }
 
     fn lock(&self, name: &str) -> Result<RenewalLock, RenewError> {
-        RenewalLock::try_acquire(&self.state_dir, name).map_err(|source| RenewError::Lock {
+        self.store.lock(name).map_err(|source| RenewError::Lock {
             name: name.to_owned(),
             source,
         })

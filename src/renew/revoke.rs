@@ -7,7 +7,7 @@ use tracing::Instrument;
 use crate::acme::{RevocationReason, revoke};
 use crate::renew::lifecycle::Run;
 use crate::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
-use crate::store::{CertStore, Step, StoreError, VersionState};
+use crate::store::{Step, StoreError, VersionState};
 
 /// What `revoke` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl Renewer {
                 name: name.to_owned(),
                 source,
             };
-            let store = CertStore::open(&self.state_dir).map_err(store_error)?;
+            let store = &self.store;
             let version = store
                 .current(name)
                 .map_err(store_error)?

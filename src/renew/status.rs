@@ -12,7 +12,7 @@ use crate::schedule::plan::{CurrentCert, Decision, PlanInput, Policy, Reason, pl
 use crate::schedule::state::{self, ScheduleState};
 use crate::store::metadata::{VersionMetadata, key_type_name, parse_key_type};
 use crate::store::verify::name_covered;
-use crate::store::{CertStore, StoreError, VersionId};
+use crate::store::{Store, StoreError, VersionId};
 
 /// Up to this share of the renew-before period is taken off at random per certificate,
 /// so a fleet does not renew at one instant.
@@ -102,14 +102,10 @@ pub fn reason_name(reason: Reason) -> &'static str {
 impl Renewer {
     /// The state of every configured certificate at `now`.
     pub fn status(&self, now: OffsetDateTime) -> Result<Vec<CertificateStatus>, RenewError> {
-        let store = CertStore::open(&self.state_dir).map_err(|source| RenewError::Store {
-            name: String::new(),
-            source,
-        })?;
         self.certificates
             .iter()
             .map(|certificate| {
-                one(&store, certificate, now, self.backoff_base).map_err(|source| {
+                one(&*self.store, certificate, now, self.backoff_base).map_err(|source| {
                     RenewError::Store {
                         name: certificate.name.clone(),
                         source,
@@ -130,13 +126,12 @@ impl Renewer {
             name: name.to_owned(),
             source,
         };
-        let store = CertStore::open(&self.state_dir).map_err(store_error)?;
-        one(&store, certificate, now, self.backoff_base).map_err(store_error)
+        one(&*self.store, certificate, now, self.backoff_base).map_err(store_error)
     }
 }
 
 fn one(
-    store: &CertStore,
+    store: &dyn Store,
     certificate: &CertificateConfig,
     now: OffsetDateTime,
     backoff_base: Duration,
@@ -220,12 +215,12 @@ pub(crate) struct PlanFacts {
 
 impl PlanFacts {
     /// Reads the current version and the schedule state of `name`; writes nothing.
-    pub(crate) fn read(store: &CertStore, name: &str) -> Result<PlanFacts, StoreError> {
+    pub(crate) fn read(store: &dyn Store, name: &str) -> Result<PlanFacts, StoreError> {
         let current = match store.current(name)? {
             Some(version) => Some(store.metadata(name, version)?),
             None => None,
         };
-        let schedule = state::load(&store.schedule_path(name)?)?;
+        let schedule = state::load_from(store, name)?;
         Ok(PlanFacts { current, schedule })
     }
 

@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::schedule::ari::AriState;
-use crate::store::StoreError;
 use crate::store::atomic::{MODE_PUBLIC, write_atomic};
 use crate::store::audit::redact_private_keys;
+use crate::store::{Store, StoreError};
 
 /// How long a failed authorization counts against an identifier's rate limit.
 pub const FAILED_AUTHORIZATION_WINDOW: Duration = Duration::HOUR;
@@ -127,6 +127,26 @@ impl ScheduleState {
             !times.is_empty()
         });
     }
+}
+
+/// Reads the state of certificate `name` from `store`; none saved yet is a fresh state.
+pub fn load_from(store: &dyn Store, name: &str) -> Result<ScheduleState, StoreError> {
+    match store.schedule_record(name)? {
+        Some(record) => serde_json::from_slice(&record.bytes).map_err(|source| StoreError::Json {
+            path: record.location,
+            source,
+        }),
+        None => Ok(ScheduleState::default()),
+    }
+}
+
+/// Saves the state of certificate `name` in `store`, replacing the old one at once.
+pub fn save_to(store: &dyn Store, name: &str, state: &ScheduleState) -> Result<(), StoreError> {
+    let json = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json {
+        path: PathBuf::from(name),
+        source,
+    })?;
+    store.save_schedule_record(name, &json)
 }
 
 /// Reads the state at `path`; a missing file is a fresh state.

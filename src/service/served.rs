@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::model::Config;
 use crate::renew::served::{Observation, Served, ServedProber};
-use crate::store::{CertStore, StoreError};
+use crate::store::{FsStore, Store, StoreError};
 
 /// How often the verify targets are re-probed: the default probe interval of an
 /// `[[endpoint]]`.
@@ -152,17 +152,16 @@ async fn drift_loop(
 /// The serial of the current version of each certificate in `names`, in order (`None`:
 /// no current version). Reads the store: call it on a blocking thread.
 fn current_serials(
-    state_dir: &std::path::Path,
+    cert_store: &dyn Store,
     names: Vec<String>,
-) -> Result<Vec<Result<Option<String>, StoreError>>, StoreError> {
-    let cert_store = CertStore::open(state_dir)?;
-    Ok(names
+) -> Vec<Result<Option<String>, StoreError>> {
+    names
         .iter()
         .map(|name| match cert_store.current(name)? {
             Some(version) => Ok(Some(cert_store.metadata(name, version)?.serial)),
             None => Ok(None),
         })
-        .collect())
+        .collect()
 }
 
 /// One round: probes the verify targets of every certificate of `config` that has a current
@@ -181,15 +180,11 @@ pub async fn check_once(config: &Config, store: &ServedStore) {
         }
     };
     let names: Vec<String> = checked.iter().map(|name| (*name).to_owned()).collect();
-    let state_dir = config.state_dir.clone();
+    let cert_store = FsStore::new(&config.state_dir);
     // The store is read on a blocking thread, off the async workers.
-    let read = tokio::task::spawn_blocking(move || current_serials(&state_dir, names)).await;
+    let read = tokio::task::spawn_blocking(move || current_serials(&cert_store, names)).await;
     let serials = match read {
-        Ok(Ok(serials)) => serials,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "served-certificate check skipped");
-            return;
-        }
+        Ok(serials) => serials,
         Err(error) => {
             tracing::warn!(%error, "served-certificate check skipped: reading the store failed");
             return;

@@ -7,14 +7,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::store::StoreError;
 use crate::store::metadata::VersionId;
 
 /// A renewal step as written to the audit log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     /// A renewal started.
@@ -46,7 +46,7 @@ pub enum Step {
 }
 
 /// Whether a step worked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// It worked.
@@ -56,7 +56,7 @@ pub enum Outcome {
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// When it happened (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
@@ -75,8 +75,42 @@ pub struct AuditEvent {
     pub error: Option<String>,
     /// What a successful step found, when it says more than the step itself (which
     /// endpoint served which serial). Left out of the line when empty.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// The audit log read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditHistory {
+    /// Every line that is an event, in file order.
+    pub events: Vec<AuditEvent>,
+    /// The numbers (from 1) of the lines that are not: a torn last line after a crash, or
+    /// a line written by a version of certinel that knew other steps.
+    pub unreadable_lines: Vec<usize>,
+}
+
+impl AuditHistory {
+    /// Reads the log at `path`; a log not written yet is empty.
+    pub fn read(path: &Path) -> Result<AuditHistory, StoreError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(StoreError::io("read", path, e)),
+        };
+        Ok(AuditHistory::parse(&text))
+    }
+
+    /// The events of a log's text, one JSON object per line.
+    pub fn parse(text: &str) -> AuditHistory {
+        let mut history = AuditHistory::default();
+        for (index, line) in text.lines().enumerate() {
+            match serde_json::from_str(line) {
+                Ok(event) => history.events.push(event),
+                Err(_) => history.unreadable_lines.push(index + 1),
+            }
+        }
+        history
+    }
 }
 
 /// An append-only audit log file. Appends from several tasks are serialised.
@@ -113,7 +147,7 @@ impl AuditLog {
     pub fn append_stamped(
         &self,
         mut event: AuditEvent,
-        stamp: impl FnOnce() -> OffsetDateTime,
+        stamp: &dyn Fn() -> OffsetDateTime,
     ) -> Result<(), StoreError> {
         static IN_TIME_ORDER: Mutex<()> = Mutex::new(());
         let _in_order = IN_TIME_ORDER.lock().unwrap_or_else(|p| p.into_inner());
@@ -196,6 +230,36 @@ mod tests {
         let second: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
         assert_eq!(second["outcome"], "error");
         assert_eq!(second["error"], "deploy command exited 1");
+    }
+
+    #[test]
+    fn every_line_written_reads_back_as_the_same_event_and_a_torn_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let with_detail = AuditEvent {
+            detail: Some("203.0.113.7:443 serves 0abc".into()),
+            ..event(None)
+        };
+        log.append(&with_detail).unwrap();
+        log.append(&event(Some("deploy command exited 1".into())))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"time\":\"2025-03-01T12:00:00Z\",\"certif")
+            .unwrap();
+        let history = AuditHistory::read(&path).unwrap();
+        assert_eq!(
+            history.events,
+            [with_detail, event(Some("deploy command exited 1".into()))]
+        );
+        assert_eq!(history.unreadable_lines, [3]);
+        assert_eq!(
+            AuditHistory::read(&dir.path().join("none.jsonl")).unwrap(),
+            AuditHistory::default()
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! One advisory lock file per certificate, so `certinel renew` and `certinel run` never
 //! renew (or roll back) the same certificate at once.
 //!
-//! The lock is `flock(2)` on `state_dir/locks/NAME.lock`: the kernel drops it when the
-//! holder exits, even after `kill -9`, so a crash never leaves a stale lock behind.
+//! [`crate::store::FsStore`]'s lock is `flock(2)` on `state_dir/locks/NAME.lock`: the
+//! kernel drops it when the holder exits, even after `kill -9`, so a crash never leaves a
+//! stale lock behind. Another backend holds something else (a lease) in a [`RenewalLock`].
 
-use std::fs::File;
+use std::any::Any;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -31,13 +32,21 @@ pub enum LockError {
 /// A held lock on one certificate, released when dropped.
 #[derive(Debug)]
 pub struct RenewalLock {
-    // The lock lives as long as this open file description; closing it releases the lock.
-    _file: File,
+    // The lock lives as long as this value (an open file description, a lease keeper);
+    // dropping it releases the lock.
+    _held: Box<dyn Any + Send + Sync>,
 }
 
 impl RenewalLock {
+    /// A lock that is held as long as `guard` lives.
+    pub fn holding(guard: impl Any + Send + Sync) -> RenewalLock {
+        RenewalLock {
+            _held: Box::new(guard),
+        }
+    }
+
     /// Takes the lock of certificate `name` under `state_dir` without waiting.
-    pub fn try_acquire(state_dir: &Path, name: &str) -> Result<RenewalLock, LockError> {
+    pub(crate) fn try_acquire(state_dir: &Path, name: &str) -> Result<RenewalLock, LockError> {
         let directory = state_dir.join("locks");
         let path = directory.join(format!("{name}.lock"));
         let io_error = |source: std::io::Error| LockError::Io {
@@ -53,7 +62,7 @@ impl RenewalLock {
             .open(&path)
             .map_err(io_error)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(RenewalLock { _file: file }),
+            Ok(()) => Ok(RenewalLock::holding(file)),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(LockError::Held),
             Err(errno) => Err(io_error(errno.into())),
         }

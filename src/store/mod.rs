@@ -21,6 +21,8 @@
 
 pub mod atomic;
 pub mod audit;
+pub mod backend;
+pub mod filesystem;
 pub mod inflight;
 pub mod lock;
 pub mod metadata;
@@ -34,8 +36,11 @@ pub mod versions;
 
 use std::path::PathBuf;
 
-pub use audit::{AuditEvent, AuditLog, Outcome, Step};
+pub use audit::{AuditEvent, AuditHistory, AuditLog, Outcome, Step};
+pub use backend::{Record, Store};
+pub use filesystem::FsStore;
 pub use inflight::{HookGroup, HookProcess, Inflight, SecretPem, Stage};
+pub use lock::{LockError, RenewalLock};
 pub use metadata::{Origin, VersionId, VersionMetadata, VersionState};
 pub use recovery::{DiskState, NextStep, Recovery, recover};
 pub use verify::{VerifyError, VersionFacts, check_pems, check_version};

@@ -75,18 +75,9 @@ impl Run<'_> {
         &self,
         change: impl FnOnce(&mut ScheduleState, OffsetDateTime),
     ) -> Result<(), StoreError> {
-        let path = self.store.schedule_path(self.name())?;
-        // A failure before `begin` (the account) may come before the directory exists.
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-                action: "create",
-                path: dir.to_owned(),
-                source: e,
-            })?;
-        }
-        let mut state = schedule_state::load(&path)?;
+        let mut state = schedule_state::load_from(&*self.store, self.name())?;
         change(&mut state, self.event_time());
-        schedule_state::save(&path, &state)
+        schedule_state::save_to(&*self.store, self.name(), &state)
     }
 }
 

@@ -1,0 +1,187 @@
+//! [`FsStore`]: the [`Store`] kept in a state directory (the layout in [`crate::store`]),
+//! every file written by [`crate::disk`]'s one atomic writer.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use crate::store::StoreError;
+use crate::store::atomic::{MODE_PUBLIC, write_atomic};
+use crate::store::audit::{AuditEvent, AuditHistory, AuditLog};
+use crate::store::backend::{Record, Store};
+use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
+use crate::store::lock::{LockError, RenewalLock};
+use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
+use crate::store::recovery::DiskState;
+use crate::store::versions::{CertStore, VersionFiles};
+
+const AUDIT_LOG: &str = "audit.jsonl";
+const SCHEDULE: &str = "schedule.json";
+
+/// The state directory as a [`Store`]. Cheap to build: directories are created by the
+/// first operation that needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsStore {
+    state_dir: PathBuf,
+}
+
+impl FsStore {
+    /// The store kept under `state_dir`.
+    pub fn new(state_dir: &Path) -> FsStore {
+        FsStore {
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    /// The certificate directories (`state_dir/certs/`), created if needed.
+    fn certs(&self) -> Result<CertStore, StoreError> {
+        CertStore::open(&self.state_dir)
+    }
+
+    fn audit_path(&self) -> PathBuf {
+        self.state_dir.join(AUDIT_LOG)
+    }
+}
+
+impl Store for FsStore {
+    fn current(&self, name: &str) -> Result<Option<VersionId>, StoreError> {
+        self.certs()?.current(name)
+    }
+
+    fn previous(&self, name: &str) -> Result<Option<VersionId>, StoreError> {
+        self.certs()?.previous(name)
+    }
+
+    fn versions(&self, name: &str) -> Result<Vec<VersionMetadata>, StoreError> {
+        self.certs()?.versions(name)
+    }
+
+    fn metadata(&self, name: &str, version: VersionId) -> Result<VersionMetadata, StoreError> {
+        self.certs()?.metadata(name, version)
+    }
+
+    fn stage_pending(
+        &self,
+        name: &str,
+        key_pem: &str,
+        chain_pem: &str,
+        origin: &Origin,
+    ) -> Result<VersionMetadata, StoreError> {
+        self.certs()?
+            .stage_pending(name, key_pem, chain_pem, origin)
+    }
+
+    fn promote(&self, name: &str, version: VersionId) -> Result<(), StoreError> {
+        self.certs()?.promote(name, version)
+    }
+
+    fn rollback(&self, name: &str) -> Result<VersionId, StoreError> {
+        self.certs()?.rollback(name)
+    }
+
+    fn set_state(
+        &self,
+        name: &str,
+        version: VersionId,
+        state: VersionState,
+    ) -> Result<(), StoreError> {
+        self.certs()?.set_state(name, version, state)
+    }
+
+    fn prune(&self, name: &str, keep: usize) -> Result<Vec<VersionId>, StoreError> {
+        self.certs()?.prune(name, keep)
+    }
+
+    fn files(&self, name: &str, version: VersionId) -> Result<VersionFiles, StoreError> {
+        self.certs()?.files(name, version)
+    }
+
+    fn current_files(&self, name: &str) -> Result<VersionFiles, StoreError> {
+        self.certs()?.current_files(name)
+    }
+
+    fn inflight(&self, name: &str) -> Result<Option<Inflight>, StoreError> {
+        self.certs()?.inflight(name)
+    }
+
+    fn begin(&self, name: &str, started_at: OffsetDateTime) -> Result<Inflight, StoreError> {
+        self.certs()?.begin(name, started_at)
+    }
+
+    fn record_order(&self, name: &str, order_url: &str) -> Result<Inflight, StoreError> {
+        self.certs()?.record_order(name, order_url)
+    }
+
+    fn record_key(&self, name: &str, key_pem: &SecretPem) -> Result<Inflight, StoreError> {
+        self.certs()?.record_key(name, key_pem)
+    }
+
+    fn record_hook(&self, name: &str, hook: Option<HookProcess>) -> Result<(), StoreError> {
+        self.certs()?.record_hook(name, hook)
+    }
+
+    fn advance(
+        &self,
+        name: &str,
+        stage: Stage,
+        version: VersionId,
+    ) -> Result<Inflight, StoreError> {
+        self.certs()?.advance(name, stage, version)
+    }
+
+    fn finish(&self, name: &str) -> Result<(), StoreError> {
+        self.certs()?.finish(name)
+    }
+
+    fn disk_state(&self, name: &str) -> Result<DiskState, StoreError> {
+        self.certs()?.disk_state(name)
+    }
+
+    fn remove_leftovers(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        self.certs()?.remove_leftovers(name)
+    }
+
+    fn schedule_record(&self, name: &str) -> Result<Option<Record>, StoreError> {
+        let path = self.certs()?.cert_dir(name)?.join(SCHEDULE);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(Record {
+                bytes,
+                location: path,
+            })),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read", &path, e)),
+        }
+    }
+
+    fn save_schedule_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = self.certs()?.cert_dir(name)?;
+        // A failure before `begin` (the account) may come before the directory exists.
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+        write_atomic(&dir.join(SCHEDULE), bytes, MODE_PUBLIC)
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        AuditLog::open(&self.audit_path())?.append(event)
+    }
+
+    fn append_audit_stamped(
+        &self,
+        event: AuditEvent,
+        stamp: &dyn Fn() -> OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        AuditLog::open(&self.audit_path())?.append_stamped(event, stamp)
+    }
+
+    fn audit_history(&self) -> Result<AuditHistory, StoreError> {
+        AuditHistory::read(&self.audit_path())
+    }
+
+    fn audit_location(&self) -> String {
+        self.audit_path().display().to_string()
+    }
+
+    fn lock(&self, name: &str) -> Result<RenewalLock, LockError> {
+        RenewalLock::try_acquire(&self.state_dir, name)
+    }
+}
