@@ -34,11 +34,12 @@ pub enum AccountCommand {
 }
 
 /// Runs `certinel account ...`.
-pub fn run(command: AccountCommand, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+pub fn run(
+    command: AccountCommand,
+    log_format: LogFormat,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     logging::init(log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let now = OffsetDateTime::now_utc();
     match command {
         AccountCommand::Rollover { config } => {

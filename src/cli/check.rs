@@ -81,16 +81,12 @@ pub enum Output {
 }
 
 /// Runs one check and returns the worst status as the exit code.
-pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: CheckArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => Some(config::load(path)?),
         None => None,
     };
     let plan = plan(&args, config.as_ref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let checked = runtime.block_on(sweep(plan))?;
     let rows = checked.rows();
     let metrics = || {

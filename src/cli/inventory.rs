@@ -1,31 +1,27 @@
-//! `certinel inventory`: gathers each managed certificate's rotation checklist from the
-//! configuration, the state directory and the audit log, and prints it.
-//! Scanned endpoints and files are probed once; a leaf whose serial matches no stored
-//! version and whose names are not all configured is listed as "monitored, not managed".
+//! `certinel inventory`: reads each managed certificate's facts from the store, the
+//! planner and the audit log, probes the scanned endpoints and files once, and prints the
+//! checklist [`crate::inventory::gather::gather`] builds from them. An input that cannot be
+//! read is named on standard error instead of being left out silently.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use tokio::runtime::Runtime;
 
-use crate::acme::ChallengeSpec;
 use crate::cli::ExitCode;
 use crate::config;
-use crate::config::model::{CertificateConfig, Config};
-use crate::inventory::alerts::{self, AlertRule, AlertScope};
+use crate::config::model::Config;
+use crate::inventory::MonitoredKind;
+use crate::inventory::alerts::{self, AlertRule};
 use crate::inventory::format::{OutputFormat, render};
-use crate::inventory::{
-    Automation, FailurePolicy, Inventory, ManagedCertificate, MonitoredCertificate, MonitoredKind,
-    RenewalRule, days_left, is_managed, overlap,
-};
-use crate::renew::Renewer;
+use crate::inventory::gather::{InventorySources, StoredCertificate, Unreadable, gather};
+use crate::renew::{CertificateStatus, Renewer};
 use crate::scan::files;
 use crate::scan::inspect::CertFacts;
 use crate::scan::sweep::sweep_endpoints;
-use crate::schedule::plan::RenewBefore;
 use crate::service::probe_context;
-use crate::store::CertStore;
+use crate::store::{AuditHistory, FsStore, Store, StoreError, VersionId, VersionMetadata};
 
 /// Arguments of `certinel inventory`.
 #[derive(Debug, clap::Args)]
@@ -56,124 +52,115 @@ const ALERT_RULES: [&str; 2] = [
 ];
 
 /// Runs `certinel inventory`.
-pub fn run(args: InventoryArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: InventoryArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config)?;
     let now = OffsetDateTime::now_utc();
     let statuses = Renewer::new(&config).status(now)?;
-    let store = CertStore::open(&config.state_dir)?;
-    let audit_path = config.state_dir.join("audit.jsonl");
-    let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
+    let store = FsStore::new(&config.state_dir);
+    let mut unreadable = Vec::new();
+    let audit = store.audit_history().unwrap_or_else(|error| {
+        unreadable.push(Unreadable {
+            what: format!("the audit log {}", store.audit_location()),
+            error: error.to_string(),
+        });
+        AuditHistory::default()
+    });
     let alert_rules: Vec<AlertRule> = ALERT_RULES
         .iter()
         .flat_map(|rules| alerts::alert_rules(rules))
         .collect();
-    let directory = config
-        .acme
-        .as_ref()
-        .map_or_else(String::new, |acme| acme.directory.clone());
-    let mut managed = Vec::new();
-    for certificate in &config.certificates {
-        let current = store
-            .current(&certificate.name)?
-            .and_then(|v| store.metadata(&certificate.name, v).ok());
-        let previous = store
-            .previous(&certificate.name)?
-            .and_then(|v| store.metadata(&certificate.name, v).ok());
-        let next_renewal = statuses
-            .iter()
-            .find(|status| status.name == certificate.name)
-            .filter(|_| current.is_some())
-            .map(|status| status.next_renewal);
-        managed.push(ManagedCertificate {
-            name: certificate.name.clone(),
-            dns_names: certificate.dns_names(),
-            key_type: certificate.key.to_string(),
-            issuer: current.as_ref().map(|meta| meta.issuer.clone()),
-            stored_at: store_path(&config.state_dir, &certificate.name),
-            lifetime: current
-                .as_ref()
-                .map(|meta| meta.not_after - meta.not_before),
-            renewal_rule: renewal_rule(certificate),
-            next_renewal,
-            automation: Automation {
-                directory: directory.clone(),
-                challenge: challenge_name(&certificate.challenge).to_owned(),
-            },
-            deploy_commands: certificate.deploy.clone(),
-            on_failure: FailurePolicy {
-                backoff_min: time::Duration::minutes(5),
-                backoff_max: time::Duration::hours(24),
-                rollback_on_deploy_failure: true,
-                alerts: alerts::failure_alerts(
-                    &alert_rules,
-                    AlertScope {
-                        has_verify_targets: !certificate.verify.is_empty(),
-                        has_profile: certificate.profile.is_some(),
-                    },
-                ),
-            },
-            overlap: match (&previous, &current) {
-                (Some(previous), Some(current)) => {
-                    Some(overlap(previous.not_after, current.not_before))
-                }
-                _ => None,
-            },
-            audit_log: audit_path.display().to_string(),
-            last_rotation: last_rotation(&audit, &certificate.name),
-        });
-    }
-    let stored_serials: Vec<String> = config
+    let certificates = config
         .certificates
         .iter()
-        .filter_map(|certificate| store.versions(&certificate.name).ok())
-        .flatten()
-        .map(|meta| meta.serial)
+        .map(|certificate| {
+            let stored = read_stored(&store, &certificate.name, &statuses, &mut unreadable);
+            (certificate, stored)
+        })
         .collect();
-    let managed_names: Vec<String> = config
-        .certificates
-        .iter()
-        .flat_map(CertificateConfig::dns_names)
-        .collect();
-    let mut monitored_not_managed = Vec::new();
-    for (kind, target, leaf) in scanned_leaves(&config)? {
-        if !is_managed(
-            &leaf.serial,
-            &leaf.dns_names,
-            &stored_serials,
-            &managed_names,
-        ) {
-            monitored_not_managed.push(MonitoredCertificate {
-                kind,
-                target,
-                days_left: days_left(leaf.not_after, now),
-                dns_names: leaf.dns_names,
-                not_after: leaf.not_after,
-            });
-        }
-    }
-    let inventory = Inventory {
-        generated_at: now,
-        managed,
-        monitored_not_managed,
+    let audit_location = store.audit_location();
+    let sources = InventorySources {
+        now,
+        directory: config.acme.as_ref().map_or("", |acme| &acme.directory),
+        certificates,
+        audit: &audit,
+        audit_location: &audit_location,
+        alert_rules: &alert_rules,
+        scanned: scanned_leaves(&config, runtime, &mut unreadable)?,
     };
+    let (inventory, unreadable_audit) = gather(sources);
+    unreadable.extend(unreadable_audit);
     let format = match args.output {
         Output::Table => OutputFormat::Table,
         Output::Json => OutputFormat::Json,
         Output::Markdown => OutputFormat::Markdown,
     };
     print!("{}", render(&inventory, format));
+    for problem in &unreadable {
+        eprintln!("certinel inventory: {problem}");
+    }
     Ok(ExitCode(0))
+}
+
+/// What the store holds for `name` and when the planner renews it; what cannot be read is
+/// added to `unreadable`.
+fn read_stored(
+    store: &dyn Store,
+    name: &str,
+    statuses: &[CertificateStatus],
+    unreadable: &mut Vec<Unreadable>,
+) -> StoredCertificate {
+    let mut report = |what: String, error: StoreError| {
+        unreadable.push(Unreadable {
+            what,
+            error: error.to_string(),
+        });
+    };
+    let mut version = |which: &str, pointer: Result<Option<VersionId>, StoreError>| {
+        let read = pointer.and_then(|version| {
+            version
+                .map(|version| store.metadata(name, version))
+                .transpose()
+        });
+        read.unwrap_or_else(|error| {
+            report(format!("the {which} version of {name}"), error);
+            None
+        })
+    };
+    let current: Option<VersionMetadata> = version("current", store.current(name));
+    let previous = version("previous", store.previous(name));
+    let serials = store
+        .versions(name)
+        .map(|versions| versions.into_iter().map(|meta| meta.serial).collect())
+        .unwrap_or_else(|error| {
+            report(format!("the stored versions of {name}"), error);
+            Vec::new()
+        });
+    let live_files = store
+        .current_files(name)
+        .map(|files| files.dir.display().to_string())
+        .unwrap_or_default();
+    StoredCertificate {
+        current,
+        previous,
+        serials,
+        live_files,
+        next_renewal: statuses
+            .iter()
+            .find(|status| status.name == name)
+            .map(|status| status.next_renewal),
+    }
 }
 
 /// Probes every configured endpoint and reads every configured file once; returns each
 /// leaf that could be read. Unreachable targets are left out: `certinel check` reports them.
-fn scanned_leaves(config: &Config) -> anyhow::Result<Vec<(MonitoredKind, String, CertFacts)>> {
+fn scanned_leaves(
+    config: &Config,
+    runtime: &Runtime,
+    unreadable: &mut Vec<Unreadable>,
+) -> anyhow::Result<Vec<(MonitoredKind, String, CertFacts)>> {
     let mut leaves = Vec::new();
     if !config.endpoints.is_empty() {
         let context = Arc::new(probe_context(config)?);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
         let reports = runtime.block_on(sweep_endpoints(
             &config.endpoints,
             context,
@@ -194,7 +181,14 @@ fn scanned_leaves(config: &Config) -> anyhow::Result<Vec<(MonitoredKind, String,
         }
     }
     for source in &config.files {
-        for path in files::expand(&source.path).unwrap_or_default() {
+        let paths = files::expand(&source.path).unwrap_or_else(|error| {
+            unreadable.push(Unreadable {
+                what: format!("the file source {}", source.path),
+                error: error.to_string(),
+            });
+            Vec::new()
+        });
+        for path in paths {
             if let Ok(chain) = files::inspect_file(&path).outcome {
                 leaves.push((
                     MonitoredKind::File,
@@ -207,44 +201,45 @@ fn scanned_leaves(config: &Config) -> anyhow::Result<Vec<(MonitoredKind, String,
     Ok(leaves)
 }
 
-fn store_path(state_dir: &Path, name: &str) -> String {
-    state_dir
-        .join("certs")
-        .join(name)
-        .join("current")
-        .display()
-        .to_string()
-}
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
 
-fn renewal_rule(certificate: &CertificateConfig) -> RenewalRule {
-    match certificate.renew_before {
-        RenewBefore::Duration(before) => RenewalRule::RenewBefore {
-            before: time::Duration::seconds(i64::try_from(before.as_secs()).unwrap_or(i64::MAX)),
-        },
-        // Validation keeps the percentage in (0, 100), so it fits a u8 once rounded.
-        RenewBefore::Percentage(percent) => RenewalRule::Percentage {
-            percent: percent.round().clamp(1.0, 99.0) as u8,
-        },
-        RenewBefore::Default => RenewalRule::Default,
+    use super::*;
+    use crate::store::Origin;
+    use crate::store::testing::issue;
+
+    #[test]
+    fn a_current_version_whose_metadata_cannot_be_read_is_reported_not_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::new(dir.path());
+        let issued = issue(&["web.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let origin = Origin {
+            created_at: datetime!(2025-01-01 0:05 UTC),
+            source: "https://127.0.0.1:9/dir".into(),
+        };
+        let meta = store
+            .stage_pending("web", &issued.key_pem, &issued.fullchain, &origin)
+            .unwrap();
+        store.promote("web", meta.version).unwrap();
+        let metadata = store.files("web", meta.version).unwrap().metadata;
+        std::fs::write(&metadata, "{ torn").unwrap();
+
+        let mut unreadable = Vec::new();
+        let stored = read_stored(&store, "web", &[], &mut unreadable);
+
+        assert_eq!(stored.current, None);
+        assert_eq!(stored.serials, Vec::<String>::new());
+        let what: Vec<&str> = unreadable.iter().map(|u| u.what.as_str()).collect();
+        assert_eq!(
+            what,
+            ["the current version of web", "the stored versions of web"]
+        );
+        assert!(
+            unreadable[0].error.contains("meta.json is not valid state"),
+            "{}",
+            unreadable[0].error
+        );
+        assert!(stored.live_files.ends_with("certs/web/current"));
     }
-}
-
-fn challenge_name(challenge: &ChallengeSpec) -> &'static str {
-    match challenge {
-        ChallengeSpec::Http01Listen(_) | ChallengeSpec::Http01Webroot(_) => "http-01",
-        ChallengeSpec::TlsAlpn01Listen(_) => "tls-alpn-01",
-        ChallengeSpec::Dns01(_) => "dns-01",
-    }
-}
-
-/// The time of the last `done:ok` audit line of `name`.
-fn last_rotation(audit: &str, name: &str) -> Option<OffsetDateTime> {
-    audit
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| {
-            event["certificate"] == name && event["step"] == "done" && event["outcome"] == "ok"
-        })
-        .filter_map(|event| OffsetDateTime::parse(event["time"].as_str()?, &Rfc3339).ok())
-        .max()
 }

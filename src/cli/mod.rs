@@ -15,8 +15,11 @@ pub mod run;
 pub mod status;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use tokio::runtime::Runtime;
 
 /// certinel keeps TLS certificates from expiring.
 #[derive(Debug, Parser)]
@@ -96,21 +99,77 @@ pub enum ConfigCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExitCode(pub u8);
 
-/// Runs the parsed command line.
+/// Runs the parsed command line on the process's one async runtime.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    on_one_runtime(
+        |runtime| run_command(cli, runtime),
+        run::RUNTIME_SHUTDOWN_TIMEOUT,
+    )?
+}
+
+fn run_command(cli: Cli, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => check::run(args, runtime),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check::run(&file),
-        Command::Run(args) => run::run(args, cli.log_format),
-        Command::Renew(args) => renew::run(args, cli.log_format),
+        Command::Run(args) => run::run(args, cli.log_format, runtime),
+        Command::Renew(args) => renew::run(args, cli.log_format, runtime),
         Command::Status(args) => status::run(args),
-        Command::Rollback(args) => renew::rollback(args, cli.log_format),
-        Command::Revoke(args) => revoke::run(args, cli.log_format),
-        Command::Inventory(args) => inventory::run(args),
-        Command::Account { command } => account::run(command, cli.log_format),
+        Command::Rollback(args) => renew::rollback(args, cli.log_format, runtime),
+        Command::Revoke(args) => revoke::run(args, cli.log_format, runtime),
+        Command::Inventory(args) => inventory::run(args, runtime),
+        Command::Account { command } => account::run(command, cli.log_format, runtime),
         Command::Completions { shell } => packaging::completions(shell),
         Command::Man { dir } => packaging::man(&dir),
+    }
+}
+
+/// Builds a multi-threaded runtime, hands it to `work`, then shuts it down waiting at most
+/// `shutdown_timeout` for tasks still running (a stuck `spawn_blocking` cannot be
+/// cancelled; it is abandoned, where dropping the runtime would wait for it forever).
+fn on_one_runtime<T>(
+    work: impl FnOnce(&Runtime) -> T,
+    shutdown_timeout: Duration,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let output = work(&runtime);
+    runtime.shutdown_timeout(shutdown_timeout);
+    Ok(output)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_stuck_blocking_task_does_not_keep_the_runtime_from_shutting_down() {
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let output = on_one_runtime(
+                |runtime| {
+                    runtime.block_on(async move {
+                        // Blocks until the test releases it, long after the runtime is gone.
+                        tokio::task::spawn_blocking(move || stuck.recv());
+                        7
+                    })
+                },
+                Duration::from_millis(100),
+            );
+            let _ = done.send((output.ok(), started.elapsed()));
+        });
+        let (output, elapsed) = finished
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the runtime waited for the stuck blocking task");
+        assert_eq!(output, Some(7));
+        assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+        drop(release);
     }
 }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio::runtime::Runtime;
 
 use crate::cli::{ExitCode, LogFormat, logging};
 use crate::config;
@@ -46,7 +46,7 @@ pub struct RollbackArgs {
 }
 
 /// Runs `certinel renew`.
-pub fn run(args: RenewArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+pub fn run(args: RenewArgs, log_format: LogFormat, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     logging::init(log_format);
     let config = config::load(&args.config)?;
     let renewer = Renewer::new(&config);
@@ -54,7 +54,6 @@ pub fn run(args: RenewArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
         force: args.force,
         dry_run: args.dry_run,
     };
-    let runtime = runtime()?;
     let now = OffsetDateTime::now_utc();
     let results = match &args.name {
         Some(name) => vec![(
@@ -77,11 +76,14 @@ pub fn run(args: RenewArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `certinel rollback`.
-pub fn rollback(args: RollbackArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+pub fn rollback(
+    args: RollbackArgs,
+    log_format: LogFormat,
+    runtime: &Runtime,
+) -> anyhow::Result<ExitCode> {
     logging::init(log_format);
     let config = config::load(&args.config)?;
     let renewer = Renewer::new(&config);
-    let runtime = runtime()?;
     match runtime.block_on(renewer.rollback(&args.name, OffsetDateTime::now_utc())) {
         Ok(outcome) => {
             let from = outcome
@@ -95,13 +97,6 @@ pub fn rollback(args: RollbackArgs, log_format: LogFormat) -> anyhow::Result<Exi
             Ok(ExitCode(1))
         }
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
 }
 
 fn outcome_line(name: &str, outcome: &RenewOutcome) -> String {

@@ -25,13 +25,14 @@ pub struct RevokeArgs {
 }
 
 /// Runs `certinel revoke`.
-pub fn run(args: RevokeArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+pub fn run(
+    args: RevokeArgs,
+    log_format: LogFormat,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<ExitCode> {
     logging::init(log_format);
     let config = config::load(&args.config)?;
     let renewer = Renewer::new(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let now = OffsetDateTime::now_utc();
     match runtime.block_on(renewer.revoke(&args.name, args.reason, now)) {
         Ok(outcome) => {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::runtime::Runtime;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -35,8 +36,8 @@ pub struct RunArgs {
     pub listen: Option<SocketAddr>,
 }
 
-/// Runs the service until SIGTERM or SIGINT.
-pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
+/// Runs the service on `runtime` until SIGTERM or SIGINT.
+pub fn run(args: RunArgs, log_format: LogFormat, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     logging::init(log_format);
     let mut config = match &args.config {
         Some(path) => config::load(path)?,
@@ -45,24 +46,8 @@ pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.exporter.listen = listen;
     }
-    block_on_bounded(serve(config), RUNTIME_SHUTDOWN_TIMEOUT)??;
+    runtime.block_on(serve(config))?;
     Ok(ExitCode(0))
-}
-
-/// Runs `future` on a new multi-threaded runtime, then shuts the runtime down waiting at
-/// most `shutdown_timeout` for tasks that are still running (a stuck `spawn_blocking`
-/// cannot be cancelled; it is abandoned).
-fn block_on_bounded<T>(
-    future: impl Future<Output = T>,
-    shutdown_timeout: Duration,
-) -> anyhow::Result<T> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let output = runtime.block_on(future);
-    runtime.shutdown_timeout(shutdown_timeout);
-    Ok(output)
 }
 
 async fn serve(config: config::model::Config) -> anyhow::Result<()> {
@@ -109,36 +94,5 @@ async fn serve(config: config::model::Config) -> anyhow::Result<()> {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "work still running after the grace period; exiting anyway");
             Ok(())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use super::*;
-
-    #[test]
-    fn a_stuck_blocking_task_does_not_keep_the_runtime_from_shutting_down() {
-        let (release, stuck) = std::sync::mpsc::channel::<()>();
-        let (done, finished) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let output = block_on_bounded(
-                async move {
-                    // Blocks until the test releases it, long after the runtime is gone.
-                    tokio::task::spawn_blocking(move || stuck.recv());
-                    7
-                },
-                Duration::from_millis(100),
-            );
-            let _ = done.send((output.ok(), started.elapsed()));
-        });
-        let (output, elapsed) = finished
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the runtime waited for the stuck blocking task");
-        assert_eq!(output, Some(7));
-        assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
-        drop(release);
     }
 }

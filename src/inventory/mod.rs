@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod format;
+pub mod gather;
 
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
