@@ -4,15 +4,14 @@
 //! replacement would be refused revokes nothing.
 
 use certinel::schedule::state::{self, ScheduleState};
-use certinel::store::{CertStore, VersionId};
+use certinel::store::{CertStore, FsStore, VersionId};
 use time::{Duration, OffsetDateTime};
 
 use crate::common::pebble::{Pebble, PebbleOptions};
 use crate::revoke::{Setup, certinel, setup, text};
 
 fn save_schedule(setup: &Setup, schedule: &ScheduleState) {
-    let store = CertStore::open(&setup.state_dir).unwrap();
-    state::save(&store.schedule_path("api").unwrap(), schedule).unwrap();
+    state::save_to(&FsStore::new(&setup.state_dir), "api", schedule).unwrap();
 }
 
 #[tokio::test]

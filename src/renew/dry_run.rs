@@ -53,21 +53,21 @@ pub(super) struct Scratch {
 }
 
 impl Scratch {
-    pub(super) fn create(state_dir: &Path) -> std::io::Result<Scratch> {
+    /// A fresh scratch state directory whose accounts live in `accounts`.
+    pub(super) fn create(accounts: &Path) -> std::io::Result<Scratch> {
         use std::os::unix::fs::DirBuilderExt;
-        let accounts = state_dir.join("dry-run").join("accounts");
         // Credentials files are written 0600 by the account code; the directory is private.
         std::fs::DirBuilder::new()
             .mode(0o700)
             .recursive(true)
-            .create(&accounts)?;
+            .create(accounts)?;
         let path = std::env::temp_dir().join(format!(
             "certinel-dry-run-{}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
         ));
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        let accounts = std::path::absolute(&accounts)?;
+        let accounts = std::path::absolute(accounts)?;
         Ok(Scratch { path, accounts })
     }
 }
@@ -124,12 +124,13 @@ mod tests {
     fn dry_run_accounts_outlive_the_scratch_directory() {
         use std::os::unix::fs::PermissionsExt;
         let state = tempfile::tempdir().unwrap();
-        let first = Scratch::create(state.path()).unwrap();
+        let accounts = crate::store::FsStore::new(state.path()).dry_run_account_dir();
+        let first = Scratch::create(&accounts).unwrap();
         std::fs::write(first.accounts.join("account-1.json"), "{}").unwrap();
         let first_path = first.path.clone();
         drop(first);
         assert!(!first_path.exists(), "the scratch directory is removed");
-        let second = Scratch::create(state.path()).unwrap();
+        let second = Scratch::create(&accounts).unwrap();
         assert_eq!(
             std::fs::read_to_string(second.accounts.join("account-1.json")).unwrap(),
             "{}"

@@ -44,7 +44,7 @@ mod revoke;
 pub mod served;
 mod status;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -119,8 +119,8 @@ pub struct RollbackOutcome {
 pub struct Renewer {
     /// Where every piece of state lives.
     store: Arc<dyn Store>,
-    /// The state directory; only a dry run's kept accounts are found from it.
-    state_dir: PathBuf,
+    /// Where a dry run keeps its ACME accounts: `state_dir/dry-run/accounts/`.
+    dry_run_account_dir: PathBuf,
     /// Where ACME account credentials live: `state_dir/acme/`, or for a dry run the kept
     /// `state_dir/dry-run/accounts/`.
     account_dir: PathBuf,
@@ -138,10 +138,11 @@ pub struct Renewer {
 impl Renewer {
     /// A renewer for the certificates of `config`, keeping state in `config.state_dir`.
     pub fn new(config: &Config) -> Renewer {
+        let files = FsStore::new(&config.state_dir);
         Renewer {
-            store: Arc::new(FsStore::new(&config.state_dir)),
-            state_dir: config.state_dir.clone(),
-            account_dir: config.state_dir.join("acme"),
+            account_dir: files.account_dir(),
+            dry_run_account_dir: files.dry_run_account_dir(),
+            store: Arc::new(files),
             acme: config.acme.clone(),
             certificates: config.certificates.clone(),
             scanner: config.scanner.clone(),
@@ -193,11 +194,6 @@ impl Renewer {
         self.backoff_base.unsigned_abs()
     }
 
-    /// The state directory.
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
-    }
-
     /// The configured certificate names, in configuration order.
     pub fn names(&self) -> Vec<String> {
         self.certificates.iter().map(|c| c.name.clone()).collect()
@@ -240,10 +236,10 @@ impl Renewer {
                  directory and counts against its limits"
             ),
         }
-        let scratch = Scratch::create(&self.state_dir).map_err(RenewError::Scratch)?;
+        let scratch = Scratch::create(&self.dry_run_account_dir).map_err(RenewError::Scratch)?;
         let scratch_renewer = Renewer {
             store: Arc::new(FsStore::new(&scratch.path)),
-            state_dir: scratch.path.clone(),
+            dry_run_account_dir: self.dry_run_account_dir.clone(),
             account_dir: scratch.accounts.clone(),
             acme: Some(AcmeConfig {
                 directory: directory.url().to_owned(),

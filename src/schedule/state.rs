@@ -3,14 +3,12 @@
 //! (ARI), so a restart neither forgets a backoff nor renews early nor asks the CA too often.
 
 use std::collections::BTreeMap;
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::schedule::ari::AriState;
-use crate::store::atomic::{MODE_PUBLIC, write_atomic};
 use crate::store::audit::redact_private_keys;
 use crate::store::{Store, StoreError};
 
@@ -149,27 +147,6 @@ pub fn save_to(store: &dyn Store, name: &str, state: &ScheduleState) -> Result<(
     store.save_schedule_record(name, &json)
 }
 
-/// Reads the state at `path`; a missing file is a fresh state.
-pub fn load(path: &Path) -> Result<ScheduleState, StoreError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|source| StoreError::Json {
-            path: path.to_path_buf(),
-            source,
-        }),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(ScheduleState::default()),
-        Err(e) => Err(StoreError::io("read", path, e)),
-    }
-}
-
-/// Writes the state to `path` atomically.
-pub fn save(path: &Path, state: &ScheduleState) -> Result<(), StoreError> {
-    let json = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    write_atomic(path, &json, MODE_PUBLIC)
-}
-
 mod rfc3339_map {
     use std::collections::BTreeMap;
 
@@ -210,7 +187,7 @@ mod tests {
     #[test]
     fn state_survives_a_save_and_load() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("schedule.json");
+        let store = crate::store::FsStore::new(dir.path());
         let now = datetime!(2025-03-01 12:00 UTC);
         let mut state = ScheduleState::default();
         state.record_failure(
@@ -220,21 +197,21 @@ mod tests {
             &["Example.com".into()],
         );
         state.jitter_for("0a1b", 0.25);
-        save(&path, &state).unwrap();
-        assert_eq!(load(&path).unwrap(), state);
+        save_to(&store, "api", &state).unwrap();
+        assert_eq!(load_from(&store, "api").unwrap(), state);
         assert_eq!(state.failed_authorizations["example.com"], [now]);
     }
 
     #[test]
     fn a_file_written_before_the_attempt_times_existed_still_loads() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("schedule.json");
-        std::fs::write(
-            &path,
-            r#"{"consecutive_failures": 2, "last_failure_at": "2025-03-01T12:00:00Z"}"#,
-        )
-        .unwrap();
-        let state = load(&path).unwrap();
+        let store = crate::store::FsStore::new(dir.path());
+        let written_before =
+            r#"{"consecutive_failures": 2, "last_failure_at": "2025-03-01T12:00:00Z"}"#;
+        store
+            .save_schedule_record("api", written_before.as_bytes())
+            .unwrap();
+        let state = load_from(&store, "api").unwrap();
         assert_eq!(state.consecutive_failures, 2);
         assert_eq!(state.last_success_at, None);
         assert_eq!(state.last_attempt_at, None);
@@ -257,7 +234,7 @@ mod tests {
     fn a_missing_file_is_a_fresh_state() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(
-            load(&dir.path().join("none.json")).unwrap(),
+            load_from(&crate::store::FsStore::new(dir.path()), "api").unwrap(),
             ScheduleState::default()
         );
     }

@@ -18,6 +18,8 @@ use crate::store::versions::{CertStore, VersionFiles};
 
 const AUDIT_LOG: &str = "audit.jsonl";
 const SCHEDULE: &str = "schedule.json";
+const ACCOUNTS: &str = "acme";
+const DRY_RUN: &str = "dry-run";
 
 /// The state directory as a [`Store`]. Cheap to build: directories are created by the
 /// first operation that needs them.
@@ -32,6 +34,18 @@ impl FsStore {
         FsStore {
             state_dir: state_dir.to_path_buf(),
         }
+    }
+
+    /// Where [`crate::acme`] keeps the ACME account credentials (`state_dir/acme/`, one
+    /// 0600 file per directory URL, written with [`crate::disk`]'s atomic writer).
+    pub fn account_dir(&self) -> PathBuf {
+        self.state_dir.join(ACCOUNTS)
+    }
+
+    /// Where dry runs keep their ACME accounts (`state_dir/dry-run/accounts/`), so repeated
+    /// dry runs reuse one account per directory URL.
+    pub fn dry_run_account_dir(&self) -> PathBuf {
+        self.state_dir.join(DRY_RUN).join("accounts")
     }
 
     /// The certificate directories (`state_dir/certs/`), created if needed.
