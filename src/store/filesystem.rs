@@ -199,3 +199,104 @@ impl Store for FsStore {
         RenewalLock::try_acquire(&self.state_dir, name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::store::testing::issue;
+    use crate::store::{Outcome, Step};
+
+    /// Every file and link under `root`, relative, sorted.
+    fn tree(root: &Path) -> Vec<String> {
+        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let relative = path.strip_prefix(root).unwrap().display().to_string();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                if meta.is_dir() {
+                    walk(root, &path, out);
+                } else {
+                    out.push(relative);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(root, root, &mut out);
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_operation_writes_the_documented_state_directory_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: &dyn Store = &FsStore::new(dir.path());
+        let origin = Origin {
+            created_at: datetime!(2025-01-01 0:05 UTC),
+            source: "https://127.0.0.1:9/dir".into(),
+        };
+        let issued = issue(&["web.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let _lock = store.lock("web").unwrap();
+        store.begin("web", origin.created_at).unwrap();
+        let first = store
+            .stage_pending("web", &issued.key_pem, &issued.fullchain, &origin)
+            .unwrap();
+        store.promote("web", first.version).unwrap();
+        let second = store
+            .stage_pending("web", &issued.key_pem, &issued.fullchain, &origin)
+            .unwrap();
+        store.promote("web", second.version).unwrap();
+        store.save_schedule_record("web", b"{}").unwrap();
+        store
+            .append_audit(&AuditEvent {
+                time: origin.created_at,
+                certificate: "web".into(),
+                version: Some(second.version),
+                serial: Some(second.serial.clone()),
+                step: Step::Done,
+                outcome: Outcome::Ok,
+                error: None,
+                detail: None,
+            })
+            .unwrap();
+
+        assert_eq!(
+            tree(dir.path()),
+            [
+                "audit.jsonl",
+                "certs/web/current",
+                "certs/web/inflight.json",
+                "certs/web/previous",
+                "certs/web/schedule.json",
+                "certs/web/v0001/cert.pem",
+                "certs/web/v0001/chain.pem",
+                "certs/web/v0001/fullchain.pem",
+                "certs/web/v0001/key.pem",
+                "certs/web/v0001/meta.json",
+                "certs/web/v0002/cert.pem",
+                "certs/web/v0002/chain.pem",
+                "certs/web/v0002/fullchain.pem",
+                "certs/web/v0002/key.pem",
+                "certs/web/v0002/meta.json",
+                "locks/web.lock",
+            ]
+        );
+        assert_eq!(
+            store.current_files("web").unwrap().fullchain,
+            dir.path().join("certs/web/current/fullchain.pem")
+        );
+        assert_eq!(
+            store.audit_location(),
+            dir.path().join("audit.jsonl").display().to_string()
+        );
+        assert_eq!(store.audit_history().unwrap().events.len(), 1);
+        assert_eq!(
+            store.schedule_record("web").unwrap().unwrap().bytes,
+            b"{}".to_vec()
+        );
+        assert!(matches!(store.lock("web"), Err(LockError::Held)));
+    }
+}

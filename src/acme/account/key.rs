@@ -138,9 +138,7 @@ impl AcmeAccount {
         };
         std::fs::rename(&self.credentials_path, &retired).map_err(file_error)?;
         if let Some(dir) = self.credentials_path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|dir| dir.sync_all())
-                .map_err(file_error)?;
+            crate::disk::sync_dir(dir).map_err(|error| file_error(super::disk_to_io(error)))?;
         }
         tracing::info!(
             account = %self.url,
