@@ -163,7 +163,9 @@ impl Renewer {
         self
     }
 
-    /// Keeps state in `store` instead of the configured state directory's files.
+    /// Keeps state in `store` instead of the configured state directory's files. ACME
+    /// account credentials are not a [`Store`] operation yet: they stay in the configured
+    /// state directory (`acme/`).
     pub fn with_store(mut self, store: Arc<dyn Store>) -> Renewer {
         self.store = store;
         self

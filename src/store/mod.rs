@@ -10,7 +10,13 @@
 //! state_dir/certs/NAME/previous -> v0001
 //! state_dir/certs/NAME/inflight.json  the renewal in progress, if any, with its new key (0600)
 //! state_dir/certs/NAME/schedule.json  failures and backoff (crate::schedule::state)
+//! state_dir/locks/NAME.lock           flock(2) held while NAME renews (lock)
+//! state_dir/acme/account-HASH.json    ACME credentials per directory URL (0600, crate::acme)
+//! state_dir/dry-run/accounts/         the dry runs' ACME credentials
 //! ```
+//!
+//! Everything above is reached through the [`Store`] trait ([`FsStore`] is this layout);
+//! only the two account directories are handed to `acme` as paths.
 //!
 //! **Invariant:** a `vNNNN` directory is complete or absent: versions are written under a
 //! dot-prefixed temporary name and renamed into place. Names starting with `.` are never
