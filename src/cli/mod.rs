@@ -6,6 +6,7 @@
 pub mod account;
 pub mod check;
 pub mod config_check;
+pub mod import;
 pub mod inventory;
 pub mod logging;
 pub mod packaging;
@@ -68,6 +69,12 @@ pub enum Command {
         #[command(subcommand)]
         command: account::AccountCommand,
     },
+    /// Adopt certbot's or lego's certificates and account; print their configuration.
+    Import {
+        /// The client to migrate from.
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
     /// Print a shell completion script: `source <(certinel completions bash)`.
     Completions {
         /// The shell to complete for.
@@ -110,6 +117,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Revoke(args) => revoke::run(args, cli.log_format),
         Command::Inventory(args) => inventory::run(args),
         Command::Account { command } => account::run(command, cli.log_format),
+        Command::Import { command } => import::run(command, cli.log_format),
         Command::Completions { shell } => packaging::completions(shell),
         Command::Man { dir } => packaging::man(&dir),
     }
