@@ -126,7 +126,7 @@ impl Migration {
             .map(|entry| entry.unwrap().path())
             .collect();
         let [file] = &files[..] else {
-            panic!("one credentials file: {files:?}");
+            panic!("one credentials file and no saved rollover key: {files:?}");
         };
         let stored: serde_json::Value =
             serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();

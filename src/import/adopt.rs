@@ -106,7 +106,7 @@ fn adopt_certificate(
     let outcome = if let Some(current) = store.current(name)? {
         let meta = store.metadata(name, current)?;
         if meta.serial != certificate.serial {
-            return Err(ImportError::Parse {
+            return Err(ImportError::Occupied {
                 path: store.cert_dir(name)?,
                 message: format!(
                     "already holds certificate {name} (serial {}, not {}): remove that \
@@ -120,7 +120,7 @@ fn adopt_certificate(
         CertificateOutcome::AlreadyAdopted { version: current }
     } else {
         if !store.versions(name)?.is_empty() {
-            return Err(ImportError::Parse {
+            return Err(ImportError::Occupied {
                 path: store.cert_dir(name)?,
                 message: "holds versions but none is current: remove the directory before \
                           importing"
@@ -170,4 +170,86 @@ fn link_live(live: &LiveFiles, current: &crate::store::VersionFiles) -> Result<(
         crate::store::atomic::replace_symlink_atomic(link, target)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::import::plan::{ChallengePlan, Tool};
+    use crate::import::testing::certificate;
+
+    fn plan(chain_pem: String, key_pem: crate::store::SecretPem) -> ImportPlan {
+        let facts = crate::store::verify::leaf_facts(&chain_pem).unwrap();
+        ImportPlan {
+            tool: Tool::Lego,
+            source: PathBuf::from(".lego"),
+            directory: "https://ca.test/dir".to_owned(),
+            contact: Vec::new(),
+            account: None,
+            certificates: vec![CertificatePlan {
+                name: "site".to_owned(),
+                dns_names: facts.dns_names,
+                serial: facts.serial,
+                not_after: facts.not_after,
+                key: crate::acme::KeyAlgorithm::EcdsaP256,
+                challenge: ChallengePlan::HttpListen("127.0.0.1:80".to_owned()),
+                renew_before_days: None,
+                deploy: Vec::new(),
+                chain_pem,
+                key_pem,
+                live: None,
+                described_by: PathBuf::from(".lego/certificates/site.crt"),
+                notes: Vec::new(),
+            }],
+            notes: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_is_adopted_once_as_current_v0001_and_never_over_another() {
+        let temp = tempfile::tempdir().unwrap();
+        let options = AdoptOptions {
+            state_dir: temp.path().to_owned(),
+            ca_file: None,
+            link_live: false,
+            now: time::macros::datetime!(2026-12-01 00:00 UTC),
+        };
+        let (chain, key) = certificate(&["site.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let first = adopt(&plan(chain.clone(), key.clone()), &options)
+            .await
+            .unwrap();
+        assert!(first.succeeded());
+        assert!(matches!(
+            first.certificates[0].1,
+            CertificateOutcome::Adopted {
+                version: VersionId(1)
+            }
+        ));
+        let store = CertStore::open(temp.path()).unwrap();
+        assert_eq!(store.current("site").unwrap(), Some(VersionId(1)));
+        let key_file = store.files("site", VersionId(1)).unwrap().key;
+        let mode = std::fs::metadata(key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let again = adopt(&plan(chain, key), &options).await.unwrap();
+        assert!(matches!(
+            again.certificates[0].1,
+            CertificateOutcome::AlreadyAdopted { .. }
+        ));
+        let (other_chain, other_key) = certificate(&["site.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+        let other = adopt(&plan(other_chain, other_key), &options)
+            .await
+            .unwrap();
+        assert!(!other.succeeded());
+        let CertificateOutcome::Failed(error) = &other.certificates[0].1 else {
+            panic!("{other:?}");
+        };
+        assert!(
+            error.to_string().contains("already holds certificate site"),
+            "{error}"
+        );
+        assert_eq!(store.versions("site").unwrap().len(), 1);
+    }
 }

@@ -49,6 +49,14 @@ pub enum ImportError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// certinel's state already holds something else under the certificate's name.
+    #[error("{path} {message}")]
+    Occupied {
+        /// The certificate's directory in the store.
+        path: PathBuf,
+        /// What it holds and what to do.
+        message: String,
+    },
     /// An account key cannot be used.
     #[error("{path}: {source}")]
     AccountKey {

@@ -7,7 +7,9 @@
 //! the new key (ES256). The account URL stays the same; the other client's copy of the
 //! old key stops working. Either way the CA is then asked, with `onlyReturnExisting`, which
 //! account the key belongs to, and the answer must be the adopted URL before the
-//! credentials file is written (0600).
+//! credentials file is written (0600). The new key is saved (0600, `*.json.adopting`)
+//! before the CA is asked to switch, so an import that dies or fails after the switch is
+//! finished by the next one instead of losing the account.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,22 +84,78 @@ pub async fn adopt_account(
         });
     }
     let client = build_client(settings, Arc::new(NoopObserver))?;
-    let (pkcs8, rolled_over) = match foreign.key.kind() {
-        ForeignKeyKind::EcdsaP256 => (foreign.key.pkcs8().to_vec(), false),
+    let pending_path = credentials_path.with_extension("json.adopting");
+    let (credentials, rolled_over) = match foreign.key.kind() {
+        ForeignKeyKind::EcdsaP256 => (
+            confirm(&client, settings, foreign, foreign.key.pkcs8()).await?,
+            false,
+        ),
         ForeignKeyKind::Rsa => {
-            let new_key = roll_over_rsa_key(&client, &settings.directory, foreign).await?;
-            tracing::info!(
-                account = %foreign.url,
-                directory = %settings.directory,
-                "rolled the adopted account's RSA key over to a new ECDSA P-256 key"
-            );
-            (new_key, true)
+            let (new_key, resumed) = pending_key(account_dir, &pending_path, &foreign.url)?;
+            // An earlier import may have died after the CA switched to the saved key.
+            let earlier = if resumed {
+                confirm(&client, settings, foreign, &new_key).await.ok()
+            } else {
+                None
+            };
+            let credentials = match earlier {
+                Some(confirmed) => confirmed,
+                None => {
+                    roll_over_rsa_key(&client, &settings.directory, foreign, &new_key).await?;
+                    tracing::info!(
+                        account = %foreign.url,
+                        directory = %settings.directory,
+                        "rolled the adopted account's RSA key over to a new ECDSA P-256 key"
+                    );
+                    confirm(&client, settings, foreign, &new_key).await?
+                }
+            };
+            (credentials, true)
         }
     };
+    let stored = StoredAccount {
+        directory: settings.directory.clone(),
+        credentials,
+    };
+    let file_error = |source| AcmeError::AccountFile {
+        path: credentials_path.clone(),
+        source,
+    };
+    let json = serde_json::to_vec_pretty(&stored)
+        .map_err(|error| file_error(std::io::Error::other(error)))?;
+    write_private_file(account_dir, &credentials_path, &json)
+        .map_err(|error| file_error(super::disk_to_io(error)))?;
+    if rolled_over {
+        if let Err(error) = std::fs::remove_file(&pending_path) {
+            tracing::warn!(file = %pending_path.display(), %error, "cannot remove the adoption's saved key");
+        }
+    }
+    tracing::info!(
+        account = %foreign.url,
+        directory = %settings.directory,
+        credentials = %credentials_path.display(),
+        "adopted ACME account"
+    );
+    Ok(AdoptedAccount {
+        url: foreign.url.clone(),
+        credentials_path,
+        rolled_over,
+        already_adopted: false,
+    })
+}
+
+/// Asks the CA (`onlyReturnExisting`) which account `pkcs8` belongs to; it must be
+/// `foreign.url`. Returns the credentials for that key and account.
+async fn confirm(
+    client: &InstrumentedClient,
+    settings: &AcmeSettings,
+    foreign: &ForeignAccount,
+    pkcs8: &[u8],
+) -> Result<instant_acme::AccountCredentials, AcmeError> {
     let (account, credentials) = retry_bad_nonce!(
         Account::builder_with_http(Box::new(client.clone()))
             .from_key(
-                (signing_key(&pkcs8)?, private_key_der(&pkcs8)),
+                (signing_key(pkcs8)?, private_key_der(pkcs8)),
                 settings.directory.clone(),
             )
             .await
@@ -113,30 +171,45 @@ pub async fn adopt_account(
             ),
         });
     }
-    let stored = StoredAccount {
-        directory: settings.directory.clone(),
-        credentials,
-    };
+    Ok(credentials)
+}
+
+/// The new P-256 key an RSA account is rolled over to, saved (0600) at `path` before the
+/// CA is asked to switch, so a crash or a failure after the switch never loses the
+/// account: the next import finds it. Returns the key and whether it was found there.
+fn pending_key(
+    account_dir: &Path,
+    path: &Path,
+    account_url: &str,
+) -> Result<(Vec<u8>, bool), AcmeError> {
     let file_error = |source| AcmeError::AccountFile {
-        path: credentials_path.clone(),
+        path: path.to_owned(),
         source,
     };
-    let json = serde_json::to_vec_pretty(&stored)
-        .map_err(|error| file_error(std::io::Error::other(error)))?;
-    write_private_file(account_dir, &credentials_path, &json)
+    if let Ok(bytes) = std::fs::read(path) {
+        let pending: Value = serde_json::from_slice(&bytes)
+            .map_err(|error| file_error(std::io::Error::other(error)))?;
+        let key = pending["key_pkcs8"]
+            .as_str()
+            .and_then(|text| URL_SAFE_NO_PAD.decode(text).ok());
+        if let (Some(key), Some(url)) = (key, pending["account"].as_str()) {
+            if url == account_url {
+                return Ok((key, true));
+            }
+        }
+    }
+    let rng = SystemRandom::new();
+    let key = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|error| AcmeError::Invalid {
+            stage: Stage::Account,
+            message: format!("new P-256 key: {error}"),
+        })?
+        .as_ref()
+        .to_vec();
+    let pending = json!({ "account": account_url, "key_pkcs8": b64(&key) });
+    write_private_file(account_dir, path, pending.to_string().as_bytes())
         .map_err(|error| file_error(super::disk_to_io(error)))?;
-    tracing::info!(
-        account = %foreign.url,
-        directory = %settings.directory,
-        credentials = %credentials_path.display(),
-        "adopted ACME account"
-    );
-    Ok(AdoptedAccount {
-        url: foreign.url.clone(),
-        credentials_path,
-        rolled_over,
-        already_adopted: false,
-    })
+    Ok((key, false))
 }
 
 /// The account URL in an existing credentials file, `None` when there is no file.
@@ -164,13 +237,13 @@ fn private_key_der(pkcs8: &[u8]) -> PrivateKeyDer<'static> {
     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec()))
 }
 
-/// Rolls the account over from its RSA key to a new P-256 key; returns the new key
-/// (PKCS#8 DER). Retries a `badNonce` answer twice with the nonce it carried.
+/// Rolls the account over from its RSA key to `new_pkcs8` (a P-256 key, PKCS#8 DER). Retries a `badNonce` answer twice with the nonce it carried.
 async fn roll_over_rsa_key(
     client: &InstrumentedClient,
     directory_url: &str,
     foreign: &ForeignAccount,
-) -> Result<Vec<u8>, AcmeError> {
+    new_pkcs8: &[u8],
+) -> Result<(), AcmeError> {
     let rejected = |message: String| AcmeError::Invalid {
         stage: Stage::Account,
         message,
@@ -178,9 +251,7 @@ async fn roll_over_rsa_key(
     let rng = SystemRandom::new();
     let old_key = RsaKeyPair::from_pkcs8(foreign.key.pkcs8())
         .map_err(|error| rejected(format!("the RSA account key: {error}")))?;
-    let new_pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-        .map_err(|error| rejected(format!("new P-256 key: {error}")))?;
-    let new_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, new_pkcs8.as_ref())
+    let new_key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, new_pkcs8)
         .map_err(|error| rejected(format!("new P-256 key: {error}")))?;
 
     let (_, directory) = send(client, Method::GET, directory_url).await?;
@@ -251,7 +322,7 @@ async fn roll_over_rsa_key(
             .await
             .map_err(|error| protocol(format!("{key_change}: {error}")))?;
         if status.is_success() {
-            return Ok(new_pkcs8.as_ref().to_vec());
+            return Ok(());
         }
         let problem: instant_acme::Problem = serde_json::from_slice(&answer).map_err(|_| {
             protocol(format!(
@@ -328,4 +399,30 @@ fn protocol(message: String) -> AcmeError {
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_saved_rollover_key_is_private_and_found_again_for_the_same_account_only() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("acme");
+        let path = dir.join("account-x.json.adopting");
+        let (key, resumed) = pending_key(&dir, &path, "https://ca/acct/1").unwrap();
+        assert!(!resumed);
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            pending_key(&dir, &path, "https://ca/acct/1").unwrap(),
+            (key.clone(), true)
+        );
+        let (other, resumed) = pending_key(&dir, &path, "https://ca/acct/2").unwrap();
+        assert!(!resumed);
+        assert_ne!(other, key);
+    }
 }
