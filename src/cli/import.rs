@@ -131,12 +131,16 @@ pub fn run(command: ImportCommand, log_format: LogFormat) -> anyhow::Result<Exit
         }
         None => print!("{config}"),
     }
-    Ok(ExitCode(if report.succeeded() { 0 } else { 1 }))
+    let complete = report.succeeded() && plan.skipped.is_empty();
+    Ok(ExitCode(if complete { 0 } else { 1 }))
 }
 
 /// One line per certificate and one for the account, on standard error (standard output
 /// carries the configuration).
 fn print_report(plan: &ImportPlan, report: &import::AdoptReport) {
+    for (name, error) in &plan.skipped {
+        eprintln!("{name}: not adopted: {error}");
+    }
     for (name, outcome) in &report.certificates {
         match outcome {
             CertificateOutcome::Adopted { version } => {

@@ -203,6 +203,7 @@ mod tests {
                 described_by: PathBuf::from(".lego/certificates/site.crt"),
                 notes: Vec::new(),
             }],
+            skipped: Vec::new(),
             notes: Vec::new(),
         }
     }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use crate::acme::{ForeignKey, KeyAlgorithm};
 use crate::import::plan::{
-    AccountPlan, CertificatePlan, ChallengePlan, ImportPlan, LiveFiles, Tool, key_algorithm_for,
+    AccountPlan, CertificatePlan, ChallengePlan, DNS_HOOK_PLACEHOLDER, ImportPlan, LiveFiles, Tool,
+    fit_challenge, key_algorithm_for,
 };
 use crate::import::{ImportError, key_pem};
 use crate::store::check_pems;
@@ -182,10 +183,26 @@ pub fn plan(files: &CertbotFiles, server: Option<&str>) -> Result<ImportPlan, Im
         }
     };
 
-    let certificates = lineages
+    let mut certificates = Vec::new();
+    let mut skipped = Vec::new();
+    for lineage in &lineages {
+        match certificate_plan(lineage, files) {
+            Ok(certificate) => certificates.push(certificate),
+            Err(error) => skipped.push((lineage.name.clone(), error)),
+        }
+    }
+    let other_servers: Vec<&str> = files
+        .lineages
         .iter()
-        .map(|lineage| certificate_plan(lineage, files))
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter(|lineage| lineage.conf.params.get("server") != Some(&directory))
+        .map(|lineage| lineage.name.as_str())
+        .collect();
+    if !other_servers.is_empty() {
+        notes.push(format!(
+            "left out (another ACME directory, or none): {}",
+            other_servers.join(", ")
+        ));
+    }
     if !files.pre_post_hook_scripts.is_empty() {
         notes.push(format!(
             "certbot runs {} around every renewal; certinel has no pre/post hooks: make them \
@@ -200,6 +217,7 @@ pub fn plan(files: &CertbotFiles, server: Option<&str>) -> Result<ImportPlan, Im
         contact,
         account,
         certificates,
+        skipped,
         notes,
     })
 }
@@ -256,7 +274,7 @@ fn certificate_plan(
         }
     })?;
     let key = renewal_key(params, facts.key_type, &mut notes);
-    let challenge = challenge(lineage, &mut notes);
+    let challenge = fit_challenge(challenge(lineage, &mut notes), &facts.dns_names, &mut notes);
     let mut deploy: Vec<String> = ["renew_hook", "deploy_hook"]
         .iter()
         .filter_map(|key| params.get(*key))
@@ -408,6 +426,13 @@ fn challenge(lineage: &LineageFiles, notes: &mut Vec<String>) -> ChallengePlan {
                     ChallengePlan::HttpWebroot("/var/www/html".to_owned())
                 }
             }
+        }
+        dns if dns.starts_with("dns-") => {
+            notes.push(format!(
+                "certbot used the {dns:?} plugin: write {DNS_HOOK_PLACEHOLDER} (called as \
+                 `HOOK present|cleanup NAME VALUE`) or use provider = \"rfc2136\""
+            ));
+            ChallengePlan::Dns01Exec(DNS_HOOK_PLACEHOLDER.to_owned())
         }
         other => {
             notes.push(format!(

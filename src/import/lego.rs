@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::acme::ForeignKey;
 use crate::import::plan::{
-    AccountPlan, CertificatePlan, ChallengePlan, ImportPlan, Tool, key_algorithm_for,
+    AccountPlan, CertificatePlan, ChallengePlan, ImportPlan, Tool, fit_challenge, key_algorithm_for,
 };
 use crate::import::{ImportError, key_pem};
 use crate::store::{SecretPem, check_pems};
@@ -131,11 +131,14 @@ pub fn plan(files: &LegoFiles, options: &LegoOptions) -> Result<ImportPlan, Impo
             )));
         }
     };
-    let certificates = files
-        .certificates
-        .iter()
-        .map(|certificate| certificate_plan(certificate, &options.challenge))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut certificates = Vec::new();
+    let mut skipped = Vec::new();
+    for certificate in &files.certificates {
+        match certificate_plan(certificate, &options.challenge) {
+            Ok(plan) => certificates.push(plan),
+            Err(error) => skipped.push((certificate.name.clone(), error)),
+        }
+    }
     notes.push(
         "lego does not record how it proved control: check each `challenge` (--http-listen or \
          --webroot set it)"
@@ -148,6 +151,7 @@ pub fn plan(files: &LegoFiles, options: &LegoOptions) -> Result<ImportPlan, Impo
         contact,
         account,
         certificates,
+        skipped,
         notes,
     })
 }
@@ -226,13 +230,14 @@ fn certificate_plan(
         notes.push("certinel cannot generate this key type; renewals use ecdsa-p256".to_owned());
         crate::acme::KeyAlgorithm::EcdsaP256
     });
+    let challenge = fit_challenge(challenge.clone(), &facts.dns_names, &mut notes);
     Ok(CertificatePlan {
         name: files.name.clone(),
         dns_names: facts.dns_names,
         serial: facts.serial,
         not_after: facts.not_after,
         key,
-        challenge: challenge.clone(),
+        challenge,
         renew_before_days: None,
         deploy: Vec::new(),
         chain_pem: files.crt_pem.clone(),

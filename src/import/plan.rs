@@ -30,7 +30,7 @@ impl Tool {
 }
 
 /// Everything one import adopts and configures, for one ACME directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ImportPlan {
     /// Where the files came from.
     pub tool: Tool,
@@ -44,6 +44,8 @@ pub struct ImportPlan {
     pub account: Option<AccountPlan>,
     /// The certificates, in name order.
     pub certificates: Vec<CertificatePlan>,
+    /// Certificates left out, by name, and why (an unreadable or mismatched key, ...).
+    pub skipped: Vec<(String, super::ImportError)>,
     /// Things the user must check by hand, one sentence each.
     pub notes: Vec<String>,
 }
@@ -110,6 +112,29 @@ pub enum ChallengePlan {
     HttpListen(String),
     /// http-01 through files under this web root (certbot's webroot).
     HttpWebroot(String),
+    /// dns-01 through an exec hook (lego's convention): the placeholder for wildcard
+    /// names and certbot's DNS plugins, which the user must fill in.
+    Dns01Exec(String),
+}
+
+/// The hook path the configuration names when dns-01 is needed; the user writes it.
+pub const DNS_HOOK_PLACEHOLDER: &str = "/usr/local/bin/certinel-dns-hook";
+
+/// `challenge`, or dns-01 when a name is a wildcard, which http-01 cannot validate.
+pub fn fit_challenge(
+    challenge: ChallengePlan,
+    dns_names: &[String],
+    notes: &mut Vec<String>,
+) -> ChallengePlan {
+    let wildcard = dns_names.iter().any(|name| name.starts_with("*."));
+    if wildcard && !matches!(challenge, ChallengePlan::Dns01Exec(_)) {
+        notes.push(format!(
+            "wildcard names need dns-01: write {DNS_HOOK_PLACEHOLDER} (called as `HOOK \
+             present|cleanup NAME VALUE`) or use provider = \"rfc2136\""
+        ));
+        return ChallengePlan::Dns01Exec(DNS_HOOK_PLACEHOLDER.to_owned());
+    }
+    challenge
 }
 
 /// The key type certinel generates for a certificate whose current key is `key_type`;

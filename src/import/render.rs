@@ -21,6 +21,9 @@ pub fn config_toml(plan: &ImportPlan, state_dir: &Path, ca_file: Option<&Path>) 
     for note in &plan.notes {
         let _ = writeln!(out, "# CHECK: {note}");
     }
+    for (name, error) in &plan.skipped {
+        let _ = writeln!(out, "# NOT IMPORTED: {name}: {error}");
+    }
     let _ = writeln!(
         out,
         "state_dir = {}",
@@ -58,6 +61,10 @@ pub fn config_toml(plan: &ImportPlan, state_dir: &Path, ca_file: Option<&Path>) 
             ChallengePlan::HttpWebroot(root) => {
                 format!("{{ type = \"http-01\", webroot = {} }}", quote(root))
             }
+            ChallengePlan::Dns01Exec(command) => format!(
+                "{{ type = \"dns-01\", provider = \"exec\", command = {} }}",
+                quote(command)
+            ),
         };
         let _ = writeln!(out, "challenge = {challenge}");
         if let Some(days) = certificate.renew_before_days {

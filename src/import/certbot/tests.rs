@@ -165,10 +165,21 @@ fn lineages_of_two_servers_need_a_server_choice() {
 }
 
 #[test]
-fn a_key_that_does_not_match_its_certificate_and_a_missing_account_name_their_files() {
+fn a_key_that_does_not_match_its_certificate_is_skipped_and_a_missing_account_named() {
     let mut mismatched = lineage("a.test", STANDALONE, &["a.test"]);
     mismatched.key_pem = certificate(&["other"], &rcgen::PKCS_ECDSA_P256_SHA256).1;
-    let error = plan(&files(vec![mismatched]), None).unwrap_err();
+    let good = lineage("b.test", STANDALONE, &["b.test"]);
+    let plan_with_one_bad = plan(&files(vec![mismatched, good]), None).unwrap();
+    let names: Vec<&str> = plan_with_one_bad
+        .certificates
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["b.test"], "the good lineage goes on");
+    let [(name, error)] = &plan_with_one_bad.skipped[..] else {
+        panic!("one skipped: {:?}", plan_with_one_bad.skipped);
+    };
+    assert_eq!(name, "a.test");
     assert_eq!(
         error.to_string(),
         "/etc/letsencrypt/renewal/a.test.conf: private key does not match the certificate's \
@@ -213,4 +224,41 @@ fn key_types_follow_certbots_settings() {
         KeyAlgorithm::EcdsaP256,
         "the current key's type"
     );
+}
+
+#[test]
+fn dns_plugins_and_wildcard_names_plan_a_dns01_hook_to_write() {
+    let conf = STANDALONE.replace(
+        "authenticator = standalone",
+        "authenticator = dns-cloudflare",
+    );
+    let plan = plan(&files(vec![lineage("a.test", &conf, &["a.test"])]), None).unwrap();
+    let certificate = &plan.certificates[0];
+    assert_eq!(
+        certificate.challenge,
+        ChallengePlan::Dns01Exec(DNS_HOOK_PLACEHOLDER.to_owned())
+    );
+    assert!(
+        certificate.notes[0].contains("\"dns-cloudflare\" plugin"),
+        "{:?}",
+        certificate.notes
+    );
+    let wildcard = plan_for_wildcard();
+    assert_eq!(
+        wildcard.challenge,
+        ChallengePlan::Dns01Exec(DNS_HOOK_PLACEHOLDER.to_owned())
+    );
+    assert!(
+        wildcard.notes[0].starts_with("wildcard names need dns-01"),
+        "{:?}",
+        wildcard.notes
+    );
+}
+
+fn plan_for_wildcard() -> CertificatePlan {
+    let wildcard = lineage("w", STANDALONE, &["*.w.test", "w.test"]);
+    plan(&files(vec![wildcard]), None)
+        .unwrap()
+        .certificates
+        .remove(0)
 }

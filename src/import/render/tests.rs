@@ -11,7 +11,10 @@ fn plan() -> ImportPlan {
     let (chain_pem, key_pem) = certificate(&["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
     let certificate = |name: &str, challenge: ChallengePlan| CertificatePlan {
         name: name.to_owned(),
-        dns_names: vec!["a.test".to_owned(), "b.test".to_owned()],
+        dns_names: match challenge {
+            ChallengePlan::Dns01Exec(_) => vec!["*.a.test".to_owned()],
+            _ => vec!["a.test".to_owned(), "b.test".to_owned()],
+        },
         serial: "1".to_owned(),
         not_after: time::macros::datetime!(2027-03-01 00:00 UTC),
         key: KeyAlgorithm::Rsa3072,
@@ -33,7 +36,15 @@ fn plan() -> ImportPlan {
         certificates: vec![
             certificate("a", ChallengePlan::HttpListen("127.0.0.1:5002".to_owned())),
             certificate("b", ChallengePlan::HttpWebroot("/var/www/html".to_owned())),
+            certificate(
+                "c",
+                ChallengePlan::Dns01Exec("/usr/local/bin/hook".to_owned()),
+            ),
         ],
+        skipped: vec![(
+            "broken".to_owned(),
+            crate::import::ImportError::Server("why".to_owned()),
+        )],
         notes: vec!["several accounts".to_owned()],
     }
 }
@@ -55,9 +66,15 @@ fn the_rendered_configuration_loads_with_every_planned_setting() {
         acme.ca_file.as_deref(),
         Some(Path::new("/etc/certinel/ca.pem"))
     );
-    let [a, b] = &config.certificates[..] else {
-        panic!("two certificates");
+    let [a, b, c] = &config.certificates[..] else {
+        panic!("three certificates");
     };
+    assert!(
+        matches!(c.challenge, ChallengeSpec::Dns01(_)),
+        "{:?}",
+        c.challenge
+    );
+    assert!(text.contains("# NOT IMPORTED: broken: why\n"), "{text}");
     assert_eq!((a.name.as_str(), b.name.as_str()), ("a", "b"));
     assert_eq!(a.identifiers.len(), 2);
     assert_eq!(a.key, KeyAlgorithm::Rsa3072);
