@@ -15,10 +15,12 @@ use crate::import::{self, AdoptOptions, CertificateOutcome, ChallengePlan, Impor
 /// `certinel import ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum ImportCommand {
-    /// Adopt every certbot lineage (renewal/NAME.conf), its live certificate and key, and
-    /// certbot's ACME account. certbot's RSA account key is rolled over at the CA to a new
-    /// ECDSA P-256 key (same account): certbot can no longer use that account, so disable
-    /// its timer or cron job.
+    /// Adopt certbot's lineages and ACME account.
+    ///
+    /// Every lineage (renewal/NAME.conf) becomes version v0001 of NAME (its live
+    /// certificate and key, copied). certbot's RSA account key is rolled over at the CA to a
+    /// new ECDSA P-256 key (same account): certbot can no longer use that account, so
+    /// disable its timer or cron job.
     Certbot {
         /// certbot's configuration directory.
         #[arg(default_value = "/etc/letsencrypt")]
@@ -31,9 +33,12 @@ pub enum ImportCommand {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Adopt every lego certificate (certificates/NAME.crt|.key) and lego's account
-    /// (accounts/HOST/EMAIL/). lego records neither the directory URL's path (--server,
-    /// known for Let's Encrypt) nor its challenge (--http-listen or --webroot).
+    /// Adopt lego's certificates and ACME account.
+    ///
+    /// Every certificate (certificates/NAME.crt and .key) becomes version v0001 of NAME;
+    /// the account (accounts/HOST/EMAIL/) is adopted. lego records neither the directory
+    /// URL's path (--server; known for Let's Encrypt) nor its challenge (--http-listen or
+    /// --webroot).
     Lego {
         /// lego's --path directory.
         #[arg(default_value = ".lego")]

@@ -202,3 +202,73 @@ fn read_text(path: &Path) -> Result<String, ImportError> {
         message: "is not text (UTF-8): expected a PEM or configuration file".to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str, mode: u32) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_certbot_tree_yields_its_lineages_nested_accounts_and_executable_deploy_hooks() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path();
+        write(
+            &root.join("renewal/site.conf"),
+            "[renewalparams]\naccount = abc\n",
+            0o644,
+        );
+        write(&root.join("renewal/README"), "not a conf", 0o644);
+        write(&root.join("live/site/fullchain.pem"), "CHAIN", 0o644);
+        write(&root.join("live/site/privkey.pem"), "KEY", 0o600);
+        let account = root.join("accounts/ca.test:14000/dir/abc");
+        write(&account.join("private_key.json"), "{}", 0o400);
+        write(&account.join("regr.json"), "{\"uri\":\"u\"}", 0o644);
+        write(
+            &root.join("renewal-hooks/deploy/reload"),
+            "#!/bin/sh\n",
+            0o755,
+        );
+        write(&root.join("renewal-hooks/deploy/notes.txt"), "", 0o644);
+        write(&root.join("renewal-hooks/pre/stop"), "#!/bin/sh\n", 0o755);
+
+        let files = certbot(root).unwrap();
+        let [lineage] = &files.lineages[..] else {
+            panic!("one lineage: {:?}", files.lineages);
+        };
+        assert_eq!(lineage.name, "site");
+        assert_eq!(lineage.fullchain_pem, "CHAIN");
+        assert_eq!(lineage.key_pem.expose(), "KEY");
+        let [found] = &files.accounts[..] else {
+            panic!("one account: {:?}", files.accounts);
+        };
+        assert_eq!((found.id.as_str(), &found.dir), ("abc", &account));
+        assert_eq!(
+            files.deploy_hook_scripts,
+            [root.join("renewal-hooks/deploy/reload")]
+        );
+        assert_eq!(
+            files.pre_post_hook_scripts,
+            [root.join("renewal-hooks/pre/stop")]
+        );
+    }
+
+    #[test]
+    fn a_directory_that_is_not_certbots_or_legos_says_which_to_pass() {
+        let temp = tempfile::tempdir().unwrap();
+        let certbot_error = certbot(temp.path()).unwrap_err().to_string();
+        assert!(
+            certbot_error.ends_with("has no renewal/ directory: pass certbot's configuration directory (default /etc/letsencrypt)"),
+            "{certbot_error}"
+        );
+        let lego_error = lego(temp.path()).unwrap_err().to_string();
+        assert!(
+            lego_error.contains("pass lego's --path directory"),
+            "{lego_error}"
+        );
+    }
+}
