@@ -341,6 +341,19 @@ async fn lego_certificate_and_p256_account_are_adopted_once_and_renewed_with_leg
     .unwrap();
 
     let extra = ["--server", &pebble.directory_url, "--http-listen", &listen];
+    std::fs::write(migration.config(), "# my own configuration\n").unwrap();
+    let refused = migration.import(&pebble, "lego", &lego_dir, &extra).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("was not written by certinel import"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !migration.state_dir().exists(),
+        "refused before adopting anything"
+    );
+    std::fs::remove_file(migration.config()).unwrap();
     let output = migration.import(&pebble, "lego", &lego_dir, &extra).await;
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(
@@ -362,6 +375,12 @@ async fn lego_certificate_and_p256_account_are_adopted_once_and_renewed_with_leg
     migration.renew("api.certinel.test").await;
     let status = migration.status("api.certinel.test").await;
     assert_eq!(status["version"], "v0002", "{status}");
+    let after_renewal = migration.import(&pebble, "lego", &lego_dir, &extra).await;
+    let stderr = String::from_utf8_lossy(&after_renewal.stderr);
+    assert!(
+        stderr.contains("already adopted (v0002 is current)"),
+        "lego's certificate was imported before, certinel renewed it since: {stderr}"
+    );
     assert_eq!(
         status["dns_names"],
         serde_json::json!(["api.certinel.test", "api2.certinel.test"])

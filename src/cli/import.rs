@@ -111,6 +111,9 @@ pub fn run(command: ImportCommand, log_format: LogFormat) -> anyhow::Result<Exit
             (import::lego::plan(&files, &options)?, common, false)
         }
     };
+    if let Some(path) = &common.write {
+        refuse_foreign_file(path)?;
+    }
     // Absolute paths: the configuration may live anywhere, and --link-live's links must
     // not depend on the directory they sit in.
     let state_dir = absolute(&common.state_dir)?;
@@ -176,6 +179,22 @@ fn print_report(plan: &ImportPlan, report: &import::AdoptReport) {
             "no {} account found: certinel registers a new one at the first renewal",
             plan.tool.as_str()
         ),
+    }
+}
+
+/// `--write` replaces only a file an earlier import wrote (it starts with the header
+/// [`import::render::config_toml`] writes), never a configuration someone edited.
+fn refuse_foreign_file(path: &Path) -> anyhow::Result<()> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.starts_with(import::render::HEADER) => anyhow::bail!(
+            "{} exists and was not written by certinel import: write to a new file and \
+             merge its [acme] and [[certificate]] tables into your configuration",
+            path.display()
+        ),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot read {}", path.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -33,7 +33,7 @@ pub enum CertificateOutcome {
         /// The version (always `v0001`).
         version: VersionId,
     },
-    /// The store already holds this very certificate as its current version.
+    /// An earlier import stored this very certificate (it may have been renewed since).
     AlreadyAdopted {
         /// The current version.
         version: VersionId,
@@ -104,8 +104,13 @@ fn adopt_certificate(
 ) -> Result<CertificateOutcome, ImportError> {
     let name = &certificate.name;
     let outcome = if let Some(current) = store.current(name)? {
-        let meta = store.metadata(name, current)?;
-        if meta.serial != certificate.serial {
+        // An earlier import stored this certificate; certinel may have renewed it since.
+        let imported_before = store
+            .versions(name)?
+            .iter()
+            .any(|version| version.serial == certificate.serial);
+        if !imported_before {
+            let meta = store.metadata(name, current)?;
             return Err(ImportError::Occupied {
                 path: store.cert_dir(name)?,
                 message: format!(

@@ -6,6 +6,10 @@ use std::path::Path;
 
 use crate::import::plan::{ChallengePlan, ImportPlan};
 
+/// How every configuration an import writes begins, so a later import knows it may
+/// replace the file.
+pub const HEADER: &str = "# Imported from ";
+
 /// The TOML text for `plan` with certinel's state in `state_dir` and, when given, the CA's
 /// HTTPS roots in `ca_file`.
 pub fn config_toml(plan: &ImportPlan, state_dir: &Path, ca_file: Option<&Path>) -> String {
@@ -13,7 +17,7 @@ pub fn config_toml(plan: &ImportPlan, state_dir: &Path, ca_file: Option<&Path>) 
     // Writing to a String never fails, so the results of `writeln!` are ignored below.
     let _ = writeln!(
         out,
-        "# Imported from {} ({}) by `certinel import {}`.",
+        "{HEADER}{} ({}) by `certinel import {}`.",
         plan.tool.as_str(),
         plan.source.display(),
         plan.tool.as_str()
