@@ -32,6 +32,7 @@ use super::{StoredAccount, account_file_name, build_client, write_private_file};
 use crate::acme::error::retry_bad_nonce;
 use crate::acme::http::InstrumentedClient;
 use crate::acme::{AcmeError, AcmeSettings, NoopObserver, Stage};
+use crate::disk::ReadCappedError;
 
 /// An account registered by another client: the CA's URL for it and its key.
 #[derive(Debug, Clone)]
@@ -186,7 +187,7 @@ fn pending_key(
         path: path.to_owned(),
         source,
     };
-    if let Ok(bytes) = std::fs::read(path) {
+    if let Ok(bytes) = crate::disk::read_capped(path, super::MAX_CREDENTIALS_BYTES) {
         let pending: Value = serde_json::from_slice(&bytes)
             .map_err(|error| file_error(std::io::Error::other(error)))?;
         let key = pending["key_pkcs8"]
@@ -218,10 +219,13 @@ fn stored_account_url(path: &Path) -> Result<Option<String>, AcmeError> {
         path: path.to_owned(),
         source,
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::disk::read_capped(path, super::MAX_CREDENTIALS_BYTES) {
         Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(file_error(error)),
+        Err(ReadCappedError::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None);
+        }
+        Err(ReadCappedError::Io(error)) => return Err(file_error(error)),
+        Err(too_large) => return Err(file_error(std::io::Error::other(too_large))),
     };
     let stored: Value =
         serde_json::from_slice(&bytes).map_err(|error| file_error(std::io::Error::other(error)))?;
