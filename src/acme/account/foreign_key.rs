@@ -375,6 +375,15 @@ mod tests {
     }
 
     #[test]
+    fn a_lego_pkcs1_rsa_account_key_is_read_as_rsa() {
+        let pem = include_str!("../../../tests/fixtures/import/lego-rsa-account.key");
+        assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        let key = ForeignKey::from_pem(pem).unwrap();
+        assert_eq!(key.kind(), ForeignKeyKind::Rsa);
+        RsaKeyPair::from_pkcs8(key.pkcs8()).unwrap();
+    }
+
+    #[test]
     fn debug_redacts_the_key() {
         let key = ForeignKey::from_pem(LEGO_EC_PEM).unwrap();
         let shown = format!("{key:?}");
