@@ -84,12 +84,10 @@ pub fn run(command: ImportCommand, log_format: LogFormat) -> anyhow::Result<Exit
             link_live,
             common,
         } => {
-            let files = import::read::certbot(&dir)?;
-            (
-                import::certbot::plan(&files, common.server.as_deref())?,
-                common,
-                link_live,
-            )
+            let (files, unreadable) = import::read::certbot(&dir)?;
+            let mut plan = import::certbot::plan(&files, common.server.as_deref())?;
+            plan.skipped.extend(unreadable);
+            (plan, common, link_live)
         }
         ImportCommand::Lego {
             dir,
@@ -98,7 +96,7 @@ pub fn run(command: ImportCommand, log_format: LogFormat) -> anyhow::Result<Exit
             webroot,
             common,
         } => {
-            let files = import::read::lego(&dir)?;
+            let (files, unreadable) = import::read::lego(&dir)?;
             let challenge = match webroot {
                 Some(root) => ChallengePlan::HttpWebroot(absolute(&root)?.display().to_string()),
                 None => ChallengePlan::HttpListen(http_listen),
@@ -108,7 +106,9 @@ pub fn run(command: ImportCommand, log_format: LogFormat) -> anyhow::Result<Exit
                 email,
                 challenge,
             };
-            (import::lego::plan(&files, &options)?, common, false)
+            let mut plan = import::lego::plan(&files, &options)?;
+            plan.skipped.extend(unreadable);
+            (plan, common, false)
         }
     };
     if let Some(path) = &common.write {

@@ -10,9 +10,12 @@ use crate::import::certbot::{self, AccountFiles, CertbotFiles, LineageFiles};
 use crate::import::lego::{LegoAccountFiles, LegoCertificateFiles, LegoFiles};
 use crate::store::SecretPem;
 
+/// Certificates that could not be read, by name, and why; the others are imported.
+pub type Unreadable = Vec<(String, ImportError)>;
+
 /// Reads every lineage, account and global deploy hook of certbot's configuration
-/// directory `root`.
-pub fn certbot(root: &Path) -> Result<CertbotFiles, ImportError> {
+/// directory `root`. A lineage whose files cannot be read is returned apart.
+pub fn certbot(root: &Path) -> Result<(CertbotFiles, Unreadable), ImportError> {
     let renewal = root.join("renewal");
     if !renewal.is_dir() {
         return Err(ImportError::NotFound {
@@ -23,6 +26,7 @@ pub fn certbot(root: &Path) -> Result<CertbotFiles, ImportError> {
         });
     }
     let mut lineages = Vec::new();
+    let mut unreadable = Vec::new();
     for conf_path in entries(&renewal)? {
         let Some(name) = conf_path
             .file_name()
@@ -31,25 +35,10 @@ pub fn certbot(root: &Path) -> Result<CertbotFiles, ImportError> {
         else {
             continue;
         };
-        let conf = certbot::parse_renewal_conf(&read_text(&conf_path)?).map_err(|message| {
-            ImportError::Parse {
-                path: conf_path.clone(),
-                message: format!("{message}: fix the file or move it out of renewal/"),
-            }
-        })?;
-        let live = root.join("live").join(name);
-        let named = |key: &str, default: &str| {
-            conf.top
-                .get(key)
-                .map_or_else(|| live.join(default), PathBuf::from)
-        };
-        lineages.push(LineageFiles {
-            name: name.to_owned(),
-            fullchain_pem: read_text(&named("fullchain", "fullchain.pem"))?,
-            key_pem: SecretPem::new(read_text(&named("privkey", "privkey.pem"))?),
-            conf_path,
-            conf,
-        });
+        match lineage(root, name, conf_path.clone()) {
+            Ok(lineage) => lineages.push(lineage),
+            Err(error) => unreadable.push((name.to_owned(), error)),
+        }
     }
     let mut accounts = Vec::new();
     let accounts_dir = root.join("accounts");
@@ -80,17 +69,42 @@ pub fn certbot(root: &Path) -> Result<CertbotFiles, ImportError> {
             })
             .collect())
     };
-    Ok(CertbotFiles {
+    let files = CertbotFiles {
         root: root.to_owned(),
         lineages,
         accounts,
         deploy_hook_scripts: executables("deploy")?,
         pre_post_hook_scripts: [executables("pre")?, executables("post")?].concat(),
+    };
+    Ok((files, unreadable))
+}
+
+/// One lineage: its renewal conf and the certificate and key it names.
+fn lineage(root: &Path, name: &str, conf_path: PathBuf) -> Result<LineageFiles, ImportError> {
+    let conf = certbot::parse_renewal_conf(&read_text(&conf_path)?).map_err(|message| {
+        ImportError::Parse {
+            path: conf_path.clone(),
+            message: format!("{message}: fix the file or move it out of renewal/"),
+        }
+    })?;
+    let live = root.join("live").join(name);
+    let named = |key: &str, default: &str| {
+        conf.top
+            .get(key)
+            .map_or_else(|| live.join(default), PathBuf::from)
+    };
+    Ok(LineageFiles {
+        name: name.to_owned(),
+        fullchain_pem: read_text(&named("fullchain", "fullchain.pem"))?,
+        key_pem: SecretPem::new(read_text(&named("privkey", "privkey.pem"))?),
+        conf_path,
+        conf,
     })
 }
 
-/// Reads every account and certificate of lego's `.lego` directory `root`.
-pub fn lego(root: &Path) -> Result<LegoFiles, ImportError> {
+/// Reads every account and certificate of lego's `.lego` directory `root`. A certificate
+/// whose files cannot be read is returned apart.
+pub fn lego(root: &Path) -> Result<(LegoFiles, Unreadable), ImportError> {
     let certificates_dir = root.join("certificates");
     if !certificates_dir.is_dir() {
         return Err(ImportError::NotFound {
@@ -101,6 +115,7 @@ pub fn lego(root: &Path) -> Result<LegoFiles, ImportError> {
         });
     }
     let mut certificates = Vec::new();
+    let mut unreadable = Vec::new();
     for crt_path in entries(&certificates_dir)? {
         let Some(name) = crt_path
             .file_name()
@@ -110,12 +125,19 @@ pub fn lego(root: &Path) -> Result<LegoFiles, ImportError> {
         else {
             continue;
         };
-        certificates.push(LegoCertificateFiles {
-            name: name.to_owned(),
-            crt_pem: read_text(&crt_path)?,
-            key_pem: SecretPem::new(read_text(&crt_path.with_extension("key"))?),
-            crt_path,
+        let files = read_text(&crt_path).and_then(|crt_pem| {
+            let key_pem = SecretPem::new(read_text(&crt_path.with_extension("key"))?);
+            Ok((crt_pem, key_pem))
         });
+        match files {
+            Ok((crt_pem, key_pem)) => certificates.push(LegoCertificateFiles {
+                name: name.to_owned(),
+                crt_pem,
+                key_pem,
+                crt_path,
+            }),
+            Err(error) => unreadable.push((name.to_owned(), error)),
+        }
     }
     let mut accounts = Vec::new();
     let accounts_dir = root.join("accounts");
@@ -139,11 +161,12 @@ pub fn lego(root: &Path) -> Result<LegoFiles, ImportError> {
             }
         }
     }
-    Ok(LegoFiles {
+    let files = LegoFiles {
         root: root.to_owned(),
         accounts,
         certificates,
-    })
+    };
+    Ok((files, unreadable))
 }
 
 /// certbot's account directories: those holding `private_key.json`, at most five levels
@@ -236,7 +259,19 @@ mod tests {
         write(&root.join("renewal-hooks/deploy/notes.txt"), "", 0o644);
         write(&root.join("renewal-hooks/pre/stop"), "#!/bin/sh\n", 0o755);
 
-        let files = certbot(root).unwrap();
+        write(&root.join("renewal/gone.conf"), "[renewalparams]\n", 0o644);
+        let (files, unreadable) = certbot(root).unwrap();
+        let [(name, error)] = &unreadable[..] else {
+            panic!("one unreadable lineage: {unreadable:?}");
+        };
+        assert_eq!(name, "gone");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "cannot read {}",
+                root.join("live/gone/fullchain.pem").display()
+            )),
+            "{error}"
+        );
         let [lineage] = &files.lineages[..] else {
             panic!("one lineage: {:?}", files.lineages);
         };
