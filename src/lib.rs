@@ -37,6 +37,7 @@ pub mod config;
 pub mod disk;
 pub mod escape;
 pub mod hook;
+pub mod import;
 pub mod inventory;
 pub mod metrics;
 mod redact;

@@ -293,7 +293,7 @@ async fn ipv6_loopback_identifier_is_issued_over_http01_and_tls_alpn01() {
 }
 
 /// A stand-in for nginx: serves whatever is under the webroot, and notes what it served.
-async fn serve_webroot(addr: SocketAddr, webroot: PathBuf) -> Arc<Mutex<Vec<String>>> {
+pub(crate) async fn serve_webroot(addr: SocketAddr, webroot: PathBuf) -> Arc<Mutex<Vec<String>>> {
     type Served = Arc<Mutex<Vec<String>>>;
     async fn file(
         State((webroot, served)): State<(PathBuf, Served)>,

@@ -34,6 +34,9 @@ mod hook_env;
 /// The exporter's HTTP connection limits: header and idle timeouts, `max_connections`, and
 /// a SIGTERM that does not wait for slow clients.
 mod http_limits;
+/// `certinel import certbot|lego` after Debian's real certbot and lego issued from Pebble:
+/// adopted as v0001 with the other client's account, shown by status, renewed into v0002.
+mod import;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
 /// A 2,000-SAN certificate scraped from a real `certinel run`: label values stay under the

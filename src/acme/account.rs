@@ -22,8 +22,12 @@ use crate::acme::http::{self, AcmeObserver};
 use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
 use crate::disk::{DiskError, ReadCappedError};
 
+mod adopt;
+mod foreign_key;
 mod key;
 
+pub use adopt::{AdoptedAccount, ForeignAccount, adopt_account};
+pub use foreign_key::{ForeignKey, ForeignKeyError, ForeignKeyKind};
 pub use key::{Deactivation, KeyRollover, load_account};
 
 /// A usable account on one ACME CA.

@@ -40,7 +40,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub use account::{
-    AcmeAccount, Deactivation, KeyRollover, account_file_name, load_account,
+    AcmeAccount, AdoptedAccount, Deactivation, ForeignAccount, ForeignKey, ForeignKeyError,
+    ForeignKeyKind, KeyRollover, account_file_name, adopt_account, load_account,
     load_or_create_account, register_new_account,
 };
 pub use ari::{DirectoryFacts, RenewalInfo, ari_certificate_id, refresh_directory, renewal_info};

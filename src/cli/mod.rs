@@ -6,6 +6,7 @@
 pub mod account;
 pub mod check;
 pub mod config_check;
+pub mod import;
 pub mod inventory;
 pub mod logging;
 pub mod packaging;
@@ -71,6 +72,12 @@ pub enum Command {
         #[command(subcommand)]
         command: account::AccountCommand,
     },
+    /// Adopt certbot's or lego's certificates and account; print their configuration.
+    Import {
+        /// The client to migrate from.
+        #[command(subcommand)]
+        command: import::ImportCommand,
+    },
     /// Print a shell completion script: `source <(certinel completions bash)`.
     Completions {
         /// The shell to complete for.
@@ -120,6 +127,7 @@ fn run_command(cli: Cli, runtime: &Runtime) -> anyhow::Result<ExitCode> {
         Command::Revoke(args) => revoke::run(args, cli.log_format, runtime),
         Command::Inventory(args) => inventory::run(args, runtime),
         Command::Account { command } => account::run(command, cli.log_format, runtime),
+        Command::Import { command } => import::run(command, cli.log_format, runtime),
         Command::Completions { shell } => packaging::completions(shell),
         Command::Man { dir } => packaging::man(&dir),
     }
