@@ -15,6 +15,7 @@ use certinel::acme::{
     Rfc2136Settings, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
 };
 
+use crate::common::eventually::eventually;
 use crate::common::knot::{KEY_NAME, Knot};
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 use crate::dns01::{leaf_names, request};
@@ -82,17 +83,6 @@ async fn account(pebble: &Pebble, observer: Arc<ChallengeRequests>) -> AcmeAccou
         .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
 }
 
-/// Waits for `event`, checking every 50 ms for at most 20 seconds.
-async fn until(what: &str, mut event: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if event() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
 #[tokio::test]
 async fn the_ca_is_told_ready_only_after_the_lagging_name_server_answers_too() {
     let (primary, lagging) = twin_knots().await;
@@ -121,8 +111,13 @@ async fn the_ca_is_told_ready_only_after_the_lagging_name_server_answers_too() {
 
     // The event: certinel has asked the lagging server twice (it found it through the NS
     // set) and, since it got no value, is still waiting.
-    until("certinel polls 127.0.0.2 for the TXT record", || {
-        lagging.txt_queries() >= 2
+    eventually(Duration::from_secs(20), async || {
+        match lagging.txt_queries() {
+            queries if queries >= 2 => Ok(()),
+            queries => Err(format!(
+                "127.0.0.2 was asked for the TXT record {queries} times"
+            )),
+        }
     })
     .await;
     let published = primary.txt(CHALLENGE);

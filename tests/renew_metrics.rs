@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::pebble::{Pebble, PebbleOptions};
-use crate::common::service::{get, promtool_check, sample};
+use crate::common::service::{metrics_until, promtool_check, sample};
 
 /// How long one awaited change of `/metrics` may take.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -97,21 +97,7 @@ impl InProcess {
 
     /// Polls `/metrics` until `condition` holds for its body, which is returned.
     async fn metrics_until(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let reply = get(self.addr, "/metrics", &[]).await;
-            assert_eq!(reply.status, 200, "{}", reply.body);
-            if condition(&reply.body) {
-                return reply.body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not seen within {PATIENCE:?}; last /metrics:\n{}",
-                reply.body
-            );
-            // Renewals happen on the service's own schedule; poll gently.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        metrics_until(self.addr, PATIENCE, what, condition).await
     }
 }
 

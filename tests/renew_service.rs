@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use certinel::renew::RenewalLock;
 
+use crate::common::eventually::eventually;
 use crate::common::pebble::Pebble;
 use crate::common::service::Service;
 
@@ -99,14 +100,13 @@ async fn renew_killed_during_its_deploy_hook_resumes_without_a_second_order() {
         .spawn()
         .expect("run certinel");
     // The hook announces itself through the marker file; poll it, bounded.
-    let started = async {
-        while !marker.exists() {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(60), started)
-        .await
-        .expect("the deploy hook started");
+    eventually(std::time::Duration::from_secs(60), async || {
+        marker
+            .exists()
+            .then_some(())
+            .ok_or("the deploy hook has not started")
+    })
+    .await;
     // SIGKILL: no cleanup runs, exactly like kill -9.
     first.start_kill().unwrap();
     first.wait().await.unwrap();
@@ -193,22 +193,19 @@ async fn run_issues_five_certificates_sharing_one_http01_listener_concurrently()
             ) == 1.0
         })
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let body = loop {
+    let body = eventually(Duration::from_secs(90), async || {
         let reply = get(addr, "/metrics", &[]).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         if all_current(&reply.body) {
-            break reply.body;
+            return Ok(reply.body);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every certificate became current within 90 s; Pebble:\n{}\n/metrics:\n{}",
+        Err(format!(
+            "not every certificate is current; Pebble:\n{}\n/metrics:\n{}",
             pebble.log(),
             reply.body
-        );
-        // The renewals run on the service's schedule; poll gently.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        ))
+    })
+    .await;
     for index in 0..CERTIFICATES {
         let renewals = |outcome: &str| {
             value(

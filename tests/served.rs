@@ -16,6 +16,7 @@ use certinel::service::served::{ServedStore, check_once};
 use certinel::store::{CertStore, Origin, Stage, VersionId};
 use time::OffsetDateTime;
 
+use crate::common::eventually::eventually;
 use crate::common::nginx::Nginx;
 use crate::common::pebble::{Pebble, PebbleOptions};
 
@@ -97,19 +98,17 @@ impl Setup {
     /// Waits (at most 10 s) until every new connection gets `expected`: after a reload,
     /// nginx's old worker may still accept a connection or two while it shuts down.
     pub(crate) async fn served_serial_settles_on(&self, expected: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(Duration::from_secs(10), async || {
             let served = self.served_serial().await;
             if served == expected {
-                return;
+                return Ok(());
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
+            Err(format!(
                 "nginx still serves {served}, not {expected}\n{}",
                 self.nginx.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            ))
+        })
+        .await;
     }
 
     pub(crate) fn store(&self) -> CertStore {

@@ -4,6 +4,7 @@
 //! `certinel run`.
 
 pub mod ari_front;
+pub mod eventually;
 pub mod knot;
 pub mod nginx;
 pub mod pebble;

@@ -11,6 +11,8 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::common::eventually::eventually;
+
 /// How long any single wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -99,33 +101,16 @@ impl Service {
 
     /// Polls `/metrics` until `condition` holds for its body, which is returned.
     pub async fn metrics_until(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let reply = self.get("/metrics").await;
-            assert_eq!(reply.status, 200, "{}", reply.body);
-            if condition(&reply.body) {
-                return reply.body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not seen within {PATIENCE:?}; last /metrics:\n{}",
-                reply.body
-            );
-            // The service changes on its own schedule; poll gently.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        metrics_until(self.addr, PATIENCE, what, condition).await
     }
 
     /// Polls `/readyz` until it answers 200.
     pub async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.get("/readyz").await.status != 200 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not ready within {PATIENCE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(PATIENCE, async || match self.get("/readyz").await {
+            reply if reply.status == 200 => Ok(()),
+            reply => Err(format!("/readyz answered {}: {}", reply.status, reply.body)),
+        })
+        .await;
     }
 
     /// Sends `signal` (`HUP`, `TERM`, ...) to the process.
@@ -145,6 +130,25 @@ impl Service {
             .unwrap_or_else(|_| panic!("certinel did not exit within {PATIENCE:?}"))
             .expect("wait for certinel")
     }
+}
+
+/// Polls `/metrics` at `addr` until `condition` holds for its body, which is returned;
+/// fails after `patience` with `what` and the last body.
+pub async fn metrics_until(
+    addr: SocketAddr,
+    patience: Duration,
+    what: &str,
+    condition: impl Fn(&str) -> bool,
+) -> String {
+    eventually(patience, async || {
+        let reply = get(addr, "/metrics", &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        if condition(&reply.body) {
+            return Ok(reply.body);
+        }
+        Err(format!("{what}: not yet; /metrics:\n{}", reply.body))
+    })
+    .await
 }
 
 /// A minimal HTTP/1.0 GET (one request per connection, body up to the close).
