@@ -4,6 +4,7 @@
 //! `certinel run`.
 
 pub mod ari_front;
+pub mod ari_setup;
 pub mod eventually;
 pub mod knot;
 pub mod nginx;
