@@ -25,6 +25,7 @@ mod context;
 mod tls_client;
 
 pub use context::{DEFAULT_MAX_ADDRESSES, ProbeContext};
+pub use tls_client::DangerAcceptAnyChainVerifier;
 
 use tls_client::CLIENT_AUTH_REQUESTED;
 

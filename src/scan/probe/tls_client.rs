@@ -130,9 +130,9 @@ fn client_config(
     provider: &Arc<CryptoProvider>,
     client_cert: Arc<dyn ResolvesClientCert>,
 ) -> Arc<ClientConfig> {
-    let verifier = Arc::new(DangerAcceptAnyChainVerifier {
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = Arc::new(DangerAcceptAnyChainVerifier::new(
+        provider.signature_verification_algorithms,
+    ));
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         // Invariant: the aws-lc-rs default provider has cipher suites and key exchange
@@ -151,9 +151,19 @@ fn client_config(
 /// we report. The probe never sends application data over the connection, and trust is
 /// decided afterwards by `verify::verify_chain` against the configured roots. The
 /// handshake signatures are still checked so the server proves it holds the leaf's key.
+///
+/// Tests that only read what a server presents use it too, so there is one such verifier.
 #[derive(Debug)]
-struct DangerAcceptAnyChainVerifier {
+pub struct DangerAcceptAnyChainVerifier {
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl DangerAcceptAnyChainVerifier {
+    /// A verifier checking handshake signatures with `algorithms` (a crypto provider's
+    /// `signature_verification_algorithms`).
+    pub fn new(algorithms: WebPkiSupportedAlgorithms) -> DangerAcceptAnyChainVerifier {
+        DangerAcceptAnyChainVerifier { algorithms }
+    }
 }
 
 impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
