@@ -6,7 +6,7 @@ use certinel::renew::{RenewOptions, RenewOutcome};
 use time::{Duration, OffsetDateTime};
 
 use crate::common::ari_front::AriReply;
-use crate::common::ari_setup::{AriCase, Setup, forced, issue_first};
+use crate::common::ari_setup::{AriCase, Setup, due_now, forced, issue_first};
 
 fn window(
     now: OffsetDateTime,
@@ -21,11 +21,6 @@ fn window(
     }
 }
 
-/// A window that opened an hour ago: the renewal is due at once.
-fn due_now(now: OffsetDateTime) -> AriReply {
-    window(now, -Duration::HOUR, Duration::HOUR, Some("60"))
-}
-
 fn seconds(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
@@ -36,15 +31,7 @@ async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing(
 
     let served = window(now, Duration::days(2), Duration::days(3), Some("3600"));
     case.front.set_window(served.clone());
-    let outcome = case.renew(now).await.unwrap();
-    let RenewOutcome::NotDue {
-        renew_at,
-        next_check,
-        ..
-    } = outcome
-    else {
-        panic!("expected not due, got {outcome:?}");
-    };
+    let (renew_at, next_check) = case.renew_not_due(now).await;
     assert!(
         renew_at >= served.window.0 && renew_at <= served.window.1,
         "{renew_at} inside the window"
@@ -138,15 +125,7 @@ async fn a_window_moved_earlier_renews_at_once_with_replaces_for_the_old_certifi
 async fn without_renewal_info_the_renew_before_rule_decides_and_no_replaces_is_sent() {
     let (case, now, _) = AriCase::issued(false).await;
 
-    let outcome = case.renew(now).await.unwrap();
-    let RenewOutcome::NotDue {
-        renew_at,
-        next_check,
-        ..
-    } = outcome
-    else {
-        panic!("expected not due, got {outcome:?}");
-    };
+    let (renew_at, next_check) = case.renew_not_due(now).await;
     assert_eq!(next_check, renew_at);
     // 30-day certificate, default rule: 10 days before expiry, minus up to 10 % jitter.
     let days = (renew_at - now).whole_days();
@@ -277,11 +256,8 @@ async fn a_profile_the_directory_does_not_advertise_fails_before_any_order() {
 async fn an_order_refused_as_already_replaced_is_placed_again_once_without_replaces() {
     let (case, now, _) = AriCase::issued(true).await;
 
-    case.front.set_window(due_now(now));
     case.front.reject_next_replaces();
-    let renewed = case.renew(now).await;
-    case.assert_renewed(&renewed);
-    let orders = case.front.new_orders();
+    let orders = case.renew_in_a_window_due_now(now).await;
     assert_eq!(orders.len(), 3, "{orders:?}");
     assert!(orders[1].get("replaces").is_some());
     assert!(orders[2].get("replaces").is_none());
@@ -338,11 +314,8 @@ async fn a_ca_that_starts_offering_renewal_information_gets_replaces_without_a_r
 
     // The account was loaded from a directory without renewalInfo; the CA adds it.
     case.front.set_renewal_info(true);
-    case.front.set_window(due_now(now));
-    let renewed = case.renew(now).await;
-    case.assert_renewed(&renewed);
+    let orders = case.renew_in_a_window_due_now(now).await;
     assert_eq!(case.front.renewal_info_requests().len(), 1);
-    let orders = case.front.new_orders();
     assert_eq!(orders.len(), 2, "{orders:?}");
     assert!(orders[1].get("replaces").is_some(), "{orders:?}");
 }
@@ -372,11 +345,8 @@ async fn the_explanation_url_of_the_window_is_kept_and_shown_in_status() {
 async fn a_ca_that_does_not_echo_replaces_gets_no_second_order_and_no_more_replaces() {
     let (case, now, _) = AriCase::issued(true).await;
 
-    case.front.set_window(due_now(now));
     case.front.ignore_replaces();
-    let renewed = case.renew(now).await;
-    case.assert_renewed(&renewed);
-    let orders = case.front.new_orders();
+    let orders = case.renew_in_a_window_due_now(now).await;
     // The order the CA created is used: no second order is placed for this renewal.
     assert_eq!(orders.len(), 2, "{orders:?}");
     assert!(orders[1].get("replaces").is_some());

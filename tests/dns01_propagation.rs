@@ -11,10 +11,11 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certinel::acme::{
-    AcmeAccount, AcmeObserver, AcmeSettings, Dns01Spec, DnsProvider, PollPolicy, RetryPolicy,
-    Rfc2136Settings, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
+    AcmeAccount, AcmeObserver, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm, TsigSecret,
+    issue, load_or_create_account,
 };
 
+use crate::acme::settings;
 use crate::common::eventually::eventually;
 use crate::common::knot::{KEY_NAME, Knot};
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
@@ -65,19 +66,7 @@ async fn twin_knots() -> (Knot, Knot) {
 
 async fn account(pebble: &Pebble, observer: Arc<ChallengeRequests>) -> AcmeAccount {
     let state = tempfile::tempdir().unwrap();
-    let settings = AcmeSettings {
-        ca_file: Some(pebble.api_root.clone()),
-        poll: PollPolicy {
-            initial_interval: Duration::from_millis(100),
-            max_interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(60),
-        },
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            ..RetryPolicy::default()
-        },
-        ..AcmeSettings::new(&pebble.directory_url)
-    };
+    let settings = settings(pebble);
     load_or_create_account(&settings, state.path(), observer)
         .await
         .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))

@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 use time::OffsetDateTime;
 use tokio::process::{Child, Command};
 
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
 use crate::common::eventually::{eventually, eventually_every};
 use crate::common::pebble::{Pebble, PebbleOptions};
 
@@ -24,24 +25,14 @@ fn orders_at(pebble: &Pebble) -> usize {
 /// A configuration with one http-01 certificate per `(name, deploy commands)`, all
 /// answering on Pebble's http-01 address, renewed when half their lifetime is left.
 fn write_config(dir: &Path, pebble: &Pebble, certificates: &[(&str, &[&str])]) -> PathBuf {
-    let mut text = format!(
-        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-         contact = [\"mailto:ops@certinel.test\"]\npoll_timeout = \"60s\"\n",
-        state = dir.join("state").display().to_string(),
-        directory = pebble.directory_url,
-        ca = pebble.api_root.display().to_string(),
-    );
+    let mut text = pebble_acme_table(&dir.join("state"), pebble);
     for (name, deploy) in certificates {
-        text.push_str(&format!(
-            "\n[[certificate]]\nname = {name:?}\ndns_names = [\"{name}.certinel.test\"]\n\
-             challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n\
-             renew_before_percentage = 50\ndeploy = {deploy:?}\ndeploy_timeout = \"60s\"\n",
-            addr = pebble.http_addr(),
-        ));
+        let extra = format!(
+            "renew_before_percentage = 50\ndeploy = {deploy:?}\ndeploy_timeout = \"60s\"\n"
+        );
+        text += &http01_certificate(name, pebble.http_addr(), &extra);
     }
-    let path = dir.join("certinel.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    write_config_file(dir, &text)
 }
 
 /// Starts the real binary with `args` and `--config`, its log appended to `log`.

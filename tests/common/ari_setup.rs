@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use certinel::renew::{CertificateStatus, RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::store::CertStore;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
-use crate::common::ari_front::AriFront;
+use crate::common::ari_front::{AriFront, AriReply};
+use crate::common::config_text::{acme_table, http01_certificate, write_config_file};
 use crate::common::pebble::Pebble;
 
 /// Pebble issues 30-day certificates: the default rule renews 10 days before expiry.
@@ -28,17 +29,9 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
         let profile = profile.map_or(String::new(), |p| format!("profile = {p:?}\n"));
-        let text = format!(
-            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"api\"\n\
-             dns_names = [\"api.certinel.test\"]\n\
-             challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n{profile}",
-            state = state_dir.display().to_string(),
-            ca = ca_file.display().to_string(),
-            addr = pebble.http_addr(),
-        );
-        let config = dir.path().join("certinel.toml");
-        std::fs::write(&config, text).unwrap();
+        let text = acme_table(&state_dir, directory, ca_file)
+            + &http01_certificate("api", pebble.http_addr(), &profile);
+        let config = write_config_file(dir.path(), &text);
         Setup {
             _dir: dir,
             config,
@@ -118,6 +111,19 @@ impl AriCase {
         self.renewer.renew("api", RenewOptions::default(), at).await
     }
 
+    /// Renews `api` at `at`, fails unless it is not due, and returns when it will be
+    /// renewed and when certinel looks again.
+    pub async fn renew_not_due(&self, at: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
+        match self.renew(at).await {
+            Ok(RenewOutcome::NotDue {
+                renew_at,
+                next_check,
+                ..
+            }) => (renew_at, next_check),
+            other => panic!("expected not due, got {other:?}"),
+        }
+    }
+
     /// Renews `api` at `at` whatever the schedule says.
     pub async fn renew_forced(&self, at: OffsetDateTime) -> Result<RenewOutcome, RenewError> {
         self.renewer.renew("api", forced(), at).await
@@ -137,6 +143,15 @@ impl AriCase {
         );
     }
 
+    /// Serves a window that opened an hour before `now`, renews at `now`, fails unless
+    /// that renewed, and returns the payloads of every newOrder so far.
+    pub async fn renew_in_a_window_due_now(&self, now: OffsetDateTime) -> Vec<serde_json::Value> {
+        self.front.set_window(due_now(now));
+        let renewed = self.renew(now).await;
+        self.assert_renewed(&renewed);
+        self.front.new_orders()
+    }
+
     /// [`AriCase::start`] with `api`'s first certificate issued now (nothing to ask ARI
     /// about yet); returns the moment and the certificate's serial too.
     pub async fn issued(renewal_info: bool) -> (AriCase, OffsetDateTime, String) {
@@ -152,6 +167,15 @@ pub async fn issue_first(renewer: &Renewer, pebble: &Pebble, now: OffsetDateTime
     match renewer.renew("api", RenewOptions::default(), now).await {
         Ok(RenewOutcome::Renewed { serial, .. }) => serial,
         other => panic!("first issuance: {other:?}\n{}", pebble.log()),
+    }
+}
+
+/// A window that opened an hour before `now`: the renewal is due at once.
+pub fn due_now(now: OffsetDateTime) -> AriReply {
+    AriReply {
+        window: (now - Duration::HOUR, now + Duration::HOUR),
+        retry_after: Some("60".to_owned()),
+        explanation_url: None,
     }
 }
 

@@ -5,6 +5,8 @@
 
 pub mod ari_front;
 pub mod ari_setup;
+pub mod cli;
+pub mod config_text;
 pub mod eventually;
 pub mod knot;
 pub mod nginx;

@@ -37,19 +37,7 @@ impl Service {
     /// Starts `certinel run --listen 127.0.0.1:0 --log-format json` with `config` (or the
     /// embedded default) and waits for its "certinel running" log line.
     pub async fn start(config: Option<&Path>) -> Service {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_certinel"));
-        command.args(["--log-format", "json", "run", "--listen", "127.0.0.1:0"]);
-        if let Some(config) = config {
-            command.arg("--config").arg(config);
-        }
-        let mut child = command
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn certinel");
+        let mut child = spawn_run("json", config, "info");
         let stderr = child.stderr.take().expect("piped stderr");
         let (sender, log) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -129,6 +117,37 @@ impl Service {
             .await
             .unwrap_or_else(|_| panic!("certinel did not exit within {PATIENCE:?}"))
             .expect("wait for certinel")
+    }
+}
+
+/// Spawns `certinel --log-format FORMAT run --listen 127.0.0.1:0` with `config` (or the
+/// embedded default) and `RUST_LOG=rust_log`, its log on a pipe; killed when dropped.
+pub fn spawn_run(log_format: &str, config: Option<&Path>, rust_log: &str) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_certinel"));
+    command.args(["--log-format", log_format, "run", "--listen", "127.0.0.1:0"]);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command
+        .env("RUST_LOG", rust_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn certinel")
+}
+
+/// A service state for `/probe` tests: `/probe` never reads it.
+pub struct NoState;
+
+impl certinel::metrics::http::StateView for NoState {
+    fn snapshot(&self) -> certinel::metrics::render::Snapshot {
+        certinel::metrics::render::Snapshot::default()
+    }
+
+    fn is_ready(&self) -> bool {
+        true
     }
 }
 

@@ -9,28 +9,16 @@ use axum::Extension;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use certinel::config::model::{AllowRule, ExporterSettings};
-use certinel::metrics::http::{HttpShared, ProbeSetup, StateView};
+use certinel::metrics::http::{HttpShared, ProbeSetup};
 use certinel::metrics::probe_handler::{self, ProbeLimiter};
-use certinel::metrics::render::Snapshot;
 use futures::StreamExt;
 
 use super::*;
 use crate::common::eventually::eventually;
+use crate::common::service::NoState;
 
 /// The name the hosts file gives thousands of addresses.
 const MANY: &str = "many.test";
-
-struct NoState;
-
-impl StateView for NoState {
-    fn snapshot(&self) -> Snapshot {
-        Snapshot::default()
-    }
-
-    fn is_ready(&self) -> bool {
-        true
-    }
-}
 
 /// The `/probe` routes' shared state: `context`, and an allow-list of loopback and `names`.
 fn shared(context: ProbeContext, names: &[&str]) -> Arc<HttpShared> {
