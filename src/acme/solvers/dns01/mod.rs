@@ -122,16 +122,10 @@ impl Dns01 {
                         .await
                         .map_err(|error| error.to_string())
                 }
-                DnsProvider::Exec { command, env } => exec::run(
-                    command,
-                    env,
-                    exec::Action::Cleanup,
-                    fqdn,
-                    value,
-                    self.spec.propagation_timeout,
-                )
-                .await
-                .map_err(|error| error.to_string()),
+                DnsProvider::Exec { command, env } => self
+                    .run_exec(command, env, exec::Action::Cleanup, fqdn, value)
+                    .await
+                    .map_err(|error| error.to_string()),
             };
             if let Err(error) = removed {
                 tracing::warn!(name = %fqdn, %error, "cannot remove the dns-01 TXT record");
@@ -155,6 +149,19 @@ impl Dns01 {
         }
     }
 
+    /// Runs the exec provider's `command action fqdn value` within the propagation timeout.
+    async fn run_exec(
+        &self,
+        command: &std::path::Path,
+        env: &crate::hook::HookEnv,
+        action: exec::Action,
+        fqdn: &str,
+        value: &str,
+    ) -> Result<(), crate::hook::HookError> {
+        let timeout = self.spec.propagation_timeout;
+        exec::run(command, env, action, fqdn, value, timeout).await
+    }
+
     async fn publish(&self, fqdn: &str, value: &str) -> Result<(), AcmeError> {
         match &self.spec.provider {
             DnsProvider::Rfc2136(settings) => {
@@ -162,16 +169,10 @@ impl Dns01 {
                     .await
                     .map_err(|error| dns_error_from("dnsUpdate", fqdn, error))
             }
-            DnsProvider::Exec { command, env } => exec::run(
-                command,
-                env,
-                exec::Action::Present,
-                fqdn,
-                value,
-                self.spec.propagation_timeout,
-            )
-            .await
-            .map_err(|error| dns_error_from("dnsExec", fqdn, error)),
+            DnsProvider::Exec { command, env } => self
+                .run_exec(command, env, exec::Action::Present, fqdn, value)
+                .await
+                .map_err(|error| dns_error_from("dnsExec", fqdn, error)),
         }
     }
 }
