@@ -34,7 +34,8 @@ pub(crate) async fn knot_and_pebble() -> (Knot, Pebble) {
 
 pub(crate) use crate::acme::account;
 
-fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
+/// An RFC 2136 spec updating `zone` on `knot` with its TSIG key, polled for 20 s.
+pub(crate) fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
     Dns01Spec {
         provider: DnsProvider::Rfc2136(Rfc2136Settings {
             server: knot.addr,

@@ -8,18 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use certinel::acme::{
-    AcmeAccount, AcmeObserver, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm, TsigSecret,
-    issue, load_or_create_account,
-};
+use certinel::acme::{AcmeAccount, AcmeObserver, Dns01Spec, issue, load_or_create_account};
 
 use crate::acme::settings;
 use crate::common::eventually::eventually;
-use crate::common::knot::{KEY_NAME, Knot};
+use crate::common::knot::Knot;
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
-use crate::dns01::{leaf_names, request};
+use crate::dns01::{leaf_names, request, rfc2136};
 
 const ZONE: &str = "twin.test.";
 const ZONES: [(&str, &str); 1] = [(ZONE, include_str!("fixtures/dns01/twin.test.zone"))];
@@ -83,17 +78,10 @@ async fn the_ca_is_told_ready_only_after_the_lagging_name_server_answers_too() {
     let observer = Arc::new(ChallengeRequests::default());
     let account = account(&pebble, observer.clone()).await;
     let spec = Dns01Spec {
-        provider: DnsProvider::Rfc2136(Rfc2136Settings {
-            server: primary.addr,
-            zone: ZONE.into(),
-            tsig_key_name: KEY_NAME.into(),
-            tsig_key: TsigSecret(STANDARD.decode(&primary.key_base64).unwrap()),
-            tsig_algorithm: TsigAlgorithm::HmacSha256,
-        }),
-        propagation_resolver: None,
         propagation_timeout: Duration::from_secs(60),
         // ns2.twin.test. is 127.0.0.2; its Knot listens on the primary's port, not 53.
         authoritative_port_override: Some(primary.addr.port()),
+        ..rfc2136(&primary, ZONE)
     };
     let issuing =
         tokio::spawn(async move { issue(&account, &request(&["twin.test"], spec)).await });

@@ -47,6 +47,23 @@ async fn issued_with_a_deploy_refusing_v0002(
     (renewer, log, now)
 }
 
+/// Fails unless `failed` is a failed deploy; returns the version it restored.
+fn restored_after_a_failed_deploy(failed: Result<RenewOutcome, RenewError>) -> Option<VersionId> {
+    match failed {
+        Err(RenewError::Hook { restored, .. }) => restored,
+        other => panic!("the second deploy fails: {other:?}"),
+    }
+}
+
+/// The versions the deploy command logged to `log`, in order.
+fn deployed_versions(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The audit log of `api` as `step:outcome`, with the version when there is one.
 fn steps(state_dir: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap_or_default();
@@ -145,16 +162,10 @@ async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
     let (renewer, log, now) = issued_with_a_deploy_refusing_v0002(&pebble, dir.path()).await;
     let state_dir = dir.path().join("state");
 
-    let failed = renewer.renew("api", forced(), now).await;
-    let Err(RenewError::Hook { restored, .. }) = &failed else {
-        panic!("the second deploy fails: {failed:?}");
-    };
-    assert_eq!(*restored, Some(VersionId(1)));
+    let restored = restored_after_a_failed_deploy(renewer.renew("api", forced(), now).await);
+    assert_eq!(restored, Some(VersionId(1)));
     assert_eq!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .collect::<Vec<_>>(),
+        deployed_versions(&log),
         ["v0001", "v0002", "v0001"],
         "the restored version is deployed again"
     );
@@ -179,18 +190,12 @@ async fn a_failed_deploy_never_restores_a_previous_version_whose_files_are_broke
     // The old version's chain no longer matches its fullchain: restoring it would serve junk.
     std::fs::write(state_dir.join("certs/api/v0001/chain.pem"), "junk\n").unwrap();
 
-    let failed = renewer.renew("api", forced(), now).await;
-    let Err(RenewError::Hook { restored, .. }) = &failed else {
-        panic!("the second deploy fails: {failed:?}");
-    };
-    assert_eq!(*restored, None, "not rolled back");
+    let restored = restored_after_a_failed_deploy(renewer.renew("api", forced(), now).await);
+    assert_eq!(restored, None, "not rolled back");
     let store = CertStore::open(&state_dir).unwrap();
     assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
     assert_eq!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .collect::<Vec<_>>(),
+        deployed_versions(&log),
         ["v0001", "v0002"],
         "the broken version is not deployed again"
     );

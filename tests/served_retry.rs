@@ -50,6 +50,21 @@ async fn rolled_out_once_nginx_reloads(
     reloading
 }
 
+/// Fails unless `error` says v0002 was not served and v0001 was restored.
+fn assert_rolled_back_from_v2(error: &RenewError) {
+    assert!(
+        matches!(
+            error,
+            RenewError::Served {
+                version: VersionId(2),
+                restored: Some(VersionId(1)),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
 /// A renewer counting its orders in `orders`, backing off for one second after a failure.
 fn counting_renewer(config: &Config, orders: &Arc<OrderCounter>) -> Renewer {
     Renewer::new(config)
@@ -82,17 +97,7 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
         .renew("api", RenewOptions::default(), due)
         .await
         .expect_err("nginx never reloaded");
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: Some(VersionId(1)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_rolled_back_from_v2(&error);
     assert_eq!(orders.count(), 1);
     let store = setup.store();
     assert_eq!(
@@ -111,17 +116,7 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
         )
         .await
         .expect_err("nginx still never reloads");
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: Some(VersionId(1)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_rolled_back_from_v2(&error);
     assert_eq!(orders.count(), 1, "no second order");
     assert_eq!(store.current("api").unwrap(), Some(VersionId(1)));
     let (_, events) = setup.audit();
