@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use instant_acme::{Account, AccountCredentials, Identifier, NewOrder};
 
 use crate::common::pebble::{Pebble, PebbleOptions};
-use crate::revoke::{Setup, certinel, setup, text};
+use crate::revoke::{Setup, certinel, issued, text};
 
 /// The single credentials file under `state_dir/acme/`.
 fn credentials_file(state_dir: &Path) -> PathBuf {
@@ -55,9 +55,7 @@ fn audit_lines(setup: &Setup) -> Vec<serde_json::Value> {
 /// whose credentials file is returned.
 async fn issued_with_an_account() -> (Pebble, Setup, PathBuf) {
     let pebble = Pebble::start(PebbleOptions::default()).await;
-    let setup = setup(&pebble, "web");
-    let issued = certinel(&setup, &["renew", "web"]).await;
-    assert!(issued.status.success(), "{}", text(&issued));
+    let setup = issued(&pebble, "web").await;
     let file = credentials_file(&setup.state_dir);
     (pebble, setup, file)
 }

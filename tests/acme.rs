@@ -19,6 +19,7 @@ use certinel::acme::{
 use rcgen::PublicKeyData;
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
+use x509_parser::prelude::X509Certificate;
 
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 
@@ -70,7 +71,8 @@ pub(crate) fn settings(pebble: &Pebble) -> AcmeSettings {
     }
 }
 
-async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
+/// The account of `settings(pebble)`, created in `state_dir` unless it is there.
+pub(crate) async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
     load_or_create_account(&settings(pebble), state_dir, Arc::new(NoopObserver))
         .await
         .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
@@ -101,20 +103,9 @@ pub(crate) async fn issue_and_check(
     check_issued(&issued, names);
 }
 
-/// Checks the chain: leaf first with exactly `names`, signed by the next certificate,
-/// and holding the public half of `key_pem`. Returns the leaf's validity in seconds.
-pub(crate) fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
-    let pems: Vec<Pem> = Pem::iter_from_buffer(issued.cert_chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .expect("chain is PEM");
-    assert!(pems.len() >= 2, "leaf and intermediate expected");
-    let leaf = pems[0].parse_x509().expect("leaf parses");
-    let issuer = pems[1].parse_x509().expect("intermediate parses");
-    assert_eq!(leaf.issuer(), issuer.subject());
-    leaf.verify_signature(Some(issuer.public_key()))
-        .expect("leaf signed by the intermediate");
-
-    let mut sans: Vec<String> = leaf
+/// The DNS names and IP addresses of `leaf`'s subjectAltName, sorted.
+pub(crate) fn san_names(leaf: &X509Certificate<'_>) -> Vec<String> {
+    let mut names: Vec<String> = leaf
         .subject_alternative_name()
         .expect("SAN parses")
         .expect("SAN present")
@@ -130,7 +121,30 @@ pub(crate) fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
             other => other.to_string(),
         })
         .collect();
-    sans.sort();
+    names.sort();
+    names
+}
+
+/// [`issue_and_check`] with a P-256 key over http-01 where `pebble` validates.
+pub(crate) async fn issue_http01_and_check(account: &AcmeAccount, pebble: &Pebble, names: &[&str]) {
+    let challenge = ChallengeSpec::Http01Listen(pebble.http_addr());
+    issue_and_check(account, pebble, names, KeyAlgorithm::EcdsaP256, challenge).await;
+}
+
+/// Checks the chain: leaf first with exactly `names`, signed by the next certificate,
+/// and holding the public half of `key_pem`. Returns the leaf's validity in seconds.
+pub(crate) fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
+    let pems: Vec<Pem> = Pem::iter_from_buffer(issued.cert_chain_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("chain is PEM");
+    assert!(pems.len() >= 2, "leaf and intermediate expected");
+    let leaf = pems[0].parse_x509().expect("leaf parses");
+    let issuer = pems[1].parse_x509().expect("intermediate parses");
+    assert_eq!(leaf.issuer(), issuer.subject());
+    leaf.verify_signature(Some(issuer.public_key()))
+        .expect("leaf signed by the intermediate");
+
+    let sans = san_names(&leaf);
     let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     expected.sort();
     assert_eq!(sans, expected);
@@ -440,14 +454,7 @@ async fn eab_is_required_by_pebble_and_accepted_with_its_example_keys() {
         .unwrap_or_else(|e| panic!("EAB account: {e}\n{}", pebble.log()));
     assert!(account.was_created());
     let names = ["eab.certinel.test"];
-    issue_and_check(
-        &account,
-        &pebble,
-        &names,
-        KeyAlgorithm::EcdsaP256,
-        ChallengeSpec::Http01Listen(pebble.http_addr()),
-    )
-    .await;
+    issue_http01_and_check(&account, &pebble, &names).await;
 }
 
 #[tokio::test]
@@ -461,14 +468,7 @@ async fn thirty_percent_rejected_nonces_still_issue() {
     let account = account(&pebble, state.path()).await;
     for round in 0..3 {
         let name = format!("nonce{round}.certinel.test");
-        issue_and_check(
-            &account,
-            &pebble,
-            &[&name],
-            KeyAlgorithm::EcdsaP256,
-            ChallengeSpec::Http01Listen(pebble.http_addr()),
-        )
-        .await;
+        issue_http01_and_check(&account, &pebble, &[&name]).await;
     }
 }
 

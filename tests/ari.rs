@@ -2,86 +2,11 @@
 //! front: the windows it serves move certinel's schedule, a renewal sends `replaces` for
 //! the certificate it replaces, polls back off, and a profile is sent or refused.
 
-use std::path::PathBuf;
-
-use certinel::renew::{CertificateStatus, RenewError, RenewOptions, RenewOutcome, Renewer};
-use certinel::store::CertStore;
+use certinel::renew::{RenewOptions, RenewOutcome};
 use time::{Duration, OffsetDateTime};
 
-use crate::common::ari_front::{AriFront, AriReply};
-use crate::common::pebble::Pebble;
-
-/// Pebble issues 30-day certificates: the default rule renews 10 days before expiry.
-const VALIDITY_SECONDS: u64 = 30 * 86_400;
-
-/// A configuration with one certificate `api` answering http-01, against `directory`.
-pub(crate) struct Setup {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    pub(crate) state_dir: PathBuf,
-}
-
-impl Setup {
-    pub(crate) fn new(
-        directory: &str,
-        ca_file: &std::path::Path,
-        pebble: &Pebble,
-        profile: Option<&str>,
-    ) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let state_dir = dir.path().join("state");
-        let profile = profile.map_or(String::new(), |p| format!("profile = {p:?}\n"));
-        let text = format!(
-            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"api\"\n\
-             dns_names = [\"api.certinel.test\"]\n\
-             challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n{profile}",
-            state = state_dir.display().to_string(),
-            ca = ca_file.display().to_string(),
-            addr = pebble.http_addr(),
-        );
-        let config = dir.path().join("certinel.toml");
-        std::fs::write(&config, text).unwrap();
-        Setup {
-            _dir: dir,
-            config,
-            state_dir,
-        }
-    }
-
-    /// Points the configuration at another ACME directory (another CA, as far as the
-    /// stored certificates' origin goes).
-    fn switch_directory(&self, from: &str, to: &str) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        std::fs::write(&self.config, text.replace(from, to)).unwrap();
-    }
-
-    pub(crate) fn renewer(&self) -> Renewer {
-        let config = certinel::config::load(&self.config).unwrap_or_else(|e| panic!("{e}"));
-        Renewer::new(&config)
-    }
-
-    fn status(&self, renewer: &Renewer, now: OffsetDateTime) -> CertificateStatus {
-        renewer.status(now).unwrap().remove(0)
-    }
-
-    fn current_cert_pem(&self) -> String {
-        std::fs::read_to_string(self.state_dir.join("certs/api/current/cert.pem")).unwrap()
-    }
-
-    fn schedule_json(&self) -> Option<Vec<u8>> {
-        let store = CertStore::open(&self.state_dir).unwrap();
-        std::fs::read(store.schedule_path("api").unwrap()).ok()
-    }
-}
-
-/// Issues the first certificate (nothing to ask ARI about yet) and returns its serial.
-async fn issue_first(renewer: &Renewer, pebble: &Pebble, now: OffsetDateTime) -> String {
-    match renewer.renew("api", RenewOptions::default(), now).await {
-        Ok(RenewOutcome::Renewed { serial, .. }) => serial,
-        other => panic!("first issuance: {other:?}\n{}", pebble.log()),
-    }
-}
+use crate::common::ari_front::AriReply;
+use crate::common::ari_setup::{AriCase, Setup, due_now, forced, issue_first};
 
 fn window(
     now: OffsetDateTime,
@@ -102,27 +27,11 @@ fn seconds(t: OffsetDateTime) -> i64 {
 
 #[tokio::test]
 async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    issue_first(&renewer, &pebble, now).await;
+    let (case, now, _) = AriCase::issued(true).await;
 
     let served = window(now, Duration::days(2), Duration::days(3), Some("3600"));
-    front.set_window(served.clone());
-    let outcome = renewer
-        .renew("api", RenewOptions::default(), now)
-        .await
-        .unwrap();
-    let RenewOutcome::NotDue {
-        renew_at,
-        next_check,
-        ..
-    } = outcome
-    else {
-        panic!("expected not due, got {outcome:?}");
-    };
+    case.front.set_window(served.clone());
+    let (renew_at, next_check) = case.renew_not_due(now).await;
     assert!(
         renew_at >= served.window.0 && renew_at <= served.window.1,
         "{renew_at} inside the window"
@@ -133,14 +42,14 @@ async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing(
         "the next poll comes first"
     );
     assert_eq!(
-        front.renewal_info_requests(),
-        [certinel::acme::ari_certificate_id(&setup.current_cert_pem()).unwrap()]
+        case.front.renewal_info_requests(),
+        [certinel::acme::ari_certificate_id(&case.setup.current_cert_pem()).unwrap()]
     );
 
-    let before = setup.schedule_json();
-    let status = setup.status(&renewer, now);
+    let before = case.setup.schedule_json();
+    let status = case.status(now);
     assert_eq!(
-        setup.schedule_json(),
+        case.setup.schedule_json(),
         before,
         "status leaves schedule.json alone"
     );
@@ -161,7 +70,7 @@ async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing(
     );
 
     // A restart before the next poll keeps the moment and does not ask again.
-    let restarted = setup.renewer();
+    let restarted = case.setup.renewer();
     let again = restarted
         .renew("api", RenewOptions::default(), now + Duration::minutes(30))
         .await;
@@ -169,9 +78,9 @@ async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing(
         matches!(again, Ok(RenewOutcome::NotDue { renew_at: at, .. }) if at == renew_at),
         "{again:?}"
     );
-    assert_eq!(front.renewal_info_requests().len(), 1);
+    assert_eq!(case.front.renewal_info_requests().len(), 1);
 
-    let facts = renewer.ca_facts();
+    let facts = case.renewer.ca_facts();
     assert!(facts.ari_supported);
     let skew = facts.clock_skew.expect("Pebble sends a Date header");
     assert!(skew.abs() < 5.0, "loopback CA skew {skew}");
@@ -179,97 +88,64 @@ async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing(
 
 #[tokio::test]
 async fn a_window_moved_earlier_renews_at_once_with_replaces_for_the_old_certificate() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    let first_serial = issue_first(&renewer, &pebble, now).await;
-    let old_id = certinel::acme::ari_certificate_id(&setup.current_cert_pem()).unwrap();
-    assert_eq!(front.new_orders().len(), 1);
+    let (case, now, first_serial) = AriCase::issued(true).await;
+    let old_id = certinel::acme::ari_certificate_id(&case.setup.current_cert_pem()).unwrap();
+    assert_eq!(case.front.new_orders().len(), 1);
     assert!(
-        front.new_orders()[0].get("replaces").is_none(),
+        case.front.new_orders()[0].get("replaces").is_none(),
         "nothing to replace at first"
     );
 
-    front.set_window(window(
+    case.front.set_window(window(
         now,
         Duration::days(5),
         Duration::days(6),
         Some("60"),
     ));
-    let planned = renewer
-        .renew("api", RenewOptions::default(), now)
-        .await
-        .unwrap();
+    let planned = case.renew(now).await.unwrap();
     assert!(
         matches!(planned, RenewOutcome::NotDue { .. }),
         "{planned:?}"
     );
 
     // The CA pulls the window in before the chosen moment (as before a mass revocation).
-    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    case.front.set_window(due_now(now));
     let later = now + Duration::minutes(2);
-    let renewed = renewer.renew("api", RenewOptions::default(), later).await;
+    let renewed = case.renew(later).await;
     let Ok(RenewOutcome::Renewed { serial, .. }) = renewed else {
-        panic!("expected a renewal, got {renewed:?}\n{}", pebble.log());
+        panic!("expected a renewal, got {renewed:?}\n{}", case.pebble.log());
     };
     assert_ne!(serial, first_serial);
-    let orders = front.new_orders();
+    let orders = case.front.new_orders();
     assert_eq!(orders.len(), 2, "{orders:?}");
     assert_eq!(orders[1]["replaces"].as_str(), Some(old_id.as_str()));
 }
 
 #[tokio::test]
 async fn without_renewal_info_the_renew_before_rule_decides_and_no_replaces_is_sent() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, false, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    issue_first(&renewer, &pebble, now).await;
+    let (case, now, _) = AriCase::issued(false).await;
 
-    let outcome = renewer
-        .renew("api", RenewOptions::default(), now)
-        .await
-        .unwrap();
-    let RenewOutcome::NotDue {
-        renew_at,
-        next_check,
-        ..
-    } = outcome
-    else {
-        panic!("expected not due, got {outcome:?}");
-    };
+    let (renew_at, next_check) = case.renew_not_due(now).await;
     assert_eq!(next_check, renew_at);
     // 30-day certificate, default rule: 10 days before expiry, minus up to 10 % jitter.
     let days = (renew_at - now).whole_days();
     assert!((18..=20).contains(&days), "renews in {days} days");
-    let status = setup.status(&renewer, now);
+    let status = case.status(now);
     assert_eq!(status.renewal_rule, "renew_before");
     assert_eq!(
         (status.ari_window_start, status.ari_next_poll),
         (None, None)
     );
-    assert!(front.renewal_info_requests().is_empty());
-    assert!(!renewer.ca_facts().ari_supported);
+    assert!(case.front.renewal_info_requests().is_empty());
+    assert!(!case.renewer.ca_facts().ari_supported);
 
-    let forced = renewer
-        .renew(
-            "api",
-            RenewOptions {
-                force: true,
-                ..RenewOptions::default()
-            },
-            now,
-        )
-        .await;
+    let forced = case.renew_forced(now).await;
     assert!(
         matches!(forced, Ok(RenewOutcome::Renewed { .. })),
         "{forced:?}"
     );
     assert!(
-        front
+        case.front
             .new_orders()
             .iter()
             .all(|order| order.get("replaces").is_none())
@@ -278,25 +154,17 @@ async fn without_renewal_info_the_renew_before_rule_decides_and_no_replaces_is_s
 
 #[tokio::test]
 async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    issue_first(&renewer, &pebble, now).await;
+    let (case, now, _) = AriCase::issued(true).await;
 
     // The end before the start: ignored, the renew_before rule decides, ask in 6 hours.
-    front.set_window(window(
+    case.front.set_window(window(
         now,
         Duration::days(3),
         Duration::days(2),
         Some("60"),
     ));
-    renewer
-        .renew("api", RenewOptions::default(), now)
-        .await
-        .unwrap();
-    let status = setup.status(&renewer, now);
+    case.renew(now).await.unwrap();
+    let status = case.status(now);
     assert_eq!(status.renewal_rule, "renew_before");
     assert_eq!(
         status.ari_next_poll.map(seconds),
@@ -306,12 +174,10 @@ async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
 
     // A good window without Retry-After: used, but the next poll is 6 hours away too.
     let later = now + Duration::hours(6);
-    front.set_window(window(now, Duration::days(2), Duration::days(3), None));
-    renewer
-        .renew("api", RenewOptions::default(), later)
-        .await
-        .unwrap();
-    let status = setup.status(&renewer, later);
+    case.front
+        .set_window(window(now, Duration::days(2), Duration::days(3), None));
+    case.renew(later).await.unwrap();
+    let status = case.status(later);
     assert_eq!(status.renewal_rule, "ari");
     assert_eq!(
         status.ari_next_poll.map(seconds),
@@ -320,47 +186,32 @@ async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
 
     // An invalid Retry-After is no Retry-After.
     let later = later + Duration::hours(6);
-    front.set_window(window(
+    case.front.set_window(window(
         now,
         Duration::days(2),
         Duration::days(3),
         Some("soon"),
     ));
-    renewer
-        .renew("api", RenewOptions::default(), later)
-        .await
-        .unwrap();
-    let status = setup.status(&renewer, later);
+    case.renew(later).await.unwrap();
+    let status = case.status(later);
     assert_eq!(
         status.ari_next_poll.map(seconds),
         Some(seconds(later + Duration::hours(6)))
     );
-    assert_eq!(front.renewal_info_requests().len(), 3);
+    assert_eq!(case.front.renewal_info_requests().len(), 3);
 }
 
 #[tokio::test]
 async fn an_advertised_profile_is_sent_on_the_order() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(
-        &pebble,
-        true,
-        &[("shortlived", "6 days"), ("classic", "90 days")],
-    )
-    .await;
-    let setup = Setup::new(
-        &front.directory_url,
-        &front.ca_file,
-        &pebble,
-        Some("shortlived"),
-    );
-    let renewer = setup.renewer();
-    issue_first(&renewer, &pebble, OffsetDateTime::now_utc()).await;
+    let profiles = [("shortlived", "6 days"), ("classic", "90 days")];
+    let case = AriCase::with_profiles(true, &profiles, Some("shortlived")).await;
+    issue_first(&case.renewer, &case.pebble, OffsetDateTime::now_utc()).await;
     assert_eq!(
-        front.new_orders()[0]["profile"].as_str(),
+        case.front.new_orders()[0]["profile"].as_str(),
         Some("shortlived")
     );
     assert_eq!(
-        renewer
+        case.renewer
             .ca_facts()
             .profiles_available
             .into_iter()
@@ -371,17 +222,9 @@ async fn an_advertised_profile_is_sent_on_the_order() {
 
 #[tokio::test]
 async fn a_profile_the_directory_does_not_advertise_fails_before_any_order() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[("classic", "90 days")]).await;
-    let setup = Setup::new(
-        &front.directory_url,
-        &front.ca_file,
-        &pebble,
-        Some("tlsclient"),
-    );
-    let renewer = setup.renewer();
-    let error = renewer
-        .renew("api", RenewOptions::default(), OffsetDateTime::now_utc())
+    let case = AriCase::with_profiles(true, &[("classic", "90 days")], Some("tlsclient")).await;
+    let error = case
+        .renew(OffsetDateTime::now_utc())
         .await
         .expect_err("the profile is not offered");
     assert_eq!(
@@ -390,45 +233,31 @@ async fn a_profile_the_directory_does_not_advertise_fails_before_any_order() {
     );
     assert!(error.to_string().contains("\"tlsclient\""), "{error}");
     assert!(error.to_string().contains("classic"), "{error}");
-    assert!(front.new_orders().is_empty(), "no order placed");
+    assert!(case.front.new_orders().is_empty(), "no order placed");
     assert_eq!(
-        renewer.ca_facts().profiles_available.get("tlsclient"),
+        case.renewer.ca_facts().profiles_available.get("tlsclient"),
         Some(&false)
     );
 
     // Once the CA advertises it, the same renewer orders with it.
-    front.set_profiles(&[("tlsclient", "client auth")]);
-    let renewed = renewer
-        .renew(
-            "api",
-            RenewOptions {
-                force: true,
-                ..RenewOptions::default()
-            },
-            OffsetDateTime::now_utc(),
-        )
-        .await;
+    case.front.set_profiles(&[("tlsclient", "client auth")]);
+    let renewed = case.renew_forced(OffsetDateTime::now_utc()).await;
     assert!(
         matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
         "{renewed:?}"
     );
-    assert_eq!(front.new_orders()[0]["profile"].as_str(), Some("tlsclient"));
+    assert_eq!(
+        case.front.new_orders()[0]["profile"].as_str(),
+        Some("tlsclient")
+    );
 }
 
 #[tokio::test]
 async fn an_order_refused_as_already_replaced_is_placed_again_once_without_replaces() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    issue_first(&renewer, &pebble, now).await;
+    let (case, now, _) = AriCase::issued(true).await;
 
-    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
-    front.reject_next_replaces();
-    let renewed = renewer.renew("api", RenewOptions::default(), now).await;
-    assert_renewed(&renewed, &pebble);
-    let orders = front.new_orders();
+    case.front.reject_next_replaces();
+    let orders = case.renew_in_a_window_due_now(now).await;
     assert_eq!(orders.len(), 3, "{orders:?}");
     assert!(orders[1].get("replaces").is_some());
     assert!(orders[2].get("replaces").is_none());
@@ -436,14 +265,13 @@ async fn an_order_refused_as_already_replaced_is_placed_again_once_without_repla
 
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[]).await;
+    let AriCase { pebble, front, .. } = AriCase::start(true).await;
     let setup = Setup::new(&pebble.directory_url, &front.ca_file, &pebble, None);
     let now = OffsetDateTime::now_utc();
     issue_first(&setup.renewer(), &pebble, now).await;
 
     setup.switch_directory(&pebble.directory_url, &front.directory_url);
-    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
+    front.set_window(due_now(now));
     let renewer = setup.renewer();
     let outcome = renewer.renew("api", RenewOptions::default(), now).await;
     assert!(
@@ -453,11 +281,7 @@ async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
     assert_eq!(setup.status(&renewer, now).renewal_rule, "renew_before");
     assert!(front.renewal_info_requests().is_empty());
 
-    let forced = RenewOptions {
-        force: true,
-        ..RenewOptions::default()
-    };
-    let renewed = renewer.renew("api", forced, now).await;
+    let renewed = renewer.renew("api", forced(), now).await;
     assert!(
         matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
         "{renewed:?}"
@@ -469,66 +293,46 @@ async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
 
 #[tokio::test]
 async fn an_expired_certificate_is_renewed_without_asking_for_renewal_information() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    issue_first(&renewer, &pebble, now).await;
+    let (case, now, _) = AriCase::issued(true).await;
 
     // RFC 9773 section 4.3: clients must not ask about a certificate that has expired.
     let after_expiry = now + Duration::days(31);
-    front.set_window(window(
+    case.front.set_window(window(
         after_expiry,
         Duration::days(1),
         Duration::days(2),
         Some("60"),
     ));
-    let renewed = renewer
-        .renew("api", RenewOptions::default(), after_expiry)
-        .await;
-    assert_renewed(&renewed, &pebble);
-    assert!(front.renewal_info_requests().is_empty());
+    let renewed = case.renew(after_expiry).await;
+    case.assert_renewed(&renewed);
+    assert!(case.front.renewal_info_requests().is_empty());
 }
 
 #[tokio::test]
 async fn a_ca_that_starts_offering_renewal_information_gets_replaces_without_a_restart() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, false, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    issue_first(&renewer, &pebble, now).await;
+    let (case, now, _) = AriCase::issued(false).await;
 
     // The account was loaded from a directory without renewalInfo; the CA adds it.
-    front.set_renewal_info(true);
-    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
-    let renewed = renewer.renew("api", RenewOptions::default(), now).await;
-    assert_renewed(&renewed, &pebble);
-    assert_eq!(front.renewal_info_requests().len(), 1);
-    let orders = front.new_orders();
+    case.front.set_renewal_info(true);
+    let orders = case.renew_in_a_window_due_now(now).await;
+    assert_eq!(case.front.renewal_info_requests().len(), 1);
     assert_eq!(orders.len(), 2, "{orders:?}");
     assert!(orders[1].get("replaces").is_some(), "{orders:?}");
 }
 
 #[tokio::test]
 async fn the_explanation_url_of_the_window_is_kept_and_shown_in_status() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    issue_first(&renewer, &pebble, now).await;
+    let (case, now, _) = AriCase::issued(true).await;
 
     let mut served = window(now, Duration::days(2), Duration::days(3), Some("3600"));
     served.explanation_url = Some("https://ca.test/why".to_owned());
-    front.set_window(served);
-    let outcome = renewer.renew("api", RenewOptions::default(), now).await;
+    case.front.set_window(served);
+    let outcome = case.renew(now).await;
     assert!(
         matches!(outcome, Ok(RenewOutcome::NotDue { .. })),
         "{outcome:?}"
     );
-    let status = setup.status(&renewer, now);
+    let status = case.status(now);
     assert_eq!(
         status.ari_explanation_url.as_deref(),
         Some("https://ca.test/why")
@@ -539,41 +343,20 @@ async fn the_explanation_url_of_the_window_is_kept_and_shown_in_status() {
 
 #[tokio::test]
 async fn a_ca_that_does_not_echo_replaces_gets_no_second_order_and_no_more_replaces() {
-    let pebble = Pebble::start_with_validity(VALIDITY_SECONDS).await;
-    let front = AriFront::start(&pebble, true, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
-    let renewer = setup.renewer();
-    let now = OffsetDateTime::now_utc();
-    issue_first(&renewer, &pebble, now).await;
+    let (case, now, _) = AriCase::issued(true).await;
 
-    front.set_window(window(now, -Duration::HOUR, Duration::HOUR, Some("60")));
-    front.ignore_replaces();
-    let renewed = renewer.renew("api", RenewOptions::default(), now).await;
-    assert_renewed(&renewed, &pebble);
-    let orders = front.new_orders();
+    case.front.ignore_replaces();
+    let orders = case.renew_in_a_window_due_now(now).await;
     // The order the CA created is used: no second order is placed for this renewal.
     assert_eq!(orders.len(), 2, "{orders:?}");
     assert!(orders[1].get("replaces").is_some());
 
-    let forced = RenewOptions {
-        force: true,
-        ..RenewOptions::default()
-    };
-    let again = renewer.renew("api", forced, now).await;
+    let again = case.renew_forced(now).await;
     assert!(
         matches!(again, Ok(RenewOutcome::Renewed { .. })),
         "{again:?}"
     );
-    let orders = front.new_orders();
+    let orders = case.front.new_orders();
     assert_eq!(orders.len(), 3, "{orders:?}");
     assert!(orders[2].get("replaces").is_none(), "{orders:?}");
-}
-
-/// Fails with the outcome and Pebble's log unless `renewed` is a new version.
-fn assert_renewed(renewed: &Result<RenewOutcome, RenewError>, pebble: &Pebble) {
-    assert!(
-        matches!(renewed, Ok(RenewOutcome::Renewed { .. })),
-        "{renewed:?}\n{}",
-        pebble.log()
-    );
 }

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use certinel::renew::{Clock, RenewOptions, RenewOutcome, Renewer};
 use time::{Duration, OffsetDateTime};
 
+use crate::common::cli::{output_text, run_certinel};
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
 use crate::common::pebble::Pebble;
 
 /// A clock that moves one minute forward every time it is read.
@@ -24,20 +26,10 @@ impl Clock for MinutePerRead {
 
 /// A configuration with one http-01 certificate `api` running `deploy`.
 fn write_config(dir: &Path, pebble: &Pebble, deploy: &[&str]) -> PathBuf {
-    let text = format!(
-        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-         contact = [\"mailto:ops@certinel.test\"]\npoll_timeout = \"60s\"\n\n\
-         [[certificate]]\nname = \"api\"\ndns_names = [\"api.certinel.test\"]\n\
-         challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n\
-         deploy = {deploy:?}\ndeploy_timeout = \"10s\"\n",
-        state = dir.join("state").display().to_string(),
-        directory = pebble.directory_url,
-        ca = pebble.api_root.display().to_string(),
-        addr = pebble.http_addr(),
-    );
-    let path = dir.join("certinel.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    let extra = format!("deploy = {deploy:?}\ndeploy_timeout = \"10s\"\n");
+    let text = pebble_acme_table(&dir.join("state"), pebble)
+        + &http01_certificate("api", pebble.http_addr(), &extra);
+    write_config_file(dir, &text)
 }
 
 /// The audit log as (step, time) pairs.
@@ -93,17 +85,8 @@ async fn audit_lines_of_one_renewal_are_stamped_when_each_step_happened() {
     let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &pebble, &["sleep 1.2"]);
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["renew", "api", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .expect("run certinel");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_certinel(&["renew", "api"], &config).await;
+    assert!(output.status.success(), "{}", output_text(&output));
     let steps = stamped_steps(&dir.path().join("state"));
     for pair in steps.windows(2) {
         assert!(pair[0].1 <= pair[1].1, "in time order: {steps:?}");

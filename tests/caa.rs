@@ -9,7 +9,9 @@ use certinel::acme::{
     load_or_create_account,
 };
 
-use crate::acme::{Recorder, check_issued, issue_and_check, request, settings};
+use crate::acme::{
+    Recorder, check_issued, issue_and_check, issue_http01_and_check, request, settings,
+};
 use crate::common::knot::Knot;
 use crate::common::pebble::{Pebble, PebbleOptions};
 
@@ -49,14 +51,7 @@ async fn names_whose_caa_allows_the_ca_are_issued() {
     // An explicit record, one that climbs to the apex, and a non-wildcard name whose
     // issuewild names another CA.
     let names = ["allowed.caa.test", "host.allowed.caa.test", "wild.caa.test"];
-    issue_and_check(
-        &account,
-        &pebble,
-        &names,
-        KeyAlgorithm::EcdsaP256,
-        ChallengeSpec::Http01Listen(pebble.http_addr()),
-    )
-    .await;
+    issue_http01_and_check(&account, &pebble, &names).await;
     assert_eq!(recorder.count("new_order"), 1);
 }
 

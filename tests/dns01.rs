@@ -3,19 +3,19 @@
 //! real Pebble validates them by asking the same Knot.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certinel::acme::{
-    AcmeAccount, AcmeError, AcmeSettings, ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec,
-    DnsProvider, Identifier, IssueRequest, Issued, KeyAlgorithm, NoopObserver, PollPolicy,
-    RetryPolicy, Rfc2136Settings, Stage, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
+    AcmeError, ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Identifier,
+    IssueRequest, Issued, KeyAlgorithm, Rfc2136Settings, Stage, TsigAlgorithm, TsigSecret, issue,
 };
-use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;
 
+use crate::acme::san_names;
+use crate::common::cli::run_certinel;
+use crate::common::config_text::{pebble_acme_table, write_config_file};
 use crate::common::knot::{KEY_NAME, Knot};
 use crate::common::pebble::{Pebble, PebbleOptions};
 
@@ -32,26 +32,10 @@ pub(crate) async fn knot_and_pebble() -> (Knot, Pebble) {
     (knot, pebble)
 }
 
-pub(crate) async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
-    let settings = AcmeSettings {
-        ca_file: Some(pebble.api_root.clone()),
-        poll: PollPolicy {
-            initial_interval: Duration::from_millis(100),
-            max_interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(60),
-        },
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            ..RetryPolicy::default()
-        },
-        ..AcmeSettings::new(&pebble.directory_url)
-    };
-    load_or_create_account(&settings, state_dir, Arc::new(NoopObserver))
-        .await
-        .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
-}
+pub(crate) use crate::acme::account;
 
-fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
+/// An RFC 2136 spec updating `zone` on `knot` with its TSIG key, polled for 20 s.
+pub(crate) fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
     Dns01Spec {
         provider: DnsProvider::Rfc2136(Rfc2136Settings {
             server: knot.addr,
@@ -82,21 +66,7 @@ pub(crate) fn leaf_names(issued: &Issued) -> Vec<String> {
         .next()
         .expect("a certificate")
         .expect("PEM");
-    let leaf = pem.parse_x509().expect("leaf parses");
-    let mut names: Vec<String> = leaf
-        .subject_alternative_name()
-        .expect("SAN parses")
-        .expect("SAN present")
-        .value
-        .general_names
-        .iter()
-        .map(|name| match name {
-            GeneralName::DNSName(dns) => dns.to_string(),
-            other => other.to_string(),
-        })
-        .collect();
-    names.sort();
-    names
+    san_names(&pem.parse_x509().expect("leaf parses"))
 }
 
 pub(crate) fn sorted(names: &[&str]) -> Vec<String> {
@@ -341,30 +311,18 @@ async fn certinel_renew_issues_a_wildcard_from_a_config_file_with_an_rfc2136_cha
     let (knot, pebble) = knot_and_pebble().await;
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
-    let config = dir.path().join("certinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"wild\"\n\
-             dns_names = [\"*.certinel.test\", \"certinel.test\"]\n\
-             challenge = {{ type = \"dns-01\", provider = \"rfc2136\", server = \"{server}\", \
-             zone = \"certinel.test.\", tsig_key_name = \"{KEY_NAME}\", tsig_key = \"{key}\", \
-             tsig_algorithm = \"hmac-sha256\", propagation_timeout = \"20s\" }}\n",
-            state = state_dir.display().to_string(),
-            directory = pebble.directory_url,
-            ca = pebble.api_root.display().to_string(),
-            server = knot.addr,
-            key = knot.key_base64,
-        ),
-    )
-    .unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["renew", "wild", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .expect("run certinel");
+    let certificate = format!(
+        "\n[[certificate]]\nname = \"wild\"\n\
+         dns_names = [\"*.certinel.test\", \"certinel.test\"]\n\
+         challenge = {{ type = \"dns-01\", provider = \"rfc2136\", server = \"{server}\", \
+         zone = \"certinel.test.\", tsig_key_name = \"{KEY_NAME}\", tsig_key = \"{key}\", \
+         tsig_algorithm = \"hmac-sha256\", propagation_timeout = \"20s\" }}\n",
+        server = knot.addr,
+        key = knot.key_base64,
+    );
+    let text = pebble_acme_table(&state_dir, &pebble) + &certificate;
+    let config = write_config_file(dir.path(), &text);
+    let output = run_certinel(&["renew", "wild"], &config).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use certinel::acme::{Dns01Spec, DnsProvider, Stage, issue};
 
+use crate::common::eventually::eventually_blocking;
 use crate::dns01::{account, knot_and_pebble, leaf_names, request, write_hook};
 
 /// Writes an executable `sh` script `name` in `dir`.
@@ -39,19 +40,18 @@ fn actions(calls: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Whether the process whose pid `pid_file` holds is gone (a zombie counts as gone),
+/// Asserts that the process whose pid `pid_file` holds is gone (a zombie counts as gone),
 /// allowing a bounded moment for the kill to take effect.
-fn gone(pid_file: &Path) -> bool {
+fn assert_gone(pid_file: &Path, what: &str) {
     let pid = std::fs::read_to_string(pid_file).expect("the hook wrote the pid");
     let stat = format!("/proc/{}/stat", pid.trim());
-    (0..200).any(|_| {
+    eventually_blocking(Duration::from_secs(2), || {
         let alive = std::fs::read_to_string(&stat)
             .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"));
-        if alive {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        !alive
-    })
+        (!alive)
+            .then_some(())
+            .ok_or_else(|| format!("{what}: {stat} still runs"))
+    });
 }
 
 #[tokio::test]
@@ -85,7 +85,7 @@ async fn an_exec_hook_that_leaves_a_process_behind_does_not_hold_up_the_order_an
         "waited {:?} for the sleeper's pipes",
         started.elapsed()
     );
-    assert!(gone(&straggler), "the hook's leftover sleeper survived");
+    assert_gone(&straggler, "the hook's leftover sleeper survived");
     assert_eq!(actions(&calls), ["present", "cleanup"]);
     assert_eq!(
         knot.txt("_acme-challenge.sleeper.certinel.test."),
@@ -121,7 +121,7 @@ async fn an_exec_hook_past_its_deadline_is_killed_with_its_group_and_still_clean
         (Stage::Challenge, "dnsExec")
     );
     assert!(error.to_string().contains("timed out"), "{error}");
-    assert!(gone(&sleeper), "the hung hook's child survived");
+    assert_gone(&sleeper, "the hung hook's child survived");
     assert_eq!(
         actions(&calls),
         ["present", "cleanup"],

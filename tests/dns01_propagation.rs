@@ -8,16 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use certinel::acme::{
-    AcmeAccount, AcmeObserver, AcmeSettings, Dns01Spec, DnsProvider, PollPolicy, RetryPolicy,
-    Rfc2136Settings, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
-};
+use certinel::acme::{AcmeAccount, AcmeObserver, Dns01Spec, issue, load_or_create_account};
 
-use crate::common::knot::{KEY_NAME, Knot};
+use crate::acme::settings;
+use crate::common::eventually::eventually;
+use crate::common::knot::Knot;
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
-use crate::dns01::{leaf_names, request};
+use crate::dns01::{leaf_names, request, rfc2136};
 
 const ZONE: &str = "twin.test.";
 const ZONES: [(&str, &str); 1] = [(ZONE, include_str!("fixtures/dns01/twin.test.zone"))];
@@ -64,33 +61,10 @@ async fn twin_knots() -> (Knot, Knot) {
 
 async fn account(pebble: &Pebble, observer: Arc<ChallengeRequests>) -> AcmeAccount {
     let state = tempfile::tempdir().unwrap();
-    let settings = AcmeSettings {
-        ca_file: Some(pebble.api_root.clone()),
-        poll: PollPolicy {
-            initial_interval: Duration::from_millis(100),
-            max_interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(60),
-        },
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(100),
-            ..RetryPolicy::default()
-        },
-        ..AcmeSettings::new(&pebble.directory_url)
-    };
+    let settings = settings(pebble);
     load_or_create_account(&settings, state.path(), observer)
         .await
         .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
-}
-
-/// Waits for `event`, checking every 50 ms for at most 20 seconds.
-async fn until(what: &str, mut event: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if event() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 #[tokio::test]
@@ -104,25 +78,23 @@ async fn the_ca_is_told_ready_only_after_the_lagging_name_server_answers_too() {
     let observer = Arc::new(ChallengeRequests::default());
     let account = account(&pebble, observer.clone()).await;
     let spec = Dns01Spec {
-        provider: DnsProvider::Rfc2136(Rfc2136Settings {
-            server: primary.addr,
-            zone: ZONE.into(),
-            tsig_key_name: KEY_NAME.into(),
-            tsig_key: TsigSecret(STANDARD.decode(&primary.key_base64).unwrap()),
-            tsig_algorithm: TsigAlgorithm::HmacSha256,
-        }),
-        propagation_resolver: None,
         propagation_timeout: Duration::from_secs(60),
         // ns2.twin.test. is 127.0.0.2; its Knot listens on the primary's port, not 53.
         authoritative_port_override: Some(primary.addr.port()),
+        ..rfc2136(&primary, ZONE)
     };
     let issuing =
         tokio::spawn(async move { issue(&account, &request(&["twin.test"], spec)).await });
 
     // The event: certinel has asked the lagging server twice (it found it through the NS
     // set) and, since it got no value, is still waiting.
-    until("certinel polls 127.0.0.2 for the TXT record", || {
-        lagging.txt_queries() >= 2
+    eventually(Duration::from_secs(20), async || {
+        match lagging.txt_queries() {
+            queries if queries >= 2 => Ok(()),
+            queries => Err(format!(
+                "127.0.0.2 was asked for the TXT record {queries} times"
+            )),
+        }
     })
     .await;
     let published = primary.txt(CHALLENGE);

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::common::cli::certinel_command;
+use crate::common::config_text::{pebble_acme_table, write_config_file};
 use crate::dns01::{knot_and_pebble, write_hook};
 
 /// `NAME=value` lines of an `env` dump, as a map.
@@ -38,31 +40,22 @@ async fn hooks_get_a_minimal_environment_plus_what_the_certificate_passes_them()
     .unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
     let state_dir = dir.path().join("state");
-    let config = dir.path().join("certinel.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"env\"\n\
-             dns_names = [\"env.certinel.test\"]\n\
-             env = {{ SET_BY_CERTIFICATE = \"for every hook\" }}\n\
-             env_passthrough = [\"PASSED_THROUGH\"]\n\
-             challenge = {{ type = \"dns-01\", provider = \"exec\", command = {hook:?}, \
-             propagation_resolver = \"{resolver}\", propagation_timeout = \"20s\", \
-             env = {{ DNS_ONLY = \"dns\" }}, env_passthrough = [\"DNS_TOKEN\"] }}\n\
-             deploy = [\"env > {deploy_env}\"]\n",
-            state = state_dir.display().to_string(),
-            directory = pebble.directory_url,
-            ca = pebble.api_root.display().to_string(),
-            hook = hook.display().to_string(),
-            resolver = knot.addr,
-            deploy_env = deploy_env.display(),
-        ),
-    )
-    .unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["renew", "env", "--config"])
-        .arg(&config)
+    let certificate = format!(
+        "\n[[certificate]]\nname = \"env\"\n\
+         dns_names = [\"env.certinel.test\"]\n\
+         env = {{ SET_BY_CERTIFICATE = \"for every hook\" }}\n\
+         env_passthrough = [\"PASSED_THROUGH\"]\n\
+         challenge = {{ type = \"dns-01\", provider = \"exec\", command = {hook:?}, \
+         propagation_resolver = \"{resolver}\", propagation_timeout = \"20s\", \
+         env = {{ DNS_ONLY = \"dns\" }}, env_passthrough = [\"DNS_TOKEN\"] }}\n\
+         deploy = [\"env > {deploy_env}\"]\n",
+        hook = hook.display().to_string(),
+        resolver = knot.addr,
+        deploy_env = deploy_env.display(),
+    );
+    let text = pebble_acme_table(&state_dir, &pebble) + &certificate;
+    let config = write_config_file(dir.path(), &text);
+    let output = certinel_command(&["renew", "env"], &config)
         .env("HOME", dir.path())
         .env("LANG", "C.UTF-8")
         .env("PASSED_THROUGH", "passed")

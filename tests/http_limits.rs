@@ -9,6 +9,7 @@ use futures::future::join_all;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::common::eventually::eventually;
 use crate::common::service::{PATIENCE, Service, write_config};
 
 /// The start of a request head, without the blank line that ends it.
@@ -63,31 +64,30 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Durat
         .map(|()| started.elapsed())
 }
 
-/// `GET /metrics` on a new connection: whether it answers 200.
-async fn metrics_status_ok(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect(addr).await else {
-        return false;
-    };
+/// `GET /metrics` on a new connection: `Ok` when it answers 200, else what it answered.
+async fn metrics_status_ok(addr: SocketAddr) -> Result<(), String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
     let request = format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|error| format!("send: {error}"))?;
     let mut response = Vec::new();
     let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut response)).await;
     let status_line = String::from_utf8_lossy(&response);
-    matches!(read, Ok(Ok(_))) && status_line.split_whitespace().nth(1) == Some("200")
+    match read {
+        Ok(Ok(_)) if status_line.split_whitespace().nth(1) == Some("200") => Ok(()),
+        Ok(Ok(_)) => Err(format!("answered {:?}", status_line.lines().next())),
+        Ok(Err(error)) => Err(format!("read: {error}")),
+        Err(_) => Err(format!("no answer within {PATIENCE:?}")),
+    }
 }
 
 /// Polls `/metrics` until it answers 200, failing the test after [`PATIENCE`].
 async fn metrics_answers(addr: SocketAddr) {
-    let deadline = Instant::now() + PATIENCE;
-    while !metrics_status_ok(addr).await {
-        assert!(
-            Instant::now() < deadline,
-            "/metrics did not answer 200 within {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(PATIENCE, async || metrics_status_ok(addr).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

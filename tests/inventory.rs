@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use crate::common::pebble::{Pebble, PebbleOptions};
 use crate::common::pki::{Leaf, LeafSpec, Validity};
 use crate::common::tls_server::{ServerOptions, bind, spawn_tls};
-use crate::revoke::{certinel, setup, text};
+use crate::revoke::{certinel, issued, setup, text};
 
 #[tokio::test]
 async fn inventory_json_reports_overlap_storage_and_last_rotation_after_two_issuances() {
@@ -40,9 +40,7 @@ async fn inventory_json_reports_overlap_storage_and_last_rotation_after_two_issu
 #[tokio::test]
 async fn unmanaged_endpoint_is_listed_with_days_left_and_the_managed_file_is_not() {
     let pebble = Pebble::start(PebbleOptions::default()).await;
-    let setup = setup(&pebble, "web");
-    let issued = certinel(&setup, &["renew", "web"]).await;
-    assert!(issued.status.success(), "{}", text(&issued));
+    let setup = issued(&pebble, "web").await;
     let legacy = Leaf::self_signed(
         &LeafSpec::new(&["legacy.certinel.test"]).validity(Validity::current_for_days(12)),
     );

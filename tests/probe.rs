@@ -121,6 +121,22 @@ struct Expect {
     earliest_not_after: OffsetDateTime,
 }
 
+impl Expect {
+    /// The verdict for a chain whose leaf expires first.
+    fn leaf_first(
+        verified: bool,
+        reason: Option<&'static str>,
+        leaf_not_after: OffsetDateTime,
+    ) -> Expect {
+        Expect {
+            verified,
+            reason,
+            leaf_not_after,
+            earliest_not_after: leaf_not_after,
+        }
+    }
+}
+
 fn check(handshake: &Handshake, expect: Expect) {
     let verification = &handshake.verification;
     assert_eq!(

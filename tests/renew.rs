@@ -17,6 +17,7 @@ use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
 use certinel::store::{CertStore, Origin, SecretPem, Stage, VersionId};
 use time::OffsetDateTime;
 
+use crate::common::config_text::{acme_table, http01_certificate, write_config_file};
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 
 /// Counts the ACME requests a renewer makes, by endpoint.
@@ -51,22 +52,12 @@ impl Setup {
     fn new(directory: &str, pebble: &Pebble, certificates: &[(&str, &[&str])]) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
-        let mut text = format!(
-            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-             contact = [\"mailto:ops@certinel.test\"]\npoll_timeout = \"60s\"\n",
-            state = state_dir.display().to_string(),
-            ca = pebble.api_root.display().to_string(),
-        );
+        let mut text = acme_table(&state_dir, directory, &pebble.api_root);
         for (name, deploy) in certificates {
-            text.push_str(&format!(
-                "\n[[certificate]]\nname = {name:?}\ndns_names = [\"{name}.certinel.test\"]\n\
-                 challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n\
-                 deploy = {deploy:?}\ndeploy_timeout = \"10s\"\n",
-                addr = pebble.http_addr(),
-            ));
+            let extra = format!("deploy = {deploy:?}\ndeploy_timeout = \"10s\"\n");
+            text += &http01_certificate(name, pebble.http_addr(), &extra);
         }
-        let config = dir.path().join("certinel.toml");
-        std::fs::write(&config, text).unwrap();
+        let config = write_config_file(dir.path(), &text);
         Setup {
             _dir: dir,
             config,

@@ -13,6 +13,8 @@ use rand::{Rng, SeedableRng};
 use time::OffsetDateTime;
 use tokio::process::{Child, Command};
 
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
+use crate::common::eventually::{eventually, eventually_every};
 use crate::common::pebble::{Pebble, PebbleOptions};
 
 /// Orders Pebble created so far (one log line per new-order request it accepted).
@@ -23,24 +25,14 @@ fn orders_at(pebble: &Pebble) -> usize {
 /// A configuration with one http-01 certificate per `(name, deploy commands)`, all
 /// answering on Pebble's http-01 address, renewed when half their lifetime is left.
 fn write_config(dir: &Path, pebble: &Pebble, certificates: &[(&str, &[&str])]) -> PathBuf {
-    let mut text = format!(
-        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-         contact = [\"mailto:ops@certinel.test\"]\npoll_timeout = \"60s\"\n",
-        state = dir.join("state").display().to_string(),
-        directory = pebble.directory_url,
-        ca = pebble.api_root.display().to_string(),
-    );
+    let mut text = pebble_acme_table(&dir.join("state"), pebble);
     for (name, deploy) in certificates {
-        text.push_str(&format!(
-            "\n[[certificate]]\nname = {name:?}\ndns_names = [\"{name}.certinel.test\"]\n\
-             challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n\
-             renew_before_percentage = 50\ndeploy = {deploy:?}\ndeploy_timeout = \"60s\"\n",
-            addr = pebble.http_addr(),
-        ));
+        let extra = format!(
+            "renew_before_percentage = 50\ndeploy = {deploy:?}\ndeploy_timeout = \"60s\"\n"
+        );
+        text += &http01_certificate(name, pebble.http_addr(), &extra);
     }
-    let path = dir.join("certinel.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    write_config_file(dir, &text)
 }
 
 /// Starts the real binary with `args` and `--config`, its log appended to `log`.
@@ -162,14 +154,17 @@ async fn renew_killed_at_every_step_boundary_resumes_without_a_second_order() {
     for (name, boundary) in names.iter().zip(boundaries) {
         let orders_before = orders_at(&pebble);
         let mut first = spawn(&["renew", name], &config, &log);
-        let wait = async {
-            while !reached(&state_dir, name, boundary) {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), wait)
-            .await
-            .unwrap_or_else(|_| panic!("{name}: {boundary} not reached in 60 s"));
+        // Polled closely: the kill must land at the boundary, not a step later.
+        eventually_every(
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+            async || {
+                reached(&state_dir, name, boundary)
+                    .then_some(())
+                    .ok_or_else(|| format!("{name}: {boundary} not reached"))
+            },
+        )
+        .await;
         kill_9(&mut first).await;
         // The one moment an order can be lost: Pebble created it, its URL had not reached
         // the in-flight record yet (the new-order round trip, a few milliseconds).
@@ -225,19 +220,13 @@ async fn a_deploy_command_left_by_a_killed_renew_is_stopped_before_the_next_depl
     let config = write_config(dir.path(), &pebble, &[("api", &[hook.as_str()])]);
 
     let mut first = spawn(&["renew", "api"], &config, &log);
-    let background: u32 = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Some(pid) = std::fs::read_to_string(&pid_file)
-                .ok()
-                .and_then(|text| text.trim().parse().ok())
-            {
-                break pid;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    let background: u32 = eventually(Duration::from_secs(60), async || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or("the deploy command has not started")
     })
-    .await
-    .expect("the deploy command started");
+    .await;
     kill_9(&mut first).await;
     assert!(alive(background), "the hook outlives a killed certinel");
 
@@ -250,16 +239,12 @@ async fn a_deploy_command_left_by_a_killed_renew_is_stopped_before_the_next_depl
     let certinel_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "{certinel_log}");
     // Stopped with SIGKILL during recovery; init reaps it a moment later.
-    let stopped = async {
-        while alive(background) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), stopped)
-        .await
-        .unwrap_or_else(|_| {
-            panic!("the old deploy command {background} still runs\n{certinel_log}")
-        });
+    eventually(Duration::from_secs(5), async || {
+        (!alive(background)).then_some(()).ok_or_else(|| {
+            format!("the old deploy command {background} still runs\n{certinel_log}")
+        })
+    })
+    .await;
     assert_settled(&dir.path().join("state"), "api");
 }
 

@@ -8,7 +8,7 @@ use certinel::store::{CertStore, FsStore, VersionId};
 use time::{Duration, OffsetDateTime};
 
 use crate::common::pebble::{Pebble, PebbleOptions};
-use crate::revoke::{Setup, certinel, setup, text};
+use crate::revoke::{Setup, certinel, issued, text};
 
 fn save_schedule(setup: &Setup, schedule: &ScheduleState) {
     state::save_to(&FsStore::new(&setup.state_dir), "api", schedule).unwrap();
@@ -17,9 +17,7 @@ fn save_schedule(setup: &Setup, schedule: &ScheduleState) {
 #[tokio::test]
 async fn forced_renewals_and_revocations_wait_for_the_cas_limits_and_say_until_when() {
     let pebble = Pebble::start(PebbleOptions::default()).await;
-    let setup = setup(&pebble, "api");
-    let issued = certinel(&setup, &["renew", "api"]).await;
-    assert!(issued.status.success(), "{}", text(&issued));
+    let setup = issued(&pebble, "api").await;
     let store = CertStore::open(&setup.state_dir).unwrap();
 
     // Five failed validations of the name in the last hour: the CA's limit.

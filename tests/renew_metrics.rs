@@ -13,8 +13,9 @@ use certinel::service::{ServiceOptions, run_with_options};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
 use crate::common::pebble::{Pebble, PebbleOptions};
-use crate::common::service::{get, promtool_check, sample};
+use crate::common::service::{metrics_until, promtool_check, sample};
 
 /// How long one awaited change of `/metrics` may take.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -22,32 +23,17 @@ const PATIENCE: Duration = Duration::from_secs(90);
 /// One managed certificate of a test configuration.
 struct Managed<'a> {
     name: &'a str,
-    dns_name: &'a str,
     renew_before: &'a str,
 }
 
 /// Writes (or rewrites) `dir/certinel.toml` with http-01 `certificates` from `pebble`.
 fn write_config(dir: &Path, pebble: &Pebble, certificates: &[Managed<'_>]) -> PathBuf {
-    let mut text = format!(
-        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-         contact = [\"mailto:ops@certinel.test\"]\npoll_timeout = \"60s\"\n",
-        state = dir.join("state").display().to_string(),
-        directory = pebble.directory_url,
-        ca = pebble.api_root.display().to_string(),
-    );
+    let mut text = pebble_acme_table(&dir.join("state"), pebble);
     for certificate in certificates {
-        text.push_str(&format!(
-            "\n[[certificate]]\nname = {name:?}\ndns_names = [{dns:?}]\n\
-             renew_before = {before:?}\nchallenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n",
-            name = certificate.name,
-            dns = certificate.dns_name,
-            before = certificate.renew_before,
-            addr = pebble.http_addr(),
-        ));
+        let extra = format!("renew_before = {:?}\n", certificate.renew_before);
+        text += &http01_certificate(certificate.name, pebble.http_addr(), &extra);
     }
-    let path = dir.join("certinel.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    write_config_file(dir, &text)
 }
 
 /// `certinel run` inside the test, its renewers retrying fast; stopped when dropped.
@@ -97,22 +83,25 @@ impl InProcess {
 
     /// Polls `/metrics` until `condition` holds for its body, which is returned.
     async fn metrics_until(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let reply = get(self.addr, "/metrics", &[]).await;
-            assert_eq!(reply.status, 200, "{}", reply.body);
-            if condition(&reply.body) {
-                return reply.body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not seen within {PATIENCE:?}; last /metrics:\n{}",
-                reply.body
-            );
-            // Renewals happen on the service's own schedule; poll gently.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        metrics_until(self.addr, PATIENCE, what, condition).await
     }
+}
+
+/// `certinel run` in process with certificate `api` (renewed 50 s before expiry) in
+/// `dir`, once its first issuance shows in /metrics.
+async fn api_issued_in_process(pebble: &Pebble, dir: &Path) -> InProcess {
+    let api = Managed {
+        name: "api",
+        renew_before: "50s",
+    };
+    let config = write_config(dir, pebble, &[api]);
+    let service = InProcess::start(&config).await;
+    service
+        .metrics_until("first issuance", |body| {
+            renewals(body, "api", "success") == 1.0
+        })
+        .await;
+    service
 }
 
 fn value(body: &str, series: &str) -> f64 {
@@ -160,7 +149,6 @@ async fn run_renews_when_the_window_opens_and_metrics_show_two_successes() {
     let dir = tempfile::tempdir().unwrap();
     let api = Managed {
         name: "api",
-        dns_name: "api.certinel.test",
         renew_before: "30s",
     };
     let config = write_config(dir.path(), &pebble, &[api]);
@@ -213,18 +201,7 @@ async fn a_hung_ca_shows_failures_then_a_success_resets_the_streak() {
     // after issue, while Pebble is frozen.
     let pebble = short_lived_pebble(60).await;
     let dir = tempfile::tempdir().unwrap();
-    let api = Managed {
-        name: "api",
-        dns_name: "api.certinel.test",
-        renew_before: "50s",
-    };
-    let config = write_config(dir.path(), &pebble, &[api]);
-    let service = InProcess::start(&config).await;
-    service
-        .metrics_until("first issuance", |body| {
-            renewals(body, "api", "success") == 1.0
-        })
-        .await;
+    let service = api_issued_in_process(&pebble, dir.path()).await;
 
     pebble.pause();
     let body = service
@@ -283,7 +260,6 @@ async fn a_certificate_added_by_a_reload_is_issued_and_a_removed_one_leaves_metr
     let dir = tempfile::tempdir().unwrap();
     let api = || Managed {
         name: "api",
-        dns_name: "api.certinel.test",
         renew_before: "20m",
     };
     let config = write_config(dir.path(), &pebble, &[api()]);
@@ -294,7 +270,6 @@ async fn a_certificate_added_by_a_reload_is_issued_and_a_removed_one_leaves_metr
 
     let extra = Managed {
         name: "extra",
-        dns_name: "extra.certinel.test",
         renew_before: "20m",
     };
     write_config(dir.path(), &pebble, &[api(), extra]);
@@ -352,18 +327,7 @@ async fn a_restarted_ca_that_forgot_the_account_gets_a_new_one_and_renewals_resu
     // after issue, while Pebble is down.
     let mut pebble = short_lived_pebble(60).await;
     let dir = tempfile::tempdir().unwrap();
-    let api = Managed {
-        name: "api",
-        dns_name: "api.certinel.test",
-        renew_before: "50s",
-    };
-    let config = write_config(dir.path(), &pebble, &[api]);
-    let service = InProcess::start(&config).await;
-    service
-        .metrics_until("first issuance", |body| {
-            renewals(body, "api", "success") == 1.0
-        })
-        .await;
+    let service = api_issued_in_process(&pebble, dir.path()).await;
     let (credentials_before, _) = account_file(dir.path());
 
     pebble.kill();

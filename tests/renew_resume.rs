@@ -9,15 +9,16 @@ use certinel::renew::{RenewOptions, RenewOutcome};
 use certinel::store::{CertStore, check_version};
 use time::OffsetDateTime;
 
-use crate::ari::Setup;
-use crate::common::ari_front::AriFront;
-use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::common::ari_setup::AriCase;
 
 #[tokio::test]
 async fn a_download_that_fails_after_finalize_is_resumed_without_a_second_order() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let front = AriFront::start(&pebble, false, &[]).await;
-    let setup = Setup::new(&front.directory_url, &front.ca_file, &pebble, None);
+    let AriCase {
+        pebble,
+        front,
+        setup,
+        ..
+    } = AriCase::start(false).await;
     let renewer = setup.renewer().with_retry_policy(RetryPolicy {
         max_attempts: 2,
         base_delay: Duration::from_millis(50),

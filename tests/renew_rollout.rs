@@ -9,30 +9,59 @@ use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::store::{CertStore, VersionId};
 use time::{Duration, OffsetDateTime};
 
+use crate::common::ari_setup::forced;
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
 use crate::common::pebble::{Pebble, PebbleOptions};
 
 /// A configuration with the certificate `api` answering http-01, whose deploy command is
 /// `hook`, in `dir`; its state directory is `dir/state`.
 fn write_config(dir: &Path, pebble: &Pebble, hook: &str) -> PathBuf {
-    let text = format!(
-        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-         poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"api\"\n\
-         dns_names = [\"api.certinel.test\"]\n\
-         challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n\
-         deploy = [{hook:?}]\ndeploy_timeout = \"10s\"\n",
-        state = dir.join("state").display().to_string(),
-        directory = pebble.directory_url,
-        ca = pebble.api_root.display().to_string(),
-        addr = pebble.http_addr(),
-    );
-    let path = dir.join("certinel.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let extra = format!("deploy = [{hook:?}]\ndeploy_timeout = \"10s\"\n");
+    let text = pebble_acme_table(&dir.join("state"), pebble)
+        + &http01_certificate("api", pebble.http_addr(), &extra);
+    write_config_file(dir, &text)
 }
 
 fn renewer(config: &Path) -> Renewer {
     let config = certinel::config::load(config).unwrap_or_else(|e| panic!("{e}"));
     Renewer::new(&config)
+}
+
+/// A renewer for `api` in `dir` whose deploy command logs every version it deploys to the
+/// returned log file and refuses v0002; v0001 is issued and deployed at the returned moment.
+async fn issued_with_a_deploy_refusing_v0002(
+    pebble: &Pebble,
+    dir: &Path,
+) -> (Renewer, PathBuf, OffsetDateTime) {
+    let log = dir.join("deployed.log");
+    let hook = format!(
+        "echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]",
+        log = log.display()
+    );
+    let renewer = renewer(&write_config(dir, pebble, &hook));
+    let now = OffsetDateTime::now_utc();
+    renewer
+        .renew("api", RenewOptions::default(), now)
+        .await
+        .expect("first issuance");
+    (renewer, log, now)
+}
+
+/// Fails unless `failed` is a failed deploy; returns the version it restored.
+fn restored_after_a_failed_deploy(failed: Result<RenewOutcome, RenewError>) -> Option<VersionId> {
+    match failed {
+        Err(RenewError::Hook { restored, .. }) => restored,
+        other => panic!("the second deploy fails: {other:?}"),
+    }
+}
+
+/// The versions the deploy command logged to `log`, in order.
+fn deployed_versions(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The audit log of `api` as `step:outcome`, with the version when there is one.
@@ -130,35 +159,13 @@ async fn a_failed_first_rollout_stays_current_and_is_rolled_out_again_after_the_
 async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
     let pebble = Pebble::start(PebbleOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    // Logs every version it deploys; refuses the second one.
-    let log = dir.path().join("deployed.log");
-    let hook = format!(
-        "echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]",
-        log = log.display()
-    );
-    let config = write_config(dir.path(), &pebble, &hook);
-    let renewer = renewer(&config);
+    let (renewer, log, now) = issued_with_a_deploy_refusing_v0002(&pebble, dir.path()).await;
     let state_dir = dir.path().join("state");
-    let now = OffsetDateTime::now_utc();
-    renewer
-        .renew("api", RenewOptions::default(), now)
-        .await
-        .expect("first issuance");
 
-    let forced = RenewOptions {
-        force: true,
-        dry_run: false,
-    };
-    let failed = renewer.renew("api", forced, now).await;
-    let Err(RenewError::Hook { restored, .. }) = &failed else {
-        panic!("the second deploy fails: {failed:?}");
-    };
-    assert_eq!(*restored, Some(VersionId(1)));
+    let restored = restored_after_a_failed_deploy(renewer.renew("api", forced(), now).await);
+    assert_eq!(restored, Some(VersionId(1)));
     assert_eq!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .collect::<Vec<_>>(),
+        deployed_versions(&log),
         ["v0001", "v0002", "v0001"],
         "the restored version is deployed again"
     );
@@ -178,38 +185,17 @@ async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
 async fn a_failed_deploy_never_restores_a_previous_version_whose_files_are_broken() {
     let pebble = Pebble::start(PebbleOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("deployed.log");
-    let hook = format!(
-        "echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]",
-        log = log.display()
-    );
-    let config = write_config(dir.path(), &pebble, &hook);
-    let renewer = renewer(&config);
+    let (renewer, log, now) = issued_with_a_deploy_refusing_v0002(&pebble, dir.path()).await;
     let state_dir = dir.path().join("state");
-    let now = OffsetDateTime::now_utc();
-    renewer
-        .renew("api", RenewOptions::default(), now)
-        .await
-        .expect("first issuance");
     // The old version's chain no longer matches its fullchain: restoring it would serve junk.
     std::fs::write(state_dir.join("certs/api/v0001/chain.pem"), "junk\n").unwrap();
 
-    let forced = RenewOptions {
-        force: true,
-        dry_run: false,
-    };
-    let failed = renewer.renew("api", forced, now).await;
-    let Err(RenewError::Hook { restored, .. }) = &failed else {
-        panic!("the second deploy fails: {failed:?}");
-    };
-    assert_eq!(*restored, None, "not rolled back");
+    let restored = restored_after_a_failed_deploy(renewer.renew("api", forced(), now).await);
+    assert_eq!(restored, None, "not rolled back");
     let store = CertStore::open(&state_dir).unwrap();
     assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
     assert_eq!(
-        std::fs::read_to_string(&log)
-            .unwrap()
-            .lines()
-            .collect::<Vec<_>>(),
+        deployed_versions(&log),
         ["v0001", "v0002"],
         "the broken version is not deployed again"
     );

@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use certinel::store::{FsStore, Store};
 
+use crate::common::cli::{certinel_command, output_text, run_certinel};
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
+use crate::common::eventually::eventually;
 use crate::common::pebble::Pebble;
 use crate::common::service::Service;
 
@@ -11,20 +14,10 @@ use crate::common::service::Service;
 /// and the state directory.
 fn write_config(dir: &Path, pebble: &Pebble, deploy: &[&str]) -> (PathBuf, PathBuf) {
     let state_dir = dir.join("state");
-    let text = format!(
-        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-         contact = [\"mailto:ops@certinel.test\"]\npoll_timeout = \"60s\"\n\n\
-         [[certificate]]\nname = \"api\"\ndns_names = [\"api.certinel.test\"]\n\
-         challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n\
-         deploy = {deploy:?}\ndeploy_timeout = \"60s\"\n",
-        state = state_dir.display().to_string(),
-        directory = pebble.directory_url,
-        ca = pebble.api_root.display().to_string(),
-        addr = pebble.http_addr(),
-    );
-    let config = dir.join("certinel.toml");
-    std::fs::write(&config, text).unwrap();
-    (config, state_dir)
+    let extra = format!("deploy = {deploy:?}\ndeploy_timeout = \"60s\"\n");
+    let text = pebble_acme_table(&state_dir, pebble)
+        + &http01_certificate("api", pebble.http_addr(), &extra);
+    (write_config_file(dir, &text), state_dir)
 }
 
 #[tokio::test]
@@ -49,17 +42,8 @@ async fn renew_cli_reports_renewal_in_progress_while_the_lock_is_held() {
     let (config, state_dir) = write_config(dir.path(), &pebble, &[]);
 
     let held = FsStore::new(&state_dir).lock("api").unwrap();
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["renew", "api", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .expect("run certinel");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_certinel(&["renew", "api"], &config).await;
+    let text = output_text(&output);
     assert!(!output.status.success(), "{text}");
     assert!(text.contains("renewal already in progress"), "{text}");
     assert!(
@@ -92,21 +76,18 @@ async fn renew_killed_during_its_deploy_hook_resumes_without_a_second_order() {
     let hook = format!("touch {} && sleep 30", marker.display());
     let (config, state_dir) = write_config(dir.path(), &pebble, &[&hook]);
 
-    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["renew", "api", "--config"])
-        .arg(&config)
+    let mut first = certinel_command(&["renew", "api"], &config)
         .kill_on_drop(true)
         .spawn()
         .expect("run certinel");
     // The hook announces itself through the marker file; poll it, bounded.
-    let started = async {
-        while !marker.exists() {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(60), started)
-        .await
-        .expect("the deploy hook started");
+    eventually(std::time::Duration::from_secs(60), async || {
+        marker
+            .exists()
+            .then_some(())
+            .ok_or("the deploy hook has not started")
+    })
+    .await;
     // SIGKILL: no cleanup runs, exactly like kill -9.
     first.start_kill().unwrap();
     first.wait().await.unwrap();
@@ -118,18 +99,8 @@ async fn renew_killed_during_its_deploy_hook_resumes_without_a_second_order() {
 
     // The second run must not sleep in the hook again.
     let (config, _) = write_config(dir.path(), &pebble, &[]);
-    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["renew", "api", "--config"])
-        .arg(&config)
-        .output()
-        .await
-        .expect("run certinel");
-    assert!(
-        second.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&second.stdout),
-        String::from_utf8_lossy(&second.stderr)
-    );
+    let second = run_certinel(&["renew", "api"], &config).await;
+    assert!(second.status.success(), "{}", output_text(&second));
     let steps = steps(&state_dir);
     assert_eq!(
         steps.iter().filter(|s| s.starts_with("order:")).count(),
@@ -147,23 +118,11 @@ async fn renew_killed_during_its_deploy_hook_resumes_without_a_second_order() {
 /// Writes a configuration with `count` http-01 certificates `c0`, `c1`... that all answer on
 /// Pebble's one http-01 address, as `listen = "0.0.0.0:80"` does in production.
 fn write_shared_listen_config(dir: &Path, pebble: &Pebble, count: usize) -> PathBuf {
-    let mut text = format!(
-        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-         contact = [\"mailto:ops@certinel.test\"]\npoll_timeout = \"60s\"\n",
-        state = dir.join("state").display().to_string(),
-        directory = pebble.directory_url,
-        ca = pebble.api_root.display().to_string(),
-    );
+    let mut text = pebble_acme_table(&dir.join("state"), pebble);
     for index in 0..count {
-        text.push_str(&format!(
-            "\n[[certificate]]\nname = \"c{index}\"\ndns_names = [\"c{index}.certinel.test\"]\n\
-             challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n",
-            addr = pebble.http_addr(),
-        ));
+        text += &http01_certificate(&format!("c{index}"), pebble.http_addr(), "");
     }
-    let path = dir.join("certinel.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+    write_config_file(dir, &text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,22 +152,19 @@ async fn run_issues_five_certificates_sharing_one_http01_listener_concurrently()
             ) == 1.0
         })
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let body = loop {
+    let body = eventually(Duration::from_secs(90), async || {
         let reply = get(addr, "/metrics", &[]).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         if all_current(&reply.body) {
-            break reply.body;
+            return Ok(reply.body);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every certificate became current within 90 s; Pebble:\n{}\n/metrics:\n{}",
+        Err(format!(
+            "not every certificate is current; Pebble:\n{}\n/metrics:\n{}",
             pebble.log(),
             reply.body
-        );
-        // The renewals run on the service's schedule; poll gently.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        ))
+    })
+    .await;
     for index in 0..CERTIFICATES {
         let renewals = |outcome: &str| {
             value(

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use certinel::store::{CertStore, VersionId};
 
+pub(crate) use crate::common::cli::output_text as text;
+use crate::common::cli::run_certinel;
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
 use crate::common::pebble::{Pebble, PebbleOptions};
 
 /// A configuration with one http-01 certificate named `name`, in a temporary directory.
@@ -17,18 +20,9 @@ pub(crate) struct Setup {
 pub(crate) fn setup(pebble: &Pebble, name: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
-    let text = format!(
-        "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-         poll_timeout = \"60s\"\n\n[[certificate]]\nname = {name:?}\n\
-         dns_names = [\"{name}.certinel.test\"]\n\
-         challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\n",
-        state = state_dir.display().to_string(),
-        directory = pebble.directory_url,
-        ca = pebble.api_root.display().to_string(),
-        addr = pebble.http_addr(),
-    );
-    let config = dir.path().join("certinel.toml");
-    std::fs::write(&config, text).unwrap();
+    let text =
+        pebble_acme_table(&state_dir, pebble) + &http01_certificate(name, pebble.http_addr(), "");
+    let config = write_config_file(dir.path(), &text);
     Setup {
         _dir: dir,
         config,
@@ -36,30 +30,23 @@ pub(crate) fn setup(pebble: &Pebble, name: &str) -> Setup {
     }
 }
 
+/// Runs `certinel ARGS` with the configuration of `setup`.
 pub(crate) async fn certinel(setup: &Setup, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(args)
-        .arg("--config")
-        .arg(&setup.config)
-        .output()
-        .await
-        .expect("run certinel")
+    run_certinel(args, &setup.config).await
 }
 
-pub(crate) fn text(output: &std::process::Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+/// `setup(pebble, name)` with `name`'s first certificate issued by `certinel renew`.
+pub(crate) async fn issued(pebble: &Pebble, name: &str) -> Setup {
+    let setup = setup(pebble, name);
+    let issued = certinel(&setup, &["renew", name]).await;
+    assert!(issued.status.success(), "{}", text(&issued));
+    setup
 }
 
 #[tokio::test]
 async fn revoke_marks_the_serial_revoked_at_the_ca_and_installs_a_new_key() {
     let pebble = Pebble::start(PebbleOptions::default()).await;
-    let setup = setup(&pebble, "web");
-    let issued = certinel(&setup, &["renew", "web"]).await;
-    assert!(issued.status.success(), "{}", text(&issued));
+    let setup = issued(&pebble, "web").await;
     let store = CertStore::open(&setup.state_dir).unwrap();
     let revoked_serial = store.metadata("web", VersionId(1)).unwrap().serial;
 

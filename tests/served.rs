@@ -16,6 +16,8 @@ use certinel::service::served::{ServedStore, check_once};
 use certinel::store::{CertStore, Origin, Stage, VersionId};
 use time::OffsetDateTime;
 
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
+use crate::common::eventually::eventually;
 use crate::common::nginx::Nginx;
 use crate::common::pebble::{Pebble, PebbleOptions};
 
@@ -33,18 +35,9 @@ impl Setup {
         let pebble = Pebble::start(PebbleOptions::default()).await;
         let dir = tempfile::tempdir().unwrap();
         let state_dir = dir.path().join("state");
-        let text = format!(
-            "state_dir = {state:?}\n\n[acme]\ndirectory = {directory:?}\nca_file = {ca:?}\n\
-             poll_timeout = \"60s\"\n\n[[certificate]]\nname = \"api\"\n\
-             dns_names = [\"api.certinel.test\"]\n\
-             challenge = {{ type = \"http-01\", listen = \"{addr}\" }}\ndeploy_timeout = \"10s\"\n",
-            state = state_dir.display().to_string(),
-            directory = pebble.directory_url,
-            ca = pebble.api_root.display().to_string(),
-            addr = pebble.http_addr(),
-        );
-        let path = dir.path().join("certinel.toml");
-        std::fs::write(&path, text).unwrap();
+        let text = pebble_acme_table(&state_dir, &pebble)
+            + &http01_certificate("api", pebble.http_addr(), "deploy_timeout = \"10s\"\n");
+        let path = write_config_file(dir.path(), &text);
         let config = certinel::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let first = Renewer::new(&config)
             .renew("api", RenewOptions::default(), OffsetDateTime::now_utc())
@@ -97,19 +90,17 @@ impl Setup {
     /// Waits (at most 10 s) until every new connection gets `expected`: after a reload,
     /// nginx's old worker may still accept a connection or two while it shuts down.
     pub(crate) async fn served_serial_settles_on(&self, expected: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(Duration::from_secs(10), async || {
             let served = self.served_serial().await;
             if served == expected {
-                return;
+                return Ok(());
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
+            Err(format!(
                 "nginx still serves {served}, not {expected}\n{}",
                 self.nginx.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            ))
+        })
+        .await;
     }
 
     pub(crate) fn store(&self) -> CertStore {
@@ -140,6 +131,34 @@ impl Setup {
             .collect();
         (steps, events)
     }
+}
+
+impl Setup {
+    /// Fails with the error and nginx's log unless `renewed` stored version `expected`.
+    pub(crate) fn assert_renewed_to(
+        &self,
+        renewed: Result<RenewOutcome, RenewError>,
+        expected: VersionId,
+    ) {
+        match renewed {
+            Ok(RenewOutcome::Renewed { version, .. }) if version == expected => {}
+            other => panic!(
+                "expected v{expected:?}, got {other:?}\n{}",
+                self.nginx.log()
+            ),
+        }
+    }
+}
+
+/// Fails unless `renewed` failed because nginx does not serve the new version and that
+/// version was kept; returns the error.
+pub(crate) fn assert_kept_unserved(renewed: Result<RenewOutcome, RenewError>) -> RenewError {
+    let error = renewed.expect_err("the new serial is not served");
+    assert!(
+        matches!(error, RenewError::Served { kept: true, .. }),
+        "{error:?}"
+    );
+    error
 }
 
 pub(crate) fn force() -> RenewOptions {
@@ -258,13 +277,10 @@ async fn with_keep_the_unserved_version_stays_current_and_the_drift_check_report
     let setup = Setup::new().await;
     let config = setup.verifying("true", Duration::from_secs(2), OnVerifyFailure::Keep);
 
-    let error = Renewer::new(&config)
-        .renew("api", force(), OffsetDateTime::now_utc())
-        .await
-        .expect_err("the new serial is not served");
-    assert!(
-        matches!(error, RenewError::Served { kept: true, .. }),
-        "{error:?}"
+    let error = assert_kept_unserved(
+        Renewer::new(&config)
+            .renew("api", force(), OffsetDateTime::now_utc())
+            .await,
     );
     assert_eq!(error.problem(), "stale");
     let store = setup.store();
@@ -310,20 +326,10 @@ async fn a_renewal_resumed_after_deploy_runs_the_served_check_again() {
     store.promote("api", version).unwrap();
     store.advance("api", Stage::Deployed, version).unwrap();
 
-    let outcome = Renewer::new(&config)
+    let renewed = Renewer::new(&config)
         .renew("api", RenewOptions::default(), now)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        matches!(
-            outcome,
-            RenewOutcome::Renewed {
-                version: VersionId(2),
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+        .await;
+    setup.assert_renewed_to(renewed, VersionId(2));
     let (steps, events) = setup.audit();
     assert_eq!(
         steps[steps.len() - 4..],

@@ -13,7 +13,7 @@ use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::store::{VersionId, VersionState};
 use time::OffsetDateTime;
 
-use crate::served::{Setup, force};
+use crate::served::{Setup, assert_kept_unserved, force};
 
 /// Counts the orders the CA accepted.
 #[derive(Default)]
@@ -27,6 +27,51 @@ impl AcmeObserver for OrderCounter {
     }
 }
 
+/// With a deploy command that now reloads nginx, renews at `at` (due again after the
+/// failure) and fails unless v0002 is rolled out and served; returns that configuration.
+async fn rolled_out_once_nginx_reloads(
+    setup: &Setup,
+    orders: &Arc<OrderCounter>,
+    on_failure: OnVerifyFailure,
+    at: OffsetDateTime,
+) -> Config {
+    let reloading = setup.verifying(
+        &setup.nginx.reload_command(),
+        Duration::from_secs(30),
+        on_failure,
+    );
+    let renewed = counting_renewer(&reloading, orders)
+        .renew("api", RenewOptions::default(), at)
+        .await;
+    setup.assert_renewed_to(renewed, VersionId(2));
+    setup
+        .served_serial_settles_on(&setup.serial_of(VersionId(2)))
+        .await;
+    reloading
+}
+
+/// Fails unless `error` says v0002 was not served and v0001 was restored.
+fn assert_rolled_back_from_v2(error: &RenewError) {
+    assert!(
+        matches!(
+            error,
+            RenewError::Served {
+                version: VersionId(2),
+                restored: Some(VersionId(1)),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+/// A renewer counting its orders in `orders`, backing off for one second after a failure.
+fn counting_renewer(config: &Config, orders: &Arc<OrderCounter>) -> Renewer {
+    Renewer::new(config)
+        .with_observer(orders.clone())
+        .with_backoff_base(Duration::from_secs(1))
+}
+
 impl OrderCounter {
     fn count(&self) -> usize {
         self.0.load(Ordering::SeqCst)
@@ -38,11 +83,7 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
  {
     let setup = Setup::new().await;
     let orders = Arc::new(OrderCounter::default());
-    let renewer = |config: &Config| {
-        Renewer::new(config)
-            .with_observer(orders.clone())
-            .with_backoff_base(Duration::from_secs(1))
-    };
+    let renewer = |config: &Config| counting_renewer(config, &orders);
     // Inside the first version's renewal window, long before either version expires.
     let first_expiry = setup
         .store()
@@ -56,17 +97,7 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
         .renew("api", RenewOptions::default(), due)
         .await
         .expect_err("nginx never reloaded");
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: Some(VersionId(1)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_rolled_back_from_v2(&error);
     assert_eq!(orders.count(), 1);
     let store = setup.store();
     assert_eq!(
@@ -85,17 +116,7 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
         )
         .await
         .expect_err("nginx still never reloads");
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: Some(VersionId(1)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_rolled_back_from_v2(&error);
     assert_eq!(orders.count(), 1, "no second order");
     assert_eq!(store.current("api").unwrap(), Some(VersionId(1)));
     let (_, events) = setup.audit();
@@ -106,38 +127,15 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
     assert_eq!(rerolls.len(), 1, "{events:?}");
 
     // The deploy command now reloads nginx: the parked version goes live and is verified.
-    let reloading = setup.verifying(
-        &setup.nginx.reload_command(),
-        Duration::from_secs(30),
-        OnVerifyFailure::Rollback,
-    );
-    let outcome = renewer(&reloading)
-        .renew(
-            "api",
-            RenewOptions::default(),
-            due + time::Duration::seconds(20),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", setup.nginx.log()));
-    assert!(
-        matches!(
-            outcome,
-            RenewOutcome::Renewed {
-                version: VersionId(2),
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    let at = due + time::Duration::seconds(20);
+    let reloading =
+        rolled_out_once_nginx_reloads(&setup, &orders, OnVerifyFailure::Rollback, at).await;
     assert_eq!(orders.count(), 1, "exactly one order in total");
     assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
     assert_eq!(
         store.metadata("api", VersionId(2)).unwrap().state,
         VersionState::Active
     );
-    setup
-        .served_serial_settles_on(&setup.serial_of(VersionId(2)))
-        .await;
     let (steps, _) = setup.audit();
     assert_eq!(
         steps[steps.len() - 5..],
@@ -197,53 +195,18 @@ async fn an_endpoint_that_does_not_answer_keeps_the_new_version_instead_of_rolli
 async fn with_keep_the_next_due_attempt_checks_the_kept_version_again_and_clears_the_failure() {
     let setup = Setup::new().await;
     let orders = Arc::new(OrderCounter::default());
-    let renewer = |config: &Config| {
-        Renewer::new(config)
-            .with_observer(orders.clone())
-            .with_backoff_base(Duration::from_secs(1))
-    };
+    let renewer = |config: &Config| counting_renewer(config, &orders);
     let stuck = setup.verifying("true", Duration::from_secs(2), OnVerifyFailure::Keep);
     let start = OffsetDateTime::now_utc();
-    let error = renewer(&stuck)
-        .renew("api", force(), start)
-        .await
-        .expect_err("the new serial is not served");
-    assert!(
-        matches!(error, RenewError::Served { kept: true, .. }),
-        "{error:?}"
-    );
+    assert_kept_unserved(renewer(&stuck).renew("api", force(), start).await);
     assert_eq!(orders.count(), 1);
 
     // The server is reloaded by the deploy command now; the next due attempt, after the
     // backoff (counted from when the failure happened), rolls the kept version out again
     // and finds it served.
-    let reloading = setup.verifying(
-        &setup.nginx.reload_command(),
-        Duration::from_secs(30),
-        OnVerifyFailure::Keep,
-    );
-    let outcome = renewer(&reloading)
-        .renew(
-            "api",
-            RenewOptions::default(),
-            start + time::Duration::seconds(10),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", setup.nginx.log()));
-    assert!(
-        matches!(
-            outcome,
-            RenewOutcome::Renewed {
-                version: VersionId(2),
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    let at = start + time::Duration::seconds(10);
+    let reloading = rolled_out_once_nginx_reloads(&setup, &orders, OnVerifyFailure::Keep, at).await;
     assert_eq!(orders.count(), 1, "no new order");
-    setup
-        .served_serial_settles_on(&setup.serial_of(VersionId(2)))
-        .await;
     let status = renewer(&reloading)
         .status(start + time::Duration::seconds(11))
         .unwrap();

@@ -4,12 +4,12 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
-use crate::common::service::PATIENCE;
+use crate::common::service::{PATIENCE, spawn_run};
 use crate::common::tls_server::{ServerHandle, ServerOptions, bind, spawn_tls};
 
 /// Clears the screen, sets the window title and forges a new table row and log line.
@@ -92,17 +92,7 @@ async fn hostile_names_probed_by_the_service_are_escaped_in_its_text_log() {
         "certinel.toml",
         &format!("[[endpoint]]\ntarget = \"{target}\"\ninterval = \"1s\"\n"),
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["--log-format", "text", "run", "--listen", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "certinel=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn certinel");
+    let mut child = spawn_run("text", Some(&config), "certinel=debug");
     let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).split(b'\n');
     let handshake_line = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.next_segment().await.expect("read the log") {

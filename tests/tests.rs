@@ -39,6 +39,9 @@ mod http_limits;
 mod import;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
+/// The mass-revocation drill: twenty certificates behind the ARI front whose windows move
+/// into the past at once all renew with `replaces`, without a storm of failed requests.
+mod mass_revocation;
 /// A 2,000-SAN certificate scraped from a real `certinel run`: label values stay under the
 /// cap and promtool accepts the page.
 mod metric_labels;

@@ -135,6 +135,9 @@ pub enum AcmeError {
         name: String,
         /// What went wrong, without secrets.
         message: String,
+        /// The DNS or exec-hook error behind `message`, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// Reading or writing the account credentials file failed.
     #[error("account: credentials file {path}: {source}")]

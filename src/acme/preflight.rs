@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use crate::acme::caa::{self, CaaRecord, CaaRequest};
-use crate::acme::solvers::{CaaAnswer, caa_records, system_nameserver};
+use crate::acme::solvers::{CaaAnswer, WireError, caa_records, system_nameserver};
 use crate::acme::{AcmeAccount, AcmeError, ChallengeSpec, Identifier, IssueRequest};
 
 /// How many CNAMEs one lookup follows before it gives up.
@@ -125,12 +125,23 @@ fn method_of(challenge: &ChallengeSpec) -> &'static str {
     }
 }
 
+/// Why the CAA records of a name could not be found.
+#[derive(Debug, thiserror::Error)]
+enum CaaLookupError {
+    /// A CAA query failed.
+    #[error(transparent)]
+    Dns(#[from] WireError),
+    /// A CNAME chain longer than certinel follows.
+    #[error("{name}: more than {MAX_ALIASES} CNAMEs")]
+    TooManyAliases { name: String },
+}
+
 /// The first non-empty CAA record set on the way from `identifier` up to its top-level
 /// domain, with the name it was found at; `None` when every set is empty.
 async fn relevant_record_set(
     server: SocketAddr,
     identifier: &str,
-) -> Result<Option<(String, Vec<CaaRecord>)>, String> {
+) -> Result<Option<(String, Vec<CaaRecord>)>, CaaLookupError> {
     for name in caa::names_to_climb(identifier) {
         let records = records_following_aliases(server, &name).await?;
         if !records.is_empty() {
@@ -144,7 +155,7 @@ async fn relevant_record_set(
 async fn records_following_aliases(
     server: SocketAddr,
     name: &str,
-) -> Result<Vec<CaaRecord>, String> {
+) -> Result<Vec<CaaRecord>, CaaLookupError> {
     let mut current = name.to_owned();
     for _ in 0..=MAX_ALIASES {
         match caa_records(server, &current).await? {
@@ -152,5 +163,7 @@ async fn records_following_aliases(
             CaaAnswer::Alias(target) => current = target,
         }
     }
-    Err(format!("{name}: more than {MAX_ALIASES} CNAMEs"))
+    Err(CaaLookupError::TooManyAliases {
+        name: name.to_owned(),
+    })
 }

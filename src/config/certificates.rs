@@ -22,7 +22,7 @@ use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
 use crate::config::raw::{RawAcme, RawCertificate};
 use crate::config::served;
-use crate::config::target::parse_dns_name;
+use crate::config::target::{NameError, parse_dns_name};
 use crate::config::validate::Context;
 use crate::schedule::plan::{PolicyError, RenewBefore, validate_policy};
 
@@ -241,7 +241,7 @@ fn certificate(
                 cx.error(
                     value.span(),
                     format!("{}[{index}]", key("dns_names")),
-                    problem,
+                    problem.to_string(),
                 )
             })
         })
@@ -426,8 +426,13 @@ fn renew_before(
     Ok(policy)
 }
 
+/// Why an entry of `dns_names` is neither an IP address nor a DNS name.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}; write a DNS name or IP address")]
+struct IdentifierError(#[source] NameError);
+
 /// One entry of `dns_names`: an IP address, a DNS name or a `*.` wildcard.
-fn identifier(text: &str) -> Result<Identifier, String> {
+fn identifier(text: &str) -> Result<Identifier, IdentifierError> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(Identifier::Ip(ip));
     }
@@ -435,7 +440,7 @@ fn identifier(text: &str) -> Result<Identifier, String> {
         Some(base) => (true, base),
         None => (false, text),
     };
-    let name = parse_dns_name(base).map_err(|e| format!("{e}; write a DNS name or IP address"))?;
+    let name = parse_dns_name(base).map_err(IdentifierError)?;
     Ok(Identifier::Dns(if wildcard {
         format!("*.{name}")
     } else {

@@ -29,6 +29,28 @@ pub enum Precheck {
     Denied(String),
 }
 
+/// Why `/probe` refuses a target: the one line of its 403.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// [`precheck`] denied the target before any lookup.
+    #[error("{0}")]
+    Denied(String),
+    /// The name resolved to nothing.
+    #[error("name {name} resolved to no address")]
+    NoAddress {
+        /// The name.
+        name: String,
+    },
+    /// The name resolved to an address outside every network rule.
+    #[error("name {name} resolves to {ip}, which is not in the /probe allow-list")]
+    OutsideTheList {
+        /// The name.
+        name: String,
+        /// The first address outside the list.
+        ip: IpAddr,
+    },
+}
+
 /// The allow-list's verdict on `host` before resolution.
 pub fn precheck(host: &Host, rules: &[AllowRule]) -> Precheck {
     match host {
@@ -63,14 +85,17 @@ pub fn check_addresses(
     name: &str,
     addresses: &[IpAddr],
     rules: &[AllowRule],
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if addresses.is_empty() {
-        return Err(format!("name {name} resolved to no address"));
+        return Err(Refusal::NoAddress {
+            name: name.to_owned(),
+        });
     }
     match addresses.iter().find(|ip| !ip_allowed(**ip, rules)) {
-        Some(ip) => Err(format!(
-            "name {name} resolves to {ip}, which is not in the /probe allow-list"
-        )),
+        Some(ip) => Err(Refusal::OutsideTheList {
+            name: name.to_owned(),
+            ip: *ip,
+        }),
         None => Ok(()),
     }
 }

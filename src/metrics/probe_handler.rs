@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::model::{AllowRule, Endpoint, IpFamily, ProbeModule, ResolveMode, Target};
-use crate::metrics::allow::{self, Precheck};
+use crate::metrics::allow::{self, Precheck, Refusal};
 use crate::metrics::http::{HttpShared, text_format};
 use crate::metrics::render;
 use crate::scan::budget::Demand;
@@ -174,7 +174,7 @@ async fn probe_within_limits(
     );
     let report = match probe_allowed(&endpoint, rules, &setup.context, left).await {
         Ok(report) => report,
-        Err(reason) => return refuse(StatusCode::FORBIDDEN, reason),
+        Err(reason) => return refuse(StatusCode::FORBIDDEN, reason.to_string()),
     };
     if waited_out_the_budget(&report) {
         return refuse(
@@ -218,9 +218,9 @@ async fn probe_allowed(
     rules: &[AllowRule],
     context: &ProbeContext,
     deadline: Duration,
-) -> Result<EndpointReport, String> {
+) -> Result<EndpointReport, Refusal> {
     if let Precheck::Denied(reason) = allow::precheck(&endpoint.target.host, rules) {
-        return Err(reason);
+        return Err(Refusal::Denied(reason));
     }
     let name = endpoint.target.host.to_string();
     let probing =

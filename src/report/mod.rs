@@ -116,6 +116,27 @@ pub struct Row {
     pub duration_ms: Option<u64>,
 }
 
+impl Row {
+    /// An `unknown` row: nothing was obtained to judge, `reason` and `detail` say why.
+    fn unknown(
+        subject: Subject,
+        reason: &'static str,
+        detail: String,
+        duration_ms: Option<u64>,
+    ) -> Row {
+        Row {
+            subject,
+            status: Status::Unknown,
+            reason,
+            detail,
+            days_left: None,
+            chain: None,
+            handshake: None,
+            duration_ms,
+        }
+    }
+}
+
 /// The parts of a handshake the outputs show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandshakeSummary {
@@ -150,16 +171,12 @@ pub fn endpoint_rows(
         addresses_truncated: report.addresses_truncated,
     };
     if let Some(error) = &report.resolve_error {
-        return vec![Row {
-            subject: subject(None),
-            status: Status::Unknown,
-            reason: error.keyword(),
-            detail: error.to_string(),
-            days_left: None,
-            chain: None,
-            handshake: None,
-            duration_ms: None,
-        }];
+        return vec![Row::unknown(
+            subject(None),
+            error.keyword(),
+            error.to_string(),
+            None,
+        )];
     }
     report
         .addresses
@@ -167,16 +184,12 @@ pub fn endpoint_rows(
         .map(|address| {
             let duration_ms = Some(u64::try_from(address.duration.as_millis()).unwrap_or(u64::MAX));
             match &address.outcome {
-                Err(error) => Row {
-                    subject: subject(Some(address.ip)),
-                    status: Status::Unknown,
-                    reason: error.keyword(),
-                    detail: error.to_string(),
-                    days_left: None,
-                    chain: None,
-                    handshake: None,
+                Err(error) => Row::unknown(
+                    subject(Some(address.ip)),
+                    error.keyword(),
+                    error.to_string(),
                     duration_ms,
-                },
+                ),
                 Ok(handshake) => {
                     let (status, reason, detail) = judge_handshake(
                         handshake,
@@ -212,16 +225,7 @@ pub fn file_row(report: &FileReport, thresholds: Thresholds, now: OffsetDateTime
         path: report.path.display().to_string(),
     };
     match &report.outcome {
-        Err(error) => Row {
-            subject,
-            status: Status::Unknown,
-            reason: "file",
-            detail: error.to_string(),
-            days_left: None,
-            chain: None,
-            handshake: None,
-            duration_ms: None,
-        },
+        Err(error) => Row::unknown(subject, "file", error.to_string(), None),
         Ok(chain) => {
             let (status, reason, detail) = match judge_validity(chain, thresholds, now) {
                 (Status::Ok, ..) if !chain.in_order => (

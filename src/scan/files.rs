@@ -139,7 +139,7 @@ fn read_chain(path: &Path) -> Result<ChainFacts, FileError> {
         },
     })?;
     let chain = if looks_like_pem(&bytes) {
-        pem_certificates(&bytes).map_err(parse_error)?
+        pem_certificates(&bytes).map_err(|error| parse_error(error.to_string()))?
     } else {
         vec![CertificateDer::from(bytes)]
     };
@@ -151,9 +151,20 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
     bytes.windows(MARKER.len()).any(|window| window == MARKER)
 }
 
+/// Why a PEM file yields no certificate.
+#[derive(Debug, thiserror::Error)]
+enum PemError {
+    /// A block does not decode (the message says where, not what the block held).
+    #[error("malformed PEM: {0}")]
+    Malformed(#[source] std::io::Error),
+    /// Only other blocks, or none.
+    #[error("no CERTIFICATE block found; the file must be PEM with a certificate, or DER")]
+    NoCertificate,
+}
+
 /// The CERTIFICATE blocks of a PEM file, in order. Other blocks (keys, CRLs, parameters)
 /// are dropped as soon as they are read, so their contents never reach a message or log.
-fn pem_certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+fn pem_certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let mut reader = bytes;
     let mut certificates = Vec::new();
     loop {
@@ -164,14 +175,11 @@ fn pem_certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String
             Ok(Some(_other_block)) => {}
             Ok(None) => break,
             // The message says where base64 decoding failed, not what the block held.
-            Err(err) => return Err(format!("malformed PEM: {err}")),
+            Err(err) => return Err(PemError::Malformed(err)),
         }
     }
     if certificates.is_empty() {
-        return Err(
-            "no CERTIFICATE block found; the file must be PEM with a certificate, or DER"
-                .to_owned(),
-        );
+        return Err(PemError::NoCertificate);
     }
     Ok(certificates)
 }

@@ -190,8 +190,9 @@ fn inspect_at(der: &[u8], position: usize) -> Result<CertFacts, InspectError> {
         )));
     }
     let validity = cert.validity();
-    let not_before = unix_time(validity.not_before.timestamp()).map_err(&malformed)?;
-    let not_after = unix_time(validity.not_after.timestamp()).map_err(&malformed)?;
+    let out_of_range = |error: DateOutOfRange| malformed(error.to_string());
+    let not_before = unix_time(validity.not_before.timestamp()).map_err(out_of_range)?;
+    let not_after = unix_time(validity.not_after.timestamp()).map_err(out_of_range)?;
 
     let mut dns_names = Vec::new();
     let mut ip_addresses = Vec::new();
@@ -245,9 +246,13 @@ fn inspect_at(der: &[u8], position: usize) -> Result<CertFacts, InspectError> {
     })
 }
 
-fn unix_time(seconds: i64) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::from_unix_timestamp(seconds)
-        .map_err(|err| format!("validity date out of range: {err}"))
+/// A validity date `time` cannot represent.
+#[derive(Debug, thiserror::Error)]
+#[error("validity date out of range: {0}")]
+struct DateOutOfRange(#[source] time::error::ComponentRange);
+
+fn unix_time(seconds: i64) -> Result<OffsetDateTime, DateOutOfRange> {
+    OffsetDateTime::from_unix_timestamp(seconds).map_err(DateOutOfRange)
 }
 
 /// Formats a distinguished name the RFC 4514 way: most specific RDN first (the reverse of

@@ -25,6 +25,7 @@ mod context;
 mod tls_client;
 
 pub use context::{DEFAULT_MAX_ADDRESSES, ProbeContext};
+pub use tls_client::DangerAcceptAnyChainVerifier;
 
 use tls_client::CLIENT_AUTH_REQUESTED;
 
@@ -278,7 +279,11 @@ async fn plan_probe(
     let (tls, client_cert) = match &endpoint.client_auth {
         None => (ctx.tls.anonymous(), None),
         Some(auth) => {
-            let identity = ctx.tls.identity(auth).await.map_err(ProbeError::Config)?;
+            let identity = ctx
+                .tls
+                .identity(auth)
+                .await
+                .map_err(|error| ProbeError::Config(error.to_string()))?;
             (identity.config.clone(), Some(identity.leaf.clone()))
         }
     };

@@ -53,6 +53,8 @@ struct Shared {
     ignore_replaces: bool,
     /// Requests whose path starts with this get a 503 instead of reaching Pebble.
     failing_prefix: Option<String>,
+    /// Every request's path and the status it was answered with, in order.
+    answered: Vec<(String, u16)>,
 }
 
 /// A running front; it stops when dropped.
@@ -160,6 +162,11 @@ impl AriFront {
         self.shared.lock().unwrap().new_orders.clone()
     }
 
+    /// Every request so far: its path and the status the front answered it with.
+    pub fn answered(&self) -> Vec<(String, u16)> {
+        self.shared.lock().unwrap().answered.clone()
+    }
+
     /// The certificate identifiers of every renewalInfo request so far.
     pub fn renewal_info_requests(&self) -> Vec<String> {
         self.shared.lock().unwrap().renewal_info_ids.clone()
@@ -200,7 +207,16 @@ async fn serve(
 }
 
 impl Forward {
+    /// Answers `request` and records its path and status.
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path().to_owned();
+        let response = self.answer(request).await;
+        let status = response.status().as_u16();
+        self.shared.lock().unwrap().answered.push((path, status));
+        response
+    }
+
+    async fn answer(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
         let failing = self.shared.lock().unwrap().failing_prefix.clone();
         if failing.is_some_and(|prefix| path.starts_with(&prefix)) {

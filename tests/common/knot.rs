@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::common::eventually::within;
 use crate::common::pebble::free_port;
 
 const KNOTD: &str = "/usr/sbin/knotd";
@@ -190,16 +191,24 @@ impl Knot {
             child,
         };
         // Readiness: every zone answers its SOA over UDP. Bounded at ten seconds.
-        for _ in 0..200 {
+        let ready = within(Duration::from_secs(10), async || {
             if matches!(knot.child.try_wait(), Ok(Some(_))) {
-                return Err(knot.log());
+                return Ok(false);
             }
-            if zones.iter().all(|(domain, _)| knot.serves_soa(domain)) {
-                return Ok(knot);
+            match zones.iter().find(|(domain, _)| !knot.serves_soa(domain)) {
+                None => Ok(true),
+                Some((domain, _)) => Err(format!("no SOA for {domain} yet")),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        match ready {
+            Ok(true) => Ok(knot),
+            Ok(false) => Err(knot.log()),
+            Err(seen) => Err(format!(
+                "Knot not ready after 10 s ({seen}):\n{}",
+                knot.log()
+            )),
         }
-        Err(format!("Knot not ready after 10 s:\n{}", knot.log()))
     }
 
     /// Over UDP, which Pebble's validator uses (the tests' own reads use TCP).

@@ -4,6 +4,10 @@
 //! `certinel run`.
 
 pub mod ari_front;
+pub mod ari_setup;
+pub mod cli;
+pub mod config_text;
+pub mod eventually;
 pub mod knot;
 pub mod nginx;
 pub mod pebble;

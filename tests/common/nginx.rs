@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::common::eventually::eventually;
 use crate::common::pebble::free_port;
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -93,22 +94,15 @@ impl Nginx {
     }
 
     async fn wait_until_listening(&mut self) {
-        for _ in 0..200 {
+        eventually(Duration::from_secs(10), async || {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("nginx exited with {status}:\n{}", self.log());
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
+            match tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(format!("port {}: {error}\n{}", self.port, self.log())),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "nginx did not listen on port {} within 10 s:\n{}",
-            self.port,
-            self.log()
-        );
+        })
+        .await;
     }
 }

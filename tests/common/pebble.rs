@@ -12,6 +12,8 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::common::eventually::{eventually, within};
+
 const PEBBLE: &str = "/usr/bin/pebble";
 const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
 const EAB_EXAMPLE: &str =
@@ -141,19 +143,19 @@ impl Pebble {
     pub async fn restart(&mut self) {
         self.kill();
         self.pebble = self.launch.spawn(self.dir.path());
-        for _ in 0..200 {
+        eventually(Duration::from_secs(10), async || {
             if let Ok(Some(status)) = self.pebble.try_wait() {
                 panic!("Pebble exited on restart ({status}):\n{}", self.log());
             }
-            if matches!(
-                https_get(&self.directory_url, &self.api_root).await,
-                Ok((200, _))
-            ) {
-                return;
+            match https_get(&self.directory_url, &self.api_root).await {
+                Ok((200, _)) => Ok(()),
+                other => Err(format!(
+                    "the directory after a restart: {other:?}\n{}",
+                    self.log()
+                )),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("Pebble not ready 10 s after a restart:\n{}", self.log());
+        })
+        .await;
     }
 
     /// Pebble's log so far, for assertion messages.
@@ -293,25 +295,37 @@ impl Pebble {
         };
         // Readiness: the directory answers over verified HTTPS and the DNS server accepts
         // connections on its management port. Bounded at ten seconds.
-        for _ in 0..200 {
+        let ready = within(Duration::from_secs(10), async || {
             let exited = std::iter::once(&mut handle.pebble)
                 .chain(handle.dns.as_mut())
                 .any(|child| matches!(child.try_wait(), Ok(Some(_))));
             if exited {
-                let mut text = handle.log();
-                let _ = std::fs::File::open(handle.dir.path().join("challtestsrv.log"))
-                    .and_then(|mut f| f.read_to_string(&mut text));
-                return Err(text);
+                return Ok(false);
             }
             let directory = https_get(&handle.directory_url, &handle.api_root).await;
             let dns_up = handle.dns.is_none()
                 || std::net::TcpStream::connect(("127.0.0.1", dns_management_port)).is_ok();
-            if matches!(directory, Ok((200, _))) && dns_up {
-                return Ok(handle);
+            match directory {
+                Ok((200, _)) if dns_up => Ok(true),
+                _ => Err(format!(
+                    "directory: {directory:?}, DNS management up: {dns_up}"
+                )),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        match ready {
+            Ok(true) => Ok(handle),
+            Ok(false) => {
+                let mut text = handle.log();
+                let _ = std::fs::File::open(handle.dir.path().join("challtestsrv.log"))
+                    .and_then(|mut f| f.read_to_string(&mut text));
+                Err(text)
+            }
+            Err(seen) => Err(format!(
+                "Pebble not ready after 10 s ({seen}):\n{}",
+                handle.log()
+            )),
         }
-        Err(format!("Pebble not ready after 10 s:\n{}", handle.log()))
     }
 }
 

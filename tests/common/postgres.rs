@@ -6,8 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::eventually::eventually_blocking;
 use super::plaintext_servers::TestCert;
 
 /// How long a fresh cluster may take to open its port.
@@ -104,23 +105,17 @@ impl Postgres {
     }
 
     fn wait_until_listening(&mut self, root: &Path) {
-        let started = Instant::now();
-        loop {
-            if TcpStream::connect_timeout(&self.addr, POLL_INTERVAL).is_ok() {
-                return;
-            }
-            let log = || fs::read_to_string(root.join("postgres.log")).unwrap_or_default();
+        let log = || fs::read_to_string(root.join("postgres.log")).unwrap_or_default();
+        eventually_blocking(STARTUP_DEADLINE, || {
+            let error = match TcpStream::connect_timeout(&self.addr, POLL_INTERVAL) {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("postgres exited with {status} before listening:\n{}", log());
             }
-            if started.elapsed() > STARTUP_DEADLINE {
-                panic!(
-                    "postgres did not listen within {STARTUP_DEADLINE:?}:\n{}",
-                    log()
-                );
-            }
-            std::thread::sleep(POLL_INTERVAL);
-        }
+            Err(format!("{}: {error}\n{}", self.addr, log()))
+        });
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+use crate::common::eventually::{eventually, within};
 use crate::common::service::get;
 
 /// Where the Debian package installs the server.
@@ -81,21 +82,16 @@ impl Prometheus {
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|error| panic!("spawn {PROMETHEUS}: {error}"));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
+        eventually(Duration::from_secs(30), async || {
             if let Some(status) = child.try_wait().expect("poll prometheus") {
                 panic!("prometheus exited ({status}):\n{}", tail(&log));
             }
-            if matches!(try_get(addr, "/-/ready").await, Some((200, _))) {
-                break;
+            match try_get(addr, "/-/ready").await {
+                Some((200, _)) => Ok(()),
+                other => Err(format!("/-/ready: {other:?}\n{}", tail(&log))),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "prometheus not ready within 30 s:\n{}",
-                tail(&log)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
         Prometheus {
             addr,
             log,
@@ -128,7 +124,7 @@ impl Prometheus {
         body["data"].clone()
     }
 
-    /// Calls `attempt` every 200 ms until it returns `Some`, for at most `patience`; then
+    /// Calls `attempt` until it returns `Some`, for at most `patience`; then
     /// fails with `what` and the end of Prometheus' log.
     pub async fn poll<T>(
         &self,
@@ -145,24 +141,16 @@ impl Prometheus {
         }
     }
 
-    /// Calls `attempt` every 200 ms until it returns `Some`, for at most `patience`;
+    /// Calls `attempt` until it returns `Some`, for at most `patience`;
     /// `None` when it never did, for tests that report every miss at the end.
     pub async fn try_poll<T>(
         &self,
         patience: Duration,
         mut attempt: impl AsyncFnMut() -> Option<T>,
     ) -> Option<T> {
-        let deadline = tokio::time::Instant::now() + patience;
-        loop {
-            if let Some(value) = attempt().await {
-                return Some(value);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            // Prometheus scrapes and evaluates on its own 1 s clock; poll a few times per tick.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        within(patience, async || attempt().await.ok_or(()))
+            .await
+            .ok()
     }
 
     /// The last lines of Prometheus' log, for failure messages.

@@ -11,6 +11,8 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::common::eventually::eventually;
+
 /// How long any single wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -35,19 +37,7 @@ impl Service {
     /// Starts `certinel run --listen 127.0.0.1:0 --log-format json` with `config` (or the
     /// embedded default) and waits for its "certinel running" log line.
     pub async fn start(config: Option<&Path>) -> Service {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_certinel"));
-        command.args(["--log-format", "json", "run", "--listen", "127.0.0.1:0"]);
-        if let Some(config) = config {
-            command.arg("--config").arg(config);
-        }
-        let mut child = command
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn certinel");
+        let mut child = spawn_run("json", config, "info");
         let stderr = child.stderr.take().expect("piped stderr");
         let (sender, log) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -99,33 +89,16 @@ impl Service {
 
     /// Polls `/metrics` until `condition` holds for its body, which is returned.
     pub async fn metrics_until(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let reply = self.get("/metrics").await;
-            assert_eq!(reply.status, 200, "{}", reply.body);
-            if condition(&reply.body) {
-                return reply.body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not seen within {PATIENCE:?}; last /metrics:\n{}",
-                reply.body
-            );
-            // The service changes on its own schedule; poll gently.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        metrics_until(self.addr, PATIENCE, what, condition).await
     }
 
     /// Polls `/readyz` until it answers 200.
     pub async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.get("/readyz").await.status != 200 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not ready within {PATIENCE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(PATIENCE, async || match self.get("/readyz").await {
+            reply if reply.status == 200 => Ok(()),
+            reply => Err(format!("/readyz answered {}: {}", reply.status, reply.body)),
+        })
+        .await;
     }
 
     /// Sends `signal` (`HUP`, `TERM`, ...) to the process.
@@ -145,6 +118,56 @@ impl Service {
             .unwrap_or_else(|_| panic!("certinel did not exit within {PATIENCE:?}"))
             .expect("wait for certinel")
     }
+}
+
+/// Spawns `certinel --log-format FORMAT run --listen 127.0.0.1:0` with `config` (or the
+/// embedded default) and `RUST_LOG=rust_log`, its log on a pipe; killed when dropped.
+pub fn spawn_run(log_format: &str, config: Option<&Path>, rust_log: &str) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_certinel"));
+    command.args(["--log-format", log_format, "run", "--listen", "127.0.0.1:0"]);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command
+        .env("RUST_LOG", rust_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn certinel")
+}
+
+/// A service state for `/probe` tests: `/probe` never reads it.
+pub struct NoState;
+
+impl certinel::metrics::http::StateView for NoState {
+    fn snapshot(&self) -> certinel::metrics::render::Snapshot {
+        certinel::metrics::render::Snapshot::default()
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+/// Polls `/metrics` at `addr` until `condition` holds for its body, which is returned;
+/// fails after `patience` with `what` and the last body.
+pub async fn metrics_until(
+    addr: SocketAddr,
+    patience: Duration,
+    what: &str,
+    condition: impl Fn(&str) -> bool,
+) -> String {
+    eventually(patience, async || {
+        let reply = get(addr, "/metrics", &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        if condition(&reply.body) {
+            return Ok(reply.body);
+        }
+        Err(format!("{what}: not yet; /metrics:\n{}", reply.body))
+    })
+    .await
 }
 
 /// A minimal HTTP/1.0 GET (one request per connection, body up to the close).

@@ -46,15 +46,7 @@ async fn name_on_two_addresses_serving_different_leaves_is_reported_as_disagreei
         .map(|address| address.outcome.as_ref().expect("handshake"))
         .collect();
     for (handshake, leaf) in handshakes.iter().zip([&first_leaf, &second_leaf]) {
-        check(
-            handshake,
-            Expect {
-                verified: true,
-                reason: None,
-                leaf_not_after: leaf.not_after,
-                earliest_not_after: leaf.not_after,
-            },
-        );
+        check(handshake, Expect::leaf_first(true, None, leaf.not_after));
     }
     assert_ne!(
         handshakes[0].chain.leaf().fingerprint_sha256,
@@ -88,12 +80,7 @@ async fn ipv6_loopback_literal_is_probed_without_sni_and_verified_by_ip() {
     assert_eq!(report.addresses[0].ip, ipv6);
     check(
         only_handshake(&report),
-        Expect {
-            verified: true,
-            reason: None,
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
+        Expect::leaf_first(true, None, leaf.not_after),
     );
 }
 
@@ -130,12 +117,7 @@ async fn sweep_of_200_endpoints_with_concurrency_16_returns_every_result_in_orde
         } else {
             check(
                 only_handshake(report),
-                Expect {
-                    verified: true,
-                    reason: None,
-                    leaf_not_after: leaf.not_after,
-                    earliest_not_after: leaf.not_after,
-                },
+                Expect::leaf_first(true, None, leaf.not_after),
             );
         }
     }

@@ -12,15 +12,7 @@ async fn valid_chain_verifies_and_reports_leaf_expiry_over_tls13() {
     let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
 
     let handshake = only_handshake(&report);
-    check(
-        handshake,
-        Expect {
-            verified: true,
-            reason: None,
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
-    );
+    check(handshake, Expect::leaf_first(true, None, leaf.not_after));
     assert_eq!(handshake.tls_version, "TLSv1.3");
     assert!(
         handshake.cipher_suite.starts_with("TLS_"),
@@ -42,12 +34,7 @@ async fn expired_leaf_is_reported_expired_with_its_past_not_after() {
 
     check(
         only_handshake(&report),
-        Expect {
-            verified: false,
-            reason: Some("expired"),
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
+        Expect::leaf_first(false, Some("expired"), leaf.not_after),
     );
 }
 
@@ -61,12 +48,7 @@ async fn leaf_valid_only_in_the_future_is_reported_not_yet_valid() {
 
     check(
         only_handshake(&report),
-        Expect {
-            verified: false,
-            reason: Some("not_yet_valid"),
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
+        Expect::leaf_first(false, Some("not_yet_valid"), leaf.not_after),
     );
 }
 
@@ -82,12 +64,7 @@ async fn leaf_for_another_name_is_a_hostname_mismatch() {
 
     check(
         only_handshake(&report),
-        Expect {
-            verified: false,
-            reason: Some("hostname_mismatch"),
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
+        Expect::leaf_first(false, Some("hostname_mismatch"), leaf.not_after),
     );
 }
 
@@ -101,12 +78,7 @@ async fn self_signed_leaf_is_reported_self_signed() {
 
     check(
         only_handshake(&report),
-        Expect {
-            verified: false,
-            reason: Some("self_signed"),
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
+        Expect::leaf_first(false, Some("self_signed"), leaf.not_after),
     );
 }
 
@@ -120,12 +92,7 @@ async fn leaf_served_without_its_intermediate_is_missing_intermediate() {
 
     check(
         only_handshake(&report),
-        Expect {
-            verified: false,
-            reason: Some("missing_intermediate"),
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
+        Expect::leaf_first(false, Some("missing_intermediate"), leaf.not_after),
     );
 }
 
@@ -168,12 +135,7 @@ async fn intermediates_out_of_order_still_verify_with_a_wrong_order_lint() {
     let handshake = only_handshake(&report);
     check(
         handshake,
-        Expect {
-            verified: true,
-            reason: Some("wrong_chain_order"),
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
+        Expect::leaf_first(true, Some("wrong_chain_order"), leaf.not_after),
     );
     assert!(!handshake.chain.in_order);
 }
@@ -188,15 +150,7 @@ async fn tls12_only_server_reports_tls12_and_an_ecdhe_suite() {
     let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
 
     let handshake = only_handshake(&report);
-    check(
-        handshake,
-        Expect {
-            verified: true,
-            reason: None,
-            leaf_not_after: leaf.not_after,
-            earliest_not_after: leaf.not_after,
-        },
-    );
+    check(handshake, Expect::leaf_first(true, None, leaf.not_after));
     assert_eq!(handshake.tls_version, "TLSv1.2");
     assert!(
         handshake.cipher_suite.starts_with("TLS_ECDHE_ECDSA_WITH_"),
@@ -221,15 +175,7 @@ async fn leaves_of_every_key_type_are_probed_and_their_key_reported() {
         let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
 
         let handshake = only_handshake(&report);
-        check(
-            handshake,
-            Expect {
-                verified: true,
-                reason: None,
-                leaf_not_after: leaf.not_after,
-                earliest_not_after: leaf.not_after,
-            },
-        );
+        check(handshake, Expect::leaf_first(true, None, leaf.not_after));
         assert_eq!(handshake.chain.leaf().key, expected_key, "{kind:?}");
     }
 }

@@ -46,12 +46,7 @@ async fn mutual_tls_with_a_client_certificate_succeeds_and_reports_its_facts() {
 
     check(
         only_handshake(&report),
-        Expect {
-            verified: true,
-            reason: None,
-            leaf_not_after: mtls.server_leaf.not_after,
-            earliest_not_after: mtls.server_leaf.not_after,
-        },
+        Expect::leaf_first(true, None, mtls.server_leaf.not_after),
     );
     let client_cert = report.client_cert.as_ref().expect("client cert facts");
     assert_eq!(client_cert.not_after, mtls.client_leaf.not_after);

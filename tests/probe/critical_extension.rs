@@ -85,12 +85,7 @@ async fn an_unknown_critical_extension_is_reported_with_the_leaf_facts_over_tls1
         );
         check(
             handshake,
-            Expect {
-                verified: false,
-                reason: Some("unsupported_critical_extension"),
-                leaf_not_after: not_after,
-                earliest_not_after: not_after,
-            },
+            Expect::leaf_first(false, Some("unsupported_critical_extension"), not_after),
         );
     }
 }

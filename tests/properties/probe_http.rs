@@ -8,8 +8,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use certinel::config::model::ExporterSettings;
-use certinel::metrics::http::{HttpShared, ProbeSetup, StateView, router};
-use certinel::metrics::render::Snapshot;
+use certinel::metrics::http::{HttpShared, ProbeSetup, router};
 use certinel::scan::budget::ConnectionBudget;
 use certinel::scan::probe::ProbeContext;
 use certinel::scan::resolve::Resolver;
@@ -18,24 +17,12 @@ use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{config, within_time_limit};
+use crate::common::service::NoState;
 
 /// The exporter, served once for every case of the property.
 struct Exporter {
     runtime: tokio::runtime::Runtime,
     address: SocketAddr,
-}
-
-/// `/probe` never reads the service state.
-struct NoState;
-
-impl StateView for NoState {
-    fn snapshot(&self) -> Snapshot {
-        Snapshot::default()
-    }
-
-    fn is_ready(&self) -> bool {
-        true
-    }
 }
 
 static EXPORTER: LazyLock<Exporter> = LazyLock::new(|| {

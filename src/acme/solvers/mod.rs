@@ -8,7 +8,7 @@ mod http01;
 mod shared;
 mod tls_alpn;
 
-pub(crate) use dns01::{CaaAnswer, caa_records, system_nameserver};
+pub(crate) use dns01::{CaaAnswer, WireError, caa_records, system_nameserver};
 
 use instant_acme::{ChallengeType, KeyAuthorization};
 

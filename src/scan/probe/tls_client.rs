@@ -70,7 +70,10 @@ impl TlsClients {
     }
 
     /// The identity for `auth`, loading it on first use and again after either file changed.
-    pub(super) async fn identity(&self, auth: &ClientAuth) -> Result<Arc<ClientIdentity>, String> {
+    pub(super) async fn identity(
+        &self,
+        auth: &ClientAuth,
+    ) -> Result<Arc<ClientIdentity>, ClientIdentityError> {
         let key = (auth.cert.clone(), auth.key.clone());
         let stamp = (modified(&auth.cert).await?, modified(&auth.key).await?);
         let fresh = self
@@ -94,18 +97,25 @@ impl TlsClients {
         Ok(identity)
     }
 
-    async fn load_identity(&self, auth: &ClientAuth) -> Result<ClientIdentity, String> {
+    async fn load_identity(
+        &self,
+        auth: &ClientAuth,
+    ) -> Result<ClientIdentity, ClientIdentityError> {
         let chain = read_certificates(&auth.cert).await?;
         let key = read_private_key(&auth.key).await?;
         // Invariant: `read_certificates` never returns an empty chain.
-        let leaf = inspect::inspect_certificate(&chain[0])
-            .map_err(|error| format!("client certificate {}: {error}", auth.cert.display()))?;
-        let certified = CertifiedKey::from_der(chain, key, &self.provider).map_err(|error| {
-            format!(
-                "client certificate {} with key {}: {error}",
-                auth.cert.display(),
-                auth.key.display()
-            )
+        let leaf = inspect::inspect_certificate(&chain[0]).map_err(|source| {
+            ClientIdentityError::Leaf {
+                path: auth.cert.clone(),
+                source,
+            }
+        })?;
+        let certified = CertifiedKey::from_der(chain, key, &self.provider).map_err(|source| {
+            ClientIdentityError::Unusable {
+                cert: auth.cert.clone(),
+                key: auth.key.clone(),
+                source,
+            }
         })?;
         let resolver = Arc::new(RecordRequestPresentCert(Arc::new(certified)));
         Ok(ClientIdentity {
@@ -130,9 +140,9 @@ fn client_config(
     provider: &Arc<CryptoProvider>,
     client_cert: Arc<dyn ResolvesClientCert>,
 ) -> Arc<ClientConfig> {
-    let verifier = Arc::new(DangerAcceptAnyChainVerifier {
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = Arc::new(DangerAcceptAnyChainVerifier::new(
+        provider.signature_verification_algorithms,
+    ));
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         // Invariant: the aws-lc-rs default provider has cipher suites and key exchange
@@ -151,9 +161,19 @@ fn client_config(
 /// we report. The probe never sends application data over the connection, and trust is
 /// decided afterwards by `verify::verify_chain` against the configured roots. The
 /// handshake signatures are still checked so the server proves it holds the leaf's key.
+///
+/// Tests that only read what a server presents use it too, so there is one such verifier.
 #[derive(Debug)]
-struct DangerAcceptAnyChainVerifier {
+pub struct DangerAcceptAnyChainVerifier {
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl DangerAcceptAnyChainVerifier {
+    /// A verifier checking handshake signatures with `algorithms` (a crypto provider's
+    /// `signature_verification_algorithms`).
+    pub fn new(algorithms: WebPkiSupportedAlgorithms) -> DangerAcceptAnyChainVerifier {
+        DangerAcceptAnyChainVerifier { algorithms }
+    }
 }
 
 impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
@@ -286,32 +306,92 @@ fn note_client_auth_requested() {
     let _ = CLIENT_AUTH_REQUESTED.try_with(|requested| requested.set(true));
 }
 
-async fn modified(path: &Path) -> Result<SystemTime, String> {
+/// Why a client certificate and key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ClientIdentityError {
+    /// A file could not be read (or its modification time not be had).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not valid PEM.
+    #[error("{}: {source}", path.display())]
+    Pem {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{}: no PEM certificate", path.display())]
+    NoCertificate { path: PathBuf },
+    /// The key file holds no private key.
+    #[error("{}: no PEM private key", path.display())]
+    NoKey { path: PathBuf },
+    /// The client certificate does not parse.
+    #[error("client certificate {}: {source}", path.display())]
+    Leaf {
+        path: PathBuf,
+        #[source]
+        source: inspect::InspectError,
+    },
+    /// rustls refuses the pair (unsupported key, or a key that does not match).
+    #[error("client certificate {} with key {}: {source}", cert.display(), key.display())]
+    Unusable {
+        cert: PathBuf,
+        key: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+}
+
+async fn modified(path: &Path) -> Result<SystemTime, ClientIdentityError> {
     tokio::fs::metadata(path)
         .await
         .and_then(|metadata| metadata.modified())
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))
+        .map_err(|source| read_error(path, source))
 }
 
-async fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+async fn read_certificates(
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ClientIdentityError> {
     let pem = tokio::fs::read(path)
         .await
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        .map_err(|source| read_error(path, source))?;
     let chain = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("{}: {error}", path.display()))?;
+        .map_err(|source| pem_error(path, source))?;
     if chain.is_empty() {
-        return Err(format!("{}: no PEM certificate", path.display()));
+        return Err(ClientIdentityError::NoCertificate {
+            path: path.to_owned(),
+        });
     }
     Ok(chain)
 }
 
-async fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+async fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ClientIdentityError> {
     let pem = tokio::fs::read(path)
         .await
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        .map_err(|source| read_error(path, source))?;
     // The parser's messages never include key material.
     rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|error| format!("{}: {error}", path.display()))?
-        .ok_or_else(|| format!("{}: no PEM private key", path.display()))
+        .map_err(|source| pem_error(path, source))?
+        .ok_or_else(|| ClientIdentityError::NoKey {
+            path: path.to_owned(),
+        })
+}
+
+fn read_error(path: &Path, source: std::io::Error) -> ClientIdentityError {
+    ClientIdentityError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn pem_error(path: &Path, source: std::io::Error) -> ClientIdentityError {
+    ClientIdentityError::Pem {
+        path: path.to_owned(),
+        source,
+    }
 }

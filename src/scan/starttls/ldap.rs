@@ -93,22 +93,49 @@ fn element(tag: u8, content: &[u8]) -> Vec<u8> {
     encoded
 }
 
+/// Why a BER element of the server's answer does not parse.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum BerError {
+    #[error("multi-byte tag {0:#04x} is not used by LDAP")]
+    MultiByteTag(u8),
+    #[error("indefinite length is not allowed in LDAP")]
+    IndefiniteLength,
+    #[error("a {0}-octet length is too long")]
+    LongLength(usize),
+    #[error("element header truncated")]
+    TruncatedHeader,
+    #[error("element of {0} bytes overruns its container")]
+    Overrun(usize),
+    #[error("expected {what} (tag {tag:#04x}), found tag {found:#04x}")]
+    UnexpectedTag {
+        what: &'static str,
+        tag: u8,
+        found: u8,
+    },
+    #[error("{0} is negative")]
+    Negative(&'static str),
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    #[error("{0} does not fit in 32 bits")]
+    TooLarge(&'static str),
+}
+
 /// Parses an element header: `Some((header length, content length))`, or `None` when
 /// `bytes` holds only part of the header.
-fn parse_header(bytes: &[u8]) -> Result<Option<(usize, usize)>, String> {
+fn parse_header(bytes: &[u8]) -> Result<Option<(usize, usize)>, BerError> {
     let (Some(&tag), Some(&first)) = (bytes.first(), bytes.get(1)) else {
         return Ok(None);
     };
     if tag & 0x1f == 0x1f {
-        return Err(format!("multi-byte tag {tag:#04x} is not used by LDAP"));
+        return Err(BerError::MultiByteTag(tag));
     }
     match first {
         0..0x80 => Ok(Some((2, usize::from(first)))),
-        0x80 => Err("indefinite length is not allowed in LDAP".to_string()),
+        0x80 => Err(BerError::IndefiniteLength),
         _ => {
             let octets = usize::from(first & 0x7f);
             if octets > 4 {
-                return Err(format!("a {octets}-octet length is too long"));
+                return Err(BerError::LongLength(octets));
             }
             let Some(length_bytes) = bytes.get(2..2 + octets) else {
                 return Ok(None);
@@ -122,14 +149,14 @@ fn parse_header(bytes: &[u8]) -> Result<Option<(usize, usize)>, String> {
 }
 
 /// Splits the first element off `input`: its tag, its content and what follows it.
-fn next_element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+fn next_element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), BerError> {
     let Some((header_length, content_length)) = parse_header(input)? else {
-        return Err("element header truncated".to_string());
+        return Err(BerError::TruncatedHeader);
     };
     let end = header_length
         .checked_add(content_length)
         .filter(|&end| end <= input.len())
-        .ok_or_else(|| format!("element of {content_length} bytes overruns its container"))?;
+        .ok_or(BerError::Overrun(content_length))?;
     Ok((input[0], &input[header_length..end], &input[end..]))
 }
 
@@ -137,27 +164,25 @@ fn next_element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
 fn expect_element<'a>(
     input: &'a [u8],
     tag: u8,
-    what: &str,
-) -> Result<(&'a [u8], &'a [u8]), String> {
+    what: &'static str,
+) -> Result<(&'a [u8], &'a [u8]), BerError> {
     let (found, content, rest) = next_element(input)?;
     if found != tag {
-        return Err(format!(
-            "expected {what} (tag {tag:#04x}), found tag {found:#04x}"
-        ));
+        return Err(BerError::UnexpectedTag { what, tag, found });
     }
     Ok((content, rest))
 }
 
 /// A non-negative INTEGER or ENUMERATED that fits in 32 bits.
-fn unsigned(content: &[u8], what: &str) -> Result<u32, String> {
+fn unsigned(content: &[u8], what: &'static str) -> Result<u32, BerError> {
     let significant = match content {
         [0, rest @ ..] => rest,
-        [first, ..] if first & 0x80 != 0 => return Err(format!("{what} is negative")),
-        [] => return Err(format!("{what} is empty")),
+        [first, ..] if first & 0x80 != 0 => return Err(BerError::Negative(what)),
+        [] => return Err(BerError::Empty(what)),
         _ => content,
     };
     if significant.len() > 4 {
-        return Err(format!("{what} does not fit in 32 bits"));
+        return Err(BerError::TooLarge(what));
     }
     Ok(significant
         .iter()
@@ -165,7 +190,7 @@ fn unsigned(content: &[u8], what: &str) -> Result<u32, String> {
 }
 
 /// Parses an LDAPMessage carrying an ExtendedResponse.
-fn parse_extended_response(message: &[u8]) -> Result<ExtendedResponse, String> {
+fn parse_extended_response(message: &[u8]) -> Result<ExtendedResponse, BerError> {
     let (body, _) = expect_element(message, TAG_SEQUENCE, "LDAPMessage")?;
     let (id, rest) = expect_element(body, TAG_INTEGER, "messageID")?;
     let message_id = unsigned(id, "messageID")?;

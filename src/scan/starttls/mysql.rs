@@ -75,22 +75,33 @@ where
         .await
 }
 
+/// Why an initial handshake packet does not parse.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum HandshakeError {
+    #[error("empty packet")]
+    Empty,
+    #[error("protocol version {0}")]
+    Protocol(u8),
+    #[error("server version not NUL-terminated")]
+    UnterminatedVersion,
+    #[error("packet ends before the capability flags")]
+    NoCapabilities,
+}
+
 /// Parses a protocol 10 initial handshake payload.
-fn parse_handshake(payload: &[u8]) -> Result<Handshake, String> {
-    let (&protocol, rest) = payload.split_first().ok_or("empty packet")?;
+fn parse_handshake(payload: &[u8]) -> Result<Handshake, HandshakeError> {
+    let (&protocol, rest) = payload.split_first().ok_or(HandshakeError::Empty)?;
     if protocol != 10 {
-        return Err(format!("protocol version {protocol}"));
+        return Err(HandshakeError::Protocol(protocol));
     }
     let version_end = rest
         .iter()
         .position(|&byte| byte == 0)
-        .ok_or("server version not NUL-terminated")?;
+        .ok_or(HandshakeError::UnterminatedVersion)?;
     let server_version = String::from_utf8_lossy(&rest[..version_end]).into_owned();
     // After the version: connection id (4), auth-plugin-data part 1 (8), filler (1).
     let fixed = &rest[version_end + 1..];
-    let lower = fixed
-        .get(13..15)
-        .ok_or("packet ends before the capability flags")?;
+    let lower = fixed.get(13..15).ok_or(HandshakeError::NoCapabilities)?;
     let mut capabilities = u32::from(u16::from_le_bytes([lower[0], lower[1]]));
     // Then, optionally: character set (1), status flags (2), upper capability flags (2).
     let charset = fixed.get(15).copied();

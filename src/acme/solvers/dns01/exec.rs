@@ -53,15 +53,10 @@ pub(crate) async fn run(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_failing_command_reports_its_stderr() {
-        let temp = tempfile::tempdir().unwrap();
-        let script = temp.path().join("hook");
-        std::fs::write(&script, "#!/bin/sh\necho no such zone >&2\nexit 3\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let error = run(
-            &script,
+    /// Runs `command present _acme-challenge.example.com. v`, which must fail.
+    async fn present_fails(command: &Path) -> HookError {
+        run(
+            command,
             &HookEnv::default(),
             Action::Present,
             "_acme-challenge.example.com.",
@@ -69,7 +64,17 @@ mod tests {
             Duration::from_secs(10),
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_failing_command_reports_its_stderr() {
+        let temp = tempfile::tempdir().unwrap();
+        let script = temp.path().join("hook");
+        std::fs::write(&script, "#!/bin/sh\necho no such zone >&2\nexit 3\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let error = present_fails(&script).await;
         let message = error.to_string();
         assert!(message.contains("no such zone"), "{message}");
         assert!(message.contains("exit status 3"), "{message}");
@@ -81,16 +86,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_command_is_a_clear_error() {
-        let error = run(
-            Path::new("/nonexistent/dns-hook"),
-            &HookEnv::default(),
-            Action::Present,
-            "_acme-challenge.example.com.",
-            "v",
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_err();
+        let error = present_fails(Path::new("/nonexistent/dns-hook")).await;
         assert!(matches!(error, HookError::Spawn { .. }), "{error}");
         assert!(
             error.to_string().contains("/nonexistent/dns-hook"),

@@ -7,7 +7,7 @@ mod exec;
 mod propagation;
 mod wire;
 
-pub(crate) use wire::{CaaAnswer, caa_records};
+pub(crate) use wire::{CaaAnswer, WireError, caa_records};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -118,18 +118,14 @@ impl Dns01 {
         for (fqdn, value) in &self.published {
             let removed = match &self.spec.provider {
                 DnsProvider::Rfc2136(settings) => {
-                    wire::update(settings, fqdn, value, wire::Change::Remove).await
+                    wire::update(settings, fqdn, value, wire::Change::Remove)
+                        .await
+                        .map_err(|error| error.to_string())
                 }
-                DnsProvider::Exec { command, env } => exec::run(
-                    command,
-                    env,
-                    exec::Action::Cleanup,
-                    fqdn,
-                    value,
-                    self.spec.propagation_timeout,
-                )
-                .await
-                .map_err(|error| error.to_string()),
+                DnsProvider::Exec { command, env } => self
+                    .run_exec(command, env, exec::Action::Cleanup, fqdn, value)
+                    .await
+                    .map_err(|error| error.to_string()),
             };
             if let Err(error) = removed {
                 tracing::warn!(name = %fqdn, %error, "cannot remove the dns-01 TXT record");
@@ -153,23 +149,30 @@ impl Dns01 {
         }
     }
 
+    /// Runs the exec provider's `command action fqdn value` within the propagation timeout.
+    async fn run_exec(
+        &self,
+        command: &std::path::Path,
+        env: &crate::hook::HookEnv,
+        action: exec::Action,
+        fqdn: &str,
+        value: &str,
+    ) -> Result<(), crate::hook::HookError> {
+        let timeout = self.spec.propagation_timeout;
+        exec::run(command, env, action, fqdn, value, timeout).await
+    }
+
     async fn publish(&self, fqdn: &str, value: &str) -> Result<(), AcmeError> {
         match &self.spec.provider {
             DnsProvider::Rfc2136(settings) => {
                 wire::update(settings, fqdn, value, wire::Change::Add)
                     .await
-                    .map_err(|message| dns_error("dnsUpdate", fqdn, message))
+                    .map_err(|error| dns_error_from("dnsUpdate", fqdn, error))
             }
-            DnsProvider::Exec { command, env } => exec::run(
-                command,
-                env,
-                exec::Action::Present,
-                fqdn,
-                value,
-                self.spec.propagation_timeout,
-            )
-            .await
-            .map_err(|error| dns_error("dnsExec", fqdn, error.to_string())),
+            DnsProvider::Exec { command, env } => self
+                .run_exec(command, env, exec::Action::Present, fqdn, value)
+                .await
+                .map_err(|error| dns_error_from("dnsExec", fqdn, error)),
         }
     }
 }
@@ -205,7 +208,7 @@ async fn follow_cnames(resolver: SocketAddr, challenge: &str) -> Result<String, 
                 name = target;
             }
             Ok(None) => return Ok(name),
-            Err(message) => return Err(dns_error("dnsLookup", &name, message)),
+            Err(error) => return Err(dns_error_from("dnsLookup", &name, error)),
         }
     }
     Err(dns_error(
@@ -220,6 +223,21 @@ fn dns_error(problem: &'static str, name: &str, message: String) -> AcmeError {
         problem,
         name: name.to_owned(),
         message,
+        source: None,
+    }
+}
+
+/// [`dns_error`] whose message is `source`, kept as the error's source.
+fn dns_error_from(
+    problem: &'static str,
+    name: &str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> AcmeError {
+    AcmeError::Dns {
+        problem,
+        name: name.to_owned(),
+        message: source.to_string(),
+        source: Some(Box::new(source)),
     }
 }
 
@@ -239,6 +257,32 @@ pub(crate) async fn system_nameserver() -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback address nothing listens on (bound, then released).
+    fn closed_port() -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_cname_lookup_keeps_the_dns_error_chain_behind_its_message() {
+        let server = closed_port();
+        let error = follow_cnames(server, "_acme-challenge.example.test.")
+            .await
+            .unwrap_err();
+        let AcmeError::Dns {
+            problem, message, ..
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(*problem, "dnsLookup");
+        assert!(message.contains(&server.to_string()), "{message}");
+        // The wire error, and below it hickory's own, stay reachable as sources.
+        let wire = std::error::Error::source(&error).expect("the DNS error is the source");
+        assert_eq!(wire.to_string(), *message);
+        assert!(wire.source().is_some(), "hickory's error below: {wire:?}");
+    }
 
     #[test]
     fn wildcards_and_their_base_name_share_one_challenge_name() {

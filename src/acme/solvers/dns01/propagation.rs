@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use tokio::time::Instant;
 
+use super::wire::WireError;
 use super::{dns_error, poll_pause, wire};
 use crate::acme::AcmeError;
 
@@ -48,18 +49,18 @@ pub(crate) fn plan_checks(
     checks
 }
 
-/// What `check` still lacks after its server answered `answer`: `None` when every value
-/// was there; otherwise the check narrowed to the missing values (all of them when the
-/// query failed, since a failure proves nothing).
-pub(crate) fn still_lacking(check: &Check, answer: &Result<Vec<String>, String>) -> Option<Check> {
-    let missing: Vec<String> = match answer {
-        Ok(seen) => check
+/// What `check` still lacks after its server answered with the values `seen` (`None`:
+/// the query failed): `None` when every value was there; otherwise the check narrowed to
+/// the missing values (all of them when the query failed, since a failure proves nothing).
+pub(crate) fn still_lacking(check: &Check, seen: Option<&[String]>) -> Option<Check> {
+    let missing: Vec<String> = match seen {
+        Some(seen) => check
             .values
             .iter()
             .filter(|value| !seen.contains(value))
             .cloned()
             .collect(),
-        Err(_) => check.values.clone(),
+        None => check.values.clone(),
     };
     (!missing.is_empty()).then(|| Check {
         values: missing,
@@ -149,7 +150,11 @@ pub(crate) async fn servers_for(
     }
 }
 
-async fn discover(lookup: SocketAddr, fqdn: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+async fn discover(
+    lookup: SocketAddr,
+    fqdn: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, DiscoveryError> {
     let mut zone = None;
     for candidate in enclosing_names(fqdn) {
         if let Some(owner) = wire::soa_owner(lookup, &candidate).await? {
@@ -158,23 +163,48 @@ async fn discover(lookup: SocketAddr, fqdn: &str, port: u16) -> Result<Vec<Socke
         }
     }
     let Some(zone) = zone else {
-        return Err(format!("{lookup} named no zone (SOA) for {fqdn}"));
+        return Err(DiscoveryError::NoZone {
+            lookup,
+            fqdn: fqdn.to_owned(),
+        });
     };
     let mut ips = Vec::new();
     for name in wire::ns_names(lookup, &zone).await? {
         match wire::addresses(lookup, &name).await {
             Ok(found) => ips.extend(found),
-            Err(message) => {
+            Err(error) => {
                 tracing::warn!(
                     zone = %zone,
                     server = %name,
-                    %message,
+                    message = %error,
                     "cannot resolve a name server of the zone"
                 );
             }
         }
     }
     Ok(authoritative_addrs(&ips, lookup, port))
+}
+
+/// Why the authoritative servers of a zone could not be found.
+#[derive(Debug, thiserror::Error)]
+enum DiscoveryError {
+    /// A query failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// No SOA for the name or any name above it.
+    #[error("{lookup} named no zone (SOA) for {fqdn}")]
+    NoZone { lookup: SocketAddr, fqdn: String },
+}
+
+/// Why one propagation check got no TXT values.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    /// The query failed.
+    #[error(transparent)]
+    Wire(WireError),
+    /// The overall deadline came first.
+    #[error("no answer before the deadline")]
+    Deadline,
 }
 
 /// Polls every check until none lacks a value, or fails at `deadline` naming the servers
@@ -194,13 +224,13 @@ pub(crate) async fn wait_for_all(
             )
             .await
             {
-                Ok(answer) => answer,
-                Err(_) => Err("no answer before the deadline".to_owned()),
+                Ok(answer) => answer.map_err(PollError::Wire),
+                Err(_) => Err(PollError::Deadline),
             };
-            if let Some(lacking) = still_lacking(check, &answer) {
+            if let Some(lacking) = still_lacking(check, answer.as_deref().ok()) {
                 let last = match &answer {
                     Ok(values) => format!("it answered {values:?}"),
-                    Err(message) => message.clone(),
+                    Err(error) => error.to_string(),
                 };
                 lagging.push((lacking, last));
             }
@@ -281,23 +311,20 @@ mod tests {
     fn a_server_lacks_exactly_the_values_it_did_not_answer() {
         let wanted = check("127.0.0.2:53", "n.test.", &["one", "two"]);
         assert_eq!(
-            still_lacking(&wanted, &Ok(vec!["two".into(), "stale".into()])),
+            still_lacking(&wanted, Some(&["two".into(), "stale".into()])),
             Some(check("127.0.0.2:53", "n.test.", &["one"]))
         );
         assert_eq!(
-            still_lacking(&wanted, &Ok(vec!["one".into(), "two".into()])),
+            still_lacking(&wanted, Some(&["one".into(), "two".into()])),
             None
         );
-        assert_eq!(still_lacking(&wanted, &Ok(vec![])), Some(wanted.clone()));
+        assert_eq!(still_lacking(&wanted, Some(&[])), Some(wanted.clone()));
     }
 
     #[test]
     fn a_failed_query_leaves_every_value_lacking() {
         let wanted = check("127.0.0.2:53", "n.test.", &["one"]);
-        assert_eq!(
-            still_lacking(&wanted, &Err("connection refused".into())),
-            Some(wanted.clone())
-        );
+        assert_eq!(still_lacking(&wanted, None), Some(wanted.clone()));
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_client::client::{Client, ClientHandle};
+use hickory_client::proto::ProtoError;
+use hickory_client::proto::dnssec::DnsSecError;
 use hickory_client::proto::dnssec::rdata::tsig::TsigAlgorithm as HickoryTsigAlgorithm;
 use hickory_client::proto::dnssec::tsig::TSigner;
 use hickory_client::proto::op::{MessageFinalizer, ResponseCode};
@@ -27,6 +29,87 @@ const TXT_TTL: u32 = 60;
 /// 300 seconds).
 const TSIG_FUDGE: u16 = 300;
 
+/// Why a DNS update or query failed; the hickory error, when there is one, is the source.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WireError {
+    /// A name in the configuration or the challenge is not a DNS name.
+    #[error("{text:?} is not a DNS name: {source}")]
+    Name {
+        text: String,
+        #[source]
+        source: ProtoError,
+    },
+    /// hickory cannot sign with the configured TSIG key.
+    #[error("cannot sign with the TSIG key: {0}")]
+    Signer(#[source] DnsSecError),
+    /// No connection to the server.
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        server: SocketAddr,
+        #[source]
+        source: ProtoError,
+    },
+    /// The server's answer to an update failed TSIG verification: it did not accept ours.
+    #[error(
+        "{server} did not accept the update's TSIG signature (its answer failed \
+         verification: {text}); check tsig_key_name, tsig_key and tsig_algorithm"
+    )]
+    TsigRejected {
+        server: SocketAddr,
+        text: String,
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// The update got no usable answer.
+    #[error("update sent to {server} failed: {text}")]
+    Update {
+        server: SocketAddr,
+        text: String,
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// NOTAUTH to an update.
+    #[error(
+        "{server} refused the update (NOTAUTH): the TSIG key is unknown or wrong, or not \
+         allowed to update zone {zone}; check tsig_key_name, tsig_key and tsig_algorithm"
+    )]
+    NotAuth { server: SocketAddr, zone: String },
+    /// REFUSED to an update.
+    #[error(
+        "{server} refused the update (REFUSED): it does not allow this key to update zone {zone}"
+    )]
+    Refused { server: SocketAddr, zone: String },
+    /// NOTZONE to an update.
+    #[error("{server} says {fqdn} is not in zone {zone} (NOTZONE)")]
+    NotZone {
+        server: SocketAddr,
+        fqdn: String,
+        zone: String,
+    },
+    /// Another failure code to an update.
+    #[error("{server} answered the update with {code}")]
+    UpdateAnswer {
+        server: SocketAddr,
+        code: ResponseCode,
+    },
+    /// A query got no usable answer.
+    #[error("{kind} query to {server} failed: {text}")]
+    Query {
+        kind: RecordType,
+        server: SocketAddr,
+        text: String,
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// A failure code (other than NXDOMAIN) to a query.
+    #[error("{server} answered the {kind} query with {code}")]
+    QueryAnswer {
+        server: SocketAddr,
+        kind: RecordType,
+        code: ResponseCode,
+    },
+}
+
 /// Whether an update was to add or to remove the record.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Change {
@@ -40,7 +123,7 @@ pub(crate) async fn update(
     fqdn: &str,
     value: &str,
     change: Change,
-) -> Result<(), String> {
+) -> Result<(), WireError> {
     let name = parse_name(fqdn)?;
     let zone = parse_name(&settings.zone)?;
     let key_name = parse_name(&settings.tsig_key_name)?;
@@ -50,7 +133,7 @@ pub(crate) async fn update(
         key_name,
         TSIG_FUDGE,
     )
-    .map_err(|error| format!("cannot sign with the TSIG key: {error}"))?;
+    .map_err(WireError::Signer)?;
     let mut client = connect(settings.server, Some(Arc::new(signer))).await?;
     let mut record = Record::from_rdata(name, TXT_TTL, RData::TXT(TXT::new(vec![value.into()])));
     record.set_dns_class(DNSClass::IN);
@@ -58,44 +141,42 @@ pub(crate) async fn update(
         Change::Add => client.append(record, zone, false).await,
         Change::Remove => client.delete_by_rdata(record, zone).await,
     }
-    .map_err(|error| {
-        let text = error_text(&error);
+    .map_err(|source| {
+        let text = error_text(&source);
+        let server = settings.server;
         // A server that rejects our signature answers unsigned (or with an empty MAC), and
         // hickory reports that as a failed verification of the answer.
         if looks_like_tsig_failure(&text) {
-            format!(
-                "{} did not accept the update's TSIG signature (its answer failed \
-                 verification: {text}); check tsig_key_name, tsig_key and tsig_algorithm",
-                settings.server
-            )
+            WireError::TsigRejected {
+                server,
+                text,
+                source: Box::new(source),
+            }
         } else {
-            format!("update sent to {} failed: {text}", settings.server)
+            WireError::Update {
+                server,
+                text,
+                source: Box::new(source),
+            }
         }
     })?;
+    let server = settings.server;
+    let zone = settings.zone.clone();
     match response.response_code() {
         ResponseCode::NoError => Ok(()),
-        ResponseCode::NotAuth => Err(format!(
-            "{} refused the update (NOTAUTH): the TSIG key is unknown or wrong, or not \
-             allowed to update zone {}; check tsig_key_name, tsig_key and tsig_algorithm",
-            settings.server, settings.zone
-        )),
-        ResponseCode::Refused => Err(format!(
-            "{} refused the update (REFUSED): it does not allow this key to update zone {}",
-            settings.server, settings.zone
-        )),
-        ResponseCode::NotZone => Err(format!(
-            "{} says {fqdn} is not in zone {} (NOTZONE)",
-            settings.server, settings.zone
-        )),
-        other => Err(format!(
-            "{} answered the update with {other}",
-            settings.server
-        )),
+        ResponseCode::NotAuth => Err(WireError::NotAuth { server, zone }),
+        ResponseCode::Refused => Err(WireError::Refused { server, zone }),
+        ResponseCode::NotZone => Err(WireError::NotZone {
+            server,
+            fqdn: fqdn.to_owned(),
+            zone,
+        }),
+        code => Err(WireError::UpdateAnswer { server, code }),
     }
 }
 
 /// The CNAME target of `fqdn`, if `fqdn` is an alias, according to `server`.
-pub(crate) async fn cname(server: SocketAddr, fqdn: &str) -> Result<Option<String>, String> {
+pub(crate) async fn cname(server: SocketAddr, fqdn: &str) -> Result<Option<String>, WireError> {
     let answers = query(server, fqdn, RecordType::CNAME).await?;
     Ok(answers.into_iter().find_map(|data| match data {
         RData::CNAME(target) => Some(target.0.to_ascii().to_ascii_lowercase()),
@@ -104,7 +185,7 @@ pub(crate) async fn cname(server: SocketAddr, fqdn: &str) -> Result<Option<Strin
 }
 
 /// The TXT values at `fqdn` according to `server` (each record's strings joined).
-pub(crate) async fn txt_values(server: SocketAddr, fqdn: &str) -> Result<Vec<String>, String> {
+pub(crate) async fn txt_values(server: SocketAddr, fqdn: &str) -> Result<Vec<String>, WireError> {
     let answers = query(server, fqdn, RecordType::TXT).await?;
     Ok(answers
         .into_iter()
@@ -123,7 +204,7 @@ pub(crate) async fn txt_values(server: SocketAddr, fqdn: &str) -> Result<Vec<Str
 /// The zone that holds `fqdn` according to `server`, if its answer says: the owner of an
 /// SOA record in the answer (`fqdn` is the apex) or in the authority section (the SOA a
 /// negative or referral answer carries).
-pub(crate) async fn soa_owner(server: SocketAddr, fqdn: &str) -> Result<Option<String>, String> {
+pub(crate) async fn soa_owner(server: SocketAddr, fqdn: &str) -> Result<Option<String>, WireError> {
     let (answers, authority) = query_sections(server, fqdn, RecordType::SOA).await?;
     Ok(answers
         .iter()
@@ -133,7 +214,7 @@ pub(crate) async fn soa_owner(server: SocketAddr, fqdn: &str) -> Result<Option<S
 }
 
 /// The name servers of `zone` (its NS records) according to `server`.
-pub(crate) async fn ns_names(server: SocketAddr, zone: &str) -> Result<Vec<String>, String> {
+pub(crate) async fn ns_names(server: SocketAddr, zone: &str) -> Result<Vec<String>, WireError> {
     let answers = query(server, zone, RecordType::NS).await?;
     Ok(answers
         .into_iter()
@@ -145,7 +226,7 @@ pub(crate) async fn ns_names(server: SocketAddr, zone: &str) -> Result<Vec<Strin
 }
 
 /// The IPv4 and IPv6 addresses of `fqdn` according to `server`.
-pub(crate) async fn addresses(server: SocketAddr, fqdn: &str) -> Result<Vec<IpAddr>, String> {
+pub(crate) async fn addresses(server: SocketAddr, fqdn: &str) -> Result<Vec<IpAddr>, WireError> {
     let mut found = Vec::new();
     for kind in [RecordType::A, RecordType::AAAA] {
         for data in query(server, fqdn, kind).await? {
@@ -171,7 +252,7 @@ pub(crate) enum CaaAnswer {
 
 /// The CAA records at `fqdn` according to `server`. An answer that follows a CNAME chain
 /// inside the server's zones counts as the records of `fqdn` (RFC 8659 §3).
-pub(crate) async fn caa_records(server: SocketAddr, fqdn: &str) -> Result<CaaAnswer, String> {
+pub(crate) async fn caa_records(server: SocketAddr, fqdn: &str) -> Result<CaaAnswer, WireError> {
     let (answers, _) = query_sections(server, fqdn, RecordType::CAA).await?;
     let records: Vec<CaaRecord> = answers
         .iter()
@@ -196,7 +277,7 @@ pub(crate) async fn caa_records(server: SocketAddr, fqdn: &str) -> Result<CaaAns
 }
 
 /// The answer section's data for the records named `fqdn` (an empty list for NXDOMAIN).
-async fn query(server: SocketAddr, fqdn: &str, kind: RecordType) -> Result<Vec<RData>, String> {
+async fn query(server: SocketAddr, fqdn: &str, kind: RecordType) -> Result<Vec<RData>, WireError> {
     let name = parse_name(fqdn)?;
     let (answers, _) = query_sections(server, fqdn, kind).await?;
     Ok(answers
@@ -211,16 +292,21 @@ async fn query_sections(
     server: SocketAddr,
     fqdn: &str,
     kind: RecordType,
-) -> Result<(Vec<Record>, Vec<Record>), String> {
+) -> Result<(Vec<Record>, Vec<Record>), WireError> {
     let name = parse_name(fqdn)?;
     let mut client = connect(server, None).await?;
     let response = client
         .query(name, DNSClass::IN, kind)
         .await
-        .map_err(|error| format!("{kind} query to {server} failed: {}", error_text(&error)))?;
+        .map_err(|source| WireError::Query {
+            kind,
+            server,
+            text: error_text(&source),
+            source: Box::new(source),
+        })?;
     match response.response_code() {
         ResponseCode::NoError | ResponseCode::NXDomain => {}
-        other => return Err(format!("{server} answered the {kind} query with {other}")),
+        code => return Err(WireError::QueryAnswer { server, kind, code }),
     }
     Ok((
         response.answers().to_vec(),
@@ -231,7 +317,7 @@ async fn query_sections(
 async fn connect(
     server: SocketAddr,
     signer: Option<Arc<dyn MessageFinalizer>>,
-) -> Result<Client, String> {
+) -> Result<Client, WireError> {
     let (stream, sender) = TcpClientStream::new(
         server,
         None,
@@ -240,7 +326,7 @@ async fn connect(
     );
     let (client, background) = Client::with_timeout(stream, sender, REQUEST_TIMEOUT, signer)
         .await
-        .map_err(|error| format!("cannot connect to {server}: {error}"))?;
+        .map_err(|source| WireError::Connect { server, source })?;
     // The background task owns the connection; it ends when the client is dropped.
     tokio::spawn(background);
     Ok(client)
@@ -261,9 +347,11 @@ fn looks_like_tsig_failure(text: &str) -> bool {
         .any(|word| text.contains(word))
 }
 
-fn parse_name(text: &str) -> Result<Name, String> {
-    let mut name =
-        Name::from_ascii(text).map_err(|error| format!("{text:?} is not a DNS name: {error}"))?;
+fn parse_name(text: &str) -> Result<Name, WireError> {
+    let mut name = Name::from_ascii(text).map_err(|source| WireError::Name {
+        text: text.to_owned(),
+        source,
+    })?;
     name.set_fqdn(true);
     Ok(name)
 }

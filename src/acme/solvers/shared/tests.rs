@@ -4,10 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -15,6 +12,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use super::*;
 use crate::acme::Identifier;
 use crate::acme::solvers::{http01, tls_alpn};
+use crate::scan::probe::DangerAcceptAnyChainVerifier;
 
 const ANY_PORT: &str = "127.0.0.1:0";
 
@@ -159,51 +157,13 @@ fn orders_sharing_an_authorization_share_its_answer_until_both_leave() {
     assert_eq!(answers.get("tok"), None);
 }
 
-/// Accepts any certificate and signature: the test only reads the presented certificate,
-/// which webpki would refuse to parse for its critical acmeIdentifier extension.
-#[derive(Debug)]
-struct DangerAcceptAnything(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for DangerAcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
 /// Connects like a tls-alpn-01 validator with SNI `name`; returns the acmeIdentifier
 /// digest of the presented certificate, or the handshake error.
 async fn presented_digest(addr: SocketAddr, name: &str) -> Result<Vec<u8>, std::io::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = DangerAcceptAnything(provider.signature_verification_algorithms);
+    // The test only reads the presented certificate, whose critical acmeIdentifier
+    // extension webpki would refuse: accept any chain.
+    let verifier = DangerAcceptAnyChainVerifier::new(provider.signature_verification_algorithms);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
