@@ -80,6 +80,9 @@ mod served_retry;
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
+/// `certinel run` under systemd's `Type=notify`: READY once serving, RELOADING/READY around
+/// a SIGHUP reload, STOPPING on SIGTERM, against a fake `$NOTIFY_SOCKET`.
+mod systemd_notify;
 /// A certificate with control characters in its names: `certinel check` escapes them in
 /// the table and the log lines, from a file and from a live server.
 mod terminal_injection;
