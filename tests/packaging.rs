@@ -40,7 +40,7 @@ fn visible_subcommands() -> Vec<String> {
 
 /// The page names a package needs: `certinel` and every visible subcommand, nested ones
 /// joined by `-`.
-fn expected_pages() -> BTreeSet<String> {
+pub(crate) fn expected_pages() -> BTreeSet<String> {
     fn walk(command: &clap::Command, prefix: &str, pages: &mut BTreeSet<String>) {
         pages.insert(format!("{prefix}.1"));
         for child in command

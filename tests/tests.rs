@@ -19,6 +19,9 @@ mod check_cli;
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
+/// The Debian package installed with dpkg on this machine (root only, refuses when certinel
+/// is installed): files, user, unit hardening score, man pages, completions, purge.
+mod debian_package;
 /// dns-01 against a real Knot DNS that Pebble also asks: RFC 2136 with TSIG and an exec
 /// hook, wildcard and multi-name certificates, CNAME delegation, cleanup, wrong keys.
 mod dns01;
