@@ -239,3 +239,19 @@ fn render_man_page(page: &Path) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[test]
+fn the_packaged_conffile_loads_with_the_exporter_on_loopback_and_the_package_state_dir() {
+    // The package test checks it with the installed binary as root; this keeps it valid
+    // on every machine.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/debian/certinel.toml");
+    let config = certinel::config::load(&path)
+        .unwrap_or_else(|error| panic!("{}: {error:#}", path.display()));
+    assert!(
+        config.exporter.listen.ip().is_loopback(),
+        "{}",
+        config.exporter.listen
+    );
+    assert_eq!(config.state_dir, Path::new("/var/lib/certinel"));
+    assert!(config.endpoints.is_empty() && config.certificates.is_empty());
+}
