@@ -432,6 +432,10 @@ impl Drop for KillOnDrop {
 /// `dpkg -r` keeps the configuration and the state directory; `dpkg --purge` removes every
 /// path of the package and both, and keeps only the `certinel` user (README, postrm).
 fn remove_then_purge(paths: &[String]) {
+    // What the README's `systemctl enable --now certinel` leaves (enable works offline).
+    let wants = Path::new("/etc/systemd/system/multi-user.target.wants/certinel.service");
+    succeed("systemctl", &["enable", "certinel.service"]);
+    assert!(wants.is_symlink(), "systemctl enable made no link");
     std::fs::write("/var/lib/certinel/audit.jsonl", "{}\n").expect("a file of certinel's");
     succeed("dpkg", &["-r", "certinel"]);
     assert_eq!(
@@ -447,6 +451,7 @@ fn remove_then_purge(paths: &[String]) {
     for path in paths.iter().filter(|path| path.contains("certinel")) {
         assert!(!Path::new(path).exists(), "{path} left after purge");
     }
+    assert!(!wants.is_symlink(), "{} left after purge", wants.display());
     for path in ["/etc/certinel", "/var/lib/certinel"] {
         assert!(!Path::new(path).exists(), "{path} left after purge");
     }
