@@ -139,6 +139,30 @@ fn every_dashboard_query_uses_the_datasource_input_and_known_variables() {
     }
 }
 
+#[test]
+fn grafana_provisioning_loads_the_directory_the_dashboard_readme_writes_the_dashboard_to() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let provisioning = std::fs::read_to_string(root.join("dashboards/provisioning/certinel.yaml"))
+        .expect("provisioning file");
+    // No YAML parser among the dependencies: the file is flat enough to read by key.
+    let value = |key: &str| {
+        provisioning
+            .lines()
+            .filter(|line| !line.trim_start().starts_with('#'))
+            .find_map(|line| line.trim().trim_start_matches("- ").strip_prefix(key))
+            .map(|rest| rest.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {key} in:\n{provisioning}"))
+    };
+    assert_eq!(value("apiVersion:"), "1");
+    assert_eq!(value("type:"), "file");
+    let path = value("path:");
+    let readme = std::fs::read_to_string(root.join("dashboards/README.md")).expect("README");
+    assert!(
+        readme.contains(&format!("> {path}/certinel.json")),
+        "dashboards/README.md does not write the dashboard into {path}"
+    );
+}
+
 /// The dashboard JSON as shipped.
 fn load_dashboard() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/certinel.json");

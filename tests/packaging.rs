@@ -40,7 +40,7 @@ fn visible_subcommands() -> Vec<String> {
 
 /// The page names a package needs: `certinel` and every visible subcommand, nested ones
 /// joined by `-`.
-fn expected_pages() -> BTreeSet<String> {
+pub(crate) fn expected_pages() -> BTreeSet<String> {
     fn walk(command: &clap::Command, prefix: &str, pages: &mut BTreeSet<String>) {
         pages.insert(format!("{prefix}.1"));
         for child in command
@@ -238,4 +238,20 @@ fn render_man_page(page: &Path) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[test]
+fn the_packaged_conffile_loads_with_the_exporter_on_loopback_and_the_package_state_dir() {
+    // The package test checks it with the installed binary as root; this keeps it valid
+    // on every machine.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/debian/certinel.toml");
+    let config = certinel::config::load(&path)
+        .unwrap_or_else(|error| panic!("{}: {error:#}", path.display()));
+    assert!(
+        config.exporter.listen.ip().is_loopback(),
+        "{}",
+        config.exporter.listen
+    );
+    assert_eq!(config.state_dir, Path::new("/var/lib/certinel"));
+    assert!(config.endpoints.is_empty() && config.certificates.is_empty());
 }

@@ -70,6 +70,7 @@ impl InProcess {
                     })
                     .with_backoff_base(Duration::from_secs(1))
             }),
+            ..ServiceOptions::default()
         };
         tokio::spawn(run_with_options(
             config,

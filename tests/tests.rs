@@ -19,6 +19,9 @@ mod check_cli;
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
+/// The Debian package installed with dpkg on this machine (root only, refuses when certinel
+/// is installed): files, user, unit hardening score, man pages, completions, purge.
+mod debian_package;
 /// dns-01 against a real Knot DNS that Pebble also asks: RFC 2136 with TSIG and an exec
 /// hook, wildcard and multi-name certificates, CNAME delegation, cleanup, wrong keys.
 mod dns01;
@@ -86,6 +89,9 @@ mod served_retry;
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
+/// `certinel run` under systemd's `Type=notify`: READY once serving, RELOADING/READY around
+/// a SIGHUP reload, STOPPING on SIGTERM, against a fake `$NOTIFY_SOCKET`.
+mod systemd_notify;
 /// A certificate with control characters in its names: `certinel check` escapes them in
 /// the table and the log lines, from a file and from a live server.
 mod terminal_injection;

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ExitCode, LogFormat, logging};
 use crate::config;
+use crate::service::ServiceOptions;
+use crate::service::notify::Notifier;
 
 /// How long in-flight probes and requests get to finish after SIGTERM/SIGINT.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -73,14 +75,25 @@ async fn serve(config: config::model::Config) -> anyhow::Result<()> {
             }
         })
     };
-    let service =
-        crate::service::run_with_reload(config, listener, shutdown.clone(), reload_requests);
+    let notifier = Notifier::from_env();
+    let options = ServiceOptions {
+        notifier: notifier.clone(),
+        ..ServiceOptions::default()
+    };
+    let service = crate::service::run_with_options(
+        config,
+        listener,
+        shutdown.clone(),
+        reload_requests,
+        options,
+    );
     tokio::pin!(service);
     tokio::select! {
         result = &mut service => return result.context("certinel run failed"),
         signal = signals => {
             let signal = signal.unwrap_or("signal");
             tracing::info!(signal, "shutting down");
+            notifier.stopping();
             shutdown.cancel();
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod connection_deadline;
 pub mod http_server;
+pub mod notify;
 pub mod reload;
 pub mod renewals;
 pub mod scheduler;
@@ -30,6 +31,7 @@ use crate::scan::budget::ConnectionBudget;
 use crate::scan::probe::ProbeContext;
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
+use notify::Notifier;
 use reload::Reloader;
 use renewals::{Renewals, RenewerFactory};
 use scheduler::{JobEnvironment, Scheduler};
@@ -73,12 +75,15 @@ pub async fn run(
 pub struct ServiceOptions {
     /// Builds the renewer of each configuration (the service adds its metrics observer).
     pub renewer: RenewerFactory,
+    /// Tells systemd when the service is ready and when it reloads (`Type=notify`).
+    pub notifier: Notifier,
 }
 
 impl Default for ServiceOptions {
     fn default() -> ServiceOptions {
         ServiceOptions {
             renewer: Arc::new(Renewer::new),
+            notifier: Notifier::disabled(),
         }
     }
 }
@@ -147,8 +152,9 @@ pub async fn run_with_options(
         &tracker,
         &shutdown,
     );
+    let listen = listener.local_addr().map_err(ServiceError::Http)?;
     tracing::info!(
-        listen = %listener.local_addr().map_err(ServiceError::Http)?,
+        listen = %listen,
         endpoints = config.endpoints.len(),
         files = config.files.len(),
         certificates = config.certificates.len(),
@@ -160,7 +166,16 @@ pub async fn run_with_options(
         config.exporter.connections,
         shutdown.clone(),
     ));
+    // The configuration is loaded, its jobs started and the listener accepts: what systemd's
+    // "started" means. `/readyz` says when every target has a first result.
+    options.notifier.ready(format!(
+        "serving on {listen}, {} endpoints, {} file sources, {} certificates",
+        config.endpoints.len(),
+        config.files.len(),
+        config.certificates.len()
+    ));
     let reloader = Reloader {
+        notifier: options.notifier,
         current: config,
         scheduler,
         renewals,

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, model::Config};
 use crate::metrics::http::{HttpShared, ProbeSetup};
 use crate::service::ServiceError;
+use crate::service::notify::Notifier;
 use crate::service::renewals::Renewals;
 use crate::service::scheduler::{JobEnvironment, Scheduler};
 
@@ -49,6 +50,8 @@ pub(crate) struct Reloader {
     pub http: Arc<HttpShared>,
     /// The applied configuration, for the drift check.
     pub applied: watch::Sender<Arc<Config>>,
+    /// Brackets each reload with `RELOADING=1` and `READY=1` for systemd.
+    pub notifier: Notifier,
 }
 
 impl Reloader {
@@ -91,6 +94,7 @@ impl Reloader {
     }
 
     async fn reload(&mut self, path: &Path, cause: &str) {
+        self.notifier.reloading();
         let path_buf: PathBuf = path.to_owned();
         let loaded = tokio::task::spawn_blocking(move || config::load(&path_buf)).await;
         let outcome = match loaded {
@@ -103,6 +107,9 @@ impl Reloader {
             Ok((started, stopped)) => {
                 state.record_reload(OffsetDateTime::now_utc(), true);
                 tracing::info!(path = %path.display(), cause, started, stopped, "configuration reloaded");
+                self.notifier.ready(format!(
+                    "configuration reloaded ({cause}): {started} jobs started, {stopped} stopped"
+                ));
             }
             Err(error) => {
                 state.record_reload(OffsetDateTime::now_utc(), false);
@@ -112,6 +119,9 @@ impl Reloader {
                     error = %error_chain(&error),
                     "configuration rejected; the previous one keeps running"
                 );
+                self.notifier.ready(format!(
+                    "configuration rejected ({cause}); the previous one keeps running"
+                ));
             }
         }
     }
