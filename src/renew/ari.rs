@@ -12,13 +12,13 @@ use crate::acme::{
     AcmeAccount, AcmeError, DirectoryFacts, ari_certificate_id, refresh_directory, renewal_info,
 };
 use crate::renew::lifecycle::Run;
-use crate::renew::status::{PlanFacts, decide};
+use crate::renew::status::PlanFacts;
 use crate::renew::{RenewError, Renewer};
 use crate::schedule::ari::{AriAnswer, AriState, absorb};
-use crate::schedule::plan::{Decision, SuggestedWindow};
+use crate::schedule::plan::SuggestedWindow;
 use crate::schedule::state;
+use crate::store::StoreError;
 use crate::store::metadata::VersionMetadata;
-use crate::store::{Step, StoreError};
 
 /// What the renewer knows about its CA, for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,14 +58,10 @@ impl Renewer {
 }
 
 impl Run<'_> {
-    /// The renewal decision at `now`. Before deciding, the renewer draws (once per
-    /// certificate) the jitter and, when a poll is due, asks the CA for renewal
-    /// information; both are persisted in `schedule.json`.
-    /// Returns the decision and the moment to look again (the next ARI poll may come
-    /// before the renewal).
-    pub(super) async fn decide_with_renewal_info(
-        &self,
-    ) -> Result<(Decision, OffsetDateTime), RenewError> {
+    /// Asks the CA for renewal information about the current certificate when a poll is
+    /// due at `now`, and persists the answer in `schedule.json`. The decision itself is the
+    /// state machine's (`next_action`).
+    pub(super) async fn refresh_renewal_info(&self, now: OffsetDateTime) -> Result<(), RenewError> {
         let name = &self.certificate.name;
         let facts = {
             let (store, name) = (self.store.clone(), name.clone());
@@ -73,43 +69,28 @@ impl Run<'_> {
                 .await
                 .map_err(|e| self.store_error(e))?
         };
-        let mut schedule = facts.schedule.clone();
-        if let Some(meta) = &facts.current {
-            schedule.jitter_for(&meta.serial, rand::random::<f64>());
-            if let Some(ari) = self.poll_renewal_info(meta, schedule.ari.as_ref()).await {
-                schedule.ari = ari;
-            }
-        }
-        if schedule != facts.schedule {
-            let path = self
-                .store
-                .schedule_path(name)
-                .map_err(|e| self.store_error(e))?;
-            let saved = schedule.clone();
-            // The save fsyncs: keep it off the async workers.
-            off_runtime(move || state::save(&path, &saved))
-                .await
-                .map_err(|e| self.store_error(e))?;
-        }
-        let facts = PlanFacts {
-            current: facts.current,
-            schedule,
+        let Some(meta) = &facts.current else {
+            return Ok(());
         };
-        let decision = decide(
-            self.certificate,
-            &facts,
-            self.now,
-            facts.stored_jitter(),
-            self.renewer.backoff_base,
-        );
-        let ari = facts.current.as_ref().and_then(|meta| {
-            facts
-                .schedule
-                .ari
-                .as_ref()
-                .filter(|a| a.is_for_serial(&meta.serial))
-        });
-        Ok((decision, next_check(&decision, ari)))
+        let Some(ari) = self
+            .poll_renewal_info(meta, facts.schedule.ari.as_ref(), now)
+            .await
+        else {
+            return Ok(());
+        };
+        let mut schedule = facts.schedule.clone();
+        schedule.ari = ari;
+        if schedule == facts.schedule {
+            return Ok(());
+        }
+        let path = self
+            .store
+            .schedule_path(name)
+            .map_err(|e| self.store_error(e))?;
+        // The save fsyncs: keep it off the async workers.
+        off_runtime(move || state::save(&path, &schedule))
+            .await
+            .map_err(|e| self.store_error(e))
     }
 
     /// The new ARI state when the CA was asked (`Some(None)`: the CA does not offer ARI
@@ -119,6 +100,7 @@ impl Run<'_> {
         &self,
         meta: &VersionMetadata,
         previous: Option<&AriState>,
+        now: OffsetDateTime,
     ) -> Option<Option<AriState>> {
         let acme = self.renewer.acme.as_ref()?;
         if meta.source != acme.directory {
@@ -133,7 +115,7 @@ impl Run<'_> {
             }
         };
         // RFC 9773 section 4.3: no renewal information about an expired certificate.
-        if meta.not_after <= self.now || !AriState::poll_due(previous, &cert_id, self.now) {
+        if meta.not_after <= now || !AriState::poll_due(previous, &cert_id, now) {
             return None;
         }
         let account = match self.load_account().await {
@@ -146,8 +128,8 @@ impl Run<'_> {
                     previous,
                     &cert_id,
                     Err(message),
-                    self.now,
-                    rand::random::<f64>(),
+                    now,
+                    self.renewer.random.draw(),
                 )));
             }
         };
@@ -169,7 +151,7 @@ impl Run<'_> {
             })
             .map_err(|error| error.to_string());
         let answered = fetched.is_ok();
-        let mut state = absorb(previous, &cert_id, fetched, self.now, rand::random::<f64>());
+        let mut state = absorb(previous, &cert_id, fetched, now, self.renewer.random.draw());
         if answered {
             state.explanation_url = explanation_url;
         }
@@ -213,25 +195,21 @@ impl Run<'_> {
         }
     }
 
-    /// Fails before any order when the certificate asks for a profile the CA's directory
-    /// (fetched again, since a CA can withdraw one) does not advertise.
-    pub(super) async fn check_profile(&self, account: &AcmeAccount) -> Result<(), RenewError> {
-        let Some(profile) = &self.certificate.profile else {
-            return Ok(());
-        };
+    /// Why no order may be placed, when the certificate asks for a profile the CA's
+    /// directory (fetched again, since a CA can withdraw one) does not advertise.
+    pub(super) async fn profile_unavailable(&self, account: &AcmeAccount) -> Option<RenewError> {
+        let profile = self.certificate.profile.as_ref()?;
         let directory = fresh_directory(account).await;
         if directory.profiles.contains_key(profile) {
-            return Ok(());
+            return None;
         }
-        let error = RenewError::Acme {
+        Some(RenewError::Acme {
             name: self.certificate.name.clone(),
             source: AcmeError::ProfileUnavailable {
                 profile: profile.clone(),
                 offered: directory.profiles.keys().cloned().collect(),
             },
-        };
-        self.record(Step::Order, None, None, Some(&error));
-        Err(self.count_failure(error))
+        })
     }
 
     /// [`Self::current_ari_id`], reading the certificate file on a blocking thread.
@@ -295,14 +273,5 @@ async fn fresh_directory(account: &AcmeAccount) -> DirectoryFacts {
             tracing::warn!(%error, "cannot fetch the directory again; using the last one");
             account.directory_facts()
         }
-    }
-}
-
-/// The moment the renewer wants to look again: the planned renewal, or the next ARI poll
-/// when that comes first.
-fn next_check(decision: &Decision, ari: Option<&AriState>) -> OffsetDateTime {
-    match ari {
-        Some(ari) => decision.renew_at.min(ari.next_poll),
-        None => decision.renew_at,
     }
 }

@@ -2,10 +2,11 @@
 //! configuration: [`Renewals::apply`] starts a task for an added `[[certificate]]`, stops
 //! the task of a removed one and restarts the task of a changed one.
 //!
-//! A task sleeps until the planned renewal, renews through [`Renewer::renew`] (which
-//! recovers an interrupted renewal first), records the outcome in the service [`State`]
-//! and re-plans. A failure is logged with the certificate's name and the loop goes on,
-//! waiting for the backoff the renewer persisted in the schedule state.
+//! A task renews through [`Renewer::attempt`] (which recovers an interrupted renewal first
+//! and says when to look again), records the outcome in the service [`State`] and sleeps
+//! until that moment: the loop never decides a second time. A failure is logged with the
+//! certificate's name and the loop goes on, waiting for the backoff the renewer persisted
+//! in the schedule state. Time is read from the renewer's clock.
 //!
 //! **Invariant:** a task is only ever stopped between attempts. A stop request that arrives
 //! during a renewal lets it finish (the renewal lock and the in-flight record would make a
@@ -175,9 +176,10 @@ async fn certificate_loop(
     }
     refresh(&renewer, &name, &state).await;
     loop {
-        let now = OffsetDateTime::now_utc();
-        let result = renewer.renew(&name, RenewOptions::default(), now).await;
-        let minimum = match &result {
+        let attempt = renewer
+            .attempt(&name, RenewOptions::default(), renewer.now())
+            .await;
+        let minimum = match &attempt.result {
             Ok(RenewOutcome::Renewed {
                 version, serial, ..
             }) => {
@@ -206,8 +208,10 @@ async fn certificate_loop(
                 MINIMUM_RETRY.min(renewer.backoff_base())
             }
         };
-        let wait = match refresh(&renewer, &name, &state).await {
-            Some(at) => until(at, minimum),
+        refresh(&renewer, &name, &state).await;
+        // The renewal said when to look again; the loop does not decide a second time.
+        let wait = match attempt.next_check {
+            Some(at) => until(at, renewer.now(), minimum),
             None => MINIMUM_RETRY.max(minimum),
         };
         tokio::select! {
@@ -217,29 +221,24 @@ async fn certificate_loop(
     }
 }
 
-/// Reads the certificate's status from the store into `state`; returns when the task
-/// should look again: the planned renewal, or the next ARI poll when that comes first.
-/// The store is read on a blocking thread, off the async workers.
-async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) -> Option<OffsetDateTime> {
+/// Reads the certificate's status from the store into `state`, for `/metrics` and the
+/// status page. The store is read on a blocking thread, off the async workers.
+async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
     let read = {
         let (renewer, name) = (Arc::clone(renewer), name.to_owned());
-        tokio::task::spawn_blocking(move || renewer.status_of(&name, OffsetDateTime::now_utc()))
+        tokio::task::spawn_blocking(move || renewer.status_of(&name, renewer.now()))
     };
     let status = match read.await {
         Ok(status) => status,
         Err(error) => {
             tracing::warn!(certificate = %name, %error, "reading the certificate's status failed");
-            return None;
+            return;
         }
     };
     match status {
         Ok(status) => {
             state.update_certificate(&status);
             state.update_ca_facts(name, renewer.profile(name), &renewer.ca_facts());
-            Some(match status.ari_next_poll {
-                Some(poll) => poll.min(status.next_renewal),
-                None => status.next_renewal,
-            })
         }
         Err(error) => {
             tracing::warn!(
@@ -247,14 +246,13 @@ async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) -> Option<Of
                 error = %super::reload::error_chain(&error),
                 "cannot read the certificate's status"
             );
-            None
         }
     }
 }
 
-/// How long until `at`, at least `minimum`.
-fn until(at: OffsetDateTime, minimum: Duration) -> Duration {
-    let left = at - OffsetDateTime::now_utc();
+/// How long from `now` until `at`, at least `minimum`.
+fn until(at: OffsetDateTime, now: OffsetDateTime, minimum: Duration) -> Duration {
+    let left = at - now;
     Duration::try_from(left)
         .unwrap_or(Duration::ZERO)
         .max(minimum)

@@ -1,0 +1,480 @@
+//! The renewal state machine: from what a renewal of one certificate observed (the store's
+//! view, the schedule and ARI state, the certificate's configuration, the moment, a random
+//! draw) and the result of its previous action, the next action. Pure: no clock, randomness,
+//! files or sockets; the driver (`lifecycle.rs`) performs each action and feeds its result
+//! back as an [`Event`].
+//!
+//! A crash anywhere leaves the store in a state [`Event::Started`] maps to the action that
+//! resumes it (through `store::recover`), so a restart never orders twice.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::config::model::{CertificateConfig, OnVerifyFailure};
+use crate::renew::lifecycle::reusable_version;
+use crate::renew::served::Verdict;
+use crate::renew::status::{PlanFacts, applicable_ari, decide};
+use crate::schedule::plan::{Decision, Reason, Rule, ca_gate};
+use crate::store::metadata::parse_key_type;
+use crate::store::{DiskState, HookProcess, NextStep, VersionId, VersionMetadata, recover};
+
+/// What the driver observed just before asking for the next action.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observed<'a> {
+    /// The certificate's configuration.
+    pub(crate) certificate: &'a CertificateConfig,
+    /// The store's view: links, versions and their states, the in-flight record, leftovers.
+    pub(crate) disk: &'a DiskState,
+    /// The metadata of every stored version, ascending.
+    pub(crate) versions: &'a [VersionMetadata],
+    /// The current version's metadata and the schedule state (failures, jitter, ARI).
+    pub(crate) plan: &'a PlanFacts,
+    /// `--force`: skip the renewal window and the backoff, never the CA's limits.
+    pub(crate) force: bool,
+    /// Whether an ACME CA is configured that could answer renewal information requests.
+    pub(crate) acme_configured: bool,
+    /// The first retry delay after a failed renewal.
+    pub(crate) backoff_base: Duration,
+    /// The moment of this event, from the driver's clock.
+    pub(crate) now: OffsetDateTime,
+    /// A random value in [0, 1) from the driver's random source, for a jitter draw.
+    pub(crate) draw: f64,
+}
+
+/// The result of the previous action, as the state machine needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The renewal begins: nothing has been done in this process yet.
+    Started,
+    /// The leftovers of an interrupted renewal were cleaned up ([`Action::CleanUp`]).
+    CleanedUp,
+    /// An interrupted renewal that could not continue was given up.
+    Abandoned,
+    /// The jitter draw for the current certificate was persisted.
+    JitterSaved,
+    /// The CA's renewal information was asked for when due and persisted.
+    RenewalInfoRefreshed,
+    /// The ACME account is loaded.
+    AccountLoaded,
+    /// The ACME account could not be loaded (audited; the driver holds the error).
+    AccountFailed,
+    /// The certificate's profile was checked against the CA's directory.
+    ProfileChecked {
+        /// Whether the directory advertises it.
+        available: bool,
+    },
+    /// A new in-flight record was begun.
+    Begun,
+    /// `version` is stored and recorded as pending.
+    Staged {
+        /// The new version.
+        version: VersionId,
+    },
+    /// Obtaining the certificate from the CA failed (the driver holds the error).
+    OrderFailed {
+        /// The failure may pass (network, timeout, 5xx, 429).
+        transient: bool,
+    },
+    /// The certificate came but could not be stored.
+    StageFailed,
+    /// `version` is current and its deploy commands ran.
+    Deployed {
+        /// The deployed version.
+        version: VersionId,
+    },
+    /// A deploy command for `version` failed (audited).
+    DeployFailed {
+        /// The version being deployed.
+        version: VersionId,
+    },
+    /// The `verify` endpoints serve `version`, or there is nothing to probe.
+    Served {
+        /// The new version.
+        version: VersionId,
+    },
+    /// The `verify` endpoints did not all serve `version` in time.
+    NotServed {
+        /// The new version.
+        version: VersionId,
+        /// What the last round saw.
+        verdict: Verdict,
+    },
+    /// A version not served was kept as current for now (audited).
+    UnservedAccepted {
+        /// The kept version.
+        version: VersionId,
+    },
+    /// The live files of `version` check out.
+    FilesChecked {
+        /// The live version.
+        version: VersionId,
+        /// It was kept although the endpoints did not serve it.
+        unserved_kept: bool,
+    },
+    /// The live files of `version` do not check out (audited).
+    FilesFailed {
+        /// The live version.
+        version: VersionId,
+    },
+    /// `version` was recorded as verified.
+    Verified {
+        /// The verified version.
+        version: VersionId,
+    },
+    /// A failed rollout was rolled back (or the new version left current).
+    RolledBack {
+        /// The version current again, if any.
+        restored: Option<VersionId>,
+    },
+}
+
+/// What the driver does next. `Sleep`, `Refuse`, `KeepOrder`, `AbandonOrder`, `Finish`,
+/// `ParkUnserved` and `Fail` end the renewal.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Action {
+    /// Stop a deploy command left running by a dead process, remove dot-prefixed leftovers,
+    /// and audit that an interrupted renewal resumes (`resuming`).
+    CleanUp {
+        /// The deploy command to stop.
+        stop_hook: Option<HookProcess>,
+        /// Whether leftovers are to be removed.
+        remove_leftovers: bool,
+        /// Whether an interrupted renewal resumes.
+        resuming: bool,
+    },
+    /// Give up an interrupted renewal: mark `version` failed, roll back if it is live,
+    /// finish the record, count a failure.
+    Abandon {
+        /// The version to mark failed.
+        version: Option<VersionId>,
+        /// Why, for the audit log.
+        reason: String,
+    },
+    /// Persist the jitter drawn for the current certificate.
+    SaveJitter {
+        /// The current certificate's serial.
+        serial: String,
+        /// The draw.
+        value: f64,
+    },
+    /// Ask the CA for renewal information when a poll is due, persist the answer.
+    RefreshRenewalInfo,
+    /// Not due: look again at `next_check`. Final.
+    Sleep {
+        /// When the renewal is planned.
+        renew_at: OffsetDateTime,
+        /// Why then.
+        reason: Reason,
+        /// Which rule placed the renewal window.
+        rule: Rule,
+        /// `renew_at`, or the next ARI poll when that comes first.
+        next_check: OffsetDateTime,
+    },
+    /// The CA's limits forbid an attempt before `until`; not counted as a failure. Final.
+    Refuse {
+        /// The earliest moment the CA allows another attempt.
+        until: OffsetDateTime,
+        /// [`Reason::RetryAfter`] or [`Reason::RateLimited`].
+        reason: Reason,
+    },
+    /// Load (or create) the ACME account.
+    LoadAccount,
+    /// Check that the CA still advertises the configured profile.
+    CheckProfile,
+    /// Begin the in-flight record of a new renewal.
+    Begin,
+    /// Obtain the certificate (resuming `order_url` when given), store and record it as
+    /// pending.
+    Order {
+        /// The recorded order to resume.
+        order_url: Option<String>,
+    },
+    /// Keep the order and its saved key for the next attempt; count the failure. Final.
+    KeepOrder,
+    /// Give the order up, finish the record, count the failure. Final.
+    AbandonOrder,
+    /// Record the stored but unrecorded `version` as pending.
+    Adopt {
+        /// The orphan version.
+        version: VersionId,
+    },
+    /// Begin a renewal that rolls the parked `version` out again instead of ordering.
+    Reroll {
+        /// The parked version.
+        version: VersionId,
+    },
+    /// Make `version` current and run the deploy commands.
+    Deploy {
+        /// The version to make live.
+        version: VersionId,
+    },
+    /// Wait until the `verify` endpoints serve `version`.
+    CheckServed {
+        /// The live version.
+        version: VersionId,
+    },
+    /// Keep `version` current although it is not served (audited with `why`).
+    AcceptUnserved {
+        /// The live version.
+        version: VersionId,
+        /// Why it is kept.
+        why: &'static str,
+    },
+    /// Check the live files of `version`.
+    CheckFiles {
+        /// The live version.
+        version: VersionId,
+    },
+    /// Record `version` as verified.
+    MarkVerified {
+        /// The verified version.
+        version: VersionId,
+    },
+    /// Roll back from the failed `version` to `previous` when it is fit, redeploying it.
+    RollBack {
+        /// The failed version.
+        version: VersionId,
+        /// Only the rollout failed (its files are good): park the version.
+        rollout_only: bool,
+    },
+    /// Prune, record the success, finish the record. Final.
+    Finish {
+        /// The new current version.
+        version: VersionId,
+    },
+    /// Park `version` (kept current but not served) and count the failure. Final.
+    ParkUnserved {
+        /// The kept version.
+        version: VersionId,
+    },
+    /// Count the failure the driver holds (with what a rollback `restored`). Final.
+    Fail {
+        /// The version made current again, if any.
+        restored: Option<VersionId>,
+    },
+}
+
+/// The next action of a renewal after `event`, given what was `observed`.
+pub(crate) fn next_action(observed: &Observed<'_>, event: &Event) -> Action {
+    match event {
+        Event::Started => {
+            let recovery = recover(observed.disk);
+            let resuming = recovery.next != NextStep::Idle;
+            if resuming || recovery.stop_hook.is_some() || recovery.remove_leftovers {
+                Action::CleanUp {
+                    stop_hook: recovery.stop_hook,
+                    remove_leftovers: recovery.remove_leftovers,
+                    resuming,
+                }
+            } else {
+                when_idle(observed)
+            }
+        }
+        Event::CleanedUp => resume(observed, recover(observed.disk).next),
+        Event::Abandoned => when_idle(observed),
+        Event::JitterSaved => ask_ca_or_decide(observed),
+        Event::RenewalInfoRefreshed => decide_when(observed),
+        Event::AccountLoaded => match recover(observed.disk).next {
+            NextStep::ResumeOrder { order_url } => Action::Order { order_url },
+            _ if observed.certificate.profile.is_some() => Action::CheckProfile,
+            _ => Action::Begin,
+        },
+        Event::ProfileChecked { available: true } => Action::Begin,
+        Event::AccountFailed | Event::ProfileChecked { available: false } => {
+            Action::Fail { restored: None }
+        }
+        Event::Begun => Action::Order { order_url: None },
+        Event::OrderFailed { transient } => {
+            // From the moment the order has a saved key, a failure that may pass resumes
+            // that order next time instead of spending another one.
+            let finalizable = observed
+                .disk
+                .inflight
+                .as_ref()
+                .is_some_and(|record| record.order_url.is_some() && record.key_pem.is_some());
+            if *transient && finalizable {
+                Action::KeepOrder
+            } else {
+                Action::AbandonOrder
+            }
+        }
+        // A certificate that cannot be stored must not be downloaded again and again.
+        Event::StageFailed => Action::AbandonOrder,
+        Event::Staged { version } => Action::Deploy { version: *version },
+        Event::Deployed { version } => Action::CheckServed { version: *version },
+        Event::DeployFailed { version } => Action::RollBack {
+            version: *version,
+            rollout_only: true,
+        },
+        Event::Served { version } | Event::UnservedAccepted { version } => {
+            Action::CheckFiles { version: *version }
+        }
+        Event::NotServed { version, verdict } => {
+            // Only an endpoint serving an older certificate is something a rollback can
+            // fix; one that does not answer would not answer with the older one either.
+            let keep_why = match (observed.certificate.on_verify_failure, verdict) {
+                (OnVerifyFailure::Keep, _) => Some("on_verify_failure = \"keep\""),
+                (OnVerifyFailure::Rollback, Verdict::Stale) => None,
+                (OnVerifyFailure::Rollback, _) => Some("unreachable: a rollback would not help"),
+            };
+            match keep_why {
+                Some(why) => Action::AcceptUnserved {
+                    version: *version,
+                    why,
+                },
+                None => Action::RollBack {
+                    version: *version,
+                    rollout_only: true,
+                },
+            }
+        }
+        Event::FilesChecked {
+            version,
+            unserved_kept: true,
+        } => Action::ParkUnserved { version: *version },
+        Event::FilesChecked {
+            version,
+            unserved_kept: false,
+        } => Action::MarkVerified { version: *version },
+        Event::FilesFailed { version } => Action::RollBack {
+            version: *version,
+            rollout_only: false,
+        },
+        Event::Verified { version } => Action::Finish { version: *version },
+        Event::RolledBack { restored } => Action::Fail {
+            restored: *restored,
+        },
+    }
+}
+
+/// When the certificate should be looked at again after a renewal that ended: the planned
+/// renewal (after a failure, the backoff), or the next ARI poll when that comes first.
+pub(crate) fn next_wake_up(observed: &Observed<'_>) -> OffsetDateTime {
+    let decision = decision(observed);
+    next_check(&decision, observed)
+}
+
+/// Where an interrupted renewal picks up after the clean-up.
+fn resume(observed: &Observed<'_>, next: NextStep) -> Action {
+    match next {
+        NextStep::Idle => when_idle(observed),
+        // An order kept across a rate limit or a server error waits for the CA's
+        // Retry-After like a new one would.
+        NextStep::ResumeOrder { .. } => ca_refusal(observed).unwrap_or(Action::LoadAccount),
+        NextStep::Adopt { version } => Action::Adopt { version },
+        NextStep::Deploy { version } => Action::Deploy { version },
+        NextStep::Verify { version } => Action::CheckServed { version },
+        NextStep::Finish { version } => Action::Finish { version },
+        NextStep::Abandon { version, reason } => Action::Abandon { version, reason },
+    }
+}
+
+/// No renewal in flight: with `--force`, renew unless the CA's limits forbid it; otherwise
+/// draw the jitter once per certificate, ask the CA when a poll is due, then plan.
+fn when_idle(observed: &Observed<'_>) -> Action {
+    if observed.force {
+        return ca_refusal(observed).unwrap_or_else(|| renew_now(observed));
+    }
+    let plan = observed.plan;
+    match &plan.current {
+        Some(meta)
+            if plan
+                .schedule
+                .jitter
+                .as_ref()
+                .is_none_or(|draw| draw.serial != meta.serial) =>
+        {
+            Action::SaveJitter {
+                serial: meta.serial.clone(),
+                value: observed.draw,
+            }
+        }
+        _ => ask_ca_or_decide(observed),
+    }
+}
+
+/// Renewal information is asked for about a current certificate only.
+fn ask_ca_or_decide(observed: &Observed<'_>) -> Action {
+    if observed.acme_configured && observed.plan.current.is_some() {
+        Action::RefreshRenewalInfo
+    } else {
+        decide_when(observed)
+    }
+}
+
+/// Sleep until the planned renewal, or renew now.
+fn decide_when(observed: &Observed<'_>) -> Action {
+    let decision = decision(observed);
+    if decision.renew_at > observed.now {
+        Action::Sleep {
+            renew_at: decision.renew_at,
+            reason: decision.reason,
+            rule: decision.rule,
+            next_check: next_check(&decision, observed),
+        }
+    } else {
+        renew_now(observed)
+    }
+}
+
+/// A due renewal: roll a parked version out again (every order spends the CA's
+/// duplicate-certificate limit), or order. The account comes first, so an unreachable CA
+/// leaves no in-flight record behind.
+fn renew_now(observed: &Observed<'_>) -> Action {
+    match parked_version(observed) {
+        Some(version) => Action::Reroll { version },
+        None => Action::LoadAccount,
+    }
+}
+
+fn parked_version(observed: &Observed<'_>) -> Option<VersionId> {
+    // A key algorithm without a stored key type matches no stored version.
+    let wanted_key_type = parse_key_type(observed.certificate.key.as_str())?;
+    reusable_version(
+        observed.versions,
+        observed.disk.current,
+        observed.now,
+        &observed.certificate.dns_names(),
+        wanted_key_type,
+    )
+}
+
+/// The CA's Retry-After or failed-authorization limit, when either forbids an attempt now.
+fn ca_refusal(observed: &Observed<'_>) -> Option<Action> {
+    let gate = ca_gate(
+        observed.now,
+        &observed.plan.schedule,
+        &observed.certificate.dns_names(),
+    )?;
+    Some(Action::Refuse {
+        until: gate.until,
+        reason: gate.reason,
+    })
+}
+
+fn decision(observed: &Observed<'_>) -> Decision {
+    let plan = observed.plan;
+    decide(
+        observed.certificate,
+        plan,
+        observed.now,
+        plan.stored_jitter(),
+        observed.backoff_base,
+    )
+}
+
+/// The planned renewal, or the next ARI poll about the current certificate when that comes
+/// first.
+fn next_check(decision: &Decision, observed: &Observed<'_>) -> OffsetDateTime {
+    let plan = observed.plan;
+    let ari = plan
+        .current
+        .as_ref()
+        .and_then(|meta| applicable_ari(&plan.schedule, meta));
+    match ari {
+        Some(ari) => decision.renew_at.min(ari.next_poll),
+        None => decision.renew_at,
+    }
+}
+
+#[cfg(test)]
+mod tests;

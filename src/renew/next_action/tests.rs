@@ -1,0 +1,697 @@
+//! Table-driven tests of the renewal state machine: every transition, and every crash point
+//! (the state a dead process left on disk → the action a restart takes), without sockets,
+//! files or a CA.
+
+use time::macros::datetime;
+
+use super::*;
+use crate::config::model::OnVerifyFailure;
+use crate::scan::inspect::KeyType;
+use crate::schedule::ari::AriState;
+use crate::schedule::state::{JitterDraw, ScheduleState};
+use crate::store::{Inflight, SecretPem, Stage, VersionState};
+
+const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+const DRAW: f64 = 0.25;
+const ORDER: &str = "https://ca.test/order/1";
+
+/// Everything the state machine observes, owned, with a certificate `api` for
+/// `api.example` (ECDSA P-256, renewed 30 days before expiry).
+#[derive(Clone)]
+struct World {
+    certificate: CertificateConfig,
+    disk: DiskState,
+    versions: Vec<VersionMetadata>,
+    plan: PlanFacts,
+    force: bool,
+}
+
+fn certificate(extra: &str) -> CertificateConfig {
+    let text = format!(
+        "state_dir = \"/var/lib/certinel-test\"\n[acme]\ndirectory = \"https://127.0.0.1:9/dir\"\n\
+         [[certificate]]\nname = \"api\"\ndns_names = [\"api.example\"]\nrenew_before = \"30d\"\n\
+         challenge = {{ type = \"http-01\", listen = \"127.0.0.1:0\" }}\n{extra}"
+    );
+    let mut config = crate::config::parse(&text, None).expect("test config");
+    config.certificates.remove(0)
+}
+
+/// Version `number` for `api.example`, valid from `days_ago` days before [`NOW`] for 90 days.
+fn version(number: u32, state: VersionState, days_ago: i64) -> VersionMetadata {
+    let not_before = NOW - Duration::days(days_ago);
+    VersionMetadata {
+        version: VersionId(number),
+        serial: format!("{number:02x}"),
+        not_before,
+        not_after: not_before + Duration::days(90),
+        dns_names: vec!["api.example".into()],
+        key_type: KeyType::EcdsaP256,
+        issuer: "CN=Test CA".into(),
+        created_at: not_before,
+        source: "https://127.0.0.1:9/dir".into(),
+        state,
+    }
+}
+
+fn inflight(stage: Stage, version: Option<u32>) -> Inflight {
+    Inflight {
+        version: version.map(VersionId),
+        stage,
+        order_url: None,
+        started_at: NOW - Duration::minutes(5),
+        key_pem: None,
+        hook: None,
+    }
+}
+
+impl World {
+    /// No certificate yet, nothing in flight.
+    fn empty() -> World {
+        World {
+            certificate: certificate(""),
+            disk: DiskState::default(),
+            versions: Vec::new(),
+            plan: PlanFacts {
+                current: None,
+                schedule: ScheduleState::default(),
+            },
+            force: false,
+        }
+    }
+
+    /// `v0001` current, issued `days_ago` days ago, its jitter drawn as 0.
+    fn current(days_ago: i64) -> World {
+        let mut world = World::empty();
+        world.add_version(version(1, VersionState::Active, days_ago));
+        world.disk.current = Some(VersionId(1));
+        world.plan.current = Some(world.versions[0].clone());
+        world.plan.schedule.jitter = Some(JitterDraw {
+            serial: "01".into(),
+            value: 0.0,
+        });
+        world
+    }
+
+    fn add_version(&mut self, meta: VersionMetadata) {
+        self.disk.versions.push((meta.version, meta.state));
+        self.versions.push(meta);
+    }
+
+    fn inflight(mut self, record: Inflight) -> World {
+        self.disk.inflight = Some(record);
+        self
+    }
+
+    fn next(&self, event: Event) -> Action {
+        next_action(
+            &Observed {
+                certificate: &self.certificate,
+                disk: &self.disk,
+                versions: &self.versions,
+                plan: &self.plan,
+                force: self.force,
+                acme_configured: true,
+                backoff_base: Duration::minutes(5),
+                now: NOW,
+                draw: DRAW,
+            },
+            &event,
+        )
+    }
+}
+
+/// Checks each `(world, event, expected action)` row, naming the row that fails.
+fn check(rows: Vec<(&str, World, Event, Action)>) {
+    for (row, world, event, expected) in rows {
+        assert_eq!(world.next(event), expected, "{row}");
+    }
+}
+
+fn resuming() -> Action {
+    Action::CleanUp {
+        stop_hook: None,
+        remove_leftovers: false,
+        resuming: true,
+    }
+}
+
+const V1: VersionId = VersionId(1);
+const V2: VersionId = VersionId(2);
+
+#[test]
+fn every_crash_point_resumes_with_the_step_it_was_interrupted_before() {
+    // A pending version newer than current, stored before the record said so.
+    let mut orphan = World::current(60);
+    orphan.add_version(version(2, VersionState::Pending, 0));
+    let orphan = orphan.inflight(inflight(Stage::Ordering, None));
+    let mut failed = World::current(60);
+    failed.add_version(version(2, VersionState::Failed, 0));
+    let failed = failed.inflight(inflight(Stage::Pending, Some(2)));
+    let mut pending = World::current(60);
+    pending.add_version(version(2, VersionState::Pending, 0));
+    let mut live = World::current(60);
+    live.add_version(version(2, VersionState::Active, 0));
+    live.disk.current = Some(V2);
+    live.disk.previous = Some(V1);
+    let mut moved = World::current(60);
+    moved.add_version(version(2, VersionState::Active, 0));
+
+    let starts = vec![
+        (
+            "after begin",
+            World::empty().inflight(inflight(Stage::Ordering, None)),
+        ),
+        ("after the order was recorded", {
+            let mut record = inflight(Stage::Ordering, None);
+            record.order_url = Some(ORDER.into());
+            World::empty().inflight(record)
+        }),
+        ("after stage_pending, before advance", orphan),
+        ("after advance(Pending)", {
+            let mut world = World::current(60);
+            world.add_version(version(2, VersionState::Pending, 0));
+            world.inflight(inflight(Stage::Pending, Some(2)))
+        }),
+        ("after advance(Deployed)", {
+            let mut world = World::current(60);
+            world.add_version(version(2, VersionState::Active, 0));
+            world.disk.current = Some(V2);
+            world.inflight(inflight(Stage::Deployed, Some(2)))
+        }),
+    ];
+    for (row, world) in starts {
+        assert_eq!(world.next(Event::Started), resuming(), "{row}");
+    }
+
+    let mut with_url = inflight(Stage::Ordering, None);
+    with_url.order_url = Some(ORDER.into());
+    let mut with_key = with_url.clone();
+    with_key.key_pem = Some(SecretPem::new("KEY".into()));
+    check(vec![
+        (
+            "after begin: load the account, then order anew",
+            World::empty().inflight(inflight(Stage::Ordering, None)),
+            Event::CleanedUp,
+            Action::LoadAccount,
+        ),
+        (
+            "after begin, account loaded: a new order",
+            World::empty().inflight(inflight(Stage::Ordering, None)),
+            Event::AccountLoaded,
+            Action::Order { order_url: None },
+        ),
+        (
+            "after the order was recorded: resume it, never order again",
+            World::empty().inflight(with_url.clone()),
+            Event::AccountLoaded,
+            Action::Order {
+                order_url: Some(ORDER.into()),
+            },
+        ),
+        (
+            "after the key was saved: resume the order (the driver pairs the saved key)",
+            World::empty().inflight(with_key),
+            Event::AccountLoaded,
+            Action::Order {
+                order_url: Some(ORDER.into()),
+            },
+        ),
+        (
+            "after stage_pending, before advance: adopt the stored version",
+            orphan_world(),
+            Event::CleanedUp,
+            Action::Adopt { version: V2 },
+        ),
+        (
+            "after advance(Pending): promote and deploy",
+            pending.inflight(inflight(Stage::Pending, Some(2))),
+            Event::CleanedUp,
+            Action::Deploy { version: V2 },
+        ),
+        (
+            "after advance(Deployed): check what is served",
+            live.clone().inflight(inflight(Stage::Deployed, Some(2))),
+            Event::CleanedUp,
+            Action::CheckServed { version: V2 },
+        ),
+        (
+            "after advance(Verified): finish",
+            live.inflight(inflight(Stage::Verified, Some(2))),
+            Event::CleanedUp,
+            Action::Finish { version: V2 },
+        ),
+        (
+            "deployed but current moved away: abandon",
+            moved.inflight(inflight(Stage::Deployed, Some(2))),
+            Event::CleanedUp,
+            Action::Abandon {
+                version: Some(V2),
+                reason: "current no longer points at it".into(),
+            },
+        ),
+        (
+            "its version was marked failed: abandon",
+            failed,
+            Event::CleanedUp,
+            Action::Abandon {
+                version: Some(V2),
+                reason: "its version was marked failed".into(),
+            },
+        ),
+        (
+            "its version directory is missing: abandon",
+            World::current(60).inflight(inflight(Stage::Pending, Some(7))),
+            Event::CleanedUp,
+            Action::Abandon {
+                version: Some(VersionId(7)),
+                reason: "its version directory is missing".into(),
+            },
+        ),
+    ]);
+}
+
+fn orphan_world() -> World {
+    let mut world = World::current(60);
+    world.add_version(version(2, VersionState::Pending, 0));
+    world.inflight(inflight(Stage::Ordering, None))
+}
+
+#[test]
+fn a_deploy_command_left_running_and_leftovers_are_cleaned_up_first() {
+    let hook = crate::store::HookProcess {
+        id: "abc".into(),
+        group: None,
+    };
+    let mut record = inflight(Stage::Pending, Some(2));
+    record.hook = Some(hook.clone());
+    let mut running = World::current(60);
+    running.add_version(version(2, VersionState::Pending, 0));
+    let running = running.inflight(record);
+    let mut leftovers = World::current(10);
+    leftovers.disk.leftovers = vec![".v0002.tmp".into()];
+    check(vec![
+        (
+            "a deploy command recorded as running is stopped",
+            running,
+            Event::Started,
+            Action::CleanUp {
+                stop_hook: Some(hook),
+                remove_leftovers: false,
+                resuming: true,
+            },
+        ),
+        (
+            "leftovers of an interrupted write are removed, nothing resumes",
+            leftovers,
+            Event::Started,
+            Action::CleanUp {
+                stop_hook: None,
+                remove_leftovers: true,
+                resuming: false,
+            },
+        ),
+    ]);
+}
+
+#[test]
+fn a_recorded_order_waits_for_the_cas_retry_after() {
+    let mut record = inflight(Stage::Ordering, None);
+    record.order_url = Some(ORDER.into());
+    let mut world = World::empty().inflight(record);
+    world.plan.schedule.retry_after = Some(NOW + Duration::hours(1));
+    assert_eq!(
+        world.next(Event::CleanedUp),
+        Action::Refuse {
+            until: NOW + Duration::hours(1),
+            reason: Reason::RetryAfter,
+        }
+    );
+}
+
+#[test]
+fn an_idle_certificate_draws_its_jitter_asks_the_ca_then_sleeps_or_renews() {
+    let mut undrawn = World::current(10);
+    undrawn.plan.schedule.jitter = None;
+    let mut parked = World::current(70);
+    parked.add_version(version(2, VersionState::Parked, 1));
+    check(vec![
+        (
+            "no jitter drawn for the current serial: persist the draw",
+            undrawn,
+            Event::Started,
+            Action::SaveJitter {
+                serial: "01".into(),
+                value: DRAW,
+            },
+        ),
+        (
+            "a jitter drawn: ask the CA for renewal information",
+            World::current(10),
+            Event::Started,
+            Action::RefreshRenewalInfo,
+        ),
+        (
+            "jitter saved: ask the CA",
+            World::current(10),
+            Event::JitterSaved,
+            Action::RefreshRenewalInfo,
+        ),
+        (
+            "nothing current: nothing to ask about, renew at once",
+            World::empty(),
+            Event::Started,
+            Action::LoadAccount,
+        ),
+        (
+            "inside the window: renew, account first",
+            World::current(70),
+            Event::RenewalInfoRefreshed,
+            Action::LoadAccount,
+        ),
+        (
+            "inside the window with a parked version: roll it out again",
+            parked,
+            Event::RenewalInfoRefreshed,
+            Action::Reroll { version: V2 },
+        ),
+        (
+            "after an abandoned renewal: plan as usual",
+            World::empty(),
+            Event::Abandoned,
+            Action::LoadAccount,
+        ),
+    ]);
+}
+
+#[test]
+fn a_certificate_not_due_sleeps_until_the_renewal_or_the_next_ari_poll() {
+    let world = World::current(10);
+    let Action::Sleep {
+        renew_at,
+        reason,
+        next_check,
+        ..
+    } = world.next(Event::RenewalInfoRefreshed)
+    else {
+        panic!("not due yet: {:?}", world.next(Event::RenewalInfoRefreshed));
+    };
+    // Issued 10 days ago for 90 days, renewed 30 days before the end (jitter 0).
+    assert_eq!(renew_at, NOW + Duration::days(50));
+    assert_eq!(reason, Reason::Scheduled);
+    assert_eq!(next_check, renew_at);
+
+    let mut polled = World::current(10);
+    polled.plan.schedule.ari = Some(AriState {
+        // base64url of the serial byte 0x01, after a key identifier.
+        cert_id: "a2V5.AQ".into(),
+        window_start: None,
+        window_end: None,
+        renew_at: None,
+        next_poll: NOW + Duration::hours(6),
+        last_error: Some("no window".into()),
+        explanation_url: None,
+    });
+    let Action::Sleep { next_check, .. } = polled.next(Event::RenewalInfoRefreshed) else {
+        panic!("not due yet");
+    };
+    assert_eq!(
+        next_check,
+        NOW + Duration::hours(6),
+        "the ARI poll comes first"
+    );
+    assert_eq!(next_wake_up(&observed(&polled)), NOW + Duration::hours(6));
+}
+
+fn observed(world: &World) -> Observed<'_> {
+    Observed {
+        certificate: &world.certificate,
+        disk: &world.disk,
+        versions: &world.versions,
+        plan: &world.plan,
+        force: world.force,
+        acme_configured: true,
+        backoff_base: Duration::minutes(5),
+        now: NOW,
+        draw: DRAW,
+    }
+}
+
+#[test]
+fn after_a_failure_the_next_wake_up_is_the_backoff() {
+    let mut failed = World::empty();
+    failed.plan.schedule.consecutive_failures = 1;
+    failed.plan.schedule.last_failure_at = Some(NOW);
+    assert_eq!(next_wake_up(&observed(&failed)), NOW + Duration::minutes(5));
+}
+
+#[test]
+fn force_skips_the_window_never_the_cas_limits() {
+    let mut forced = World::current(10);
+    forced.force = true;
+    let mut gated = World::current(10);
+    gated.force = true;
+    gated.plan.schedule.retry_after = Some(NOW + Duration::minutes(30));
+    check(vec![
+        (
+            "forced: renew now",
+            forced,
+            Event::Started,
+            Action::LoadAccount,
+        ),
+        (
+            "forced but the CA said Retry-After",
+            gated,
+            Event::Started,
+            Action::Refuse {
+                until: NOW + Duration::minutes(30),
+                reason: Reason::RetryAfter,
+            },
+        ),
+    ]);
+}
+
+#[test]
+fn a_new_order_checks_the_account_the_profile_and_begins() {
+    let mut profiled = World::empty();
+    profiled.certificate = certificate("profile = \"shortlived\"\n");
+    check(vec![
+        (
+            "no profile: begin",
+            World::empty(),
+            Event::AccountLoaded,
+            Action::Begin,
+        ),
+        (
+            "a profile: check the directory first",
+            profiled,
+            Event::AccountLoaded,
+            Action::CheckProfile,
+        ),
+        (
+            "profile advertised",
+            World::empty(),
+            Event::ProfileChecked { available: true },
+            Action::Begin,
+        ),
+        (
+            "profile withdrawn",
+            World::empty(),
+            Event::ProfileChecked { available: false },
+            Action::Fail { restored: None },
+        ),
+        (
+            "account unreachable: no in-flight record was begun",
+            World::empty(),
+            Event::AccountFailed,
+            Action::Fail { restored: None },
+        ),
+        (
+            "begun",
+            World::empty(),
+            Event::Begun,
+            Action::Order { order_url: None },
+        ),
+    ]);
+}
+
+#[test]
+fn a_failed_order_is_kept_only_when_it_has_a_saved_key_and_may_pass() {
+    let mut with_key = inflight(Stage::Ordering, None);
+    with_key.order_url = Some(ORDER.into());
+    with_key.key_pem = Some(SecretPem::new("KEY".into()));
+    let mut without_key = with_key.clone();
+    without_key.key_pem = None;
+    check(vec![
+        (
+            "transient, with order and key",
+            World::empty().inflight(with_key.clone()),
+            Event::OrderFailed { transient: true },
+            Action::KeepOrder,
+        ),
+        (
+            "transient, no key saved yet",
+            World::empty().inflight(without_key),
+            Event::OrderFailed { transient: true },
+            Action::AbandonOrder,
+        ),
+        (
+            "permanent, with order and key",
+            World::empty().inflight(with_key),
+            Event::OrderFailed { transient: false },
+            Action::AbandonOrder,
+        ),
+        (
+            "the certificate could not be stored",
+            World::empty(),
+            Event::StageFailed,
+            Action::AbandonOrder,
+        ),
+    ]);
+}
+
+#[test]
+fn a_staged_version_is_deployed_checked_and_finished() {
+    check(vec![
+        (
+            "staged",
+            World::empty(),
+            Event::Staged { version: V2 },
+            Action::Deploy { version: V2 },
+        ),
+        (
+            "deployed",
+            World::empty(),
+            Event::Deployed { version: V2 },
+            Action::CheckServed { version: V2 },
+        ),
+        (
+            "served",
+            World::empty(),
+            Event::Served { version: V2 },
+            Action::CheckFiles { version: V2 },
+        ),
+        (
+            "files check out",
+            World::empty(),
+            Event::FilesChecked {
+                version: V2,
+                unserved_kept: false,
+            },
+            Action::MarkVerified { version: V2 },
+        ),
+        (
+            "verified",
+            World::empty(),
+            Event::Verified { version: V2 },
+            Action::Finish { version: V2 },
+        ),
+    ]);
+}
+
+#[test]
+fn failed_rollouts_roll_back_or_keep_the_version_as_configured() {
+    let mut keep = World::empty();
+    keep.certificate = certificate("on_verify_failure = \"keep\"\n");
+    let mut keep_stale = World::empty();
+    keep_stale.certificate = keep.certificate.clone();
+    assert_eq!(
+        keep.certificate.on_verify_failure,
+        OnVerifyFailure::Keep,
+        "fixture"
+    );
+    check(vec![
+        (
+            "a deploy command failed: roll back, park the version",
+            World::empty(),
+            Event::DeployFailed { version: V2 },
+            Action::RollBack {
+                version: V2,
+                rollout_only: true,
+            },
+        ),
+        (
+            "an endpoint serves an older certificate: roll back",
+            World::empty(),
+            Event::NotServed {
+                version: V2,
+                verdict: Verdict::Stale,
+            },
+            Action::RollBack {
+                version: V2,
+                rollout_only: true,
+            },
+        ),
+        (
+            "an endpoint does not answer: a rollback would not help",
+            World::empty(),
+            Event::NotServed {
+                version: V2,
+                verdict: Verdict::Unreachable,
+            },
+            Action::AcceptUnserved {
+                version: V2,
+                why: "unreachable: a rollback would not help",
+            },
+        ),
+        (
+            "on_verify_failure = keep, unreachable",
+            keep,
+            Event::NotServed {
+                version: V2,
+                verdict: Verdict::Unreachable,
+            },
+            Action::AcceptUnserved {
+                version: V2,
+                why: "on_verify_failure = \"keep\"",
+            },
+        ),
+        (
+            "on_verify_failure = keep, stale",
+            keep_stale,
+            Event::NotServed {
+                version: V2,
+                verdict: Verdict::Stale,
+            },
+            Action::AcceptUnserved {
+                version: V2,
+                why: "on_verify_failure = \"keep\"",
+            },
+        ),
+        (
+            "kept unserved: its files are still checked",
+            World::empty(),
+            Event::UnservedAccepted { version: V2 },
+            Action::CheckFiles { version: V2 },
+        ),
+        (
+            "kept unserved and the files check out: park it, count the failure",
+            World::empty(),
+            Event::FilesChecked {
+                version: V2,
+                unserved_kept: true,
+            },
+            Action::ParkUnserved { version: V2 },
+        ),
+        (
+            "the files do not check out: roll back, the version is not parked",
+            World::empty(),
+            Event::FilesFailed { version: V2 },
+            Action::RollBack {
+                version: V2,
+                rollout_only: false,
+            },
+        ),
+        (
+            "rolled back: count the failure with what was restored",
+            World::empty(),
+            Event::RolledBack { restored: Some(V1) },
+            Action::Fail { restored: Some(V1) },
+        ),
+        (
+            "nothing to restore",
+            World::empty(),
+            Event::RolledBack { restored: None },
+            Action::Fail { restored: None },
+        ),
+    ]);
+}
