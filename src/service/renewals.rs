@@ -261,8 +261,32 @@ fn until(at: OffsetDateTime, now: OffsetDateTime, minimum: Duration) -> Duration
 #[cfg(test)]
 mod tests {
     use crate::acme::RetryPolicy;
+    use crate::renew::{Clock, RandomSource};
+    use crate::store::testing::issue_valid;
+    use crate::store::{CertStore, Origin, VersionState};
 
     use super::*;
+
+    /// Wall-clock time that follows tokio's (paused) clock from `start`.
+    struct TokioClock {
+        start: OffsetDateTime,
+        at: tokio::time::Instant,
+    }
+
+    impl Clock for TokioClock {
+        fn now(&self) -> OffsetDateTime {
+            self.start + (tokio::time::Instant::now() - self.at)
+        }
+    }
+
+    /// Always the same draw.
+    struct Fixed(f64);
+
+    impl RandomSource for Fixed {
+        fn draw(&self) -> f64 {
+            self.0
+        }
+    }
 
     /// A configuration whose CA is a closed loopback port, with `certificates` as
     /// `(name, renew_before)`.
@@ -331,5 +355,94 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), tracker.wait())
             .await
             .expect("every task ends after shutdown");
+    }
+
+    /// The steps in the audit log, in order (none before the first renewal step).
+    fn audit_steps(state_dir: &std::path::Path) -> Vec<String> {
+        let Ok(text) = std::fs::read_to_string(state_dir.join("audit.jsonl")) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).unwrap();
+                event["step"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_paused_time_a_task_sleeps_until_the_wake_up_its_renewal_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &[("api", "30d")]);
+        let start = OffsetDateTime::now_utc();
+        // v0001 is current and its renewal window opens in one hour (jitter 0: the latest
+        // moment); v0002 is parked, so the due renewal rolls it out again: no CA involved.
+        // Imported, so the CA is not asked for renewal information either.
+        let store = CertStore::open(&config.state_dir).unwrap();
+        let origin = Origin {
+            created_at: start,
+            source: "imported".into(),
+        };
+        let ecdsa = &rcgen::PKCS_ECDSA_P256_SHA256;
+        let old = issue_valid(
+            &["api.test"],
+            ecdsa,
+            start - time::Duration::days(60),
+            start + time::Duration::days(30) + time::Duration::HOUR,
+        );
+        let old = store
+            .stage_pending("api", &old.key_pem, &old.fullchain, &origin)
+            .unwrap();
+        store.promote("api", old.version).unwrap();
+        let parked = issue_valid(
+            &["api.test"],
+            ecdsa,
+            start - time::Duration::days(1),
+            start + time::Duration::days(89),
+        );
+        let parked = store
+            .stage_pending("api", &parked.key_pem, &parked.fullchain, &origin)
+            .unwrap();
+        store
+            .set_state("api", parked.version, VersionState::Parked)
+            .unwrap();
+
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock {
+            start,
+            at: tokio::time::Instant::now(),
+        });
+        let factory: RenewerFactory = Arc::new(move |config| {
+            Renewer::new(config)
+                .with_clock(clock.clone())
+                .with_random(Arc::new(Fixed(0.0)))
+        });
+        let state = Arc::new(State::new());
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let mut renewals = Renewals::new(state, factory, tracker.clone(), shutdown.clone());
+        assert_eq!(renewals.apply(&config), (1, 0));
+
+        // The first attempt finds nothing due and sleeps until the window opens.
+        tokio::time::sleep(Duration::from_secs(59 * 60)).await;
+        assert_eq!(audit_steps(&config.state_dir), Vec::<String>::new());
+        assert_eq!(store.current("api").unwrap(), Some(old.version));
+
+        // The window opens at one hour: the task wakes up and rolls v0002 out.
+        tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+        for _ in 0..600 {
+            if audit_steps(&config.state_dir).last().map(String::as_str) == Some("done") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            audit_steps(&config.state_dir),
+            ["begin", "deployed", "verified", "done"]
+        );
+        assert_eq!(store.current("api").unwrap(), Some(parked.version));
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 }
