@@ -448,3 +448,6 @@ fn missing_failure(name: &str) -> RenewError {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
