@@ -263,7 +263,7 @@ mod tests {
     use crate::acme::RetryPolicy;
     use crate::renew::{Clock, RandomSource};
     use crate::store::testing::issue_valid;
-    use crate::store::{CertStore, Origin, VersionState};
+    use crate::store::{CertStore, Origin, VersionId, VersionState};
 
     use super::*;
 
@@ -370,14 +370,15 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn with_paused_time_a_task_sleeps_until_the_wake_up_its_renewal_returned() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), &[("api", "30d")]);
-        let start = OffsetDateTime::now_utc();
-        // v0001 is current and its renewal window opens in one hour (jitter 0: the latest
-        // moment); v0002 is parked, so the due renewal rolls it out again: no CA involved.
-        // Imported, so the CA is not asked for renewal information either.
+    /// A store for `api` (imported, so the CA is never asked about it) where v0001 is
+    /// current and expires `expires_in` from `start` (its window opens 30 days earlier;
+    /// jitter 0 is the latest moment) and v0002 is parked, so a due renewal rolls it out
+    /// again without a CA. Returns the store and both versions.
+    fn parked_setup(
+        config: &Config,
+        start: OffsetDateTime,
+        expires_in: time::Duration,
+    ) -> (CertStore, VersionId, VersionId) {
         let store = CertStore::open(&config.state_dir).unwrap();
         let origin = Origin {
             created_at: start,
@@ -388,7 +389,7 @@ mod tests {
             &["api.test"],
             ecdsa,
             start - time::Duration::days(60),
-            start + time::Duration::days(30) + time::Duration::HOUR,
+            start + expires_in,
         );
         let old = store
             .stage_pending("api", &old.key_pem, &old.fullchain, &origin)
@@ -406,7 +407,12 @@ mod tests {
         store
             .set_state("api", parked.version, VersionState::Parked)
             .unwrap();
+        (store, old.version, parked.version)
+    }
 
+    /// Starts the renewal tasks of `config` with a renewer whose clock follows paused
+    /// tokio time from `start` and whose draws are 0.
+    fn start_tasks(config: &Config, start: OffsetDateTime) -> (TaskTracker, CancellationToken) {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock {
             start,
             at: tokio::time::Instant::now(),
@@ -420,26 +426,71 @@ mod tests {
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let mut renewals = Renewals::new(state, factory, tracker.clone(), shutdown.clone());
-        assert_eq!(renewals.apply(&config), (1, 0));
+        assert_eq!(renewals.apply(config), (1, 0));
+        (tracker, shutdown)
+    }
+
+    /// Waits (in paused time, while the task's blocking store work runs) until the audit
+    /// log ends with `done`.
+    async fn until_done(state_dir: &std::path::Path) {
+        for _ in 0..600 {
+            if audit_steps(state_dir).last().map(String::as_str) == Some("done") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_paused_time_a_task_sleeps_until_the_wake_up_its_renewal_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &[("api", "30d")]);
+        let start = OffsetDateTime::now_utc();
+        let expires_in = time::Duration::days(30) + time::Duration::HOUR;
+        let (store, old, parked) = parked_setup(&config, start, expires_in);
+        let (tracker, shutdown) = start_tasks(&config, start);
 
         // The first attempt finds nothing due and sleeps until the window opens.
         tokio::time::sleep(Duration::from_secs(59 * 60)).await;
         assert_eq!(audit_steps(&config.state_dir), Vec::<String>::new());
-        assert_eq!(store.current("api").unwrap(), Some(old.version));
+        assert_eq!(store.current("api").unwrap(), Some(old));
 
         // The window opens at one hour: the task wakes up and rolls v0002 out.
         tokio::time::sleep(Duration::from_secs(2 * 60)).await;
-        for _ in 0..600 {
-            if audit_steps(&config.state_dir).last().map(String::as_str) == Some("done") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_done(&config.state_dir).await;
         assert_eq!(
             audit_steps(&config.state_dir),
             ["begin", "deployed", "verified", "done"]
         );
-        assert_eq!(store.current("api").unwrap(), Some(parked.version));
+        assert_eq!(store.current("api").unwrap(), Some(parked));
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_paused_time_a_certificate_locked_elsewhere_is_tried_again_after_30_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &[("api", "30d")]);
+        let start = OffsetDateTime::now_utc();
+        // Due at once: v0001's window opened a day ago.
+        let (store, _, parked) = parked_setup(&config, start, time::Duration::days(29));
+        let lock = crate::renew::RenewalLock::try_acquire(&config.state_dir, "api").unwrap();
+        let (tracker, shutdown) = start_tasks(&config, start);
+
+        // The first attempt finds the lock held; released a second later.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(lock);
+        tokio::time::sleep(Duration::from_secs(27)).await;
+        assert_eq!(
+            audit_steps(&config.state_dir),
+            Vec::<String>::new(),
+            "not retried before {MINIMUM_RETRY:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        until_done(&config.state_dir).await;
+        assert_eq!(store.current("api").unwrap(), Some(parked));
 
         shutdown.cancel();
         tracker.close();
