@@ -1,7 +1,10 @@
 //! The renewer: the only module that uses `acme`, `store` and `schedule` together.
 //!
 //! One renewal of one certificate is a staged lifecycle, each stage persisted by the store
-//! before the next begins, so a crash anywhere resumes instead of ordering twice:
+//! before the next begins, so a crash anywhere resumes instead of ordering twice. The
+//! sequence is decided by a pure state machine (`next_action`: observed state and the last
+//! action's result in, next action out) and performed by its driver
+//! (`lifecycle/driver.rs`); [`Renewer::attempt`] also says when to look again:
 //!
 //! ```text
 //!   recover in-flight record (store::recover)

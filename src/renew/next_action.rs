@@ -64,6 +64,17 @@ pub(crate) enum Event {
     },
     /// A new in-flight record was begun.
     Begun,
+    /// The recorded order can still deliver a certificate.
+    RecordedOrderUsable {
+        /// The CA already finalized it.
+        finalized: bool,
+    },
+    /// The recorded order cannot deliver a certificate (invalid, expired).
+    RecordedOrderUnusable,
+    /// The order (recorded in the in-flight record) is validated and waits for the CSR.
+    OrderReady,
+    /// The new key is saved in the in-flight record.
+    KeySaved,
     /// `version` is stored and recorded as pending.
     Staged {
         /// The new version.
@@ -182,11 +193,25 @@ pub(crate) enum Action {
     CheckProfile,
     /// Begin the in-flight record of a new renewal.
     Begin,
-    /// Obtain the certificate (resuming `order_url` when given), store and record it as
-    /// pending.
-    Order {
-        /// The recorded order to resume.
-        order_url: Option<String>,
+    /// Ask the CA whether the recorded order can still deliver.
+    ResumeOrder {
+        /// The recorded order.
+        order_url: String,
+    },
+    /// Audit that the recorded order is resumed.
+    RecordResumed {
+        /// The CA already finalized it.
+        finalized: bool,
+    },
+    /// Place a new order, record its URL, validate it (challenges).
+    PlaceOrder,
+    /// Generate the new key and save it in the in-flight record before any CSR leaves.
+    SaveKey,
+    /// Finalize the order with the saved key (unless the CA already did), download the
+    /// chain, store it and record it as pending.
+    Finalize {
+        /// The recorded order.
+        order_url: String,
     },
     /// Keep the order and its saved key for the next attempt; count the failure. Final.
     KeepOrder,
@@ -274,7 +299,10 @@ pub(crate) fn next_action(observed: &Observed<'_>, event: &Event) -> Action {
         Event::JitterSaved => ask_ca_or_decide(observed),
         Event::RenewalInfoRefreshed => decide_when(observed),
         Event::AccountLoaded => match recover(observed.disk).next {
-            NextStep::ResumeOrder { order_url } => Action::Order { order_url },
+            NextStep::ResumeOrder {
+                order_url: Some(order_url),
+            } => Action::ResumeOrder { order_url },
+            NextStep::ResumeOrder { order_url: None } => Action::PlaceOrder,
             _ if observed.certificate.profile.is_some() => Action::CheckProfile,
             _ => Action::Begin,
         },
@@ -282,15 +310,31 @@ pub(crate) fn next_action(observed: &Observed<'_>, event: &Event) -> Action {
         Event::AccountFailed | Event::ProfileChecked { available: false } => {
             Action::Fail { restored: None }
         }
-        Event::Begun => Action::Order { order_url: None },
+        Event::Begun | Event::RecordedOrderUnusable => Action::PlaceOrder,
+        Event::RecordedOrderUsable { finalized } => {
+            if *finalized && !key_saved(observed) {
+                // Only a record written before keys were saved gets here: the certificate
+                // is for a key we do not have.
+                Action::PlaceOrder
+            } else {
+                Action::RecordResumed {
+                    finalized: *finalized,
+                }
+            }
+        }
+        Event::OrderReady => match recorded_order(observed) {
+            Some(order_url) if key_saved(observed) => Action::Finalize { order_url },
+            Some(_) => Action::SaveKey,
+            None => Action::PlaceOrder,
+        },
+        Event::KeySaved => match recorded_order(observed) {
+            Some(order_url) => Action::Finalize { order_url },
+            None => Action::PlaceOrder,
+        },
         Event::OrderFailed { transient } => {
             // From the moment the order has a saved key, a failure that may pass resumes
             // that order next time instead of spending another one.
-            let finalizable = observed
-                .disk
-                .inflight
-                .as_ref()
-                .is_some_and(|record| record.order_url.is_some() && record.key_pem.is_some());
+            let finalizable = recorded_order(observed).is_some() && key_saved(observed);
             if *transient && finalizable {
                 Action::KeepOrder
             } else {
@@ -351,6 +395,20 @@ pub(crate) fn next_action(observed: &Observed<'_>, event: &Event) -> Action {
 pub(crate) fn next_wake_up(observed: &Observed<'_>) -> OffsetDateTime {
     let decision = decision(observed);
     next_check(&decision, observed)
+}
+
+/// The order URL in the in-flight record.
+fn recorded_order(observed: &Observed<'_>) -> Option<String> {
+    observed.disk.inflight.as_ref()?.order_url.clone()
+}
+
+/// Whether the in-flight record holds the key the order is finalized with.
+fn key_saved(observed: &Observed<'_>) -> bool {
+    observed
+        .disk
+        .inflight
+        .as_ref()
+        .is_some_and(|record| record.key_pem.is_some())
 }
 
 /// Where an interrupted renewal picks up after the clean-up.

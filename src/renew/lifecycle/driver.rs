@@ -6,7 +6,7 @@
 //! comes from its injected random source.
 
 use super::Run;
-use crate::acme::{AcmeAccount, IssueRequest};
+use crate::acme::{AcmeAccount, AcmeError, OrderProgress};
 use crate::config::model::CertificateConfig;
 use crate::renew::next_action::{Action, Event, Observed, next_action, next_wake_up};
 use crate::renew::served::ServedError;
@@ -219,9 +219,43 @@ impl Run<'_> {
                 self.record(Step::Begin, None, None, None);
                 Event::Begun
             }
-            Action::Order { order_url } => {
+            Action::ResumeOrder { order_url } => {
                 let account = self.account_of(progress).await?;
-                self.order(&account, order_url, progress).await?
+                let request = self.issue_request(&account);
+                match self
+                    .check_recorded_order(&account, &request, &order_url)
+                    .await
+                {
+                    Ok(None) => Event::RecordedOrderUnusable,
+                    Ok(Some(progress)) => Event::RecordedOrderUsable {
+                        finalized: progress == OrderProgress::Finalized,
+                    },
+                    Err(source) => order_failed(progress, name, source),
+                }
+            }
+            Action::RecordResumed { finalized } => {
+                self.record_resumed(finalized);
+                Event::OrderReady
+            }
+            Action::PlaceOrder => {
+                let account = self.account_of(progress).await?;
+                let request = self.issue_request(&account);
+                match self.place_and_validate(&account, &request).await {
+                    Ok(()) => Event::OrderReady,
+                    Err(source) => order_failed(progress, name, source),
+                }
+            }
+            Action::SaveKey => {
+                let account = self.account_of(progress).await?;
+                match self.save_new_key(&self.issue_request(&account)).await {
+                    Ok(()) => Event::KeySaved,
+                    Err(source) => order_failed(progress, name, source),
+                }
+            }
+            Action::Finalize { order_url } => {
+                let account = self.account_of(progress).await?;
+                self.finalize_and_stage(&account, &order_url, progress)
+                    .await?
             }
             Action::KeepOrder => {
                 let error = failure(progress, name);
@@ -313,39 +347,30 @@ impl Run<'_> {
         Ok(account)
     }
 
-    /// Obtains the certificate (resuming `order_url`), stores it and records it as pending.
-    async fn order(
+    /// Finalizes the order at `order_url` and downloads the chain, stores it and records
+    /// it as pending.
+    async fn finalize_and_stage(
         &self,
         account: &AcmeAccount,
-        order_url: Option<String>,
+        order_url: &str,
         progress: &mut Progress,
     ) -> Result<Event, RenewError> {
         let name = self.name();
-        let request = IssueRequest {
-            names: self.certificate.identifiers.clone(),
-            key: self.certificate.key,
-            challenge: self.certificate.challenge.clone(),
-            profile: self.certificate.profile.clone(),
-            replaces: self.replaces(account),
-        };
-        let issued = match self.obtain(account, &request, order_url).await {
+        let request = self.issue_request(account);
+        let (key_pem, cert_chain_pem) = match self
+            .finalize_and_download(account, &request, order_url)
+            .await
+        {
             Ok(issued) => issued,
-            Err(source) => {
-                let transient = source.is_transient();
-                progress.failure = Some(RenewError::Acme {
-                    name: name.to_owned(),
-                    source,
-                });
-                return Ok(Event::OrderFailed { transient });
-            }
+            Err(source) => return Ok(order_failed(progress, name, source)),
         };
         let origin = Origin {
             created_at: self.event_time(),
             source: account.directory().to_owned(),
         };
-        let staged =
-            self.store
-                .stage_pending(name, &issued.key_pem, &issued.cert_chain_pem, &origin);
+        let staged = self
+            .store
+            .stage_pending(name, key_pem.expose(), &cert_chain_pem, &origin);
         let meta = match staged {
             Ok(meta) => meta,
             Err(source) => {
@@ -425,6 +450,17 @@ impl Run<'_> {
             unserved_kept: progress.kept_unserved.is_some(),
         })
     }
+}
+
+/// Holds the CA's `source` as the renewal's failure; whether the order is kept is the
+/// state machine's decision.
+fn order_failed(progress: &mut Progress, name: &str, source: AcmeError) -> Event {
+    let transient = source.is_transient();
+    progress.failure = Some(RenewError::Acme {
+        name: name.to_owned(),
+        source,
+    });
+    Event::OrderFailed { transient }
 }
 
 /// The failure an earlier action met. The state machine only ends a renewal with a failure

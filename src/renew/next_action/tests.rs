@@ -198,23 +198,61 @@ fn every_crash_point_resumes_with_the_step_it_was_interrupted_before() {
             "after begin, account loaded: a new order",
             World::empty().inflight(inflight(Stage::Ordering, None)),
             Event::AccountLoaded,
-            Action::Order { order_url: None },
+            Action::PlaceOrder,
         ),
         (
             "after the order was recorded: resume it, never order again",
             World::empty().inflight(with_url.clone()),
             Event::AccountLoaded,
-            Action::Order {
-                order_url: Some(ORDER.into()),
+            Action::ResumeOrder {
+                order_url: ORDER.into(),
             },
         ),
         (
-            "after the key was saved: resume the order (the driver pairs the saved key)",
-            World::empty().inflight(with_key),
+            "after the key was saved: resume the order",
+            World::empty().inflight(with_key.clone()),
             Event::AccountLoaded,
-            Action::Order {
-                order_url: Some(ORDER.into()),
+            Action::ResumeOrder {
+                order_url: ORDER.into(),
             },
+        ),
+        (
+            "the recorded order still validates, no key yet: save one",
+            World::empty().inflight(with_url.clone()),
+            Event::OrderReady,
+            Action::SaveKey,
+        ),
+        (
+            "the recorded order with its saved key: finalize with that key",
+            World::empty().inflight(with_key.clone()),
+            Event::OrderReady,
+            Action::Finalize {
+                order_url: ORDER.into(),
+            },
+        ),
+        (
+            "finalized by the CA, the key saved: resume it (download, pair the key)",
+            World::empty().inflight(with_key),
+            Event::RecordedOrderUsable { finalized: true },
+            Action::RecordResumed { finalized: true },
+        ),
+        (
+            "finalized by the CA with a key that was never saved: order anew",
+            World::empty().inflight(with_url.clone()),
+            Event::RecordedOrderUsable { finalized: true },
+            Action::PlaceOrder,
+        ),
+        (
+            "ready, not finalized: resume it",
+            World::empty().inflight(with_url.clone()),
+            Event::RecordedOrderUsable { finalized: false },
+            Action::RecordResumed { finalized: false },
+        ),
+        (
+            "the recorded order expired or became invalid: order anew",
+            World::empty().inflight(with_url),
+            Event::RecordedOrderUnusable,
+            Action::PlaceOrder,
         ),
         (
             "after stage_pending, before advance: adopt the stored version",

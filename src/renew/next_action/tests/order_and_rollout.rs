@@ -38,11 +38,30 @@ fn a_new_order_checks_the_account_the_profile_and_begins() {
             Event::AccountFailed,
             Action::Fail { restored: None },
         ),
+        ("begun", World::empty(), Event::Begun, Action::PlaceOrder),
+    ]);
+}
+
+#[test]
+fn a_placed_order_gets_a_saved_key_before_it_is_finalized() {
+    let mut placed = inflight(Stage::Ordering, None);
+    placed.order_url = Some(ORDER.into());
+    let mut keyed = placed.clone();
+    keyed.key_pem = Some(SecretPem::new("KEY".into()));
+    check(vec![
         (
-            "begun",
-            World::empty(),
-            Event::Begun,
-            Action::Order { order_url: None },
+            "placed and validated: save the key first",
+            World::empty().inflight(placed),
+            Event::OrderReady,
+            Action::SaveKey,
+        ),
+        (
+            "key saved: finalize",
+            World::empty().inflight(keyed),
+            Event::KeySaved,
+            Action::Finalize {
+                order_url: ORDER.into(),
+            },
         ),
     ]);
 }
