@@ -1,22 +1,19 @@
-//! The renewer's side of ACME Renewal Information and profiles: asks the CA for the
-//! current certificate's suggested window when a poll is due and persists the answer with
-//! the jitter draw (the decision itself stays in `schedule::plan`), picks the `replaces`
-//! identifier for a new order, refuses a profile the CA does not advertise, and reports
-//! what it knows about the CA ([`CaFacts`]).
+//! The renewer's side of ACME Renewal Information and profiles: reads the current
+//! certificate's ARI identifier, asks the CA for its suggested window and persists the
+//! state (when to ask, and what the answer means, are `next_action`'s decisions), picks the
+//! `replaces` identifier for a new order, refuses a profile the CA does not advertise, and
+//! reports what it knows about the CA ([`CaFacts`]).
 
 use std::collections::BTreeMap;
-
-use time::OffsetDateTime;
 
 use crate::acme::{
     AcmeAccount, AcmeError, DirectoryFacts, ari_certificate_id, refresh_directory, renewal_info,
 };
 use crate::renew::lifecycle::Run;
-use crate::renew::status::PlanFacts;
+use crate::renew::next_action::Event;
 use crate::renew::{RenewError, Renewer};
-use crate::schedule::ari::{AriAnswer, AriState, absorb};
+use crate::schedule::ari::{AriAnswer, AriState};
 use crate::schedule::plan::SuggestedWindow;
-use crate::schedule::state;
 use crate::store::StoreError;
 use crate::store::metadata::VersionMetadata;
 
@@ -58,90 +55,30 @@ impl Renewer {
 }
 
 impl Run<'_> {
-    /// Asks the CA for renewal information about the current certificate when a poll is
-    /// due at `now`, and persists the answer in `schedule.json`. The decision itself is the
-    /// state machine's (`next_action`).
-    pub(super) async fn refresh_renewal_info(&self, now: OffsetDateTime) -> Result<(), RenewError> {
-        let name = &self.certificate.name;
-        let facts = {
-            let (store, name) = (self.store.clone(), name.clone());
-            off_runtime(move || PlanFacts::read(&store, &name))
-                .await
-                .map_err(|e| self.store_error(e))?
-        };
-        let Some(meta) = &facts.current else {
-            return Ok(());
-        };
-        let Some(ari) = self
-            .poll_renewal_info(meta, facts.schedule.ari.as_ref(), now)
-            .await
-        else {
-            return Ok(());
-        };
-        let mut schedule = facts.schedule.clone();
-        schedule.ari = ari;
-        if schedule == facts.schedule {
-            return Ok(());
-        }
-        let path = self
-            .store
-            .schedule_path(name)
-            .map_err(|e| self.store_error(e))?;
-        // The save fsyncs: keep it off the async workers.
-        off_runtime(move || state::save(&path, &schedule))
-            .await
-            .map_err(|e| self.store_error(e))
-    }
-
-    /// The new ARI state when the CA was asked (`Some(None)`: the CA does not offer ARI
-    /// for this certificate), `None` when nothing changed. Errors become a state that asks
-    /// again later; they never fail the renewal.
-    async fn poll_renewal_info(
-        &self,
-        meta: &VersionMetadata,
-        previous: Option<&AriState>,
-        now: OffsetDateTime,
-    ) -> Option<Option<AriState>> {
-        let acme = self.renewer.acme.as_ref()?;
-        if meta.source != acme.directory {
-            // Imported, or issued by another CA: this CA cannot know it.
-            return previous.map(|_| None);
-        }
-        let cert_id = match self.current_ari_id_off_runtime(meta).await {
-            Ok(cert_id) => cert_id,
-            Err(error) => {
-                tracing::warn!(%error, "no ARI identifier for the current certificate");
-                return None;
-            }
-        };
-        // RFC 9773 section 4.3: no renewal information about an expired certificate.
-        if meta.not_after <= now || !AriState::poll_due(previous, &cert_id, now) {
-            return None;
-        }
+    /// Asks the CA for renewal information about `cert_id`. Every failure is an answer
+    /// (`Err` with why), so the state machine asks again later; none fails the renewal.
+    pub(super) async fn ask_renewal_info(&self, cert_id: &str) -> Event {
         let account = match self.load_account().await {
             Ok(account) => account,
             Err(error) => {
                 // Asked again in six hours rather than at the (maybe distant) renewal.
                 tracing::warn!(%error, "cannot ask the CA for renewal information");
-                let message = format!("cannot reach the ACME account: {error}");
-                return Some(Some(absorb(
-                    previous,
-                    &cert_id,
-                    Err(message),
-                    now,
-                    self.renewer.random.draw(),
-                )));
+                return Event::RenewalInfo {
+                    cert_id: cert_id.to_owned(),
+                    answer: Err(format!("cannot reach the ACME account: {error}")),
+                    explanation_url: None,
+                };
             }
         };
         if fresh_directory(&account).await.renewal_info.is_none() {
-            return Some(None);
+            return Event::RenewalInfoUnsupported;
         }
-        let fetched = renewal_info(&account, &cert_id).await;
+        let fetched = renewal_info(&account, cert_id).await;
         let explanation_url = fetched
             .as_ref()
             .ok()
             .and_then(|info| info.explanation_url.clone());
-        let fetched = fetched
+        let answer = fetched
             .map(|info| AriAnswer {
                 window: SuggestedWindow {
                     start: info.window_start,
@@ -150,22 +87,29 @@ impl Run<'_> {
                 retry_after: info.retry_after,
             })
             .map_err(|error| error.to_string());
-        let answered = fetched.is_ok();
-        let mut state = absorb(previous, &cert_id, fetched, now, self.renewer.random.draw());
-        if answered {
-            state.explanation_url = explanation_url;
+        Event::RenewalInfo {
+            cert_id: cert_id.to_owned(),
+            answer,
+            explanation_url,
         }
-        tracing::info!(
-            cert_id,
-            window_start = ?state.window_start,
-            window_end = ?state.window_end,
-            renew_at = ?state.renew_at,
-            next_poll = %state.next_poll,
-            error = state.last_error.as_deref(),
-            explanation_url = state.explanation_url.as_deref(),
-            "renewal information"
-        );
-        Some(Some(state))
+    }
+
+    /// Persists `state` as the certificate's renewal information state.
+    pub(super) fn save_renewal_info(&self, state: Option<AriState>) -> Result<(), RenewError> {
+        if let Some(state) = &state {
+            tracing::info!(
+                cert_id = state.cert_id,
+                window_start = ?state.window_start,
+                window_end = ?state.window_end,
+                renew_at = ?state.renew_at,
+                next_poll = %state.next_poll,
+                error = state.last_error.as_deref(),
+                explanation_url = state.explanation_url.as_deref(),
+                "renewal information"
+            );
+        }
+        self.update_schedule(|schedule, _| schedule.ari = state)
+            .map_err(|e| self.store_error(e))
     }
 
     /// The ARI identifier of the current certificate to send as `replaces`, when the CA
@@ -212,29 +156,8 @@ impl Run<'_> {
         })
     }
 
-    /// [`Self::current_ari_id`], reading the certificate file on a blocking thread.
-    async fn current_ari_id_off_runtime(
-        &self,
-        meta: &VersionMetadata,
-    ) -> Result<String, RenewError> {
-        let name = &self.certificate.name;
-        let files = self
-            .store
-            .files(name, meta.version)
-            .map_err(|e| self.store_error(e))?;
-        let path = files.cert.clone();
-        let pem = off_runtime(move || {
-            std::fs::read_to_string(&path).map_err(|e| StoreError::io("read", &path, e))
-        })
-        .await
-        .map_err(|e| self.store_error(e))?;
-        ari_certificate_id(&pem).map_err(|source| RenewError::Acme {
-            name: name.clone(),
-            source,
-        })
-    }
-
-    fn current_ari_id(&self, meta: &VersionMetadata) -> Result<String, RenewError> {
+    /// The ARI identifier of the current certificate `meta` describes.
+    pub(super) fn current_ari_id(&self, meta: &VersionMetadata) -> Result<String, RenewError> {
         let name = &self.certificate.name;
         let files = self
             .store
@@ -246,22 +169,6 @@ impl Run<'_> {
             name: name.clone(),
             source,
         })
-    }
-}
-
-/// Runs store work (reads, fsync'd writes) on a blocking thread, so a slow disk never
-/// stalls the async workers. A panic inside is passed on.
-async fn off_runtime<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result,
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        Err(error) => Err(StoreError::io(
-            "run store work",
-            "",
-            std::io::Error::other(error.to_string()),
-        )),
     }
 }
 

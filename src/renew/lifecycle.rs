@@ -19,13 +19,14 @@ use crate::store::{
 mod account;
 mod driver;
 mod failure;
+mod observe;
 mod obtain;
 mod reroll;
 mod rollback;
 mod served_step;
 
 pub(crate) use account::AccountCache;
-pub(crate) use driver::wake_up;
+pub(crate) use observe::wake_up;
 pub(crate) use reroll::reusable_version;
 
 /// One renewal (or rollback) of one certificate at one moment.

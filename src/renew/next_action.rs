@@ -10,12 +10,14 @@
 use time::{Duration, OffsetDateTime};
 
 use crate::config::model::{CertificateConfig, OnVerifyFailure};
-use crate::renew::lifecycle::reusable_version;
 use crate::renew::served::Verdict;
-use crate::renew::status::{PlanFacts, applicable_ari, decide};
-use crate::schedule::plan::{Decision, Reason, Rule, ca_gate};
-use crate::store::metadata::parse_key_type;
+use crate::renew::status::PlanFacts;
+use crate::schedule::ari::{AriAnswer, AriState};
+use crate::schedule::plan::{Reason, Rule};
 use crate::store::{DiskState, HookProcess, NextStep, VersionId, VersionMetadata, recover};
+use planning::{absorb_answer, ask_ca_or_decide, ca_refusal, decide_when, when_idle};
+
+pub(crate) use planning::next_wake_up;
 
 /// What the driver observed just before asking for the next action.
 #[derive(Debug, Clone, Copy)]
@@ -30,8 +32,11 @@ pub(crate) struct Observed<'a> {
     pub(crate) plan: &'a PlanFacts,
     /// `--force`: skip the renewal window and the backoff, never the CA's limits.
     pub(crate) force: bool,
-    /// Whether an ACME CA is configured that could answer renewal information requests.
-    pub(crate) acme_configured: bool,
+    /// The configured ACME directory, the CA renewal information is asked of.
+    pub(crate) directory: Option<&'a str>,
+    /// The ARI identifier of the current certificate, when it came from that CA and the
+    /// identifier could be read.
+    pub(crate) current_ari_id: Option<&'a str>,
     /// The first retry delay after a failed renewal.
     pub(crate) backoff_base: Duration,
     /// The moment of this event, from the driver's clock.
@@ -51,8 +56,19 @@ pub(crate) enum Event {
     Abandoned,
     /// The jitter draw for the current certificate was persisted.
     JitterSaved,
-    /// The CA's renewal information was asked for when due and persisted.
-    RenewalInfoRefreshed,
+    /// The CA answered a renewal information request (`Err`: no usable answer, why).
+    RenewalInfo {
+        /// The identifier asked about.
+        cert_id: String,
+        /// The answer.
+        answer: Result<AriAnswer, String>,
+        /// The page the CA linked to explain its window.
+        explanation_url: Option<String>,
+    },
+    /// The CA's directory does not offer renewal information.
+    RenewalInfoUnsupported,
+    /// The renewal information state was persisted.
+    RenewalInfoSaved,
     /// The ACME account is loaded.
     AccountLoaded,
     /// The ACME account could not be loaded (audited; the driver holds the error).
@@ -167,8 +183,17 @@ pub(crate) enum Action {
         /// The draw.
         value: f64,
     },
-    /// Ask the CA for renewal information when a poll is due, persist the answer.
-    RefreshRenewalInfo,
+    /// Ask the CA for renewal information about the current certificate.
+    PollRenewalInfo {
+        /// Its ARI identifier.
+        cert_id: String,
+    },
+    /// Persist the renewal information state (`None`: forget it, the CA cannot know this
+    /// certificate or offers no renewal information).
+    SaveRenewalInfo {
+        /// The new state.
+        state: Option<AriState>,
+    },
     /// Not due: look again at `next_check`. Final.
     Sleep {
         /// When the renewal is planned.
@@ -297,7 +322,17 @@ pub(crate) fn next_action(observed: &Observed<'_>, event: &Event) -> Action {
         Event::CleanedUp => resume(observed, recover(observed.disk).next),
         Event::Abandoned => when_idle(observed),
         Event::JitterSaved => ask_ca_or_decide(observed),
-        Event::RenewalInfoRefreshed => decide_when(observed),
+        Event::RenewalInfo {
+            cert_id,
+            answer,
+            explanation_url,
+        } => absorb_answer(observed, cert_id, answer, explanation_url),
+        // Nothing to forget: nothing to write.
+        Event::RenewalInfoUnsupported if observed.plan.schedule.ari.is_none() => {
+            decide_when(observed)
+        }
+        Event::RenewalInfoUnsupported => Action::SaveRenewalInfo { state: None },
+        Event::RenewalInfoSaved => decide_when(observed),
         Event::AccountLoaded => match recover(observed.disk).next {
             NextStep::ResumeOrder {
                 order_url: Some(order_url),
@@ -390,13 +425,6 @@ pub(crate) fn next_action(observed: &Observed<'_>, event: &Event) -> Action {
     }
 }
 
-/// When the certificate should be looked at again after a renewal that ended: the planned
-/// renewal (after a failure, the backoff), or the next ARI poll when that comes first.
-pub(crate) fn next_wake_up(observed: &Observed<'_>) -> OffsetDateTime {
-    let decision = decision(observed);
-    next_check(&decision, observed)
-}
-
 /// The order URL in the in-flight record.
 fn recorded_order(observed: &Observed<'_>) -> Option<String> {
     observed.disk.inflight.as_ref()?.order_url.clone()
@@ -426,113 +454,6 @@ fn resume(observed: &Observed<'_>, next: NextStep) -> Action {
     }
 }
 
-/// No renewal in flight: with `--force`, renew unless the CA's limits forbid it; otherwise
-/// draw the jitter once per certificate, ask the CA when a poll is due, then plan.
-fn when_idle(observed: &Observed<'_>) -> Action {
-    if observed.force {
-        return ca_refusal(observed).unwrap_or_else(|| renew_now(observed));
-    }
-    let plan = observed.plan;
-    match &plan.current {
-        Some(meta)
-            if plan
-                .schedule
-                .jitter
-                .as_ref()
-                .is_none_or(|draw| draw.serial != meta.serial) =>
-        {
-            Action::SaveJitter {
-                serial: meta.serial.clone(),
-                value: observed.draw,
-            }
-        }
-        _ => ask_ca_or_decide(observed),
-    }
-}
-
-/// Renewal information is asked for about a current certificate only.
-fn ask_ca_or_decide(observed: &Observed<'_>) -> Action {
-    if observed.acme_configured && observed.plan.current.is_some() {
-        Action::RefreshRenewalInfo
-    } else {
-        decide_when(observed)
-    }
-}
-
-/// Sleep until the planned renewal, or renew now.
-fn decide_when(observed: &Observed<'_>) -> Action {
-    let decision = decision(observed);
-    if decision.renew_at > observed.now {
-        Action::Sleep {
-            renew_at: decision.renew_at,
-            reason: decision.reason,
-            rule: decision.rule,
-            next_check: next_check(&decision, observed),
-        }
-    } else {
-        renew_now(observed)
-    }
-}
-
-/// A due renewal: roll a parked version out again (every order spends the CA's
-/// duplicate-certificate limit), or order. The account comes first, so an unreachable CA
-/// leaves no in-flight record behind.
-fn renew_now(observed: &Observed<'_>) -> Action {
-    match parked_version(observed) {
-        Some(version) => Action::Reroll { version },
-        None => Action::LoadAccount,
-    }
-}
-
-fn parked_version(observed: &Observed<'_>) -> Option<VersionId> {
-    // A key algorithm without a stored key type matches no stored version.
-    let wanted_key_type = parse_key_type(observed.certificate.key.as_str())?;
-    reusable_version(
-        observed.versions,
-        observed.disk.current,
-        observed.now,
-        &observed.certificate.dns_names(),
-        wanted_key_type,
-    )
-}
-
-/// The CA's Retry-After or failed-authorization limit, when either forbids an attempt now.
-fn ca_refusal(observed: &Observed<'_>) -> Option<Action> {
-    let gate = ca_gate(
-        observed.now,
-        &observed.plan.schedule,
-        &observed.certificate.dns_names(),
-    )?;
-    Some(Action::Refuse {
-        until: gate.until,
-        reason: gate.reason,
-    })
-}
-
-fn decision(observed: &Observed<'_>) -> Decision {
-    let plan = observed.plan;
-    decide(
-        observed.certificate,
-        plan,
-        observed.now,
-        plan.stored_jitter(),
-        observed.backoff_base,
-    )
-}
-
-/// The planned renewal, or the next ARI poll about the current certificate when that comes
-/// first.
-fn next_check(decision: &Decision, observed: &Observed<'_>) -> OffsetDateTime {
-    let plan = observed.plan;
-    let ari = plan
-        .current
-        .as_ref()
-        .and_then(|meta| applicable_ari(&plan.schedule, meta));
-    match ari {
-        Some(ari) => decision.renew_at.min(ari.next_poll),
-        None => decision.renew_at,
-    }
-}
-
+mod planning;
 #[cfg(test)]
 mod tests;

@@ -179,6 +179,8 @@ async fn certificate_loop(
         let attempt = renewer
             .attempt(&name, RenewOptions::default(), renewer.now())
             .await;
+        // Status first: a scrape that sees the outcome's counter sees what it left too.
+        refresh(&renewer, &name, &state).await;
         let minimum = match &attempt.result {
             Ok(RenewOutcome::Renewed {
                 version, serial, ..
@@ -208,7 +210,6 @@ async fn certificate_loop(
                 MINIMUM_RETRY.min(renewer.backoff_base())
             }
         };
-        refresh(&renewer, &name, &state).await;
         // The renewal said when to look again; the loop does not decide a second time.
         let wait = match attempt.next_check {
             Some(at) => until(at, renewer.now(), minimum),

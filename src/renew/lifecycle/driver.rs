@@ -5,19 +5,14 @@
 //! failure record) with the renewer's injected clock as it happens, and each random draw
 //! comes from its injected random source.
 
+use time::OffsetDateTime;
+
 use super::Run;
 use crate::acme::{AcmeAccount, AcmeError, OrderProgress};
-use crate::config::model::CertificateConfig;
-use crate::renew::next_action::{Action, Event, Observed, next_action, next_wake_up};
+use crate::renew::next_action::{Action, Event, next_action};
 use crate::renew::served::ServedError;
-use crate::renew::status::PlanFacts;
-use crate::renew::{RenewError, RenewOutcome, Renewer};
-use crate::store::{
-    CertStore, DiskState, Origin, Stage, Step, StoreError, VersionId, VersionMetadata,
-    check_version,
-};
-
-use time::OffsetDateTime;
+use crate::renew::{RenewError, RenewOutcome};
+use crate::store::{Origin, Stage, Step, StoreError, VersionId, check_version};
 
 /// What one renewal carries from one action to the next besides the store: the account,
 /// and the failure an action met, until the state machine decides how it ends.
@@ -38,46 +33,6 @@ enum Flow {
     Ended(RenewOutcome),
 }
 
-/// What the driver read from the store for one decision.
-struct Snapshot {
-    disk: DiskState,
-    versions: Vec<VersionMetadata>,
-    plan: PlanFacts,
-}
-
-impl Snapshot {
-    fn read(store: &CertStore, name: &str) -> Result<Snapshot, StoreError> {
-        Ok(Snapshot {
-            disk: store.disk_state(name)?,
-            versions: store.versions(name)?,
-            plan: PlanFacts::read(store, name)?,
-        })
-    }
-}
-
-/// When `renewer` should look at `certificate` again at `now`, from the store as the last
-/// renewal left it: the planned renewal (the backoff after a failure) or the next ARI poll.
-pub(crate) fn wake_up(
-    renewer: &Renewer,
-    certificate: &CertificateConfig,
-    now: OffsetDateTime,
-) -> Result<OffsetDateTime, StoreError> {
-    let store = CertStore::open(&renewer.state_dir)?;
-    let snapshot = Snapshot::read(&store, &certificate.name)?;
-    Ok(next_wake_up(&Observed {
-        certificate,
-        disk: &snapshot.disk,
-        versions: &snapshot.versions,
-        plan: &snapshot.plan,
-        force: false,
-        acme_configured: renewer.acme.is_some(),
-        backoff_base: renewer.backoff_base,
-        now,
-        // Planning draws nothing: the jitter is the one persisted.
-        draw: 0.0,
-    }))
-}
-
 impl Run<'_> {
     /// Resumes whatever was in flight, then renews if due (or `force`).
     pub(crate) async fn renew(self, force: bool) -> Result<RenewOutcome, RenewError> {
@@ -96,30 +51,6 @@ impl Run<'_> {
                 Flow::Next(next) => event = next,
                 Flow::Ended(outcome) => return Ok(outcome),
             }
-        }
-    }
-
-    /// Reads the certificate's state from the store.
-    fn observe(&self) -> Result<Snapshot, RenewError> {
-        Snapshot::read(&self.store, self.name()).map_err(|e| self.store_error(e))
-    }
-
-    fn observed<'s>(
-        &'s self,
-        snapshot: &'s Snapshot,
-        force: bool,
-        now: OffsetDateTime,
-    ) -> Observed<'s> {
-        Observed {
-            certificate: self.certificate,
-            disk: &snapshot.disk,
-            versions: &snapshot.versions,
-            plan: &snapshot.plan,
-            force,
-            acme_configured: self.renewer.acme.is_some(),
-            backoff_base: self.renewer.backoff_base,
-            now,
-            draw: self.renewer.random.draw(),
         }
     }
 
@@ -151,9 +82,10 @@ impl Run<'_> {
                 .map_err(|e| self.store_error(e))?;
                 Event::JitterSaved
             }
-            Action::RefreshRenewalInfo => {
-                self.refresh_renewal_info(now).await?;
-                Event::RenewalInfoRefreshed
+            Action::PollRenewalInfo { cert_id } => self.ask_renewal_info(&cert_id).await,
+            Action::SaveRenewalInfo { state } => {
+                self.save_renewal_info(state)?;
+                Event::RenewalInfoSaved
             }
             Action::Sleep {
                 renew_at,

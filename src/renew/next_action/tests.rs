@@ -14,6 +14,9 @@ use crate::store::{Inflight, SecretPem, Stage, VersionState};
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 const DRAW: f64 = 0.25;
 const ORDER: &str = "https://ca.test/order/1";
+const DIRECTORY: &str = "https://127.0.0.1:9/dir";
+/// The ARI identifier of serial 01: base64url of the serial byte after a key identifier.
+const CERT_ID: &str = "a2V5.AQ";
 
 /// Everything the state machine observes, owned, with a certificate `api` for
 /// `api.example` (ECDSA P-256, renewed 30 days before expiry).
@@ -23,6 +26,8 @@ struct World {
     disk: DiskState,
     versions: Vec<VersionMetadata>,
     plan: PlanFacts,
+    /// The current certificate's ARI identifier, as the driver read it.
+    ari_id: Option<String>,
     force: bool,
 }
 
@@ -75,6 +80,7 @@ impl World {
                 current: None,
                 schedule: ScheduleState::default(),
             },
+            ari_id: None,
             force: false,
         }
     }
@@ -89,6 +95,7 @@ impl World {
             serial: "01".into(),
             value: 0.0,
         });
+        world.ari_id = Some(CERT_ID.into());
         world
     }
 
@@ -103,20 +110,7 @@ impl World {
     }
 
     fn next(&self, event: Event) -> Action {
-        next_action(
-            &Observed {
-                certificate: &self.certificate,
-                disk: &self.disk,
-                versions: &self.versions,
-                plan: &self.plan,
-                force: self.force,
-                acme_configured: true,
-                backoff_base: Duration::minutes(5),
-                now: NOW,
-                draw: DRAW,
-            },
-            &event,
-        )
+        next_action(&observed(self), &event)
     }
 }
 
@@ -139,234 +133,6 @@ const V1: VersionId = VersionId(1);
 const V2: VersionId = VersionId(2);
 
 #[test]
-fn every_crash_point_resumes_with_the_step_it_was_interrupted_before() {
-    // A pending version newer than current, stored before the record said so.
-    let mut orphan = World::current(60);
-    orphan.add_version(version(2, VersionState::Pending, 0));
-    let orphan = orphan.inflight(inflight(Stage::Ordering, None));
-    let mut failed = World::current(60);
-    failed.add_version(version(2, VersionState::Failed, 0));
-    let failed = failed.inflight(inflight(Stage::Pending, Some(2)));
-    let mut pending = World::current(60);
-    pending.add_version(version(2, VersionState::Pending, 0));
-    let mut live = World::current(60);
-    live.add_version(version(2, VersionState::Active, 0));
-    live.disk.current = Some(V2);
-    live.disk.previous = Some(V1);
-    let mut moved = World::current(60);
-    moved.add_version(version(2, VersionState::Active, 0));
-
-    let starts = vec![
-        (
-            "after begin",
-            World::empty().inflight(inflight(Stage::Ordering, None)),
-        ),
-        ("after the order was recorded", {
-            let mut record = inflight(Stage::Ordering, None);
-            record.order_url = Some(ORDER.into());
-            World::empty().inflight(record)
-        }),
-        ("after stage_pending, before advance", orphan),
-        ("after advance(Pending)", {
-            let mut world = World::current(60);
-            world.add_version(version(2, VersionState::Pending, 0));
-            world.inflight(inflight(Stage::Pending, Some(2)))
-        }),
-        ("after advance(Deployed)", {
-            let mut world = World::current(60);
-            world.add_version(version(2, VersionState::Active, 0));
-            world.disk.current = Some(V2);
-            world.inflight(inflight(Stage::Deployed, Some(2)))
-        }),
-    ];
-    for (row, world) in starts {
-        assert_eq!(world.next(Event::Started), resuming(), "{row}");
-    }
-
-    let mut with_url = inflight(Stage::Ordering, None);
-    with_url.order_url = Some(ORDER.into());
-    let mut with_key = with_url.clone();
-    with_key.key_pem = Some(SecretPem::new("KEY".into()));
-    check(vec![
-        (
-            "after begin: load the account, then order anew",
-            World::empty().inflight(inflight(Stage::Ordering, None)),
-            Event::CleanedUp,
-            Action::LoadAccount,
-        ),
-        (
-            "after begin, account loaded: a new order",
-            World::empty().inflight(inflight(Stage::Ordering, None)),
-            Event::AccountLoaded,
-            Action::PlaceOrder,
-        ),
-        (
-            "after the order was recorded: resume it, never order again",
-            World::empty().inflight(with_url.clone()),
-            Event::AccountLoaded,
-            Action::ResumeOrder {
-                order_url: ORDER.into(),
-            },
-        ),
-        (
-            "after the key was saved: resume the order",
-            World::empty().inflight(with_key.clone()),
-            Event::AccountLoaded,
-            Action::ResumeOrder {
-                order_url: ORDER.into(),
-            },
-        ),
-        (
-            "the recorded order still validates, no key yet: save one",
-            World::empty().inflight(with_url.clone()),
-            Event::OrderReady,
-            Action::SaveKey,
-        ),
-        (
-            "the recorded order with its saved key: finalize with that key",
-            World::empty().inflight(with_key.clone()),
-            Event::OrderReady,
-            Action::Finalize {
-                order_url: ORDER.into(),
-            },
-        ),
-        (
-            "finalized by the CA, the key saved: resume it (download, pair the key)",
-            World::empty().inflight(with_key),
-            Event::RecordedOrderUsable { finalized: true },
-            Action::RecordResumed { finalized: true },
-        ),
-        (
-            "finalized by the CA with a key that was never saved: order anew",
-            World::empty().inflight(with_url.clone()),
-            Event::RecordedOrderUsable { finalized: true },
-            Action::PlaceOrder,
-        ),
-        (
-            "ready, not finalized: resume it",
-            World::empty().inflight(with_url.clone()),
-            Event::RecordedOrderUsable { finalized: false },
-            Action::RecordResumed { finalized: false },
-        ),
-        (
-            "the recorded order expired or became invalid: order anew",
-            World::empty().inflight(with_url),
-            Event::RecordedOrderUnusable,
-            Action::PlaceOrder,
-        ),
-        (
-            "after stage_pending, before advance: adopt the stored version",
-            orphan_world(),
-            Event::CleanedUp,
-            Action::Adopt { version: V2 },
-        ),
-        (
-            "after advance(Pending): promote and deploy",
-            pending.inflight(inflight(Stage::Pending, Some(2))),
-            Event::CleanedUp,
-            Action::Deploy { version: V2 },
-        ),
-        (
-            "after advance(Deployed): check what is served",
-            live.clone().inflight(inflight(Stage::Deployed, Some(2))),
-            Event::CleanedUp,
-            Action::CheckServed { version: V2 },
-        ),
-        (
-            "after advance(Verified): finish",
-            live.inflight(inflight(Stage::Verified, Some(2))),
-            Event::CleanedUp,
-            Action::Finish { version: V2 },
-        ),
-        (
-            "deployed but current moved away: abandon",
-            moved.inflight(inflight(Stage::Deployed, Some(2))),
-            Event::CleanedUp,
-            Action::Abandon {
-                version: Some(V2),
-                reason: "current no longer points at it".into(),
-            },
-        ),
-        (
-            "its version was marked failed: abandon",
-            failed,
-            Event::CleanedUp,
-            Action::Abandon {
-                version: Some(V2),
-                reason: "its version was marked failed".into(),
-            },
-        ),
-        (
-            "its version directory is missing: abandon",
-            World::current(60).inflight(inflight(Stage::Pending, Some(7))),
-            Event::CleanedUp,
-            Action::Abandon {
-                version: Some(VersionId(7)),
-                reason: "its version directory is missing".into(),
-            },
-        ),
-    ]);
-}
-
-fn orphan_world() -> World {
-    let mut world = World::current(60);
-    world.add_version(version(2, VersionState::Pending, 0));
-    world.inflight(inflight(Stage::Ordering, None))
-}
-
-#[test]
-fn a_deploy_command_left_running_and_leftovers_are_cleaned_up_first() {
-    let hook = crate::store::HookProcess {
-        id: "abc".into(),
-        group: None,
-    };
-    let mut record = inflight(Stage::Pending, Some(2));
-    record.hook = Some(hook.clone());
-    let mut running = World::current(60);
-    running.add_version(version(2, VersionState::Pending, 0));
-    let running = running.inflight(record);
-    let mut leftovers = World::current(10);
-    leftovers.disk.leftovers = vec![".v0002.tmp".into()];
-    check(vec![
-        (
-            "a deploy command recorded as running is stopped",
-            running,
-            Event::Started,
-            Action::CleanUp {
-                stop_hook: Some(hook),
-                remove_leftovers: false,
-                resuming: true,
-            },
-        ),
-        (
-            "leftovers of an interrupted write are removed, nothing resumes",
-            leftovers,
-            Event::Started,
-            Action::CleanUp {
-                stop_hook: None,
-                remove_leftovers: true,
-                resuming: false,
-            },
-        ),
-    ]);
-}
-
-#[test]
-fn a_recorded_order_waits_for_the_cas_retry_after() {
-    let mut record = inflight(Stage::Ordering, None);
-    record.order_url = Some(ORDER.into());
-    let mut world = World::empty().inflight(record);
-    world.plan.schedule.retry_after = Some(NOW + Duration::hours(1));
-    assert_eq!(
-        world.next(Event::CleanedUp),
-        Action::Refuse {
-            until: NOW + Duration::hours(1),
-            reason: Reason::RetryAfter,
-        }
-    );
-}
-
-#[test]
 fn an_idle_certificate_draws_its_jitter_asks_the_ca_then_sleeps_or_renews() {
     let mut undrawn = World::current(10);
     undrawn.plan.schedule.jitter = None;
@@ -386,13 +152,17 @@ fn an_idle_certificate_draws_its_jitter_asks_the_ca_then_sleeps_or_renews() {
             "a jitter drawn: ask the CA for renewal information",
             World::current(10),
             Event::Started,
-            Action::RefreshRenewalInfo,
+            Action::PollRenewalInfo {
+                cert_id: CERT_ID.into(),
+            },
         ),
         (
             "jitter saved: ask the CA",
             World::current(10),
             Event::JitterSaved,
-            Action::RefreshRenewalInfo,
+            Action::PollRenewalInfo {
+                cert_id: CERT_ID.into(),
+            },
         ),
         (
             "nothing current: nothing to ask about, renew at once",
@@ -403,13 +173,13 @@ fn an_idle_certificate_draws_its_jitter_asks_the_ca_then_sleeps_or_renews() {
         (
             "inside the window: renew, account first",
             World::current(70),
-            Event::RenewalInfoRefreshed,
+            Event::RenewalInfoSaved,
             Action::LoadAccount,
         ),
         (
             "inside the window with a parked version: roll it out again",
             parked,
-            Event::RenewalInfoRefreshed,
+            Event::RenewalInfoSaved,
             Action::Reroll { version: V2 },
         ),
         (
@@ -429,9 +199,9 @@ fn a_certificate_not_due_sleeps_until_the_renewal_or_the_next_ari_poll() {
         reason,
         next_check,
         ..
-    } = world.next(Event::RenewalInfoRefreshed)
+    } = world.next(Event::RenewalInfoSaved)
     else {
-        panic!("not due yet: {:?}", world.next(Event::RenewalInfoRefreshed));
+        panic!("not due yet: {:?}", world.next(Event::RenewalInfoSaved));
     };
     // Issued 10 days ago for 90 days, renewed 30 days before the end (jitter 0).
     assert_eq!(renew_at, NOW + Duration::days(50));
@@ -440,8 +210,7 @@ fn a_certificate_not_due_sleeps_until_the_renewal_or_the_next_ari_poll() {
 
     let mut polled = World::current(10);
     polled.plan.schedule.ari = Some(AriState {
-        // base64url of the serial byte 0x01, after a key identifier.
-        cert_id: "a2V5.AQ".into(),
+        cert_id: CERT_ID.into(),
         window_start: None,
         window_end: None,
         renew_at: None,
@@ -449,7 +218,7 @@ fn a_certificate_not_due_sleeps_until_the_renewal_or_the_next_ari_poll() {
         last_error: Some("no window".into()),
         explanation_url: None,
     });
-    let Action::Sleep { next_check, .. } = polled.next(Event::RenewalInfoRefreshed) else {
+    let Action::Sleep { next_check, .. } = polled.next(Event::RenewalInfoSaved) else {
         panic!("not due yet");
     };
     assert_eq!(
@@ -467,7 +236,8 @@ fn observed(world: &World) -> Observed<'_> {
         versions: &world.versions,
         plan: &world.plan,
         force: world.force,
-        acme_configured: true,
+        directory: Some(DIRECTORY),
+        current_ari_id: world.ari_id.as_deref(),
         backoff_base: Duration::minutes(5),
         now: NOW,
         draw: DRAW,
@@ -508,4 +278,6 @@ fn force_skips_the_window_never_the_cas_limits() {
     ]);
 }
 
+mod crash_points;
 mod order_and_rollout;
+mod renewal_info;
