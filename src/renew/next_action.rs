@@ -1,8 +1,8 @@
 //! The renewal state machine: from what a renewal of one certificate observed (the store's
 //! view, the schedule and ARI state, the certificate's configuration, the moment, a random
-//! draw) and the result of its previous action, the next action. Pure: no clock, randomness,
-//! files or sockets; the driver (`lifecycle.rs`) performs each action and feeds its result
-//! back as an [`Event`].
+//! draw) and the result of its previous action, the next action. Pure: no clock,
+//! randomness, files or sockets; the driver (`lifecycle/driver.rs`) performs each action
+//! and feeds its result back as an [`Event`].
 //!
 //! A crash anywhere leaves the store in a state [`Event::Started`] maps to the action that
 //! resumes it (through `store::recover`), so a restart never orders twice.
@@ -16,6 +16,8 @@ use crate::schedule::ari::{AriAnswer, AriState};
 use crate::schedule::plan::{Reason, Rule};
 use crate::store::{DiskState, HookProcess, NextStep, VersionId, VersionMetadata, recover};
 use planning::{absorb_answer, ask_ca_or_decide, ca_refusal, decide_when, when_idle};
+
+mod planning;
 
 pub(crate) use planning::next_wake_up;
 
@@ -454,6 +456,5 @@ fn resume(observed: &Observed<'_>, next: NextStep) -> Action {
     }
 }
 
-mod planning;
 #[cfg(test)]
 mod tests;
