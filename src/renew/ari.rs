@@ -1,24 +1,21 @@
-//! The renewer's side of ACME Renewal Information and profiles: asks the CA for the
-//! current certificate's suggested window when a poll is due and persists the answer with
-//! the jitter draw (the decision itself stays in `schedule::plan`), picks the `replaces`
-//! identifier for a new order, refuses a profile the CA does not advertise, and reports
-//! what it knows about the CA ([`CaFacts`]).
+//! The renewer's side of ACME Renewal Information and profiles: reads the current
+//! certificate's ARI identifier, asks the CA for its suggested window and persists the
+//! state (when to ask, and what the answer means, are `next_action`'s decisions), picks the
+//! `replaces` identifier for a new order, refuses a profile the CA does not advertise, and
+//! reports what it knows about the CA ([`CaFacts`]).
 
 use std::collections::BTreeMap;
-
-use time::OffsetDateTime;
 
 use crate::acme::{
     AcmeAccount, AcmeError, DirectoryFacts, ari_certificate_id, refresh_directory, renewal_info,
 };
 use crate::renew::lifecycle::Run;
-use crate::renew::status::{PlanFacts, decide};
+use crate::renew::next_action::Event;
 use crate::renew::{RenewError, Renewer};
-use crate::schedule::ari::{AriAnswer, AriState, absorb};
-use crate::schedule::plan::{Decision, SuggestedWindow};
-use crate::schedule::state;
+use crate::schedule::ari::{AriAnswer, AriState};
+use crate::schedule::plan::SuggestedWindow;
+use crate::store::StoreError;
 use crate::store::metadata::VersionMetadata;
-use crate::store::{Step, StoreError};
 
 /// What the renewer knows about its CA, for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,104 +55,30 @@ impl Renewer {
 }
 
 impl Run<'_> {
-    /// The renewal decision at `now`. Before deciding, the renewer draws (once per
-    /// certificate) the jitter and, when a poll is due, asks the CA for renewal
-    /// information; both are persisted in `schedule.json`.
-    /// Returns the decision and the moment to look again (the next ARI poll may come
-    /// before the renewal).
-    pub(super) async fn decide_with_renewal_info(
-        &self,
-    ) -> Result<(Decision, OffsetDateTime), RenewError> {
-        let name = &self.certificate.name;
-        let facts = {
-            let (store, name) = (self.store.clone(), name.clone());
-            off_runtime(move || PlanFacts::read(&*store, &name))
-                .await
-                .map_err(|e| self.store_error(e))?
-        };
-        let mut schedule = facts.schedule.clone();
-        if let Some(meta) = &facts.current {
-            schedule.jitter_for(&meta.serial, rand::random::<f64>());
-            if let Some(ari) = self.poll_renewal_info(meta, schedule.ari.as_ref()).await {
-                schedule.ari = ari;
-            }
-        }
-        if schedule != facts.schedule {
-            let (store, name, saved) = (self.store.clone(), name.clone(), schedule.clone());
-            // The save fsyncs: keep it off the async workers.
-            off_runtime(move || state::save_to(&*store, &name, &saved))
-                .await
-                .map_err(|e| self.store_error(e))?;
-        }
-        let facts = PlanFacts {
-            current: facts.current,
-            schedule,
-        };
-        let decision = decide(
-            self.certificate,
-            &facts,
-            self.now,
-            facts.stored_jitter(),
-            self.renewer.backoff_base,
-        );
-        let ari = facts.current.as_ref().and_then(|meta| {
-            facts
-                .schedule
-                .ari
-                .as_ref()
-                .filter(|a| a.is_for_serial(&meta.serial))
-        });
-        Ok((decision, next_check(&decision, ari)))
-    }
-
-    /// The new ARI state when the CA was asked (`Some(None)`: the CA does not offer ARI
-    /// for this certificate), `None` when nothing changed. Errors become a state that asks
-    /// again later; they never fail the renewal.
-    async fn poll_renewal_info(
-        &self,
-        meta: &VersionMetadata,
-        previous: Option<&AriState>,
-    ) -> Option<Option<AriState>> {
-        let acme = self.renewer.acme.as_ref()?;
-        if meta.source != acme.directory {
-            // Imported, or issued by another CA: this CA cannot know it.
-            return previous.map(|_| None);
-        }
-        let cert_id = match self.current_ari_id_off_runtime(meta).await {
-            Ok(cert_id) => cert_id,
-            Err(error) => {
-                tracing::warn!(%error, "no ARI identifier for the current certificate");
-                return None;
-            }
-        };
-        // RFC 9773 section 4.3: no renewal information about an expired certificate.
-        if meta.not_after <= self.now || !AriState::poll_due(previous, &cert_id, self.now) {
-            return None;
-        }
+    /// Asks the CA for renewal information about `cert_id`. Every failure is an answer
+    /// (`Err` with why), so the state machine asks again later; none fails the renewal.
+    pub(super) async fn ask_renewal_info(&self, cert_id: &str) -> Event {
         let account = match self.load_account().await {
             Ok(account) => account,
             Err(error) => {
                 // Asked again in six hours rather than at the (maybe distant) renewal.
                 tracing::warn!(%error, "cannot ask the CA for renewal information");
-                let message = format!("cannot reach the ACME account: {error}");
-                return Some(Some(absorb(
-                    previous,
-                    &cert_id,
-                    Err(message),
-                    self.now,
-                    rand::random::<f64>(),
-                )));
+                return Event::RenewalInfo {
+                    cert_id: cert_id.to_owned(),
+                    answer: Err(format!("cannot reach the ACME account: {error}")),
+                    explanation_url: None,
+                };
             }
         };
         if fresh_directory(&account).await.renewal_info.is_none() {
-            return Some(None);
+            return Event::RenewalInfoUnsupported;
         }
-        let fetched = renewal_info(&account, &cert_id).await;
+        let fetched = renewal_info(&account, cert_id).await;
         let explanation_url = fetched
             .as_ref()
             .ok()
             .and_then(|info| info.explanation_url.clone());
-        let fetched = fetched
+        let answer = fetched
             .map(|info| AriAnswer {
                 window: SuggestedWindow {
                     start: info.window_start,
@@ -164,22 +87,29 @@ impl Run<'_> {
                 retry_after: info.retry_after,
             })
             .map_err(|error| error.to_string());
-        let answered = fetched.is_ok();
-        let mut state = absorb(previous, &cert_id, fetched, self.now, rand::random::<f64>());
-        if answered {
-            state.explanation_url = explanation_url;
+        Event::RenewalInfo {
+            cert_id: cert_id.to_owned(),
+            answer,
+            explanation_url,
         }
-        tracing::info!(
-            cert_id,
-            window_start = ?state.window_start,
-            window_end = ?state.window_end,
-            renew_at = ?state.renew_at,
-            next_poll = %state.next_poll,
-            error = state.last_error.as_deref(),
-            explanation_url = state.explanation_url.as_deref(),
-            "renewal information"
-        );
-        Some(Some(state))
+    }
+
+    /// Persists `state` as the certificate's renewal information state.
+    pub(super) fn save_renewal_info(&self, state: Option<AriState>) -> Result<(), RenewError> {
+        if let Some(state) = &state {
+            tracing::info!(
+                cert_id = state.cert_id,
+                window_start = ?state.window_start,
+                window_end = ?state.window_end,
+                renew_at = ?state.renew_at,
+                next_poll = %state.next_poll,
+                error = state.last_error.as_deref(),
+                explanation_url = state.explanation_url.as_deref(),
+                "renewal information"
+            );
+        }
+        self.update_schedule(|schedule, _| schedule.ari = state)
+            .map_err(|e| self.store_error(e))
     }
 
     /// The ARI identifier of the current certificate to send as `replaces`, when the CA
@@ -209,50 +139,25 @@ impl Run<'_> {
         }
     }
 
-    /// Fails before any order when the certificate asks for a profile the CA's directory
-    /// (fetched again, since a CA can withdraw one) does not advertise.
-    pub(super) async fn check_profile(&self, account: &AcmeAccount) -> Result<(), RenewError> {
-        let Some(profile) = &self.certificate.profile else {
-            return Ok(());
-        };
+    /// Why no order may be placed, when the certificate asks for a profile the CA's
+    /// directory (fetched again, since a CA can withdraw one) does not advertise.
+    pub(super) async fn profile_unavailable(&self, account: &AcmeAccount) -> Option<RenewError> {
+        let profile = self.certificate.profile.as_ref()?;
         let directory = fresh_directory(account).await;
         if directory.profiles.contains_key(profile) {
-            return Ok(());
+            return None;
         }
-        let error = RenewError::Acme {
+        Some(RenewError::Acme {
             name: self.certificate.name.clone(),
             source: AcmeError::ProfileUnavailable {
                 profile: profile.clone(),
                 offered: directory.profiles.keys().cloned().collect(),
             },
-        };
-        self.record(Step::Order, None, None, Some(&error));
-        Err(self.count_failure(error))
-    }
-
-    /// [`Self::current_ari_id`], reading the certificate file on a blocking thread.
-    async fn current_ari_id_off_runtime(
-        &self,
-        meta: &VersionMetadata,
-    ) -> Result<String, RenewError> {
-        let name = &self.certificate.name;
-        let files = self
-            .store
-            .files(name, meta.version)
-            .map_err(|e| self.store_error(e))?;
-        let path = files.cert.clone();
-        let pem = off_runtime(move || {
-            std::fs::read_to_string(&path).map_err(|e| StoreError::io("read", &path, e))
-        })
-        .await
-        .map_err(|e| self.store_error(e))?;
-        ari_certificate_id(&pem).map_err(|source| RenewError::Acme {
-            name: name.clone(),
-            source,
         })
     }
 
-    fn current_ari_id(&self, meta: &VersionMetadata) -> Result<String, RenewError> {
+    /// The ARI identifier of the current certificate `meta` describes.
+    pub(super) fn current_ari_id(&self, meta: &VersionMetadata) -> Result<String, RenewError> {
         let name = &self.certificate.name;
         let files = self
             .store
@@ -267,22 +172,6 @@ impl Run<'_> {
     }
 }
 
-/// Runs store work (reads, fsync'd writes) on a blocking thread, so a slow disk never
-/// stalls the async workers. A panic inside is passed on.
-async fn off_runtime<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result,
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        Err(error) => Err(StoreError::io(
-            "run store work",
-            "",
-            std::io::Error::other(error.to_string()),
-        )),
-    }
-}
-
 /// The directory as the CA serves it now, or as last seen when it cannot be fetched.
 async fn fresh_directory(account: &AcmeAccount) -> DirectoryFacts {
     match refresh_directory(account).await {
@@ -291,14 +180,5 @@ async fn fresh_directory(account: &AcmeAccount) -> DirectoryFacts {
             tracing::warn!(%error, "cannot fetch the directory again; using the last one");
             account.directory_facts()
         }
-    }
-}
-
-/// The moment the renewer wants to look again: the planned renewal, or the next ARI poll
-/// when that comes first.
-fn next_check(decision: &Decision, ari: Option<&AriState>) -> OffsetDateTime {
-    match ari {
-        Some(ari) => decision.renew_at.min(ari.next_poll),
-        None => decision.renew_at,
     }
 }

@@ -113,6 +113,20 @@ pub enum RenewError {
     Scratch(#[source] std::io::Error),
 }
 
+impl RenewError {
+    /// The same failure, saying that a rollback made `version` current again. Only
+    /// rollout failures (deploy, verify, served) carry it.
+    pub(crate) fn with_restored(mut self, version: Option<VersionId>) -> RenewError {
+        if let RenewError::Hook { restored, .. }
+        | RenewError::Verify { restored, .. }
+        | RenewError::Served { restored, .. } = &mut self
+        {
+            *restored = version;
+        }
+        self
+    }
+}
+
 fn restored_suffix(restored: Option<VersionId>) -> String {
     match restored {
         Some(version) => format!("; rolled back to {version}"),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use crate::acme::{AcmeAccount, IssueRequest};
 use crate::config::model::CertificateConfig;
 use crate::hook::{HookError, HookKind};
 use crate::renew::clock::StepClock;
@@ -15,19 +14,20 @@ use crate::renew::hook_group;
 use crate::renew::{RenewError, RenewOutcome, Renewer};
 use crate::schedule::plan::ca_gate;
 use crate::schedule::state as schedule_state;
-use crate::store::{
-    AuditEvent, NextStep, Origin, Outcome, Stage, Step, Store, StoreError, VersionId,
-    check_version, recover,
-};
+use crate::store::{AuditEvent, HookProcess, Outcome, Stage, Step, Store, StoreError, VersionId};
 
 mod account;
+mod driver;
 mod failure;
+mod observe;
 mod obtain;
 mod reroll;
 mod rollback;
 mod served_step;
 
 pub(crate) use account::AccountCache;
+pub(crate) use observe::wake_up;
+pub(crate) use reroll::reusable_version;
 
 /// One renewal (or rollback) of one certificate at one moment.
 pub(crate) struct Run<'a> {
@@ -72,15 +72,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Resumes whatever was in flight, then renews if due (or `force`).
-    pub(crate) async fn renew(self, force: bool) -> Result<RenewOutcome, RenewError> {
+    /// Stops a deploy command left running by a dead process, removes leftovers of
+    /// interrupted writes and audits that an interrupted renewal resumes.
+    fn clean_up(
+        &self,
+        stop_hook: Option<HookProcess>,
+        remove_leftovers: bool,
+        resuming: bool,
+    ) -> Result<(), RenewError> {
         let name = self.name();
-        let disk = self
-            .store
-            .disk_state(name)
-            .map_err(|e| self.store_error(e))?;
-        let recovery = recover(&disk);
-        if let Some(hook) = recovery.stop_hook {
+        if let Some(hook) = stop_hook {
             let stopped = hook_group::stop(&hook);
             if stopped > 0 {
                 tracing::warn!(
@@ -92,68 +93,16 @@ impl<'a> Run<'a> {
                 .record_hook(name, None)
                 .map_err(|e| self.store_error(e))?;
         }
-        if recovery.remove_leftovers {
+        if remove_leftovers {
             self.store
                 .remove_leftovers(name)
                 .map_err(|e| self.store_error(e))?;
         }
-        if recovery.next != NextStep::Idle {
-            tracing::info!(next = ?recovery.next, "resuming an interrupted renewal");
+        if resuming {
+            tracing::info!("resuming an interrupted renewal");
             self.record(Step::Recover, None, None, None);
         }
-        match recovery.next {
-            NextStep::Idle => {}
-            NextStep::ResumeOrder { order_url } => {
-                // An order kept across a rate limit or a server error waits for the CA's
-                // Retry-After like a new one would.
-                self.check_ca_gate()?;
-                let account = self.account().await?;
-                return self.issue_and_roll_out(&account, order_url).await;
-            }
-            NextStep::Adopt { version } => {
-                self.store
-                    .advance(name, Stage::Pending, version)
-                    .map_err(|e| self.store_error(e))?;
-                return self.roll_out(version).await;
-            }
-            NextStep::Deploy { version } => return self.roll_out(version).await,
-            NextStep::Verify { version } => return self.verify_and_finish(version).await,
-            NextStep::Finish { version } => return self.finish(version),
-            NextStep::Abandon { version, reason } => self.abandon(version, &reason).await?,
-        }
-
-        if force {
-            self.check_ca_gate()?;
-        } else {
-            let (decision, next_check) = self.decide_with_renewal_info().await?;
-            if decision.renew_at > self.now {
-                tracing::info!(
-                    renew_at = %decision.renew_at,
-                    reason = ?decision.reason,
-                    rule = decision.rule.as_str(),
-                    %next_check,
-                    "not due"
-                );
-                return Ok(RenewOutcome::NotDue {
-                    renew_at: decision.renew_at,
-                    reason: decision.reason,
-                    next_check,
-                });
-            }
-        }
-        // A version whose rollout failed is rolled out again rather than ordered anew:
-        // every order spends the CA's duplicate-certificate limit.
-        if let Some(version) = self.parked_version()? {
-            return self.reroll(version).await;
-        }
-        // The account comes first: an unreachable CA leaves no in-flight record behind.
-        let account = self.account().await?;
-        self.check_profile(&account).await?;
-        self.store
-            .begin(name, self.now)
-            .map_err(|e| self.store_error(e))?;
-        self.record(Step::Begin, None, None, None);
-        self.issue_and_roll_out(&account, None).await
+        Ok(())
     }
 
     /// Refuses an attempt the CA's limits do not allow yet (its Retry-After, the
@@ -176,146 +125,6 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Orders (or resumes `order_url`), stores the result as pending and rolls it out.
-    async fn issue_and_roll_out(
-        &self,
-        account: &AcmeAccount,
-        order_url: Option<String>,
-    ) -> Result<RenewOutcome, RenewError> {
-        let request = IssueRequest {
-            names: self.certificate.identifiers.clone(),
-            key: self.certificate.key,
-            challenge: self.certificate.challenge.clone(),
-            profile: self.certificate.profile.clone(),
-            replaces: self.replaces(account),
-        };
-        let issued = match self.obtain(account, &request, order_url).await {
-            Ok(issued) => issued,
-            Err(source) => {
-                let keep = source.is_transient() && self.order_finalizable()?;
-                let error = RenewError::Acme {
-                    name: self.name().to_owned(),
-                    source,
-                };
-                if keep {
-                    // The order has a saved key: the next attempt resumes it (recovery
-                    // sees the recorded order) instead of ordering a second certificate.
-                    self.record(Step::Order, None, None, Some(&error));
-                    tracing::warn!("keeping the order and its key for the next attempt");
-                    return Err(self.count_failure(error));
-                }
-                self.record(Step::Abandon, None, None, Some(&error));
-                self.store
-                    .finish(self.name())
-                    .map_err(|e| self.store_error(e))?;
-                return Err(self.count_failure(error));
-            }
-        };
-        let origin = Origin {
-            created_at: self.event_time(),
-            source: account.directory().to_owned(),
-        };
-        let staged = self.store.stage_pending(
-            self.name(),
-            &issued.key_pem,
-            &issued.cert_chain_pem,
-            &origin,
-        );
-        let meta = match staged {
-            Ok(meta) => meta,
-            Err(source) => {
-                // A certificate that cannot be stored (it does not match the saved key, it
-                // does not parse, the disk failed) must not be downloaded again and again:
-                // the order is given up and the next attempt orders anew.
-                let error = self.store_error(source);
-                self.record(Step::Abandon, None, None, Some(&error));
-                self.store
-                    .finish(self.name())
-                    .map_err(|e| self.store_error(e))?;
-                return Err(self.count_failure(error));
-            }
-        };
-        self.store
-            .advance(self.name(), Stage::Pending, meta.version)
-            .map_err(|e| self.store_error(e))?;
-        self.record(Step::Pending, Some(meta.version), Some(&meta.serial), None);
-        self.roll_out(meta.version).await
-    }
-
-    /// Whether the in-flight record holds an order and the key saved for it: from there a
-    /// transient failure is worth resuming rather than abandoning.
-    fn order_finalizable(&self) -> Result<bool, RenewError> {
-        let record = self
-            .store
-            .inflight(self.name())
-            .map_err(|e| self.store_error(e))?;
-        Ok(record.is_some_and(|record| record.order_url.is_some() && record.key_pem.is_some()))
-    }
-
-    /// Makes `version` current, runs the deploy commands, verifies and finishes.
-    async fn roll_out(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
-        let name = self.name();
-        self.store
-            .promote(name, version)
-            .map_err(|e| self.store_error(e))?;
-        let serial = self.serial(version);
-        if let Err(source) = self.deploy(version).await {
-            let detail = source.to_string();
-            return self
-                .fail_step(
-                    Step::Deployed,
-                    true,
-                    version,
-                    serial.as_deref(),
-                    detail,
-                    |restored| RenewError::Hook {
-                        name: name.to_owned(),
-                        version,
-                        restored,
-                        source,
-                    },
-                )
-                .await;
-        }
-        self.pass_step(Stage::Deployed, Step::Deployed, version, serial.as_deref())?;
-        self.verify_and_finish(version).await
-    }
-
-    /// Checks that the `verify` endpoints serve `version`, then the live files; finishes.
-    /// Recovery of a renewal interrupted after its deploy commands resumes here.
-    async fn verify_and_finish(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
-        let name = self.name();
-        let serial = self.serial(version);
-        let kept_unserved = self.check_served(version).await?;
-        let files = self
-            .store
-            .current_files(name)
-            .map_err(|e| self.store_error(e))?;
-        if let Err(source) = check_version(&files, &self.certificate.dns_names()) {
-            let detail = source.to_string();
-            return self
-                .fail_step(
-                    Step::Verified,
-                    false,
-                    version,
-                    serial.as_deref(),
-                    detail,
-                    |restored| RenewError::Verify {
-                        name: name.to_owned(),
-                        version,
-                        restored,
-                        source,
-                    },
-                )
-                .await;
-        }
-        if let Some(source) = kept_unserved {
-            return Err(self.keep_unserved(version, source));
-        }
-        self.pass_step(Stage::Verified, Step::Verified, version, serial.as_deref())?;
-        self.finish(version)
-    }
-
     /// Records a completed stage: the in-flight record advances, then the audit line.
     fn pass_step(
         &self,
@@ -331,24 +140,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Records a failed stage, rolls back to the previous version (redeploying it) and
-    /// counts the failure built by `error` from what was restored. `rollout_only`: the
-    /// version's files are good (see [`Run::roll_back_failed`]).
-    async fn fail_step<T>(
-        &self,
-        step: Step,
-        rollout_only: bool,
-        version: VersionId,
-        serial: Option<&str>,
-        detail: String,
-        error: impl FnOnce(Option<VersionId>) -> RenewError,
-    ) -> Result<T, RenewError> {
-        self.record_text(step, Some(version), serial, Some(detail));
-        let restored = self.roll_back_failed(rollout_only).await?;
-        Err(self.count_failure(error(restored)))
-    }
-
-    fn finish(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
+    pub(super) fn finish(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
         let name = self.name();
         let meta = self
             .store

@@ -1,7 +1,10 @@
 //! The renewer: the only module that uses `acme`, `store` and `schedule` together.
 //!
 //! One renewal of one certificate is a staged lifecycle, each stage persisted by the store
-//! before the next begins, so a crash anywhere resumes instead of ordering twice:
+//! before the next begins, so a crash anywhere resumes instead of ordering twice. The
+//! sequence is decided by a pure state machine (`next_action`: observed state and the last
+//! action's result in, next action out) and performed by its driver
+//! (`lifecycle/driver.rs`); [`Renewer::attempt`] also says when to look again:
 //!
 //! ```text
 //!   recover in-flight record (store::recover)
@@ -40,6 +43,8 @@ mod dry_run;
 mod error;
 mod hook_group;
 mod lifecycle;
+mod next_action;
+mod random;
 mod revoke;
 pub mod served;
 mod status;
@@ -65,6 +70,7 @@ pub use dry_run::{
     DryRunDirectory, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, dry_run_directory,
 };
 pub use error::RenewError;
+pub use random::{RandomSource, ThreadRandom};
 pub use revoke::RevokeOutcome;
 pub use status::{CertificateStatus, reason_name};
 
@@ -105,6 +111,26 @@ pub enum RenewOutcome {
     },
 }
 
+/// One renewal attempt and when to make the next.
+#[derive(Debug)]
+pub struct Attempt {
+    /// How the renewal ended.
+    pub result: Result<RenewOutcome, RenewError>,
+    /// When to look at the certificate again: the planned renewal (after a failure, the
+    /// backoff) or the next poll of the CA's renewal information, whichever comes first.
+    /// `None` after a dry run, or when the state could not be read.
+    pub next_check: Option<OffsetDateTime>,
+}
+
+impl Attempt {
+    fn without_wake_up(result: Result<RenewOutcome, RenewError>) -> Attempt {
+        Attempt {
+            result,
+            next_check: None,
+        }
+    }
+}
+
 /// What `rollback` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollbackOutcome {
@@ -133,6 +159,7 @@ pub struct Renewer {
     dry_run: bool,
     account: lifecycle::AccountCache,
     clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
 }
 
 impl Renewer {
@@ -152,6 +179,7 @@ impl Renewer {
             dry_run: false,
             account: lifecycle::AccountCache::default(),
             clock: Arc::new(SystemClock),
+            random: Arc::new(ThreadRandom),
         }
     }
 
@@ -168,6 +196,13 @@ impl Renewer {
     /// state directory (`acme/`).
     pub fn with_store(mut self, store: Arc<dyn Store>) -> Renewer {
         self.store = store;
+        self
+    }
+
+    /// Draws the jitter and the moment inside a suggested renewal window from `random`
+    /// instead of the thread's random generator.
+    pub fn with_random(mut self, random: Arc<dyn RandomSource>) -> Renewer {
+        self.random = random;
         self
     }
 
@@ -196,6 +231,11 @@ impl Renewer {
         self.backoff_base.unsigned_abs()
     }
 
+    /// The current time, from the renewer's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
     /// The configured certificate names, in configuration order.
     pub fn names(&self) -> Vec<String> {
         self.certificates.iter().map(|c| c.name.clone()).collect()
@@ -214,14 +254,42 @@ impl Renewer {
         options: RenewOptions,
         now: OffsetDateTime,
     ) -> Result<RenewOutcome, RenewError> {
-        let certificate = self.certificate(name)?;
+        self.attempt(name, options, now).await.result
+    }
+
+    /// [`renew`](Self::renew), and when to call it again, so a scheduler never decides a
+    /// second time.
+    pub async fn attempt(&self, name: &str, options: RenewOptions, now: OffsetDateTime) -> Attempt {
+        let certificate = match self.certificate(name) {
+            Ok(certificate) => certificate,
+            Err(error) => return Attempt::without_wake_up(Err(error)),
+        };
         let span = tracing::info_span!("renew", certificate = %name, dry_run = options.dry_run);
         if !options.dry_run {
-            return self
+            let started = self.clock.now();
+            let result = self
                 .run(certificate, options.force, now)
                 .instrument(span)
                 .await;
+            let next_check = match &result {
+                Ok(RenewOutcome::NotDue { next_check, .. }) => Some(*next_check),
+                // After a renewal, a failure, or another process's: from the store as it was
+                // left, at the moment the renewal ended.
+                _ => {
+                    let ended = now + (self.clock.now() - started).max(time::Duration::ZERO);
+                    lifecycle::wake_up(self, certificate, ended).ok()
+                }
+            };
+            return Attempt { result, next_check };
         }
+        Attempt::without_wake_up(self.dry_run(certificate, now).instrument(span).await)
+    }
+
+    async fn dry_run(
+        &self,
+        certificate: &CertificateConfig,
+        now: OffsetDateTime,
+    ) -> Result<RenewOutcome, RenewError> {
         let acme = self.acme.as_ref().ok_or(RenewError::NoAcme)?;
         let directory = dry_run_directory(acme);
         match directory {
@@ -255,12 +323,10 @@ impl Renewer {
             dry_run: true,
             account: lifecycle::AccountCache::default(),
             clock: self.clock.clone(),
+            random: self.random.clone(),
         };
         // A scratch directory holds nothing yet: the renewal is always due.
-        scratch_renewer
-            .run(certificate, true, now)
-            .instrument(span)
-            .await
+        scratch_renewer.run(certificate, true, now).await
     }
 
     /// Renews every configured certificate that is due, one after the other; one failure

@@ -235,7 +235,10 @@ impl PlanFacts {
 }
 
 /// The ARI state when it is about the certificate `meta` describes.
-fn applicable_ari<'a>(schedule: &'a ScheduleState, meta: &VersionMetadata) -> Option<&'a AriState> {
+pub(crate) fn applicable_ari<'a>(
+    schedule: &'a ScheduleState,
+    meta: &VersionMetadata,
+) -> Option<&'a AriState> {
     schedule
         .ari
         .as_ref()

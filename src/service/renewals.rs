@@ -2,10 +2,11 @@
 //! configuration: [`Renewals::apply`] starts a task for an added `[[certificate]]`, stops
 //! the task of a removed one and restarts the task of a changed one.
 //!
-//! A task sleeps until the planned renewal, renews through [`Renewer::renew`] (which
-//! recovers an interrupted renewal first), records the outcome in the service [`State`]
-//! and re-plans. A failure is logged with the certificate's name and the loop goes on,
-//! waiting for the backoff the renewer persisted in the schedule state.
+//! A task renews through [`Renewer::attempt`] (which recovers an interrupted renewal first
+//! and says when to look again), records the outcome in the service [`State`] and sleeps
+//! until that moment: the loop never decides a second time. A failure is logged with the
+//! certificate's name and the loop goes on, waiting for the backoff the renewer persisted
+//! in the schedule state. Time is read from the renewer's clock.
 //!
 //! **Invariant:** a task is only ever stopped between attempts. A stop request that arrives
 //! during a renewal lets it finish (the renewal lock and the in-flight record would make a
@@ -175,9 +176,12 @@ async fn certificate_loop(
     }
     refresh(&renewer, &name, &state).await;
     loop {
-        let now = OffsetDateTime::now_utc();
-        let result = renewer.renew(&name, RenewOptions::default(), now).await;
-        let minimum = match &result {
+        let attempt = renewer
+            .attempt(&name, RenewOptions::default(), renewer.now())
+            .await;
+        // Status first: a scrape that sees the outcome's counter sees what it left too.
+        refresh(&renewer, &name, &state).await;
+        let minimum = match &attempt.result {
             Ok(RenewOutcome::Renewed {
                 version, serial, ..
             }) => {
@@ -206,8 +210,9 @@ async fn certificate_loop(
                 MINIMUM_RETRY.min(renewer.backoff_base())
             }
         };
-        let wait = match refresh(&renewer, &name, &state).await {
-            Some(at) => until(at, minimum),
+        // The renewal said when to look again; the loop does not decide a second time.
+        let wait = match attempt.next_check {
+            Some(at) => until(at, renewer.now(), minimum),
             None => MINIMUM_RETRY.max(minimum),
         };
         tokio::select! {
@@ -217,29 +222,24 @@ async fn certificate_loop(
     }
 }
 
-/// Reads the certificate's status from the store into `state`; returns when the task
-/// should look again: the planned renewal, or the next ARI poll when that comes first.
-/// The store is read on a blocking thread, off the async workers.
-async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) -> Option<OffsetDateTime> {
+/// Reads the certificate's status from the store into `state`, for `/metrics` and the
+/// status page. The store is read on a blocking thread, off the async workers.
+async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
     let read = {
         let (renewer, name) = (Arc::clone(renewer), name.to_owned());
-        tokio::task::spawn_blocking(move || renewer.status_of(&name, OffsetDateTime::now_utc()))
+        tokio::task::spawn_blocking(move || renewer.status_of(&name, renewer.now()))
     };
     let status = match read.await {
         Ok(status) => status,
         Err(error) => {
             tracing::warn!(certificate = %name, %error, "reading the certificate's status failed");
-            return None;
+            return;
         }
     };
     match status {
         Ok(status) => {
             state.update_certificate(&status);
             state.update_ca_facts(name, renewer.profile(name), &renewer.ca_facts());
-            Some(match status.ari_next_poll {
-                Some(poll) => poll.min(status.next_renewal),
-                None => status.next_renewal,
-            })
         }
         Err(error) => {
             tracing::warn!(
@@ -247,14 +247,13 @@ async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) -> Option<Of
                 error = %super::reload::error_chain(&error),
                 "cannot read the certificate's status"
             );
-            None
         }
     }
 }
 
-/// How long until `at`, at least `minimum`.
-fn until(at: OffsetDateTime, minimum: Duration) -> Duration {
-    let left = at - OffsetDateTime::now_utc();
+/// How long from `now` until `at`, at least `minimum`.
+fn until(at: OffsetDateTime, now: OffsetDateTime, minimum: Duration) -> Duration {
+    let left = at - now;
     Duration::try_from(left)
         .unwrap_or(Duration::ZERO)
         .max(minimum)
@@ -263,8 +262,32 @@ fn until(at: OffsetDateTime, minimum: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use crate::acme::RetryPolicy;
+    use crate::renew::{Clock, RandomSource};
+    use crate::store::testing::issue_valid;
+    use crate::store::{CertStore, Origin, VersionId, VersionState};
 
     use super::*;
+
+    /// Wall-clock time that follows tokio's (paused) clock from `start`.
+    struct TokioClock {
+        start: OffsetDateTime,
+        at: tokio::time::Instant,
+    }
+
+    impl Clock for TokioClock {
+        fn now(&self) -> OffsetDateTime {
+            self.start + (tokio::time::Instant::now() - self.at)
+        }
+    }
+
+    /// Always the same draw.
+    struct Fixed(f64);
+
+    impl RandomSource for Fixed {
+        fn draw(&self) -> f64 {
+            self.0
+        }
+    }
 
     /// A configuration whose CA is a closed loopback port, with `certificates` as
     /// `(name, renew_before)`.
@@ -333,5 +356,145 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), tracker.wait())
             .await
             .expect("every task ends after shutdown");
+    }
+
+    /// The steps in the audit log, in order (none before the first renewal step).
+    fn audit_steps(state_dir: &std::path::Path) -> Vec<String> {
+        let Ok(text) = std::fs::read_to_string(state_dir.join("audit.jsonl")) else {
+            return Vec::new();
+        };
+        text.lines()
+            .map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).unwrap();
+                event["step"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    /// A store for `api` (imported, so the CA is never asked about it) where v0001 is
+    /// current and expires `expires_in` from `start` (its window opens 30 days earlier;
+    /// jitter 0 is the latest moment) and v0002 is parked, so a due renewal rolls it out
+    /// again without a CA. Returns the store and both versions.
+    fn parked_setup(
+        config: &Config,
+        start: OffsetDateTime,
+        expires_in: time::Duration,
+    ) -> (CertStore, VersionId, VersionId) {
+        let store = CertStore::open(&config.state_dir).unwrap();
+        let origin = Origin {
+            created_at: start,
+            source: "imported".into(),
+        };
+        let ecdsa = &rcgen::PKCS_ECDSA_P256_SHA256;
+        let old = issue_valid(
+            &["api.test"],
+            ecdsa,
+            start - time::Duration::days(60),
+            start + expires_in,
+        );
+        let old = store
+            .stage_pending("api", &old.key_pem, &old.fullchain, &origin)
+            .unwrap();
+        store.promote("api", old.version).unwrap();
+        let parked = issue_valid(
+            &["api.test"],
+            ecdsa,
+            start - time::Duration::days(1),
+            start + time::Duration::days(89),
+        );
+        let parked = store
+            .stage_pending("api", &parked.key_pem, &parked.fullchain, &origin)
+            .unwrap();
+        store
+            .set_state("api", parked.version, VersionState::Parked)
+            .unwrap();
+        (store, old.version, parked.version)
+    }
+
+    /// Starts the renewal tasks of `config` with a renewer whose clock follows paused
+    /// tokio time from `start` and whose draws are 0.
+    fn start_tasks(config: &Config, start: OffsetDateTime) -> (TaskTracker, CancellationToken) {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock {
+            start,
+            at: tokio::time::Instant::now(),
+        });
+        let factory: RenewerFactory = Arc::new(move |config| {
+            Renewer::new(config)
+                .with_clock(clock.clone())
+                .with_random(Arc::new(Fixed(0.0)))
+        });
+        let state = Arc::new(State::new());
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let mut renewals = Renewals::new(state, factory, tracker.clone(), shutdown.clone());
+        assert_eq!(renewals.apply(config), (1, 0));
+        (tracker, shutdown)
+    }
+
+    /// Waits (in paused time, while the task's blocking store work runs) until the audit
+    /// log ends with `done`.
+    async fn until_done(state_dir: &std::path::Path) {
+        for _ in 0..600 {
+            if audit_steps(state_dir).last().map(String::as_str) == Some("done") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_paused_time_a_task_sleeps_until_the_wake_up_its_renewal_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &[("api", "30d")]);
+        let start = OffsetDateTime::now_utc();
+        let expires_in = time::Duration::days(30) + time::Duration::HOUR;
+        let (store, old, parked) = parked_setup(&config, start, expires_in);
+        let (tracker, shutdown) = start_tasks(&config, start);
+
+        // The first attempt finds nothing due and sleeps until the window opens.
+        tokio::time::sleep(Duration::from_secs(59 * 60)).await;
+        assert_eq!(audit_steps(&config.state_dir), Vec::<String>::new());
+        assert_eq!(store.current("api").unwrap(), Some(old));
+
+        // The window opens at one hour: the task wakes up and rolls v0002 out.
+        tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+        until_done(&config.state_dir).await;
+        assert_eq!(
+            audit_steps(&config.state_dir),
+            ["begin", "deployed", "verified", "done"]
+        );
+        assert_eq!(store.current("api").unwrap(), Some(parked));
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_paused_time_a_certificate_locked_elsewhere_is_tried_again_after_30_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), &[("api", "30d")]);
+        let start = OffsetDateTime::now_utc();
+        // Due at once: v0001's window opened a day ago.
+        let (store, _, parked) = parked_setup(&config, start, time::Duration::days(29));
+        let lock = crate::renew::RenewalLock::try_acquire(&config.state_dir, "api").unwrap();
+        let (tracker, shutdown) = start_tasks(&config, start);
+
+        // The first attempt finds the lock held; released a second later.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(lock);
+        tokio::time::sleep(Duration::from_secs(27)).await;
+        assert_eq!(
+            audit_steps(&config.state_dir),
+            Vec::<String>::new(),
+            "not retried before {MINIMUM_RETRY:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        until_done(&config.state_dir).await;
+        assert_eq!(store.current("api").unwrap(), Some(parked));
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 }

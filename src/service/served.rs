@@ -365,4 +365,32 @@ mod tests {
         store.retain_checked(&verifying(dir.path(), &file, &["www"]));
         assert_eq!(store.certificates(), ["www"]);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_paused_time_a_round_runs_every_interval_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("certinel.toml");
+        // No current version: a round records no samples and probes nothing.
+        let (_sender, receiver) = watch::channel(Arc::new(verifying(dir.path(), &file, &["api"])));
+        let store = Arc::new(ServedStore::default());
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        spawn(receiver, store.clone(), DRIFT_INTERVAL, &tracker, &shutdown);
+
+        until_checked(&store, &["api"]).await;
+        let first = tokio::time::Instant::now();
+        store.retain(&[]);
+        tokio::time::sleep_until(first + DRIFT_INTERVAL - Duration::from_secs(1)).await;
+        assert!(
+            store.certificates().is_empty(),
+            "no round before the interval"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        until_checked(&store, &["api"]).await;
+        assert!(first.elapsed() < DRIFT_INTERVAL + Duration::from_secs(10));
+
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
 }

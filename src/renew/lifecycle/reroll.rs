@@ -5,9 +5,8 @@
 use time::OffsetDateTime;
 
 use super::Run;
-use crate::renew::{RenewError, RenewOutcome};
+use crate::renew::RenewError;
 use crate::scan::inspect::KeyType;
-use crate::store::metadata::parse_key_type;
 use crate::store::verify::name_covered;
 use crate::store::{Stage, Step, VersionId, VersionMetadata, VersionState};
 
@@ -37,30 +36,13 @@ pub(crate) fn reusable_version(
 }
 
 impl Run<'_> {
-    /// The parked version the next attempt should roll out again, if any.
-    pub(super) fn parked_version(&self) -> Result<Option<VersionId>, RenewError> {
-        let name = self.name();
-        let versions = self.store.versions(name).map_err(|e| self.store_error(e))?;
-        let current = self.store.current(name).map_err(|e| self.store_error(e))?;
-        // A key algorithm without a stored key type matches no stored version.
-        let Some(wanted_key_type) = parse_key_type(self.certificate.key.as_str()) else {
-            return Ok(None);
-        };
-        Ok(reusable_version(
-            &versions,
-            current,
-            self.now,
-            &self.certificate.dns_names(),
-            wanted_key_type,
-        ))
-    }
-
-    /// Rolls `version` out again (promote, deploy commands, served and files checks) as a
-    /// renewal of its own, so a crash halfway resumes like any other.
-    pub(super) async fn reroll(&self, version: VersionId) -> Result<RenewOutcome, RenewError> {
+    /// Begins a renewal that rolls `version` out again (promote, deploy commands, served
+    /// and files checks, driven by the state machine), so a crash halfway resumes like any
+    /// other.
+    pub(super) fn reroll(&self, version: VersionId, now: OffsetDateTime) -> Result<(), RenewError> {
         let name = self.name();
         self.store
-            .begin(name, self.now)
+            .begin(name, now)
             .map_err(|e| self.store_error(e))?;
         let serial = self.serial(version);
         self.record_with_detail(
@@ -72,8 +54,8 @@ impl Run<'_> {
         );
         self.store
             .advance(name, Stage::Pending, version)
-            .map_err(|e| self.store_error(e))?;
-        self.roll_out(version).await
+            .map(|_| ())
+            .map_err(|e| self.store_error(e))
     }
 }
 

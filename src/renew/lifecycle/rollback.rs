@@ -51,10 +51,11 @@ impl Run<'_> {
     pub(super) async fn roll_back_failed(
         &self,
         rollout_only: bool,
+        now: OffsetDateTime,
     ) -> Result<Option<VersionId>, RenewError> {
         let name = self.name();
         let abandoned = self.store.current(name).map_err(|e| self.store_error(e))?;
-        if let Some(why) = self.unfit_previous()? {
+        if let Some(why) = self.unfit_previous(now)? {
             // Like `on_verify_failure = "keep"`: the new version stays live and its rollout
             // is retried after the backoff.
             self.record_text(
@@ -110,7 +111,7 @@ impl Run<'_> {
 
     /// Why `previous` must not be restored, if it exists and must not: see
     /// [`unfit_rollback_target`], and its files must still check out.
-    fn unfit_previous(&self) -> Result<Option<String>, RenewError> {
+    fn unfit_previous(&self, now: OffsetDateTime) -> Result<Option<String>, RenewError> {
         let name = self.name();
         let Some(previous) = self.store.previous(name).map_err(|e| self.store_error(e))? else {
             return Ok(None);
@@ -121,7 +122,7 @@ impl Run<'_> {
             Err(e) => return Ok(Some(format!("previous version {previous}: {e}"))),
         };
         let wanted_key_type = parse_key_type(self.certificate.key.as_str());
-        if let Some(why) = unfit_rollback_target(&meta, self.now, &wanted_names, wanted_key_type) {
+        if let Some(why) = unfit_rollback_target(&meta, now, &wanted_names, wanted_key_type) {
             return Ok(Some(why));
         }
         let files = self

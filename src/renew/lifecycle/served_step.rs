@@ -1,20 +1,21 @@
 //! The served-certificate step of a renewal: wait until the `verify` endpoints serve the new
-//! serial; when they do not in time, roll back (which runs the deploy commands for the restored
-//! version; `on_verify_failure = "rollback"`, and only when an endpoint serves an older
-//! certificate) or keep the new version (`"keep"`, or when an endpoint did not answer).
+//! serial. When they do not in time, the state machine (`next_action`) rolls back
+//! (`on_verify_failure = "rollback"`, and only when an endpoint serves an older certificate)
+//! or keeps the new version (`"keep"`, or when an endpoint did not answer), which ends here
+//! in [`Run::keep_unserved`].
 
 use std::time::Duration;
 
 use super::Run;
-use crate::config::model::OnVerifyFailure;
 use crate::renew::RenewError;
 use crate::renew::served::{ServedError, ServedProber, Verdict, describe};
 use crate::store::{Step, VersionId};
 
 impl Run<'_> {
-    /// Probes the `verify` endpoints for `version`'s serial. `Ok(None)`: served, or nothing
-    /// to check. `Ok(Some(error))`: not served and kept, for the caller to finish. `Err`: not
-    /// served and rolled back (failure counted), or the state could not be read.
+    /// Probes the `verify` endpoints for `version`'s serial. `Ok(None)`: served (audited),
+    /// or nothing to check. `Ok(Some(error))`: not served; whether the version is kept or
+    /// rolled back is the state machine's decision (`next_action`), and so is the audit
+    /// line. `Err`: the state could not be read.
     pub(super) async fn check_served(
         &self,
         version: VersionId,
@@ -45,7 +46,7 @@ impl Run<'_> {
                 detail: format!("cannot read the hosts file: {error}"),
             }),
         };
-        let source = match result {
+        match result {
             Ok(observed) => {
                 let detail = describe(&expected, &observed);
                 self.record_with_detail(
@@ -55,39 +56,9 @@ impl Run<'_> {
                     None,
                     Some(detail),
                 );
-                return Ok(None);
+                Ok(None)
             }
-            Err(source) => source,
-        };
-        // Only an endpoint serving an older certificate is something a rollback can fix; one
-        // that does not answer would not answer with the older version either.
-        let keep_why = match (certificate.on_verify_failure, source.verdict) {
-            (OnVerifyFailure::Keep, _) => Some("on_verify_failure = \"keep\""),
-            (OnVerifyFailure::Rollback, Verdict::Stale) => None,
-            (OnVerifyFailure::Rollback, _) => Some("unreachable: a rollback would not help"),
-        };
-        match keep_why {
-            Some(why) => {
-                let text = format!("{source}; kept as current ({why})");
-                self.record_text(Step::Served, Some(version), Some(&expected), Some(text));
-                Ok(Some(source))
-            }
-            None => {
-                self.record_text(
-                    Step::Served,
-                    Some(version),
-                    Some(&expected),
-                    Some(source.to_string()),
-                );
-                let restored = self.roll_back_failed(true).await?;
-                Err(self.count_failure(RenewError::Served {
-                    name: self.name().to_owned(),
-                    version,
-                    restored,
-                    kept: false,
-                    source,
-                }))
-            }
+            Err(source) => Ok(Some(source)),
         }
     }
 
