@@ -46,9 +46,13 @@ pub(crate) async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
         },
         ..AcmeSettings::new(&pebble.directory_url)
     };
-    load_or_create_account(&settings, state_dir, Arc::new(NoopObserver))
-        .await
-        .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
+    load_or_create_account(
+        &settings,
+        certinel::store::FsAccounts::shared(state_dir),
+        Arc::new(NoopObserver),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
 }
 
 fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {

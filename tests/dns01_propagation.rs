@@ -77,9 +77,13 @@ async fn account(pebble: &Pebble, observer: Arc<ChallengeRequests>) -> AcmeAccou
         },
         ..AcmeSettings::new(&pebble.directory_url)
     };
-    load_or_create_account(&settings, state.path(), observer)
-        .await
-        .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
+    load_or_create_account(
+        &settings,
+        certinel::store::FsAccounts::shared(state.path()),
+        observer,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
 }
 
 /// Waits for `event`, checking every 50 ms for at most 20 seconds.

@@ -100,10 +100,11 @@ impl Renewer {
         Done: Future<Output = Result<T, AcmeError>>,
     {
         let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
-        let result = match load_account(&settings, &self.account_dir, self.observer.clone()).await {
-            Ok(account) => change(account).await,
-            Err(error) => Err(error),
-        };
+        let result =
+            match load_account(&settings, self.accounts.clone(), self.observer.clone()).await {
+                Ok(account) => change(account).await,
+                Err(error) => Err(error),
+            };
         let detail = result.as_ref().ok().map(describe);
         self.audit_account_step(step, now, &result, detail)?;
         Ok(result?)
