@@ -26,15 +26,44 @@ pub trait AccountStore: Send + Sync + Debug {
     /// Stores the credentials for `directory` (a new registration, a rolled-over key),
     /// replacing any atomically: a reader sees the old document or the new one.
     fn save_account(&self, directory: &str, bytes: &[u8]) -> Result<(), StoreError>;
-    /// Keeps credentials that [`save_account`](Self::save_account) could not store (the
-    /// CA already switched to their key) beside the stored ones, where a person finds
-    /// them; returns where.
-    fn save_account_aside(&self, directory: &str, bytes: &[u8]) -> Result<PathBuf, StoreError>;
+    /// Keeps a document beside the credentials of `directory` (atomically, 0600): what
+    /// must not be lost while they cannot be replaced ([`Aside`]); returns where.
+    fn save_account_aside(
+        &self,
+        directory: &str,
+        aside: Aside,
+        bytes: &[u8],
+    ) -> Result<PathBuf, StoreError>;
+    /// The document kept beside the credentials of `directory`, if any.
+    fn account_aside(&self, directory: &str, aside: Aside) -> Result<Option<Record>, StoreError>;
+    /// Deletes the document kept beside the credentials of `directory` (none is fine).
+    fn remove_account_aside(&self, directory: &str, aside: Aside) -> Result<(), StoreError>;
     /// Retires the credentials of a deactivated account: [`account`](Self::account) finds
     /// none afterwards, and the document is kept for the record; returns where.
     fn retire_account(&self, directory: &str) -> Result<PathBuf, StoreError>;
     /// Where the credentials of `directory` live (or would), named in messages.
     fn account_location(&self, directory: &str) -> PathBuf;
+}
+
+/// A document kept beside an account's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aside {
+    /// Credentials with a rolled-over key that could not replace the stored ones although
+    /// the CA already switched to it (`*.json.rollover`), for a person to move over.
+    Rollover,
+    /// The new key an adopted account is rolled over to, saved before the CA is asked to
+    /// switch, so an interrupted adoption is finished by the next one (`*.json.adopting`).
+    Adopting,
+}
+
+impl Aside {
+    /// The file extension that replaces `json` in the credentials file name.
+    fn extension(self) -> &'static str {
+        match self {
+            Aside::Rollover => "json.rollover",
+            Aside::Adopting => "json.adopting",
+        }
+    }
 }
 
 /// A credentials document is a few hundred bytes; anything near this is not one.
@@ -52,8 +81,8 @@ pub fn account_file_name(directory: &str) -> String {
 }
 
 /// Account credentials kept as files in one directory (mode 0700): `account-HASH.json`
-/// (0600) per directory URL, `*.json.rollover` for a rolled-over key that could not
-/// replace it, `*.json.deactivated` once retired. Every file is written with
+/// (0600) per directory URL, `*.json.rollover` and `*.json.adopting` beside it
+/// ([`Aside`]), `*.json.deactivated` once retired. Every file is written with
 /// [`crate::disk`]'s one atomic writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsAccounts {
@@ -71,6 +100,11 @@ impl FsAccounts {
     /// [`FsAccounts::new`] as the shared handle `crate::acme` takes.
     pub fn shared(dir: &Path) -> Arc<dyn AccountStore> {
         Arc::new(FsAccounts::new(dir))
+    }
+
+    fn aside_path(&self, directory: &str, aside: Aside) -> PathBuf {
+        self.account_location(directory)
+            .with_extension(aside.extension())
     }
 
     /// Writes `bytes` to `path` atomically with mode 0600, the directory made or kept a
@@ -99,31 +133,35 @@ impl AccountStore for FsAccounts {
         for removed in crate::disk::remove_stale_temporaries(&self.dir)? {
             tracing::info!(file = %removed.display(), "removed an interrupted credentials write");
         }
-        match crate::disk::read_capped(&path, MAX_CREDENTIALS_BYTES) {
-            Ok(bytes) => Ok(Some(Record {
-                bytes,
-                location: path,
-            })),
-            Err(ReadCappedError::Io(e)) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(ReadCappedError::Io(e)) => Err(StoreError::io("read", &path, e)),
-            Err(too_large) => Err(StoreError::io(
-                "read",
-                &path,
-                std::io::Error::other(too_large),
-            )),
-        }
+        read_document(path)
     }
 
     fn save_account(&self, directory: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.write_private(&self.account_location(directory), bytes)
     }
 
-    fn save_account_aside(&self, directory: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
-        let beside = self
-            .account_location(directory)
-            .with_extension("json.rollover");
+    fn save_account_aside(
+        &self,
+        directory: &str,
+        aside: Aside,
+        bytes: &[u8],
+    ) -> Result<PathBuf, StoreError> {
+        let beside = self.aside_path(directory, aside);
         self.write_private(&beside, bytes)?;
         Ok(beside)
+    }
+
+    fn account_aside(&self, directory: &str, aside: Aside) -> Result<Option<Record>, StoreError> {
+        read_document(self.aside_path(directory, aside))
+    }
+
+    fn remove_account_aside(&self, directory: &str, aside: Aside) -> Result<(), StoreError> {
+        let path = self.aside_path(directory, aside);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(crate::disk::sync_dir(&self.dir)?),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("remove", &path, e)),
+        }
     }
 
     fn retire_account(&self, directory: &str) -> Result<PathBuf, StoreError> {
@@ -136,6 +174,23 @@ impl AccountStore for FsAccounts {
 
     fn account_location(&self, directory: &str) -> PathBuf {
         self.dir.join(account_file_name(directory))
+    }
+}
+
+/// The document at `path` (at most [`MAX_CREDENTIALS_BYTES`]), `None` when there is none.
+fn read_document(path: PathBuf) -> Result<Option<Record>, StoreError> {
+    match crate::disk::read_capped(&path, MAX_CREDENTIALS_BYTES) {
+        Ok(bytes) => Ok(Some(Record {
+            bytes,
+            location: path,
+        })),
+        Err(ReadCappedError::Io(e)) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(ReadCappedError::Io(e)) => Err(StoreError::io("read", &path, e)),
+        Err(too_large) => Err(StoreError::io(
+            "read",
+            &path,
+            std::io::Error::other(too_large),
+        )),
     }
 }
 
@@ -234,9 +289,27 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let accounts = FsAccounts::new(temp.path());
         let path = accounts.account_location(DIRECTORY);
-        let aside = accounts.save_account_aside(DIRECTORY, b"new").unwrap();
+        let aside = accounts
+            .save_account_aside(DIRECTORY, Aside::Rollover, b"new")
+            .unwrap();
         assert_eq!(aside, path.with_extension("json.rollover"));
         assert_eq!(mode(&aside), 0o600);
+        let adopting = accounts
+            .save_account_aside(DIRECTORY, Aside::Adopting, b"key")
+            .unwrap();
+        assert_eq!(adopting, path.with_extension("json.adopting"));
+        let kept = accounts.account_aside(DIRECTORY, Aside::Adopting).unwrap();
+        assert_eq!(kept.map(|record| record.bytes), Some(b"key".to_vec()));
+        accounts
+            .remove_account_aside(DIRECTORY, Aside::Adopting)
+            .unwrap();
+        accounts
+            .remove_account_aside(DIRECTORY, Aside::Adopting)
+            .unwrap();
+        assert_eq!(
+            accounts.account_aside(DIRECTORY, Aside::Adopting).unwrap(),
+            None
+        );
         accounts.save_account(DIRECTORY, b"old").unwrap();
         let retired = accounts.retire_account(DIRECTORY).unwrap();
         assert_eq!(retired, path.with_extension("json.deactivated"));

@@ -43,7 +43,7 @@ pub mod versions;
 
 use std::path::PathBuf;
 
-pub use accounts::{AccountStore, FsAccounts, account_file_name};
+pub use accounts::{AccountStore, Aside, FsAccounts, account_file_name};
 pub use audit::{AuditEvent, AuditHistory, AuditLog, Outcome, Step};
 pub use backend::{Record, Store};
 pub use filesystem::FsStore;

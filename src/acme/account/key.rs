@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::{AcmeAccount, Handle, StoredAccount, io_kind, load_or_create_account, store_error};
 use crate::acme::error::retry_bad_nonce;
 use crate::acme::{AcmeError, AcmeObserver, AcmeSettings, Stage};
-use crate::store::AccountStore;
+use crate::store::{AccountStore, Aside};
 
 /// What a key rollover changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +84,14 @@ impl AcmeAccount {
         if let Err(error) = self.accounts.save_account(&self.directory, &json) {
             // The CA already answers only to the new key: losing it loses the account. Try
             // beside the old credentials before giving up, and say where they are.
-            let saved = match self.accounts.save_account_aside(&self.directory, &json) {
-                Ok(beside) => format!("saved in {} instead; move it over", beside.display()),
-                Err(_) => "not saved anywhere: register a new account".to_owned(),
-            };
+            let saved =
+                match self
+                    .accounts
+                    .save_account_aside(&self.directory, Aside::Rollover, &json)
+                {
+                    Ok(beside) => format!("saved in {} instead; move it over", beside.display()),
+                    Err(_) => "not saved anywhere: register a new account".to_owned(),
+                };
             let message = format!(
                 "the CA switched to the new key, but {}: {error}; the new key is {saved}",
                 self.credentials_path.display()
