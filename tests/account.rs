@@ -3,7 +3,11 @@
 //! renewal registers a new one. Both are audited.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use certinel::acme::{NoopObserver, load_or_create_account};
+use certinel::store::{AccountStore, Aside, FsAccounts, Record, StoreError};
 use instant_acme::{Account, AccountCredentials, Identifier, NewOrder};
 
 use crate::common::pebble::{Pebble, PebbleOptions};
@@ -130,4 +134,96 @@ async fn deactivation_needs_yes_retires_the_account_and_the_next_renewal_registe
         .find(|line| line["step"] == "account_deactivate")
         .expect("an audit line for the deactivation");
     assert_eq!(line["outcome"], "ok", "{line}");
+}
+
+/// The account credentials files, except that every save after the first (the
+/// registration) fails as on a full disk.
+#[derive(Debug)]
+struct FullAfterRegistration {
+    files: FsAccounts,
+    saves: AtomicUsize,
+}
+
+impl AccountStore for FullAfterRegistration {
+    fn account(&self, directory: &str) -> Result<Option<Record>, StoreError> {
+        self.files.account(directory)
+    }
+
+    fn save_account(&self, directory: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.saves.fetch_add(1, Ordering::SeqCst) == 0 {
+            return self.files.save_account(directory, bytes);
+        }
+        Err(StoreError::Io {
+            action: "write",
+            path: self.files.account_location(directory),
+            source: std::io::ErrorKind::StorageFull.into(),
+        })
+    }
+
+    fn save_account_aside(
+        &self,
+        directory: &str,
+        aside: Aside,
+        bytes: &[u8],
+    ) -> Result<PathBuf, StoreError> {
+        self.files.save_account_aside(directory, aside, bytes)
+    }
+
+    fn account_aside(&self, directory: &str, aside: Aside) -> Result<Option<Record>, StoreError> {
+        self.files.account_aside(directory, aside)
+    }
+
+    fn remove_account_aside(&self, directory: &str, aside: Aside) -> Result<(), StoreError> {
+        self.files.remove_account_aside(directory, aside)
+    }
+
+    fn retire_account(&self, directory: &str) -> Result<PathBuf, StoreError> {
+        self.files.retire_account(directory)
+    }
+
+    fn account_location(&self, directory: &str) -> PathBuf {
+        self.files.account_location(directory)
+    }
+}
+
+#[tokio::test]
+async fn a_rolled_over_key_the_store_cannot_take_is_kept_aside_and_is_the_one_the_ca_accepts() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FullAfterRegistration {
+        files: FsAccounts::new(dir.path()),
+        saves: AtomicUsize::new(0),
+    });
+    let settings = crate::acme::settings(&pebble);
+    let account = load_or_create_account(&settings, store.clone(), Arc::new(NoopObserver))
+        .await
+        .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()));
+    let file = store.account_location(&pebble.directory_url);
+    let old = credentials(&file);
+
+    let error = account
+        .roll_over_key()
+        .await
+        .expect_err("the store is full");
+    let aside = file.with_extension("json.rollover");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("saved in {} instead", aside.display())),
+        "{error}"
+    );
+    assert_eq!(
+        credentials(&file),
+        old,
+        "the stored credentials are untouched"
+    );
+    let new = credentials(&aside);
+    assert_eq!(new["id"], old["id"], "the same account");
+    assert!(
+        order_with(&pebble, old).await.is_err(),
+        "Pebble accepted an order signed with the old key"
+    );
+    order_with(&pebble, new)
+        .await
+        .unwrap_or_else(|e| panic!("the key kept aside is refused: {e}\n{}", pebble.log()));
 }

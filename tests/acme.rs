@@ -73,9 +73,13 @@ pub(crate) fn settings(pebble: &Pebble) -> AcmeSettings {
 
 /// The account of `settings(pebble)`, created in `state_dir` unless it is there.
 pub(crate) async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
-    load_or_create_account(&settings(pebble), state_dir, Arc::new(NoopObserver))
-        .await
-        .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
+    load_or_create_account(
+        &settings(pebble),
+        certinel::store::FsAccounts::shared(state_dir),
+        Arc::new(NoopObserver),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
 }
 
 pub(crate) fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpec) -> IssueRequest {
@@ -168,9 +172,13 @@ async fn http01_listener_issues_ecdsa_p256_certificate_and_reports_each_request(
     .await;
     let state = tempfile::tempdir().unwrap();
     let recorder = Arc::new(Recorder::default());
-    let account = load_or_create_account(&settings(&pebble), state.path(), recorder.clone())
-        .await
-        .expect("account");
+    let account = load_or_create_account(
+        &settings(&pebble),
+        certinel::store::FsAccounts::shared(state.path()),
+        recorder.clone(),
+    )
+    .await
+    .expect("account");
     let names = ["www.certinel.test", "api.certinel.test"];
     let issued = issue(
         &account,
@@ -388,9 +396,13 @@ async fn account_is_saved_0600_and_reused_without_a_new_account_request() {
     assert_eq!(mode & 0o777, 0o600);
 
     let recorder = Arc::new(Recorder::default());
-    let second = load_or_create_account(&settings(&pebble), state.path(), recorder.clone())
-        .await
-        .expect("reload account");
+    let second = load_or_create_account(
+        &settings(&pebble),
+        certinel::store::FsAccounts::shared(state.path()),
+        recorder.clone(),
+    )
+    .await
+    .expect("reload account");
     assert!(!second.was_created());
     assert_eq!(second.url(), first.url());
     assert_eq!(
@@ -421,9 +433,13 @@ async fn changed_directory_url_creates_a_new_account() {
     // The same Pebble under another URL stands in for "the operator switched CAs".
     let mut other = settings(&pebble);
     other.directory = pebble.directory_url.replace("127.0.0.1", "localhost");
-    let by_name = load_or_create_account(&other, state.path(), Arc::new(NoopObserver))
-        .await
-        .expect("account for the other URL");
+    let by_name = load_or_create_account(
+        &other,
+        certinel::store::FsAccounts::shared(state.path()),
+        Arc::new(NoopObserver),
+    )
+    .await
+    .expect("account for the other URL");
     assert!(by_name.was_created());
     assert_ne!(by_name.url(), by_ip.url());
     assert_ne!(by_name.credentials_path(), by_ip.credentials_path());
@@ -440,18 +456,26 @@ async fn eab_is_required_by_pebble_and_accepted_with_its_example_keys() {
     })
     .await;
     let state = tempfile::tempdir().unwrap();
-    let without = load_or_create_account(&settings(&pebble), state.path(), Arc::new(NoopObserver))
-        .await
-        .expect_err("Pebble requires EAB");
+    let without = load_or_create_account(
+        &settings(&pebble),
+        certinel::store::FsAccounts::shared(state.path()),
+        Arc::new(NoopObserver),
+    )
+    .await
+    .expect_err("Pebble requires EAB");
     assert_eq!(without.stage(), Stage::Account);
     assert_eq!(without.problem(), "externalAccountRequired", "{without}");
 
     let (kid, hmac_key) = pebble.eab.clone().expect("EAB keys");
     let mut with_eab = settings(&pebble);
     with_eab.eab = Some(Eab { kid, hmac_key });
-    let account = load_or_create_account(&with_eab, state.path(), Arc::new(NoopObserver))
-        .await
-        .unwrap_or_else(|e| panic!("EAB account: {e}\n{}", pebble.log()));
+    let account = load_or_create_account(
+        &with_eab,
+        certinel::store::FsAccounts::shared(state.path()),
+        Arc::new(NoopObserver),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("EAB account: {e}\n{}", pebble.log()));
     assert!(account.was_created());
     let names = ["eab.certinel.test"];
     issue_http01_and_check(&account, &pebble, &names).await;
@@ -482,9 +506,13 @@ async fn unreachable_ca_fails_at_account_stage_with_network_problem() {
         base_delay: Duration::from_millis(10),
         ..RetryPolicy::default()
     };
-    let error = load_or_create_account(&settings, state.path(), recorder.clone())
-        .await
-        .expect_err("nothing listens there");
+    let error = load_or_create_account(
+        &settings,
+        certinel::store::FsAccounts::shared(state.path()),
+        recorder.clone(),
+    )
+    .await
+    .expect_err("nothing listens there");
     assert_eq!(
         (error.stage(), error.problem()),
         (Stage::Account, "network")

@@ -38,9 +38,13 @@ async fn recorded_account(
 ) -> (tempfile::TempDir, Arc<Recorder>, AcmeAccount) {
     let state = tempfile::tempdir().unwrap();
     let recorder = Arc::new(Recorder::default());
-    let account = load_or_create_account(settings, state.path(), recorder.clone())
-        .await
-        .unwrap();
+    let account = load_or_create_account(
+        settings,
+        certinel::store::FsAccounts::shared(state.path()),
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
     (state, recorder, account)
 }
 
@@ -98,9 +102,13 @@ async fn the_preflight_is_skipped_without_issuer_domains_and_a_dead_resolver_doe
     let http01 = ChallengeSpec::Http01Listen(pebble.http_addr());
     // Pebble's directory has no caaIdentities: without configured ones, nothing is checked.
     settings.preflight.caa_identities.clear();
-    let account = load_or_create_account(&settings, state.path(), Arc::new(Recorder::default()))
-        .await
-        .unwrap();
+    let account = load_or_create_account(
+        &settings,
+        certinel::store::FsAccounts::shared(state.path()),
+        Arc::new(Recorder::default()),
+    )
+    .await
+    .unwrap();
     let unchecked = ["denied.caa.test"];
     issue_and_check(
         &account,
@@ -117,9 +125,13 @@ async fn the_preflight_is_skipped_without_issuer_domains_and_a_dead_resolver_doe
     settings.preflight.caa_identities = vec!["pebble.test".to_owned()];
     settings.preflight.resolver = Some(dead);
     let state = tempfile::tempdir().unwrap();
-    let account = load_or_create_account(&settings, state.path(), Arc::new(Recorder::default()))
-        .await
-        .unwrap();
+    let account = load_or_create_account(
+        &settings,
+        certinel::store::FsAccounts::shared(state.path()),
+        Arc::new(Recorder::default()),
+    )
+    .await
+    .unwrap();
     let names = ["denied.caa.test"];
     let issued = issue(&account, &request(&names, KeyAlgorithm::EcdsaP256, http01))
         .await

@@ -62,9 +62,13 @@ async fn twin_knots() -> (Knot, Knot) {
 async fn account(pebble: &Pebble, observer: Arc<ChallengeRequests>) -> AcmeAccount {
     let state = tempfile::tempdir().unwrap();
     let settings = settings(pebble);
-    load_or_create_account(&settings, state.path(), observer)
-        .await
-        .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
+    load_or_create_account(
+        &settings,
+        certinel::store::FsAccounts::shared(state.path()),
+        observer,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
 }
 
 #[tokio::test]

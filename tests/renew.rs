@@ -14,7 +14,7 @@ use certinel::acme::{
 };
 use certinel::config::model::CertificateConfig;
 use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
-use certinel::store::{CertStore, Origin, SecretPem, Stage, VersionId};
+use certinel::store::{CertStore, FsStore, Origin, SecretPem, Stage, Store, VersionId};
 use time::OffsetDateTime;
 
 use crate::common::config_text::{acme_table, http01_certificate, write_config_file};
@@ -457,7 +457,7 @@ async fn stage_issued(
 ) -> VersionId {
     let account = load_or_create_account(
         &settings(pebble),
-        &setup.state_dir.join("acme"),
+        FsStore::new(&setup.state_dir).accounts(),
         Arc::new(NoopObserver),
     )
     .await
@@ -519,7 +519,7 @@ async fn interrupted_renewals_resume_at_every_stage_without_a_second_order() {
     let ordered = setup.certificate("ordered");
     let account = load_or_create_account(
         &settings(&pebble),
-        &setup.state_dir.join("acme"),
+        FsStore::new(&setup.state_dir).accounts(),
         Arc::new(NoopObserver),
     )
     .await

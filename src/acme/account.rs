@@ -1,9 +1,10 @@
-//! The ACME account: created once per directory URL, its credentials kept in a 0600 file
-//! under the state directory and reused on every later start.
+//! The ACME account: created once per directory URL, its credentials kept by an
+//! [`AccountStore`] (the state directory's, a 0600 file) and reused on every later start.
 //!
-//! The file name is derived from a hash of the directory URL, so pointing certinel at a
-//! different CA (or at staging instead of production) creates a new account instead of
-//! presenting the old key to the wrong server.
+//! The store keys credentials by the directory URL, so pointing certinel at a different CA
+//! (or at staging instead of production) creates a new account instead of presenting the
+//! old key to the wrong server. This module does no file I/O: it (de)serialises the
+//! credentials document and hands it to the store.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,17 +16,17 @@ use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::acme::error::retry_bad_nonce;
 use crate::acme::http::{self, AcmeObserver};
 use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
-use crate::disk::{DiskError, ReadCappedError};
+use crate::store::{AccountStore, StoreError};
 
 mod adopt;
 mod foreign_key;
 mod key;
 
+pub use crate::store::account_file_name;
 pub use adopt::{AdoptedAccount, ForeignAccount, adopt_account};
 pub use foreign_key::{ForeignKey, ForeignKeyError, ForeignKeyKind};
 pub use key::{Deactivation, KeyRollover, load_account};
@@ -44,6 +45,9 @@ pub struct AcmeAccount {
     /// it while the process runs.
     replaces_refused: Arc<AtomicBool>,
     directory: String,
+    /// Where the credentials are kept; rollover and deactivation write through it.
+    accounts: Arc<dyn AccountStore>,
+    /// Where the store says they live, for messages.
     credentials_path: PathBuf,
     created: bool,
     poll: PollPolicy,
@@ -68,12 +72,12 @@ impl AcmeAccount {
         &self.directory
     }
 
-    /// The file holding the credentials.
+    /// Where the credentials are kept (the file, for the state directory's store).
     pub fn credentials_path(&self) -> &Path {
         &self.credentials_path
     }
 
-    /// Whether this call created the account (`false`: it was loaded from the file).
+    /// Whether this call created the account (`false`: it was loaded from the store).
     pub fn was_created(&self) -> bool {
         self.created
     }
@@ -174,55 +178,46 @@ impl fmt::Debug for AcmeAccount {
     }
 }
 
-/// What the credentials file holds.
+/// The credentials document the store keeps.
 #[derive(Serialize, Deserialize)]
 struct StoredAccount {
     directory: String,
     credentials: AccountCredentials,
 }
 
-/// The credentials file name for `directory`: `account-` and the first 16 hex digits of
-/// the SHA-256 of the URL.
-pub fn account_file_name(directory: &str) -> String {
-    let digest = Sha256::digest(directory.as_bytes());
-    let hex: String = digest[..8]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    format!("account-{hex}.json")
+impl StoredAccount {
+    /// The document as stored: pretty JSON.
+    fn to_bytes(&self, location: &Path) -> Result<Vec<u8>, AcmeError> {
+        serde_json::to_vec_pretty(self).map_err(|error| AcmeError::AccountFile {
+            path: location.to_owned(),
+            source: std::io::Error::other(error),
+        })
+    }
 }
 
-/// Loads the account for `settings.directory` from `account_dir` (the renewer's is
-/// `state_dir/acme/`), or creates it on the CA (with EAB when configured) and saves its
-/// credentials there with mode 0600, in a directory kept 0700.
+/// Loads the account for `settings.directory` from `accounts` (the renewer's are the
+/// state directory's, `Store::accounts`), or creates it on the CA (with EAB when
+/// configured) and saves its credentials there (0600 in the state directory).
 ///
 /// Every request this account makes later is reported to `observer`.
 pub async fn load_or_create_account(
     settings: &AcmeSettings,
-    account_dir: &Path,
+    accounts: Arc<dyn AccountStore>,
     observer: Arc<dyn AcmeObserver>,
 ) -> Result<AcmeAccount, AcmeError> {
     let client = build_client(settings, observer)?;
-    let credentials_path = account_dir.join(account_file_name(&settings.directory));
-    let file_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| AcmeError::AccountFile { path, source }
-    };
-
-    // The directory holds account keys: 0700 even when someone widened it since.
-    crate::disk::ensure_private_dir(account_dir)
-        .map_err(|error| file_error(account_dir)(disk_to_io(error)))?;
-    // A process killed while writing credentials leaves its temporary file behind.
-    for removed in crate::disk::remove_stale_temporaries(account_dir)
-        .map_err(|error| file_error(account_dir)(disk_to_io(error)))?
-    {
-        tracing::info!(file = %removed.display(), "removed an interrupted credentials write");
-    }
-    let read = crate::disk::read_capped(&credentials_path, MAX_CREDENTIALS_BYTES);
-    let (account, credentials, created) = match read {
-        Ok(bytes) => {
-            let stored: StoredAccount = serde_json::from_slice(&bytes)
-                .map_err(|error| file_error(&credentials_path)(std::io::Error::other(error)))?;
+    let credentials_path = accounts.account_location(&settings.directory);
+    let stored = accounts
+        .account(&settings.directory)
+        .map_err(|error| store_error(&credentials_path, error))?;
+    let (account, credentials, created) = match stored {
+        Some(record) => {
+            let credentials_path = record.location;
+            let stored: StoredAccount =
+                serde_json::from_slice(&record.bytes).map_err(|error| AcmeError::AccountFile {
+                    path: credentials_path.clone(),
+                    source: std::io::Error::other(error),
+                })?;
             if stored.directory != settings.directory {
                 return Err(AcmeError::Invalid {
                     stage: Stage::Account,
@@ -241,16 +236,9 @@ pub async fn load_or_create_account(
                 .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
             (account, credentials, false)
         }
-        Err(ReadCappedError::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {
-            let (account, credentials) =
-                create_account(settings, &client, &credentials_path).await?;
+        None => {
+            let (account, credentials) = create_account(settings, &client, &*accounts).await?;
             (account, credentials, true)
-        }
-        Err(ReadCappedError::Io(error)) => return Err(file_error(&credentials_path)(error)),
-        Err(too_large) => {
-            return Err(file_error(&credentials_path)(std::io::Error::other(
-                too_large,
-            )));
         }
     };
     Ok(assemble(
@@ -258,7 +246,7 @@ pub async fn load_or_create_account(
         credentials,
         client,
         settings,
-        credentials_path,
+        accounts,
         created,
     ))
 }
@@ -269,7 +257,7 @@ fn assemble(
     credentials: Value,
     client: http::InstrumentedClient,
     settings: &AcmeSettings,
-    credentials_path: PathBuf,
+    accounts: Arc<dyn AccountStore>,
     created: bool,
 ) -> AcmeAccount {
     // Building the account fetched the directory: the facts say what instant-acme saw.
@@ -284,31 +272,31 @@ fn assemble(
         client,
         replaces_refused: Arc::new(AtomicBool::new(false)),
         directory: settings.directory.clone(),
-        credentials_path,
+        credentials_path: accounts.account_location(&settings.directory),
+        accounts,
         created,
         poll: settings.poll,
         preflight: settings.preflight.clone(),
     }
 }
 
-/// Registers a new account for `settings.directory` even though a credentials file may
-/// exist, and replaces that file atomically (mode 0600). For a CA that no longer knows the
+/// Registers a new account for `settings.directory` even though credentials may be
+/// stored, and replaces them atomically (mode 0600). For a CA that no longer knows the
 /// stored account (`accountDoesNotExist`, as after a restart of a test CA or a reset of a
 /// private one).
 pub async fn register_new_account(
     settings: &AcmeSettings,
-    account_dir: &Path,
+    accounts: Arc<dyn AccountStore>,
     observer: Arc<dyn AcmeObserver>,
 ) -> Result<AcmeAccount, AcmeError> {
     let client = build_client(settings, observer)?;
-    let credentials_path = account_dir.join(account_file_name(&settings.directory));
-    let (account, credentials) = create_account(settings, &client, &credentials_path).await?;
+    let (account, credentials) = create_account(settings, &client, &*accounts).await?;
     Ok(assemble(
         account,
         credentials,
         client,
         settings,
-        credentials_path,
+        accounts,
         true,
     ))
 }
@@ -333,18 +321,15 @@ fn build_client(
     })
 }
 
-/// Creates an account on the CA (with EAB when configured) and writes its credentials to
-/// `credentials_path` (temporary file, fsync, rename; mode 0600). Returns the account and
-/// its credentials as JSON (kept to rebuild the handle).
+/// Creates an account on the CA (with EAB when configured) and saves its credentials in
+/// `accounts` (atomically; mode 0600). Returns the account and its credentials as JSON
+/// (kept to rebuild the handle).
 async fn create_account(
     settings: &AcmeSettings,
     client: &http::InstrumentedClient,
-    credentials_path: &Path,
+    accounts: &dyn AccountStore,
 ) -> Result<(Account, Value), AcmeError> {
-    let file_error = |source| AcmeError::AccountFile {
-        path: credentials_path.to_owned(),
-        source,
-    };
+    let credentials_path = accounts.account_location(&settings.directory);
     let eab = settings.eab.as_ref().map(decode_eab).transpose()?;
     let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
     let new_account = NewAccount {
@@ -358,16 +343,14 @@ async fn create_account(
             .await
     )
     .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
-    let credentials_value = credentials_json(&credentials, credentials_path)?;
+    let credentials_value = credentials_json(&credentials, &credentials_path)?;
     let stored = StoredAccount {
         directory: settings.directory.clone(),
         credentials,
     };
-    let json = serde_json::to_vec_pretty(&stored)
-        .map_err(|error| file_error(std::io::Error::other(error)))?;
-    let account_dir = credentials_path.parent().unwrap_or(Path::new("."));
-    write_private_file(account_dir, credentials_path, &json)
-        .map_err(|error| file_error(disk_to_io(error)))?;
+    accounts
+        .save_account(&settings.directory, &stored.to_bytes(&credentials_path)?)
+        .map_err(|error| store_error(&credentials_path, error))?;
     tracing::info!(
         account = account.id(),
         directory = %settings.directory,
@@ -397,77 +380,27 @@ fn decode_eab(eab: &crate::acme::Eab) -> Result<ExternalAccountKey, AcmeError> {
     Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
 }
 
-/// An account credentials file is a few hundred bytes; anything near this is not one.
-const MAX_CREDENTIALS_BYTES: u64 = 64 * 1024;
-
-/// Writes `bytes` to `path` with the crate's one atomic writer ([`crate::disk`]: `O_EXCL`
-/// and `O_NOFOLLOW` temporary, fsync, rename, cleanup on error) with mode 0600, in `dir`
-/// made or kept a real directory with mode 0700.
-fn write_private_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), DiskError> {
-    crate::disk::ensure_private_dir(dir)?;
-    crate::disk::write_atomic(path, bytes, crate::disk::MODE_SECRET)
+/// A store failure about the credentials at `location`, as [`AcmeError::AccountFile`]:
+/// the `io::Error` it carries keeps the operating system's kind and the store's words (the
+/// step and the path).
+pub(super) fn store_error(location: &Path, error: StoreError) -> AcmeError {
+    AcmeError::AccountFile {
+        path: location.to_owned(),
+        source: std::io::Error::new(io_kind(&error), error),
+    }
 }
 
-/// A [`DiskError`] as the `io::Error` [`AcmeError::AccountFile`] carries, keeping its kind
-/// and its words (the step and the path).
-fn disk_to_io(error: DiskError) -> std::io::Error {
-    std::io::Error::new(error.source.kind(), error)
+/// The operating system's error kind behind a store failure (`Other` when none).
+fn io_kind(error: &StoreError) -> std::io::ErrorKind {
+    match error {
+        StoreError::Io { source, .. } => source.kind(),
+        _ => std::io::ErrorKind::Other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use super::*;
-
-    #[test]
-    fn account_file_name_differs_per_directory_url() {
-        let production = account_file_name("https://acme-v02.api.letsencrypt.org/directory");
-        let staging = account_file_name("https://acme-staging-v02.api.letsencrypt.org/directory");
-        assert_ne!(production, staging);
-        assert_eq!(
-            production,
-            account_file_name("https://acme-v02.api.letsencrypt.org/directory")
-        );
-        assert_eq!(production.len(), "account-".len() + 16 + ".json".len());
-    }
-
-    #[test]
-    fn private_file_is_written_0600_in_a_0700_directory() {
-        let temp = tempfile::tempdir().unwrap();
-        let dir = temp.path().join("acme");
-        let path = dir.join("account.json");
-        write_private_file(&dir, &path, b"{}").unwrap();
-        write_private_file(&dir, &path, b"{\"again\":1}").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"{\"again\":1}");
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(mode(&dir), 0o700);
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "no temporary left"
-        );
-    }
-
-    #[test]
-    fn a_widened_account_directory_is_narrowed_and_a_planted_symlink_is_not_followed() {
-        let temp = tempfile::tempdir().unwrap();
-        let dir = temp.path().join("acme");
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // The old writer's temporary name, planted as a symlink to a file it must not touch.
-        let victim = temp.path().join("victim");
-        std::fs::write(&victim, b"precious").unwrap();
-        let path = dir.join("account.json");
-        let old_temporary = path.with_extension(format!("tmp{}", std::process::id()));
-        std::os::unix::fs::symlink(&victim, &old_temporary).unwrap();
-        write_private_file(&dir, &path, b"{}").unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&dir), 0o700);
-        assert_eq!(mode(&path), 0o600);
-        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
-    }
 
     #[test]
     fn eab_key_accepts_base64url_with_or_without_padding() {

@@ -7,8 +7,8 @@
 //! The flow for one certificate is:
 //!
 //! ```text
-//!   load_or_create_account(settings, account_dir)  ── credentials file (0600), keyed by
-//!            │                                       a hash of the directory URL
+//!   load_or_create_account(settings, accounts)  ── credentials kept by the store's
+//!            │                                    AccountStore, keyed by directory URL
 //!            ▼
 //!   issue(account, request)
 //!     key + CSR (keys.rs) ─► new order ─► authorizations (valid ones skipped)

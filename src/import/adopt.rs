@@ -83,9 +83,15 @@ pub async fn adopt(plan: &ImportPlan, options: &AdoptOptions) -> Result<AdoptRep
                 key: account.key.clone(),
             };
             Some(
-                adopt_account(&settings, &options.state_dir.join("acme"), &foreign)
-                    .await
-                    .map_err(ImportError::from),
+                adopt_account(
+                    &settings,
+                    &*crate::store::Store::accounts(&crate::store::FsStore::new(
+                        &options.state_dir,
+                    )),
+                    &foreign,
+                )
+                .await
+                .map_err(ImportError::from),
             )
         }
         None => None,

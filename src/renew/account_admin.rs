@@ -100,10 +100,11 @@ impl Renewer {
         Done: Future<Output = Result<T, AcmeError>>,
     {
         let settings = self.acme_settings().ok_or(AccountAdminError::NoAcme)?;
-        let result = match load_account(&settings, &self.account_dir, self.observer.clone()).await {
-            Ok(account) => change(account).await,
-            Err(error) => Err(error),
-        };
+        let result =
+            match load_account(&settings, self.accounts.clone(), self.observer.clone()).await {
+                Ok(account) => change(account).await,
+                Err(error) => Err(error),
+            };
         let detail = result.as_ref().ok().map(describe);
         self.audit_account_step(step, now, &result, detail)?;
         Ok(result?)
@@ -131,5 +132,37 @@ impl Renewer {
                 detail,
             })
             .map_err(AccountAdminError::Audit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{FsStore, Store};
+
+    #[tokio::test]
+    async fn an_injected_store_keeps_the_account_credentials_too() {
+        let configured = tempfile::tempdir().unwrap();
+        let injected = tempfile::tempdir().unwrap();
+        let text = format!(
+            "state_dir = {:?}\n[acme]\ndirectory = \"https://127.0.0.1:9/dir\"\n",
+            configured.path().display().to_string()
+        );
+        let config = crate::config::parse(&text, None).unwrap();
+        let store = FsStore::new(injected.path());
+        let expected = store.accounts().account_location("https://127.0.0.1:9/dir");
+        let renewer = Renewer::new(&config).with_store(Arc::new(store));
+        // No credentials in the injected store: the error names where they were looked
+        // for, before any request to the CA.
+        let error = renewer
+            .roll_over_account_key(OffsetDateTime::UNIX_EPOCH)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains(&expected.display().to_string()),
+            "{error}"
+        );
     }
 }

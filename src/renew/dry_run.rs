@@ -1,7 +1,7 @@
 //! Dry runs: which ACME directory they talk to, and the scratch state directory they
 //! renew into (removed afterwards, its ACME accounts kept).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::model::AcmeConfig;
 
@@ -45,30 +45,24 @@ pub fn dry_run_directory(acme: &AcmeConfig) -> DryRunDirectory<'_> {
 }
 
 /// A temporary state directory for a dry run, removed when dropped. Its ACME accounts are
-/// not temporary: they are kept in `state_dir/dry-run/accounts/` (`accounts`), so repeated
-/// dry runs reuse one account per directory URL instead of registering a new one each time.
+/// not temporary: they are the store's dry-run accounts (`Store::dry_run_accounts`,
+/// `state_dir/dry-run/accounts/`), so repeated dry runs reuse one account per directory
+/// URL instead of registering a new one each time.
 pub(super) struct Scratch {
     pub(super) path: PathBuf,
-    pub(super) accounts: PathBuf,
 }
 
 impl Scratch {
-    /// A fresh scratch state directory whose accounts live in `accounts`.
-    pub(super) fn create(accounts: &Path) -> std::io::Result<Scratch> {
+    /// A fresh scratch state directory.
+    pub(super) fn create() -> std::io::Result<Scratch> {
         use std::os::unix::fs::DirBuilderExt;
-        // Credentials files are written 0600 by the account code; the directory is private.
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(accounts)?;
         let path = std::env::temp_dir().join(format!(
             "certinel-dry-run-{}-{:016x}",
             std::process::id(),
             rand::random::<u64>()
         ));
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        let accounts = std::path::absolute(accounts)?;
-        Ok(Scratch { path, accounts })
+        Ok(Scratch { path })
     }
 }
 
@@ -122,21 +116,31 @@ mod tests {
 
     #[test]
     fn dry_run_accounts_outlive_the_scratch_directory() {
+        use crate::store::{FsStore, Store};
         use std::os::unix::fs::PermissionsExt;
         let state = tempfile::tempdir().unwrap();
-        let accounts = crate::store::FsStore::new(state.path()).dry_run_account_dir();
-        let first = Scratch::create(&accounts).unwrap();
-        std::fs::write(first.accounts.join("account-1.json"), "{}").unwrap();
+        let store = FsStore::new(state.path());
+        let directory = "https://127.0.0.1:14000/dir";
+        let first = Scratch::create().unwrap();
+        store
+            .dry_run_accounts()
+            .save_account(directory, b"{}")
+            .unwrap();
         let first_path = first.path.clone();
         drop(first);
         assert!(!first_path.exists(), "the scratch directory is removed");
-        let second = Scratch::create(&accounts).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(second.accounts.join("account-1.json")).unwrap(),
-            "{}"
-        );
+        let _second = Scratch::create().unwrap();
+        let kept = store
+            .dry_run_accounts()
+            .account(directory)
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.bytes, b"{}");
         let accounts = state.path().join("dry-run/accounts");
-        assert!(accounts.join("account-1.json").is_file());
+        assert_eq!(
+            kept.location,
+            accounts.join(crate::store::account_file_name(directory))
+        );
         let mode = std::fs::metadata(&accounts).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
     }

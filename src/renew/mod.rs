@@ -49,7 +49,6 @@ mod revoke;
 pub mod served;
 mod status;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -58,7 +57,7 @@ use tracing::Instrument;
 use crate::acme::{AcmeObserver, NoopObserver, RetryPolicy};
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::schedule::plan::Reason;
-use crate::store::{FsStore, Store, VersionId};
+use crate::store::{AccountStore, FsStore, Store, VersionId};
 use dry_run::Scratch;
 
 pub use crate::hook::HookError;
@@ -145,11 +144,9 @@ pub struct RollbackOutcome {
 pub struct Renewer {
     /// Where every piece of state lives.
     store: Arc<dyn Store>,
-    /// Where a dry run keeps its ACME accounts: `state_dir/dry-run/accounts/`.
-    dry_run_account_dir: PathBuf,
-    /// Where ACME account credentials live: `state_dir/acme/`, or for a dry run the kept
-    /// `state_dir/dry-run/accounts/`.
-    account_dir: PathBuf,
+    /// Where ACME account credentials live: the store's accounts, or for a dry run the
+    /// store's dry-run accounts.
+    accounts: Arc<dyn AccountStore>,
     acme: Option<AcmeConfig>,
     certificates: Vec<CertificateConfig>,
     scanner: ScannerSettings,
@@ -167,8 +164,7 @@ impl Renewer {
     pub fn new(config: &Config) -> Renewer {
         let files = FsStore::new(&config.state_dir);
         Renewer {
-            account_dir: files.account_dir(),
-            dry_run_account_dir: files.dry_run_account_dir(),
+            accounts: files.accounts(),
             store: Arc::new(files),
             acme: config.acme.clone(),
             certificates: config.certificates.clone(),
@@ -191,10 +187,10 @@ impl Renewer {
         self
     }
 
-    /// Keeps state in `store` instead of the configured state directory's files. ACME
-    /// account credentials are not a [`Store`] operation yet: they stay in the configured
-    /// state directory (`acme/`).
+    /// Keeps state in `store` instead of the configured state directory's files, ACME
+    /// account credentials included.
     pub fn with_store(mut self, store: Arc<dyn Store>) -> Renewer {
+        self.accounts = store.accounts();
         self.store = store;
         self
     }
@@ -306,11 +302,10 @@ impl Renewer {
                  directory and counts against its limits"
             ),
         }
-        let scratch = Scratch::create(&self.dry_run_account_dir).map_err(RenewError::Scratch)?;
+        let scratch = Scratch::create().map_err(RenewError::Scratch)?;
         let scratch_renewer = Renewer {
             store: Arc::new(FsStore::new(&scratch.path)),
-            dry_run_account_dir: self.dry_run_account_dir.clone(),
-            account_dir: scratch.accounts.clone(),
+            accounts: self.store.dry_run_accounts(),
             acme: Some(AcmeConfig {
                 directory: directory.url().to_owned(),
                 ..acme.clone()

@@ -4,14 +4,17 @@
 //!
 //! **Invariant:** nothing outside `store` builds a path inside the state directory; the
 //! only paths handed out are the materialised files servers and deploy commands read
-//! ([`VersionFiles`]) and the names shown to a person ([`Store::audit_location`]).
+//! ([`VersionFiles`]) and the names shown to a person ([`Store::audit_location`],
+//! [`AccountStore::account_location`]).
 
 use std::fmt::Debug;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use crate::store::StoreError;
+use crate::store::accounts::AccountStore;
 use crate::store::audit::{AuditEvent, AuditHistory};
 use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
 use crate::store::lock::{LockError, RenewalLock};
@@ -126,4 +129,13 @@ pub trait Store: Send + Sync + Debug {
 
     /// Takes the renewal lock of `name` without waiting; released when dropped.
     fn lock(&self, name: &str) -> Result<RenewalLock, LockError>;
+
+    // ACME account credentials.
+
+    /// The ACME account credentials renewals and account changes use.
+    fn accounts(&self) -> Arc<dyn AccountStore>;
+    /// The ACME account credentials dry runs use: kept apart from [`accounts`](Self::accounts)
+    /// and from a dry run's scratch state, so repeated dry runs reuse one account per
+    /// directory URL.
+    fn dry_run_accounts(&self) -> Arc<dyn AccountStore>;
 }

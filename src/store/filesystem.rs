@@ -3,10 +3,12 @@
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use crate::store::StoreError;
+use crate::store::accounts::{AccountStore, FsAccounts};
 use crate::store::atomic::{MODE_PUBLIC, write_atomic};
 use crate::store::audit::{AuditEvent, AuditHistory, AuditLog};
 use crate::store::backend::{Record, Store};
@@ -34,18 +36,6 @@ impl FsStore {
         FsStore {
             state_dir: state_dir.to_path_buf(),
         }
-    }
-
-    /// Where [`crate::acme`] keeps the ACME account credentials (`state_dir/acme/`, one
-    /// 0600 file per directory URL, written with [`crate::disk`]'s atomic writer).
-    pub fn account_dir(&self) -> PathBuf {
-        self.state_dir.join(ACCOUNTS)
-    }
-
-    /// Where dry runs keep their ACME accounts (`state_dir/dry-run/accounts/`), so repeated
-    /// dry runs reuse one account per directory URL.
-    pub fn dry_run_account_dir(&self) -> PathBuf {
-        self.state_dir.join(DRY_RUN).join("accounts")
     }
 
     /// The certificate directories (`state_dir/certs/`), created if needed.
@@ -198,6 +188,18 @@ impl Store for FsStore {
     fn lock(&self, name: &str) -> Result<RenewalLock, LockError> {
         RenewalLock::try_acquire(&self.state_dir, name)
     }
+
+    /// `state_dir/acme/`.
+    fn accounts(&self) -> Arc<dyn AccountStore> {
+        Arc::new(FsAccounts::new(&self.state_dir.join(ACCOUNTS)))
+    }
+
+    /// `state_dir/dry-run/accounts/`.
+    fn dry_run_accounts(&self) -> Arc<dyn AccountStore> {
+        Arc::new(FsAccounts::new(
+            &self.state_dir.join(DRY_RUN).join("accounts"),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -262,27 +264,38 @@ mod tests {
                 detail: None,
             })
             .unwrap();
+        let ca = "https://127.0.0.1:14000/dir";
+        store.accounts().save_account(ca, b"{}").unwrap();
+        store.dry_run_accounts().save_account(ca, b"{}").unwrap();
+        let account = crate::store::account_file_name(ca);
 
+        let mut expected: Vec<String> = [
+            "audit.jsonl",
+            "certs/web/current",
+            "certs/web/inflight.json",
+            "certs/web/previous",
+            "certs/web/schedule.json",
+            "certs/web/v0001/cert.pem",
+            "certs/web/v0001/chain.pem",
+            "certs/web/v0001/fullchain.pem",
+            "certs/web/v0001/key.pem",
+            "certs/web/v0001/meta.json",
+            "certs/web/v0002/cert.pem",
+            "certs/web/v0002/chain.pem",
+            "certs/web/v0002/fullchain.pem",
+            "certs/web/v0002/key.pem",
+            "certs/web/v0002/meta.json",
+            "locks/web.lock",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        expected.push(format!("acme/{account}"));
+        expected.push(format!("dry-run/accounts/{account}"));
+        expected.sort();
+        assert_eq!(tree(dir.path()), expected);
         assert_eq!(
-            tree(dir.path()),
-            [
-                "audit.jsonl",
-                "certs/web/current",
-                "certs/web/inflight.json",
-                "certs/web/previous",
-                "certs/web/schedule.json",
-                "certs/web/v0001/cert.pem",
-                "certs/web/v0001/chain.pem",
-                "certs/web/v0001/fullchain.pem",
-                "certs/web/v0001/key.pem",
-                "certs/web/v0001/meta.json",
-                "certs/web/v0002/cert.pem",
-                "certs/web/v0002/chain.pem",
-                "certs/web/v0002/fullchain.pem",
-                "certs/web/v0002/key.pem",
-                "certs/web/v0002/meta.json",
-                "locks/web.lock",
-            ]
+            store.accounts().account_location(ca),
+            dir.path().join("acme").join(&account)
         );
         assert_eq!(
             store.current_files("web").unwrap().fullchain,

@@ -11,12 +11,12 @@
 //! state_dir/certs/NAME/inflight.json  the renewal in progress, if any, with its new key (0600)
 //! state_dir/certs/NAME/schedule.json  failures and backoff (crate::schedule::state)
 //! state_dir/locks/NAME.lock           flock(2) held while NAME renews (lock)
-//! state_dir/acme/account-HASH.json    ACME credentials per directory URL (0600, crate::acme)
+//! state_dir/acme/account-HASH.json    ACME credentials per directory URL (0600, accounts)
 //! state_dir/dry-run/accounts/         the dry runs' ACME credentials
 //! ```
 //!
 //! Everything above is reached through the [`Store`] trait ([`FsStore`] is this layout);
-//! only the two account directories are handed to `acme` as paths.
+//! the account credentials through the [`AccountStore`]s it hands out.
 //!
 //! **Invariant:** a `vNNNN` directory is complete or absent: versions are written under a
 //! dot-prefixed temporary name and renamed into place. Names starting with `.` are never
@@ -25,6 +25,7 @@
 //! **Invariant:** this module knows nothing about ACME or the network; it is told what was
 //! issued and only reads PEM files to check them.
 
+pub mod accounts;
 pub mod atomic;
 pub mod audit;
 pub mod backend;
@@ -42,6 +43,7 @@ pub mod versions;
 
 use std::path::PathBuf;
 
+pub use accounts::{AccountStore, Aside, FsAccounts, account_file_name};
 pub use audit::{AuditEvent, AuditHistory, AuditLog, Outcome, Step};
 pub use backend::{Record, Store};
 pub use filesystem::FsStore;

@@ -11,7 +11,7 @@
 //! before the CA is asked to switch, so an import that dies or fails after the switch is
 //! finished by the next one instead of losing the account.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -28,11 +28,11 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
 use super::foreign_key::{ForeignKey, ForeignKeyKind};
-use super::{StoredAccount, account_file_name, build_client, write_private_file};
+use super::{StoredAccount, build_client, store_error};
 use crate::acme::error::retry_bad_nonce;
 use crate::acme::http::InstrumentedClient;
 use crate::acme::{AcmeError, AcmeSettings, NoopObserver, Stage};
-use crate::disk::ReadCappedError;
+use crate::store::{AccountStore, Aside};
 
 /// An account registered by another client: the CA's URL for it and its key.
 #[derive(Debug, Clone)]
@@ -56,16 +56,16 @@ pub struct AdoptedAccount {
     pub already_adopted: bool,
 }
 
-/// Makes `foreign` certinel's account for `settings.directory` in `account_dir` (the
-/// renewer's is `state_dir/acme/`). Refuses when that directory already holds a different
-/// account; does nothing when it holds this one.
+/// Makes `foreign` certinel's account for `settings.directory` in `accounts` (the
+/// renewer's are the store's). Refuses when `accounts` already holds a different account
+/// for that directory; does nothing when it holds this one.
 pub async fn adopt_account(
     settings: &AcmeSettings,
-    account_dir: &Path,
+    accounts: &dyn AccountStore,
     foreign: &ForeignAccount,
 ) -> Result<AdoptedAccount, AcmeError> {
-    let credentials_path = account_dir.join(account_file_name(&settings.directory));
-    if let Some(existing) = stored_account_url(&credentials_path)? {
+    let credentials_path = accounts.account_location(&settings.directory);
+    if let Some(existing) = stored_account_url(accounts, &settings.directory)? {
         if existing == foreign.url {
             return Ok(AdoptedAccount {
                 url: existing,
@@ -85,14 +85,13 @@ pub async fn adopt_account(
         });
     }
     let client = build_client(settings, Arc::new(NoopObserver))?;
-    let pending_path = credentials_path.with_extension("json.adopting");
     let (credentials, rolled_over) = match foreign.key.kind() {
         ForeignKeyKind::EcdsaP256 => (
             confirm(&client, settings, foreign, foreign.key.pkcs8()).await?,
             false,
         ),
         ForeignKeyKind::Rsa => {
-            let (new_key, resumed) = pending_key(account_dir, &pending_path, &foreign.url)?;
+            let (new_key, resumed) = pending_key(accounts, &settings.directory, &foreign.url)?;
             // An earlier import may have died after the CA switched to the saved key.
             let earlier = if resumed {
                 confirm(&client, settings, foreign, &new_key).await.ok()
@@ -124,12 +123,13 @@ pub async fn adopt_account(
     };
     let json = serde_json::to_vec_pretty(&stored)
         .map_err(|error| file_error(std::io::Error::other(error)))?;
-    write_private_file(account_dir, &credentials_path, &json)
-        .map_err(|error| file_error(super::disk_to_io(error)))?;
-    if rolled_over {
-        if let Err(error) = std::fs::remove_file(&pending_path) {
-            tracing::warn!(file = %pending_path.display(), %error, "cannot remove the adoption's saved key");
-        }
+    accounts
+        .save_account(&settings.directory, &json)
+        .map_err(|error| store_error(&credentials_path, error))?;
+    if rolled_over
+        && let Err(error) = accounts.remove_account_aside(&settings.directory, Aside::Adopting)
+    {
+        tracing::warn!(%error, "cannot remove the adoption's saved key");
     }
     tracing::info!(
         account = %foreign.url,
@@ -175,28 +175,29 @@ async fn confirm(
     Ok(credentials)
 }
 
-/// The new P-256 key an RSA account is rolled over to, saved (0600) at `path` before the
-/// CA is asked to switch, so a crash or a failure after the switch never loses the
-/// account: the next import finds it. Returns the key and whether it was found there.
+/// The new P-256 key an RSA account is rolled over to, saved (0600, beside the
+/// credentials) before the CA is asked to switch, so a crash or a failure after the switch
+/// never loses the account: the next import finds it. Returns the key and whether it was
+/// found there.
 fn pending_key(
-    account_dir: &Path,
-    path: &Path,
+    accounts: &dyn AccountStore,
+    directory: &str,
     account_url: &str,
 ) -> Result<(Vec<u8>, bool), AcmeError> {
-    let file_error = |source| AcmeError::AccountFile {
-        path: path.to_owned(),
-        source,
-    };
-    if let Ok(bytes) = crate::disk::read_capped(path, super::MAX_CREDENTIALS_BYTES) {
-        let pending: Value = serde_json::from_slice(&bytes)
-            .map_err(|error| file_error(std::io::Error::other(error)))?;
+    let location = accounts.account_location(directory);
+    if let Ok(Some(record)) = accounts.account_aside(directory, Aside::Adopting) {
+        let pending: Value =
+            serde_json::from_slice(&record.bytes).map_err(|error| AcmeError::AccountFile {
+                path: record.location.clone(),
+                source: std::io::Error::other(error),
+            })?;
         let key = pending["key_pkcs8"]
             .as_str()
             .and_then(|text| URL_SAFE_NO_PAD.decode(text).ok());
-        if let (Some(key), Some(url)) = (key, pending["account"].as_str()) {
-            if url == account_url {
-                return Ok((key, true));
-            }
+        if let (Some(key), Some(url)) = (key, pending["account"].as_str())
+            && url == account_url
+        {
+            return Ok((key, true));
         }
     }
     let rng = SystemRandom::new();
@@ -208,27 +209,28 @@ fn pending_key(
         .as_ref()
         .to_vec();
     let pending = json!({ "account": account_url, "key_pkcs8": b64(&key) });
-    write_private_file(account_dir, path, pending.to_string().as_bytes())
-        .map_err(|error| file_error(super::disk_to_io(error)))?;
+    accounts
+        .save_account_aside(directory, Aside::Adopting, pending.to_string().as_bytes())
+        .map_err(|error| store_error(&location, error))?;
     Ok((key, false))
 }
 
-/// The account URL in an existing credentials file, `None` when there is no file.
-fn stored_account_url(path: &Path) -> Result<Option<String>, AcmeError> {
-    let file_error = |source| AcmeError::AccountFile {
-        path: path.to_owned(),
-        source,
-    };
-    let bytes = match crate::disk::read_capped(path, super::MAX_CREDENTIALS_BYTES) {
-        Ok(bytes) => bytes,
-        Err(ReadCappedError::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(None);
-        }
-        Err(ReadCappedError::Io(error)) => return Err(file_error(error)),
-        Err(too_large) => return Err(file_error(std::io::Error::other(too_large))),
+/// The account URL in the stored credentials for `directory`, `None` when there are none.
+fn stored_account_url(
+    accounts: &dyn AccountStore,
+    directory: &str,
+) -> Result<Option<String>, AcmeError> {
+    let Some(record) = accounts
+        .account(directory)
+        .map_err(|error| store_error(&accounts.account_location(directory), error))?
+    else {
+        return Ok(None);
     };
     let stored: Value =
-        serde_json::from_slice(&bytes).map_err(|error| file_error(std::io::Error::other(error)))?;
+        serde_json::from_slice(&record.bytes).map_err(|error| AcmeError::AccountFile {
+            path: record.location.clone(),
+            source: std::io::Error::other(error),
+        })?;
     Ok(stored["credentials"]["id"].as_str().map(str::to_owned))
 }
 
@@ -414,18 +416,21 @@ mod tests {
     #[test]
     fn the_saved_rollover_key_is_private_and_found_again_for_the_same_account_only() {
         let temp = tempfile::tempdir().unwrap();
-        let dir = temp.path().join("acme");
-        let path = dir.join("account-x.json.adopting");
-        let (key, resumed) = pending_key(&dir, &path, "https://ca/acct/1").unwrap();
+        let accounts = crate::store::FsAccounts::new(&temp.path().join("acme"));
+        let directory = "https://ca/dir";
+        let (key, resumed) = pending_key(&accounts, directory, "https://ca/acct/1").unwrap();
         assert!(!resumed);
         EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key).unwrap();
+        let path = accounts
+            .account_location(directory)
+            .with_extension("json.adopting");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(
-            pending_key(&dir, &path, "https://ca/acct/1").unwrap(),
+            pending_key(&accounts, directory, "https://ca/acct/1").unwrap(),
             (key.clone(), true)
         );
-        let (other, resumed) = pending_key(&dir, &path, "https://ca/acct/2").unwrap();
+        let (other, resumed) = pending_key(&accounts, directory, "https://ca/acct/2").unwrap();
         assert!(!resumed);
         assert_ne!(other, key);
     }

@@ -1,20 +1,19 @@
 //! Account key rollover (RFC 8555 §7.3.5) and deactivation (§7.3.6).
 //!
-//! Both change what the CA knows about the account, so each rewrites or retires the local
-//! credentials file right after the CA has answered. A rollover writes the new credentials
-//! atomically (temporary file, fsync, rename, 0600); a deactivation renames the file to
-//! `*.deactivated`, so the next renewal registers a new account instead of presenting a
-//! dead one, and the old file stays for the record.
+//! Both change what the CA knows about the account, so each replaces or retires the stored
+//! credentials right after the CA has answered. A rollover replaces them atomically
+//! ([`AccountStore::save_account`]); a deactivation retires them
+//! ([`AccountStore::retire_account`]: the file becomes `*.deactivated`), so the next
+//! renewal registers a new account instead of presenting a dead one, and the old
+//! credentials stay for the record.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{
-    AcmeAccount, Handle, StoredAccount, account_file_name, load_or_create_account,
-    write_private_file,
-};
+use super::{AcmeAccount, Handle, StoredAccount, io_kind, load_or_create_account, store_error};
 use crate::acme::error::retry_bad_nonce;
 use crate::acme::{AcmeError, AcmeObserver, AcmeSettings, Stage};
+use crate::store::{AccountStore, Aside};
 
 /// What a key rollover changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +24,7 @@ pub struct KeyRollover {
     pub old_thumbprint: String,
     /// The RFC 7638 thumbprint of the key it has now.
     pub new_thumbprint: String,
-    /// The credentials file, now holding the new key.
+    /// Where the credentials are kept, now holding the new key.
     pub credentials_path: PathBuf,
 }
 
@@ -34,20 +33,23 @@ pub struct KeyRollover {
 pub struct Deactivation {
     /// The account URL the CA deactivated.
     pub account_url: String,
-    /// Where the old credentials file was moved.
+    /// Where the old credentials were moved.
     pub retired_credentials: PathBuf,
 }
 
-/// Loads the account stored for `settings.directory` in `account_dir`; never creates one.
-/// For commands that act on an existing account (key rollover, deactivation): a missing
-/// credentials file is an error naming it.
+/// Loads the account stored for `settings.directory` in `accounts`; never creates one.
+/// For commands that act on an existing account (key rollover, deactivation): missing
+/// credentials are an error naming where they were looked for.
 pub async fn load_account(
     settings: &AcmeSettings,
-    account_dir: &Path,
+    accounts: Arc<dyn AccountStore>,
     observer: Arc<dyn AcmeObserver>,
 ) -> Result<AcmeAccount, AcmeError> {
-    let credentials_path = account_dir.join(account_file_name(&settings.directory));
-    if !credentials_path.exists() {
+    let credentials_path = accounts.account_location(&settings.directory);
+    let stored = accounts
+        .account(&settings.directory)
+        .map_err(|error| store_error(&credentials_path, error))?;
+    if stored.is_none() {
         return Err(AcmeError::Invalid {
             stage: Stage::Account,
             message: format!(
@@ -58,7 +60,7 @@ pub async fn load_account(
             ),
         });
     }
-    load_or_create_account(settings, account_dir, observer).await
+    load_or_create_account(settings, accounts, observer).await
 }
 
 impl AcmeAccount {
@@ -78,29 +80,26 @@ impl AcmeAccount {
             directory: self.directory.clone(),
             credentials,
         };
-        let file_error = |source| AcmeError::AccountFile {
-            path: self.credentials_path.clone(),
-            source,
-        };
-        let json = serde_json::to_vec_pretty(&stored)
-            .map_err(|error| file_error(std::io::Error::other(error)))?;
-        let account_dir = self.credentials_path.parent().unwrap_or(Path::new("."));
-        if let Err(error) = write_private_file(account_dir, &self.credentials_path, &json) {
+        let json = stored.to_bytes(&self.credentials_path)?;
+        if let Err(error) = self.accounts.save_account(&self.directory, &json) {
             // The CA already answers only to the new key: losing it loses the account. Try
-            // a file beside the old one before giving up, and say where it is.
-            let beside = self.credentials_path.with_extension("json.rollover");
-            let saved = match write_private_file(account_dir, &beside, &json) {
-                Ok(()) => format!("saved in {} instead; move it over", beside.display()),
-                Err(_) => "not saved anywhere: register a new account".to_owned(),
-            };
+            // beside the old credentials before giving up, and say where they are.
+            let saved =
+                match self
+                    .accounts
+                    .save_account_aside(&self.directory, Aside::Rollover, &json)
+                {
+                    Ok(beside) => format!("saved in {} instead; move it over", beside.display()),
+                    Err(_) => "not saved anywhere: register a new account".to_owned(),
+                };
             let message = format!(
                 "the CA switched to the new key, but {}: {error}; the new key is {saved}",
                 self.credentials_path.display()
             );
-            return Err(file_error(std::io::Error::new(
-                error.source.kind(),
-                message,
-            )));
+            return Err(AcmeError::AccountFile {
+                path: self.credentials_path.clone(),
+                source: std::io::Error::new(io_kind(&error), message),
+            });
         }
         let new_thumbprint = account.key_thumbprint().to_owned();
         let knows_renewal_info = self.read_handle().knows_renewal_info;
@@ -127,19 +126,14 @@ impl AcmeAccount {
     }
 
     /// Deactivates the account at the CA (permanently: it can never order again) and
-    /// moves its credentials file aside to `NAME.deactivated`.
+    /// retires its stored credentials (the file moves aside to `NAME.deactivated`).
     pub async fn deactivate(self) -> Result<Deactivation, AcmeError> {
         retry_bad_nonce!(self.acme().deactivate().await)
             .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
-        let retired = self.credentials_path.with_extension("json.deactivated");
-        let file_error = |source| AcmeError::AccountFile {
-            path: self.credentials_path.clone(),
-            source,
-        };
-        std::fs::rename(&self.credentials_path, &retired).map_err(file_error)?;
-        if let Some(dir) = self.credentials_path.parent() {
-            crate::disk::sync_dir(dir).map_err(|error| file_error(super::disk_to_io(error)))?;
-        }
+        let retired = self
+            .accounts
+            .retire_account(&self.directory)
+            .map_err(|error| store_error(&self.credentials_path, error))?;
         tracing::info!(
             account = %self.url,
             directory = %self.directory,

@@ -69,7 +69,7 @@ impl Run<'_> {
         }
         let account = load_or_create_account(
             &settings,
-            &self.renewer.account_dir,
+            self.renewer.accounts.clone(),
             self.renewer.observer.clone(),
         )
         .await?;
@@ -78,7 +78,7 @@ impl Run<'_> {
     }
 
     /// After the CA answered `accountDoesNotExist` (`cause`): forgets the cached account,
-    /// registers a new one (its credentials file replaced atomically, 0600), audits it. A
+    /// registers a new one (its stored credentials replaced atomically, 0600), audits it. A
     /// failed registration is audited and counted.
     pub(crate) async fn reregister(&self, cause: &RenewError) -> Result<(), RenewError> {
         let cache = &self.renewer.account;
@@ -94,7 +94,7 @@ impl Run<'_> {
             Ok(settings) => {
                 register_new_account(
                     &settings,
-                    &self.renewer.account_dir,
+                    self.renewer.accounts.clone(),
                     self.renewer.observer.clone(),
                 )
                 .await
