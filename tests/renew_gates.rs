@@ -3,7 +3,7 @@
 //! or its failed-authorization limit, and says when it may retry; a revocation whose
 //! replacement would be refused revokes nothing.
 
-use certinel::schedule::state::{self, ScheduleState};
+use certinel::schedule::history::{self, ScheduleState};
 use certinel::store::{CertStore, VersionId};
 use time::{Duration, OffsetDateTime};
 
@@ -12,7 +12,7 @@ use crate::revoke::{Setup, certinel, setup, text};
 
 fn save_schedule(setup: &Setup, schedule: &ScheduleState) {
     let store = CertStore::open(&setup.state_dir).unwrap();
-    state::save(&store.schedule_path("api").unwrap(), schedule).unwrap();
+    history::save(&store.schedule_path("api").unwrap(), schedule).unwrap();
 }
 
 #[tokio::test]

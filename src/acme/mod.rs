@@ -22,15 +22,14 @@
 //! Every failure is an [`AcmeError`] carrying a [`Stage`] and a problem keyword.
 
 mod account;
-mod ari;
 mod caa;
-mod dns01;
 mod error;
 mod http;
 mod keys;
 mod order;
 mod order_steps;
 mod preflight;
+mod renewal_info;
 pub mod retry;
 mod revoke;
 mod solvers;
@@ -39,14 +38,13 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+pub use crate::cert::{
+    DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,
+    TsigSecret, UnknownTsigAlgorithm,
+};
 pub use account::{
     AcmeAccount, Deactivation, KeyRollover, account_file_name, load_account,
     load_or_create_account, register_new_account,
-};
-pub use ari::{DirectoryFacts, RenewalInfo, ari_certificate_id, refresh_directory, renewal_info};
-pub use dns01::{
-    DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,
-    TsigSecret, UnknownTsigAlgorithm,
 };
 pub use error::{AcmeError, Stage, is_replaces_rejection};
 pub use http::{AcmeObserver, BodyTooLarge, MAX_BODY_BYTES, NoopObserver, endpoint_for_path};
@@ -56,6 +54,9 @@ pub use order_steps::{
     OrderProgress, download_order, finalize_order, new_private_key, prepare_order,
 };
 pub use preflight::{CaaRefusal, PreflightSettings};
+pub use renewal_info::{
+    DirectoryFacts, RenewalInfo, ari_certificate_id, refresh_directory, renewal_info,
+};
 pub use retry::{PollPolicy, RetryPolicy};
 pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};
 

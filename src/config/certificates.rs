@@ -21,9 +21,9 @@ use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
 use crate::config::raw::{RawAcme, RawCertificate};
-use crate::config::served;
 use crate::config::target::parse_dns_name;
 use crate::config::validate::Context;
+use crate::config::verify_targets;
 use crate::schedule::plan::{PolicyError, RenewBefore, validate_policy};
 
 /// `state_dir` when the file sets none.
@@ -346,11 +346,11 @@ fn certificate(
         Some(value) => Some(value.get_ref().clone()),
         None => None,
     };
-    let verify = served::verify_targets(&raw.verify, prefix, cx)?;
+    let verify = verify_targets::verify_targets(&raw.verify, prefix, cx)?;
     let verify_timeout = cx.timeout(
         raw.verify_timeout.as_ref(),
         key("verify_timeout"),
-        served::DEFAULT_VERIFY_TIMEOUT,
+        verify_targets::DEFAULT_VERIFY_TIMEOUT,
     )?;
     Ok(CertificateConfig {
         name,

@@ -15,8 +15,8 @@ use crate::renew::lifecycle::Run;
 use crate::renew::status::{PlanFacts, decide};
 use crate::renew::{RenewError, Renewer};
 use crate::schedule::ari::{AriAnswer, AriState, absorb};
+use crate::schedule::history;
 use crate::schedule::plan::{Decision, SuggestedWindow};
-use crate::schedule::state;
 use crate::store::metadata::VersionMetadata;
 use crate::store::{Step, StoreError};
 
@@ -87,7 +87,7 @@ impl Run<'_> {
                 .map_err(|e| self.store_error(e))?;
             let saved = schedule.clone();
             // The save fsyncs: keep it off the async workers.
-            off_runtime(move || state::save(&path, &saved))
+            off_runtime(move || history::save(&path, &saved))
                 .await
                 .map_err(|e| self.store_error(e))?;
         }

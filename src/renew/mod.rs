@@ -10,7 +10,7 @@
 //!     ─► check the profile is advertised
 //!     ─► begin ─► place order, record its URL ─► complete order (acme)
 //!     ─► stage_pending (pending) ─► promote + deploy commands (deployed)
-//!     ─► served check of `verify` endpoints (served.rs) ─► check_version (verified)
+//!     ─► served check of `verify` endpoints (rollout_check.rs) ─► check_version (verified)
 //!     ─► finish + prune (current)
 //! ```
 //!
@@ -33,7 +33,7 @@
 //! **Invariant:** the renewer never writes certificate files itself; `store` does.
 
 mod account_admin;
-mod ari;
+mod ari_poll;
 mod clock;
 mod deploy;
 mod dry_run;
@@ -42,7 +42,7 @@ mod hook_group;
 mod lifecycle;
 mod lock;
 mod revoke;
-pub mod served;
+pub mod rollout_check;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ use dry_run::Scratch;
 
 pub use crate::hook::HookError;
 pub use account_admin::AccountAdminError;
-pub use ari::CaFacts;
+pub use ari_poll::CaFacts;
 pub use clock::{Clock, SystemClock};
 pub use dry_run::{
     DryRunDirectory, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, dry_run_directory,

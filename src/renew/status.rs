@@ -8,10 +8,10 @@ use time::{Duration, OffsetDateTime};
 use crate::config::model::CertificateConfig;
 use crate::renew::{RenewError, Renewer};
 use crate::schedule::ari::AriState;
+use crate::schedule::history::{self, ScheduleState};
 use crate::schedule::plan::{CurrentCert, Decision, PlanInput, Policy, Reason, plan};
-use crate::schedule::state::{self, ScheduleState};
 use crate::store::metadata::{VersionMetadata, key_type_name, parse_key_type};
-use crate::store::verify::name_covered;
+use crate::store::version_check::name_covered;
 use crate::store::{CertStore, StoreError, VersionId};
 
 /// Up to this share of the renew-before period is taken off at random per certificate,
@@ -225,7 +225,7 @@ impl PlanFacts {
             Some(version) => Some(store.metadata(name, version)?),
             None => None,
         };
-        let schedule = state::load(&store.schedule_path(name)?)?;
+        let schedule = history::load(&store.schedule_path(name)?)?;
         Ok(PlanFacts { current, schedule })
     }
 

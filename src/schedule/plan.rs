@@ -11,9 +11,9 @@
 use time::{Duration, OffsetDateTime};
 
 use crate::scan::inspect::KeyType;
-use crate::schedule::state::{FAILED_AUTHORIZATION_WINDOW, ScheduleState};
+use crate::schedule::history::{FAILED_AUTHORIZATION_WINDOW, ScheduleState};
 use crate::store::metadata::VersionMetadata;
-use crate::store::verify::{VersionFacts, name_covered};
+use crate::store::version_check::{VersionFacts, name_covered};
 
 /// First retry delay after a failure.
 pub const BACKOFF_BASE: Duration = Duration::minutes(5);
@@ -414,9 +414,7 @@ fn human(d: std::time::Duration) -> String {
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "plan_gate_tests.rs"]
 mod gate_tests;

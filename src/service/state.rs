@@ -17,7 +17,7 @@ use crate::metrics::render::{ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
-use crate::service::served::ServedStore;
+use crate::service::drift::ServedStore;
 
 /// Identifies one scheduled job (an endpoint or a file source) for its lifetime.
 pub type JobId = u64;

@@ -8,7 +8,7 @@ use super::Run;
 use crate::renew::{RenewError, RenewOutcome};
 use crate::scan::inspect::KeyType;
 use crate::store::metadata::parse_key_type;
-use crate::store::verify::name_covered;
+use crate::store::version_check::name_covered;
 use crate::store::{Stage, Step, VersionId, VersionMetadata, VersionState};
 
 /// The newest parked version worth rolling out again at `now`: unexpired, covering every

@@ -361,5 +361,4 @@ fn a_renewal_rolled_back_to_the_previous_version_is_retried_with_backoff() {
 }
 
 /// The decision with the CA's suggested windows (ARI).
-#[path = "plan_ari_tests.rs"]
 mod ari;
