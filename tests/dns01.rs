@@ -9,9 +9,12 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certinel::acme::{
-    AcmeAccount, AcmeError, AcmeSettings, ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec,
-    DnsProvider, Identifier, IssueRequest, Issued, KeyAlgorithm, NoopObserver, PollPolicy,
-    RetryPolicy, Rfc2136Settings, Stage, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
+    AcmeAccount, AcmeError, AcmeSettings, IssueRequest, Issued, NoopObserver, PollPolicy,
+    RetryPolicy, Stage, issue, load_or_create_account,
+};
+use certinel::cert::{
+    ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Identifier, KeyAlgorithm,
+    Rfc2136Settings, TsigAlgorithm, TsigSecret,
 };
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;

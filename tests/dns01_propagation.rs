@@ -11,9 +11,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certinel::acme::{
-    AcmeAccount, AcmeObserver, AcmeSettings, Dns01Spec, DnsProvider, PollPolicy, RetryPolicy,
-    Rfc2136Settings, TsigAlgorithm, TsigSecret, issue, load_or_create_account,
+    AcmeAccount, AcmeObserver, AcmeSettings, PollPolicy, RetryPolicy, issue, load_or_create_account,
 };
+use certinel::cert::{Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm, TsigSecret};
 
 use crate::common::knot::{KEY_NAME, Knot};
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};

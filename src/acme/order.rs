@@ -13,7 +13,8 @@ use crate::acme::error::{BAD_NONCE_ROUNDS, is_bad_nonce, retry_bad_nonce};
 use crate::acme::keys::{KeyAndCsr, generate_key_and_csr};
 use crate::acme::retry::poll_interval;
 use crate::acme::solvers::Responder;
-use crate::acme::{AcmeAccount, AcmeError, Identifier, IssueRequest, Issued, Stage};
+use crate::acme::{AcmeAccount, AcmeError, IssueRequest, Issued, Stage};
+use crate::cert::Identifier;
 
 /// Obtains a certificate for `request.names` with a new key of type `request.key`.
 ///

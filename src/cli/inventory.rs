@@ -9,7 +9,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::acme::ChallengeSpec;
+use crate::cert::ChallengeSpec;
+use crate::cert::RenewBefore;
 use crate::cli::ExitCode;
 use crate::config;
 use crate::config::model::{CertificateConfig, Config};
@@ -23,7 +24,6 @@ use crate::renew::Renewer;
 use crate::scan::files;
 use crate::scan::inspect::CertFacts;
 use crate::scan::sweep::sweep_endpoints;
-use crate::schedule::plan::RenewBefore;
 use crate::service::probe_context;
 use crate::store::CertStore;
 

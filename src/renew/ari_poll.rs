@@ -11,12 +11,13 @@ use time::OffsetDateTime;
 use crate::acme::{
     AcmeAccount, AcmeError, DirectoryFacts, ari_certificate_id, refresh_directory, renewal_info,
 };
+use crate::renew::decision::{PlanFacts, decide};
 use crate::renew::lifecycle::Run;
-use crate::renew::status::{PlanFacts, decide};
 use crate::renew::{RenewError, Renewer};
+use crate::schedule::ari::SuggestedWindow;
 use crate::schedule::ari::{AriAnswer, AriState, absorb};
 use crate::schedule::history;
-use crate::schedule::plan::{Decision, SuggestedWindow};
+use crate::schedule::plan::Decision;
 use crate::store::metadata::VersionMetadata;
 use crate::store::{Step, StoreError};
 

@@ -35,6 +35,7 @@
 mod account_admin;
 mod ari_poll;
 mod clock;
+mod decision;
 mod deploy;
 mod dry_run;
 mod error;

@@ -1,22 +1,17 @@
-//! What `certinel status` shows per certificate, and the renewal decision it shares with
-//! the renewer. The plan's inputs are read from the store here and nothing is written:
-//! only the renewer persists a jitter draw or renewal information.
+//! What `certinel status` shows per certificate: the stored facts and the renewal decision
+//! the renewer would take (`decision`). Nothing is written here: only the renewer persists
+//! a jitter draw or renewal information.
 
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::model::CertificateConfig;
+use crate::renew::decision::{PlanFacts, applicable_ari, decide};
 use crate::renew::{RenewError, Renewer};
-use crate::schedule::ari::AriState;
-use crate::schedule::history::{self, ScheduleState};
-use crate::schedule::plan::{CurrentCert, Decision, PlanInput, Policy, Reason, plan};
-use crate::store::metadata::{VersionMetadata, key_type_name, parse_key_type};
+use crate::schedule::plan::{CurrentCert, Reason};
+use crate::store::metadata::key_type_name;
 use crate::store::version_check::name_covered;
 use crate::store::{CertStore, StoreError, VersionId};
-
-/// Up to this share of the renew-before period is taken off at random per certificate,
-/// so a fleet does not renew at one instant.
-const JITTER_FRACTION: f64 = 0.1;
 
 /// The state of one managed certificate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -206,77 +201,5 @@ fn matches_config(certificate: &CertificateConfig, current: &CurrentCert) -> boo
         .dns_names()
         .iter()
         .all(|name| name_covered(name, &current.dns_names));
-    names_covered && Some(current.key_type) == parse_key_type(certificate.key.as_str())
-}
-
-/// What the decision reads from the store for one certificate.
-#[derive(Debug, Clone)]
-pub(crate) struct PlanFacts {
-    /// The current version's metadata, if there is one.
-    pub(crate) current: Option<VersionMetadata>,
-    /// The persisted schedule state.
-    pub(crate) schedule: ScheduleState,
-}
-
-impl PlanFacts {
-    /// Reads the current version and the schedule state of `name`; writes nothing.
-    pub(crate) fn read(store: &CertStore, name: &str) -> Result<PlanFacts, StoreError> {
-        let current = match store.current(name)? {
-            Some(version) => Some(store.metadata(name, version)?),
-            None => None,
-        };
-        let schedule = history::load(&store.schedule_path(name)?)?;
-        Ok(PlanFacts { current, schedule })
-    }
-
-    /// The jitter drawn for the current certificate, or 0 (the latest moment of the
-    /// policy's window) before the renewer has drawn one.
-    pub(crate) fn stored_jitter(&self) -> f64 {
-        match (&self.current, &self.schedule.jitter) {
-            (Some(meta), Some(draw)) if draw.serial == meta.serial => draw.value,
-            _ => 0.0,
-        }
-    }
-}
-
-/// The ARI state when it is about the certificate `meta` describes.
-fn applicable_ari<'a>(schedule: &'a ScheduleState, meta: &VersionMetadata) -> Option<&'a AriState> {
-    schedule
-        .ari
-        .as_ref()
-        .filter(|ari| ari.is_for_serial(&meta.serial))
-}
-
-/// The renewal decision for `certificate` at `now` from `facts`, with `random` as the
-/// policy's jitter draw. Pure: the caller reads the facts and persists any draw.
-pub(crate) fn decide(
-    certificate: &CertificateConfig,
-    facts: &PlanFacts,
-    now: OffsetDateTime,
-    random: f64,
-    backoff_base: Duration,
-) -> Decision {
-    let current_cert = facts.current.as_ref().map(CurrentCert::from);
-    let ari = facts
-        .current
-        .as_ref()
-        .and_then(|meta| applicable_ari(&facts.schedule, meta))
-        .and_then(AriState::choice);
-    let policy = Policy {
-        renew_before: certificate.renew_before,
-        jitter_fraction: JITTER_FRACTION,
-        backoff_base,
-    };
-    let wanted_names = certificate.dns_names();
-    plan(&PlanInput {
-        now,
-        current: current_cert.as_ref(),
-        policy: &policy,
-        wanted_names: &wanted_names,
-        wanted_key_type: parse_key_type(certificate.key.as_str())
-            .unwrap_or(crate::scan::inspect::KeyType::Other),
-        state: &facts.schedule,
-        ari,
-        random,
-    })
+    names_covered && current.key_type == certificate.key.key_type()
 }

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use super::Run;
-use crate::acme::Identifier;
+use crate::cert::Identifier;
 use crate::renew::RenewError;
 use crate::schedule::history::{self as schedule_state, ScheduleState};
 use crate::store::StoreError;

@@ -5,8 +5,8 @@
 use time::OffsetDateTime;
 
 use super::Run;
+use crate::cert::KeyType;
 use crate::renew::{RenewError, RollbackOutcome};
-use crate::scan::inspect::KeyType;
 use crate::store::metadata::parse_key_type;
 use crate::store::version_check::name_covered;
 use crate::store::{Step, StoreError, VersionId, VersionMetadata, VersionState, check_version};
