@@ -6,6 +6,7 @@
 
 pub mod connection_deadline;
 pub mod drift;
+mod error_chain;
 pub mod http_server;
 pub mod reload;
 pub mod renewals;
