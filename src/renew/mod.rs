@@ -68,7 +68,7 @@ pub use dry_run::{
 pub use error::RenewError;
 pub use lock::{LockError, RenewalLock};
 pub use revoke::RevokeOutcome;
-pub use status::{CertificateStatus, reason_name};
+pub use status::{CertificateStatus, LastOutcome};
 
 /// How to run one renewal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

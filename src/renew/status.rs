@@ -8,7 +8,7 @@ use time::{Duration, OffsetDateTime};
 use crate::config::model::CertificateConfig;
 use crate::renew::decision::{PlanFacts, applicable_ari, decide};
 use crate::renew::{RenewError, Renewer};
-use crate::schedule::plan::{CurrentCert, Reason};
+use crate::schedule::plan::{CurrentCert, Reason, Rule};
 use crate::store::metadata::key_type_name;
 use crate::store::version_check::name_covered;
 use crate::store::{CertStore, StoreError, VersionId};
@@ -43,10 +43,10 @@ pub struct CertificateStatus {
     /// When the next renewal is planned.
     #[serde(with = "time::serde::rfc3339")]
     pub next_renewal: OffsetDateTime,
-    /// Why then (see [`reason_name`]).
-    pub next_renewal_reason: &'static str,
+    /// Why then (`scheduled`, `window_open`, `backoff`, ...: [`Reason::as_str`]).
+    pub next_renewal_reason: Reason,
     /// Which rule placed the renewal window: `ari` or `renew_before`.
-    pub renewal_rule: &'static str,
+    pub renewal_rule: Rule,
     /// Start of the CA's suggested window (ARI), when it sent one for this certificate.
     #[serde(with = "time::serde::rfc3339::option")]
     pub ari_window_start: Option<OffsetDateTime>,
@@ -61,7 +61,7 @@ pub struct CertificateStatus {
     /// The page the CA linked to explain its suggested window (`explanationURL`).
     pub ari_explanation_url: Option<String>,
     /// `success` or `failure`; none before the first renewal.
-    pub last_outcome: Option<&'static str>,
+    pub last_outcome: Option<LastOutcome>,
     /// Renewals failed in a row.
     pub consecutive_failures: u32,
     /// The last failure's message, until a renewal works.
@@ -76,21 +76,23 @@ pub struct CertificateStatus {
     pub last_attempt_at: Option<OffsetDateTime>,
 }
 
-/// A stable name for a plan reason: `missing`, `expired`, `names_changed`,
-/// `key_type_changed`, `window_open`, `scheduled`, `backoff`, `retry_after`, `rate_limited`,
-/// `rollout_failed`.
-pub fn reason_name(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Missing => "missing",
-        Reason::Expired => "expired",
-        Reason::NamesChanged => "names_changed",
-        Reason::KeyTypeChanged => "key_type_changed",
-        Reason::WindowOpen => "window_open",
-        Reason::Scheduled => "scheduled",
-        Reason::Backoff => "backoff",
-        Reason::RetryAfter => "retry_after",
-        Reason::RateLimited => "rate_limited",
-        Reason::RolloutFailed => "rollout_failed",
+/// How the last renewal of a certificate ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LastOutcome {
+    /// The certificate is current: no failure since the last renewal.
+    Success,
+    /// Renewals have failed since the last success.
+    Failure,
+}
+
+impl LastOutcome {
+    /// `success` or `failure`, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LastOutcome::Success => "success",
+            LastOutcome::Failure => "failure",
+        }
     }
 }
 
@@ -154,9 +156,9 @@ fn one(
             .as_ref()
             .is_some_and(|meta| meta.not_before <= now && now < meta.not_after);
     let last_outcome = if schedule.consecutive_failures > 0 {
-        Some("failure")
+        Some(LastOutcome::Failure)
     } else {
-        current.as_ref().map(|_| "success")
+        current.as_ref().map(|_| LastOutcome::Success)
     };
     let ari = current
         .as_ref()
@@ -177,8 +179,8 @@ fn one(
         ready,
         days_left: current.as_ref().map(|m| (m.not_after - now).whole_days()),
         next_renewal: decision.renew_at,
-        next_renewal_reason: reason_name(decision.reason),
-        renewal_rule: decision.rule.as_str(),
+        next_renewal_reason: decision.reason,
+        renewal_rule: decision.rule,
         ari_window_start: ari.and_then(|a| a.window()).map(|w| w.start),
         ari_window_end: ari.and_then(|a| a.window()).map(|w| w.end),
         ari_next_poll: ari.map(|a| a.next_poll),

@@ -8,6 +8,7 @@
 //! (5 min doubling to 24 h) following failures, after any Retry-After, and never while an
 //! identifier has had 5 failed authorizations in the last hour. The later of the two wins.
 
+use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::cert::{KeyType, RenewBefore};
@@ -49,8 +50,9 @@ pub struct CurrentCert {
     pub key_type: KeyType,
 }
 
-/// Which rule placed the renewal window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which rule placed the renewal window; serialised as [`Rule::as_str`] spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// The CA's suggested window (ARI), bounded by the safety floor.
     Ari,
@@ -104,8 +106,9 @@ pub struct Decision {
     pub consecutive_failures: u32,
 }
 
-/// Why a renewal happens when it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a renewal happens when it does; serialised as [`Reason::as_str`] spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// There is no certificate.
     Missing,
@@ -127,6 +130,26 @@ pub enum Reason {
     RateLimited,
     /// The current version's rollout failed and nothing older could replace it.
     RolloutFailed,
+}
+
+impl Reason {
+    /// A stable name: `missing`, `expired`, `names_changed`, `key_type_changed`,
+    /// `window_open`, `scheduled`, `backoff`, `retry_after`, `rate_limited`,
+    /// `rollout_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Expired => "expired",
+            Reason::NamesChanged => "names_changed",
+            Reason::KeyTypeChanged => "key_type_changed",
+            Reason::WindowOpen => "window_open",
+            Reason::Scheduled => "scheduled",
+            Reason::Backoff => "backoff",
+            Reason::RetryAfter => "retry_after",
+            Reason::RateLimited => "rate_limited",
+            Reason::RolloutFailed => "rollout_failed",
+        }
+    }
 }
 
 /// A limit of the CA that holds off any attempt, forced or not.
