@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("scan", &["cert", "config", "disk"]),
     ("store", &["cert", "disk", "redact", "scan"]),
     ("schedule", &["cert", "store"]),
-    ("acme", &["cert", "disk", "fuzzing", "hook"]),
+    ("acme", &["cert", "disk", "fuzzing", "hook", "store"]),
     ("report", &["escape", "scan"]),
     ("metrics", &["cert", "config", "report", "scan"]),
     (
