@@ -32,6 +32,7 @@ pub const VERSION: &str = concat!(
 );
 
 pub mod acme;
+pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod disk;

@@ -53,9 +53,9 @@ async fn a_future_window_places_the_renewal_inside_it_and_status_writes_nothing(
         before,
         "status leaves schedule.json alone"
     );
-    assert_eq!(status.renewal_rule, "ari");
+    assert_eq!(status.renewal_rule.as_str(), "ari");
     assert_eq!(status.next_renewal, renew_at);
-    assert_eq!(status.next_renewal_reason, "scheduled");
+    assert_eq!(status.next_renewal_reason.as_str(), "scheduled");
     assert_eq!(
         status.ari_window_start.map(seconds),
         Some(seconds(served.window.0))
@@ -131,7 +131,7 @@ async fn without_renewal_info_the_renew_before_rule_decides_and_no_replaces_is_s
     let days = (renew_at - now).whole_days();
     assert!((18..=20).contains(&days), "renews in {days} days");
     let status = case.status(now);
-    assert_eq!(status.renewal_rule, "renew_before");
+    assert_eq!(status.renewal_rule.as_str(), "renew_before");
     assert_eq!(
         (status.ari_window_start, status.ari_next_poll),
         (None, None)
@@ -165,7 +165,7 @@ async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
     ));
     case.renew(now).await.unwrap();
     let status = case.status(now);
-    assert_eq!(status.renewal_rule, "renew_before");
+    assert_eq!(status.renewal_rule.as_str(), "renew_before");
     assert_eq!(
         status.ari_next_poll.map(seconds),
         Some(seconds(now + Duration::hours(6)))
@@ -178,7 +178,7 @@ async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
         .set_window(window(now, Duration::days(2), Duration::days(3), None));
     case.renew(later).await.unwrap();
     let status = case.status(later);
-    assert_eq!(status.renewal_rule, "ari");
+    assert_eq!(status.renewal_rule.as_str(), "ari");
     assert_eq!(
         status.ari_next_poll.map(seconds),
         Some(seconds(later + Duration::hours(6)))
@@ -278,7 +278,10 @@ async fn a_certificate_from_another_ca_is_neither_asked_about_nor_replaced() {
         matches!(outcome, Ok(RenewOutcome::NotDue { .. })),
         "{outcome:?}"
     );
-    assert_eq!(setup.status(&renewer, now).renewal_rule, "renew_before");
+    assert_eq!(
+        setup.status(&renewer, now).renewal_rule.as_str(),
+        "renew_before"
+    );
     assert!(front.renewal_info_requests().is_empty());
 
     let renewed = renewer.renew("api", forced(), now).await;

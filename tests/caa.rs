@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use certinel::acme::{
-    AcmeAccount, AcmeSettings, ChallengeSpec, KeyAlgorithm, PreflightSettings, Stage, issue,
-    load_or_create_account,
+    AcmeAccount, AcmeSettings, PreflightSettings, Stage, issue, load_or_create_account,
 };
+
+use certinel::cert::{ChallengeSpec, KeyAlgorithm};
 
 use crate::acme::{
     Recorder, check_issued, issue_and_check, issue_http01_and_check, request, settings,

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use certinel::acme::{
-    AcmeError, ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Identifier,
-    IssueRequest, Issued, KeyAlgorithm, Rfc2136Settings, Stage, TsigAlgorithm, TsigSecret, issue,
+use certinel::acme::{AcmeError, IssueRequest, Issued, Stage, issue};
+use certinel::cert::{
+    ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Identifier, KeyAlgorithm,
+    Rfc2136Settings, TsigAlgorithm, TsigSecret,
 };
 use x509_parser::pem::Pem;
 

@@ -6,7 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use certinel::acme::{Dns01Spec, DnsProvider, Stage, issue};
+use certinel::acme::{Stage, issue};
+
+use certinel::cert::{Dns01Spec, DnsProvider};
 
 use crate::common::eventually::eventually_blocking;
 use crate::dns01::{account, knot_and_pebble, leaf_names, request, write_hook};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use certinel::acme::{AcmeAccount, AcmeObserver, Dns01Spec, issue, load_or_create_account};
+use certinel::acme::{AcmeAccount, AcmeObserver, issue, load_or_create_account};
+use certinel::cert::Dns01Spec;
 
 use crate::acme::settings;
 use crate::common::eventually::eventually;

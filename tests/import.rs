@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use certinel::store::verify::{certificate_blocks, leaf_facts};
+use certinel::store::version_check::{certificate_blocks, leaf_facts};
 
 use crate::acme::serve_webroot;
 use crate::common::pebble::Pebble;

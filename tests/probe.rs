@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use certinel::cert::KeyType;
 use certinel::config::model::{
     ClientAuth, Endpoint, Host, IpFamily, ResolveMode, StartTls, Target,
 };
 use certinel::scan::budget::ConnectionBudget;
-use certinel::scan::inspect::KeyType;
 use certinel::scan::probe::{EndpointReport, Handshake, ProbeContext, ProbeError, probe_endpoint};
 use certinel::scan::resolve::Resolver;
 use certinel::scan::sweep::sweep_endpoints;

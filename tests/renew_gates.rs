@@ -3,7 +3,7 @@
 //! or its failed-authorization limit, and says when it may retry; a revocation whose
 //! replacement would be refused revokes nothing.
 
-use certinel::schedule::state::{self, ScheduleState};
+use certinel::schedule::history::{self, ScheduleState};
 use certinel::store::{CertStore, FsStore, VersionId};
 use time::{Duration, OffsetDateTime};
 
@@ -11,7 +11,7 @@ use crate::common::pebble::{Pebble, PebbleOptions};
 use crate::revoke::{Setup, certinel, issued, text};
 
 fn save_schedule(setup: &Setup, schedule: &ScheduleState) {
-    state::save_to(&FsStore::new(&setup.state_dir), "api", schedule).unwrap();
+    history::save_to(&FsStore::new(&setup.state_dir), "api", schedule).unwrap();
 }
 
 #[tokio::test]

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use certinel::config::model::{Config, OnVerifyFailure};
-use certinel::renew::served::{Served, ServedProber};
+use certinel::renew::rollout_check::{Served, ServedProber};
 use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
-use certinel::service::served::{ServedStore, check_once};
+use certinel::service::drift::{ServedStore, check_once};
 use certinel::store::{CertStore, Origin, Stage, VersionId};
 use time::OffsetDateTime;
 

@@ -5,6 +5,10 @@
 mod account;
 /// The ACME client against a real Pebble: challenges, key types, accounts, EAB, failures.
 mod acme;
+/// The module boundaries ARCHITECTURE.md promises, checked on `src/`: the allowed import
+/// graph between top-level modules, pure files that never read the clock, randomness,
+/// files or sockets, and metric names spelled only in `metrics::names`.
+mod architecture;
 /// ACME Renewal Information and profiles through a front that adds them to Pebble: windows
 /// move the schedule, `replaces` is sent, a profile is sent or refused, polls back off.
 mod ari;

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rand::Rng;
 
-use crate::acme::ari::DirectoryFacts;
+use crate::acme::renewal_info::DirectoryFacts;
 use crate::acme::retry::{self, AttemptOutcome, RetryDecision, RetryPolicy};
 
 mod capped;

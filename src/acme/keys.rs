@@ -2,79 +2,14 @@
 //! the configured type, never one chosen by the ACME library.
 
 use std::fmt;
-use std::str::FromStr;
 
 use rcgen::{
     CertificateParams, DistinguishedName, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
     PKCS_ED25519, PKCS_RSA_SHA256, RsaKeySize, SanType,
 };
 
-use crate::acme::{AcmeError, Identifier};
-
-/// The type of a certificate's private key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KeyAlgorithm {
-    /// ECDSA on NIST P-256 (the usual choice).
-    EcdsaP256,
-    /// ECDSA on NIST P-384.
-    EcdsaP384,
-    /// RSA with a 2048-bit modulus.
-    Rsa2048,
-    /// RSA with a 3072-bit modulus.
-    Rsa3072,
-    /// RSA with a 4096-bit modulus (generation takes a second or more).
-    Rsa4096,
-    /// Ed25519 (not accepted by every CA).
-    Ed25519,
-}
-
-/// A key type name that is not one of [`KeyAlgorithm::ALL`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown key type {0:?}: expected ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519"
-)]
-pub struct UnknownKeyAlgorithm(pub String);
-
-impl KeyAlgorithm {
-    /// Every supported key type.
-    pub const ALL: [Self; 6] = [
-        Self::EcdsaP256,
-        Self::EcdsaP384,
-        Self::Rsa2048,
-        Self::Rsa3072,
-        Self::Rsa4096,
-        Self::Ed25519,
-    ];
-
-    /// The configuration spelling: `ecdsa-p256`, `rsa-2048`, `ed25519`, ...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EcdsaP256 => "ecdsa-p256",
-            Self::EcdsaP384 => "ecdsa-p384",
-            Self::Rsa2048 => "rsa-2048",
-            Self::Rsa3072 => "rsa-3072",
-            Self::Rsa4096 => "rsa-4096",
-            Self::Ed25519 => "ed25519",
-        }
-    }
-}
-
-impl fmt::Display for KeyAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for KeyAlgorithm {
-    type Err = UnknownKeyAlgorithm;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|algorithm| algorithm.as_str() == text)
-            .ok_or_else(|| UnknownKeyAlgorithm(text.to_owned()))
-    }
-}
+use crate::acme::AcmeError;
+use crate::cert::{Identifier, KeyAlgorithm};
 
 /// A new private key and the DER CSR for `names` signed with it.
 pub(crate) struct KeyAndCsr {
@@ -159,14 +94,6 @@ mod tests {
     use x509_parser::prelude::FromDer;
 
     use super::*;
-
-    #[test]
-    fn key_algorithm_names_round_trip() {
-        for algorithm in KeyAlgorithm::ALL {
-            assert_eq!(algorithm.as_str().parse::<KeyAlgorithm>(), Ok(algorithm));
-        }
-        assert!("rsa-1024".parse::<KeyAlgorithm>().is_err());
-    }
 
     #[test]
     fn csr_has_empty_subject_and_every_name_as_san_for_every_key_type() {

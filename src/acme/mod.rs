@@ -22,21 +22,19 @@
 //! Every failure is an [`AcmeError`] carrying a [`Stage`] and a problem keyword.
 
 mod account;
-mod ari;
 mod caa;
-mod dns01;
 mod error;
 mod http;
 mod keys;
 mod order;
 mod order_steps;
 mod preflight;
+mod renewal_info;
 pub mod retry;
 mod revoke;
 mod solvers;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 pub use account::{
@@ -44,21 +42,20 @@ pub use account::{
     ForeignKeyKind, KeyRollover, account_file_name, adopt_account, load_account,
     load_or_create_account, register_new_account,
 };
-pub use ari::{DirectoryFacts, RenewalInfo, ari_certificate_id, refresh_directory, renewal_info};
-pub use dns01::{
-    DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings, TsigAlgorithm,
-    TsigSecret, UnknownTsigAlgorithm,
-};
 pub use error::{AcmeError, Stage, is_replaces_rejection};
 pub use http::{AcmeObserver, BodyTooLarge, MAX_BODY_BYTES, NoopObserver, endpoint_for_path};
-pub use keys::{KeyAlgorithm, UnknownKeyAlgorithm};
 pub use order::{issue, place_order};
 pub use order_steps::{
     OrderProgress, download_order, finalize_order, new_private_key, prepare_order,
 };
 pub use preflight::{CaaRefusal, PreflightSettings};
+pub use renewal_info::{
+    DirectoryFacts, RenewalInfo, ari_certificate_id, refresh_directory, renewal_info,
+};
 pub use retry::{PollPolicy, RetryPolicy};
 pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};
+
+use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm};
 
 /// Everything needed to talk to one ACME CA.
 #[derive(Clone, Debug)]
@@ -111,49 +108,6 @@ impl fmt::Debug for Eab {
             .field("hmac_key", &"<redacted>")
             .finish()
     }
-}
-
-/// A name a certificate is requested for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Identifier {
-    /// A DNS name, possibly a wildcard (`*.example.com`).
-    Dns(String),
-    /// An IP address (RFC 8738).
-    Ip(IpAddr),
-}
-
-impl Identifier {
-    /// Reads `text` as an IP address when it is one, as a DNS name otherwise.
-    pub fn parse(text: &str) -> Self {
-        match text.parse::<IpAddr>() {
-            Ok(ip) => Self::Ip(ip),
-            Err(_) => Self::Dns(text.to_ascii_lowercase()),
-        }
-    }
-}
-
-impl fmt::Display for Identifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dns(name) => f.write_str(name),
-            Self::Ip(ip) => write!(f, "{ip}"),
-        }
-    }
-}
-
-/// How certinel proves control of the identifiers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChallengeSpec {
-    /// http-01 answered by a built-in HTTP listener on this address (usually port 80).
-    Http01Listen(std::net::SocketAddr),
-    /// http-01 answered by files written under `DIR/.well-known/acme-challenge/`, served by
-    /// an existing web server, and removed afterwards.
-    Http01Webroot(PathBuf),
-    /// tls-alpn-01 answered by a built-in TLS listener on this address (usually port 443).
-    TlsAlpn01Listen(std::net::SocketAddr),
-    /// dns-01: TXT records published through a DNS provider; the only type that can
-    /// validate wildcard names.
-    Dns01(Dns01Spec),
 }
 
 /// One certificate to obtain.
@@ -211,21 +165,5 @@ mod tests {
         assert!(!format!("{issued:?}").contains("SECRET"));
         assert!(!format!("{eab:?}").contains("SECRET"));
         assert!(format!("{eab:?}").contains("kid-1"));
-    }
-
-    #[test]
-    fn identifier_parse_tells_ip_addresses_from_dns_names() {
-        assert_eq!(
-            Identifier::parse("127.0.0.1"),
-            Identifier::Ip("127.0.0.1".parse().unwrap())
-        );
-        assert_eq!(
-            Identifier::parse("::1"),
-            Identifier::Ip("::1".parse().unwrap())
-        );
-        assert_eq!(
-            Identifier::parse("WWW.Example.com"),
-            Identifier::Dns("www.example.com".into())
-        );
     }
 }

@@ -14,7 +14,8 @@ use crate::acme::http::exchange::recorded;
 use crate::acme::keys::{KeyAndCsr, generate_key_and_csr};
 use crate::acme::retry::poll_interval;
 use crate::acme::solvers::Responder;
-use crate::acme::{AcmeAccount, AcmeError, Identifier, IssueRequest, Issued, Stage};
+use crate::acme::{AcmeAccount, AcmeError, IssueRequest, Issued, Stage};
+use crate::cert::Identifier;
 
 /// Obtains a certificate for `request.names` with a new key of type `request.key`.
 ///

@@ -10,10 +10,11 @@
 use instant_acme::{Order, OrderStatus};
 
 use crate::acme::error::retry_bad_nonce;
-use crate::acme::keys::{KeyAlgorithm, csr_for_saved_key, generate_key_pem};
+use crate::acme::keys::{csr_for_saved_key, generate_key_pem};
 use crate::acme::order::{send_csr, validate, wait_and_download, with_retry_after};
 use crate::acme::solvers::Responder;
 use crate::acme::{AcmeAccount, AcmeError, IssueRequest, Stage};
+use crate::cert::KeyAlgorithm;
 
 /// Where an order stands once its authorizations are done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

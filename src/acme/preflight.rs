@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 
 use crate::acme::caa::{self, CaaRecord, CaaRequest};
 use crate::acme::solvers::{CaaAnswer, WireError, caa_records, system_nameserver};
-use crate::acme::{AcmeAccount, AcmeError, ChallengeSpec, Identifier, IssueRequest};
+use crate::acme::{AcmeAccount, AcmeError, IssueRequest};
+use crate::cert::{ChallengeSpec, Identifier};
 
 /// How many CNAMEs one lookup follows before it gives up.
 const MAX_ALIASES: usize = 8;

@@ -10,7 +10,7 @@ use tokio::runtime::Runtime;
 use crate::cli::{ExitCode, LogFormat, logging};
 use crate::config;
 use crate::escape::Escaped;
-use crate::renew::{RenewError, RenewOptions, RenewOutcome, Renewer, reason_name};
+use crate::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 
 /// Arguments of `certinel renew`.
 #[derive(Debug, clap::Args)]
@@ -120,7 +120,7 @@ fn outcome_line(name: &str, outcome: &RenewOutcome) -> String {
         } => format!(
             "{name}: not due; next renewal {} ({})",
             rfc3339(*renew_at),
-            reason_name(*reason)
+            reason.as_str()
         ),
     }
 }

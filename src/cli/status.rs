@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::cli::ExitCode;
 use crate::cli::renew::rfc3339;
 use crate::config;
-use crate::renew::{CertificateStatus, Renewer};
+use crate::renew::{CertificateStatus, LastOutcome, Renewer};
 
 /// Arguments of `certinel status`.
 #[derive(Debug, clap::Args)]
@@ -86,14 +86,14 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
                 s.not_after.map_or_else(dash, rfc3339),
                 s.days_left.map_or_else(dash, |d| d.to_string()),
                 rfc3339(s.next_renewal),
-                s.next_renewal_reason.to_owned(),
-                s.renewal_rule.to_owned(),
+                s.next_renewal_reason.as_str().to_owned(),
+                s.renewal_rule.as_str().to_owned(),
                 match (s.ari_window_start, s.ari_window_end) {
                     (Some(start), Some(end)) => format!("{}..{}", rfc3339(start), rfc3339(end)),
                     _ => dash(),
                 },
                 s.ari_next_poll.map_or_else(dash, rfc3339),
-                s.last_outcome.unwrap_or("-").to_owned(),
+                s.last_outcome.map_or("-", LastOutcome::as_str).to_owned(),
                 s.consecutive_failures.to_string(),
             ]
         })
@@ -127,6 +127,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::schedule::plan::{Reason, Rule};
 
     fn jittered_status() -> CertificateStatus {
         CertificateStatus {
@@ -142,8 +143,8 @@ mod tests {
             ready: false,
             days_left: None,
             next_renewal: datetime!(2026-05-01 12:00:07.123456789 UTC),
-            next_renewal_reason: "expiry",
-            renewal_rule: "renew_before",
+            next_renewal_reason: Reason::Expired,
+            renewal_rule: Rule::RenewBefore,
             ari_window_start: None,
             ari_window_end: None,
             ari_next_poll: None,
@@ -163,6 +164,51 @@ mod tests {
         let table = table(&[jittered_status()]);
         let row = table.lines().nth(1).unwrap();
         assert!(row.contains(" 2026-05-01T12:00:07Z "), "{row}");
+    }
+
+    #[test]
+    fn reason_rule_and_outcome_print_as_the_same_words_in_the_table_and_json() {
+        let status = CertificateStatus {
+            next_renewal_reason: Reason::RateLimited,
+            renewal_rule: Rule::Ari,
+            last_outcome: Some(LastOutcome::Failure),
+            ..jittered_status()
+        };
+        let row = table(std::slice::from_ref(&status));
+        let row: Vec<&str> = row.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[6..8], ["rate_limited", "ari"], "{row:?}");
+        assert_eq!(row[10], "failure", "{row:?}");
+        let json = json(vec![status]).unwrap();
+        for field in [
+            "\"next_renewal_reason\": \"rate_limited\"",
+            "\"renewal_rule\": \"ari\"",
+            "\"last_outcome\": \"failure\"",
+        ] {
+            assert!(json.contains(field), "{field} in {json}");
+        }
+    }
+
+    #[test]
+    fn every_plan_reason_serialises_as_its_stable_name() {
+        for reason in [
+            Reason::Missing,
+            Reason::Expired,
+            Reason::NamesChanged,
+            Reason::KeyTypeChanged,
+            Reason::WindowOpen,
+            Reason::Scheduled,
+            Reason::Backoff,
+            Reason::RetryAfter,
+            Reason::RateLimited,
+            Reason::RolloutFailed,
+        ] {
+            let json = serde_json::to_string(&reason).unwrap();
+            assert_eq!(json, format!("\"{}\"", reason.as_str()));
+        }
+        for rule in [Rule::Ari, Rule::RenewBefore] {
+            let json = serde_json::to_string(&rule).unwrap();
+            assert_eq!(json, format!("\"{}\"", rule.as_str()));
+        }
     }
 
     #[test]

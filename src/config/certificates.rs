@@ -1,6 +1,6 @@
 //! Validation of the renewer's settings: `state_dir`, `[acme]` and `[[certificate]]`.
 //!
-//! The renewal policy is checked here with [`validate_policy`], so a `renew_before` as long
+//! The renewal policy is checked here with [`RenewBefore::validate`], so a `renew_before` as long
 //! as the certificate's lifetime never reaches the scheduler (cert-manager users burned
 //! their CA's rate limits on exactly that loop).
 
@@ -14,17 +14,16 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use toml::Spanned;
 
-use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
+use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError};
 use crate::config::ConfigError;
 use crate::config::challenge::{challenge, socket_addr};
 use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
 use crate::config::raw::{RawAcme, RawCertificate};
-use crate::config::served;
 use crate::config::target::{NameError, parse_dns_name};
 use crate::config::validate::Context;
-use crate::schedule::plan::{PolicyError, RenewBefore, validate_policy};
+use crate::config::verify_targets;
 
 /// `state_dir` when the file sets none.
 pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/certinel";
@@ -346,11 +345,11 @@ fn certificate(
         Some(value) => Some(value.get_ref().clone()),
         None => None,
     };
-    let verify = served::verify_targets(&raw.verify, prefix, cx)?;
+    let verify = verify_targets::verify_targets(&raw.verify, prefix, cx)?;
     let verify_timeout = cx.timeout(
         raw.verify_timeout.as_ref(),
         key("verify_timeout"),
-        served::DEFAULT_VERIFY_TIMEOUT,
+        verify_targets::DEFAULT_VERIFY_TIMEOUT,
     )?;
     Ok(CertificateConfig {
         name,
@@ -412,13 +411,13 @@ fn renew_before(
         }
         (None, None) => return Ok(RenewBefore::Default),
     };
-    validate_policy(duration, &policy).map_err(|error| {
+    policy.validate(duration).map_err(|error| {
         let advice = match error {
-            PolicyError::RenewBeforeTooLong { .. } => {
+            RenewBeforeError::RenewBeforeTooLong { .. } => {
                 "; this is cert-manager's renewBefore rule: such a loop burns the CA's rate \
                  limits; shorten renew_before or lengthen duration"
             }
-            PolicyError::RenewBeforeZero => "; use e.g. renew_before = \"30d\"",
+            RenewBeforeError::RenewBeforeZero => "; use e.g. renew_before = \"30d\"",
             _ => "",
         };
         cx.error(span, key(name), format!("{error}{advice}"))

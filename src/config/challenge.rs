@@ -7,7 +7,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use toml::Spanned;
 
-use crate::acme::{
+use crate::cert::HookEnv;
+use crate::cert::{
     ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings,
     TsigAlgorithm, TsigSecret,
 };
@@ -17,7 +18,6 @@ use crate::config::locate::join;
 use crate::config::raw::RawChallenge;
 use crate::config::target::parse_dns_name;
 use crate::config::validate::Context;
-use crate::hook::HookEnv;
 
 /// `challenge` of the certificate whose key prefix is `key`; `certificate_env` is what
 /// the certificate's `env` and `env_passthrough` give all its hooks.
@@ -329,7 +329,7 @@ fn rfc2136_key_values(raw: &RawChallenge) -> [(&'static str, &Option<Spanned<Str
 mod tests {
     use std::time::Duration;
 
-    use crate::acme::Identifier;
+    use crate::cert::Identifier;
     use crate::config::parse;
 
     use super::*;

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
+use crate::cert::HookEnv;
 use crate::config::ConfigError;
 use crate::config::locate::join;
 use crate::config::validate::Context;
-use crate::hook::{HookEnv, check_env_name};
+use crate::hook::check_env_name;
 
 /// `env = { NAME = "value" }` as the file has it.
 pub(crate) type RawEnv = Spanned<BTreeMap<Spanned<String>, Spanned<String>>>;
@@ -69,7 +70,7 @@ pub(crate) fn hook_env(
 
 #[cfg(test)]
 mod tests {
-    use crate::acme::{ChallengeSpec, Dns01Spec, DnsProvider};
+    use crate::cert::{ChallengeSpec, Dns01Spec, DnsProvider};
     use crate::config::model::CertificateConfig;
     use crate::config::parse;
 

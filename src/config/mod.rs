@@ -17,9 +17,9 @@ mod locate;
 pub mod model;
 mod raw;
 mod secrets;
-mod served;
 mod target;
 mod validate;
+mod verify_targets;
 
 use std::path::Path;
 

@@ -74,23 +74,23 @@ pub struct CertificateConfig {
     /// Unique, file-system-safe name: the directory under `state_dir/certs/`.
     pub name: String,
     /// The names to cover, in order: DNS names, wildcards and IP addresses.
-    pub identifiers: Vec<crate::acme::Identifier>,
+    pub identifiers: Vec<crate::cert::Identifier>,
     /// The private key type. Default ecdsa-p256.
-    pub key: crate::acme::KeyAlgorithm,
+    pub key: crate::cert::KeyAlgorithm,
     /// The lifetime asked for (cert-manager `duration`), where the CA honours it.
     /// Default 90 days.
     pub duration: Duration,
     /// When to renew (cert-manager `renewBefore` / `renewBeforePercentage`).
-    pub renew_before: crate::schedule::plan::RenewBefore,
+    pub renew_before: crate::cert::RenewBefore,
     /// How control of the names is proven.
-    pub challenge: crate::acme::ChallengeSpec,
+    pub challenge: crate::cert::ChallengeSpec,
     /// Shell commands run (`sh -c`) after a new version goes live.
     pub deploy: Vec<String>,
     /// Deadline for each deploy command. Default 60 seconds.
     pub deploy_timeout: Duration,
     /// What the deploy commands (and a dns-01 exec hook) get beyond their minimal
     /// environment: `env` and `env_passthrough`.
-    pub env: crate::hook::HookEnv,
+    pub env: crate::cert::HookEnv,
     /// Versions kept on disk (at least 2). Default 5.
     pub history: usize,
     /// The ACME profile to request, passed through to CAs that offer profiles.
@@ -122,8 +122,8 @@ impl CertificateConfig {
         self.identifiers
             .iter()
             .filter_map(|identifier| match identifier {
-                crate::acme::Identifier::Dns(name) => Some(name.clone()),
-                crate::acme::Identifier::Ip(_) => None,
+                crate::cert::Identifier::Dns(name) => Some(name.clone()),
+                crate::cert::Identifier::Ip(_) => None,
             })
             .collect()
     }

@@ -182,8 +182,8 @@ fn exporter_connection_limits_load_and_default() {
 
 #[test]
 fn renewer_settings_load_with_their_defaults() {
-    use crate::acme::{ChallengeSpec, Identifier, KeyAlgorithm};
-    use crate::schedule::plan::RenewBefore;
+    use crate::cert::RenewBefore;
+    use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm};
 
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/good/renewer.toml");

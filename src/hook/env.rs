@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fmt;
+
+use crate::cert::HookEnv;
 
 /// The variables copied from certinel's own environment into every hook's, when set.
 pub const BASE_VARIABLES: [&str; 3] = ["PATH", "LANG", "HOME"];
@@ -15,40 +16,6 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// The prefix of the variables certinel sets itself; the configuration cannot set them.
 pub const RESERVED_PREFIX: &str = "CERTINEL_";
-
-/// What the configuration adds to a hook's minimal environment. `Debug` shows the names
-/// only: the values are often API tokens.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct HookEnv {
-    /// `env = { NAME = "value" }`: set as written.
-    pub set: BTreeMap<String, String>,
-    /// `env_passthrough = ["NAME", ...]`: copied from certinel's environment when set there.
-    pub passthrough: Vec<String>,
-}
-
-impl HookEnv {
-    /// `self` with `more`'s entries added after it (a name in both takes `more`'s value).
-    pub fn extended_with(&self, more: &HookEnv) -> HookEnv {
-        let mut set = self.set.clone();
-        set.extend(more.set.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let mut passthrough = self.passthrough.clone();
-        for name in &more.passthrough {
-            if !passthrough.contains(name) {
-                passthrough.push(name.clone());
-            }
-        }
-        HookEnv { set, passthrough }
-    }
-}
-
-impl fmt::Debug for HookEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HookEnv")
-            .field("set", &self.set.keys().collect::<Vec<_>>())
-            .field("passthrough", &self.passthrough)
-            .finish()
-    }
-}
 
 /// Why a name cannot be used in `env` or `env_passthrough`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,18 +148,5 @@ mod tests {
             check_env_name("certinel_key"),
             Err(EnvNameError::Reserved(_))
         ));
-    }
-
-    #[test]
-    fn debug_never_shows_a_value() {
-        let env = HookEnv {
-            set: BTreeMap::from([("TOKEN".into(), "s3cr3t".into())]),
-            passthrough: vec![],
-        };
-        let shown = format!("{env:?}");
-        assert!(
-            shown.contains("TOKEN") && !shown.contains("s3cr3t"),
-            "{shown}"
-        );
     }
 }

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
 
-pub use env::{
-    BASE_VARIABLES, DEFAULT_PATH, EnvNameError, HookEnv, RESERVED_PREFIX, check_env_name,
-};
+use crate::cert::HookEnv;
+
+pub use env::{BASE_VARIABLES, DEFAULT_PATH, EnvNameError, RESERVED_PREFIX, check_env_name};
 
 /// How long the pipes are still read after the hook exits. A hook that leaves a background
 /// process behind (`daemon &`) hands it the pipes; waiting for them to close would wait for

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::*;
+use crate::cert::HookEnv;
 
 fn shell<'a>(script: &'a str, env: &'a HookEnv, leftovers: Leftovers) -> HookCommand<'a> {
     HookCommand {

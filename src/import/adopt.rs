@@ -192,7 +192,7 @@ mod tests {
     use crate::import::testing::certificate;
 
     fn plan(chain_pem: String, key_pem: crate::store::SecretPem) -> ImportPlan {
-        let facts = crate::store::verify::leaf_facts(&chain_pem).unwrap();
+        let facts = crate::store::version_check::leaf_facts(&chain_pem).unwrap();
         ImportPlan {
             tool: Tool::Lego,
             source: PathBuf::from(".lego"),
@@ -204,7 +204,7 @@ mod tests {
                 dns_names: facts.dns_names,
                 serial: facts.serial,
                 not_after: facts.not_after,
-                key: crate::acme::KeyAlgorithm::EcdsaP256,
+                key: crate::cert::KeyAlgorithm::EcdsaP256,
                 challenge: ChallengePlan::HttpListen("127.0.0.1:80".to_owned()),
                 renew_before_days: None,
                 deploy: Vec::new(),

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::acme::{ForeignKey, KeyAlgorithm};
+use crate::acme::ForeignKey;
+use crate::cert::KeyAlgorithm;
 use crate::import::plan::{
     AccountPlan, CertificatePlan, ChallengePlan, DNS_HOOK_PLACEHOLDER, ImportPlan, LiveFiles, Tool,
     fit_challenge, key_algorithm_for,
@@ -343,7 +344,7 @@ fn certificate_plan(
 /// key's type when those name something certinel cannot generate.
 fn renewal_key(
     params: &BTreeMap<String, String>,
-    current: crate::scan::inspect::KeyType,
+    current: crate::cert::KeyType,
     notes: &mut Vec<String>,
 ) -> KeyAlgorithm {
     let wanted = match params.get("key_type").map(String::as_str) {

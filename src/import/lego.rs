@@ -228,7 +228,7 @@ fn certificate_plan(
     let mut notes = Vec::new();
     let key = key_algorithm_for(facts.key_type).unwrap_or_else(|| {
         notes.push("certinel cannot generate this key type; renewals use ecdsa-p256".to_owned());
-        crate::acme::KeyAlgorithm::EcdsaP256
+        crate::cert::KeyAlgorithm::EcdsaP256
     });
     let challenge = fit_challenge(challenge.clone(), &facts.dns_names, &mut notes);
     Ok(CertificatePlan {

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::acme::{ForeignKey, KeyAlgorithm};
-use crate::scan::inspect::KeyType;
+use crate::acme::ForeignKey;
+use crate::cert::KeyAlgorithm;
+use crate::cert::KeyType;
 use crate::store::SecretPem;
 
 /// The client whose files are imported.

@@ -6,6 +6,8 @@
 //! files, written in one style (`- alert:` items, `expr:` on one line or as a `|` or `>`
 //! block), and the tests run this reader over them.
 
+use crate::metrics::names;
+
 /// One alerting rule: its name and the `certinel_*` metrics its expression reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRule {
@@ -24,17 +26,10 @@ pub struct AlertScope {
     pub has_profile: bool,
 }
 
-/// Metric prefixes of managed certificates and of the ACME CA that renews them.
-const MANAGED_PREFIXES: &[&str] = &[
-    "certinel_certificate_",
-    "certinel_acme_",
-    "certinel_clock_skew_",
-];
-
 /// Exported only for certificates with `verify` targets.
-const SERVED_CURRENT: &str = "certinel_certificate_served_current";
+const SERVED_CURRENT: &str = names::CERTIFICATE_SERVED_CURRENT.name;
 /// Exported only for certificates that ask for a profile.
-const PROFILE_AVAILABLE: &str = "certinel_acme_profile_available";
+const PROFILE_AVAILABLE: &str = names::ACME_PROFILE_AVAILABLE.name;
 
 /// The alerting rules of a Prometheus rules file, in file order.
 pub fn alert_rules(rules_yaml: &str) -> Vec<AlertRule> {
@@ -80,7 +75,7 @@ pub fn failure_alerts(rules: &[AlertRule], scope: AlertScope) -> Vec<String> {
         .iter()
         .filter(|rule| {
             rule.metrics.iter().any(|metric| {
-                MANAGED_PREFIXES
+                names::MANAGED_PREFIXES
                     .iter()
                     .any(|prefix| metric.starts_with(prefix))
             })
@@ -97,17 +92,17 @@ fn reads(rule: &AlertRule, metric: &str) -> bool {
 
 /// The `certinel_*` metric names in a PromQL expression, in order of appearance.
 fn metric_names(expr: &str) -> Vec<String> {
-    let mut names = Vec::new();
+    let mut found = Vec::new();
     let mut rest = expr;
-    while let Some(start) = rest.find("certinel_") {
+    while let Some(start) = rest.find(names::PREFIX) {
         let tail = &rest[start..];
         let end = tail
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(tail.len());
-        names.push(tail[..end].to_owned());
+        found.push(tail[..end].to_owned());
         rest = &tail[end..];
     }
-    names
+    found
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::fmt;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::acme::ChallengeSpec;
+use crate::cert::ChallengeSpec;
+use crate::cert::RenewBefore;
 use crate::config::model::CertificateConfig;
 use crate::inventory::alerts::{self, AlertRule, AlertScope};
 use crate::inventory::{
@@ -14,7 +15,7 @@ use crate::inventory::{
     RenewalRule, days_left, is_managed, overlap,
 };
 use crate::scan::inspect::CertFacts;
-use crate::schedule::plan::{BACKOFF_BASE, BACKOFF_CAP, RenewBefore};
+use crate::schedule::plan::{BACKOFF_BASE, BACKOFF_CAP};
 use crate::store::{AuditHistory, Outcome, Step, VersionMetadata};
 
 /// What the store and the planner say about one configured certificate.

@@ -310,5 +310,4 @@ fn proto_histogram(histogram: &DurationHistogram) -> Histogram {
 }
 
 #[cfg(test)]
-#[path = "certificates_tests.rs"]
 mod tests;

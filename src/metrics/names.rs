@@ -3,6 +3,17 @@
 //! This list is the metric contract. `docs/metrics.md` documents the same names; a unit test
 //! checks that every name follows the Prometheus naming rules.
 
+/// The prefix of every certinel metric name.
+pub const PREFIX: &str = "certinel_";
+
+/// The name prefixes of the families about managed certificates and the ACME CA that
+/// renews them (as opposed to scanned endpoints and files).
+pub const MANAGED_PREFIXES: &[&str] = &[
+    "certinel_certificate_",
+    "certinel_acme_",
+    "certinel_clock_skew_",
+];
+
 /// Whether a metric is a gauge, a counter or a histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -347,7 +358,7 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for def in ALL {
             assert!(seen.insert(def.name), "duplicate {}", def.name);
-            assert!(def.name.starts_with("certinel_"), "{}", def.name);
+            assert!(def.name.starts_with(PREFIX), "{}", def.name);
             assert!(
                 def.name
                     .chars()

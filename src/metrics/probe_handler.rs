@@ -277,5 +277,4 @@ fn refuse(status: StatusCode, reason: String) -> Response {
 }
 
 #[cfg(test)]
-#[path = "probe_handler_tests.rs"]
 mod tests;

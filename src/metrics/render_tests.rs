@@ -7,9 +7,10 @@ use std::time::Duration;
 use time::macros::datetime;
 
 use super::*;
+use crate::cert::KeyType;
 use crate::config::model::{Endpoint, Target};
 use crate::scan::files::FileError;
-use crate::scan::inspect::{ChainEntry, KeyType, Role};
+use crate::scan::inspect::{ChainEntry, Role};
 use crate::scan::probe::{AddressReport, ProbeError};
 use crate::scan::verify::{Reason, Verification};
 

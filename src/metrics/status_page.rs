@@ -10,7 +10,6 @@ use time::OffsetDateTime;
 use crate::metrics::render::Snapshot;
 use crate::report::days_between;
 
-#[path = "status_managed.rs"]
 mod managed;
 
 /// Days left below which a row is red.

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::hook::{self, HookCommand, HookEnv, HookError, HookKind, Leftovers, ProcessGroup};
+use crate::hook::{self, HookCommand, HookError, HookKind, Leftovers, ProcessGroup};
+
+use crate::cert::HookEnv;
 use crate::store::{VersionFiles, VersionId};
 
 /// What the commands are told about the version they deploy.

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use crate::acme::AcmeError;
 use crate::hook::HookError;
-use crate::renew::{LockError, served};
+use crate::renew::{LockError, rollout_check};
 use crate::schedule::plan::Reason;
 use crate::store::{StoreError, VersionId};
 
@@ -72,7 +72,7 @@ pub enum RenewError {
         kept: bool,
         /// What was served instead.
         #[source]
-        source: served::ServedError,
+        source: rollout_check::ServedError,
     },
     /// Reading or writing the state directory failed.
     #[error("state: {source}")]

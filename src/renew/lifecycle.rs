@@ -1,6 +1,6 @@
 //! The stages of one renewal of one certificate, each recorded by the store before the next
 //! begins. Around them: the account (`account.rs`), failure bookkeeping in the schedule
-//! state (`failure.rs`), rollbacks (`rollback.rs`) and the served check (`served_step.rs`).
+//! state (`failure.rs`), rollbacks (`rollback.rs`) and the served check (`rollout.rs`).
 
 use std::sync::Arc;
 
@@ -12,8 +12,8 @@ use crate::renew::clock::StepClock;
 use crate::renew::deploy::{self, DeployEnv};
 use crate::renew::hook_group;
 use crate::renew::{RenewError, RenewOutcome, Renewer};
+use crate::schedule::history as schedule_state;
 use crate::schedule::plan::ca_gate;
-use crate::schedule::state as schedule_state;
 use crate::store::{AuditEvent, HookProcess, Outcome, Stage, Step, Store, StoreError, VersionId};
 
 mod account;
@@ -23,7 +23,7 @@ mod observe;
 mod obtain;
 mod reroll;
 mod rollback;
-mod served_step;
+mod rollout;
 
 pub(crate) use account::AccountCache;
 pub(crate) use observe::wake_up;

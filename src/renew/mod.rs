@@ -13,7 +13,7 @@
 //!     ─► check the profile is advertised
 //!     ─► begin ─► place order, record its URL ─► complete order (acme)
 //!     ─► stage_pending (pending) ─► promote + deploy commands (deployed)
-//!     ─► served check of `verify` endpoints (served.rs) ─► check_version (verified)
+//!     ─► served check of `verify` endpoints (rollout_check.rs) ─► check_version (verified)
 //!     ─► finish + prune (current)
 //! ```
 //!
@@ -36,8 +36,9 @@
 //! **Invariant:** the renewer never writes certificate files itself; `store` does.
 
 mod account_admin;
-mod ari;
+mod ari_poll;
 mod clock;
+mod decision;
 mod deploy;
 mod dry_run;
 mod error;
@@ -46,7 +47,7 @@ mod lifecycle;
 mod next_action;
 mod random;
 mod revoke;
-pub mod served;
+pub mod rollout_check;
 mod status;
 
 use std::sync::Arc;
@@ -63,7 +64,7 @@ use dry_run::Scratch;
 pub use crate::hook::HookError;
 pub use crate::store::lock::{LockError, RenewalLock};
 pub use account_admin::AccountAdminError;
-pub use ari::CaFacts;
+pub use ari_poll::CaFacts;
 pub use clock::{Clock, SystemClock};
 pub use dry_run::{
     DryRunDirectory, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, dry_run_directory,
@@ -71,7 +72,7 @@ pub use dry_run::{
 pub use error::RenewError;
 pub use random::{RandomSource, ThreadRandom};
 pub use revoke::RevokeOutcome;
-pub use status::{CertificateStatus, reason_name};
+pub use status::{CertificateStatus, LastOutcome};
 
 /// How to run one renewal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -10,8 +10,8 @@
 use time::{Duration, OffsetDateTime};
 
 use crate::config::model::{CertificateConfig, OnVerifyFailure};
-use crate::renew::served::Verdict;
-use crate::renew::status::PlanFacts;
+use crate::renew::decision::PlanFacts;
+use crate::renew::rollout_check::Verdict;
 use crate::schedule::ari::{AriAnswer, AriState};
 use crate::schedule::plan::{Reason, Rule};
 use crate::store::{DiskState, HookProcess, NextStep, VersionId, VersionMetadata, recover};

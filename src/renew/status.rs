@@ -1,22 +1,17 @@
-//! What `certinel status` shows per certificate, and the renewal decision it shares with
-//! the renewer. The plan's inputs are read from the store here and nothing is written:
-//! only the renewer persists a jitter draw or renewal information.
+//! What `certinel status` shows per certificate: the stored facts and the renewal decision
+//! the renewer would take (`decision`). Nothing is written here: only the renewer persists
+//! a jitter draw or renewal information.
 
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::config::model::CertificateConfig;
+use crate::renew::decision::{PlanFacts, applicable_ari, decide};
 use crate::renew::{RenewError, Renewer};
-use crate::schedule::ari::AriState;
-use crate::schedule::plan::{CurrentCert, Decision, PlanInput, Policy, Reason, plan};
-use crate::schedule::state::{self, ScheduleState};
-use crate::store::metadata::{VersionMetadata, key_type_name, parse_key_type};
-use crate::store::verify::name_covered;
+use crate::schedule::plan::{CurrentCert, Reason, Rule};
+use crate::store::metadata::key_type_name;
+use crate::store::version_check::name_covered;
 use crate::store::{Store, StoreError, VersionId};
-
-/// Up to this share of the renew-before period is taken off at random per certificate,
-/// so a fleet does not renew at one instant.
-const JITTER_FRACTION: f64 = 0.1;
 
 /// The state of one managed certificate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -48,10 +43,10 @@ pub struct CertificateStatus {
     /// When the next renewal is planned.
     #[serde(with = "time::serde::rfc3339")]
     pub next_renewal: OffsetDateTime,
-    /// Why then (see [`reason_name`]).
-    pub next_renewal_reason: &'static str,
+    /// Why then (`scheduled`, `window_open`, `backoff`, ...: [`Reason::as_str`]).
+    pub next_renewal_reason: Reason,
     /// Which rule placed the renewal window: `ari` or `renew_before`.
-    pub renewal_rule: &'static str,
+    pub renewal_rule: Rule,
     /// Start of the CA's suggested window (ARI), when it sent one for this certificate.
     #[serde(with = "time::serde::rfc3339::option")]
     pub ari_window_start: Option<OffsetDateTime>,
@@ -66,7 +61,7 @@ pub struct CertificateStatus {
     /// The page the CA linked to explain its suggested window (`explanationURL`).
     pub ari_explanation_url: Option<String>,
     /// `success` or `failure`; none before the first renewal.
-    pub last_outcome: Option<&'static str>,
+    pub last_outcome: Option<LastOutcome>,
     /// Renewals failed in a row.
     pub consecutive_failures: u32,
     /// The last failure's message, until a renewal works.
@@ -81,21 +76,23 @@ pub struct CertificateStatus {
     pub last_attempt_at: Option<OffsetDateTime>,
 }
 
-/// A stable name for a plan reason: `missing`, `expired`, `names_changed`,
-/// `key_type_changed`, `window_open`, `scheduled`, `backoff`, `retry_after`, `rate_limited`,
-/// `rollout_failed`.
-pub fn reason_name(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Missing => "missing",
-        Reason::Expired => "expired",
-        Reason::NamesChanged => "names_changed",
-        Reason::KeyTypeChanged => "key_type_changed",
-        Reason::WindowOpen => "window_open",
-        Reason::Scheduled => "scheduled",
-        Reason::Backoff => "backoff",
-        Reason::RetryAfter => "retry_after",
-        Reason::RateLimited => "rate_limited",
-        Reason::RolloutFailed => "rollout_failed",
+/// How the last renewal of a certificate ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LastOutcome {
+    /// The certificate is current: no failure since the last renewal.
+    Success,
+    /// Renewals have failed since the last success.
+    Failure,
+}
+
+impl LastOutcome {
+    /// `success` or `failure`, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LastOutcome::Success => "success",
+            LastOutcome::Failure => "failure",
+        }
     }
 }
 
@@ -154,9 +151,9 @@ fn one(
             .as_ref()
             .is_some_and(|meta| meta.not_before <= now && now < meta.not_after);
     let last_outcome = if schedule.consecutive_failures > 0 {
-        Some("failure")
+        Some(LastOutcome::Failure)
     } else {
-        current.as_ref().map(|_| "success")
+        current.as_ref().map(|_| LastOutcome::Success)
     };
     let ari = current
         .as_ref()
@@ -177,8 +174,8 @@ fn one(
         ready,
         days_left: current.as_ref().map(|m| (m.not_after - now).whole_days()),
         next_renewal: decision.renew_at,
-        next_renewal_reason: reason_name(decision.reason),
-        renewal_rule: decision.rule.as_str(),
+        next_renewal_reason: decision.reason,
+        renewal_rule: decision.rule,
         ari_window_start: ari.and_then(|a| a.window()).map(|w| w.start),
         ari_window_end: ari.and_then(|a| a.window()).map(|w| w.end),
         ari_next_poll: ari.map(|a| a.next_poll),
@@ -201,80 +198,5 @@ fn matches_config(certificate: &CertificateConfig, current: &CurrentCert) -> boo
         .dns_names()
         .iter()
         .all(|name| name_covered(name, &current.dns_names));
-    names_covered && Some(current.key_type) == parse_key_type(certificate.key.as_str())
-}
-
-/// What the decision reads from the store for one certificate.
-#[derive(Debug, Clone)]
-pub(crate) struct PlanFacts {
-    /// The current version's metadata, if there is one.
-    pub(crate) current: Option<VersionMetadata>,
-    /// The persisted schedule state.
-    pub(crate) schedule: ScheduleState,
-}
-
-impl PlanFacts {
-    /// Reads the current version and the schedule state of `name`; writes nothing.
-    pub(crate) fn read(store: &dyn Store, name: &str) -> Result<PlanFacts, StoreError> {
-        let current = match store.current(name)? {
-            Some(version) => Some(store.metadata(name, version)?),
-            None => None,
-        };
-        let schedule = state::load_from(store, name)?;
-        Ok(PlanFacts { current, schedule })
-    }
-
-    /// The jitter drawn for the current certificate, or 0 (the latest moment of the
-    /// policy's window) before the renewer has drawn one.
-    pub(crate) fn stored_jitter(&self) -> f64 {
-        match (&self.current, &self.schedule.jitter) {
-            (Some(meta), Some(draw)) if draw.serial == meta.serial => draw.value,
-            _ => 0.0,
-        }
-    }
-}
-
-/// The ARI state when it is about the certificate `meta` describes.
-pub(crate) fn applicable_ari<'a>(
-    schedule: &'a ScheduleState,
-    meta: &VersionMetadata,
-) -> Option<&'a AriState> {
-    schedule
-        .ari
-        .as_ref()
-        .filter(|ari| ari.is_for_serial(&meta.serial))
-}
-
-/// The renewal decision for `certificate` at `now` from `facts`, with `random` as the
-/// policy's jitter draw. Pure: the caller reads the facts and persists any draw.
-pub(crate) fn decide(
-    certificate: &CertificateConfig,
-    facts: &PlanFacts,
-    now: OffsetDateTime,
-    random: f64,
-    backoff_base: Duration,
-) -> Decision {
-    let current_cert = facts.current.as_ref().map(CurrentCert::from);
-    let ari = facts
-        .current
-        .as_ref()
-        .and_then(|meta| applicable_ari(&facts.schedule, meta))
-        .and_then(AriState::choice);
-    let policy = Policy {
-        renew_before: certificate.renew_before,
-        jitter_fraction: JITTER_FRACTION,
-        backoff_base,
-    };
-    let wanted_names = certificate.dns_names();
-    plan(&PlanInput {
-        now,
-        current: current_cert.as_ref(),
-        policy: &policy,
-        wanted_names: &wanted_names,
-        wanted_key_type: parse_key_type(certificate.key.as_str())
-            .unwrap_or(crate::scan::inspect::KeyType::Other),
-        state: &facts.schedule,
-        ari,
-        random,
-    })
+    names_covered && current.key_type == certificate.key.key_type()
 }

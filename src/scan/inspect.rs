@@ -10,6 +10,8 @@ use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::X509Name;
 
+use crate::cert::KeyType;
+
 /// Everything certinel reports about one certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertFacts {
@@ -41,23 +43,6 @@ pub struct CertFacts {
     pub subject_key_id: Option<Vec<u8>>,
     /// authorityKeyIdentifier keyIdentifier, when present.
     pub authority_key_id: Option<Vec<u8>>,
-}
-
-/// The public key of a certificate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KeyType {
-    /// RSA with its modulus size in bits.
-    Rsa(u32),
-    /// ECDSA on NIST P-256.
-    EcdsaP256,
-    /// ECDSA on NIST P-384.
-    EcdsaP384,
-    /// ECDSA on NIST P-521.
-    EcdsaP521,
-    /// Ed25519.
-    Ed25519,
-    /// Anything else.
-    Other,
 }
 
 /// The role a certificate plays in a presented chain.

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::config::model::Endpoint;
 use crate::scan::budget::{ConnectionBudget, Demand};
 use crate::scan::inspect::{self, CertFacts, ChainFacts};
+use crate::scan::resolve::ResolveError;
 use crate::scan::trust::TrustRoots;
 use crate::scan::verify::{self, Verification};
 
@@ -111,6 +112,15 @@ pub enum ProbeError {
     /// The probe itself failed (a bug in certinel, such as a panic).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<ResolveError> for ProbeError {
+    fn from(error: ResolveError) -> ProbeError {
+        ProbeError::Dns {
+            host: error.host,
+            detail: error.detail,
+        }
+    }
 }
 
 impl ProbeError {
@@ -225,6 +235,7 @@ async fn probe_endpoint_in_span<E>(
             .resolve(&endpoint.target.host, endpoint.ip_family, endpoint.resolve);
     let resolved = timeout_at(deadline, resolving)
         .await
+        .map(|found| found.map_err(ProbeError::from))
         .unwrap_or(Err(ProbeError::Timeout {
             stage: "resolve",
             after: endpoint.timeout,

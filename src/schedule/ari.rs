@@ -8,7 +8,23 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-use crate::schedule::plan::{AriChoice, SuggestedWindow};
+/// A renewal window suggested by the CA (ACME Renewal Information, RFC 9773).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SuggestedWindow {
+    /// Renew no earlier than this.
+    pub start: OffsetDateTime,
+    /// Renew before this.
+    pub end: OffsetDateTime,
+}
+
+/// The CA's window with the moment drawn inside it once per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AriChoice {
+    /// The suggested window.
+    pub window: SuggestedWindow,
+    /// The moment chosen for the renewal (the present or earlier means at once).
+    pub renew_at: OffsetDateTime,
+}
 
 /// The shortest wait before asking for renewal information again.
 pub const MIN_POLL: Duration = Duration::MINUTE;

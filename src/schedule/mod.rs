@@ -2,5 +2,5 @@
 //! what the CA's renewal information does to it.
 
 pub mod ari;
+pub mod history;
 pub mod plan;
-pub mod state;

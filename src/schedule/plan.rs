@@ -8,12 +8,14 @@
 //! (5 min doubling to 24 h) following failures, after any Retry-After, and never while an
 //! identifier has had 5 failed authorizations in the last hour. The later of the two wins.
 
+use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::scan::inspect::KeyType;
-use crate::schedule::state::{FAILED_AUTHORIZATION_WINDOW, ScheduleState};
+use crate::cert::{KeyType, RenewBefore};
+use crate::schedule::ari::AriChoice;
+use crate::schedule::history::{FAILED_AUTHORIZATION_WINDOW, ScheduleState};
 use crate::store::metadata::VersionMetadata;
-use crate::store::verify::{VersionFacts, name_covered};
+use crate::store::version_check::{VersionFacts, name_covered};
 
 /// First retry delay after a failure.
 pub const BACKOFF_BASE: Duration = Duration::minutes(5);
@@ -21,18 +23,6 @@ pub const BACKOFF_BASE: Duration = Duration::minutes(5);
 pub const BACKOFF_CAP: Duration = Duration::hours(24);
 /// Let's Encrypt's limit: failed authorizations per identifier per rolling hour.
 pub const MAX_FAILED_AUTHORIZATIONS_PER_HOUR: usize = 5;
-
-/// How long before expiry to renew.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RenewBefore {
-    /// A fixed time before notAfter (cert-manager `renewBefore`).
-    Duration(std::time::Duration),
-    /// This percentage of the actual lifetime before notAfter, in (0, 100)
-    /// (cert-manager `renewBeforePercentage`).
-    Percentage(f64),
-    /// One third of the lifetime; one half for lifetimes of 10 days or less.
-    Default,
-}
 
 /// The renewal policy of one certificate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,26 +50,9 @@ pub struct CurrentCert {
     pub key_type: KeyType,
 }
 
-/// A renewal window suggested by the CA (ACME Renewal Information, RFC 9773).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SuggestedWindow {
-    /// Renew no earlier than this.
-    pub start: OffsetDateTime,
-    /// Renew before this.
-    pub end: OffsetDateTime,
-}
-
-/// The CA's window with the moment drawn inside it (see [`crate::schedule::ari`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AriChoice {
-    /// The suggested window.
-    pub window: SuggestedWindow,
-    /// The moment chosen for the renewal (the present or earlier means at once).
-    pub renew_at: OffsetDateTime,
-}
-
-/// Which rule placed the renewal window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which rule placed the renewal window; serialised as [`Rule::as_str`] spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// The CA's suggested window (ARI), bounded by the safety floor.
     Ari,
@@ -133,8 +106,9 @@ pub struct Decision {
     pub consecutive_failures: u32,
 }
 
-/// Why a renewal happens when it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a renewal happens when it does; serialised as [`Reason::as_str`] spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// There is no certificate.
     Missing,
@@ -158,6 +132,26 @@ pub enum Reason {
     RolloutFailed,
 }
 
+impl Reason {
+    /// A stable name: `missing`, `expired`, `names_changed`, `key_type_changed`,
+    /// `window_open`, `scheduled`, `backoff`, `retry_after`, `rate_limited`,
+    /// `rollout_failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Expired => "expired",
+            Reason::NamesChanged => "names_changed",
+            Reason::KeyTypeChanged => "key_type_changed",
+            Reason::WindowOpen => "window_open",
+            Reason::Scheduled => "scheduled",
+            Reason::Backoff => "backoff",
+            Reason::RetryAfter => "retry_after",
+            Reason::RateLimited => "rate_limited",
+            Reason::RolloutFailed => "rollout_failed",
+        }
+    }
+}
+
 /// A limit of the CA that holds off any attempt, forced or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CaGate {
@@ -165,28 +159,6 @@ pub struct CaGate {
     pub until: OffsetDateTime,
     /// [`Reason::RetryAfter`] or [`Reason::RateLimited`].
     pub reason: Reason,
-}
-
-/// A renewal policy that cannot work.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// `renew_before` is not shorter than the certificate duration.
-    #[error(
-        "renew_before ({renew_before}) must be shorter than the certificate duration ({duration}), or every certificate is renewed as soon as it is issued"
-    )]
-    RenewBeforeTooLong {
-        /// The configured renew_before, human-readable.
-        renew_before: String,
-        /// The configured duration, human-readable.
-        duration: String,
-    },
-    /// `renew_before` is zero: the certificate would be renewed as it expires.
-    #[error("renew_before must be longer than zero")]
-    RenewBeforeZero,
-    /// The percentage is outside (0, 100).
-    #[error("renew_before_percentage must be between 0 and 100 (exclusive), not {0}")]
-    PercentageOutOfRange(f64),
 }
 
 impl From<&VersionMetadata> for CurrentCert {
@@ -208,24 +180,6 @@ impl From<&VersionFacts> for CurrentCert {
             dns_names: facts.dns_names.clone(),
             key_type: facts.key_type,
         }
-    }
-}
-
-/// Checks a policy against the requested certificate `duration` at config load.
-pub fn validate_policy(
-    duration: std::time::Duration,
-    renew_before: &RenewBefore,
-) -> Result<(), PolicyError> {
-    match *renew_before {
-        RenewBefore::Duration(d) if d.is_zero() => Err(PolicyError::RenewBeforeZero),
-        RenewBefore::Duration(d) if d >= duration => Err(PolicyError::RenewBeforeTooLong {
-            renew_before: human(d),
-            duration: human(duration),
-        }),
-        RenewBefore::Percentage(p) if !(p > 0.0 && p < 100.0) => {
-            Err(PolicyError::PercentageOutOfRange(p))
-        }
-        _ => Ok(()),
     }
 }
 
@@ -396,27 +350,8 @@ fn rate_limited_until(
         .max()
 }
 
-/// `90d`, `12h`, `1d12h`, `30m`, `45s`.
-fn human(d: std::time::Duration) -> String {
-    let secs = d.as_secs();
-    let parts = [
-        (secs / 86_400, "d"),
-        (secs % 86_400 / 3_600, "h"),
-        (secs % 3_600 / 60, "m"),
-        (secs % 60, "s"),
-    ];
-    let text: String = parts
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect();
-    if text.is_empty() { "0s".into() } else { text }
-}
-
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "plan_gate_tests.rs"]
 mod gate_tests;

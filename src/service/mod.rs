@@ -5,12 +5,13 @@
 //! whole service in-process; `cli::run` binds, installs signal handlers and calls it.
 
 pub mod connection_deadline;
+pub mod drift;
+mod error_chain;
 pub mod http_server;
 pub mod notify;
 pub mod reload;
 pub mod renewals;
 pub mod scheduler;
-pub mod served;
 pub mod state;
 
 use std::path::PathBuf;
@@ -145,10 +146,10 @@ pub async fn run_with_options(
     renewals.apply(&config);
     // The drift check follows the configuration the reloader applies.
     let (applied, applied_configs) = tokio::sync::watch::channel(Arc::new(config.clone()));
-    served::spawn(
+    drift::spawn(
         applied_configs,
         state.served(),
-        served::DRIFT_INTERVAL,
+        drift::DRIFT_INTERVAL,
         &tracker,
         &shutdown,
     );

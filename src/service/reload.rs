@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, model::Config};
 use crate::metrics::http::{HttpShared, ProbeSetup};
 use crate::service::ServiceError;
+use crate::service::error_chain::error_chain;
 use crate::service::notify::Notifier;
 use crate::service::renewals::Renewals;
 use crate::service::scheduler::{JobEnvironment, Scheduler};
@@ -153,16 +154,4 @@ impl Reloader {
         self.current = config;
         Ok((jobs_started + tasks_started, jobs_stopped + tasks_stopped))
     }
-}
-
-/// `error: cause: cause` on one line, for log fields.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

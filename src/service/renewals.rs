@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
+use crate::service::error_chain::error_chain;
 use crate::service::state::State;
 
 /// The longest wait after a failure that recorded no backoff (another process holding the
@@ -203,7 +204,7 @@ async fn certificate_loop(
                     certificate = %name,
                     stage = error.stage(),
                     problem = error.problem(),
-                    error = %super::reload::error_chain(error),
+                    error = %error_chain(error),
                     "renewal failed"
                 );
                 state.record_renewal(&name, Err((error.stage(), error.problem())));
@@ -244,7 +245,7 @@ async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
         Err(error) => {
             tracing::warn!(
                 certificate = %name,
-                error = %super::reload::error_chain(&error),
+                error = %error_chain(&error),
                 "cannot read the certificate's status"
             );
         }

@@ -17,7 +17,7 @@ use crate::metrics::render::{ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
-use crate::service::served::ServedStore;
+use crate::service::drift::ServedStore;
 
 /// Identifies one scheduled job (an endpoint or a file source) for its lifetime.
 pub type JobId = u64;
@@ -183,7 +183,7 @@ impl State {
         slot.last_success_at = status.last_success_at;
         slot.last_attempt_at = status.last_attempt_at;
         slot.consecutive_failures = status.consecutive_failures;
-        slot.renewal_rule = Some(status.renewal_rule);
+        slot.renewal_rule = Some(status.renewal_rule.as_str());
         slot.ari_window = status.ari_window_start.zip(status.ari_window_end);
         slot.ari_next_poll = status.ari_next_poll;
     }
@@ -433,14 +433,14 @@ mod tests {
             ready: true,
             days_left: Some(31),
             next_renewal: datetime!(2026-01-21 00:00 UTC),
-            next_renewal_reason: "scheduled",
-            renewal_rule: "renew_before",
+            next_renewal_reason: crate::schedule::plan::Reason::Scheduled,
+            renewal_rule: crate::schedule::plan::Rule::RenewBefore,
             ari_window_start: None,
             ari_window_end: None,
             ari_next_poll: None,
             ari_error: None,
             ari_explanation_url: None,
-            last_outcome: Some("success"),
+            last_outcome: Some(crate::renew::LastOutcome::Success),
             consecutive_failures: failures,
             last_error: None,
             inflight: None,

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::scan::inspect::KeyType;
+use crate::cert::KeyType;
 
 /// A version number of one certificate: `v0001`, `v0002`, ... in issuance order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

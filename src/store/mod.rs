@@ -9,7 +9,7 @@
 //! state_dir/certs/NAME/current  -> v0002   servers read current/fullchain.pem
 //! state_dir/certs/NAME/previous -> v0001
 //! state_dir/certs/NAME/inflight.json  the renewal in progress, if any, with its new key (0600)
-//! state_dir/certs/NAME/schedule.json  failures and backoff (crate::schedule::state)
+//! state_dir/certs/NAME/schedule.json  failures and backoff (crate::schedule::history)
 //! state_dir/locks/NAME.lock           flock(2) held while NAME renews (lock)
 //! state_dir/acme/account-HASH.json    ACME credentials per directory URL (0600, accounts)
 //! state_dir/dry-run/accounts/         the dry runs' ACME credentials
@@ -38,7 +38,7 @@ pub mod recovery;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
-pub mod verify;
+pub mod version_check;
 pub mod versions;
 
 use std::path::PathBuf;
@@ -51,7 +51,7 @@ pub use inflight::{HookGroup, HookProcess, Inflight, SecretPem, Stage};
 pub use lock::{LockError, RenewalLock};
 pub use metadata::{Origin, VersionId, VersionMetadata, VersionState};
 pub use recovery::{DiskState, NextStep, Recovery, recover};
-pub use verify::{VerifyError, VersionFacts, check_pems, check_version};
+pub use version_check::{VerifyError, VersionFacts, check_pems, check_version};
 pub use versions::{CertStore, VersionFiles};
 
 /// Everything that can go wrong while reading or writing certificate state.

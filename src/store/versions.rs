@@ -10,7 +10,7 @@ use crate::store::atomic::{
 };
 use crate::store::inflight::Stage;
 use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
-use crate::store::verify::{certificate_blocks, check_pems};
+use crate::store::version_check::{certificate_blocks, check_pems};
 
 const CURRENT: &str = "current";
 const PREVIOUS: &str = "previous";
@@ -75,7 +75,7 @@ impl CertStore {
         Ok(self.certs_dir.join(name))
     }
 
-    /// `NAME/schedule.json`, read and written by [`crate::schedule::state`].
+    /// `NAME/schedule.json`, read and written by [`crate::schedule::history`].
     pub fn schedule_path(&self, name: &str) -> Result<PathBuf, StoreError> {
         Ok(self.cert_dir(name)?.join("schedule.json"))
     }

@@ -13,7 +13,7 @@ use certinel::scan::files::inspect_file;
 use certinel::scan::inspect::inspect_chain;
 use certinel::scan::trust::TrustRoots;
 use certinel::scan::verify::verify_chain;
-use certinel::store::verify::{check_pems, leaf_facts};
+use certinel::store::version_check::{check_pems, leaf_facts};
 use proptest::prelude::*;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use tempfile::TempDir;

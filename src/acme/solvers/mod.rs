@@ -12,7 +12,9 @@ pub(crate) use dns01::{CaaAnswer, WireError, caa_records, system_nameserver};
 
 use instant_acme::{ChallengeType, KeyAuthorization};
 
-use crate::acme::{AcmeError, ChallengeSpec, Identifier};
+use crate::acme::AcmeError;
+
+use crate::cert::{ChallengeSpec, Identifier};
 
 /// A running responder for one order.
 pub(crate) enum Responder {

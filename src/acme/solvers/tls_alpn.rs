@@ -15,7 +15,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::solvers::shared::{Answers, Guard, Registry};
-use crate::acme::{AcmeError, Identifier, Stage};
+use crate::acme::{AcmeError, Stage};
+use crate::cert::Identifier;
 
 /// The ALPN protocol name of RFC 8737.
 const ACME_TLS_1: &[u8] = b"acme-tls/1";

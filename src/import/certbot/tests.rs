@@ -203,11 +203,7 @@ fn key_types_follow_certbots_settings() {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        renewal_key(
-            &params,
-            crate::scan::inspect::KeyType::EcdsaP256,
-            &mut Vec::new(),
-        )
+        renewal_key(&params, crate::cert::KeyType::EcdsaP256, &mut Vec::new())
     };
     assert_eq!(key(&[]), KeyAlgorithm::Rsa2048);
     assert_eq!(

@@ -71,7 +71,7 @@ fn a_lego_account_and_certificate_plan_the_p256_account_its_contact_and_the_cert
     assert_eq!(plan.contact, ["mailto:ops@example.test"]);
     let certificate = &plan.certificates[0];
     assert_eq!(certificate.dns_names, ["d.test", "e.test"]);
-    assert_eq!(certificate.key, crate::acme::KeyAlgorithm::EcdsaP384);
+    assert_eq!(certificate.key, crate::cert::KeyAlgorithm::EcdsaP384);
     assert_eq!(
         certificate.challenge,
         ChallengePlan::HttpListen("127.0.0.1:5002".to_owned())

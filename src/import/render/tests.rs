@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::acme::{ChallengeSpec, KeyAlgorithm};
+use crate::cert::{ChallengeSpec, KeyAlgorithm};
 use crate::import::plan::{CertificatePlan, Tool};
 use crate::import::testing::certificate;
 

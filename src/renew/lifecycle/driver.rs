@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::Run;
 use crate::acme::{AcmeAccount, AcmeError, OrderProgress};
 use crate::renew::next_action::{Action, Event, next_action};
-use crate::renew::served::ServedError;
+use crate::renew::rollout_check::ServedError;
 use crate::renew::{RenewError, RenewOutcome};
 use crate::store::{Origin, Stage, Step, StoreError, VersionId, check_version};
 

@@ -4,9 +4,9 @@
 use time::OffsetDateTime;
 
 use super::Run;
-use crate::acme::Identifier;
+use crate::cert::Identifier;
 use crate::renew::RenewError;
-use crate::schedule::state::{self as schedule_state, ScheduleState};
+use crate::schedule::history::{self as schedule_state, ScheduleState};
 use crate::store::StoreError;
 
 /// The facts of one failure the planner needs later.

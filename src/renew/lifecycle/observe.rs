@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 
 use super::Run;
 use crate::config::model::CertificateConfig;
+use crate::renew::decision::PlanFacts;
 use crate::renew::next_action::{Observed, next_wake_up};
-use crate::renew::status::PlanFacts;
 use crate::renew::{RenewError, Renewer};
 use crate::store::{DiskState, Store, StoreError, VersionMetadata};
 

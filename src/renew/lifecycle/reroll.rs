@@ -5,9 +5,9 @@
 use time::OffsetDateTime;
 
 use super::Run;
+use crate::cert::KeyType;
 use crate::renew::RenewError;
-use crate::scan::inspect::KeyType;
-use crate::store::verify::name_covered;
+use crate::store::version_check::name_covered;
 use crate::store::{Stage, Step, VersionId, VersionMetadata, VersionState};
 
 /// The newest parked version worth rolling out again at `now`: unexpired, covering every

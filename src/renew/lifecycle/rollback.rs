@@ -5,10 +5,10 @@
 use time::OffsetDateTime;
 
 use super::Run;
+use crate::cert::KeyType;
 use crate::renew::{RenewError, RollbackOutcome};
-use crate::scan::inspect::KeyType;
 use crate::store::metadata::parse_key_type;
-use crate::store::verify::name_covered;
+use crate::store::version_check::name_covered;
 use crate::store::{Step, StoreError, VersionId, VersionMetadata, VersionState, check_version};
 
 /// Why the version `meta` must not replace a newer one on disk at `now`, if it must not: it

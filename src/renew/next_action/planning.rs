@@ -5,8 +5,8 @@
 use time::OffsetDateTime;
 
 use super::{Action, Observed};
+use crate::renew::decision::{applicable_ari, decide};
 use crate::renew::lifecycle::reusable_version;
-use crate::renew::status::{applicable_ari, decide};
 use crate::schedule::ari::{AriAnswer, AriState, absorb};
 use crate::schedule::plan::{Decision, ca_gate};
 use crate::store::VersionId;

@@ -5,10 +5,10 @@
 use time::macros::datetime;
 
 use super::*;
+use crate::cert::KeyType;
 use crate::config::model::OnVerifyFailure;
-use crate::scan::inspect::KeyType;
 use crate::schedule::ari::AriState;
-use crate::schedule::state::{JitterDraw, ScheduleState};
+use crate::schedule::history::{JitterDraw, ScheduleState};
 use crate::store::{Inflight, SecretPem, Stage, VersionState};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);

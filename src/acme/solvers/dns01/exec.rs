@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::hook::{self, HookCommand, HookEnv, HookError, HookKind, Leftovers};
+use crate::hook::{self, HookCommand, HookError, HookKind, Leftovers};
+
+use crate::cert::HookEnv;
 
 /// Whether the hook publishes or removes the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::acme::{AcmeError, Dns01Spec, DnsProvider, Identifier};
+use crate::acme::AcmeError;
+
+use crate::cert::{Dns01Spec, DnsProvider, Identifier};
 
 /// How many CNAMEs are followed from `_acme-challenge.NAME` before giving up on a loop.
 const MAX_CNAME_HOPS: usize = 8;
@@ -153,7 +155,7 @@ impl Dns01 {
     async fn run_exec(
         &self,
         command: &std::path::Path,
-        env: &crate::hook::HookEnv,
+        env: &crate::cert::HookEnv,
         action: exec::Action,
         fqdn: &str,
         value: &str,

@@ -19,7 +19,7 @@ use hickory_client::proto::tcp::TcpClientStream;
 use hickory_client::{ClientError, ClientErrorKind};
 
 use crate::acme::caa::CaaRecord;
-use crate::acme::{Rfc2136Settings, TsigAlgorithm};
+use crate::cert::{Rfc2136Settings, TsigAlgorithm};
 
 /// The deadline of one DNS request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -10,8 +10,8 @@ use tokio::net::TcpStream;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::*;
-use crate::acme::Identifier;
 use crate::acme::solvers::{http01, tls_alpn};
+use crate::cert::Identifier;
 use crate::scan::probe::DangerAcceptAnyChainVerifier;
 
 const ANY_PORT: &str = "127.0.0.1:0";

@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::config::model::Config;
 use crate::renew::{RandomSource, RenewError, RenewOptions, RenewOutcome, Renewer};
-use crate::schedule::state as schedule_state;
+use crate::schedule::history as schedule_state;
 use crate::store::testing::{Issued, issue_valid};
 use crate::store::{CertStore, Origin, Stage, VersionId, VersionState};
 

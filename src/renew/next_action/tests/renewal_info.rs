@@ -2,7 +2,7 @@
 //! its answers become.
 
 use super::*;
-use crate::schedule::plan::SuggestedWindow;
+use crate::schedule::ari::SuggestedWindow;
 
 /// ARI state about the current certificate, asked again at `next_poll`.
 fn ari_state(next_poll: OffsetDateTime) -> AriState {

@@ -15,7 +15,7 @@ use crate::scan::budget::ConnectionBudget;
 use crate::scan::probe::{EndpointReport, ProbeContext, probe_endpoint};
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
-use crate::store::verify::name_covered;
+use crate::store::version_check::name_covered;
 
 /// The first wait between two rounds of probes; it doubles up to [`MAX_RETRY_DELAY`].
 pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);

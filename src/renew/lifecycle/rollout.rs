@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::Run;
 use crate::renew::RenewError;
-use crate::renew::served::{ServedError, ServedProber, Verdict, describe};
+use crate::renew::rollout_check::{ServedError, ServedProber, Verdict, describe};
 use crate::store::{Step, VersionId};
 
 impl Run<'_> {

@@ -12,8 +12,7 @@ use crate::acme::{
 use crate::renew::lifecycle::Run;
 use crate::renew::next_action::Event;
 use crate::renew::{RenewError, Renewer};
-use crate::schedule::ari::{AriAnswer, AriState};
-use crate::schedule::plan::SuggestedWindow;
+use crate::schedule::ari::{AriAnswer, AriState, SuggestedWindow};
 use crate::store::StoreError;
 use crate::store::metadata::VersionMetadata;
 

@@ -4,7 +4,9 @@
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::scan::inspect::{self, InspectError, KeyType};
+use crate::scan::inspect::{self, InspectError};
+
+use crate::cert::KeyType;
 use crate::store::StoreError;
 use crate::store::versions::VersionFiles;
 

@@ -7,6 +7,8 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 use super::*;
+use crate::cert::compact_duration;
+use crate::schedule::ari::SuggestedWindow;
 
 /// An owned [`PlanInput`], edited by each case.
 struct Case {
@@ -62,7 +64,7 @@ fn check(edit: impl FnOnce(&mut Case), expected: &str) {
     let delay = if delay.is_zero() {
         "now".to_string()
     } else {
-        format!("+{}", human(delay.unsigned_abs()))
+        format!("+{}", compact_duration(delay.unsigned_abs()))
     };
     assert_eq!(format!("{:?} {delay}", decision.reason), expected);
 }
@@ -272,31 +274,6 @@ fn the_decision_keeps_a_failing_renewal_visible() {
 }
 
 #[test]
-fn validate_policy_rejects_a_renew_before_as_long_as_the_duration() {
-    let days = |n: u64| StdDuration::from_secs(n * 86_400);
-    let err = validate_policy(days(90), &RenewBefore::Duration(days(90))).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "renew_before (90d) must be shorter than the certificate duration (90d), or every certificate is renewed as soon as it is issued"
-    );
-    assert!(validate_policy(days(90), &RenewBefore::Duration(days(30))).is_ok());
-    assert_eq!(
-        validate_policy(days(90), &RenewBefore::Duration(StdDuration::ZERO)),
-        Err(PolicyError::RenewBeforeZero)
-    );
-    assert!(validate_policy(days(90), &RenewBefore::Percentage(100.0)).is_err());
-    assert!(validate_policy(days(90), &RenewBefore::Percentage(f64::NAN)).is_err());
-    assert!(validate_policy(days(90), &RenewBefore::Percentage(33.0)).is_ok());
-    assert!(validate_policy(days(6), &RenewBefore::Default).is_ok());
-}
-
-#[test]
-fn durations_print_compactly() {
-    assert_eq!(human(StdDuration::from_secs(36 * 3600 + 90)), "1d12h1m30s");
-    assert_eq!(human(StdDuration::ZERO), "0s");
-}
-
-#[test]
 fn a_shorter_backoff_base_doubles_from_that_base() {
     check(
         |case| {
@@ -361,5 +338,4 @@ fn a_renewal_rolled_back_to_the_previous_version_is_retried_with_backoff() {
 }
 
 /// The decision with the CA's suggested windows (ARI).
-#[path = "plan_ari_tests.rs"]
 mod ari;

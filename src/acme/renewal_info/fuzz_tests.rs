@@ -9,8 +9,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::fuzzing;
-use crate::schedule::ari::{AriAnswer, AriState, FALLBACK_POLL, MAX_POLL, MIN_POLL, absorb};
-use crate::schedule::plan::SuggestedWindow;
+use crate::schedule::ari::{
+    AriAnswer, AriState, FALLBACK_POLL, MAX_POLL, MIN_POLL, SuggestedWindow, absorb,
+};
 
 /// The moment the properties run at: fixed, so a failure replays.
 fn now() -> OffsetDateTime {

@@ -137,7 +137,7 @@ fn check_ari(
         if delay.is_zero() {
             "now".to_owned()
         } else {
-            format!("+{}", human(delay.unsigned_abs()))
+            format!("+{}", compact_duration(delay.unsigned_abs()))
         }
     };
     assert_eq!(

@@ -1,5 +1,6 @@
-//! What a dns-01 challenge needs to know: the DNS provider that publishes the TXT records
-//! and where and how long to look for them before telling the CA they are ready.
+//! How certinel proves control of a certificate's identifiers, as data: the challenge kind
+//! and, for dns-01, the DNS provider that publishes the TXT records and where and how long
+//! to look for them before telling the CA they are ready. The responders live in `acme`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -7,7 +8,22 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::hook::HookEnv;
+use crate::cert::HookEnv;
+
+/// How certinel proves control of the identifiers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChallengeSpec {
+    /// http-01 answered by a built-in HTTP listener on this address (usually port 80).
+    Http01Listen(SocketAddr),
+    /// http-01 answered by files written under `DIR/.well-known/acme-challenge/`, served by
+    /// an existing web server, and removed afterwards.
+    Http01Webroot(PathBuf),
+    /// tls-alpn-01 answered by a built-in TLS listener on this address (usually port 443).
+    TlsAlpn01Listen(SocketAddr),
+    /// dns-01: TXT records published through a DNS provider; the only type that can
+    /// validate wildcard names.
+    Dns01(Dns01Spec),
+}
 
 /// How long to wait for a TXT record to become visible when the config sets no
 /// `propagation_timeout`.
@@ -52,7 +68,7 @@ pub enum DnsProvider {
     Rfc2136(Rfc2136Settings),
     /// A program called as `COMMAND present FQDN VALUE` and `COMMAND cleanup FQDN VALUE`
     /// (lego's exec convention; the FQDN ends with a dot), run like a deploy command by
-    /// [`crate::hook`]: own process group killed on timeout or when it exits, minimal
+    /// `crate::hook`: own process group killed on timeout or when it exits, minimal
     /// environment, bounded and redacted output.
     Exec {
         /// The program, run directly (no shell).

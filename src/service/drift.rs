@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::model::Config;
-use crate::renew::served::{Observation, Served, ServedProber};
+use crate::renew::rollout_check::{Observation, Served, ServedProber};
 use crate::store::{FsStore, Store, StoreError};
 
 /// How often the verify targets are re-probed: the default probe interval of an

@@ -1,0 +1,25 @@
+//! certinel's vocabulary: the nouns several layers share, as plain data — the identifiers a
+//! certificate is for, the key it should have and the key it has, when to renew it, how
+//! control of its names is proven, and what a hook's environment adds. `config` parses
+//! them, `scan` reads them from certificates, `store`, `schedule`, `acme` and `renew` pass
+//! them around.
+//!
+//! Invariant: `cert` depends on nothing else in the crate, and nothing here reads the clock,
+//! randomness, files or sockets.
+
+mod challenge;
+mod hook_env;
+mod identifier;
+mod key;
+mod renew_before;
+
+pub use challenge::{
+    ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings,
+    TsigAlgorithm, TsigSecret, UnknownTsigAlgorithm,
+};
+pub use hook_env::HookEnv;
+pub use identifier::Identifier;
+pub use key::{KeyAlgorithm, KeyType, UnknownKeyAlgorithm};
+#[cfg(test)]
+pub(crate) use renew_before::compact_duration;
+pub use renew_before::{RenewBefore, RenewBeforeError};
