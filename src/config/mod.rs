@@ -21,6 +21,8 @@ mod served;
 mod target;
 mod validate;
 
+pub(crate) use validate::DEFAULT_CONCURRENCY;
+
 use std::path::Path;
 
 use serde::Deserialize;
