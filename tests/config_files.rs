@@ -180,7 +180,7 @@ fn a_minimal_endpoint_gets_every_default() {
     let mut expected = certinel::config::model::Endpoint::new(target, Duration::from_secs(10));
     expected.interval = Duration::from_secs(300);
     assert_eq!(endpoint, &expected);
-    assert_eq!(config.scanner.concurrency, 256);
+    assert_eq!(config.scanner.concurrency, 512);
     assert_eq!(config.exporter.listen.to_string(), "127.0.0.1:9798");
 }
 

@@ -41,7 +41,9 @@ impl Default for RetryPolicy {
 /// How long and how often an order is polled while the CA validates or issues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PollPolicy {
-    /// The wait before the second poll; later waits grow by half each time.
+    /// The wait before the second poll; later waits grow by half each time. Short by
+    /// default: a CA that validates at once (a local one, or a cached authorization) is
+    /// seen at once, and the growth keeps a slow CA from being asked often.
     pub initial_interval: Duration,
     /// The wait between polls never grows beyond this.
     pub max_interval: Duration,
@@ -53,7 +55,7 @@ pub struct PollPolicy {
 impl Default for PollPolicy {
     fn default() -> Self {
         Self {
-            initial_interval: Duration::from_millis(500),
+            initial_interval: Duration::from_millis(50),
             max_interval: Duration::from_secs(15),
             timeout: Duration::from_secs(300),
         }
@@ -252,6 +254,25 @@ mod tests {
         assert_eq!(poll_interval(&p, 2), Duration::from_millis(4500));
         assert_eq!(poll_interval(&p, 3), Duration::from_secs(5));
         assert_eq!(poll_interval(&p, u32::MAX), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_default_poll_asks_again_within_a_tenth_of_a_second_then_backs_off() {
+        let p = PollPolicy::default();
+        assert!(
+            poll_interval(&p, 0) <= Duration::from_millis(100),
+            "first re-poll after {:?}",
+            poll_interval(&p, 0)
+        );
+        // An order that takes the whole poll timeout still costs few requests.
+        let mut waited = Duration::ZERO;
+        let mut polls = 0;
+        while waited < p.timeout {
+            waited += poll_interval(&p, polls);
+            polls += 1;
+        }
+        assert!(polls <= 40, "{polls} polls in {:?}", p.timeout);
+        assert_eq!(poll_interval(&p, 40), p.max_interval);
     }
 
     #[test]

@@ -137,7 +137,7 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
         concurrency: args
             .concurrency
             .or(scanner.map(|scanner| scanner.concurrency))
-            .unwrap_or(256),
+            .unwrap_or(crate::config::DEFAULT_CONCURRENCY),
         max_connections: scanner.and_then(|scanner| scanner.max_connections),
         max_addresses: scanner.map_or(crate::scan::probe::DEFAULT_MAX_ADDRESSES, |scanner| {
             scanner.max_addresses

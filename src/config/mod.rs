@@ -21,6 +21,8 @@ mod target;
 mod validate;
 mod verify_targets;
 
+pub(crate) use validate::DEFAULT_CONCURRENCY;
+
 use std::path::Path;
 
 use serde::Deserialize;

@@ -161,6 +161,16 @@ pub fn verify_chain(
     }
 }
 
+/// The signature algorithms of aws-lc-rs, taken once instead of building a provider per
+/// verification.
+static SIGNATURE_ALGORITHMS: std::sync::LazyLock<
+    &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm],
+> = std::sync::LazyLock::new(|| {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .signature_verification_algorithms
+        .all
+});
+
 /// One problem found with a chain.
 struct Problem {
     reason: Reason,
@@ -220,9 +230,7 @@ fn check_path(
             None => return Ok(()),
         }
     };
-    let algorithms = rustls::crypto::aws_lc_rs::default_provider()
-        .signature_verification_algorithms
-        .all;
+    let algorithms = *SIGNATURE_ALGORITHMS;
     let intermediates = chain.get(1..).unwrap_or_default();
     let result = end_entity.verify_for_usage(
         algorithms,

@@ -194,8 +194,10 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if !has_unsupported_critical_extension(cert) {
-            return rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms);
+        // The leaf is parsed again only when the usual check fails, not for every probe.
+        let verified = rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms);
+        if verified.is_ok() || !has_unsupported_critical_extension(cert) {
+            return verified;
         }
         let key = leaf_public_key(cert)?;
         let key = webpki::RawPublicKeyEntity::try_from(&key).map_err(bad_leaf)?;
@@ -225,8 +227,9 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if !has_unsupported_critical_extension(cert) {
-            return rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms);
+        let verified = rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms);
+        if verified.is_ok() || !has_unsupported_critical_extension(cert) {
+            return verified;
         }
         let key = leaf_public_key(cert)?;
         rustls::crypto::verify_tls13_signature_with_raw_key(message, &key, dss, &self.algorithms)
