@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::acme::AcmeObserver;
 use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
-use crate::metrics::render::{ReloadStatus, Snapshot};
+use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
@@ -56,7 +56,7 @@ struct Inner {
 struct EndpointSlot {
     /// `host:port`, computed once: snapshots sort by it.
     sort_key: String,
-    latest: Option<Arc<EndpointReport>>,
+    latest: Option<Arc<ProbedEndpoint>>,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +104,9 @@ impl State {
     /// Stores an endpoint's latest report and counts its failures; dropped when the job
     /// is no longer registered.
     pub fn record_endpoint(&self, id: JobId, report: EndpointReport) {
+        // Rendered before taking the lock: scrapes only copy the lines.
+        let probed = Arc::new(ProbedEndpoint::new(report));
+        let report = &probed.report;
         let mut inner = self.lock();
         let failures: Vec<&'static str> = report
             .resolve_error
@@ -119,7 +122,7 @@ impl State {
         let Some(slot) = inner.endpoints.get_mut(&id) else {
             return;
         };
-        slot.latest = Some(Arc::new(report));
+        slot.latest = Some(probed);
         for reason in failures {
             *inner.probe_errors.entry(reason).or_default() += 1;
         }
@@ -240,7 +243,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot {
         let (mut endpoints, files, file_read_errors, probe_errors, reload, certificates, acme) = {
             let inner = self.lock();
-            let endpoints: Vec<(String, Arc<EndpointReport>)> = inner
+            let endpoints: Vec<(String, Arc<ProbedEndpoint>)> = inner
                 .endpoints
                 .values()
                 .filter_map(|slot| Some((slot.sort_key.clone(), slot.latest.clone()?)))
@@ -404,7 +407,7 @@ mod tests {
             .snapshot()
             .endpoints
             .iter()
-            .map(|report| report.endpoint.target.to_string())
+            .map(|probed| probed.report.endpoint.target.to_string())
             .collect();
         assert_eq!(order, ["a.test:443", "b.test:443", "c.test:443"]);
     }
