@@ -78,9 +78,9 @@ pub fn router(shared: Arc<HttpShared>) -> Router {
 }
 
 async fn metrics(State(shared): State<Arc<HttpShared>>, headers: HeaderMap) -> Response {
-    let snapshot = shared.state.snapshot();
     let now = OffsetDateTime::now_utc();
-    scrape::stream_body(snapshot, now, scrape::accepts_gzip(&headers))
+    let gzip = scrape::accepts_gzip(&headers);
+    scrape::stream_body(move || shared.state.snapshot(), now, gzip)
 }
 
 async fn status(State(shared): State<Arc<HttpShared>>) -> Html<String> {

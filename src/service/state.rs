@@ -54,8 +54,9 @@ struct Inner {
 
 #[derive(Debug)]
 struct EndpointSlot {
-    /// `host:port`, computed once: snapshots sort by it.
-    sort_key: String,
+    /// `host:port`, computed once: snapshots sort by it (shared, so a scrape of 100,000
+    /// endpoints copies no string).
+    sort_key: Arc<str>,
     latest: Option<Arc<ProbedEndpoint>>,
 }
 
@@ -83,7 +84,7 @@ impl State {
         self.lock().endpoints.insert(
             id,
             EndpointSlot {
-                sort_key: target,
+                sort_key: target.into(),
                 latest: None,
             },
         );
@@ -243,7 +244,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot {
         let (mut endpoints, files, file_read_errors, probe_errors, reload, certificates, acme) = {
             let inner = self.lock();
-            let endpoints: Vec<(String, Arc<ProbedEndpoint>)> = inner
+            let endpoints: Vec<(Arc<str>, Arc<ProbedEndpoint>)> = inner
                 .endpoints
                 .values()
                 .filter_map(|slot| Some((slot.sort_key.clone(), slot.latest.clone()?)))
