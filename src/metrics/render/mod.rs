@@ -107,13 +107,14 @@ pub fn write_snapshot(
         text::write_header(&mut chunk, *def);
         chunk.push_str(scraped);
         if has_endpoints {
-            for endpoint in &snapshot.endpoints {
-                endpoint.fragment.write_family(index, now, &mut chunk);
+            let fragments = snapshot.endpoints.iter().map(|endpoint| &endpoint.fragment);
+            fragment::write_family_of_all(fragments, index, now, &mut chunk, |chunk| {
                 if chunk.len() >= CHUNK_BYTES {
                     out.write_all(chunk.as_bytes())?;
                     chunk.clear();
                 }
-            }
+                Ok(())
+            })?;
         }
         if chunk.len() >= CHUNK_BYTES {
             out.write_all(chunk.as_bytes())?;
