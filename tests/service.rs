@@ -106,6 +106,79 @@ async fn metrics_report_live_endpoints_and_files_and_pass_promtool() {
     assert_eq!(service.get("/healthz").await.status, 200);
 }
 
+/// `GET /metrics` over HTTP/1.0 with `headers`: the response head and the raw body bytes.
+async fn get_metrics_bytes(service: &Service, headers: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(service.addr)
+        .await
+        .expect("connect to certinel");
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: certinel\r\n{headers}\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .expect("HTTP head and body");
+    let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
+    (head, response[split + 4..].to_vec())
+}
+
+/// The sample lines without their values (expiry values move between two scrapes).
+fn series(body: &str) -> Vec<&str> {
+    let mut series: Vec<&str> = body
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' ').map(|(series, _)| series))
+        .collect();
+    series.sort_unstable();
+    series
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_gzipped_when_the_scraper_accepts_gzip_and_hold_the_same_series() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = Ca::root("certinel gzip test root", Validity::current());
+    let trusted = root.leaf(&LeafSpec::new(&["localhost"]));
+    let expired =
+        Leaf::self_signed(&LeafSpec::new(&["expired.test"]).validity(Validity::expired()));
+    let trusted_server = serve_leaf(&trusted).await;
+    let expired_server = serve_leaf(&expired).await;
+    let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
+    let cert_file = write_pem(dir.path(), "site.pem", &trusted.pem);
+    let config = write_config(
+        dir.path(),
+        "two_endpoints.toml",
+        &[
+            ("TRUSTED_PORT", trusted_server.addr.port().to_string()),
+            ("EXPIRED_PORT", expired_server.addr.port().to_string()),
+            ("CA_FILE", ca_file.display().to_string()),
+            ("CERT_FILE", cert_file.display().to_string()),
+        ],
+    );
+    let service = Service::start(Some(&config)).await;
+    service.wait_ready().await;
+
+    let (plain_head, plain) = get_metrics_bytes(&service, "").await;
+    assert!(!plain_head.contains("content-encoding"), "{plain_head}");
+    let plain = String::from_utf8(plain).expect("plain text");
+    let (head, compressed) =
+        get_metrics_bytes(&service, "Accept-Encoding: gzip, deflate\r\n").await;
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    let mut inflated = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(compressed.as_slice()),
+        &mut inflated,
+    )
+    .expect("a gzip body");
+    assert!(inflated.contains("certinel_endpoint_up{"), "{inflated}");
+    assert_eq!(series(&inflated), series(&plain));
+    let (code, findings) = promtool_check(&inflated);
+    assert!(code == 0, "promtool: {findings}\n{inflated}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reload_adds_and_removes_targets_and_rejects_a_bad_config() {
     let dir = tempfile::tempdir().expect("temp dir");

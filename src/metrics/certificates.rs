@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use prometheus::proto::{Bucket, Histogram};
 use time::OffsetDateTime;
 
 use crate::metrics::names::{self, ACME_DURATION_BUCKETS};
-use crate::metrics::render::{Families, flag, labelled, timestamp};
+use crate::metrics::render::{Sink, flag, timestamp};
 
 /// What `/metrics` shows about one managed certificate: facts read from the store at start
 /// and after every renewal attempt, plus counters kept in memory since start.
@@ -132,7 +131,7 @@ impl DurationHistogram {
 
 /// Adds the `certinel_certificate_*` series of one certificate, at scrape time `now`.
 pub(super) fn push_certificate(
-    families: &mut Families,
+    families: &mut impl Sink,
     certificate: &CertificateSnapshot,
     now: OffsetDateTime,
 ) {
@@ -186,7 +185,7 @@ pub(super) fn push_certificate(
 }
 
 /// The rule that placed the window and, with ARI, the CA's window and next poll.
-fn push_renewal_window(families: &mut Families, certificate: &CertificateSnapshot) {
+fn push_renewal_window(families: &mut impl Sink, certificate: &CertificateSnapshot) {
     let labels = [("name", certificate.name.as_str())];
     if let Some(rule) = certificate.renewal_rule {
         let info = [("name", certificate.name.as_str()), ("source", rule)];
@@ -207,7 +206,7 @@ fn push_renewal_window(families: &mut Families, certificate: &CertificateSnapsho
 
 /// `certinel_acme_profile_available{profile}`, once per configured profile: certificates
 /// asking for the same profile ask the same directory.
-pub(super) fn push_profiles(families: &mut Families, certificates: &[CertificateSnapshot]) {
+pub(super) fn push_profiles(families: &mut impl Sink, certificates: &[CertificateSnapshot]) {
     let profiles: BTreeMap<&str, bool> = certificates
         .iter()
         .filter_map(|certificate| certificate.profile.as_ref())
@@ -223,7 +222,7 @@ pub(super) fn push_profiles(families: &mut Families, certificates: &[Certificate
 }
 
 /// `certinel_certificate_served_current{name,target,ip}`.
-pub(super) fn push_served(families: &mut Families, served: &[ServedSample]) {
+pub(super) fn push_served(families: &mut impl Sink, served: &[ServedSample]) {
     for sample in served {
         let ip = sample.ip.to_string();
         let labels = [
@@ -240,7 +239,7 @@ pub(super) fn push_served(families: &mut Families, served: &[ServedSample]) {
 }
 
 fn push_current(
-    families: &mut Families,
+    families: &mut impl Sink,
     name: &str,
     current: &CurrentVersion,
     now: OffsetDateTime,
@@ -274,39 +273,21 @@ fn push_current(
 }
 
 /// Adds `certinel_acme_requests_total` and `certinel_acme_request_duration_seconds`.
-pub(super) fn push_acme(families: &mut Families, acme: &AcmeSnapshot) {
+pub(super) fn push_acme(families: &mut impl Sink, acme: &AcmeSnapshot) {
     for ((endpoint, status), count) in &acme.requests {
         let labels = [("endpoint", *endpoint), ("status", status.as_str())];
         families.push(names::ACME_REQUESTS, &labels, *count as f64);
     }
     for (endpoint, histogram) in &acme.durations {
-        let mut metric = labelled(&[("endpoint", endpoint)]);
-        metric.set_histogram(proto_histogram(histogram));
-        families.push_metric(names::ACME_REQUEST_DURATION, metric);
+        families.push_histogram(
+            names::ACME_REQUEST_DURATION,
+            &[("endpoint", endpoint)],
+            histogram,
+        );
     }
     if let Some(skew) = acme.clock_skew {
         families.push(names::CLOCK_SKEW, &[("source", "acme")], skew);
     }
-}
-
-fn proto_histogram(histogram: &DurationHistogram) -> Histogram {
-    let mut cumulative = 0;
-    let buckets = ACME_DURATION_BUCKETS
-        .iter()
-        .zip(histogram.counts)
-        .map(|(bound, count)| {
-            cumulative += count;
-            let mut bucket = Bucket::default();
-            bucket.set_upper_bound(*bound);
-            bucket.set_cumulative_count(cumulative);
-            bucket
-        })
-        .collect();
-    let mut proto = Histogram::default();
-    proto.set_bucket(buckets);
-    proto.set_sample_count(histogram.count());
-    proto.set_sample_sum(histogram.sum);
-    proto
 }
 
 #[cfg(test)]

@@ -6,15 +6,15 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use time::OffsetDateTime;
 
 use crate::config::model::ExporterSettings;
-use crate::metrics::render::{self, Snapshot};
-use crate::metrics::{probe_handler, status_page};
+use crate::metrics::render::Snapshot;
+use crate::metrics::{probe_handler, scrape, status_page};
 use crate::scan::probe::ProbeContext;
 
 /// The content type of the Prometheus text format.
@@ -77,16 +77,10 @@ pub fn router(shared: Arc<HttpShared>) -> Router {
         .with_state(shared)
 }
 
-async fn metrics(State(shared): State<Arc<HttpShared>>) -> Response {
-    let snapshot = shared.state.snapshot();
+async fn metrics(State(shared): State<Arc<HttpShared>>, headers: HeaderMap) -> Response {
     let now = OffsetDateTime::now_utc();
-    // Encoding 10,000 endpoints is milliseconds of CPU: keep it off the I/O threads.
-    let body = tokio::task::spawn_blocking(move || render::render_snapshot(&snapshot, now)).await;
-    match body {
-        Ok(Ok(body)) => text_format(body),
-        Ok(Err(error)) => internal_error(&error),
-        Err(error) => internal_error(&error),
-    }
+    let gzip = scrape::accepts_gzip(&headers);
+    scrape::stream_body(move || shared.state.snapshot(), now, gzip)
 }
 
 async fn status(State(shared): State<Arc<HttpShared>>) -> Html<String> {
@@ -115,9 +109,4 @@ async fn readyz(State(shared): State<Arc<HttpShared>>) -> (StatusCode, &'static 
 /// A 200 response in the Prometheus text format.
 pub fn text_format(body: String) -> Response {
     ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response()
-}
-
-fn internal_error(error: &dyn std::fmt::Display) -> Response {
-    tracing::error!(%error, "cannot render metrics");
-    (StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")).into_response()
 }

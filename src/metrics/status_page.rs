@@ -88,7 +88,8 @@ pub fn render_page(snapshot: &Snapshot, now: OffsetDateTime) -> String {
 
 fn rows(snapshot: &Snapshot, now: OffsetDateTime) -> Vec<Row> {
     let mut rows = Vec::new();
-    for report in &snapshot.endpoints {
+    for probed in &snapshot.endpoints {
+        let report = &probed.report;
         let target = report.endpoint.target.to_string();
         if let Some(error) = &report.resolve_error {
             rows.push(unreadable(target.clone(), error.to_string()));
@@ -188,7 +189,10 @@ mod tests {
 
     fn page(endpoints: Vec<crate::scan::probe::EndpointReport>) -> String {
         let snapshot = Snapshot {
-            endpoints: endpoints.into_iter().map(Arc::new).collect(),
+            endpoints: endpoints
+                .into_iter()
+                .map(|report| Arc::new(crate::metrics::render::ProbedEndpoint::new(report)))
+                .collect(),
             ..Snapshot::default()
         };
         render_page(&snapshot, NOW)

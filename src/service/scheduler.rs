@@ -191,10 +191,12 @@ async fn run_job(id: JobId, job: Job, environment: Arc<JobEnvironment>, cancel: 
             () = cancel.cancelled() => return,
             () = tokio::time::sleep_until(next) => {}
         }
+        // Boxed: a probe's state machine is kilobytes, and 100,000 idle jobs should hold
+        // only their timers, not room for a probe each.
         tokio::select! {
             biased;
             () = cancel.cancelled() => return,
-            () = run_once(id, &job, &environment) => {}
+            () = Box::pin(run_once(id, &job, &environment)) => {}
         }
         next = next_run(Instant::now(), interval, JITTER_FRACTION, rand::random());
     }

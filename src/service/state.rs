@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 
 use crate::acme::AcmeObserver;
 use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
-use crate::metrics::render::{ReloadStatus, Snapshot};
+use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
@@ -54,9 +54,10 @@ struct Inner {
 
 #[derive(Debug)]
 struct EndpointSlot {
-    /// `host:port`, computed once: snapshots sort by it.
-    sort_key: String,
-    latest: Option<Arc<EndpointReport>>,
+    /// `host:port`, computed once: snapshots sort by it (shared, so a scrape of 100,000
+    /// endpoints copies no string).
+    sort_key: Arc<str>,
+    latest: Option<Arc<ProbedEndpoint>>,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +84,7 @@ impl State {
         self.lock().endpoints.insert(
             id,
             EndpointSlot {
-                sort_key: target,
+                sort_key: target.into(),
                 latest: None,
             },
         );
@@ -104,6 +105,9 @@ impl State {
     /// Stores an endpoint's latest report and counts its failures; dropped when the job
     /// is no longer registered.
     pub fn record_endpoint(&self, id: JobId, report: EndpointReport) {
+        // Rendered before taking the lock: scrapes only copy the lines.
+        let probed = Arc::new(ProbedEndpoint::new(report));
+        let report = &probed.report;
         let mut inner = self.lock();
         let failures: Vec<&'static str> = report
             .resolve_error
@@ -119,7 +123,7 @@ impl State {
         let Some(slot) = inner.endpoints.get_mut(&id) else {
             return;
         };
-        slot.latest = Some(Arc::new(report));
+        slot.latest = Some(probed);
         for reason in failures {
             *inner.probe_errors.entry(reason).or_default() += 1;
         }
@@ -240,7 +244,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot {
         let (mut endpoints, files, file_read_errors, probe_errors, reload, certificates, acme) = {
             let inner = self.lock();
-            let endpoints: Vec<(String, Arc<EndpointReport>)> = inner
+            let endpoints: Vec<(Arc<str>, Arc<ProbedEndpoint>)> = inner
                 .endpoints
                 .values()
                 .filter_map(|slot| Some((slot.sort_key.clone(), slot.latest.clone()?)))
@@ -404,7 +408,7 @@ mod tests {
             .snapshot()
             .endpoints
             .iter()
-            .map(|report| report.endpoint.target.to_string())
+            .map(|probed| probed.report.endpoint.target.to_string())
             .collect();
         assert_eq!(order, ["a.test:443", "b.test:443", "c.test:443"]);
     }

@@ -1,29 +1,42 @@
 //! Renders a snapshot of the service state as Prometheus text. Pure: the scrape time is a
 //! parameter and nothing here touches the clock, sockets or files.
 //!
-//! Families are built directly as `prometheus::proto` values and encoded with
-//! `TextEncoder`: no registry, no locking, one pass over the reports, so a scrape of
-//! 10,000 endpoints stays cheap.
+//! Endpoints are the bulk of a body (10,000 targets are 120,000 samples), so their lines
+//! are rendered once per probe result into a [`fragment::Fragment`] and a scrape only
+//! copies them, family by family, finishing the few values that count down to a moment
+//! (`*_expiry_seconds`). Everything else (service counters, files, managed certificates)
+//! is rendered at scrape time into [`text::ScrapeFamilies`]. The body is written to an
+//! [`io::Write`] in chunks, so a streamed (and gzipped) response never holds it whole.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::sync::Arc;
 
-use prometheus::TextEncoder;
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use time::OffsetDateTime;
 
 use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
 use crate::metrics::label_values;
-use crate::metrics::names::{self, Kind, MetricDef};
+use crate::metrics::names::{self, MetricDef};
 use crate::scan::files::FileReport;
 use crate::scan::inspect::{CertFacts, ChainFacts};
 use crate::scan::probe::{EndpointReport, Handshake};
 
+pub mod fragment;
+#[cfg(test)]
+mod reference;
+pub mod text;
+
+pub use fragment::ProbedEndpoint;
+pub use text::Sink;
+
+use text::ScrapeFamilies;
+
 /// Everything `/metrics` shows, copied out of the service state under a short lock.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// The latest report of every configured endpoint that has been probed.
-    pub endpoints: Vec<Arc<EndpointReport>>,
+    /// The latest report of every configured endpoint that has been probed, with its
+    /// pre-rendered lines.
+    pub endpoints: Vec<Arc<ProbedEndpoint>>,
     /// The latest report of every certificate file found by the configured sources.
     pub files: Vec<Arc<FileReport>>,
     /// Failed scheduled probes by reason keyword, since start.
@@ -55,14 +68,66 @@ const BUILD_INFO_LABELS: &[(&str, &str)] = &[
     ("commit", crate::COMMIT),
 ];
 
-/// A snapshot that could not be encoded (a bug: every family rendered has samples).
+/// The body could not be written: the writer failed (a streamed response whose client
+/// went away). Rendering itself cannot fail.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot encode metrics: {0}")]
-pub struct RenderError(#[from] prometheus::Error);
+#[error("cannot write metrics: {0}")]
+pub struct RenderError(#[from] io::Error);
+
+/// How much text a scrape collects before handing it to the writer.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The `/metrics` body for `snapshot` at scrape time `now`.
 pub fn render_snapshot(snapshot: &Snapshot, now: OffsetDateTime) -> Result<String, RenderError> {
-    let mut families = Families::default();
+    let mut body = Vec::new();
+    write_snapshot(snapshot, now, &mut body)?;
+    Ok(utf8(body))
+}
+
+/// Writes the `/metrics` body for `snapshot` at scrape time `now` to `out`, in chunks of
+/// about [`CHUNK_BYTES`], one family after the other: one `# HELP`/`# TYPE` per family
+/// with samples, then every sample of it.
+pub fn write_snapshot(
+    snapshot: &Snapshot,
+    now: OffsetDateTime,
+    out: &mut dyn io::Write,
+) -> Result<(), RenderError> {
+    let mut families = ScrapeFamilies::new(now);
+    push_service(&mut families, snapshot, now);
+    let endpoint_families = snapshot.endpoints.iter().fold(0u64, |bits, endpoint| {
+        bits | endpoint.fragment.family_bits()
+    });
+    let mut chunk = String::with_capacity(CHUNK_BYTES + 4096);
+    for (index, def) in names::ALL.iter().enumerate() {
+        let scraped = families.family(index);
+        let has_endpoints = index < 64 && endpoint_families & (1 << index) != 0;
+        if scraped.is_empty() && !has_endpoints {
+            continue;
+        }
+        text::write_header(&mut chunk, *def);
+        chunk.push_str(scraped);
+        if has_endpoints {
+            let fragments = snapshot.endpoints.iter().map(|endpoint| &endpoint.fragment);
+            fragment::write_family_of_all(fragments, index, now, &mut chunk, |chunk| {
+                if chunk.len() >= CHUNK_BYTES {
+                    out.write_all(chunk.as_bytes())?;
+                    chunk.clear();
+                }
+                Ok(())
+            })?;
+        }
+        if chunk.len() >= CHUNK_BYTES {
+            out.write_all(chunk.as_bytes())?;
+            chunk.clear();
+        }
+    }
+    out.write_all(chunk.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Every family but the endpoints', rendered at scrape time.
+fn push_service(families: &mut impl Sink, snapshot: &Snapshot, now: OffsetDateTime) {
     families.push(names::BUILD_INFO, BUILD_INFO_LABELS, 1.0);
     if let Some(at) = snapshot.reload.last_success {
         families.push(names::CONFIG_LAST_RELOAD_SUCCESS, &[], timestamp(at));
@@ -72,25 +137,21 @@ pub fn render_snapshot(snapshot: &Snapshot, now: OffsetDateTime) -> Result<Strin
         &[],
         flag(snapshot.reload.last_successful),
     );
-    for report in &snapshot.endpoints {
-        push_endpoint(&mut families, report, now);
-    }
     for (reason, count) in &snapshot.probe_errors {
         families.push(names::PROBE_ERRORS, &[("reason", reason)], *count as f64);
     }
     for report in &snapshot.files {
-        push_file(&mut families, report, now);
+        push_file(families, report);
     }
     for (path, count) in &snapshot.file_read_errors {
         families.push(names::FILE_READ_ERRORS, &[("path", path)], *count as f64);
     }
     for certificate in &snapshot.certificates {
-        certificates::push_certificate(&mut families, certificate, now);
+        certificates::push_certificate(families, certificate, now);
     }
-    certificates::push_served(&mut families, &snapshot.served);
-    certificates::push_profiles(&mut families, &snapshot.certificates);
-    certificates::push_acme(&mut families, &snapshot.acme);
-    families.encode()
+    certificates::push_served(families, &snapshot.served);
+    certificates::push_profiles(families, &snapshot.certificates);
+    certificates::push_acme(families, &snapshot.acme);
 }
 
 /// The families `/metrics` exports for these endpoints and files, without the service's
@@ -101,23 +162,23 @@ pub fn render_targets(
     files: &[FileReport],
     now: OffsetDateTime,
 ) -> Result<String, RenderError> {
-    let mut families = Families::default();
+    let mut families = ScrapeFamilies::new(now);
     families.push(names::BUILD_INFO, BUILD_INFO_LABELS, 1.0);
     for report in endpoints {
-        push_endpoint(&mut families, report, now);
+        push_endpoint(&mut families, report);
     }
     for report in files {
-        push_file(&mut families, report, now);
+        push_file(&mut families, report);
     }
-    families.encode()
+    Ok(families.into_body())
 }
 
 /// The `/probe` body: `certinel_probe_success` and the endpoint gauges of one probe.
 pub fn render_probe(report: &EndpointReport, now: OffsetDateTime) -> Result<String, RenderError> {
-    let mut families = Families::default();
+    let mut families = ScrapeFamilies::new(now);
     families.push(names::PROBE_SUCCESS, &[], flag(probe_succeeded(report)));
-    push_endpoint(&mut families, report, now);
-    families.encode()
+    push_endpoint(&mut families, report);
+    Ok(families.into_body())
 }
 
 /// A probe succeeded when the name resolved and every probed address completed a handshake.
@@ -130,12 +191,9 @@ pub fn probe_succeeded(report: &EndpointReport) -> bool {
             .all(|address| address.outcome.is_ok())
 }
 
-/// Seconds from `now` until `not_after`, negative once past.
-fn seconds_left(not_after: OffsetDateTime, now: OffsetDateTime) -> f64 {
-    (not_after - now).as_seconds_f64()
-}
-
-fn push_endpoint(families: &mut Families, report: &EndpointReport, now: OffsetDateTime) {
+/// Adds the series of one endpoint report. Its only scrape-time values are pushed with
+/// [`Sink::push_seconds_until`], so the lines can be rendered once per report.
+pub(crate) fn push_endpoint(families: &mut impl Sink, report: &EndpointReport) {
     let target = report.endpoint.target.to_string();
     let sni = report.endpoint.sni.as_deref();
     let endpoint_labels = with_sni(vec![("target", target.as_str())], sni);
@@ -175,17 +233,12 @@ fn push_endpoint(families: &mut Families, report: &EndpointReport, now: OffsetDa
         );
         families.push(names::ENDPOINT_LAST_PROBE, &labels, started);
         if let Ok(handshake) = &address.outcome {
-            push_handshake(families, &labels, handshake, now);
+            push_handshake(families, &labels, handshake);
         }
     }
 }
 
-fn push_handshake(
-    families: &mut Families,
-    labels: &[(&str, &str)],
-    handshake: &Handshake,
-    now: OffsetDateTime,
-) {
+fn push_handshake(families: &mut impl Sink, labels: &[(&str, &str)], handshake: &Handshake) {
     let leaf = handshake.chain.leaf();
     families.push(
         names::ENDPOINT_CERT_NOT_AFTER,
@@ -197,11 +250,7 @@ fn push_handshake(
         labels,
         timestamp(leaf.not_before),
     );
-    families.push(
-        names::ENDPOINT_CERT_EXPIRY,
-        labels,
-        seconds_left(leaf.not_after, now),
-    );
+    families.push_seconds_until(names::ENDPOINT_CERT_EXPIRY, labels, leaf.not_after);
     push_chain(families, labels, &handshake.chain);
     families.push(
         names::ENDPOINT_CERT_VERIFIED,
@@ -219,7 +268,7 @@ fn push_handshake(
     families.push(names::ENDPOINT_TLS_VERSION_INFO, &with_version, 1.0);
 }
 
-fn push_chain(families: &mut Families, labels: &[(&str, &str)], chain: &ChainFacts) {
+fn push_chain(families: &mut impl Sink, labels: &[(&str, &str)], chain: &ChainFacts) {
     families.push(
         names::ENDPOINT_CHAIN_EARLIEST_NOT_AFTER,
         labels,
@@ -238,7 +287,7 @@ fn push_chain(families: &mut Families, labels: &[(&str, &str)], chain: &ChainFac
     }
 }
 
-fn push_info(families: &mut Families, def: MetricDef, labels: &[(&str, &str)], cert: &CertFacts) {
+fn push_info(families: &mut impl Sink, def: MetricDef, labels: &[(&str, &str)], cert: &CertFacts) {
     let key_type = cert.key.label();
     let dns_names = label_values::name_list(&cert.dns_names);
     let mut info = labels.to_vec();
@@ -253,7 +302,7 @@ fn push_info(families: &mut Families, def: MetricDef, labels: &[(&str, &str)], c
     families.push(def, &info, 1.0);
 }
 
-fn push_file(families: &mut Families, report: &FileReport, now: OffsetDateTime) {
+fn push_file(families: &mut impl Sink, report: &FileReport) {
     let Ok(chain) = &report.outcome else {
         return;
     };
@@ -270,32 +319,13 @@ fn push_file(families: &mut Families, report: &FileReport, now: OffsetDateTime) 
         &labels,
         timestamp(leaf.not_before),
     );
-    families.push(
-        names::FILE_CERT_EXPIRY,
-        &labels,
-        seconds_left(leaf.not_after, now),
-    );
+    families.push_seconds_until(names::FILE_CERT_EXPIRY, &labels, leaf.not_after);
     families.push(
         names::FILE_CERT_CHAIN_EARLIEST_NOT_AFTER,
         &labels,
         timestamp(chain.earliest_not_after),
     );
     push_info(families, names::FILE_CERT_INFO, &labels, leaf);
-}
-
-/// A sample with `labels` and no value yet; every value is capped
-/// ([`label_values::capped`]) so one long name never makes Prometheus drop the scrape.
-pub(super) fn labelled(labels: &[(&str, &str)]) -> Metric {
-    let pairs = labels
-        .iter()
-        .map(|(name, value)| {
-            let mut pair = LabelPair::default();
-            pair.set_name((*name).to_owned());
-            pair.set_value(label_values::capped(value).into_owned());
-            pair
-        })
-        .collect();
-    Metric::from_label(pairs)
 }
 
 fn with_sni<'a>(
@@ -316,67 +346,13 @@ pub(super) fn flag(value: bool) -> f64 {
     if value { 1.0 } else { 0.0 }
 }
 
-/// Samples grouped by family, encoded in the order of [`names::ALL`].
-#[derive(Default)]
-pub(super) struct Families {
-    samples: BTreeMap<&'static str, Vec<Metric>>,
-}
-
-impl Families {
-    /// Adds one gauge or counter sample. A histogram takes [`Families::push_metric`].
-    pub(super) fn push(&mut self, def: MetricDef, labels: &[(&str, &str)], value: f64) {
-        let mut metric = labelled(labels);
-        match def.kind {
-            Kind::Gauge => {
-                let mut gauge = Gauge::default();
-                gauge.set_value(value);
-                metric.set_gauge(gauge);
-            }
-            Kind::Counter => {
-                let mut counter = Counter::default();
-                counter.set_value(value);
-                metric.set_counter(counter);
-            }
-            Kind::Histogram => {
-                tracing::error!(
-                    metric = def.name,
-                    "a histogram pushed as one value; dropped"
-                );
-                return;
-            }
-        }
-        self.push_metric(def, metric);
-    }
-
-    /// Adds a sample built by the caller (a histogram).
-    pub(super) fn push_metric(&mut self, def: MetricDef, metric: Metric) {
-        self.samples.entry(def.name).or_default().push(metric);
-    }
-
-    fn encode(mut self) -> Result<String, RenderError> {
-        let mut families = Vec::with_capacity(self.samples.len());
-        for def in names::ALL {
-            // The encoder rejects empty families, so absent metrics are simply left out.
-            let Some(metrics) = self.samples.remove(def.name) else {
-                continue;
-            };
-            let mut family = MetricFamily::default();
-            family.set_name(def.name.to_owned());
-            family.set_help(def.help.to_owned());
-            family.set_field_type(match def.kind {
-                Kind::Gauge => MetricType::GAUGE,
-                Kind::Counter => MetricType::COUNTER,
-                Kind::Histogram => MetricType::HISTOGRAM,
-            });
-            family.set_metric(metrics);
-            families.push(family);
-        }
-        let mut body = String::new();
-        TextEncoder::new().encode_utf8(&families, &mut body)?;
-        Ok(body)
-    }
+/// A body rendered into memory; every renderer writes UTF-8.
+fn utf8(body: Vec<u8>) -> String {
+    String::from_utf8(body)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
-#[path = "render_tests.rs"]
+mod equivalence_tests;
+#[cfg(test)]
 pub(crate) mod tests;
