@@ -1,16 +1,15 @@
 //! The audit log `state_dir/audit.jsonl`: one JSON line per renewal step or rollback,
-//! appended with `O_APPEND` and fsynced. Never holds a private key.
+//! appended with `O_APPEND` and fsynced (in groups: `journal.rs`). Never holds a private
+//! key.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::store::StoreError;
+use crate::store::journal::Journal;
 use crate::store::metadata::VersionId;
 
 /// A renewal step as written to the audit log.
@@ -113,62 +112,50 @@ impl AuditHistory {
     }
 }
 
-/// An append-only audit log file. Appends from several tasks are serialised.
+/// An append-only audit log file. Appends from every task and thread of the process are
+/// queued in one order and committed in groups ([`Journal`]): each returns once its line is
+/// written and fsynced.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    file: Mutex<File>,
+    journal: Arc<Journal>,
 }
 
 impl AuditLog {
     /// Opens (creating with mode 0600 if needed) the log at `path` for appending.
     pub fn open(path: &Path) -> Result<AuditLog, StoreError> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| StoreError::io("open", path, e))?;
+        let journal = Journal::for_path(path);
+        journal.check_open()?;
         Ok(AuditLog {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            journal,
         })
     }
 
-    /// Appends `event` as one line in one write, then fsyncs.
+    /// Appends `event` as one line, durable when this returns.
     pub fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        // A poisoned lock only means another append panicked; the file itself is fine.
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        self.write_line(file, event)
+        self.journal.append(|| self.line(event))
     }
 
-    /// Appends `event` stamped with `stamp()`, read while every append of this process
-    /// waits: lines from concurrent renewals land in the order of their times.
+    /// Appends `event` stamped with `stamp()`, read while every other append of this
+    /// process waits to queue: lines from concurrent renewals land in the order of their
+    /// times.
     pub fn append_stamped(
         &self,
         mut event: AuditEvent,
         stamp: &dyn Fn() -> OffsetDateTime,
     ) -> Result<(), StoreError> {
-        static IN_TIME_ORDER: Mutex<()> = Mutex::new(());
-        let _in_order = IN_TIME_ORDER.lock().unwrap_or_else(|p| p.into_inner());
-        let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        event.time = stamp();
-        self.write_line(file, &event)
+        self.journal.append(|| {
+            event.time = stamp();
+            self.line(&event)
+        })
     }
 
-    fn write_line(
-        &self,
-        mut file: std::sync::MutexGuard<'_, File>,
-        event: &AuditEvent,
-    ) -> Result<(), StoreError> {
-        let line = audit_line(event).map_err(|source| StoreError::Json {
+    fn line(&self, event: &AuditEvent) -> Result<String, StoreError> {
+        audit_line(event).map_err(|source| StoreError::Json {
             path: self.path.clone(),
             source,
-        })?;
-        file.write_all(line.as_bytes())
-            .map_err(|e| StoreError::io("append", &self.path, e))?;
-        file.sync_data()
-            .map_err(|e| StoreError::io("fsync", &self.path, e))
+        })
     }
 }
 
@@ -192,6 +179,8 @@ pub use crate::redact::redact_private_keys;
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
     use crate::store::testing::key_pem_of;
 

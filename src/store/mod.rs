@@ -31,6 +31,7 @@ pub mod audit;
 pub mod backend;
 pub mod filesystem;
 pub mod inflight;
+mod journal;
 pub mod lock;
 pub mod metadata;
 pub mod recovery;
