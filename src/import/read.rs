@@ -81,10 +81,10 @@ pub fn certbot(root: &Path) -> Result<(CertbotFiles, Unreadable), ImportError> {
 
 /// One lineage: its renewal conf and the certificate and key it names.
 fn lineage(root: &Path, name: &str, conf_path: PathBuf) -> Result<LineageFiles, ImportError> {
-    let conf = certbot::parse_renewal_conf(&read_text(&conf_path)?).map_err(|message| {
+    let conf = certbot::parse_renewal_conf(&read_text(&conf_path)?).map_err(|error| {
         ImportError::Parse {
             path: conf_path.clone(),
-            message: format!("{message}: fix the file or move it out of renewal/"),
+            message: format!("{error}: fix the file or move it out of renewal/"),
         }
     })?;
     let live = root.join("live").join(name);

@@ -67,7 +67,10 @@ fn quoted_values_comments_and_bad_lines() {
     assert_eq!(conf.top["renew_before_expiry"], "20 days");
     assert_eq!(conf.params["renew_hook"], "a, b # c");
     let error = parse_renewal_conf("version = 2\nnonsense\n").unwrap_err();
-    assert_eq!(error, "line 2: expected `key = value`, found \"nonsense\"");
+    assert_eq!(
+        error.to_string(),
+        "line 2: expected `key = value`, found \"nonsense\""
+    );
     assert!(parse_renewal_conf("[[deep]]\n").is_err());
 }
 

@@ -97,7 +97,7 @@ fn check_ari(
     fetched: Result<(i64, i64, Option<u64>), &str>,
     expected: &str,
 ) {
-    use crate::schedule::ari::{AriAnswer, absorb};
+    use crate::schedule::ari::{AriAnswer, AriFetchError, absorb};
     let mut case = baseline();
     let now = case.now;
     let hours = |n: i64| now + Duration::hours(n);
@@ -118,7 +118,7 @@ fn check_ari(
             },
             retry_after: retry_after.map(StdDuration::from_secs),
         })
-        .map_err(str::to_owned);
+        .map_err(|message| AriFetchError::Request(message.to_owned()));
     // The draw lands three quarters into a window seen for the first time.
     let state = absorb(previous.as_ref(), "aki.serial", fetched, now, 0.75);
     case.ari = state.choice();
