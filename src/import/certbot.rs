@@ -10,7 +10,7 @@ use crate::acme::ForeignKey;
 use crate::cert::KeyAlgorithm;
 use crate::import::plan::{
     AccountPlan, CertificatePlan, ChallengePlan, DNS_HOOK_PLACEHOLDER, ImportPlan, LiveFiles, Tool,
-    fit_challenge, key_algorithm_for,
+    contact_urls, fit_challenge, key_algorithm_for,
 };
 use crate::import::{ImportError, key_pem};
 use crate::store::check_pems;
@@ -262,15 +262,7 @@ fn account_plan(files: &AccountFiles) -> Result<(AccountPlan, Vec<String>), Impo
             message: "has no account URL (`uri`): restore it from a backup".to_owned(),
         })?
         .to_owned();
-    let contact = regr["body"]["contact"]
-        .as_array()
-        .map(|contacts| {
-            contacts
-                .iter()
-                .filter_map(|contact| contact.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let contact = contact_urls(&regr["body"]);
     let key_file = files.dir.join("private_key.json");
     let key = ForeignKey::from_jwk(&files.private_key_json).map_err(|source| {
         ImportError::AccountKey {

@@ -46,10 +46,9 @@ fn baseline() -> Case {
     }
 }
 
-fn check(edit: impl FnOnce(&mut Case), expected: &str) {
-    let mut case = baseline();
-    edit(&mut case);
-    let decision = plan(&PlanInput {
+/// The plan for `case`.
+fn decide(case: &Case) -> Decision {
+    plan(&PlanInput {
         now: case.now,
         current: case.current.as_ref(),
         policy: &case.policy,
@@ -58,14 +57,28 @@ fn check(edit: impl FnOnce(&mut Case), expected: &str) {
         state: &case.state,
         ari: case.ari,
         random: case.random,
-    });
-    let delay = decision.renew_at - case.now;
-    assert!(delay >= Duration::ZERO, "renew_at before now: {decision:?}");
-    let delay = if delay.is_zero() {
-        "now".to_string()
+    })
+}
+
+/// `moment` as a delay from `now`: `now` or `+1d6h`.
+fn delay_text(now: OffsetDateTime, moment: OffsetDateTime) -> String {
+    let delay = moment - now;
+    if delay.is_zero() {
+        "now".to_owned()
     } else {
         format!("+{}", compact_duration(delay.unsigned_abs()))
-    };
+    }
+}
+
+fn check(edit: impl FnOnce(&mut Case), expected: &str) {
+    let mut case = baseline();
+    edit(&mut case);
+    let decision = decide(&case);
+    assert!(
+        decision.renew_at >= case.now,
+        "renew_at before now: {decision:?}"
+    );
+    let delay = delay_text(case.now, decision.renew_at);
     assert_eq!(format!("{:?} {delay}", decision.reason), expected);
 }
 
@@ -151,41 +164,23 @@ fn jitter_moves_renewal_earlier_by_a_share_of_renew_before() {
 
 #[test]
 fn failures_back_off_exponentially_up_to_a_day() {
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 1, 0)
-        },
-        "Backoff +5m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 3, 5)
-        },
-        "Backoff +15m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 20, 0)
-        },
-        "Backoff +1d",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, u32::MAX, 0)
-        },
-        "Backoff +1d",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 2, 60)
-        },
-        "Missing now",
-    );
+    // (consecutive failures, minutes since the last, decision without a certificate)
+    let cases = [
+        (1, 0, "Backoff +5m"),
+        (3, 5, "Backoff +15m"),
+        (20, 0, "Backoff +1d"),
+        (u32::MAX, 0, "Backoff +1d"),
+        (2, 60, "Missing now"),
+    ];
+    for (count, minutes_ago, expected) in cases {
+        check(
+            |c| {
+                c.current = None;
+                failures(c, count, minutes_ago)
+            },
+            expected,
+        );
+    }
     check(|c| failures(c, 3, 0), "Scheduled +29d");
 }
 
