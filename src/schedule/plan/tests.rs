@@ -186,86 +186,81 @@ fn failures_back_off_exponentially_up_to_a_day() {
 
 #[test]
 fn retry_after_wins_only_when_later_than_the_backoff() {
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 1, 0);
-            c.state.retry_after = Some(c.now + Duration::hours(2));
-        },
-        "RetryAfter +2h",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 3, 0);
-            c.state.retry_after = Some(c.now + Duration::minutes(1));
-        },
-        "Backoff +20m",
-    );
+    // (consecutive failures, the CA's Retry-After from now, decision)
+    let cases = [
+        (1, Duration::hours(2), "RetryAfter +2h"),
+        (3, Duration::minutes(1), "Backoff +20m"),
+    ];
+    for (count, retry_after, expected) in cases {
+        check(
+            |c| {
+                c.current = None;
+                failures(c, count, 0);
+                c.state.retry_after = Some(c.now + retry_after);
+            },
+            expected,
+        );
+    }
 }
 
 #[test]
 fn five_failed_authorizations_in_an_hour_pause_that_identifier() {
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "example.com", &[50, 40, 30, 20, 10])
-        },
-        "RateLimited +10m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "example.com", &[55, 50, 40, 30, 20, 10])
-        },
-        "RateLimited +10m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "example.com", &[40, 30, 20, 10])
-        },
-        "Missing now",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "example.com", &[90, 40, 30, 20, 10])
-        },
-        "Missing now",
-    );
-    check(
-        |c| {
-            c.current = None;
-            c.names = vec!["EXAMPLE.com".into()];
-            failed_authorizations(c, "example.com", &[50, 40, 30, 20, 10]);
-        },
-        "RateLimited +10m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "other.example", &[50, 40, 30, 20, 10])
-        },
-        "Missing now",
-    );
+    // (wanted name, identifier that failed, minutes ago of each failure, decision)
+    let cases: [(&str, &str, &[i64], &str); 6] = [
+        (
+            "example.com",
+            "example.com",
+            &[50, 40, 30, 20, 10],
+            "RateLimited +10m",
+        ),
+        (
+            "example.com",
+            "example.com",
+            &[55, 50, 40, 30, 20, 10],
+            "RateLimited +10m",
+        ),
+        (
+            "example.com",
+            "example.com",
+            &[40, 30, 20, 10],
+            "Missing now",
+        ),
+        (
+            "example.com",
+            "example.com",
+            &[90, 40, 30, 20, 10],
+            "Missing now",
+        ),
+        (
+            "EXAMPLE.com",
+            "example.com",
+            &[50, 40, 30, 20, 10],
+            "RateLimited +10m",
+        ),
+        (
+            "example.com",
+            "other.example",
+            &[50, 40, 30, 20, 10],
+            "Missing now",
+        ),
+    ];
+    for (wanted, failed, minutes_ago, expected) in cases {
+        check(
+            |c| {
+                c.current = None;
+                c.names = vec![wanted.into()];
+                failed_authorizations(c, failed, minutes_ago);
+            },
+            expected,
+        );
+    }
 }
 
 #[test]
 fn the_decision_keeps_a_failing_renewal_visible() {
     let mut case = baseline();
     failures(&mut case, 4, 0);
-    let decision = plan(&PlanInput {
-        now: case.now,
-        current: case.current.as_ref(),
-        policy: &case.policy,
-        wanted_names: &case.names,
-        wanted_key_type: case.key_type,
-        state: &case.state,
-        ari: None,
-        random: 0.0,
-    });
-    assert_eq!(decision.consecutive_failures, 4);
+    assert_eq!(decide(&case).consecutive_failures, 4);
 }
 
 #[test]
