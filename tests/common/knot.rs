@@ -107,6 +107,16 @@ impl Knot {
     }
 
     /// The TXT values Knot serves at `name` (absolute), with kdig.
+    /// Asserts that `name` has no TXT record (a challenge record was cleaned up).
+    #[track_caller]
+    pub fn assert_no_txt(&self, name: &str) {
+        assert_eq!(
+            self.txt(name),
+            Vec::<String>::new(),
+            "TXT records left at {name}"
+        );
+    }
+
     pub fn txt(&self, name: &str) -> Vec<String> {
         let output = Command::new(KDIG)
             .arg(format!("@{}", self.addr.ip()))
