@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::common::eventually::within;
 use crate::common::pebble::free_port;
+use crate::common::process::feed_stdin;
 
 const KNOTD: &str = "/usr/sbin/knotd";
 const KDIG: &str = "/usr/bin/kdig";
@@ -95,13 +96,7 @@ impl Knot {
             .stdin(Stdio::piped())
             .spawn()
             .expect("spawn knsupdate");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(script.as_bytes())
-            .expect("write the update");
+        feed_stdin(&mut child, script.as_bytes(), "knsupdate");
         let status = child.wait().expect("wait for knsupdate");
         assert!(status.success(), "knsupdate failed:\n{}", self.log());
     }

@@ -264,3 +264,27 @@ fn generate_key(kind: KeyKind) -> KeyPair {
     }
     .expect("generate key")
 }
+
+/// A fresh root named `root_name` and a leaf for `localhost` and `127.0.0.1` signed by it,
+/// with the leaf's key: what the loopback HTTPS servers of the tests (Pebble's API, the ARI
+/// front) present.
+pub fn loopback_server_certificate(
+    root_name: &str,
+) -> (rcgen::Certificate, rcgen::Certificate, KeyPair) {
+    let root_key = KeyPair::generate().expect("root key");
+    let mut root_params = CertificateParams::new(Vec::<String>::new()).expect("root params");
+    root_params
+        .distinguished_name
+        .push(DnType::CommonName, root_name);
+    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let root = root_params
+        .self_signed(&root_key)
+        .expect("root certificate");
+    let issuer = Issuer::new(root_params, root_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+    (root, leaf, leaf_key)
+}

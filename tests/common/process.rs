@@ -1,6 +1,8 @@
-//! Assertions about finished child processes (initdb, promtool, dpkg, ...).
+//! Child processes of the tests (initdb, promtool, knsupdate, dpkg, ...): feeding their
+//! standard input and asserting that they succeeded.
 
-use std::process::Output;
+use std::io::Write;
+use std::process::{Child, Output};
 
 /// Asserts that `output` comes from a successful run of `what`, showing its status, standard
 /// output and standard error otherwise.
@@ -12,4 +14,15 @@ pub fn assert_succeeded(output: &Output, what: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Writes `input` to the piped standard input of `child` (`what` names it in a failure) and
+/// closes it, so the child sees the end of its input.
+pub fn feed_stdin(child: &mut Child, input: &[u8], what: &str) {
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .unwrap_or_else(|error| panic!("write to {what}: {error}"));
 }
