@@ -156,48 +156,34 @@ async fn without_renewal_info_the_renew_before_rule_decides_and_no_replaces_is_s
 async fn an_unusable_window_or_a_missing_retry_after_asks_again_in_six_hours() {
     let (case, now, _) = AriCase::issued(true).await;
 
-    // The end before the start: ignored, the renew_before rule decides, ask in 6 hours.
-    case.front.set_window(window(
-        now,
-        Duration::days(3),
-        Duration::days(2),
-        Some("60"),
-    ));
-    case.renew(now).await.unwrap();
-    let status = case.status(now);
-    assert_eq!(status.renewal_rule.as_str(), "renew_before");
-    assert_eq!(
-        status.ari_next_poll.map(seconds),
-        Some(seconds(now + Duration::hours(6)))
-    );
-    assert!(status.ari_error.is_some());
-
-    // A good window without Retry-After: used, but the next poll is 6 hours away too.
-    let later = now + Duration::hours(6);
-    case.front
-        .set_window(window(now, Duration::days(2), Duration::days(3), None));
-    case.renew(later).await.unwrap();
-    let status = case.status(later);
-    assert_eq!(status.renewal_rule.as_str(), "ari");
-    assert_eq!(
-        status.ari_next_poll.map(seconds),
-        Some(seconds(later + Duration::hours(6)))
-    );
-
-    // An invalid Retry-After is no Retry-After.
-    let later = later + Duration::hours(6);
-    case.front.set_window(window(
-        now,
-        Duration::days(2),
-        Duration::days(3),
-        Some("soon"),
-    ));
-    case.renew(later).await.unwrap();
-    let status = case.status(later);
-    assert_eq!(
-        status.ari_next_poll.map(seconds),
-        Some(seconds(later + Duration::hours(6)))
-    );
+    // Each answer comes six hours after the one before, when the CA is asked again.
+    // (window start and end in days from now, Retry-After, the rule then, an error kept)
+    let answers = [
+        // The end before the start: ignored, the renew_before rule decides, ask in 6 hours.
+        (3, 2, Some("60"), "renew_before", true),
+        // A good window without Retry-After: used, but the next poll is 6 hours away too.
+        (2, 3, None, "ari", true),
+        // An invalid Retry-After is no Retry-After.
+        (2, 3, Some("soon"), "ari", true),
+    ];
+    for (asked, (start, end, retry_after, rule, error_kept)) in answers.into_iter().enumerate() {
+        let at = now + Duration::hours(6) * asked as i32;
+        case.front.set_window(window(
+            now,
+            Duration::days(start),
+            Duration::days(end),
+            retry_after,
+        ));
+        case.renew(at).await.unwrap();
+        let status = case.status(at);
+        assert_eq!(status.renewal_rule.as_str(), rule, "answer {asked}");
+        assert_eq!(
+            status.ari_next_poll.map(seconds),
+            Some(seconds(at + Duration::hours(6))),
+            "answer {asked}"
+        );
+        assert_eq!(status.ari_error.is_some(), error_kept, "answer {asked}");
+    }
     assert_eq!(case.front.renewal_info_requests().len(), 3);
 }
 

@@ -99,17 +99,10 @@ async fn names_whose_caa_forbids_fail_at_preflight_without_an_order() {
 #[tokio::test]
 async fn the_preflight_is_skipped_without_issuer_domains_and_a_dead_resolver_does_not_block() {
     let (pebble, knot, mut settings) = start().await;
-    let state = tempfile::tempdir().unwrap();
     let http01 = ChallengeSpec::Http01Listen(pebble.http_addr());
     // Pebble's directory has no caaIdentities: without configured ones, nothing is checked.
     settings.preflight.caa_identities.clear();
-    let account = load_or_create_account(
-        &settings,
-        certinel::store::FsAccounts::shared(state.path()),
-        Arc::new(Recorder::default()),
-    )
-    .await
-    .unwrap();
+    let (_unchecked_state, _, account) = recorded_account(&settings).await;
     let unchecked = ["denied.caa.test"];
     issue_and_check(
         &account,
@@ -125,14 +118,7 @@ async fn the_preflight_is_skipped_without_issuer_domains_and_a_dead_resolver_doe
     drop(knot);
     settings.preflight.caa_identities = vec!["pebble.test".to_owned()];
     settings.preflight.resolver = Some(dead);
-    let state = tempfile::tempdir().unwrap();
-    let account = load_or_create_account(
-        &settings,
-        certinel::store::FsAccounts::shared(state.path()),
-        Arc::new(Recorder::default()),
-    )
-    .await
-    .unwrap();
+    let (_dead_resolver_state, _, account) = recorded_account(&settings).await;
     let names = ["denied.caa.test"];
     let issued = issue(&account, &request(&names, KeyAlgorithm::EcdsaP256, http01))
         .await

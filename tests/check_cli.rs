@@ -8,9 +8,8 @@ use std::process::Output;
 
 use rustls::pki_types::CertificateDer;
 use serde_json::Value;
-use tempfile::TempDir;
 
-use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
+use crate::common::pki::{Leaf, LeafSpec, TwoTierPki, Validity, write_pem};
 use crate::common::tls_server::{
     ServerHandle, ServerOptions, bind, spawn_garbage, spawn_silent, spawn_tls,
 };
@@ -45,26 +44,17 @@ fn json_lines(output: &Output) -> Vec<Value> {
 /// A root and intermediate; leaves for [`NAME`] served on loopback; a hosts file mapping
 /// [`NAME`] to 127.0.0.1 so targets can be written `service.test:PORT`.
 struct Lab {
-    dir: TempDir,
-    root: Ca,
-    intermediate: Ca,
-    ca_file: PathBuf,
+    pki: TwoTierPki,
     hosts_file: PathBuf,
     servers: Vec<ServerHandle>,
 }
 
 impl Lab {
     fn new() -> Lab {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = Ca::root("Check Root", Validity::days(-10, 3650));
-        let intermediate = root.intermediate("Check Intermediate", Validity::days(-5, 1000));
-        let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
-        let hosts_file = write_pem(dir.path(), "hosts", &format!("127.0.0.1 {NAME}\n"));
+        let pki = TwoTierPki::new("Check", NAME);
+        let hosts_file = write_pem(pki.dir.path(), "hosts", &format!("127.0.0.1 {NAME}\n"));
         Lab {
-            dir,
-            root,
-            intermediate,
-            ca_file,
+            pki,
             hosts_file,
             servers: Vec::new(),
         }
@@ -83,9 +73,10 @@ impl Lab {
     /// intermediate in the chain.
     async fn serve_leaf(&mut self, names: &[&str], validity: Validity) -> (String, Leaf) {
         let leaf = self
+            .pki
             .intermediate
             .leaf(&LeafSpec::new(names).validity(validity));
-        let chain = vec![leaf.cert.clone(), self.intermediate.cert.clone()];
+        let chain = self.pki.chain_with(&leaf);
         (self.serve(&leaf, chain).await, leaf)
     }
 
@@ -97,7 +88,7 @@ impl Lab {
             "--timeout".into(),
             "2s".into(),
             "--ca-file".into(),
-            self.ca_file.display().to_string(),
+            self.pki.ca_file.display().to_string(),
             "--hosts-file".into(),
             self.hosts_file.display().to_string(),
         ]
@@ -201,10 +192,12 @@ async fn live_servers_report_the_reason_and_exact_expiry_of_each_broken_case() {
         .serve(&self_signed_leaf, vec![self_signed_leaf.cert.clone()])
         .await;
     let bare_leaf = lab
+        .pki
         .intermediate
         .leaf(&LeafSpec::new(&[NAME]).validity(Validity::current()));
     let missing_intermediate = lab.serve(&bare_leaf, vec![bare_leaf.cert.clone()]).await;
     let short = lab
+        .pki
         .root
         .intermediate("Short Intermediate", Validity::days(-5, 3));
     let short_leaf = short.leaf(&LeafSpec::new(&[NAME]).validity(Validity::current()));
@@ -280,7 +273,7 @@ async fn live_servers_report_the_reason_and_exact_expiry_of_each_broken_case() {
         Some(short.not_after.unix_timestamp())
     );
     assert_eq!(output.status.code(), Some(2));
-    drop(lab.dir);
+    drop(lab.pki.dir);
 }
 
 #[tokio::test]
@@ -346,13 +339,13 @@ async fn config_endpoints_are_checked_when_no_target_is_given() {
     let config = format!(
         "[scanner]\nhosts_file = {hosts:?}\n\n[[endpoint]]\ntarget = {valid:?}\nca_file = {ca:?}\n\n[[file]]\npath = {file:?}\n",
         hosts = lab.hosts_file.display().to_string(),
-        ca = lab.ca_file.display().to_string(),
+        ca = lab.pki.ca_file.display().to_string(),
         file = manifest_dir()
             .join("tests/fixtures/certs/valid.pem")
             .display()
             .to_string(),
     );
-    let config_path = write_pem(lab.dir.path(), "certinel.toml", &config);
+    let config_path = write_pem(lab.pki.dir.path(), "certinel.toml", &config);
     let output = certinel(&[
         "check",
         "--config",
@@ -438,7 +431,7 @@ async fn a_huge_certificate_file_is_refused_with_a_clear_reason() {
 async fn prometheus_output_and_the_textfile_hold_the_families_metrics_would_export() {
     let mut lab = Lab::new();
     let (target, leaf) = lab.serve_leaf(&[NAME], Validity::days(-1, 30)).await;
-    let file = write_pem(lab.dir.path(), "leaf.pem", &leaf.pem);
+    let file = write_pem(lab.pki.dir.path(), "leaf.pem", &leaf.pem);
     let textfile_dir = tempfile::tempdir().unwrap();
     let textfile = textfile_dir.path().join("certinel.prom");
     let mut args = lab.common_args();

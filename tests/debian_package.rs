@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::common::process::assert_succeeded;
 use crate::common::service::get;
 use crate::packaging::expected_pages;
 
@@ -52,13 +53,7 @@ fn run(program: &str, args: &[&str]) -> Output {
 /// The standard output of a run that must succeed.
 fn succeed(program: &str, args: &[&str]) -> String {
     let output = run(program, args);
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output, &format!("{program} {args:?}"));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 

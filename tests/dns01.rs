@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use certinel::acme::{AcmeError, IssueRequest, Issued, Stage, issue};
+use certinel::acme::{AcmeAccount, AcmeError, IssueRequest, Issued, Stage, issue};
 use certinel::cert::{
     ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Identifier, KeyAlgorithm,
     Rfc2136Settings, TsigAlgorithm, TsigSecret,
 };
 use x509_parser::pem::Pem;
 
-use crate::acme::san_names;
+use crate::acme::{assert_acme_failure, san_names};
 use crate::common::cli::run_certinel;
 use crate::common::config_text::{pebble_acme_table, write_config_file};
 use crate::common::knot::{KEY_NAME, Knot};
@@ -34,6 +34,24 @@ pub(crate) async fn knot_and_pebble() -> (Knot, Pebble) {
 }
 
 pub(crate) use crate::acme::account;
+
+/// A Knot, a Pebble asking it, and an ACME account whose state lives in the returned
+/// directory.
+async fn knot_pebble_and_account() -> (Knot, Pebble, tempfile::TempDir, AcmeAccount) {
+    let (knot, pebble) = knot_and_pebble().await;
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    (knot, pebble, state, account)
+}
+
+/// A Knot, a Pebble asking it, a scratch directory, and in it the `calls.log` path that
+/// hooks append their arguments to.
+pub(crate) async fn knot_pebble_and_calls_log() -> (Knot, Pebble, tempfile::TempDir, PathBuf) {
+    let (knot, pebble) = knot_and_pebble().await;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.log");
+    (knot, pebble, dir, calls)
+}
 
 /// An RFC 2136 spec updating `zone` on `knot` with its TSIG key, polled for 20 s.
 pub(crate) fn rfc2136(knot: &Knot, zone: &str) -> Dns01Spec {
@@ -100,10 +118,7 @@ async fn rfc2136_issues_a_wildcard_and_apex_certificate_and_removes_both_txt_rec
     .await;
     assert_eq!(leaf_names(&issued), sorted(&names));
     // Both authorizations used the one name _acme-challenge.certinel.test; none is left.
-    assert_eq!(
-        knot.txt("_acme-challenge.certinel.test."),
-        Vec::<String>::new()
-    );
+    knot.assert_no_txt("_acme-challenge.certinel.test.");
 }
 
 #[tokio::test]
@@ -117,19 +132,13 @@ async fn rfc2136_issues_a_multi_name_certificate_and_leaves_no_txt_record() {
     let issued = issue_ok(&knot, &pebble, &request(&names, spec)).await;
     assert_eq!(leaf_names(&issued), sorted(&names));
     for name in names {
-        assert_eq!(
-            knot.txt(&format!("_acme-challenge.{name}.")),
-            Vec::<String>::new(),
-            "{name}"
-        );
+        knot.assert_no_txt(&format!("_acme-challenge.{name}."));
     }
 }
 
 #[tokio::test]
 async fn exec_provider_presents_and_cleans_up_through_a_knsupdate_hook() {
-    let (knot, pebble) = knot_and_pebble().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = dir.path().join("calls.log");
+    let (knot, pebble, dir, calls) = knot_pebble_and_calls_log().await;
     let hook = write_hook(&knot, dir.path(), &calls);
     let spec = Dns01Spec {
         provider: DnsProvider::Exec {
@@ -158,14 +167,24 @@ async fn exec_provider_presents_and_cleans_up_through_a_knsupdate_hook() {
         calls[0][2], calls[1][2],
         "cleanup removes the value it presented"
     );
-    assert_eq!(
-        knot.txt("_acme-challenge.exec.certinel.test."),
-        Vec::<String>::new()
-    );
+    knot.assert_no_txt("_acme-challenge.exec.certinel.test.");
 }
 
 /// A wrapper that passes Knot's address, the zone, the key and the call log to the hook
 /// fixture ahead of lego's three arguments.
+/// Asserts that `certinel renew` succeeded and renewed `name` to its first version, showing
+/// its output and Knot's log otherwise.
+#[track_caller]
+pub(crate) fn assert_renewed_to_v1(output: &std::process::Output, name: &str, knot: &Knot) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.starts_with(&format!("{name}: renewed to v0001")),
+        "stdout: {stdout}\nstderr: {stderr}\n--- knot ---\n{}",
+        knot.log()
+    );
+}
+
 pub(crate) fn write_hook(knot: &Knot, dir: &Path, calls: &Path) -> PathBuf {
     let fixture = std::path::absolute(HOOK).expect("absolute hook path");
     let script = format!(
@@ -198,17 +217,12 @@ async fn cname_delegated_challenge_is_published_at_the_target_and_removed() {
     assert_eq!(leaf_names(&issued), ["delegated.certinel.test"]);
     // A TXT record next to the CNAME would have been refused by Knot, so validation only
     // passed because the value went to the target; which is empty again now.
-    assert_eq!(
-        knot.txt("delegated.challenges.certinel.test."),
-        Vec::<String>::new()
-    );
+    knot.assert_no_txt("delegated.challenges.certinel.test.");
 }
 
 #[tokio::test]
 async fn a_cname_target_outside_the_configured_zone_fails_at_challenge_with_dns_lookup() {
-    let (knot, pebble) = knot_and_pebble().await;
-    let state = tempfile::tempdir().unwrap();
-    let account = account(&pebble, state.path()).await;
+    let (knot, _pebble, _state, account) = knot_pebble_and_account().await;
     let error = issue(
         &account,
         &request(
@@ -218,23 +232,20 @@ async fn a_cname_target_outside_the_configured_zone_fails_at_challenge_with_dns_
     )
     .await
     .expect_err("the target is not in validation.test.");
-    assert_eq!(
-        (error.stage(), error.problem()),
-        (Stage::Challenge, "dnsLookup")
-    );
-    let message = error.to_string();
-    assert!(
-        message.contains("delegated.challenges.certinel.test.")
-            && message.contains("outside zone validation.test."),
-        "{message}"
+    assert_acme_failure(
+        &error,
+        Stage::Challenge,
+        "dnsLookup",
+        &[
+            "delegated.challenges.certinel.test.",
+            "outside zone validation.test.",
+        ],
     );
 }
 
 #[tokio::test]
 async fn a_wrong_tsig_key_fails_at_challenge_with_dns_update_and_names_the_key() {
-    let (knot, pebble) = knot_and_pebble().await;
-    let state = tempfile::tempdir().unwrap();
-    let account = account(&pebble, state.path()).await;
+    let (knot, _pebble, _state, account) = knot_pebble_and_account().await;
     let mut spec = rfc2136(&knot, "certinel.test.");
     if let DnsProvider::Rfc2136(settings) = &mut spec.provider {
         settings.tsig_key = TsigSecret(b"not the key Knot knows".to_vec());
@@ -242,31 +253,22 @@ async fn a_wrong_tsig_key_fails_at_challenge_with_dns_update_and_names_the_key()
     let error = issue(&account, &request(&["denied.certinel.test"], spec))
         .await
         .expect_err("Knot refuses the signature");
-    assert_eq!(
-        (error.stage(), error.problem()),
-        (Stage::Challenge, "dnsUpdate")
-    );
-    let message = error.to_string();
-    assert!(
-        message.contains("did not accept the update's TSIG signature")
-            && message.contains("tsig_key"),
-        "{message}"
+    assert_acme_failure(
+        &error,
+        Stage::Challenge,
+        "dnsUpdate",
+        &["did not accept the update's TSIG signature", "tsig_key"],
     );
     assert!(
-        !message.contains(&knot.key_base64),
+        !error.to_string().contains(&knot.key_base64),
         "the secret is never quoted"
     );
-    assert_eq!(
-        knot.txt("_acme-challenge.denied.certinel.test."),
-        Vec::<String>::new()
-    );
+    knot.assert_no_txt("_acme-challenge.denied.certinel.test.");
 }
 
 #[tokio::test]
 async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cleaned_up() {
-    let (knot, pebble) = knot_and_pebble().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = dir.path().join("calls.log");
+    let (knot, pebble, dir, calls) = knot_pebble_and_calls_log().await;
     // A hook that says it published but did not.
     let hook = dir.path().join("hook");
     std::fs::write(
@@ -290,11 +292,12 @@ async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cle
     let error = issue(&account, &request(&["www.certinel.test"], spec))
         .await
         .expect_err("the TXT record never appears");
-    assert_eq!(
-        (error.stage(), error.problem()),
-        (Stage::Challenge, "dnsPropagation")
+    assert_acme_failure(
+        &error,
+        Stage::Challenge,
+        "dnsPropagation",
+        &["propagation_timeout"],
     );
-    assert!(error.to_string().contains("propagation_timeout"), "{error}");
     let calls = std::fs::read_to_string(&calls).unwrap();
     let actions: Vec<&str> = calls
         .lines()
@@ -324,15 +327,9 @@ async fn certinel_renew_issues_a_wildcard_from_a_config_file_with_an_rfc2136_cha
     let text = pebble_acme_table(&state_dir, &pebble) + &certificate;
     let config = write_config_file(dir.path(), &text);
     let output = run_certinel(&["renew", "wild"], &config).await;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_renewed_to_v1(&output, "wild", &knot);
     assert!(
-        output.status.success() && stdout.starts_with("wild: renewed to v0001"),
-        "stdout: {stdout}\nstderr: {stderr}\n--- knot ---\n{}",
-        knot.log()
-    );
-    assert!(
-        !stderr.contains(&knot.key_base64),
+        !String::from_utf8_lossy(&output.stderr).contains(&knot.key_base64),
         "the TSIG secret is never logged"
     );
     let chain = std::fs::read_to_string(state_dir.join("certs/wild/current/fullchain.pem"))
@@ -346,17 +343,12 @@ async fn certinel_renew_issues_a_wildcard_from_a_config_file_with_an_rfc2136_cha
         leaf_names(&issued),
         sorted(&["*.certinel.test", "certinel.test"])
     );
-    assert_eq!(
-        knot.txt("_acme-challenge.certinel.test."),
-        Vec::<String>::new()
-    );
+    knot.assert_no_txt("_acme-challenge.certinel.test.");
 }
 
 #[tokio::test]
 async fn a_cname_into_another_zone_updates_that_zone_and_cleans_it_up() {
-    let (knot, pebble) = knot_and_pebble().await;
-    let state = tempfile::tempdir().unwrap();
-    let account = account(&pebble, state.path()).await;
+    let (knot, _pebble, _state, account) = knot_pebble_and_account().await;
     let result = issue(
         &account,
         &request(
@@ -376,5 +368,5 @@ async fn a_cname_into_another_zone_updates_that_zone_and_cleans_it_up() {
         .matches("[validation.test.] DDNS, finished")
         .count();
     assert_eq!(updates, 2, "one update adds, one removes:\n{}", knot.log());
-    assert_eq!(knot.txt("elsewhere.validation.test."), Vec::<String>::new());
+    knot.assert_no_txt("elsewhere.validation.test.");
 }

@@ -10,8 +10,9 @@ use certinel::acme::{Stage, issue};
 
 use certinel::cert::{Dns01Spec, DnsProvider};
 
+use crate::acme::assert_acme_failure;
 use crate::common::eventually::eventually_blocking;
-use crate::dns01::{account, knot_and_pebble, leaf_names, request, write_hook};
+use crate::dns01::{account, knot_pebble_and_calls_log, leaf_names, request, write_hook};
 
 /// Writes an executable `sh` script `name` in `dir`.
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -58,9 +59,7 @@ fn assert_gone(pid_file: &Path, what: &str) {
 
 #[tokio::test]
 async fn an_exec_hook_that_leaves_a_process_behind_does_not_hold_up_the_order_and_it_is_killed() {
-    let (knot, pebble) = knot_and_pebble().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = dir.path().join("calls.log");
+    let (knot, pebble, dir, calls) = knot_pebble_and_calls_log().await;
     let publisher = write_hook(&knot, dir.path(), &calls);
     let straggler = dir.path().join("straggler.pid");
     // Publishes for real, then leaves a sleeper holding its stdout and stderr.
@@ -89,17 +88,12 @@ async fn an_exec_hook_that_leaves_a_process_behind_does_not_hold_up_the_order_an
     );
     assert_gone(&straggler, "the hook's leftover sleeper survived");
     assert_eq!(actions(&calls), ["present", "cleanup"]);
-    assert_eq!(
-        knot.txt("_acme-challenge.sleeper.certinel.test."),
-        Vec::<String>::new()
-    );
+    knot.assert_no_txt("_acme-challenge.sleeper.certinel.test.");
 }
 
 #[tokio::test]
 async fn an_exec_hook_past_its_deadline_is_killed_with_its_group_and_still_cleaned_up() {
-    let (knot, pebble) = knot_and_pebble().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = dir.path().join("calls.log");
+    let (knot, pebble, dir, calls) = knot_pebble_and_calls_log().await;
     let sleeper = dir.path().join("sleeper.pid");
     // `present` hangs (with a child of its own); `cleanup` returns at once.
     let hook = script(
@@ -118,11 +112,7 @@ async fn an_exec_hook_past_its_deadline_is_killed_with_its_group_and_still_clean
     let error = issue(&account, &request(&["hangs.certinel.test"], spec))
         .await
         .expect_err("the hook never finishes");
-    assert_eq!(
-        (error.stage(), error.problem()),
-        (Stage::Challenge, "dnsExec")
-    );
-    assert!(error.to_string().contains("timed out"), "{error}");
+    assert_acme_failure(&error, Stage::Challenge, "dnsExec", &["timed out"]);
     assert_gone(&sleeper, "the hung hook's child survived");
     assert_eq!(
         actions(&calls),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::common::cli::certinel_command;
 use crate::common::config_text::{pebble_acme_table, write_config_file};
-use crate::dns01::{knot_and_pebble, write_hook};
+use crate::dns01::{assert_renewed_to_v1, knot_pebble_and_calls_log, write_hook};
 
 /// `NAME=value` lines of an `env` dump, as a map.
 fn environment(path: &Path) -> BTreeMap<String, String> {
@@ -22,9 +22,7 @@ fn environment(path: &Path) -> BTreeMap<String, String> {
 
 #[tokio::test]
 async fn hooks_get_a_minimal_environment_plus_what_the_certificate_passes_them() {
-    let (knot, pebble) = knot_and_pebble().await;
-    let dir = tempfile::tempdir().unwrap();
-    let calls = dir.path().join("calls.log");
+    let (knot, pebble, dir, calls) = knot_pebble_and_calls_log().await;
     let publisher = write_hook(&knot, dir.path(), &calls);
     let dns_env = dir.path().join("dns.env");
     let deploy_env = dir.path().join("deploy.env");
@@ -64,13 +62,7 @@ async fn hooks_get_a_minimal_environment_plus_what_the_certificate_passes_them()
         .output()
         .await
         .expect("run certinel");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.starts_with("env: renewed to v0001"),
-        "stdout: {stdout}\nstderr: {stderr}\n--- knot ---\n{}",
-        knot.log()
-    );
+    assert_renewed_to_v1(&output, "env", &knot);
 
     let home = dir.path().display().to_string();
     for (hook, env) in [

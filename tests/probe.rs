@@ -16,10 +16,9 @@ use certinel::scan::resolve::Resolver;
 use certinel::scan::sweep::sweep_endpoints;
 use certinel::scan::trust::TrustCache;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tempfile::TempDir;
 use time::OffsetDateTime;
 
-use crate::common::pki::{Ca, KeyKind, Leaf, LeafSpec, Validity, write_key, write_pem};
+use crate::common::pki::{Ca, KeyKind, Leaf, LeafSpec, TwoTierPki, Validity, write_key, write_pem};
 use crate::common::tls_server::{
     ServerHandle, ServerOptions, bind, bind_pair, spawn_closing, spawn_garbage, spawn_silent,
     spawn_tls,
@@ -28,38 +27,11 @@ use crate::common::tls_server::{
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const NAME: &str = "service.test";
 
-/// A root and an intermediate, with the root written as the endpoints' `ca_file`.
-struct TestPki {
-    dir: TempDir,
-    root: Ca,
-    intermediate: Ca,
-    ca_file: PathBuf,
-}
+/// The probe tests' PKI: "Test Root" and "Test Intermediate", leaves for [`NAME`].
+type TestPki = TwoTierPki;
 
-impl TestPki {
-    fn new() -> TestPki {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = Ca::root("Test Root", Validity::days(-10, 3650));
-        let intermediate = root.intermediate("Test Intermediate", Validity::days(-5, 1000));
-        let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
-        TestPki {
-            dir,
-            root,
-            intermediate,
-            ca_file,
-        }
-    }
-
-    /// A leaf for [`NAME`] issued by the intermediate.
-    fn leaf(&self, validity: Validity) -> Leaf {
-        self.intermediate
-            .leaf(&LeafSpec::new(&[NAME]).validity(validity))
-    }
-
-    /// The usual served chain: leaf, then intermediate.
-    fn chain_with(&self, leaf: &Leaf) -> Vec<CertificateDer<'static>> {
-        vec![leaf.cert.clone(), self.intermediate.cert.clone()]
-    }
+fn test_pki() -> TestPki {
+    TwoTierPki::new("Test", NAME)
 }
 
 /// An endpoint at `addr`, named [`NAME`], trusting only `ca_file`, with a 5 s deadline.

@@ -135,6 +135,13 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// Asserts that a certinel run exited 0 and its standard output starts with `first_words`.
+#[track_caller]
+fn assert_succeeded_saying(output: &Output, first_words: &str) {
+    assert_eq!(output.status.code(), Some(0), "{}", text(output));
+    assert!(stdout(output).starts_with(first_words), "{}", text(output));
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -231,12 +238,7 @@ async fn force_renews_and_rollback_restores_the_previous_version() {
     assert!(setup.certinel(&["renew", "api"]).await.status.success());
 
     let forced = setup.certinel(&["renew", "api", "--force"]).await;
-    assert_eq!(forced.status.code(), Some(0), "{}", text(&forced));
-    assert!(
-        stdout(&forced).starts_with("api: renewed to v0002"),
-        "{}",
-        text(&forced)
-    );
+    assert_succeeded_saying(&forced, "api: renewed to v0002");
     let store = setup.store();
     assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
     assert_eq!(store.previous("api").unwrap(), Some(VersionId(1)));
@@ -340,12 +342,7 @@ async fn dry_run_runs_the_hook_with_dry_run_set_and_keeps_only_a_reused_account_
     let setup = Setup::new(&pebble.directory_url, &pebble, &[("api", &[hook.as_str()])]);
 
     let dry = setup.certinel(&["renew", "api", "--dry-run"]).await;
-    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
-    assert!(
-        stdout(&dry).starts_with("api: dry run issued v0001"),
-        "{}",
-        text(&dry)
-    );
+    assert_succeeded_saying(&dry, "api: dry run issued v0001");
     // Only the dry-run account is kept, and a second dry run reuses it.
     let accounts = setup.state_dir.join("dry-run/accounts");
     let account_files = || {

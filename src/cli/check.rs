@@ -32,10 +32,10 @@ pub struct CheckArgs {
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// WARNING when a certificate expires within this (e.g. `21d`).
-    #[arg(long, default_value = "21d", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "21d", value_parser = parse_duration)]
     pub warn: Duration,
     /// CRITICAL when a certificate expires within this (e.g. `7d`).
-    #[arg(long, default_value = "7d", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
     pub crit: Duration,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
@@ -55,7 +55,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// Per-address deadline for command-line targets.
-    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Probe only IPv4 or IPv6 addresses of command-line targets.
     /// (`any`, `ipv4`, `ipv6`).
@@ -282,8 +282,4 @@ impl Progress {
             eprint!("\r\x1b[2K");
         }
     }
-}
-
-fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text).map_err(|error| error.to_string())
 }

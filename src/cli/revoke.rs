@@ -62,7 +62,7 @@ pub fn run(
     }
 }
 
-fn parse_reason(text: &str) -> Result<RevocationReason, String> {
+/// Clap's parser for `--reason`: clap prints the typed error's message.
+fn parse_reason(text: &str) -> Result<RevocationReason, crate::acme::UnknownRevocationReason> {
     text.parse()
-        .map_err(|e: crate::acme::UnknownRevocationReason| e.to_string())
 }

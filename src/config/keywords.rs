@@ -88,40 +88,26 @@ impl std::str::FromStr for IpFamily {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for StartTls {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeywordVisitor {
-            what: "starttls protocol",
-            table: STARTTLS,
-        })
-    }
+/// Implements `Deserialize` for keyword enums through their tables; `what` names the
+/// value in the error for an unknown word.
+macro_rules! deserialize_keywords {
+    ($($keyword:ty => $what:literal, $table:expr;)+) => {$(
+        impl<'de> serde::Deserialize<'de> for $keyword {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str(KeywordVisitor {
+                    what: $what,
+                    table: $table,
+                })
+            }
+        }
+    )+};
 }
 
-impl<'de> serde::Deserialize<'de> for IpFamily {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeywordVisitor {
-            what: "ip_family",
-            table: IP_FAMILY,
-        })
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ResolveMode {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeywordVisitor {
-            what: "resolve mode",
-            table: RESOLVE,
-        })
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for OnVerifyFailure {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(KeywordVisitor {
-            what: "on_verify_failure",
-            table: ON_VERIFY_FAILURE,
-        })
-    }
+deserialize_keywords! {
+    StartTls => "starttls protocol", STARTTLS;
+    IpFamily => "ip_family", IP_FAMILY;
+    ResolveMode => "resolve mode", RESOLVE;
+    OnVerifyFailure => "on_verify_failure", ON_VERIFY_FAILURE;
 }
 
 impl<'de> serde::Deserialize<'de> for ServerName {

@@ -10,7 +10,7 @@ use crate::acme::ForeignKey;
 use crate::cert::KeyAlgorithm;
 use crate::import::plan::{
     AccountPlan, CertificatePlan, ChallengePlan, DNS_HOOK_PLACEHOLDER, ImportPlan, LiveFiles, Tool,
-    fit_challenge, key_algorithm_for,
+    contact_urls, fit_challenge, key_algorithm_for,
 };
 use crate::import::{ImportError, key_pem};
 use crate::store::check_pems;
@@ -69,9 +69,31 @@ pub struct CertbotFiles {
     pub pre_post_hook_scripts: Vec<PathBuf>,
 }
 
+/// Why a certbot renewal conf does not parse; `line` counts from 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenewalConfError {
+    /// A `[section]` header that is empty or nests deeper than the one before allows.
+    #[error("line {line}: unexpected section {text:?}")]
+    Section {
+        /// The line number.
+        line: usize,
+        /// The trimmed line.
+        text: String,
+    },
+    /// A line that is neither a header, a comment nor `key = value`.
+    #[error("line {line}: expected `key = value`, found {text:?}")]
+    NotKeyValue {
+        /// The line number.
+        line: usize,
+        /// The trimmed line.
+        text: String,
+    },
+}
+
 /// Parses the configobj subset certbot writes: `key = value`, `[section]`,
 /// `[[subsection]]`, `#` comments, quoted values.
-pub fn parse_renewal_conf(text: &str) -> Result<RenewalConf, String> {
+pub fn parse_renewal_conf(text: &str) -> Result<RenewalConf, RenewalConfError> {
     let mut conf = RenewalConf::default();
     let mut section: Vec<String> = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -87,17 +109,20 @@ pub fn parse_renewal_conf(text: &str) -> Result<RenewalConf, String> {
                 .trim()
                 .to_owned();
             if depth == 0 || depth > section.len() + 1 || name.is_empty() {
-                return Err(format!("line {}: unexpected section {line:?}", index + 1));
+                return Err(RenewalConfError::Section {
+                    line: index + 1,
+                    text: line.to_owned(),
+                });
             }
             section.truncate(depth - 1);
             section.push(name);
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!(
-                "line {}: expected `key = value`, found {line:?}",
-                index + 1
-            ));
+            return Err(RenewalConfError::NotKeyValue {
+                line: index + 1,
+                text: line.to_owned(),
+            });
         };
         let (key, value) = (key.trim().to_owned(), unquote(value.trim()));
         match section.iter().map(String::as_str).collect::<Vec<_>>()[..] {
@@ -237,15 +262,7 @@ fn account_plan(files: &AccountFiles) -> Result<(AccountPlan, Vec<String>), Impo
             message: "has no account URL (`uri`): restore it from a backup".to_owned(),
         })?
         .to_owned();
-    let contact = regr["body"]["contact"]
-        .as_array()
-        .map(|contacts| {
-            contacts
-                .iter()
-                .filter_map(|contact| contact.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let contact = contact_urls(&regr["body"]);
     let key_file = files.dir.join("private_key.json");
     let key = ForeignKey::from_jwk(&files.private_key_json).map_err(|source| {
         ImportError::AccountKey {

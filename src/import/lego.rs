@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use crate::acme::ForeignKey;
 use crate::import::plan::{
-    AccountPlan, CertificatePlan, ChallengePlan, ImportPlan, Tool, fit_challenge, key_algorithm_for,
+    AccountPlan, CertificatePlan, ChallengePlan, ImportPlan, Tool, contact_urls, fit_challenge,
+    key_algorithm_for,
 };
 use crate::import::{ImportError, key_pem};
 use crate::store::{SecretPem, check_pems};
@@ -180,15 +181,7 @@ fn account_plan(files: &LegoAccountFiles) -> Result<(AccountPlan, Vec<String>), 
             )
         })?
         .to_owned();
-    let mut contact: Vec<String> = account["registration"]["body"]["contact"]
-        .as_array()
-        .map(|contacts| {
-            contacts
-                .iter()
-                .filter_map(|contact| contact.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut contact = contact_urls(&account["registration"]["body"]);
     if contact.is_empty() {
         if let Some(email) = account["email"].as_str().filter(|email| !email.is_empty()) {
             contact.push(format!("mailto:{email}"));

@@ -151,3 +151,17 @@ pub fn key_algorithm_for(key_type: KeyType) -> Option<KeyAlgorithm> {
         _ => return None,
     })
 }
+
+/// The contact URLs of an ACME account object (RFC 8555 section 7.1.2) as the tools saved
+/// it; missing or non-string entries are left out.
+pub fn contact_urls(account: &serde_json::Value) -> Vec<String> {
+    account["contact"]
+        .as_array()
+        .map(|contacts| {
+            contacts
+                .iter()
+                .filter_map(|contact| contact.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}

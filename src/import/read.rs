@@ -16,23 +16,15 @@ pub type Unreadable = Vec<(String, ImportError)>;
 /// Reads every lineage, account and global deploy hook of certbot's configuration
 /// directory `root`. A lineage whose files cannot be read is returned apart.
 pub fn certbot(root: &Path) -> Result<(CertbotFiles, Unreadable), ImportError> {
-    let renewal = root.join("renewal");
-    if !renewal.is_dir() {
-        return Err(ImportError::NotFound {
-            path: root.to_owned(),
-            problem: "has no renewal/ directory: pass certbot's configuration directory \
-                      (default /etc/letsencrypt)"
-                .to_owned(),
-        });
-    }
+    let renewal = required_dir(
+        root,
+        "renewal",
+        "pass certbot's configuration directory (default /etc/letsencrypt)",
+    )?;
     let mut lineages = Vec::new();
     let mut unreadable = Vec::new();
     for conf_path in entries(&renewal)? {
-        let Some(name) = conf_path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_suffix(".conf"))
-        else {
+        let Some(name) = name_without_suffix(&conf_path, ".conf") else {
             continue;
         };
         match lineage(root, name, conf_path.clone()) {
@@ -81,10 +73,10 @@ pub fn certbot(root: &Path) -> Result<(CertbotFiles, Unreadable), ImportError> {
 
 /// One lineage: its renewal conf and the certificate and key it names.
 fn lineage(root: &Path, name: &str, conf_path: PathBuf) -> Result<LineageFiles, ImportError> {
-    let conf = certbot::parse_renewal_conf(&read_text(&conf_path)?).map_err(|message| {
+    let conf = certbot::parse_renewal_conf(&read_text(&conf_path)?).map_err(|error| {
         ImportError::Parse {
             path: conf_path.clone(),
-            message: format!("{message}: fix the file or move it out of renewal/"),
+            message: format!("{error}: fix the file or move it out of renewal/"),
         }
     })?;
     let live = root.join("live").join(name);
@@ -105,23 +97,16 @@ fn lineage(root: &Path, name: &str, conf_path: PathBuf) -> Result<LineageFiles, 
 /// Reads every account and certificate of lego's `.lego` directory `root`. A certificate
 /// whose files cannot be read is returned apart.
 pub fn lego(root: &Path) -> Result<(LegoFiles, Unreadable), ImportError> {
-    let certificates_dir = root.join("certificates");
-    if !certificates_dir.is_dir() {
-        return Err(ImportError::NotFound {
-            path: root.to_owned(),
-            problem: "has no certificates/ directory: pass lego's --path directory (default \
-                      ./.lego)"
-                .to_owned(),
-        });
-    }
+    let certificates_dir = required_dir(
+        root,
+        "certificates",
+        "pass lego's --path directory (default ./.lego)",
+    )?;
     let mut certificates = Vec::new();
     let mut unreadable = Vec::new();
     for crt_path in entries(&certificates_dir)? {
-        let Some(name) = crt_path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.strip_suffix(".crt"))
-            .filter(|name| !name.ends_with(".issuer"))
+        let Some(name) =
+            name_without_suffix(&crt_path, ".crt").filter(|name| !name.ends_with(".issuer"))
         else {
             continue;
         };
@@ -198,6 +183,25 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
         .map_err(read_error)?;
     paths.sort();
     Ok(paths)
+}
+
+/// `root/name`, which must be a directory; otherwise the error says to `what_to_pass`.
+fn required_dir(root: &Path, name: &str, what_to_pass: &str) -> Result<PathBuf, ImportError> {
+    let dir = root.join(name);
+    if !dir.is_dir() {
+        return Err(ImportError::NotFound {
+            path: root.to_owned(),
+            problem: format!("has no {name}/ directory: {what_to_pass}"),
+        });
+    }
+    Ok(dir)
+}
+
+/// The file name of `path` without `suffix`, for a UTF-8 name that ends in it.
+fn name_without_suffix<'a>(path: &'a Path, suffix: &str) -> Option<&'a str> {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_suffix(suffix))
 }
 
 fn file_name(path: &Path) -> String {

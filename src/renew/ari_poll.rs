@@ -12,7 +12,7 @@ use crate::acme::{
 use crate::renew::lifecycle::Run;
 use crate::renew::next_action::Event;
 use crate::renew::{RenewError, Renewer};
-use crate::schedule::ari::{AriAnswer, AriState, SuggestedWindow};
+use crate::schedule::ari::{AriAnswer, AriFetchError, AriState, SuggestedWindow};
 use crate::store::StoreError;
 use crate::store::metadata::VersionMetadata;
 
@@ -64,7 +64,7 @@ impl Run<'_> {
                 tracing::warn!(%error, "cannot ask the CA for renewal information");
                 return Event::RenewalInfo {
                     cert_id: cert_id.to_owned(),
-                    answer: Err(format!("cannot reach the ACME account: {error}")),
+                    answer: Err(AriFetchError::Account(error.to_string())),
                     explanation_url: None,
                 };
             }
@@ -85,7 +85,7 @@ impl Run<'_> {
                 },
                 retry_after: info.retry_after,
             })
-            .map_err(|error| error.to_string());
+            .map_err(|error| AriFetchError::Request(error.to_string()));
         Event::RenewalInfo {
             cert_id: cert_id.to_owned(),
             answer,

@@ -12,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 use crate::config::model::{CertificateConfig, OnVerifyFailure};
 use crate::renew::decision::PlanFacts;
 use crate::renew::rollout_check::Verdict;
-use crate::schedule::ari::{AriAnswer, AriState};
+use crate::schedule::ari::{AriAnswer, AriFetchError, AriState};
 use crate::schedule::plan::{Reason, Rule};
 use crate::store::{DiskState, HookProcess, NextStep, VersionId, VersionMetadata, recover};
 use planning::{absorb_answer, ask_ca_or_decide, ca_refusal, decide_when, when_idle};
@@ -63,7 +63,7 @@ pub(crate) enum Event {
         /// The identifier asked about.
         cert_id: String,
         /// The answer.
-        answer: Result<AriAnswer, String>,
+        answer: Result<AriAnswer, AriFetchError>,
         /// The page the CA linked to explain its window.
         explanation_url: Option<String>,
     },

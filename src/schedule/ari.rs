@@ -33,6 +33,19 @@ pub const MAX_POLL: Duration = Duration::DAY;
 /// The wait after an error, a missing or invalid Retry-After, or an unusable window.
 pub const FALLBACK_POLL: Duration = Duration::hours(6);
 
+/// Why one renewal information request brought no answer; the message is what
+/// [`AriState::last_error`] keeps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AriFetchError {
+    /// The ACME account could not be loaded, so the CA was not asked.
+    #[error("cannot reach the ACME account: {0}")]
+    Account(String),
+    /// The CA did not answer, or answered with an error or a document that does not parse.
+    #[error("{0}")]
+    Request(String),
+}
+
 /// What the CA answered to one renewal information request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AriAnswer {
@@ -108,7 +121,7 @@ impl AriState {
     }
 }
 
-/// The ARI state after the CA answered `fetched` (or failed with the message in `Err`) at
+/// The ARI state after the CA answered `fetched` (or failed as the `Err` says) at
 /// `now` about `cert_id`, given the `previous` state. `random` in [0, 1) places the renewal
 /// inside a window seen for the first time.
 ///
@@ -119,7 +132,7 @@ impl AriState {
 pub fn absorb(
     previous: Option<&AriState>,
     cert_id: &str,
-    fetched: Result<AriAnswer, String>,
+    fetched: Result<AriAnswer, AriFetchError>,
     now: OffsetDateTime,
     random: f64,
 ) -> AriState {
@@ -135,7 +148,7 @@ pub fn absorb(
     };
     let answer = match fetched {
         Ok(answer) => answer,
-        Err(error) => return kept(now + FALLBACK_POLL, error),
+        Err(error) => return kept(now + FALLBACK_POLL, error.to_string()),
     };
     let window = answer.window;
     if window.end <= window.start {

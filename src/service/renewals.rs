@@ -264,7 +264,7 @@ fn until(at: OffsetDateTime, now: OffsetDateTime, minimum: Duration) -> Duration
 mod tests {
     use crate::acme::RetryPolicy;
     use crate::renew::{Clock, RandomSource};
-    use crate::store::testing::issue_valid;
+    use crate::store::testing::{audit_steps, issue_valid};
     use crate::store::{CertStore, Origin, VersionId, VersionState};
 
     use super::*;
@@ -357,19 +357,6 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), tracker.wait())
             .await
             .expect("every task ends after shutdown");
-    }
-
-    /// The steps in the audit log, in order (none before the first renewal step).
-    fn audit_steps(state_dir: &std::path::Path) -> Vec<String> {
-        let Ok(text) = std::fs::read_to_string(state_dir.join("audit.jsonl")) else {
-            return Vec::new();
-        };
-        text.lines()
-            .map(|line| {
-                let event: serde_json::Value = serde_json::from_str(line).unwrap();
-                event["step"].as_str().unwrap().to_owned()
-            })
-            .collect()
     }
 
     /// A store for `api` (imported, so the CA is never asked about it) where v0001 is

@@ -1,10 +1,12 @@
-//! Test helpers: certificates issued by a throwaway CA with rcgen.
+//! Test helpers: certificates issued by a throwaway CA with rcgen, and the audit log's steps.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     SignatureAlgorithm,
 };
 use time::OffsetDateTime;
+
+use crate::store::{FsStore, Store};
 
 /// A leaf certificate with its key and issuing chain, as PEM.
 pub(crate) struct Issued {
@@ -56,4 +58,23 @@ pub(crate) fn issue_valid(
 /// A fresh private key of `alg`, as PEM.
 pub(crate) fn key_pem_of(alg: &'static SignatureAlgorithm) -> String {
     KeyPair::generate_for(alg).unwrap().serialize_pem()
+}
+
+/// The steps of the audit log in `state_dir` as written (`"begin"`, `"done"`, ...), in
+/// order; none before the first renewal step. Every line must be an event.
+pub(crate) fn audit_steps(state_dir: &std::path::Path) -> Vec<String> {
+    let history = FsStore::new(state_dir).audit_history().unwrap();
+    assert_eq!(
+        history.unreadable_lines,
+        Vec::<usize>::new(),
+        "torn audit lines"
+    );
+    history
+        .events
+        .iter()
+        .map(|event| {
+            let step = serde_json::to_value(event.step).unwrap();
+            step.as_str().unwrap().to_owned()
+        })
+        .collect()
 }

@@ -114,11 +114,7 @@ fn promote_moves_current_to_previous_and_is_idempotent() {
 #[test]
 fn rollback_restores_previous_marks_the_bad_version_failed_and_finds_an_older_previous() {
     let dir = tempfile::tempdir().unwrap();
-    let store = CertStore::open(dir.path()).unwrap();
-    for _ in 0..3 {
-        let v = stage(&store);
-        store.promote(NAME, v).unwrap();
-    }
+    let store = store_with_promoted_versions(dir.path(), 3);
     assert_eq!(live(&store), (Some(3), Some(2)));
     assert_eq!(store.rollback(NAME).unwrap(), VersionId(2));
     assert_eq!(live(&store), (Some(2), Some(1)));
@@ -137,11 +133,7 @@ fn rollback_restores_previous_marks_the_bad_version_failed_and_finds_an_older_pr
 #[test]
 fn prune_keeps_the_newest_and_never_current_previous_or_inflight() {
     let dir = tempfile::tempdir().unwrap();
-    let store = CertStore::open(dir.path()).unwrap();
-    for _ in 0..3 {
-        let v = stage(&store);
-        store.promote(NAME, v).unwrap();
-    }
+    let store = store_with_promoted_versions(dir.path(), 3);
     store.rollback(NAME).unwrap(); // current v2, previous v1, v3 failed
     for _ in 0..4 {
         stage(&store); // v4..v7, pending
@@ -209,9 +201,26 @@ fn renewal_steps() -> Vec<(&'static str, StoreStep)> {
 }
 
 fn store_with_live_v1(dir: &Path) -> CertStore {
+    store_with_promoted_versions(dir, 1)
+}
+
+/// A store in `dir` with v1 live, left as a crash leaves it after the first `done`
+/// [`renewal_steps`] of the renewal to v2.
+fn crashed_after_steps(dir: &Path, done: usize) -> CertStore {
+    let store = store_with_live_v1(dir);
+    for (_, step) in &renewal_steps()[..done] {
+        step(&store);
+    }
+    store
+}
+
+/// A store in `dir` where `count` versions were staged and promoted one after another.
+fn store_with_promoted_versions(dir: &Path, count: u32) -> CertStore {
     let store = CertStore::open(dir).unwrap();
-    let v1 = stage(&store);
-    store.promote(NAME, v1).unwrap();
+    for _ in 0..count {
+        let version = stage(&store);
+        store.promote(NAME, version).unwrap();
+    }
     store
 }
 
@@ -241,14 +250,10 @@ fn recovery_after_a_crash_at_every_step_of_a_renewal() {
         ("advance verified", NextStep::Finish { version: v2 }),
         ("finish", NextStep::Idle),
     ];
-    let steps = renewal_steps();
-    assert_eq!(steps.len() + 1, expected.len());
+    assert_eq!(renewal_steps().len() + 1, expected.len());
     for (done, (label, want)) in expected.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store_with_live_v1(dir.path());
-        for (_, step) in &steps[..done] {
-            step(&store);
-        }
+        let store = crashed_after_steps(dir.path(), done);
         let recovery = recover(&store.disk_state(NAME).unwrap());
         assert_eq!(&recovery.next, want, "crash after {label}");
         assert_eq!(
@@ -262,10 +267,7 @@ fn recovery_after_a_crash_at_every_step_of_a_renewal() {
 #[test]
 fn resuming_after_the_half_written_version_leaves_no_partial_files() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with_live_v1(dir.path());
-    for (_, step) in &renewal_steps()[..3] {
-        step(&store);
-    }
+    let store = crashed_after_steps(dir.path(), 3);
     assert_eq!(store.remove_leftovers(NAME).unwrap(), [".v0002.partial"]);
     let v2 = stage(&store);
     assert_eq!(v2, VersionId(2));
@@ -275,10 +277,7 @@ fn resuming_after_the_half_written_version_leaves_no_partial_files() {
 #[test]
 fn resuming_deploy_after_a_half_promotion_ends_with_v1_as_previous() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with_live_v1(dir.path());
-    for (_, step) in &renewal_steps()[..6] {
-        step(&store);
-    }
+    let store = crashed_after_steps(dir.path(), 6);
     assert_eq!(live(&store), (Some(1), Some(1)));
     store.promote(NAME, VersionId(2)).unwrap();
     assert_eq!(live(&store), (Some(2), Some(1)));
@@ -287,10 +286,7 @@ fn resuming_deploy_after_a_half_promotion_ends_with_v1_as_previous() {
 #[test]
 fn a_crash_after_rolling_back_a_failed_deploy_abandons_instead_of_redeploying() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store_with_live_v1(dir.path());
-    for (_, step) in &renewal_steps()[..7] {
-        step(&store);
-    }
+    let store = crashed_after_steps(dir.path(), 7);
     // The deploy command failed: roll back, then crash before `finish`.
     store.rollback(NAME).unwrap();
     let recovery = recover(&store.disk_state(NAME).unwrap());

@@ -59,6 +59,18 @@ pub enum VerifyError {
     FullchainMismatch,
 }
 
+/// Why one PEM certificate block does not decode; [`VerifyError::Certificate`] quotes the
+/// message with the block's position.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum DecodeError {
+    /// The PEM armour or its base64 does not parse.
+    #[error("{0}")]
+    Pem(String),
+    /// The DER does not parse as an X.509 certificate.
+    #[error("{0}")]
+    Der(String),
+}
+
 /// Reads a version's files and checks them with [`check_pems`], also requiring that
 /// `fullchain.pem` is exactly `cert.pem` + `chain.pem`.
 pub fn check_version(
@@ -89,17 +101,11 @@ pub fn check_pems(
     for (position, block) in blocks.iter().enumerate().skip(1) {
         pem_to_der(block)
             .and_then(|der| parse_facts(&der).map(|_| ()))
-            .map_err(|detail| VerifyError::Certificate { position, detail })?;
+            .map_err(|error| VerifyError::certificate(position, error))?;
     }
-    let leaf_der = pem_to_der(leaf_block).map_err(|detail| VerifyError::Certificate {
-        position: 0,
-        detail,
-    })?;
+    let leaf_der = pem_to_der(leaf_block).map_err(|error| VerifyError::certificate(0, error))?;
     let (facts, leaf_public_key) =
-        parse_facts(&leaf_der).map_err(|detail| VerifyError::Certificate {
-            position: 0,
-            detail,
-        })?;
+        parse_facts(&leaf_der).map_err(|error| VerifyError::certificate(0, error))?;
     // rcgen's messages describe the format, never the key bytes.
     let key_pair =
         rcgen::KeyPair::from_pem(key_pem).map_err(|e| VerifyError::Key(e.to_string()))?;
@@ -124,10 +130,7 @@ pub fn leaf_facts(chain_pem: &str) -> Result<VersionFacts, VerifyError> {
     pem_to_der(leaf)
         .and_then(|der| parse_facts(&der))
         .map(|(facts, _)| facts)
-        .map_err(|detail| VerifyError::Certificate {
-            position: 0,
-            detail,
-        })
+        .map_err(|error| VerifyError::certificate(0, error))
 }
 
 /// The `CERTIFICATE` PEM blocks of `text`, verbatim, each ending in a newline.
@@ -163,20 +166,30 @@ pub fn name_covered(name: &str, dns_names: &[String]) -> bool {
     })
 }
 
-fn pem_to_der(block: &str) -> Result<Vec<u8>, String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(block.as_bytes()).map_err(|e| e.to_string())?;
+impl VerifyError {
+    fn certificate(position: usize, error: DecodeError) -> Self {
+        VerifyError::Certificate {
+            position,
+            detail: error.to_string(),
+        }
+    }
+}
+
+fn pem_to_der(block: &str) -> Result<Vec<u8>, DecodeError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(block.as_bytes())
+        .map_err(|e| DecodeError::Pem(e.to_string()))?;
     Ok(pem.contents)
 }
 
 /// The leaf's facts, as [`crate::scan::inspect`] reads any certificate, and the raw public
 /// key bytes of its SPKI.
-fn parse_facts(der: &[u8]) -> Result<(VersionFacts, Vec<u8>), String> {
+fn parse_facts(der: &[u8]) -> Result<(VersionFacts, Vec<u8>), DecodeError> {
     let facts = inspect::inspect_certificate(der).map_err(|e| match e {
-        InspectError::Malformed { detail, .. } => detail,
-        other => other.to_string(),
+        InspectError::Malformed { detail, .. } => DecodeError::Der(detail),
+        other => DecodeError::Der(other.to_string()),
     })?;
     // inspect reports the key's type, not its bytes; the key match needs the bytes.
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| DecodeError::Der(e.to_string()))?;
     let public_key = cert.public_key().subject_public_key.data.to_vec();
     let facts = VersionFacts {
         serial: facts.serial,

@@ -23,11 +23,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::common::pebble::Pebble;
+use crate::common::pki::loopback_server_certificate;
 
 /// How the front answers a renewalInfo request.
 #[derive(Clone, Debug)]
@@ -371,19 +371,7 @@ fn jws_payload(body: &[u8]) -> Option<serde_json::Value> {
 
 /// A TLS config for 127.0.0.1 signed by a fresh root; returns it and the root's PEM.
 fn front_tls() -> (rustls::ServerConfig, String) {
-    let root_key = KeyPair::generate().expect("root key");
-    let mut root_params = CertificateParams::new(Vec::<String>::new()).expect("root params");
-    root_params
-        .distinguished_name
-        .push(DnType::CommonName, "certinel test ARI front root");
-    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let root = root_params.self_signed(&root_key).expect("root");
-    let issuer = rcgen::Issuer::new(root_params, root_key);
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .expect("leaf params")
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf");
+    let (root, leaf, leaf_key) = loopback_server_certificate("certinel test ARI front root");
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

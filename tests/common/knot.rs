@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::common::eventually::within;
 use crate::common::pebble::free_port;
+use crate::common::process::feed_stdin;
 
 const KNOTD: &str = "/usr/sbin/knotd";
 const KDIG: &str = "/usr/bin/kdig";
@@ -95,18 +96,22 @@ impl Knot {
             .stdin(Stdio::piped())
             .spawn()
             .expect("spawn knsupdate");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(script.as_bytes())
-            .expect("write the update");
+        feed_stdin(&mut child, script.as_bytes(), "knsupdate");
         let status = child.wait().expect("wait for knsupdate");
         assert!(status.success(), "knsupdate failed:\n{}", self.log());
     }
 
     /// The TXT values Knot serves at `name` (absolute), with kdig.
+    /// Asserts that `name` has no TXT record (a challenge record was cleaned up).
+    #[track_caller]
+    pub fn assert_no_txt(&self, name: &str) {
+        assert_eq!(
+            self.txt(name),
+            Vec::<String>::new(),
+            "TXT records left at {name}"
+        );
+    }
+
     pub fn txt(&self, name: &str) -> Vec<String> {
         let output = Command::new(KDIG)
             .arg(format!("@{}", self.addr.ip()))

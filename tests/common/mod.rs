@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: a test PKI, live loopback TLS and plaintext
-//! servers, a real PostgreSQL, Debian's Pebble ACME test CA (and an ARI front for it), Knot
+//! servers, child process assertions, a real PostgreSQL, Debian's Pebble ACME test CA (and an ARI front for it), Knot
 //! DNS, nginx and Prometheus, and a running
 //! `certinel run`.
 
@@ -14,6 +14,7 @@ pub mod pebble;
 pub mod pki;
 pub mod plaintext_servers;
 pub mod postgres;
+pub mod process;
 pub mod prometheus;
 pub mod service;
 pub mod tls_server;

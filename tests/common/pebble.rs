@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::eventually::{eventually, within};
+use crate::common::pki::loopback_server_certificate;
 
 const PEBBLE: &str = "/usr/bin/pebble";
 const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
@@ -340,23 +340,7 @@ pub fn free_port() -> u16 {
 /// Mints a root and a `localhost`/`127.0.0.1` leaf for Pebble's own HTTPS (Debian ships
 /// none); returns the root's path.
 fn write_api_certificates(dir: &Path) -> PathBuf {
-    let root_key = KeyPair::generate().expect("root key");
-    let mut root_params = CertificateParams::new(Vec::<String>::new()).expect("root params");
-    root_params
-        .distinguished_name
-        .push(DnType::CommonName, "certinel test Pebble API root");
-    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let root = root_params
-        .self_signed(&root_key)
-        .expect("root certificate");
-    let issuer = rcgen::Issuer::new(root_params, root_key);
-
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("leaf params");
-    let leaf = leaf_params
-        .signed_by(&leaf_key, &issuer)
-        .expect("leaf certificate");
+    let (root, leaf, leaf_key) = loopback_server_certificate("certinel test Pebble API root");
 
     let root_path = dir.join("api-root.pem");
     std::fs::write(&root_path, root.pem()).expect("write root");

@@ -8,6 +8,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
 
 /// The key algorithm of a minted certificate.
@@ -263,4 +264,71 @@ fn generate_key(kind: KeyKind) -> KeyPair {
         }
     }
     .expect("generate key")
+}
+
+/// A fresh root named `root_name` and a leaf for `localhost` and `127.0.0.1` signed by it,
+/// with the leaf's key: what the loopback HTTPS servers of the tests (Pebble's API, the ARI
+/// front) present.
+pub fn loopback_server_certificate(
+    root_name: &str,
+) -> (rcgen::Certificate, rcgen::Certificate, KeyPair) {
+    let root_key = KeyPair::generate().expect("root key");
+    let mut root_params = CertificateParams::new(Vec::<String>::new()).expect("root params");
+    root_params
+        .distinguished_name
+        .push(DnType::CommonName, root_name);
+    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let root = root_params
+        .self_signed(&root_key)
+        .expect("root certificate");
+    let issuer = Issuer::new(root_params, root_key);
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("leaf params")
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+    (root, leaf, leaf_key)
+}
+
+/// A root and an intermediate it signed, issuing leaves for one name; the root is written
+/// as `root.pem` (an endpoint's `ca_file`) in a temporary directory that lives as long.
+pub struct TwoTierPki {
+    /// The directory holding `root.pem`.
+    pub dir: TempDir,
+    /// The root, valid from 10 days ago for 10 years.
+    pub root: Ca,
+    /// The intermediate, valid from 5 days ago for 1,000 days.
+    pub intermediate: Ca,
+    /// The root as PEM.
+    pub ca_file: PathBuf,
+    name: &'static str,
+}
+
+impl TwoTierPki {
+    /// "`label` Root" and "`label` Intermediate", issuing leaves for `name`.
+    pub fn new(label: &str, name: &'static str) -> TwoTierPki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Ca::root(&format!("{label} Root"), Validity::days(-10, 3650));
+        let intermediate =
+            root.intermediate(&format!("{label} Intermediate"), Validity::days(-5, 1000));
+        let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
+        TwoTierPki {
+            dir,
+            root,
+            intermediate,
+            ca_file,
+            name,
+        }
+    }
+
+    /// A leaf for the name, issued by the intermediate.
+    pub fn leaf(&self, validity: Validity) -> Leaf {
+        self.intermediate
+            .leaf(&LeafSpec::new(&[self.name]).validity(validity))
+    }
+
+    /// The usual served chain: leaf, then intermediate.
+    pub fn chain_with(&self, leaf: &Leaf) -> Vec<CertificateDer<'static>> {
+        vec![leaf.cert.clone(), self.intermediate.cert.clone()]
+    }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::eventually::eventually_blocking;
 use super::plaintext_servers::TestCert;
+use super::process::assert_succeeded;
 
 /// How long a fresh cluster may take to open its port.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
@@ -53,13 +54,7 @@ impl Postgres {
             .args(["-A", "trust", "-U", "postgres", "--no-sync"])
             .output()
             .expect("run initdb via runuser");
-        assert!(
-            initdb.status.success(),
-            "initdb failed ({}):\n{}{}",
-            initdb.status,
-            String::from_utf8_lossy(&initdb.stdout),
-            String::from_utf8_lossy(&initdb.stderr)
-        );
+        assert_succeeded(&initdb, "initdb");
 
         let ssl_settings = match cert {
             Some(cert) => {

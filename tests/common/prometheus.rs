@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use crate::common::eventually::{eventually, within};
+use crate::common::process::assert_succeeded;
 use crate::common::service::get;
 
 /// Where the Debian package installs the server.
@@ -39,13 +40,7 @@ pub fn promtool(dir: &Path, args: &[&str]) -> Output {
 
 /// Asserts that a promtool run succeeded, showing its output otherwise.
 pub fn assert_promtool_ok(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "promtool {what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(output, &format!("promtool {what}"));
 }
 
 /// A running `prometheus`; killed when dropped. Its log goes to a file in its directory.

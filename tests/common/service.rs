@@ -12,6 +12,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use crate::common::eventually::eventually;
+use crate::common::process::feed_stdin;
 
 /// How long any single wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -229,7 +230,6 @@ pub fn sample(body: &str, series: &str) -> Option<f64> {
 
 /// Runs `promtool check metrics` on `body`; fails loudly when promtool is missing.
 pub fn promtool_check(body: &str) -> (i32, String) {
-    use std::io::Write;
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -237,12 +237,7 @@ pub fn promtool_check(body: &str) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is required (Debian package `prometheus`) and was not found");
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(body.as_bytes())
-        .expect("write to promtool");
+    feed_stdin(&mut child, body.as_bytes(), "promtool");
     let output = child.wait_with_output().expect("run promtool");
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));

@@ -4,7 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn name_on_two_addresses_serving_different_leaves_is_reported_as_disagreeing() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let first_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let second_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
     let (first_listener, second_listener) = bind_pair(first_ip, second_ip).await;
@@ -62,7 +62,7 @@ async fn name_on_two_addresses_serving_different_leaves_is_reported_as_disagreei
 
 #[tokio::test]
 async fn ipv6_loopback_literal_is_probed_without_sni_and_verified_by_ip() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let ipv6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
     // This machine has ::1 on lo: failing to bind it is a broken environment, not a skip.
     let listener = bind(ipv6).await;
@@ -86,7 +86,7 @@ async fn ipv6_loopback_literal_is_probed_without_sni_and_verified_by_ip() {
 
 #[tokio::test]
 async fn sweep_of_200_endpoints_with_concurrency_16_returns_every_result_in_order() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.intermediate.leaf(&LeafSpec::new(&["*.sweep.test"]));
     let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
     let closed = {

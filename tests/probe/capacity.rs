@@ -93,7 +93,7 @@ fn many_silent_addresses(dir: &Path) -> (u16, Vec<std::net::TcpListener>, PathBu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_addresses_stay_inside_the_budget_and_configured_endpoints_keep_working() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::current());
     let configured_server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
     let configured = endpoint_at(configured_server.addr, &pki.ca_file);
@@ -168,7 +168,7 @@ async fn thousands_of_addresses_stay_inside_the_budget_and_configured_endpoints_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_probes_at_concurrency_128_all_succeed() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::current());
     let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
     let context = ProbeContext::new(

@@ -5,7 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn valid_chain_verifies_and_reports_leaf_expiry_over_tls13() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::current());
     let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
 
@@ -26,7 +26,7 @@ async fn valid_chain_verifies_and_reports_leaf_expiry_over_tls13() {
 
 #[tokio::test]
 async fn expired_leaf_is_reported_expired_with_its_past_not_after() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::expired());
     let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
 
@@ -40,7 +40,7 @@ async fn expired_leaf_is_reported_expired_with_its_past_not_after() {
 
 #[tokio::test]
 async fn leaf_valid_only_in_the_future_is_reported_not_yet_valid() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::not_yet_valid());
     let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
 
@@ -54,7 +54,7 @@ async fn leaf_valid_only_in_the_future_is_reported_not_yet_valid() {
 
 #[tokio::test]
 async fn leaf_for_another_name_is_a_hostname_mismatch() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::current());
     let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
     let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
@@ -70,7 +70,7 @@ async fn leaf_for_another_name_is_a_hostname_mismatch() {
 
 #[tokio::test]
 async fn self_signed_leaf_is_reported_self_signed() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = Leaf::self_signed(&LeafSpec::new(&[NAME]));
     let server = serve(vec![leaf.cert.clone()], leaf.key.clone_key()).await;
 
@@ -84,7 +84,7 @@ async fn self_signed_leaf_is_reported_self_signed() {
 
 #[tokio::test]
 async fn leaf_served_without_its_intermediate_is_missing_intermediate() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::current());
     let server = serve(vec![leaf.cert.clone()], leaf.key.clone_key()).await;
 
@@ -98,7 +98,7 @@ async fn leaf_served_without_its_intermediate_is_missing_intermediate() {
 
 #[tokio::test]
 async fn intermediate_expiring_before_the_leaf_sets_the_earliest_not_after() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let short_intermediate = pki
         .root
         .intermediate("Short Intermediate", Validity::current_for_days(30));
@@ -122,7 +122,7 @@ async fn intermediate_expiring_before_the_leaf_sets_the_earliest_not_after() {
 
 #[tokio::test]
 async fn intermediates_out_of_order_still_verify_with_a_wrong_order_lint() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     // root -> upper -> lower -> leaf, served as [leaf, upper, lower].
     let upper = pki.root.intermediate("Upper", Validity::days(-5, 900));
     let lower = upper.intermediate("Lower", Validity::days(-5, 800));
@@ -142,7 +142,7 @@ async fn intermediates_out_of_order_still_verify_with_a_wrong_order_lint() {
 
 #[tokio::test]
 async fn tls12_only_server_reports_tls12_and_an_ecdhe_suite() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::current());
     let options = ServerOptions::new(pki.chain_with(&leaf), leaf.key.clone_key()).tls12_only();
     let server = spawn_tls(bind(LOCALHOST).await, options.acceptor());
@@ -161,7 +161,7 @@ async fn tls12_only_server_reports_tls12_and_an_ecdhe_suite() {
 
 #[tokio::test]
 async fn leaves_of_every_key_type_are_probed_and_their_key_reported() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let cases = [
         (KeyKind::EcdsaP256, KeyType::EcdsaP256),
         (KeyKind::EcdsaP384, KeyType::EcdsaP384),

@@ -37,7 +37,7 @@ async fn mutual_tls_server(pki: &TestPki) -> MutualTls {
 
 #[tokio::test]
 async fn mutual_tls_with_a_client_certificate_succeeds_and_reports_its_facts() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let mtls = mutual_tls_server(&pki).await;
     let mut endpoint = endpoint_at(mtls.server.addr, &pki.ca_file);
     endpoint.client_auth = Some(mtls.client_auth.clone());
@@ -55,7 +55,7 @@ async fn mutual_tls_with_a_client_certificate_succeeds_and_reports_its_facts() {
 
 #[tokio::test]
 async fn mutual_tls_without_a_client_certificate_is_a_handshake_error() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let mtls = mutual_tls_server(&pki).await;
 
     let report = probe(&endpoint_at(mtls.server.addr, &pki.ca_file)).await;
@@ -72,7 +72,7 @@ async fn mutual_tls_without_a_client_certificate_is_a_handshake_error() {
 
 #[tokio::test]
 async fn mutual_tls_over_tls12_without_a_client_certificate_is_a_handshake_error() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let client_ca = Ca::root("Client CA", Validity::current());
     let leaf = pki.leaf(Validity::current());
     let options = ServerOptions::new(pki.chain_with(&leaf), leaf.key.clone_key())
@@ -87,7 +87,7 @@ async fn mutual_tls_over_tls12_without_a_client_certificate_is_a_handshake_error
 
 #[tokio::test]
 async fn unreadable_client_key_is_a_config_error_before_any_connection() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let mtls = mutual_tls_server(&pki).await;
     let mut endpoint = endpoint_at(mtls.server.addr, &pki.ca_file);
     endpoint.client_auth = Some(ClientAuth {

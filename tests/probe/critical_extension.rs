@@ -69,7 +69,7 @@ fn acceptor(
 #[tokio::test]
 async fn an_unknown_critical_extension_is_reported_with_the_leaf_facts_over_tls13_and_tls12() {
     let (cert, key, not_after) = leaf_with_unknown_critical_extension();
-    let pki = TestPki::new();
+    let pki = test_pki();
     for tls12_only in [false, true] {
         let server = spawn_tls(
             bind(LOCALHOST).await,

@@ -4,7 +4,7 @@ use super::*;
 
 #[tokio::test]
 async fn missing_ca_file_is_a_config_error_not_a_panic() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let leaf = pki.leaf(Validity::current());
     let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
     let missing = pki.dir.path().join("no-such-ca.pem");
@@ -18,7 +18,7 @@ async fn missing_ca_file_is_a_config_error_not_a_panic() {
 
 #[tokio::test]
 async fn silent_server_times_out_during_the_handshake() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let server = spawn_silent(bind(LOCALHOST).await);
     let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
     endpoint.timeout = Duration::from_millis(300);
@@ -39,7 +39,7 @@ async fn silent_server_times_out_during_the_handshake() {
 
 #[tokio::test]
 async fn silent_server_behind_starttls_times_out_during_starttls() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let server = spawn_silent(bind(LOCALHOST).await);
     let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
     endpoint.starttls = Some(StartTls::Smtp);
@@ -58,7 +58,7 @@ async fn silent_server_behind_starttls_times_out_during_starttls() {
 
 #[tokio::test]
 async fn server_sending_garbage_is_a_handshake_error() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let server = spawn_garbage(bind(LOCALHOST).await);
 
     let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
@@ -68,7 +68,7 @@ async fn server_sending_garbage_is_a_handshake_error() {
 
 #[tokio::test]
 async fn server_closing_at_once_is_a_handshake_error() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let server = spawn_closing(bind(LOCALHOST).await);
 
     let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
@@ -78,7 +78,7 @@ async fn server_closing_at_once_is_a_handshake_error() {
 
 #[tokio::test]
 async fn closed_port_is_a_connect_error() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let listener = bind(LOCALHOST).await;
     let addr = listener.local_addr().expect("bound address");
     drop(listener);
@@ -90,7 +90,7 @@ async fn closed_port_is_a_connect_error() {
 
 #[tokio::test]
 async fn unresolvable_name_is_a_dns_error_with_no_address_probed() {
-    let pki = TestPki::new();
+    let pki = test_pki();
     let target = Target {
         host: Host::Name("nonexistent.invalid".to_string()),
         port: 443,

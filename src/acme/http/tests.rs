@@ -47,8 +47,9 @@ impl AcmeObserver for Seen {
     }
 }
 
-async fn run(script: Vec<Step>) -> (Result<BytesResponse, instant_acme::Error>, Vec<String>) {
-    let seen = Arc::new(Seen::default());
+/// A client that answers with `script`, retrying three times at most, reporting to
+/// `observer`.
+fn scripted_client(script: Vec<Step>, observer: Arc<dyn AcmeObserver>) -> InstrumentedClient {
     let policy = RetryPolicy {
         max_attempts: 3,
         base_delay: Duration::from_secs(1),
@@ -59,17 +60,21 @@ async fn run(script: Vec<Step>) -> (Result<BytesResponse, instant_acme::Error>, 
     let scripted = Scripted {
         script: Mutex::new(script.into()),
     };
-    let client = InstrumentedClient::wrap(
-        Box::new(scripted),
-        "https://ca.test/dir",
-        policy,
-        seen.clone(),
-    );
-    let request = Request::builder()
+    InstrumentedClient::wrap(Box::new(scripted), "https://ca.test/dir", policy, observer)
+}
+
+/// A request to an order URL (the endpoint `order`).
+fn order_request() -> Request<BodyWrapper<Bytes>> {
+    Request::builder()
         .uri("https://ca.test/acme/order/1")
         .body(BodyWrapper::from(b"{}".to_vec()))
-        .unwrap();
-    let result = client.request(request).await;
+        .unwrap()
+}
+
+async fn run(script: Vec<Step>) -> (Result<BytesResponse, instant_acme::Error>, Vec<String>) {
+    let seen = Arc::new(Seen::default());
+    let client = scripted_client(script, seen.clone());
+    let result = client.request(order_request()).await;
     let seen = seen.0.lock().unwrap().clone();
     (result, seen)
 }
@@ -146,30 +151,12 @@ async fn long_retry_after_is_handed_back_instead_of_waited_for() {
 
 #[tokio::test(start_paused = true)]
 async fn a_final_error_with_retry_after_leaves_the_moment_for_the_acme_error() {
-    let policy = RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_secs(1),
-        max_delay: Duration::from_secs(8),
-        max_retry_after: Duration::from_secs(60),
-        request_timeout: Duration::from_secs(5),
-    };
-    let scripted = Scripted {
-        script: Mutex::new(vec![Some((429, Some("3600"))), Some((200, Some("30")))].into()),
-    };
-    let client = InstrumentedClient::wrap(
-        Box::new(scripted),
-        "https://ca.test/dir",
-        policy,
+    let client = scripted_client(
+        vec![Some((429, Some("3600"))), Some((200, Some("30")))],
         Arc::new(NoopObserver),
     );
-    let request = || {
-        Request::builder()
-            .uri("https://ca.test/acme/order/1")
-            .body(BodyWrapper::from(b"{}".to_vec()))
-            .unwrap()
-    };
     let before = time::OffsetDateTime::now_utc();
-    let (response, facts) = exchange::recorded(client.request(request())).await;
+    let (response, facts) = exchange::recorded(client.request(order_request())).await;
     assert_eq!(response.unwrap().parts.status, 429);
     let until = facts.retry_after.expect("the 429's Retry-After");
     let wait = until - before;
@@ -178,7 +165,7 @@ async fn a_final_error_with_retry_after_leaves_the_moment_for_the_acme_error() {
         "{wait}"
     );
     // A Retry-After on a success (an order still processing) is a polling hint, not a limit.
-    let (response, facts) = exchange::recorded(client.request(request())).await;
+    let (response, facts) = exchange::recorded(client.request(order_request())).await;
     response.unwrap();
     assert_eq!(facts.retry_after, None);
 }

@@ -45,15 +45,18 @@ impl Run<'_> {
         self.renewer.acme.as_ref().ok_or(RenewError::NoAcme)?;
         match self.load_account().await {
             Ok(account) => Ok(account),
-            Err(source) => {
-                let error = RenewError::Acme {
-                    name: self.name().to_owned(),
-                    source,
-                };
-                self.record(Step::Begin, None, None, Some(&error));
-                Err(self.count_failure(error))
-            }
+            Err(source) => Err(self.account_failure(source)),
         }
+    }
+
+    /// Audits and counts a failure to load or register the account.
+    fn account_failure(&self, source: AcmeError) -> RenewError {
+        let error = RenewError::Acme {
+            name: self.name().to_owned(),
+            source,
+        };
+        self.record(Step::Begin, None, None, Some(&error));
+        self.count_failure(error)
     }
 
     /// The account, loaded (or created) once per renewer, without auditing a failure.
@@ -113,14 +116,7 @@ impl Run<'_> {
                 cache.set(Some(account));
                 Ok(())
             }
-            Err(source) => {
-                let error = RenewError::Acme {
-                    name: self.name().to_owned(),
-                    source,
-                };
-                self.record(Step::Begin, None, None, Some(&error));
-                Err(self.count_failure(error))
-            }
+            Err(source) => Err(self.account_failure(source)),
         }
     }
 

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::{Action, Observed};
 use crate::renew::decision::{applicable_ari, decide};
 use crate::renew::lifecycle::reusable_version;
-use crate::schedule::ari::{AriAnswer, AriState, absorb};
+use crate::schedule::ari::{AriAnswer, AriFetchError, AriState, absorb};
 use crate::schedule::plan::{Decision, ca_gate};
 use crate::store::VersionId;
 use crate::store::metadata::parse_key_type;
@@ -148,7 +148,7 @@ pub(super) fn next_check(decision: &Decision, observed: &Observed<'_>) -> Offset
 pub(super) fn absorb_answer(
     observed: &Observed<'_>,
     cert_id: &str,
-    answer: &Result<AriAnswer, String>,
+    answer: &Result<AriAnswer, AriFetchError>,
     explanation_url: &Option<String>,
 ) -> Action {
     let previous = observed.plan.schedule.ari.as_ref();

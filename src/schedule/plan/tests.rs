@@ -46,10 +46,9 @@ fn baseline() -> Case {
     }
 }
 
-fn check(edit: impl FnOnce(&mut Case), expected: &str) {
-    let mut case = baseline();
-    edit(&mut case);
-    let decision = plan(&PlanInput {
+/// The plan for `case`.
+fn decide(case: &Case) -> Decision {
+    plan(&PlanInput {
         now: case.now,
         current: case.current.as_ref(),
         policy: &case.policy,
@@ -58,14 +57,28 @@ fn check(edit: impl FnOnce(&mut Case), expected: &str) {
         state: &case.state,
         ari: case.ari,
         random: case.random,
-    });
-    let delay = decision.renew_at - case.now;
-    assert!(delay >= Duration::ZERO, "renew_at before now: {decision:?}");
-    let delay = if delay.is_zero() {
-        "now".to_string()
+    })
+}
+
+/// `moment` as a delay from `now`: `now` or `+1d6h`.
+fn delay_text(now: OffsetDateTime, moment: OffsetDateTime) -> String {
+    let delay = moment - now;
+    if delay.is_zero() {
+        "now".to_owned()
     } else {
         format!("+{}", compact_duration(delay.unsigned_abs()))
-    };
+    }
+}
+
+fn check(edit: impl FnOnce(&mut Case), expected: &str) {
+    let mut case = baseline();
+    edit(&mut case);
+    let decision = decide(&case);
+    assert!(
+        decision.renew_at >= case.now,
+        "renew_at before now: {decision:?}"
+    );
+    let delay = delay_text(case.now, decision.renew_at);
     assert_eq!(format!("{:?} {delay}", decision.reason), expected);
 }
 
@@ -151,126 +164,103 @@ fn jitter_moves_renewal_earlier_by_a_share_of_renew_before() {
 
 #[test]
 fn failures_back_off_exponentially_up_to_a_day() {
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 1, 0)
-        },
-        "Backoff +5m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 3, 5)
-        },
-        "Backoff +15m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 20, 0)
-        },
-        "Backoff +1d",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, u32::MAX, 0)
-        },
-        "Backoff +1d",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 2, 60)
-        },
-        "Missing now",
-    );
+    // (consecutive failures, minutes since the last, decision without a certificate)
+    let cases = [
+        (1, 0, "Backoff +5m"),
+        (3, 5, "Backoff +15m"),
+        (20, 0, "Backoff +1d"),
+        (u32::MAX, 0, "Backoff +1d"),
+        (2, 60, "Missing now"),
+    ];
+    for (count, minutes_ago, expected) in cases {
+        check(
+            |c| {
+                c.current = None;
+                failures(c, count, minutes_ago)
+            },
+            expected,
+        );
+    }
     check(|c| failures(c, 3, 0), "Scheduled +29d");
 }
 
 #[test]
 fn retry_after_wins_only_when_later_than_the_backoff() {
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 1, 0);
-            c.state.retry_after = Some(c.now + Duration::hours(2));
-        },
-        "RetryAfter +2h",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failures(c, 3, 0);
-            c.state.retry_after = Some(c.now + Duration::minutes(1));
-        },
-        "Backoff +20m",
-    );
+    // (consecutive failures, the CA's Retry-After from now, decision)
+    let cases = [
+        (1, Duration::hours(2), "RetryAfter +2h"),
+        (3, Duration::minutes(1), "Backoff +20m"),
+    ];
+    for (count, retry_after, expected) in cases {
+        check(
+            |c| {
+                c.current = None;
+                failures(c, count, 0);
+                c.state.retry_after = Some(c.now + retry_after);
+            },
+            expected,
+        );
+    }
 }
 
 #[test]
 fn five_failed_authorizations_in_an_hour_pause_that_identifier() {
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "example.com", &[50, 40, 30, 20, 10])
-        },
-        "RateLimited +10m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "example.com", &[55, 50, 40, 30, 20, 10])
-        },
-        "RateLimited +10m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "example.com", &[40, 30, 20, 10])
-        },
-        "Missing now",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "example.com", &[90, 40, 30, 20, 10])
-        },
-        "Missing now",
-    );
-    check(
-        |c| {
-            c.current = None;
-            c.names = vec!["EXAMPLE.com".into()];
-            failed_authorizations(c, "example.com", &[50, 40, 30, 20, 10]);
-        },
-        "RateLimited +10m",
-    );
-    check(
-        |c| {
-            c.current = None;
-            failed_authorizations(c, "other.example", &[50, 40, 30, 20, 10])
-        },
-        "Missing now",
-    );
+    // (wanted name, identifier that failed, minutes ago of each failure, decision)
+    let cases: [(&str, &str, &[i64], &str); 6] = [
+        (
+            "example.com",
+            "example.com",
+            &[50, 40, 30, 20, 10],
+            "RateLimited +10m",
+        ),
+        (
+            "example.com",
+            "example.com",
+            &[55, 50, 40, 30, 20, 10],
+            "RateLimited +10m",
+        ),
+        (
+            "example.com",
+            "example.com",
+            &[40, 30, 20, 10],
+            "Missing now",
+        ),
+        (
+            "example.com",
+            "example.com",
+            &[90, 40, 30, 20, 10],
+            "Missing now",
+        ),
+        (
+            "EXAMPLE.com",
+            "example.com",
+            &[50, 40, 30, 20, 10],
+            "RateLimited +10m",
+        ),
+        (
+            "example.com",
+            "other.example",
+            &[50, 40, 30, 20, 10],
+            "Missing now",
+        ),
+    ];
+    for (wanted, failed, minutes_ago, expected) in cases {
+        check(
+            |c| {
+                c.current = None;
+                c.names = vec![wanted.into()];
+                failed_authorizations(c, failed, minutes_ago);
+            },
+            expected,
+        );
+    }
 }
 
 #[test]
 fn the_decision_keeps_a_failing_renewal_visible() {
     let mut case = baseline();
     failures(&mut case, 4, 0);
-    let decision = plan(&PlanInput {
-        now: case.now,
-        current: case.current.as_ref(),
-        policy: &case.policy,
-        wanted_names: &case.names,
-        wanted_key_type: case.key_type,
-        state: &case.state,
-        ari: None,
-        random: 0.0,
-    });
-    assert_eq!(decision.consecutive_failures, 4);
+    assert_eq!(decide(&case).consecutive_failures, 4);
 }
 
 #[test]

@@ -35,8 +35,9 @@ async fn assert_refused(addr: SocketAddr) {
     assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
 }
 
-#[tokio::test]
-async fn two_http01_orders_on_one_address_answer_their_tokens_and_the_last_closes_it() {
+/// Two HTTP-01 orders sharing one listener on a free port, the first answering `tokA`,
+/// the second `tokB`.
+async fn two_http01_orders() -> (http01::Standalone, http01::Standalone, SocketAddr) {
     let mut first = http01::Standalone::start(ANY_PORT.parse().unwrap())
         .await
         .unwrap();
@@ -45,6 +46,12 @@ async fn two_http01_orders_on_one_address_answer_their_tokens_and_the_last_close
     assert_eq!(second.local_addr(), addr);
     first.add("tokA", "tokA.thumb").unwrap();
     second.add("tokB", "tokB.thumb").unwrap();
+    (first, second, addr)
+}
+
+#[tokio::test]
+async fn two_http01_orders_on_one_address_answer_their_tokens_and_the_last_closes_it() {
+    let (first, second, addr) = two_http01_orders().await;
 
     assert_eq!(
         challenge_get(addr, "tokA").await,
@@ -73,13 +80,7 @@ async fn two_http01_orders_on_one_address_answer_their_tokens_and_the_last_close
 
 #[tokio::test]
 async fn dropping_orders_without_shutdown_also_withdraws_and_closes() {
-    let mut first = http01::Standalone::start(ANY_PORT.parse().unwrap())
-        .await
-        .unwrap();
-    let addr = first.local_addr();
-    let mut second = http01::Standalone::start(addr).await.unwrap();
-    first.add("tokA", "tokA.thumb").unwrap();
-    second.add("tokB", "tokB.thumb").unwrap();
+    let (first, second, addr) = two_http01_orders().await;
     drop(first);
     assert_eq!(challenge_get(addr, "tokA").await.0, 404);
     assert_eq!(challenge_get(addr, "tokB").await.0, 200);

@@ -68,15 +68,7 @@ fn two_versions(config: &Config, now: OffsetDateTime) -> (CertStore, VersionId, 
 }
 
 fn audit_steps(config: &Config) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(config.state_dir.join("audit.jsonl")) else {
-        return Vec::new();
-    };
-    text.lines()
-        .map(|line| {
-            let event: serde_json::Value = serde_json::from_str(line).unwrap();
-            event["step"].as_str().unwrap().to_owned()
-        })
-        .collect()
+    crate::store::testing::audit_steps(&config.state_dir)
 }
 
 fn renewer(config: &Config) -> Renewer {

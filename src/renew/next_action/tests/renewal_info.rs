@@ -86,7 +86,7 @@ fn each_answer_of_the_ca_becomes_the_persisted_state() {
         state: Some(failed),
     } = world.next(Event::RenewalInfo {
         cert_id: CERT_ID.into(),
-        answer: Err("cannot reach the ACME account: refused".into()),
+        answer: Err(AriFetchError::Account("refused".into())),
         explanation_url: Some("https://ca.test/ignored".into()),
     })
     else {

@@ -70,18 +70,7 @@ fn the_rule_names_the_window_that_decided() {
     let rule = |edit: fn(&mut Case)| {
         let mut case = baseline();
         edit(&mut case);
-        plan(&PlanInput {
-            now: case.now,
-            current: case.current.as_ref(),
-            policy: &case.policy,
-            wanted_names: &case.names,
-            wanted_key_type: case.key_type,
-            state: &case.state,
-            ari: case.ari,
-            random: case.random,
-        })
-        .rule
-        .as_str()
+        decide(&case).rule.as_str()
     };
     assert_eq!(rule(|_| {}), "renew_before");
     assert_eq!(
@@ -97,7 +86,7 @@ fn check_ari(
     fetched: Result<(i64, i64, Option<u64>), &str>,
     expected: &str,
 ) {
-    use crate::schedule::ari::{AriAnswer, absorb};
+    use crate::schedule::ari::{AriAnswer, AriFetchError, absorb};
     let mut case = baseline();
     let now = case.now;
     let hours = |n: i64| now + Duration::hours(n);
@@ -118,35 +107,19 @@ fn check_ari(
             },
             retry_after: retry_after.map(StdDuration::from_secs),
         })
-        .map_err(str::to_owned);
+        .map_err(|message| AriFetchError::Request(message.to_owned()));
     // The draw lands three quarters into a window seen for the first time.
     let state = absorb(previous.as_ref(), "aki.serial", fetched, now, 0.75);
     case.ari = state.choice();
-    let decision = plan(&PlanInput {
-        now,
-        current: case.current.as_ref(),
-        policy: &case.policy,
-        wanted_names: &case.names,
-        wanted_key_type: case.key_type,
-        state: &case.state,
-        ari: case.ari,
-        random: 0.0,
-    });
-    let after = |t: OffsetDateTime| {
-        let delay = t - now;
-        if delay.is_zero() {
-            "now".to_owned()
-        } else {
-            format!("+{}", compact_duration(delay.unsigned_abs()))
-        }
-    };
+    // The baseline's own draw is 0; the plan's jitter is off.
+    let decision = decide(&case);
     assert_eq!(
         format!(
             "{:?} {} {}, poll {}",
             decision.reason,
-            after(decision.renew_at),
+            delay_text(now, decision.renew_at),
             decision.rule.as_str(),
-            after(state.next_poll)
+            delay_text(now, state.next_poll)
         ),
         expected
     );
@@ -154,66 +127,64 @@ fn check_ari(
 
 #[test]
 fn renewal_information_moves_the_schedule_as_rfc_9773_says() {
-    // A future window: a moment inside it, poll at Retry-After.
-    check_ari(
-        None,
-        Ok((24, 48, Some(3_600))),
-        "Scheduled +1d18h ari, poll +1h",
-    );
-    // The same window again keeps the moment drawn the first time.
-    check_ari(
-        Some((24, 48, 30)),
-        Ok((24, 48, Some(3_600))),
-        "Scheduled +1d6h ari, poll +1h",
-    );
-    // A window that has begun: at once.
-    check_ari(
-        None,
-        Ok((-1, 48, Some(3_600))),
-        "WindowOpen now ari, poll +1h",
-    );
-    // The window moved before the chosen moment (a coming mass revocation): at once.
-    check_ari(
-        Some((24, 48, 40)),
-        Ok((2, 3, Some(3_600))),
-        "WindowOpen now ari, poll +1h",
-    );
-    // A new window later than the chosen moment: drawn again.
-    check_ari(
-        Some((24, 48, 40)),
-        Ok((48, 96, Some(3_600))),
-        "Scheduled +3d12h ari, poll +1h",
-    );
+    let cases = [
+        // A future window: a moment inside it, poll at Retry-After.
+        (None, (24, 48), "Scheduled +1d18h ari, poll +1h"),
+        // The same window again keeps the moment drawn the first time.
+        (
+            Some((24, 48, 30)),
+            (24, 48),
+            "Scheduled +1d6h ari, poll +1h",
+        ),
+        // A window that has begun: at once.
+        (None, (-1, 48), "WindowOpen now ari, poll +1h"),
+        // The window moved before the chosen moment (a coming mass revocation): at once.
+        (Some((24, 48, 40)), (2, 3), "WindowOpen now ari, poll +1h"),
+        // A new window later than the chosen moment: drawn again.
+        (
+            Some((24, 48, 40)),
+            (48, 96),
+            "Scheduled +3d12h ari, poll +1h",
+        ),
+    ];
+    for (previous, (start, end), expected) in cases {
+        check_ari(previous, Ok((start, end, Some(3_600))), expected);
+    }
 }
 
 #[test]
 fn retry_after_is_clamped_and_anything_unusable_asks_again_in_six_hours() {
-    check_ari(
-        None,
-        Ok((24, 48, Some(1))),
-        "Scheduled +1d18h ari, poll +1m",
-    );
-    check_ari(
-        None,
-        Ok((24, 48, Some(30 * 86_400))),
-        "Scheduled +1d18h ari, poll +1d",
-    );
-    check_ari(None, Ok((24, 48, None)), "Scheduled +1d18h ari, poll +6h");
-    // No usable window and none before: the renew_before rule decides.
-    check_ari(
-        None,
-        Ok((48, 24, Some(60))),
-        "Scheduled +29d renew_before, poll +6h",
-    );
-    check_ari(
-        None,
-        Err("HTTP 500"),
-        "Scheduled +29d renew_before, poll +6h",
-    );
-    // An error keeps the last usable window and its moment.
-    check_ari(
-        Some((24, 48, 30)),
-        Err("HTTP 500"),
-        "Scheduled +1d6h ari, poll +6h",
-    );
+    let cases = [
+        (
+            None,
+            Ok((24, 48, Some(1))),
+            "Scheduled +1d18h ari, poll +1m",
+        ),
+        (
+            None,
+            Ok((24, 48, Some(30 * 86_400))),
+            "Scheduled +1d18h ari, poll +1d",
+        ),
+        (None, Ok((24, 48, None)), "Scheduled +1d18h ari, poll +6h"),
+        // No usable window and none before: the renew_before rule decides.
+        (
+            None,
+            Ok((48, 24, Some(60))),
+            "Scheduled +29d renew_before, poll +6h",
+        ),
+        (
+            None,
+            Err("HTTP 500"),
+            "Scheduled +29d renew_before, poll +6h",
+        ),
+        // An error keeps the last usable window and its moment.
+        (
+            Some((24, 48, 30)),
+            Err("HTTP 500"),
+            "Scheduled +1d6h ari, poll +6h",
+        ),
+    ];
+    for (previous, fetched, expected) in cases {
+        check_ari(previous, fetched, expected);
+    }
 }

@@ -1,0 +1,28 @@
+//! Child processes of the tests (initdb, promtool, knsupdate, dpkg, ...): feeding their
+//! standard input and asserting that they succeeded.
+
+use std::io::Write;
+use std::process::{Child, Output};
+
+/// Asserts that `output` comes from a successful run of `what`, showing its status, standard
+/// output and standard error otherwise.
+pub fn assert_succeeded(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Writes `input` to the piped standard input of `child` (`what` names it in a failure) and
+/// closes it, so the child sees the end of its input.
+pub fn feed_stdin(child: &mut Child, input: &[u8], what: &str) {
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .unwrap_or_else(|error| panic!("write to {what}: {error}"));
+}
