@@ -1,0 +1,3 @@
+//! Revocation watch over CRLs: `verdict` (pure) decides what a CRL says about a leaf.
+
+pub mod verdict;
