@@ -15,6 +15,7 @@ use crate::config::{self, parse_duration};
 use crate::metrics::render;
 use crate::report::{self, Row, Thresholds};
 use crate::scan::budget::ConnectionBudget;
+use crate::scan::crl::fetch::CrlFetcher;
 use crate::scan::files;
 use crate::scan::probe::{EndpointReport, ProbeContext};
 use crate::scan::resolve::Resolver;
@@ -119,6 +120,8 @@ struct Plan {
     /// `[scanner] max_connections`; `None` derives it from the descriptor limit.
     max_connections: Option<usize>,
     max_addresses: usize,
+    /// `[scanner] crl` (on without a configuration): check leaves against their CRLs.
+    crl: bool,
     thresholds: Thresholds,
 }
 
@@ -142,6 +145,7 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
         max_addresses: scanner.map_or(crate::scan::probe::DEFAULT_MAX_ADDRESSES, |scanner| {
             scanner.max_addresses
         }),
+        crl: scanner.is_none_or(|scanner| scanner.crl),
         thresholds: Thresholds {
             warn: args.warn,
             crit: args.crit,
@@ -219,10 +223,13 @@ async fn sweep(plan: Plan) -> anyhow::Result<Checked> {
         None => Resolver::system(),
     };
     let budget = ConnectionBudget::for_process(plan.max_connections);
-    let context = Arc::new(
-        ProbeContext::new(resolver, TrustCache::system(), budget)
-            .with_max_addresses(plan.max_addresses),
-    );
+    let context = ProbeContext::new(resolver.clone(), TrustCache::system(), budget.clone())
+        .with_max_addresses(plan.max_addresses);
+    let context = Arc::new(if plan.crl {
+        context.with_crl(Arc::new(CrlFetcher::new(resolver, budget)))
+    } else {
+        context
+    });
     let total = plan.endpoints.len();
     let done = Arc::new(AtomicUsize::new(0));
     let progress = Progress::start(total, done.clone());

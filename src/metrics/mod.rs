@@ -12,4 +12,5 @@ pub mod label_values;
 pub mod names;
 pub mod probe_handler;
 pub mod render;
+mod revocation;
 pub mod status_page;

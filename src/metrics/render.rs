@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
 use crate::metrics::label_values;
 use crate::metrics::names::{self, Kind, MetricDef};
+use crate::metrics::revocation;
 use crate::scan::files::FileReport;
 use crate::scan::inspect::{CertFacts, ChainFacts};
 use crate::scan::probe::{EndpointReport, Handshake};
@@ -38,6 +39,8 @@ pub struct Snapshot {
     pub acme: AcmeSnapshot,
     /// What the addresses of each managed certificate's verify targets serve.
     pub served: Vec<ServedSample>,
+    /// The CRLs held and the CRL fetch errors.
+    pub crl: crate::scan::crl::fetch::CrlSummary,
 }
 
 /// What the reload gauges report.
@@ -78,6 +81,7 @@ pub fn render_snapshot(snapshot: &Snapshot, now: OffsetDateTime) -> Result<Strin
     for (reason, count) in &snapshot.probe_errors {
         families.push(names::PROBE_ERRORS, &[("reason", reason)], *count as f64);
     }
+    revocation::push_crls(&mut families, &snapshot.crl);
     for report in &snapshot.files {
         push_file(&mut families, report, now);
     }
@@ -214,6 +218,7 @@ fn push_handshake(
         families.push(names::ENDPOINT_CERT_ERROR_INFO, &with_reason, 1.0);
     }
     push_info(families, names::ENDPOINT_CERT_INFO, labels, leaf);
+    revocation::push_endpoint(families, labels, handshake.revocation.as_ref());
     let mut with_version = labels.to_vec();
     with_version.push(("version", handshake.tls_version.as_str()));
     families.push(names::ENDPOINT_TLS_VERSION_INFO, &with_version, 1.0);

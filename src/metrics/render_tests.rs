@@ -66,6 +66,7 @@ pub(crate) fn handshake(subject: &str, not_after: OffsetDateTime) -> Result<Hand
             reason: None,
             detail: String::new(),
         },
+        revocation: None,
     })
 }
 

@@ -92,6 +92,7 @@ impl JobEnvironment {
 
     /// Installs the context built from a newly loaded configuration.
     pub fn set_probe_context(&self, context: Arc<ProbeContext>) {
+        self.state.set_crl_fetcher(context.crl.clone());
         *self
             .probe_context
             .write()

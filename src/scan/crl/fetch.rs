@@ -11,7 +11,7 @@
 //! restricted: a hostile certificate can make certinel send a bodiless GET to an internal
 //! HTTP address. Set `[scanner] crl = false` where that matters.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -110,6 +110,19 @@ pub struct CrlFetcher {
     budget: ConnectionBudget,
     urls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UrlState>>>>,
     requests: AtomicUsize,
+    /// What `/metrics` shows, kept apart from the per-URL locks so that a scrape never
+    /// waits for a fetch.
+    summary: Mutex<CrlSummary>,
+}
+
+/// The fetcher's state as metrics show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrlSummary {
+    /// The nextUpdate of every CRL held, by URL (`None`: the CRL has none or does not
+    /// parse).
+    pub next_updates: BTreeMap<String, Option<OffsetDateTime>>,
+    /// Failed fetches by reason keyword, since start.
+    pub fetch_errors: BTreeMap<&'static str, u64>,
 }
 
 /// What is known about one URL. Its async lock is what makes fetches single-flight: a
@@ -141,6 +154,7 @@ impl CrlFetcher {
             budget,
             urls: Mutex::new(HashMap::new()),
             requests: AtomicUsize::new(0),
+            summary: Mutex::new(CrlSummary::default()),
         }
     }
 
@@ -169,6 +183,7 @@ impl CrlFetcher {
             match self.request(url, state.crl.as_deref()).await {
                 Ok(Answer::NotModified) if state.crl.is_some() => state.error = None,
                 Ok(Answer::NotModified) => {
+                    self.count_error(&CrlFetchError::Status(304));
                     state.error = Some(CrlFetchError::Status(304));
                 }
                 Ok(Answer::Fresh {
@@ -177,17 +192,22 @@ impl CrlFetcher {
                     last_modified,
                 }) => {
                     tracing::debug!(target: "certinel::crl", url, bytes = der.len(), "fetched CRL");
+                    let next_update = verdict::next_update(&der);
                     state.crl = Some(Arc::new(FetchedCrl {
                         url: url.to_owned(),
-                        next_update: verdict::next_update(&der),
+                        next_update,
                         der,
                         etag,
                         last_modified,
                     }));
+                    self.with_summary(|summary| {
+                        summary.next_updates.insert(url.to_owned(), next_update);
+                    });
                     state.error = None;
                 }
                 Err(error) => {
                     tracing::warn!(target: "certinel::crl", url, %error, "CRL fetch failed");
+                    self.count_error(&error);
                     state.error = Some(error);
                 }
             }
@@ -200,20 +220,25 @@ impl CrlFetcher {
         }
     }
 
-    /// The CRLs this fetcher holds, for metrics: `(url, nextUpdate)`.
-    pub async fn next_updates(&self) -> Vec<(String, Option<OffsetDateTime>)> {
-        let states: Vec<_> = match self.urls.lock() {
-            Ok(urls) => urls.values().cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+    /// The CRLs held and the fetch errors so far, for metrics. Never waits for a fetch.
+    pub fn summary(&self) -> CrlSummary {
+        let mut copy = CrlSummary::default();
+        self.with_summary(|summary| copy = summary.clone());
+        copy
+    }
+
+    fn count_error(&self, error: &CrlFetchError) {
+        self.with_summary(|summary| *summary.fetch_errors.entry(error.keyword()).or_default() += 1);
+    }
+
+    fn with_summary(&self, change: impl FnOnce(&mut CrlSummary)) {
+        // The summary is plain data replaced field by field: a panic elsewhere cannot leave
+        // it half-written, so a poisoned lock is still usable.
+        let mut summary = match self.summary.lock() {
+            Ok(summary) => summary,
+            Err(poisoned) => poisoned.into_inner(),
         };
-        let mut found = Vec::new();
-        for state in states {
-            if let Some(crl) = &state.lock().await.crl {
-                found.push((crl.url.clone(), crl.next_update));
-            }
-        }
-        found.sort();
-        found
+        change(&mut summary);
     }
 
     fn state_of(&self, url: &str) -> Arc<tokio::sync::Mutex<UrlState>> {

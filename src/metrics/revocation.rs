@@ -1,0 +1,63 @@
+//! Renders the CRL watch: each endpoint leaf's revocation verdict and the CRLs held.
+
+use crate::metrics::names;
+use crate::metrics::render::{Families, flag, timestamp};
+use crate::scan::crl::fetch::CrlSummary;
+use crate::scan::crl::verdict::CrlVerdict;
+use crate::scan::crl::watch::RevocationStatus;
+
+/// The revocation series of one address's leaf (`labels`: target, ip, sni). Nothing
+/// when the leaf names no CRL or CRL checking is off.
+pub(super) fn push_endpoint(
+    families: &mut Families,
+    labels: &[(&str, &str)],
+    status: Option<&RevocationStatus>,
+) {
+    let Some(status) = status else {
+        return;
+    };
+    match &status.outcome {
+        Ok(CrlVerdict::Revoked {
+            revoked_at,
+            reason_code,
+        }) => {
+            families.push(names::ENDPOINT_CERT_REVOKED, labels, 1.0);
+            let code = reason_code.map(|code| code.to_string()).unwrap_or_default();
+            let mut with_code = labels.to_vec();
+            with_code.push(("reason_code", code.as_str()));
+            families.push(
+                names::ENDPOINT_CERT_REVOCATION_TIME,
+                &with_code,
+                timestamp(*revoked_at),
+            );
+        }
+        Ok(CrlVerdict::NotRevoked { .. } | CrlVerdict::Stale { .. }) => {
+            families.push(names::ENDPOINT_CERT_REVOKED, labels, flag(false));
+        }
+        Err(error) => {
+            let mut with_reason = labels.to_vec();
+            with_reason.push(("reason", error.keyword()));
+            families.push(names::ENDPOINT_CRL_ERROR_INFO, &with_reason, 1.0);
+        }
+    }
+}
+
+/// The CRLs the fetcher holds (nextUpdate per URL) and its fetch errors by reason.
+pub(super) fn push_crls(families: &mut Families, summary: &CrlSummary) {
+    for (url, next_update) in &summary.next_updates {
+        if let Some(next_update) = next_update {
+            families.push(
+                names::CRL_NEXT_UPDATE,
+                &[("url", url.as_str())],
+                timestamp(*next_update),
+            );
+        }
+    }
+    for (reason, count) in &summary.fetch_errors {
+        families.push(
+            names::CRL_FETCH_ERRORS,
+            &[("reason", reason)],
+            *count as f64,
+        );
+    }
+}
