@@ -179,4 +179,7 @@ async fn a_failed_fetch_is_remembered_until_the_next_interval() {
     assert_eq!(first.keyword(), "connect", "{first}");
     assert_eq!(first, again);
     assert_eq!(fetcher.requests(), 1);
+    let summary = fetcher.summary();
+    assert_eq!(summary.fetch_errors.get("connect"), Some(&1));
+    assert!(summary.next_updates.is_empty());
 }

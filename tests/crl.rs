@@ -1,0 +1,347 @@
+//! The CRL watch end to end: a test CA whose CRL an HTTP server on 127.0.0.1 serves, TLS
+//! endpoints presenting leaves whose CRL Distribution Point names it, and scheduled probes
+//! that fetch, verify and look up the serial.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use certinel::config::model::{Endpoint, Host, Target};
+use certinel::metrics::render::{Snapshot, render_snapshot, render_targets};
+use certinel::report::{self, Status, Thresholds};
+use certinel::scan::budget::ConnectionBudget;
+use certinel::scan::crl::fetch::CrlFetcher;
+use certinel::scan::crl::verdict::{CrlCheckError, CrlVerdict};
+use certinel::scan::crl::watch::{RevocationError, RevocationStatus};
+use certinel::scan::probe::{EndpointReport, ProbeContext, probe_endpoint};
+use certinel::scan::resolve::Resolver;
+use certinel::scan::sweep::sweep_endpoints;
+use certinel::scan::trust::TrustCache;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
+    RevokedCertParams, SerialNumber,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::service::promtool_check;
+use crate::common::tls_server::{ServerHandle, ServerOptions, bind, serve, spawn_tls};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const NAME: &str = "crl.service.test";
+
+/// A CA that signs leaves pointing at its CRL URL, and CRLs.
+struct CrlCa {
+    cert: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl CrlCa {
+    fn new() -> CrlCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "certinel CRL test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap().der().clone();
+        CrlCa {
+            cert,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf for [`NAME`] with `serial` whose CRL Distribution Point is `crl_url`.
+    fn leaf(
+        &self,
+        serial: u64,
+        crl_url: &str,
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let mut params = CertificateParams::new(vec![NAME.to_owned()]).unwrap();
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.use_authority_key_identifier_extension = true;
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![crl_url.to_owned()],
+        }];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap().der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (cert, key)
+    }
+
+    /// A current CRL listing `revoked` serials (key compromise).
+    fn crl(&self, revoked: &[u64]) -> Vec<u8> {
+        crl_signed_by(&self.issuer, revoked)
+    }
+}
+
+fn crl_signed_by(issuer: &Issuer<'_, KeyPair>, revoked: &[u64]) -> Vec<u8> {
+    let now = OffsetDateTime::now_utc();
+    CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(5),
+        next_update: now + time::Duration::days(1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|serial| RevokedCertParams {
+                serial_number: SerialNumber::from(*serial),
+                revocation_time: now - time::Duration::minutes(1),
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(issuer)
+    .unwrap()
+    .der()
+    .to_vec()
+}
+
+/// An HTTP server on 127.0.0.1 that serves whatever CRL it currently holds and counts
+/// the requests.
+struct CrlServer {
+    url: String,
+    crl: Arc<Mutex<Vec<u8>>>,
+    requests: Arc<AtomicUsize>,
+    _handle: ServerHandle,
+}
+
+impl CrlServer {
+    async fn start() -> CrlServer {
+        let listener = bind(LOCALHOST).await;
+        let url = format!("http://{}/ca.crl", listener.local_addr().unwrap());
+        let crl = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (served, counted) = (crl.clone(), requests.clone());
+        let handle = serve(listener, move |mut stream| {
+            let (served, counted) = (served.clone(), counted.clone());
+            async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let body = served.lock().unwrap().clone();
+                let mut answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/pkix-crl\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                answer.extend_from_slice(&body);
+                let _ = stream.write_all(&answer).await;
+            }
+        });
+        CrlServer {
+            url,
+            crl,
+            requests,
+            _handle: handle,
+        }
+    }
+
+    fn publish(&self, crl: Vec<u8>) {
+        *self.crl.lock().unwrap() = crl;
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn tls_endpoint(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    interval: Duration,
+) -> (ServerHandle, Endpoint) {
+    let server = spawn_tls(
+        bind(LOCALHOST).await,
+        ServerOptions::new(chain, key).acceptor(),
+    );
+    let endpoint = endpoint_at(server.addr, interval);
+    (server, endpoint)
+}
+
+fn endpoint_at(addr: SocketAddr, interval: Duration) -> Endpoint {
+    let target = Target {
+        host: Host::Ip(addr.ip()),
+        port: addr.port(),
+    };
+    let mut endpoint = Endpoint::new(target, Duration::from_secs(5));
+    endpoint.sni = Some(NAME.to_owned());
+    endpoint.interval = interval;
+    endpoint
+}
+
+fn context_with_crl() -> ProbeContext {
+    let budget = ConnectionBudget::new(256);
+    ProbeContext::new(Resolver::system(), TrustCache::empty(), budget.clone())
+        .with_crl(Arc::new(CrlFetcher::new(Resolver::system(), budget)))
+}
+
+fn revocation(report: &EndpointReport) -> RevocationStatus {
+    assert_eq!(report.addresses.len(), 1, "{report:#?}");
+    let handshake = report.addresses[0].outcome.as_ref().expect("a handshake");
+    handshake.revocation.clone().expect("a revocation status")
+}
+
+#[tokio::test]
+async fn a_certificate_revoked_after_the_first_scan_is_revoked_at_the_next() {
+    let ca = CrlCa::new();
+    let crl_server = CrlServer::start().await;
+    crl_server.publish(ca.crl(&[99]));
+    let (leaf, key) = ca.leaf(0x1234, &crl_server.url);
+    // Every probe may fetch again: the interval is over as soon as it starts.
+    let (_server, endpoint) = tls_endpoint(vec![leaf, ca.cert.clone()], key, Duration::ZERO).await;
+    let context = context_with_crl();
+
+    let first = probe_endpoint(&endpoint, &context).await;
+    assert!(
+        matches!(
+            revocation(&first).outcome,
+            Ok(CrlVerdict::NotRevoked {
+                next_update: Some(_)
+            })
+        ),
+        "{:?}",
+        revocation(&first)
+    );
+
+    crl_server.publish(ca.crl(&[99, 0x1234]));
+    let second = probe_endpoint(&endpoint, &context).await;
+
+    let status = revocation(&second);
+    assert_eq!(status.url, crl_server.url);
+    assert!(
+        matches!(
+            status.outcome,
+            Ok(CrlVerdict::Revoked {
+                reason_code: Some(1),
+                ..
+            })
+        ),
+        "{status:?}"
+    );
+    let now = OffsetDateTime::now_utc();
+    let rows = report::endpoint_rows(&second, Thresholds::default(), now);
+    assert_eq!(rows[0].status, Status::Critical);
+    assert_eq!(rows[0].reason, "revoked");
+    assert!(
+        rows[0].detail.contains("keyCompromise"),
+        "{}",
+        rows[0].detail
+    );
+    let snapshot = Snapshot {
+        endpoints: vec![Arc::new(second)],
+        crl: context.crl.as_ref().expect("CRL checking on").summary(),
+        ..Snapshot::default()
+    };
+    let page = render_snapshot(&snapshot, now).unwrap();
+    let next_update = format!(
+        "certinel_crl_next_update_timestamp_seconds{{url=\"{}\"}}",
+        crl_server.url
+    );
+    assert!(page.contains(&next_update), "{page}");
+    assert!(
+        page.lines().any(|line| line.starts_with("certinel_endpoint_cert_revoked{")
+            && line.ends_with(" 1")),
+        "{page}"
+    );
+    assert!(page.contains("reason_code=\"1\""), "{page}");
+    let (code, problems) = promtool_check(&page);
+    assert_eq!(code, 0, "promtool check metrics: {problems}\n{page}");
+    assert_eq!(crl_server.requests(), 2);
+}
+
+#[tokio::test]
+async fn a_crl_with_a_bad_signature_is_an_error_not_a_verdict() {
+    let ca = CrlCa::new();
+    // Same name as the CA, another key: it lists the leaf, but cannot speak for the CA.
+    let impostor = CrlCa::new();
+    let crl_server = CrlServer::start().await;
+    crl_server.publish(impostor.crl(&[0x77]));
+    let (leaf, key) = ca.leaf(0x77, &crl_server.url);
+    let (_server, endpoint) =
+        tls_endpoint(vec![leaf, ca.cert.clone()], key, Duration::from_secs(3600)).await;
+
+    let report = probe_endpoint(&endpoint, &context_with_crl()).await;
+
+    assert_eq!(
+        revocation(&report).outcome,
+        Err(RevocationError::Check(CrlCheckError::BadSignature))
+    );
+    let now = OffsetDateTime::now_utc();
+    let rows = report::endpoint_rows(&report, Thresholds::default(), now);
+    assert_ne!(rows[0].reason, "revoked");
+    let page = render_targets(&[report], &[], now).unwrap();
+    assert!(!page.contains("certinel_endpoint_cert_revoked{"), "{page}");
+    assert!(
+        page.contains("certinel_endpoint_crl_error_info{")
+            && page.contains("reason=\"bad_signature\""),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn many_endpoints_sharing_a_crl_fetch_it_once_per_interval() {
+    let ca = CrlCa::new();
+    let crl_server = CrlServer::start().await;
+    crl_server.publish(ca.crl(&[]));
+    let mut servers = Vec::new();
+    let mut endpoints = Vec::new();
+    for serial in 1..=12u64 {
+        let (leaf, key) = ca.leaf(serial, &crl_server.url);
+        let (server, endpoint) =
+            tls_endpoint(vec![leaf, ca.cert.clone()], key, Duration::from_secs(3600)).await;
+        servers.push(server);
+        endpoints.push(endpoint);
+    }
+    let context = Arc::new(context_with_crl());
+
+    let reports = sweep_endpoints(&endpoints, context.clone(), 12, &|_, _| {}).await;
+    let again = sweep_endpoints(&endpoints, context, 12, &|_, _| {}).await;
+
+    for report in reports.iter().chain(&again) {
+        assert!(
+            matches!(
+                revocation(report).outcome,
+                Ok(CrlVerdict::NotRevoked { .. })
+            ),
+            "{report:#?}"
+        );
+    }
+    assert_eq!(crl_server.requests(), 1);
+}
+
+#[tokio::test]
+async fn without_crl_checking_nothing_is_fetched() {
+    let ca = CrlCa::new();
+    let crl_server = CrlServer::start().await;
+    crl_server.publish(ca.crl(&[5]));
+    let (leaf, key) = ca.leaf(5, &crl_server.url);
+    let (_server, endpoint) = tls_endpoint(vec![leaf, ca.cert.clone()], key, Duration::ZERO).await;
+    let context = ProbeContext::new(
+        Resolver::system(),
+        TrustCache::empty(),
+        ConnectionBudget::new(16),
+    );
+
+    let report = probe_endpoint(&endpoint, &context).await;
+
+    let handshake = report.addresses[0].outcome.as_ref().expect("a handshake");
+    assert_eq!(handshake.revocation, None);
+    assert_eq!(crl_server.requests(), 0);
+}
