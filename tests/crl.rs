@@ -13,7 +13,8 @@ use certinel::report::{self, Status, Thresholds};
 use certinel::scan::budget::ConnectionBudget;
 use certinel::scan::crl::fetch::CrlFetcher;
 use certinel::scan::crl::verdict::{CrlCheckError, CrlVerdict};
-use certinel::scan::crl::watch::{RevocationError, RevocationStatus};
+use certinel::scan::crl::watch::{RevocationError, RevocationStatus, check_files};
+use certinel::scan::files::inspect_file;
 use certinel::scan::probe::{EndpointReport, ProbeContext, probe_endpoint};
 use certinel::scan::resolve::Resolver;
 use certinel::scan::sweep::sweep_endpoints;
@@ -344,4 +345,73 @@ async fn without_crl_checking_nothing_is_fetched() {
     let handshake = report.addresses[0].outcome.as_ref().expect("a handshake");
     assert_eq!(handshake.revocation, None);
     assert_eq!(crl_server.requests(), 0);
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|chunk| std::str::from_utf8(chunk).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_file_with_its_issuer_is_revoked_and_a_bare_leaf_is_not_checked() {
+    let ca = CrlCa::new();
+    let crl_server = CrlServer::start().await;
+    crl_server.publish(ca.crl(&[0x4242]));
+    let (leaf, _key) = ca.leaf(0x4242, &crl_server.url);
+    let dir = tempfile::tempdir().unwrap();
+    let with_issuer = dir.path().join("fullchain.pem");
+    std::fs::write(
+        &with_issuer,
+        pem("CERTIFICATE", &leaf) + &pem("CERTIFICATE", &ca.cert),
+    )
+    .unwrap();
+    let bare = dir.path().join("cert.pem");
+    std::fs::write(&bare, pem("CERTIFICATE", &leaf)).unwrap();
+    let fetcher = CrlFetcher::new(Resolver::system(), ConnectionBudget::new(16));
+    let mut reports = vec![inspect_file(&with_issuer), inspect_file(&bare)];
+    let now = OffsetDateTime::now_utc();
+
+    check_files(&fetcher, &mut reports, now, Duration::from_secs(3600)).await;
+
+    assert!(
+        matches!(
+            reports[0].revocation.as_ref().map(|status| &status.outcome),
+            Some(Ok(CrlVerdict::Revoked { .. }))
+        ),
+        "{:?}",
+        reports[0].revocation
+    );
+    assert_eq!(reports[1].revocation, None);
+    let row = report::file_row(&reports[0], Thresholds::default(), now);
+    assert_eq!((row.status, row.reason), (Status::Critical, "revoked"));
+    let page = render_targets(&[], &reports, now).unwrap();
+    assert!(
+        page.lines()
+            .any(|line| line.starts_with("certinel_file_cert_revoked{")
+                && line.contains("fullchain.pem")
+                && line.ends_with(" 1")),
+        "{page}"
+    );
+    assert_eq!(crl_server.requests(), 1);
+
+    // `certinel check` on the same file: CRITICAL, exit code 2, with the reason code.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
+        .args(["check", "--output", "json"])
+        .arg(&with_issuer)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("\"revoked\""), "{stdout}");
+    assert!(stdout.contains("keyCompromise"), "{stdout}");
 }

@@ -16,6 +16,7 @@ use crate::metrics::render;
 use crate::report::{self, Row, Thresholds};
 use crate::scan::budget::ConnectionBudget;
 use crate::scan::crl::fetch::CrlFetcher;
+use crate::scan::crl::watch;
 use crate::scan::files;
 use crate::scan::probe::{EndpointReport, ProbeContext};
 use crate::scan::resolve::Resolver;
@@ -234,10 +235,16 @@ async fn sweep(plan: Plan) -> anyhow::Result<Checked> {
     let done = Arc::new(AtomicUsize::new(0));
     let progress = Progress::start(total, done.clone());
     let record = move |finished: usize, _total: usize| done.store(finished, Ordering::Relaxed);
+    let crl = context.crl.clone();
     let reports = sweep_endpoints(&plan.endpoints, context, plan.concurrency, &record).await;
     progress.finish();
 
-    let files = tokio::task::spawn_blocking(move || read_files(&plan.files)).await?;
+    let mut files = tokio::task::spawn_blocking(move || read_files(&plan.files)).await?;
+    if let Some(fetcher) = &crl {
+        // One run: the fetcher is new, so any interval fetches each URL once.
+        let once = std::time::Duration::from_secs(3600);
+        watch::check_files(fetcher, &mut files, OffsetDateTime::now_utc(), once).await;
+    }
     Ok(Checked {
         endpoints: reports,
         files,
@@ -252,6 +259,7 @@ fn read_files(sources: &[FileSource]) -> Vec<files::FileReport> {
         match files::expand(&source.path) {
             Ok(paths) => reports.extend(paths.iter().map(|path| files::inspect_file(path))),
             Err(error) => reports.push(files::FileReport {
+                revocation: None,
                 path: PathBuf::from(&source.path),
                 outcome: Err(error),
             }),

@@ -314,6 +314,21 @@ pub const ENDPOINT_CRL_ERROR_INFO: MetricDef = gauge(
     "certinel_endpoint_crl_error_info",
     "1 when the leaf names a CRL but no verdict was reached, by reason (fetch errors, bad_signature, issuer_mismatch, no_issuer, ...).",
 );
+/// Whether a file's leaf is on its CRL.
+pub const FILE_CERT_REVOKED: MetricDef = gauge(
+    "certinel_file_cert_revoked",
+    "1 when the file's leaf is listed on the CRL its distribution point names, 0 when it is not (also when that CRL is stale); absent without a verdict.",
+);
+/// When a file's leaf was revoked.
+pub const FILE_CERT_REVOCATION_TIME: MetricDef = gauge(
+    "certinel_file_cert_revocation_timestamp_seconds",
+    "When the CA revoked the file's leaf (Unix time), with the CRL entry's reason code (empty when none).",
+);
+/// Why a file's leaf got no revocation verdict.
+pub const FILE_CRL_ERROR_INFO: MetricDef = gauge(
+    "certinel_file_crl_error_info",
+    "1 when the file's leaf names a CRL but no verdict was reached, by reason.",
+);
 /// nextUpdate of each CRL held.
 pub const CRL_NEXT_UPDATE: MetricDef = gauge(
     "certinel_crl_next_update_timestamp_seconds",
@@ -349,6 +364,9 @@ pub const ALL: &[MetricDef] = &[
     ENDPOINT_CERT_REVOKED,
     ENDPOINT_CERT_REVOCATION_TIME,
     ENDPOINT_CRL_ERROR_INFO,
+    FILE_CERT_REVOKED,
+    FILE_CERT_REVOCATION_TIME,
+    FILE_CRL_ERROR_INFO,
     CRL_NEXT_UPDATE,
     CRL_FETCH_ERRORS,
     PROBE_ERRORS,

@@ -286,6 +286,7 @@ fn push_file(families: &mut Families, report: &FileReport, now: OffsetDateTime) 
         timestamp(chain.earliest_not_after),
     );
     push_info(families, names::FILE_CERT_INFO, &labels, leaf);
+    revocation::push_file(families, &labels, report.revocation.as_ref());
 }
 
 /// A sample with `labels` and no value yet; every value is capped

@@ -230,14 +230,19 @@ pub fn file_row(report: &FileReport, thresholds: Thresholds, now: OffsetDateTime
     match &report.outcome {
         Err(error) => Row::unknown(subject, "file", error.to_string(), None),
         Ok(chain) => {
-            let (status, reason, detail) = match judge_validity(chain, thresholds, now) {
-                (Status::Ok, ..) if !chain.in_order => (
-                    Status::Warning,
-                    Reason::WrongChainOrder.keyword(),
-                    "certificates are not in issuing order (leaf first)".to_owned(),
-                ),
-                verdict => verdict,
-            };
+            let revocation = report.revocation.as_ref().map(revocation::judge);
+            let (status, reason, detail) =
+                match (revocation, judge_validity(chain, thresholds, now)) {
+                    (Some(revoked @ (Status::Critical, ..)), _) => revoked,
+                    (_, validity) if validity.0 != Status::Ok => validity,
+                    (Some(crl_warning @ (Status::Warning, ..)), _) => crl_warning,
+                    (_, (Status::Ok, ..)) if !chain.in_order => (
+                        Status::Warning,
+                        Reason::WrongChainOrder.keyword(),
+                        "certificates are not in issuing order (leaf first)".to_owned(),
+                    ),
+                    (_, validity) => validity,
+                };
             Row {
                 subject,
                 status,

@@ -389,6 +389,7 @@ mod tests {
         state.record_endpoint(1, failing);
         state.add_file_source(2);
         let broken = FileReport {
+            revocation: None,
             path: PathBuf::from("/x.pem"),
             outcome: Err(FileError::NoMatch {
                 pattern: "/x.pem".to_owned(),

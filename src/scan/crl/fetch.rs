@@ -177,7 +177,7 @@ impl CrlFetcher {
         let mut state = state.lock().await;
         let due = state
             .checked_at
-            .is_none_or(|checked_at| now >= checked_at + interval);
+            .is_none_or(|checked_at| now - checked_at >= interval);
         if due {
             state.checked_at = Some(now);
             match self.request(url, state.crl.as_deref()).await {

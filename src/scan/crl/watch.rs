@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::scan::crl::fetch::{CrlFetchError, CrlFetcher};
 use crate::scan::crl::verdict::{self, CrlCheckError, CrlVerdict};
+use crate::scan::files::{FileReport, read_der_chain};
 
 /// What the CRL watch found for one presented leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,4 +79,25 @@ pub async fn check_chain(
         }
     }
     last
+}
+
+/// Fills in the revocation status of every readable file in `reports`, reading each file
+/// again for its DER. A file holding the leaf alone is left unchecked (`None`): the
+/// issuer's key is needed to verify the CRL, and a bare leaf file is normal next to a
+/// separate chain file.
+pub async fn check_files(
+    fetcher: &CrlFetcher,
+    reports: &mut [FileReport],
+    now: OffsetDateTime,
+    interval: Duration,
+) {
+    for report in reports.iter_mut().filter(|report| report.outcome.is_ok()) {
+        let path = report.path.clone();
+        let Ok(Ok(chain)) = tokio::task::spawn_blocking(move || read_der_chain(&path)).await else {
+            continue;
+        };
+        if chain.len() >= 2 {
+            report.revocation = check_chain(fetcher, &chain, now, interval).await;
+        }
+    }
 }
