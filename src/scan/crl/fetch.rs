@@ -34,6 +34,11 @@ use crate::scan::resolve::{ResolveError, Resolver};
 /// this; a larger body is refused (`too_large`) instead of filling memory.
 pub const MAX_CRL_BYTES: usize = 10 * 1024 * 1024;
 
+/// The most URLs the cache remembers. Past it, URLs no caller is using are forgotten (and
+/// fetched again when asked for), so endpoints presenting ever new distribution points
+/// cannot grow the cache without bound.
+pub const MAX_CACHED_URLS: usize = 1024;
+
 /// The deadline for one fetch: resolution, connection, request and the whole body.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -248,6 +253,14 @@ impl CrlFetcher {
             Ok(urls) => urls,
             Err(poisoned) => poisoned.into_inner(),
         };
+        if urls.len() >= MAX_CACHED_URLS && !urls.contains_key(url) {
+            // An entry only this map holds is not being fetched or read right now.
+            urls.retain(|_, state| Arc::strong_count(state) > 1);
+            let kept: Vec<String> = urls.keys().cloned().collect();
+            self.with_summary(|summary| {
+                summary.next_updates.retain(|known, _| kept.contains(known));
+            });
+        }
         urls.entry(url.to_owned()).or_default().clone()
     }
 

@@ -9,6 +9,10 @@ use crate::scan::crl::fetch::{CrlFetchError, CrlFetcher};
 use crate::scan::crl::verdict::{self, CrlCheckError, CrlVerdict};
 use crate::scan::files::{FileReport, read_der_chain};
 
+/// The most distribution points tried for one leaf. A leaf names one or two in practice;
+/// a hostile one naming thousands must not turn one probe into thousands of fetches.
+pub const MAX_DISTRIBUTION_POINTS: usize = 4;
+
 /// What the CRL watch found for one presented leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationStatus {
@@ -46,8 +50,8 @@ impl RevocationError {
 
 /// The revocation status of `chain`'s leaf (checked with the next certificate as its
 /// issuer) at `now`, reusing CRLs fetched less than `interval` ago. `None` when the leaf
-/// names no `http://` distribution point. The points are tried in order until one gives
-/// a verdict.
+/// names no `http://` distribution point. The first [`MAX_DISTRIBUTION_POINTS`] points
+/// are tried in order until one gives a verdict.
 pub async fn check_chain(
     fetcher: &CrlFetcher,
     chain: &[CertificateDer<'_>],
@@ -55,7 +59,8 @@ pub async fn check_chain(
     interval: Duration,
 ) -> Option<RevocationStatus> {
     let leaf = chain.first()?;
-    let urls = verdict::distribution_points(leaf);
+    let mut urls = verdict::distribution_points(leaf);
+    urls.truncate(MAX_DISTRIBUTION_POINTS);
     let first_url = urls.first()?.clone();
     let Some(issuer) = chain.get(1) else {
         return Some(RevocationStatus {
@@ -101,3 +106,6 @@ pub async fn check_files(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

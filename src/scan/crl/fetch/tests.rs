@@ -183,3 +183,16 @@ async fn a_failed_fetch_is_remembered_until_the_next_interval() {
     assert_eq!(summary.fetch_errors.get("connect"), Some(&1));
     assert!(summary.next_updates.is_empty());
 }
+
+#[tokio::test]
+async fn the_cache_forgets_idle_urls_beyond_its_cap() {
+    let fetcher = fetcher();
+    for index in 0..=super::MAX_CACHED_URLS {
+        let url = format!("ftp://127.0.0.1/{index}.crl");
+        let _ = fetcher.get(&url, T0, INTERVAL).await;
+    }
+
+    let cached = fetcher.urls.lock().unwrap().len();
+    assert!(cached <= super::MAX_CACHED_URLS, "{cached} URLs cached");
+    assert_eq!(fetcher.requests(), 0);
+}
