@@ -79,6 +79,7 @@ const PURE: &[&str] = &[
     "src/schedule/ari.rs",
     "src/scan/inspect.rs",
     "src/scan/verify.rs",
+    "src/scan/crl/verdict.rs",
     "src/config/allow.rs",
     "src/config/certificates.rs",
     "src/config/challenge.rs",

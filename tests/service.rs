@@ -346,6 +346,7 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
             hosts_file: None,
             max_connections: None,
             max_addresses: 16,
+            crl: true,
         },
         endpoints: Vec::new(),
         files: Vec::new(),

@@ -23,6 +23,9 @@ mod check_cli;
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.
 mod config_files;
+/// The CRL watch: a test CA's CRL served on 127.0.0.1, endpoints whose leaves point at it;
+/// revocation between two scans, a forged CRL (an error, not a verdict), one fetch for many.
+mod crl;
 /// The Debian package installed with dpkg on this machine (root only, refuses when certinel
 /// is installed): files, user, unit hardening score, man pages, completions, purge.
 mod debian_package;

@@ -15,6 +15,8 @@ use crate::config::{self, parse_duration};
 use crate::metrics::render;
 use crate::report::{self, Row, Thresholds};
 use crate::scan::budget::ConnectionBudget;
+use crate::scan::crl::fetch::CrlFetcher;
+use crate::scan::crl::watch;
 use crate::scan::files;
 use crate::scan::probe::{EndpointReport, ProbeContext};
 use crate::scan::resolve::Resolver;
@@ -119,6 +121,8 @@ struct Plan {
     /// `[scanner] max_connections`; `None` derives it from the descriptor limit.
     max_connections: Option<usize>,
     max_addresses: usize,
+    /// `[scanner] crl` (on without a configuration): check leaves against their CRLs.
+    crl: bool,
     thresholds: Thresholds,
 }
 
@@ -142,6 +146,7 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
         max_addresses: scanner.map_or(crate::scan::probe::DEFAULT_MAX_ADDRESSES, |scanner| {
             scanner.max_addresses
         }),
+        crl: scanner.is_none_or(|scanner| scanner.crl),
         thresholds: Thresholds {
             warn: args.warn,
             crit: args.crit,
@@ -219,18 +224,27 @@ async fn sweep(plan: Plan) -> anyhow::Result<Checked> {
         None => Resolver::system(),
     };
     let budget = ConnectionBudget::for_process(plan.max_connections);
-    let context = Arc::new(
-        ProbeContext::new(resolver, TrustCache::system(), budget)
-            .with_max_addresses(plan.max_addresses),
-    );
+    let context = ProbeContext::new(resolver.clone(), TrustCache::system(), budget.clone())
+        .with_max_addresses(plan.max_addresses);
+    let context = Arc::new(if plan.crl {
+        context.with_crl(Arc::new(CrlFetcher::new(resolver, budget)))
+    } else {
+        context
+    });
     let total = plan.endpoints.len();
     let done = Arc::new(AtomicUsize::new(0));
     let progress = Progress::start(total, done.clone());
     let record = move |finished: usize, _total: usize| done.store(finished, Ordering::Relaxed);
+    let crl = context.crl.clone();
     let reports = sweep_endpoints(&plan.endpoints, context, plan.concurrency, &record).await;
     progress.finish();
 
-    let files = tokio::task::spawn_blocking(move || read_files(&plan.files)).await?;
+    let mut files = tokio::task::spawn_blocking(move || read_files(&plan.files)).await?;
+    if let Some(fetcher) = &crl {
+        // One run: the fetcher is new, so any interval fetches each URL once.
+        let once = std::time::Duration::from_secs(3600);
+        watch::check_files(fetcher, &mut files, OffsetDateTime::now_utc(), once).await;
+    }
     Ok(Checked {
         endpoints: reports,
         files,
@@ -245,6 +259,7 @@ fn read_files(sources: &[FileSource]) -> Vec<files::FileReport> {
         match files::expand(&source.path) {
             Ok(paths) => reports.extend(paths.iter().map(|path| files::inspect_file(path))),
             Err(error) => reports.push(files::FileReport {
+                revocation: None,
                 path: PathBuf::from(&source.path),
                 outcome: Err(error),
             }),

@@ -83,6 +83,7 @@ pub fn default_config() -> Config {
             hosts_file: None,
             max_connections: None,
             max_addresses: validate::DEFAULT_MAX_ADDRESSES,
+            crl: true,
         },
         endpoints: Vec::new(),
         files: Vec::new(),

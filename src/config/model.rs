@@ -215,6 +215,9 @@ pub struct ScannerSettings {
     pub max_connections: Option<usize>,
     /// Most addresses probed per target; the rest are reported as truncated. Default 16.
     pub max_addresses: usize,
+    /// Check scheduled endpoint probes' leaves against the CRLs their distribution points
+    /// name (`http://` only). Default on; a leaf without distribution points costs nothing.
+    pub crl: bool,
 }
 
 /// One live TLS endpoint to probe.

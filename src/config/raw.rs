@@ -112,6 +112,7 @@ pub(crate) struct RawScanner {
     pub(crate) hosts_file: Option<Spanned<String>>,
     pub(crate) max_connections: Option<Spanned<usize>>,
     pub(crate) max_addresses: Option<Spanned<usize>>,
+    pub(crate) crl: Option<Spanned<bool>>,
 }
 
 /// `[exporter]`

@@ -97,6 +97,16 @@ fn without_a_source_paths_stay_as_written_and_errors_say_config() {
 }
 
 #[test]
+fn crl_checking_is_on_unless_scanner_crl_is_false_and_must_be_a_boolean() {
+    assert!(parse_ok("").scanner.crl);
+    assert!(parse_ok("[scanner]\ncrl = true\n").scanner.crl);
+    assert!(!parse_ok("[scanner]\ncrl = false\n").scanner.crl);
+    let error = parse_err("[scanner]\ncrl = \"yes\"\n");
+    assert!(error.starts_with("<config>:2:"), "{error}");
+    assert!(error.contains("crl"), "{error}");
+}
+
+#[test]
 fn connection_budget_and_address_cap_are_read_and_checked() {
     let defaults = parse_ok("");
     assert_eq!(defaults.scanner.max_connections, None);

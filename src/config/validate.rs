@@ -272,6 +272,7 @@ fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigE
         hosts_file,
         max_connections,
         max_addresses,
+        crl: raw.crl.is_none_or(Spanned::into_inner),
     })
 }
 

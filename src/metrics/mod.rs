@@ -12,5 +12,6 @@ pub mod label_values;
 pub mod names;
 pub mod probe_handler;
 pub mod render;
+mod revocation;
 pub mod scrape;
 pub mod status_page;

@@ -299,6 +299,47 @@ pub const CLOCK_SKEW: MetricDef = gauge(
     "The other party's clock minus the local clock in seconds (source=acme: the Date header of the ACME server's last answer).",
 );
 
+/// Whether the endpoint's leaf is on its CRL.
+pub const ENDPOINT_CERT_REVOKED: MetricDef = gauge(
+    "certinel_endpoint_cert_revoked",
+    "1 when the presented leaf is listed on the CRL its distribution point names, 0 when it is not (also when that CRL is stale); absent without a verdict.",
+);
+/// When the endpoint's leaf was revoked.
+pub const ENDPOINT_CERT_REVOCATION_TIME: MetricDef = gauge(
+    "certinel_endpoint_cert_revocation_timestamp_seconds",
+    "When the CA revoked the presented leaf (Unix time), with the CRL entry's reason code (empty when none).",
+);
+/// Why the endpoint's leaf got no revocation verdict.
+pub const ENDPOINT_CRL_ERROR_INFO: MetricDef = gauge(
+    "certinel_endpoint_crl_error_info",
+    "1 when the leaf names a CRL but no verdict was reached, by reason (fetch errors, bad_signature, issuer_mismatch, no_issuer, ...).",
+);
+/// Whether a file's leaf is on its CRL.
+pub const FILE_CERT_REVOKED: MetricDef = gauge(
+    "certinel_file_cert_revoked",
+    "1 when the file's leaf is listed on the CRL its distribution point names, 0 when it is not (also when that CRL is stale); absent without a verdict.",
+);
+/// When a file's leaf was revoked.
+pub const FILE_CERT_REVOCATION_TIME: MetricDef = gauge(
+    "certinel_file_cert_revocation_timestamp_seconds",
+    "When the CA revoked the file's leaf (Unix time), with the CRL entry's reason code (empty when none).",
+);
+/// Why a file's leaf got no revocation verdict.
+pub const FILE_CRL_ERROR_INFO: MetricDef = gauge(
+    "certinel_file_crl_error_info",
+    "1 when the file's leaf names a CRL but no verdict was reached, by reason.",
+);
+/// nextUpdate of each CRL held.
+pub const CRL_NEXT_UPDATE: MetricDef = gauge(
+    "certinel_crl_next_update_timestamp_seconds",
+    "nextUpdate of the CRL last fetched from this distribution point URL (Unix time); past it, the CRL is stale.",
+);
+/// Failed CRL fetches.
+pub const CRL_FETCH_ERRORS: MetricDef = counter(
+    "certinel_crl_fetch_errors_total",
+    "Failed CRL fetches, by reason (unsupported_url, dns, connect, budget, timeout, http, http_status, too_large).",
+);
+
 /// Every metric, in the order `/metrics` renders them.
 pub const ALL: &[MetricDef] = &[
     BUILD_INFO,
@@ -320,6 +361,14 @@ pub const ALL: &[MetricDef] = &[
     CLIENT_CERT_NOT_AFTER,
     ENDPOINT_PROBE_DURATION,
     ENDPOINT_LAST_PROBE,
+    ENDPOINT_CERT_REVOKED,
+    ENDPOINT_CERT_REVOCATION_TIME,
+    ENDPOINT_CRL_ERROR_INFO,
+    FILE_CERT_REVOKED,
+    FILE_CERT_REVOCATION_TIME,
+    FILE_CRL_ERROR_INFO,
+    CRL_NEXT_UPDATE,
+    CRL_FETCH_ERRORS,
     PROBE_ERRORS,
     FILE_CERT_NOT_AFTER,
     FILE_CERT_NOT_BEFORE,

@@ -15,6 +15,8 @@ use crate::scan::inspect::{CertFacts, ChainFacts};
 use crate::scan::probe::{EndpointReport, Handshake};
 use crate::scan::verify::Reason;
 
+mod revocation;
+
 /// Monitoring-plugin status of one row, and of a whole run.
 ///
 /// Ordered by severity for the overall result: OK < WARNING < UNKNOWN < CRITICAL. A
@@ -102,7 +104,8 @@ pub struct Row {
     pub status: Status,
     /// Stable keyword: `ok`, `expiring_soon`, a verification [`Reason`] keyword, a probe
     /// error keyword (`dns`, `connect`, `timeout`, `starttls`, `handshake`), `addresses_disagree`,
-    /// `client_cert_expiring_soon`, `client_cert_expired` or `file`.
+    /// `client_cert_expiring_soon`, `client_cert_expired`, `file`, or from the CRL watch
+    /// `revoked` (critical), `crl_stale` or `crl_error` (warnings).
     pub reason: &'static str,
     /// Human-readable detail.
     pub detail: String,
@@ -227,14 +230,19 @@ pub fn file_row(report: &FileReport, thresholds: Thresholds, now: OffsetDateTime
     match &report.outcome {
         Err(error) => Row::unknown(subject, "file", error.to_string(), None),
         Ok(chain) => {
-            let (status, reason, detail) = match judge_validity(chain, thresholds, now) {
-                (Status::Ok, ..) if !chain.in_order => (
-                    Status::Warning,
-                    Reason::WrongChainOrder.keyword(),
-                    "certificates are not in issuing order (leaf first)".to_owned(),
-                ),
-                verdict => verdict,
-            };
+            let revocation = report.revocation.as_ref().map(revocation::judge);
+            let (status, reason, detail) =
+                match (revocation, judge_validity(chain, thresholds, now)) {
+                    (Some(revoked @ (Status::Critical, ..)), _) => revoked,
+                    (_, validity) if validity.0 != Status::Ok => validity,
+                    (Some(crl_warning @ (Status::Warning, ..)), _) => crl_warning,
+                    (_, (Status::Ok, ..)) if !chain.in_order => (
+                        Status::Warning,
+                        Reason::WrongChainOrder.keyword(),
+                        "certificates are not in issuing order (leaf first)".to_owned(),
+                    ),
+                    (_, validity) => validity,
+                };
             Row {
                 subject,
                 status,
@@ -263,6 +271,10 @@ fn judge_handshake(
     thresholds: Thresholds,
     now: OffsetDateTime,
 ) -> Verdict {
+    let revocation = handshake.revocation.as_ref().map(revocation::judge);
+    if let Some(verdict @ (Status::Critical, ..)) = revocation {
+        return verdict;
+    }
     let verification = &handshake.verification;
     if !verification.verified {
         let reason = verification.reason.unwrap_or(Reason::Invalid);
@@ -292,6 +304,9 @@ fn judge_handshake(
             );
             return (status, "client_cert_expiring_soon", detail);
         }
+    }
+    if let Some(verdict @ (Status::Warning, ..)) = revocation {
+        return verdict;
     }
     if addresses_disagree {
         let detail = "the addresses of this name serve different certificates".to_owned();

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use rustls::pki_types::CertificateDer;
 
 use crate::disk::{ReadCappedError, read_capped};
+use crate::scan::crl::watch::RevocationStatus;
 use crate::scan::inspect::{ChainFacts, inspect_chain};
 
 /// File name extensions taken from a directory (compared without regard to case).
@@ -21,6 +22,10 @@ pub struct FileReport {
     pub path: PathBuf,
     /// The certificates it holds (first is treated as the leaf), or why none could be read.
     pub outcome: Result<ChainFacts, FileError>,
+    /// What the leaf's CRL says, when CRL checking is on, the leaf names an `http://`
+    /// distribution point and the file holds its issuer after it (see
+    /// [`crate::scan::crl::watch::check_files`]).
+    pub revocation: Option<RevocationStatus>,
 }
 
 /// A certificate file that could not be read.
@@ -96,7 +101,10 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>, FileError> {
 pub fn inspect_file(path: &Path) -> FileReport {
     FileReport {
         path: path.to_owned(),
-        outcome: read_chain(path),
+        outcome: read_der_chain(path).and_then(|chain| {
+            inspect_chain(&chain).map_err(|err| parse_error(path, err.to_string()))
+        }),
+        revocation: None,
     }
 }
 
@@ -123,11 +131,10 @@ fn certificate_files_in(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
     Ok(paths)
 }
 
-fn read_chain(path: &Path) -> Result<ChainFacts, FileError> {
-    let parse_error = |detail: String| FileError::Parse {
-        path: path.to_owned(),
-        detail,
-    };
+/// The certificates of a file as DER, in file order (PEM blocks other than certificates
+/// skipped; a file without PEM markers is one DER certificate), read within
+/// [`MAX_FILE_BYTES`].
+pub fn read_der_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileError> {
     let bytes = read_capped(path, MAX_FILE_BYTES).map_err(|err| match err {
         ReadCappedError::TooLarge { limit } => FileError::TooLarge {
             path: path.to_owned(),
@@ -138,12 +145,18 @@ fn read_chain(path: &Path) -> Result<ChainFacts, FileError> {
             detail: err.to_string(),
         },
     })?;
-    let chain = if looks_like_pem(&bytes) {
-        pem_certificates(&bytes).map_err(|error| parse_error(error.to_string()))?
+    if looks_like_pem(&bytes) {
+        pem_certificates(&bytes).map_err(|error| parse_error(path, error.to_string()))
     } else {
-        vec![CertificateDer::from(bytes)]
-    };
-    inspect_chain(&chain).map_err(|err| parse_error(err.to_string()))
+        Ok(vec![CertificateDer::from(bytes)])
+    }
+}
+
+fn parse_error(path: &Path, detail: String) -> FileError {
+    FileError::Parse {
+        path: path.to_owned(),
+        detail,
+    }
 }
 
 fn looks_like_pem(bytes: &[u8]) -> bool {

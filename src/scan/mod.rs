@@ -3,6 +3,7 @@
 //! `probe`, `starttls`, `resolve` and `files` do I/O; `inspect` and `verify` are pure.
 
 pub mod budget;
+pub mod crl;
 pub mod files;
 pub mod inspect;
 pub mod labels;

@@ -17,6 +17,8 @@ use tracing::Instrument;
 
 use crate::config::model::Endpoint;
 use crate::scan::budget::{ConnectionBudget, Demand};
+use crate::scan::crl::fetch::CrlFetcher;
+use crate::scan::crl::watch::{self, RevocationStatus};
 use crate::scan::inspect::{self, CertFacts, ChainFacts};
 use crate::scan::resolve::ResolveError;
 use crate::scan::trust::TrustRoots;
@@ -73,6 +75,9 @@ pub struct Handshake {
     pub chain: ChainFacts,
     /// Whether the chain is trusted for the server name, and why not.
     pub verification: Verification,
+    /// What the leaf's CRL says, when CRL checking is on and the leaf names an `http://`
+    /// distribution point.
+    pub revocation: Option<RevocationStatus>,
 }
 
 /// Why an address produced no handshake.
@@ -188,6 +193,8 @@ struct ProbePlan {
     /// Where every socket takes its permit, and as whose demand.
     budget: ConnectionBudget,
     demand: Demand,
+    /// The CRL cache for scheduled probes; `/probe` requests never fetch CRLs.
+    crl: Option<Arc<CrlFetcher>>,
 }
 
 /// What the TLS connection revealed, before any judgement.
@@ -306,6 +313,10 @@ async fn plan_probe(
         client_cert,
         budget: ctx.budget.clone(),
         demand,
+        crl: match demand {
+            Demand::Scheduled => ctx.crl.clone(),
+            Demand::OnRequest => None,
+        },
     })
 }
 
@@ -324,7 +335,19 @@ async fn probe_address(
         )
         .await;
     let duration = started.elapsed();
-    let outcome = session.and_then(|session| assess(session, plan));
+    let revocation = match (&session, &plan.crl) {
+        (Ok(session), Some(fetcher)) => {
+            let now = OffsetDateTime::now_utc();
+            watch::check_chain(fetcher, &session.chain, now, endpoint.interval).await
+        }
+        _ => None,
+    };
+    let outcome = session
+        .and_then(|session| assess(session, plan))
+        .map(|handshake| Handshake {
+            revocation,
+            ..handshake
+        });
     match &outcome {
         Ok(handshake) => tracing::debug!(
             subject = %handshake.chain.leaf().subject,
@@ -450,6 +473,7 @@ fn assess(session: Session, plan: &ProbePlan) -> Result<Handshake, ProbeError> {
         cipher_suite: session.cipher_suite,
         chain,
         verification,
+        revocation: None,
     })
 }
 

@@ -29,6 +29,7 @@ use crate::metrics::http::{self, HttpShared, ProbeSetup, StateView};
 use crate::metrics::render::Snapshot;
 use crate::renew::Renewer;
 use crate::scan::budget::ConnectionBudget;
+use crate::scan::crl::fetch::CrlFetcher;
 use crate::scan::probe::ProbeContext;
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
@@ -118,6 +119,7 @@ pub async fn run_with_options(
     let state = Arc::new(State::new());
     state.record_reload(OffsetDateTime::now_utc(), true);
     let context = Arc::new(probe_context(&config)?);
+    state.set_crl_fetcher(context.crl.clone());
     let environment = Arc::new(JobEnvironment {
         state: state.clone(),
         probe_context: RwLock::new(context.clone()),
@@ -204,8 +206,13 @@ pub fn probe_context(config: &Config) -> Result<ProbeContext, ServiceError> {
         None => Resolver::system(),
     };
     let budget = ConnectionBudget::for_process(config.scanner.max_connections);
-    Ok(ProbeContext::new(resolver, TrustCache::system(), budget)
-        .with_max_addresses(config.scanner.max_addresses))
+    let context = ProbeContext::new(resolver.clone(), TrustCache::system(), budget.clone())
+        .with_max_addresses(config.scanner.max_addresses);
+    Ok(if config.scanner.crl {
+        context.with_crl(Arc::new(CrlFetcher::new(resolver, budget)))
+    } else {
+        context
+    })
 }
 
 impl StateView for State {

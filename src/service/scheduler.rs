@@ -10,12 +10,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::model::{Config, Endpoint, FileSource};
+use crate::scan::crl::watch;
 use crate::scan::files::{self, FileReport};
 use crate::scan::probe::{self, ProbeContext};
 use crate::service::state::{JobId, State};
@@ -94,6 +96,7 @@ impl JobEnvironment {
 
     /// Installs the context built from a newly loaded configuration.
     pub fn set_probe_context(&self, context: Arc<ProbeContext>) {
+        self.state.set_crl_fetcher(context.crl.clone());
         *self
             .probe_context
             .write()
@@ -217,7 +220,11 @@ async fn run_once(id: JobId, job: &Job, environment: &JobEnvironment) {
             let pattern = source.path.clone();
             let reports = tokio::task::spawn_blocking(move || read_source(&pattern)).await;
             match reports {
-                Ok(reports) => {
+                Ok(mut reports) => {
+                    if let Some(fetcher) = &environment.probe_context().crl {
+                        let now = OffsetDateTime::now_utc();
+                        watch::check_files(fetcher, &mut reports, now, source.interval).await;
+                    }
                     for report in &reports {
                         if let Err(error) = &report.outcome {
                             tracing::warn!(path = %report.path.display(), %error, "certificate file unreadable");
@@ -258,6 +265,7 @@ pub fn read_source(pattern: &str) -> Vec<FileReport> {
     match files::expand(pattern) {
         Ok(paths) => paths.iter().map(|path| files::inspect_file(path)).collect(),
         Err(error) => vec![FileReport {
+            revocation: None,
             path: PathBuf::from(pattern),
             outcome: Err(error),
         }],

@@ -15,6 +15,7 @@ use crate::acme::AcmeObserver;
 use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
 use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
+use crate::scan::crl::fetch::CrlFetcher;
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
 use crate::service::drift::ServedStore;
@@ -49,6 +50,8 @@ struct Inner {
     reload: ReloadStatus,
     /// Managed certificates by name; registered while their renewal task runs.
     certificates: BTreeMap<String, CertificateSnapshot>,
+    /// The CRL cache of the current probe context, when `[scanner] crl` is on.
+    crl: Option<Arc<CrlFetcher>>,
     acme: AcmeSnapshot,
 }
 
@@ -77,6 +80,11 @@ impl State {
             inner: Mutex::new(inner),
             served: Arc::default(),
         }
+    }
+
+    /// Remembers the CRL cache whose CRLs and fetch errors `/metrics` shows.
+    pub fn set_crl_fetcher(&self, fetcher: Option<Arc<CrlFetcher>>) {
+        self.lock().crl = fetcher;
     }
 
     /// Registers an endpoint job; it counts as pending until its first result.
@@ -242,7 +250,7 @@ impl State {
     /// A copy of everything `/metrics` shows, sorted by target and path. Holds the lock only
     /// while cloning `Arc`s.
     pub fn snapshot(&self) -> Snapshot {
-        let (mut endpoints, files, file_read_errors, probe_errors, reload, certificates, acme) = {
+        let (mut endpoints, files, file_read_errors, probe_errors, reload, certificates, acme, crl) = {
             let inner = self.lock();
             let endpoints: Vec<(Arc<str>, Arc<ProbedEndpoint>)> = inner
                 .endpoints
@@ -270,6 +278,7 @@ impl State {
                 inner.reload,
                 inner.certificates.values().cloned().collect(),
                 inner.acme.clone(),
+                inner.crl.clone(),
             )
         };
         endpoints.sort_by(|a, b| a.0.cmp(&b.0));
@@ -284,6 +293,7 @@ impl State {
             certificates,
             acme,
             served: self.served.snapshot(),
+            crl: crl.map(|fetcher| fetcher.summary()).unwrap_or_default(),
         }
     }
 
@@ -383,6 +393,7 @@ mod tests {
         state.record_endpoint(1, failing);
         state.add_file_source(2);
         let broken = FileReport {
+            revocation: None,
             path: PathBuf::from("/x.pem"),
             outcome: Err(FileError::NoMatch {
                 pattern: "/x.pem".to_owned(),

@@ -7,6 +7,7 @@ pub mod ari_front;
 pub mod ari_setup;
 pub mod cli;
 pub mod config_text;
+pub mod crl;
 pub mod eventually;
 pub mod knot;
 pub mod nginx;

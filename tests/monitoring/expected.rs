@@ -13,6 +13,10 @@ use super::setup::Setup;
 /// Their logic is covered by the promtool unit tests (alerts-renewal_test.yml).
 pub const EXPECTED_EMPTY: &[(&str, &str)] = &[
     (
+        "CertinelCrlStale",
+        "the test's CRL is current (nextUpdate a day ahead); alerts_test.yml fires the rule",
+    ),
+    (
         "CertinelManagedCertificateExpiresIn7Days",
         "Pebble's certificates live 3 days, so the lifetime rules judge them, not days",
     ),
@@ -103,6 +107,14 @@ pub fn firing_alerts(
             vec![path(&setup.short_critical_file)],
         ),
         (
+            "CertinelEndpointCertificateRevoked",
+            vec![certinel.clone(), target(setup.revoked)],
+        ),
+        (
+            "CertinelFileCertificateRevoked",
+            vec![path(&setup.revoked_file)],
+        ),
+        (
             "CertinelFileCertificateExpiresIn7Days",
             vec![path(&setup.soon_file)],
         ),
@@ -149,9 +161,10 @@ pub fn firing_alerts(
 /// The value each single-number panel must show, by title.
 pub fn stat_values() -> BTreeMap<&'static str, f64> {
     [
-        // 6 endpoints with a certificate (not the closed port), 4 readable files, and the
-        // issued and drifted managed certificates (the unissuable one has no certificate).
-        ("Certificates", 12.0),
+        // 7 endpoints with a certificate (not the closed port), 5 readable files (the
+        // revoked leaf of each included), and the issued and drifted managed certificates
+        // (the unissuable one has no certificate).
+        ("Certificates", 14.0),
         // The 3-day and two short-lived endpoints and files, and the two 3-day managed
         // certificates.
         ("Expire within 7 days", 8.0),

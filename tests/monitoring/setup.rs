@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::expected::{ADVERTISED_PROFILE, DRIFTED};
 use crate::common::ari_front::{AriFront, AriReply};
+use crate::common::crl::{CrlCa, CrlServer, pem};
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
 use crate::common::service::{Service, write_config};
@@ -38,7 +39,10 @@ pub(super) struct Setup {
     pub(super) short_low_file: PathBuf,
     pub(super) short_critical_file: PathBuf,
     pub(super) missing_file: PathBuf,
+    pub(super) revoked: SocketAddr,
+    pub(super) revoked_file: PathBuf,
     _servers: Vec<ServerHandle>,
+    _crl_server: CrlServer,
     _front: AriFront,
     _pebble: Pebble,
 }
@@ -103,6 +107,18 @@ impl Setup {
             servers.push(serve_leaf(listener, &leaf));
         }
         let closed = bind(LOCALHOST).await.local_addr().expect("bound address");
+        // A leaf listed on its CA's CRL, which a server of the test publishes.
+        let crl_ca = CrlCa::new();
+        let crl_server = CrlServer::start().await;
+        crl_server.publish(crl_ca.crl(&[0x5150]));
+        let (revoked_leaf, revoked_key) = crl_ca.leaf(0x5150, &crl_server.url);
+        let revoked_chain = vec![revoked_leaf.clone(), crl_ca.cert.clone()];
+        let revoked_server = spawn_tls(
+            bind(LOCALHOST).await,
+            ServerOptions::new(revoked_chain, revoked_key).acceptor(),
+        );
+        let revoked = revoked_server.addr;
+        servers.push(revoked_server);
 
         let hosts = write_pem(
             dir.path(),
@@ -116,6 +132,12 @@ impl Setup {
         let short_critical_file =
             write_pem(dir.path(), "short-critical.pem", &short_critical_leaf.pem);
         let missing_file = dir.path().join("missing.pem");
+        let crl_ca_file = write_pem(dir.path(), "crl-ca.pem", &pem("CERTIFICATE", &crl_ca.cert));
+        let revoked_file = write_pem(
+            dir.path(),
+            "revoked.pem",
+            &(pem("CERTIFICATE", &revoked_leaf) + &pem("CERTIFICATE", &crl_ca.cert)),
+        );
         let path = |path: &Path| path.display().to_string();
         let values = [
             ("HOSTS_FILE", path(&hosts)),
@@ -132,6 +154,9 @@ impl Setup {
             ("SHORT_LOW_FILE", path(&short_low_file)),
             ("SHORT_CRITICAL_FILE", path(&short_critical_file)),
             ("MISSING_FILE", path(&missing_file)),
+            ("REVOKED_PORT", revoked.port().to_string()),
+            ("CRL_CA_FILE", path(&crl_ca_file)),
+            ("REVOKED_FILE", path(&revoked_file)),
             ("STATE_DIR", path(&dir.path().join("state"))),
             ("ACME_DIRECTORY", front.directory_url.clone()),
             ("ACME_CA_FILE", path(&front.ca_file)),
@@ -166,7 +191,10 @@ impl Setup {
             short_low_file,
             short_critical_file,
             missing_file,
+            revoked,
+            revoked_file,
             _servers: servers,
+            _crl_server: crl_server,
             _front: front,
             _pebble: pebble,
         }

@@ -160,6 +160,7 @@ fn every_kind_of_result() -> Snapshot {
             Arc::new(FileReport {
                 path: PathBuf::from("/etc/ssl/site.pem"),
                 outcome: Ok(chain("site.test", datetime!(2026-01-11 00:00 UTC))),
+                revocation: None,
             }),
             Arc::new(FileReport {
                 path: PathBuf::from("/etc/ssl/broken.pem"),
@@ -167,10 +168,12 @@ fn every_kind_of_result() -> Snapshot {
                     path: PathBuf::from("/etc/ssl/broken.pem"),
                     detail: "no certificate".to_owned(),
                 }),
+                revocation: None,
             }),
         ],
         probe_errors: [("connect", 3), ("dns", 1), ("timeout", 0)].into(),
         file_read_errors: [("/etc/ssl/broken.pem".to_owned(), 2)].into(),
+        crl: Default::default(),
         reload: ReloadStatus {
             last_success: Some(datetime!(2025-12-31 00:00 UTC)),
             last_successful: false,

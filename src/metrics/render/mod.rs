@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
 use crate::metrics::label_values;
 use crate::metrics::names::{self, MetricDef};
+use crate::metrics::revocation;
 use crate::scan::files::FileReport;
 use crate::scan::inspect::{CertFacts, ChainFacts};
 use crate::scan::probe::{EndpointReport, Handshake};
@@ -51,6 +52,8 @@ pub struct Snapshot {
     pub acme: AcmeSnapshot,
     /// What the addresses of each managed certificate's verify targets serve.
     pub served: Vec<ServedSample>,
+    /// The CRLs held and the CRL fetch errors.
+    pub crl: crate::scan::crl::fetch::CrlSummary,
 }
 
 /// What the reload gauges report.
@@ -140,6 +143,7 @@ fn push_service(families: &mut impl Sink, snapshot: &Snapshot, now: OffsetDateTi
     for (reason, count) in &snapshot.probe_errors {
         families.push(names::PROBE_ERRORS, &[("reason", reason)], *count as f64);
     }
+    revocation::push_crls(families, &snapshot.crl);
     for report in &snapshot.files {
         push_file(families, report);
     }
@@ -263,6 +267,7 @@ fn push_handshake(families: &mut impl Sink, labels: &[(&str, &str)], handshake: 
         families.push(names::ENDPOINT_CERT_ERROR_INFO, &with_reason, 1.0);
     }
     push_info(families, names::ENDPOINT_CERT_INFO, labels, leaf);
+    revocation::push_endpoint(families, labels, handshake.revocation.as_ref());
     let mut with_version = labels.to_vec();
     with_version.push(("version", handshake.tls_version.as_str()));
     families.push(names::ENDPOINT_TLS_VERSION_INFO, &with_version, 1.0);
@@ -326,6 +331,7 @@ fn push_file(families: &mut impl Sink, report: &FileReport) {
         timestamp(chain.earliest_not_after),
     );
     push_info(families, names::FILE_CERT_INFO, &labels, leaf);
+    revocation::push_file(families, &labels, report.revocation.as_ref());
 }
 
 fn with_sni<'a>(

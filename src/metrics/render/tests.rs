@@ -66,6 +66,7 @@ pub(crate) fn handshake(subject: &str, not_after: OffsetDateTime) -> Result<Hand
             reason: None,
             detail: String::new(),
         },
+        revocation: None,
     })
 }
 
@@ -248,10 +249,12 @@ fn counters_files_and_client_certificates_are_rendered() {
     snapshot.probe_errors.insert("timeout", 3);
     snapshot.files = vec![
         Arc::new(FileReport {
+            revocation: None,
             path: PathBuf::from("/etc/ssl/site.pem"),
             outcome: Ok(chain("site.test", datetime!(2026-01-11 00:00 UTC))),
         }),
         Arc::new(FileReport {
+            revocation: None,
             path: PathBuf::from("/etc/ssl/broken.pem"),
             outcome: Err(FileError::Parse {
                 path: PathBuf::from("/etc/ssl/broken.pem"),

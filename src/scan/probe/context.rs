@@ -21,6 +21,9 @@ pub struct ProbeContext {
     pub max_addresses: usize,
     /// rustls client configurations, built once and shared.
     pub(super) tls: TlsClients,
+    /// The CRL cache, when `[scanner] crl` is on: scheduled probes then check the leaf
+    /// against the CRLs its distribution points name.
+    pub crl: Option<std::sync::Arc<crate::scan::crl::fetch::CrlFetcher>>,
 }
 
 impl ProbeContext {
@@ -37,6 +40,18 @@ impl ProbeContext {
             budget,
             max_addresses: DEFAULT_MAX_ADDRESSES,
             tls: TlsClients::new(),
+            crl: None,
+        }
+    }
+
+    /// This context, checking revocation with `fetcher` on scheduled probes.
+    pub fn with_crl(
+        self,
+        fetcher: std::sync::Arc<crate::scan::crl::fetch::CrlFetcher>,
+    ) -> ProbeContext {
+        ProbeContext {
+            crl: Some(fetcher),
+            ..self
         }
     }
 
