@@ -137,6 +137,7 @@ mod tests {
             not_before: None,
             not_after: None,
             issuer: None,
+            ca: None,
             key_type: None,
             dns_names: Vec::new(),
             matches_config: false,

@@ -427,6 +427,7 @@ mod tests {
             not_before: Some(datetime!(2026-01-01 00:00 UTC)),
             not_after: Some(datetime!(2026-02-01 00:00 UTC)),
             issuer: Some("CN=CA".to_owned()),
+            ca: Some("acme".to_owned()),
             key_type: Some("ecdsa-p256".to_owned()),
             dns_names: vec!["a.test".to_owned()],
             matches_config: true,

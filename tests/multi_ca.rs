@@ -1,0 +1,213 @@
+//! Multi-CA failover against two real Pebbles (each with its own issuing root), each behind
+//! an ARI front: a CA that cannot serve hands over to the next within one attempt, the next
+//! renewal goes back to the first, a CA lacking the configured profile is skipped, and
+//! `replaces` (and renewalInfo polls) never go to a CA that did not issue the certificate.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use certinel::acme::RetryPolicy;
+use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
+use certinel::store::CertStore;
+use time::OffsetDateTime;
+
+use crate::common::ari_front::AriFront;
+use crate::common::config_text::{acme_table, http01_certificate, write_config_file};
+use crate::common::pebble::{Pebble, PebbleOptions, free_port};
+
+/// Two Pebbles whose validators both connect to the same http-01 port, each behind a front;
+/// the certificate `api` lists `["acme", "second"]`.
+struct TwoCas {
+    first: Pebble,
+    second: Pebble,
+    first_front: AriFront,
+    second_front: AriFront,
+    state_dir: PathBuf,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The profiles (name, description) a front advertises.
+type Profiles<'a> = &'a [(&'a str, &'a str)];
+
+impl TwoCas {
+    async fn start(profiles: (Profiles<'_>, Profiles<'_>), extra: &str) -> TwoCas {
+        let http_port = free_port();
+        let options = || PebbleOptions {
+            http_port: Some(http_port),
+            ..PebbleOptions::default()
+        };
+        let first = Pebble::start(options()).await;
+        let second = Pebble::start(options()).await;
+        let first_front = AriFront::start(&first, true, profiles.0).await;
+        let second_front = AriFront::start(&second, true, profiles.1).await;
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let mut text = acme_table(&state_dir, &first_front.directory_url, &first_front.ca_file);
+        text += &format!(
+            "\n[ca.second]\ndirectory = {:?}\nca_file = {:?}\npoll_timeout = \"60s\"\n",
+            second_front.directory_url,
+            second_front.ca_file.display().to_string()
+        );
+        text += &http01_certificate(
+            "api",
+            first.http_addr(),
+            &format!("ca = [\"acme\", \"second\"]\n{extra}"),
+        );
+        let config = write_config_file(dir.path(), &text);
+        TwoCas {
+            first,
+            second,
+            first_front,
+            second_front,
+            state_dir,
+            config,
+            _dir: dir,
+        }
+    }
+
+    fn renewer(&self) -> Renewer {
+        let config = certinel::config::load(&self.config).unwrap_or_else(|e| panic!("{e}"));
+        Renewer::new(&config).with_retry_policy(RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(50),
+            ..RetryPolicy::default()
+        })
+    }
+
+    /// The directory the current version came from (its metadata's `source`).
+    fn current_source(&self) -> String {
+        let store = CertStore::open(&self.state_dir).unwrap();
+        let current = store.current("api").unwrap().expect("a current version");
+        store.metadata("api", current).unwrap().source
+    }
+
+    /// The CA `certinel status` names for the current version.
+    fn status_ca(&self, renewer: &Renewer, now: OffsetDateTime) -> Option<String> {
+        renewer.status_of("api", now).unwrap().ca
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "first Pebble:\n{}\nsecond Pebble:\n{}",
+            self.first.log(),
+            self.second.log()
+        )
+    }
+}
+
+fn forced() -> RenewOptions {
+    RenewOptions {
+        force: true,
+        ..RenewOptions::default()
+    }
+}
+
+fn assert_renewed(result: &Result<RenewOutcome, certinel::renew::RenewError>, cas: &TwoCas) {
+    assert!(
+        matches!(result, Ok(RenewOutcome::Renewed { .. })),
+        "{result:?}\n{}",
+        cas.logs()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_returns_to_the_first() {
+    let cas = TwoCas::start((&[], &[]), "").await;
+    let renewer = cas.renewer();
+    let now = OffsetDateTime::now_utc();
+
+    // The first CA answers every request with 503: after the retries it hands over.
+    cas.first_front.fail_paths(Some("/"));
+    let first = renewer.renew("api", forced(), now).await;
+    assert_renewed(&first, &cas);
+    assert_eq!(cas.current_source(), cas.second_front.directory_url);
+    assert_eq!(cas.status_ca(&renewer, now).as_deref(), Some("second"));
+    assert!(cas.first_front.new_orders().is_empty());
+    assert_eq!(cas.second_front.new_orders().len(), 1);
+
+    // The first CA is back: the next renewal asks it first, and the certificate the second
+    // CA issued is not named in `replaces` there, nor polled for renewal information.
+    cas.first_front.fail_paths(None);
+    let later = now + time::Duration::minutes(5);
+    let second = renewer.renew("api", forced(), later).await;
+    assert_renewed(&second, &cas);
+    assert_eq!(cas.current_source(), cas.first_front.directory_url);
+    assert_eq!(cas.status_ca(&renewer, later).as_deref(), Some("acme"));
+    let orders = cas.first_front.new_orders();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert!(
+        orders[0].get("replaces").is_none(),
+        "replaces crossed CAs: {orders:?}"
+    );
+    assert!(cas.first_front.renewal_info_requests().is_empty());
+    assert_eq!(
+        cas.second_front.new_orders().len(),
+        1,
+        "nothing more at the second CA"
+    );
+
+    // A renewal of the first CA's certificate at the first CA does send `replaces`.
+    let third = renewer
+        .renew("api", forced(), later + time::Duration::minutes(5))
+        .await;
+    assert_renewed(&third, &cas);
+    let orders = cas.first_front.new_orders();
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert!(orders[1].get("replaces").is_some(), "{orders:?}");
+    for order in cas.second_front.new_orders() {
+        assert!(order.get("replaces").is_none(), "{order:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_first_ca_without_the_configured_profile_hands_over_to_the_second() {
+    let cas = TwoCas::start(
+        (&[("classic", "the old one")], &[("tlsserver", "45 days")]),
+        "profile = \"tlsserver\"\n",
+    )
+    .await;
+    let renewer = cas.renewer();
+    let now = OffsetDateTime::now_utc();
+
+    let result = renewer.renew("api", forced(), now).await;
+    assert_renewed(&result, &cas);
+    assert_eq!(cas.current_source(), cas.second_front.directory_url);
+    assert!(cas.first_front.new_orders().is_empty());
+    let orders = cas.second_front.new_orders();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["profile"], "tlsserver", "{orders:?}");
+}
+
+#[tokio::test]
+async fn repeated_validation_failures_at_the_first_ca_start_the_next_attempt_at_the_second() {
+    // Only the second Pebble's validator reaches the responder: the first one's http-01
+    // port is another. One failure is enough with ca_failover_after = 1.
+    let cas = TwoCas::start((&[], &[]), "ca_failover_after = 1\n").await;
+    let text = std::fs::read_to_string(&cas.config).unwrap();
+    let elsewhere = free_port();
+    let moved = text.replace(
+        &format!("listen = \"{}\"", cas.first.http_addr()),
+        &format!("listen = \"127.0.0.1:{elsewhere}\""),
+    );
+    assert_ne!(moved, text);
+    std::fs::write(&cas.config, moved).unwrap();
+    let renewer = cas.renewer();
+    let now = OffsetDateTime::now_utc();
+
+    let failed = renewer.renew("api", forced(), now).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(cas.first_front.new_orders().len(), 1);
+    assert!(
+        cas.second_front.new_orders().is_empty(),
+        "a validation failure does not hand over within the attempt"
+    );
+
+    // The next attempt starts with the second CA (its validator fails too, but it was asked
+    // first).
+    let _ = renewer
+        .renew("api", forced(), now + time::Duration::hours(1))
+        .await;
+    assert_eq!(cas.second_front.new_orders().len(), 1);
+    assert_eq!(cas.first_front.new_orders().len(), 1);
+}
