@@ -4,9 +4,10 @@
 //! `replaces` (and renewalInfo polls) never go to a CA that did not issue the certificate.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use certinel::acme::RetryPolicy;
+use certinel::acme::{AcmeObserver, RetryPolicy};
 use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
 use certinel::store::CertStore;
 use time::OffsetDateTime;
@@ -96,6 +97,33 @@ impl TwoCas {
     }
 }
 
+/// The ACME requests a renewer reports, as (CA name, endpoint, status).
+#[derive(Default)]
+struct ByCa {
+    requests: Mutex<Vec<(String, &'static str, String)>>,
+}
+
+impl AcmeObserver for ByCa {
+    fn request_done(&self, endpoint: &'static str, status: &str, elapsed: Duration) {
+        self.request_done_at("(none)", endpoint, status, elapsed);
+    }
+
+    fn request_done_at(&self, ca: &str, endpoint: &'static str, status: &str, _: Duration) {
+        let request = (ca.to_owned(), endpoint, status.to_owned());
+        self.requests.lock().unwrap().push(request);
+    }
+}
+
+impl ByCa {
+    fn count(&self, ca: &str, endpoint: &str, status: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|(c, e, s)| c == ca && *e == endpoint && s == status)
+            .count()
+    }
+}
+
 fn forced() -> RenewOptions {
     RenewOptions {
         force: true,
@@ -114,7 +142,8 @@ fn assert_renewed(result: &Result<RenewOutcome, certinel::renew::RenewError>, ca
 #[tokio::test]
 async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_returns_to_the_first() {
     let cas = TwoCas::start((&[], &[]), "").await;
-    let renewer = cas.renewer();
+    let requests = Arc::new(ByCa::default());
+    let renewer = cas.renewer().with_observer(requests.clone());
     let now = OffsetDateTime::now_utc();
 
     // The first CA answers every request with 503: after the retries it hands over.
@@ -123,6 +152,10 @@ async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_return
     assert_renewed(&first, &cas);
     assert_eq!(cas.current_source(), cas.second_front.directory_url);
     assert_eq!(cas.status_ca(&renewer, now).as_deref(), Some("second"));
+    // The `ca` label of the ACME request metrics.
+    assert!(requests.count("acme", "directory", "503") >= 1);
+    assert_eq!(requests.count("second", "new_order", "201"), 1);
+    assert_eq!(requests.count("(none)", "new_order", "201"), 0);
     assert!(cas.first_front.new_orders().is_empty());
     assert_eq!(cas.second_front.new_orders().len(), 1);
 

@@ -8,10 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use tracing::Instrument;
 
+use crate::acme::AcmeObserver;
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, DEFAULT_CA};
 use crate::renew::ca_choice::{self, CaFailure};
 use crate::renew::lifecycle::AccountCache;
@@ -76,6 +78,23 @@ impl Cas {
     }
 }
 
+/// Reports each ACME request of a per-CA renewer with that CA's name (the `ca` label).
+struct CaObserver {
+    ca: String,
+    inner: Arc<dyn AcmeObserver>,
+}
+
+impl AcmeObserver for CaObserver {
+    fn request_done(&self, endpoint: &'static str, status: &str, elapsed: Duration) {
+        self.inner
+            .request_done_at(&self.ca, endpoint, status, elapsed);
+    }
+
+    fn request_done_at(&self, ca: &str, endpoint: &'static str, status: &str, elapsed: Duration) {
+        self.inner.request_done_at(ca, endpoint, status, elapsed);
+    }
+}
+
 impl Renewer {
     /// The same renewer, talking to the CA named `name` with that CA's account.
     fn at_ca(&self, name: &str) -> Option<Renewer> {
@@ -86,7 +105,10 @@ impl Renewer {
             acme: Some(ca.settings.clone()),
             certificates: self.certificates.clone(),
             scanner: self.scanner.clone(),
-            observer: self.observer.clone(),
+            observer: Arc::new(CaObserver {
+                ca: name.to_owned(),
+                inner: self.observer.clone(),
+            }),
             retry: self.retry,
             backoff_base: self.backoff_base,
             dry_run: self.dry_run,

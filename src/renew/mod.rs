@@ -393,7 +393,7 @@ impl Renewer {
     ) -> Result<RenewOutcome, RenewError> {
         // Held until the renewal ends, recovery of an interrupted one included.
         let _lock = self.lock(&certificate.name)?;
-        if self.cas.is_empty() || certificate.ca.len() < 2 {
+        if self.cas.is_empty() || certificate.ca == [crate::config::model::DEFAULT_CA] {
             return self.run_at_ca(certificate, force, now).await;
         }
         self.run_with_failover(certificate, force, now).await
