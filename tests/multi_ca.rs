@@ -88,6 +88,22 @@ impl TwoCas {
         renewer.status_of("api", now).unwrap().ca
     }
 
+    /// `certinel inventory --output json`, run as a user runs it.
+    async fn inventory_json(&self) -> serde_json::Value {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
+            .args(["inventory", "--output", "json", "--config"])
+            .arg(&self.config)
+            .output()
+            .await
+            .expect("run certinel inventory");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("inventory JSON")
+    }
+
     fn logs(&self) -> String {
         format!(
             "first Pebble:\n{}\nsecond Pebble:\n{}",
@@ -152,6 +168,18 @@ async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_return
     assert_renewed(&first, &cas);
     assert_eq!(cas.current_source(), cas.second_front.directory_url);
     assert_eq!(cas.status_ca(&renewer, now).as_deref(), Some("second"));
+    let inventory = cas.inventory_json().await;
+    let automation = &inventory["managed"][0]["automation"];
+    assert_eq!(automation["issued_by"], "second", "{inventory}");
+    assert_eq!(automation["ca"], serde_json::json!(["acme", "second"]));
+    let audit = std::fs::read_to_string(cas.state_dir.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains(&format!(
+            "issued by CA second ({})",
+            cas.second_front.directory_url
+        )),
+        "{audit}"
+    );
     // The `ca` label of the ACME request metrics.
     assert!(requests.count("acme", "directory", "503") >= 1);
     assert_eq!(requests.count("second", "new_order", "201"), 1);

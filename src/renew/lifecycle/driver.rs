@@ -313,7 +313,20 @@ impl Run<'_> {
         self.store
             .advance(name, Stage::Pending, meta.version)
             .map_err(|e| self.store_error(e))?;
-        self.record(Step::Pending, Some(meta.version), Some(&meta.serial), None);
+        // The audit says which CA issued the version (its metadata keeps the directory).
+        let ca = self.renewer.cas.name_of_source(&origin.source);
+        let detail = format!(
+            "issued by CA {} ({})",
+            ca.unwrap_or("unknown"),
+            origin.source
+        );
+        self.record_with_detail(
+            Step::Pending,
+            Some(meta.version),
+            Some(&meta.serial),
+            None,
+            Some(detail),
+        );
         Ok(Event::Staged {
             version: meta.version,
         })
