@@ -272,3 +272,58 @@ async fn repeated_validation_failures_at_the_first_ca_start_the_next_attempt_at_
     assert_eq!(cas.second_front.new_orders().len(), 1);
     assert_eq!(cas.first_front.new_orders().len(), 1);
 }
+
+#[tokio::test]
+async fn an_order_kept_at_the_second_ca_is_resumed_there_when_the_first_is_back() {
+    let cas = TwoCas::start((&[], &[]), "").await;
+    let renewer = cas.renewer();
+    let now = OffsetDateTime::now_utc();
+
+    // The first CA is down; the second issues but its download fails, so the order is kept.
+    cas.first_front.fail_paths(Some("/"));
+    cas.second_front.fail_paths(Some("/certZ/"));
+    let failed = renewer.renew("api", forced(), now).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let store = CertStore::open(&cas.state_dir).unwrap();
+    let kept = store.inflight("api").unwrap().expect("the order is kept");
+    let order_url = kept.order_url.expect("an order URL");
+    assert!(
+        order_url.starts_with(cas.second_front.directory_url.trim_end_matches("/dir")),
+        "{order_url}"
+    );
+
+    // Both CAs answer again: the kept order is resumed at the CA that holds it, not sent
+    // to the first CA, and no second order is placed anywhere.
+    cas.first_front.fail_paths(None);
+    cas.second_front.fail_paths(None);
+    let later = now + time::Duration::minutes(10);
+    let resumed = renewer.renew("api", RenewOptions::default(), later).await;
+    assert_renewed(&resumed, &cas);
+    assert_eq!(cas.current_source(), cas.second_front.directory_url);
+    assert_eq!(cas.second_front.new_orders().len(), 1);
+    assert!(cas.first_front.new_orders().is_empty());
+    let crossed = cas
+        .first_front
+        .answered()
+        .into_iter()
+        .filter(|(path, _)| path.contains("order"))
+        .count();
+    assert_eq!(crossed, 0, "{:?}", cas.first_front.answered());
+}
+
+#[tokio::test]
+async fn a_certificate_listing_only_a_named_ca_is_issued_there() {
+    let cas = TwoCas::start((&[], &[]), "").await;
+    let text = std::fs::read_to_string(&cas.config).unwrap();
+    let only_second = text.replace("ca = [\"acme\", \"second\"]", "ca = [\"second\"]");
+    assert_ne!(only_second, text);
+    std::fs::write(&cas.config, only_second).unwrap();
+    let renewer = cas.renewer();
+
+    let result = renewer
+        .renew("api", forced(), OffsetDateTime::now_utc())
+        .await;
+    assert_renewed(&result, &cas);
+    assert_eq!(cas.current_source(), cas.second_front.directory_url);
+    assert!(cas.first_front.new_orders().is_empty());
+}

@@ -72,6 +72,35 @@ pub(crate) fn after_attempt(
     }
 }
 
+/// `order` with the CA that holds a renewal's recorded order first: a renewal interrupted
+/// after placing an order at one CA resumes there (the order URL means nothing to another
+/// CA, and a second order would spend a limit). The CA is the one whose directory has the
+/// order URL's scheme, host and port, among `cas` (name, directory).
+pub(crate) fn resume_first<'a>(
+    mut order: Vec<String>,
+    cas: impl IntoIterator<Item = (&'a str, &'a str)>,
+    order_url: &str,
+) -> Vec<String> {
+    let holder = cas
+        .into_iter()
+        .find(|(_, directory)| origin(directory) == origin(order_url))
+        .map(|(name, _)| name);
+    if let Some(index) = holder.and_then(|name| order.iter().position(|ca| ca == name)) {
+        let ca = order.remove(index);
+        order.insert(0, ca);
+    }
+    order
+}
+
+/// `https://host:port` of a URL (everything before the path).
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |index| index + 3);
+    match url[after_scheme..].find('/') {
+        Some(index) => &url[..after_scheme + index],
+        None => url,
+    }
+}
+
 /// The CA name of a version whose metadata says it came from `source` (a directory URL),
 /// among `cas` (name, directory); `None` for a directory no longer configured.
 pub(crate) fn ca_of_source<'a>(
@@ -203,6 +232,28 @@ mod tests {
             before
         );
         assert_eq!(after_attempt(before, "second", None), counts(&[]));
+    }
+
+    #[test]
+    fn a_recorded_order_is_resumed_at_the_ca_that_holds_it() {
+        let cas = [
+            ("acme", "https://127.0.0.1:14000/dir"),
+            ("backup", "https://127.0.0.1:15000/dir"),
+        ];
+        let order = names(&["acme", "backup"]);
+        assert_eq!(
+            resume_first(order.clone(), cas, "https://127.0.0.1:15000/my-order/7"),
+            names(&["backup", "acme"])
+        );
+        assert_eq!(
+            resume_first(order.clone(), cas, "https://127.0.0.1:14000/my-order/7"),
+            order
+        );
+        // An order at a CA no longer configured changes nothing.
+        assert_eq!(
+            resume_first(order.clone(), cas, "https://127.0.0.1:16000/my-order/7"),
+            order
+        );
     }
 
     #[test]

@@ -134,11 +134,27 @@ impl Renewer {
                 name: name.clone(),
                 source,
             })?;
-        let order = ca_choice::attempt_order(
+        let mut order = ca_choice::attempt_order(
             &certificate.ca,
             &state.ca_failures,
             certificate.ca_failover_after,
         );
+        let recorded_order = self
+            .store
+            .inflight(name)
+            .map_err(|source| RenewError::Store {
+                name: name.clone(),
+                source,
+            })?
+            .and_then(|inflight| inflight.order_url);
+        if let Some(order_url) = recorded_order {
+            let directories = self
+                .cas
+                .by_name
+                .iter()
+                .map(|(ca, settings)| (ca.as_str(), settings.settings.directory.as_str()));
+            order = ca_choice::resume_first(order, directories, &order_url);
+        }
         let mut force = force;
         let mut result = Err(RenewError::NoAcme);
         for (index, ca) in order.iter().enumerate() {
