@@ -12,7 +12,8 @@ use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
 use certinel::store::CertStore;
 use time::OffsetDateTime;
 
-use crate::common::ari_front::AriFront;
+use crate::common::ari_front::{AriFront, AriReply};
+use crate::common::ari_setup::due_now;
 use crate::common::config_text::{acme_table, http01_certificate, write_config_file};
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 
@@ -326,4 +327,49 @@ async fn a_certificate_listing_only_a_named_ca_is_issued_there() {
     assert_renewed(&result, &cas);
     assert_eq!(cas.current_source(), cas.second_front.directory_url);
     assert!(cas.first_front.new_orders().is_empty());
+}
+
+#[tokio::test]
+async fn renewal_information_for_the_second_cas_certificate_is_asked_of_the_second_ca_only() {
+    let cas = TwoCas::start((&[], &[]), "").await;
+    let renewer = cas.renewer();
+    let now = OffsetDateTime::now_utc();
+    cas.first_front.fail_paths(Some("/"));
+    assert_renewed(&renewer.renew("api", forced(), now).await, &cas);
+    cas.first_front.fail_paths(None);
+    let pem = std::fs::read_to_string(cas.state_dir.join("certs/api/current/cert.pem")).unwrap();
+    let second_id = certinel::acme::ari_certificate_id(&pem).unwrap();
+
+    // A window days away: not due, and only the issuing (second) CA was asked.
+    cas.second_front.set_window(AriReply {
+        window: (now + time::Duration::days(2), now + time::Duration::days(3)),
+        retry_after: Some("3600".to_owned()),
+        explanation_url: None,
+    });
+    let soon = now + time::Duration::minutes(1);
+    let planned = renewer.renew("api", RenewOptions::default(), soon).await;
+    assert!(
+        matches!(planned, Ok(RenewOutcome::NotDue { .. })),
+        "{planned:?}\n{}",
+        cas.logs()
+    );
+    assert_eq!(cas.second_front.renewal_info_requests().len(), 1);
+    assert_eq!(cas.second_front.renewal_info_requests()[0], second_id);
+    assert!(cas.first_front.renewal_info_requests().is_empty());
+
+    // The second CA pulls its window in: the renewal is due, and the order goes to the
+    // first CA (it works again) without `replaces` for the second CA's certificate.
+    let later = now + time::Duration::hours(2);
+    cas.second_front.set_window(due_now(later));
+    let renewed = renewer.renew("api", RenewOptions::default(), later).await;
+    assert_renewed(&renewed, &cas);
+    assert_eq!(cas.current_source(), cas.first_front.directory_url);
+    assert_eq!(
+        cas.second_front.renewal_info_requests(),
+        [second_id.clone(), second_id]
+    );
+    assert!(cas.first_front.renewal_info_requests().is_empty());
+    let orders = cas.first_front.new_orders();
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert!(orders[0].get("replaces").is_none(), "{orders:?}");
 }

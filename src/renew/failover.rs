@@ -155,7 +155,25 @@ impl Renewer {
                 .map(|(ca, settings)| (ca.as_str(), settings.settings.directory.as_str()));
             order = ca_choice::resume_first(order, directories, &order_url);
         }
-        let mut force = force;
+        // The CA that issued the current certificate decides whether it is due: only it is
+        // asked for renewal information (ARI). The order then follows the list.
+        let issuer = self.issuing_ca(name)?;
+        let elsewhere = issuer
+            .as_ref()
+            .filter(|issuer| order.first() != Some(*issuer));
+        if let Some(issuer) = elsewhere.filter(|_| !force) {
+            if let Some(renewer) = self.at_ca(issuer) {
+                let planned = crate::renew::lifecycle::Run::open(&renewer, certificate, now)?
+                    .plan_until_due()
+                    .instrument(tracing::info_span!("ca", ca = %issuer))
+                    .await?;
+                if let Some(outcome) = planned {
+                    return Ok(outcome);
+                }
+            }
+        }
+        // Due (the issuing CA's renewer decided it, or the first CA's will).
+        let mut force = force || elsewhere.is_some();
         let mut result = Err(RenewError::NoAcme);
         for (index, ca) in order.iter().enumerate() {
             let Some(renewer) = self.at_ca(ca) else {
@@ -198,6 +216,19 @@ impl Renewer {
             force = true;
         }
         result
+    }
+
+    /// The configured CA whose directory issued the current version, if any.
+    fn issuing_ca(&self, name: &str) -> Result<Option<String>, RenewError> {
+        let store_error = |source| RenewError::Store {
+            name: name.to_owned(),
+            source,
+        };
+        let Some(current) = self.store.current(name).map_err(store_error)? else {
+            return Ok(None);
+        };
+        let meta = self.store.metadata(name, current).map_err(store_error)?;
+        Ok(self.cas.name_of_source(&meta.source).map(str::to_owned))
     }
 
     /// Records the outcome of an attempt at `ca` in the per-CA failure counts.
