@@ -373,3 +373,34 @@ async fn renewal_information_for_the_second_cas_certificate_is_asked_of_the_seco
     assert_eq!(orders.len(), 1, "{orders:?}");
     assert!(orders[0].get("replaces").is_none(), "{orders:?}");
 }
+
+#[tokio::test]
+async fn a_certificate_from_the_second_ca_is_revoked_there() {
+    let cas = TwoCas::start((&[], &[]), "").await;
+    let renewer = cas.renewer();
+    let now = OffsetDateTime::now_utc();
+    cas.first_front.fail_paths(Some("/"));
+    assert_renewed(&renewer.renew("api", forced(), now).await, &cas);
+    cas.first_front.fail_paths(None);
+
+    let later = now + time::Duration::minutes(5);
+    let revoked = renewer
+        .revoke(
+            "api",
+            certinel::acme::RevocationReason::KeyCompromise,
+            later,
+        )
+        .await;
+    assert!(revoked.is_ok(), "{revoked:?}\n{}", cas.logs());
+    let revocations = |front: &AriFront| {
+        front
+            .answered()
+            .into_iter()
+            .filter(|(path, _)| path.contains("revoke"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(revocations(&cas.second_front).len(), 1);
+    assert!(revocations(&cas.first_front).is_empty());
+    // The replacement comes from the first CA again.
+    assert_eq!(cas.current_source(), cas.first_front.directory_url);
+}

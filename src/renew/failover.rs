@@ -97,7 +97,7 @@ impl AcmeObserver for CaObserver {
 
 impl Renewer {
     /// The same renewer, talking to the CA named `name` with that CA's account.
-    fn at_ca(&self, name: &str) -> Option<Renewer> {
+    pub(super) fn at_ca(&self, name: &str) -> Option<Renewer> {
         let ca = self.cas.by_name.get(name)?;
         Some(Renewer {
             store: self.store.clone(),
@@ -219,7 +219,7 @@ impl Renewer {
     }
 
     /// The configured CA whose directory issued the current version, if any.
-    fn issuing_ca(&self, name: &str) -> Result<Option<String>, RenewError> {
+    pub(super) fn issuing_ca(&self, name: &str) -> Result<Option<String>, RenewError> {
         let store_error = |source| RenewError::Store {
             name: name.to_owned(),
             source,
