@@ -183,13 +183,13 @@ async fn run_renews_when_the_window_opens_and_metrics_show_two_successes() {
     assert!(
         value(
             &body,
-            "certinel_acme_requests_total{endpoint=\"new_order\",status=\"201\"}"
+            "certinel_acme_requests_total{endpoint=\"new_order\",status=\"201\",ca=\"acme\"}"
         ) >= 2.0,
         "{body}"
     );
     assert!(
         body.contains(
-            "certinel_acme_request_duration_seconds_bucket{endpoint=\"finalize\",le=\"+Inf\"}"
+            "certinel_acme_request_duration_seconds_bucket{endpoint=\"finalize\",ca=\"acme\",le=\"+Inf\"}"
         ),
         "{body}"
     );

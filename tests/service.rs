@@ -361,6 +361,7 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
         },
         state_dir: std::env::temp_dir(),
         acme: None,
+        cas: Default::default(),
         certificates: Vec::new(),
     };
     let shutdown = CancellationToken::new();

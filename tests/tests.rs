@@ -58,6 +58,9 @@ mod metric_labels;
 /// The shipped alert rules, Prometheus config and Grafana dashboard: promtool, lint, and a
 /// real Prometheus scraping a real certinel.
 mod monitoring;
+/// Multi-CA failover against two Pebbles: hand-over within an attempt, the return to the
+/// first CA, a missing profile, and `replaces` that never crosses CAs.
+mod multi_ca;
 /// What a package ships beside the binary: bash, zsh and fish completions (a real bash
 /// loads them), man pages (a real groff renders them without warnings), `--version`.
 mod packaging;

@@ -40,6 +40,13 @@ pub trait AcmeObserver: Send + Sync + 'static {
     /// `account`, `revoke_cert`, `key_change`, `renewal_info` or `other`); `status` is
     /// the HTTP status code (`"201"`) or `"network"` when no answer came back.
     fn request_done(&self, endpoint: &'static str, status: &str, elapsed: Duration);
+
+    /// [`request_done`](Self::request_done) for a request to the CA the configuration
+    /// names `ca`; the renewer's per-CA observers call it. By default the name is dropped.
+    fn request_done_at(&self, ca: &str, endpoint: &'static str, status: &str, elapsed: Duration) {
+        let _ = ca;
+        self.request_done(endpoint, status, elapsed);
+    }
 }
 
 /// An observer that ignores everything.

@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 
 use crate::cli::ExitCode;
 use crate::config;
-use crate::config::model::Config;
+use crate::config::model::{Config, DEFAULT_CA};
 use crate::inventory::MonitoredKind;
 use crate::inventory::alerts::{self, AlertRule};
 use crate::inventory::format::{OutputFormat, render};
@@ -80,7 +80,17 @@ pub fn run(args: InventoryArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     let audit_location = store.audit_location();
     let sources = InventorySources {
         now,
-        directory: config.acme.as_ref().map_or("", |acme| &acme.directory),
+        cas: config
+            .acme
+            .iter()
+            .map(|acme| (DEFAULT_CA, acme.directory.as_str()))
+            .chain(
+                config
+                    .cas
+                    .iter()
+                    .map(|(name, ca)| (name.as_str(), ca.directory.as_str())),
+            )
+            .collect(),
         certificates,
         audit: &audit,
         audit_location: &audit_location,

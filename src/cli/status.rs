@@ -74,9 +74,10 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
         "ARI NEXT POLL",
         "LAST",
         "FAILURES",
+        "CA",
     ];
     let dash = || "-".to_owned();
-    let rows: Vec<[String; 12]> = statuses
+    let rows: Vec<[String; 13]> = statuses
         .iter()
         .map(|s| {
             [
@@ -95,6 +96,7 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
                 s.ari_next_poll.map_or_else(dash, rfc3339),
                 s.last_outcome.map_or("-", LastOutcome::as_str).to_owned(),
                 s.consecutive_failures.to_string(),
+                s.ca.clone().unwrap_or_else(dash),
             ]
         })
         .collect();
@@ -137,6 +139,7 @@ mod tests {
             not_before: None,
             not_after: None,
             issuer: None,
+            ca: None,
             key_type: None,
             dns_names: Vec::new(),
             matches_config: false,
@@ -186,6 +189,20 @@ mod tests {
         ] {
             assert!(json.contains(field), "{field} in {json}");
         }
+    }
+
+    #[test]
+    fn the_issuing_ca_prints_in_the_last_column_and_in_json() {
+        let status = CertificateStatus {
+            ca: Some("backup".to_owned()),
+            ..jittered_status()
+        };
+        let table = table(std::slice::from_ref(&status));
+        let mut lines = table.lines();
+        assert!(lines.next().unwrap().ends_with(" CA"), "{table}");
+        assert!(lines.next().unwrap().ends_with(" backup"), "{table}");
+        let json = json(vec![status]).unwrap();
+        assert!(json.contains("\"ca\": \"backup\""), "{json}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Validation of the renewer's settings: `state_dir`, `[acme]` and `[[certificate]]`.
+//! Validation of the renewer's settings: `state_dir`, `[acme]` (and the keys every
+//! `[ca.NAME]` shares with it) and `[[certificate]]`.
 //!
 //! The renewal policy is checked here with [`RenewBefore::validate`], so a `renew_before` as long
 //! as the certificate's lifetime never reaches the scheduler (cert-manager users burned
@@ -16,6 +17,7 @@ use toml::Spanned;
 
 use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError};
 use crate::config::ConfigError;
+use crate::config::cas::ca_choice;
 use crate::config::challenge::{challenge, socket_addr};
 use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
@@ -47,8 +49,9 @@ pub(crate) fn state_dir(
     }
 }
 
-/// `[acme]`; `first_certificate` is the span of the first `[[certificate]]`, if any,
-/// because certificates cannot be obtained without a directory.
+/// `[acme]`; `first_certificate` is the span of the first `[[certificate]]` that uses it
+/// (sets no `ca`, or lists `"acme"`), if any, because such certificates cannot be obtained
+/// without a directory.
 pub(crate) fn acme(
     raw: Option<Spanned<RawAcme>>,
     first_certificate: Option<Range<usize>>,
@@ -65,15 +68,28 @@ pub(crate) fn acme(
     };
     let span = raw.span();
     let raw = raw.into_inner();
-    let Some(directory) = raw.directory else {
+    let Some(directory) = &raw.directory else {
         return match first_certificate {
             Some(_) => Err(cx.error(span, "acme.directory".to_owned(), missing)),
             None => Ok(None),
         };
     };
-    let directory = https_url(&directory, "acme.directory", cx)?;
+    let directory = directory.clone();
+    ca_settings(raw, &directory, "acme", cx).map(Some)
+}
+
+/// The keys `[acme]` and every `[ca.NAME]` share, once the directory is known to be set;
+/// `prefix` (`acme`, `ca.NAME`) names the table in errors.
+pub(crate) fn ca_settings(
+    raw: RawAcme,
+    directory: &Spanned<String>,
+    prefix: &str,
+    cx: &Context<'_>,
+) -> Result<AcmeConfig, ConfigError> {
+    let key = |name: &str| format!("{prefix}.{name}");
+    let directory = https_url(directory, &key("directory"), cx)?;
     let dry_run_directory = match &raw.dry_run_directory {
-        Some(value) => Some(https_url(value, "acme.dry_run_directory", cx)?),
+        Some(value) => Some(https_url(value, &key("dry_run_directory"), cx)?),
         None => None,
     };
     let contact = raw
@@ -87,14 +103,14 @@ pub(crate) fn acme(
             } else {
                 Err(cx.error(
                     value.span(),
-                    format!("acme.contact[{index}]"),
+                    format!("{}[{index}]", key("contact")),
                     format!("{text:?} is not a contact URL; write e.g. \"mailto:ops@example.com\""),
                 ))
             }
         })
         .collect::<Result<_, _>>()?;
     let ca_file = match &raw.ca_file {
-        Some(value) => Some(cx.path(value, "acme.ca_file".to_owned())?),
+        Some(value) => Some(cx.path(value, key("ca_file"))?),
         None => None,
     };
     let eab = match raw.eab {
@@ -104,35 +120,39 @@ pub(crate) fn acme(
             if eab.kid.get_ref().trim().is_empty() {
                 return Err(cx.error(
                     eab.kid.span(),
-                    "acme.eab.kid".to_owned(),
+                    key("eab.kid"),
                     "empty key id; copy the EAB key id your CA gave you".to_owned(),
                 ));
             }
-            let key = eab.hmac_key.get_ref().trim();
-            if key.is_empty() || URL_SAFE_NO_PAD.decode(key.trim_end_matches('=')).is_err() {
+            let hmac_key = eab.hmac_key.get_ref().trim();
+            if hmac_key.is_empty()
+                || URL_SAFE_NO_PAD
+                    .decode(hmac_key.trim_end_matches('='))
+                    .is_err()
+            {
                 // Never quote the key: it is a secret.
                 return Err(cx.error(
                     eab.hmac_key.span(),
-                    "acme.eab.hmac_key".to_owned(),
+                    key("eab.hmac_key"),
                     "not a base64url key; copy the EAB HMAC key exactly as your CA gave it"
                         .to_owned(),
                 ));
             }
             Some(EabConfig {
                 kid: eab.kid.into_inner(),
-                hmac_key: key.to_owned(),
+                hmac_key: hmac_key.to_owned(),
             })
         }
     };
     let poll_timeout = cx.timeout(
         raw.poll_timeout.as_ref(),
-        "acme.poll_timeout".to_owned(),
+        key("poll_timeout"),
         DEFAULT_POLL_TIMEOUT,
     )?;
     let preflight_resolver = match &raw.preflight_resolver {
         Some(value) => Some(socket_addr(
             value,
-            "acme.preflight_resolver",
+            &key("preflight_resolver"),
             "\"192.0.2.53:53\"",
             cx,
         )?),
@@ -154,7 +174,7 @@ pub(crate) fn acme(
             } else {
                 Err(cx.error(
                     value.span(),
-                    format!("acme.caa_identities[{index}]"),
+                    format!("{}[{index}]", key("caa_identities")),
                     format!(
                         "{:?} is not a domain name; write the issuer domain CAA records name \
                          the CA by, e.g. \"letsencrypt.org\"",
@@ -164,7 +184,7 @@ pub(crate) fn acme(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(AcmeConfig {
+    Ok(AcmeConfig {
         directory,
         dry_run_directory,
         contact,
@@ -173,12 +193,13 @@ pub(crate) fn acme(
         poll_timeout,
         preflight_resolver,
         caa_identities,
-    }))
+    })
 }
 
 /// Every `[[certificate]]`, with unique names.
 pub(crate) fn certificates(
     raw: Vec<Spanned<RawCertificate>>,
+    known_cas: &[&str],
     cx: &Context<'_>,
 ) -> Result<Vec<CertificateConfig>, ConfigError> {
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
@@ -186,7 +207,7 @@ pub(crate) fn certificates(
     for (index, raw_certificate) in raw.into_iter().enumerate() {
         let prefix = format!("certificate[{index}]");
         let name_span = raw_certificate.get_ref().name.span();
-        let certificate = certificate(raw_certificate.into_inner(), &prefix, cx)?;
+        let certificate = certificate(raw_certificate.into_inner(), known_cas, &prefix, cx)?;
         if let Some((first_index, first_offset)) = seen.get(&certificate.name) {
             return Err(cx.error(
                 name_span,
@@ -207,6 +228,7 @@ pub(crate) fn certificates(
 
 fn certificate(
     raw: RawCertificate,
+    known_cas: &[&str],
     prefix: &str,
     cx: &Context<'_>,
 ) -> Result<CertificateConfig, ConfigError> {
@@ -351,6 +373,7 @@ fn certificate(
         key("verify_timeout"),
         verify_targets::DEFAULT_VERIFY_TIMEOUT,
     )?;
+    let (ca, ca_failover_after) = ca_choice(&raw, known_cas, prefix, cx)?;
     Ok(CertificateConfig {
         name,
         identifiers,
@@ -366,6 +389,8 @@ fn certificate(
         verify,
         verify_timeout,
         on_verify_failure: raw.on_verify_failure.unwrap_or_default(),
+        ca,
+        ca_failover_after,
     })
 }
 

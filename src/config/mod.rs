@@ -7,6 +7,7 @@
 //! several values. Any failure becomes one [`ConfigError`] line.
 
 mod allow;
+mod cas;
 mod certificates;
 mod challenge;
 mod duration;
@@ -95,6 +96,7 @@ pub fn default_config() -> Config {
         },
         state_dir: certificates::DEFAULT_STATE_DIR.into(),
         acme: None,
+        cas: Default::default(),
         certificates: Vec::new(),
     }
 }

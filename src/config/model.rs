@@ -22,13 +22,37 @@ pub struct Config {
     /// Where accounts, certificate versions, renewal state and the audit log live.
     /// Default `/var/lib/certinel`.
     pub state_dir: PathBuf,
-    /// The ACME CA; present whenever `certificates` is not empty.
+    /// The ACME CA (`[acme]`, named [`DEFAULT_CA`] in a certificate's `ca` list); present
+    /// whenever a certificate uses it.
     pub acme: Option<AcmeConfig>,
+    /// Further CAs by name (`[ca.NAME]`), for certificates that list them in `ca`.
+    pub cas: std::collections::BTreeMap<String, AcmeConfig>,
     /// Certificates certinel obtains and renews.
     pub certificates: Vec<CertificateConfig>,
 }
 
-/// `[acme]`: the CA certificates are obtained from.
+/// The name `[acme]` goes by in a certificate's `ca` list, and the list of a certificate
+/// that sets none.
+pub const DEFAULT_CA: &str = "acme";
+
+/// Consecutive failures at one CA (other than it being unreachable, failing, rate-limited
+/// or lacking the profile, which hand over at once) after which the next attempt starts
+/// with the next CA, when a certificate sets no `ca_failover_after`.
+pub const DEFAULT_CA_FAILOVER_AFTER: u32 = 3;
+
+impl Config {
+    /// The CA a certificate's `ca` list names `name`: [`DEFAULT_CA`] is `[acme]`, any other
+    /// name a `[ca.NAME]` table. Validation guarantees every listed name resolves.
+    pub fn ca(&self, name: &str) -> Option<&AcmeConfig> {
+        if name == DEFAULT_CA {
+            self.acme.as_ref()
+        } else {
+            self.cas.get(name)
+        }
+    }
+}
+
+/// `[acme]` or `[ca.NAME]`: a CA certificates are obtained from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AcmeConfig {
     /// The directory URL (Let's Encrypt, its staging, ZeroSSL, Pebble, ...).
@@ -102,6 +126,12 @@ pub struct CertificateConfig {
     pub verify_timeout: Duration,
     /// What a failed served-certificate check does. Default [`OnVerifyFailure::Rollback`].
     pub on_verify_failure: OnVerifyFailure,
+    /// The CAs to obtain from, by name, in order of preference (`ca`). Never empty; default
+    /// `[DEFAULT_CA]`. A CA that cannot serve within an attempt hands over to the next.
+    pub ca: Vec<String>,
+    /// Consecutive failures of other kinds (validation) at one CA after which the next
+    /// attempt starts with the next CA. Default [`DEFAULT_CA_FAILOVER_AFTER`].
+    pub ca_failover_after: u32,
 }
 
 /// `on_verify_failure`: what happens when the `verify` endpoints do not serve a new version

@@ -29,11 +29,14 @@ pub(crate) struct RawConfig {
     pub(crate) files: Vec<Spanned<RawFile>>,
     pub(crate) state_dir: Option<Spanned<String>>,
     pub(crate) acme: Option<Spanned<RawAcme>>,
+    /// `[ca.NAME]`: further CAs, with the keys of `[acme]`.
+    #[serde(default)]
+    pub(crate) ca: BTreeMap<Spanned<String>, Spanned<RawAcme>>,
     #[serde(default, rename = "certificate")]
     pub(crate) certificates: Vec<Spanned<RawCertificate>>,
 }
 
-/// `[acme]`
+/// `[acme]`, and each `[ca.NAME]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAcme {
@@ -79,6 +82,9 @@ pub(crate) struct RawCertificate {
     pub(crate) verify: Vec<Spanned<String>>,
     pub(crate) verify_timeout: Option<Spanned<ConfigDuration>>,
     pub(crate) on_verify_failure: Option<OnVerifyFailure>,
+    // Names are checked against `[acme]` and the `[ca.NAME]` tables in validation.
+    pub(crate) ca: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) ca_failover_after: Option<Spanned<i64>>,
 }
 
 /// `challenge = { type = "...", listen = "..." | webroot = "..." }`, or for dns-01

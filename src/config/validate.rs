@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use crate::config::ConfigError;
 use crate::config::allow;
+use crate::config::cas;
 use crate::config::certificates;
 use crate::config::duration::{ConfigDuration, format_duration};
 use crate::config::locate::join;
@@ -102,9 +103,15 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         .map(|(index, file)| file_source(file.into_inner(), &format!("file[{index}]"), cx))
         .collect::<Result<_, _>>()?;
     let state_dir = certificates::state_dir(raw.state_dir.as_ref(), cx)?;
-    let first_certificate = raw.certificates.first().map(Spanned::span);
+    let first_certificate = raw
+        .certificates
+        .iter()
+        .find(|certificate| cas::uses_default_ca(certificate.get_ref()))
+        .map(Spanned::span);
     let acme = certificates::acme(raw.acme, first_certificate, cx)?;
-    let certificates = certificates::certificates(raw.certificates, cx)?;
+    let cas = cas::cas(raw.ca, cx)?;
+    let known_cas = cas::known_names(acme.as_ref(), &cas);
+    let certificates = certificates::certificates(raw.certificates, &known_cas, cx)?;
     Ok(Config {
         source: cx.source.map(Path::to_owned),
         scanner,
@@ -113,6 +120,7 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         exporter,
         state_dir,
         acme,
+        cas,
         certificates,
     })
 }

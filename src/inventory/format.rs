@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use crate::escape::{Escaped, escape};
-use crate::inventory::{Inventory, ManagedCertificate, MonitoredKind, RenewalRule};
+use crate::inventory::{Automation, Inventory, ManagedCertificate, MonitoredKind, RenewalRule};
 
 /// The output formats of `certinel inventory`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,13 +164,7 @@ fn checklist(certificate: &ManagedCertificate) -> Vec<(&'static str, String)> {
                 .map_or_else(|| "(not issued yet)".to_owned(), human_duration),
         ),
         ("renewal", next_renewal),
-        (
-            "automated",
-            format!(
-                "yes: ACME {} ({})",
-                certificate.automation.directory, certificate.automation.challenge
-            ),
-        ),
+        ("automated", automated(&certificate.automation)),
         (
             "consumers notified by",
             if certificate.deploy_commands.is_empty() {
@@ -231,4 +225,19 @@ fn timestamp(at: OffsetDateTime) -> String {
 /// Escapes the characters that would break a Markdown table cell.
 fn markdown_cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+/// The "automated" answer: the first CA's directory and the challenge, then for several
+/// CAs their order, and which one issued the current version.
+fn automated(automation: &Automation) -> String {
+    let mut text = format!(
+        "yes: ACME {} ({})",
+        automation.directory, automation.challenge
+    );
+    if automation.ca.len() > 1 {
+        text.push_str(&format!("; CAs in order: {}", automation.ca.join(", ")));
+    }
+    if let Some(issued_by) = &automation.issued_by {
+        text.push_str(&format!("; current issued by {issued_by}"));
+    }
+    text
 }

@@ -38,8 +38,8 @@ pub struct StoredCertificate {
 pub struct InventorySources<'a> {
     /// The moment the facts were read.
     pub now: OffsetDateTime,
-    /// The ACME directory URL (empty without `[acme]`).
-    pub directory: &'a str,
+    /// The configured CAs as (name, directory URL): `[acme]` as `acme`, each `[ca.NAME]`.
+    pub cas: Vec<(&'a str, &'a str)>,
     /// The configured certificates, each with what the store holds for it.
     pub certificates: Vec<(&'a CertificateConfig, StoredCertificate)>,
     /// The audit log read back.
@@ -136,8 +136,21 @@ fn managed_certificate(
         renewal_rule: renewal_rule(certificate),
         next_renewal: stored.next_renewal.filter(|_| current.is_some()),
         automation: Automation {
-            directory: sources.directory.to_owned(),
+            directory: certificate
+                .ca
+                .first()
+                .and_then(|first| directory_of(&sources.cas, first))
+                .unwrap_or_default()
+                .to_owned(),
             challenge: challenge_name(&certificate.challenge).to_owned(),
+            ca: certificate.ca.clone(),
+            issued_by: current.and_then(|meta| {
+                sources
+                    .cas
+                    .iter()
+                    .find(|(_, directory)| *directory == meta.source)
+                    .map(|(name, _)| (*name).to_owned())
+            }),
         },
         deploy_commands: certificate.deploy.clone(),
         on_failure: FailurePolicy {
@@ -196,6 +209,13 @@ fn last_rotation(audit: &AuditHistory, name: &str) -> Option<OffsetDateTime> {
         .max()
 }
 
+/// The directory URL of the CA named `name`.
+fn directory_of<'a>(cas: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
+    cas.iter()
+        .find(|(ca, _)| *ca == name)
+        .map(|(_, directory)| *directory)
+}
+
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -249,7 +269,7 @@ mod tests {
         let audit = AuditHistory::parse(&text);
         let sources = InventorySources {
             now: datetime!(2026-05-01 0:00 UTC),
-            directory: "https://127.0.0.1:9/dir",
+            cas: vec![("acme", "https://127.0.0.1:9/dir")],
             certificates: vec![(&config.certificates[0], StoredCertificate::default())],
             audit: &audit,
             audit_location: "/var/lib/certinel/audit.jsonl",
@@ -275,7 +295,7 @@ mod tests {
         let audit = AuditHistory::default();
         let sources = InventorySources {
             now: datetime!(2026-05-01 0:00 UTC),
-            directory: "",
+            cas: Vec::new(),
             certificates: vec![(&config.certificates[0], StoredCertificate::default())],
             audit: &audit,
             audit_location: "",

@@ -85,10 +85,14 @@ pub enum RenewalRule {
 /// How a certificate is obtained without a human.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Automation {
-    /// The ACME directory URL.
+    /// The ACME directory URL of the first CA in `ca`.
     pub directory: String,
     /// The challenge type (`http-01`, `tls-alpn-01`, `dns-01`).
     pub challenge: String,
+    /// The CAs it is obtained from, in order of preference (`acme`, `[ca.NAME]` names).
+    pub ca: Vec<String>,
+    /// The CA that issued the current version, when it is still configured.
+    pub issued_by: Option<String>,
 }
 
 /// What certinel does when a renewal fails, and who hears about it.

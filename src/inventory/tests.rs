@@ -24,6 +24,8 @@ fn managed(name: &str) -> ManagedCertificate {
         automation: Automation {
             directory: "https://127.0.0.1:14000/dir".to_owned(),
             challenge: "http-01".to_owned(),
+            ca: vec!["acme".to_owned(), "backup".to_owned()],
+            issued_by: Some("backup".to_owned()),
         },
         deploy_commands: vec!["systemctl reload nginx".to_owned()],
         on_failure: FailurePolicy {

@@ -70,6 +70,9 @@ pub struct CurrentVersion {
     pub serial: String,
     /// Issuer distinguished name.
     pub issuer: String,
+    /// The configured CA that issued it (`acme` or a `[ca.NAME]`), `unknown` when its
+    /// directory is no longer configured.
+    pub ca: String,
     /// Key type (`ecdsa-p256`, `rsa-2048`, ...).
     pub key_type: String,
     /// Names it covers.
@@ -80,13 +83,13 @@ pub struct CurrentVersion {
     pub not_after: OffsetDateTime,
 }
 
-/// ACME requests since start, by endpoint.
+/// ACME requests since start, by CA and endpoint.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AcmeSnapshot {
-    /// Requests by (endpoint, status).
-    pub requests: BTreeMap<(&'static str, String), u64>,
-    /// Request durations by endpoint.
-    pub durations: BTreeMap<&'static str, DurationHistogram>,
+    /// Requests by (CA name, endpoint, status).
+    pub requests: BTreeMap<(String, &'static str, String), u64>,
+    /// Request durations by (CA name, endpoint).
+    pub durations: BTreeMap<(String, &'static str), DurationHistogram>,
     /// The CA's clock minus the local clock in seconds, from its last `Date` header.
     pub clock_skew: Option<f64>,
 }
@@ -268,20 +271,25 @@ fn push_current(
         ("key_type", current.key_type.as_str()),
         ("dns_names", dns_names.as_str()),
         ("version", current.version.as_str()),
+        ("ca", current.ca.as_str()),
     ];
     families.push(names::CERTIFICATE_INFO, &info, 1.0);
 }
 
 /// Adds `certinel_acme_requests_total` and `certinel_acme_request_duration_seconds`.
 pub(super) fn push_acme(families: &mut impl Sink, acme: &AcmeSnapshot) {
-    for ((endpoint, status), count) in &acme.requests {
-        let labels = [("endpoint", *endpoint), ("status", status.as_str())];
+    for ((ca, endpoint, status), count) in &acme.requests {
+        let labels = [
+            ("endpoint", *endpoint),
+            ("status", status.as_str()),
+            ("ca", ca.as_str()),
+        ];
         families.push(names::ACME_REQUESTS, &labels, *count as f64);
     }
-    for (endpoint, histogram) in &acme.durations {
+    for ((ca, endpoint), histogram) in &acme.durations {
         families.push_histogram(
             names::ACME_REQUEST_DURATION,
-            &[("endpoint", endpoint)],
+            &[("endpoint", endpoint), ("ca", ca.as_str())],
             histogram,
         );
     }

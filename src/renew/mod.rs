@@ -37,11 +37,13 @@
 
 mod account_admin;
 mod ari_poll;
+mod ca_choice;
 mod clock;
 mod decision;
 mod deploy;
 mod dry_run;
 mod error;
+mod failover;
 mod hook_group;
 mod lifecycle;
 mod next_action;
@@ -155,15 +157,21 @@ pub struct Renewer {
     retry: RetryPolicy,
     backoff_base: time::Duration,
     dry_run: bool,
-    account: lifecycle::AccountCache,
+    /// The account of the CA this renewer talks to (`acme`), shared with every renewer
+    /// built for that CA.
+    account: Arc<lifecycle::AccountCache>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
+    /// Every configured CA by name (`[acme]` as `"acme"`), for certificates that list
+    /// several (`failover.rs`).
+    cas: Arc<failover::Cas>,
 }
 
 impl Renewer {
     /// A renewer for the certificates of `config`, keeping state in `config.state_dir`.
     pub fn new(config: &Config) -> Renewer {
         let files = FsStore::new(&config.state_dir);
+        let cas = failover::Cas::new(config);
         Renewer {
             accounts: files.accounts(),
             store: Arc::new(files),
@@ -174,9 +182,10 @@ impl Renewer {
             retry: RetryPolicy::default(),
             backoff_base: crate::schedule::plan::BACKOFF_BASE,
             dry_run: false,
-            account: lifecycle::AccountCache::default(),
+            account: cas.account(crate::config::model::DEFAULT_CA),
             clock: Arc::new(SystemClock),
             random: Arc::new(ThreadRandom),
+            cas: Arc::new(cas),
         }
     }
 
@@ -287,7 +296,13 @@ impl Renewer {
         certificate: &CertificateConfig,
         now: OffsetDateTime,
     ) -> Result<RenewOutcome, RenewError> {
-        let acme = self.acme.as_ref().ok_or(RenewError::NoAcme)?;
+        // A dry run asks the certificate's first CA.
+        let acme = certificate
+            .ca
+            .first()
+            .and_then(|name| self.cas.settings(name))
+            .or(self.acme.as_ref())
+            .ok_or(RenewError::NoAcme)?;
         let directory = dry_run_directory(acme);
         match directory {
             DryRunDirectory::Configured(url) => {
@@ -317,9 +332,10 @@ impl Renewer {
             retry: self.retry,
             backoff_base: self.backoff_base,
             dry_run: true,
-            account: lifecycle::AccountCache::default(),
+            account: Arc::default(),
             clock: self.clock.clone(),
             random: self.random.clone(),
+            cas: Arc::new(failover::Cas::default()),
         };
         // A scratch directory holds nothing yet: the renewal is always due.
         scratch_renewer.run(certificate, true, now).await
@@ -377,6 +393,19 @@ impl Renewer {
     ) -> Result<RenewOutcome, RenewError> {
         // Held until the renewal ends, recovery of an interrupted one included.
         let _lock = self.lock(&certificate.name)?;
+        if self.cas.is_empty() || certificate.ca == [crate::config::model::DEFAULT_CA] {
+            return self.run_at_ca(certificate, force, now).await;
+        }
+        self.run_with_failover(certificate, force, now).await
+    }
+
+    /// One renewal at the CA this renewer talks to, the lock held.
+    async fn run_at_ca(
+        &self,
+        certificate: &CertificateConfig,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> Result<RenewOutcome, RenewError> {
         let first = lifecycle::Run::open(self, certificate, now)?
             .renew(force)
             .await;

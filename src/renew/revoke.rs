@@ -46,7 +46,9 @@ impl Renewer {
             let cert_path = store.files(name, version).map_err(store_error)?.cert;
             let leaf_der = read_leaf_der(&cert_path).map_err(store_error)?;
 
-            let run = Run::open(self, certificate, now)?;
+            // Revoked at the CA that issued it, with that CA's account.
+            let issuer = self.issuing_ca(name)?.and_then(|ca| self.at_ca(&ca));
+            let run = Run::open(issuer.as_ref().unwrap_or(self), certificate, now)?;
             run.check_ca_gate()?;
             let account = run.account().await?;
             if let Err(source) = revoke(&account, &leaf_der, reason).await {

@@ -3,7 +3,7 @@
 //! a jitter draw or renewal information.
 
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::config::model::CertificateConfig;
 use crate::renew::decision::{PlanFacts, applicable_ari, decide};
@@ -11,7 +11,7 @@ use crate::renew::{RenewError, Renewer};
 use crate::schedule::plan::{CurrentCert, Reason, Rule};
 use crate::store::metadata::key_type_name;
 use crate::store::version_check::name_covered;
-use crate::store::{Store, StoreError, VersionId};
+use crate::store::{StoreError, VersionId};
 
 /// The state of one managed certificate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -30,6 +30,10 @@ pub struct CertificateStatus {
     pub not_after: Option<OffsetDateTime>,
     /// Its issuer's distinguished name.
     pub issuer: Option<String>,
+    /// The configured CA (`"acme"` or a `[ca.NAME]`) whose directory issued the current
+    /// version (its metadata's `source`); `None` without a version, or when that directory
+    /// is no longer configured.
+    pub ca: Option<String>,
     /// Its key type (`ecdsa-p256`, `rsa-2048`, ...).
     pub key_type: Option<String>,
     /// The DNS names and IP addresses it covers.
@@ -102,11 +106,9 @@ impl Renewer {
         self.certificates
             .iter()
             .map(|certificate| {
-                one(&*self.store, certificate, now, self.backoff_base).map_err(|source| {
-                    RenewError::Store {
-                        name: certificate.name.clone(),
-                        source,
-                    }
+                one(self, certificate, now).map_err(|source| RenewError::Store {
+                    name: certificate.name.clone(),
+                    source,
                 })
             })
             .collect()
@@ -123,16 +125,17 @@ impl Renewer {
             name: name.to_owned(),
             source,
         };
-        one(&*self.store, certificate, now, self.backoff_base).map_err(store_error)
+        one(self, certificate, now).map_err(store_error)
     }
 }
 
 fn one(
-    store: &dyn Store,
+    renewer: &Renewer,
     certificate: &CertificateConfig,
     now: OffsetDateTime,
-    backoff_base: Duration,
 ) -> Result<CertificateStatus, StoreError> {
+    let store = &*renewer.store;
+    let backoff_base = renewer.backoff_base;
     let name = &certificate.name;
     let facts = PlanFacts::read(store, name)?;
     let decision = decide(
@@ -165,6 +168,10 @@ fn one(
         not_before: current.as_ref().map(|m| m.not_before),
         not_after: current.as_ref().map(|m| m.not_after),
         issuer: current.as_ref().map(|m| m.issuer.clone()),
+        ca: current
+            .as_ref()
+            .and_then(|m| renewer.cas.name_of_source(&m.source))
+            .map(str::to_owned),
         key_type: current.as_ref().map(|m| key_type_name(m.key_type)),
         dns_names: current
             .as_ref()

@@ -48,6 +48,10 @@ pub struct ScheduleState {
     /// stayed current because there was nothing to roll back to; no rollout has worked
     /// since. The planner treats the certificate as due (after the backoff).
     pub rollout_failed: bool,
+    /// Renewals failed in a row at each CA (by its name in the certificate's `ca` list) for
+    /// reasons other than the CA being unable to serve; emptied by a success. Decides which
+    /// CA the next attempt starts with (`renew::ca_choice`).
+    pub ca_failures: BTreeMap<String, u32>,
 }
 
 /// A random value in [0, 1) tied to the certificate it was drawn for.

@@ -61,6 +61,8 @@ struct Task {
 struct Settings {
     state_dir: PathBuf,
     acme: Option<AcmeConfig>,
+    /// The `[ca.NAME]` tables a certificate may fail over to.
+    cas: std::collections::BTreeMap<String, AcmeConfig>,
     /// The served check after deploy resolves with its hosts file and probes with its
     /// timeout.
     scanner: ScannerSettings,
@@ -96,6 +98,7 @@ impl Renewals {
                 let settings = Settings {
                     state_dir: config.state_dir.clone(),
                     acme: config.acme.clone(),
+                    cas: config.cas.clone(),
                     scanner: config.scanner.clone(),
                     certificate: certificate.clone(),
                 };
@@ -347,8 +350,19 @@ mod tests {
             "the served check's scanner settings changed: every task restarts"
         );
 
+        let mut with_backup = rescanned.clone();
+        let mut backup = with_backup.acme.clone().expect("[acme]");
+        backup.directory = "https://127.0.0.1:10/dir".to_owned();
+        with_backup.cas.insert("backup".to_owned(), backup);
+        assert_eq!(
+            renewals.apply(&with_backup),
+            (2, 2),
+            "a [ca.NAME] table changed: every task restarts with it"
+        );
+
         let mut one = config(dir.path(), &[("www", "30d")]);
         one.scanner = rescanned.scanner.clone();
+        one.cas = with_backup.cas.clone();
         assert_eq!(renewals.apply(&one), (0, 1));
         assert_eq!(names(&state), ["www"], "api's series leave at once");
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::acme::AcmeObserver;
+use crate::config::model::DEFAULT_CA;
 use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
 use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
@@ -305,17 +306,22 @@ impl State {
 }
 
 impl AcmeObserver for State {
+    /// A request without a CA name went to `[acme]` (account commands, single-CA renewals).
     fn request_done(&self, endpoint: &'static str, status: &str, elapsed: Duration) {
+        self.request_done_at(DEFAULT_CA, endpoint, status, elapsed);
+    }
+
+    fn request_done_at(&self, ca: &str, endpoint: &'static str, status: &str, elapsed: Duration) {
         let mut inner = self.lock();
         *inner
             .acme
             .requests
-            .entry((endpoint, status.to_owned()))
+            .entry((ca.to_owned(), endpoint, status.to_owned()))
             .or_default() += 1;
         inner
             .acme
             .durations
-            .entry(endpoint)
+            .entry((ca.to_owned(), endpoint))
             .or_default()
             .observe(elapsed);
     }
@@ -326,6 +332,7 @@ fn current_version(status: &CertificateStatus) -> Option<CurrentVersion> {
         version: status.version?.to_string(),
         serial: status.serial.clone()?,
         issuer: status.issuer.clone().unwrap_or_default(),
+        ca: status.ca.clone().unwrap_or_else(|| "unknown".to_owned()),
         key_type: status.key_type.clone().unwrap_or_default(),
         dns_names: status.dns_names.clone(),
         not_before: status.not_before?,
@@ -442,6 +449,7 @@ mod tests {
             not_before: Some(datetime!(2026-01-01 00:00 UTC)),
             not_after: Some(datetime!(2026-02-01 00:00 UTC)),
             issuer: Some("CN=CA".to_owned()),
+            ca: Some("acme".to_owned()),
             key_type: Some("ecdsa-p256".to_owned()),
             dns_names: vec!["a.test".to_owned()],
             matches_config: true,
@@ -497,14 +505,17 @@ mod tests {
     }
 
     #[test]
-    fn acme_requests_are_counted_by_endpoint_and_status() {
+    fn acme_requests_are_counted_by_ca_endpoint_and_status() {
         let state = State::new();
         state.request_done("new_order", "201", Duration::from_millis(30));
         state.request_done("new_order", "201", Duration::from_millis(70));
         state.request_done("directory", "network", Duration::from_secs(2));
+        state.request_done_at("backup", "new_order", "201", Duration::from_millis(10));
         let acme = state.snapshot().acme;
-        assert_eq!(acme.requests[&("new_order", "201".to_owned())], 2);
-        assert_eq!(acme.requests[&("directory", "network".to_owned())], 1);
-        assert_eq!(acme.durations["new_order"].count(), 2);
+        let key = |ca: &str, endpoint, status: &str| (ca.to_owned(), endpoint, status.to_owned());
+        assert_eq!(acme.requests[&key("acme", "new_order", "201")], 2);
+        assert_eq!(acme.requests[&key("acme", "directory", "network")], 1);
+        assert_eq!(acme.requests[&key("backup", "new_order", "201")], 1);
+        assert_eq!(acme.durations[&("acme".to_owned(), "new_order")].count(), 2);
     }
 }

@@ -17,6 +17,7 @@ fn issued() -> CertificateSnapshot {
             version: "v0002".to_owned(),
             serial: "1a2b".to_owned(),
             issuer: "CN=Pebble Intermediate CA".to_owned(),
+            ca: "acme".to_owned(),
             key_type: "ecdsa-p256".to_owned(),
             dns_names: vec!["api.test".to_owned(), "www.api.test".to_owned()],
             not_before: datetime!(2025-12-01 00:00 UTC),
@@ -67,7 +68,7 @@ fn an_issued_certificate_renders_every_family_with_expiry_at_scrape_time() {
         certinel_certificate_not_after_timestamp_seconds{name="api"} 1769817600
         certinel_certificate_expiry_seconds{name="api"} 2592000
         certinel_certificate_lifetime_seconds{name="api"} 5270400
-        certinel_certificate_info{name="api",serial="1a2b",issuer="CN=Pebble Intermediate CA",key_type="ecdsa-p256",dns_names="api.test,www.api.test",version="v0002"} 1
+        certinel_certificate_info{name="api",serial="1a2b",issuer="CN=Pebble Intermediate CA",key_type="ecdsa-p256",dns_names="api.test,www.api.test",version="v0002",ca="acme"} 1
         certinel_certificate_renewal_scheduled_timestamp_seconds{name="api"} 1768089600
         certinel_certificate_renewals_total{name="api",outcome="success"} 1
         certinel_certificate_renewals_total{name="api",outcome="failure"} 0
@@ -155,32 +156,35 @@ fn a_certificate_with_other_names_than_configured_is_not_ready() {
 #[test]
 fn acme_requests_render_as_a_counter_and_a_cumulative_histogram() {
     let mut acme = AcmeSnapshot::default();
-    acme.requests.insert(("new_order", "201".to_owned()), 2);
-    acme.requests.insert(("new_order", "network".to_owned()), 1);
+    acme.requests
+        .insert(("acme".to_owned(), "new_order", "201".to_owned()), 2);
+    acme.requests
+        .insert(("acme".to_owned(), "new_order", "network".to_owned()), 1);
     let mut histogram = DurationHistogram::default();
     for millis in [20, 300, 45_000] {
         histogram.observe(Duration::from_millis(millis));
     }
-    acme.durations.insert("new_order", histogram);
+    acme.durations
+        .insert(("acme".to_owned(), "new_order"), histogram);
     check(
         Vec::new(),
         acme,
         r#"
-        certinel_acme_requests_total{endpoint="new_order",status="201"} 2
-        certinel_acme_requests_total{endpoint="new_order",status="network"} 1
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="0.05"} 1
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="0.1"} 1
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="0.25"} 1
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="0.5"} 2
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="1"} 2
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="2.5"} 2
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="5"} 2
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="10"} 2
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="20"} 2
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="30"} 2
-        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",le="+Inf"} 3
-        certinel_acme_request_duration_seconds_sum{endpoint="new_order"} 45.32
-        certinel_acme_request_duration_seconds_count{endpoint="new_order"} 3
+        certinel_acme_requests_total{endpoint="new_order",status="201",ca="acme"} 2
+        certinel_acme_requests_total{endpoint="new_order",status="network",ca="acme"} 1
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="0.05"} 1
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="0.1"} 1
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="0.25"} 1
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="0.5"} 2
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="1"} 2
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="2.5"} 2
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="5"} 2
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="10"} 2
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="20"} 2
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="30"} 2
+        certinel_acme_request_duration_seconds_bucket{endpoint="new_order",ca="acme",le="+Inf"} 3
+        certinel_acme_request_duration_seconds_sum{endpoint="new_order",ca="acme"} 45.32
+        certinel_acme_request_duration_seconds_count{endpoint="new_order",ca="acme"} 3
         "#,
     );
 }

@@ -189,6 +189,7 @@ fn every_kind_of_result() -> Snapshot {
                     dns_names: vec!["api.test".to_owned()],
                     not_before: datetime!(2025-12-01 00:00 UTC),
                     not_after: datetime!(2026-01-31 00:00 UTC),
+                    ca: "acme".to_owned(),
                 }),
                 matches_config: true,
                 renewal_scheduled: Some(datetime!(2026-01-11 00:00 UTC)),
@@ -206,8 +207,8 @@ fn every_kind_of_result() -> Snapshot {
             failing,
         ],
         acme: AcmeSnapshot {
-            requests: [(("new_order", "201".to_owned()), 4)].into(),
-            durations: [("new_order", durations)].into(),
+            requests: [(("acme".to_owned(), "new_order", "201".to_owned()), 4)].into(),
+            durations: [(("acme".to_owned(), "new_order"), durations)].into(),
             clock_skew: Some(-1.5),
         },
         served: vec![ServedSample {

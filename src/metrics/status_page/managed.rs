@@ -191,6 +191,7 @@ mod tests {
                 version: "v0002".to_owned(),
                 serial: "0a1b2c3d4e5f60718293a4b5c6d7e8f9".to_owned(),
                 issuer: "CN=test CA".to_owned(),
+                ca: "acme".to_owned(),
                 key_type: "ecdsa-p256".to_owned(),
                 dns_names: vec![format!("{name}.test")],
                 not_before: NOW - time::Duration::days(30),

@@ -36,6 +36,26 @@ enum Flow {
 impl Run<'_> {
     /// Resumes whatever was in flight, then renews if due (or `force`).
     pub(crate) async fn renew(self, force: bool) -> Result<RenewOutcome, RenewError> {
+        match self.drive(force, false).await? {
+            Some(outcome) => Ok(outcome),
+            // Only `drive(_, true)` stops before ordering.
+            None => Err(RenewError::NoAcme),
+        }
+    }
+
+    /// Runs the renewal (not forced) until it would load the account to order: the outcome
+    /// when it ended before (not due, after the CA's renewal information was asked), `None`
+    /// when it is due. The multi-CA renewal asks the CA that issued the current certificate
+    /// this way, then orders from its own list.
+    pub(crate) async fn plan_until_due(self) -> Result<Option<RenewOutcome>, RenewError> {
+        self.drive(false, true).await
+    }
+
+    async fn drive(
+        self,
+        force: bool,
+        stop_before_ordering: bool,
+    ) -> Result<Option<RenewOutcome>, RenewError> {
         let mut progress = Progress::default();
         let mut event = Event::Started;
         loop {
@@ -47,9 +67,12 @@ impl Run<'_> {
             let observed = self.observed(&snapshot, force, now);
             let action = next_action(&observed, &event);
             tracing::debug!(?event, ?action, "renewal state machine");
+            if stop_before_ordering && matches!(action, Action::LoadAccount) {
+                return Ok(None);
+            }
             match self.perform(action, now, &mut progress).await? {
                 Flow::Next(next) => event = next,
-                Flow::Ended(outcome) => return Ok(outcome),
+                Flow::Ended(outcome) => return Ok(Some(outcome)),
             }
         }
     }
@@ -313,7 +336,20 @@ impl Run<'_> {
         self.store
             .advance(name, Stage::Pending, meta.version)
             .map_err(|e| self.store_error(e))?;
-        self.record(Step::Pending, Some(meta.version), Some(&meta.serial), None);
+        // The audit says which CA issued the version (its metadata keeps the directory).
+        let ca = self.renewer.cas.name_of_source(&origin.source);
+        let detail = format!(
+            "issued by CA {} ({})",
+            ca.unwrap_or("unknown"),
+            origin.source
+        );
+        self.record_with_detail(
+            Step::Pending,
+            Some(meta.version),
+            Some(&meta.serial),
+            None,
+            Some(detail),
+        );
         Ok(Event::Staged {
             version: meta.version,
         })
