@@ -15,10 +15,21 @@ async fn serve_leaf(leaf: &Leaf) -> ServerHandle {
     spawn_tls(bind(LOCALHOST).await, options.acceptor())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_report_live_endpoints_and_files_and_pass_promtool() {
+/// `certinel run` (ready) watching two endpoints on 127.0.0.1 — one trusted through its
+/// own root, one expired and self-signed — and the trusted leaf as a file
+/// (`fixtures/service/two_endpoints.toml`).
+struct TwoEndpoints {
+    _dir: tempfile::TempDir,
+    trusted: Leaf,
+    trusted_server: ServerHandle,
+    expired_server: ServerHandle,
+    cert_file: std::path::PathBuf,
+    service: Service,
+}
+
+async fn two_endpoints(root_name: &str) -> TwoEndpoints {
     let dir = tempfile::tempdir().expect("temp dir");
-    let root = Ca::root("certinel service test root", Validity::current());
+    let root = Ca::root(root_name, Validity::current());
     let trusted = root.leaf(&LeafSpec::new(&["localhost"]));
     let expired =
         Leaf::self_signed(&LeafSpec::new(&["expired.test"]).validity(Validity::expired()));
@@ -38,6 +49,26 @@ async fn metrics_report_live_endpoints_and_files_and_pass_promtool() {
     );
     let service = Service::start(Some(&config)).await;
     service.wait_ready().await;
+    TwoEndpoints {
+        _dir: dir,
+        trusted,
+        trusted_server,
+        expired_server,
+        cert_file,
+        service,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_live_endpoints_and_files_and_pass_promtool() {
+    let TwoEndpoints {
+        trusted,
+        trusted_server,
+        expired_server,
+        cert_file,
+        service,
+        ..
+    } = two_endpoints("certinel service test root").await;
     let body = service.get("/metrics").await.body;
 
     let trusted_labels = format!(
@@ -137,27 +168,7 @@ fn series(body: &str) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_gzipped_when_the_scraper_accepts_gzip_and_hold_the_same_series() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = Ca::root("certinel gzip test root", Validity::current());
-    let trusted = root.leaf(&LeafSpec::new(&["localhost"]));
-    let expired =
-        Leaf::self_signed(&LeafSpec::new(&["expired.test"]).validity(Validity::expired()));
-    let trusted_server = serve_leaf(&trusted).await;
-    let expired_server = serve_leaf(&expired).await;
-    let ca_file = write_pem(dir.path(), "root.pem", &root.pem);
-    let cert_file = write_pem(dir.path(), "site.pem", &trusted.pem);
-    let config = write_config(
-        dir.path(),
-        "two_endpoints.toml",
-        &[
-            ("TRUSTED_PORT", trusted_server.addr.port().to_string()),
-            ("EXPIRED_PORT", expired_server.addr.port().to_string()),
-            ("CA_FILE", ca_file.display().to_string()),
-            ("CERT_FILE", cert_file.display().to_string()),
-        ],
-    );
-    let service = Service::start(Some(&config)).await;
-    service.wait_ready().await;
+    let TwoEndpoints { service, .. } = two_endpoints("certinel gzip test root").await;
 
     let (plain_head, plain) = get_metrics_bytes(&service, "").await;
     assert!(!plain_head.contains("content-encoding"), "{plain_head}");
