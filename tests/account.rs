@@ -1,15 +1,18 @@
 //! `certinel account rollover|deactivate` against a real Pebble: the CA accepts the new
 //! key and refuses the old one; a deactivated account can no longer order and the next
-//! renewal registers a new one. Both are audited.
+//! renewal registers a new one. Both are audited. With several CAs, `--ca NAME` changes
+//! that CA's account only.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use certinel::acme::{NoopObserver, load_or_create_account};
-use certinel::store::{AccountStore, Aside, FsAccounts, Record, StoreError};
+use certinel::store::{AccountStore, Aside, FsAccounts, FsStore, Record, Store, StoreError};
 use instant_acme::{Account, AccountCredentials, Identifier, NewOrder};
 
+use crate::common::cli::run_certinel;
+use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
 use crate::common::pebble::{Pebble, PebbleOptions};
 use crate::revoke::{Setup, certinel, issued, text};
 
@@ -226,4 +229,76 @@ async fn a_rolled_over_key_the_store_cannot_take_is_kept_aside_and_is_the_one_th
     order_with(&pebble, new)
         .await
         .unwrap_or_else(|e| panic!("the key kept aside is refused: {e}\n{}", pebble.log()));
+}
+
+#[tokio::test]
+async fn rollover_with_ca_changes_only_that_cas_account_and_its_renewals_use_the_new_key() {
+    let first = Pebble::start(PebbleOptions::default()).await;
+    let second = Pebble::start(PebbleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let mut toml = pebble_acme_table(&state_dir, &first);
+    toml += &format!(
+        "\n[ca.second]\ndirectory = {:?}\nca_file = {:?}\npoll_timeout = \"60s\"\n",
+        second.directory_url,
+        second.api_root.display().to_string()
+    );
+    toml += &http01_certificate("one", first.http_addr(), "");
+    toml += &http01_certificate("two", second.http_addr(), "ca = [\"second\"]\n");
+    let config = write_config_file(dir.path(), &toml);
+    for name in ["one", "two"] {
+        let issued = run_certinel(&["renew", name], &config).await;
+        assert!(issued.status.success(), "{}", text(&issued));
+    }
+    let accounts = FsStore::new(&state_dir).accounts();
+    let first_file = accounts.account_location(&first.directory_url);
+    let second_file = accounts.account_location(&second.directory_url);
+    let first_before = std::fs::read(&first_file).unwrap();
+    let second_old = credentials(&second_file);
+
+    let rolled = run_certinel(&["account", "rollover", "--ca", "second"], &config).await;
+    assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled));
+    let stdout = String::from_utf8_lossy(&rolled.stdout);
+    assert!(stdout.contains("CA second"), "{stdout}");
+    let second_new = credentials(&second_file);
+    assert_eq!(second_new["id"], second_old["id"], "the same account");
+    assert_ne!(
+        second_new["key_pkcs8"], second_old["key_pkcs8"],
+        "a new key"
+    );
+    assert_eq!(
+        std::fs::read(&first_file).unwrap(),
+        first_before,
+        "the first CA's account is untouched"
+    );
+    assert!(
+        order_with(&second, second_old).await.is_err(),
+        "the second Pebble accepted the old key"
+    );
+
+    let renewed = run_certinel(&["renew", "two", "--force"], &config).await;
+    assert!(renewed.status.success(), "{}", text(&renewed));
+    assert_eq!(
+        credentials(&second_file),
+        second_new,
+        "the renewal used the rolled-over account, registering none"
+    );
+    let audit = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap();
+    let rollover: serde_json::Value = audit
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .find(|line: &serde_json::Value| line["step"] == "account_key_rollover")
+        .expect("an audit line for the rollover");
+    assert_eq!(rollover["outcome"], "ok", "{rollover}");
+    let detail = rollover["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("CA second"), "{rollover}");
+
+    let unknown = run_certinel(&["account", "rollover", "--ca", "nosuch"], &config).await;
+    assert_ne!(unknown.status.code(), Some(0), "{}", text(&unknown));
+    let message = text(&unknown);
+    assert!(
+        message.contains("\"nosuch\"") && message.contains("acme, second"),
+        "{message}"
+    );
+    assert_eq!(credentials(&second_file), second_new, "nothing changed");
 }

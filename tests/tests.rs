@@ -1,7 +1,8 @@
 //! The integration tests, in one binary: real servers on loopback, fixtures as files.
 
 /// `certinel account rollover|deactivate` against a real Pebble: old keys and deactivated
-/// accounts are refused by the CA, the stored credentials follow, both are audited.
+/// accounts are refused by the CA, the stored credentials follow, both are audited;
+/// `--ca NAME` changes that CA's account only.
 mod account;
 /// The ACME client against a real Pebble: challenges, key types, accounts, EAB, failures.
 mod acme;

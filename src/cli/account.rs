@@ -1,5 +1,6 @@
-//! `certinel account rollover|deactivate`: change the ACME account itself. Exit 0 when the
-//! CA accepted the change, 1 when it did not.
+//! `certinel account rollover|deactivate [--ca NAME]`: change the ACME account at one
+//! configured CA (default `[acme]`). Exit 0 when the CA accepted the change, 1 when it did
+//! not, 2 when no CA of that name is configured.
 
 use std::path::PathBuf;
 
@@ -7,7 +8,8 @@ use time::OffsetDateTime;
 
 use crate::cli::{ExitCode, LogFormat, logging};
 use crate::config;
-use crate::renew::Renewer;
+use crate::config::model::DEFAULT_CA;
+use crate::renew::{AccountAdminError, Renewer};
 
 /// `certinel account ...`
 #[derive(Debug, clap::Subcommand)]
@@ -16,17 +18,23 @@ pub enum AccountCommand {
     /// Stop `certinel run` first, or restart it afterwards: a running service keeps
     /// signing with the old key until it restarts.
     Rollover {
-        /// The configuration file (its [acme] section names the CA).
+        /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// The CA whose account changes: a [ca.NAME] table, or "acme" for [acme].
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_CA)]
+        ca: String,
     },
     /// Deactivate the account at the CA for good (RFC 8555 §7.3.6), for example after its
     /// key leaked. Its credentials file is kept as `*.deactivated`; the next renewal
     /// registers a new account.
     Deactivate {
-        /// The configuration file (its [acme] section names the CA).
+        /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// The CA whose account is deactivated: a [ca.NAME] table, or "acme" for [acme].
+        #[arg(long, value_name = "NAME", default_value = DEFAULT_CA)]
+        ca: String,
         /// Confirm: a deactivated account can never be used again.
         #[arg(long)]
         yes: bool,
@@ -42,12 +50,12 @@ pub fn run(
     logging::init(log_format);
     let now = OffsetDateTime::now_utc();
     match command {
-        AccountCommand::Rollover { config } => {
+        AccountCommand::Rollover { config, ca } => {
             let renewer = Renewer::new(&config::load(&config)?);
-            match runtime.block_on(renewer.roll_over_account_key(now)) {
+            match runtime.block_on(renewer.roll_over_account_key(&ca, now)) {
                 Ok(rollover) => {
                     println!(
-                        "account {}: key rolled over ({} -> {}), credentials in {}",
+                        "CA {ca}: account {}: key rolled over ({} -> {}), credentials in {}",
                         rollover.account_url,
                         rollover.old_thumbprint,
                         rollover.new_thumbprint,
@@ -55,33 +63,39 @@ pub fn run(
                     );
                     Ok(ExitCode(0))
                 }
-                Err(error) => {
-                    println!("account key rollover failed: {error}");
-                    Ok(ExitCode(1))
-                }
+                Err(error) => refused(error, &ca, "account key rollover"),
             }
         }
-        AccountCommand::Deactivate { config, yes } => {
+        AccountCommand::Deactivate { config, ca, yes } => {
             if !yes {
                 anyhow::bail!(
                     "deactivating an ACME account cannot be undone; add --yes to confirm"
                 );
             }
             let renewer = Renewer::new(&config::load(&config)?);
-            match runtime.block_on(renewer.deactivate_account(now)) {
+            match runtime.block_on(renewer.deactivate_account(&ca, now)) {
                 Ok(deactivation) => {
                     println!(
-                        "account {} deactivated; credentials moved to {}",
+                        "CA {ca}: account {} deactivated; credentials moved to {}",
                         deactivation.account_url,
                         deactivation.retired_credentials.display()
                     );
                     Ok(ExitCode(0))
                 }
-                Err(error) => {
-                    println!("account deactivation failed: {error}");
-                    Ok(ExitCode(1))
-                }
+                Err(error) => refused(error, &ca, "account deactivation"),
             }
+        }
+    }
+}
+
+/// A change that did not happen: a CA name the configuration lacks is a usage error (exit
+/// 2, nothing was asked of any CA); any other failure is reported with exit 1.
+fn refused(error: AccountAdminError, ca: &str, change: &str) -> anyhow::Result<ExitCode> {
+    match error {
+        AccountAdminError::NoAcme { .. } | AccountAdminError::UnknownCa { .. } => Err(error.into()),
+        error => {
+            println!("CA {ca}: {change} failed: {error}");
+            Ok(ExitCode(1))
         }
     }
 }

@@ -54,6 +54,12 @@ impl Cas {
         self.by_name.is_empty()
     }
 
+    /// Every configured CA name, [`DEFAULT_CA`] among them when `[acme]` is configured,
+    /// in alphabetical order.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.by_name.keys().map(String::as_str).collect()
+    }
+
     /// The settings of the CA named `name`.
     pub(crate) fn settings(&self, name: &str) -> Option<&AcmeConfig> {
         self.by_name.get(name).map(|ca| &ca.settings)
