@@ -231,74 +231,149 @@ async fn a_rolled_over_key_the_store_cannot_take_is_kept_aside_and_is_the_one_th
         .unwrap_or_else(|e| panic!("the key kept aside is refused: {e}\n{}", pebble.log()));
 }
 
+/// Two Pebbles: `[acme]` is the first, `[ca.second]` the second; certificate `one` is
+/// issued by the first and `two` (`ca = ["second"]`) by the second, each CA with its own
+/// account (credentials in `first_file`, `second_file`).
+struct TwoAccounts {
+    first: Pebble,
+    second: Pebble,
+    config: PathBuf,
+    state_dir: PathBuf,
+    first_file: PathBuf,
+    second_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TwoAccounts {
+    async fn issued() -> TwoAccounts {
+        let first = Pebble::start(PebbleOptions::default()).await;
+        let second = Pebble::start(PebbleOptions::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = dir.path().join("state");
+        let mut toml = pebble_acme_table(&state_dir, &first);
+        toml += &format!(
+            "\n[ca.second]\ndirectory = {:?}\nca_file = {:?}\npoll_timeout = \"60s\"\n",
+            second.directory_url,
+            second.api_root.display().to_string()
+        );
+        toml += &http01_certificate("one", first.http_addr(), "");
+        toml += &http01_certificate("two", second.http_addr(), "ca = [\"second\"]\n");
+        let config = write_config_file(dir.path(), &toml);
+        for name in ["one", "two"] {
+            let issued = run_certinel(&["renew", name], &config).await;
+            assert!(issued.status.success(), "{}", text(&issued));
+        }
+        let accounts = FsStore::new(&state_dir).accounts();
+        TwoAccounts {
+            first_file: accounts.account_location(&first.directory_url),
+            second_file: accounts.account_location(&second.directory_url),
+            first,
+            second,
+            config,
+            state_dir,
+            _dir: dir,
+        }
+    }
+
+    /// The audit line of the first `step`.
+    fn audit_line(&self, step: &str) -> serde_json::Value {
+        std::fs::read_to_string(self.state_dir.join("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .find(|line| line["step"] == step)
+            .unwrap_or_else(|| panic!("an audit line for {step}"))
+    }
+}
+
 #[tokio::test]
 async fn rollover_with_ca_changes_only_that_cas_account_and_its_renewals_use_the_new_key() {
-    let first = Pebble::start(PebbleOptions::default()).await;
-    let second = Pebble::start(PebbleOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let state_dir = dir.path().join("state");
-    let mut toml = pebble_acme_table(&state_dir, &first);
-    toml += &format!(
-        "\n[ca.second]\ndirectory = {:?}\nca_file = {:?}\npoll_timeout = \"60s\"\n",
-        second.directory_url,
-        second.api_root.display().to_string()
-    );
-    toml += &http01_certificate("one", first.http_addr(), "");
-    toml += &http01_certificate("two", second.http_addr(), "ca = [\"second\"]\n");
-    let config = write_config_file(dir.path(), &toml);
-    for name in ["one", "two"] {
-        let issued = run_certinel(&["renew", name], &config).await;
-        assert!(issued.status.success(), "{}", text(&issued));
-    }
-    let accounts = FsStore::new(&state_dir).accounts();
-    let first_file = accounts.account_location(&first.directory_url);
-    let second_file = accounts.account_location(&second.directory_url);
-    let first_before = std::fs::read(&first_file).unwrap();
-    let second_old = credentials(&second_file);
+    let cas = TwoAccounts::issued().await;
+    let (config, first_file, second_file) = (&cas.config, &cas.first_file, &cas.second_file);
+    let first_before = std::fs::read(first_file).unwrap();
+    let second_old = credentials(second_file);
 
-    let rolled = run_certinel(&["account", "rollover", "--ca", "second"], &config).await;
+    let rolled = run_certinel(&["account", "rollover", "--ca", "second"], config).await;
     assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled));
     let stdout = String::from_utf8_lossy(&rolled.stdout);
     assert!(stdout.contains("CA second"), "{stdout}");
-    let second_new = credentials(&second_file);
+    let second_new = credentials(second_file);
     assert_eq!(second_new["id"], second_old["id"], "the same account");
     assert_ne!(
         second_new["key_pkcs8"], second_old["key_pkcs8"],
         "a new key"
     );
     assert_eq!(
-        std::fs::read(&first_file).unwrap(),
+        std::fs::read(first_file).unwrap(),
         first_before,
         "the first CA's account is untouched"
     );
     assert!(
-        order_with(&second, second_old).await.is_err(),
+        order_with(&cas.second, second_old).await.is_err(),
         "the second Pebble accepted the old key"
     );
 
-    let renewed = run_certinel(&["renew", "two", "--force"], &config).await;
+    let renewed = run_certinel(&["renew", "two", "--force"], config).await;
     assert!(renewed.status.success(), "{}", text(&renewed));
     assert_eq!(
-        credentials(&second_file),
+        credentials(second_file),
         second_new,
         "the renewal used the rolled-over account, registering none"
     );
-    let audit = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap();
-    let rollover: serde_json::Value = audit
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .find(|line: &serde_json::Value| line["step"] == "account_key_rollover")
-        .expect("an audit line for the rollover");
+    let rollover = cas.audit_line("account_key_rollover");
     assert_eq!(rollover["outcome"], "ok", "{rollover}");
     let detail = rollover["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("CA second"), "{rollover}");
 
-    let unknown = run_certinel(&["account", "rollover", "--ca", "nosuch"], &config).await;
-    assert_ne!(unknown.status.code(), Some(0), "{}", text(&unknown));
+    let unknown = run_certinel(&["account", "rollover", "--ca", "nosuch"], config).await;
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
     let message = text(&unknown);
     assert!(
-        message.contains("\"nosuch\"") && message.contains("acme, second"),
+        message.contains("unknown CA \"nosuch\"") && message.contains("acme, second"),
         "{message}"
     );
-    assert_eq!(credentials(&second_file), second_new, "nothing changed");
+    assert_eq!(credentials(second_file), second_new, "nothing changed");
+}
+
+#[tokio::test]
+async fn deactivate_with_ca_retires_only_that_cas_account_and_its_next_renewal_registers_anew() {
+    let cas = TwoAccounts::issued().await;
+    let (config, first_file, second_file) = (&cas.config, &cas.first_file, &cas.second_file);
+    let first_before = std::fs::read(first_file).unwrap();
+    let second_old = credentials(second_file);
+
+    let args = ["account", "deactivate", "--ca", "second", "--yes"];
+    let deactivated = run_certinel(&args, config).await;
+    assert_eq!(deactivated.status.code(), Some(0), "{}", text(&deactivated));
+    assert!(!second_file.exists());
+    assert!(second_file.with_extension("json.deactivated").exists());
+    assert_eq!(
+        std::fs::read(first_file).unwrap(),
+        first_before,
+        "the first CA's account is untouched"
+    );
+    assert!(
+        order_with(&cas.second, second_old.clone()).await.is_err(),
+        "the second Pebble accepted an order from the deactivated account"
+    );
+    order_with(&cas.first, credentials(first_file))
+        .await
+        .unwrap_or_else(|e| panic!("the first CA's account stopped working: {e}"));
+    let line = cas.audit_line("account_deactivate");
+    assert_eq!(line["outcome"], "ok", "{line}");
+    assert!(
+        line["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CA second"),
+        "{line}"
+    );
+
+    let renewed = run_certinel(&["renew", "two", "--force"], config).await;
+    assert!(renewed.status.success(), "{}", text(&renewed));
+    assert_ne!(
+        credentials(second_file)["id"],
+        second_old["id"],
+        "a new account at the second CA"
+    );
 }
