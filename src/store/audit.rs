@@ -73,7 +73,8 @@ pub struct AuditEvent {
     /// The error, when it failed. Private key blocks are redacted before writing.
     pub error: Option<String>,
     /// What a successful step found, when it says more than the step itself (which
-    /// endpoint served which serial). Left out of the line when empty.
+    /// endpoint served which serial); for an account change, also when it failed, the CA
+    /// it was asked of. Left out of the line when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
