@@ -11,6 +11,11 @@ use std::path::Path;
 
 use rustix::fs::{FlockOperation, flock};
 
+/// How often a held lock is tried again before it counts as held, and the pause between:
+/// 100 ms in all, enough for a forked child's copy of the descriptor to reach its exec.
+const HELD_RETRIES: usize = 10;
+const HELD_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -61,6 +66,17 @@ impl RenewalLock {
             .mode(0o600)
             .open(&path)
             .map_err(io_error)?;
+        // A lock this process just released can still look held for a moment: a child
+        // forked by another thread (a deploy command, a test's server) holds a copy of the
+        // descriptor until its exec closes it. Such a copy goes within milliseconds; a real
+        // holder (another certinel renewing) does not, and is reported as held.
+        for _ in 0..HELD_RETRIES {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(RenewalLock::holding(file)),
+                Err(rustix::io::Errno::WOULDBLOCK) => std::thread::sleep(HELD_PAUSE),
+                Err(errno) => return Err(io_error(errno.into())),
+            }
+        }
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(RenewalLock::holding(file)),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(LockError::Held),
@@ -87,6 +103,19 @@ mod tests {
         );
         drop(first);
         RenewalLock::try_acquire(state_dir.path(), "api").unwrap();
+    }
+
+    #[test]
+    fn a_lock_released_within_a_few_milliseconds_is_acquired_not_reported_held() {
+        // As when a forked child holds a copy of the descriptor until its exec.
+        let state_dir = tempfile::tempdir().unwrap();
+        let first = RenewalLock::try_acquire(state_dir.path(), "api").unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(first);
+        });
+        RenewalLock::try_acquire(state_dir.path(), "api").unwrap();
+        releaser.join().unwrap();
     }
 
     #[test]
