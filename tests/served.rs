@@ -89,16 +89,22 @@ impl Setup {
 
     /// Waits (at most 10 s) until every new connection gets `expected`: after a reload,
     /// nginx's old worker may still accept a connection or two while it shuts down.
+    /// Waits until nginx serves `expected` on five connections in a row: right after a
+    /// reload the old worker may still accept a connection or two until it has handled its
+    /// quit signal, so one new serial does not mean every connection gets it yet.
     pub(crate) async fn served_serial_settles_on(&self, expected: &str) {
         eventually(Duration::from_secs(10), async || {
-            let served = self.served_serial().await;
-            if served == expected {
-                return Ok(());
+            for _ in 0..5 {
+                let served = self.served_serial().await;
+                if served != expected {
+                    return Err(format!(
+                        "nginx still serves {served}, not {expected}\n{}",
+                        self.nginx.log()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(format!(
-                "nginx still serves {served}, not {expected}\n{}",
-                self.nginx.log()
-            ))
+            Ok(())
         })
         .await;
     }
