@@ -14,6 +14,7 @@ pub mod nginx;
 pub mod pebble;
 pub mod pki;
 pub mod plaintext_servers;
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;

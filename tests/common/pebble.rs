@@ -3,7 +3,7 @@
 //! ports; what it started dies with the handle.
 
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -331,10 +331,7 @@ impl Pebble {
 
 /// A port that was free a moment ago (Pebble's JSON config cannot say "port 0").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind 127.0.0.1:0")
+    crate::common::ports::free_port()
 }
 
 /// Mints a root and a `localhost`/`127.0.0.1` leaf for Pebble's own HTTPS (Debian ships

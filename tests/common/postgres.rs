@@ -2,7 +2,7 @@
 //! a temporary directory on a free loopback port, with an rcgen certificate.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -189,6 +189,5 @@ fn as_postgres() -> Command {
 
 /// A port that was free a moment ago (the kernel's choice for 127.0.0.1:0).
 fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("bound address").port()
+    crate::common::ports::free_port()
 }
