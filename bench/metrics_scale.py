@@ -13,25 +13,8 @@ import sys
 import time
 import urllib.parse
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_seconds(pid):
-    """utime + stime of a live process (fields 14 and 15 of /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_memory_kib(pid):
-    """VmRSS and VmHWM (peak RSS) of a live process, in KiB."""
-    memory = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                memory[key] = int(value.split()[0])
-    return memory
+# The process accounting bench/run uses (this file sits beside bench.py).
+from bench import proc_cpu_seconds, proc_memory_kib
 
 
 def cmd_write_config(args):
