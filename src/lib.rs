@@ -34,6 +34,7 @@ pub const VERSION: &str = concat!(
 pub mod acme;
 pub mod cert;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod disk;
 pub mod escape;

@@ -22,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("scan", &["cert", "config", "disk"]),
     ("store", &["cert", "disk", "redact", "scan"]),
     ("schedule", &["cert", "store"]),
+    ("cluster", &["cert", "config", "disk", "store"]),
     ("acme", &["cert", "disk", "fuzzing", "hook", "store"]),
     ("report", &["escape", "scan"]),
     ("metrics", &["cert", "config", "report", "scan"]),
@@ -41,7 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "service",
         &[
-            "acme", "cert", "config", "metrics", "renew", "scan", "schedule", "store",
+            "acme", "cert", "cluster", "config", "metrics", "renew", "scan", "schedule", "store",
         ],
     ),
     (
@@ -49,6 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "acme",
             "cert",
+            "cluster",
             "config",
             "disk",
             "escape",

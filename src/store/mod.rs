@@ -35,6 +35,7 @@ mod journal;
 pub mod lock;
 pub mod metadata;
 pub mod recovery;
+pub mod sealed;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod ari_setup;
 pub mod cli;
 pub mod config_text;
 pub mod crl;
+pub mod etcd;
 pub mod eventually;
 pub mod knot;
 pub mod nginx;

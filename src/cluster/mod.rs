@@ -1,0 +1,6 @@
+//! Replicas of certinel sharing one etcd cluster (`[cluster]`): the connection to etcd and
+//! the live member list that sharded scanning and fleet-wide rollout read. The state itself
+//! goes through `store::etcd`, the second implementation of [`crate::store::Store`].
+//!
+//! **Invariant:** without a `[cluster]` section nothing here runs; the filesystem store is
+//! the embedded default.

@@ -1,0 +1,231 @@
+//! A real etcd cluster from Debian's `etcd-server` package: `n` members on free loopback
+//! ports, each with its own data directory, started, killed and restarted by the tests.
+//!
+//! Without `/usr/bin/etcd` the fixture panics with the package to install: a cluster test
+//! never skips silently.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::eventually::eventually_blocking;
+use super::ports::free_port;
+
+/// The etcd binary Debian's `etcd-server` installs.
+const ETCD: &str = "/usr/bin/etcd";
+
+/// How long a member (or the whole cluster) may take to report healthy.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One member's fixed identity: its name and ports, kept across restarts.
+struct Member {
+    name: String,
+    client: SocketAddr,
+    peer: SocketAddr,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A running etcd cluster on loopback; every member is killed on drop.
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    initial_cluster: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts a cluster of `size` members and waits until every member answers `/health`
+    /// with a leader elected.
+    pub fn start(size: usize) -> EtcdCluster {
+        assert!(
+            Path::new(ETCD).is_file(),
+            "{ETCD} is missing: install Debian's etcd-server (scripts/deps does)"
+        );
+        let dir = tempfile::tempdir().expect("create a temporary directory for etcd");
+        let members: Vec<Member> = (0..size)
+            .map(|index| {
+                let name = format!("m{index}");
+                Member {
+                    client: SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
+                    peer: SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
+                    data_dir: dir.path().join(&name),
+                    log: dir.path().join(format!("{name}.log")),
+                    name,
+                    child: None,
+                }
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|member| format!("{}=http://{}", member.name, member.peer))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("certinel-test-{}", std::process::id());
+        let mut cluster = EtcdCluster {
+            members,
+            initial_cluster,
+            token,
+            _dir: dir,
+        };
+        for index in 0..size {
+            cluster.spawn(index);
+        }
+        for index in 0..size {
+            cluster.wait_healthy(index);
+        }
+        cluster
+    }
+
+    /// The client URLs of every member (`http://127.0.0.1:PORT`), for `[cluster] etcd`.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|member| format!("http://{}", member.client))
+            .collect()
+    }
+
+    /// Kills member `index` with SIGKILL and waits for it to exit; its data stays.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.members[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts member `index` again on its old ports and data, and waits until it is
+    /// healthy (which needs a quorum of members running).
+    pub fn restart(&mut self, index: usize) {
+        self.kill(index);
+        self.spawn(index);
+        self.wait_healthy(index);
+    }
+
+    /// Whether member `index` answers `/health` with `"health":"true"` (it has a leader).
+    pub fn is_healthy(&self, index: usize) -> bool {
+        health(self.members[index].client).is_ok()
+    }
+
+    /// The log of member `index`, for a failure message.
+    pub fn log(&self, index: usize) -> String {
+        std::fs::read_to_string(&self.members[index].log).unwrap_or_default()
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let member = &self.members[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .expect("open the etcd log");
+        let err = log.try_clone().expect("clone the etcd log handle");
+        let client = format!("http://{}", member.client);
+        let peer = format!("http://{}", member.peer);
+        let child = Command::new(ETCD)
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(&member.data_dir)
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", &self.token])
+            // Fast elections keep failover tests short; loopback has no real latency.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {ETCD}: {error}"));
+        self.members[index].child = Some(child);
+    }
+
+    fn wait_healthy(&mut self, index: usize) {
+        let client = self.members[index].client;
+        let name = self.members[index].name.clone();
+        eventually_blocking(STARTUP_DEADLINE, || {
+            if let Some(child) = self.members[index].child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("etcd {name} exited ({status}):\n{}", self.log(index));
+            }
+            health(client).map_err(|seen| format!("etcd {name} at {client}: {seen}"))
+        });
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for index in 0..self.members.len() {
+            self.kill(index);
+        }
+    }
+}
+
+/// One `GET /health` on a member's client port: `Ok` when it reports a leader.
+fn health(client: SocketAddr) -> Result<(), String> {
+    let mut stream = TcpStream::connect_timeout(&client, Duration::from_secs(1))
+        .map_err(|error| error.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|error| error.to_string())?;
+    write!(
+        stream,
+        "GET /health HTTP/1.0\r\nHost: {client}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|error| error.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|error| error.to_string())?;
+    if response.contains("\"health\":\"true\"") {
+        Ok(())
+    } else {
+        Err(response.lines().last().unwrap_or_default().to_owned())
+    }
+}
+
+#[test]
+fn a_three_member_cluster_keeps_quorum_with_one_member_down() {
+    let mut cluster = EtcdCluster::start(3);
+    assert_eq!(cluster.endpoints().len(), 3);
+    cluster.kill(2);
+    eventually_blocking(STARTUP_DEADLINE, || {
+        (cluster.is_healthy(0) && cluster.is_healthy(1))
+            .then_some(())
+            .ok_or("the two remaining members report no leader")
+    });
+    cluster.restart(2);
+    assert!(cluster.is_healthy(2));
+}
+
+#[tokio::test]
+async fn the_etcd_client_crate_speaks_to_debians_etcd() {
+    let cluster = EtcdCluster::start(1);
+    let mut client = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .expect("connect");
+    client.put("/t/k", "v", None).await.expect("put");
+    let response = client.get("/t/k", None).await.expect("get");
+    assert_eq!(response.kvs()[0].value(), b"v");
+    let lease = client.lease_grant(5, None).await.expect("lease grant");
+    let compare =
+        etcd_client::Compare::create_revision("/t/lock", etcd_client::CompareOp::Equal, 0);
+    let put = etcd_client::TxnOp::put(
+        "/t/lock",
+        "me",
+        Some(etcd_client::PutOptions::new().with_lease(lease.id())),
+    );
+    let txn = etcd_client::Txn::new()
+        .when([compare.clone()])
+        .and_then([put.clone()]);
+    assert!(client.txn(txn).await.expect("txn").succeeded());
+    let again = etcd_client::Txn::new().when([compare]).and_then([put]);
+    assert!(!client.txn(again).await.expect("txn").succeeded());
+}
