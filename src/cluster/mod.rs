@@ -4,3 +4,5 @@
 //!
 //! **Invariant:** without a `[cluster]` section nothing here runs; the filesystem store is
 //! the embedded default.
+
+pub mod shard;
