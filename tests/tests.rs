@@ -20,6 +20,9 @@ mod audit_time;
 mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
+/// `cluster::membership` against a real three-member etcd: who is listed, leaving, lease
+/// expiry, losing and regaining quorum.
+mod cluster_membership;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.

@@ -5,4 +5,5 @@
 //! **Invariant:** without a `[cluster]` section nothing here runs; the filesystem store is
 //! the embedded default.
 
+pub mod membership;
 pub mod shard;
