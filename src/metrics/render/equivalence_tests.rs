@@ -174,6 +174,11 @@ fn every_kind_of_result() -> Snapshot {
         probe_errors: [("connect", 3), ("dns", 1), ("timeout", 0)].into(),
         file_read_errors: [("/etc/ssl/broken.pem".to_owned(), 2)].into(),
         crl: Default::default(),
+        cluster: Some(crate::metrics::cluster::ClusterSnapshot {
+            connected: true,
+            members: vec!["web-1".to_owned(), "web-2".to_owned()],
+            endpoints_owned: 2,
+        }),
         reload: ReloadStatus {
             last_success: Some(datetime!(2025-12-31 00:00 UTC)),
             last_successful: false,

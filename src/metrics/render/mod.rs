@@ -15,6 +15,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
+use crate::metrics::cluster::{self, ClusterSnapshot};
 use crate::metrics::label_values;
 use crate::metrics::names::{self, MetricDef};
 use crate::metrics::revocation;
@@ -54,6 +55,8 @@ pub struct Snapshot {
     pub served: Vec<ServedSample>,
     /// The CRLs held and the CRL fetch errors.
     pub crl: crate::scan::crl::fetch::CrlSummary,
+    /// This replica's view of its cluster; `None` without `[cluster]`.
+    pub cluster: Option<ClusterSnapshot>,
 }
 
 /// What the reload gauges report.
@@ -156,6 +159,9 @@ fn push_service(families: &mut impl Sink, snapshot: &Snapshot, now: OffsetDateTi
     certificates::push_served(families, &snapshot.served);
     certificates::push_profiles(families, &snapshot.certificates);
     certificates::push_acme(families, &snapshot.acme);
+    if let Some(view) = &snapshot.cluster {
+        cluster::push_cluster(families, view);
+    }
 }
 
 /// The families `/metrics` exports for these endpoints and files, without the service's
