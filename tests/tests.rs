@@ -20,6 +20,9 @@ mod audit_time;
 mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
+/// `config/prometheus/prometheus-cluster.yml` in a real Prometheus: `hashmod` sends each
+/// `/probe` target to exactly one of two `certinel run` replicas (counted at the target).
+mod cluster_hashmod;
 /// `cluster::membership` against a real three-member etcd: who is listed, leaving, lease
 /// expiry, losing and regaining quorum.
 mod cluster_membership;
