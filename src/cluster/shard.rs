@@ -29,13 +29,18 @@ pub fn share<'k, K: AsRef<str>>(
     members: &[impl AsRef<str>],
     me: &str,
 ) -> Vec<&'k K> {
+    keys.iter()
+        .filter(|key| owns(key.as_ref(), members, me))
+        .collect()
+}
+
+/// Whether `me` owns `key` among `members` (`me` counted as in [`share`]).
+pub fn owns(key: &str, members: &[impl AsRef<str>], me: &str) -> bool {
     let mut everyone: Vec<&str> = members.iter().map(AsRef::as_ref).collect();
     if !everyone.contains(&me) {
         everyone.push(me);
     }
-    keys.iter()
-        .filter(|key| owner(key.as_ref(), &everyone) == Some(me))
-        .collect()
+    owner(key, &everyone) == Some(me)
 }
 
 /// The score of `member` for `key`: the first 8 bytes of SHA-256 over the member's name,

@@ -185,6 +185,7 @@ pub async fn run_with_options(
         environment,
         http: http_shared,
         applied,
+        members: None,
     };
     reloader.watch(loaded, reload_requests, shutdown).await;
     tracker.close();

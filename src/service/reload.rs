@@ -23,7 +23,7 @@ use crate::service::ServiceError;
 use crate::service::error_chain::error_chain;
 use crate::service::notify::Notifier;
 use crate::service::renewals::Renewals;
-use crate::service::scheduler::{JobEnvironment, Scheduler};
+use crate::service::scheduler::{JobEnvironment, Scheduler, Sharding};
 
 /// How often the configuration file is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -35,6 +35,15 @@ pub async fn fingerprint(path: &Path) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     bytes.hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// Waits until the member list changes: `true`, or `false` when its sender is gone.
+/// Without a cluster, waits forever.
+async fn members_changed(members: &mut Option<(String, watch::Receiver<Vec<String>>)>) -> bool {
+    match members {
+        Some((_, receiver)) => receiver.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// What a reload changes, owned by the reload loop.
@@ -53,6 +62,9 @@ pub(crate) struct Reloader {
     pub applied: watch::Sender<Arc<Config>>,
     /// Brackets each reload with `RELOADING=1` and `READY=1` for systemd.
     pub notifier: Notifier,
+    /// With `[cluster]`: this replica's name and the live members, whose changes re-shard
+    /// the endpoint jobs.
+    pub members: Option<(String, watch::Receiver<Vec<String>>)>,
 }
 
 impl Reloader {
@@ -73,6 +85,15 @@ impl Reloader {
             let cause = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
+                changed = members_changed(&mut self.members) => {
+                    if changed {
+                        self.reshard();
+                    } else {
+                        // The membership task ended (shutdown): keep the last shares.
+                        self.members = None;
+                    }
+                    continue;
+                }
                 () = requests.notified() => "reload requested",
                 _ = ticker.tick() => {
                     let Some(path) = &path else { continue };
@@ -92,6 +113,27 @@ impl Reloader {
             last = fingerprint(path).await;
             self.reload(path, cause).await;
         }
+    }
+
+    /// Applies the current member list to the endpoint jobs: endpoints this replica no
+    /// longer owns stop (and leave `/metrics`), those it now owns start.
+    fn reshard(&mut self) {
+        let Some((me, members)) = &mut self.members else {
+            return;
+        };
+        let members = members.borrow_and_update().clone();
+        let sharding = Sharding::Share {
+            me: me.clone(),
+            members: members.clone(),
+        };
+        self.scheduler.set_sharding(sharding);
+        let (started, stopped) = self.scheduler.apply(&self.current);
+        tracing::info!(
+            ?members,
+            started,
+            stopped,
+            "cluster members changed; endpoints re-sharded"
+        );
     }
 
     async fn reload(&mut self, path: &Path, cause: &str) {
