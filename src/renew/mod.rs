@@ -44,6 +44,7 @@ mod deploy;
 mod dry_run;
 mod error;
 mod failover;
+pub mod fleet;
 mod hook_group;
 mod lifecycle;
 mod next_action;
