@@ -5,11 +5,76 @@
 //!
 //! [`MemberReport`] is the document each replica stores per version (the store keeps it as
 //! bytes); [`judge`] turns the reports and the live member list into a [`FleetVerdict`].
-//! Pure: no clock, files or sockets.
+//! [`Fleet`] is this replica's handle on the rest: its name, the live members (from
+//! `cluster::membership`) and the version it last rolled out of each certificate. Pure: no
+//! clock, files or sockets.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::VersionId;
+
+/// Lists the live members that roll a certificate out, given its name.
+type LiveMembers = Box<dyn Fn(&str) -> Vec<String> + Send + Sync>;
+
+/// This replica's place in the fleet, shared by its renewer (which waits for the others'
+/// reports) and its followers (which roll out what another replica renewed).
+pub struct Fleet {
+    member: String,
+    live: LiveMembers,
+    applied: Mutex<HashMap<String, VersionId>>,
+}
+
+impl fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fleet")
+            .field("member", &self.member)
+            .finish()
+    }
+}
+
+impl Fleet {
+    /// The fleet as replica `member` sees it; `live(certificate)` lists the live members
+    /// that roll that certificate out (including `member` itself) each time it is called.
+    pub fn new(member: &str, live: impl Fn(&str) -> Vec<String> + Send + Sync + 'static) -> Fleet {
+        Fleet {
+            member: member.to_owned(),
+            live: Box::new(live),
+            applied: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This replica's name.
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// The live members rolling out `certificate` now, this one included.
+    pub fn live_members(&self, certificate: &str) -> Vec<String> {
+        (self.live)(certificate)
+    }
+
+    /// The version of `name` this replica last rolled out (deployed and checked), if any
+    /// since it started.
+    pub fn applied(&self, name: &str) -> Option<VersionId> {
+        self.applied_versions().get(name).copied()
+    }
+
+    /// Records that this replica rolled out `version` of `name`.
+    pub fn mark_applied(&self, name: &str, version: VersionId) {
+        self.applied_versions().insert(name.to_owned(), version);
+    }
+
+    fn applied_versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, VersionId>> {
+        // The map holds plain values; a panic elsewhere cannot leave it half-updated.
+        self.applied
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
 
 /// What one replica reports about one version of one certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
