@@ -26,6 +26,9 @@ mod cluster_hashmod;
 /// `cluster::membership` against a real three-member etcd: who is listed, leaving, lease
 /// expiry, losing and regaining quorum.
 mod cluster_membership;
+/// Sharded scanning: 300 endpoints over three `certinel run` replicas with `[cluster]` on a
+/// real etcd, each in exactly one replica's `/metrics`; a killed replica's share moves.
+mod cluster_sharding;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.

@@ -4,6 +4,7 @@
 //! [`run`] takes its listener and a shutdown token, so tests bind `127.0.0.1:0` and run the
 //! whole service in-process; `cli::run` binds, installs signal handlers and calls it.
 
+mod cluster;
 pub mod connection_deadline;
 pub mod drift;
 mod error_chain;
@@ -36,7 +37,7 @@ use crate::scan::trust::TrustCache;
 use notify::Notifier;
 use reload::Reloader;
 use renewals::{Renewals, RenewerFactory};
-use scheduler::{JobEnvironment, Scheduler};
+use scheduler::{JobEnvironment, Scheduler, Sharding};
 use state::State;
 
 /// Why the service stopped or could not start.
@@ -58,6 +59,9 @@ pub enum ServiceError {
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Http(#[source] std::io::Error),
+    /// The etcd client of `[cluster]` could not be set up.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterConnectError),
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -138,6 +142,25 @@ pub async fn run_with_options(
     };
     let tracker = TaskTracker::new();
     let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
+    let members = match &config.cluster {
+        Some(settings) => {
+            let client = cluster::connect(settings).await?;
+            let members = cluster::join(
+                client,
+                cluster::settings(settings),
+                state.clone(),
+                &tracker,
+                &shutdown,
+            )
+            .await;
+            scheduler.set_sharding(Sharding::Share {
+                me: members.0.clone(),
+                members: members.1.borrow().clone(),
+            });
+            Some(members)
+        }
+        None => None,
+    };
     scheduler.apply(&config);
     let mut renewals = Renewals::new(
         state.clone(),
@@ -185,7 +208,7 @@ pub async fn run_with_options(
         environment,
         http: http_shared,
         applied,
-        members: None,
+        members,
     };
     reloader.watch(loaded, reload_requests, shutdown).await;
     tracker.close();

@@ -180,6 +180,9 @@ impl Reloader {
         if config.exporter.connections != self.current.exporter.connections {
             tracing::warn!("the HTTP connection limits change only on restart");
         }
+        if config.cluster != self.current.cluster {
+            tracing::warn!("[cluster] changes only on restart");
+        }
         if config.scanner.concurrency != self.current.scanner.concurrency {
             tracing::warn!("the probe concurrency changes only on restart");
         }
