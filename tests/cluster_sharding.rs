@@ -1,7 +1,8 @@
 //! Sharded scanning across three `certinel run` replicas with `[cluster]` over a real
 //! three-member etcd: 300 scheduled endpoints, each in exactly one replica's `/metrics`;
 //! when a replica is killed, its endpoints re-appear on the other two within a lease TTL
-//! (plus the first-run spread and a probe).
+//! (plus the first-run spread and a probe); losing the etcd quorum shows as
+//! `certinel_cluster_connected 0` while the replica keeps its share, and recovers.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -158,4 +159,51 @@ async fn three_hundred_endpoints_are_each_scanned_by_one_replica_and_a_dead_ones
             "the dead replica is no longer listed"
         );
     }
+}
+
+#[tokio::test]
+async fn losing_the_etcd_quorum_shows_as_disconnected_keeps_the_share_and_recovers() {
+    let mut etcd = EtcdCluster::start(3);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let leaf = Leaf::self_signed(&LeafSpec::new(&["*.shard.test"]).validity(Validity::current()));
+    let server = spawn_tls(
+        bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).await,
+        ServerOptions::new(vec![leaf.cert.clone()], leaf.key.clone_key()).acceptor(),
+    );
+    let alone = replica(dir.path(), 0, &etcd, server.addr.port()).await;
+    let connected = |body: &str| sample(body, "certinel_cluster_connected");
+    let scanned = |body: &str| {
+        body.lines()
+            .filter(|line| line.starts_with("certinel_endpoint_up{"))
+            .count()
+    };
+    alone
+        .metrics_until("connected, all endpoints scanned", |body| {
+            connected(body) == Some(1.0)
+                && sample(body, "certinel_cluster_endpoints_owned") == Some(ENDPOINTS as f64)
+                && scanned(body) == ENDPOINTS
+        })
+        .await;
+
+    etcd.kill(1);
+    etcd.kill(2);
+    let body = alone
+        .metrics_until("disconnected", |body| connected(body) == Some(0.0))
+        .await;
+    assert_eq!(scanned(&body), ENDPOINTS, "the last share is kept");
+    assert_eq!(
+        sample(&body, "certinel_cluster_member_up{member=\"replica-0\"}"),
+        Some(1.0)
+    );
+
+    let _etcd = tokio::task::spawn_blocking(move || {
+        etcd.restart(1);
+        etcd.restart(2);
+        etcd
+    })
+    .await
+    .expect("restart etcd");
+    alone
+        .metrics_until("connected again", |body| connected(body) == Some(1.0))
+        .await;
 }
