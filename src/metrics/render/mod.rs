@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::config::model::Endpoint;
 use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
 use crate::metrics::label_values;
 use crate::metrics::names::{self, MetricDef};
@@ -199,8 +200,8 @@ pub fn probe_succeeded(report: &EndpointReport) -> bool {
 /// [`Sink::push_seconds_until`], so the lines can be rendered once per report.
 pub(crate) fn push_endpoint(families: &mut impl Sink, report: &EndpointReport) {
     let target = report.endpoint.target.to_string();
-    let sni = report.endpoint.sni.as_deref();
-    let endpoint_labels = with_sni(vec![("target", target.as_str())], sni);
+    let endpoint = &report.endpoint;
+    let endpoint_labels = with_endpoint_labels(vec![("target", target.as_str())], endpoint);
     let started = timestamp(report.started_at);
     families.push(
         names::ENDPOINT_ADDRESSES_DISAGREE,
@@ -222,13 +223,16 @@ pub(crate) fn push_endpoint(families: &mut impl Sink, report: &EndpointReport) {
     if report.resolve_error.is_some() {
         // No address to label: one `up` series with an empty `ip` keeps `up == 0` alerts
         // working for names that stopped resolving.
-        let labels = with_sni(vec![("target", target.as_str()), ("ip", "")], sni);
+        let labels = with_endpoint_labels(vec![("target", target.as_str()), ("ip", "")], endpoint);
         families.push(names::ENDPOINT_UP, &labels, 0.0);
         families.push(names::ENDPOINT_LAST_PROBE, &labels, started);
     }
     for address in &report.addresses {
         let ip = address.ip.to_string();
-        let labels = with_sni(vec![("target", target.as_str()), ("ip", ip.as_str())], sni);
+        let labels = with_endpoint_labels(
+            vec![("target", target.as_str()), ("ip", ip.as_str())],
+            endpoint,
+        );
         families.push(names::ENDPOINT_UP, &labels, flag(address.outcome.is_ok()));
         families.push(
             names::ENDPOINT_PROBE_DURATION,
@@ -334,13 +338,21 @@ fn push_file(families: &mut impl Sink, report: &FileReport) {
     revocation::push_file(families, &labels, report.revocation.as_ref());
 }
 
-fn with_sni<'a>(
+/// `labels`, then `sni` when the endpoint sets one, then the endpoint's extra labels (a
+/// file_sd group's, checked not to collide with certinel's own).
+fn with_endpoint_labels<'a>(
     mut labels: Vec<(&'a str, &'a str)>,
-    sni: Option<&'a str>,
+    endpoint: &'a Endpoint,
 ) -> Vec<(&'a str, &'a str)> {
-    if let Some(sni) = sni {
+    if let Some(sni) = endpoint.sni.as_deref() {
         labels.push(("sni", sni));
     }
+    labels.extend(
+        endpoint
+            .labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
     labels
 }
 
