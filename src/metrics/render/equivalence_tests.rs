@@ -93,7 +93,7 @@ fn assert_grouped(body: &str) {
 }
 
 fn every_kind_of_result() -> Snapshot {
-    let healthy = report(
+    let mut healthy = report(
         "ok.test:443",
         vec![
             (
@@ -103,6 +103,8 @@ fn every_kind_of_result() -> Snapshot {
             ("::1", handshake("ok.test", datetime!(2026-01-31 12:00 UTC))),
         ],
     );
+    // A file_sd target's extra labels.
+    healthy.endpoint.labels = vec![("team".to_owned(), "web".to_owned())];
     let mut expired = report(
         "old.test:8443",
         vec![(
@@ -174,6 +176,18 @@ fn every_kind_of_result() -> Snapshot {
         probe_errors: [("connect", 3), ("dns", 1), ("timeout", 0)].into(),
         file_read_errors: [("/etc/ssl/broken.pem".to_owned(), 2)].into(),
         crl: Default::default(),
+        endpoint_source_files: vec![
+            crate::metrics::endpoint_sources::SourceFileStatus {
+                file: "/etc/certinel/targets/web.json".to_owned(),
+                successful: true,
+                targets: 12,
+            },
+            crate::metrics::endpoint_sources::SourceFileStatus {
+                file: "/etc/certinel/targets/broken.yml".to_owned(),
+                successful: false,
+                targets: 0,
+            },
+        ],
         reload: ReloadStatus {
             last_success: Some(datetime!(2025-12-31 00:00 UTC)),
             last_successful: false,

@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub served: Vec<ServedSample>,
     /// The CRLs held and the CRL fetch errors.
     pub crl: crate::scan::crl::fetch::CrlSummary,
+    /// The files of the `[[endpoint_source]]` tables, sorted by path.
+    pub endpoint_source_files: Vec<crate::metrics::endpoint_sources::SourceFileStatus>,
 }
 
 /// What the reload gauges report.
@@ -151,6 +153,7 @@ fn push_service(families: &mut impl Sink, snapshot: &Snapshot, now: OffsetDateTi
     for (path, count) in &snapshot.file_read_errors {
         families.push(names::FILE_READ_ERRORS, &[("path", path)], *count as f64);
     }
+    crate::metrics::endpoint_sources::push(families, &snapshot.endpoint_source_files);
     for certificate in &snapshot.certificates {
         certificates::push_certificate(families, certificate, now);
     }

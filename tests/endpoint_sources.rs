@@ -1,0 +1,126 @@
+//! A running `certinel run` whose `[[endpoint_source]]` lists two file_sd files (JSON and
+//! YAML) naming loopback TLS servers: their series carry the files' labels; a rewrite of
+//! one file adds a target while the other file, broken, keeps its targets probed and
+//! reports the failure in `/metrics` and the log.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use crate::common::pki::{Ca, LeafSpec, Validity, write_pem};
+use crate::common::service::Service;
+use crate::common::tls_server::{ServerHandle, ServerOptions, bind, spawn_tls};
+
+async fn server(ca: &Ca) -> ServerHandle {
+    let leaf = ca.leaf(&LeafSpec::new(&["localhost"]));
+    let acceptor = ServerOptions::new(vec![leaf.cert.clone()], leaf.key.clone_key()).acceptor();
+    spawn_tls(bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).await, acceptor)
+}
+
+/// Replaces `path` atomically, as file_sd writers should.
+fn replace(path: &Path, contents: &str) {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, contents).expect("write file_sd file");
+    std::fs::rename(&temporary, path).expect("rename file_sd file");
+}
+
+fn up_line(addr: SocketAddr, labels: &str) -> String {
+    format!(
+        "certinel_endpoint_up{{target=\"{addr}\",ip=\"{}\",{labels}}} 1",
+        addr.ip()
+    )
+}
+
+/// The value of `certinel_endpoint_last_probe_timestamp_seconds` for `addr`.
+fn last_probe(body: &str, addr: SocketAddr) -> Option<f64> {
+    let prefix = format!("certinel_endpoint_last_probe_timestamp_seconds{{target=\"{addr}\",");
+    body.lines()
+        .find(|line| line.starts_with(&prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_sd_targets_are_probed_with_their_labels_and_a_broken_file_keeps_its_targets() {
+    let ca = Ca::root("File SD Root", Validity::days(-1, 30));
+    let [web_a, web_b, web_c, mail] = [
+        server(&ca).await,
+        server(&ca).await,
+        server(&ca).await,
+        server(&ca).await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    std::fs::create_dir(dir.path().join("more")).unwrap();
+    let web_file = dir.path().join("targets/web.json");
+    let mail_file = dir.path().join("more/mail.yml");
+    replace(
+        &web_file,
+        &format!(
+            r#"[{{"targets": ["{}", "{}"], "labels": {{"team": "web", "__meta_ignored": "x"}}}}]"#,
+            web_a.addr, web_b.addr
+        ),
+    );
+    replace(
+        &mail_file,
+        &format!("- targets: ['{}']\n  labels:\n    team: mail\n", mail.addr),
+    );
+    let config = write_pem(
+        dir.path(),
+        "certinel.toml",
+        "[[endpoint_source]]\nfiles = [\"targets/*.json\", \"more/*.yml\"]\ninterval = \"1s\"\n",
+    );
+    let mut service = Service::start(Some(&config)).await;
+    let web_status = format!(
+        "certinel_endpoint_source_last_reload_successful{{file=\"{}\"}}",
+        web_file.display()
+    );
+    let mail_status = format!(
+        "certinel_endpoint_source_last_reload_successful{{file=\"{}\"}}",
+        mail_file.display()
+    );
+    service
+        .metrics_until("both files' targets up with their labels", |body| {
+            body.contains(&up_line(web_a.addr, "team=\"web\""))
+                && body.contains(&up_line(web_b.addr, "team=\"web\""))
+                && body.contains(&up_line(mail.addr, "team=\"mail\""))
+                && body.contains(&format!("{web_status} 1"))
+                && body.contains(&format!("{mail_status} 1"))
+        })
+        .await;
+
+    replace(
+        &web_file,
+        &format!(
+            r#"[{{"targets": ["{}", "{}", "{}"], "labels": {{"team": "web"}}}}]"#,
+            web_a.addr, web_b.addr, web_c.addr
+        ),
+    );
+    replace(&mail_file, "- targets: ['unterminated\n");
+    let rejected = service
+        .wait_for_log("endpoint source file rejected; its last good targets are still probed")
+        .await;
+    assert_eq!(
+        rejected["fields"]["file"].as_str(),
+        Some(mail_file.display().to_string().as_str()),
+        "{rejected}"
+    );
+    let error = rejected["fields"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("line "),
+        "the parser's position: {rejected}"
+    );
+    let body = service
+        .metrics_until("the third web target up and the mail file failed", |body| {
+            body.contains(&up_line(web_c.addr, "team=\"web\""))
+                && body.contains(&format!("{mail_status} 0"))
+                && body.contains(&format!("{web_status} 1"))
+        })
+        .await;
+    let before = last_probe(&body, mail.addr).expect("the mail target is still listed");
+    service
+        .metrics_until("the broken file's target probed again", |body| {
+            last_probe(body, mail.addr).is_some_and(|at| at > before)
+                && body.contains(&up_line(mail.addr, "team=\"mail\""))
+        })
+        .await;
+}
