@@ -136,3 +136,35 @@ fn files_of_other_extensions_are_rejected_by_name() {
     sources.refresh(&settings);
     assert_eq!(status(&sources), [("notes.txt".to_owned(), false, 0)]);
 }
+
+#[test]
+fn a_hundred_thousand_targets_load_from_a_file_in_well_under_three_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let groups: Vec<String> = (0..100)
+        .map(|group| {
+            let targets: Vec<String> = (0..1000)
+                .map(|i| format!("\"10.0.{group}.{}:{}\"", i % 250, 443 + i / 250))
+                .collect();
+            format!(
+                "{{\"targets\": [{}], \"labels\": {{\"team\": \"t{group}\"}}}}",
+                targets.join(",")
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("big.json"),
+        format!("[{}]", groups.join(",")),
+    )
+    .unwrap();
+    let settings = settings(dir.path());
+    let config = crate::config::default_config();
+    let started = std::time::Instant::now();
+    let mut sources = EndpointSources::default();
+    assert!(sources.refresh(&settings));
+    let scheduled = scheduled(&config, &sources);
+    assert!(!sources.refresh(&settings), "unchanged");
+    let elapsed = started.elapsed();
+    assert_eq!(scheduled.endpoints.len(), 100_000);
+    // A debug build; release is several times faster.
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
