@@ -124,3 +124,43 @@ async fn file_sd_targets_are_probed_with_their_labels_and_a_broken_file_keeps_it
         })
         .await;
 }
+
+#[tokio::test]
+async fn config_check_lists_each_endpoint_source_file_and_fails_on_a_rejected_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("good.json"),
+        r#"[{"targets": ["127.0.0.1:443", "[::1]:443"]}]"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "- targets: ['127.0.0.1:1']\n  labels: {ip: x}\n",
+    )
+    .unwrap();
+    let config = write_pem(
+        dir.path(),
+        "certinel.toml",
+        "[[endpoint_source]]\nfiles = [\"*.json\", \"*.yml\"]\n",
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
+        .args(["config", "check"])
+        .arg(&config)
+        .output()
+        .await
+        .expect("run certinel");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "{}: rejected: group[0]: label \"ip\" is one of certinel's own labels; rename it",
+                dir.path().join("bad.yml").display()
+            ),
+            format!("{}: 2 targets", dir.path().join("good.json").display()),
+        ],
+        "{stdout}"
+    );
+}

@@ -130,6 +130,14 @@ impl EndpointSources {
         endpoints
     }
 
+    /// Every file matched, in (source, path) order, with its accepted targets and the
+    /// reason its last read failed.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, usize, Option<&str>)> {
+        self.files
+            .iter()
+            .map(|((_, path), state)| (path.as_path(), state.good.len(), state.error.as_deref()))
+    }
+
     /// What `/metrics` shows about each file, sorted by path.
     pub fn statuses(&self) -> Vec<SourceFileStatus> {
         let mut statuses: Vec<SourceFileStatus> = self
