@@ -285,3 +285,26 @@ fn promtool_accepts_the_fast_path_body() {
     );
     assert!(output.status.success(), "{findings}\n{body}");
 }
+
+#[test]
+fn endpoint_series_use_only_the_label_names_file_sd_files_may_not_set() {
+    let body = render_snapshot(&every_kind_of_result(), NOW).unwrap();
+    let endpoint_series = parse(&body).samples.into_keys().filter(|(name, _)| {
+        (name.starts_with("certinel_endpoint_") || name.starts_with("certinel_client_cert_"))
+            && !name.starts_with("certinel_endpoint_source_")
+    });
+    let mut names = BTreeSet::new();
+    for (_, labels) in endpoint_series {
+        names.extend(labels.into_keys());
+    }
+    names.remove("team");
+    let reserved: BTreeSet<String> = crate::config::file_sd::CERTINEL_LABELS
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
+    let unreserved: Vec<&String> = names.difference(&reserved).collect();
+    assert!(
+        unreserved.is_empty(),
+        "certinel labels missing from file_sd::CERTINEL_LABELS: {unreserved:?}"
+    );
+}
