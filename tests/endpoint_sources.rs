@@ -164,3 +164,32 @@ async fn config_check_lists_each_endpoint_source_file_and_fails_on_a_rejected_on
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certinel_check_with_a_config_probes_the_endpoint_source_targets_once() {
+    let ca = Ca::root("File SD Check Root", Validity::days(-1, 30));
+    let listed = server(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    replace(
+        &dir.path().join("web.yaml"),
+        &format!("- targets: ['{}']\n", listed.addr),
+    );
+    let config = write_pem(
+        dir.path(),
+        "certinel.toml",
+        "[[endpoint_source]]\nfiles = [\"*.yaml\"]\n",
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_certinel"))
+        .args(["check", "-o", "json", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .expect("run certinel");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0]["target"], listed.addr.to_string(), "{stdout}");
+}
