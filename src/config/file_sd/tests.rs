@@ -86,6 +86,12 @@ fn param_module_selects_the_modules_settings_and_other_reserved_labels_are_ignor
 }
 
 #[test]
+fn a_yaml_group_with_empty_labels_has_none() {
+    let groups = parse("- targets: ['a.example:443']\n  labels:\n", Format::Yaml).expect("valid");
+    assert!(groups[0].labels.is_empty());
+}
+
+#[test]
 fn empty_files_have_no_groups() {
     assert_eq!(parse("", Format::Json), Ok(Vec::new()));
     assert_eq!(parse(" \n", Format::Yaml), Ok(Vec::new()));
