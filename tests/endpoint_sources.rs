@@ -193,3 +193,37 @@ async fn certinel_check_with_a_config_probes_the_endpoint_source_targets_once() 
     assert_eq!(lines.len(), 1, "{stdout}");
     assert_eq!(lines[0]["target"], listed.addr.to_string(), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_adds_or_removes_an_endpoint_source_adds_or_removes_its_targets() {
+    let ca = Ca::root("File SD Reload Root", Validity::days(-1, 30));
+    let listed = server(&ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    replace(
+        &dir.path().join("web.json"),
+        &format!(
+            r#"[{{"targets": ["{}"], "labels": {{"site": "a"}}}}]"#,
+            listed.addr
+        ),
+    );
+    let config = write_pem(dir.path(), "certinel.toml", "");
+    let service = Service::start(Some(&config)).await;
+    replace(
+        &config,
+        "[[endpoint_source]]\nfiles = [\"*.json\"]\ninterval = \"1s\"\n",
+    );
+    service.signal("HUP");
+    service
+        .metrics_until("the listed target up", |body| {
+            body.contains(&up_line(listed.addr, "site=\"a\""))
+        })
+        .await;
+    replace(&config, "");
+    service.signal("HUP");
+    // The poller may see the edit before the signal arrives; either reload removes them.
+    service
+        .metrics_until("the target and the file's series gone", |body| {
+            !body.contains(&listed.addr.to_string()) && !body.contains("certinel_endpoint_source_")
+        })
+        .await;
+}
