@@ -13,6 +13,10 @@ use super::setup::Setup;
 /// Their logic is covered by the promtool unit tests (alerts-renewal_test.yml).
 pub const EXPECTED_EMPTY: &[(&str, &str)] = &[
     (
+        "CertinelEndpointSourceFileRejected",
+        "the setup lists no [[endpoint_source]] file; alerts_test.yml fires the rule",
+    ),
+    (
         "CertinelCrlStale",
         "the test's CRL is current (nextUpdate a day ahead); alerts_test.yml fires the rule",
     ),
