@@ -13,10 +13,6 @@ use super::setup::Setup;
 /// Their logic is covered by the promtool unit tests (alerts-renewal_test.yml).
 pub const EXPECTED_EMPTY: &[(&str, &str)] = &[
     (
-        "CertinelEndpointSourceFileRejected",
-        "the setup lists no [[endpoint_source]] file; alerts_test.yml fires the rule",
-    ),
-    (
         "CertinelCrlStale",
         "the test's CRL is current (nextUpdate a day ahead); alerts_test.yml fires the rule",
     ),
@@ -136,6 +132,10 @@ pub fn firing_alerts(
             vec![("target", format!("disagree.test:{}", setup.disagree_port))],
         ),
         ("CertinelFileUnreadable", vec![path(&setup.missing_file)]),
+        (
+            "CertinelEndpointSourceFileRejected",
+            vec![("file", setup.broken_targets_file.display().to_string())],
+        ),
         (
             "CertinelDown",
             vec![("instance", dead_certinel.to_string())],
