@@ -24,13 +24,17 @@ struct Replica {
 }
 
 async fn replica(cluster: &EtcdCluster, name: &str) -> Replica {
+    replica_with_ttl(cluster, name, LEASE_TTL).await
+}
+
+async fn replica_with_ttl(cluster: &EtcdCluster, name: &str, lease_ttl: Duration) -> Replica {
     let client = etcd_client::Client::connect(cluster.endpoints(), None)
         .await
         .expect("connect to etcd");
     let settings = MembershipSettings {
         prefix: "/certinel-test/".to_owned(),
         member: name.to_owned(),
-        lease_ttl: LEASE_TTL,
+        lease_ttl,
     };
     let shutdown = CancellationToken::new();
     let (view, task) = membership::join(client, settings, shutdown.clone());
@@ -105,19 +109,29 @@ async fn a_replica_that_stops_renewing_drops_out_within_its_lease_ttl() {
 #[tokio::test]
 async fn losing_the_etcd_quorum_disconnects_and_its_return_lists_the_replica_again() {
     let mut cluster = EtcdCluster::start(3);
-    let a = replica(&cluster, "a").await;
-    let watcher = replica(&cluster, "watcher").await;
+    // Longer than the others: a heartbeat (a third of it) must outlast the election that
+    // follows killing the leader, as the default 15 s does by far.
+    let lease_ttl = Duration::from_secs(6);
+    let a = replica_with_ttl(&cluster, "a", lease_ttl).await;
+    let watcher = replica_with_ttl(&cluster, "watcher", lease_ttl).await;
     wait_for_members(&a, &["a", "watcher"], PROMPTLY).await;
+    wait_for_connected(&a, true, PROMPTLY).await;
 
-    // One member down: quorum holds, nothing changes.
+    // One member down (perhaps the leader): quorum holds, nothing changes, not even for a
+    // moment.
+    let mut connected = a.view.connected.clone();
+    connected.mark_unchanged();
     cluster.kill(2);
-    tokio::time::sleep(LEASE_TTL).await;
-    assert!(*a.view.connected.borrow(), "one etcd member down of three");
+    tokio::time::sleep(lease_ttl).await;
+    assert!(
+        !connected.has_changed().expect("membership running") && *connected.borrow(),
+        "one etcd member down of three"
+    );
     wait_for_members(&a, &["a", "watcher"], PROMPTLY).await;
 
     // Two down: no quorum, no lease renewal, no linearizable read.
     cluster.kill(1);
-    wait_for_connected(&a, false, LEASE_TTL * 2).await;
+    wait_for_connected(&a, false, lease_ttl).await;
     assert_eq!(
         *a.view.members.borrow(),
         ["a", "watcher"],

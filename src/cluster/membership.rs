@@ -48,6 +48,9 @@ impl MembershipSettings {
     }
 }
 
+/// The pause between two tries of a failed round within one heartbeat.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
 /// What the membership task shows the rest of the replica.
 #[derive(Debug, Clone)]
 pub struct Membership {
@@ -103,10 +106,12 @@ impl Member {
     async fn run(mut self, shutdown: CancellationToken) {
         let beat = heartbeat(self.settings.lease_ttl);
         loop {
-            match tokio::time::timeout(beat, self.round()).await {
-                Ok(Ok(())) => self.set_connected(true),
-                Ok(Err(error)) => self.lost(&error.to_string()),
-                Err(_) => self.lost(&format!("no answer within {beat:?}")),
+            let mut last_error = None;
+            match tokio::time::timeout(beat, self.round_until_done(&mut last_error)).await {
+                Ok(()) => self.set_connected(true),
+                Err(_) => {
+                    self.lost(&last_error.unwrap_or_else(|| format!("no answer within {beat:?}")))
+                }
             }
             let next = Instant::now() + beat;
             loop {
@@ -129,6 +134,21 @@ impl Member {
                             Err(_) => self.lost(&format!("no answer within {beat:?}")),
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Runs [`round`](Self::round) until it succeeds, a moment apart: a request that one
+    /// etcd member refused (it is down) goes to another on the next try, so only a whole
+    /// heartbeat without an answer counts as disconnected. The caller bounds the time.
+    async fn round_until_done(&mut self, last_error: &mut Option<String>) {
+        loop {
+            match self.round().await {
+                Ok(()) => return,
+                Err(error) => {
+                    *last_error = Some(error.to_string());
+                    tokio::time::sleep(RETRY_PAUSE).await;
                 }
             }
         }
