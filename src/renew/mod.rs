@@ -48,6 +48,7 @@ mod hook_group;
 mod lifecycle;
 mod next_action;
 mod random;
+mod revocation;
 mod revoke;
 pub mod rollout_check;
 mod status;
@@ -73,6 +74,7 @@ pub use dry_run::{
 };
 pub use error::RenewError;
 pub use random::{RandomSource, ThreadRandom};
+pub use revocation::{RevocationOutcome, check_revocation};
 pub use revoke::RevokeOutcome;
 pub use status::{CertificateStatus, LastOutcome};
 

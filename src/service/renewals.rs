@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
 use crate::service::error_chain::error_chain;
+use crate::service::revocation_watch::RevocationWatch;
 use crate::service::state::State;
 
 /// The longest wait after a failure that recorded no backoff (another process holding the
@@ -148,10 +149,12 @@ impl Renewals {
                 stop: self.shutdown.child_token(),
                 finished: CancellationToken::new(),
             };
+            let crl_interval = config.scanner.crl.then_some(config.scanner.crl_interval);
             self.tracker.spawn(certificate_loop(
                 renewer,
                 name.to_owned(),
                 self.state.clone(),
+                crl_interval,
                 task.stop.clone(),
                 previous,
                 task.finished.clone(),
@@ -167,6 +170,7 @@ async fn certificate_loop(
     renewer: Arc<Renewer>,
     name: String,
     state: Arc<State>,
+    crl_interval: Option<Duration>,
     stop: CancellationToken,
     previous: Option<CancellationToken>,
     finished: CancellationToken,
@@ -179,7 +183,15 @@ async fn certificate_loop(
         }
     }
     refresh(&renewer, &name, &state).await;
+    let watch = RevocationWatch {
+        renewer: &renewer,
+        name: &name,
+        state: &state,
+        interval: crl_interval,
+    };
     loop {
+        // A certificate revoked while nothing watched is renewed by this very attempt.
+        watch.check().await;
         let attempt = renewer
             .attempt(&name, RenewOptions::default(), renewer.now())
             .await;
@@ -219,16 +231,15 @@ async fn certificate_loop(
             Some(at) => until(at, renewer.now(), minimum),
             None => MINIMUM_RETRY.max(minimum),
         };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stop.cancelled() => return,
+        if !watch.wait(wait, &stop).await {
+            return;
         }
     }
 }
 
 /// Reads the certificate's status from the store into `state`, for `/metrics` and the
 /// status page. The store is read on a blocking thread, off the async workers.
-async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
+pub(super) async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
     let read = {
         let (renewer, name) = (Arc::clone(renewer), name.to_owned());
         tokio::task::spawn_blocking(move || renewer.status_of(&name, renewer.now()))

@@ -13,7 +13,9 @@ use time::OffsetDateTime;
 
 use crate::acme::AcmeObserver;
 use crate::config::model::DEFAULT_CA;
-use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
+use crate::metrics::certificates::{
+    AcmeSnapshot, CertificateSnapshot, CurrentVersion, ManagedRevocation,
+};
 use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::crl::fetch::CrlFetcher;
@@ -86,6 +88,12 @@ impl State {
     /// Remembers the CRL cache whose CRLs and fetch errors `/metrics` shows.
     pub fn set_crl_fetcher(&self, fetcher: Option<Arc<CrlFetcher>>) {
         self.lock().crl = fetcher;
+    }
+
+    /// The CRL cache of the current probe context, when `[scanner] crl` is on; the
+    /// managed certificates' revocation watch shares it with the endpoint watch.
+    pub fn crl_fetcher(&self) -> Option<Arc<CrlFetcher>> {
+        self.lock().crl.clone()
     }
 
     /// Registers an endpoint job; it counts as pending until its first result.
@@ -199,6 +207,10 @@ impl State {
         slot.renewal_rule = Some(status.renewal_rule.as_str());
         slot.ari_window = status.ari_window_start.zip(status.ari_window_end);
         slot.ari_next_poll = status.ari_next_poll;
+        slot.revocation = status.revocation.as_ref().map(|check| ManagedRevocation {
+            revoked_at: check.revoked_at,
+            reason_code: check.reason_code,
+        });
     }
 
     /// Records what `name`'s renewer knows about its CA: whether the certificate's
@@ -469,6 +481,7 @@ mod tests {
             inflight: None,
             last_success_at: Some(datetime!(2026-01-01 00:00 UTC)),
             last_attempt_at: Some(datetime!(2026-01-01 00:00 UTC)),
+            revocation: None,
         }
     }
 

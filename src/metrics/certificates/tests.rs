@@ -80,6 +80,46 @@ fn an_issued_certificate_renders_every_family_with_expiry_at_scrape_time() {
 }
 
 #[test]
+fn a_revoked_certificate_says_so_with_when_and_why_and_a_clean_one_says_zero() {
+    let mut revoked = issued();
+    revoked.revocation = Some(ManagedRevocation {
+        revoked_at: Some(datetime!(2025-12-31 00:00 UTC)),
+        reason_code: Some(1),
+    });
+    let mut clean = issued();
+    clean.name = "web".to_owned();
+    clean.revocation = Some(ManagedRevocation {
+        revoked_at: None,
+        reason_code: None,
+    });
+    let unchecked = CertificateSnapshot {
+        name: "new".to_owned(),
+        ..CertificateSnapshot::default()
+    };
+    let body = render_snapshot(
+        &Snapshot {
+            certificates: vec![revoked, clean, unchecked],
+            ..Snapshot::default()
+        },
+        NOW,
+    )
+    .unwrap();
+    let samples: Vec<&str> = body
+        .lines()
+        .filter(|line| line.starts_with("certinel_certificate_revo"))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            r#"certinel_certificate_revoked{name="api"} 1"#,
+            r#"certinel_certificate_revoked{name="web"} 0"#,
+            r#"certinel_certificate_revocation_timestamp_seconds{name="api",reason_code="1"} 1767139200"#,
+        ],
+        "{body}"
+    );
+}
+
+#[test]
 fn a_missing_certificate_is_not_ready_and_has_only_zeroed_counters() {
     let missing = CertificateSnapshot {
         name: "new".to_owned(),
