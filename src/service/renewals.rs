@@ -254,7 +254,8 @@ pub(super) async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
     match status {
         Ok(status) => {
             state.update_certificate(&status);
-            state.update_ca_facts(name, renewer.profile(name), &renewer.ca_facts());
+            let facts = renewer.ca_facts_of(name, status.ca.as_deref());
+            state.update_ca_facts(name, renewer.profile(name), &facts);
         }
         Err(error) => {
             tracing::warn!(
