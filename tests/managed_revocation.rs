@@ -9,6 +9,7 @@ use std::path::Path;
 use certinel::store::{CertStore, Origin, VersionId};
 use time::OffsetDateTime;
 
+use crate::common::cli::{output_text, run_certinel};
 use crate::common::config_text::{pebble_acme_table, write_config_file};
 use crate::common::crl::{CrlCa, CrlServer, NAME, pem};
 use crate::common::eventually::eventually;
@@ -32,6 +33,14 @@ fn adopt_leaf(state_dir: &Path, ca: &CrlCa, serial: u64, crl_url: &str) {
         .version;
     store.promote("api", version).unwrap();
     assert_eq!(version, VersionId(1));
+}
+
+/// The JSON a `certinel` subcommand prints.
+async fn json_of(args: &[&str], config: &Path) -> serde_json::Value {
+    let output = run_certinel(args, config).await;
+    assert!(output.status.success(), "{}", output_text(&output));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", output_text(&output)))
 }
 
 #[tokio::test]
@@ -61,6 +70,18 @@ async fn a_managed_certificate_revoked_at_its_ca_is_renewed_at_once_from_pebble(
     assert!(
         clean.contains(r#"version="v0001""#),
         "still the adopted version:\n{clean}"
+    );
+
+    // `inventory` and `status` show the verdict the service persisted.
+    let inventory = json_of(&["inventory", "--output", "json"], &config).await;
+    let managed = &inventory["managed"][0];
+    assert_eq!(managed["revocation"]["revoked"], false, "{inventory}");
+    assert_eq!(managed["revocation"]["crl"], crl_server.url.as_str());
+    assert_eq!(managed["automation"]["ca"], serde_json::json!(["acme"]));
+    let status = json_of(&["status", "--output", "json"], &config).await;
+    assert_eq!(
+        status[0]["revocation"]["revoked_at"],
+        serde_json::Value::Null
     );
 
     crl_server.publish(ca.crl(&[7]));
