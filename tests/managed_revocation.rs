@@ -6,34 +6,12 @@
 
 use std::path::Path;
 
-use certinel::store::{CertStore, Origin, VersionId};
-use time::OffsetDateTime;
-
 use crate::common::cli::{output_text, run_certinel};
 use crate::common::config_text::{pebble_acme_table, write_config_file};
-use crate::common::crl::{CrlCa, CrlServer, NAME, pem};
+use crate::common::crl::{CrlCa, CrlServer, NAME, adopt_leaf};
 use crate::common::eventually::eventually;
 use crate::common::pebble::Pebble;
 use crate::common::service::{PATIENCE, Service, sample};
-
-/// Stores a leaf of `ca` (serial `serial`, CRL at `crl_url`) as the current version of
-/// `api`, as an adoption would.
-fn adopt_leaf(state_dir: &Path, ca: &CrlCa, serial: u64, crl_url: &str) {
-    let (leaf, key) = ca.leaf(serial, crl_url);
-    let chain = pem("CERTIFICATE", &leaf) + &pem("CERTIFICATE", &ca.cert);
-    let key = pem("PRIVATE KEY", key.secret_der());
-    let store = CertStore::open(state_dir).unwrap();
-    let origin = Origin {
-        created_at: OffsetDateTime::now_utc(),
-        source: "adopted from the CRL test CA".into(),
-    };
-    let version = store
-        .stage_pending("api", &key, &chain, &origin)
-        .unwrap()
-        .version;
-    store.promote("api", version).unwrap();
-    assert_eq!(version, VersionId(1));
-}
 
 /// The JSON a `certinel` subcommand prints.
 async fn json_of(args: &[&str], config: &Path) -> serde_json::Value {
@@ -51,7 +29,7 @@ async fn a_managed_certificate_revoked_at_its_ca_is_renewed_at_once_from_pebble(
     crl_server.publish(ca.crl(&[]));
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
-    adopt_leaf(&state_dir, &ca, 7, &crl_server.url);
+    adopt_leaf(&state_dir, "api", &ca, 7, &crl_server.url);
     let text = pebble_acme_table(&state_dir, &pebble)
         + &format!(
             "\n[scanner]\ncrl_interval = \"1s\"\n\n[[certificate]]\nname = \"api\"\n\
