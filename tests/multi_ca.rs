@@ -163,8 +163,16 @@ async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_return
     let renewer = cas.renewer().with_observer(requests.clone());
     let now = OffsetDateTime::now_utc();
 
-    // The first CA answers every request with 503: after the retries it hands over.
+    // Every CA down: the failure is the last CA's, for the `ca` label of the failure
+    // metrics.
     cas.first_front.fail_paths(Some("/"));
+    cas.second_front.fail_paths(Some("/"));
+    let down = renewer.attempt("api", forced(), now).await;
+    assert!(down.result.is_err(), "{:?}", down.result);
+    assert_eq!(down.ca.as_deref(), Some("second"));
+    cas.second_front.fail_paths(None);
+
+    // The first CA answers every request with 503: after the retries it hands over.
     let first = renewer.renew("api", forced(), now).await;
     assert_renewed(&first, &cas);
     assert_eq!(cas.current_source(), cas.second_front.directory_url);
@@ -424,7 +432,13 @@ async fn a_first_ca_rate_limited_beyond_the_attempt_hands_over_to_the_second_at_
     // The first CA refuses new orders for an hour: far beyond what one attempt waits.
     cas.first_front.rate_limit_new_orders(Some(3600));
     let started = std::time::Instant::now();
-    let first = renewer.renew("api", forced(), now).await;
+    let attempt = renewer.attempt("api", forced(), now).await;
+    assert_eq!(
+        attempt.ca.as_deref(),
+        Some("second"),
+        "the CA the attempt ended at"
+    );
+    let first = attempt.result;
     assert_renewed(&first, &cas);
     assert!(
         started.elapsed() < Duration::from_secs(60),

@@ -33,8 +33,8 @@ pub struct CertificateSnapshot {
     pub renewals_succeeded: u64,
     /// Renewals that failed since start.
     pub renewals_failed: u64,
-    /// Failed renewals since start by (stage, problem).
-    pub failures: BTreeMap<(String, String), u64>,
+    /// Failed renewals since start by (CA, stage, problem).
+    pub failures: BTreeMap<(String, String, String), u64>,
     /// Which rule placed the renewal window: `ari` or `renew_before`.
     pub renewal_rule: Option<&'static str>,
     /// The CA's suggested renewal window (ARI) for the current version, start and end.
@@ -168,11 +168,12 @@ pub(super) fn push_certificate(
         let labels = [("name", certificate.name.as_str()), ("outcome", outcome)];
         families.push(names::CERTIFICATE_RENEWALS, &labels, count as f64);
     }
-    for ((stage, problem), count) in &certificate.failures {
+    for ((ca, stage, problem), count) in &certificate.failures {
         let labels = [
             ("name", certificate.name.as_str()),
             ("stage", stage.as_str()),
             ("problem", problem.as_str()),
+            ("ca", ca.as_str()),
         ];
         families.push(names::CERTIFICATE_RENEWAL_FAILURES, &labels, *count as f64);
     }

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
+use crate::config::model::{AcmeConfig, CertificateConfig, Config, DEFAULT_CA, ScannerSettings};
 use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
 use crate::service::error_chain::error_chain;
 use crate::service::revocation_watch::RevocationWatch;
@@ -222,7 +222,8 @@ async fn certificate_loop(
                     error = %error_chain(error),
                     "renewal failed"
                 );
-                state.record_renewal(&name, Err((error.stage(), error.problem())));
+                let ca = attempt.ca.as_deref().unwrap_or(DEFAULT_CA);
+                state.record_renewal(&name, Err((ca, error.stage(), error.problem())));
                 MINIMUM_RETRY.min(renewer.backoff_base())
             }
         };

@@ -234,20 +234,21 @@ impl State {
         self.served.clone()
     }
 
-    /// Counts a finished renewal attempt of `name`: `Ok` for a new version, else the
-    /// failed stage and problem. Dropped when the certificate is not registered.
-    pub fn record_renewal(&self, name: &str, outcome: Result<(), (&str, &str)>) {
+    /// Counts a finished renewal attempt of `name`: `Ok` for a new version, else the CA
+    /// it failed at, the failed stage and problem. Dropped when the certificate is not
+    /// registered.
+    pub fn record_renewal(&self, name: &str, outcome: Result<(), (&str, &str, &str)>) {
         let mut inner = self.lock();
         let Some(slot) = inner.certificates.get_mut(name) else {
             return;
         };
         match outcome {
             Ok(()) => slot.renewals_succeeded += 1,
-            Err((stage, problem)) => {
+            Err((ca, stage, problem)) => {
                 slot.renewals_failed += 1;
                 *slot
                     .failures
-                    .entry((stage.to_owned(), problem.to_owned()))
+                    .entry((ca.to_owned(), stage.to_owned(), problem.to_owned()))
                     .or_default() += 1;
             }
         }
@@ -490,8 +491,8 @@ mod tests {
         let state = State::new();
         state.add_certificate("api");
         state.record_renewal("api", Ok(()));
-        state.record_renewal("api", Err(("order", "network")));
-        state.record_renewal("api", Err(("order", "network")));
+        state.record_renewal("api", Err(("acme", "order", "network")));
+        state.record_renewal("api", Err(("acme", "order", "network")));
         state.update_certificate(&status("api", 2));
         // Registering again (a changed configuration) keeps the counters.
         state.add_certificate("api");
@@ -500,7 +501,10 @@ mod tests {
         let api = &certificates[0];
         assert_eq!(api.renewals_succeeded, 1);
         assert_eq!(api.renewals_failed, 2);
-        assert_eq!(api.failures[&("order".to_owned(), "network".to_owned())], 2);
+        assert_eq!(
+            api.failures[&("acme".to_owned(), "order".to_owned(), "network".to_owned())],
+            2
+        );
         assert_eq!(api.consecutive_failures, 2);
         assert_eq!(
             api.current.as_ref().map(|c| c.version.as_str()),

@@ -140,7 +140,7 @@ fn a_missing_certificate_is_not_ready_and_has_only_zeroed_counters() {
 }
 
 #[test]
-fn failures_are_counted_by_stage_and_problem_and_an_expired_certificate_is_not_ready() {
+fn failures_are_counted_by_stage_problem_and_ca_and_an_expired_certificate_is_not_ready() {
     let mut failing = issued();
     if let Some(current) = failing.current.as_mut() {
         current.not_after = datetime!(2025-12-31 00:00 UTC);
@@ -151,12 +151,14 @@ fn failures_are_counted_by_stage_and_problem_and_an_expired_certificate_is_not_r
     failing.consecutive_failures = 3;
     failing.renewals_succeeded = 0;
     failing.renewals_failed = 3;
-    failing
-        .failures
-        .insert(("order".to_owned(), "network".to_owned()), 2);
-    failing
-        .failures
-        .insert(("deploy".to_owned(), "hook".to_owned()), 1);
+    failing.failures.insert(
+        ("acme".to_owned(), "order".to_owned(), "network".to_owned()),
+        2,
+    );
+    failing.failures.insert(
+        ("backup".to_owned(), "deploy".to_owned(), "hook".to_owned()),
+        1,
+    );
     let samples = render_snapshot(
         &Snapshot {
             certificates: vec![failing],
@@ -169,8 +171,8 @@ fn failures_are_counted_by_stage_and_problem_and_an_expired_certificate_is_not_r
         r#"certinel_certificate_ready{name="api"} 0"#,
         r#"certinel_certificate_expiry_seconds{name="api"} -86400"#,
         r#"certinel_certificate_renewals_total{name="api",outcome="failure"} 3"#,
-        r#"certinel_certificate_renewal_failures_total{name="api",stage="deploy",problem="hook"} 1"#,
-        r#"certinel_certificate_renewal_failures_total{name="api",stage="order",problem="network"} 2"#,
+        r#"certinel_certificate_renewal_failures_total{name="api",stage="deploy",problem="hook",ca="backup"} 1"#,
+        r#"certinel_certificate_renewal_failures_total{name="api",stage="order",problem="network",ca="acme"} 2"#,
         r#"certinel_certificate_renewal_consecutive_failures{name="api"} 3"#,
     ] {
         assert!(
