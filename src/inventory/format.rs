@@ -235,7 +235,7 @@ fn revocation(revocation: Option<&Revocation>) -> String {
         return "not checked (no CRL verdict yet, or the leaf names no CRL)".to_owned();
     };
     let checked = format!(
-        "per {} (checked {})",
+        "per {} (since {})",
         revocation.crl,
         timestamp(revocation.checked_at)
     );

@@ -76,7 +76,7 @@ pub struct Revocation {
     pub reason_code: Option<u8>,
     /// The distribution point whose CRL decided.
     pub crl: String,
-    /// When the verdict was reached.
+    /// When this verdict was first reached.
     #[serde(with = "time::serde::rfc3339")]
     pub checked_at: OffsetDateTime,
 }

@@ -149,7 +149,7 @@ fn a_revoked_current_version_says_when_why_and_that_it_is_renewed_at_once() {
     assert!(
         table.contains(
             "REVOKED at 2026-11-26T20:00:00Z, reason code 1 per http://crl.example.com/1.crl \
-             (checked 2026-11-26T23:00:00Z); renewed at once"
+             (since 2026-11-26T23:00:00Z); renewed at once"
         ),
         "{table}"
     );

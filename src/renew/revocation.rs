@@ -166,7 +166,12 @@ impl Renewer {
             source,
         };
         let mut state = schedule_state::load_from(&*self.store, name).map_err(store_error)?;
-        if state.revocation.as_ref() == Some(&check) {
+        // The same verdict again writes nothing: the state keeps when it was first reached.
+        if state
+            .revocation
+            .as_ref()
+            .is_some_and(|previous| previous.same_verdict(&check))
+        {
             return Ok(());
         }
         state.revocation = Some(check);

@@ -64,7 +64,7 @@ pub struct RevocationCheck {
     pub serial: String,
     /// The distribution point whose CRL decided.
     pub url: String,
-    /// When the verdict was reached.
+    /// When this verdict was first reached (a check that finds the same writes nothing).
     #[serde(with = "time::serde::rfc3339")]
     pub checked_at: OffsetDateTime,
     /// When the CA revoked it; `None`: the CRL does not list it.
@@ -75,6 +75,17 @@ pub struct RevocationCheck {
 }
 
 impl RevocationCheck {
+    /// Whether `other` says the same about the same certificate, whenever it was reached.
+    pub fn same_verdict(&self, other: &RevocationCheck) -> bool {
+        (&self.serial, &self.url, self.revoked_at, self.reason_code)
+            == (
+                &other.serial,
+                &other.url,
+                other.revoked_at,
+                other.reason_code,
+            )
+    }
+
     /// One line for people and the audit log: which CRL said what, and when.
     pub fn describe(&self) -> String {
         let reason = match self.reason_code {
@@ -297,6 +308,11 @@ mod tests {
             ..ScheduleState::default()
         };
         assert!(state.is_revoked("0a"));
+        let mut later = state.revocation.clone().unwrap();
+        later.checked_at += Duration::hours(1);
+        assert!(later.same_verdict(state.revocation.as_ref().unwrap()));
+        later.revoked_at = None;
+        assert!(!later.same_verdict(state.revocation.as_ref().unwrap()));
         assert!(
             !state.is_revoked("0b"),
             "a renewed certificate is not revoked"
