@@ -57,6 +57,9 @@ mod http_limits;
 mod import;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
+/// A managed certificate found revoked on its CRL (adopted from the in-test CA) is renewed
+/// from Pebble at once by `certinel run`.
+mod managed_revocation;
 /// The mass-revocation drill: twenty certificates behind the ARI front whose windows move
 /// into the past at once all renew with `replaces`, without a storm of failed requests.
 mod mass_revocation;

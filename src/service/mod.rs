@@ -12,6 +12,7 @@ pub mod http_server;
 pub mod notify;
 pub mod reload;
 pub mod renewals;
+mod revocation_watch;
 pub mod scheduler;
 pub mod state;
 
