@@ -190,6 +190,8 @@ pub fn stat_values() -> BTreeMap<&'static str, f64> {
         ("Managed not ready", 1.0),
         ("Renewals failing", 1.0),
         ("ACME errors (30m)", 0.0),
+        // The revoked endpoint and the revoked file; the adopted managed one is not.
+        ("Revoked (CRL)", 2.0),
     ]
     .into_iter()
     .collect()
