@@ -249,15 +249,9 @@ impl Renewer {
 
     /// The configured CA whose directory issued the current version, if any.
     pub(super) fn issuing_ca(&self, name: &str) -> Result<Option<String>, RenewError> {
-        let store_error = |source| RenewError::Store {
-            name: name.to_owned(),
-            source,
-        };
-        let Some(current) = self.store.current(name).map_err(store_error)? else {
-            return Ok(None);
-        };
-        let meta = self.store.metadata(name, current).map_err(store_error)?;
-        Ok(self.cas.name_of_source(&meta.source).map(str::to_owned))
+        Ok(self
+            .current_metadata(name)?
+            .and_then(|meta| self.cas.name_of_source(&meta.source).map(str::to_owned)))
     }
 
     /// Records the outcome of an attempt at `ca` in the per-CA failure counts.

@@ -68,10 +68,7 @@ impl<'a> Run<'a> {
     }
 
     pub(super) fn store_error(&self, source: StoreError) -> RenewError {
-        RenewError::Store {
-            name: self.name().to_owned(),
-            source,
-        }
+        RenewError::store(self.name(), source)
     }
 
     /// Stops a deploy command left running by a dead process, removes leftovers of

@@ -63,7 +63,7 @@ use tracing::Instrument;
 use crate::acme::{AcmeObserver, NoopObserver, RetryPolicy};
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::schedule::plan::Reason;
-use crate::store::{AccountStore, FsStore, Store, VersionId};
+use crate::store::{AccountStore, FsStore, Store, VersionId, VersionMetadata};
 use dry_run::Scratch;
 
 pub use crate::hook::HookError;
@@ -411,6 +411,19 @@ impl Renewer {
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| RenewError::UnknownCertificate(name.to_owned()))
+    }
+
+    /// The metadata of the current version of `name`, if there is one.
+    fn current_metadata(&self, name: &str) -> Result<Option<VersionMetadata>, RenewError> {
+        let store_error = |source| RenewError::store(name, source);
+        match self.store.current(name).map_err(store_error)? {
+            Some(current) => self
+                .store
+                .metadata(name, current)
+                .map(Some)
+                .map_err(store_error),
+            None => Ok(None),
+        }
     }
 
     fn lock(&self, name: &str) -> Result<RenewalLock, RenewError> {

@@ -129,15 +129,13 @@ impl Renewer {
         &self,
         name: &str,
     ) -> Result<Option<(String, Vec<rustls::pki_types::CertificateDer<'static>>)>, RenewError> {
-        let store_error = |source| RenewError::Store {
-            name: name.to_owned(),
-            source,
-        };
-        let Some(current) = self.store.current(name).map_err(store_error)? else {
+        let Some(meta) = self.current_metadata(name)? else {
             return Ok(None);
         };
-        let meta = self.store.metadata(name, current).map_err(store_error)?;
-        let files = self.store.files(name, current).map_err(store_error)?;
+        let files = self
+            .store
+            .files(name, meta.version)
+            .map_err(|source| RenewError::store(name, source))?;
         let chain = read_der_chain(&files.fullchain).map_err(|error| RenewError::Store {
             name: name.to_owned(),
             source: crate::store::StoreError::io(
@@ -161,10 +159,7 @@ impl Renewer {
                 });
             }
         };
-        let store_error = |source| RenewError::Store {
-            name: name.to_owned(),
-            source,
-        };
+        let store_error = |source| RenewError::store(name, source);
         let mut state = schedule_state::load_from(&*self.store, name).map_err(store_error)?;
         // The same verdict again writes nothing: the state keeps when it was first reached.
         if state

@@ -125,10 +125,7 @@ impl Renewer {
         now: OffsetDateTime,
     ) -> Result<CertificateStatus, RenewError> {
         let certificate = self.certificate(name)?;
-        let store_error = |source| RenewError::Store {
-            name: name.to_owned(),
-            source,
-        };
+        let store_error = |source| RenewError::store(name, source);
         one(self, certificate, now).map_err(store_error)
     }
 }
