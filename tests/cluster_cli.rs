@@ -47,10 +47,10 @@ fn keygen_writes_an_owner_only_key_prints_its_id_and_never_overwrites_it() {
 }
 
 #[test]
-fn config_check_summarises_the_cluster_table_without_the_password() {
+fn config_check_summarises_the_cluster_and_refuses_a_key_others_can_read() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let kek = dir.path().join("cluster.kek");
-    Kek::generate_file(&kek).expect("write a key");
+    let key_id = Kek::generate_file(&kek).expect("write a key");
     let config = dir.path().join("certinel.toml");
     std::fs::write(
         &config,
@@ -64,9 +64,15 @@ fn config_check_summarises_the_cluster_table_without_the_password() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let expected = format!(
         "cluster: member web-1 via etcd http://127.0.0.1:2379, http://127.0.0.2:2379 \
-         (user certinel), prefix /certinel/, lease_ttl 15s, key-encryption key {}",
+         (user certinel), prefix /certinel/, lease_ttl 15s, key-encryption key {key_id} ({})",
         kek.display()
     );
     assert!(stdout.contains(&expected), "{stdout}");
     assert!(!stdout.contains("S3CR3T"), "{stdout}");
+
+    std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let output = certinel(&["config", "check", path_arg(&config)]);
+    assert_eq!(output.status.code(), Some(2), "{}", output_text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
 }

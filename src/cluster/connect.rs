@@ -22,9 +22,12 @@ const GRPC_UNAVAILABLE: i32 = 14;
 /// How long [`connect`] waits for etcd's first answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// HTTP/2 pings on an idle connection, so a partitioned etcd member is noticed (and another
-/// one used) within seconds rather than at the next TCP timeout.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// HTTP/2 pings while a request or watch is open, so a partitioned etcd member is noticed
+/// (and another one used) within seconds rather than at the next TCP timeout. etcd sends
+/// GOAWAY to clients that ping more often than its `--grpc-keepalive-min-time` (5 s) or
+/// on connections without a stream, so the interval stays above it and idle connections
+/// are not pinged.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may go unanswered before the connection counts as dead.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -119,8 +122,7 @@ fn connect_options(
 ) -> Result<ConnectOptions, ClusterError> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(timeout)
-        .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
-        .with_keep_alive_while_idle(true);
+        .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT);
     if let (Some(username), Some(password)) = (&cluster.username, &cluster.password) {
         options = options.with_user(username.clone(), password.0.clone());
     }
