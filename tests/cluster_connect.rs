@@ -8,6 +8,7 @@ use certinel::cluster::{ClusterError, connect, connect_within};
 use certinel::config::model::{ClusterConfig, ClusterPassword};
 
 use crate::common::etcd::EtcdCluster;
+use crate::common::eventually::eventually;
 use crate::common::ports::free_port;
 
 /// A `[cluster]` for `endpoints` with no TLS files and no user.
@@ -65,6 +66,67 @@ async fn a_port_nobody_listens_on_is_one_error_naming_the_endpoint_within_the_ti
     eprintln!("MSG {message}");
     assert!(message.contains(&endpoint), "{message}");
     assert!(message.contains("check that etcd runs there"), "{message}");
+}
+
+#[tokio::test]
+async fn a_cluster_with_one_of_three_members_down_connects() {
+    let mut etcd = EtcdCluster::start(3);
+    etcd.kill(0);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cluster = cluster_config(etcd.endpoints(), dir.path());
+    for _ in 0..5 {
+        let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
+        round_trip(client).await;
+    }
+}
+
+#[tokio::test]
+async fn a_member_that_dies_after_connecting_stops_failing_requests_within_seconds() {
+    let mut etcd = EtcdCluster::start(3);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut client = connect(&cluster_config(etcd.endpoints(), dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    etcd.kill(2);
+    // Until the next probe notices, a request may still go to the dead member; after it,
+    // none does.
+    eventually(Duration::from_secs(5), async || {
+        for attempt in 0..20 {
+            client
+                .get("/certinel/probe", None)
+                .await
+                .map_err(|error| format!("request {attempt}: {error}"))?;
+        }
+        Ok::<_, String>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_without_quorum_is_unreachable_within_the_timeout() {
+    let mut etcd = EtcdCluster::start(3);
+    etcd.kill(1);
+    etcd.kill(2);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cluster = cluster_config(etcd.endpoints(), dir.path());
+    let started = Instant::now();
+    let error = refused(
+        connect_within(&cluster, Duration::from_secs(1)).await,
+        "two of three members are down",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(error, ClusterError::Unreachable { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("a majority of its members"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
