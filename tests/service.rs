@@ -361,6 +361,7 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
         },
         endpoints: Vec::new(),
         files: Vec::new(),
+        endpoint_sources: Vec::new(),
         exporter: ExporterSettings {
             listen: addr,
             probe_allow: vec![AllowRule::Cidr {

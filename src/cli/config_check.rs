@@ -1,4 +1,5 @@
-//! `certinel config check FILE`: validate a configuration and summarise it.
+//! `certinel config check FILE`: validate a configuration and summarise it, with the
+//! files of its `[[endpoint_source]]` tables.
 
 use std::path::Path;
 
@@ -6,10 +7,12 @@ use crate::cli::ExitCode;
 use crate::cluster;
 use crate::config;
 use crate::config::model::ClusterConfig;
+use crate::service::endpoint_sources::{EndpointSources, Settings};
 
-/// Validates `file` and prints what it configures; a bad file is an error (exit code 2).
-/// With `[cluster]`, the key-encryption keys are loaded too (their mode is checked), but
-/// etcd is not contacted.
+/// Validates `file` and prints what it configures; a bad file is an error (exit code 2),
+/// and so is an endpoint source file that `certinel run` would reject. With `[cluster]`,
+/// the key-encryption keys are loaded too (their mode is checked), but etcd is not
+/// contacted.
 pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     let config = config::load(file)?;
     println!(
@@ -23,7 +26,22 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         let keyring = cluster::keyring(cluster)?;
         println!("{}", cluster_summary(cluster, &keyring.current_id()));
     }
-    Ok(ExitCode(0))
+    if config.endpoint_sources.is_empty() {
+        return Ok(ExitCode(0));
+    }
+    let mut sources = EndpointSources::default();
+    sources.refresh(&Settings::of(&config));
+    let mut rejected = 0;
+    for (path, targets, error) in sources.files() {
+        match error {
+            None => println!("{}: {targets} targets", path.display()),
+            Some(error) => {
+                rejected += 1;
+                println!("{}: rejected: {error}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode(if rejected == 0 { 0 } else { 2 }))
 }
 
 /// One line about `[cluster]`: who this replica is, where etcd is and how it authenticates.

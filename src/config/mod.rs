@@ -12,7 +12,9 @@ mod certificates;
 mod challenge;
 mod cluster;
 mod duration;
+mod endpoint_source;
 mod error;
+pub mod file_sd;
 mod hook_env;
 mod keywords;
 mod locate;
@@ -91,6 +93,7 @@ pub fn default_config() -> Config {
         },
         endpoints: Vec::new(),
         files: Vec::new(),
+        endpoint_sources: Vec::new(),
         exporter: ExporterSettings {
             listen: validate::DEFAULT_LISTEN,
             probe_allow: allow::loopback_only(),

@@ -19,6 +19,7 @@ use crate::config::cas;
 use crate::config::certificates;
 use crate::config::cluster;
 use crate::config::duration::{ConfigDuration, format_duration};
+use crate::config::endpoint_source;
 use crate::config::locate::join;
 use crate::config::model::{
     AllowRule, ClientAuth, Config, ConnectionLimits, Endpoint, ExporterSettings, FileSource, Host,
@@ -105,6 +106,8 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         .enumerate()
         .map(|(index, file)| file_source(file.into_inner(), &format!("file[{index}]"), cx))
         .collect::<Result<_, _>>()?;
+    let endpoint_sources =
+        endpoint_source::endpoint_sources(raw.endpoint_sources, &exporter, &scanner, cx)?;
     let state_dir = certificates::state_dir(raw.state_dir.as_ref(), cx)?;
     let first_certificate = raw
         .certificates
@@ -121,6 +124,7 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         scanner,
         endpoints,
         files,
+        endpoint_sources,
         exporter,
         state_dir,
         acme,
@@ -191,7 +195,7 @@ impl Context<'_> {
         Ok(value.get_ref().0)
     }
 
-    fn interval(
+    pub(crate) fn interval(
         &self,
         value: Option<&Spanned<ConfigDuration>>,
         key: String,
@@ -395,6 +399,7 @@ fn endpoint(
         ip_family: module.ip_family,
         resolve: module.resolve,
         interval,
+        labels: Vec::new(),
     })
 }
 
@@ -421,7 +426,7 @@ fn check_family(
 }
 
 /// The options shared by endpoints and `/probe` modules; `prefix` is the table's key.
-fn probe_options(
+pub(crate) fn probe_options(
     raw: RawProbeOptions,
     prefix: &str,
     default_timeout: Duration,

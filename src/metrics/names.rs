@@ -176,6 +176,16 @@ pub const FILE_READ_ERRORS: MetricDef = counter(
     "certinel_file_read_errors_total",
     "Reads of a configured certificate file that failed (missing, unreadable or unparsable).",
 );
+/// Whether an `[[endpoint_source]]` file's last read was accepted.
+pub const ENDPOINT_SOURCE_LAST_RELOAD_SUCCESSFUL: MetricDef = gauge(
+    "certinel_endpoint_source_last_reload_successful",
+    "1 when the endpoint source file was last read and accepted, 0 when it was rejected (its last good targets are still probed).",
+);
+/// Targets of an `[[endpoint_source]]` file.
+pub const ENDPOINT_SOURCE_TARGETS: MetricDef = gauge(
+    "certinel_endpoint_source_targets",
+    "Targets in the last accepted version of the endpoint source file (duplicates of earlier targets included).",
+);
 /// Build information.
 pub const BUILD_INFO: MetricDef = gauge(
     "certinel_build_info",
@@ -376,6 +386,8 @@ pub const ALL: &[MetricDef] = &[
     FILE_CERT_CHAIN_EARLIEST_NOT_AFTER,
     FILE_CERT_INFO,
     FILE_READ_ERRORS,
+    ENDPOINT_SOURCE_LAST_RELOAD_SUCCESSFUL,
+    ENDPOINT_SOURCE_TARGETS,
     CERTIFICATE_READY,
     CERTIFICATE_NOT_AFTER,
     CERTIFICATE_EXPIRY,

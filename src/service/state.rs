@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use crate::acme::AcmeObserver;
 use crate::config::model::DEFAULT_CA;
 use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
+use crate::metrics::endpoint_sources::SourceFileStatus;
 use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::crl::fetch::CrlFetcher;
@@ -41,6 +42,8 @@ pub const PROBE_ERROR_REASONS: [&str; 7] = [
 pub struct State {
     inner: Mutex<Inner>,
     served: Arc<ServedStore>,
+    /// The `[[endpoint_source]]` files, replaced whole by the reloader.
+    endpoint_sources: Mutex<Vec<SourceFileStatus>>,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +83,7 @@ impl State {
         State {
             inner: Mutex::new(inner),
             served: Arc::default(),
+            endpoint_sources: Mutex::default(),
         }
     }
 
@@ -154,6 +158,14 @@ impl State {
             }
         }
         slot.latest = Some(reports.into_iter().map(Arc::new).collect());
+    }
+
+    /// Replaces what `/metrics` shows about the endpoint source files.
+    pub fn set_endpoint_source_files(&self, files: Vec<SourceFileStatus>) {
+        *self
+            .endpoint_sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = files;
     }
 
     /// Records a configuration load attempt at `at`.
@@ -295,6 +307,11 @@ impl State {
             acme,
             served: self.served.snapshot(),
             crl: crl.map(|fetcher| fetcher.summary()).unwrap_or_default(),
+            endpoint_source_files: self
+                .endpoint_sources
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 

@@ -133,6 +133,10 @@ pub fn firing_alerts(
         ),
         ("CertinelFileUnreadable", vec![path(&setup.missing_file)]),
         (
+            "CertinelEndpointSourceFileRejected",
+            vec![("file", setup.broken_targets_file.display().to_string())],
+        ),
+        (
             "CertinelDown",
             vec![("instance", dead_certinel.to_string())],
         ),
