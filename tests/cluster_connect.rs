@@ -214,3 +214,22 @@ async fn user_and_password_authenticate_and_a_wrong_password_is_refused_without_
     let error = refused(connect(&cluster).await, "no user was given");
     assert!(matches!(error, ClusterError::Refused { .. }), "{error}");
 }
+
+#[tokio::test]
+async fn an_idle_replica_keeps_working_after_its_etcd_auth_token_expires() {
+    let etcd = EtcdCluster::start_with_args(1, &["--auth-token-ttl", "1"]);
+    etcd.etcdctl(&["user", "add", "root:r00t-pw"]);
+    etcd.etcdctl(&["auth", "enable"]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
+    cluster.username = Some("root".to_owned());
+    cluster.password = Some(ClusterPassword("r00t-pw".to_owned()));
+    let mut client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
+    // etcd drops a simple token unused for --auth-token-ttl; only etcd's clock expires
+    // it, so the test has to stay idle for longer than that.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    client
+        .get("/certinel/probe", None)
+        .await
+        .expect("a request after the token expired");
+}

@@ -164,9 +164,15 @@ fn connect_options(
 ) -> Result<ConnectOptions, ClusterError> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(timeout)
-        .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT);
+        .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+        // etcd_client pings idle connections unless told not to.
+        .with_keep_alive_while_idle(false);
     if let (Some(username), Some(password)) = (&cluster.username, &cluster.password) {
-        options = options.with_user(username.clone(), password.0.clone());
+        // etcd forgets a token unused for --auth-token-ttl (5 minutes by default); without
+        // the refresh, a replica idle that long would be refused for good.
+        options = options
+            .with_user(username.clone(), password.0.clone())
+            .with_auto_token_refresh(true);
     }
     if cluster.etcd.iter().any(|url| url.starts_with("https://")) {
         options = options.with_tls(tls_options(cluster)?);
