@@ -233,3 +233,37 @@ async fn an_idle_replica_keeps_working_after_its_etcd_auth_token_expires() {
         .await
         .expect("a request after the token expired");
 }
+
+#[tokio::test]
+async fn a_user_granted_the_prefix_as_the_readme_says_connects_and_one_without_it_is_refused() {
+    let etcd = EtcdCluster::start(1);
+    etcd.etcdctl(&["user", "add", "root:r00t-pw"]);
+    // The commands of README "Running a cluster", for the prefix certinel uses.
+    etcd.etcdctl(&["role", "add", "certinel"]);
+    etcd.etcdctl(&[
+        "role",
+        "grant-permission",
+        "certinel",
+        "--prefix=true",
+        "readwrite",
+        "/certinel/",
+    ]);
+    etcd.etcdctl(&["user", "add", "certinel:c3rt-pw"]);
+    etcd.etcdctl(&["user", "grant-role", "certinel", "certinel"]);
+    etcd.etcdctl(&["user", "add", "other:0ther-pw"]);
+    etcd.etcdctl(&["auth", "enable"]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
+    cluster.username = Some("certinel".to_owned());
+    cluster.password = Some(ClusterPassword("c3rt-pw".to_owned()));
+    let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
+    round_trip(client).await;
+
+    cluster.username = Some("other".to_owned());
+    cluster.password = Some(ClusterPassword("0ther-pw".to_owned()));
+    let error = refused(connect(&cluster).await, "the user may not read the prefix");
+    let message = error.to_string();
+    assert!(matches!(error, ClusterError::Refused { .. }), "{message}");
+    assert!(message.contains("permission denied"), "{message}");
+    assert!(message.contains("under /certinel/"), "{message}");
+}
