@@ -12,7 +12,7 @@ use crate::store::sealed::Kek;
 pub enum ClusterCommand {
     /// Write a new random key-encryption key to FILE (mode 0600; an existing file is never
     /// replaced) and print its id. Every replica needs the same file, named by
-    /// [cluster] key_encryption_key_file.
+    /// `[cluster] key_encryption_key_file`.
     Keygen {
         /// The key file to create.
         file: PathBuf,
