@@ -358,6 +358,7 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
             max_connections: None,
             max_addresses: 16,
             crl: true,
+            crl_interval: Duration::from_secs(3600),
         },
         endpoints: Vec::new(),
         files: Vec::new(),

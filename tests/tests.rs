@@ -20,6 +20,12 @@ mod audit_time;
 mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
+/// `certinel cluster keygen` and `config check` with `[cluster]`: the built binary, a key
+/// file that is 0600 and never overwritten, a summary without the password.
+mod cluster_cli;
+/// `cluster::connect` against a real etcd: plain, TLS with client certificates, user and
+/// password; unreachable and refusing clusters are one clear error, quickly.
+mod cluster_connect;
 /// `config/prometheus/prometheus-cluster.yml` in a real Prometheus: `hashmod` sends each
 /// `/probe` target to exactly one of two `certinel run` replicas (counted at the target).
 mod cluster_hashmod;
@@ -66,6 +72,9 @@ mod http_limits;
 mod import;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
+/// A managed certificate found revoked on its CRL (adopted from the in-test CA) is renewed
+/// from Pebble at once by `certinel run`.
+mod managed_revocation;
 /// The mass-revocation drill: twenty certificates behind the ARI front whose windows move
 /// into the past at once all renew with `replaces`, without a storm of failed requests.
 mod mass_revocation;

@@ -5,5 +5,13 @@
 //! **Invariant:** without a `[cluster]` section nothing here runs; the filesystem store is
 //! the embedded default.
 
+mod connect;
+mod endpoints;
+mod error;
+mod keyring;
 pub mod membership;
 pub mod shard;
+
+pub use connect::{CONNECT_TIMEOUT, connect, connect_within};
+pub use error::ClusterError;
+pub use keyring::keyring;

@@ -90,6 +90,7 @@ pub fn default_config() -> Config {
             max_connections: None,
             max_addresses: validate::DEFAULT_MAX_ADDRESSES,
             crl: true,
+            crl_interval: validate::DEFAULT_CRL_INTERVAL,
         },
         endpoints: Vec::new(),
         files: Vec::new(),

@@ -300,6 +300,9 @@ pub struct ScannerSettings {
     /// Check scheduled endpoint probes' leaves against the CRLs their distribution points
     /// name (`http://` only). Default on; a leaf without distribution points costs nothing.
     pub crl: bool,
+    /// How often `certinel run` checks each managed certificate's current version against
+    /// the CRLs its leaf names (with `crl` on). Default 1 hour.
+    pub crl_interval: Duration,
 }
 
 /// One live TLS endpoint to probe.

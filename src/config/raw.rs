@@ -140,6 +140,7 @@ pub(crate) struct RawScanner {
     pub(crate) max_connections: Option<Spanned<usize>>,
     pub(crate) max_addresses: Option<Spanned<usize>>,
     pub(crate) crl: Option<Spanned<bool>>,
+    pub(crate) crl_interval: Option<Spanned<ConfigDuration>>,
 }
 
 /// `[exporter]`

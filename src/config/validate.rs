@@ -39,6 +39,9 @@ pub(crate) const DEFAULT_MAX_ADDRESSES: usize = 16;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an endpoint or file is re-checked when it sets no interval.
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// How often a managed certificate is checked against its CRLs when
+/// `scanner.crl_interval` is not set.
+pub(crate) const DEFAULT_CRL_INTERVAL: Duration = Duration::from_secs(3600);
 /// The exporter's address when `exporter.listen` is not set: loopback, because a public
 /// `/probe` would let anyone make certinel connect anywhere allowed.
 pub(crate) const DEFAULT_LISTEN: SocketAddr =
@@ -290,6 +293,10 @@ fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigE
         max_connections,
         max_addresses,
         crl: raw.crl.is_none_or(Spanned::into_inner),
+        crl_interval: match &raw.crl_interval {
+            None => DEFAULT_CRL_INTERVAL,
+            Some(value) => cx.interval(Some(value), "scanner.crl_interval".to_owned())?,
+        },
     })
 }
 

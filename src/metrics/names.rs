@@ -262,6 +262,16 @@ pub const CERTIFICATE_SERVED_CURRENT: MetricDef = gauge(
     "certinel_certificate_served_current",
     "1 when this address of a verify target serves the current version of a managed certificate, 0 when it serves another one.",
 );
+/// Whether a managed certificate's current version is revoked.
+pub const CERTIFICATE_REVOKED: MetricDef = gauge(
+    "certinel_certificate_revoked",
+    "1 when the current version of a managed certificate is listed on the CRL its distribution point names (it is renewed at once), 0 when it is not; absent without a verdict.",
+);
+/// When a managed certificate's current version was revoked.
+pub const CERTIFICATE_REVOCATION_TIME: MetricDef = gauge(
+    "certinel_certificate_revocation_timestamp_seconds",
+    "When the CA revoked the current version of a managed certificate (Unix time), with the CRL entry's reason code (empty when none).",
+);
 /// ACME requests by endpoint and HTTP status.
 pub const ACME_REQUESTS: MetricDef = counter(
     "certinel_acme_requests_total",
@@ -419,6 +429,8 @@ pub const ALL: &[MetricDef] = &[
     CERTIFICATE_ARI_WINDOW_END,
     CERTIFICATE_ARI_NEXT_POLL,
     CERTIFICATE_SERVED_CURRENT,
+    CERTIFICATE_REVOKED,
+    CERTIFICATE_REVOCATION_TIME,
     ACME_REQUESTS,
     ACME_REQUEST_DURATION,
     ACME_PROFILE_AVAILABLE,

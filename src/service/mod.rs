@@ -13,6 +13,7 @@ pub mod http_server;
 pub mod notify;
 pub mod reload;
 pub mod renewals;
+mod revocation_watch;
 pub mod scheduler;
 pub mod state;
 
@@ -61,9 +62,9 @@ pub enum ServiceError {
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Http(#[source] std::io::Error),
-    /// The etcd client of `[cluster]` could not be set up.
+    /// etcd (`[cluster]`) could not be reached or refused certinel.
     #[error(transparent)]
-    Cluster(#[from] cluster::ClusterConnectError),
+    Cluster(#[from] crate::cluster::ClusterError),
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -153,7 +154,7 @@ pub async fn run_with_options(
     let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
     let members = match &config.cluster {
         Some(settings) => {
-            let client = cluster::connect(settings).await?;
+            let client = crate::cluster::connect(settings).await?;
             let members = cluster::join(
                 client,
                 cluster::settings(settings),

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
 use time::OffsetDateTime;
 
-use super::expected::{ADVERTISED_PROFILE, DRIFTED};
+use super::expected::{ADOPTED, ADVERTISED_PROFILE, DRIFTED};
 use crate::common::ari_front::{AriFront, AriReply};
-use crate::common::crl::{CrlCa, CrlServer, pem};
+use crate::common::crl::{CrlCa, CrlServer, adopt_leaf, pem};
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
 use crate::common::service::{Service, write_config};
@@ -168,6 +168,15 @@ impl Setup {
             ("UNREACHABLE_LISTEN", unreachable.to_string()),
         ];
         issue_drifted(dir.path(), &values, &pebble).await;
+        // A managed certificate adopted from the CRL test CA, not on its CRL:
+        // certinel_certificate_revoked is 0 for it.
+        adopt_leaf(
+            &dir.path().join("state"),
+            ADOPTED,
+            &crl_ca,
+            0x5151,
+            &crl_server.url,
+        );
         let config = write_config(dir.path(), "monitoring.toml", &values);
         let mut service = Service::start(Some(&config)).await;
         service.wait_ready().await;

@@ -150,9 +150,10 @@ fn every_kind_of_result() -> Snapshot {
         renewal_rule: Some("renew_before"),
         ..CertificateSnapshot::default()
     };
-    failing
-        .failures
-        .insert(("order".to_owned(), "network".to_owned()), 2);
+    failing.failures.insert(
+        ("acme".to_owned(), "order".to_owned(), "network".to_owned()),
+        2,
+    );
     Snapshot {
         endpoints: [healthy, expired, down, gone]
             .into_iter()
