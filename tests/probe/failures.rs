@@ -47,7 +47,8 @@ async fn silent_server_times_out_in_the_stage_it_was_waiting_in() {
 #[tokio::test]
 async fn server_that_does_not_speak_tls_is_a_handshake_error() {
     let pki = test_pki();
-    let cases: [(&str, fn(TcpListener) -> ServerHandle); 2] = [
+    type Spawn = fn(TcpListener) -> ServerHandle;
+    let cases: [(&str, Spawn); 2] = [
         ("a server sending garbage", spawn_garbage),
         ("a server closing at once", spawn_closing),
     ];
