@@ -100,6 +100,9 @@ mod served_retry;
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
+/// The etcd store against a real etcd: the store behaviour shared with the filesystem
+/// store, secrets sealed, fenced writes of a holder whose lease expired.
+mod store_etcd;
 /// `certinel run` under systemd's `Type=notify`: READY once serving, RELOADING/READY around
 /// a SIGHUP reload, STOPPING on SIGTERM, against a fake `$NOTIFY_SOCKET`.
 mod systemd_notify;

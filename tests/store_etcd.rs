@@ -1,0 +1,539 @@
+//! The etcd store against a real etcd: one behaviour function over `&dyn Store` run on the
+//! filesystem store and on the etcd store, secrets never in plaintext in etcd, and fencing
+//! shown on the wire (the stale holder's transaction fails).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certinel::store::sealed::{Kek, Keyring};
+use certinel::store::{
+    Aside, EtcdSettings, EtcdStore, FsStore, HookProcess, LockError, NextStep, Origin, SecretPem,
+    Stage, Store, StoreError, VersionId, VersionState, check_version, recover,
+};
+use time::macros::datetime;
+
+use crate::common::etcd::EtcdCluster;
+use crate::common::pki::{Ca, LeafSpec, Validity};
+
+const CA_URL: &str = "https://127.0.0.1:14000/dir";
+/// Account credentials a test saves: recognisable if they ever reach etcd unsealed.
+const ACCOUNT: &[u8] = br#"{"id":"acct-1","key_pkcs8":"ACCOUNT-KEY-MATERIAL-0xC0FFEE"}"#;
+
+/// A certificate for `names`, issued by a fresh test CA: (key PEM, leaf + CA chain PEM).
+fn issued(names: &[&str]) -> (String, String) {
+    let ca = Ca::root("certinel store test CA", Validity::current());
+    let leaf = ca.leaf(&LeafSpec::new(names));
+    (leaf.key_pem, format!("{}{}", leaf.pem, ca.pem))
+}
+
+fn origin() -> Origin {
+    Origin {
+        created_at: datetime!(2025-01-01 0:05 UTC),
+        source: CA_URL.into(),
+    }
+}
+
+fn keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(Kek::from_bytes(&[7; 32]), Vec::new()))
+}
+
+/// An etcd store of member `member` on `cluster`, its files under `local`.
+fn etcd_store(cluster: &EtcdCluster, local: &Path, member: &str, lease_ttl: Duration) -> EtcdStore {
+    let endpoints = cluster.endpoints();
+    let settings = EtcdSettings {
+        prefix: "/certinel/".into(),
+        member: member.into(),
+        lease_ttl,
+        local_dir: local.to_path_buf(),
+        keyring: keyring(),
+    };
+    EtcdStore::connect(settings, move || async move {
+        etcd_client::Client::connect(endpoints, None).await
+    })
+    .expect("connect to the test etcd")
+}
+
+fn stage(store: &dyn Store, name: &str) -> VersionId {
+    let (key, chain) = issued(&["example.com"]);
+    store
+        .stage_pending(name, &key, &chain, &origin())
+        .unwrap()
+        .version
+}
+
+fn live(store: &dyn Store, name: &str) -> (Option<u32>, Option<u32>) {
+    (
+        store.current(name).unwrap().map(|v| v.0),
+        store.previous(name).unwrap().map(|v| v.0),
+    )
+}
+
+fn audit_event(minute: u8, step: certinel::store::Step) -> certinel::store::AuditEvent {
+    certinel::store::AuditEvent {
+        time: datetime!(2025-01-01 0:00 UTC) + time::Duration::minutes(minute.into()),
+        certificate: "www".into(),
+        version: None,
+        serial: None,
+        step,
+        outcome: certinel::store::Outcome::Ok,
+        error: None,
+        detail: None,
+    }
+}
+
+/// What every [`Store`] does, whatever keeps the state.
+fn behaves_like_a_store(store: &dyn Store) {
+    // Names that are not one safe path component are refused everywhere.
+    for bad in ["", "..", ".hidden", "a/b", "a b"] {
+        assert!(
+            matches!(store.current(bad), Err(StoreError::InvalidName(_))),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(
+                store.begin(bad, origin().created_at),
+                Err(StoreError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
+    }
+
+    // Staging: complete, not live, its key 0600 in the files servers read.
+    let (key, chain) = issued(&["example.com"]);
+    let mismatched = store.stage_pending("www", &issued(&["example.com"]).0, &chain, &origin());
+    assert!(
+        matches!(mismatched, Err(StoreError::Verify(_))),
+        "{mismatched:?}"
+    );
+    assert!(store.versions("www").unwrap().is_empty());
+    let v1 = store.stage_pending("www", &key, &chain, &origin()).unwrap();
+    assert_eq!(
+        (v1.version, v1.state),
+        (VersionId(1), VersionState::Pending)
+    );
+    assert_eq!(v1.dns_names, ["example.com"]);
+    assert_eq!(live(store, "www"), (None, None));
+    assert_eq!(store.versions("www").unwrap(), std::slice::from_ref(&v1));
+    assert_eq!(store.metadata("www", VersionId(1)).unwrap(), v1);
+    assert!(matches!(
+        store.metadata("www", VersionId(9)),
+        Err(StoreError::NoSuchVersion { .. })
+    ));
+    let files = store.files("www", VersionId(1)).unwrap();
+    assert_eq!(std::fs::read_to_string(&files.key).unwrap(), key);
+    assert_eq!(std::fs::read_to_string(&files.fullchain).unwrap(), chain);
+    let facts = check_version(&files, &["example.com".into()]).unwrap();
+    assert_eq!(facts.serial, v1.serial);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&files.key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Promotion, idempotent; the current files follow.
+    store.promote("www", VersionId(1)).unwrap();
+    assert_eq!(live(store, "www"), (Some(1), None));
+    let v2 = stage(store, "www");
+    store.promote("www", v2).unwrap();
+    store.promote("www", v2).unwrap();
+    assert_eq!(live(store, "www"), (Some(2), Some(1)));
+    assert_eq!(
+        store.metadata("www", v2).unwrap().state,
+        VersionState::Active
+    );
+    let served = store.current_files("www").unwrap().fullchain;
+    assert!(served.ends_with("www/current/fullchain.pem"), "{served:?}");
+    assert_eq!(
+        std::fs::read(&served).unwrap(),
+        std::fs::read(store.files("www", v2).unwrap().fullchain).unwrap()
+    );
+
+    // Rollback: previous live again, the bad version failed, an older previous found.
+    let v3 = stage(store, "www");
+    store.promote("www", v3).unwrap();
+    assert_eq!(store.rollback("www").unwrap(), VersionId(2));
+    assert_eq!(live(store, "www"), (Some(2), Some(1)));
+    assert_eq!(
+        store.metadata("www", v3).unwrap().state,
+        VersionState::Failed
+    );
+    assert_eq!(
+        std::fs::read(store.current_files("www").unwrap().cert).unwrap(),
+        std::fs::read(store.files("www", v2).unwrap().cert).unwrap()
+    );
+    assert_eq!(store.rollback("www").unwrap(), VersionId(1));
+    assert_eq!(live(store, "www"), (Some(1), None));
+    assert!(matches!(
+        store.rollback("www"),
+        Err(StoreError::NoPrevious(_))
+    ));
+    store.set_state("www", v3, VersionState::Parked).unwrap();
+    assert_eq!(
+        store.metadata("www", v3).unwrap().state,
+        VersionState::Parked
+    );
+
+    // The renewal in flight: one at a time, its key kept until the version is staged.
+    let _lock = store.lock("api").unwrap();
+    assert!(matches!(store.lock("api"), Err(LockError::Held)));
+    assert_eq!(store.inflight("api").unwrap(), None);
+    store.begin("api", datetime!(2025-02-01 0:00 UTC)).unwrap();
+    assert!(matches!(
+        store.begin("api", datetime!(2025-02-01 0:01 UTC)),
+        Err(StoreError::InflightExists {
+            stage: Stage::Ordering,
+            ..
+        })
+    ));
+    let recorded = store
+        .record_order("api", "https://127.0.0.1:14000/order/7")
+        .unwrap();
+    assert_eq!(
+        recorded.order_url.as_deref(),
+        Some("https://127.0.0.1:14000/order/7")
+    );
+    let (new_key, new_chain) = issued(&["api.example.com"]);
+    let with_key = store
+        .record_key("api", &SecretPem::new(new_key.clone()))
+        .unwrap();
+    assert_eq!(
+        with_key.key_pem.as_ref().map(SecretPem::expose),
+        Some(new_key.as_str())
+    );
+    let hook = HookProcess {
+        id: "5f1c".into(),
+        group: None,
+    };
+    store.record_hook("api", Some(hook.clone())).unwrap();
+    let read = store.inflight("api").unwrap().unwrap();
+    assert_eq!(read.hook, Some(hook));
+    assert_eq!(read.key_pem, with_key.key_pem);
+    let staged = store
+        .stage_pending("api", &new_key, &new_chain, &origin())
+        .unwrap();
+    // Crashed here: the stored version is adopted, not ordered again.
+    let disk = store.disk_state("api").unwrap();
+    assert!(disk.leftovers.is_empty());
+    assert_eq!(
+        recover(&disk).next,
+        NextStep::Adopt {
+            version: staged.version
+        }
+    );
+    let advanced = store
+        .advance("api", Stage::Pending, staged.version)
+        .unwrap();
+    assert_eq!((advanced.stage, advanced.key_pem), (Stage::Pending, None));
+    store.record_hook("api", None).unwrap();
+    assert_eq!(
+        recover(&store.disk_state("api").unwrap()).next,
+        NextStep::Deploy {
+            version: staged.version
+        }
+    );
+    store.finish("api").unwrap();
+    store.finish("api").unwrap();
+    assert_eq!(store.inflight("api").unwrap(), None);
+    assert!(matches!(
+        store.record_order("api", "https://127.0.0.1:14000/order/8"),
+        Err(StoreError::NoInflight(_))
+    ));
+    assert_eq!(store.remove_leftovers("api").unwrap(), Vec::<String>::new());
+    drop(_lock);
+    drop(store.lock("api").unwrap());
+
+    // Pruning keeps the newest and never current, previous or the renewal's version.
+    for _ in 0..4 {
+        stage(store, "www"); // v4..v7, pending
+    }
+    store.begin("www", datetime!(2025-02-01 0:00 UTC)).unwrap();
+    store.advance("www", Stage::Pending, VersionId(4)).unwrap();
+    assert_eq!(store.prune("www", 2).unwrap(), [v2, v3, VersionId(5)]);
+    let left: Vec<u32> = store
+        .versions("www")
+        .unwrap()
+        .iter()
+        .map(|m| m.version.0)
+        .collect();
+    assert_eq!(left, [1, 4, 6, 7]);
+    store.finish("www").unwrap();
+
+    // The schedule document.
+    assert_eq!(store.schedule_record("www").unwrap(), None);
+    store
+        .save_schedule_record("www", b"{\"failures\":1}")
+        .unwrap();
+    assert_eq!(
+        store.schedule_record("www").unwrap().unwrap().bytes,
+        b"{\"failures\":1}"
+    );
+
+    // The audit log, in the order of the events' times.
+    use certinel::store::Step;
+    store.append_audit(&audit_event(1, Step::Begin)).unwrap();
+    store.append_audit(&audit_event(2, Step::Order)).unwrap();
+    store
+        .append_audit_stamped(
+            audit_event(0, Step::Done),
+            &|| datetime!(2025-01-01 0:03 UTC),
+        )
+        .unwrap();
+    let history = store.audit_history().unwrap();
+    let steps: Vec<Step> = history.events.iter().map(|event| event.step).collect();
+    assert_eq!(steps, [Step::Begin, Step::Order, Step::Done]);
+    assert_eq!(history.events[2].time, datetime!(2025-01-01 0:03 UTC));
+    assert!(history.unreadable_lines.is_empty());
+
+    // ACME account credentials, their asides, retirement; dry runs kept apart.
+    let accounts = store.accounts();
+    assert_eq!(accounts.account(CA_URL).unwrap(), None);
+    accounts.save_account(CA_URL, ACCOUNT).unwrap();
+    accounts.save_account(CA_URL, ACCOUNT).unwrap();
+    assert_eq!(accounts.account(CA_URL).unwrap().unwrap().bytes, ACCOUNT);
+    assert_eq!(store.dry_run_accounts().account(CA_URL).unwrap(), None);
+    accounts
+        .save_account_aside(CA_URL, Aside::Adopting, ACCOUNT)
+        .unwrap();
+    assert_eq!(
+        accounts
+            .account_aside(CA_URL, Aside::Adopting)
+            .unwrap()
+            .map(|r| r.bytes),
+        Some(ACCOUNT.to_vec())
+    );
+    accounts
+        .remove_account_aside(CA_URL, Aside::Adopting)
+        .unwrap();
+    accounts
+        .remove_account_aside(CA_URL, Aside::Adopting)
+        .unwrap();
+    assert_eq!(
+        accounts.account_aside(CA_URL, Aside::Adopting).unwrap(),
+        None
+    );
+    accounts.retire_account(CA_URL).unwrap();
+    assert_eq!(accounts.account(CA_URL).unwrap(), None);
+    store
+        .dry_run_accounts()
+        .save_account(CA_URL, ACCOUNT)
+        .unwrap();
+}
+
+#[test]
+fn the_filesystem_store_passes_the_store_behaviour() {
+    let dir = tempfile::tempdir().unwrap();
+    behaves_like_a_store(&FsStore::new(dir.path()));
+}
+
+#[test]
+fn the_etcd_store_passes_the_store_behaviour_and_materialises_the_same_layout() {
+    let cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = etcd_store(&cluster, dir.path(), "m1", Duration::from_secs(5));
+    behaves_like_a_store(&store);
+    let current = dir.path().join("certs/www/current");
+    assert_eq!(std::fs::read_link(&current).unwrap(), Path::new("v0001"));
+    for file in [
+        "cert.pem",
+        "chain.pem",
+        "fullchain.pem",
+        "key.pem",
+        "meta.json",
+    ] {
+        assert!(current.join(file).is_file(), "{file}");
+    }
+    assert_eq!(store.rejected_writes(), 0);
+}
+
+/// Every key and value under the prefix, read with a client of the test's own.
+fn everything_in_etcd(cluster: &EtcdCluster) -> Vec<(String, Vec<u8>)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = etcd_client::Client::connect(cluster.endpoints(), None)
+            .await
+            .unwrap();
+        let options = etcd_client::GetOptions::new().with_prefix();
+        let response = client.get("/certinel/", Some(options)).await.unwrap();
+        response
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key_str().unwrap().to_owned(), kv.value().to_vec()))
+            .collect()
+    })
+}
+
+#[test]
+fn no_private_key_or_account_credential_is_stored_in_plaintext_in_etcd() {
+    let cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = etcd_store(&cluster, dir.path(), "m1", Duration::from_secs(5));
+    behaves_like_a_store(&store);
+    // A renewal left with its saved key and a registered account.
+    store.begin("kept", datetime!(2025-02-01 0:00 UTC)).unwrap();
+    let (key, _) = issued(&["kept.example.com"]);
+    store
+        .record_key("kept", &SecretPem::new(key.clone()))
+        .unwrap();
+    store.accounts().save_account(CA_URL, ACCOUNT).unwrap();
+    store
+        .accounts()
+        .save_account_aside(CA_URL, Aside::Rollover, ACCOUNT)
+        .unwrap();
+    let key_body = key.lines().nth(1).unwrap().to_owned();
+
+    let values = everything_in_etcd(&cluster);
+    let keys: Vec<&str> = values.iter().map(|(key, _)| key.as_str()).collect();
+    assert!(keys.contains(&"/certinel/certs/kept/inflight"), "{keys:?}");
+    assert!(keys.contains(&"/certinel/certs/www/v/v0001"), "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|key| key.starts_with("/certinel/accounts/account-")),
+        "{keys:?}"
+    );
+    for (key, value) in &values {
+        let text = String::from_utf8_lossy(value);
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{key} holds a private key in plaintext"
+        );
+        assert!(
+            !text.contains(&key_body),
+            "{key} holds the saved key's body"
+        );
+        assert!(
+            !text.contains("ACCOUNT-KEY-MATERIAL"),
+            "{key} holds account credentials"
+        );
+    }
+}
+
+/// The lease of the lock of `name`, revoked with a client of the test's own: what etcd does
+/// when the holder is paused or cut off past its TTL.
+fn revoke_lock_lease(cluster: &EtcdCluster, name: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut client = etcd_client::Client::connect(cluster.endpoints(), None)
+            .await
+            .unwrap();
+        let lock = client
+            .get(format!("/certinel/locks/{name}"), None)
+            .await
+            .unwrap();
+        let lease = lock.kvs()[0].lease();
+        client.lease_revoke(lease).await.unwrap();
+    });
+}
+
+#[test]
+fn a_holder_whose_lease_expired_is_fenced_on_the_wire_and_the_new_holders_state_is_intact() {
+    let cluster = EtcdCluster::start(3);
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let a = etcd_store(&cluster, a_dir.path(), "replica-a", Duration::from_secs(2));
+    let b = etcd_store(&cluster, b_dir.path(), "replica-b", Duration::from_secs(2));
+
+    let a_lock = a.lock("web").unwrap();
+    assert!(matches!(b.lock("web"), Err(LockError::Held)));
+    a.begin("web", datetime!(2025-02-01 0:00 UTC)).unwrap();
+    let v1 = stage(&a, "web");
+    a.promote("web", v1).unwrap();
+
+    // A is paused past its lease: etcd lets the lease go, B takes over.
+    revoke_lock_lease(&cluster, "web");
+    let b_lock = b.lock("web").unwrap();
+    b.record_order("web", "https://127.0.0.1:14000/order/b")
+        .unwrap();
+    let v2 = stage(&b, "web");
+
+    // A wakes up and writes: every write is a transaction etcd refuses.
+    let rejected = a.record_order("web", "https://127.0.0.1:14000/order/a");
+    let Err(StoreError::Fenced {
+        name, held, found, ..
+    }) = rejected
+    else {
+        panic!("A's write was not fenced: {rejected:?}");
+    };
+    assert_eq!(name, "web");
+    assert!(found.is_some_and(|found| found > held), "{held} {found:?}");
+    assert_eq!(
+        a.rejected_writes(),
+        1,
+        "one transaction answered succeeded == false"
+    );
+    assert!(matches!(
+        a.promote("web", v2),
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(a.finish("web"), Err(StoreError::Fenced { .. })));
+    assert_eq!(a.rejected_writes(), 3);
+    let message = a
+        .set_state("web", v1, VersionState::Failed)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("another replica holds the renewal of web now"),
+        "{message}"
+    );
+
+    // Without its lock A still cannot write while B holds it.
+    drop(a_lock);
+    assert!(matches!(
+        a.save_schedule_record("web", b"{}"),
+        Err(StoreError::Fenced { .. })
+    ));
+
+    // B's state is intact.
+    let inflight = b.inflight("web").unwrap().unwrap();
+    assert_eq!(
+        inflight.order_url.as_deref(),
+        Some("https://127.0.0.1:14000/order/b")
+    );
+    assert_eq!(live(&b, "web"), (Some(1), None));
+    assert_eq!(b.metadata("web", v1).unwrap().state, VersionState::Active);
+    assert_eq!(b.versions("web").unwrap().len(), 2);
+    b.promote("web", v2).unwrap();
+    assert_eq!(b.rejected_writes(), 0);
+    drop(b_lock);
+    // Released: A may take it again.
+    drop(a.lock("web").unwrap());
+}
+
+#[test]
+fn two_replicas_registering_at_once_keep_one_account() {
+    let cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = etcd_store(&cluster, dir.path(), "a", Duration::from_secs(5)).accounts();
+    let b = etcd_store(&cluster, dir.path(), "b", Duration::from_secs(5)).accounts();
+    assert_eq!(a.account(CA_URL).unwrap(), None);
+    assert_eq!(b.account(CA_URL).unwrap(), None);
+    a.save_account(CA_URL, b"{\"id\":\"a\"}").unwrap();
+    let lost = b.save_account(CA_URL, b"{\"id\":\"b\"}");
+    assert!(matches!(lost, Err(StoreError::Conflict { .. })), "{lost:?}");
+    assert_eq!(b.account(CA_URL).unwrap().unwrap().bytes, b"{\"id\":\"a\"}");
+}
+
+#[test]
+fn an_unreachable_etcd_is_an_error_naming_etcd_not_a_hang() {
+    let mut cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = etcd_store(&cluster, dir.path(), "m1", Duration::from_secs(5));
+    cluster.kill(0);
+    let started = std::time::Instant::now();
+    let error = store.current("www").unwrap_err();
+    assert!(matches!(error, StoreError::Etcd { .. }), "{error}");
+    assert!(error.to_string().starts_with("etcd: "), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn a_held_lock_outlives_its_lease_ttl_while_its_keep_alive_runs() {
+    let cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let a = etcd_store(&cluster, dir.path(), "a", Duration::from_secs(1));
+    let b = etcd_store(&cluster, dir.path(), "b", Duration::from_secs(1));
+    let _held = a.lock("web").unwrap();
+    // Real etcd leases expire in real time: three TTLs pass.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(matches!(b.lock("web"), Err(LockError::Held)));
+    a.begin("web", datetime!(2025-02-01 0:00 UTC)).unwrap();
+    assert_eq!(a.rejected_writes(), 0);
+}
