@@ -39,7 +39,12 @@ fn keyring() -> Arc<Keyring> {
 }
 
 /// An etcd store of member `member` on `cluster`, its files under `local`.
-fn etcd_store(cluster: &EtcdCluster, local: &Path, member: &str, lease_ttl: Duration) -> EtcdStore {
+pub(crate) fn etcd_store(
+    cluster: &EtcdCluster,
+    local: &Path,
+    member: &str,
+    lease_ttl: Duration,
+) -> EtcdStore {
     let endpoints = cluster.endpoints();
     let settings = EtcdSettings {
         prefix: "/certinel/".into(),
@@ -345,7 +350,7 @@ fn the_etcd_store_passes_the_store_behaviour_and_materialises_the_same_layout() 
 }
 
 /// Every key and value under the prefix, read with a client of the test's own.
-fn everything_in_etcd(cluster: &EtcdCluster) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn everything_in_etcd(cluster: &EtcdCluster) -> Vec<(String, Vec<u8>)> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = etcd_client::Client::connect(cluster.endpoints(), None)
@@ -408,7 +413,7 @@ fn no_private_key_or_account_credential_is_stored_in_plaintext_in_etcd() {
 
 /// The lease of the lock of `name`, revoked with a client of the test's own: what etcd does
 /// when the holder is paused or cut off past its TTL.
-fn revoke_lock_lease(cluster: &EtcdCluster, name: &str) {
+pub(crate) fn revoke_lock_lease(cluster: &EtcdCluster, name: &str) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut client = etcd_client::Client::connect(cluster.endpoints(), None)

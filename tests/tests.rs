@@ -103,6 +103,9 @@ mod starttls;
 /// The etcd store against a real etcd: the store behaviour shared with the filesystem
 /// store, secrets sealed, fenced writes of a holder whose lease expired.
 mod store_etcd;
+/// Renewals through the etcd store against a real Pebble: no secret in plaintext after an
+/// issuance; a replica whose lock was taken over mid-renewal is fenced and audits it.
+mod store_etcd_renewal;
 /// `certinel run` under systemd's `Type=notify`: READY once serving, RELOADING/READY around
 /// a SIGHUP reload, STOPPING on SIGTERM, against a fake `$NOTIFY_SOCKET`.
 mod systemd_notify;
