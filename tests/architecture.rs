@@ -100,6 +100,7 @@ const PURE: &[&str] = &[
     "src/inventory",
     "src/report",
     "src/store/recovery.rs",
+    "src/renew/fleet.rs",
     "src/acme/retry.rs",
     "src/acme/caa.rs",
     "src/renew/next_action.rs",

@@ -129,7 +129,10 @@ fn errors_about_secret_keys_name_the_key_and_line_but_never_the_secret() {
         }
         let key = error.key().unwrap_or_default();
         assert!(
-            key.ends_with("hmac_key") || key.ends_with("tsig_key") || key.ends_with("eab"),
+            key.ends_with("hmac_key")
+                || key.ends_with("tsig_key")
+                || key.ends_with("eab")
+                || key.ends_with("password"),
             "{}: the message names the secret key: {error}",
             fixture.display()
         );
@@ -253,4 +256,19 @@ fn a_file_setting_every_key_loads_into_the_model() {
     assert_eq!(certs.interval, Duration::from_secs(86_400));
     assert_eq!(example.path, "/etc/ssl/certs/example.pem");
     assert_eq!(example.interval, Duration::from_secs(300));
+}
+
+#[test]
+fn a_cluster_table_loads_with_its_key_file_relative_to_the_configuration() {
+    let dir = std::path::absolute(GOOD_DIR).expect("absolute fixture dir");
+    let config = load(&Path::new(GOOD_DIR).join("cluster.toml")).expect("cluster.toml loads");
+    let cluster = config.cluster.expect("a [cluster] table");
+    assert_eq!(cluster.etcd.len(), 3);
+    assert_eq!(cluster.prefix, "/staging/certinel/");
+    assert_eq!(cluster.member, "replica-a");
+    assert_eq!(cluster.lease_ttl, Duration::from_secs(10));
+    assert_eq!(cluster.key_encryption_key_file, dir.join("cluster.kek"));
+    assert!(cluster.key_encryption_key_previous.is_empty());
+    assert_eq!(cluster.username, None);
+    assert_eq!(default_config().cluster, None);
 }

@@ -374,6 +374,7 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
         acme: None,
         cas: Default::default(),
         certificates: Vec::new(),
+        cluster: None,
     };
     let shutdown = CancellationToken::new();
     let service = tokio::spawn(certinel::service::run(config, listener, shutdown.clone()));

@@ -39,6 +39,9 @@ mod dns01_exec;
 /// dns-01 propagation to every authoritative server: two Knots serve one zone, the second
 /// lags, and certinel tells the CA nothing until the second answers too.
 mod dns01_propagation;
+/// Fleet-wide rollout against a real Pebble: the renewing replica waits for every replica's
+/// report, a failed deploy on another replica rolls the fleet back, a silent replica keeps it.
+mod fleet_rollout;
 /// What hooks see of certinel's environment: a minimal one, plus what the certificate's
 /// `env` and `env_passthrough` (and the exec challenge's) add.
 mod hook_env;

@@ -10,6 +10,7 @@ mod allow;
 mod cas;
 mod certificates;
 mod challenge;
+mod cluster;
 mod duration;
 mod error;
 mod hook_env;
@@ -51,6 +52,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source: Some(path),
         base_dir: absolute.parent(),
         is_file: &|candidate| candidate.is_file(),
+        host_name: &cluster::system_host_name,
     };
     parse_with(&context)
 }
@@ -65,6 +67,7 @@ pub fn parse(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
         source,
         base_dir: source.and_then(Path::parent),
         is_file: &|candidate| candidate.is_file(),
+        host_name: &cluster::system_host_name,
     };
     parse_with(&context)
 }
@@ -98,6 +101,7 @@ pub fn default_config() -> Config {
         acme: None,
         cas: Default::default(),
         certificates: Vec::new(),
+        cluster: None,
     }
 }
 

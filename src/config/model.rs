@@ -29,6 +29,9 @@ pub struct Config {
     pub cas: std::collections::BTreeMap<String, AcmeConfig>,
     /// Certificates certinel obtains and renews.
     pub certificates: Vec<CertificateConfig>,
+    /// `[cluster]`: replicas sharing state through etcd. `None`: one machine, the
+    /// filesystem store.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The name `[acme]` goes by in a certificate's `ca` list, and the list of a certificate
@@ -89,6 +92,52 @@ impl std::fmt::Debug for EabConfig {
             .field("kid", &self.kid)
             .field("hmac_key", &"<redacted>")
             .finish()
+    }
+}
+
+/// `[cluster]`: the etcd cluster replicas share state through, and this replica's place in
+/// it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// etcd client URLs, `http://HOST:PORT` or `https://HOST:PORT`, all of one scheme.
+    pub etcd: Vec<String>,
+    /// Trust root for the etcd servers' certificates (`https://` only); `None`: the
+    /// platform's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate for etcd's `--client-cert-auth` (with `client_key`).
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (with `client_cert`).
+    pub client_key: Option<PathBuf>,
+    /// etcd user name (with `password`).
+    pub username: Option<String>,
+    /// etcd password (with `username`).
+    pub password: Option<ClusterPassword>,
+    /// Every key certinel writes starts with it; starts and ends with `/`. Default
+    /// [`DEFAULT_CLUSTER_PREFIX`].
+    pub prefix: String,
+    /// This replica's name among the members: letters, digits, `.`, `_`, `-`, at most 63.
+    /// Default: the host name.
+    pub member: String,
+    /// TTL of this replica's etcd leases (membership, locks), whole seconds from 2 s to
+    /// 5 min. Default 15 s.
+    pub lease_ttl: Duration,
+    /// The key-encryption key that seals private keys and account keys in etcd (a 0600
+    /// file written by `certinel cluster keygen`).
+    pub key_encryption_key_file: PathBuf,
+    /// Earlier key-encryption keys, still able to open values sealed before a rotation.
+    pub key_encryption_key_previous: Vec<PathBuf>,
+}
+
+/// The key prefix of `[cluster]` when the file sets none.
+pub const DEFAULT_CLUSTER_PREFIX: &str = "/certinel/";
+
+/// An etcd password. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterPassword(pub String);
+
+impl std::fmt::Debug for ClusterPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterPassword(<redacted>)")
     }
 }
 

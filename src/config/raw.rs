@@ -34,6 +34,25 @@ pub(crate) struct RawConfig {
     pub(crate) ca: BTreeMap<Spanned<String>, Spanned<RawAcme>>,
     #[serde(default, rename = "certificate")]
     pub(crate) certificates: Vec<Spanned<RawCertificate>>,
+    pub(crate) cluster: Option<Spanned<RawCluster>>,
+}
+
+/// `[cluster]`. `etcd` and `key_encryption_key_file` are required; their absence is
+/// reported in validation with an example.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub(crate) etcd: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) client_cert: Option<Spanned<String>>,
+    pub(crate) client_key: Option<Spanned<String>>,
+    pub(crate) username: Option<Spanned<String>>,
+    pub(crate) password: Option<Spanned<String>>,
+    pub(crate) prefix: Option<Spanned<String>>,
+    pub(crate) member: Option<Spanned<String>>,
+    pub(crate) lease_ttl: Option<Spanned<ConfigDuration>>,
+    pub(crate) key_encryption_key_file: Option<Spanned<String>>,
+    pub(crate) key_encryption_key_previous: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[acme]`, and each `[ca.NAME]`

@@ -17,6 +17,7 @@ use crate::config::ConfigError;
 use crate::config::allow;
 use crate::config::cas;
 use crate::config::certificates;
+use crate::config::cluster;
 use crate::config::duration::{ConfigDuration, format_duration};
 use crate::config::locate::join;
 use crate::config::model::{
@@ -60,6 +61,8 @@ pub(crate) struct Context<'a> {
     /// The directory relative paths are resolved against; `None` keeps them as written.
     pub(crate) base_dir: Option<&'a Path>,
     pub(crate) is_file: &'a dyn Fn(&Path) -> bool,
+    /// This machine's host name, the default `[cluster] member`; asked only when needed.
+    pub(crate) host_name: &'a dyn Fn() -> Option<String>,
 }
 
 /// Builds the model from the raw configuration.
@@ -112,6 +115,7 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
     let cas = cas::cas(raw.ca, cx)?;
     let known_cas = cas::known_names(acme.as_ref(), &cas);
     let certificates = certificates::certificates(raw.certificates, &known_cas, cx)?;
+    let cluster = cluster::cluster(raw.cluster, cx)?;
     Ok(Config {
         source: cx.source.map(Path::to_owned),
         scanner,
@@ -122,6 +126,7 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         acme,
         cas,
         certificates,
+        cluster,
     })
 }
 

@@ -35,11 +35,10 @@ pub(crate) trait HookTracker: Sync {
     fn ended(&self);
 }
 
-/// A tracker that records nothing (tests).
-#[cfg(test)]
-struct Untracked;
+/// A tracker that records nothing: tests, and a follower's rollout (no renewal is in
+/// flight on that replica, so there is no record for crash recovery to read).
+pub(crate) struct Untracked;
 
-#[cfg(test)]
 impl HookTracker for Untracked {
     fn starting(&self, _id: &str) {}
     fn started(&self, _group: ProcessGroup) {}

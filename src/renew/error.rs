@@ -43,6 +43,24 @@ pub enum RenewError {
         #[source]
         source: HookError,
     },
+    /// Another replica of the fleet (`[cluster]`) could not deploy the new version; like a
+    /// local deploy failure, `current` was rolled back when possible.
+    #[error(
+        "replica {member} could not deploy {version}: {detail}{}",
+        restored_suffix(*.restored)
+    )]
+    FleetDeploy {
+        /// Certificate name.
+        name: String,
+        /// The version whose deployment failed.
+        version: VersionId,
+        /// The replica that reported the failure.
+        member: String,
+        /// What it reported.
+        detail: String,
+        /// The version made current again, if any.
+        restored: Option<VersionId>,
+    },
     /// The live files did not check out; `current` was rolled back when possible.
     #[error("verify {version}: {source}{}", restored_suffix(*.restored))]
     Verify {
@@ -118,6 +136,7 @@ impl RenewError {
     /// rollout failures (deploy, verify, served) carry it.
     pub(crate) fn with_restored(mut self, version: Option<VersionId>) -> RenewError {
         if let RenewError::Hook { restored, .. }
+        | RenewError::FleetDeploy { restored, .. }
         | RenewError::Verify { restored, .. }
         | RenewError::Served { restored, .. } = &mut self
         {
@@ -171,7 +190,7 @@ impl RenewError {
     pub fn stage(&self) -> &'static str {
         match self {
             Self::Acme { source, .. } => source.stage().as_str(),
-            Self::Hook { .. } => "deploy",
+            Self::Hook { .. } | Self::FleetDeploy { .. } => "deploy",
             Self::Verify { .. } | Self::Served { .. } => "verify",
             Self::Store { .. } | Self::Scratch(_) => "state",
             Self::Lock { .. } => "lock",
@@ -187,7 +206,7 @@ impl RenewError {
     pub fn problem(&self) -> &str {
         match self {
             Self::Acme { source, .. } => source.problem(),
-            Self::Hook { .. } => "hook",
+            Self::Hook { .. } | Self::FleetDeploy { .. } => "hook",
             Self::Verify { .. } => "verify",
             Self::Served { source, .. } => source.problem(),
             Self::Store { .. } | Self::Scratch(_) => "io",

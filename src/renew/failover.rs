@@ -122,6 +122,7 @@ impl Renewer {
             clock: self.clock.clone(),
             random: self.random.clone(),
             cas: self.cas.clone(),
+            fleet: self.fleet.clone(),
         })
     }
 

@@ -19,6 +19,7 @@ use crate::store::{AuditEvent, HookProcess, Outcome, Stage, Step, Store, StoreEr
 mod account;
 mod driver;
 mod failure;
+mod fleet_wait;
 mod observe;
 mod obtain;
 mod reroll;

@@ -44,6 +44,8 @@ mod deploy;
 mod dry_run;
 mod error;
 mod failover;
+pub mod fleet;
+mod follow;
 mod hook_group;
 mod lifecycle;
 mod next_action;
@@ -165,6 +167,8 @@ pub struct Renewer {
     /// Every configured CA by name (`[acme]` as `"acme"`), for certificates that list
     /// several (`failover.rs`).
     cas: Arc<failover::Cas>,
+    /// With `[cluster]`: the other replicas, whose rollout reports a renewal waits for.
+    fleet: Option<Arc<fleet::Fleet>>,
 }
 
 impl Renewer {
@@ -186,6 +190,7 @@ impl Renewer {
             clock: Arc::new(SystemClock),
             random: Arc::new(ThreadRandom),
             cas: Arc::new(cas),
+            fleet: None,
         }
     }
 
@@ -203,6 +208,19 @@ impl Renewer {
         self.accounts = store.accounts();
         self.store = store;
         self
+    }
+
+    /// Rolls every renewal out across `fleet`: after its own deploy and `verify` checks, a
+    /// renewal waits (up to `verify_timeout`) for every other live replica's report.
+    pub fn with_fleet(mut self, fleet: Arc<fleet::Fleet>) -> Renewer {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// Whether this renewer belongs to a fleet, whose renewals it must also roll out
+    /// ([`follow`](Self::follow)).
+    pub fn follows(&self) -> bool {
+        self.fleet.is_some()
     }
 
     /// Draws the jitter and the moment inside a suggested renewal window from `random`
@@ -336,6 +354,8 @@ impl Renewer {
             clock: self.clock.clone(),
             random: self.random.clone(),
             cas: Arc::new(failover::Cas::default()),
+            // A dry run's certificate is never rolled out to the fleet.
+            fleet: None,
         };
         // A scratch directory holds nothing yet: the renewal is always due.
         scratch_renewer.run(certificate, true, now).await

@@ -34,6 +34,10 @@ const MINIMUM_RETRY: Duration = Duration::from_secs(30);
 /// The shortest wait between two plans of one certificate.
 const MINIMUM_WAIT: Duration = Duration::from_secs(1);
 
+/// With `[cluster]`: how often a waiting task looks whether another replica made a new
+/// version current, which this replica then rolls out.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Builds the renewer for a configuration. The service's default is [`Renewer::new`];
 /// tests shorten the retry policy and the backoff here.
 pub type RenewerFactory = Arc<dyn Fn(&Config) -> Renewer + Send + Sync>;
@@ -219,9 +223,44 @@ async fn certificate_loop(
             Some(at) => until(at, renewer.now(), minimum),
             None => MINIMUM_RETRY.max(minimum),
         };
+        if !wait_following(&renewer, &name, &state, wait, &stop).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps `wait`; with a fleet, rolls out each version another replica makes current
+/// meanwhile. Returns `false` when `stop` was cancelled.
+async fn wait_following(
+    renewer: &Arc<Renewer>,
+    name: &str,
+    state: &State,
+    wait: Duration,
+    stop: &CancellationToken,
+) -> bool {
+    let wake = tokio::time::Instant::now() + wait;
+    loop {
+        let step = if renewer.follows() {
+            FOLLOW_INTERVAL
+        } else {
+            wait
+        };
+        let until = wake.min(tokio::time::Instant::now() + step);
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(until) => {}
+            () = stop.cancelled() => return false,
+        }
+        if tokio::time::Instant::now() >= wake {
+            return true;
+        }
+        match renewer.follow(name).await {
+            Ok(Some(_)) => refresh(renewer, name, state).await,
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                certificate = %name,
+                error = %error_chain(&error),
+                "rolling out another replica's version failed"
+            ),
         }
     }
 }

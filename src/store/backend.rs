@@ -109,6 +109,20 @@ pub trait Store: Send + Sync + Debug {
     /// Replaces the schedule document of `name`.
     fn save_schedule_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
 
+    // Fleet-wide rollout: one report per replica and version (a document
+    // `crate::renew::fleet` reads and writes).
+
+    /// Stores `member`'s report on rolling out `version` of `name`, replacing its earlier one.
+    fn save_rollout_report(
+        &self,
+        name: &str,
+        version: VersionId,
+        member: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Every replica's report on `version` of `name`.
+    fn rollout_reports(&self, name: &str, version: VersionId) -> Result<Vec<Record>, StoreError>;
+
     // The audit log.
 
     /// Appends one event.

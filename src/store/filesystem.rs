@@ -22,6 +22,7 @@ const AUDIT_LOG: &str = "audit.jsonl";
 const SCHEDULE: &str = "schedule.json";
 const ACCOUNTS: &str = "acme";
 const DRY_RUN: &str = "dry-run";
+const ROLLOUT: &str = "rollout";
 
 /// The state directory as a [`Store`]. Cheap to build: directories are created by the
 /// first operation that needs them.
@@ -163,6 +164,51 @@ impl Store for FsStore {
         // A failure before `begin` (the account) may come before the directory exists.
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
         write_atomic(&dir.join(SCHEDULE), bytes, MODE_PUBLIC)
+    }
+
+    fn save_rollout_report(
+        &self,
+        name: &str,
+        version: VersionId,
+        member: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        // The member name becomes a file name: the same rule as certificate names.
+        self.certs()?.cert_dir(member)?;
+        let dir = self
+            .certs()?
+            .cert_dir(name)?
+            .join(ROLLOUT)
+            .join(version.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+        write_atomic(&dir.join(format!("{member}.json")), bytes, MODE_PUBLIC)
+    }
+
+    fn rollout_reports(&self, name: &str, version: VersionId) -> Result<Vec<Record>, StoreError> {
+        let dir = self
+            .certs()?
+            .cert_dir(name)?
+            .join(ROLLOUT)
+            .join(version.to_string());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(StoreError::io("list", &dir, error)),
+        };
+        let mut records = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| StoreError::io("list", &dir, e))?.path();
+            if path.extension().is_none_or(|extension| extension != "json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|e| StoreError::io("read", &path, e))?;
+            records.push(Record {
+                bytes,
+                location: path,
+            });
+        }
+        records.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(records)
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
@@ -311,5 +357,40 @@ mod tests {
             b"{}".to_vec()
         );
         assert!(matches!(store.lock("web"), Err(LockError::Held)));
+    }
+
+    #[test]
+    fn rollout_reports_are_kept_per_version_and_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::new(dir.path());
+        assert!(
+            store
+                .rollout_reports("web", VersionId(2))
+                .unwrap()
+                .is_empty()
+        );
+        store
+            .save_rollout_report("web", VersionId(2), "b", b"first")
+            .unwrap();
+        store
+            .save_rollout_report("web", VersionId(2), "b", b"second")
+            .unwrap();
+        store
+            .save_rollout_report("web", VersionId(2), "a", b"other")
+            .unwrap();
+        store
+            .save_rollout_report("web", VersionId(3), "a", b"later")
+            .unwrap();
+        let bytes: Vec<Vec<u8>> = store
+            .rollout_reports("web", VersionId(2))
+            .unwrap()
+            .into_iter()
+            .map(|record| record.bytes)
+            .collect();
+        assert_eq!(bytes, vec![b"other".to_vec(), b"second".to_vec()]);
+        assert!(matches!(
+            store.save_rollout_report("web", VersionId(2), "../x", b"{}"),
+            Err(StoreError::InvalidName(_))
+        ));
     }
 }

@@ -10,6 +10,7 @@
 //! state_dir/certs/NAME/previous -> v0001
 //! state_dir/certs/NAME/inflight.json  the renewal in progress, if any, with its new key (0600)
 //! state_dir/certs/NAME/schedule.json  failures and backoff (crate::schedule::history)
+//! state_dir/certs/NAME/rollout/vNNNN/MEMBER.json  a replica's rollout report ([cluster])
 //! state_dir/locks/NAME.lock           flock(2) held while NAME renews (lock)
 //! state_dir/acme/account-HASH.json    ACME credentials per directory URL (0600, accounts)
 //! state_dir/dry-run/accounts/         the dry runs' ACME credentials

@@ -8,6 +8,7 @@
 use time::OffsetDateTime;
 
 use super::Run;
+use super::fleet_wait::FleetWait;
 use crate::acme::{AcmeAccount, AcmeError, OrderProgress};
 use crate::renew::next_action::{Action, Event, next_action};
 use crate::renew::rollout_check::ServedError;
@@ -257,7 +258,18 @@ impl Run<'_> {
             }
             Action::Deploy { version } => self.deploy_step(version, progress).await?,
             Action::CheckServed { version } => match self.check_served(version).await? {
-                None => Event::Served { version },
+                None => match self.await_fleet(version).await? {
+                    FleetWait::Served => Event::Served { version },
+                    FleetWait::DeployFailed(failure) => {
+                        progress.failure = Some(failure);
+                        Event::DeployFailed { version }
+                    }
+                    FleetWait::NotServed(source) => {
+                        let verdict = source.verdict;
+                        progress.not_served = Some(source);
+                        Event::NotServed { version, verdict }
+                    }
+                },
                 Some(source) => {
                     let verdict = source.verdict;
                     progress.not_served = Some(source);
@@ -383,6 +395,11 @@ impl Run<'_> {
         progress: &mut Progress,
     ) -> Result<Event, RenewError> {
         let name = self.name();
+        // Before `current` moves, so this replica's follower never rolls out what this
+        // renewal deploys itself.
+        if let Some(fleet) = &self.renewer.fleet {
+            fleet.mark_applied(name, version);
+        }
         self.store
             .promote(name, version)
             .map_err(|e| self.store_error(e))?;

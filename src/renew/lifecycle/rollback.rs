@@ -74,6 +74,13 @@ impl Run<'_> {
             self.store.finish(name).map_err(|e| self.store_error(e))?;
             return Ok(None);
         }
+        // Before `current` moves back, so this replica's follower leaves the restored
+        // version's deploy to this rollback.
+        if let Some(fleet) = &self.renewer.fleet
+            && let Ok(Some(previous)) = self.store.previous(name)
+        {
+            fleet.mark_applied(name, previous);
+        }
         let restored = match self.store.rollback(name) {
             Ok(restored) => {
                 self.record(
