@@ -272,6 +272,34 @@ fn behaves_like_a_store(store: &dyn Store) {
         b"{\"failures\":1}"
     );
 
+    // Each replica's report on rolling out a version, the latest one kept.
+    assert!(
+        store
+            .rollout_reports("www", VersionId(1))
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .save_rollout_report("www", VersionId(1), "m2", b"old")
+        .unwrap();
+    store
+        .save_rollout_report("www", VersionId(1), "m2", b"{\"m\":2}")
+        .unwrap();
+    store
+        .save_rollout_report("www", VersionId(1), "m1", b"{\"m\":1}")
+        .unwrap();
+    let reports: Vec<Vec<u8>> = store
+        .rollout_reports("www", VersionId(1))
+        .unwrap()
+        .into_iter()
+        .map(|report| report.bytes)
+        .collect();
+    assert_eq!(reports, [b"{\"m\":1}".to_vec(), b"{\"m\":2}".to_vec()]);
+    assert!(matches!(
+        store.save_rollout_report("www", VersionId(1), "../m3", b"{}"),
+        Err(StoreError::InvalidName(_))
+    ));
+
     // The audit log, in the order of the events' times.
     use certinel::store::Step;
     store.append_audit(&audit_event(1, Step::Begin)).unwrap();

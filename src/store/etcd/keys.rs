@@ -6,6 +6,7 @@
 //! P/certs/NAME/v/v0001        one version: metadata, certificate, chain, sealed key
 //! P/certs/NAME/inflight       the renewal in flight (its saved key sealed)
 //! P/certs/NAME/schedule       the schedule document (crate::schedule::state)
+//! P/certs/NAME/rollout/vNNNN/MEMBER  each replica's report on rolling out a version
 //! P/locks/NAME                the renewal lock: the holder's member name, on its lease
 //! P/audit/TIME-MEMBER-SEQ     one audit event per key, ordered by key
 //! P/accounts/account-HASH     ACME credentials (sealed), `.rollover`, `.adopting`,
@@ -67,6 +68,29 @@ impl Keys {
     /// `P/certs/NAME/schedule`.
     pub(crate) fn schedule(&self, name: &str) -> Result<String, StoreError> {
         Ok(format!("{}schedule", self.cert(name)?))
+    }
+
+    /// `P/certs/NAME/rollout/vNNNN/`, the prefix of every replica's report on a version.
+    pub(crate) fn rollout_reports(
+        &self,
+        name: &str,
+        version: VersionId,
+    ) -> Result<String, StoreError> {
+        Ok(format!("{}rollout/{version}/", self.cert(name)?))
+    }
+
+    /// `P/certs/NAME/rollout/vNNNN/MEMBER` (a member name follows the certificate names'
+    /// rule).
+    pub(crate) fn rollout_report(
+        &self,
+        name: &str,
+        version: VersionId,
+        member: &str,
+    ) -> Result<String, StoreError> {
+        if !is_safe_name(member) {
+            return Err(StoreError::InvalidName(member.to_owned()));
+        }
+        Ok(format!("{}{member}", self.rollout_reports(name, version)?))
     }
 
     /// `P/locks/NAME`.

@@ -300,6 +300,34 @@ impl Store for EtcdStore {
         })
     }
 
+    /// Not fenced: every replica reports on its own rollout while the renewing replica
+    /// holds the lock.
+    fn save_rollout_report(
+        &self,
+        name: &str,
+        version: VersionId,
+        member: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = self.shared.keys.rollout_report(name, version, member)?;
+        let put = etcd_client::TxnOp::put(key.as_str(), bytes, None);
+        self.shared.transact(&key, Vec::new(), vec![put])?;
+        Ok(())
+    }
+
+    fn rollout_reports(&self, name: &str, version: VersionId) -> Result<Vec<Record>, StoreError> {
+        let prefix = self.shared.keys.rollout_reports(name, version)?;
+        Ok(self
+            .shared
+            .range(&prefix)?
+            .into_iter()
+            .map(|entry| Record {
+                bytes: entry.value,
+                location: PathBuf::from(entry.key),
+            })
+            .collect())
+    }
+
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
         self.shared.append_audit(event)
     }

@@ -2,7 +2,7 @@
 //! its key, promotion and rollback move `links` and the versions' states in one fenced
 //! transaction, pruning deletes versions only if `links` and `inflight` did not change.
 
-use etcd_client::TxnOp;
+use etcd_client::{DeleteOptions, TxnOp};
 
 use crate::store::StoreError;
 use crate::store::etcd::Shared;
@@ -186,6 +186,9 @@ impl Shared {
                 if let Some(stored) = state.versions.get(version) {
                     compares.push(unchanged(&stored.entry.key, Some(&stored.entry)));
                     ops.push(TxnOp::delete(stored.entry.key.as_str(), None));
+                    let reports = self.keys.rollout_reports(name, *version)?;
+                    let everything = DeleteOptions::new().with_prefix();
+                    ops.push(TxnOp::delete(reports.as_str(), Some(everything)));
                 }
             }
             Ok(Plan::Write {
