@@ -62,10 +62,28 @@ impl Bridge {
         T: Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
+        let answer = self.run_within(REQUEST_TIMEOUT, action, key, async move {
+            request.await.map_err(|error| error.to_string())
+        })?;
+        answer.map_err(|reason| StoreError::Etcd {
+            action,
+            key: key.to_owned(),
+            reason,
+        })
+    }
+
+    /// Runs `work` on the runtime and waits for its answer, at most `timeout`; only the
+    /// timeout (or a stopped runtime) is a [`StoreError::Etcd`].
+    pub(crate) fn run_within<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        action: &'static str,
+        key: &str,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
-            let result = tokio::time::timeout(REQUEST_TIMEOUT, request).await;
-            let _ = answer.send(result.map(|inner| inner.map_err(|error| error.to_string())));
+            let _ = answer.send(tokio::time::timeout(timeout, work).await);
         });
         let failed = |reason: String| StoreError::Etcd {
             action,
@@ -73,12 +91,11 @@ impl Bridge {
             reason,
         };
         // The task always answers within its timeout; the margin covers a busy runtime.
-        match answered.recv_timeout(REQUEST_TIMEOUT + Duration::from_secs(5)) {
-            Ok(Ok(Ok(value))) => Ok(value),
-            Ok(Ok(Err(reason))) => Err(failed(reason)),
+        match answered.recv_timeout(timeout + Duration::from_secs(5)) {
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(_elapsed)) => Err(failed(format!(
                 "no answer within {}s (is etcd reachable?)",
-                REQUEST_TIMEOUT.as_secs()
+                timeout.as_secs()
             ))),
             Err(_) => Err(failed("the client runtime stopped".to_owned())),
         }

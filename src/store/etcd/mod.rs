@@ -45,6 +45,9 @@ use crate::store::versions::VersionFiles;
 use bridge::Bridge;
 use keys::Keys;
 
+/// How long [`EtcdStore::connect_with`] waits for its connect future.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(30);
+
 /// How an [`EtcdStore`] is set up.
 #[derive(Debug, Clone)]
 pub struct EtcdSettings {
@@ -111,8 +114,30 @@ impl EtcdStore {
         F: Future<Output = Result<etcd_client::Client, E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
+        let prefix = settings.prefix.clone();
+        let connecting = connect();
+        EtcdStore::connect_with(settings, || async move {
+            connecting.await.map_err(|error| StoreError::Etcd {
+                action: "connect to",
+                key: prefix,
+                reason: error.to_string(),
+            })
+        })
+    }
+
+    /// [`EtcdStore::connect`] keeping `connect`'s own error: it should give up on its own
+    /// within [`CONNECT_DEADLINE`], after which the wait ends with a [`StoreError`].
+    pub fn connect_with<F, E>(
+        settings: EtcdSettings,
+        connect: impl FnOnce() -> F,
+    ) -> Result<EtcdStore, E>
+    where
+        F: Future<Output = Result<etcd_client::Client, E>> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let bridge = Bridge::start()?;
-        let client = bridge.run("connect to", &settings.prefix, connect())?;
+        let client =
+            bridge.run_within(CONNECT_DEADLINE, "connect to", &settings.prefix, connect())??;
         Ok(EtcdStore::with_bridge(bridge, client, settings))
     }
 
