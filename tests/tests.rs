@@ -20,6 +20,9 @@ mod audit_time;
 mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
+/// `cluster::connect` against a real etcd: plain, TLS with client certificates, user and
+/// password; unreachable and refusing clusters are one clear error, quickly.
+mod cluster_connect;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.

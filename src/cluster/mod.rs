@@ -4,3 +4,11 @@
 //!
 //! **Invariant:** without a `[cluster]` section nothing here runs; the filesystem store is
 //! the embedded default.
+
+mod connect;
+mod error;
+mod keyring;
+
+pub use connect::{CONNECT_TIMEOUT, connect, connect_within};
+pub use error::ClusterError;
+pub use keyring::keyring;

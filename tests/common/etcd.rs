@@ -2,15 +2,18 @@
 //! ports, each with its own data directory, started, killed and restarted by the tests.
 //!
 //! Without `/usr/bin/etcd` the fixture panics with the package to install: a cluster test
-//! never skips silently.
+//! never skips silently. [`EtcdCluster::start_tls`] serves clients over TLS and demands a
+//! client certificate (`--client-cert-auth`), with the files in [`EtcdTls`].
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::eventually::eventually_blocking;
+use super::pki::{Ca, LeafSpec, Validity, write_key, write_pem};
 use super::ports::free_port;
 
 /// The etcd binary Debian's `etcd-server` installs.
@@ -34,13 +37,38 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     initial_cluster: String,
     token: String,
+    tls: Option<EtcdTls>,
     _dir: tempfile::TempDir,
+}
+
+/// The PEM files of a TLS cluster: its CA, and a client certificate it trusts.
+pub struct EtcdTls {
+    /// The CA that issued the servers' and the client's certificates (`[cluster] ca_file`).
+    pub ca_file: PathBuf,
+    /// A client certificate etcd accepts (`[cluster] client_cert`).
+    pub client_cert: PathBuf,
+    /// Its key, mode 0600 (`[cluster] client_key`).
+    pub client_key: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    /// The health check's TLS client: trusts the CA, presents the client certificate.
+    health_client: Arc<rustls::ClientConfig>,
 }
 
 impl EtcdCluster {
     /// Starts a cluster of `size` members and waits until every member answers `/health`
     /// with a leader elected.
     pub fn start(size: usize) -> EtcdCluster {
+        EtcdCluster::start_with(size, false)
+    }
+
+    /// [`start`](Self::start), serving clients over TLS only (`https://`) and requiring a
+    /// client certificate issued by the cluster's CA; [`tls`](Self::tls) has the files.
+    pub fn start_tls(size: usize) -> EtcdCluster {
+        EtcdCluster::start_with(size, true)
+    }
+
+    fn start_with(size: usize, tls: bool) -> EtcdCluster {
         assert!(
             Path::new(ETCD).is_file(),
             "{ETCD} is missing: install Debian's etcd-server (scripts/deps does)"
@@ -65,10 +93,12 @@ impl EtcdCluster {
             .collect::<Vec<_>>()
             .join(",");
         let token = format!("certinel-test-{}", std::process::id());
+        let tls = tls.then(|| EtcdTls::new(dir.path()));
         let mut cluster = EtcdCluster {
             members,
             initial_cluster,
             token,
+            tls,
             _dir: dir,
         };
         for index in 0..size {
@@ -80,12 +110,44 @@ impl EtcdCluster {
         cluster
     }
 
-    /// The client URLs of every member (`http://127.0.0.1:PORT`), for `[cluster] etcd`.
+    /// The client URLs of every member (`http://127.0.0.1:PORT`, `https://` with TLS), for
+    /// `[cluster] etcd`.
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|member| format!("http://{}", member.client))
+            .map(|member| format!("{}://{}", self.scheme(), member.client))
             .collect()
+    }
+
+    /// The TLS files, for a cluster started with [`start_tls`](Self::start_tls).
+    pub fn tls(&self) -> Option<&EtcdTls> {
+        self.tls.as_ref()
+    }
+
+    /// Runs `etcdctl ARGS` against every member (with the client certificate on a TLS
+    /// cluster), e.g. to add users and enable authentication; panics when it fails.
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        let mut command = Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(self.endpoints().join(","));
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cacert")
+                .arg(&tls.ca_file)
+                .arg("--cert")
+                .arg(&tls.client_cert)
+                .arg("--key")
+                .arg(&tls.client_key);
+        }
+        let output = command.args(args).output().expect("run etcdctl");
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
     }
 
     /// Kills member `index` with SIGKILL and waits for it to exit; its data stays.
@@ -106,7 +168,7 @@ impl EtcdCluster {
 
     /// Whether member `index` answers `/health` with `"health":"true"` (it has a leader).
     pub fn is_healthy(&self, index: usize) -> bool {
-        health(self.members[index].client).is_ok()
+        health(self.members[index].client, self.tls.as_ref()).is_ok()
     }
 
     /// The log of member `index`, for a failure message.
@@ -122,9 +184,20 @@ impl EtcdCluster {
             .open(&member.log)
             .expect("open the etcd log");
         let err = log.try_clone().expect("clone the etcd log handle");
-        let client = format!("http://{}", member.client);
+        let client = format!("{}://{}", self.scheme(), member.client);
         let peer = format!("http://{}", member.peer);
-        let child = Command::new(ETCD)
+        let mut command = Command::new(ETCD);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca_file)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &member.name])
             .arg("--data-dir")
             .arg(&member.data_dir)
@@ -146,6 +219,10 @@ impl EtcdCluster {
         self.members[index].child = Some(child);
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     fn wait_healthy(&mut self, index: usize) {
         let client = self.members[index].client;
         let name = self.members[index].name.clone();
@@ -155,7 +232,8 @@ impl EtcdCluster {
             {
                 panic!("etcd {name} exited ({status}):\n{}", self.log(index));
             }
-            health(client).map_err(|seen| format!("etcd {name} at {client}: {seen}"))
+            health(client, self.tls.as_ref())
+                .map_err(|seen| format!("etcd {name} at {client}: {seen}"))
         });
     }
 }
@@ -168,22 +246,66 @@ impl Drop for EtcdCluster {
     }
 }
 
-/// One `GET /health` on a member's client port: `Ok` when it reports a leader.
-fn health(client: SocketAddr) -> Result<(), String> {
+impl EtcdTls {
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate, written to `dir`.
+    fn new(dir: &Path) -> EtcdTls {
+        let ca = Ca::root("certinel test etcd CA", Validity::current());
+        let server = ca.leaf(&LeafSpec::new(&["127.0.0.1", "localhost"]));
+        let client = ca.leaf(&LeafSpec::new(&["certinel-test-client"]).client());
+        let health_client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("the default provider supports the default versions")
+        .with_root_certificates({
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.cert.clone()).expect("the CA is a valid root");
+            roots
+        })
+        .with_client_auth_cert(vec![client.cert.clone()], client.key.clone_key())
+        .expect("a valid client certificate and key");
+        EtcdTls {
+            ca_file: write_pem(dir, "etcd-ca.pem", &ca.pem),
+            client_cert: write_pem(dir, "etcd-client.pem", &client.pem),
+            client_key: write_key(dir, "etcd-client-key.pem", &client.key_pem),
+            server_cert: write_pem(dir, "etcd-server.pem", &server.pem),
+            server_key: write_key(dir, "etcd-server-key.pem", &server.key_pem),
+            health_client: Arc::new(health_client),
+        }
+    }
+}
+
+/// One `GET /health` on a member's client port (over TLS with `tls`): `Ok` when it reports
+/// a leader.
+fn health(client: SocketAddr, tls: Option<&EtcdTls>) -> Result<(), String> {
     let mut stream = TcpStream::connect_timeout(&client, Duration::from_secs(1))
         .map_err(|error| error.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(2)))
         .map_err(|error| error.to_string())?;
-    write!(
-        stream,
-        "GET /health HTTP/1.0\r\nHost: {client}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|error| error.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|error| error.to_string())?;
+    let request = format!("GET /health HTTP/1.0\r\nHost: {client}\r\nConnection: close\r\n\r\n");
+    let mut response = Vec::new();
+    let read = match tls {
+        None => stream
+            .write_all(request.as_bytes())
+            .and_then(|()| stream.read_to_end(&mut response)),
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::IpAddress(client.ip().into());
+            let connection = rustls::ClientConnection::new(tls.health_client.clone(), name)
+                .map_err(|error| error.to_string())?;
+            let mut stream = rustls::StreamOwned::new(connection, stream);
+            stream
+                .write_all(request.as_bytes())
+                .and_then(|()| stream.read_to_end(&mut response))
+        }
+    };
+    let response = String::from_utf8_lossy(&response);
+    // A server that closes without TLS close_notify still sent its whole answer.
+    if let Err(error) = read
+        && !response.contains("\"health\"")
+    {
+        return Err(error.to_string());
+    }
     if response.contains("\"health\":\"true\"") {
         Ok(())
     } else {

@@ -1,0 +1,154 @@
+//! `cluster::connect` against a real etcd: plain, TLS with a client certificate, and
+//! user/password; an unreachable or refusing cluster is one clear error, quickly.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use certinel::cluster::{ClusterError, connect, connect_within};
+use certinel::config::model::{ClusterConfig, ClusterPassword};
+
+use crate::common::etcd::EtcdCluster;
+use crate::common::ports::free_port;
+
+/// A `[cluster]` for `endpoints` with no TLS files and no user.
+fn cluster_config(endpoints: Vec<String>, kek_dir: &Path) -> ClusterConfig {
+    ClusterConfig {
+        etcd: endpoints,
+        ca_file: None,
+        client_cert: None,
+        client_key: None,
+        username: None,
+        password: None,
+        prefix: "/certinel/".to_owned(),
+        member: "test-replica".to_owned(),
+        lease_ttl: Duration::from_secs(15),
+        key_encryption_key_file: kek_dir.join("cluster.kek"),
+        key_encryption_key_previous: Vec::<PathBuf>::new(),
+    }
+}
+
+/// The error of a connection attempt that must fail.
+fn refused(result: Result<etcd_client::Client, ClusterError>, why: &str) -> ClusterError {
+    match result {
+        Ok(_) => panic!("connected, but {why}"),
+        Err(error) => error,
+    }
+}
+
+/// Writes and reads one key through `client`, proving it talks to etcd.
+async fn round_trip(mut client: etcd_client::Client) {
+    client.put("/certinel/probe", "v", None).await.expect("put");
+    let response = client.get("/certinel/probe", None).await.expect("get");
+    assert_eq!(response.kvs()[0].value(), b"v");
+}
+
+#[tokio::test]
+async fn a_port_nobody_listens_on_is_one_error_naming_the_endpoint_within_the_timeout() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let cluster = cluster_config(vec![endpoint.clone()], dir.path());
+    let started = Instant::now();
+    let error = refused(
+        connect_within(&cluster, Duration::from_secs(1)).await,
+        "nobody listens there",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(error, ClusterError::Unreachable { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    eprintln!("MSG {message}");
+    assert!(message.contains(&endpoint), "{message}");
+    assert!(message.contains("check that etcd runs there"), "{message}");
+}
+
+#[tokio::test]
+async fn a_plain_cluster_connects_and_serves_reads_and_writes() {
+    let etcd = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let client = connect(&cluster_config(etcd.endpoints(), dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    round_trip(client).await;
+}
+
+#[tokio::test]
+async fn a_tls_cluster_connects_with_the_configured_ca_and_client_certificate() {
+    let etcd = EtcdCluster::start_tls(1);
+    let tls = etcd.tls().expect("a TLS cluster");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
+    assert!(cluster.etcd[0].starts_with("https://"));
+    cluster.ca_file = Some(tls.ca_file.clone());
+    cluster.client_cert = Some(tls.client_cert.clone());
+    cluster.client_key = Some(tls.client_key.clone());
+    let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
+    round_trip(client).await;
+}
+
+#[tokio::test]
+async fn a_tls_cluster_refuses_a_client_without_its_certificate() {
+    let etcd = EtcdCluster::start_tls(1);
+    let tls = etcd.tls().expect("a TLS cluster");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
+    cluster.ca_file = Some(tls.ca_file.clone());
+    let error = refused(
+        connect_within(&cluster, Duration::from_secs(2)).await,
+        "etcd requires a client certificate",
+    );
+    let message = error.to_string();
+    eprintln!("MSG {message}");
+    assert!(message.contains(&cluster.etcd[0]), "{message}");
+    assert!(message.contains("client_cert"), "{message}");
+}
+
+#[tokio::test]
+async fn a_ca_file_that_is_not_pem_is_refused_before_any_connection() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let endpoint = format!("https://127.0.0.1:{}", free_port());
+    let mut cluster = cluster_config(vec![endpoint], dir.path());
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, "not a certificate\n").expect("write ca_file");
+    cluster.ca_file = Some(ca_file);
+    let error = refused(
+        connect_within(&cluster, Duration::from_secs(1)).await,
+        "the CA file is not PEM",
+    );
+    assert!(matches!(error, ClusterError::NotPem { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("ca_file") && error.to_string().contains("PEM certificate"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn user_and_password_authenticate_and_a_wrong_password_is_refused_without_showing_it() {
+    let etcd = EtcdCluster::start(1);
+    etcd.etcdctl(&["user", "add", "root:r00t-pw"]);
+    etcd.etcdctl(&["auth", "enable"]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
+    cluster.username = Some("root".to_owned());
+    cluster.password = Some(ClusterPassword("r00t-pw".to_owned()));
+    let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
+    round_trip(client).await;
+
+    cluster.password = Some(ClusterPassword("S3CR3T-wrong".to_owned()));
+    let error = refused(connect(&cluster).await, "the password is wrong");
+    let message = format!("{error} {error:?}");
+    eprintln!("MSG {message}");
+    assert!(matches!(error, ClusterError::Refused { .. }), "{message}");
+    assert!(message.contains("username and password"), "{message}");
+    assert!(!message.contains("S3CR3T"), "{message}");
+
+    cluster.username = None;
+    cluster.password = None;
+    let error = refused(connect(&cluster).await, "no user was given");
+    assert!(matches!(error, ClusterError::Refused { .. }), "{error}");
+}
