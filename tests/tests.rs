@@ -23,6 +23,9 @@ mod check_cli;
 /// `cluster::connect` against a real etcd: plain, TLS with client certificates, user and
 /// password; unreachable and refusing clusters are one clear error, quickly.
 mod cluster_connect;
+/// `certinel run` with `[cluster]` against a real three-member etcd and Pebble: issued
+/// into etcd, materialised locally, renewed with one etcd member down.
+mod cluster_run;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.

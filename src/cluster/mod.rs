@@ -8,7 +8,9 @@
 mod connect;
 mod error;
 mod keyring;
+mod store;
 
 pub use connect::{CONNECT_TIMEOUT, connect, connect_within};
 pub use error::ClusterError;
 pub use keyring::keyring;
+pub use store::{OpenStoreError, open_store};

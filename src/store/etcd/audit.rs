@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use crate::store::StoreError;
 use crate::store::audit::{AuditEvent, AuditHistory, audit_line};
 use crate::store::etcd::Shared;
+use crate::store::etcd::retry::Repeat;
 
 impl Shared {
     /// Writes `event` under a key of its own.
@@ -17,10 +18,12 @@ impl Shared {
             path: key.clone().into(),
             source,
         })?;
-        let mut client = self.client.clone();
         let owned = key.clone();
-        self.bridge.run("put", &key, async move {
-            client.put(owned, line.trim_end().as_bytes(), None).await
+        let value = line.trim_end().as_bytes().to_vec();
+        // The same key and value however often it lands.
+        self.request("put", &key, Repeat::Idempotent, move |mut client| {
+            let (owned, value) = (owned.clone(), value.clone());
+            async move { client.put(owned, value, None).await }
         })?;
         Ok(())
     }

@@ -11,7 +11,7 @@ use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::etcd::Shared;
-use crate::store::etcd::bridge::REQUEST_TIMEOUT;
+use crate::store::etcd::retry::Repeat;
 use crate::store::lock::{LockError, RenewalLock};
 
 /// What a held lock keeps: dropping it stops the keep-alive and revokes the lease.
@@ -29,36 +29,46 @@ struct LeaseGuard {
 pub(crate) fn acquire(shared: &Arc<Shared>, name: &str) -> Result<RenewalLock, LockError> {
     let key = shared.keys.lock(name)?;
     let ttl = lease_seconds(shared.lease_ttl);
-    let mut client = shared.client.clone();
-    let member = shared.member.clone();
-    let lock_key = key.clone();
-    let taken = shared.bridge.run("lock", &key, async move {
-        let lease = client.lease_grant(ttl, None).await?.id();
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                lock_key.as_str(),
-                CompareOp::Equal,
-                0,
-            )])
-            .and_then([
-                TxnOp::put(
-                    lock_key.as_str(),
-                    member,
-                    Some(PutOptions::new().with_lease(lease)),
-                ),
-                TxnOp::get(lock_key.as_str(), None),
-            ]);
-        let response = client.txn(txn).await?;
-        if !response.succeeded() {
-            client.lease_revoke(lease).await?;
-            return Ok(None);
+    let lease = shared
+        .request(
+            "grant a lease for",
+            &key,
+            Repeat::Unsent,
+            move |mut client| async move { client.lease_grant(ttl, None).await },
+        )?
+        .id();
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+        .and_then([
+            TxnOp::put(
+                key.as_str(),
+                shared.member.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            ),
+            TxnOp::get(key.as_str(), None),
+        ]);
+    let answer = shared.request("lock", &key, Repeat::Unsent, move |mut client| {
+        let txn = txn.clone();
+        async move { client.txn(txn).await }
+    });
+    let taken = match answer {
+        Ok(response) if response.succeeded() => {
+            response.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(get) => {
+                    get.kvs().first().map(|kv| (lease, kv.create_revision()))
+                }
+                _ => None,
+            })
         }
-        let revision = response.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.create_revision()),
-            _ => None,
-        });
-        Ok::<_, etcd_client::Error>(revision.map(|revision| (lease, revision)))
-    })?;
+        Ok(_) => None,
+        Err(error) => {
+            revoke(shared, name, lease);
+            return Err(error.into());
+        }
+    };
+    if taken.is_none() {
+        revoke(shared, name, lease);
+    }
     let Some((lease, revision)) = taken else {
         return Err(LockError::Held);
     };
@@ -150,13 +160,20 @@ impl Drop for LeaseGuard {
         }
         // Revoked before returning, so this replica (or another) can take the lock at
         // once; an unreachable etcd lets the lease expire instead.
-        let mut client = self.shared.client.clone();
-        let lease = self.lease;
-        let revoked = self.shared.bridge.run("unlock", &self.name, async move {
-            tokio::time::timeout(REQUEST_TIMEOUT, client.lease_revoke(lease)).await
-        });
-        if let Err(error) = revoked {
-            tracing::warn!(certificate = %self.name, %error, "renewal lock: lease not revoked, it expires");
-        }
+        revoke(&self.shared, &self.name, self.lease);
+    }
+}
+
+/// Revokes `lease` (the lock of `name` goes with it), waiting for etcd's answer; a failure
+/// is logged: the lease expires by itself.
+fn revoke(shared: &Shared, name: &str, lease: i64) {
+    let revoked = shared.request(
+        "unlock",
+        name,
+        Repeat::Idempotent,
+        move |mut client| async move { client.lease_revoke(lease).await },
+    );
+    if let Err(error) = revoked {
+        tracing::warn!(certificate = %name, %error, "renewal lock: lease not revoked, it expires");
     }
 }

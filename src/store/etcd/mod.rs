@@ -17,6 +17,7 @@ mod inflight;
 mod keys;
 mod lock;
 mod materialise;
+mod retry;
 mod txn;
 mod versions;
 

@@ -8,12 +8,17 @@
 //! [`StoreError::Fenced`] and counted ([`Shared::rejected_writes`]); when only a value
 //! changed, the caller reads again and retries.
 
+use std::future::Future;
+use std::time::Duration;
+
 use etcd_client::{
     Compare, CompareOp, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
 };
 
 use crate::store::StoreError;
 use crate::store::etcd::Shared;
+use crate::store::etcd::bridge::REQUEST_TIMEOUT;
+use crate::store::etcd::retry::{Repeat, retrying};
 
 /// How often a read-modify-write is tried again when a value it read changed meanwhile.
 const ATTEMPTS: usize = 5;
@@ -58,13 +63,36 @@ pub(crate) fn unchanged(key: &str, entry: Option<&Entry>) -> Compare {
 }
 
 impl Shared {
+    /// Sends the request `make` builds with a client, again when [`retrying`] allows, and
+    /// waits for its answer.
+    pub(crate) fn request<T, F, Fut>(
+        &self,
+        action: &'static str,
+        key: &str,
+        repeat: Repeat,
+        mut make: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(etcd_client::Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let client = self.client.clone();
+        let budget = REQUEST_TIMEOUT.saturating_sub(Duration::from_secs(1));
+        self.bridge.run(
+            action,
+            key,
+            retrying(budget, repeat, move || make(client.clone())),
+        )
+    }
+
     /// The value at `key`, if any.
     pub(crate) fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let mut client = self.client.clone();
         let owned = key.to_owned();
-        let mut response =
-            self.bridge
-                .run("get", key, async move { client.get(owned, None).await })?;
+        let mut response = self.request("get", key, Repeat::Idempotent, move |mut client| {
+            let owned = owned.clone();
+            async move { client.get(owned, None).await }
+        })?;
         Ok(response.take_kvs().into_iter().next().map(|kv| Entry {
             key: key.to_owned(),
             value: kv.value().to_vec(),
@@ -74,14 +102,15 @@ impl Shared {
 
     /// Every value under `prefix` at one revision, sorted by key.
     pub(crate) fn range(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
-        let mut client = self.client.clone();
         let owned = prefix.to_owned();
         let options = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Key, SortOrder::Ascend);
-        let mut response = self.bridge.run("range", prefix, async move {
-            client.get(owned, Some(options)).await
-        })?;
+        let mut response =
+            self.request("range", prefix, Repeat::Idempotent, move |mut client| {
+                let (owned, options) = (owned.clone(), options.clone());
+                async move { client.get(owned, Some(options)).await }
+            })?;
         Ok(response
             .take_kvs()
             .into_iter()
@@ -101,11 +130,11 @@ impl Shared {
         compares: Vec<Compare>,
         ops: Vec<TxnOp>,
     ) -> Result<bool, StoreError> {
-        let mut client = self.client.clone();
         let txn = Txn::new().when(compares).and_then(ops);
-        let response =
-            self.bridge
-                .run("transaction on", key, async move { client.txn(txn).await })?;
+        let response = self.request("transaction on", key, Repeat::Unsent, move |mut client| {
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        })?;
         Ok(response.succeeded())
     }
 
@@ -154,14 +183,16 @@ impl Shared {
             .when(when)
             .and_then(ops)
             .or_else([TxnOp::get(lock_key.as_str(), None)]);
-        let mut client = self.client.clone();
         let cert_key = self.keys.cert(name)?;
-        let response =
-            self.bridge.run(
-                "transaction on",
-                &cert_key,
-                async move { client.txn(txn).await },
-            )?;
+        let response = self.request(
+            "transaction on",
+            &cert_key,
+            Repeat::Unsent,
+            move |mut client| {
+                let txn = txn.clone();
+                async move { client.txn(txn).await }
+            },
+        )?;
         if response.succeeded() {
             return Ok(Committed::Done);
         }
