@@ -8,6 +8,7 @@ use certinel::cluster::{ClusterError, connect, connect_within};
 use certinel::config::model::{ClusterConfig, ClusterPassword};
 
 use crate::common::etcd::EtcdCluster;
+use crate::common::eventually::eventually;
 use crate::common::ports::free_port;
 
 /// A `[cluster]` for `endpoints` with no TLS files and no user.
@@ -65,6 +66,67 @@ async fn a_port_nobody_listens_on_is_one_error_naming_the_endpoint_within_the_ti
     eprintln!("MSG {message}");
     assert!(message.contains(&endpoint), "{message}");
     assert!(message.contains("check that etcd runs there"), "{message}");
+}
+
+#[tokio::test]
+async fn a_cluster_with_one_of_three_members_down_connects() {
+    let mut etcd = EtcdCluster::start(3);
+    etcd.kill(0);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cluster = cluster_config(etcd.endpoints(), dir.path());
+    for _ in 0..5 {
+        let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
+        round_trip(client).await;
+    }
+}
+
+#[tokio::test]
+async fn a_member_that_dies_after_connecting_stops_failing_requests_within_seconds() {
+    let mut etcd = EtcdCluster::start(3);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut client = connect(&cluster_config(etcd.endpoints(), dir.path()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    etcd.kill(2);
+    // Until the next probe notices, a request may still go to the dead member; after it,
+    // none does.
+    eventually(Duration::from_secs(5), async || {
+        for attempt in 0..20 {
+            client
+                .get("/certinel/probe", None)
+                .await
+                .map_err(|error| format!("request {attempt}: {error}"))?;
+        }
+        Ok::<_, String>(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_without_quorum_is_unreachable_within_the_timeout() {
+    let mut etcd = EtcdCluster::start(3);
+    etcd.kill(1);
+    etcd.kill(2);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cluster = cluster_config(etcd.endpoints(), dir.path());
+    let started = Instant::now();
+    let error = refused(
+        connect_within(&cluster, Duration::from_secs(1)).await,
+        "two of three members are down",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(error, ClusterError::Unreachable { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("a majority of its members"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -151,4 +213,57 @@ async fn user_and_password_authenticate_and_a_wrong_password_is_refused_without_
     cluster.password = None;
     let error = refused(connect(&cluster).await, "no user was given");
     assert!(matches!(error, ClusterError::Refused { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn an_idle_replica_keeps_working_after_its_etcd_auth_token_expires() {
+    let etcd = EtcdCluster::start_with_args(1, &["--auth-token-ttl", "1"]);
+    etcd.etcdctl(&["user", "add", "root:r00t-pw"]);
+    etcd.etcdctl(&["auth", "enable"]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
+    cluster.username = Some("root".to_owned());
+    cluster.password = Some(ClusterPassword("r00t-pw".to_owned()));
+    let mut client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
+    // etcd drops a simple token unused for --auth-token-ttl; only etcd's clock expires
+    // it, so the test has to stay idle for longer than that.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    client
+        .get("/certinel/probe", None)
+        .await
+        .expect("a request after the token expired");
+}
+
+#[tokio::test]
+async fn a_user_granted_the_prefix_as_the_readme_says_connects_and_one_without_it_is_refused() {
+    let etcd = EtcdCluster::start(1);
+    etcd.etcdctl(&["user", "add", "root:r00t-pw"]);
+    // The commands of README "Running a cluster", for the prefix certinel uses.
+    etcd.etcdctl(&["role", "add", "certinel"]);
+    etcd.etcdctl(&[
+        "role",
+        "grant-permission",
+        "certinel",
+        "--prefix=true",
+        "readwrite",
+        "/certinel/",
+    ]);
+    etcd.etcdctl(&["user", "add", "certinel:c3rt-pw"]);
+    etcd.etcdctl(&["user", "grant-role", "certinel", "certinel"]);
+    etcd.etcdctl(&["user", "add", "other:0ther-pw"]);
+    etcd.etcdctl(&["auth", "enable"]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
+    cluster.username = Some("certinel".to_owned());
+    cluster.password = Some(ClusterPassword("c3rt-pw".to_owned()));
+    let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
+    round_trip(client).await;
+
+    cluster.username = Some("other".to_owned());
+    cluster.password = Some(ClusterPassword("0ther-pw".to_owned()));
+    let error = refused(connect(&cluster).await, "the user may not read the prefix");
+    let message = error.to_string();
+    assert!(matches!(error, ClusterError::Refused { .. }), "{message}");
+    assert!(message.contains("permission denied"), "{message}");
+    assert!(message.contains("under /certinel/"), "{message}");
 }

@@ -163,8 +163,16 @@ async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_return
     let renewer = cas.renewer().with_observer(requests.clone());
     let now = OffsetDateTime::now_utc();
 
-    // The first CA answers every request with 503: after the retries it hands over.
+    // Every CA down: the failure is the last CA's, for the `ca` label of the failure
+    // metrics.
     cas.first_front.fail_paths(Some("/"));
+    cas.second_front.fail_paths(Some("/"));
+    let down = renewer.attempt("api", forced(), now).await;
+    assert!(down.result.is_err(), "{:?}", down.result);
+    assert_eq!(down.ca.as_deref(), Some("second"));
+    cas.second_front.fail_paths(None);
+
+    // The first CA answers every request with 503: after the retries it hands over.
     let first = renewer.renew("api", forced(), now).await;
     assert_renewed(&first, &cas);
     assert_eq!(cas.current_source(), cas.second_front.directory_url);
@@ -239,6 +247,15 @@ async fn a_first_ca_without_the_configured_profile_hands_over_to_the_second() {
     let orders = cas.second_front.new_orders();
     assert_eq!(orders.len(), 1, "{orders:?}");
     assert_eq!(orders[0]["profile"], "tlsserver", "{orders:?}");
+    // The CA facts `/metrics` shows for the certificate are those of the CA that issued
+    // it, which advertises the profile, not those of `[acme]`, which does not.
+    let issued_by = cas.status_ca(&renewer, now);
+    let facts = renewer.ca_facts_of("api", issued_by.as_deref());
+    assert_eq!(
+        facts.profiles_available.get("tlsserver"),
+        Some(&true),
+        "{facts:?}"
+    );
 }
 
 #[tokio::test]
@@ -403,4 +420,40 @@ async fn a_certificate_from_the_second_ca_is_revoked_there() {
     assert!(revocations(&cas.first_front).is_empty());
     // The replacement comes from the first CA again.
     assert_eq!(cas.current_source(), cas.first_front.directory_url);
+}
+
+#[tokio::test]
+async fn a_first_ca_rate_limited_beyond_the_attempt_hands_over_to_the_second_at_once() {
+    let cas = TwoCas::start((&[], &[]), "").await;
+    let requests = Arc::new(ByCa::default());
+    let renewer = cas.renewer().with_observer(requests.clone());
+    let now = OffsetDateTime::now_utc();
+
+    // The first CA refuses new orders for an hour: far beyond what one attempt waits.
+    cas.first_front.rate_limit_new_orders(Some(3600));
+    let started = std::time::Instant::now();
+    let attempt = renewer.attempt("api", forced(), now).await;
+    assert_eq!(
+        attempt.ca.as_deref(),
+        Some("second"),
+        "the CA the attempt ended at"
+    );
+    let first = attempt.result;
+    assert_renewed(&first, &cas);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the hand-over did not wait out the Retry-After: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(cas.current_source(), cas.second_front.directory_url);
+    assert_eq!(requests.count("acme", "new_order", "429"), 1);
+    assert_eq!(requests.count("second", "new_order", "201"), 1);
+
+    // The first CA's Retry-After gates only that CA: with it still limiting, a later
+    // renewal goes to the second CA at once again instead of refusing to renew.
+    let later = now + time::Duration::minutes(5);
+    let second = renewer.renew("api", forced(), later).await;
+    assert_renewed(&second, &cas);
+    assert_eq!(cas.current_source(), cas.second_front.directory_url);
+    assert_eq!(requests.count("second", "new_order", "201"), 2);
 }

@@ -339,9 +339,9 @@ async fn a_restarted_ca_that_forgot_the_account_gets_a_new_one_and_renewals_resu
         .await;
     assert!(
         body.lines().any(|line| line.starts_with(
-            "certinel_certificate_renewal_failures_total{name=\"api\",stage=\"order\",problem=\"network\"}"
+            "certinel_certificate_renewal_failures_total{name=\"api\",stage=\"order\",problem=\"network\",ca=\"acme\"}"
         )),
-        "the failure is labelled with its stage and problem:\n{body}"
+        "the failure is labelled with its stage, problem and CA:\n{body}"
     );
 
     // Same ports and API certificate; no accounts, a new issuing CA.

@@ -358,9 +358,11 @@ async fn in_process_service_serves_and_returns_when_cancelled() {
             max_connections: None,
             max_addresses: 16,
             crl: true,
+            crl_interval: Duration::from_secs(3600),
         },
         endpoints: Vec::new(),
         files: Vec::new(),
+        endpoint_sources: Vec::new(),
         exporter: ExporterSettings {
             listen: addr,
             probe_allow: vec![AllowRule::Cidr {

@@ -20,6 +20,9 @@ mod audit_time;
 mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
+/// `certinel cluster keygen` and `config check` with `[cluster]`: the built binary, a key
+/// file that is 0600 and never overwritten, a summary without the password.
+mod cluster_cli;
 /// `cluster::connect` against a real etcd: plain, TLS with client certificates, user and
 /// password; unreachable and refusing clusters are one clear error, quickly.
 mod cluster_connect;
@@ -45,6 +48,10 @@ mod dns01_exec;
 /// dns-01 propagation to every authoritative server: two Knots serve one zone, the second
 /// lags, and certinel tells the CA nothing until the second answers too.
 mod dns01_propagation;
+/// `[[endpoint_source]]` Prometheus file_sd files in a running `certinel run`: targets and
+/// their labels appear, a rewritten file adds a target, a broken file keeps its last good
+/// targets probed and says so in `/metrics`.
+mod endpoint_sources;
 /// Fleet-wide rollout against a real Pebble: the renewing replica waits for every replica's
 /// report, a failed deploy on another replica rolls the fleet back, a silent replica keeps it.
 mod fleet_rollout;
@@ -59,6 +66,9 @@ mod http_limits;
 mod import;
 /// `certinel inventory` against a real Pebble: the rotation checklist of a renewed certificate.
 mod inventory;
+/// A managed certificate found revoked on its CRL (adopted from the in-test CA) is renewed
+/// from Pebble at once by `certinel run`.
+mod managed_revocation;
 /// The mass-revocation drill: twenty certificates behind the ARI front whose windows move
 /// into the past at once all renew with `replaces`, without a storm of failed requests.
 mod mass_revocation;

@@ -22,6 +22,7 @@ use crate::scan::probe::{EndpointReport, ProbeContext};
 use crate::scan::resolve::Resolver;
 use crate::scan::sweep::sweep_endpoints;
 use crate::scan::trust::TrustCache;
+use crate::service::endpoint_sources::{EndpointSources, Settings};
 
 /// Arguments of `certinel check`.
 #[derive(Debug, clap::Args)]
@@ -162,7 +163,11 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
                  directory) or --config FILE"
             );
         };
-        plan.endpoints = config.endpoints.clone();
+        // The targets of `[[endpoint_source]]` files too, as `certinel run` would schedule
+        // them; a rejected file is logged and adds none.
+        let mut sources = EndpointSources::default();
+        sources.refresh(&Settings::of(config));
+        plan.endpoints = sources.merge(&config.endpoints);
         plan.files = config.files.clone();
         return Ok(plan);
     }

@@ -1,12 +1,18 @@
-//! `certinel config check FILE`: validate a configuration and summarise it.
+//! `certinel config check FILE`: validate a configuration and summarise it, with the
+//! files of its `[[endpoint_source]]` tables.
 
 use std::path::Path;
 
 use crate::cli::ExitCode;
+use crate::cluster;
 use crate::config;
 use crate::config::model::ClusterConfig;
+use crate::service::endpoint_sources::{EndpointSources, Settings};
 
-/// Validates `file` and prints what it configures; a bad file is an error (exit code 2).
+/// Validates `file` and prints what it configures; a bad file is an error (exit code 2),
+/// and so is an endpoint source file that `certinel run` would reject. With `[cluster]`,
+/// the key-encryption keys are loaded too (their mode is checked), but etcd is not
+/// contacted.
 pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     let config = config::load(file)?;
     println!(
@@ -17,14 +23,30 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
         config.exporter.listen
     );
     if let Some(cluster) = &config.cluster {
-        println!("{}", cluster_summary(cluster));
+        let keyring = cluster::keyring(cluster)?;
+        println!("{}", cluster_summary(cluster, &keyring.current_id()));
     }
-    Ok(ExitCode(0))
+    if config.endpoint_sources.is_empty() {
+        return Ok(ExitCode(0));
+    }
+    let mut sources = EndpointSources::default();
+    sources.refresh(&Settings::of(&config));
+    let mut rejected = 0;
+    for (path, targets, error) in sources.files() {
+        match error {
+            None => println!("{}: {targets} targets", path.display()),
+            Some(error) => {
+                rejected += 1;
+                println!("{}: rejected: {error}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode(if rejected == 0 { 0 } else { 2 }))
 }
 
 /// One line about `[cluster]`: who this replica is, where etcd is and how it authenticates.
 /// Never the password.
-fn cluster_summary(cluster: &ClusterConfig) -> String {
+fn cluster_summary(cluster: &ClusterConfig, key_id: &str) -> String {
     let mut authentication = Vec::new();
     if cluster.client_cert.is_some() {
         authentication.push("client certificate".to_owned());
@@ -40,12 +62,14 @@ fn cluster_summary(cluster: &ClusterConfig) -> String {
         count => format!(" (+{count} previous)"),
     };
     format!(
-        "cluster: member {} via etcd {} ({}), prefix {}, lease_ttl {}, key-encryption key {}{}",
+        "cluster: member {} via etcd {} ({}), prefix {}, lease_ttl {}, key-encryption key {} \
+         ({}){}",
         cluster.member,
         cluster.etcd.join(", "),
         authentication.join(", "),
         cluster.prefix,
         config::format_duration(cluster.lease_ttl),
+        key_id,
         cluster.key_encryption_key_file.display(),
         previous
     )
@@ -75,10 +99,10 @@ mod tests {
             key_encryption_key_previous: vec![PathBuf::from("/etc/certinel/old.kek")],
         };
         assert_eq!(
-            cluster_summary(&cluster),
+            cluster_summary(&cluster, "0123456789abcdef"),
             "cluster: member web-1 via etcd https://a:2379, https://b:2379 (client certificate, \
              user certinel), prefix /certinel/, lease_ttl 15s, key-encryption key \
-             /etc/certinel/cluster.kek (+1 previous)"
+             0123456789abcdef (/etc/certinel/cluster.kek) (+1 previous)"
         );
     }
 }

@@ -158,15 +158,14 @@ fn read_stored(
         .current_files(name)
         .map(|files| files.dir.display().to_string())
         .unwrap_or_default();
+    let status = statuses.iter().find(|status| status.name == name);
     StoredCertificate {
         current,
         previous,
         serials,
         live_files,
-        next_renewal: statuses
-            .iter()
-            .find(|status| status.name == name)
-            .map(|status| status.next_renewal),
+        next_renewal: status.map(|status| status.next_renewal),
+        revocation: status.and_then(|status| status.revocation.clone()),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod check;
+pub mod cluster;
 pub mod config_check;
 pub mod import;
 pub mod inventory;
@@ -73,6 +74,12 @@ pub enum Command {
         #[command(subcommand)]
         command: account::AccountCommand,
     },
+    /// Replicas over etcd: write the key-encryption key `[cluster]` needs.
+    Cluster {
+        /// What to do for the cluster.
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+    },
     /// Adopt certbot's or lego's certificates and account; print their configuration.
     Import {
         /// The client to migrate from.
@@ -128,6 +135,7 @@ fn run_command(cli: Cli, runtime: &Runtime) -> anyhow::Result<ExitCode> {
         Command::Revoke(args) => revoke::run(args, cli.log_format, runtime),
         Command::Inventory(args) => inventory::run(args, runtime),
         Command::Account { command } => account::run(command, cli.log_format, runtime),
+        Command::Cluster { command } => cluster::run(command),
         Command::Import { command } => import::run(command, cli.log_format, runtime),
         Command::Completions { shell } => packaging::completions(shell),
         Command::Man { dir } => packaging::man(&dir),

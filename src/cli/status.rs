@@ -74,10 +74,11 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
         "ARI NEXT POLL",
         "LAST",
         "FAILURES",
+        "REVOKED",
         "CA",
     ];
     let dash = || "-".to_owned();
-    let rows: Vec<[String; 13]> = statuses
+    let rows: Vec<[String; 14]> = statuses
         .iter()
         .map(|s| {
             [
@@ -96,6 +97,7 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
                 s.ari_next_poll.map_or_else(dash, rfc3339),
                 s.last_outcome.map_or("-", LastOutcome::as_str).to_owned(),
                 s.consecutive_failures.to_string(),
+                revoked_cell(s),
                 s.ca.clone().unwrap_or_else(dash),
             ]
         })
@@ -122,6 +124,17 @@ pub fn table(statuses: &[CertificateStatus]) -> String {
         line(&cells);
     }
     out
+}
+
+/// `-` before a CRL verdict, `no`, or `yes` with the revocation time.
+fn revoked_cell(status: &CertificateStatus) -> String {
+    match &status.revocation {
+        None => "-".to_owned(),
+        Some(check) => match check.revoked_at {
+            None => "no".to_owned(),
+            Some(at) => format!("yes@{}", rfc3339(at)),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +172,7 @@ mod tests {
             inflight: None,
             last_success_at: None,
             last_attempt_at: None,
+            revocation: None,
         }
     }
 
@@ -206,6 +220,33 @@ mod tests {
     }
 
     #[test]
+    fn a_revoked_current_version_prints_in_the_revoked_column_and_in_json() {
+        let status = CertificateStatus {
+            revocation: Some(crate::schedule::history::RevocationCheck {
+                serial: "0a".to_owned(),
+                url: "http://crl.test/1.crl".to_owned(),
+                checked_at: datetime!(2026-05-01 12:00 UTC),
+                revoked_at: Some(datetime!(2026-05-01 11:00 UTC)),
+                reason_code: Some(1),
+            }),
+            next_renewal_reason: Reason::Revoked,
+            ..jittered_status()
+        };
+        let table = table(std::slice::from_ref(&status));
+        let mut lines = table.lines();
+        assert!(lines.next().unwrap().contains(" REVOKED "), "{table}");
+        let row = lines.next().unwrap();
+        assert!(row.contains(" yes@2026-05-01T11:00:00Z "), "{table}");
+        assert!(row.contains(" revoked "), "{table}");
+        let json = json(vec![status]).unwrap();
+        assert!(json.contains("\"reason_code\": 1"), "{json}");
+        assert!(
+            json.contains("\"next_renewal_reason\": \"revoked\""),
+            "{json}"
+        );
+    }
+
+    #[test]
     fn every_plan_reason_serialises_as_its_stable_name() {
         for reason in [
             Reason::Missing,
@@ -218,6 +259,7 @@ mod tests {
             Reason::RetryAfter,
             Reason::RateLimited,
             Reason::RolloutFailed,
+            Reason::Revoked,
         ] {
             let json = serde_json::to_string(&reason).unwrap();
             assert_eq!(json, format!("\"{}\"", reason.as_str()));

@@ -3,14 +3,15 @@
 //!
 //! etcd's client connects lazily and retries a refused connection without end, so the first
 //! request runs under a deadline: an unreachable cluster is one clear error after
-//! [`CONNECT_TIMEOUT`], not a hang.
+//! [`CONNECT_TIMEOUT`], not a hang. A task started with the client keeps members that refuse
+//! connections out of its balancer (`endpoints`) for as long as the runtime runs.
 
 use std::path::Path;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 
-use crate::cluster::ClusterError;
+use crate::cluster::{ClusterError, endpoints};
 use crate::config::format_duration;
 use crate::config::model::ClusterConfig;
 
@@ -22,56 +23,100 @@ const GRPC_UNAVAILABLE: i32 = 14;
 /// How long [`connect`] waits for etcd's first answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// HTTP/2 pings on an idle connection, so a partitioned etcd member is noticed (and another
-/// one used) within seconds rather than at the next TCP timeout.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// The first pause before retrying a failed connection; it doubles up to
+/// [`LAST_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between two connection attempts.
+const LAST_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// HTTP/2 pings while a request or watch is open, so a partitioned etcd member is noticed
+/// (and another one used) within seconds rather than at the next TCP timeout. etcd sends
+/// GOAWAY to clients that ping more often than its `--grpc-keepalive-min-time` (5 s) or
+/// on connections without a stream, so the interval stays above it and idle connections
+/// are not pinged.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may go unanswered before the connection counts as dead.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects to the etcd cluster of `[cluster]` and reads one key name under its prefix,
-/// waiting at most [`CONNECT_TIMEOUT`]. The client is cheap to clone; share one.
+/// waiting at most [`CONNECT_TIMEOUT`]. The client is cheap to clone; share one (each
+/// connection probes the endpoints every second until the runtime stops).
 pub async fn connect(cluster: &ClusterConfig) -> Result<Client, ClusterError> {
     connect_within(cluster, CONNECT_TIMEOUT).await
 }
 
-/// [`connect`] with another deadline for etcd's first answer.
+/// [`connect`] with another deadline for etcd's first answer. Connection failures (a member
+/// down, a leader election) are retried until the deadline; etcd refusing certinel is not.
 pub async fn connect_within(
     cluster: &ClusterConfig,
     timeout: Duration,
 ) -> Result<Client, ClusterError> {
     let endpoints = cluster.etcd.join(", ");
-    let options = connect_options(cluster, timeout)?;
-    let first_read = async {
-        let mut client = Client::connect(&cluster.etcd, Some(options)).await?;
-        let probe = GetOptions::new()
-            .with_prefix()
-            .with_keys_only()
-            .with_limit(1);
-        client.get(cluster.prefix.as_str(), Some(probe)).await?;
-        Ok::<_, etcd_client::Error>(client)
-    };
-    let unreachable = |cause: String| ClusterError::Unreachable {
-        endpoints: endpoints.clone(),
-        cause,
-    };
-    match tokio::time::timeout(timeout, first_read).await {
-        Ok(Ok(client)) => {
-            tracing::info!(target: "certinel::cluster", %endpoints, member = %cluster.member,
-                "connected to etcd");
-            Ok(client)
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = FIRST_RETRY_PAUSE;
+    let mut last_failure = format!("no answer within {}", format_duration(timeout));
+    loop {
+        let options = connect_options(cluster, timeout)?;
+        let error = match tokio::time::timeout_at(deadline, first_read(cluster, options)).await {
+            Ok(Ok(client)) => {
+                tracing::info!(target: "certinel::cluster", %endpoints,
+                    member = %cluster.member, "connected to etcd");
+                return Ok(client);
+            }
+            Err(_elapsed) => None,
+            Ok(Err(error)) => Some(error),
+        };
+        match error {
+            Some(error) if is_connection_failure(&error) => last_failure = describe(&error),
+            Some(error @ etcd_client::Error::GRpcStatus(_)) => {
+                return Err(ClusterError::Refused {
+                    endpoints,
+                    prefix: cluster.prefix.clone(),
+                    detail: describe(&error),
+                });
+            }
+            Some(source) => return Err(ClusterError::Settings { endpoints, source }),
+            None => {}
         }
-        Err(_elapsed) => Err(unreachable(format!(
-            "no answer within {}",
-            format_duration(timeout)
-        ))),
-        Ok(Err(error)) if is_connection_failure(&error) => Err(unreachable(describe(&error))),
-        Ok(Err(error @ etcd_client::Error::GRpcStatus(_))) => Err(ClusterError::Refused {
-            endpoints,
-            prefix: cluster.prefix.clone(),
-            detail: describe(&error),
-        }),
-        Ok(Err(source)) => Err(ClusterError::Settings { endpoints, source }),
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(ClusterError::Unreachable {
+                endpoints,
+                cause: last_failure,
+            });
+        }
+        tracing::info!(target: "certinel::cluster", %endpoints, cause = %last_failure,
+            "etcd not reachable yet; retrying");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LAST_RETRY_PAUSE);
     }
+}
+
+/// One attempt: a client over the members that accept connections (all when none does: a
+/// request sent to a member that is down fails, see `endpoints`), one read under the
+/// prefix, then the task that keeps the balancer to live members.
+async fn first_read(
+    cluster: &ClusterConfig,
+    options: ConnectOptions,
+) -> Result<Client, etcd_client::Error> {
+    let active = endpoints::active_set(&endpoints::probe_all(&cluster.etcd).await);
+    let initial: Vec<&String> = cluster
+        .etcd
+        .iter()
+        .zip(&active)
+        .filter_map(|(url, &use_it)| use_it.then_some(url))
+        .collect();
+    let mut client = Client::connect(initial, Some(options)).await?;
+    let probe = GetOptions::new()
+        .with_prefix()
+        .with_keys_only()
+        .with_limit(1);
+    client.get(cluster.prefix.as_str(), Some(probe)).await?;
+    tokio::spawn(endpoints::keep_balanced(
+        client.clone(),
+        cluster.etcd.clone(),
+        active,
+    ));
+    Ok(client)
 }
 
 /// Whether an error means no connection could be made or kept (rather than etcd refusing
@@ -120,9 +165,14 @@ fn connect_options(
     let mut options = ConnectOptions::new()
         .with_connect_timeout(timeout)
         .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
-        .with_keep_alive_while_idle(true);
+        // etcd_client pings idle connections unless told not to.
+        .with_keep_alive_while_idle(false);
     if let (Some(username), Some(password)) = (&cluster.username, &cluster.password) {
-        options = options.with_user(username.clone(), password.0.clone());
+        // etcd forgets a token unused for --auth-token-ttl (5 minutes by default); without
+        // the refresh, a replica idle that long would be refused for good.
+        options = options
+            .with_user(username.clone(), password.0.clone())
+            .with_auto_token_refresh(true);
     }
     if cluster.etcd.iter().any(|url| url.starts_with("https://")) {
         options = options.with_tls(tls_options(cluster)?);

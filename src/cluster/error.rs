@@ -40,9 +40,10 @@ pub enum ClusterError {
     },
     /// No endpoint answered, or none completed a connection (refused, TLS handshake).
     #[error(
-        "cannot reach etcd at {endpoints} ({cause}); check that etcd runs there and that \
-         [cluster] etcd lists its client URLs, that no firewall is in the way, and for https:// \
-         that ca_file is the CA of etcd's certificate and client_cert is one etcd trusts"
+        "cannot reach etcd at {endpoints} ({cause}); check that etcd runs there with a \
+         majority of its members up and that [cluster] etcd lists its client URLs, that no \
+         firewall is in the way, and for https:// that ca_file is the CA of etcd's certificate \
+         and client_cert is one etcd trusts"
     )]
     Unreachable {
         /// The configured endpoints, comma-separated.

@@ -6,6 +6,7 @@
 //! the embedded default.
 
 mod connect;
+mod endpoints;
 mod error;
 mod keyring;
 mod store;

@@ -12,7 +12,9 @@ mod certificates;
 mod challenge;
 mod cluster;
 mod duration;
+mod endpoint_source;
 mod error;
+pub mod file_sd;
 mod hook_env;
 mod keywords;
 mod locate;
@@ -88,9 +90,11 @@ pub fn default_config() -> Config {
             max_connections: None,
             max_addresses: validate::DEFAULT_MAX_ADDRESSES,
             crl: true,
+            crl_interval: validate::DEFAULT_CRL_INTERVAL,
         },
         endpoints: Vec::new(),
         files: Vec::new(),
+        endpoint_sources: Vec::new(),
         exporter: ExporterSettings {
             listen: validate::DEFAULT_LISTEN,
             probe_allow: allow::loopback_only(),

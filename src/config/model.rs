@@ -17,6 +17,9 @@ pub struct Config {
     pub endpoints: Vec<Endpoint>,
     /// Certificate files, directories or globs to inspect.
     pub files: Vec<FileSource>,
+    /// Prometheus file_sd files whose targets are probed like endpoints
+    /// (`[[endpoint_source]]`); `certinel run` reads them, see `config::file_sd`.
+    pub endpoint_sources: Vec<EndpointSource>,
     /// The HTTP exporter (`certinel run`).
     pub exporter: ExporterSettings,
     /// Where accounts, certificate versions, renewal state and the audit log live.
@@ -297,10 +300,13 @@ pub struct ScannerSettings {
     /// Check scheduled endpoint probes' leaves against the CRLs their distribution points
     /// name (`http://` only). Default on; a leaf without distribution points costs nothing.
     pub crl: bool,
+    /// How often `certinel run` checks each managed certificate's current version against
+    /// the CRLs its leaf names (with `crl` on). Default 1 hour.
+    pub crl_interval: Duration,
 }
 
 /// One live TLS endpoint to probe.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// Where to connect.
     pub target: Target,
@@ -320,6 +326,21 @@ pub struct Endpoint {
     pub resolve: ResolveMode,
     /// How often `certinel run` re-probes this endpoint (jittered).
     pub interval: Duration,
+    /// Extra labels on every series of this endpoint, sorted by name: a file_sd group's
+    /// labels. Empty for `[[endpoint]]`.
+    pub labels: Vec<(String, String)>,
+}
+
+/// `[[endpoint_source]]`: Prometheus file_sd files listing targets to probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointSource {
+    /// Glob patterns of the files, resolved against the configuration file's directory.
+    pub files: Vec<String>,
+    /// How often each target is re-probed (jittered).
+    pub interval: Duration,
+    /// The probe settings of targets whose group selects no module: the source's `module`
+    /// or its own options.
+    pub probe: ProbeModule,
 }
 
 impl Endpoint {
@@ -335,6 +356,7 @@ impl Endpoint {
             ip_family: IpFamily::Any,
             resolve: ResolveMode::All,
             interval: Duration::from_secs(300),
+            labels: Vec::new(),
         }
     }
 
@@ -387,7 +409,7 @@ pub enum StartTls {
 }
 
 /// Paths of a client certificate and its private key (PEM).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientAuth {
     /// The client certificate chain.
     pub cert: PathBuf,
@@ -396,7 +418,7 @@ pub struct ClientAuth {
 }
 
 /// Which address families of a name to probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum IpFamily {
     /// IPv4 and IPv6.
     #[default]
@@ -408,7 +430,7 @@ pub enum IpFamily {
 }
 
 /// How many resolved addresses to probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ResolveMode {
     /// Every address: load balancers often serve different certificates per address.
     #[default]
@@ -418,7 +440,7 @@ pub enum ResolveMode {
 }
 
 /// A certificate file, a directory of PEM files, or a glob pattern.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FileSource {
     /// The path or pattern as configured.
     pub path: String,

@@ -27,6 +27,8 @@ pub(crate) struct RawConfig {
     pub(crate) endpoints: Vec<Spanned<RawEndpoint>>,
     #[serde(default, rename = "file")]
     pub(crate) files: Vec<Spanned<RawFile>>,
+    #[serde(default, rename = "endpoint_source")]
+    pub(crate) endpoint_sources: Vec<Spanned<RawEndpointSource>>,
     pub(crate) state_dir: Option<Spanned<String>>,
     pub(crate) acme: Option<Spanned<RawAcme>>,
     /// `[ca.NAME]`: further CAs, with the keys of `[acme]`.
@@ -138,6 +140,7 @@ pub(crate) struct RawScanner {
     pub(crate) max_connections: Option<Spanned<usize>>,
     pub(crate) max_addresses: Option<Spanned<usize>>,
     pub(crate) crl: Option<Spanned<bool>>,
+    pub(crate) crl_interval: Option<Spanned<ConfigDuration>>,
 }
 
 /// `[exporter]`
@@ -188,6 +191,24 @@ pub(crate) struct RawEndpoint {
     pub(crate) resolve: Option<ResolveMode>,
 }
 
+/// `[[endpoint_source]]`: file_sd files, an interval, and either a module or the probe
+/// options of [`RawProbeOptions`] for the targets they list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEndpointSource {
+    pub(crate) files: Spanned<Vec<Spanned<String>>>,
+    pub(crate) interval: Option<Spanned<ConfigDuration>>,
+    pub(crate) module: Option<Spanned<String>>,
+    pub(crate) sni: Option<ServerName>,
+    pub(crate) starttls: Option<StartTls>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) client_cert: Option<Spanned<String>>,
+    pub(crate) client_key: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<ConfigDuration>>,
+    pub(crate) ip_family: Option<Spanned<IpFamily>>,
+    pub(crate) resolve: Option<ResolveMode>,
+}
+
 /// `[[file]]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -216,5 +237,30 @@ impl RawEndpoint {
             resolve: self.resolve,
         };
         (self.target, self.interval, options)
+    }
+}
+
+impl RawEndpointSource {
+    /// The probe options set in the table, `None` when it sets none of them.
+    pub(crate) fn take_options(&mut self) -> Option<RawProbeOptions> {
+        let options = RawProbeOptions {
+            sni: self.sni.take(),
+            starttls: self.starttls.take(),
+            ca_file: self.ca_file.take(),
+            client_cert: self.client_cert.take(),
+            client_key: self.client_key.take(),
+            timeout: self.timeout.take(),
+            ip_family: self.ip_family.take(),
+            resolve: self.resolve.take(),
+        };
+        let none_set = options.sni.is_none()
+            && options.starttls.is_none()
+            && options.ca_file.is_none()
+            && options.client_cert.is_none()
+            && options.client_key.is_none()
+            && options.timeout.is_none()
+            && options.ip_family.is_none()
+            && options.resolve.is_none();
+        (!none_set).then_some(options)
     }
 }

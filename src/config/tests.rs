@@ -107,6 +107,23 @@ fn crl_checking_is_on_unless_scanner_crl_is_false_and_must_be_a_boolean() {
 }
 
 #[test]
+fn managed_certificates_are_checked_against_their_crls_hourly_unless_crl_interval_says() {
+    assert_eq!(
+        parse_ok("").scanner.crl_interval,
+        std::time::Duration::from_secs(3600)
+    );
+    assert_eq!(
+        parse_ok("[scanner]\ncrl_interval = \"10m\"\n")
+            .scanner
+            .crl_interval,
+        std::time::Duration::from_secs(600)
+    );
+    let error = parse_err("[scanner]\ncrl_interval = \"0s\"\n");
+    assert!(error.starts_with("<config>:2:"), "{error}");
+    assert!(error.contains("scanner.crl_interval"), "{error}");
+}
+
+#[test]
 fn connection_budget_and_address_cap_are_read_and_checked() {
     let defaults = parse_ok("");
     assert_eq!(defaults.scanner.max_connections, None);

@@ -19,6 +19,7 @@ use crate::config::cas;
 use crate::config::certificates;
 use crate::config::cluster;
 use crate::config::duration::{ConfigDuration, format_duration};
+use crate::config::endpoint_source;
 use crate::config::locate::join;
 use crate::config::model::{
     AllowRule, ClientAuth, Config, ConnectionLimits, Endpoint, ExporterSettings, FileSource, Host,
@@ -38,6 +39,9 @@ pub(crate) const DEFAULT_MAX_ADDRESSES: usize = 16;
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an endpoint or file is re-checked when it sets no interval.
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// How often a managed certificate is checked against its CRLs when
+/// `scanner.crl_interval` is not set.
+pub(crate) const DEFAULT_CRL_INTERVAL: Duration = Duration::from_secs(3600);
 /// The exporter's address when `exporter.listen` is not set: loopback, because a public
 /// `/probe` would let anyone make certinel connect anywhere allowed.
 pub(crate) const DEFAULT_LISTEN: SocketAddr =
@@ -105,6 +109,8 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         .enumerate()
         .map(|(index, file)| file_source(file.into_inner(), &format!("file[{index}]"), cx))
         .collect::<Result<_, _>>()?;
+    let endpoint_sources =
+        endpoint_source::endpoint_sources(raw.endpoint_sources, &exporter, &scanner, cx)?;
     let state_dir = certificates::state_dir(raw.state_dir.as_ref(), cx)?;
     let first_certificate = raw
         .certificates
@@ -121,6 +127,7 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         scanner,
         endpoints,
         files,
+        endpoint_sources,
         exporter,
         state_dir,
         acme,
@@ -191,7 +198,7 @@ impl Context<'_> {
         Ok(value.get_ref().0)
     }
 
-    fn interval(
+    pub(crate) fn interval(
         &self,
         value: Option<&Spanned<ConfigDuration>>,
         key: String,
@@ -286,6 +293,10 @@ fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigE
         max_connections,
         max_addresses,
         crl: raw.crl.is_none_or(Spanned::into_inner),
+        crl_interval: match &raw.crl_interval {
+            None => DEFAULT_CRL_INTERVAL,
+            Some(value) => cx.interval(Some(value), "scanner.crl_interval".to_owned())?,
+        },
     })
 }
 
@@ -395,6 +406,7 @@ fn endpoint(
         ip_family: module.ip_family,
         resolve: module.resolve,
         interval,
+        labels: Vec::new(),
     })
 }
 
@@ -421,7 +433,7 @@ fn check_family(
 }
 
 /// The options shared by endpoints and `/probe` modules; `prefix` is the table's key.
-fn probe_options(
+pub(crate) fn probe_options(
     raw: RawProbeOptions,
     prefix: &str,
     default_timeout: Duration,

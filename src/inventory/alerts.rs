@@ -158,6 +158,7 @@ mod tests {
         assert_eq!(
             alerts,
             [
+                "CertinelManagedCertificateRevoked",
                 "CertinelRenewalFailing",
                 "CertinelRenewalBehind",
                 "CertinelRenewalOverdue",

@@ -6,7 +6,9 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use crate::escape::{Escaped, escape};
-use crate::inventory::{Automation, Inventory, ManagedCertificate, MonitoredKind, RenewalRule};
+use crate::inventory::{
+    Automation, Inventory, ManagedCertificate, MonitoredKind, RenewalRule, Revocation,
+};
 
 /// The output formats of `certinel inventory`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,7 @@ fn checklist(certificate: &ManagedCertificate) -> Vec<(&'static str, String)> {
         ),
         ("renewal", next_renewal),
         ("automated", automated(&certificate.automation)),
+        ("revocation", revocation(certificate.revocation.as_ref())),
         (
             "consumers notified by",
             if certificate.deploy_commands.is_empty() {
@@ -226,6 +229,31 @@ fn timestamp(at: OffsetDateTime) -> String {
 fn markdown_cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
+/// The "revocation" answer: the last CRL verdict about the current version.
+fn revocation(revocation: Option<&Revocation>) -> String {
+    let Some(revocation) = revocation else {
+        return "not checked (no CRL verdict yet, or the leaf names no CRL)".to_owned();
+    };
+    let checked = format!(
+        "per {} (since {})",
+        revocation.crl,
+        timestamp(revocation.checked_at)
+    );
+    match revocation.revoked_at {
+        None => format!("not revoked {checked}"),
+        Some(at) => {
+            let reason = revocation
+                .reason_code
+                .map(|code| format!(", reason code {code}"))
+                .unwrap_or_default();
+            format!(
+                "REVOKED at {}{reason} {checked}; renewed at once",
+                timestamp(at)
+            )
+        }
+    }
+}
+
 /// The "automated" answer: the first CA's directory and the challenge, then for several
 /// CAs their order, and which one issued the current version.
 fn automated(automation: &Automation) -> String {

@@ -12,9 +12,10 @@ use crate::config::model::CertificateConfig;
 use crate::inventory::alerts::{self, AlertRule, AlertScope};
 use crate::inventory::{
     Automation, FailurePolicy, Inventory, ManagedCertificate, MonitoredCertificate, MonitoredKind,
-    RenewalRule, days_left, is_managed, overlap,
+    RenewalRule, Revocation, days_left, is_managed, overlap,
 };
 use crate::scan::inspect::CertFacts;
+use crate::schedule::history::RevocationCheck;
 use crate::schedule::plan::{BACKOFF_BASE, BACKOFF_CAP};
 use crate::store::{AuditHistory, Outcome, Step, VersionMetadata};
 
@@ -31,6 +32,8 @@ pub struct StoredCertificate {
     pub live_files: String,
     /// When the planner will renew it.
     pub next_renewal: Option<OffsetDateTime>,
+    /// The last CRL verdict about the current version, as `status` reports it.
+    pub revocation: Option<RevocationCheck>,
 }
 
 /// Everything the inventory is built from.
@@ -173,6 +176,13 @@ fn managed_certificate(
         },
         audit_log: sources.audit_location.to_owned(),
         last_rotation: last_rotation(sources.audit, &certificate.name),
+        revocation: stored.revocation.as_ref().map(|check| Revocation {
+            revoked: check.revoked_at.is_some(),
+            revoked_at: check.revoked_at,
+            reason_code: check.reason_code,
+            crl: check.url.clone(),
+            checked_at: check.checked_at,
+        }),
     }
 }
 

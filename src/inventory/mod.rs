@@ -59,6 +59,26 @@ pub struct ManagedCertificate {
     /// The last completed rotation, from the audit log.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_rotation: Option<OffsetDateTime>,
+    /// What the last CRL check of the current version found (`certinel run` checks it);
+    /// `None` before a verdict, or when its leaf names no CRL.
+    pub revocation: Option<Revocation>,
+}
+
+/// The verdict of the last CRL check of a managed certificate's current version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    /// The CRL lists it (it is renewed at once).
+    pub revoked: bool,
+    /// When the CA revoked it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The CRL entry's reasonCode, when the CA gave one.
+    pub reason_code: Option<u8>,
+    /// The distribution point whose CRL decided.
+    pub crl: String,
+    /// When this verdict was first reached.
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: OffsetDateTime,
 }
 
 /// When a certificate is renewed.

@@ -51,6 +51,13 @@ fn managed(name: &str) -> ManagedCertificate {
         overlap: Some(Duration::days(30)),
         audit_log: "/var/lib/certinel/audit.jsonl".to_owned(),
         last_rotation: Some(datetime!(2026-10-02 10:00 UTC)),
+        revocation: Some(Revocation {
+            revoked: false,
+            revoked_at: None,
+            reason_code: None,
+            crl: "http://crl.example.com/1.crl".to_owned(),
+            checked_at: datetime!(2026-11-26 23:00 UTC),
+        }),
     }
 }
 
@@ -63,6 +70,7 @@ fn never_issued(name: &str) -> ManagedCertificate {
         deploy_commands: Vec::new(),
         overlap: None,
         last_rotation: None,
+        revocation: None,
         ..managed(name)
     }
 }
@@ -121,6 +129,33 @@ fn check(inventory: &Inventory, format: OutputFormat, fixture: &str) {
         "rendering differs from {}",
         path.display()
     );
+}
+
+#[test]
+fn a_revoked_current_version_says_when_why_and_that_it_is_renewed_at_once() {
+    let mut revoked = managed("www");
+    revoked.revocation = Some(Revocation {
+        revoked: true,
+        revoked_at: Some(datetime!(2026-11-26 20:00 UTC)),
+        reason_code: Some(1),
+        crl: "http://crl.example.com/1.crl".to_owned(),
+        checked_at: datetime!(2026-11-26 23:00 UTC),
+    });
+    let inventory = Inventory {
+        managed: vec![revoked],
+        ..empty()
+    };
+    let table = render(&inventory, OutputFormat::Table);
+    assert!(
+        table.contains(
+            "REVOKED at 2026-11-26T20:00:00Z, reason code 1 per http://crl.example.com/1.crl \
+             (since 2026-11-26T23:00:00Z); renewed at once"
+        ),
+        "{table}"
+    );
+    let json = render(&inventory, OutputFormat::Json);
+    assert!(json.contains("\"revoked\": true"), "{json}");
+    assert!(json.contains("\"reason_code\": 1"), "{json}");
 }
 
 #[test]

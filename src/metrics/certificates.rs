@@ -33,8 +33,8 @@ pub struct CertificateSnapshot {
     pub renewals_succeeded: u64,
     /// Renewals that failed since start.
     pub renewals_failed: u64,
-    /// Failed renewals since start by (stage, problem).
-    pub failures: BTreeMap<(String, String), u64>,
+    /// Failed renewals since start by (CA, stage, problem).
+    pub failures: BTreeMap<(String, String, String), u64>,
     /// Which rule placed the renewal window: `ari` or `renew_before`.
     pub renewal_rule: Option<&'static str>,
     /// The CA's suggested renewal window (ARI) for the current version, start and end.
@@ -44,6 +44,17 @@ pub struct CertificateSnapshot {
     /// The configured ACME profile and whether the CA's directory advertises it, once the
     /// renewer has loaded the directory.
     pub profile: Option<(String, bool)>,
+    /// What the last CRL check of the current version found, once one reached a verdict.
+    pub revocation: Option<ManagedRevocation>,
+}
+
+/// The verdict of the last CRL check of a managed certificate's current version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagedRevocation {
+    /// When the CA revoked it; `None`: not revoked.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The CRL entry's reasonCode, when the CA gave one.
+    pub reason_code: Option<u8>,
 }
 
 /// What one address of one verify target of one managed certificate served.
@@ -157,11 +168,12 @@ pub(super) fn push_certificate(
         let labels = [("name", certificate.name.as_str()), ("outcome", outcome)];
         families.push(names::CERTIFICATE_RENEWALS, &labels, count as f64);
     }
-    for ((stage, problem), count) in &certificate.failures {
+    for ((ca, stage, problem), count) in &certificate.failures {
         let labels = [
             ("name", certificate.name.as_str()),
             ("stage", stage.as_str()),
             ("problem", problem.as_str()),
+            ("ca", ca.as_str()),
         ];
         families.push(names::CERTIFICATE_RENEWAL_FAILURES, &labels, *count as f64);
     }
@@ -185,6 +197,35 @@ pub(super) fn push_certificate(
         f64::from(certificate.consecutive_failures),
     );
     push_renewal_window(families, certificate);
+    push_revocation(families, certificate);
+}
+
+/// `certinel_certificate_revoked{name}` and, when revoked, the revocation time.
+fn push_revocation(families: &mut impl Sink, certificate: &CertificateSnapshot) {
+    let Some(revocation) = certificate.revocation else {
+        return;
+    };
+    let labels = [("name", certificate.name.as_str())];
+    families.push(
+        names::CERTIFICATE_REVOKED,
+        &labels,
+        flag(revocation.revoked_at.is_some()),
+    );
+    if let Some(revoked_at) = revocation.revoked_at {
+        let code = revocation
+            .reason_code
+            .map(|code| code.to_string())
+            .unwrap_or_default();
+        let labels = [
+            ("name", certificate.name.as_str()),
+            ("reason_code", code.as_str()),
+        ];
+        families.push(
+            names::CERTIFICATE_REVOCATION_TIME,
+            &labels,
+            timestamp(revoked_at),
+        );
+    }
 }
 
 /// The rule that placed the window and, with ARI, the CA's window and next poll.

@@ -176,6 +176,16 @@ pub const FILE_READ_ERRORS: MetricDef = counter(
     "certinel_file_read_errors_total",
     "Reads of a configured certificate file that failed (missing, unreadable or unparsable).",
 );
+/// Whether an `[[endpoint_source]]` file's last read was accepted.
+pub const ENDPOINT_SOURCE_LAST_RELOAD_SUCCESSFUL: MetricDef = gauge(
+    "certinel_endpoint_source_last_reload_successful",
+    "1 when the endpoint source file was last read and accepted, 0 when it was rejected (its last good targets are still probed).",
+);
+/// Targets of an `[[endpoint_source]]` file.
+pub const ENDPOINT_SOURCE_TARGETS: MetricDef = gauge(
+    "certinel_endpoint_source_targets",
+    "Targets in the last accepted version of the endpoint source file (duplicates of earlier targets included).",
+);
 /// Build information.
 pub const BUILD_INFO: MetricDef = gauge(
     "certinel_build_info",
@@ -251,6 +261,16 @@ pub const CERTIFICATE_INFO: MetricDef = gauge(
 pub const CERTIFICATE_SERVED_CURRENT: MetricDef = gauge(
     "certinel_certificate_served_current",
     "1 when this address of a verify target serves the current version of a managed certificate, 0 when it serves another one.",
+);
+/// Whether a managed certificate's current version is revoked.
+pub const CERTIFICATE_REVOKED: MetricDef = gauge(
+    "certinel_certificate_revoked",
+    "1 when the current version of a managed certificate is listed on the CRL its distribution point names (it is renewed at once), 0 when it is not; absent without a verdict.",
+);
+/// When a managed certificate's current version was revoked.
+pub const CERTIFICATE_REVOCATION_TIME: MetricDef = gauge(
+    "certinel_certificate_revocation_timestamp_seconds",
+    "When the CA revoked the current version of a managed certificate (Unix time), with the CRL entry's reason code (empty when none).",
 );
 /// ACME requests by endpoint and HTTP status.
 pub const ACME_REQUESTS: MetricDef = counter(
@@ -376,6 +396,8 @@ pub const ALL: &[MetricDef] = &[
     FILE_CERT_CHAIN_EARLIEST_NOT_AFTER,
     FILE_CERT_INFO,
     FILE_READ_ERRORS,
+    ENDPOINT_SOURCE_LAST_RELOAD_SUCCESSFUL,
+    ENDPOINT_SOURCE_TARGETS,
     CERTIFICATE_READY,
     CERTIFICATE_NOT_AFTER,
     CERTIFICATE_EXPIRY,
@@ -392,6 +414,8 @@ pub const ALL: &[MetricDef] = &[
     CERTIFICATE_ARI_WINDOW_END,
     CERTIFICATE_ARI_NEXT_POLL,
     CERTIFICATE_SERVED_CURRENT,
+    CERTIFICATE_REVOKED,
+    CERTIFICATE_REVOCATION_TIME,
     ACME_REQUESTS,
     ACME_REQUEST_DURATION,
     ACME_PROFILE_AVAILABLE,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::acme::{
     AcmeAccount, AcmeError, DirectoryFacts, ari_certificate_id, refresh_directory, renewal_info,
 };
-use crate::renew::lifecycle::Run;
+use crate::renew::lifecycle::{AccountCache, Run};
 use crate::renew::next_action::Event;
 use crate::renew::{RenewError, Renewer};
 use crate::schedule::ari::{AriAnswer, AriFetchError, AriState, SuggestedWindow};
@@ -32,24 +32,48 @@ impl Renewer {
     /// What the renewer knows about its CA, from the account's last directory fetch and
     /// response; the default (nothing known) before the account is loaded. Never does I/O.
     pub fn ca_facts(&self) -> CaFacts {
-        let Some(account) = self.account.get() else {
-            return CaFacts::default();
-        };
-        let directory = account.directory_facts();
-        let profiles_available = self
-            .certificates
-            .iter()
-            .filter_map(|certificate| certificate.profile.clone())
-            .map(|profile| {
-                let available = directory.profiles.contains_key(&profile);
-                (profile, available)
-            })
-            .collect();
-        CaFacts {
-            profiles_available,
-            clock_skew: account.clock_skew(),
-            ari_supported: directory.renewal_info.is_some(),
+        facts_of(self, &self.account)
+    }
+
+    /// What the renewer knows about the CA certificate `name` is renewed with: the CA
+    /// that issued its current version (`issued_by`, as its status names it), else the
+    /// first CA of its `ca` list; `[acme]` for a certificate that lists none configured.
+    /// Never does I/O.
+    pub fn ca_facts_of(&self, name: &str, issued_by: Option<&str>) -> CaFacts {
+        let listed_first = self
+            .certificate(name)
+            .ok()
+            .and_then(|certificate| certificate.ca.first())
+            .map(String::as_str);
+        let ca = issued_by
+            .or(listed_first)
+            .filter(|ca| self.cas.settings(ca).is_some());
+        match ca {
+            Some(ca) => facts_of(self, &self.cas.account(ca)),
+            None => self.ca_facts(),
         }
+    }
+}
+
+/// What `account`'s last directory fetch and response say, for `renewer`'s certificates.
+fn facts_of(renewer: &Renewer, account: &AccountCache) -> CaFacts {
+    let Some(account) = account.get() else {
+        return CaFacts::default();
+    };
+    let directory = account.directory_facts();
+    let profiles_available = renewer
+        .certificates
+        .iter()
+        .filter_map(|certificate| certificate.profile.clone())
+        .map(|profile| {
+            let available = directory.profiles.contains_key(&profile);
+            (profile, available)
+        })
+        .collect();
+    CaFacts {
+        profiles_available,
+        clock_skew: account.clock_skew(),
+        ari_supported: directory.renewal_info.is_some(),
     }
 }
 

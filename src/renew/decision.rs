@@ -35,6 +35,13 @@ impl PlanFacts {
         Ok(PlanFacts { current, schedule })
     }
 
+    /// Whether the last CRL check found the current version revoked.
+    pub(crate) fn current_revoked(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|meta| self.schedule.is_revoked(&meta.serial))
+    }
+
     /// The jitter drawn for the current certificate, or 0 (the latest moment of the
     /// policy's window) before the renewer has drawn one.
     pub(crate) fn stored_jitter(&self) -> f64 {
@@ -86,5 +93,6 @@ pub(crate) fn decide(
         state: &facts.schedule,
         ari,
         random,
+        revoked: facts.current_revoked(),
     })
 }

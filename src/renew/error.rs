@@ -132,6 +132,14 @@ pub enum RenewError {
 }
 
 impl RenewError {
+    /// A state failure of certificate `name`.
+    pub(crate) fn store(name: &str, source: StoreError) -> RenewError {
+        RenewError::Store {
+            name: name.to_owned(),
+            source,
+        }
+    }
+
     /// The same failure, saying that a rollback made `version` current again. Only
     /// rollout failures (deploy, verify, served) carry it.
     pub(crate) fn with_restored(mut self, version: Option<VersionId>) -> RenewError {

@@ -123,17 +123,37 @@ impl Renewer {
             random: self.random.clone(),
             cas: self.cas.clone(),
             fleet: self.fleet.clone(),
+            ca_name: name.to_owned(),
         })
     }
 
     /// One renewal of a certificate that lists several CAs, the lock held: the CAs in the
     /// order `ca_choice::attempt_order` gives; a CA that cannot serve hands over to the
     /// next at once, any other outcome ends the attempt and updates the per-CA counts.
+    /// Also returns the CA asked last.
     pub(super) async fn run_with_failover(
         &self,
         certificate: &CertificateConfig,
         force: bool,
         now: OffsetDateTime,
+    ) -> (Result<RenewOutcome, RenewError>, String) {
+        let mut asked = certificate
+            .ca
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.ca_name.clone());
+        let result = self.walk_cas(certificate, force, now, &mut asked).await;
+        (result, asked)
+    }
+
+    /// [`run_with_failover`](Self::run_with_failover), keeping in `asked` the CA asked
+    /// last.
+    async fn walk_cas(
+        &self,
+        certificate: &CertificateConfig,
+        force: bool,
+        now: OffsetDateTime,
+        asked: &mut String,
     ) -> Result<RenewOutcome, RenewError> {
         let name = &certificate.name;
         let state =
@@ -170,6 +190,7 @@ impl Renewer {
             .filter(|issuer| order.first() != Some(*issuer));
         if let Some(issuer) = elsewhere.filter(|_| !force) {
             if let Some(renewer) = self.at_ca(issuer) {
+                asked.clone_from(issuer);
                 let planned = crate::renew::lifecycle::Run::open(&renewer, certificate, now)?
                     .plan_until_due()
                     .instrument(tracing::info_span!("ca", ca = %issuer))
@@ -188,6 +209,7 @@ impl Renewer {
                 continue;
             };
             tracing::info!(certificate = %name, ca = %ca, "asking this CA");
+            asked.clone_from(ca);
             result = renewer
                 .run_at_ca(certificate, force, now)
                 .instrument(tracing::info_span!("ca", ca = %ca))
@@ -227,15 +249,9 @@ impl Renewer {
 
     /// The configured CA whose directory issued the current version, if any.
     pub(super) fn issuing_ca(&self, name: &str) -> Result<Option<String>, RenewError> {
-        let store_error = |source| RenewError::Store {
-            name: name.to_owned(),
-            source,
-        };
-        let Some(current) = self.store.current(name).map_err(store_error)? else {
-            return Ok(None);
-        };
-        let meta = self.store.metadata(name, current).map_err(store_error)?;
-        Ok(self.cas.name_of_source(&meta.source).map(str::to_owned))
+        Ok(self
+            .current_metadata(name)?
+            .and_then(|meta| self.cas.name_of_source(&meta.source).map(str::to_owned)))
     }
 
     /// Records the outcome of an attempt at `ca` in the per-CA failure counts.

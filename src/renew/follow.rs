@@ -24,10 +24,7 @@ impl Renewer {
             return Ok(None);
         };
         let certificate = self.certificate(name)?;
-        let store_error = |source| RenewError::Store {
-            name: name.to_owned(),
-            source,
-        };
+        let store_error = |source| RenewError::store(name, source);
         let Some(version) = self.store.current(name).map_err(store_error)? else {
             return Ok(None);
         };

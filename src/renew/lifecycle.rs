@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::config::model::CertificateConfig;
 use crate::hook::{HookError, HookKind};
 use crate::renew::clock::StepClock;
+use crate::renew::decision::PlanFacts;
 use crate::renew::deploy::{self, DeployEnv};
 use crate::renew::hook_group;
 use crate::renew::{RenewError, RenewOutcome, Renewer};
@@ -67,10 +68,7 @@ impl<'a> Run<'a> {
     }
 
     pub(super) fn store_error(&self, source: StoreError) -> RenewError {
-        RenewError::Store {
-            name: self.name().to_owned(),
-            source,
-        }
+        RenewError::store(self.name(), source)
     }
 
     /// Stops a deploy command left running by a dead process, removes leftovers of
@@ -124,6 +122,16 @@ impl<'a> Run<'a> {
                 Err(error)
             }
         }
+    }
+
+    /// `revoked: ...` when the current version was found revoked, for the audit line of
+    /// the renewal that replaces it.
+    pub(super) fn revocation_reason(&self) -> Option<String> {
+        let facts = PlanFacts::read(&*self.store, self.name()).ok()?;
+        let serial = &facts.current.as_ref()?.serial;
+        let check = facts.schedule.revocation_of(serial)?;
+        check.revoked_at?;
+        Some(format!("revoked: {}", check.describe()))
     }
 
     /// Records a completed stage: the in-flight record advances, then the audit line.

@@ -50,6 +50,7 @@ mod hook_group;
 mod lifecycle;
 mod next_action;
 mod random;
+mod revocation;
 mod revoke;
 pub mod rollout_check;
 mod status;
@@ -62,7 +63,7 @@ use tracing::Instrument;
 use crate::acme::{AcmeObserver, NoopObserver, RetryPolicy};
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::schedule::plan::Reason;
-use crate::store::{AccountStore, FsStore, Store, VersionId};
+use crate::store::{AccountStore, FsStore, Store, VersionId, VersionMetadata};
 use dry_run::Scratch;
 
 pub use crate::hook::HookError;
@@ -75,6 +76,7 @@ pub use dry_run::{
 };
 pub use error::RenewError;
 pub use random::{RandomSource, ThreadRandom};
+pub use revocation::{RevocationOutcome, check_revocation};
 pub use revoke::RevokeOutcome;
 pub use status::{CertificateStatus, LastOutcome};
 
@@ -124,6 +126,10 @@ pub struct Attempt {
     /// backoff) or the next poll of the CA's renewal information, whichever comes first.
     /// `None` after a dry run, or when the state could not be read.
     pub next_check: Option<OffsetDateTime>,
+    /// The configured CA the attempt asked last (`acme` or a `[ca.NAME]`), whose failure
+    /// it is when it failed (the `ca` label of the failure metrics). `None` after a dry
+    /// run.
+    pub ca: Option<String>,
 }
 
 impl Attempt {
@@ -131,6 +137,7 @@ impl Attempt {
         Attempt {
             result,
             next_check: None,
+            ca: None,
         }
     }
 }
@@ -169,6 +176,8 @@ pub struct Renewer {
     cas: Arc<failover::Cas>,
     /// With `[cluster]`: the other replicas, whose rollout reports a renewal waits for.
     fleet: Option<Arc<fleet::Fleet>>,
+    /// The name of the CA this renewer talks to (`acme` unless built by `at_ca`).
+    ca_name: String,
 }
 
 impl Renewer {
@@ -191,6 +200,7 @@ impl Renewer {
             random: Arc::new(ThreadRandom),
             cas: Arc::new(cas),
             fleet: None,
+            ca_name: crate::config::model::DEFAULT_CA.to_owned(),
         }
     }
 
@@ -291,7 +301,7 @@ impl Renewer {
         let span = tracing::info_span!("renew", certificate = %name, dry_run = options.dry_run);
         if !options.dry_run {
             let started = self.clock.now();
-            let result = self
+            let (result, ca) = self
                 .run(certificate, options.force, now)
                 .instrument(span)
                 .await;
@@ -304,7 +314,11 @@ impl Renewer {
                     lifecycle::wake_up(self, certificate, ended).ok()
                 }
             };
-            return Attempt { result, next_check };
+            return Attempt {
+                result,
+                next_check,
+                ca: Some(ca),
+            };
         }
         Attempt::without_wake_up(self.dry_run(certificate, now).instrument(span).await)
     }
@@ -356,9 +370,10 @@ impl Renewer {
             cas: Arc::new(failover::Cas::default()),
             // A dry run's certificate is never rolled out to the fleet.
             fleet: None,
+            ca_name: self.ca_name.clone(),
         };
         // A scratch directory holds nothing yet: the renewal is always due.
-        scratch_renewer.run(certificate, true, now).await
+        scratch_renewer.run(certificate, true, now).await.0
     }
 
     /// Renews every configured certificate that is due, one after the other; one failure
@@ -398,6 +413,19 @@ impl Renewer {
             .ok_or_else(|| RenewError::UnknownCertificate(name.to_owned()))
     }
 
+    /// The metadata of the current version of `name`, if there is one.
+    fn current_metadata(&self, name: &str) -> Result<Option<VersionMetadata>, RenewError> {
+        let store_error = |source| RenewError::store(name, source);
+        match self.store.current(name).map_err(store_error)? {
+            Some(current) => self
+                .store
+                .metadata(name, current)
+                .map(Some)
+                .map_err(store_error),
+            None => Ok(None),
+        }
+    }
+
     fn lock(&self, name: &str) -> Result<RenewalLock, RenewError> {
         self.store.lock(name).map_err(|source| RenewError::Lock {
             name: name.to_owned(),
@@ -405,16 +433,21 @@ impl Renewer {
         })
     }
 
+    /// One renewal, and the CA it asked last.
     async fn run(
         &self,
         certificate: &CertificateConfig,
         force: bool,
         now: OffsetDateTime,
-    ) -> Result<RenewOutcome, RenewError> {
+    ) -> (Result<RenewOutcome, RenewError>, String) {
         // Held until the renewal ends, recovery of an interrupted one included.
-        let _lock = self.lock(&certificate.name)?;
+        let _lock = match self.lock(&certificate.name) {
+            Ok(lock) => lock,
+            Err(error) => return (Err(error), self.ca_name.clone()),
+        };
         if self.cas.is_empty() || certificate.ca == [crate::config::model::DEFAULT_CA] {
-            return self.run_at_ca(certificate, force, now).await;
+            let result = self.run_at_ca(certificate, force, now).await;
+            return (result, self.ca_name.clone());
         }
         self.run_with_failover(certificate, force, now).await
     }

@@ -33,10 +33,7 @@ impl Renewer {
         let certificate = self.certificate(name)?;
         let span = tracing::info_span!("revoke", certificate = %name, %reason);
         async {
-            let store_error = |source| RenewError::Store {
-                name: name.to_owned(),
-                source,
-            };
+            let store_error = |source| RenewError::store(name, source);
             let store = &self.store;
             let version = store
                 .current(name)

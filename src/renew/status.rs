@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use crate::config::model::CertificateConfig;
 use crate::renew::decision::{PlanFacts, applicable_ari, decide};
 use crate::renew::{RenewError, Renewer};
+use crate::schedule::history::RevocationCheck;
 use crate::schedule::plan::{CurrentCert, Reason, Rule};
 use crate::store::metadata::key_type_name;
 use crate::store::version_check::name_covered;
@@ -78,6 +79,9 @@ pub struct CertificateStatus {
     /// When a renewal was last attempted.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_attempt_at: Option<OffsetDateTime>,
+    /// What the last CRL check of the current version found; `None` before one reached a
+    /// verdict (or when its leaf names no CRL).
+    pub revocation: Option<RevocationCheck>,
 }
 
 /// How the last renewal of a certificate ended.
@@ -121,10 +125,7 @@ impl Renewer {
         now: OffsetDateTime,
     ) -> Result<CertificateStatus, RenewError> {
         let certificate = self.certificate(name)?;
-        let store_error = |source| RenewError::Store {
-            name: name.to_owned(),
-            source,
-        };
+        let store_error = |source| RenewError::store(name, source);
         one(self, certificate, now).map_err(store_error)
     }
 }
@@ -196,6 +197,10 @@ fn one(
             .map(|record| format!("{:?}", record.stage).to_ascii_lowercase()),
         last_success_at: schedule.last_success_at,
         last_attempt_at: schedule.last_attempt_at,
+        revocation: current
+            .as_ref()
+            .and_then(|meta| schedule.revocation_of(&meta.serial))
+            .cloned(),
     })
 }
 

@@ -52,6 +52,54 @@ pub struct ScheduleState {
     /// reasons other than the CA being unable to serve; emptied by a success. Decides which
     /// CA the next attempt starts with (`renew::ca_choice`).
     pub ca_failures: BTreeMap<String, u32>,
+    /// What the last CRL check of the current certificate found (`certinel run` checks it
+    /// against the CRLs its leaf names). The planner renews a certificate revoked at once.
+    pub revocation: Option<RevocationCheck>,
+}
+
+/// The verdict of the last CRL check of one certificate, tied to its serial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationCheck {
+    /// Serial of the certificate checked (lowercase hex, as in its metadata).
+    pub serial: String,
+    /// The distribution point whose CRL decided.
+    pub url: String,
+    /// When this verdict was first reached (a check that finds the same writes nothing).
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: OffsetDateTime,
+    /// When the CA revoked it; `None`: the CRL does not list it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The CRL entry's reasonCode (RFC 5280 §5.3.1), when the CA gave one.
+    pub reason_code: Option<u8>,
+}
+
+impl RevocationCheck {
+    /// Whether `other` says the same about the same certificate, whenever it was reached.
+    pub fn same_verdict(&self, other: &RevocationCheck) -> bool {
+        (&self.serial, &self.url, self.revoked_at, self.reason_code)
+            == (
+                &other.serial,
+                &other.url,
+                other.revoked_at,
+                other.reason_code,
+            )
+    }
+
+    /// One line for people and the audit log: which CRL said what, and when.
+    pub fn describe(&self) -> String {
+        let reason = match self.reason_code {
+            Some(code) => format!(", reason code {code}"),
+            None => String::new(),
+        };
+        match self.revoked_at {
+            Some(at) => format!(
+                "serial {} revoked at {at} per {}{reason}",
+                self.serial, self.url
+            ),
+            None => format!("serial {} not revoked per {}", self.serial, self.url),
+        }
+    }
 }
 
 /// A random value in [0, 1) tied to the certificate it was drawn for.
@@ -119,6 +167,19 @@ impl ScheduleState {
                 fresh
             }
         }
+    }
+
+    /// The last CRL check of the certificate with `serial`, if its verdict is about it.
+    pub fn revocation_of(&self, serial: &str) -> Option<&RevocationCheck> {
+        self.revocation
+            .as_ref()
+            .filter(|check| check.serial == serial)
+    }
+
+    /// Whether the last CRL check found the certificate with `serial` revoked.
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        self.revocation_of(serial)
+            .is_some_and(|check| check.revoked_at.is_some())
     }
 
     /// Drops failed authorizations that no longer count at `now`.
@@ -232,6 +293,31 @@ mod tests {
         assert_eq!(state.last_attempt_at, Some(t2));
         state.record_success(t2);
         assert_eq!(state.last_success_at, Some(t2));
+    }
+
+    #[test]
+    fn a_revocation_verdict_counts_only_for_the_serial_it_was_reached_for() {
+        let state = ScheduleState {
+            revocation: Some(RevocationCheck {
+                serial: "0a".into(),
+                url: "http://crl.test/1.crl".into(),
+                checked_at: datetime!(2025-03-01 12:00 UTC),
+                revoked_at: Some(datetime!(2025-03-01 11:00 UTC)),
+                reason_code: Some(1),
+            }),
+            ..ScheduleState::default()
+        };
+        assert!(state.is_revoked("0a"));
+        let mut later = state.revocation.clone().unwrap();
+        later.checked_at += Duration::hours(1);
+        assert!(later.same_verdict(state.revocation.as_ref().unwrap()));
+        later.revoked_at = None;
+        assert!(!later.same_verdict(state.revocation.as_ref().unwrap()));
+        assert!(
+            !state.is_revoked("0b"),
+            "a renewed certificate is not revoked"
+        );
+        assert!(state.revocation_of("0b").is_none());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! nothing here reads the clock, an RNG, a file or a socket.
 //!
 //! The decision has two halves. First, when the certificate *should* be renewed: at once
-//! when it is missing, expired, or no longer matches the wanted names or key type; else at
+//! when it is missing, expired, no longer matches the wanted names or key type, or was
+//! found revoked; else at
 //! the renewal window computed from the certificate actually issued (or from the CA's
 //! suggested window, ARI). Second, when the CA *allows* another attempt: after a backoff
 //! (5 min doubling to 24 h) following failures, after any Retry-After, and never while an
@@ -91,6 +92,9 @@ pub struct PlanInput<'a> {
     /// A random value in [0, 1) (clamped) for the policy's jitter, drawn once per
     /// certificate by the caller.
     pub random: f64,
+    /// The last CRL check found the live certificate revoked: it is due at once, whatever
+    /// its window (the backoff and the CA's limits still hold).
+    pub revoked: bool,
 }
 
 /// When to renew next, and why.
@@ -130,12 +134,14 @@ pub enum Reason {
     RateLimited,
     /// The current version's rollout failed and nothing older could replace it.
     RolloutFailed,
+    /// Its CA revoked it (found in a CRL its distribution points name).
+    Revoked,
 }
 
 impl Reason {
     /// A stable name: `missing`, `expired`, `names_changed`, `key_type_changed`,
     /// `window_open`, `scheduled`, `backoff`, `retry_after`, `rate_limited`,
-    /// `rollout_failed`.
+    /// `rollout_failed`, `revoked`.
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Missing => "missing",
@@ -148,6 +154,7 @@ impl Reason {
             Reason::RetryAfter => "retry_after",
             Reason::RateLimited => "rate_limited",
             Reason::RolloutFailed => "rollout_failed",
+            Reason::Revoked => "revoked",
         }
     }
 }
@@ -258,6 +265,11 @@ fn due(input: &PlanInput<'_>) -> (OffsetDateTime, Reason) {
     }
     if cert.key_type != input.wanted_key_type {
         return (now, Reason::KeyTypeChanged);
+    }
+    // Revoked: clients may refuse it any moment, so no window (not even the CA's own ARI
+    // window) may hold the renewal back.
+    if input.revoked {
+        return (now, Reason::Revoked);
     }
     // The live version never rolled out (its deploy commands or verification failed on a
     // first issuance): valid as it is, it is retried like any failure, not at its window.

@@ -6,11 +6,13 @@
 
 pub mod connection_deadline;
 pub mod drift;
+pub mod endpoint_sources;
 mod error_chain;
 pub mod http_server;
 pub mod notify;
 pub mod reload;
 pub mod renewals;
+mod revocation_watch;
 pub mod scheduler;
 pub mod state;
 
@@ -33,6 +35,7 @@ use crate::scan::crl::fetch::CrlFetcher;
 use crate::scan::probe::ProbeContext;
 use crate::scan::resolve::Resolver;
 use crate::scan::trust::TrustCache;
+use endpoint_sources::EndpointSources;
 use notify::Notifier;
 use reload::Reloader;
 use renewals::{Renewals, RenewerFactory};
@@ -137,8 +140,15 @@ pub async fn run_with_options(
         None => None,
     };
     let tracker = TaskTracker::new();
+    let (sources, _) = endpoint_sources::refresh_off_runtime(
+        EndpointSources::default(),
+        endpoint_sources::Settings::of(&config),
+    )
+    .await;
+    state.set_endpoint_source_files(sources.statuses());
+    let scheduled = endpoint_sources::scheduled(&config, &sources);
     let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
-    scheduler.apply(&config);
+    scheduler.apply(&scheduled);
     let mut renewals = Renewals::new(
         state.clone(),
         options.renewer,
@@ -159,6 +169,7 @@ pub async fn run_with_options(
     tracing::info!(
         listen = %listen,
         endpoints = config.endpoints.len(),
+        endpoint_source_targets = scheduled.endpoints.len() - config.endpoints.len(),
         files = config.files.len(),
         certificates = config.certificates.len(),
         "certinel running"
@@ -185,6 +196,7 @@ pub async fn run_with_options(
         environment,
         http: http_shared,
         applied,
+        sources,
     };
     reloader.watch(loaded, reload_requests, shutdown).await;
     tracker.close();

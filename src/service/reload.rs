@@ -3,6 +3,9 @@
 //! different hash triggers a reload, so a `touch` does nothing and an edit within the same
 //! second as the previous one is still seen.
 //!
+//! The `[[endpoint_source]]` files are read on the same tick (and at every reload), each
+//! file only when its content changed; see `service::endpoint_sources`.
+//!
 //! A new configuration is applied whole or not at all: when it does not load (or its hosts
 //! file cannot be read) the old one keeps running, a log line says why and
 //! `certinel_config_last_reload_successful` drops to 0.
@@ -20,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, model::Config};
 use crate::metrics::http::{HttpShared, ProbeSetup};
 use crate::service::ServiceError;
+use crate::service::endpoint_sources::{self, EndpointSources, Settings};
 use crate::service::error_chain::error_chain;
 use crate::service::notify::Notifier;
 use crate::service::renewals::Renewals;
@@ -53,6 +57,8 @@ pub(crate) struct Reloader {
     pub applied: watch::Sender<Arc<Config>>,
     /// Brackets each reload with `RELOADING=1` and `READY=1` for systemd.
     pub notifier: Notifier,
+    /// The targets of the `[[endpoint_source]]` files, read every [`POLL_INTERVAL`].
+    pub sources: EndpointSources,
 }
 
 impl Reloader {
@@ -75,6 +81,7 @@ impl Reloader {
                 () = shutdown.cancelled() => return,
                 () = requests.notified() => "reload requested",
                 _ = ticker.tick() => {
+                    self.poll_sources().await;
                     let Some(path) = &path else { continue };
                     let now = fingerprint(path).await;
                     if now.is_none() || now == last {
@@ -99,7 +106,10 @@ impl Reloader {
         let path_buf: PathBuf = path.to_owned();
         let loaded = tokio::task::spawn_blocking(move || config::load(&path_buf)).await;
         let outcome = match loaded {
-            Ok(Ok(config)) => self.apply(config),
+            Ok(Ok(config)) => {
+                self.refresh_sources(Settings::of(&config)).await;
+                self.apply(config)
+            }
             Ok(Err(error)) => Err(ServiceError::Config(error)),
             Err(error) => Err(ServiceError::Task(error.to_string())),
         };
@@ -127,6 +137,37 @@ impl Reloader {
         }
     }
 
+    /// Re-reads the endpoint source files of the running configuration and reschedules
+    /// when their targets changed.
+    async fn poll_sources(&mut self) {
+        if self.current.endpoint_sources.is_empty() {
+            return;
+        }
+        if !self.refresh_sources(Settings::of(&self.current)).await {
+            return;
+        }
+        let scheduled = endpoint_sources::scheduled(&self.current, &self.sources);
+        let (started, stopped) = self.scheduler.apply(&scheduled);
+        tracing::info!(
+            started,
+            stopped,
+            endpoints = scheduled.endpoints.len(),
+            "endpoint source files changed"
+        );
+    }
+
+    /// Re-reads the endpoint source files under `settings` and publishes their status;
+    /// returns whether their targets changed.
+    async fn refresh_sources(&mut self, settings: Settings) -> bool {
+        let sources = std::mem::take(&mut self.sources);
+        let (sources, changed) = endpoint_sources::refresh_off_runtime(sources, settings).await;
+        self.sources = sources;
+        self.environment
+            .state
+            .set_endpoint_source_files(self.sources.statuses());
+        changed
+    }
+
     fn apply(&mut self, config: Config) -> Result<(usize, usize), ServiceError> {
         let context = Arc::new(crate::service::probe_context(&config)?);
         if config.exporter.listen != self.current.exporter.listen {
@@ -146,7 +187,8 @@ impl Reloader {
             exporter: config.exporter.clone(),
             context,
         });
-        let (jobs_started, jobs_stopped) = self.scheduler.apply(&config);
+        let scheduled = endpoint_sources::scheduled(&config, &self.sources);
+        let (jobs_started, jobs_stopped) = self.scheduler.apply(&scheduled);
         let (tasks_started, tasks_stopped) = self.renewals.apply(&config);
         // A removed certificate's served_current series leave now, not at the next round.
         self.environment.state.served().retain_checked(&config);

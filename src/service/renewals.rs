@@ -22,9 +22,10 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
+use crate::config::model::{AcmeConfig, CertificateConfig, Config, DEFAULT_CA, ScannerSettings};
 use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
 use crate::service::error_chain::error_chain;
+use crate::service::revocation_watch::RevocationWatch;
 use crate::service::state::State;
 
 /// The longest wait after a failure that recorded no backoff (another process holding the
@@ -152,10 +153,12 @@ impl Renewals {
                 stop: self.shutdown.child_token(),
                 finished: CancellationToken::new(),
             };
+            let crl_interval = config.scanner.crl.then_some(config.scanner.crl_interval);
             self.tracker.spawn(certificate_loop(
                 renewer,
                 name.to_owned(),
                 self.state.clone(),
+                crl_interval,
                 task.stop.clone(),
                 previous,
                 task.finished.clone(),
@@ -171,6 +174,7 @@ async fn certificate_loop(
     renewer: Arc<Renewer>,
     name: String,
     state: Arc<State>,
+    crl_interval: Option<Duration>,
     stop: CancellationToken,
     previous: Option<CancellationToken>,
     finished: CancellationToken,
@@ -183,7 +187,15 @@ async fn certificate_loop(
         }
     }
     refresh(&renewer, &name, &state).await;
+    let watch = RevocationWatch {
+        renewer: &renewer,
+        name: &name,
+        state: &state,
+        interval: crl_interval,
+    };
     loop {
+        // A certificate revoked while nothing watched is renewed by this very attempt.
+        watch.check().await;
         let attempt = renewer
             .attempt(&name, RenewOptions::default(), renewer.now())
             .await;
@@ -214,7 +226,8 @@ async fn certificate_loop(
                     error = %error_chain(error),
                     "renewal failed"
                 );
-                state.record_renewal(&name, Err((error.stage(), error.problem())));
+                let ca = attempt.ca.as_deref().unwrap_or(DEFAULT_CA);
+                state.record_renewal(&name, Err((ca, error.stage(), error.problem())));
                 MINIMUM_RETRY.min(renewer.backoff_base())
             }
         };
@@ -223,44 +236,63 @@ async fn certificate_loop(
             Some(at) => until(at, renewer.now(), minimum),
             None => MINIMUM_RETRY.max(minimum),
         };
-        if !wait_following(&renewer, &name, &state, wait, &stop).await {
+        if !wait_between_attempts(&watch, wait, &stop).await {
             return;
         }
     }
 }
 
-/// Sleeps `wait`; with a fleet, rolls out each version another replica makes current
-/// meanwhile. Returns `false` when `stop` was cancelled.
-async fn wait_following(
-    renewer: &Arc<Renewer>,
-    name: &str,
-    state: &State,
+/// Sleeps `wait` between two attempts, doing the task's periodic duties on the way: with a
+/// fleet, rolling out each version another replica makes current (every
+/// [`FOLLOW_INTERVAL`]); with CRL checking on, checking the current version's CRLs (every
+/// `crl_interval`), which ends the wait early when it was revoked. `false` when `stop`
+/// asked the task to end.
+async fn wait_between_attempts(
+    watch: &RevocationWatch<'_>,
     wait: Duration,
     stop: &CancellationToken,
 ) -> bool {
-    let wake = tokio::time::Instant::now() + wait;
+    let (renewer, name, state) = (watch.renewer, watch.name, watch.state);
+    let now = tokio::time::Instant::now();
+    let wake = now + wait;
+    let mut next_follow = renewer.follows().then(|| now + FOLLOW_INTERVAL);
+    let mut next_crl_check = watch.interval.map(|interval| now + interval);
     loop {
-        let step = if renewer.follows() {
-            FOLLOW_INTERVAL
-        } else {
-            wait
-        };
-        let until = wake.min(tokio::time::Instant::now() + step);
+        let until = [Some(wake), next_follow, next_crl_check]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(wake);
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}
             () = stop.cancelled() => return false,
         }
-        if tokio::time::Instant::now() >= wake {
+        let now = tokio::time::Instant::now();
+        if now >= wake {
             return true;
         }
-        match renewer.follow(name).await {
-            Ok(Some(_)) => refresh(renewer, name, state).await,
-            Ok(None) => {}
-            Err(error) => tracing::warn!(
-                certificate = %name,
-                error = %error_chain(&error),
-                "rolling out another replica's version failed"
-            ),
+        if next_follow.is_some_and(|at| now >= at) {
+            next_follow = Some(now + FOLLOW_INTERVAL);
+            match renewer.follow(name).await {
+                Ok(Some(_)) => refresh(renewer, name, state).await,
+                Ok(None) => {}
+                Err(error) => tracing::warn!(
+                    certificate = %name,
+                    error = %error_chain(&error),
+                    "rolling out another replica's version failed"
+                ),
+            }
+        }
+        if let (Some(at), Some(interval)) = (next_crl_check, watch.interval)
+            && now >= at
+        {
+            next_crl_check = Some(now + interval);
+            let revoked = watch.check().await;
+            // The verdict shows in `/metrics` and `status` before any renewal.
+            refresh(renewer, name, state).await;
+            if revoked {
+                return true;
+            }
         }
     }
 }
@@ -282,7 +314,8 @@ async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
     match status {
         Ok(status) => {
             state.update_certificate(&status);
-            state.update_ca_facts(name, renewer.profile(name), &renewer.ca_facts());
+            let facts = renewer.ca_facts_of(name, status.ca.as_deref());
+            state.update_ca_facts(name, renewer.profile(name), &facts);
         }
         Err(error) => {
             tracing::warn!(

@@ -13,7 +13,10 @@ use time::OffsetDateTime;
 
 use crate::acme::AcmeObserver;
 use crate::config::model::DEFAULT_CA;
-use crate::metrics::certificates::{AcmeSnapshot, CertificateSnapshot, CurrentVersion};
+use crate::metrics::certificates::{
+    AcmeSnapshot, CertificateSnapshot, CurrentVersion, ManagedRevocation,
+};
+use crate::metrics::endpoint_sources::SourceFileStatus;
 use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::crl::fetch::CrlFetcher;
@@ -41,6 +44,8 @@ pub const PROBE_ERROR_REASONS: [&str; 7] = [
 pub struct State {
     inner: Mutex<Inner>,
     served: Arc<ServedStore>,
+    /// The `[[endpoint_source]]` files, replaced whole by the reloader.
+    endpoint_sources: Mutex<Vec<SourceFileStatus>>,
 }
 
 #[derive(Debug, Default)]
@@ -80,12 +85,19 @@ impl State {
         State {
             inner: Mutex::new(inner),
             served: Arc::default(),
+            endpoint_sources: Mutex::default(),
         }
     }
 
     /// Remembers the CRL cache whose CRLs and fetch errors `/metrics` shows.
     pub fn set_crl_fetcher(&self, fetcher: Option<Arc<CrlFetcher>>) {
         self.lock().crl = fetcher;
+    }
+
+    /// The CRL cache of the current probe context, when `[scanner] crl` is on; the
+    /// managed certificates' revocation watch shares it with the endpoint watch.
+    pub fn crl_fetcher(&self) -> Option<Arc<CrlFetcher>> {
+        self.lock().crl.clone()
     }
 
     /// Registers an endpoint job; it counts as pending until its first result.
@@ -156,6 +168,14 @@ impl State {
         slot.latest = Some(reports.into_iter().map(Arc::new).collect());
     }
 
+    /// Replaces what `/metrics` shows about the endpoint source files.
+    pub fn set_endpoint_source_files(&self, files: Vec<SourceFileStatus>) {
+        *self
+            .endpoint_sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = files;
+    }
+
     /// Records a configuration load attempt at `at`.
     pub fn record_reload(&self, at: OffsetDateTime, successful: bool) {
         let mut inner = self.lock();
@@ -199,6 +219,10 @@ impl State {
         slot.renewal_rule = Some(status.renewal_rule.as_str());
         slot.ari_window = status.ari_window_start.zip(status.ari_window_end);
         slot.ari_next_poll = status.ari_next_poll;
+        slot.revocation = status.revocation.as_ref().map(|check| ManagedRevocation {
+            revoked_at: check.revoked_at,
+            reason_code: check.reason_code,
+        });
     }
 
     /// Records what `name`'s renewer knows about its CA: whether the certificate's
@@ -222,20 +246,21 @@ impl State {
         self.served.clone()
     }
 
-    /// Counts a finished renewal attempt of `name`: `Ok` for a new version, else the
-    /// failed stage and problem. Dropped when the certificate is not registered.
-    pub fn record_renewal(&self, name: &str, outcome: Result<(), (&str, &str)>) {
+    /// Counts a finished renewal attempt of `name`: `Ok` for a new version, else the CA
+    /// it failed at, the failed stage and problem. Dropped when the certificate is not
+    /// registered.
+    pub fn record_renewal(&self, name: &str, outcome: Result<(), (&str, &str, &str)>) {
         let mut inner = self.lock();
         let Some(slot) = inner.certificates.get_mut(name) else {
             return;
         };
         match outcome {
             Ok(()) => slot.renewals_succeeded += 1,
-            Err((stage, problem)) => {
+            Err((ca, stage, problem)) => {
                 slot.renewals_failed += 1;
                 *slot
                     .failures
-                    .entry((stage.to_owned(), problem.to_owned()))
+                    .entry((ca.to_owned(), stage.to_owned(), problem.to_owned()))
                     .or_default() += 1;
             }
         }
@@ -295,6 +320,11 @@ impl State {
             acme,
             served: self.served.snapshot(),
             crl: crl.map(|fetcher| fetcher.summary()).unwrap_or_default(),
+            endpoint_source_files: self
+                .endpoint_sources
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
         }
     }
 
@@ -469,6 +499,7 @@ mod tests {
             inflight: None,
             last_success_at: Some(datetime!(2026-01-01 00:00 UTC)),
             last_attempt_at: Some(datetime!(2026-01-01 00:00 UTC)),
+            revocation: None,
         }
     }
 
@@ -477,8 +508,8 @@ mod tests {
         let state = State::new();
         state.add_certificate("api");
         state.record_renewal("api", Ok(()));
-        state.record_renewal("api", Err(("order", "network")));
-        state.record_renewal("api", Err(("order", "network")));
+        state.record_renewal("api", Err(("acme", "order", "network")));
+        state.record_renewal("api", Err(("acme", "order", "network")));
         state.update_certificate(&status("api", 2));
         // Registering again (a changed configuration) keeps the counters.
         state.add_certificate("api");
@@ -487,7 +518,10 @@ mod tests {
         let api = &certificates[0];
         assert_eq!(api.renewals_succeeded, 1);
         assert_eq!(api.renewals_failed, 2);
-        assert_eq!(api.failures[&("order".to_owned(), "network".to_owned())], 2);
+        assert_eq!(
+            api.failures[&("acme".to_owned(), "order".to_owned(), "network".to_owned())],
+            2
+        );
         assert_eq!(api.consecutive_failures, 2);
         assert_eq!(
             api.current.as_ref().map(|c| c.version.as_str()),

@@ -369,18 +369,17 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        store
-            .save_rollout_report("web", VersionId(2), "b", b"first")
-            .unwrap();
-        store
-            .save_rollout_report("web", VersionId(2), "b", b"second")
-            .unwrap();
-        store
-            .save_rollout_report("web", VersionId(2), "a", b"other")
-            .unwrap();
-        store
-            .save_rollout_report("web", VersionId(3), "a", b"later")
-            .unwrap();
+        let saves: [(u32, &str, &[u8]); 4] = [
+            (2, "b", b"first"),
+            (2, "b", b"second"),
+            (2, "a", b"other"),
+            (3, "a", b"later"),
+        ];
+        for (version, member, bytes) in saves {
+            store
+                .save_rollout_report("web", VersionId(version), member, bytes)
+                .unwrap();
+        }
         let bytes: Vec<Vec<u8>> = store
             .rollout_reports("web", VersionId(2))
             .unwrap()

@@ -55,6 +55,8 @@ struct Shared {
     failing_prefix: Option<String>,
     /// Every request's path and the status it was answered with, in order.
     answered: Vec<(String, u16)>,
+    /// newOrder requests get 429 `rateLimited` with this `Retry-After` (seconds).
+    rate_limit_new_orders: Option<u64>,
 }
 
 /// A running front; it stops when dropped.
@@ -157,6 +159,12 @@ impl AriFront {
         self.shared.lock().unwrap().failing_prefix = prefix.map(str::to_owned);
     }
 
+    /// Answers every newOrder with 429 `rateLimited` and `Retry-After: seconds`, until
+    /// called again with `None`.
+    pub fn rate_limit_new_orders(&self, retry_after: Option<u64>) {
+        self.shared.lock().unwrap().rate_limit_new_orders = retry_after;
+    }
+
     /// The JSON payloads of every newOrder request so far.
     pub fn new_orders(&self) -> Vec<serde_json::Value> {
         self.shared.lock().unwrap().new_orders.clone()
@@ -237,6 +245,17 @@ impl Forward {
         let new_order_path = self.shared.lock().unwrap().new_order_path.clone();
         let mut replaces = None;
         if Some(&path) == new_order_path.as_ref() {
+            let rate_limited = self.shared.lock().unwrap().rate_limit_new_orders;
+            if let Some(retry_after) = rate_limited {
+                return Response::builder()
+                    .status(StatusCode::TOO_MANY_REQUESTS)
+                    .header("content-type", "application/problem+json")
+                    .header("retry-after", retry_after.to_string())
+                    .body(Full::new(Bytes::from_static(
+                        br#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"front: too many new orders"}"#,
+                    )))
+                    .expect("429");
+            }
             if let Some(payload) = jws_payload(&body) {
                 replaces = payload.get("replaces").cloned();
                 let mut shared = self.shared.lock().unwrap();

@@ -2,9 +2,11 @@
 //! (tests/crl.rs and the monitoring end-to-end test).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use certinel::store::{CertStore, Origin, VersionId};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
     DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
@@ -155,6 +157,25 @@ impl CrlServer {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+}
+
+/// Stores a leaf of `ca` (for [`NAME`], serial `serial`, CRL at `crl_url`) as `v0001`
+/// of the managed certificate `name` in `state_dir`, current, as an adoption would.
+pub fn adopt_leaf(state_dir: &Path, name: &str, ca: &CrlCa, serial: u64, crl_url: &str) {
+    let (leaf, key) = ca.leaf(serial, crl_url);
+    let chain = pem("CERTIFICATE", &leaf) + &pem("CERTIFICATE", &ca.cert);
+    let key = pem("PRIVATE KEY", key.secret_der());
+    let store = CertStore::open(state_dir).unwrap();
+    let origin = Origin {
+        created_at: OffsetDateTime::now_utc(),
+        source: "adopted from the CRL test CA".into(),
+    };
+    let version = store
+        .stage_pending(name, &key, &chain, &origin)
+        .unwrap()
+        .version;
+    store.promote(name, version).unwrap();
+    assert_eq!(version, VersionId(1));
 }
 
 /// `der` as a PEM block labelled `label`.

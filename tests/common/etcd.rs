@@ -38,6 +38,8 @@ pub struct EtcdCluster {
     initial_cluster: String,
     token: String,
     tls: Option<EtcdTls>,
+    /// Further `etcd` flags, for every member.
+    extra_args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -59,16 +61,22 @@ impl EtcdCluster {
     /// Starts a cluster of `size` members and waits until every member answers `/health`
     /// with a leader elected.
     pub fn start(size: usize) -> EtcdCluster {
-        EtcdCluster::start_with(size, false)
+        EtcdCluster::start_with(size, false, &[])
+    }
+
+    /// [`start`](Self::start) with further `etcd` flags for every member, e.g.
+    /// `["--auth-token-ttl", "1"]`.
+    pub fn start_with_args(size: usize, extra_args: &[&str]) -> EtcdCluster {
+        EtcdCluster::start_with(size, false, extra_args)
     }
 
     /// [`start`](Self::start), serving clients over TLS only (`https://`) and requiring a
     /// client certificate issued by the cluster's CA; [`tls`](Self::tls) has the files.
     pub fn start_tls(size: usize) -> EtcdCluster {
-        EtcdCluster::start_with(size, true)
+        EtcdCluster::start_with(size, true, &[])
     }
 
-    fn start_with(size: usize, tls: bool) -> EtcdCluster {
+    fn start_with(size: usize, tls: bool, extra_args: &[&str]) -> EtcdCluster {
         assert!(
             Path::new(ETCD).is_file(),
             "{ETCD} is missing: install Debian's etcd-server (scripts/deps does)"
@@ -99,6 +107,7 @@ impl EtcdCluster {
             initial_cluster,
             token,
             tls,
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             _dir: dir,
         };
         for index in 0..size {
@@ -211,6 +220,7 @@ impl EtcdCluster {
             // Fast elections keep failover tests short; loopback has no real latency.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

@@ -17,6 +17,11 @@ pub const EXPECTED_EMPTY: &[(&str, &str)] = &[
         "the test's CRL is current (nextUpdate a day ahead); alerts_test.yml fires the rule",
     ),
     (
+        "CertinelManagedCertificateRevoked",
+        "Pebble's certificates name no CRL, and a revoked one is renewed at once; \
+         alerts_test.yml fires the rule, managed_revocation tests the renewal",
+    ),
+    (
         "CertinelManagedCertificateExpiresIn7Days",
         "Pebble's certificates live 3 days, so the lifetime rules judge them, not days",
     ),
@@ -68,6 +73,8 @@ pub const UNISSUABLE: &str = "unissuable";
 /// The managed certificate issued before certinel starts, whose verify target serves
 /// another certificate.
 pub const DRIFTED: &str = "drifted";
+/// The managed certificate adopted from the CRL test CA (not revoked).
+pub const ADOPTED: &str = "adopted";
 /// The profile the ARI front advertises ([`ISSUED`] asks for it); [`UNISSUABLE`] asks for
 /// `tlsclient`, which it does not advertise.
 pub const ADVERTISED_PROFILE: &str = "shortlived";
@@ -133,6 +140,10 @@ pub fn firing_alerts(
         ),
         ("CertinelFileUnreadable", vec![path(&setup.missing_file)]),
         (
+            "CertinelEndpointSourceFileRejected",
+            vec![("file", setup.broken_targets_file.display().to_string())],
+        ),
+        (
             "CertinelDown",
             vec![("instance", dead_certinel.to_string())],
         ),
@@ -162,9 +173,9 @@ pub fn firing_alerts(
 pub fn stat_values() -> BTreeMap<&'static str, f64> {
     [
         // 7 endpoints with a certificate (not the closed port), 5 readable files (the
-        // revoked leaf of each included), and the issued and drifted managed certificates
-        // (the unissuable one has no certificate).
-        ("Certificates", 14.0),
+        // revoked leaf of each included), and the issued, drifted and adopted managed
+        // certificates (the unissuable one has no certificate).
+        ("Certificates", 15.0),
         // The 3-day and two short-lived endpoints and files, and the two 3-day managed
         // certificates.
         ("Expire within 7 days", 8.0),
@@ -175,10 +186,12 @@ pub fn stat_values() -> BTreeMap<&'static str, f64> {
         ("Addresses disagree", 1.0),
         ("certinel up", 1.0),
         ("Last configuration change", 0.0),
-        ("Managed certificates", 3.0),
+        ("Managed certificates", 4.0),
         ("Managed not ready", 1.0),
         ("Renewals failing", 1.0),
         ("ACME errors (30m)", 0.0),
+        // The revoked endpoint and the revoked file; the adopted managed one is not.
+        ("Revoked (CRL)", 2.0),
     ]
     .into_iter()
     .collect()

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
 use time::OffsetDateTime;
 
-use super::expected::{ADVERTISED_PROFILE, DRIFTED};
+use super::expected::{ADOPTED, ADVERTISED_PROFILE, DRIFTED};
 use crate::common::ari_front::{AriFront, AriReply};
-use crate::common::crl::{CrlCa, CrlServer, pem};
+use crate::common::crl::{CrlCa, CrlServer, adopt_leaf, pem};
 use crate::common::pebble::{Pebble, PebbleOptions, free_port};
 use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
 use crate::common::service::{Service, write_config};
@@ -39,6 +39,8 @@ pub(super) struct Setup {
     pub(super) short_low_file: PathBuf,
     pub(super) short_critical_file: PathBuf,
     pub(super) missing_file: PathBuf,
+    /// An `[[endpoint_source]]` file that does not parse.
+    pub(super) broken_targets_file: PathBuf,
     pub(super) revoked: SocketAddr,
     pub(super) revoked_file: PathBuf,
     _servers: Vec<ServerHandle>,
@@ -132,6 +134,7 @@ impl Setup {
         let short_critical_file =
             write_pem(dir.path(), "short-critical.pem", &short_critical_leaf.pem);
         let missing_file = dir.path().join("missing.pem");
+        let broken_targets_file = write_pem(dir.path(), "broken-targets.json", "[{");
         let crl_ca_file = write_pem(dir.path(), "crl-ca.pem", &pem("CERTIFICATE", &crl_ca.cert));
         let revoked_file = write_pem(
             dir.path(),
@@ -154,6 +157,7 @@ impl Setup {
             ("SHORT_LOW_FILE", path(&short_low_file)),
             ("SHORT_CRITICAL_FILE", path(&short_critical_file)),
             ("MISSING_FILE", path(&missing_file)),
+            ("BROKEN_TARGETS_FILE", path(&broken_targets_file)),
             ("REVOKED_PORT", revoked.port().to_string()),
             ("CRL_CA_FILE", path(&crl_ca_file)),
             ("REVOKED_FILE", path(&revoked_file)),
@@ -164,6 +168,15 @@ impl Setup {
             ("UNREACHABLE_LISTEN", unreachable.to_string()),
         ];
         issue_drifted(dir.path(), &values, &pebble).await;
+        // A managed certificate adopted from the CRL test CA, not on its CRL:
+        // certinel_certificate_revoked is 0 for it.
+        adopt_leaf(
+            &dir.path().join("state"),
+            ADOPTED,
+            &crl_ca,
+            0x5151,
+            &crl_server.url,
+        );
         let config = write_config(dir.path(), "monitoring.toml", &values);
         let mut service = Service::start(Some(&config)).await;
         service.wait_ready().await;
@@ -191,6 +204,7 @@ impl Setup {
             short_low_file,
             short_critical_file,
             missing_file,
+            broken_targets_file,
             revoked,
             revoked_file,
             _servers: servers,

@@ -80,6 +80,46 @@ fn an_issued_certificate_renders_every_family_with_expiry_at_scrape_time() {
 }
 
 #[test]
+fn a_revoked_certificate_says_so_with_when_and_why_and_a_clean_one_says_zero() {
+    let mut revoked = issued();
+    revoked.revocation = Some(ManagedRevocation {
+        revoked_at: Some(datetime!(2025-12-31 00:00 UTC)),
+        reason_code: Some(1),
+    });
+    let mut clean = issued();
+    clean.name = "web".to_owned();
+    clean.revocation = Some(ManagedRevocation {
+        revoked_at: None,
+        reason_code: None,
+    });
+    let unchecked = CertificateSnapshot {
+        name: "new".to_owned(),
+        ..CertificateSnapshot::default()
+    };
+    let body = render_snapshot(
+        &Snapshot {
+            certificates: vec![revoked, clean, unchecked],
+            ..Snapshot::default()
+        },
+        NOW,
+    )
+    .unwrap();
+    let samples: Vec<&str> = body
+        .lines()
+        .filter(|line| line.starts_with("certinel_certificate_revo"))
+        .collect();
+    assert_eq!(
+        samples,
+        [
+            r#"certinel_certificate_revoked{name="api"} 1"#,
+            r#"certinel_certificate_revoked{name="web"} 0"#,
+            r#"certinel_certificate_revocation_timestamp_seconds{name="api",reason_code="1"} 1767139200"#,
+        ],
+        "{body}"
+    );
+}
+
+#[test]
 fn a_missing_certificate_is_not_ready_and_has_only_zeroed_counters() {
     let missing = CertificateSnapshot {
         name: "new".to_owned(),
@@ -100,7 +140,7 @@ fn a_missing_certificate_is_not_ready_and_has_only_zeroed_counters() {
 }
 
 #[test]
-fn failures_are_counted_by_stage_and_problem_and_an_expired_certificate_is_not_ready() {
+fn failures_are_counted_by_stage_problem_and_ca_and_an_expired_certificate_is_not_ready() {
     let mut failing = issued();
     if let Some(current) = failing.current.as_mut() {
         current.not_after = datetime!(2025-12-31 00:00 UTC);
@@ -111,12 +151,14 @@ fn failures_are_counted_by_stage_and_problem_and_an_expired_certificate_is_not_r
     failing.consecutive_failures = 3;
     failing.renewals_succeeded = 0;
     failing.renewals_failed = 3;
-    failing
-        .failures
-        .insert(("order".to_owned(), "network".to_owned()), 2);
-    failing
-        .failures
-        .insert(("deploy".to_owned(), "hook".to_owned()), 1);
+    failing.failures.insert(
+        ("acme".to_owned(), "order".to_owned(), "network".to_owned()),
+        2,
+    );
+    failing.failures.insert(
+        ("backup".to_owned(), "deploy".to_owned(), "hook".to_owned()),
+        1,
+    );
     let samples = render_snapshot(
         &Snapshot {
             certificates: vec![failing],
@@ -129,8 +171,8 @@ fn failures_are_counted_by_stage_and_problem_and_an_expired_certificate_is_not_r
         r#"certinel_certificate_ready{name="api"} 0"#,
         r#"certinel_certificate_expiry_seconds{name="api"} -86400"#,
         r#"certinel_certificate_renewals_total{name="api",outcome="failure"} 3"#,
-        r#"certinel_certificate_renewal_failures_total{name="api",stage="deploy",problem="hook"} 1"#,
-        r#"certinel_certificate_renewal_failures_total{name="api",stage="order",problem="network"} 2"#,
+        r#"certinel_certificate_renewal_failures_total{name="api",stage="deploy",problem="hook",ca="backup"} 1"#,
+        r#"certinel_certificate_renewal_failures_total{name="api",stage="order",problem="network",ca="acme"} 2"#,
         r#"certinel_certificate_renewal_consecutive_failures{name="api"} 3"#,
     ] {
         assert!(

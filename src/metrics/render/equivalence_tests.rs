@@ -93,7 +93,7 @@ fn assert_grouped(body: &str) {
 }
 
 fn every_kind_of_result() -> Snapshot {
-    let healthy = report(
+    let mut healthy = report(
         "ok.test:443",
         vec![
             (
@@ -103,6 +103,8 @@ fn every_kind_of_result() -> Snapshot {
             ("::1", handshake("ok.test", datetime!(2026-01-31 12:00 UTC))),
         ],
     );
+    // A file_sd target's extra labels.
+    healthy.endpoint.labels = vec![("team".to_owned(), "web".to_owned())];
     let mut expired = report(
         "old.test:8443",
         vec![(
@@ -148,9 +150,10 @@ fn every_kind_of_result() -> Snapshot {
         renewal_rule: Some("renew_before"),
         ..CertificateSnapshot::default()
     };
-    failing
-        .failures
-        .insert(("order".to_owned(), "network".to_owned()), 2);
+    failing.failures.insert(
+        ("acme".to_owned(), "order".to_owned(), "network".to_owned()),
+        2,
+    );
     Snapshot {
         endpoints: [healthy, expired, down, gone]
             .into_iter()
@@ -174,6 +177,18 @@ fn every_kind_of_result() -> Snapshot {
         probe_errors: [("connect", 3), ("dns", 1), ("timeout", 0)].into(),
         file_read_errors: [("/etc/ssl/broken.pem".to_owned(), 2)].into(),
         crl: Default::default(),
+        endpoint_source_files: vec![
+            crate::metrics::endpoint_sources::SourceFileStatus {
+                file: "/etc/certinel/targets/web.json".to_owned(),
+                successful: true,
+                targets: 12,
+            },
+            crate::metrics::endpoint_sources::SourceFileStatus {
+                file: "/etc/certinel/targets/broken.yml".to_owned(),
+                successful: false,
+                targets: 0,
+            },
+        ],
         reload: ReloadStatus {
             last_success: Some(datetime!(2025-12-31 00:00 UTC)),
             last_successful: false,
@@ -270,4 +285,27 @@ fn promtool_accepts_the_fast_path_body() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{findings}\n{body}");
+}
+
+#[test]
+fn endpoint_series_use_only_the_label_names_file_sd_files_may_not_set() {
+    let body = render_snapshot(&every_kind_of_result(), NOW).unwrap();
+    let endpoint_series = parse(&body).samples.into_keys().filter(|(name, _)| {
+        (name.starts_with("certinel_endpoint_") || name.starts_with("certinel_client_cert_"))
+            && !name.starts_with("certinel_endpoint_source_")
+    });
+    let mut names = BTreeSet::new();
+    for (_, labels) in endpoint_series {
+        names.extend(labels.into_keys());
+    }
+    names.remove("team");
+    let reserved: BTreeSet<String> = crate::config::file_sd::CERTINEL_LABELS
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
+    let unreserved: Vec<&String> = names.difference(&reserved).collect();
+    assert!(
+        unreserved.is_empty(),
+        "certinel labels missing from file_sd::CERTINEL_LABELS: {unreserved:?}"
+    );
 }

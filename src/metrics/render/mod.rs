@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::config::model::Endpoint;
 use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
 use crate::metrics::label_values;
 use crate::metrics::names::{self, MetricDef};
@@ -54,6 +55,8 @@ pub struct Snapshot {
     pub served: Vec<ServedSample>,
     /// The CRLs held and the CRL fetch errors.
     pub crl: crate::scan::crl::fetch::CrlSummary,
+    /// The files of the `[[endpoint_source]]` tables, sorted by path.
+    pub endpoint_source_files: Vec<crate::metrics::endpoint_sources::SourceFileStatus>,
 }
 
 /// What the reload gauges report.
@@ -150,6 +153,7 @@ fn push_service(families: &mut impl Sink, snapshot: &Snapshot, now: OffsetDateTi
     for (path, count) in &snapshot.file_read_errors {
         families.push(names::FILE_READ_ERRORS, &[("path", path)], *count as f64);
     }
+    crate::metrics::endpoint_sources::push(families, &snapshot.endpoint_source_files);
     for certificate in &snapshot.certificates {
         certificates::push_certificate(families, certificate, now);
     }
@@ -199,8 +203,8 @@ pub fn probe_succeeded(report: &EndpointReport) -> bool {
 /// [`Sink::push_seconds_until`], so the lines can be rendered once per report.
 pub(crate) fn push_endpoint(families: &mut impl Sink, report: &EndpointReport) {
     let target = report.endpoint.target.to_string();
-    let sni = report.endpoint.sni.as_deref();
-    let endpoint_labels = with_sni(vec![("target", target.as_str())], sni);
+    let endpoint = &report.endpoint;
+    let endpoint_labels = with_endpoint_labels(vec![("target", target.as_str())], endpoint);
     let started = timestamp(report.started_at);
     families.push(
         names::ENDPOINT_ADDRESSES_DISAGREE,
@@ -222,13 +226,16 @@ pub(crate) fn push_endpoint(families: &mut impl Sink, report: &EndpointReport) {
     if report.resolve_error.is_some() {
         // No address to label: one `up` series with an empty `ip` keeps `up == 0` alerts
         // working for names that stopped resolving.
-        let labels = with_sni(vec![("target", target.as_str()), ("ip", "")], sni);
+        let labels = with_endpoint_labels(vec![("target", target.as_str()), ("ip", "")], endpoint);
         families.push(names::ENDPOINT_UP, &labels, 0.0);
         families.push(names::ENDPOINT_LAST_PROBE, &labels, started);
     }
     for address in &report.addresses {
         let ip = address.ip.to_string();
-        let labels = with_sni(vec![("target", target.as_str()), ("ip", ip.as_str())], sni);
+        let labels = with_endpoint_labels(
+            vec![("target", target.as_str()), ("ip", ip.as_str())],
+            endpoint,
+        );
         families.push(names::ENDPOINT_UP, &labels, flag(address.outcome.is_ok()));
         families.push(
             names::ENDPOINT_PROBE_DURATION,
@@ -334,13 +341,21 @@ fn push_file(families: &mut impl Sink, report: &FileReport) {
     revocation::push_file(families, &labels, report.revocation.as_ref());
 }
 
-fn with_sni<'a>(
+/// `labels`, then `sni` when the endpoint sets one, then the endpoint's extra labels (a
+/// file_sd group's, checked not to collide with certinel's own).
+fn with_endpoint_labels<'a>(
     mut labels: Vec<(&'a str, &'a str)>,
-    sni: Option<&'a str>,
+    endpoint: &'a Endpoint,
 ) -> Vec<(&'a str, &'a str)> {
-    if let Some(sni) = sni {
+    if let Some(sni) = endpoint.sni.as_deref() {
         labels.push(("sni", sni));
     }
+    labels.extend(
+        endpoint
+            .labels
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
     labels
 }
 

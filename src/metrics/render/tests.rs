@@ -235,6 +235,41 @@ fn unresolvable_name_has_one_down_series_with_empty_ip() {
 }
 
 #[test]
+fn extra_labels_of_a_file_sd_target_follow_sni_on_every_endpoint_series() {
+    let mut endpoint = report(
+        "labelled.test:443",
+        vec![(
+            "192.0.2.1",
+            handshake("labelled.test", datetime!(2026-03-01 00:00 UTC)),
+        )],
+    );
+    endpoint.endpoint.sni = Some("alias.test".to_owned());
+    endpoint.endpoint.labels = vec![
+        ("env".to_owned(), "prod".to_owned()),
+        ("team".to_owned(), "web".to_owned()),
+    ];
+    let body = render_snapshot(&snapshot(vec![endpoint]), NOW).unwrap();
+    assert_lines(
+        &body,
+        &[
+            r#"certinel_endpoint_up{target="labelled.test:443",ip="192.0.2.1",sni="alias.test",env="prod",team="web"} 1"#,
+            r#"certinel_endpoint_addresses_disagree{target="labelled.test:443",sni="alias.test",env="prod",team="web"} 0"#,
+        ],
+    );
+    let endpoint_lines: Vec<&str> = body
+        .lines()
+        .filter(|line| line.contains("target=\"labelled.test:443\""))
+        .collect();
+    assert!(endpoint_lines.len() > 10, "{body}");
+    for line in endpoint_lines {
+        assert!(
+            line.contains(r#"sni="alias.test",env="prod",team="web""#),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn counters_files_and_client_certificates_are_rendered() {
     let mut endpoint = report(
         "mtls.test:443",

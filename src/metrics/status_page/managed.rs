@@ -59,6 +59,10 @@ fn row(
 ) -> String {
     let ready = certificate.is_ready(now);
     let days = days_left(certificate, now);
+    // A revoked version is as bad as one an address does not serve: clients refuse it.
+    let revoked = certificate
+        .revocation
+        .is_some_and(|revocation| revocation.revoked_at.is_some());
     let stale = samples.iter().any(|sample| !sample.current);
     let (version, serial, serial_title) = match &certificate.current {
         Some(current) => (
@@ -73,10 +77,19 @@ fn row(
         html,
         "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
          <td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        class(days, ready, stale, certificate.consecutive_failures),
+        class(
+            days,
+            ready,
+            stale || revoked,
+            certificate.consecutive_failures
+        ),
         days.map_or_else(|| "?".to_owned(), |days| format!("{days:.1}")),
         escape(&certificate.name),
-        if ready { "yes" } else { "no" },
+        match (revoked, ready) {
+            (true, _) => "revoked",
+            (false, true) => "yes",
+            (false, false) => "no",
+        },
         escape(version),
         escape(serial_title),
         escape(&serial),
@@ -92,12 +105,13 @@ fn days_left(certificate: &CertificateSnapshot, now: OffsetDateTime) -> Option<f
     Some(days_between(now, current.not_after))
 }
 
-/// Red below [`CRITICAL_DAYS`], when not ready or when an address serves a stale version;
-/// amber below [`WARNING_DAYS`] or while renewals fail; grey without a version.
-fn class(days: Option<f64>, ready: bool, stale: bool, failures: u32) -> &'static str {
+/// Red below [`CRITICAL_DAYS`], when not ready, or when clients are `refused` it (an
+/// address serves a stale version, or the current one is revoked); amber below
+/// [`WARNING_DAYS`] or while renewals fail; grey without a version.
+fn class(days: Option<f64>, ready: bool, refused: bool, failures: u32) -> &'static str {
     match days {
         None => "unknown",
-        Some(days) if days < CRITICAL_DAYS || !ready || stale => "critical",
+        Some(days) if days < CRITICAL_DAYS || !ready || refused => "critical",
         Some(days) if days < WARNING_DAYS || failures > 0 => "warning",
         Some(_) => "ok",
     }
@@ -289,6 +303,20 @@ mod tests {
             .map(|name| section.find(name).unwrap())
             .collect();
         assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{section}");
+    }
+
+    #[test]
+    fn a_revoked_current_version_says_so_and_turns_the_row_red() {
+        let mut revoked = certificate("api", 60);
+        revoked.revocation = Some(crate::metrics::certificates::ManagedRevocation {
+            revoked_at: Some(datetime!(2025-12-31 23:00 UTC)),
+            reason_code: Some(1),
+        });
+        check(
+            &[revoked],
+            &[],
+            &["<tr class=\"critical\"><td>60.0</td><td>api</td><td>revoked</td>"],
+        );
     }
 
     #[test]

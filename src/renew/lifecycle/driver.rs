@@ -193,7 +193,9 @@ impl Run<'_> {
                 self.store
                     .begin(name, now)
                     .map_err(|e| self.store_error(e))?;
-                self.record(Step::Begin, None, None, None);
+                // Why this renewal began, when it is not the usual window: a revocation.
+                let detail = self.revocation_reason();
+                self.record_with_detail(Step::Begin, None, None, None, detail);
                 Event::Begun
             }
             Action::ResumeOrder { order_url } => {

@@ -8,7 +8,7 @@ use super::*;
 use crate::cert::KeyType;
 use crate::config::model::OnVerifyFailure;
 use crate::schedule::ari::AriState;
-use crate::schedule::history::{JitterDraw, ScheduleState};
+use crate::schedule::history::{JitterDraw, RevocationCheck, ScheduleState};
 use crate::store::{Inflight, SecretPem, Stage, VersionState};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
@@ -227,6 +227,64 @@ fn a_certificate_not_due_sleeps_until_the_renewal_or_the_next_ari_poll() {
         "the ARI poll comes first"
     );
     assert_eq!(next_wake_up(&observed(&polled)), NOW + Duration::hours(6));
+}
+
+/// `world` with its current version found revoked by the last CRL check.
+fn revoked(mut world: World) -> World {
+    world.plan.schedule.revocation = Some(RevocationCheck {
+        serial: "01".into(),
+        url: "http://crl.test/1.crl".into(),
+        checked_at: NOW - Duration::minutes(1),
+        revoked_at: Some(NOW - Duration::hours(1)),
+        reason_code: Some(1),
+    });
+    world
+}
+
+#[test]
+fn a_revoked_current_certificate_renews_at_once_although_its_window_is_far() {
+    let mut stale_verdict = revoked(World::current(10));
+    if let Some(check) = &mut stale_verdict.plan.schedule.revocation {
+        check.serial = "00".into();
+    }
+    let mut backing_off = revoked(World::current(10));
+    backing_off.plan.schedule.consecutive_failures = 1;
+    backing_off.plan.schedule.last_failure_at = Some(NOW);
+    check(vec![
+        (
+            "revoked, 50 days before its window: renew, account first",
+            revoked(World::current(10)),
+            Event::RenewalInfoSaved,
+            Action::LoadAccount,
+        ),
+        (
+            "a verdict about another serial does not count",
+            stale_verdict,
+            Event::RenewalInfoSaved,
+            Action::Sleep {
+                renew_at: NOW + Duration::days(50),
+                reason: Reason::Scheduled,
+                rule: Rule::RenewBefore,
+                next_check: NOW + Duration::days(50),
+            },
+        ),
+        (
+            "revoked after a failure: the backoff still holds",
+            backing_off,
+            Event::RenewalInfoSaved,
+            Action::Sleep {
+                renew_at: NOW + Duration::minutes(5),
+                reason: Reason::Backoff,
+                rule: Rule::RenewBefore,
+                next_check: NOW + Duration::minutes(5),
+            },
+        ),
+    ]);
+    assert_eq!(
+        next_wake_up(&observed(&revoked(World::current(10)))),
+        NOW,
+        "the wake-up after a revocation is now"
+    );
 }
 
 fn observed(world: &World) -> Observed<'_> {

@@ -20,6 +20,7 @@ struct Case {
     state: ScheduleState,
     ari: Option<AriChoice>,
     random: f64,
+    revoked: bool,
 }
 
 /// Now is 2025-02-01; the live certificate runs 2025-01-01 to 2025-04-01 (90 days) for
@@ -43,6 +44,7 @@ fn baseline() -> Case {
         state: ScheduleState::default(),
         ari: None,
         random: 0.0,
+        revoked: false,
     }
 }
 
@@ -57,6 +59,7 @@ fn decide(case: &Case) -> Decision {
         state: &case.state,
         ari: case.ari,
         random: case.random,
+        revoked: case.revoked,
     })
 }
 
@@ -297,6 +300,58 @@ fn a_first_version_whose_rollout_failed_is_retried_after_the_backoff_not_at_its_
             c.state.record_success(c.now);
         },
         "Scheduled +29d",
+    );
+}
+
+#[test]
+fn a_revoked_certificate_is_renewed_at_once_whatever_its_window_says() {
+    check(|c| c.revoked = true, "Revoked now");
+    // The CA's window (ARI) far out does not hold a revoked certificate back either.
+    check(
+        |c| {
+            c.revoked = true;
+            c.ari = Some(AriChoice {
+                window: SuggestedWindow {
+                    start: datetime!(2025-03-10 0:00 UTC),
+                    end: datetime!(2025-03-11 0:00 UTC),
+                },
+                renew_at: datetime!(2025-03-10 12:00 UTC),
+            });
+        },
+        "Revoked now",
+    );
+    // An expired certificate stays `Expired`: that it was revoked too changes nothing.
+    check(
+        |c| {
+            c.revoked = true;
+            c.now = datetime!(2025-04-01 0:00 UTC);
+        },
+        "Expired now",
+    );
+}
+
+#[test]
+fn a_revoked_certificate_still_waits_for_the_backoff_and_the_ca() {
+    check(
+        |c| {
+            c.revoked = true;
+            failures(c, 1, 1);
+        },
+        "Backoff +4m",
+    );
+    check(
+        |c| {
+            c.revoked = true;
+            c.state.retry_after = Some(c.now + Duration::hours(1));
+        },
+        "RetryAfter +1h",
+    );
+    check(
+        |c| {
+            c.revoked = true;
+            failed_authorizations(c, "example.com", &[1, 2, 3, 4, 5]);
+        },
+        "RateLimited +55m",
     );
 }
 
