@@ -35,36 +35,9 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenStoreError> {
         keyring: Arc::new(keyring(cluster)?),
     };
     let cluster = cluster.clone();
+    // `connect` itself tries again while a member is down or a leader is being elected.
     let store = EtcdStore::connect_with(settings, move || async move {
-        connect_to_a_live_member(&cluster).await
+        connect(&cluster).await.map_err(OpenStoreError::from)
     })?;
     Ok(Arc::new(store))
-}
-
-/// How often a refused first connection is tried again.
-const CONNECT_ATTEMPTS: usize = 8;
-
-/// [`connect`], tried again while a member refuses the connection or a leader is being
-/// elected: the client sends its first request to any configured endpoint, a dead
-/// member's too, and the next attempt likely reaches a live one. A cluster that does not
-/// answer at all fails after one deadline.
-async fn connect_to_a_live_member(
-    cluster: &crate::config::model::ClusterConfig,
-) -> Result<etcd_client::Client, OpenStoreError> {
-    let mut attempt = 1;
-    let mut pause = std::time::Duration::from_millis(100);
-    loop {
-        match connect(cluster).await {
-            // A deadline that passed is not tried again: it already waited long enough.
-            Err(ClusterError::Unreachable { cause, .. })
-                if attempt < CONNECT_ATTEMPTS && !cause.starts_with("no answer") =>
-            {
-                tracing::debug!(attempt, %cause, "etcd did not answer this time; trying again");
-                tokio::time::sleep(pause).await;
-                attempt += 1;
-                pause = (pause * 2).min(std::time::Duration::from_secs(1));
-            }
-            result => return Ok(result?),
-        }
-    }
 }
