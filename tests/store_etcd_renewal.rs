@@ -1,13 +1,14 @@
 //! Renewals through the etcd store against a real Pebble: a full issuance leaves no private
 //! key or account credential in plaintext in etcd, and a replica whose lock was taken over
 //! in the middle of a renewal is fenced: its next write fails, it stops, the audit says
-//! `fenced`, and the new holder's state is intact.
+//! `fenced`, the new holder's state is intact, and it finishes the renewal without a
+//! second order.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use certinel::renew::{RenewError, RenewOptions, Renewer};
+use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::store::{EtcdStore, Stage, Step, Store, StoreError};
 use time::OffsetDateTime;
 
@@ -89,7 +90,7 @@ async fn a_full_issuance_leaves_no_private_key_or_account_credential_in_plaintex
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renewal_whose_lock_was_taken_over_is_fenced_stops_and_audits_it() {
+async fn a_renewal_whose_lock_was_taken_over_is_fenced_and_the_new_holder_finishes_it() {
     let pebble = Pebble::start(PebbleOptions::default()).await;
     let cluster = EtcdCluster::start(3);
     let dir = tempfile::tempdir().unwrap();
@@ -110,9 +111,9 @@ async fn a_renewal_whose_lock_was_taken_over_is_fenced_stops_and_audits_it() {
     );
     let b_dir = tempfile::tempdir().unwrap();
     let b = etcd_store(&cluster, b_dir.path(), "replica-b", Duration::from_secs(2));
-    let renewer = renewer(dir.path(), &pebble, &hook, &a);
+    let a_renewer = renewer(dir.path(), &pebble, &hook, &a);
     let renewal = tokio::spawn(async move {
-        renewer
+        a_renewer
             .renew("api", RenewOptions::default(), OffsetDateTime::now_utc())
             .await
     });
@@ -169,4 +170,18 @@ async fn a_renewal_whose_lock_was_taken_over_is_fenced_stops_and_audits_it() {
         .expect("the renewal is still in flight");
     assert_eq!(inflight.stage, Stage::Pending);
     assert_eq!(b.current("api").unwrap(), inflight.version);
+
+    // B resumes the renewal A left in flight: A's version is rolled out, no second order.
+    drop(_b_lock);
+    let b_renewer = renewer(b_dir.path(), &pebble, "true", &b);
+    let resumed = b_renewer
+        .renew("api", RenewOptions::default(), OffsetDateTime::now_utc())
+        .await;
+    assert!(
+        matches!(&resumed, Ok(RenewOutcome::Renewed { version, .. }) if Some(*version) == inflight.version),
+        "{resumed:?}"
+    );
+    assert_eq!(b.inflight("api").unwrap(), None);
+    assert_eq!(b.versions("api").unwrap().len(), 1, "no second certificate");
+    assert_eq!(b.rejected_writes(), 0);
 }
