@@ -119,6 +119,9 @@ mod served_retry;
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
+/// What every store does: one behaviour function over `&dyn Store`, run by `store_etcd`
+/// on the filesystem store and the etcd store.
+mod store_behaviour;
 /// The etcd store against a real etcd: the store behaviour shared with the filesystem
 /// store, secrets sealed, fenced writes of a holder whose lease expired.
 mod store_etcd;
