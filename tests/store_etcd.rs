@@ -19,6 +19,14 @@ fn keyring() -> Arc<Keyring> {
     Arc::new(Keyring::new(Kek::from_bytes(&[7; 32]), Vec::new()))
 }
 
+/// After a rotation: a new current key, the test's usual one as the previous.
+fn rotated_keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(
+        Kek::from_bytes(&[8; 32]),
+        vec![Kek::from_bytes(&[7; 32])],
+    ))
+}
+
 /// An etcd store of member `member` on `cluster`, its files under `local`.
 pub(crate) fn etcd_store(
     cluster: &EtcdCluster,
@@ -26,13 +34,24 @@ pub(crate) fn etcd_store(
     member: &str,
     lease_ttl: Duration,
 ) -> EtcdStore {
+    etcd_store_with(cluster, local, member, lease_ttl, keyring())
+}
+
+/// [`etcd_store`] sealing with `keyring`.
+fn etcd_store_with(
+    cluster: &EtcdCluster,
+    local: &Path,
+    member: &str,
+    lease_ttl: Duration,
+    keyring: Arc<Keyring>,
+) -> EtcdStore {
     let endpoints = cluster.endpoints();
     let settings = EtcdSettings {
         prefix: "/certinel/".into(),
         member: member.into(),
         lease_ttl,
         local_dir: local.to_path_buf(),
-        keyring: keyring(),
+        keyring,
     };
     EtcdStore::connect(settings, move || async move {
         etcd_client::Client::connect(endpoints, None).await
@@ -258,4 +277,42 @@ fn a_held_lock_outlives_its_lease_ttl_while_its_keep_alive_runs() {
     assert!(matches!(b.lock("web"), Err(LockError::Held)));
     a.begin("web", datetime!(2025-02-01 0:00 UTC)).unwrap();
     assert_eq!(a.rejected_writes(), 0);
+}
+
+#[test]
+fn after_a_key_encryption_key_rotation_a_rewritten_version_is_sealed_with_the_new_key() {
+    let cluster = EtcdCluster::start(1);
+    let old_dir = tempfile::tempdir().unwrap();
+    let old = etcd_store(&cluster, old_dir.path(), "old", Duration::from_secs(5));
+    let v1 = stage(&old, "www");
+    let rotated_dir = tempfile::tempdir().unwrap();
+    let rotated = etcd_store_with(
+        &cluster,
+        rotated_dir.path(),
+        "rotated",
+        Duration::from_secs(5),
+        rotated_keyring(),
+    );
+    // The previous key still opens it; rewriting its state seals it with the new one.
+    let before = std::fs::read(rotated.files("www", v1).unwrap().key).unwrap();
+    rotated.promote("www", v1).unwrap();
+    let again_dir = tempfile::tempdir().unwrap();
+    let without_old = etcd_store_with(
+        &cluster,
+        again_dir.path(),
+        "new-only",
+        Duration::from_secs(5),
+        Arc::new(Keyring::new(Kek::from_bytes(&[8; 32]), Vec::new())),
+    );
+    assert_eq!(
+        std::fs::read(without_old.files("www", v1).unwrap().key).unwrap(),
+        before
+    );
+    let elsewhere = old_dir.path().join("elsewhere");
+    let stale = etcd_store(&cluster, &elsewhere, "old-again", Duration::from_secs(5));
+    let refused = stale.files("www", v1).unwrap_err();
+    assert!(
+        refused.to_string().contains("key-encryption key"),
+        "{refused}"
+    );
 }

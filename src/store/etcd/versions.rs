@@ -6,7 +6,7 @@ use etcd_client::{DeleteOptions, TxnOp};
 
 use crate::store::StoreError;
 use crate::store::etcd::Shared;
-use crate::store::etcd::cert_state::{Links, StoredVersion, VersionDoc, seal, to_json};
+use crate::store::etcd::cert_state::{Links, StoredVersion, VersionDoc, decode, seal, to_json};
 use crate::store::etcd::txn::{Plan, unchanged};
 use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
 use crate::store::versions::{new_version, prunable};
@@ -199,11 +199,18 @@ impl Shared {
         })
     }
 
-    /// The put that rewrites `stored` with `state` (its sealed key unchanged: the value's
-    /// name stays the same).
+    /// The put that rewrites `stored` with `state`. Its key stays sealed as it is, unless
+    /// with a key-encryption key rotated out: then it is sealed again with the current one.
     fn put_state(&self, stored: &StoredVersion, state: VersionState) -> Result<TxnOp, StoreError> {
         let mut doc = stored.doc.clone();
         doc.meta.state = state;
+        if self
+            .keyring
+            .is_stale(&decode(&stored.entry.key, &doc.key_sealed)?)
+        {
+            let key_pem = stored.key_pem(self)?;
+            doc.key_sealed = seal(self, &stored.entry.key, key_pem.as_bytes())?;
+        }
         Ok(TxnOp::put(
             stored.entry.key.as_str(),
             to_json(&stored.entry.key, &doc)?,
