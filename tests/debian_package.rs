@@ -29,6 +29,8 @@ const INSTALLED_FILES: &[&str] = &[
     "/usr/share/certinel/prometheus/alerts.yml",
     "/usr/share/certinel/prometheus/alerts-renewal.yml",
     "/usr/share/certinel/prometheus/prometheus.yml",
+    "/usr/share/certinel/prometheus/alerts-cluster.yml",
+    "/usr/share/certinel/prometheus/prometheus-cluster.yml",
     "/usr/share/certinel/grafana/certinel.json",
     "/usr/share/certinel/grafana/provisioning/certinel.yaml",
     "/usr/share/doc/certinel/copyright",

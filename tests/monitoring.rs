@@ -30,6 +30,24 @@ const RULE_FILES: &[(&str, &str)] = &[
     ("alerts-renewal.yml", "alerts-renewal_test.yml"),
 ];
 
+/// The cluster's rule file and unit tests, loaded by `prometheus-cluster.yml` (not by
+/// `prometheus.yml`: without `[cluster]` its series never exist, and the end-to-end test
+/// here runs a single certinel).
+const CLUSTER_RULE_FILES: &[(&str, &str)] = &[("alerts-cluster.yml", "alerts-cluster_test.yml")];
+
+#[test]
+fn cluster_alert_rules_and_prometheus_config_pass_promtool_check_and_their_unit_tests() {
+    let dir = config_dir();
+    for (rules, tests) in CLUSTER_RULE_FILES {
+        let output = promtool(&dir, &["check", "rules", rules]);
+        assert_promtool_ok(&output, &format!("check rules {rules}"));
+        let output = promtool(&dir, &["test", "rules", tests]);
+        assert_promtool_ok(&output, &format!("test rules {tests}"));
+    }
+    let config = promtool(&dir, &["check", "config", "prometheus-cluster.yml"]);
+    assert_promtool_ok(&config, "check config prometheus-cluster.yml");
+}
+
 #[test]
 fn alert_rules_and_prometheus_config_pass_promtool_check() {
     let dir = config_dir();

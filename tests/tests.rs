@@ -26,9 +26,18 @@ mod cluster_cli;
 /// `cluster::connect` against a real etcd: plain, TLS with client certificates, user and
 /// password; unreachable and refusing clusters are one clear error, quickly.
 mod cluster_connect;
+/// `config/prometheus/prometheus-cluster.yml` in a real Prometheus: `hashmod` sends each
+/// `/probe` target to exactly one of two `certinel run` replicas (counted at the target).
+mod cluster_hashmod;
+/// `cluster::membership` against a real three-member etcd: who is listed, leaving, lease
+/// expiry, losing and regaining quorum.
+mod cluster_membership;
 /// `certinel run` with `[cluster]` against a real three-member etcd and Pebble: issued
 /// into etcd, materialised locally, renewed with one etcd member down.
 mod cluster_run;
+/// Sharded scanning: 300 endpoints over three `certinel run` replicas with `[cluster]` on a
+/// real etcd, each in exactly one replica's `/metrics`; a killed replica's share moves.
+mod cluster_sharding;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.

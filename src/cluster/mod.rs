@@ -9,6 +9,8 @@ mod connect;
 mod endpoints;
 mod error;
 mod keyring;
+pub mod membership;
+pub mod shard;
 mod store;
 
 pub use connect::{CONNECT_TIMEOUT, connect, connect_within};

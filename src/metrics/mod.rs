@@ -7,6 +7,7 @@
 
 pub mod allow;
 pub mod certificates;
+pub mod cluster;
 pub mod endpoint_sources;
 pub mod http;
 pub mod label_values;

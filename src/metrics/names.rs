@@ -359,6 +359,21 @@ pub const CRL_FETCH_ERRORS: MetricDef = counter(
     "certinel_crl_fetch_errors_total",
     "Failed CRL fetches, by reason (unsupported_url, dns, connect, budget, timeout, http, http_status, too_large).",
 );
+/// Whether this replica reaches etcd.
+pub const CLUSTER_CONNECTED: MetricDef = gauge(
+    "certinel_cluster_connected",
+    "1 when this replica's last membership round reached etcd (lease renewed, members read), 0 otherwise.",
+);
+/// The live members this replica sees.
+pub const CLUSTER_MEMBER_UP: MetricDef = gauge(
+    "certinel_cluster_member_up",
+    "1 for each live cluster member this replica sees, itself included.",
+);
+/// This replica's share of the scheduled endpoints.
+pub const CLUSTER_ENDPOINTS_OWNED: MetricDef = gauge(
+    "certinel_cluster_endpoints_owned",
+    "Scheduled endpoints this replica probes: its rendezvous-hash share among the live members.",
+);
 
 /// Every metric, in the order `/metrics` renders them.
 pub const ALL: &[MetricDef] = &[
@@ -420,6 +435,9 @@ pub const ALL: &[MetricDef] = &[
     ACME_REQUEST_DURATION,
     ACME_PROFILE_AVAILABLE,
     CLOCK_SKEW,
+    CLUSTER_CONNECTED,
+    CLUSTER_MEMBER_UP,
+    CLUSTER_ENDPOINTS_OWNED,
 ];
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! [`run`] takes its listener and a shutdown token, so tests bind `127.0.0.1:0` and run the
 //! whole service in-process; `cli::run` binds, installs signal handlers and calls it.
 
+mod cluster;
 pub mod connection_deadline;
 pub mod drift;
 pub mod endpoint_sources;
@@ -39,7 +40,7 @@ use endpoint_sources::EndpointSources;
 use notify::Notifier;
 use reload::Reloader;
 use renewals::{Renewals, RenewerFactory};
-use scheduler::{JobEnvironment, Scheduler};
+use scheduler::{JobEnvironment, Scheduler, Sharding};
 use state::State;
 
 /// Why the service stopped or could not start.
@@ -61,6 +62,9 @@ pub enum ServiceError {
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Http(#[source] std::io::Error),
+    /// etcd (`[cluster]`) could not be reached or refused certinel.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// A background task panicked.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -148,6 +152,25 @@ pub async fn run_with_options(
     state.set_endpoint_source_files(sources.statuses());
     let scheduled = endpoint_sources::scheduled(&config, &sources);
     let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
+    let members = match &config.cluster {
+        Some(settings) => {
+            let client = crate::cluster::connect(settings).await?;
+            let members = cluster::join(
+                client,
+                cluster::settings(settings),
+                state.clone(),
+                &tracker,
+                &shutdown,
+            )
+            .await;
+            scheduler.set_sharding(Sharding::Share {
+                me: members.0.clone(),
+                members: members.1.borrow().clone(),
+            });
+            Some(members)
+        }
+        None => None,
+    };
     scheduler.apply(&scheduled);
     let mut renewals = Renewals::new(
         state.clone(),
@@ -196,6 +219,7 @@ pub async fn run_with_options(
         environment,
         http: http_shared,
         applied,
+        members,
         sources,
     };
     reloader.watch(loaded, reload_requests, shutdown).await;

@@ -27,7 +27,7 @@ use crate::service::endpoint_sources::{self, EndpointSources, Settings};
 use crate::service::error_chain::error_chain;
 use crate::service::notify::Notifier;
 use crate::service::renewals::Renewals;
-use crate::service::scheduler::{JobEnvironment, Scheduler};
+use crate::service::scheduler::{JobEnvironment, Scheduler, Sharding};
 
 /// How often the configuration file is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -39,6 +39,15 @@ pub async fn fingerprint(path: &Path) -> Option<u64> {
     let mut hasher = DefaultHasher::new();
     bytes.hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// Waits until the member list changes: `true`, or `false` when its sender is gone.
+/// Without a cluster, waits forever.
+async fn members_changed(members: &mut Option<(String, watch::Receiver<Vec<String>>)>) -> bool {
+    match members {
+        Some((_, receiver)) => receiver.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// What a reload changes, owned by the reload loop.
@@ -57,6 +66,9 @@ pub(crate) struct Reloader {
     pub applied: watch::Sender<Arc<Config>>,
     /// Brackets each reload with `RELOADING=1` and `READY=1` for systemd.
     pub notifier: Notifier,
+    /// With `[cluster]`: this replica's name and the live members, whose changes re-shard
+    /// the endpoint jobs.
+    pub members: Option<(String, watch::Receiver<Vec<String>>)>,
     /// The targets of the `[[endpoint_source]]` files, read every [`POLL_INTERVAL`].
     pub sources: EndpointSources,
 }
@@ -79,6 +91,15 @@ impl Reloader {
             let cause = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
+                changed = members_changed(&mut self.members) => {
+                    if changed {
+                        self.reshard();
+                    } else {
+                        // The membership task ended (shutdown): keep the last shares.
+                        self.members = None;
+                    }
+                    continue;
+                }
                 () = requests.notified() => "reload requested",
                 _ = ticker.tick() => {
                     self.poll_sources().await;
@@ -99,6 +120,28 @@ impl Reloader {
             last = fingerprint(path).await;
             self.reload(path, cause).await;
         }
+    }
+
+    /// Applies the current member list to the endpoint jobs: endpoints this replica no
+    /// longer owns stop (and leave `/metrics`), those it now owns start.
+    fn reshard(&mut self) {
+        let Some((me, members)) = &mut self.members else {
+            return;
+        };
+        let members = members.borrow_and_update().clone();
+        let sharding = Sharding::Share {
+            me: me.clone(),
+            members: members.clone(),
+        };
+        self.scheduler.set_sharding(sharding);
+        let scheduled = endpoint_sources::scheduled(&self.current, &self.sources);
+        let (started, stopped) = self.scheduler.apply(&scheduled);
+        tracing::info!(
+            ?members,
+            started,
+            stopped,
+            "cluster members changed; endpoints re-sharded"
+        );
     }
 
     async fn reload(&mut self, path: &Path, cause: &str) {
@@ -178,6 +221,9 @@ impl Reloader {
         }
         if config.exporter.connections != self.current.exporter.connections {
             tracing::warn!("the HTTP connection limits change only on restart");
+        }
+        if config.cluster != self.current.cluster {
+            tracing::warn!("[cluster] changes only on restart");
         }
         if config.scanner.concurrency != self.current.scanner.concurrency {
             tracing::warn!("the probe concurrency changes only on restart");

@@ -5,6 +5,11 @@
 //! parameter. A reload is a diff: jobs whose configuration is unchanged keep running and
 //! keep their results; removed jobs are cancelled and forgotten; new jobs start with a
 //! delay spread over the first `min(interval, 1s)`.
+//!
+//! With `[cluster]`, endpoint jobs are sharded: a replica runs only the endpoints it owns
+//! among the live members ([`Sharding::Share`], rendezvous hashing on [`shard_key`]), and a
+//! membership change is applied like a reload, so endpoints it no longer owns stop and
+//! leave its `/metrics`. File sources are local to each replica and always run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::shard;
 use crate::config::model::{Config, Endpoint, FileSource};
 use crate::scan::crl::watch;
 use crate::scan::files::{self, FileReport};
@@ -46,6 +52,41 @@ pub fn first_delay(interval: Duration, random: f64) -> Duration {
 pub fn next_run(now: Instant, interval: Duration, jitter_fraction: f64, random: f64) -> Instant {
     let jitter = jitter_fraction.clamp(0.0, 1.0) * (random.clamp(0.0, 1.0) - 0.5);
     now + interval.mul_f64(1.0 + jitter)
+}
+
+/// Which scheduled endpoints this replica probes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Sharding {
+    /// Every configured endpoint (no `[cluster]`).
+    #[default]
+    All,
+    /// Only those `me` owns among `members` (this replica counts even when not listed).
+    Share {
+        /// This replica's member name.
+        me: String,
+        /// The live members.
+        members: Vec<String>,
+    },
+}
+
+impl Sharding {
+    /// Whether this replica probes `endpoint`.
+    pub fn runs(&self, endpoint: &Endpoint) -> bool {
+        match self {
+            Sharding::All => true,
+            Sharding::Share { me, members } => shard::owns(&shard_key(endpoint), members, me),
+        }
+    }
+}
+
+/// The key an endpoint is sharded by: its identity in the metrics, the `target` label
+/// (`host:port`), followed by `#` and the SNI name when `sni` is set. Two `[[endpoint]]`s
+/// with the same key would produce the same series, so they go to the same replica.
+pub fn shard_key(endpoint: &Endpoint) -> String {
+    match &endpoint.sni {
+        Some(sni) => format!("{}#{sni}", endpoint.target),
+        None => endpoint.target.to_string(),
+    }
 }
 
 /// What a job checks.
@@ -113,6 +154,7 @@ pub struct Scheduler {
     shutdown: CancellationToken,
     running: Vec<Running>,
     next_id: JobId,
+    sharding: Sharding,
 }
 
 #[derive(Debug)]
@@ -135,7 +177,14 @@ impl Scheduler {
             shutdown,
             running: Vec::new(),
             next_id: 1,
+            sharding: Sharding::All,
         }
+    }
+
+    /// Changes which endpoints this replica probes; the next [`apply`](Self::apply) starts
+    /// and stops jobs accordingly.
+    pub fn set_sharding(&mut self, sharding: Sharding) {
+        self.sharding = sharding;
     }
 
     /// Makes the running jobs those of `config`: unchanged jobs keep running, removed ones
@@ -144,7 +193,18 @@ impl Scheduler {
     /// Linear in the number of jobs: 100,000 endpoints from file_sd files are matched by
     /// hash, not by scanning the list for each running job.
     pub fn apply(&mut self, config: &Config) -> (usize, usize) {
-        let wanted = Job::all(config);
+        let mut wanted = Job::all(config);
+        if let Sharding::Share { .. } = &self.sharding {
+            wanted.retain(|job| match job {
+                Job::Endpoint(endpoint) => self.sharding.runs(endpoint),
+                Job::Files(_) => true,
+            });
+            let owned = wanted
+                .iter()
+                .filter(|job| matches!(job, Job::Endpoint(_)))
+                .count();
+            self.environment.state.set_endpoints_owned(owned);
+        }
         // How many running jobs each wanted job may keep (equal jobs may repeat).
         let mut unclaimed: HashMap<&Job, usize> = HashMap::with_capacity(wanted.len());
         for job in &wanted {
@@ -363,6 +423,73 @@ mod tests {
         let tracker = TaskTracker::new();
         let scheduler = Scheduler::new(environment, tracker.clone(), shutdown.clone());
         (scheduler, shutdown, tracker)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_share_runs_only_the_owned_endpoints_and_a_membership_change_moves_them() {
+        let state = Arc::new(State::new());
+        let context = ProbeContext::new(
+            Resolver::system(),
+            TrustCache::empty(),
+            crate::scan::budget::ConnectionBudget::new(64),
+        );
+        let environment = Arc::new(JobEnvironment {
+            state: state.clone(),
+            probe_context: RwLock::new(Arc::new(context)),
+            permits: Semaphore::new(4),
+        });
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut scheduler = Scheduler::new(environment, tracker.clone(), shutdown.clone());
+        let ports: Vec<u16> = (1..=30).collect();
+        let config = config(&ports);
+        let members: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
+        let share = |me: &str, members: &[String]| Sharding::Share {
+            me: me.to_owned(),
+            members: members.to_vec(),
+        };
+        let owned_by = |me: &str, members: &[String]| {
+            config
+                .endpoints
+                .iter()
+                .filter(|endpoint| share(me, members).runs(endpoint))
+                .count()
+        };
+        let a_of_three = owned_by("a", &members);
+        assert_eq!(
+            a_of_three + owned_by("b", &members) + owned_by("c", &members),
+            30,
+            "every endpoint has one owner"
+        );
+        scheduler.set_sharding(share("a", &members));
+        assert_eq!(scheduler.apply(&config), (a_of_three, 0));
+        assert_eq!(
+            state.snapshot().cluster.map(|view| view.endpoints_owned),
+            Some(a_of_three)
+        );
+        // c leaves: a takes over some of c's endpoints and keeps its own.
+        let without_c = &members[..2];
+        let a_of_two = owned_by("a", without_c);
+        assert!(a_of_two > a_of_three, "a takes over part of c's share");
+        scheduler.set_sharding(share("a", without_c));
+        assert_eq!(scheduler.apply(&config), (a_of_two - a_of_three, 0));
+        // c is back: what a took over stops again.
+        scheduler.set_sharding(share("a", &members));
+        assert_eq!(scheduler.apply(&config), (0, a_of_two - a_of_three));
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[test]
+    fn the_shard_key_is_the_target_and_the_sni_name_when_set() {
+        let config = crate::config::parse(
+            "[[endpoint]]\ntarget = \"a.test:443\"\n\n[[endpoint]]\ntarget = \"a.test:443\"\nsni = \"b.test\"\n",
+            None,
+        )
+        .expect("test config");
+        let keys: Vec<String> = config.endpoints.iter().map(shard_key).collect();
+        assert_eq!(keys, ["a.test:443", "a.test:443#b.test"]);
     }
 
     const FIVE_MINUTES: Duration = Duration::from_secs(300);

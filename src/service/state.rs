@@ -16,6 +16,7 @@ use crate::config::model::DEFAULT_CA;
 use crate::metrics::certificates::{
     AcmeSnapshot, CertificateSnapshot, CurrentVersion, ManagedRevocation,
 };
+use crate::metrics::cluster::ClusterSnapshot;
 use crate::metrics::endpoint_sources::SourceFileStatus;
 use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
@@ -59,6 +60,8 @@ struct Inner {
     /// The CRL cache of the current probe context, when `[scanner] crl` is on.
     crl: Option<Arc<CrlFetcher>>,
     acme: AcmeSnapshot,
+    /// This replica's view of its cluster; `None` without `[cluster]`.
+    cluster: Option<ClusterSnapshot>,
 }
 
 #[derive(Debug)]
@@ -241,6 +244,24 @@ impl State {
         });
     }
 
+    /// Records what the membership task sees: whether etcd answers and the live members.
+    /// The first call makes `/metrics` show the cluster families.
+    pub fn set_cluster_membership(&self, connected: bool, members: Vec<String>) {
+        let mut inner = self.lock();
+        let cluster = inner.cluster.get_or_insert_with(ClusterSnapshot::default);
+        cluster.connected = connected;
+        cluster.members = members;
+    }
+
+    /// Records how many scheduled endpoints this replica owns (its share).
+    pub fn set_endpoints_owned(&self, owned: usize) {
+        let mut inner = self.lock();
+        inner
+            .cluster
+            .get_or_insert_with(ClusterSnapshot::default)
+            .endpoints_owned = owned;
+    }
+
     /// The drift check's results, shared with its loop.
     pub fn served(&self) -> Arc<ServedStore> {
         self.served.clone()
@@ -276,7 +297,17 @@ impl State {
     /// A copy of everything `/metrics` shows, sorted by target and path. Holds the lock only
     /// while cloning `Arc`s.
     pub fn snapshot(&self) -> Snapshot {
-        let (mut endpoints, files, file_read_errors, probe_errors, reload, certificates, acme, crl) = {
+        let (
+            mut endpoints,
+            files,
+            file_read_errors,
+            probe_errors,
+            reload,
+            certificates,
+            acme,
+            crl,
+            cluster,
+        ) = {
             let inner = self.lock();
             let endpoints: Vec<(Arc<str>, Arc<ProbedEndpoint>)> = inner
                 .endpoints
@@ -305,6 +336,7 @@ impl State {
                 inner.certificates.values().cloned().collect(),
                 inner.acme.clone(),
                 inner.crl.clone(),
+                inner.cluster.clone(),
             )
         };
         endpoints.sort_by(|a, b| a.0.cmp(&b.0));
@@ -320,6 +352,7 @@ impl State {
             acme,
             served: self.served.snapshot(),
             crl: crl.map(|fetcher| fetcher.summary()).unwrap_or_default(),
+            cluster,
             endpoint_source_files: self
                 .endpoint_sources
                 .lock()

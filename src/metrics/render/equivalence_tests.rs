@@ -177,6 +177,11 @@ fn every_kind_of_result() -> Snapshot {
         probe_errors: [("connect", 3), ("dns", 1), ("timeout", 0)].into(),
         file_read_errors: [("/etc/ssl/broken.pem".to_owned(), 2)].into(),
         crl: Default::default(),
+        cluster: Some(crate::metrics::cluster::ClusterSnapshot {
+            connected: true,
+            members: vec!["web-1".to_owned(), "web-2".to_owned()],
+            endpoints_owned: 2,
+        }),
         endpoint_source_files: vec![
             crate::metrics::endpoint_sources::SourceFileStatus {
                 file: "/etc/certinel/targets/web.json".to_owned(),

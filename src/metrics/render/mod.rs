@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::config::model::Endpoint;
 use crate::metrics::certificates::{self, AcmeSnapshot, CertificateSnapshot, ServedSample};
+use crate::metrics::cluster::{self, ClusterSnapshot};
 use crate::metrics::label_values;
 use crate::metrics::names::{self, MetricDef};
 use crate::metrics::revocation;
@@ -55,6 +56,8 @@ pub struct Snapshot {
     pub served: Vec<ServedSample>,
     /// The CRLs held and the CRL fetch errors.
     pub crl: crate::scan::crl::fetch::CrlSummary,
+    /// This replica's view of its cluster; `None` without `[cluster]`.
+    pub cluster: Option<ClusterSnapshot>,
     /// The files of the `[[endpoint_source]]` tables, sorted by path.
     pub endpoint_source_files: Vec<crate::metrics::endpoint_sources::SourceFileStatus>,
 }
@@ -160,6 +163,9 @@ fn push_service(families: &mut impl Sink, snapshot: &Snapshot, now: OffsetDateTi
     certificates::push_served(families, &snapshot.served);
     certificates::push_profiles(families, &snapshot.certificates);
     certificates::push_acme(families, &snapshot.acme);
+    if let Some(view) = &snapshot.cluster {
+        cluster::push_cluster(families, view);
+    }
 }
 
 /// The families `/metrics` exports for these endpoints and files, without the service's

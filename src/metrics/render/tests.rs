@@ -391,3 +391,30 @@ fn ten_thousand_endpoints_render_every_series() {
     assert_eq!(up_lines, 10_000);
     assert!(body.contains(r#"certinel_endpoint_up{target="host9999.test:443",ip="127.0.0.1"} 1"#));
 }
+
+#[test]
+fn the_cluster_families_name_each_live_member_and_only_exist_with_a_cluster() {
+    let now = datetime!(2026-01-01 00:00 UTC);
+    let alone = render_snapshot(&snapshot(Vec::new()), now).expect("render");
+    assert!(!alone.contains("certinel_cluster_"), "{alone}");
+    let clustered = Snapshot {
+        cluster: Some(crate::metrics::cluster::ClusterSnapshot {
+            connected: false,
+            members: vec!["web-1".to_owned(), "web-2".to_owned()],
+            endpoints_owned: 17,
+        }),
+        ..snapshot(Vec::new())
+    };
+    let body = render_snapshot(&clustered, now).expect("render");
+    assert_lines(
+        &body,
+        &[
+            "# TYPE certinel_cluster_connected gauge",
+            "certinel_cluster_connected 0",
+            "# TYPE certinel_cluster_member_up gauge",
+            "certinel_cluster_member_up{member=\"web-1\"} 1",
+            "certinel_cluster_member_up{member=\"web-2\"} 1",
+            "certinel_cluster_endpoints_owned 17",
+        ],
+    );
+}

@@ -1,0 +1,65 @@
+//! The service's side of `[cluster]`: on the client `cluster::connect` opened, joins the
+//! membership, mirrors what it sees into the service state (`certinel_cluster_*`) and hands
+//! the member list to the reload loop, which re-shards the endpoint jobs when it changes.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cluster::membership::{self, Membership, MembershipSettings};
+use crate::config::model::ClusterConfig;
+use crate::service::state::State;
+
+/// The membership settings of `[cluster]`.
+pub(crate) fn settings(cluster: &ClusterConfig) -> MembershipSettings {
+    MembershipSettings {
+        prefix: cluster.prefix.clone(),
+        member: cluster.member.clone(),
+        lease_ttl: cluster.lease_ttl,
+    }
+}
+
+/// This replica's name and the live members, for [`crate::service::reload::Reloader`].
+pub(crate) type Members = (String, watch::Receiver<Vec<String>>);
+
+/// Joins the cluster on `client`: the membership task and its mirror into `state` run on
+/// `tracker` until `shutdown` (when the replica leaves). Waits up to one lease TTL for the
+/// first answer from etcd, so the first shares are computed over the real member list;
+/// when etcd does not answer by then, the replica starts alone (owning every endpoint)
+/// and re-shards as soon as it sees the others.
+pub(crate) async fn join(
+    client: etcd_client::Client,
+    settings: MembershipSettings,
+    state: Arc<State>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Members {
+    let me = settings.member.clone();
+    let lease_ttl = settings.lease_ttl;
+    let (view, task) = membership::join(client, settings, shutdown.clone());
+    tracker.spawn(task);
+    tracker.spawn(mirror(view.clone(), state, shutdown.clone()));
+    let mut connected = view.connected.clone();
+    let first = tokio::time::timeout(lease_ttl, connected.wait_for(|connected| *connected)).await;
+    if first.is_err() {
+        tracing::warn!(member = %me, "etcd did not answer within the lease TTL; scanning every endpoint until it does");
+    }
+    (me, view.members)
+}
+
+/// Copies the membership views into the service state whenever either changes.
+async fn mirror(mut view: Membership, state: Arc<State>, shutdown: CancellationToken) {
+    loop {
+        let connected = *view.connected.borrow_and_update();
+        let members = view.members.borrow_and_update().clone();
+        state.set_cluster_membership(connected, members);
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            changed = view.connected.changed() => if changed.is_err() { return },
+            changed = view.members.changed() => if changed.is_err() { return },
+        }
+    }
+}

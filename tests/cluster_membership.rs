@@ -1,0 +1,159 @@
+//! `cluster::membership` against a real three-member etcd: replicas see each other, a
+//! leaving or dead replica drops out of the others' lists within a lease TTL, and losing
+//! etcd's quorum turns `connected` false until it returns, when the replica is listed again.
+
+use std::time::Duration;
+
+use certinel::cluster::membership::{self, Membership, MembershipSettings};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::etcd::EtcdCluster;
+use crate::common::eventually::eventually;
+
+/// Short, so a dead member's lease expires quickly; etcd's floor with the fixture's
+/// 500 ms election timeout is under a second.
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+/// How long a view may take to follow a change that needs nothing to expire.
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+struct Replica {
+    view: Membership,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn replica(cluster: &EtcdCluster, name: &str) -> Replica {
+    replica_with_ttl(cluster, name, LEASE_TTL).await
+}
+
+async fn replica_with_ttl(cluster: &EtcdCluster, name: &str, lease_ttl: Duration) -> Replica {
+    let client = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .expect("connect to etcd");
+    let settings = MembershipSettings {
+        prefix: "/certinel-test/".to_owned(),
+        member: name.to_owned(),
+        lease_ttl,
+    };
+    let shutdown = CancellationToken::new();
+    let (view, task) = membership::join(client, settings, shutdown.clone());
+    Replica {
+        view,
+        shutdown,
+        task: tokio::spawn(task),
+    }
+}
+
+async fn wait_for_members(replica: &Replica, expected: &[&str], within: Duration) {
+    let members = replica.view.members.clone();
+    eventually(within, async || {
+        let seen = members.borrow().clone();
+        if seen == expected {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}, expected {expected:?}"))
+        }
+    })
+    .await;
+}
+
+async fn wait_for_connected(replica: &Replica, expected: bool, within: Duration) {
+    let connected = replica.view.connected.clone();
+    eventually(within, async || {
+        let seen = *connected.borrow();
+        if seen == expected {
+            Ok(())
+        } else {
+            Err(format!("connected = {seen}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn three_replicas_see_each_other_and_a_leaving_one_drops_out_at_once() {
+    let cluster = EtcdCluster::start(3);
+    let a = replica(&cluster, "a").await;
+    let b = replica(&cluster, "b").await;
+    let c = replica(&cluster, "c").await;
+    for replica in [&a, &b, &c] {
+        wait_for_members(replica, &["a", "b", "c"], PROMPTLY).await;
+        assert!(*replica.view.connected.borrow());
+    }
+    // Leaving revokes the lease: the watch tells the others well before the TTL.
+    c.shutdown.cancel();
+    c.task.await.expect("membership task");
+    for replica in [&a, &b] {
+        wait_for_members(replica, &["a", "b"], LEASE_TTL).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_that_stops_renewing_drops_out_within_its_lease_ttl() {
+    let cluster = EtcdCluster::start(3);
+    let a = replica(&cluster, "a").await;
+    let b = replica(&cluster, "b").await;
+    wait_for_members(&a, &["a", "b"], PROMPTLY).await;
+    wait_for_members(&b, &["a", "b"], PROMPTLY).await;
+    // Aborted, the task neither renews nor revokes: a crash, as far as etcd can tell.
+    b.task.abort();
+    let _ = b.task.await;
+    let died = tokio::time::Instant::now();
+    // The last renewal was at most a heartbeat before the abort; etcd checks expiry
+    // about every half second, so allow that on top of the TTL.
+    wait_for_members(&a, &["a"], LEASE_TTL + Duration::from_secs(1)).await;
+    assert!(died.elapsed() <= LEASE_TTL + Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn losing_the_etcd_quorum_disconnects_and_its_return_lists_the_replica_again() {
+    let mut cluster = EtcdCluster::start(3);
+    // Longer than the others: a heartbeat (a third of it) must outlast the election that
+    // follows killing the leader, as the default 15 s does by far.
+    let lease_ttl = Duration::from_secs(6);
+    let a = replica_with_ttl(&cluster, "a", lease_ttl).await;
+    let watcher = replica_with_ttl(&cluster, "watcher", lease_ttl).await;
+    wait_for_members(&a, &["a", "watcher"], PROMPTLY).await;
+    wait_for_connected(&a, true, PROMPTLY).await;
+
+    // One member down (perhaps the leader): quorum holds, nothing changes, not even for a
+    // moment.
+    let mut connected = a.view.connected.clone();
+    connected.mark_unchanged();
+    cluster.kill(2);
+    tokio::time::sleep(lease_ttl).await;
+    assert!(
+        !connected.has_changed().expect("membership running") && *connected.borrow(),
+        "one etcd member down of three"
+    );
+    wait_for_members(&a, &["a", "watcher"], PROMPTLY).await;
+
+    // Two down: no quorum, no lease renewal, no linearizable read.
+    cluster.kill(1);
+    wait_for_connected(&a, false, lease_ttl).await;
+    assert_eq!(
+        *a.view.members.borrow(),
+        ["a", "watcher"],
+        "the last list is kept while disconnected"
+    );
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.restart(1);
+        cluster.restart(2);
+        cluster
+    })
+    .await
+    .expect("restart etcd");
+    wait_for_connected(&a, true, Duration::from_secs(15)).await;
+    wait_for_members(&a, &["a", "watcher"], PROMPTLY).await;
+    wait_for_members(&watcher, &["a", "watcher"], PROMPTLY).await;
+    let mut client = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .expect("connect to etcd");
+    let listed = client
+        .get("/certinel-test/members/a", None)
+        .await
+        .expect("read a's key");
+    assert_eq!(listed.kvs().len(), 1, "a's key is in etcd again");
+}
