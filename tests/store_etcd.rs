@@ -82,6 +82,9 @@ fn the_etcd_store_passes_the_store_behaviour_and_materialises_the_same_layout() 
     ] {
         assert!(current.join(file).is_file(), "{file}");
     }
+    // Pruned versions (v0002 was materialised before) are gone locally too.
+    assert!(!dir.path().join("certs/www/v0002").exists());
+    assert!(dir.path().join("certs/www/v0001").is_dir());
     assert_eq!(store.rejected_writes(), 0);
 }
 

@@ -54,6 +54,30 @@ impl Shared {
         Ok(())
     }
 
+    /// Deletes the local directories of `versions` (pruned from etcd). Other replicas keep
+    /// theirs until they prune.
+    pub(crate) fn forget_local(
+        &self,
+        name: &str,
+        versions: &[VersionId],
+    ) -> Result<(), StoreError> {
+        let dir = self.local_cert_dir(name);
+        for version in versions {
+            // Renamed first, so a crash never leaves a half-deleted `vNNNN`.
+            let live = dir.join(version.to_string());
+            if !live.exists() {
+                continue;
+            }
+            let doomed = dir.join(format!(".{version}.deleting"));
+            std::fs::rename(&live, &doomed).map_err(|e| StoreError::io("rename", &live, e))?;
+            remove_if_present(&doomed)?;
+        }
+        if !versions.is_empty() && dir.exists() {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
     fn local_cert_dir(&self, name: &str) -> PathBuf {
         self.local_dir.join("certs").join(name)
     }

@@ -243,7 +243,9 @@ impl Store for EtcdStore {
     }
 
     fn prune(&self, name: &str, keep: usize) -> Result<Vec<VersionId>, StoreError> {
-        self.shared.prune(name, keep)
+        let removed = self.shared.prune(name, keep)?;
+        self.shared.forget_local(name, &removed)?;
+        Ok(removed)
     }
 
     fn files(&self, name: &str, version: VersionId) -> Result<VersionFiles, StoreError> {
