@@ -32,6 +32,9 @@ mod cluster_hashmod;
 /// `cluster::membership` against a real three-member etcd: who is listed, leaving, lease
 /// expiry, losing and regaining quorum.
 mod cluster_membership;
+/// `certinel run` with `[cluster]` against a real three-member etcd and Pebble: issued
+/// into etcd, materialised locally, renewed with one etcd member down.
+mod cluster_run;
 /// Sharded scanning: 300 endpoints over three `certinel run` replicas with `[cluster]` on a
 /// real etcd, each in exactly one replica's `/metrics`; a killed replica's share moves.
 mod cluster_sharding;
@@ -125,6 +128,15 @@ mod served_retry;
 mod service;
 /// STARTTLS upgrades for eight protocols against scripted servers and a real PostgreSQL.
 mod starttls;
+/// What every store does: one behaviour function over `&dyn Store`, run by `store_etcd`
+/// on the filesystem store and the etcd store.
+mod store_behaviour;
+/// The etcd store against a real etcd: the store behaviour shared with the filesystem
+/// store, secrets sealed, fenced writes of a holder whose lease expired.
+mod store_etcd;
+/// Renewals through the etcd store against a real Pebble: no secret in plaintext after an
+/// issuance; a replica whose lock was taken over mid-renewal is fenced and audits it.
+mod store_etcd_renewal;
 /// `certinel run` under systemd's `Type=notify`: READY once serving, RELOADING/READY around
 /// a SIGHUP reload, STOPPING on SIGTERM, against a fake `$NOTIFY_SOCKET`.
 mod systemd_notify;

@@ -55,8 +55,17 @@ const ALERT_RULES: [&str; 2] = [
 pub fn run(args: InventoryArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config)?;
     let now = OffsetDateTime::now_utc();
-    let statuses = Renewer::new(&config).status(now)?;
-    let store = FsStore::new(&config.state_dir);
+    let cluster_store = crate::cli::state_store::cluster_store(&config)?;
+    let store: Arc<dyn Store> = match &cluster_store {
+        Some(store) => store.clone(),
+        None => Arc::new(FsStore::new(&config.state_dir)),
+    };
+    let renewer = Renewer::new(&config);
+    let renewer = match cluster_store {
+        Some(store) => renewer.with_store(store),
+        None => renewer,
+    };
+    let statuses = renewer.status(now)?;
     let mut unreadable = Vec::new();
     let audit = store.audit_history().unwrap_or_else(|error| {
         unreadable.push(Unreadable {
@@ -73,7 +82,7 @@ pub fn run(args: InventoryArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
         .certificates
         .iter()
         .map(|certificate| {
-            let stored = read_stored(&store, &certificate.name, &statuses, &mut unreadable);
+            let stored = read_stored(&*store, &certificate.name, &statuses, &mut unreadable);
             (certificate, stored)
         })
         .collect();

@@ -14,6 +14,7 @@ pub mod packaging;
 pub mod renew;
 pub mod revoke;
 pub mod run;
+pub mod state_store;
 pub mod status;
 
 use std::path::PathBuf;

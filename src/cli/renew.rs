@@ -10,7 +10,7 @@ use tokio::runtime::Runtime;
 use crate::cli::{ExitCode, LogFormat, logging};
 use crate::config;
 use crate::escape::Escaped;
-use crate::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
+use crate::renew::{RenewError, RenewOptions, RenewOutcome};
 
 /// Arguments of `certinel renew`.
 #[derive(Debug, clap::Args)]
@@ -49,7 +49,7 @@ pub struct RollbackArgs {
 pub fn run(args: RenewArgs, log_format: LogFormat, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     logging::init(log_format);
     let config = config::load(&args.config)?;
-    let renewer = Renewer::new(&config);
+    let renewer = crate::cli::state_store::renewer(&config)?;
     let options = RenewOptions {
         force: args.force,
         dry_run: args.dry_run,
@@ -83,7 +83,7 @@ pub fn rollback(
 ) -> anyhow::Result<ExitCode> {
     logging::init(log_format);
     let config = config::load(&args.config)?;
-    let renewer = Renewer::new(&config);
+    let renewer = crate::cli::state_store::renewer(&config)?;
     match runtime.block_on(renewer.rollback(&args.name, OffsetDateTime::now_utc())) {
         Ok(outcome) => {
             let from = outcome

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use crate::acme::RevocationReason;
 use crate::cli::{ExitCode, LogFormat, logging};
 use crate::config;
-use crate::renew::{RenewOutcome, Renewer};
+use crate::renew::RenewOutcome;
 
 /// Arguments of `certinel revoke`.
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     logging::init(log_format);
     let config = config::load(&args.config)?;
-    let renewer = Renewer::new(&config);
+    let renewer = crate::cli::state_store::renewer(&config)?;
     let now = OffsetDateTime::now_utc();
     match runtime.block_on(renewer.revoke(&args.name, args.reason, now)) {
         Ok(outcome) => {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ExitCode, LogFormat, logging};
 use crate::config;
+use crate::renew::Renewer;
 use crate::service::ServiceOptions;
 use crate::service::notify::Notifier;
 
@@ -48,11 +49,17 @@ pub fn run(args: RunArgs, log_format: LogFormat, runtime: &Runtime) -> anyhow::R
     if let Some(listen) = args.listen {
         config.exporter.listen = listen;
     }
-    runtime.block_on(serve(config))?;
+    // Opened once, before the service starts: every configuration reload renews through
+    // the same store (changing `[cluster]` takes a restart).
+    let store = crate::cli::state_store::cluster_store(&config)?;
+    runtime.block_on(serve(config, store))?;
     Ok(ExitCode(0))
 }
 
-async fn serve(config: config::model::Config) -> anyhow::Result<()> {
+async fn serve(
+    config: config::model::Config,
+    store: Option<Arc<dyn crate::store::Store>>,
+) -> anyhow::Result<()> {
     let listen = config.exporter.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -76,10 +83,13 @@ async fn serve(config: config::model::Config) -> anyhow::Result<()> {
         })
     };
     let notifier = Notifier::from_env();
-    let options = ServiceOptions {
+    let mut options = ServiceOptions {
         notifier: notifier.clone(),
         ..ServiceOptions::default()
     };
+    if let Some(store) = store {
+        options.renewer = Arc::new(move |config| Renewer::new(config).with_store(store.clone()));
+    }
     let service = crate::service::run_with_options(
         config,
         listener,

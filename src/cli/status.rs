@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::cli::ExitCode;
 use crate::cli::renew::rfc3339;
 use crate::config;
-use crate::renew::{CertificateStatus, LastOutcome, Renewer};
+use crate::renew::{CertificateStatus, LastOutcome};
 
 /// Arguments of `certinel status`.
 #[derive(Debug, clap::Args)]
@@ -35,7 +35,7 @@ pub enum StatusOutput {
 /// Runs `certinel status`.
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config)?;
-    let statuses = Renewer::new(&config)
+    let statuses = crate::cli::state_store::renewer(&config)?
         .status(OffsetDateTime::now_utc())
         .context("cannot read the certificate state")?;
     match args.output {

@@ -11,7 +11,9 @@ mod error;
 mod keyring;
 pub mod membership;
 pub mod shard;
+mod store;
 
 pub use connect::{CONNECT_TIMEOUT, connect, connect_within};
 pub use error::ClusterError;
 pub use keyring::keyring;
+pub use store::{OpenStoreError, open_store};

@@ -42,6 +42,9 @@ pub enum Step {
     AccountKeyRollover,
     /// The ACME account was deactivated at the CA (RFC 8555 §7.3.6).
     AccountDeactivate,
+    /// The renewal stopped: a write was rejected because another replica holds the
+    /// certificate's lock now (a shared store's fencing).
+    Fenced,
 }
 
 /// Whether a step worked.

@@ -32,6 +32,9 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
+    /// The lock could not be asked for (etcd unreachable, a bad name).
+    #[error("lock: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A held lock on one certificate, released when dropped.

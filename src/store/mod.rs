@@ -30,6 +30,7 @@ pub mod accounts;
 pub mod atomic;
 pub mod audit;
 pub mod backend;
+pub mod etcd;
 pub mod filesystem;
 pub mod inflight;
 mod journal;
@@ -49,6 +50,7 @@ use std::path::PathBuf;
 pub use accounts::{AccountStore, Aside, FsAccounts, account_file_name};
 pub use audit::{AuditEvent, AuditHistory, AuditLog, Outcome, Step};
 pub use backend::{Record, Store};
+pub use etcd::{EtcdSettings, EtcdStore};
 pub use filesystem::FsStore;
 pub use inflight::{HookGroup, HookProcess, Inflight, SecretPem, Stage};
 pub use lock::{LockError, RenewalLock};
@@ -109,6 +111,43 @@ pub enum StoreError {
     /// The stored or offered files are not a usable certificate and key.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// etcd did not answer in time, was unreachable or refused a request.
+    #[error("etcd: {action} {key}: {reason}")]
+    Etcd {
+        /// What was being done (`get`, `transaction`, ...).
+        action: &'static str,
+        /// The key (or prefix) involved.
+        key: String,
+        /// The client's error, or that the request timed out.
+        reason: String,
+    },
+    /// A write for `name` was rejected because this replica no longer holds the lock it
+    /// took (its lease expired, another replica took the lock since): the etcd transaction
+    /// whose compare checks the lock failed.
+    #[error(
+        "another replica holds the renewal of {name} now: this replica's write was rejected \
+         (it held {key} at revision {held}, etcd has {})",
+        found.map_or("no lock".to_owned(), |revision| format!("revision {revision}"))
+    )]
+    Fenced {
+        /// Certificate name.
+        name: String,
+        /// The lock key.
+        key: String,
+        /// The lock's create revision this replica held (0: none).
+        held: i64,
+        /// The lock's create revision etcd had when the write was rejected.
+        found: Option<i64>,
+    },
+    /// A value changed between reading it and writing it back, more often than retried.
+    #[error("{key} changed while it was being updated; try again")]
+    Conflict {
+        /// The key.
+        key: String,
+    },
+    /// A sealed value could not be sealed or opened.
+    #[error(transparent)]
+    Sealed(#[from] crate::store::sealed::SealError),
 }
 
 impl StoreError {

@@ -8,7 +8,7 @@ use crate::store::StoreError;
 use crate::store::atomic::{
     MODE_PUBLIC, MODE_SECRET, replace_symlink_atomic, sync_dir, write_atomic,
 };
-use crate::store::inflight::Stage;
+use crate::store::inflight::{Inflight, Stage};
 use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
 use crate::store::version_check::{certificate_blocks, check_pems};
 
@@ -101,7 +101,7 @@ impl CertStore {
         chain_pem: &str,
         origin: &Origin,
     ) -> Result<VersionMetadata, StoreError> {
-        let facts = check_pems(chain_pem, key_pem, &[])?;
+        let (mut meta, cert, chain) = new_version(key_pem, chain_pem, origin)?;
         let dir = self.cert_dir(name)?;
         fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
         sync_dir(&self.certs_dir)?;
@@ -110,21 +110,7 @@ impl CertStore {
             .version_ids(name)?
             .last()
             .map_or(VersionId(1), |v| v.next());
-        let blocks = certificate_blocks(chain_pem);
-        let cert = blocks.first().cloned().unwrap_or_default();
-        let chain = blocks[1.min(blocks.len())..].concat();
-        let meta = VersionMetadata {
-            version,
-            serial: facts.serial,
-            not_before: facts.not_before,
-            not_after: facts.not_after,
-            dns_names: facts.dns_names,
-            key_type: facts.key_type,
-            issuer: facts.issuer,
-            created_at: origin.created_at,
-            source: origin.source.clone(),
-            state: VersionState::Pending,
-        };
+        meta.version = version;
 
         let partial = dir.join(format!(".{version}.partial"));
         remove_any(&partial)?;
@@ -242,26 +228,15 @@ impl CertStore {
     /// an in-flight renewal may own. Returns the deleted versions.
     pub fn prune(&self, name: &str, keep: usize) -> Result<Vec<VersionId>, StoreError> {
         let dir = self.cert_dir(name)?;
-        let current = self.current(name)?;
-        let inflight = self.inflight(name)?;
-        let protected = [
-            current,
+        let doomed_versions = prunable(
+            &self.version_ids(name)?,
+            keep,
+            self.current(name)?,
             self.previous(name)?,
-            inflight.as_ref().and_then(|i| i.version),
-        ];
-        // While a renewal is ordering, a newer version may be one it stored but has not
-        // recorded yet (recovery adopts it), so nothing newer than `current` is deleted.
-        let ordering = inflight
-            .as_ref()
-            .is_some_and(|i| i.stage == Stage::Ordering);
-        let maybe_adopted = |v: VersionId| ordering && current.is_none_or(|c| v > c);
-        let ids = self.version_ids(name)?;
-        let old = &ids[..ids.len().saturating_sub(keep)];
+            self.inflight(name)?.as_ref(),
+        );
         let mut removed = Vec::new();
-        for version in old
-            .iter()
-            .filter(|v| !protected.contains(&Some(**v)) && !maybe_adopted(**v))
-        {
+        for version in &doomed_versions {
             // Rename first so a crash never leaves a half-deleted `vNNNN`.
             let doomed = dir.join(format!(".{version}.deleting"));
             let live = dir.join(version.to_string());
@@ -328,6 +303,53 @@ impl CertStore {
         ids.sort();
         Ok(ids)
     }
+}
+
+/// Which of `ids` (ascending) pruning down to `keep` deletes: never `current`,
+/// `previous` or the version the renewal in flight owns. Pure.
+pub(crate) fn prunable(
+    ids: &[VersionId],
+    keep: usize,
+    current: Option<VersionId>,
+    previous: Option<VersionId>,
+    inflight: Option<&Inflight>,
+) -> Vec<VersionId> {
+    let protected = [current, previous, inflight.and_then(|i| i.version)];
+    // While a renewal is ordering, a newer version may be one it stored but has not
+    // recorded yet (recovery adopts it), so nothing newer than `current` is deleted.
+    let ordering = inflight.is_some_and(|i| i.stage == Stage::Ordering);
+    let maybe_adopted = |v: VersionId| ordering && current.is_none_or(|c| v > c);
+    let old = &ids[..ids.len().saturating_sub(keep)];
+    old.iter()
+        .copied()
+        .filter(|v| !protected.contains(&Some(*v)) && !maybe_adopted(*v))
+        .collect()
+}
+
+/// Checks a new version's key against its chain and describes it: its metadata (pending,
+/// numbered `v0000` until the caller numbers it), the leaf and the intermediates as PEM.
+pub(crate) fn new_version(
+    key_pem: &str,
+    chain_pem: &str,
+    origin: &Origin,
+) -> Result<(VersionMetadata, String, String), StoreError> {
+    let facts = check_pems(chain_pem, key_pem, &[])?;
+    let blocks = certificate_blocks(chain_pem);
+    let cert = blocks.first().cloned().unwrap_or_default();
+    let chain = blocks[1.min(blocks.len())..].concat();
+    let meta = VersionMetadata {
+        version: VersionId(0),
+        serial: facts.serial,
+        not_before: facts.not_before,
+        not_after: facts.not_after,
+        dns_names: facts.dns_names,
+        key_type: facts.key_type,
+        issuer: facts.issuer,
+        created_at: origin.created_at,
+        source: origin.source.clone(),
+        state: VersionState::Pending,
+    };
+    Ok((meta, cert, chain))
 }
 
 fn write_meta(path: &Path, meta: &VersionMetadata) -> Result<(), StoreError> {

@@ -52,8 +52,29 @@ impl Run<'_> {
         self.drive(false, true).await
     }
 
+    /// [`drive_steps`](Self::drive_steps); a write the store rejected because another
+    /// replica holds the lock now ends the renewal at once, audited `fenced`.
     async fn drive(
         self,
+        force: bool,
+        stop_before_ordering: bool,
+    ) -> Result<Option<RenewOutcome>, RenewError> {
+        let result = self.drive_steps(force, stop_before_ordering).await;
+        if let Err(
+            error @ RenewError::Store {
+                source: StoreError::Fenced { .. },
+                ..
+            },
+        ) = &result
+        {
+            tracing::warn!(certificate = self.name(), "{error}; renewal stopped");
+            self.record(Step::Fenced, None, None, Some(error));
+        }
+        result
+    }
+
+    async fn drive_steps(
+        &self,
         force: bool,
         stop_before_ordering: bool,
     ) -> Result<Option<RenewOutcome>, RenewError> {
