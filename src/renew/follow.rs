@@ -16,6 +16,14 @@ use crate::renew::fleet::{MemberOutcome, MemberReport};
 use crate::renew::rollout_check::{ServedProber, Verdict};
 
 impl Renewer {
+    /// Whether a renewal of `name` is in flight in the shared store: one another replica is
+    /// doing now, or one a replica that died left behind, which the next attempt (once the
+    /// dead holder's lease expired) resumes without a second order. A store that cannot be
+    /// read counts as nothing in flight.
+    pub fn renewal_in_flight(&self, name: &str) -> bool {
+        matches!(self.store.inflight(name), Ok(Some(_)))
+    }
+
     /// Rolls out on this replica the version of `name` that is current in the shared store,
     /// unless this replica already did (or deployed it itself as the renewing replica).
     /// `Ok(None)`: nothing to do (no fleet, no current version, already applied).

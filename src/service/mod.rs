@@ -31,6 +31,7 @@ use crate::config::model::Config;
 use crate::metrics::http::{self, HttpShared, ProbeSetup, StateView};
 use crate::metrics::render::Snapshot;
 use crate::renew::Renewer;
+use crate::renew::fleet::Fleet;
 use crate::scan::budget::ConnectionBudget;
 use crate::scan::crl::fetch::CrlFetcher;
 use crate::scan::probe::ProbeContext;
@@ -172,12 +173,11 @@ pub async fn run_with_options(
         None => None,
     };
     scheduler.apply(&scheduled);
-    let mut renewals = Renewals::new(
-        state.clone(),
-        options.renewer,
-        tracker.clone(),
-        shutdown.clone(),
-    );
+    let factory = match &members {
+        Some((me, live)) => fleet_factory(options.renewer, me, live.clone()),
+        None => options.renewer,
+    };
+    let mut renewals = Renewals::new(state.clone(), factory, tracker.clone(), shutdown.clone());
     renewals.apply(&config);
     // The drift check follows the configuration the reloader applies.
     let (applied, applied_configs) = tokio::sync::watch::channel(Arc::new(config.clone()));
@@ -228,6 +228,19 @@ pub async fn run_with_options(
     server
         .await
         .map_err(|error| ServiceError::Task(error.to_string()))
+}
+
+/// With `[cluster]`: every renewer rolls its renewals out across the live members (all of
+/// them: replicas of one cluster carry the same `[[certificate]]` list) and follows the
+/// versions other replicas make current. One [`Fleet`] for the whole run, so what this
+/// replica rolled out survives configuration reloads.
+fn fleet_factory(
+    inner: RenewerFactory,
+    me: &str,
+    live: tokio::sync::watch::Receiver<Vec<String>>,
+) -> RenewerFactory {
+    let fleet = Arc::new(Fleet::new(me, move |_certificate| live.borrow().clone()));
+    Arc::new(move |config: &Config| inner(config).with_fleet(fleet.clone()))
 }
 
 /// The resolver and trust roots a configuration asks for.

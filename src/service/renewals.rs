@@ -213,6 +213,15 @@ async fn certificate_loop(
             Err(RenewError::Lock {
                 source: LockError::Held,
                 ..
+            }) if renewer.follows() => {
+                // Another replica renews it: the wait follows its rollout and attempts again
+                // as soon as nothing is in flight or its holder is gone.
+                tracing::debug!(certificate = %name, "renewal in progress on another replica");
+                MINIMUM_RETRY.min(renewer.backoff_base())
+            }
+            Err(RenewError::Lock {
+                source: LockError::Held,
+                ..
             }) => {
                 // Another process renews it right now: not an attempt of ours.
                 tracing::info!(certificate = %name, "renewal in progress elsewhere; retrying later");
@@ -281,6 +290,12 @@ async fn wait_between_attempts(
                     error = %error_chain(&error),
                     "rolling out another replica's version failed"
                 ),
+            }
+            // A renewal in flight whose holder may have died: attempt now (after rolling out
+            // what the holder made current, which it may be waiting for). While the holder
+            // lives the attempt finds its lock held and the task waits again.
+            if renewer.renewal_in_flight(name) {
+                return true;
             }
         }
         if let (Some(at), Some(interval)) = (next_crl_check, watch.interval)
