@@ -398,6 +398,18 @@ def cmd_meta(args):
     write_result(args.out, dict(pair.split("=", 1) for pair in args.pairs))
 
 
+def add_meta_and_summary(commands, summarize):
+    """The `meta` and `summary` subcommands every bench driver has; `summary` runs
+    `summarize`, the driver's own table."""
+    meta = commands.add_parser("meta")
+    meta.add_argument("--out", required=True)
+    meta.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
+    meta.set_defaults(run=cmd_meta)
+    summary = commands.add_parser("summary")
+    summary.add_argument("--results", required=True)
+    summary.set_defaults(run=summarize)
+
+
 def cmd_summary(args):
     """Markdown tables from the results directory; missing certinel numbers say pending."""
     results = args.results
@@ -523,15 +535,7 @@ def main():
     scrape.add_argument("--out", required=True)
     scrape.set_defaults(run=cmd_scrape)
 
-    meta = commands.add_parser("meta")
-    meta.add_argument("--out", required=True)
-    meta.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
-    meta.set_defaults(run=cmd_meta)
-
-    summary = commands.add_parser("summary")
-    summary.add_argument("--results", required=True)
-    summary.set_defaults(run=cmd_summary)
-
+    add_meta_and_summary(commands, cmd_summary)
     args = parser.parse_args()
     return args.run(args)
 

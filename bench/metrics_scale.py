@@ -13,8 +13,9 @@ import sys
 import time
 import urllib.parse
 
-# The process accounting bench/run uses (this file sits beside bench.py).
-from bench import proc_cpu_seconds, proc_memory_kib
+# The process accounting and the meta/summary commands bench/run uses (this file sits
+# beside bench.py).
+from bench import add_meta_and_summary, proc_cpu_seconds, proc_memory_kib
 
 
 def cmd_write_config(args):
@@ -99,11 +100,6 @@ def cmd_scrape(args):
         sys.exit("the gzip and plain bodies hold different series")
 
 
-def cmd_meta(args):
-    with open(args.out, "w") as out:
-        json.dump(dict(item.split("=", 1) for item in args.items), out, indent=2)
-
-
 def cmd_summary(args):
     with open(os.path.join(args.results, "meta.json")) as meta_file:
         meta = json.load(meta_file)
@@ -153,13 +149,7 @@ def main():
     scrape.add_argument("--body", required=True)
     scrape.add_argument("--out", required=True)
     scrape.set_defaults(run=cmd_scrape)
-    meta = commands.add_parser("meta")
-    meta.add_argument("--out", required=True)
-    meta.add_argument("items", nargs="*")
-    meta.set_defaults(run=cmd_meta)
-    summary = commands.add_parser("summary")
-    summary.add_argument("--results", required=True)
-    summary.set_defaults(run=cmd_summary)
+    add_meta_and_summary(commands, cmd_summary)
     args = parser.parse_args()
     return args.run(args)
 

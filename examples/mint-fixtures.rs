@@ -7,7 +7,7 @@
 use std::error::Error;
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -19,6 +19,14 @@ use time::macros::datetime;
 /// The moment at which the reasons in `expected.toml` hold.
 const NOW: OffsetDateTime = datetime!(2026-06-01 00:00:00 UTC);
 
+/// A CA's validity unless its fixture is about dates.
+const CA_NOT_BEFORE: OffsetDateTime = datetime!(2020-01-01 00:00:00 UTC);
+const CA_NOT_AFTER: OffsetDateTime = datetime!(2100-01-01 00:00:00 UTC);
+
+/// A leaf's validity unless its fixture is about dates.
+const LEAF_NOT_BEFORE: OffsetDateTime = datetime!(2024-01-01 00:00:00 UTC);
+const LEAF_NOT_AFTER: OffsetDateTime = datetime!(2099-01-01 00:00:00 UTC);
+
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// One minted certificate with the key that signs for it.
@@ -27,6 +35,8 @@ struct Minted {
     key: KeyPair,
     pem: String,
     der: Vec<u8>,
+    /// The name a client asks for; `None` for a CA.
+    server_name: Option<String>,
 }
 
 impl Minted {
@@ -35,12 +45,35 @@ impl Minted {
     }
 }
 
-/// One line of `expected.toml`.
-struct Expectation {
+/// A certificate to mint; the builder methods name what a fixture changes.
+struct Spec {
+    /// The subject alternative names of a leaf (the first is also its common name), or
+    /// a CA's common name.
+    names: Vec<String>,
+    serial: Vec<u8>,
+    is_ca: bool,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    key: Option<KeyPair>,
+}
+
+/// How a fixture file holds its certificates.
+#[derive(Clone, Copy)]
+enum Format {
+    /// PEM certificates, leaf first.
+    Pem,
+    /// The leaf alone, DER-encoded.
+    Der,
+    /// The leaf's private key, then the PEM certificates; written 0600.
+    KeyThenPem,
+}
+
+/// One fixture file and its line in `expected.toml`.
+struct Fixture<'a> {
     file: &'static str,
-    leaf_not_after: OffsetDateTime,
-    earliest_not_after: OffsetDateTime,
-    server_name: Option<&'static str>,
+    format: Format,
+    /// The certificates in the file, leaf first.
+    chain: Vec<&'a Minted>,
     reason: &'static str,
     verified: bool,
 }
@@ -49,285 +82,213 @@ fn main() -> Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs");
     std::fs::create_dir_all(&dir)?;
 
-    let root = ca(
-        "Certinel Test Root",
-        0x01,
-        datetime!(2020-01-01 00:00:00 UTC),
-        datetime!(2100-01-01 00:00:00 UTC),
-        None,
-    )?;
-    let intermediate = ca(
-        "Certinel Test Intermediate",
-        0x02,
-        datetime!(2020-01-01 00:00:00 UTC),
-        datetime!(2099-06-01 00:00:00 UTC),
-        Some(&root),
-    )?;
-    let short_intermediate = ca(
-        "Certinel Short Intermediate",
-        0x03,
-        datetime!(2020-01-01 00:00:00 UTC),
-        datetime!(2026-01-01 00:00:00 UTC),
-        Some(&root),
-    )?;
-    let other_root = ca(
-        "Certinel Other Root",
-        0x04,
-        datetime!(2020-01-01 00:00:00 UTC),
-        datetime!(2100-01-01 00:00:00 UTC),
-        None,
-    )?;
+    let root = Spec::ca("Certinel Test Root", 0x01).self_signed()?;
+    let intermediate = Spec::ca("Certinel Test Intermediate", 0x02)
+        .valid_until(datetime!(2099-06-01 00:00:00 UTC))
+        .issued_by(&root)?;
+    let short_intermediate = Spec::ca("Certinel Short Intermediate", 0x03)
+        .valid_until(datetime!(2026-01-01 00:00:00 UTC))
+        .issued_by(&root)?;
+    let other_root = Spec::ca("Certinel Other Root", 0x04).self_signed()?;
 
-    let valid = leaf(
-        &["valid.test", "www.valid.test", "127.0.0.1"],
-        0x1001,
-        datetime!(2024-01-01 00:00:00 UTC),
-        datetime!(2099-01-01 00:00:00 UTC),
-        KeyPair::generate()?,
-        Some(&intermediate),
-    )?;
-    let expired = leaf(
-        &["expired.test"],
-        0x1002,
-        datetime!(2024-01-01 00:00:00 UTC),
-        datetime!(2026-03-01 12:00:00 UTC),
-        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?,
-        Some(&intermediate),
-    )?;
-    let not_yet_valid = leaf(
-        &["future.test"],
-        0x1003,
-        datetime!(2027-01-01 00:00:00 UTC),
-        datetime!(2028-01-01 00:00:00 UTC),
-        KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?,
-        Some(&intermediate),
-    )?;
-    let self_signed = leaf(
-        &["self-signed.test"],
-        0x1004,
-        datetime!(2024-01-01 00:00:00 UTC),
-        datetime!(2030-01-01 00:00:00 UTC),
-        KeyPair::generate_for(&rcgen::PKCS_ED25519)?,
-        None,
-    )?;
-    let outlived = leaf(
-        &["short-intermediate.test"],
-        0x1005,
-        datetime!(2024-01-01 00:00:00 UTC),
-        datetime!(2099-01-01 00:00:00 UTC),
-        KeyPair::generate()?,
-        Some(&short_intermediate),
-    )?;
-    let untrusted = leaf(
-        &["untrusted.test"],
-        0x1006,
-        datetime!(2024-01-01 00:00:00 UTC),
-        datetime!(2099-01-01 00:00:00 UTC),
-        KeyPair::generate()?,
-        Some(&other_root),
-    )?;
+    let valid = Spec::leaf(&["valid.test", "www.valid.test", "127.0.0.1"], 0x1001)
+        .issued_by(&intermediate)?;
+    let expired = Spec::leaf(&["expired.test"], 0x1002)
+        .valid_until(datetime!(2026-03-01 12:00:00 UTC))
+        .key(KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?)
+        .issued_by(&intermediate)?;
+    let not_yet_valid = Spec::leaf(&["future.test"], 0x1003)
+        .valid_from(datetime!(2027-01-01 00:00:00 UTC))
+        .valid_until(datetime!(2028-01-01 00:00:00 UTC))
+        .key(KeyPair::generate_rsa_for(
+            &rcgen::PKCS_RSA_SHA256,
+            rcgen::RsaKeySize::_2048,
+        )?)
+        .issued_by(&intermediate)?;
+    let self_signed = Spec::leaf(&["self-signed.test"], 0x1004)
+        .valid_until(datetime!(2030-01-01 00:00:00 UTC))
+        .key(KeyPair::generate_for(&rcgen::PKCS_ED25519)?)
+        .self_signed()?;
+    let outlived =
+        Spec::leaf(&["short-intermediate.test"], 0x1005).issued_by(&short_intermediate)?;
+    let untrusted = Spec::leaf(&["untrusted.test"], 0x1006).issued_by(&other_root)?;
 
-    write(&dir, "root.pem", &root.pem)?;
-    write(&dir, "intermediate.pem", &intermediate.pem)?;
-    write(
-        &dir,
-        "valid.pem",
-        &[&valid, &intermediate].map(|c| c.pem.as_str()).concat(),
-    )?;
-    write(
-        &dir,
-        "expired.pem",
-        &[&expired, &intermediate].map(|c| c.pem.as_str()).concat(),
-    )?;
-    write(
-        &dir,
-        "not-yet-valid.pem",
-        &[&not_yet_valid, &intermediate]
-            .map(|c| c.pem.as_str())
-            .concat(),
-    )?;
-    write(&dir, "self-signed.pem", &self_signed.pem)?;
-    write(
-        &dir,
-        "short-intermediate.pem",
-        &[&outlived, &short_intermediate]
-            .map(|c| c.pem.as_str())
-            .concat(),
-    )?;
-    write(
-        &dir,
-        "wrong-order.pem",
-        &[&valid, &root, &intermediate]
-            .map(|c| c.pem.as_str())
-            .concat(),
-    )?;
-    write(&dir, "leaf-only.pem", &valid.pem)?;
-    write(
-        &dir,
-        "untrusted-root.pem",
-        &[&untrusted, &other_root].map(|c| c.pem.as_str()).concat(),
-    )?;
-    std::fs::write(dir.join("valid-leaf.cer"), &valid.der)?;
-    write(
-        &dir,
-        "garbage.pem",
-        "This is not a certificate.\n-----BEGIN NOTHING-----\nbm90aGluZw==\n-----END NOTHING-----\n",
-    )?;
-    // The key comes first so that a reader which does not skip it would notice.
-    write_private(
-        &dir.join("key-and-cert.pem"),
-        &[
-            valid.key.serialize_pem().as_str(),
-            &valid.pem,
-            &intermediate.pem,
-        ]
-        .concat(),
-    )?;
-
-    let valid_until = valid.params.not_after;
-    let expectations = [
-        expect(
-            "valid.pem",
-            &valid,
-            valid_until,
-            Some("valid.test"),
-            "none",
-            true,
-        ),
-        expect(
+    use Format::{Der, KeyThenPem, Pem};
+    let fixtures = [
+        fixture("valid.pem", Pem, &[&valid, &intermediate], "none", true),
+        fixture(
             "expired.pem",
-            &expired,
-            expired.params.not_after,
-            Some("expired.test"),
+            Pem,
+            &[&expired, &intermediate],
             "expired",
             false,
         ),
-        expect(
+        fixture(
             "not-yet-valid.pem",
-            &not_yet_valid,
-            not_yet_valid.params.not_after,
-            Some("future.test"),
+            Pem,
+            &[&not_yet_valid, &intermediate],
             "not_yet_valid",
             false,
         ),
-        expect(
+        fixture(
             "self-signed.pem",
-            &self_signed,
-            self_signed.params.not_after,
-            Some("self-signed.test"),
+            Pem,
+            &[&self_signed],
             "self_signed",
             false,
         ),
-        expect(
+        fixture(
             "short-intermediate.pem",
-            &outlived,
-            short_intermediate.params.not_after,
-            Some("short-intermediate.test"),
+            Pem,
+            &[&outlived, &short_intermediate],
             "expired",
             false,
         ),
-        expect(
+        fixture(
             "wrong-order.pem",
-            &valid,
-            valid_until,
-            Some("valid.test"),
+            Pem,
+            &[&valid, &root, &intermediate],
             "wrong_chain_order",
             true,
         ),
-        expect(
+        fixture(
             "leaf-only.pem",
-            &valid,
-            valid_until,
-            Some("valid.test"),
+            Pem,
+            &[&valid],
             "missing_intermediate",
             false,
         ),
-        expect(
+        fixture(
             "valid-leaf.cer",
-            &valid,
-            valid_until,
-            Some("valid.test"),
+            Der,
+            &[&valid],
             "missing_intermediate",
             false,
         ),
-        expect(
+        fixture(
             "untrusted-root.pem",
-            &untrusted,
-            untrusted.params.not_after,
-            Some("untrusted.test"),
+            Pem,
+            &[&untrusted, &other_root],
             "unknown_issuer",
             false,
         ),
-        expect(
+        // The key comes first so that a reader which does not skip it would notice.
+        fixture(
             "key-and-cert.pem",
-            &valid,
-            valid_until,
-            Some("valid.test"),
+            KeyThenPem,
+            &[&valid, &intermediate],
             "none",
             true,
         ),
-        expect(
-            "root.pem",
-            &root,
-            root.params.not_after,
-            None,
-            "invalid",
-            false,
-        ),
-        expect(
-            "intermediate.pem",
-            &intermediate,
-            intermediate.params.not_after,
-            None,
-            "invalid",
-            false,
-        ),
+        fixture("root.pem", Pem, &[&root], "invalid", false),
+        fixture("intermediate.pem", Pem, &[&intermediate], "invalid", false),
     ];
-    write(&dir, "expected.toml", &expected_toml(&expectations)?)?;
+    for fixture in &fixtures {
+        write_fixture(&dir, fixture)?;
+    }
+    write(
+        &dir.join("garbage.pem"),
+        "This is not a certificate.\n-----BEGIN NOTHING-----\nbm90aGluZw==\n-----END NOTHING-----\n",
+    )?;
+    write(&dir.join("expected.toml"), &expected_toml(&fixtures)?)?;
     println!("wrote fixtures to {}", dir.display());
     Ok(())
 }
 
-fn ca(
-    common_name: &str,
-    serial: u8,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    issuer: Option<&Minted>,
-) -> Result<Minted> {
+impl Spec {
+    /// A CA valid from [`CA_NOT_BEFORE`] to [`CA_NOT_AFTER`], with a fresh ECDSA P-256 key.
+    fn ca(common_name: &str, serial: u8) -> Self {
+        Spec {
+            names: vec![common_name.to_owned()],
+            serial: vec![serial],
+            is_ca: true,
+            not_before: CA_NOT_BEFORE,
+            not_after: CA_NOT_AFTER,
+            key: None,
+        }
+    }
+
+    /// A server certificate for `names` (the first is its common name), valid from
+    /// [`LEAF_NOT_BEFORE`] to [`LEAF_NOT_AFTER`], with a fresh ECDSA P-256 key.
+    fn leaf(names: &[&str], serial: u16) -> Self {
+        Spec {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            serial: serial.to_be_bytes().to_vec(),
+            is_ca: false,
+            not_before: LEAF_NOT_BEFORE,
+            not_after: LEAF_NOT_AFTER,
+            key: None,
+        }
+    }
+
+    fn valid_from(mut self, not_before: OffsetDateTime) -> Self {
+        self.not_before = not_before;
+        self
+    }
+
+    fn valid_until(mut self, not_after: OffsetDateTime) -> Self {
+        self.not_after = not_after;
+        self
+    }
+
+    fn key(mut self, key: KeyPair) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    fn issued_by(self, issuer: &Minted) -> Result<Minted> {
+        self.mint(Some(issuer))
+    }
+
+    fn self_signed(self) -> Result<Minted> {
+        self.mint(None)
+    }
+
+    fn mint(self, issuer: Option<&Minted>) -> Result<Minted> {
+        let mut params = if self.is_ca {
+            ca_params()
+        } else {
+            leaf_params(self.names.clone())?
+        };
+        params.distinguished_name = name(&self.names[0]);
+        params.serial_number = Some(SerialNumber::from_slice(&self.serial));
+        params.not_before = self.not_before;
+        params.not_after = self.not_after;
+        params.use_authority_key_identifier_extension = issuer.is_some();
+        let key = match self.key {
+            Some(key) => key,
+            None => KeyPair::generate()?,
+        };
+        let certificate = match issuer {
+            Some(issuer) => params.signed_by(&key, &issuer.issuer())?,
+            None => params.self_signed(&key)?,
+        };
+        Ok(Minted {
+            pem: certificate.pem(),
+            der: certificate.der().to_vec(),
+            server_name: (!self.is_ca).then(|| self.names[0].clone()),
+            params,
+            key,
+        })
+    }
+}
+
+fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
-    params.distinguished_name = name(common_name);
-    params.serial_number = Some(SerialNumber::from_slice(&[serial]));
-    params.not_before = not_before;
-    params.not_after = not_after;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.use_authority_key_identifier_extension = issuer.is_some();
-    mint(params, KeyPair::generate()?, issuer)
+    params
 }
 
-fn leaf(
-    names: &[&str],
-    serial: u16,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-    key: KeyPair,
-    issuer: Option<&Minted>,
-) -> Result<Minted> {
-    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-    let mut params = CertificateParams::new(names.clone())?;
-    params.distinguished_name = name(&names[0]);
-    params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
-    params.not_before = not_before;
-    params.not_after = not_after;
+fn leaf_params(subject_alt_names: Vec<String>) -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(subject_alt_names)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = issuer.is_some();
-    mint(params, key, issuer)
+    Ok(params)
 }
 
 fn name(common_name: &str) -> DistinguishedName {
@@ -337,38 +298,49 @@ fn name(common_name: &str) -> DistinguishedName {
     name
 }
 
-fn mint(params: CertificateParams, key: KeyPair, issuer: Option<&Minted>) -> Result<Minted> {
-    let certificate = match issuer {
-        Some(issuer) => params.signed_by(&key, &issuer.issuer())?,
-        None => params.self_signed(&key)?,
-    };
-    Ok(Minted {
-        pem: certificate.pem(),
-        der: certificate.der().to_vec(),
-        params,
-        key,
-    })
-}
-
-fn expect(
+fn fixture<'a>(
     file: &'static str,
-    leaf: &Minted,
-    earliest_not_after: OffsetDateTime,
-    server_name: Option<&'static str>,
+    format: Format,
+    chain: &[&'a Minted],
     reason: &'static str,
     verified: bool,
-) -> Expectation {
-    Expectation {
+) -> Fixture<'a> {
+    Fixture {
         file,
-        leaf_not_after: leaf.params.not_after,
-        earliest_not_after,
-        server_name,
+        format,
+        chain: chain.to_vec(),
         reason,
         verified,
     }
 }
 
-fn expected_toml(expectations: &[Expectation]) -> Result<String> {
+impl Fixture<'_> {
+    fn leaf(&self) -> &Minted {
+        self.chain[0]
+    }
+
+    /// The soonest `not_after` in the file: the end of the chain's validity.
+    fn earliest_not_after(&self) -> OffsetDateTime {
+        let not_afters = self.chain.iter().map(|c| c.params.not_after);
+        not_afters.min().unwrap_or(self.leaf().params.not_after)
+    }
+}
+
+fn write_fixture(dir: &Path, fixture: &Fixture<'_>) -> Result<()> {
+    let path = dir.join(fixture.file);
+    let pems = fixture
+        .chain
+        .iter()
+        .map(|c| c.pem.as_str())
+        .collect::<String>();
+    match fixture.format {
+        Format::Pem => write(&path, &pems),
+        Format::Der => Ok(std::fs::write(path, &fixture.leaf().der)?),
+        Format::KeyThenPem => write_private(&path, &(fixture.leaf().key.serialize_pem() + &pems)),
+    }
+}
+
+fn expected_toml(fixtures: &[Fixture<'_>]) -> Result<String> {
     let mut text = String::new();
     writeln!(
         text,
@@ -380,28 +352,28 @@ fn expected_toml(expectations: &[Expectation]) -> Result<String> {
     )?;
     writeln!(text, "now = {} # {}", NOW.unix_timestamp(), rfc3339(NOW)?)?;
     writeln!(text, "trust = \"root.pem\"")?;
-    for expectation in expectations {
+    for fixture in fixtures {
         writeln!(text)?;
-        writeln!(text, "[files.\"{}\"]", expectation.file)?;
-        let leaf_not_after = expectation.leaf_not_after;
+        writeln!(text, "[files.\"{}\"]", fixture.file)?;
+        let leaf_not_after = fixture.leaf().params.not_after;
         writeln!(
             text,
             "leaf_not_after = {} # {}",
             leaf_not_after.unix_timestamp(),
             rfc3339(leaf_not_after)?
         )?;
-        let earliest = expectation.earliest_not_after;
+        let earliest = fixture.earliest_not_after();
         writeln!(
             text,
             "earliest_not_after = {} # {}",
             earliest.unix_timestamp(),
             rfc3339(earliest)?
         )?;
-        if let Some(server_name) = expectation.server_name {
+        if let Some(server_name) = &fixture.leaf().server_name {
             writeln!(text, "server_name = \"{server_name}\"")?;
         }
-        writeln!(text, "reason = \"{}\"", expectation.reason)?;
-        writeln!(text, "verified = {}", expectation.verified)?;
+        writeln!(text, "reason = \"{}\"", fixture.reason)?;
+        writeln!(text, "verified = {}", fixture.verified)?;
     }
     Ok(text)
 }
@@ -410,13 +382,13 @@ fn rfc3339(moment: OffsetDateTime) -> Result<String> {
     Ok(moment.format(&time::format_description::well_known::Rfc3339)?)
 }
 
-fn write(dir: &Path, file: &str, contents: &str) -> Result<()> {
-    std::fs::write(dir.join(file), contents)?;
+fn write(path: &Path, contents: &str) -> Result<()> {
+    std::fs::write(path, contents)?;
     Ok(())
 }
 
 /// Private keys are written readable by the owner only, even test keys.
-fn write_private(path: &PathBuf, contents: &str) -> Result<()> {
+fn write_private(path: &Path, contents: &str) -> Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

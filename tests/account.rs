@@ -4,6 +4,7 @@
 //! that CA's account only.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -58,22 +59,27 @@ fn audit_lines(setup: &Setup) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Fails with the command's output unless it exited with `code`.
+fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(output.status.code(), Some(code), "{}", text(output));
+}
+
 /// Pebble and a certificate `web` issued by `certinel renew`, which registered the account
-/// whose credentials file is returned.
-async fn issued_with_an_account() -> (Pebble, Setup, PathBuf) {
+/// whose credentials file and credentials are returned.
+async fn issued_with_an_account() -> (Pebble, Setup, PathBuf, serde_json::Value) {
     let pebble = Pebble::start(PebbleOptions::default()).await;
     let setup = issued(&pebble, "web").await;
     let file = credentials_file(&setup.state_dir);
-    (pebble, setup, file)
+    let old = credentials(&file);
+    (pebble, setup, file, old)
 }
 
 #[tokio::test]
 async fn rollover_keeps_the_account_with_a_new_key_and_the_ca_refuses_the_old_one() {
-    let (pebble, setup, file) = issued_with_an_account().await;
-    let old = credentials(&file);
+    let (pebble, setup, file, old) = issued_with_an_account().await;
 
     let rolled = certinel(&setup, &["account", "rollover"]).await;
-    assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled));
+    assert_exit(&rolled, 0);
     assert!(String::from_utf8_lossy(&rolled.stdout).contains("key rolled over"));
     let new = credentials(&file);
     assert_eq!(new["id"], old["id"], "the same account");
@@ -106,11 +112,10 @@ async fn rollover_keeps_the_account_with_a_new_key_and_the_ca_refuses_the_old_on
 
 #[tokio::test]
 async fn deactivation_needs_yes_retires_the_account_and_the_next_renewal_registers_anew() {
-    let (pebble, setup, file) = issued_with_an_account().await;
-    let old = credentials(&file);
+    let (pebble, setup, file, old) = issued_with_an_account().await;
 
     let unconfirmed = certinel(&setup, &["account", "deactivate"]).await;
-    assert_eq!(unconfirmed.status.code(), Some(2), "{}", text(&unconfirmed));
+    assert_exit(&unconfirmed, 2);
     assert!(
         text(&unconfirmed).contains("--yes"),
         "{}",
@@ -119,7 +124,7 @@ async fn deactivation_needs_yes_retires_the_account_and_the_next_renewal_registe
     assert!(file.exists(), "nothing happened without --yes");
 
     let deactivated = certinel(&setup, &["account", "deactivate", "--yes"]).await;
-    assert_eq!(deactivated.status.code(), Some(0), "{}", text(&deactivated));
+    assert_exit(&deactivated, 0);
     assert!(!file.exists());
     assert!(file.with_extension("json.deactivated").exists());
     let refused = order_with(&pebble, old.clone()).await;
@@ -275,6 +280,13 @@ impl TwoAccounts {
         }
     }
 
+    /// The first CA's account file as stored now and the second CA's credentials: what a
+    /// command aimed at the second CA must leave alone, and what it replaces.
+    fn before_a_command(&self) -> (Vec<u8>, serde_json::Value) {
+        let first_before = std::fs::read(&self.first_file).unwrap();
+        (first_before, credentials(&self.second_file))
+    }
+
     /// The audit line of the first `step`.
     fn audit_line(&self, step: &str) -> serde_json::Value {
         std::fs::read_to_string(self.state_dir.join("audit.jsonl"))
@@ -290,11 +302,10 @@ impl TwoAccounts {
 async fn rollover_with_ca_changes_only_that_cas_account_and_its_renewals_use_the_new_key() {
     let cas = TwoAccounts::issued().await;
     let (config, first_file, second_file) = (&cas.config, &cas.first_file, &cas.second_file);
-    let first_before = std::fs::read(first_file).unwrap();
-    let second_old = credentials(second_file);
+    let (first_before, second_old) = cas.before_a_command();
 
     let rolled = run_certinel(&["account", "rollover", "--ca", "second"], config).await;
-    assert_eq!(rolled.status.code(), Some(0), "{}", text(&rolled));
+    assert_exit(&rolled, 0);
     let stdout = String::from_utf8_lossy(&rolled.stdout);
     assert!(stdout.contains("CA second"), "{stdout}");
     let second_new = credentials(second_file);
@@ -326,7 +337,7 @@ async fn rollover_with_ca_changes_only_that_cas_account_and_its_renewals_use_the
     assert!(detail.contains("CA second"), "{rollover}");
 
     let unknown = run_certinel(&["account", "rollover", "--ca", "nosuch"], config).await;
-    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert_exit(&unknown, 2);
     let message = text(&unknown);
     assert!(
         message.contains("unknown CA \"nosuch\"") && message.contains("acme, second"),
@@ -339,12 +350,11 @@ async fn rollover_with_ca_changes_only_that_cas_account_and_its_renewals_use_the
 async fn deactivate_with_ca_retires_only_that_cas_account_and_its_next_renewal_registers_anew() {
     let cas = TwoAccounts::issued().await;
     let (config, first_file, second_file) = (&cas.config, &cas.first_file, &cas.second_file);
-    let first_before = std::fs::read(first_file).unwrap();
-    let second_old = credentials(second_file);
+    let (first_before, second_old) = cas.before_a_command();
 
     let args = ["account", "deactivate", "--ca", "second", "--yes"];
     let deactivated = run_certinel(&args, config).await;
-    assert_eq!(deactivated.status.code(), Some(0), "{}", text(&deactivated));
+    assert_exit(&deactivated, 0);
     assert!(!second_file.exists());
     assert!(second_file.with_extension("json.deactivated").exists());
     assert_eq!(

@@ -73,14 +73,20 @@ pub(crate) fn settings(pebble: &Pebble) -> AcmeSettings {
 }
 
 /// The account of `settings(pebble)`, created in `state_dir` unless it is there.
+/// Loads the account `settings` name from `state_dir`, registering it first if needed.
+async fn load_account(
+    settings: &AcmeSettings,
+    state_dir: &Path,
+    observer: Arc<dyn AcmeObserver>,
+) -> Result<AcmeAccount, AcmeError> {
+    let accounts = certinel::store::FsAccounts::shared(state_dir);
+    load_or_create_account(settings, accounts, observer).await
+}
+
 pub(crate) async fn account(pebble: &Pebble, state_dir: &Path) -> AcmeAccount {
-    load_or_create_account(
-        &settings(pebble),
-        certinel::store::FsAccounts::shared(state_dir),
-        Arc::new(NoopObserver),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
+    load_account(&settings(pebble), state_dir, Arc::new(NoopObserver))
+        .await
+        .unwrap_or_else(|e| panic!("account: {e}\n{}", pebble.log()))
 }
 
 pub(crate) fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpec) -> IssueRequest {
@@ -91,6 +97,14 @@ pub(crate) fn request(names: &[&str], key: KeyAlgorithm, challenge: ChallengeSpe
         profile: None,
         replaces: None,
     }
+}
+
+/// Pebble and an account registered with it, stored in the returned directory.
+async fn pebble_with_account() -> (Pebble, tempfile::TempDir, AcmeAccount) {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let state = tempfile::tempdir().unwrap();
+    let account = account(&pebble, state.path()).await;
+    (pebble, state, account)
 }
 
 /// Issues `names` with a `key` over `challenge` and checks the chain ([`check_issued`]);
@@ -187,20 +201,12 @@ pub(crate) fn check_issued(issued: &Issued, names: &[&str]) -> i64 {
 
 #[tokio::test]
 async fn http01_listener_issues_ecdsa_p256_certificate_and_reports_each_request() {
-    let pebble = Pebble::start(PebbleOptions {
-        validity_seconds: Some(3600),
-        ..PebbleOptions::default()
-    })
-    .await;
+    let pebble = Pebble::start_with_validity(3600).await;
     let state = tempfile::tempdir().unwrap();
     let recorder = Arc::new(Recorder::default());
-    let account = load_or_create_account(
-        &settings(&pebble),
-        certinel::store::FsAccounts::shared(state.path()),
-        recorder.clone(),
-    )
-    .await
-    .expect("account");
+    let account = load_account(&settings(&pebble), state.path(), recorder.clone())
+        .await
+        .expect("account");
     let names = ["www.certinel.test", "api.certinel.test"];
     let (issued, validity) = issue_http01_and_check(&account, &pebble, &names).await;
     assert!(
@@ -248,9 +254,7 @@ async fn http01_listener_issues_ecdsa_p256_certificate_and_reports_each_request(
 
 #[tokio::test]
 async fn tls_alpn01_listener_issues_rsa2048_certificate() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let state = tempfile::tempdir().unwrap();
-    let account = account(&pebble, state.path()).await;
+    let (pebble, _state, account) = pebble_with_account().await;
     let names = ["alpn.certinel.test"];
     issue_and_check(
         &account,
@@ -264,9 +268,7 @@ async fn tls_alpn01_listener_issues_rsa2048_certificate() {
 
 #[tokio::test]
 async fn every_key_type_is_issued_over_http01() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let state = tempfile::tempdir().unwrap();
-    let account = account(&pebble, state.path()).await;
+    let (pebble, _state, account) = pebble_with_account().await;
     for key in KeyAlgorithm::ALL {
         let name = format!("{key}.certinel.test");
         issue_and_check(
@@ -282,9 +284,7 @@ async fn every_key_type_is_issued_over_http01() {
 
 #[tokio::test]
 async fn ip_identifiers_are_issued_over_http01_and_tls_alpn01() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let state = tempfile::tempdir().unwrap();
-    let account = account(&pebble, state.path()).await;
+    let (pebble, _state, account) = pebble_with_account().await;
     for challenge in [
         ChallengeSpec::Http01Listen(pebble.http_addr()),
         ChallengeSpec::TlsAlpn01Listen(pebble.tls_addr()),
@@ -306,9 +306,7 @@ async fn ip_identifiers_are_issued_over_http01_and_tls_alpn01() {
 /// without it fails here rather than skipping.
 #[tokio::test]
 async fn ipv6_loopback_identifier_is_issued_over_http01_and_tls_alpn01() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let state = tempfile::tempdir().unwrap();
-    let account = account(&pebble, state.path()).await;
+    let (pebble, _state, account) = pebble_with_account().await;
     let on_ipv6 = |addr: SocketAddr| SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()));
     for challenge in [
         ChallengeSpec::Http01Listen(on_ipv6(pebble.http_addr())),
@@ -407,13 +405,9 @@ async fn account_is_saved_0600_and_reused_without_a_new_account_request() {
     assert_eq!(mode & 0o777, 0o600);
 
     let recorder = Arc::new(Recorder::default());
-    let second = load_or_create_account(
-        &settings(&pebble),
-        certinel::store::FsAccounts::shared(state.path()),
-        recorder.clone(),
-    )
-    .await
-    .expect("reload account");
+    let second = load_account(&settings(&pebble), state.path(), recorder.clone())
+        .await
+        .expect("reload account");
     assert!(!second.was_created());
     assert_eq!(second.url(), first.url());
     assert_eq!(
@@ -434,13 +428,9 @@ async fn changed_directory_url_creates_a_new_account() {
     // The same Pebble under another URL stands in for "the operator switched CAs".
     let mut other = settings(&pebble);
     other.directory = pebble.directory_url.replace("127.0.0.1", "localhost");
-    let by_name = load_or_create_account(
-        &other,
-        certinel::store::FsAccounts::shared(state.path()),
-        Arc::new(NoopObserver),
-    )
-    .await
-    .expect("account for the other URL");
+    let by_name = load_account(&other, state.path(), Arc::new(NoopObserver))
+        .await
+        .expect("account for the other URL");
     assert!(by_name.was_created());
     assert_ne!(by_name.url(), by_ip.url());
     assert_ne!(by_name.credentials_path(), by_ip.credentials_path());
@@ -457,26 +447,18 @@ async fn eab_is_required_by_pebble_and_accepted_with_its_example_keys() {
     })
     .await;
     let state = tempfile::tempdir().unwrap();
-    let without = load_or_create_account(
-        &settings(&pebble),
-        certinel::store::FsAccounts::shared(state.path()),
-        Arc::new(NoopObserver),
-    )
-    .await
-    .expect_err("Pebble requires EAB");
+    let without = load_account(&settings(&pebble), state.path(), Arc::new(NoopObserver))
+        .await
+        .expect_err("Pebble requires EAB");
     assert_eq!(without.stage(), Stage::Account);
     assert_eq!(without.problem(), "externalAccountRequired", "{without}");
 
     let (kid, hmac_key) = pebble.eab.clone().expect("EAB keys");
     let mut with_eab = settings(&pebble);
     with_eab.eab = Some(Eab { kid, hmac_key });
-    let account = load_or_create_account(
-        &with_eab,
-        certinel::store::FsAccounts::shared(state.path()),
-        Arc::new(NoopObserver),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("EAB account: {e}\n{}", pebble.log()));
+    let account = load_account(&with_eab, state.path(), Arc::new(NoopObserver))
+        .await
+        .unwrap_or_else(|e| panic!("EAB account: {e}\n{}", pebble.log()));
     assert!(account.was_created());
     let names = ["eab.certinel.test"];
     issue_http01_and_check(&account, &pebble, &names).await;
@@ -507,13 +489,9 @@ async fn unreachable_ca_fails_at_account_stage_with_network_problem() {
         base_delay: Duration::from_millis(10),
         ..RetryPolicy::default()
     };
-    let error = load_or_create_account(
-        &settings,
-        certinel::store::FsAccounts::shared(state.path()),
-        recorder.clone(),
-    )
-    .await
-    .expect_err("nothing listens there");
+    let error = load_account(&settings, state.path(), recorder.clone())
+        .await
+        .expect_err("nothing listens there");
     assert_acme_failure(
         &error,
         Stage::Account,
@@ -533,9 +511,7 @@ async fn unreachable_ca_fails_at_account_stage_with_network_problem() {
 
 #[tokio::test]
 async fn unreachable_responder_fails_at_challenge_stage_with_connection_problem() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let state = tempfile::tempdir().unwrap();
-    let account = account(&pebble, state.path()).await;
+    let (_pebble, _state, account) = pebble_with_account().await;
     // Our listener is not where Pebble's validator connects.
     let elsewhere = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let error = issue(

@@ -289,23 +289,22 @@ async fn exit_code_follows_the_monitoring_plugin_convention() {
         format!("{NAME}:{}", listener.local_addr().expect("addr").port())
     };
 
-    assert_eq!(lab.check(&[&valid]).await.status.code(), Some(0), "OK");
-    assert_eq!(
-        lab.check(&[&valid, &soon]).await.status.code(),
-        Some(1),
-        "WARNING"
-    );
-    assert_eq!(
-        lab.check(&[&valid, &closed]).await.status.code(),
-        Some(3),
-        "UNKNOWN"
-    );
-    let all = lab.check(&[&soon, &closed, &expired]).await;
-    assert_eq!(
-        all.status.code(),
-        Some(2),
-        "CRITICAL outranks UNKNOWN and WARNING"
-    );
+    // (the targets checked together, the exit code, what it says)
+    let (valid, soon, expired, closed) = (&*valid, &*soon, &*expired, &*closed);
+    let cases: [(&[&str], i32, &str); 4] = [
+        (&[valid], 0, "OK"),
+        (&[valid, soon], 1, "WARNING"),
+        (&[valid, closed], 3, "UNKNOWN"),
+        (
+            &[soon, closed, expired],
+            2,
+            "CRITICAL outranks UNKNOWN and WARNING",
+        ),
+    ];
+    for (targets, code, says) in cases {
+        let output = lab.check(targets).await;
+        assert_eq!(output.status.code(), Some(code), "{says}");
+    }
 }
 
 #[tokio::test]

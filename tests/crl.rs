@@ -63,11 +63,17 @@ fn revocation(report: &EndpointReport) -> RevocationStatus {
     handshake.revocation.clone().expect("a revocation status")
 }
 
-#[tokio::test]
-async fn a_certificate_revoked_after_the_first_scan_is_revoked_at_the_next() {
+/// A CA and a CRL server publishing the CA's CRL that lists `revoked`.
+async fn ca_publishing(revoked: &[u64]) -> (CrlCa, CrlServer) {
     let ca = CrlCa::new();
     let crl_server = CrlServer::start().await;
-    crl_server.publish(ca.crl(&[99]));
+    crl_server.publish(ca.crl(revoked));
+    (ca, crl_server)
+}
+
+#[tokio::test]
+async fn a_certificate_revoked_after_the_first_scan_is_revoked_at_the_next() {
+    let (ca, crl_server) = ca_publishing(&[99]).await;
     let (leaf, key) = ca.leaf(0x1234, &crl_server.url);
     // Every probe may fetch again: the interval is over as soon as it starts.
     let (_server, endpoint) = tls_endpoint(vec![leaf, ca.cert.clone()], key, Duration::ZERO).await;
@@ -164,9 +170,7 @@ async fn a_crl_with_a_bad_signature_is_an_error_not_a_verdict() {
 
 #[tokio::test]
 async fn many_endpoints_sharing_a_crl_fetch_it_once_per_interval() {
-    let ca = CrlCa::new();
-    let crl_server = CrlServer::start().await;
-    crl_server.publish(ca.crl(&[]));
+    let (ca, crl_server) = ca_publishing(&[]).await;
     let mut servers = Vec::new();
     let mut endpoints = Vec::new();
     for serial in 1..=12u64 {
@@ -195,9 +199,7 @@ async fn many_endpoints_sharing_a_crl_fetch_it_once_per_interval() {
 
 #[tokio::test]
 async fn without_crl_checking_nothing_is_fetched() {
-    let ca = CrlCa::new();
-    let crl_server = CrlServer::start().await;
-    crl_server.publish(ca.crl(&[5]));
+    let (ca, crl_server) = ca_publishing(&[5]).await;
     let (leaf, key) = ca.leaf(5, &crl_server.url);
     let (_server, endpoint) = tls_endpoint(vec![leaf, ca.cert.clone()], key, Duration::ZERO).await;
     let context = ProbeContext::new(
@@ -215,9 +217,7 @@ async fn without_crl_checking_nothing_is_fetched() {
 
 #[tokio::test]
 async fn a_revoked_certificate_file_with_its_issuer_is_revoked_and_a_bare_leaf_is_not_checked() {
-    let ca = CrlCa::new();
-    let crl_server = CrlServer::start().await;
-    crl_server.publish(ca.crl(&[0x4242]));
+    let (ca, crl_server) = ca_publishing(&[0x4242]).await;
     let (leaf, _key) = ca.leaf(0x4242, &crl_server.url);
     let dir = tempfile::tempdir().unwrap();
     let with_issuer = dir.path().join("fullchain.pem");

@@ -202,6 +202,16 @@ pub(crate) fn write_hook(knot: &Knot, dir: &Path, calls: &Path) -> PathBuf {
     path
 }
 
+/// Issues `names` with dns-01 through Knot's `zone`.
+async fn issue_in_zone(
+    account: &AcmeAccount,
+    knot: &Knot,
+    names: &[&str],
+    zone: &str,
+) -> Result<Issued, AcmeError> {
+    issue(account, &request(names, rfc2136(knot, zone))).await
+}
+
 #[tokio::test]
 async fn cname_delegated_challenge_is_published_at_the_target_and_removed() {
     let (knot, pebble) = knot_and_pebble().await;
@@ -223,15 +233,10 @@ async fn cname_delegated_challenge_is_published_at_the_target_and_removed() {
 #[tokio::test]
 async fn a_cname_target_outside_the_configured_zone_fails_at_challenge_with_dns_lookup() {
     let (knot, _pebble, _state, account) = knot_pebble_and_account().await;
-    let error = issue(
-        &account,
-        &request(
-            &["delegated.certinel.test"],
-            rfc2136(&knot, "validation.test."),
-        ),
-    )
-    .await
-    .expect_err("the target is not in validation.test.");
+    let names = ["delegated.certinel.test"];
+    let error = issue_in_zone(&account, &knot, &names, "validation.test.")
+        .await
+        .expect_err("the target is not in validation.test.");
     assert_acme_failure(
         &error,
         Stage::Challenge,
@@ -349,14 +354,8 @@ async fn certinel_renew_issues_a_wildcard_from_a_config_file_with_an_rfc2136_cha
 #[tokio::test]
 async fn a_cname_into_another_zone_updates_that_zone_and_cleans_it_up() {
     let (knot, _pebble, _state, account) = knot_pebble_and_account().await;
-    let result = issue(
-        &account,
-        &request(
-            &["elsewhere.certinel.test"],
-            rfc2136(&knot, "validation.test."),
-        ),
-    )
-    .await;
+    let names = ["elsewhere.certinel.test"];
+    let result = issue_in_zone(&account, &knot, &names, "validation.test.").await;
     // certinel found the record at the CNAME's target in validation.test. before telling
     // Pebble; Pebble asks Knot, which does not follow the CNAME into its other zone, so
     // validation fails with the CA's problem, not with one of certinel's dns problems.

@@ -110,6 +110,11 @@ impl Expect {
 }
 
 fn check(handshake: &Handshake, expect: Expect) {
+    check_case("the probed chain", handshake, expect);
+}
+
+/// [`check`] for one case of a table; a failure names the `case`.
+fn check_case(case: &str, handshake: &Handshake, expect: Expect) {
     let verification = &handshake.verification;
     assert_eq!(
         (
@@ -117,14 +122,13 @@ fn check(handshake: &Handshake, expect: Expect) {
             verification.reason.map(|reason| reason.keyword())
         ),
         (expect.verified, expect.reason),
-        "verification detail: {}",
+        "{case}: verification detail: {}",
         verification.detail
     );
-    assert_eq!(handshake.chain.leaf().not_after, expect.leaf_not_after);
-    assert_eq!(
-        handshake.chain.earliest_not_after,
-        expect.earliest_not_after
-    );
+    let leaf_not_after = handshake.chain.leaf().not_after;
+    assert_eq!(leaf_not_after, expect.leaf_not_after, "{case}");
+    let earliest_not_after = handshake.chain.earliest_not_after;
+    assert_eq!(earliest_not_after, expect.earliest_not_after, "{case}");
 }
 
 mod addresses;

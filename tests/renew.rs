@@ -13,7 +13,7 @@ use certinel::acme::{
     finalize_order, issue, load_or_create_account, new_private_key, place_order, prepare_order,
 };
 use certinel::config::model::CertificateConfig;
-use certinel::renew::{RenewOptions, RenewOutcome, Renewer};
+use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::store::{CertStore, FsStore, Origin, SecretPem, Stage, Store, VersionId};
 use time::OffsetDateTime;
 
@@ -264,16 +264,7 @@ async fn renewal_window_opening_renews_and_previous_points_at_the_old_version() 
     let start = now();
 
     let first = renewer.renew("api", RenewOptions::default(), start).await;
-    assert!(
-        matches!(
-            first,
-            Ok(RenewOutcome::Renewed {
-                version: VersionId(1),
-                ..
-            })
-        ),
-        "{first:?}"
-    );
+    assert_eq!(renewed_version(&first), Some(VersionId(1)), "{first:?}");
     let early = start + time::Duration::minutes(20);
     let not_due = renewer.renew("api", RenewOptions::default(), early).await;
     let Ok(RenewOutcome::NotDue { renew_at, .. }) = not_due else {
@@ -283,16 +274,7 @@ async fn renewal_window_opening_renews_and_previous_points_at_the_old_version() 
 
     let later = start + time::Duration::minutes(35);
     let second = renewer.renew("api", RenewOptions::default(), later).await;
-    assert!(
-        matches!(
-            second,
-            Ok(RenewOutcome::Renewed {
-                version: VersionId(2),
-                ..
-            })
-        ),
-        "{second:?}"
-    );
+    assert_eq!(renewed_version(&second), Some(VersionId(2)), "{second:?}");
     let store = setup.store();
     assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
     assert_eq!(store.previous("api").unwrap(), Some(VersionId(1)));
@@ -445,6 +427,14 @@ async fn unreachable_ca_fails_at_account_with_network_then_renews_when_back() {
     assert_eq!(status[0]["last_outcome"], "success");
 }
 
+/// The version a renewal produced; `None` for any other outcome or an error.
+fn renewed_version(outcome: &Result<RenewOutcome, RenewError>) -> Option<VersionId> {
+    match outcome {
+        Ok(RenewOutcome::Renewed { version, .. }) => Some(*version),
+        _ => None,
+    }
+}
+
 /// Issues a certificate for `certificate` outside the renewer and stores it as pending,
 /// as a renewal that crashed right after `stage_pending` would have.
 async fn stage_issued(
@@ -570,15 +560,11 @@ async fn interrupted_renewals_resume_at_every_stage_without_a_second_order() {
     for name in names {
         let before = recorder.count("new_order");
         let outcome = renewer.renew(name, RenewOptions::default(), now()).await;
-        assert!(
-            matches!(
-                outcome,
-                Ok(RenewOutcome::Renewed {
-                    version: VersionId(1),
-                    ..
-                })
-            ),
-            "{name}: {outcome:?}\n{}",
+        assert_eq!(
+            renewed_version(&outcome),
+            Some(VersionId(1)),
+            "{name}: {outcome:?}
+{}",
             pebble.log()
         );
         let orders = recorder.count("new_order") - before;

@@ -128,11 +128,18 @@ fn assert_settled(state_dir: &Path, name: &str) {
     );
 }
 
-#[tokio::test]
-async fn renew_killed_at_every_step_boundary_resumes_without_a_second_order() {
+/// A Pebble issuing one-hour certificates, a scratch directory and certinel's log file
+/// in it.
+async fn pebble_and_scratch_dir() -> (Pebble, tempfile::TempDir, PathBuf) {
     let pebble = Pebble::start_with_validity(3600).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("certinel.log");
+    (pebble, dir, log)
+}
+
+#[tokio::test]
+async fn renew_killed_at_every_step_boundary_resumes_without_a_second_order() {
+    let (pebble, dir, log) = pebble_and_scratch_dir().await;
     let state_dir = dir.path().join("state");
     let boundaries = [
         "begin",
@@ -211,9 +218,7 @@ fn alive(pid: u32) -> bool {
 
 #[tokio::test]
 async fn a_deploy_command_left_by_a_killed_renew_is_stopped_before_the_next_deploy() {
-    let pebble = Pebble::start_with_validity(3600).await;
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("certinel.log");
+    let (pebble, dir, log) = pebble_and_scratch_dir().await;
     let pid_file = dir.path().join("hook.pid");
     // The command and what it backgrounds both outlive certinel unless someone stops them.
     let hook = format!("sleep 60 & echo $! > {}; wait", pid_file.display());

@@ -27,24 +27,49 @@ fn renewer(config: &Path) -> Renewer {
     Renewer::new(&config)
 }
 
-/// A renewer for `api` in `dir` whose deploy command logs every version it deploys to the
-/// returned log file and refuses v0002; v0001 is issued and deployed at the returned moment.
-async fn issued_with_a_deploy_refusing_v0002(
-    pebble: &Pebble,
-    dir: &Path,
-) -> (Renewer, PathBuf, OffsetDateTime) {
-    let log = dir.join("deployed.log");
-    let hook = format!(
-        "echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]",
-        log = log.display()
-    );
-    let renewer = renewer(&write_config(dir, pebble, &hook));
-    let now = OffsetDateTime::now_utc();
-    renewer
-        .renew("api", RenewOptions::default(), now)
-        .await
-        .expect("first issuance");
-    (renewer, log, now)
+/// Pebble and a renewer for `api` in a scratch directory whose deploy command logs every
+/// version it deploys to `log` and refuses v0002; v0001 is issued and deployed at `now`.
+struct DeployRefusingV0002 {
+    renewer: Renewer,
+    log: PathBuf,
+    now: OffsetDateTime,
+    state_dir: PathBuf,
+    _dir: tempfile::TempDir,
+    _pebble: Pebble,
+}
+
+/// A deploy command appending each version it deploys to `log`, failing for v0002.
+fn logging_deploy_refusing_v0002(log: &Path) -> String {
+    let log = log.display();
+    format!("echo $CERTINEL_VERSION >> {log}; [ \"$CERTINEL_VERSION\" != v0002 ]")
+}
+
+impl DeployRefusingV0002 {
+    async fn issued() -> DeployRefusingV0002 {
+        let pebble = Pebble::start(PebbleOptions::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("deployed.log");
+        let hook = logging_deploy_refusing_v0002(&log);
+        let renewer = renewer(&write_config(dir.path(), &pebble, &hook));
+        let now = OffsetDateTime::now_utc();
+        renewer
+            .renew("api", RenewOptions::default(), now)
+            .await
+            .expect("first issuance");
+        DeployRefusingV0002 {
+            renewer,
+            log,
+            now,
+            state_dir: dir.path().join("state"),
+            _dir: dir,
+            _pebble: pebble,
+        }
+    }
+
+    /// Forces the renewal whose deploy of v0002 fails; returns the version restored.
+    async fn renew_to_v0002(&self) -> Option<VersionId> {
+        restored_after_a_failed_deploy(self.renewer.renew("api", forced(), self.now).await)
+    }
 }
 
 /// Fails unless `failed` is a failed deploy; returns the version it restored.
@@ -157,19 +182,16 @@ async fn a_failed_first_rollout_stays_current_and_is_rolled_out_again_after_the_
 
 #[tokio::test]
 async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (renewer, log, now) = issued_with_a_deploy_refusing_v0002(&pebble, dir.path()).await;
-    let state_dir = dir.path().join("state");
+    let issued = DeployRefusingV0002::issued().await;
 
-    let restored = restored_after_a_failed_deploy(renewer.renew("api", forced(), now).await);
+    let restored = issued.renew_to_v0002().await;
     assert_eq!(restored, Some(VersionId(1)));
     assert_eq!(
-        deployed_versions(&log),
+        deployed_versions(&issued.log),
         ["v0001", "v0002", "v0001"],
         "the restored version is deployed again"
     );
-    let audit = steps(&state_dir);
+    let audit = steps(&issued.state_dir);
     assert_eq!(
         audit[audit.len() - 3..],
         [
@@ -183,23 +205,21 @@ async fn a_failed_deploy_rolls_back_and_deploys_the_restored_version_again() {
 
 #[tokio::test]
 async fn a_failed_deploy_never_restores_a_previous_version_whose_files_are_broken() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (renewer, log, now) = issued_with_a_deploy_refusing_v0002(&pebble, dir.path()).await;
-    let state_dir = dir.path().join("state");
+    let issued = DeployRefusingV0002::issued().await;
     // The old version's chain no longer matches its fullchain: restoring it would serve junk.
-    std::fs::write(state_dir.join("certs/api/v0001/chain.pem"), "junk\n").unwrap();
+    let chain = issued.state_dir.join("certs/api/v0001/chain.pem");
+    std::fs::write(chain, "junk\n").unwrap();
 
-    let restored = restored_after_a_failed_deploy(renewer.renew("api", forced(), now).await);
+    let restored = issued.renew_to_v0002().await;
     assert_eq!(restored, None, "not rolled back");
-    let store = CertStore::open(&state_dir).unwrap();
+    let store = CertStore::open(&issued.state_dir).unwrap();
     assert_eq!(store.current("api").unwrap(), Some(VersionId(2)));
     assert_eq!(
-        deployed_versions(&log),
+        deployed_versions(&issued.log),
         ["v0001", "v0002"],
         "the broken version is not deployed again"
     );
-    let text = std::fs::read_to_string(state_dir.join("audit.jsonl")).unwrap();
+    let text = std::fs::read_to_string(issued.state_dir.join("audit.jsonl")).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["step"], "rollback");
     let why = last["error"].as_str().unwrap();

@@ -139,6 +139,32 @@ impl Setup {
     }
 }
 
+/// Fails unless `error` says v0002 was not served and v0001 was restored.
+pub(crate) fn assert_rolled_back_from_v2(error: &RenewError) {
+    assert!(
+        matches!(
+            error,
+            RenewError::Served {
+                version: VersionId(2),
+                restored: Some(VersionId(1)),
+                kept: false,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+/// The failures in a row of the one certificate, as `renewer`'s status says at `at`.
+pub(crate) fn consecutive_failures(renewer: &Renewer, at: OffsetDateTime) -> u32 {
+    renewer.status(at).unwrap()[0].consecutive_failures
+}
+
+/// Now, for status reads that do not depend on the exact moment.
+pub(crate) fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
 impl Setup {
     /// Fails with the error and nginx's log unless `renewed` stored version `expected`.
     pub(crate) fn assert_renewed_to(
@@ -232,18 +258,7 @@ async fn a_deploy_that_does_not_reload_is_caught_and_rolled_back_to_what_nginx_s
         ("verify", "stale"),
         "{error}"
     );
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: Some(VersionId(1)),
-                kept: false,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_rolled_back_from_v2(&error);
     let message = error.to_string();
     assert!(message.contains("rolled back to v0001"), "{message}");
 
@@ -272,10 +287,7 @@ async fn a_deploy_that_does_not_reload_is_caught_and_rolled_back_to_what_nginx_s
     );
     assert_eq!(events.last().unwrap()["version"], "v0001");
 
-    let status = Renewer::new(&config)
-        .status(OffsetDateTime::now_utc())
-        .unwrap();
-    assert_eq!(status[0].consecutive_failures, 1);
+    assert_eq!(consecutive_failures(&Renewer::new(&config), now()), 1);
 }
 
 #[tokio::test]
@@ -294,10 +306,7 @@ async fn with_keep_the_unserved_version_stays_current_and_the_drift_check_report
     assert!(store.inflight("api").unwrap().is_none());
     let (steps, _) = setup.audit();
     assert_eq!(steps.last().unwrap(), "served:error");
-    let status = Renewer::new(&config)
-        .status(OffsetDateTime::now_utc())
-        .unwrap();
-    assert_eq!(status[0].consecutive_failures, 1);
+    assert_eq!(consecutive_failures(&Renewer::new(&config), now()), 1);
 
     let served = ServedStore::default();
     check_once(&config, &served).await;

@@ -13,7 +13,9 @@ use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::store::{VersionId, VersionState};
 use time::OffsetDateTime;
 
-use crate::served::{Setup, assert_kept_unserved, force};
+use crate::served::{
+    Setup, assert_kept_unserved, assert_rolled_back_from_v2, consecutive_failures, force, now,
+};
 
 /// Counts the orders the CA accepted.
 #[derive(Default)]
@@ -48,21 +50,6 @@ async fn rolled_out_once_nginx_reloads(
         .served_serial_settles_on(&setup.serial_of(VersionId(2)))
         .await;
     reloading
-}
-
-/// Fails unless `error` says v0002 was not served and v0001 was restored.
-fn assert_rolled_back_from_v2(error: &RenewError) {
-    assert!(
-        matches!(
-            error,
-            RenewError::Served {
-                version: VersionId(2),
-                restored: Some(VersionId(1)),
-                ..
-            }
-        ),
-        "{error:?}"
-    );
 }
 
 /// A renewer counting its orders in `orders`, backing off for one second after a failure.
@@ -108,12 +95,9 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
     // After the backoff, which counts from the moment the failure happened (the served
     // check waited its 2 s first): the same version again, still not served, still no new
     // order.
+    let retry_at = due + time::Duration::seconds(5);
     let error = renewer(&stuck)
-        .renew(
-            "api",
-            RenewOptions::default(),
-            due + time::Duration::seconds(5),
-        )
+        .renew("api", RenewOptions::default(), retry_at)
         .await
         .expect_err("nginx still never reloads");
     assert_rolled_back_from_v2(&error);
@@ -147,10 +131,7 @@ async fn a_version_rolled_back_because_nginx_never_reloaded_is_rolled_out_again_
             "done:ok"
         ]
     );
-    let status = renewer(&reloading)
-        .status(OffsetDateTime::now_utc())
-        .unwrap();
-    assert_eq!(status[0].consecutive_failures, 0);
+    assert_eq!(consecutive_failures(&renewer(&reloading), now()), 0);
 }
 
 #[tokio::test]
@@ -207,16 +188,13 @@ async fn with_keep_the_next_due_attempt_checks_the_kept_version_again_and_clears
     let at = start + time::Duration::seconds(10);
     let reloading = rolled_out_once_nginx_reloads(&setup, &orders, OnVerifyFailure::Keep, at).await;
     assert_eq!(orders.count(), 1, "no new order");
-    let status = renewer(&reloading)
-        .status(start + time::Duration::seconds(11))
-        .unwrap();
-    assert_eq!(status[0].consecutive_failures, 0);
+    assert_eq!(
+        consecutive_failures(&renewer(&reloading), start + time::Duration::seconds(11)),
+        0
+    );
+    let settled_at = start + time::Duration::minutes(5);
     let settled = renewer(&reloading)
-        .renew(
-            "api",
-            RenewOptions::default(),
-            start + time::Duration::minutes(5),
-        )
+        .renew("api", RenewOptions::default(), settled_at)
         .await
         .unwrap();
     assert!(

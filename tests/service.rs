@@ -2,6 +2,7 @@
 //! through its HTTP endpoints; reloads, shutdown and `/probe`.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 
 use crate::common::pki::{Ca, Leaf, LeafSpec, Validity, write_pem};
 use crate::common::service::{Service, promtool_check, sample, write_config};
@@ -57,6 +58,18 @@ async fn two_endpoints(root_name: &str) -> TwoEndpoints {
         cert_file,
         service,
     }
+}
+
+/// Two TLS servers presenting the same self-signed `localhost` leaf, for a config that
+/// moves from one to the other.
+async fn two_servers_of_one_leaf() -> (ServerHandle, ServerHandle) {
+    let leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
+    (serve_leaf(&leaf).await, serve_leaf(&leaf).await)
+}
+
+/// Writes the service fixture `fixture` with its one `{PORT}` set to `server`'s port.
+fn config_probing(dir: &Path, fixture: &str, server: &ServerHandle) -> PathBuf {
+    write_config(dir, fixture, &[("PORT", server.addr.port().to_string())])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,30 +206,20 @@ async fn metrics_are_gzipped_when_the_scraper_accepts_gzip_and_hold_the_same_ser
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reload_adds_and_removes_targets_and_rejects_a_bad_config() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
-    let first = serve_leaf(&leaf).await;
-    let second = serve_leaf(&leaf).await;
+    let (first, second) = two_servers_of_one_leaf().await;
     let series = |server: &ServerHandle| {
         format!(
             "certinel_endpoint_up{{target=\"127.0.0.1:{}\",ip=\"127.0.0.1\"}} 1",
             server.addr.port()
         )
     };
-    let config = write_config(
-        dir.path(),
-        "one_endpoint.toml",
-        &[("PORT", first.addr.port().to_string())],
-    );
+    let config = config_probing(dir.path(), "one_endpoint.toml", &first);
     let mut service = Service::start(Some(&config)).await;
     service
         .metrics_until("first target probed", |body| body.contains(&series(&first)))
         .await;
 
-    write_config(
-        dir.path(),
-        "one_endpoint.toml",
-        &[("PORT", second.addr.port().to_string())],
-    );
+    config_probing(dir.path(), "one_endpoint.toml", &second);
     service.signal("HUP");
     service.wait_for_log("configuration reloaded").await;
     service
@@ -226,11 +229,7 @@ async fn sighup_reload_adds_and_removes_targets_and_rejects_a_bad_config() {
         })
         .await;
 
-    write_config(
-        dir.path(),
-        "broken.toml",
-        &[("PORT", first.addr.port().to_string())],
-    );
+    config_probing(dir.path(), "broken.toml", &first);
     service.signal("HUP");
     service
         .wait_for_log("configuration rejected; the previous one keeps running")
@@ -249,20 +248,10 @@ async fn sighup_reload_adds_and_removes_targets_and_rejects_a_bad_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_config_file_is_reloaded_without_a_signal() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let leaf = Leaf::self_signed(&LeafSpec::new(&["localhost"]));
-    let first = serve_leaf(&leaf).await;
-    let second = serve_leaf(&leaf).await;
-    let config = write_config(
-        dir.path(),
-        "one_endpoint.toml",
-        &[("PORT", first.addr.port().to_string())],
-    );
+    let (first, second) = two_servers_of_one_leaf().await;
+    let config = config_probing(dir.path(), "one_endpoint.toml", &first);
     let mut service = Service::start(Some(&config)).await;
-    write_config(
-        dir.path(),
-        "one_endpoint.toml",
-        &[("PORT", second.addr.port().to_string())],
-    );
+    config_probing(dir.path(), "one_endpoint.toml", &second);
     let reloaded = service.wait_for_log("configuration reloaded").await;
     assert_eq!(reloaded["fields"]["cause"], "configuration file changed");
     service

@@ -112,6 +112,18 @@ fn mysql_ssl_request_is_valid(packet: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// An SMTP server that greets, offers STARTTLS in its EHLO reply and answers the
+/// STARTTLS command with `reply`.
+fn smtp_answering_starttls_with(reply: &'static str) -> Vec<Step> {
+    vec![
+        send("220 mx.localhost ESMTP\r\n"),
+        expect(SMTP_EHLO),
+        send("250-mx.localhost\r\n250 STARTTLS\r\n"),
+        expect("STARTTLS\r\n"),
+        send(reply),
+    ]
+}
+
 fn xmpp_stream_header_names_localhost() -> Step {
     Step::ExpectUntil(b"'>".to_vec(), b"to='localhost'".to_vec())
 }
@@ -235,26 +247,14 @@ async fn smtp_refuses_server_without_starttls_in_ehlo() {
 
 #[tokio::test]
 async fn smtp_reports_a_refused_starttls_command() {
-    let script = vec![
-        send("220 mx.localhost ESMTP\r\n"),
-        expect(SMTP_EHLO),
-        send("250-mx.localhost\r\n250 STARTTLS\r\n"),
-        expect("STARTTLS\r\n"),
-        send("454 4.7.0 TLS not available\r\n"),
-    ];
+    let script = smtp_answering_starttls_with("454 4.7.0 TLS not available\r\n");
     let fragments = ["a 220 reply to STARTTLS", "454 4.7.0 TLS not available"];
     check_refused(StartTls::Smtp, script, &fragments).await;
 }
 
 #[tokio::test]
 async fn smtp_refuses_bytes_sent_after_the_final_reply() {
-    let script = vec![
-        send("220 mx.localhost ESMTP\r\n"),
-        expect(SMTP_EHLO),
-        send("250-mx.localhost\r\n250 STARTTLS\r\n"),
-        expect("STARTTLS\r\n"),
-        send("220 go ahead\r\n250 injected\r\n"),
-    ];
+    let script = smtp_answering_starttls_with("220 go ahead\r\n250 injected\r\n");
     let fragments = ["after its final plaintext reply", "250 injected"];
     check_refused(StartTls::Smtp, script, &fragments).await;
 }

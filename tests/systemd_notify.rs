@@ -38,6 +38,27 @@ fn assignments(message: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The value of the first `name=` assignment in a notify message's `fields`.
+fn field<'a>(fields: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(field_name, _)| *field_name == name)
+        .map(|(_, value)| *value)
+}
+
+/// Starts `certinel run --listen 127.0.0.1:0` with what `configure` adds, stdin and
+/// stdout closed and stderr as given.
+fn start_run(configure: impl FnOnce(&mut Command), stderr: Stdio) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_certinel"));
+    command.args(["run", "--listen", "127.0.0.1:0"]);
+    configure(&mut command);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    Running(command.spawn().expect("spawn certinel"))
+}
+
 fn send_signal(child: &Child, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child has a pid");
     rustix::process::kill_process(pid, signal).expect("signal certinel");
@@ -51,26 +72,20 @@ async fn run_notifies_ready_once_serving_and_brackets_each_sighup_reload() {
     let config = dir.path().join("certinel.toml");
     std::fs::write(&config, "[scanner]\ntimeout = \"5s\"\n").expect("write config");
 
-    let child = Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["run", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn certinel");
-    let mut running = Running(child);
+    let mut running = start_run(
+        |command| {
+            command.arg("--config").arg(&config);
+            command
+                .env("NOTIFY_SOCKET", &socket_path)
+                .env("RUST_LOG", "info");
+        },
+        Stdio::inherit(),
+    );
 
     let ready = tokio::task::block_in_place(|| next_message(&socket, "READY=1 after start"));
     let fields = assignments(&ready);
     assert_eq!(fields.first(), Some(&("READY", "1")), "{ready:?}");
-    let status = fields
-        .iter()
-        .find(|(name, _)| *name == "STATUS")
-        .map(|(_, value)| *value)
-        .unwrap_or_else(|| panic!("no STATUS in {ready:?}"));
+    let status = field(&fields, "STATUS").unwrap_or_else(|| panic!("no STATUS in {ready:?}"));
     let listen = status
         .split_whitespace()
         .find_map(|word| word.trim_end_matches(',').parse().ok())
@@ -83,10 +98,8 @@ async fn run_notifies_ready_once_serving_and_brackets_each_sighup_reload() {
     let reloading = tokio::task::block_in_place(|| next_message(&socket, "RELOADING=1"));
     let fields = assignments(&reloading);
     assert_eq!(fields.first(), Some(&("RELOADING", "1")), "{reloading:?}");
-    let monotonic = fields
-        .iter()
-        .find(|(name, _)| *name == "MONOTONIC_USEC")
-        .and_then(|(_, value)| value.parse::<u64>().ok())
+    let monotonic = field(&fields, "MONOTONIC_USEC")
+        .and_then(|value| value.parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reloading:?}"));
     assert!(monotonic > 0);
     let reloaded = tokio::task::block_in_place(|| next_message(&socket, "READY=1 after reload"));
@@ -122,15 +135,13 @@ fn without_notify_socket_run_says_nothing_and_a_bad_one_does_not_stop_it() {
     // A NOTIFY_SOCKET that names nothing must not keep certinel from starting: systemd
     // would time the start out, which says more than a crash would.
     let dir = tempfile::tempdir().expect("temp dir");
-    let child = Command::new(env!("CARGO_BIN_EXE_certinel"))
-        .args(["run", "--listen", "127.0.0.1:0"])
-        .env("NOTIFY_SOCKET", dir.path().join("missing.sock"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn certinel");
-    let mut running = Running(child);
+    let missing = dir.path().join("missing.sock");
+    let mut running = start_run(
+        |command| {
+            command.env("NOTIFY_SOCKET", &missing);
+        },
+        Stdio::piped(),
+    );
     let stderr = running.0.stderr.take().expect("piped stderr");
     let (sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -26,12 +26,7 @@ pub async fn issue(account: &AcmeAccount, request: &IssueRequest) -> Result<Issu
 }
 
 async fn issue_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Issued, AcmeError> {
-    if request.names.is_empty() {
-        return Err(AcmeError::Invalid {
-            stage: Stage::Order,
-            message: "a certificate needs at least one name".into(),
-        });
-    }
+    needs_a_name(request)?;
     // RSA-4096 takes seconds to generate: keep it off the async workers. Generating before
     // the order also means a key failure never leaves a pending order behind.
     let algorithm = request.key;
@@ -70,15 +65,21 @@ pub async fn place_order(
 }
 
 async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, AcmeError> {
+    needs_a_name(request)?;
+    let order = new_order(account, request).await?;
+    tracing::debug!(order = %order.url(), names = ?request.names, "created ACME order");
+    Ok(order.url().to_owned())
+}
+
+/// Refuses a request without names before anything is sent to the CA.
+fn needs_a_name(request: &IssueRequest) -> Result<(), AcmeError> {
     if request.names.is_empty() {
         return Err(AcmeError::Invalid {
             stage: Stage::Order,
             message: "a certificate needs at least one name".into(),
         });
     }
-    let order = new_order(account, request).await?;
-    tracing::debug!(order = %order.url(), names = ?request.names, "created ACME order");
-    Ok(order.url().to_owned())
+    Ok(())
 }
 
 /// Runs one ACME operation and gives its failure the `Retry-After` the CA sent with an

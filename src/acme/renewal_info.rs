@@ -34,30 +34,23 @@ impl DirectoryFacts {
             .get("renewalInfo")
             .and_then(|url| url.as_str())
             .map(str::to_owned);
-        let profiles = directory
-            .pointer("/meta/profiles")
-            .and_then(|profiles| profiles.as_object())
-            .map(|profiles| {
-                profiles
-                    .iter()
-                    .map(|(name, description)| {
-                        let description = description.as_str().unwrap_or_default();
-                        (name.clone(), description.to_owned())
-                    })
-                    .collect()
+        let meta = |field: &str| directory.get("meta").and_then(|meta| meta.get(field));
+        let profiles = meta("profiles")
+            .and_then(serde_json::Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(name, description)| {
+                let description = description.as_str().unwrap_or_default();
+                (name.clone(), description.to_owned())
             })
-            .unwrap_or_default();
-        let caa_identities = directory
-            .pointer("/meta/caaIdentities")
-            .and_then(|identities| identities.as_array())
-            .map(|identities| {
-                identities
-                    .iter()
-                    .filter_map(|identity| identity.as_str())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .collect();
+        let caa_identities = meta("caaIdentities")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .collect();
         DirectoryFacts {
             renewal_info,
             profiles,
@@ -232,6 +225,30 @@ mod fuzz_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directory_facts_read_profiles_and_caa_identities_from_meta() {
+        let directory = serde_json::json!({
+            "renewalInfo": "https://ca.test/ari",
+            "meta": {
+                "profiles": {"classic": "the usual", "odd": 5},
+                "caaIdentities": ["ca.test", 3, "ca.example"],
+            },
+        });
+        let facts = DirectoryFacts::from_directory(&directory);
+        assert_eq!(facts.renewal_info.as_deref(), Some("https://ca.test/ari"));
+        let profiles: Vec<(&str, &str)> = facts
+            .profiles
+            .iter()
+            .map(|(name, description)| (name.as_str(), description.as_str()))
+            .collect();
+        // A description that is not a string is kept as an empty one.
+        assert_eq!(profiles, [("classic", "the usual"), ("odd", "")]);
+        // Identities that are not strings are skipped.
+        assert_eq!(facts.caa_identities, ["ca.test", "ca.example"]);
+        let bare = DirectoryFacts::from_directory(&serde_json::json!({}));
+        assert!(bare.profiles.is_empty() && bare.caa_identities.is_empty());
+    }
 
     #[test]
     fn directory_facts_read_renewal_info_and_profiles() {

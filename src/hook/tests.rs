@@ -2,7 +2,7 @@
 //! output and environment.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::cert::HookEnv;
@@ -15,10 +15,13 @@ fn shell<'a>(script: &'a str, env: &'a HookEnv, leftovers: Leftovers) -> HookCom
         args: vec!["-c".into(), script.into()],
         env,
         certinel_vars: vec![("CERTINEL_NAME", "api".into())],
-        timeout: Duration::from_secs(10),
+        timeout: NO_HURRY,
         leftovers,
     }
 }
+
+/// A timeout no test here comes near unless it tests timeouts.
+const NO_HURRY: Duration = Duration::from_secs(10);
 
 async fn run_shell(script: &str, leftovers: Leftovers, timeout: Duration) -> Result<(), HookError> {
     let env = HookEnv::default();
@@ -44,19 +47,23 @@ fn gone(pid: &str) -> bool {
     })
 }
 
+/// A file for a hook to write a pid to, in a temporary directory that lives as long as
+/// the returned guard.
+fn pid_file() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("pid");
+    (temp, path)
+}
+
 fn read_pid(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
 #[tokio::test]
 async fn a_failing_hook_reports_its_status_and_last_stderr_line() {
-    let error = run_shell(
-        "echo oops >&2; exit 3",
-        Leftovers::Survive,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap_err();
+    let error = run_shell("echo oops >&2; exit 3", Leftovers::Survive, NO_HURRY)
+        .await
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
         "deploy command \"echo oops >&2; exit 3\" failed with exit status 3: oops"
@@ -73,7 +80,7 @@ async fn a_missing_program_is_a_spawn_error_naming_it() {
         args: vec![],
         env: &env,
         certinel_vars: vec![],
-        timeout: Duration::from_secs(10),
+        timeout: NO_HURRY,
         leftovers: Leftovers::Killed,
     };
     let error = run(&command, |_| panic!("nothing was spawned"))
@@ -89,8 +96,7 @@ async fn a_missing_program_is_a_spawn_error_naming_it() {
 
 #[tokio::test]
 async fn a_timeout_kills_the_whole_process_group() {
-    let temp = tempfile::tempdir().unwrap();
-    let pid_file = temp.path().join("pid");
+    let (_temp, pid_file) = pid_file();
     let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
     let error = run_shell(&script, Leftovers::Survive, Duration::from_secs(1))
         .await
@@ -103,13 +109,9 @@ async fn a_timeout_kills_the_whole_process_group() {
 #[tokio::test]
 async fn a_hook_that_backgrounds_a_process_does_not_hold_up_its_caller() {
     let started = std::time::Instant::now();
-    run_shell(
-        "sleep 30 & echo started",
-        Leftovers::Survive,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    run_shell("sleep 30 & echo started", Leftovers::Survive, NO_HURRY)
+        .await
+        .unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -119,11 +121,10 @@ async fn a_hook_that_backgrounds_a_process_does_not_hold_up_its_caller() {
 
 #[tokio::test]
 async fn leftovers_of_a_hook_that_exited_are_killed_when_asked() {
-    let temp = tempfile::tempdir().unwrap();
-    let pid_file = temp.path().join("pid");
+    let (_temp, pid_file) = pid_file();
     let script = format!("sleep 30 & echo $! > {}; exit 0", pid_file.display());
     let started = std::time::Instant::now();
-    run_shell(&script, Leftovers::Killed, Duration::from_secs(10))
+    run_shell(&script, Leftovers::Killed, NO_HURRY)
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -133,10 +134,9 @@ async fn leftovers_of_a_hook_that_exited_are_killed_when_asked() {
 
 #[tokio::test]
 async fn leftovers_survive_when_allowed() {
-    let temp = tempfile::tempdir().unwrap();
-    let pid_file = temp.path().join("pid");
+    let (_temp, pid_file) = pid_file();
     let script = format!("sleep 30 & echo $! > {}; exit 0", pid_file.display());
-    run_shell(&script, Leftovers::Survive, Duration::from_secs(10))
+    run_shell(&script, Leftovers::Survive, NO_HURRY)
         .await
         .unwrap();
     let pid = read_pid(&pid_file);
@@ -154,8 +154,7 @@ async fn leftovers_survive_when_allowed() {
 
 #[tokio::test]
 async fn the_caller_learns_the_hooks_process_group() {
-    let temp = tempfile::tempdir().unwrap();
-    let pid_file = temp.path().join("pid");
+    let (_temp, pid_file) = pid_file();
     let script = format!("echo $$ > {}", pid_file.display());
     let env = HookEnv::default();
     let mut learned = None;
@@ -170,7 +169,7 @@ async fn the_caller_learns_the_hooks_process_group() {
 #[tokio::test]
 async fn a_private_key_printed_by_a_hook_is_redacted_from_its_error() {
     let script = "printf -- '-----BEGIN PRIVATE KEY-----\\nSECRETBYTES\\n-----END PRIVATE KEY-----\\n' >&2; exit 1";
-    let error = run_shell(script, Leftovers::Survive, Duration::from_secs(10))
+    let error = run_shell(script, Leftovers::Survive, NO_HURRY)
         .await
         .unwrap_err();
     let HookError::Failed { stderr, .. } = &error else {

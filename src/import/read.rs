@@ -16,22 +16,15 @@ pub type Unreadable = Vec<(String, ImportError)>;
 /// Reads every lineage, account and global deploy hook of certbot's configuration
 /// directory `root`. A lineage whose files cannot be read is returned apart.
 pub fn certbot(root: &Path) -> Result<(CertbotFiles, Unreadable), ImportError> {
-    let renewal = required_dir(
+    let (lineages, unreadable) = read_each(
         root,
-        "renewal",
-        "pass certbot's configuration directory (default /etc/letsencrypt)",
+        (
+            "renewal",
+            "pass certbot's configuration directory (default /etc/letsencrypt)",
+        ),
+        |path| name_without_suffix(path, ".conf"),
+        |name, conf_path| lineage(root, name, conf_path),
     )?;
-    let mut lineages = Vec::new();
-    let mut unreadable = Vec::new();
-    for conf_path in entries(&renewal)? {
-        let Some(name) = name_without_suffix(&conf_path, ".conf") else {
-            continue;
-        };
-        match lineage(root, name, conf_path.clone()) {
-            Ok(lineage) => lineages.push(lineage),
-            Err(error) => unreadable.push((name.to_owned(), error)),
-        }
-    }
     let mut accounts = Vec::new();
     let accounts_dir = root.join("accounts");
     if accounts_dir.is_dir() {
@@ -97,33 +90,22 @@ fn lineage(root: &Path, name: &str, conf_path: PathBuf) -> Result<LineageFiles, 
 /// Reads every account and certificate of lego's `.lego` directory `root`. A certificate
 /// whose files cannot be read is returned apart.
 pub fn lego(root: &Path) -> Result<(LegoFiles, Unreadable), ImportError> {
-    let certificates_dir = required_dir(
+    let (certificates, unreadable) = read_each(
         root,
-        "certificates",
-        "pass lego's --path directory (default ./.lego)",
-    )?;
-    let mut certificates = Vec::new();
-    let mut unreadable = Vec::new();
-    for crt_path in entries(&certificates_dir)? {
-        let Some(name) =
-            name_without_suffix(&crt_path, ".crt").filter(|name| !name.ends_with(".issuer"))
-        else {
-            continue;
-        };
-        let files = read_text(&crt_path).and_then(|crt_pem| {
-            let key_pem = SecretPem::new(read_text(&crt_path.with_extension("key"))?);
-            Ok((crt_pem, key_pem))
-        });
-        match files {
-            Ok((crt_pem, key_pem)) => certificates.push(LegoCertificateFiles {
+        (
+            "certificates",
+            "pass lego's --path directory (default ./.lego)",
+        ),
+        |path| name_without_suffix(path, ".crt").filter(|name| !name.ends_with(".issuer")),
+        |name, crt_path| {
+            Ok(LegoCertificateFiles {
                 name: name.to_owned(),
-                crt_pem,
-                key_pem,
+                crt_pem: read_text(&crt_path)?,
+                key_pem: SecretPem::new(read_text(&crt_path.with_extension("key"))?),
                 crt_path,
-            }),
-            Err(error) => unreadable.push((name.to_owned(), error)),
-        }
-    }
+            })
+        },
+    )?;
     let mut accounts = Vec::new();
     let accounts_dir = root.join("accounts");
     if accounts_dir.is_dir() {
@@ -186,6 +168,30 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
 }
 
 /// `root/name`, which must be a directory; otherwise the error says to `what_to_pass`.
+/// Reads each file of the required directory `root/{dir.0}` (`dir.1` says what to pass
+/// when it is missing) that `name_of` names, with `read`; a file that cannot be read is
+/// set aside under its name and the others are still read.
+fn read_each<T>(
+    root: &Path,
+    dir: (&str, &str),
+    name_of: impl Fn(&Path) -> Option<&str>,
+    mut read: impl FnMut(&str, PathBuf) -> Result<T, ImportError>,
+) -> Result<(Vec<T>, Unreadable), ImportError> {
+    let (dir, what_to_pass) = dir;
+    let mut read_files = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in entries(&required_dir(root, dir, what_to_pass)?)? {
+        let Some(name) = name_of(&path).map(str::to_owned) else {
+            continue;
+        };
+        match read(&name, path) {
+            Ok(files) => read_files.push(files),
+            Err(error) => unreadable.push((name, error)),
+        }
+    }
+    Ok((read_files, unreadable))
+}
+
 fn required_dir(root: &Path, name: &str, what_to_pass: &str) -> Result<PathBuf, ImportError> {
     let dir = root.join(name);
     if !dir.is_dir() {
@@ -255,13 +261,10 @@ mod tests {
         let account = root.join("accounts/ca.test:14000/dir/abc");
         write(&account.join("private_key.json"), "{}", 0o400);
         write(&account.join("regr.json"), "{\"uri\":\"u\"}", 0o644);
-        write(
-            &root.join("renewal-hooks/deploy/reload"),
-            "#!/bin/sh\n",
-            0o755,
-        );
-        write(&root.join("renewal-hooks/deploy/notes.txt"), "", 0o644);
-        write(&root.join("renewal-hooks/pre/stop"), "#!/bin/sh\n", 0o755);
+        let hooks = root.join("renewal-hooks");
+        write(&hooks.join("deploy/reload"), "#!/bin/sh\n", 0o755);
+        write(&hooks.join("deploy/notes.txt"), "", 0o644);
+        write(&hooks.join("pre/stop"), "#!/bin/sh\n", 0o755);
 
         write(&root.join("renewal/gone.conf"), "[renewalparams]\n", 0o644);
         let (files, unreadable) = certbot(root).unwrap();

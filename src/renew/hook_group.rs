@@ -210,16 +210,32 @@ mod tests {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let background = loop {
-            if let Some(pid) = fs::read_to_string(pid_file)
+        (child, pid_written_to(pid_file).await)
+    }
+
+    /// Waits until `file` holds a pid and returns it.
+    async fn pid_written_to(file: &Path) -> u32 {
+        loop {
+            if let Some(pid) = fs::read_to_string(file)
                 .ok()
                 .and_then(|text| text.trim().parse().ok())
             {
-                break pid;
+                return pid;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        (child, background)
+        }
+    }
+
+    /// Stops `hook`, which names the group of `child` alone, and waits until the command
+    /// and the process it backgrounded are gone.
+    async fn assert_stops_the_command(
+        hook: &HookProcess,
+        child: &mut tokio::process::Child,
+        background: u32,
+    ) {
+        assert_eq!(stop(hook), 1, "{}: only the command's own group", hook.id);
+        child.wait().await.unwrap();
+        assert_gone(background).await;
     }
 
     /// Whether `pid` is gone or a zombie waiting for its parent.
@@ -241,29 +257,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_recorded_group_and_what_it_backgrounded_are_stopped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut child, background) = spawn_hook("a1", &dir.path().join("pid")).await;
-        let hook = HookProcess {
-            id: "a1".into(),
-            group: identify(child.id().unwrap()),
-        };
-        assert_eq!(stop(&hook), 1);
-        child.wait().await.unwrap();
-        assert_gone(background).await;
-    }
-
-    #[tokio::test]
-    async fn a_command_recorded_only_by_its_id_is_found_and_stopped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut child, background) = spawn_hook("b2", &dir.path().join("pid")).await;
-        let hook = HookProcess {
-            id: "b2".into(),
-            group: None,
-        };
-        assert_eq!(stop(&hook), 1);
-        child.wait().await.unwrap();
-        assert_gone(background).await;
+    async fn a_command_recorded_by_group_or_only_by_id_is_stopped_with_what_it_backgrounded() {
+        // (the command's id, whether its group was recorded too)
+        for (id, group_recorded) in [("a1", true), ("b2", false)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut child, background) = spawn_hook(id, &dir.path().join("pid")).await;
+            let group = match group_recorded {
+                true => identify(child.id().unwrap()),
+                false => None,
+            };
+            let hook = HookProcess {
+                id: id.into(),
+                group,
+            };
+            assert_stops_the_command(&hook, &mut child, background).await;
+        }
     }
 
     #[tokio::test]
@@ -274,22 +282,12 @@ mod tests {
         let daemon_file = dir.path().join("daemon");
         let before = format!("setsid sleep 60 & echo $! > {}; ", daemon_file.display());
         let (mut child, background) = spawn_hook_with("c3", &dir.path().join("pid"), &before).await;
-        let daemon: u32 = loop {
-            if let Some(pid) = fs::read_to_string(&daemon_file)
-                .ok()
-                .and_then(|text| text.trim().parse().ok())
-            {
-                break pid;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
+        let daemon = pid_written_to(&daemon_file).await;
         let hook = HookProcess {
             id: "c3".into(),
             group: identify(child.id().unwrap()),
         };
-        assert_eq!(stop(&hook), 1, "only the command's own group");
-        child.wait().await.unwrap();
-        assert_gone(background).await;
+        assert_stops_the_command(&hook, &mut child, background).await;
         let alive = !gone(daemon);
         let _ = rustix::process::kill_process(
             Pid::from_raw(i32::try_from(daemon).unwrap()).unwrap(),

@@ -323,6 +323,10 @@ mod tests {
         Served::Serial(s.to_owned())
     }
 
+    fn unanswered(target: &str, ip: Option<&str>, why: &str) -> Observation {
+        seen(target, ip, Served::NoAnswer(why.to_owned()))
+    }
+
     #[test]
     fn every_address_serving_the_new_serial_passes() {
         let observed = [
@@ -338,11 +342,7 @@ mod tests {
         let observed = [
             seen("api.test:443", Some("127.0.0.1"), serial("0b")),
             seen("api.test:443", Some("127.0.0.2"), serial("0a")),
-            seen(
-                "api.test:443",
-                Some("127.0.0.3"),
-                Served::NoAnswer("cannot connect".into()),
-            ),
+            unanswered("api.test:443", Some("127.0.0.3"), "cannot connect"),
         ];
         assert_eq!(judge("0b", &observed), Verdict::Stale);
     }
@@ -351,11 +351,7 @@ mod tests {
     fn addresses_that_do_not_answer_are_unreachable_not_passing() {
         let observed = [
             seen("api.test:443", Some("127.0.0.1"), serial("0b")),
-            seen(
-                "api.test:443",
-                None,
-                Served::NoAnswer("cannot resolve".into()),
-            ),
+            unanswered("api.test:443", None, "cannot resolve"),
         ];
         assert_eq!(judge("0b", &observed), Verdict::Unreachable);
         assert_eq!(judge("0b", &[]), Verdict::Unreachable);
@@ -366,11 +362,7 @@ mod tests {
         let observed = [
             seen("127.0.0.1:8443", Some("127.0.0.1"), serial("0a")),
             seen("[::1]:8443", Some("::1"), serial("0b")),
-            seen(
-                "gone.test:443",
-                None,
-                Served::NoAnswer("cannot resolve".into()),
-            ),
+            unanswered("gone.test:443", None, "cannot resolve"),
         ];
         assert_eq!(
             describe("0b", &observed),

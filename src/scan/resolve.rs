@@ -283,6 +283,15 @@ mod tests {
         Host::Name(text.to_string())
     }
 
+    async fn lookup(
+        resolver: &Resolver,
+        host: &str,
+        family: IpFamily,
+        mode: ResolveMode,
+    ) -> Result<Vec<IpAddr>, ResolveError> {
+        resolver.resolve(&name(host), family, mode).await
+    }
+
     fn resolver_from(text: &str) -> Resolver {
         Resolver {
             overrides: parse_hosts(text).unwrap(),
@@ -332,46 +341,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn several_addresses_keep_file_order_without_duplicates() {
-        let resolver =
-            resolver_from("127.0.0.3 multi.test\n127.0.0.2 multi.test\n127.0.0.3 multi.test\n");
-        let found = resolver
-            .resolve(&name("multi.test"), IpFamily::Any, ResolveMode::All)
-            .await
-            .unwrap();
-        assert_eq!(found, vec![ip("127.0.0.3"), ip("127.0.0.2")]);
-    }
-
-    #[tokio::test]
-    async fn first_mode_keeps_only_the_first_address() {
-        let resolver = resolver_from("127.0.0.3 multi.test\n127.0.0.2 multi.test\n");
-        let found = resolver
-            .resolve(&name("multi.test"), IpFamily::Any, ResolveMode::First)
-            .await
-            .unwrap();
-        assert_eq!(found, vec![ip("127.0.0.3")]);
-    }
-
-    #[tokio::test]
-    async fn family_filter_keeps_only_that_family() {
-        let resolver = resolver_from("127.0.0.2 dual.test\n::1 dual.test\n");
-        let v6 = resolver
-            .resolve(&name("dual.test"), IpFamily::Ipv6, ResolveMode::All)
-            .await
-            .unwrap();
-        assert_eq!(v6, vec![ip("::1")]);
-        let v4 = resolver
-            .resolve(&name("dual.test"), IpFamily::Ipv4, ResolveMode::All)
-            .await
-            .unwrap();
-        assert_eq!(v4, vec![ip("127.0.0.2")]);
+    async fn lookups_keep_file_order_without_duplicates_and_apply_family_and_mode() {
+        let multi = "127.0.0.3 multi.test\n127.0.0.2 multi.test\n127.0.0.3 multi.test\n";
+        let dual = "127.0.0.2 dual.test\n::1 dual.test\n";
+        // (what it proves, hosts file, name, family, mode, the addresses found)
+        let cases = [
+            (
+                "several addresses keep file order without duplicates",
+                multi,
+                "multi.test",
+                IpFamily::Any,
+                ResolveMode::All,
+                &["127.0.0.3", "127.0.0.2"][..],
+            ),
+            (
+                "first mode keeps only the first address",
+                multi,
+                "multi.test",
+                IpFamily::Any,
+                ResolveMode::First,
+                &["127.0.0.3"],
+            ),
+            (
+                "the IPv6 filter keeps only IPv6",
+                dual,
+                "dual.test",
+                IpFamily::Ipv6,
+                ResolveMode::All,
+                &["::1"],
+            ),
+            (
+                "the IPv4 filter keeps only IPv4",
+                dual,
+                "dual.test",
+                IpFamily::Ipv4,
+                ResolveMode::All,
+                &["127.0.0.2"],
+            ),
+        ];
+        for (proves, hosts, host, family, mode, expected) in cases {
+            let found = lookup(&resolver_from(hosts), host, family, mode).await;
+            let expected: Vec<IpAddr> = expected.iter().map(|text| ip(text)).collect();
+            assert_eq!(found, Ok(expected), "{proves}");
+        }
     }
 
     #[tokio::test]
     async fn family_filter_that_empties_the_list_is_a_dns_error() {
         let resolver = resolver_from("127.0.0.2 v4only.test\n");
-        let error = resolver
-            .resolve(&name("v4only.test"), IpFamily::Ipv6, ResolveMode::All)
+        let error = lookup(&resolver, "v4only.test", IpFamily::Ipv6, ResolveMode::All)
             .await
             .unwrap_err();
         assert_eq!(

@@ -126,20 +126,28 @@ mod tests {
         start + Duration::from_secs(seconds)
     }
 
+    /// `phase` is still kept `kept_at` seconds after `start`, until `closes_at`, and is
+    /// closed for `reason` on that second.
+    fn check_closes(
+        phase: Phase,
+        start: Instant,
+        kept_at: u64,
+        closes_at: u64,
+        reason: CloseReason,
+    ) {
+        let until = Some(at(start, closes_at));
+        assert_eq!(
+            verdict(phase, at(start, kept_at), LIMITS),
+            Verdict::Keep { until }
+        );
+        let closing = verdict(phase, at(start, closes_at), LIMITS);
+        assert_eq!(closing, Verdict::Close(reason));
+    }
+
     #[test]
     fn a_silent_connection_is_closed_when_the_idle_timeout_ends() {
         let start = Instant::now();
-        let phase = Phase::waiting(start);
-        assert_eq!(
-            verdict(phase, at(start, 59), LIMITS),
-            Verdict::Keep {
-                until: Some(at(start, 60))
-            }
-        );
-        assert_eq!(
-            verdict(phase, at(start, 60), LIMITS),
-            Verdict::Close(CloseReason::Idle)
-        );
+        check_closes(Phase::waiting(start), start, 59, 60, CloseReason::Idle);
     }
 
     #[test]
@@ -147,16 +155,7 @@ mod tests {
         let start = Instant::now();
         let phase = Phase::waiting(start).on_read(at(start, 55));
         // The idle deadline no longer applies; the head has until 55 + 10 s.
-        assert_eq!(
-            verdict(phase, at(start, 61), LIMITS),
-            Verdict::Keep {
-                until: Some(at(start, 65))
-            }
-        );
-        assert_eq!(
-            verdict(phase, at(start, 65), LIMITS),
-            Verdict::Close(CloseReason::SlowHeader)
-        );
+        check_closes(phase, start, 61, 65, CloseReason::SlowHeader);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::common::eventually::within;
 use crate::common::pebble::free_port;
-use crate::common::process::feed_stdin;
+use crate::common::process::{KilledOnDrop, feed_stdin};
 
 const KNOTD: &str = "/usr/sbin/knotd";
 const KDIG: &str = "/usr/bin/kdig";
@@ -40,15 +40,8 @@ pub struct Knot {
     pub addr: SocketAddr,
     /// The TSIG secret, base64 as in Knot's configuration.
     pub key_base64: String,
+    child: KilledOnDrop,
     dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Knot {
@@ -193,11 +186,11 @@ impl Knot {
             addr,
             key_base64,
             dir,
-            child,
+            child: KilledOnDrop(child),
         };
         // Readiness: every zone answers its SOA over UDP. Bounded at ten seconds.
         let ready = within(Duration::from_secs(10), async || {
-            if matches!(knot.child.try_wait(), Ok(Some(_))) {
+            if matches!(knot.child.0.try_wait(), Ok(Some(_))) {
                 return Ok(false);
             }
             match zones.iter().find(|(domain, _)| !knot.serves_soa(domain)) {

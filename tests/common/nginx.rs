@@ -5,11 +5,12 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::eventually::eventually;
 use crate::common::pebble::free_port;
+use crate::common::process::KilledOnDrop;
 
 const NGINX: &str = "/usr/sbin/nginx";
 
@@ -17,15 +18,8 @@ const NGINX: &str = "/usr/sbin/nginx";
 pub struct Nginx {
     /// The TLS port on 127.0.0.1.
     pub port: u16,
+    child: KilledOnDrop,
     dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Nginx {
@@ -73,6 +67,7 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx");
+        let child = KilledOnDrop(child);
         let mut nginx = Nginx { port, dir, child };
         nginx.wait_until_listening().await;
         nginx
@@ -85,7 +80,7 @@ impl Nginx {
 
     /// A deploy command that makes nginx re-read its certificate (SIGHUP to the master).
     pub fn reload_command(&self) -> String {
-        format!("kill -HUP {}", self.child.id())
+        format!("kill -HUP {}", self.child.0.id())
     }
 
     /// nginx's error log so far, for assertion messages.
@@ -95,7 +90,7 @@ impl Nginx {
 
     async fn wait_until_listening(&mut self) {
         eventually(Duration::from_secs(10), async || {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Ok(Some(status)) = self.child.0.try_wait() {
                 panic!("nginx exited with {status}:\n{}", self.log());
             }
             match tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {

@@ -26,3 +26,14 @@ pub fn feed_stdin(child: &mut Child, input: &[u8], what: &str) {
         .write_all(input)
         .unwrap_or_else(|error| panic!("write to {what}: {error}"));
 }
+
+/// A long-running child (a server a test started), killed and reaped when dropped. Declare
+/// it before the directory the child works in, so that the child is gone first.
+pub struct KilledOnDrop(pub Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,99 +1,99 @@
 //! What the probe reports about presented chains: verdict reason, leaf and earliest
-//! notAfter, protocol version and key type, one case per test.
+//! notAfter, protocol version and key type.
 
 use super::*;
 
 #[tokio::test]
-async fn valid_chain_verifies_and_reports_leaf_expiry_over_tls13() {
+async fn valid_chain_verifies_and_reports_the_negotiated_protocol_and_suite() {
     let pki = test_pki();
     let leaf = pki.leaf(Validity::current());
-    let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
+    // (the server, whether it offers only TLS 1.2, the version and the suite's prefix)
+    let cases = [
+        ("a TLS 1.2 and 1.3 server", false, "TLSv1.3", "TLS_"),
+        (
+            "a TLS 1.2-only server",
+            true,
+            "TLSv1.2",
+            "TLS_ECDHE_ECDSA_WITH_",
+        ),
+    ];
+    for (case, tls12_only, version, suite) in cases {
+        let mut options = ServerOptions::new(pki.chain_with(&leaf), leaf.key.clone_key());
+        options.tls12_only = tls12_only;
+        let server = spawn_tls(bind(LOCALHOST).await, options.acceptor());
 
-    let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
+        let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
 
-    let handshake = only_handshake(&report);
-    check(handshake, Expect::leaf_first(true, None, leaf.not_after));
-    assert_eq!(handshake.tls_version, "TLSv1.3");
-    assert!(
-        handshake.cipher_suite.starts_with("TLS_"),
-        "{}",
-        handshake.cipher_suite
-    );
-    assert_eq!(handshake.chain.entries.len(), 2);
-    assert!(!report.addresses_disagree);
-    assert_eq!(report.client_cert, None);
+        let handshake = only_handshake(&report);
+        check_case(
+            case,
+            handshake,
+            Expect::leaf_first(true, None, leaf.not_after),
+        );
+        assert_eq!(handshake.tls_version, version, "{case}");
+        let cipher_suite = &handshake.cipher_suite;
+        assert!(cipher_suite.starts_with(suite), "{case}: {cipher_suite}");
+        assert_eq!(handshake.chain.entries.len(), 2, "{case}");
+        assert!(!report.addresses_disagree, "{case}");
+        assert_eq!(report.client_cert, None, "{case}");
+    }
 }
 
 #[tokio::test]
-async fn expired_leaf_is_reported_expired_with_its_past_not_after() {
+async fn chains_that_do_not_verify_are_reported_with_their_reason_and_leaf_not_after() {
     let pki = test_pki();
-    let leaf = pki.leaf(Validity::expired());
-    let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
+    let current = pki.leaf(Validity::current());
+    let expired = pki.leaf(Validity::expired());
+    let not_yet_valid = pki.leaf(Validity::not_yet_valid());
+    let self_signed = Leaf::self_signed(&LeafSpec::new(&[NAME]));
+    // (what the server presents, its leaf, the chain it serves, the name asked for, reason)
+    let cases = [
+        (
+            "an expired leaf",
+            &expired,
+            pki.chain_with(&expired),
+            NAME,
+            "expired",
+        ),
+        (
+            "a leaf valid only in the future",
+            &not_yet_valid,
+            pki.chain_with(&not_yet_valid),
+            NAME,
+            "not_yet_valid",
+        ),
+        (
+            "a leaf for another name",
+            &current,
+            pki.chain_with(&current),
+            "other.test",
+            "hostname_mismatch",
+        ),
+        (
+            "a self-signed leaf",
+            &self_signed,
+            vec![self_signed.cert.clone()],
+            NAME,
+            "self_signed",
+        ),
+        (
+            "a leaf without its intermediate",
+            &current,
+            vec![current.cert.clone()],
+            NAME,
+            "missing_intermediate",
+        ),
+    ];
+    for (case, leaf, chain, sni, reason) in cases {
+        let server = serve(chain, leaf.key.clone_key()).await;
+        let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
+        endpoint.sni = Some(sni.to_string());
 
-    let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
+        let report = probe(&endpoint).await;
 
-    check(
-        only_handshake(&report),
-        Expect::leaf_first(false, Some("expired"), leaf.not_after),
-    );
-}
-
-#[tokio::test]
-async fn leaf_valid_only_in_the_future_is_reported_not_yet_valid() {
-    let pki = test_pki();
-    let leaf = pki.leaf(Validity::not_yet_valid());
-    let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
-
-    let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
-
-    check(
-        only_handshake(&report),
-        Expect::leaf_first(false, Some("not_yet_valid"), leaf.not_after),
-    );
-}
-
-#[tokio::test]
-async fn leaf_for_another_name_is_a_hostname_mismatch() {
-    let pki = test_pki();
-    let leaf = pki.leaf(Validity::current());
-    let server = serve(pki.chain_with(&leaf), leaf.key.clone_key()).await;
-    let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
-    endpoint.sni = Some("other.test".to_string());
-
-    let report = probe(&endpoint).await;
-
-    check(
-        only_handshake(&report),
-        Expect::leaf_first(false, Some("hostname_mismatch"), leaf.not_after),
-    );
-}
-
-#[tokio::test]
-async fn self_signed_leaf_is_reported_self_signed() {
-    let pki = test_pki();
-    let leaf = Leaf::self_signed(&LeafSpec::new(&[NAME]));
-    let server = serve(vec![leaf.cert.clone()], leaf.key.clone_key()).await;
-
-    let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
-
-    check(
-        only_handshake(&report),
-        Expect::leaf_first(false, Some("self_signed"), leaf.not_after),
-    );
-}
-
-#[tokio::test]
-async fn leaf_served_without_its_intermediate_is_missing_intermediate() {
-    let pki = test_pki();
-    let leaf = pki.leaf(Validity::current());
-    let server = serve(vec![leaf.cert.clone()], leaf.key.clone_key()).await;
-
-    let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
-
-    check(
-        only_handshake(&report),
-        Expect::leaf_first(false, Some("missing_intermediate"), leaf.not_after),
-    );
+        let expect = Expect::leaf_first(false, Some(reason), leaf.not_after);
+        check_case(case, only_handshake(&report), expect);
+    }
 }
 
 #[tokio::test]
@@ -138,25 +138,6 @@ async fn intermediates_out_of_order_still_verify_with_a_wrong_order_lint() {
         Expect::leaf_first(true, Some("wrong_chain_order"), leaf.not_after),
     );
     assert!(!handshake.chain.in_order);
-}
-
-#[tokio::test]
-async fn tls12_only_server_reports_tls12_and_an_ecdhe_suite() {
-    let pki = test_pki();
-    let leaf = pki.leaf(Validity::current());
-    let options = ServerOptions::new(pki.chain_with(&leaf), leaf.key.clone_key()).tls12_only();
-    let server = spawn_tls(bind(LOCALHOST).await, options.acceptor());
-
-    let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
-
-    let handshake = only_handshake(&report);
-    check(handshake, Expect::leaf_first(true, None, leaf.not_after));
-    assert_eq!(handshake.tls_version, "TLSv1.2");
-    assert!(
-        handshake.cipher_suite.starts_with("TLS_ECDHE_ECDSA_WITH_"),
-        "{}",
-        handshake.cipher_suite
-    );
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! Probes that produce no handshake: each failure carries its stage keyword.
 
+use tokio::net::TcpListener;
+
 use super::*;
 
 #[tokio::test]
@@ -17,63 +19,46 @@ async fn missing_ca_file_is_a_config_error_not_a_panic() {
 }
 
 #[tokio::test]
-async fn silent_server_times_out_during_the_handshake() {
+async fn silent_server_times_out_in_the_stage_it_was_waiting_in() {
     let pki = test_pki();
-    let server = spawn_silent(bind(LOCALHOST).await);
-    let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
-    endpoint.timeout = Duration::from_millis(300);
+    // (what the probe speaks first, the stage it times out in)
+    let cases = [(None, "handshake"), (Some(StartTls::Smtp), "starttls")];
+    for (starttls, stage) in cases {
+        let server = spawn_silent(bind(LOCALHOST).await);
+        let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
+        endpoint.starttls = starttls;
+        endpoint.timeout = Duration::from_millis(300);
 
-    let report = probe(&endpoint).await;
+        let report = probe(&endpoint).await;
 
-    assert_eq!(
-        only_error(&report),
-        &ProbeError::Timeout {
-            stage: "handshake",
-            after: Duration::from_millis(300)
-        }
-    );
-    // The deadline also covers the setup before the address (reading `ca_file` on a
-    // blocking thread), which takes a few milliseconds on a loaded machine.
-    assert!(report.addresses[0].duration >= Duration::from_millis(250));
+        let after = Duration::from_millis(300);
+        let error = only_error(&report);
+        assert_eq!(error, &ProbeError::Timeout { stage, after }, "{starttls:?}");
+        // The deadline also covers the setup before the address (reading `ca_file` on a
+        // blocking thread), which takes a few milliseconds on a loaded machine.
+        let duration = report.addresses[0].duration;
+        assert!(
+            duration >= Duration::from_millis(250),
+            "{starttls:?}: {duration:?}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn silent_server_behind_starttls_times_out_during_starttls() {
+async fn server_that_does_not_speak_tls_is_a_handshake_error() {
     let pki = test_pki();
-    let server = spawn_silent(bind(LOCALHOST).await);
-    let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
-    endpoint.starttls = Some(StartTls::Smtp);
-    endpoint.timeout = Duration::from_millis(300);
+    type Spawn = fn(TcpListener) -> ServerHandle;
+    let cases: [(&str, Spawn); 2] = [
+        ("a server sending garbage", spawn_garbage),
+        ("a server closing at once", spawn_closing),
+    ];
+    for (case, spawn) in cases {
+        let server = spawn(bind(LOCALHOST).await);
 
-    let report = probe(&endpoint).await;
+        let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
 
-    assert_eq!(
-        only_error(&report),
-        &ProbeError::Timeout {
-            stage: "starttls",
-            after: Duration::from_millis(300)
-        }
-    );
-}
-
-#[tokio::test]
-async fn server_sending_garbage_is_a_handshake_error() {
-    let pki = test_pki();
-    let server = spawn_garbage(bind(LOCALHOST).await);
-
-    let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
-
-    assert_eq!(only_error(&report).keyword(), "handshake");
-}
-
-#[tokio::test]
-async fn server_closing_at_once_is_a_handshake_error() {
-    let pki = test_pki();
-    let server = spawn_closing(bind(LOCALHOST).await);
-
-    let report = probe(&endpoint_at(server.addr, &pki.ca_file)).await;
-
-    assert_eq!(only_error(&report).keyword(), "handshake");
+        assert_eq!(only_error(&report).keyword(), "handshake", "{case}");
+    }
 }
 
 #[tokio::test]

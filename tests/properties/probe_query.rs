@@ -51,14 +51,6 @@ const TARGET_PIECES: &[&str] = &[
     "localhost",
 ];
 
-fn target_text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        3 => prop::collection::vec(prop::sample::select(TARGET_PIECES), 0..8)
-            .prop_map(|pieces| pieces.concat()),
-        1 => any::<String>(),
-    ]
-}
-
 const RULE_PIECES: &[&str] = &[
     "127.0.0.0/8",
     "::1/128",
@@ -78,12 +70,26 @@ const RULE_PIECES: &[&str] = &[
     "é",
 ];
 
-fn rule_text() -> impl Strategy<Value = String> {
+/// Mostly `count` of `pieces` run together, sometimes any string at all.
+fn pieces_or_any(
+    pieces: &'static [&'static str],
+    count: std::ops::Range<usize>,
+) -> impl Strategy<Value = String> {
     prop_oneof![
-        3 => prop::collection::vec(prop::sample::select(RULE_PIECES), 1..3)
+        3 => prop::collection::vec(prop::sample::select(pieces), count)
             .prop_map(|pieces| pieces.concat()),
         1 => any::<String>(),
     ]
+}
+
+/// Probe targets: up to eight pieces, or any string.
+fn target_text() -> impl Strategy<Value = String> {
+    pieces_or_any(TARGET_PIECES, 0..8)
+}
+
+/// `allow` rules: one or two pieces, or any string.
+fn rule_text() -> impl Strategy<Value = String> {
+    pieces_or_any(RULE_PIECES, 1..3)
 }
 
 fn header_text() -> impl Strategy<Value = String> {

@@ -294,6 +294,15 @@ mod tests {
     use super::*;
 
     /// Connects to `responder` and sends half a request head.
+    /// A responder on a free loopback port and a client that sent half a request head.
+    async fn responder_with_a_half_request() -> (Standalone, tokio::net::TcpStream) {
+        let responder = Standalone::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = half_request(&responder).await;
+        (responder, client)
+    }
+
     async fn half_request(responder: &Standalone) -> tokio::net::TcpStream {
         let mut client = tokio::net::TcpStream::connect(responder.local_addr())
             .await
@@ -313,10 +322,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_client_that_never_finishes_its_request_head_is_dropped_after_the_timeout() {
-        let responder = Standalone::start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let mut client = half_request(&responder).await;
+        let (responder, mut client) = responder_with_a_half_request().await;
         let started = tokio::time::Instant::now();
         until_closed(&mut client).await;
         let waited = started.elapsed();
@@ -329,10 +335,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn leaving_drops_slow_connections_at_once() {
-        let responder = Standalone::start("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let mut client = half_request(&responder).await;
+        let (responder, mut client) = responder_with_a_half_request().await;
         let started = tokio::time::Instant::now();
         responder.shutdown().await;
         until_closed(&mut client).await;

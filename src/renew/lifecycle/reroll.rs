@@ -65,6 +65,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::store::VersionState::{Active, Failed, Parked, Pending};
 
     const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 
@@ -97,39 +98,35 @@ mod tests {
         )
     }
 
+    /// Versions 1, 2, ... in these states, all matching the config and valid now.
+    fn versions_in(states: &[VersionState]) -> Vec<VersionMetadata> {
+        (1..)
+            .zip(states)
+            .map(|(id, state)| version(id, *state))
+            .collect()
+    }
+
     #[test]
     fn a_parked_version_newer_than_current_is_rolled_out_again() {
-        let versions = [
-            version(1, VersionState::Active),
-            version(2, VersionState::Parked),
-        ];
+        let versions = versions_in(&[Active, Parked]);
         assert_eq!(choose(&versions, 1), Some(VersionId(2)));
     }
 
     #[test]
     fn a_current_version_left_live_unconfirmed_is_rolled_out_again() {
-        let versions = [version(1, VersionState::Parked)];
+        let versions = versions_in(&[Parked]);
         assert_eq!(choose(&versions, 1), Some(VersionId(1)));
     }
 
     #[test]
     fn the_newest_of_several_parked_versions_wins() {
-        let versions = [
-            version(1, VersionState::Active),
-            version(2, VersionState::Parked),
-            version(3, VersionState::Parked),
-        ];
+        let versions = versions_in(&[Active, Parked, Parked]);
         assert_eq!(choose(&versions, 1), Some(VersionId(3)));
     }
 
     #[test]
     fn failed_pending_active_and_older_parked_versions_are_never_reused() {
-        let versions = [
-            version(1, VersionState::Parked),
-            version(2, VersionState::Active),
-            version(3, VersionState::Failed),
-            version(4, VersionState::Pending),
-        ];
+        let versions = versions_in(&[Parked, Active, Failed, Pending]);
         assert_eq!(choose(&versions, 2), None);
     }
 

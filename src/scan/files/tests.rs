@@ -13,25 +13,31 @@ fn names(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// Expands `pattern` under tests/fixtures/certs/ and checks the paths found, in order.
+fn check_expands(pattern: &str, expected_files: &[&str]) {
+    let found = expand(fixture_path(pattern).to_str().unwrap()).unwrap();
+    let expected: Vec<PathBuf> = expected_files
+        .iter()
+        .map(|file| fixture_path(file))
+        .collect();
+    assert_eq!(found, expected, "{pattern:?}");
+}
+
 #[test]
 fn existing_file_expands_to_itself() {
-    let path = fixture_path("valid.pem");
-    assert_eq!(expand(path.to_str().unwrap()).unwrap(), [path]);
+    check_expands("valid.pem", &["valid.pem"]);
 }
 
 #[test]
 fn existing_file_expands_to_itself_whatever_its_extension() {
-    let path = fixture_path("expected.toml");
-    assert_eq!(expand(path.to_str().unwrap()).unwrap(), [path]);
+    check_expands("expected.toml", &["expected.toml"]);
 }
 
 #[test]
 fn directory_expands_to_its_certificate_files_sorted() {
-    let dir = fixture_path("");
-    let found = expand(dir.to_str().unwrap()).unwrap();
-    assert_eq!(
-        names(&found),
-        [
+    check_expands(
+        "",
+        &[
             "expired.pem",
             "garbage.pem",
             "intermediate.pem",
@@ -45,7 +51,7 @@ fn directory_expands_to_its_certificate_files_sorted() {
             "valid-leaf.cer",
             "valid.pem",
             "wrong-order.pem",
-        ]
+        ],
     );
 }
 
@@ -63,11 +69,9 @@ fn directory_is_not_recursive_and_matches_extensions_without_case() {
 
 #[test]
 fn glob_expands_to_matching_files_sorted() {
-    let pattern = fixture_path("*-*.pem");
-    let found = expand(pattern.to_str().unwrap()).unwrap();
-    assert_eq!(
-        names(&found),
-        [
+    check_expands(
+        "*-*.pem",
+        &[
             "key-and-cert.pem",
             "leaf-only.pem",
             "not-yet-valid.pem",
@@ -75,7 +79,7 @@ fn glob_expands_to_matching_files_sorted() {
             "short-intermediate.pem",
             "untrusted-root.pem",
             "wrong-order.pem",
-        ]
+        ],
     );
 }
 
@@ -116,30 +120,22 @@ fn invalid_glob_is_no_match() {
 }
 
 #[test]
-fn pem_chain_file_yields_every_certificate_leaf_first() {
-    let report = inspect_file(&fixture_path("valid.pem"));
-    assert_eq!(report.path, fixture_path("valid.pem"));
-    let chain = report.outcome.unwrap();
-    assert_eq!(chain.entries.len(), 2);
-    assert_eq!(chain.leaf().subject, "CN=valid.test, O=Certinel Test");
-}
-
-#[test]
-fn der_file_is_read_as_one_certificate() {
-    let chain = inspect_file(&fixture_path("valid-leaf.cer"))
-        .outcome
-        .unwrap();
-    assert_eq!(chain.entries.len(), 1);
-    assert_eq!(chain.leaf().dns_names, ["valid.test", "www.valid.test"]);
-}
-
-#[test]
-fn key_block_before_the_certificates_is_skipped() {
-    let chain = inspect_file(&fixture_path("key-and-cert.pem"))
-        .outcome
-        .unwrap();
-    assert_eq!(chain.entries.len(), 2);
-    assert_eq!(chain.leaf().subject, "CN=valid.test, O=Certinel Test");
+fn pem_der_and_key_plus_pem_files_yield_their_certificates_leaf_first() {
+    // (file, what it holds, how many certificates are read from it)
+    let cases = [
+        ("valid.pem", "a PEM chain", 2),
+        ("valid-leaf.cer", "one DER certificate", 1),
+        ("key-and-cert.pem", "a key block, then the PEM chain", 2),
+    ];
+    for (file, holds, certificates) in cases {
+        let report = inspect_file(&fixture_path(file));
+        assert_eq!(report.path, fixture_path(file), "{holds}");
+        let chain = report.outcome.unwrap();
+        assert_eq!(chain.entries.len(), certificates, "{holds}");
+        let leaf = chain.leaf();
+        assert_eq!(leaf.subject, "CN=valid.test, O=Certinel Test", "{holds}");
+        assert_eq!(leaf.dns_names, ["valid.test", "www.valid.test"], "{holds}");
+    }
 }
 
 #[test]

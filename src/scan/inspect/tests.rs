@@ -156,15 +156,31 @@ fn self_signed_ed25519_leaf_is_detected() {
     assert_eq!(leaf.subject, leaf.issuer);
 }
 
+/// The facts of a leaf `issuer` issues for `subject.test` with this subject name.
+fn leaf_with_subject(issuer: &Minted, subject: &[(DnType, &str)]) -> CertFacts {
+    let leaf = issuer.leaf_with(&["subject.test"], |params| {
+        let mut name = DistinguishedName::new();
+        for (kind, value) in subject {
+            name.push(kind.clone(), *value);
+        }
+        params.distinguished_name = name;
+    });
+    inspect_certificate(leaf.der.as_ref()).unwrap()
+}
+
+/// The facts of a certificate for `self-signed.test` that `key` signs itself.
+fn self_signed_with(key: &KeyPair) -> CertFacts {
+    let cert = CertificateParams::new(vec!["self-signed.test".to_owned()])
+        .unwrap()
+        .self_signed(key)
+        .unwrap();
+    inspect_certificate(cert.der().as_ref()).unwrap()
+}
+
 #[test]
 fn subject_equal_to_issuer_without_own_signature_is_not_self_signed() {
     let impostor = Minted::root("Same Name");
-    let cert = impostor.leaf_with(&["same.test"], |params| {
-        let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, "Same Name");
-        params.distinguished_name = name;
-    });
-    let facts = inspect_certificate(cert.der.as_ref()).unwrap();
+    let facts = leaf_with_subject(&impostor, &[(DnType::CommonName, "Same Name")]);
     assert_eq!(facts.subject, facts.issuer);
     assert!(!facts.self_signed);
 }
@@ -181,11 +197,7 @@ fn key_types_of_the_fixtures() {
 #[test]
 fn rsa_self_signed_certificate_reports_modulus_bits_and_rsa_signature() {
     let key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
-    let cert = CertificateParams::new(vec!["rsa.test".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let facts = inspect_certificate(cert.der().as_ref()).unwrap();
+    let facts = self_signed_with(&key);
     assert_eq!(facts.key, KeyType::Rsa(2048));
     assert_eq!(facts.signature_algorithm, "sha256WithRSAEncryption");
     assert!(facts.self_signed);
@@ -194,11 +206,7 @@ fn rsa_self_signed_certificate_reports_modulus_bits_and_rsa_signature() {
 #[test]
 fn p384_signed_certificate_names_its_signature_algorithm() {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-    let cert = CertificateParams::new(vec!["p384.test".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    let facts = inspect_certificate(cert.der().as_ref()).unwrap();
+    let facts = self_signed_with(&key);
     assert_eq!(facts.signature_algorithm, "ecdsa-with-SHA384");
 }
 
@@ -215,13 +223,11 @@ fn ipv4_and_ipv6_subject_alt_names_are_reported_apart_from_dns_names() {
 #[test]
 fn special_characters_in_names_are_escaped_rfc4514_style() {
     let root = Minted::root("Escape Root");
-    let leaf = root.leaf_with(&["escape.test"], |params| {
-        let mut name = DistinguishedName::new();
-        name.push(DnType::OrganizationName, "Acme, Inc.");
-        name.push(DnType::CommonName, "a+b \"quoted\"");
-        params.distinguished_name = name;
-    });
-    let facts = inspect_certificate(leaf.der.as_ref()).unwrap();
+    let subject = [
+        (DnType::OrganizationName, "Acme, Inc."),
+        (DnType::CommonName, "a+b \"quoted\""),
+    ];
+    let facts = leaf_with_subject(&root, &subject);
     assert_eq!(facts.subject, r#"CN=a\+b \"quoted\", O=Acme\, Inc."#);
 }
 
