@@ -32,6 +32,10 @@ mod cluster_hashmod;
 /// `cluster::membership` against a real three-member etcd: who is listed, leaving, lease
 /// expiry, losing and regaining quorum.
 mod cluster_membership;
+/// Three `certinel run` replicas over a real three-member etcd and Pebble: one order for the
+/// fleet, a fleet-wide rollback, a killed holder's renewal finished elsewhere, a paused
+/// holder fenced.
+mod cluster_replicas;
 /// `certinel run` with `[cluster]` against a real three-member etcd and Pebble: issued
 /// into etcd, materialised locally, renewed with one etcd member down.
 mod cluster_run;

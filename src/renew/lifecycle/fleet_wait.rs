@@ -58,10 +58,11 @@ impl Run<'_> {
                         let detail =
                             format!("every replica serves {version} ({})", live.join(", "));
                         let serial = self.serial(version);
-                        self.record_text(
+                        self.record_with_detail(
                             Step::Served,
                             Some(version),
                             serial.as_deref(),
+                            None,
                             Some(detail),
                         );
                     }

@@ -146,7 +146,18 @@ impl Shared {
         mut attempt: impl FnMut() -> Result<Plan<T>, StoreError>,
     ) -> Result<T, StoreError> {
         for _ in 0..ATTEMPTS {
-            match attempt()? {
+            let plan = match attempt() {
+                Ok(plan) => plan,
+                // What this write needed is gone or changed (the in-flight record a new
+                // holder finished, say). While holding the lock, ask etcd whether it is
+                // still ours first, so a holder that lost it is told it was fenced.
+                Err(error) if self.held_revision(name) != 0 => {
+                    self.commit(name, Vec::new(), Vec::new())?;
+                    return Err(error);
+                }
+                Err(error) => return Err(error),
+            };
+            match plan {
                 Plan::Nothing(answer) => return Ok(answer),
                 Plan::Write {
                     compares,

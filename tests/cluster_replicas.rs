@@ -1,0 +1,367 @@
+//! Three `certinel run` replicas sharing one real three-member etcd, each with its own
+//! state directory and deploy command, against Pebble behind a front that counts new
+//! orders: a certificate is ordered once and reaches every replica; a replica whose deploy
+//! fails rolls the fleet back; a holder killed in the middle of a renewal, or paused past
+//! its lease, is taken over without a second order, and the paused one is fenced.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::common::ari_front::AriFront;
+use crate::common::etcd::EtcdCluster;
+use crate::common::eventually::eventually;
+use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::common::service::Service;
+
+/// How long a new version may take to reach every replica.
+const SPREAD: Duration = Duration::from_secs(5);
+
+/// How long a whole scenario may take to get where it is going.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// Pebble's certificate lifetime in the renewal tests, and how long before expiry they
+/// renew: v0002 is due about ten seconds after v0001.
+const SHORT_VALIDITY: u64 = 60;
+const SHORT_RENEW_BEFORE: &str = "50s";
+
+const MEMBERS: [&str; 3] = ["r1", "r2", "r3"];
+
+/// etcd, Pebble behind an order-counting front, and one shared key-encryption key.
+struct Fleet {
+    etcd: EtcdCluster,
+    pebble: Pebble,
+    front: AriFront,
+    dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    async fn start(validity: Option<u64>) -> Fleet {
+        let etcd = EtcdCluster::start(3);
+        let pebble = Pebble::start(PebbleOptions {
+            validity_seconds: validity,
+            ..PebbleOptions::default()
+        })
+        .await;
+        let front = AriFront::start(&pebble, false, &[]).await;
+        let dir = tempfile::tempdir().unwrap();
+        certinel::store::sealed::Kek::generate_file(&dir.path().join("cluster.kek")).unwrap();
+        Fleet {
+            etcd,
+            pebble,
+            front,
+            dir,
+        }
+    }
+
+    /// Starts replica `member`, whose deploy command logs the version to `MEMBER.log` and
+    /// then runs `then` (a shell command; its exit status is the deploy's).
+    async fn replica(&self, member: &str, then: &str, extra: &str) -> Service {
+        let dir = self.dir.path().join(member);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = self.log_path(member);
+        let hook = format!("echo $CERTINEL_VERSION >> {}; {then}", log.display());
+        let text = format!(
+            "state_dir = {state:?}\n\
+             [cluster]\netcd = {etcd:?}\nmember = {member:?}\nlease_ttl = \"2s\"\n\
+             key_encryption_key_file = {kek:?}\n\
+             [acme]\ndirectory = {directory:?}\nca_file = {ca_file:?}\n\
+             [[certificate]]\nname = \"api\"\ndns_names = [\"api.certinel.test\"]\n\
+             challenge = {{ type = \"http-01\", listen = \"{http}\" }}\n\
+             deploy = [{hook:?}]\ndeploy_timeout = \"90s\"\nverify_timeout = \"10s\"\n{extra}",
+            state = dir.join("state"),
+            etcd = self.etcd.endpoints(),
+            kek = self.dir.path().join("cluster.kek"),
+            directory = self.front.directory_url,
+            ca_file = self.front.ca_file,
+            http = self.pebble.http_addr(),
+        );
+        let path = dir.join("certinel.toml");
+        std::fs::write(&path, text).unwrap();
+        Service::start(Some(&path)).await
+    }
+
+    fn log_path(&self, member: &str) -> PathBuf {
+        self.dir.path().join(format!("{member}.log"))
+    }
+
+    /// The versions replica `member` deployed, in order.
+    fn deployed(&self, member: &str) -> Vec<String> {
+        std::fs::read_to_string(self.log_path(member))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The certificate replica `member` serves from its own state directory.
+    fn local_cert(&self, member: &str) -> Option<String> {
+        let path = self
+            .dir
+            .path()
+            .join(member)
+            .join("state/certs/api/current/cert.pem");
+        std::fs::read_to_string(path).ok()
+    }
+
+    /// The certificate every listed replica serves, when they all serve the same one.
+    fn same_everywhere(&self, members: &[&str]) -> Result<String, String> {
+        let certs: Vec<Option<String>> = members.iter().map(|m| self.local_cert(m)).collect();
+        match &certs[0] {
+            Some(first) if certs.iter().all(|cert| cert.as_ref() == Some(first)) => {
+                Ok(first.clone())
+            }
+            _ => Err(format!(
+                "replicas with a certificate: {:?}; deployed: {:?}",
+                certs.iter().map(Option::is_some).collect::<Vec<_>>(),
+                members.iter().map(|m| self.deployed(m)).collect::<Vec<_>>()
+            )),
+        }
+    }
+
+    /// `KEY=VALUE` of every key under the default prefix that starts with `suffix`
+    /// (`certs/api/links`).
+    async fn etcd_values(&self, suffix: &str) -> Vec<String> {
+        let mut client = etcd_client::Client::connect(self.etcd.endpoints(), None)
+            .await
+            .expect("connect to etcd");
+        let key = format!("/certinel/{suffix}");
+        let options = etcd_client::GetOptions::new().with_prefix();
+        let response = client.get(key, Some(options)).await.expect("etcd get");
+        response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key());
+                format!("{key}={}", String::from_utf8_lossy(kv.value()))
+            })
+            .collect()
+    }
+
+    /// Whether a renewal of `api` is in flight in etcd.
+    async fn in_flight(&self) -> bool {
+        !self.etcd_values("certs/api/inflight").await.is_empty()
+    }
+}
+
+/// Waits until every listed replica serves the same certificate, which differs from
+/// `before`; returns it.
+async fn everywhere_except(fleet: &Fleet, members: &[&str], before: Option<&str>) -> String {
+    eventually(PATIENCE, async || {
+        let cert = fleet.same_everywhere(members)?;
+        if Some(cert.as_str()) == before {
+            return Err("still the old certificate".to_owned());
+        }
+        Ok(cert)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_certificate_is_ordered_once_and_reaches_every_replica_within_seconds() {
+    let fleet = Fleet::start(None).await;
+    let mut services = Vec::new();
+    for member in MEMBERS {
+        services.push(fleet.replica(member, "true", "").await);
+    }
+    // The first replica to have the certificate marks the promotion.
+    let first = eventually(PATIENCE, async || {
+        MEMBERS
+            .iter()
+            .find(|member| fleet.local_cert(member).is_some())
+            .map(|_| Instant::now())
+            .ok_or("no replica has the certificate yet")
+    })
+    .await;
+    everywhere_except(&fleet, &MEMBERS, None).await;
+    assert!(
+        first.elapsed() <= SPREAD,
+        "every replica had it {:?} after the first",
+        first.elapsed()
+    );
+    assert_eq!(fleet.front.new_orders().len(), 1, "one order for the fleet");
+    for member in MEMBERS {
+        assert_eq!(
+            fleet.deployed(member),
+            ["v0001"],
+            "{member} deployed it once"
+        );
+    }
+    drop(services);
+}
+
+#[tokio::test]
+async fn a_replica_whose_deploy_fails_rolls_every_replica_back() {
+    let fleet = Fleet::start(Some(SHORT_VALIDITY)).await;
+    let renew_before = format!("renew_before = {SHORT_RENEW_BEFORE:?}\n");
+    let mut services = Vec::new();
+    for member in ["r1", "r2"] {
+        services.push(fleet.replica(member, "true", &renew_before).await);
+    }
+    let refuse_v0002 = "[ \"$CERTINEL_VERSION\" != v0002 ]";
+    services.push(fleet.replica("r3", refuse_v0002, &renew_before).await);
+    let v0001 = everywhere_except(&fleet, &MEMBERS, None).await;
+    // v0002 comes when due; r3 cannot deploy it, so every replica goes back to v0001.
+    eventually(PATIENCE, async || {
+        let logs: Vec<Vec<String>> = MEMBERS.iter().map(|m| fleet.deployed(m)).collect();
+        let rolled_back = logs.iter().all(|log| {
+            log.iter().any(|version| version == "v0002")
+                && log.last().map(String::as_str) == Some("v0001")
+        });
+        rolled_back
+            .then_some(())
+            .ok_or(format!("deployed: {logs:?}"))
+    })
+    .await;
+    assert_eq!(fleet.same_everywhere(&MEMBERS).unwrap(), v0001);
+    let audit = fleet.etcd_values("audit/").await;
+    assert!(
+        audit.iter().any(|event| event.contains("\"rollback\"")),
+        "a rollback is audited: {audit:?}"
+    );
+    drop(services);
+}
+
+/// A deploy command that hangs for the first replica to deploy v0002 (it records its name
+/// in `slow/who`) and returns at once everywhere else.
+fn hang_once_on_v0002(fleet: &Fleet, member: &str) -> String {
+    let slow = fleet.dir.path().join("slow");
+    format!(
+        "if [ \"$CERTINEL_VERSION\" = v0002 ] && mkdir {slow} 2>/dev/null; then \
+         echo {member} > {slow}/who; sleep 15; fi",
+        slow = slow.display()
+    )
+}
+
+/// Starts three replicas whose first v0002 deploy hangs, and waits until one hangs in it;
+/// returns the replicas and the index of the one that hangs (the lock holder).
+async fn holder_hanging_in_its_deploy(fleet: &Fleet) -> (Vec<Service>, usize) {
+    let renew_before = format!("renew_before = {SHORT_RENEW_BEFORE:?}\n");
+    let mut services = Vec::new();
+    for member in MEMBERS {
+        let hook = hang_once_on_v0002(fleet, member);
+        services.push(fleet.replica(member, &hook, &renew_before).await);
+    }
+    let who = fleet.dir.path().join("slow/who");
+    let holder = eventually(PATIENCE, async || {
+        let name = std::fs::read_to_string(&who).map_err(|e| e.to_string())?;
+        MEMBERS
+            .iter()
+            .position(|member| *member == name.trim())
+            .ok_or(format!("unknown member {name:?}"))
+    })
+    .await;
+    assert!(fleet.in_flight().await, "the holder's renewal is in flight");
+    (services, holder)
+}
+
+#[tokio::test]
+async fn a_holder_killed_in_its_deploy_is_finished_by_another_replica_without_a_second_order() {
+    let fleet = Fleet::start(Some(SHORT_VALIDITY)).await;
+    let (services, holder) = holder_hanging_in_its_deploy(&fleet).await;
+    let v0001_orders = 1;
+    services[holder].signal("KILL");
+    let others: Vec<&str> = MEMBERS
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index != holder)
+        .map(|(_, member)| *member)
+        .collect();
+    eventually(PATIENCE, async || {
+        if fleet.in_flight().await {
+            return Err("the renewal is still in flight".to_owned());
+        }
+        let links = fleet.etcd_values("certs/api/links").await;
+        links
+            .iter()
+            .any(|links| links.contains("v0002"))
+            .then_some(())
+            .ok_or(format!("links: {links:?}"))
+    })
+    .await;
+    let cert = fleet.same_everywhere(&others).unwrap();
+    assert!(cert.contains("BEGIN CERTIFICATE"));
+    assert_eq!(
+        fleet.front.new_orders().len(),
+        v0001_orders + 1,
+        "v0002 was ordered once, by the holder that died"
+    );
+    drop(services);
+}
+
+#[tokio::test]
+async fn a_holder_paused_past_its_lease_is_fenced_when_it_wakes_and_writes_nothing() {
+    let fleet = Fleet::start(Some(SHORT_VALIDITY)).await;
+    let (services, holder) = holder_hanging_in_its_deploy(&fleet).await;
+    services[holder].signal("STOP");
+    let paused_at = time::OffsetDateTime::now_utc();
+    // Another replica takes the lock once the paused holder's lease expired and finishes.
+    eventually(PATIENCE, async || {
+        let links = fleet.etcd_values("certs/api/links").await;
+        let finished = !fleet.in_flight().await && links.iter().any(|l| l.contains("v0002"));
+        finished.then_some(()).ok_or(format!("links: {links:?}"))
+    })
+    .await;
+    services[holder].signal("CONT");
+    // When its deploy command returns, its next write is a transaction etcd refuses (the
+    // lock is another replica's now), and it says so in the audit log.
+    let member = MEMBERS[holder];
+    let since_pause = eventually(PATIENCE, async || {
+        let events = events_of(&fleet, member, paused_at).await;
+        events
+            .iter()
+            .any(|event| event["step"] == "fenced")
+            .then_some(events.clone())
+            .ok_or(format!(
+                "no fenced event from {member} after the pause: {events:#?}"
+            ))
+    })
+    .await;
+    let written: Vec<&serde_json::Value> = since_pause
+        .iter()
+        .filter(|event| event["outcome"] == "ok")
+        .collect();
+    assert!(
+        written.is_empty(),
+        "the fenced holder wrote nothing: {written:#?}"
+    );
+    let versions = fleet.etcd_values("certs/api/v/").await.len();
+    assert_eq!(
+        fleet.front.new_orders().len(),
+        versions,
+        "one order per stored version: nothing ordered twice"
+    );
+    drop(services);
+}
+
+/// The audit events replica `member` wrote after `since`.
+async fn events_of(
+    fleet: &Fleet,
+    member: &str,
+    since: time::OffsetDateTime,
+) -> Vec<serde_json::Value> {
+    let marker = format!("-{member}-");
+    fleet
+        .etcd_values("audit/")
+        .await
+        .iter()
+        .filter_map(|entry| {
+            let (key, value) = entry.split_once('=')?;
+            key.contains(&marker).then_some(value)
+        })
+        .filter_map(|value| serde_json::from_str::<serde_json::Value>(value).ok())
+        .filter(|event| {
+            event["time"]
+                .as_str()
+                .and_then(|text| {
+                    time::OffsetDateTime::parse(
+                        text,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                })
+                .is_some_and(|at| at > since)
+        })
+        .collect()
+}
