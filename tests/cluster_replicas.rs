@@ -365,3 +365,47 @@ async fn events_of(
         })
         .collect()
 }
+
+#[tokio::test]
+async fn without_an_etcd_quorum_renewals_pause_and_resume_when_it_returns() {
+    let mut fleet = Fleet::start(Some(SHORT_VALIDITY)).await;
+    let renew_before = format!("renew_before = {SHORT_RENEW_BEFORE:?}\n");
+    let mut services = Vec::new();
+    for member in MEMBERS {
+        services.push(fleet.replica(member, "true", &renew_before).await);
+    }
+    let v0001 = everywhere_except(&fleet, &MEMBERS, None).await;
+    let issued = Instant::now();
+    fleet.etcd.kill(1);
+    fleet.etcd.kill(2);
+    for service in &services {
+        service
+            .metrics_until("certinel_cluster_connected 0", |body| {
+                body.contains("certinel_cluster_connected 0")
+            })
+            .await;
+    }
+    // v0002 falls due ten seconds after v0001: let that moment pass without a quorum.
+    // Nothing is ordered without the renewal lock, and every replica keeps serving v0001.
+    tokio::time::sleep_until(issued + Duration::from_secs(SHORT_VALIDITY - 45)).await;
+    assert_eq!(
+        fleet.front.new_orders().len(),
+        1,
+        "no order without the lock"
+    );
+    assert_eq!(fleet.same_everywhere(&MEMBERS).unwrap(), v0001);
+    fleet.etcd.restart(1);
+    fleet.etcd.restart(2);
+    everywhere_except(&fleet, &MEMBERS, Some(&v0001)).await;
+    for service in &services {
+        service
+            .metrics_until("certinel_cluster_connected 1", |body| {
+                body.contains("certinel_cluster_connected 1")
+            })
+            .await;
+    }
+    assert!(
+        fleet.front.new_orders().len() >= 2,
+        "the paused renewal completed"
+    );
+}

@@ -24,6 +24,10 @@ pub struct ProbedEndpoint {
     pub fragment: Fragment,
 }
 
+/// How many metric families a fragment's bit set can mark: `names::ALL` has at most this
+/// many (tested).
+pub const FAMILY_BITS: usize = 128;
+
 /// Sample lines grouped by family, ready to be copied into a scrape.
 #[derive(Debug, Default)]
 pub struct Fragment {
@@ -31,7 +35,7 @@ pub struct Fragment {
     /// Runs of `text` in the order of [`crate::metrics::names::ALL`].
     runs: Box<[Run]>,
     /// Bit `i` is set when the family at `names::ALL[i]` has samples here.
-    families: u64,
+    families: u128,
 }
 
 /// One run of lines of one family, or one line prefix whose value is computed at scrape
@@ -67,11 +71,11 @@ impl ProbedEndpoint {
 impl Fragment {
     /// Whether the family at `index` in [`crate::metrics::names::ALL`] has samples here.
     pub fn has_family(&self, index: usize) -> bool {
-        index < 64 && self.families & (1 << index) != 0
+        index < FAMILY_BITS && self.families & (1 << index) != 0
     }
 
     /// The families with samples here, as a bit set over the positions in [`crate::metrics::names::ALL`].
-    pub fn family_bits(&self) -> u64 {
+    pub fn family_bits(&self) -> u128 {
         self.families
     }
 
@@ -164,13 +168,13 @@ impl FragmentBuilder {
         self.pieces.sort_by_key(|(family, _, _)| *family);
         let mut text = String::with_capacity(self.pieces.iter().map(|p| p.1.len()).sum());
         let mut runs: Vec<Run> = Vec::new();
-        let mut families = 0u64;
+        let mut families = 0u128;
         for (family, piece, counts_down_to) in self.pieces {
-            // Families beyond 63 cannot be marked; `names::ALL` has fewer (tested).
+            // Families beyond the bit set cannot be marked; `names::ALL` has fewer (tested).
             let Ok(family_u8) = u8::try_from(family) else {
                 continue;
             };
-            if family >= 64 {
+            if family >= FAMILY_BITS {
                 continue;
             }
             families |= 1 << family;
@@ -251,7 +255,7 @@ mod tests {
 
     #[test]
     fn every_family_fits_in_the_bit_set() {
-        assert!(names::ALL.len() < 64, "Fragment::families is a u64");
+        assert!(names::ALL.len() <= FAMILY_BITS, "Fragment::families is a u128");
     }
 
     #[test]

@@ -103,13 +103,13 @@ pub fn write_snapshot(
 ) -> Result<(), RenderError> {
     let mut families = ScrapeFamilies::new(now);
     push_service(&mut families, snapshot, now);
-    let endpoint_families = snapshot.endpoints.iter().fold(0u64, |bits, endpoint| {
+    let endpoint_families = snapshot.endpoints.iter().fold(0u128, |bits, endpoint| {
         bits | endpoint.fragment.family_bits()
     });
     let mut chunk = String::with_capacity(CHUNK_BYTES + 4096);
     for (index, def) in names::ALL.iter().enumerate() {
         let scraped = families.family(index);
-        let has_endpoints = index < 64 && endpoint_families & (1 << index) != 0;
+        let has_endpoints = index < fragment::FAMILY_BITS && endpoint_families & (1 << index) != 0;
         if scraped.is_empty() && !has_endpoints {
             continue;
         }
