@@ -188,6 +188,12 @@ async fn a_certificate_is_ordered_once_and_reaches_every_replica_within_seconds(
             "{member} deployed it once"
         );
     }
+    for service in &services {
+        let line = "certinel_certificate_local_version{name=\"api\"} 1";
+        service
+            .metrics_until(line, |body| body.contains(line))
+            .await;
+    }
     drop(services);
 }
 

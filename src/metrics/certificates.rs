@@ -46,6 +46,8 @@ pub struct CertificateSnapshot {
     pub profile: Option<(String, bool)>,
     /// What the last CRL check of the current version found, once one reached a verdict.
     pub revocation: Option<ManagedRevocation>,
+    /// With `[cluster]`: the version number this replica last rolled out, once it did.
+    pub local_version: Option<u32>,
 }
 
 /// The verdict of the last CRL check of a managed certificate's current version.
@@ -160,6 +162,13 @@ pub(super) fn push_certificate(
     }
     if let Some(at) = certificate.renewal_scheduled {
         families.push(names::CERTIFICATE_RENEWAL_SCHEDULED, &labels, timestamp(at));
+    }
+    if let Some(version) = certificate.local_version {
+        families.push(
+            names::CERTIFICATE_LOCAL_VERSION,
+            &labels,
+            f64::from(version),
+        );
     }
     for (outcome, count) in [
         ("success", certificate.renewals_succeeded),

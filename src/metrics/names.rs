@@ -374,6 +374,11 @@ pub const CLUSTER_ENDPOINTS_OWNED: MetricDef = gauge(
     "certinel_cluster_endpoints_owned",
     "Scheduled endpoints this replica probes: its rendezvous-hash share among the live members.",
 );
+/// The version of a managed certificate this replica last rolled out.
+pub const CERTIFICATE_LOCAL_VERSION: MetricDef = gauge(
+    "certinel_certificate_local_version",
+    "With [cluster]: the version number of a managed certificate this replica last rolled out (deployed and checked) since it started.",
+);
 
 /// Every metric, in the order `/metrics` renders them.
 pub const ALL: &[MetricDef] = &[
@@ -438,6 +443,7 @@ pub const ALL: &[MetricDef] = &[
     CLUSTER_CONNECTED,
     CLUSTER_MEMBER_UP,
     CLUSTER_ENDPOINTS_OWNED,
+    CERTIFICATE_LOCAL_VERSION,
 ];
 
 #[cfg(test)]

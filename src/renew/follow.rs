@@ -14,6 +14,7 @@ use crate::renew::Renewer;
 use crate::renew::deploy::{self, DeployEnv, Untracked};
 use crate::renew::fleet::{MemberOutcome, MemberReport};
 use crate::renew::rollout_check::{ServedProber, Verdict};
+use crate::store::VersionId;
 
 impl Renewer {
     /// Whether a renewal of `name` is in flight in the shared store: one another replica is
@@ -22,6 +23,12 @@ impl Renewer {
     /// read counts as nothing in flight.
     pub fn renewal_in_flight(&self, name: &str) -> bool {
         matches!(self.store.inflight(name), Ok(Some(_)))
+    }
+
+    /// With a fleet: the version of `name` this replica last rolled out, if any since it
+    /// started.
+    pub fn applied_version(&self, name: &str) -> Option<VersionId> {
+        self.fleet.as_ref().and_then(|fleet| fleet.applied(name))
     }
 
     /// Rolls out on this replica the version of `name` that is current in the shared store,

@@ -329,6 +329,7 @@ async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
     match status {
         Ok(status) => {
             state.update_certificate(&status);
+            state.set_local_version(name, renewer.applied_version(name));
             let facts = renewer.ca_facts_of(name, status.ca.as_deref());
             state.update_ca_facts(name, renewer.profile(name), &facts);
         }

@@ -24,6 +24,7 @@ use crate::scan::crl::fetch::CrlFetcher;
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
 use crate::service::drift::ServedStore;
+use crate::store::VersionId;
 
 /// Identifies one scheduled job (an endpoint or a file source) for its lifetime.
 pub type JobId = u64;
@@ -226,6 +227,13 @@ impl State {
             revoked_at: check.revoked_at,
             reason_code: check.reason_code,
         });
+    }
+
+    /// Records the version of `name` this replica last rolled out (`[cluster]`).
+    pub fn set_local_version(&self, name: &str, version: Option<VersionId>) {
+        if let Some(slot) = self.lock().certificates.get_mut(name) {
+            slot.local_version = version.map(|version| version.0);
+        }
     }
 
     /// Records what `name`'s renewer knows about its CA: whether the certificate's

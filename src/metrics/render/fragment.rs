@@ -255,7 +255,10 @@ mod tests {
 
     #[test]
     fn every_family_fits_in_the_bit_set() {
-        assert!(names::ALL.len() <= FAMILY_BITS, "Fragment::families is a u128");
+        assert!(
+            names::ALL.len() <= FAMILY_BITS,
+            "Fragment::families is a u128"
+        );
     }
 
     #[test]
