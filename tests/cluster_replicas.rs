@@ -229,19 +229,26 @@ async fn a_replica_whose_deploy_fails_rolls_every_replica_back() {
     drop(services);
 }
 
-/// A deploy command that hangs for the first replica to deploy v0002 (it records its name
-/// in `slow/who`) and returns at once everywhere else.
+/// How long the renewing replica's first deploy of v0002 hangs.
+const HANG: Duration = Duration::from_secs(20);
+
+/// A deploy command that hangs when this replica deploys v0002 while holding the renewal
+/// lock (asked of etcd with `etcdctl`), the first time any replica does; followers and a
+/// replica that takes the renewal over return at once.
 fn hang_once_on_v0002(fleet: &Fleet, member: &str) -> String {
-    let slow = fleet.dir.path().join("slow");
+    let marker = fleet.dir.path().join("hung");
     format!(
-        "if [ \"$CERTINEL_VERSION\" = v0002 ] && mkdir {slow} 2>/dev/null; then \
-         echo {member} > {slow}/who; sleep 15; fi",
-        slow = slow.display()
+        "if [ \"$CERTINEL_VERSION\" = v0002 ] \
+         && [ \"$(ETCDCTL_API=3 etcdctl --endpoints={endpoints} get --print-value-only /certinel/locks/api)\" = {member} ] \
+         && mkdir {marker} 2>/dev/null; then sleep {seconds}; fi",
+        endpoints = fleet.etcd.endpoints().join(","),
+        marker = marker.display(),
+        seconds = HANG.as_secs(),
     )
 }
 
-/// Starts three replicas whose first v0002 deploy hangs, and waits until one hangs in it;
-/// returns the replicas and the index of the one that hangs (the lock holder).
+/// Starts three replicas whose renewing replica's first v0002 deploy hangs, and waits
+/// until it does; returns the replicas and the index of that lock holder.
 async fn holder_hanging_in_its_deploy(fleet: &Fleet) -> (Vec<Service>, usize) {
     let renew_before = format!("renew_before = {SHORT_RENEW_BEFORE:?}\n");
     let mut services = Vec::new();
@@ -249,13 +256,19 @@ async fn holder_hanging_in_its_deploy(fleet: &Fleet) -> (Vec<Service>, usize) {
         let hook = hang_once_on_v0002(fleet, member);
         services.push(fleet.replica(member, &hook, &renew_before).await);
     }
-    let who = fleet.dir.path().join("slow/who");
     let holder = eventually(PATIENCE, async || {
-        let name = std::fs::read_to_string(&who).map_err(|e| e.to_string())?;
+        if !fleet.dir.path().join("hung").exists() {
+            return Err("no replica hangs in its deploy yet".to_owned());
+        }
+        let lock = fleet.etcd_values("locks/api").await;
+        let holder = lock
+            .first()
+            .and_then(|entry| entry.split_once('='))
+            .map(|(_, member)| member.to_owned());
         MEMBERS
             .iter()
-            .position(|member| *member == name.trim())
-            .ok_or(format!("unknown member {name:?}"))
+            .position(|member| Some(*member) == holder.as_deref())
+            .ok_or(format!("lock: {lock:?}"))
     })
     .await;
     assert!(fleet.in_flight().await, "the holder's renewal is in flight");
