@@ -36,6 +36,23 @@ fn refused(result: Result<etcd_client::Client, ClusterError>, why: &str) -> Clus
     }
 }
 
+/// Connects to `cluster` with a one-second deadline, which must fail (`why`) as
+/// `Unreachable` within three seconds; returns the error's message.
+async fn unreachable_within_the_timeout(cluster: &ClusterConfig, why: &str) -> String {
+    let started = Instant::now();
+    let error = refused(connect_within(cluster, Duration::from_secs(1)).await, why);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(error, ClusterError::Unreachable { .. }),
+        "{error:?}"
+    );
+    error.to_string()
+}
+
 /// Writes and reads one key through `client`, proving it talks to etcd.
 async fn round_trip(mut client: etcd_client::Client) {
     client.put("/certinel/probe", "v", None).await.expect("put");
@@ -48,22 +65,7 @@ async fn a_port_nobody_listens_on_is_one_error_naming_the_endpoint_within_the_ti
     let dir = tempfile::tempdir().expect("temporary directory");
     let endpoint = format!("http://127.0.0.1:{}", free_port());
     let cluster = cluster_config(vec![endpoint.clone()], dir.path());
-    let started = Instant::now();
-    let error = refused(
-        connect_within(&cluster, Duration::from_secs(1)).await,
-        "nobody listens there",
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(
-        matches!(error, ClusterError::Unreachable { .. }),
-        "{error:?}"
-    );
-    let message = error.to_string();
-    eprintln!("MSG {message}");
+    let message = unreachable_within_the_timeout(&cluster, "nobody listens there").await;
     assert!(message.contains(&endpoint), "{message}");
     assert!(message.contains("check that etcd runs there"), "{message}");
 }
@@ -109,24 +111,8 @@ async fn a_cluster_without_quorum_is_unreachable_within_the_timeout() {
     etcd.kill(2);
     let dir = tempfile::tempdir().expect("temporary directory");
     let cluster = cluster_config(etcd.endpoints(), dir.path());
-    let started = Instant::now();
-    let error = refused(
-        connect_within(&cluster, Duration::from_secs(1)).await,
-        "two of three members are down",
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(
-        matches!(error, ClusterError::Unreachable { .. }),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains("a majority of its members"),
-        "{error}"
-    );
+    let message = unreachable_within_the_timeout(&cluster, "two of three members are down").await;
+    assert!(message.contains("a majority of its members"), "{message}");
 }
 
 #[tokio::test]
