@@ -362,19 +362,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn apply_keeps_unchanged_jobs_stops_removed_ones_and_starts_new_ones() {
         let state = Arc::new(State::new());
-        let context = ProbeContext::new(
-            Resolver::system(),
-            TrustCache::empty(),
-            crate::scan::budget::ConnectionBudget::new(64),
-        );
-        let environment = Arc::new(JobEnvironment {
-            state: state.clone(),
-            probe_context: RwLock::new(Arc::new(context)),
-            permits: Semaphore::new(4),
-        });
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let mut scheduler = Scheduler::new(environment, tracker.clone(), shutdown.clone());
+        let (mut scheduler, shutdown, tracker) = scheduler_with(state.clone());
         assert_eq!(scheduler.apply(&config(&[1, 2])), (2, 0));
         assert_eq!(scheduler.apply(&config(&[2, 3])), (1, 1));
         assert_eq!(scheduler.apply(&config(&[2, 3])), (0, 0));
@@ -409,13 +397,19 @@ mod tests {
     }
 
     fn scheduler() -> (Scheduler, CancellationToken, TaskTracker) {
+        scheduler_with(Arc::new(State::new()))
+    }
+
+    /// A scheduler over `state` with a system resolver and no trust roots; its jobs are
+    /// cancelled by the returned token.
+    fn scheduler_with(state: Arc<State>) -> (Scheduler, CancellationToken, TaskTracker) {
         let context = ProbeContext::new(
             Resolver::system(),
             TrustCache::empty(),
             crate::scan::budget::ConnectionBudget::new(64),
         );
         let environment = Arc::new(JobEnvironment {
-            state: Arc::new(State::new()),
+            state,
             probe_context: RwLock::new(Arc::new(context)),
             permits: Semaphore::new(4),
         });
@@ -428,19 +422,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_share_runs_only_the_owned_endpoints_and_a_membership_change_moves_them() {
         let state = Arc::new(State::new());
-        let context = ProbeContext::new(
-            Resolver::system(),
-            TrustCache::empty(),
-            crate::scan::budget::ConnectionBudget::new(64),
-        );
-        let environment = Arc::new(JobEnvironment {
-            state: state.clone(),
-            probe_context: RwLock::new(Arc::new(context)),
-            permits: Semaphore::new(4),
-        });
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let mut scheduler = Scheduler::new(environment, tracker.clone(), shutdown.clone());
+        let (mut scheduler, shutdown, tracker) = scheduler_with(state.clone());
         let ports: Vec<u16> = (1..=30).collect();
         let config = config(&ports);
         let members: Vec<String> = ["a", "b", "c"].map(str::to_owned).to_vec();
