@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::hook::{self, HookCommand, HookError, HookKind, Leftovers, ProcessGroup};
 
 use crate::cert::HookEnv;
-use crate::store::{VersionFiles, VersionId};
+use crate::store::{StoreError, VersionFiles, VersionId};
 
 /// What the commands are told about the version they deploy.
 #[derive(Debug, Clone)]
@@ -24,11 +24,30 @@ pub(crate) struct DeployEnv<'a> {
     pub(crate) hook_env: &'a HookEnv,
 }
 
+/// Why deploying a version stopped short.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DeployError {
+    /// A command could not start, failed or timed out.
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    /// The tracker refused to let a command start: this replica may no longer act for the
+    /// certificate (another replica holds its renewal lock now).
+    #[error("deploy command {command:?} was not started: {source}")]
+    NotStarted {
+        /// The command.
+        command: String,
+        /// Why the tracker refused.
+        #[source]
+        source: StoreError,
+    },
+}
+
 /// Told about each command's life, so the caller can record what would outlive a crash.
 pub(crate) trait HookTracker: Sync {
     /// A command is about to start: record `id` (it is passed to the command as
-    /// `CERTINEL_HOOK_ID`) before this returns.
-    fn starting(&self, id: &str);
+    /// `CERTINEL_HOOK_ID`) before this returns. An error refuses the start: the command
+    /// does not run, and neither do the ones after it.
+    fn starting(&self, id: &str) -> Result<(), StoreError>;
     /// It started as the leader of its own process group `group`; called before waiting.
     fn started(&self, group: ProcessGroup);
     /// It ended (or was killed).
@@ -40,7 +59,9 @@ pub(crate) trait HookTracker: Sync {
 pub(crate) struct Untracked;
 
 impl HookTracker for Untracked {
-    fn starting(&self, _id: &str) {}
+    fn starting(&self, _id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     fn started(&self, _group: ProcessGroup) {}
     fn ended(&self) {}
 }
@@ -51,7 +72,7 @@ pub(crate) async fn run_all(
     commands: &[String],
     env: &DeployEnv<'_>,
     timeout: Duration,
-) -> Result<(), HookError> {
+) -> Result<(), DeployError> {
     run_all_tracked(commands, env, timeout, &Untracked).await
 }
 
@@ -61,10 +82,15 @@ pub(crate) async fn run_all_tracked(
     env: &DeployEnv<'_>,
     timeout: Duration,
     tracker: &dyn HookTracker,
-) -> Result<(), HookError> {
+) -> Result<(), DeployError> {
     for command in commands {
         let id = format!("{:032x}", rand::random::<u128>());
-        tracker.starting(&id);
+        tracker
+            .starting(&id)
+            .map_err(|source| DeployError::NotStarted {
+                command: command.clone(),
+                source,
+            })?;
         let hook = deploy_command(command, env, timeout, &id);
         let result = hook::run(&hook, |group| tracker.started(group)).await;
         tracker.ended();
@@ -189,6 +215,53 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(error, HookError::Timeout { .. }), "{error}");
+        assert!(
+            matches!(error, DeployError::Hook(HookError::Timeout { .. })),
+            "{error}"
+        );
+    }
+
+    /// A tracker whose record is rejected the way etcd rejects a fenced holder's write.
+    struct Fenced;
+
+    impl HookTracker for Fenced {
+        fn starting(&self, _id: &str) -> Result<(), StoreError> {
+            Err(StoreError::Fenced {
+                name: "api".into(),
+                key: "/certinel/locks/api".into(),
+                held: 7,
+                found: Some(9),
+            })
+        }
+        fn started(&self, _group: ProcessGroup) {}
+        fn ended(&self) {}
+    }
+
+    #[tokio::test]
+    async fn a_command_whose_start_the_tracker_refuses_never_runs_nor_do_the_rest() {
+        let temp = tempfile::tempdir().unwrap();
+        let marker = |n: u8| temp.path().join(format!("ran{n}"));
+        let files = files();
+        let hook_env = HookEnv::default();
+        let commands = [1, 2].map(|n| format!("touch {}", marker(n).display()));
+        let error = run_all_tracked(
+            &commands,
+            &env_for(&files, &hook_env),
+            Duration::from_secs(10),
+            &Fenced,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                DeployError::NotStarted {
+                    source: StoreError::Fenced { .. },
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(!marker(1).exists() && !marker(2).exists(), "nothing ran");
     }
 }

@@ -14,7 +14,7 @@ use rustix::process::{Pid, Signal, kill_process_group};
 
 use crate::hook::ProcessGroup;
 use crate::renew::deploy::HookTracker;
-use crate::store::{HookGroup, HookProcess, Store};
+use crate::store::{HookGroup, HookProcess, Store, StoreError};
 
 /// Records each deploy command of one certificate in its in-flight record.
 pub(crate) struct Recorder<'a> {
@@ -33,33 +33,41 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    fn record(&self, hook: Option<HookProcess>) {
-        // Not fatal: the renewal goes on; only a crash right now would miss the record.
-        if let Err(e) = self.store.record_hook(self.name, hook) {
-            tracing::warn!(error = %e, "cannot record the running deploy command");
+    /// Records `hook`. A failure is not fatal (the renewal goes on; only a crash right now
+    /// would miss the record), except a fenced write: another replica holds the renewal
+    /// lock now, so this one must not act for the certificate any more.
+    fn record(&self, hook: Option<HookProcess>) -> Result<(), StoreError> {
+        match self.store.record_hook(self.name, hook) {
+            Err(error @ StoreError::Fenced { .. }) => Err(error),
+            Err(error) => {
+                tracing::warn!(%error, "cannot record the running deploy command");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 }
 
 impl HookTracker for Recorder<'_> {
-    fn starting(&self, id: &str) {
+    fn starting(&self, id: &str) -> Result<(), StoreError> {
         id.clone_into(&mut self.id.lock().unwrap_or_else(|p| p.into_inner()));
         self.record(Some(HookProcess {
             id: id.to_owned(),
             group: None,
-        }));
+        }))
     }
 
     fn started(&self, group: ProcessGroup) {
         let id = self.id.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.record(Some(HookProcess {
+        // The command runs already; a fenced record stops the next one, in `starting`.
+        let _ = self.record(Some(HookProcess {
             id,
             group: u32::try_from(group.id()).ok().and_then(identify),
         }));
     }
 
     fn ended(&self) {
-        self.record(None);
+        let _ = self.record(None);
     }
 }
 

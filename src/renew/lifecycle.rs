@@ -10,7 +10,7 @@ use crate::config::model::CertificateConfig;
 use crate::hook::{HookError, HookKind};
 use crate::renew::clock::StepClock;
 use crate::renew::decision::PlanFacts;
-use crate::renew::deploy::{self, DeployEnv};
+use crate::renew::deploy::{self, DeployEnv, DeployError};
 use crate::renew::hook_group;
 use crate::renew::{RenewError, RenewOutcome, Renewer};
 use crate::schedule::history as schedule_state;
@@ -176,15 +176,15 @@ impl<'a> Run<'a> {
         })
     }
 
-    pub(super) async fn deploy(&self, version: VersionId) -> Result<(), HookError> {
+    pub(super) async fn deploy(&self, version: VersionId) -> Result<(), DeployError> {
         let files = match self.store.current_files(self.name()) {
             Ok(files) => files,
             Err(e) => {
-                return Err(HookError::Spawn {
+                return Err(DeployError::Hook(HookError::Spawn {
                     kind: HookKind::Deploy,
                     command: String::new(),
                     message: e.to_string(),
-                });
+                }));
             }
         };
         let env = DeployEnv {
@@ -201,6 +201,15 @@ impl<'a> Run<'a> {
             &hook_group::Recorder::new(&*self.store, self.name()),
         )
         .await
+    }
+
+    /// The hook error of a failed deploy; a command the store refused to start (this
+    /// replica was fenced) is the store's error instead, which ends the renewal.
+    pub(super) fn hook_failure(&self, failure: DeployError) -> Result<HookError, RenewError> {
+        match failure {
+            DeployError::Hook(error) => Ok(error),
+            DeployError::NotStarted { source, .. } => Err(self.store_error(source)),
+        }
     }
 
     pub(super) fn serial(&self, version: VersionId) -> Option<String> {

@@ -406,7 +406,8 @@ impl Run<'_> {
             .promote(name, version)
             .map_err(|e| self.store_error(e))?;
         let serial = self.serial(version);
-        if let Err(source) = self.deploy(version).await {
+        if let Err(failure) = self.deploy(version).await {
+            let source = self.hook_failure(failure)?;
             self.record_text(
                 Step::Deployed,
                 Some(version),

@@ -168,7 +168,8 @@ impl Run<'_> {
             }
         };
         self.record(Step::Rollback, Some(to), self.serial(to).as_deref(), None);
-        if let Err(source) = self.deploy(to).await {
+        if let Err(failure) = self.deploy(to).await {
+            let source = self.hook_failure(failure)?;
             self.record_text(
                 Step::Deployed,
                 Some(to),
