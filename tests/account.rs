@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use certinel::acme::{NoopObserver, load_or_create_account};
 use certinel::store::{AccountStore, Aside, FsAccounts, FsStore, Record, Store, StoreError};
@@ -14,8 +15,10 @@ use instant_acme::{Account, AccountCredentials, Identifier, NewOrder};
 
 use crate::common::cli::run_certinel;
 use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
+use crate::common::etcd::EtcdCluster;
 use crate::common::pebble::{Pebble, PebbleOptions};
 use crate::revoke::{Setup, certinel, issued, text};
+use crate::store_etcd::etcd_store;
 
 /// The single credentials file under `state_dir/acme/`.
 fn credentials_file(state_dir: &Path) -> PathBuf {
@@ -144,28 +147,44 @@ async fn deactivation_needs_yes_retires_the_account_and_the_next_renewal_registe
     assert_eq!(line["outcome"], "ok", "{line}");
 }
 
-/// The account credentials files, except that every save after the first (the
-/// registration) fails as on a full disk.
-#[derive(Debug)]
-struct FullAfterRegistration {
-    files: FsAccounts,
+/// What [`OnSave`] does for save number `n` (from 0) of `bytes` for `directory`, given the
+/// store it wraps.
+type SaveAction =
+    Box<dyn Fn(usize, &dyn AccountStore, &str, &[u8]) -> Result<(), StoreError> + Send + Sync>;
+
+/// An account store whose `save_account` is `action`; everything else is `inner`'s.
+struct OnSave {
+    inner: Arc<dyn AccountStore>,
     saves: AtomicUsize,
+    action: SaveAction,
 }
 
-impl AccountStore for FullAfterRegistration {
+impl OnSave {
+    fn new(inner: Arc<dyn AccountStore>, action: SaveAction) -> OnSave {
+        OnSave {
+            inner,
+            saves: AtomicUsize::new(0),
+            action,
+        }
+    }
+}
+
+impl std::fmt::Debug for OnSave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnSave")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl AccountStore for OnSave {
     fn account(&self, directory: &str) -> Result<Option<Record>, StoreError> {
-        self.files.account(directory)
+        self.inner.account(directory)
     }
 
     fn save_account(&self, directory: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        if self.saves.fetch_add(1, Ordering::SeqCst) == 0 {
-            return self.files.save_account(directory, bytes);
-        }
-        Err(StoreError::Io {
-            action: "write",
-            path: self.files.account_location(directory),
-            source: std::io::ErrorKind::StorageFull.into(),
-        })
+        let n = self.saves.fetch_add(1, Ordering::SeqCst);
+        (self.action)(n, &*self.inner, directory, bytes)
     }
 
     fn save_account_aside(
@@ -174,34 +193,49 @@ impl AccountStore for FullAfterRegistration {
         aside: Aside,
         bytes: &[u8],
     ) -> Result<PathBuf, StoreError> {
-        self.files.save_account_aside(directory, aside, bytes)
+        self.inner.save_account_aside(directory, aside, bytes)
     }
 
     fn account_aside(&self, directory: &str, aside: Aside) -> Result<Option<Record>, StoreError> {
-        self.files.account_aside(directory, aside)
+        self.inner.account_aside(directory, aside)
     }
 
     fn remove_account_aside(&self, directory: &str, aside: Aside) -> Result<(), StoreError> {
-        self.files.remove_account_aside(directory, aside)
+        self.inner.remove_account_aside(directory, aside)
     }
 
     fn retire_account(&self, directory: &str) -> Result<PathBuf, StoreError> {
-        self.files.retire_account(directory)
+        self.inner.retire_account(directory)
     }
 
     fn account_location(&self, directory: &str) -> PathBuf {
-        self.files.account_location(directory)
+        self.inner.account_location(directory)
     }
+}
+
+/// The account credentials files, except that every save after the first (the
+/// registration) fails as on a full disk.
+fn full_after_registration(dir: &Path) -> OnSave {
+    OnSave::new(
+        Arc::new(FsAccounts::new(dir)),
+        Box::new(|n, files, directory, bytes| {
+            if n == 0 {
+                return files.save_account(directory, bytes);
+            }
+            Err(StoreError::Io {
+                action: "write",
+                path: files.account_location(directory),
+                source: std::io::ErrorKind::StorageFull.into(),
+            })
+        }),
+    )
 }
 
 #[tokio::test]
 async fn a_rolled_over_key_the_store_cannot_take_is_kept_aside_and_is_the_one_the_ca_accepts() {
     let pebble = Pebble::start(PebbleOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(FullAfterRegistration {
-        files: FsAccounts::new(dir.path()),
-        saves: AtomicUsize::new(0),
-    });
+    let store = Arc::new(full_after_registration(dir.path()));
     let settings = crate::acme::settings(&pebble);
     let account = load_or_create_account(&settings, store.clone(), Arc::new(NoopObserver))
         .await
@@ -386,4 +420,41 @@ async fn deactivate_with_ca_retires_only_that_cas_account_and_its_next_renewal_r
         second_old["id"],
         "a new account at the second CA"
     );
+}
+
+/// Two replicas sharing etcd register at once on a fresh cluster: replica b saves its
+/// account between replica a's read (nothing stored) and a's save. a's save is refused as
+/// a conflict, and a goes on with b's account instead of failing its renewal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_loses_the_registration_race_uses_the_account_the_other_saved() {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = crate::acme::settings(&pebble);
+    // b's registration, made aside so that it reaches etcd only when a is about to save.
+    let b_files = Arc::new(FsAccounts::new(&dir.path().join("b-files")));
+    let b_account = load_or_create_account(&settings, b_files.clone(), Arc::new(NoopObserver))
+        .await
+        .unwrap_or_else(|e| panic!("b's account: {e}\n{}", pebble.log()));
+    let b_bytes = b_files
+        .account(&pebble.directory_url)
+        .unwrap()
+        .unwrap()
+        .bytes;
+    let ttl = Duration::from_secs(5);
+    let b = etcd_store(&cluster, &dir.path().join("b"), "b", ttl).accounts();
+    let a = etcd_store(&cluster, &dir.path().join("a"), "a", ttl).accounts();
+    let racing = OnSave::new(
+        a,
+        Box::new(move |n, a, directory, bytes| {
+            if n == 0 {
+                b.save_account(directory, &b_bytes)?;
+            }
+            a.save_account(directory, bytes)
+        }),
+    );
+    let a_account = load_or_create_account(&settings, Arc::new(racing), Arc::new(NoopObserver))
+        .await
+        .unwrap_or_else(|e| panic!("a lost the race and failed: {e}"));
+    assert_eq!(a_account.url(), b_account.url(), "a uses b's account");
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::acme::error::retry_bad_nonce;
 use crate::acme::http::{self, AcmeObserver};
 use crate::acme::{AcmeError, AcmeSettings, PollPolicy, Stage};
-use crate::store::{AccountStore, StoreError};
+use crate::store::{AccountStore, Record, StoreError};
 
 mod adopt;
 mod foreign_key;
@@ -199,6 +199,10 @@ impl StoredAccount {
 /// state directory's, `Store::accounts`), or creates it on the CA (with EAB when
 /// configured) and saves its credentials there (0600 in the state directory).
 ///
+/// A shared store (replicas over etcd) can see two replicas register at once: the one
+/// whose save loses the race ([`StoreError::Conflict`]) uses the account the other saved,
+/// and its own registration stays unused at the CA.
+///
 /// Every request this account makes later is reported to `observer`.
 pub async fn load_or_create_account(
     settings: &AcmeSettings,
@@ -207,48 +211,70 @@ pub async fn load_or_create_account(
 ) -> Result<AcmeAccount, AcmeError> {
     let client = build_client(settings, observer)?;
     let credentials_path = accounts.account_location(&settings.directory);
-    let stored = accounts
-        .account(&settings.directory)
-        .map_err(|error| store_error(&credentials_path, error))?;
-    let (account, credentials, created) = match stored {
-        Some(record) => {
-            let credentials_path = record.location;
-            let stored: StoredAccount =
-                serde_json::from_slice(&record.bytes).map_err(|error| AcmeError::AccountFile {
-                    path: credentials_path.clone(),
-                    source: std::io::Error::other(error),
-                })?;
-            if stored.directory != settings.directory {
-                return Err(AcmeError::Invalid {
-                    stage: Stage::Account,
-                    message: format!(
-                        "{} belongs to {}, not {}",
-                        credentials_path.display(),
-                        stored.directory,
-                        settings.directory
-                    ),
-                });
+    // Twice at most: a lost race is followed by a read that finds the winner's account.
+    let mut raced = false;
+    loop {
+        let stored = accounts
+            .account(&settings.directory)
+            .map_err(|error| store_error(&credentials_path, error))?;
+        let (account, credentials, created) = match stored {
+            Some(record) => {
+                let (account, credentials) = open_stored(settings, &client, record).await?;
+                (account, credentials, false)
             }
-            let credentials = credentials_json(&stored.credentials, &credentials_path)?;
-            let account = Account::builder_with_http(Box::new(client.clone()))
-                .from_credentials(stored.credentials)
-                .await
-                .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
-            (account, credentials, false)
-        }
-        None => {
-            let (account, credentials) = create_account(settings, &client, &*accounts).await?;
-            (account, credentials, true)
-        }
-    };
-    Ok(assemble(
-        account,
-        credentials,
-        client,
-        settings,
-        accounts,
-        created,
-    ))
+            None => match create_account(settings, &client, &*accounts).await {
+                Ok((account, credentials)) => (account, credentials, true),
+                Err(Created::Raced { error, .. }) if !raced => {
+                    raced = true;
+                    tracing::info!(
+                        error = %error,
+                        "another process saved an ACME account first; using that one"
+                    );
+                    continue;
+                }
+                Err(failure) => return Err(failure.into_error()),
+            },
+        };
+        return Ok(assemble(
+            account,
+            credentials,
+            client,
+            settings,
+            accounts,
+            created,
+        ));
+    }
+}
+
+/// The account whose credentials `record` holds, and those credentials as JSON.
+async fn open_stored(
+    settings: &AcmeSettings,
+    client: &http::InstrumentedClient,
+    record: Record,
+) -> Result<(Account, Value), AcmeError> {
+    let credentials_path = record.location;
+    let stored: StoredAccount =
+        serde_json::from_slice(&record.bytes).map_err(|error| AcmeError::AccountFile {
+            path: credentials_path.clone(),
+            source: std::io::Error::other(error),
+        })?;
+    if stored.directory != settings.directory {
+        return Err(AcmeError::Invalid {
+            stage: Stage::Account,
+            message: format!(
+                "{} belongs to {}, not {}",
+                credentials_path.display(),
+                stored.directory,
+                settings.directory
+            ),
+        });
+    }
+    let credentials = credentials_json(&stored.credentials, &credentials_path)?;
+    let account = Account::builder_with_http(Box::new(client.clone()))
+        .from_credentials(stored.credentials)
+        .await
+        .map_err(|error| AcmeError::from_acme(Stage::Account, error))?;
+    Ok((account, credentials))
 }
 
 /// The account handle around a freshly built or loaded instant-acme `Account`.
@@ -290,7 +316,9 @@ pub async fn register_new_account(
     observer: Arc<dyn AcmeObserver>,
 ) -> Result<AcmeAccount, AcmeError> {
     let client = build_client(settings, observer)?;
-    let (account, credentials) = create_account(settings, &client, &*accounts).await?;
+    let (account, credentials) = create_account(settings, &client, &*accounts)
+        .await
+        .map_err(Created::into_error)?;
     Ok(assemble(
         account,
         credentials,
@@ -324,11 +352,41 @@ fn build_client(
 /// Creates an account on the CA (with EAB when configured) and saves its credentials in
 /// `accounts` (atomically; mode 0600). Returns the account and its credentials as JSON
 /// (kept to rebuild the handle).
+/// Why [`create_account`] did not leave a saved account.
+enum Created {
+    /// Registering or saving failed.
+    Failed(AcmeError),
+    /// The account was registered, but another process saved one for the same directory
+    /// between this one's read and its save.
+    Raced {
+        /// Where the credentials were to be saved.
+        path: PathBuf,
+        /// The store's [`StoreError::Conflict`].
+        error: StoreError,
+    },
+}
+
+impl From<AcmeError> for Created {
+    fn from(error: AcmeError) -> Created {
+        Created::Failed(error)
+    }
+}
+
+impl Created {
+    /// The failure as the account's error.
+    fn into_error(self) -> AcmeError {
+        match self {
+            Created::Failed(error) => error,
+            Created::Raced { path, error } => store_error(&path, error),
+        }
+    }
+}
+
 async fn create_account(
     settings: &AcmeSettings,
     client: &http::InstrumentedClient,
     accounts: &dyn AccountStore,
-) -> Result<(Account, Value), AcmeError> {
+) -> Result<(Account, Value), Created> {
     let credentials_path = accounts.account_location(&settings.directory);
     let eab = settings.eab.as_ref().map(decode_eab).transpose()?;
     let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
@@ -348,9 +406,16 @@ async fn create_account(
         directory: settings.directory.clone(),
         credentials,
     };
-    accounts
-        .save_account(&settings.directory, &stored.to_bytes(&credentials_path)?)
-        .map_err(|error| store_error(&credentials_path, error))?;
+    match accounts.save_account(&settings.directory, &stored.to_bytes(&credentials_path)?) {
+        Ok(()) => {}
+        Err(error @ StoreError::Conflict { .. }) => {
+            return Err(Created::Raced {
+                path: credentials_path,
+                error,
+            });
+        }
+        Err(error) => return Err(store_error(&credentials_path, error).into()),
+    }
     tracing::info!(
         account = account.id(),
         directory = %settings.directory,
