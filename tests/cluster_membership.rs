@@ -37,7 +37,8 @@ async fn replica_with_ttl(cluster: &EtcdCluster, name: &str, lease_ttl: Duration
         lease_ttl,
     };
     let shutdown = CancellationToken::new();
-    let (view, task) = membership::join(client, settings, shutdown.clone());
+    let (_carried, carried) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
+    let (view, task) = membership::join(client, settings, carried, shutdown.clone());
     Replica {
         view,
         shutdown,

@@ -20,6 +20,9 @@ mod audit_time;
 mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
+/// Replicas carrying different `[[certificate]]` lists on one etcd: a rollout waits only
+/// for the replicas that carry the certificate; the others get none of its files.
+mod cluster_carriers;
 /// `certinel cluster keygen` and `config check` with `[cluster]`: the built binary, a key
 /// file that is 0600 and never overwritten, a summary without the password.
 mod cluster_cli;
