@@ -141,6 +141,9 @@ mod store_behaviour;
 /// The etcd store against a real etcd: the store behaviour shared with the filesystem
 /// store, secrets sealed, fenced writes of a holder whose lease expired.
 mod store_etcd;
+/// The etcd store's audit retention against a real etcd: old events deleted by one range
+/// request, recent ones kept, no reads on append.
+mod store_etcd_audit;
 /// Renewals through the etcd store against a real Pebble: no secret in plaintext after an
 /// issuance; a replica whose lock was taken over mid-renewal is fenced and audits it.
 mod store_etcd_renewal;
