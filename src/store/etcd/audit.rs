@@ -45,12 +45,6 @@ impl EtcdStore {
         self.shared.audit_retention.state().keep = Some(keep);
         self
     }
-
-    /// Deletes every audit event older than `before` in one range request; returns how
-    /// many keys went.
-    pub fn prune_audit(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        self.shared.prune_audit(before)
-    }
 }
 
 impl AuditRetention {
