@@ -23,6 +23,7 @@ fn cluster_config(endpoints: Vec<String>, kek_dir: &Path) -> ClusterConfig {
         prefix: "/certinel/".to_owned(),
         member: "test-replica".to_owned(),
         lease_ttl: Duration::from_secs(15),
+        audit_retention: Duration::from_secs(90 * 86_400),
         key_encryption_key_file: kek_dir.join("cluster.kek"),
         key_encryption_key_previous: Vec::<PathBuf>::new(),
     }

@@ -1,7 +1,9 @@
 //! `cluster::membership` against a real three-member etcd: replicas see each other, a
 //! leaving or dead replica drops out of the others' lists within a lease TTL, and losing
 //! etcd's quorum turns `connected` false until it returns, when the replica is listed again.
+//! Each replica's certificate list reaches the others' rosters and follows its changes.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use certinel::cluster::membership::{self, Membership, MembershipSettings};
@@ -19,6 +21,8 @@ const PROMPTLY: Duration = Duration::from_secs(5);
 
 struct Replica {
     view: Membership,
+    /// The certificates the replica carries (empty unless a test sets them).
+    carried: tokio::sync::watch::Sender<BTreeSet<String>>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -37,9 +41,11 @@ async fn replica_with_ttl(cluster: &EtcdCluster, name: &str, lease_ttl: Duration
         lease_ttl,
     };
     let shutdown = CancellationToken::new();
-    let (view, task) = membership::join(client, settings, shutdown.clone());
+    let (carried, carried_view) = tokio::sync::watch::channel(BTreeSet::new());
+    let (view, task) = membership::join(client, settings, carried_view, shutdown.clone());
     Replica {
         view,
+        carried,
         shutdown,
         task: tokio::spawn(task),
     }
@@ -156,4 +162,52 @@ async fn losing_the_etcd_quorum_disconnects_and_its_return_lists_the_replica_aga
         .await
         .expect("read a's key");
     assert_eq!(listed.kvs().len(), 1, "a's key is in etcd again");
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|name| (*name).to_owned()).collect()
+}
+
+/// Waits until `replica`'s roster lists `expected` as the carriers of `certificate`.
+async fn wait_for_carriers(replica: &Replica, certificate: &str, expected: &[&str]) {
+    let roster = replica.view.roster.clone();
+    eventually(PROMPTLY, async || {
+        let seen = roster.borrow().carriers(certificate);
+        if seen == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "carriers of {certificate}: {seen:?}, expected {expected:?}"
+            ))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_replicas_certificates_reach_the_others_and_follow_a_reload() {
+    let cluster = EtcdCluster::start(1);
+    let a = replica(&cluster, "a").await;
+    a.carried.send_replace(names(&["shop", "www"]));
+    let b = replica(&cluster, "b").await;
+    b.carried.send_replace(names(&["api"]));
+    for replica in [&a, &b] {
+        wait_for_carriers(replica, "www", &["a"]).await;
+        wait_for_carriers(replica, "api", &["b"]).await;
+    }
+    // b's reload adds `www`: a sees it without either replica restarting.
+    b.carried.send_replace(names(&["api", "www"]));
+    wait_for_carriers(&a, "www", &["a", "b"]).await;
+    // A member whose key holds a plain value (a replica of an older certinel) carries
+    // every certificate.
+    let mut client = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .expect("connect to etcd");
+    let lease = client.lease_grant(30, None).await.expect("lease").id();
+    let options = etcd_client::PutOptions::new().with_lease(lease);
+    client
+        .put("/certinel-test/members/old", "old", Some(options))
+        .await
+        .expect("put an older replica's key");
+    wait_for_carriers(&a, "api", &["b", "old"]).await;
 }

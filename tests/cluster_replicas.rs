@@ -19,7 +19,7 @@ use crate::common::service::Service;
 const SPREAD: Duration = Duration::from_secs(5);
 
 /// How long a whole scenario may take to get where it is going.
-const PATIENCE: Duration = Duration::from_secs(90);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(90);
 
 /// Pebble's certificate lifetime in the renewal tests, and how long before expiry they
 /// renew: v0002 is due about ten seconds after v0001.
@@ -29,15 +29,15 @@ const SHORT_RENEW_BEFORE: &str = "50s";
 const MEMBERS: [&str; 3] = ["r1", "r2", "r3"];
 
 /// etcd, Pebble behind an order-counting front, and one shared key-encryption key.
-struct Fleet {
+pub(crate) struct Fleet {
     etcd: EtcdCluster,
     pebble: Pebble,
-    front: AriFront,
+    pub(crate) front: AriFront,
     dir: tempfile::TempDir,
 }
 
 impl Fleet {
-    async fn start(validity: Option<u64>) -> Fleet {
+    pub(crate) async fn start(validity: Option<u64>) -> Fleet {
         let etcd = EtcdCluster::start(3);
         let pebble = Pebble::start(PebbleOptions {
             validity_seconds: validity,
@@ -55,28 +55,45 @@ impl Fleet {
         }
     }
 
-    /// Starts replica `member`, whose deploy command logs the version to `MEMBER.log` and
-    /// then runs `then` (a shell command; its exit status is the deploy's).
-    async fn replica(&self, member: &str, then: &str, extra: &str) -> Service {
+    /// Starts replica `member` carrying the certificate `api`, whose deploy command logs
+    /// the version to `MEMBER.log` and then runs `then` (a shell command; its exit status
+    /// is the deploy's); `extra` goes into the certificate's table.
+    pub(crate) async fn replica(&self, member: &str, then: &str, extra: &str) -> Service {
+        self.replica_carrying(member, &["api"], then, extra).await
+    }
+
+    /// [`replica`](Self::replica) carrying the listed certificates (`NAME.certinel.test`
+    /// each), every one with the same deploy command and `extra`.
+    pub(crate) async fn replica_carrying(
+        &self,
+        member: &str,
+        certificates: &[&str],
+        then: &str,
+        extra: &str,
+    ) -> Service {
         let dir = self.dir.path().join(member);
         std::fs::create_dir_all(&dir).unwrap();
         let log = self.log_path(member);
         let hook = format!("echo $CERTINEL_VERSION >> {}; {then}", log.display());
-        let text = format!(
+        let mut text = format!(
             "state_dir = {state:?}\n\
              [cluster]\netcd = {etcd:?}\nmember = {member:?}\nlease_ttl = \"2s\"\n\
              key_encryption_key_file = {kek:?}\n\
-             [acme]\ndirectory = {directory:?}\nca_file = {ca_file:?}\n\
-             [[certificate]]\nname = \"api\"\ndns_names = [\"api.certinel.test\"]\n\
-             challenge = {{ type = \"http-01\", listen = \"{http}\" }}\n\
-             deploy = [{hook:?}]\ndeploy_timeout = \"90s\"\nverify_timeout = \"10s\"\n{extra}",
+             [acme]\ndirectory = {directory:?}\nca_file = {ca_file:?}\n",
             state = dir.join("state"),
             etcd = self.etcd.endpoints(),
             kek = self.dir.path().join("cluster.kek"),
             directory = self.front.directory_url,
             ca_file = self.front.ca_file,
-            http = self.pebble.http_addr(),
         );
+        for name in certificates {
+            text.push_str(&format!(
+                "[[certificate]]\nname = \"{name}\"\ndns_names = [\"{name}.certinel.test\"]\n\
+                 challenge = {{ type = \"http-01\", listen = \"{http}\" }}\n\
+                 deploy = [{hook:?}]\ndeploy_timeout = \"90s\"\nverify_timeout = \"10s\"\n{extra}",
+                http = self.pebble.http_addr(),
+            ));
+        }
         let path = dir.join("certinel.toml");
         std::fs::write(&path, text).unwrap();
         Service::start(Some(&path)).await
@@ -95,18 +112,18 @@ impl Fleet {
             .collect()
     }
 
-    /// The certificate replica `member` serves from its own state directory.
-    fn local_cert(&self, member: &str) -> Option<String> {
-        let path = self
-            .dir
-            .path()
-            .join(member)
-            .join("state/certs/api/current/cert.pem");
-        std::fs::read_to_string(path).ok()
+    /// The certificate `api` replica `member` serves from its own state directory.
+    pub(crate) fn local_cert(&self, member: &str) -> Option<String> {
+        std::fs::read_to_string(self.local_dir(member, "api").join("current/cert.pem")).ok()
+    }
+
+    /// Where replica `member` keeps the files of certificate `name`.
+    pub(crate) fn local_dir(&self, member: &str, name: &str) -> PathBuf {
+        self.dir.path().join(member).join("state/certs").join(name)
     }
 
     /// The certificate every listed replica serves, when they all serve the same one.
-    fn same_everywhere(&self, members: &[&str]) -> Result<String, String> {
+    pub(crate) fn same_everywhere(&self, members: &[&str]) -> Result<String, String> {
         let certs: Vec<Option<String>> = members.iter().map(|m| self.local_cert(m)).collect();
         match &certs[0] {
             Some(first) if certs.iter().all(|cert| cert.as_ref() == Some(first)) => {
@@ -122,7 +139,7 @@ impl Fleet {
 
     /// `KEY=VALUE` of every key under the default prefix that starts with `suffix`
     /// (`certs/api/links`).
-    async fn etcd_values(&self, suffix: &str) -> Vec<String> {
+    pub(crate) async fn etcd_values(&self, suffix: &str) -> Vec<String> {
         let mut client = etcd_client::Client::connect(self.etcd.endpoints(), None)
             .await
             .expect("connect to etcd");
@@ -140,14 +157,18 @@ impl Fleet {
     }
 
     /// Whether a renewal of `api` is in flight in etcd.
-    async fn in_flight(&self) -> bool {
+    pub(crate) async fn in_flight(&self) -> bool {
         !self.etcd_values("certs/api/inflight").await.is_empty()
     }
 }
 
 /// Waits until every listed replica serves the same certificate, which differs from
 /// `before`; returns it.
-async fn everywhere_except(fleet: &Fleet, members: &[&str], before: Option<&str>) -> String {
+pub(crate) async fn everywhere_except(
+    fleet: &Fleet,
+    members: &[&str],
+    before: Option<&str>,
+) -> String {
     eventually(PATIENCE, async || {
         let cert = fleet.same_everywhere(members)?;
         if Some(cert.as_str()) == before {

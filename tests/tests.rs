@@ -20,6 +20,9 @@ mod audit_time;
 mod caa;
 /// `certinel check` as a user runs it: fixture files and live servers, output and exit codes.
 mod check_cli;
+/// Replicas carrying different `[[certificate]]` lists on one etcd: a rollout waits only
+/// for the replicas that carry the certificate; the others get none of its files.
+mod cluster_carriers;
 /// `certinel cluster keygen` and `config check` with `[cluster]`: the built binary, a key
 /// file that is 0600 and never overwritten, a summary without the password.
 mod cluster_cli;
@@ -138,6 +141,9 @@ mod store_behaviour;
 /// The etcd store against a real etcd: the store behaviour shared with the filesystem
 /// store, secrets sealed, fenced writes of a holder whose lease expired.
 mod store_etcd;
+/// The etcd store's audit retention against a real etcd: old events deleted by one range
+/// request, recent ones kept, no reads on append.
+mod store_etcd_audit;
 /// Renewals through the etcd store against a real Pebble: no secret in plaintext after an
 /// issuance; a replica whose lock was taken over mid-renewal is fenced and audits it.
 mod store_etcd_renewal;

@@ -95,6 +95,7 @@ mod tests {
             prefix: "/certinel/".into(),
             member: "web-1".into(),
             lease_ttl: Duration::from_secs(15),
+            audit_retention: Duration::from_secs(90 * 86_400),
             key_encryption_key_file: PathBuf::from("/etc/certinel/cluster.kek"),
             key_encryption_key_previous: vec![PathBuf::from("/etc/certinel/old.kek")],
         };

@@ -46,6 +46,7 @@ mod tests {
             prefix: "/certinel/".to_owned(),
             member: "a".to_owned(),
             lease_ttl: Duration::from_secs(15),
+            audit_retention: Duration::from_secs(90 * 86_400),
             key_encryption_key_file: current.to_owned(),
             key_encryption_key_previous: previous,
         }

@@ -10,19 +10,27 @@
 //! its quorum stays open and silent, while the lease renewal and the linearizable read of
 //! a round fail, which is what turns `connected` to false.
 //!
+//! Each member also publishes the certificates it carries (`membership_cards`), read back
+//! only when a member's key changed (its `mod_revision`), and the [`Roster`] of who
+//! carries what is published beside the member list: a certificate's rollout waits only
+//! for the live members that carry it.
+//!
 //! **Invariant:** the list always names this replica: a replica sees itself alive, even
 //! before its key is written or while etcd is unreachable. While disconnected the list
 //! keeps the last members read, so sharded scanning goes on with the last known shares.
 
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{
-    Client, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, WatchOptions,
-};
+use etcd_client::{Client, GetOptions, LeaseKeepAliveStream, LeaseKeeper, WatchOptions};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::cluster::membership_cards::{publish, read_carried};
+pub use crate::cluster::membership_roster::{Carried, Roster};
 
 /// Who this replica is in the cluster and how long it stays listed after it stops
 /// renewing its lease.
@@ -58,6 +66,8 @@ pub struct Membership {
     pub members: watch::Receiver<Vec<String>>,
     /// Whether the last round reached etcd (renewed the lease and read the members).
     pub connected: watch::Receiver<bool>,
+    /// The live members (as in `members`) and the certificates each carries.
+    pub roster: watch::Receiver<Arc<Roster>>,
 }
 
 /// How long between two rounds, and how long one round may take: a third of the lease
@@ -68,24 +78,40 @@ pub fn heartbeat(lease_ttl: Duration) -> Duration {
 
 /// Starts membership: returns the views and the task to spawn. The task joins, keeps the
 /// lease alive and the views current until `shutdown`, then leaves (revokes its lease, so
-/// the others drop it at once) and returns.
+/// the others drop it at once) and returns. `carried` names the certificates this replica
+/// deploys; the task publishes it again whenever it changes (a reload).
 pub fn join(
     client: Client,
     settings: MembershipSettings,
+    carried: watch::Receiver<BTreeSet<String>>,
     shutdown: CancellationToken,
 ) -> (Membership, impl Future<Output = ()> + Send + 'static) {
     let (members_sender, members) = watch::channel(vec![settings.member.clone()]);
     let (connected_sender, connected) = watch::channel(false);
+    let alone = Roster {
+        members: vec![settings.member.clone()],
+        carried: HashMap::new(),
+    };
+    let (roster_sender, roster) = watch::channel(Arc::new(alone));
     let member = Member {
         client,
         settings,
         lease: None,
         keep_alive: None,
         changes: None,
+        carried,
+        card_stale: true,
+        cards: HashMap::new(),
         members: members_sender,
         connected: connected_sender,
+        roster: roster_sender,
     };
-    (Membership { members, connected }, member.run(shutdown))
+    let view = Membership {
+        members,
+        connected,
+        roster,
+    };
+    (view, member.run(shutdown))
 }
 
 /// The membership task's state.
@@ -98,8 +124,15 @@ struct Member {
     keep_alive: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
     /// The watch on `P/members/`; reopened after an error.
     changes: Option<etcd_client::WatchStream>,
+    /// The certificates this replica carries.
+    carried: watch::Receiver<BTreeSet<String>>,
+    /// Whether this replica's list in etcd may differ from `carried` (publish it).
+    card_stale: bool,
+    /// What each other member carries, with the `mod_revision` of the key it was read at.
+    cards: HashMap<String, (i64, Carried)>,
     members: watch::Sender<Vec<String>>,
     connected: watch::Sender<bool>,
+    roster: watch::Sender<Arc<Roster>>,
 }
 
 impl Member {
@@ -122,6 +155,12 @@ impl Member {
                         return;
                     }
                     () = tokio::time::sleep_until(next) => break,
+                    () = carried_changed(&mut self.carried) => {
+                        self.card_stale = true;
+                        if let Ok(Err(error)) = tokio::time::timeout(beat, self.publish_if_stale()).await {
+                            tracing::warn!(member = %self.settings.member, %error, "publishing the certificates this replica carries failed; trying again next round");
+                        }
+                    }
                     changed = next_change(&mut self.changes) => {
                         if !changed {
                             self.changes = None;
@@ -160,6 +199,7 @@ impl Member {
         if !self.renew().await? {
             self.enter().await?;
         }
+        self.publish_if_stale().await?;
         if self.changes.is_none() {
             let options = WatchOptions::new().with_prefix();
             let stream = self
@@ -208,6 +248,7 @@ impl Member {
     async fn enter(&mut self) -> Result<(), etcd_client::Error> {
         let ttl = i64::try_from(self.settings.lease_ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let lease = self.client.lease_grant(ttl, None).await?.id();
+        self.card_stale = true;
         self.put_member_key(lease).await?;
         self.keep_alive = Some(self.client.lease_keep_alive(lease).await?);
         self.lease = Some(lease);
@@ -215,16 +256,21 @@ impl Member {
         Ok(())
     }
 
+    /// Puts this replica's key, its card with the certificates it carries, on `lease`.
     async fn put_member_key(&mut self, lease: i64) -> Result<(), etcd_client::Error> {
-        let options = PutOptions::new().with_lease(lease);
-        self.client
-            .put(
-                self.settings.member_key(),
-                self.settings.member.as_str(),
-                Some(options),
-            )
-            .await?;
+        let names = self.carried.borrow_and_update().clone();
+        publish(&mut self.client, &self.settings, lease, &names).await?;
+        self.card_stale = false;
         Ok(())
+    }
+
+    /// Publishes the certificates this replica carries when they changed since they were
+    /// last published (and a lease is held; joining publishes them anyway).
+    async fn publish_if_stale(&mut self) -> Result<(), etcd_client::Error> {
+        match self.lease {
+            Some(lease) if self.card_stale => self.put_member_key(lease).await,
+            _ => Ok(()),
+        }
     }
 
     /// Reads every key under `P/members/` and publishes the names; puts this replica's key
@@ -233,12 +279,18 @@ impl Member {
         let prefix = self.settings.members_prefix();
         let options = GetOptions::new().with_prefix().with_keys_only();
         let response = self.client.get(prefix.as_str(), Some(options)).await?;
-        let mut names: Vec<String> = response
+        let revision = response.header().map_or(0, |header| header.revision());
+        let listed: Vec<(String, i64)> = response
             .kvs()
             .iter()
-            .filter_map(|kv| kv.key_str().ok()?.strip_prefix(&prefix).map(str::to_owned))
-            .filter(|name| !name.is_empty())
+            .filter_map(|kv| {
+                let name = kv.key_str().ok()?.strip_prefix(&prefix)?;
+                Some((name.to_owned(), kv.mod_revision()))
+            })
+            .filter(|(name, _)| !name.is_empty())
             .collect();
+        self.read_cards(&listed, revision).await?;
+        let mut names: Vec<String> = listed.into_iter().map(|(name, _)| name).collect();
         if !names.contains(&self.settings.member) {
             if let Some(lease) = self.lease {
                 self.put_member_key(lease).await?;
@@ -252,11 +304,64 @@ impl Member {
                 return false;
             }
             tracing::info!(member = %self.settings.member, members = ?names, "cluster members changed");
-            *members = names;
+            *members = names.clone();
             true
         });
+        self.publish_roster(names);
         self.set_connected(true);
         Ok(())
+    }
+
+    /// Reads the card (and pages) of every other listed member whose key changed since it
+    /// was last read, at `revision`; forgets the members no longer listed.
+    async fn read_cards(
+        &mut self,
+        listed: &[(String, i64)],
+        revision: i64,
+    ) -> Result<(), etcd_client::Error> {
+        self.cards
+            .retain(|member, _| listed.iter().any(|(name, _)| name == member));
+        for (member, mod_revision) in listed {
+            if *member == self.settings.member
+                || self
+                    .cards
+                    .get(member)
+                    .is_some_and(|(read, _)| read == mod_revision)
+            {
+                continue;
+            }
+            match read_carried(&mut self.client, &self.settings, member, revision).await? {
+                Some(carried) => {
+                    self.cards.insert(member.clone(), (*mod_revision, carried));
+                }
+                None => {
+                    self.cards.remove(member);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes who carries what among the live `members`; this replica carries what it
+    /// was given, a member without a readable card everything.
+    fn publish_roster(&self, members: Vec<String>) {
+        let mut carried: HashMap<String, Carried> = self
+            .cards
+            .iter()
+            .map(|(member, (_, carried))| (member.clone(), carried.clone()))
+            .collect();
+        carried.insert(
+            self.settings.member.clone(),
+            Carried::Only(self.carried.borrow().clone()),
+        );
+        let roster = Roster { members, carried };
+        self.roster.send_if_modified(|now| {
+            if **now == roster {
+                return false;
+            }
+            *now = Arc::new(roster);
+            true
+        });
     }
 
     fn lost(&mut self, error: &str) {
@@ -290,6 +395,14 @@ impl Member {
                 tracing::warn!(member = %self.settings.member, "etcd did not answer the leave; the lease expires on its own")
             }
         }
+    }
+}
+
+/// Waits until the certificates this replica carries change; forever once their sender is
+/// gone.
+async fn carried_changed(carried: &mut watch::Receiver<BTreeSet<String>>) {
+    if carried.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -10,6 +10,8 @@ mod endpoints;
 mod error;
 mod keyring;
 pub mod membership;
+mod membership_cards;
+mod membership_roster;
 pub mod shard;
 mod store;
 

@@ -34,10 +34,11 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, OpenStoreError> {
         local_dir: config.state_dir.clone(),
         keyring: Arc::new(keyring(cluster)?),
     };
+    let retention = cluster.audit_retention;
     let cluster = cluster.clone();
     // `connect` itself tries again while a member is down or a leader is being elected.
     let store = EtcdStore::connect_with(settings, move || async move {
         connect(&cluster).await.map_err(OpenStoreError::from)
     })?;
-    Ok(Arc::new(store))
+    Ok(Arc::new(store.with_audit_retention(retention)))
 }

@@ -1,5 +1,6 @@
 //! Validation of `[cluster]`: the etcd endpoints and how to authenticate to them, the key
-//! prefix, this replica's member name, the lease TTL and the key-encryption key files.
+//! prefix, this replica's member name, the lease TTL, the audit retention and the
+//! key-encryption key files.
 //!
 //! Validation stays pure: the host name (the default member name) comes from
 //! [`Context::host_name`], and the key files are only checked to exist; their mode is
@@ -23,6 +24,12 @@ const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 const MIN_LEASE_TTL: Duration = Duration::from_secs(2);
 /// The longest lease: a crashed holder blocks its certificates for this long.
 const MAX_LEASE_TTL: Duration = Duration::from_secs(300);
+/// `audit_retention` when the file sets none.
+const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+/// The shortest audit retention: events must outlive the renewal that wrote them.
+const MIN_AUDIT_RETENTION: Duration = Duration::from_secs(86_400);
+/// The longest audit retention (about 100 years: "keep everything").
+const MAX_AUDIT_RETENTION: Duration = Duration::from_secs(36_500 * 86_400);
 /// The longest member name (a DNS label's limit, so host names fit).
 const MAX_MEMBER_LEN: usize = 63;
 /// Where Linux keeps the host name.
@@ -57,6 +64,7 @@ pub(crate) fn cluster(
     let prefix = prefix(raw.prefix.as_ref(), cx)?;
     let member = member(raw.member.as_ref(), &table, cx)?;
     let lease_ttl = lease_ttl(raw.lease_ttl.as_ref(), cx)?;
+    let audit_retention = audit_retention(raw.audit_retention.as_ref(), cx)?;
     let tls_files = tls_files(&raw, tls, cx)?;
     let Some(current_key) = &raw.key_encryption_key_file else {
         return Err(cx.error(
@@ -83,6 +91,7 @@ pub(crate) fn cluster(
         prefix,
         member,
         lease_ttl,
+        audit_retention,
         key_encryption_key_file,
         key_encryption_key_previous,
     }))
@@ -359,6 +368,28 @@ fn lease_ttl(
         return Ok(ttl);
     };
     Err(cx.error(value.span(), "cluster.lease_ttl".to_owned(), problem))
+}
+
+/// `audit_retention`: from a day to about a hundred years.
+fn audit_retention(
+    raw: Option<&Spanned<crate::config::duration::ConfigDuration>>,
+    cx: &Context<'_>,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = raw else {
+        return Ok(DEFAULT_AUDIT_RETENTION);
+    };
+    let retention = value.get_ref().0;
+    if (MIN_AUDIT_RETENTION..=MAX_AUDIT_RETENTION).contains(&retention) {
+        return Ok(retention);
+    }
+    let problem = format!(
+        "{} is out of range; use {} to {} (default {})",
+        format_duration(retention),
+        format_duration(MIN_AUDIT_RETENTION),
+        format_duration(MAX_AUDIT_RETENTION),
+        format_duration(DEFAULT_AUDIT_RETENTION)
+    );
+    Err(cx.error(value.span(), "cluster.audit_retention".to_owned(), problem))
 }
 
 /// `key_encryption_key_previous`: files that exist, none of them the current key.

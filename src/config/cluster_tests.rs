@@ -80,6 +80,7 @@ fn a_minimal_table_gets_the_documented_defaults_and_the_host_name_as_member() {
             prefix: "/certinel/".to_owned(),
             member: "node-1".to_owned(),
             lease_ttl: Duration::from_secs(15),
+            audit_retention: Duration::from_secs(90 * 86_400),
             key_encryption_key_file: PathBuf::from("/etc/certinel/new.kek"),
             key_encryption_key_previous: Vec::new(),
         }
@@ -99,6 +100,7 @@ password = "pa55word"
 prefix = "/prod/certinel/"
 member = "web-2.example"
 lease_ttl = "30s"
+audit_retention = "30d"
 key_encryption_key_file = "new.kek"
 key_encryption_key_previous = ["old.kek"]
 "#;
@@ -113,6 +115,7 @@ key_encryption_key_previous = ["old.kek"]
     assert_eq!(cluster.prefix, "/prod/certinel/");
     assert_eq!(cluster.member, "web-2.example");
     assert_eq!(cluster.lease_ttl, Duration::from_secs(30));
+    assert_eq!(cluster.audit_retention, Duration::from_secs(30 * 86_400));
     assert_eq!(cluster.key_encryption_key_previous, [dir.join("old.kek")]);
 }
 
@@ -301,6 +304,11 @@ fn each_rule_has_one_message_naming_line_key_and_what_to_do() {
              in seconds); write e.g. 2s",
         ),
         (
+            &format!("{MINIMAL}audit_retention = \"12h\"\n"),
+            "<config>:4:19: cluster.audit_retention: 12h is out of range; use 1d to 36500d \
+             (default 90d)",
+        ),
+        (
             "[cluster]\netcd = [\"http://a:2379\"]\n",
             "<config>:1:1: cluster.key_encryption_key_file: required; write a key with \
              `certinel cluster keygen /etc/certinel/cluster.kek` and add \
@@ -321,7 +329,7 @@ fn each_rule_has_one_message_naming_line_key_and_what_to_do() {
             &format!("{MINIMAL}etcd_endpoints = []\n"),
             "<config>:4:1: cluster.etcd_endpoints: unknown key; valid keys here: etcd, ca_file, \
              client_cert, client_key, username, password, prefix, member, lease_ttl, \
-             key_encryption_key_file, key_encryption_key_previous",
+             audit_retention, key_encryption_key_file, key_encryption_key_previous",
         ),
     ];
     let mut mismatches = Vec::new();

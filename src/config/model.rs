@@ -124,6 +124,9 @@ pub struct ClusterConfig {
     /// TTL of this replica's etcd leases (membership, locks), whole seconds from 2 s to
     /// 5 min. Default 15 s.
     pub lease_ttl: Duration,
+    /// How long audit events are kept in etcd (by their time); older ones are deleted.
+    /// From 1 day to 100 years, default 90 days.
+    pub audit_retention: Duration,
     /// The key-encryption key that seals private keys and account keys in etcd (a 0600
     /// file written by `certinel cluster keygen`).
     pub key_encryption_key_file: PathBuf,

@@ -53,6 +53,7 @@ pub(crate) struct RawCluster {
     pub(crate) prefix: Option<Spanned<String>>,
     pub(crate) member: Option<Spanned<String>>,
     pub(crate) lease_ttl: Option<Spanned<ConfigDuration>>,
+    pub(crate) audit_retention: Option<Spanned<ConfigDuration>>,
     pub(crate) key_encryption_key_file: Option<Spanned<String>>,
     pub(crate) key_encryption_key_previous: Option<Spanned<Vec<Spanned<String>>>>,
 }

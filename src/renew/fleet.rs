@@ -1,7 +1,7 @@
 //! Fleet-wide rollout: with `[cluster]`, every replica that deploys a certificate reports
 //! what happened when a new version became current on its machine (its deploy commands and
 //! its own `verify` endpoints), and the replica that renewed waits for a report from every
-//! live member before it calls the version served.
+//! live member that carries the certificate before it calls the version served.
 //!
 //! [`MemberReport`] is the document each replica stores per version (the store keeps it as
 //! bytes); [`judge`] turns the reports and the live member list into a [`FleetVerdict`].
@@ -242,6 +242,36 @@ mod tests {
             &[report("c", 2, Stale), report("b", 2, Stale)],
             FleetVerdict::Failed(report("b", 2, Stale)),
         );
+    }
+
+    #[test]
+    fn each_certificate_waits_only_for_the_live_members_that_carry_it() {
+        use MemberOutcome::Served;
+        // Tier one (a, b) carries `www`; tier two (c) carries `api`, which a renews too.
+        let fleet = Fleet::new("a", |certificate| match certificate {
+            "www" => members(&["a", "b"]),
+            "api" => members(&["a", "c"]),
+            _ => members(&["a"]),
+        });
+        let judge_for = |certificate: &str, reports: &[MemberReport]| {
+            judge(
+                &fleet.live_members(certificate),
+                fleet.member(),
+                VersionId(2),
+                reports,
+            )
+        };
+        assert_eq!(
+            judge_for("www", &[report("b", 2, Served)]),
+            FleetVerdict::Served
+        );
+        assert_eq!(
+            judge_for("api", &[report("b", 2, Served)]),
+            FleetVerdict::Waiting {
+                missing: members(&["c"]),
+            }
+        );
+        assert_eq!(judge_for("local", &[]), FleetVerdict::Served);
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! membership, mirrors what it sees into the service state (`certinel_cluster_*`) and hands
 //! the member list to the reload loop, which re-shards the endpoint jobs when it changes.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::membership::{self, Membership, MembershipSettings};
-use crate::config::model::ClusterConfig;
+use crate::cluster::membership::{self, Membership, MembershipSettings, Roster};
+use crate::config::model::{ClusterConfig, Config};
 use crate::service::state::State;
 
 /// The membership settings of `[cluster]`.
@@ -24,21 +25,33 @@ pub(crate) fn settings(cluster: &ClusterConfig) -> MembershipSettings {
 /// This replica's name and the live members, for [`crate::service::reload::Reloader`].
 pub(crate) type Members = (String, watch::Receiver<Vec<String>>);
 
+/// The names of the certificates `config` deploys on this replica, which it publishes to
+/// the others so that only the replicas carrying a certificate take part in its rollout.
+pub(crate) fn carried(config: &Config) -> BTreeSet<String> {
+    config
+        .certificates
+        .iter()
+        .map(|certificate| certificate.name.clone())
+        .collect()
+}
+
 /// Joins the cluster on `client`: the membership task and its mirror into `state` run on
 /// `tracker` until `shutdown` (when the replica leaves). Waits up to one lease TTL for the
 /// first answer from etcd, so the first shares are computed over the real member list;
 /// when etcd does not answer by then, the replica starts alone (owning every endpoint)
-/// and re-shards as soon as it sees the others.
+/// and re-shards as soon as it sees the others. `carried` names the certificates this
+/// replica deploys (the reload loop updates it); the roster says who carries what.
 pub(crate) async fn join(
     client: etcd_client::Client,
     settings: MembershipSettings,
+    carried: watch::Receiver<BTreeSet<String>>,
     state: Arc<State>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
-) -> Members {
+) -> (Members, watch::Receiver<Arc<Roster>>) {
     let me = settings.member.clone();
     let lease_ttl = settings.lease_ttl;
-    let (view, task) = membership::join(client, settings, shutdown.clone());
+    let (view, task) = membership::join(client, settings, carried, shutdown.clone());
     tracker.spawn(task);
     tracker.spawn(mirror(view.clone(), state, shutdown.clone()));
     let mut connected = view.connected.clone();
@@ -46,7 +59,8 @@ pub(crate) async fn join(
     if first.is_err() {
         tracing::warn!(member = %me, "etcd did not answer within the lease TTL; scanning every endpoint until it does");
     }
-    (me, view.members)
+    let roster = view.roster.clone();
+    ((me, view.members), roster)
 }
 
 /// Copies the membership views into the service state whenever either changes.

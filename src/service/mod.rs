@@ -153,12 +153,14 @@ pub async fn run_with_options(
     state.set_endpoint_source_files(sources.statuses());
     let scheduled = endpoint_sources::scheduled(&config, &sources);
     let mut scheduler = Scheduler::new(environment.clone(), tracker.clone(), shutdown.clone());
-    let members = match &config.cluster {
+    let (carried, carried_view) = tokio::sync::watch::channel(cluster::carried(&config));
+    let joined = match &config.cluster {
         Some(settings) => {
             let client = crate::cluster::connect(settings).await?;
-            let members = cluster::join(
+            let (members, roster) = cluster::join(
                 client,
                 cluster::settings(settings),
+                carried_view,
                 state.clone(),
                 &tracker,
                 &shutdown,
@@ -168,15 +170,16 @@ pub async fn run_with_options(
                 me: members.0.clone(),
                 members: members.1.borrow().clone(),
             });
-            Some(members)
+            Some((members, roster))
         }
         None => None,
     };
     scheduler.apply(&scheduled);
-    let factory = match &members {
-        Some((me, live)) => fleet_factory(options.renewer, me, live.clone()),
+    let factory = match &joined {
+        Some(((me, _), roster)) => fleet_factory(options.renewer, me, roster.clone()),
         None => options.renewer,
     };
+    let members = joined.map(|(members, _)| members);
     let mut renewals = Renewals::new(state.clone(), factory, tracker.clone(), shutdown.clone());
     renewals.apply(&config);
     // The drift check follows the configuration the reloader applies.
@@ -220,6 +223,7 @@ pub async fn run_with_options(
         http: http_shared,
         applied,
         members,
+        carried,
         sources,
     };
     reloader.watch(loaded, reload_requests, shutdown).await;
@@ -230,16 +234,18 @@ pub async fn run_with_options(
         .map_err(|error| ServiceError::Task(error.to_string()))
 }
 
-/// With `[cluster]`: every renewer rolls its renewals out across the live members (all of
-/// them: replicas of one cluster carry the same `[[certificate]]` list) and follows the
-/// versions other replicas make current. One [`Fleet`] for the whole run, so what this
-/// replica rolled out survives configuration reloads.
+/// With `[cluster]`: every renewer rolls its renewals out across the live members that
+/// carry the certificate (replicas of one cluster may carry different `[[certificate]]`
+/// lists) and follows the versions other replicas make current. One [`Fleet`] for the
+/// whole run, so what this replica rolled out survives configuration reloads.
 fn fleet_factory(
     inner: RenewerFactory,
     me: &str,
-    live: tokio::sync::watch::Receiver<Vec<String>>,
+    roster: tokio::sync::watch::Receiver<Arc<crate::cluster::membership::Roster>>,
 ) -> RenewerFactory {
-    let fleet = Arc::new(Fleet::new(me, move |_certificate| live.borrow().clone()));
+    let fleet = Arc::new(Fleet::new(me, move |certificate| {
+        roster.borrow().carriers(certificate)
+    }));
     Arc::new(move |config: &Config| inner(config).with_fleet(fleet.clone()))
 }
 

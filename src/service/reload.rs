@@ -69,6 +69,8 @@ pub(crate) struct Reloader {
     /// With `[cluster]`: this replica's name and the live members, whose changes re-shard
     /// the endpoint jobs.
     pub members: Option<(String, watch::Receiver<Vec<String>>)>,
+    /// The names of the certificates this replica carries, published to the cluster.
+    pub carried: watch::Sender<std::collections::BTreeSet<String>>,
     /// The targets of the `[[endpoint_source]]` files, read every [`POLL_INTERVAL`].
     pub sources: EndpointSources,
 }
@@ -236,6 +238,12 @@ impl Reloader {
         let scheduled = endpoint_sources::scheduled(&config, &self.sources);
         let (jobs_started, jobs_stopped) = self.scheduler.apply(&scheduled);
         let (tasks_started, tasks_stopped) = self.renewals.apply(&config);
+        let carried = crate::service::cluster::carried(&config);
+        self.carried.send_if_modified(|now| {
+            let changed = *now != carried;
+            *now = carried;
+            changed
+        });
         // A removed certificate's served_current series leave now, not at the next round.
         self.environment.state.served().retain_checked(&config);
         self.applied.send_replace(Arc::new(config.clone()));

@@ -1,8 +1,9 @@
 //! The fleet step of a renewal (`[cluster]` only): after this replica deployed the new
-//! version and its own `verify` endpoints serve it, wait for every other live replica's
-//! rollout report. A replica whose deploy failed rolls the version back like a local deploy
-//! failure; one whose endpoint serves an older certificate counts as a stale endpoint; a
-//! replica that does not report within `verify_timeout` as an endpoint that did not answer.
+//! version and its own `verify` endpoints serve it, wait for the rollout report of every
+//! other live replica that carries the certificate. A replica whose deploy failed rolls
+//! the version back like a local deploy failure; one whose endpoint serves an older
+//! certificate counts as a stale endpoint; a replica that does not report within
+//! `verify_timeout` as an endpoint that did not answer.
 
 use std::time::Duration;
 

@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) audit_sequence: AtomicU64,
     /// Held while a stamped audit event is stamped and written.
     pub(crate) audit_order: Mutex<()>,
+    /// How long audit events are kept (`audit.rs`).
+    pub(crate) audit_retention: audit::AuditRetention,
     /// Per account key, the `mod_revision` last read (0: read as absent), compared when
     /// the credentials are saved.
     pub(crate) account_revisions: Mutex<HashMap<String, i64>>,
@@ -160,6 +162,7 @@ impl EtcdStore {
                 rejected_writes: AtomicU64::new(0),
                 audit_sequence: AtomicU64::new(0),
                 audit_order: Mutex::new(()),
+                audit_retention: audit::AuditRetention::default(),
                 account_revisions: Mutex::new(HashMap::new()),
             }),
         }
