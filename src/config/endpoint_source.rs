@@ -8,9 +8,9 @@ use toml::Spanned;
 
 use crate::config::ConfigError;
 use crate::config::locate::join;
-use crate::config::model::{EndpointSource, ExporterSettings, ScannerSettings};
+use crate::config::model::{EndpointSource, ExporterSettings, ProbeModule, ScannerSettings};
 use crate::config::raw::RawEndpointSource;
-use crate::config::validate::{Context, default_module, probe_options};
+use crate::config::validate::{Context, probe_options};
 
 /// Every `[[endpoint_source]]` table, in order.
 pub(crate) fn endpoint_sources(
@@ -65,7 +65,7 @@ fn endpoint_source(
         files.push(path);
     }
     let interval = cx.interval(raw.interval.as_ref(), key("interval"))?;
-    let options = raw.take_options();
+    let options = Some(raw.take_probe_options()).filter(|options| !options.is_empty());
     let probe = match (&raw.module, options) {
         (Some(module), Some(_)) => {
             return Err(cx.error(
@@ -93,7 +93,7 @@ fn endpoint_source(
             }
         },
         (None, Some(options)) => probe_options(options, prefix, default_timeout, cx)?,
-        (None, None) => default_module(default_timeout),
+        (None, None) => ProbeModule::with_timeout(default_timeout),
     };
     Ok(EndpointSource {
         files,

@@ -23,7 +23,7 @@ use crate::config::endpoint_source;
 use crate::config::locate::join;
 use crate::config::model::{
     AllowRule, ClientAuth, Config, ConnectionLimits, Endpoint, ExporterSettings, FileSource, Host,
-    IpFamily, ProbeModule, ResolveMode, ScannerSettings, StartTls, Target,
+    IpFamily, ProbeModule, ScannerSettings, StartTls, Target,
 };
 use crate::config::raw::{RawConfig, RawExporter, RawFile, RawProbeOptions, RawScanner};
 
@@ -135,19 +135,6 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         certificates,
         cluster,
     })
-}
-
-/// The `default` `/probe` module: no options, the scanner's default timeout.
-pub(crate) fn default_module(timeout: Duration) -> ProbeModule {
-    ProbeModule {
-        sni: None,
-        starttls: None,
-        ca_file: None,
-        client_auth: None,
-        timeout,
-        ip_family: IpFamily::Any,
-        resolve: ResolveMode::All,
-    }
 }
 
 impl Context<'_> {
@@ -330,7 +317,7 @@ fn exporter(
     }
     modules
         .entry(DEFAULT_MODULE.to_owned())
-        .or_insert_with(|| default_module(default_timeout));
+        .or_insert_with(|| ProbeModule::with_timeout(default_timeout));
     Ok(ExporterSettings {
         listen: raw.listen.map_or(DEFAULT_LISTEN, |listen| listen.0),
         probe_allow,
@@ -385,29 +372,22 @@ fn connection_limits(raw: &RawExporter, cx: &Context<'_>) -> Result<ConnectionLi
 }
 
 fn endpoint(
-    raw: crate::config::raw::RawEndpoint,
+    mut raw: crate::config::raw::RawEndpoint,
     prefix: &str,
     default_timeout: Duration,
     cx: &Context<'_>,
 ) -> Result<Endpoint, ConfigError> {
-    let (target, interval, options) = raw.into_parts();
+    let options = raw.take_probe_options();
     if let Some(family) = &options.ip_family {
-        check_family(target.get_ref(), family, prefix, cx)?;
+        check_family(raw.target.get_ref(), family, prefix, cx)?;
     }
-    let interval = cx.interval(interval.as_ref(), join(Some(prefix), "interval"))?;
+    let interval = cx.interval(raw.interval.as_ref(), join(Some(prefix), "interval"))?;
     let module = probe_options(options, prefix, default_timeout, cx)?;
-    Ok(Endpoint {
-        target: target.into_inner(),
-        sni: module.sni,
-        starttls: module.starttls,
-        ca_file: module.ca_file,
-        client_auth: module.client_auth,
-        timeout: module.timeout,
-        ip_family: module.ip_family,
-        resolve: module.resolve,
+    Ok(Endpoint::probed_with(
+        raw.target.into_inner(),
+        module,
         interval,
-        labels: Vec::new(),
-    })
+    ))
 }
 
 /// A literal address of one family can never be probed over the other.
