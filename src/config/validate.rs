@@ -185,6 +185,24 @@ impl Context<'_> {
         Ok(value.get_ref().0)
     }
 
+    /// A count that must be at least 1 (`None` when the key is absent); a 0 is refused
+    /// with `meaning`, which says what the count is for.
+    pub(crate) fn count(
+        &self,
+        value: Option<&Spanned<usize>>,
+        key: &str,
+        meaning: &str,
+    ) -> Result<Option<usize>, ConfigError> {
+        match value {
+            Some(value) if *value.get_ref() == 0 => Err(self.error(
+                value.span(),
+                key.to_owned(),
+                format!("must be at least 1; {meaning}"),
+            )),
+            value => Ok(value.map(|value| *value.get_ref())),
+        }
+    }
+
     pub(crate) fn interval(
         &self,
         value: Option<&Spanned<ConfigDuration>>,
@@ -210,17 +228,13 @@ impl Context<'_> {
 }
 
 fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigError> {
-    let concurrency = match raw.concurrency {
-        None => DEFAULT_CONCURRENCY,
-        Some(value) if *value.get_ref() == 0 => {
-            return Err(cx.error(
-                value.span(),
-                "scanner.concurrency".to_owned(),
-                "must be at least 1; it is how many probes run at once".to_owned(),
-            ));
-        }
-        Some(value) => value.into_inner(),
-    };
+    let concurrency = cx
+        .count(
+            raw.concurrency.as_ref(),
+            "scanner.concurrency",
+            "it is how many probes run at once",
+        )?
+        .unwrap_or(DEFAULT_CONCURRENCY);
     let default_timeout = cx.timeout(
         raw.timeout.as_ref(),
         "scanner.timeout".to_owned(),
@@ -249,30 +263,19 @@ fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigE
             Some(path)
         }
     };
-    let max_connections = match raw.max_connections {
-        None => None,
-        Some(value) if *value.get_ref() == 0 => {
-            return Err(cx.error(
-                value.span(),
-                "scanner.max_connections".to_owned(),
-                "must be at least 1; it is how many probe sockets may be open at once \
-                 (remove it to derive it from the file descriptor limit)"
-                    .to_owned(),
-            ));
-        }
-        Some(value) => Some(value.into_inner()),
-    };
-    let max_addresses = match raw.max_addresses {
-        None => DEFAULT_MAX_ADDRESSES,
-        Some(value) if *value.get_ref() == 0 => {
-            return Err(cx.error(
-                value.span(),
-                "scanner.max_addresses".to_owned(),
-                "must be at least 1; it is how many addresses of one target are probed".to_owned(),
-            ));
-        }
-        Some(value) => value.into_inner(),
-    };
+    let max_connections = cx.count(
+        raw.max_connections.as_ref(),
+        "scanner.max_connections",
+        "it is how many probe sockets may be open at once (remove it to derive it from the \
+         file descriptor limit)",
+    )?;
+    let max_addresses = cx
+        .count(
+            raw.max_addresses.as_ref(),
+            "scanner.max_addresses",
+            "it is how many addresses of one target are probed",
+        )?
+        .unwrap_or(DEFAULT_MAX_ADDRESSES);
     Ok(ScannerSettings {
         concurrency,
         default_timeout,
@@ -329,24 +332,19 @@ fn exporter(
 /// `[exporter] header_read_timeout`, `idle_timeout` and `max_connections`.
 fn connection_limits(raw: &RawExporter, cx: &Context<'_>) -> Result<ConnectionLimits, ConfigError> {
     let defaults = ConnectionLimits::default();
+    let key = "exporter.max_connections";
+    let meaning = "it is how many HTTP clients may be connected at once";
     let max_connections = match &raw.max_connections {
-        None => defaults.max_connections,
-        Some(value) if *value.get_ref() == 0 => {
-            return Err(cx.error(
-                value.span(),
-                "exporter.max_connections".to_owned(),
-                "must be at least 1; it is how many HTTP clients may be connected at once"
-                    .to_owned(),
-            ));
-        }
         Some(value) if *value.get_ref() > MAX_CONNECTIONS_LIMIT => {
             return Err(cx.error(
                 value.span(),
-                "exporter.max_connections".to_owned(),
+                key.to_owned(),
                 format!("must be at most {MAX_CONNECTIONS_LIMIT}"),
             ));
         }
-        Some(value) => *value.get_ref(),
+        value => cx
+            .count(value.as_ref(), key, meaning)?
+            .unwrap_or(defaults.max_connections),
     };
     let timeout = |value: &Option<Spanned<ConfigDuration>>, name: &str, default| {
         let key = format!("exporter.{name}");
