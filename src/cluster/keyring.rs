@@ -31,24 +31,19 @@ pub fn keyring(cluster: &ClusterConfig) -> Result<Keyring, ClusterError> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
-    use std::time::Duration;
 
     use super::*;
 
+    /// The `[cluster]` of a configuration naming these key files, as a user writes it.
     fn cluster(current: &Path, previous: Vec<PathBuf>) -> ClusterConfig {
-        ClusterConfig {
-            etcd: vec!["http://127.0.0.1:2379".to_owned()],
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
-            username: None,
-            password: None,
-            prefix: "/certinel/".to_owned(),
-            member: "a".to_owned(),
-            lease_ttl: Duration::from_secs(15),
-            key_encryption_key_file: current.to_owned(),
-            key_encryption_key_previous: previous,
-        }
+        let text = format!(
+            "[cluster]\netcd = [\"http://127.0.0.1:2379\"]\nmember = \"a\"\n\
+             key_encryption_key_file = {current:?}\nkey_encryption_key_previous = {previous:?}\n"
+        );
+        crate::config::parse(&text, None)
+            .expect("a valid configuration")
+            .cluster
+            .expect("a [cluster] table")
     }
 
     #[test]
