@@ -228,13 +228,15 @@ impl Context<'_> {
 }
 
 fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigError> {
-    let concurrency = cx
-        .count(
-            raw.concurrency.as_ref(),
-            "scanner.concurrency",
-            "it is how many probes run at once",
-        )?
-        .unwrap_or(DEFAULT_CONCURRENCY);
+    let count = |value: &Option<Spanned<usize>>, name: &str, meaning: &str| {
+        cx.count(value.as_ref(), &format!("scanner.{name}"), meaning)
+    };
+    let concurrency = count(
+        &raw.concurrency,
+        "concurrency",
+        "it is how many probes run at once",
+    )?
+    .unwrap_or(DEFAULT_CONCURRENCY);
     let default_timeout = cx.timeout(
         raw.timeout.as_ref(),
         "scanner.timeout".to_owned(),
@@ -263,18 +265,14 @@ fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigE
             Some(path)
         }
     };
-    let max_connections = cx.count(
-        raw.max_connections.as_ref(),
-        "scanner.max_connections",
+    let max_connections = count(
+        &raw.max_connections,
+        "max_connections",
         "it is how many probe sockets may be open at once (remove it to derive it from the \
          file descriptor limit)",
     )?;
-    let max_addresses = cx
-        .count(
-            raw.max_addresses.as_ref(),
-            "scanner.max_addresses",
-            "it is how many addresses of one target are probed",
-        )?
+    let addresses_meaning = "it is how many addresses of one target are probed";
+    let max_addresses = count(&raw.max_addresses, "max_addresses", addresses_meaning)?
         .unwrap_or(DEFAULT_MAX_ADDRESSES);
     Ok(ScannerSettings {
         concurrency,
