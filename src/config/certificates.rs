@@ -244,14 +244,11 @@ fn certificate(
             ),
         ));
     }
-    if raw.dns_names.get_ref().is_empty() {
-        return Err(cx.error(
-            raw.dns_names.span(),
-            key("dns_names"),
-            "empty list; name at least one DNS name or IP address, e.g. [\"www.example.com\"]"
-                .to_owned(),
-        ));
-    }
+    cx.non_empty(
+        &raw.dns_names,
+        key("dns_names"),
+        "empty list; name at least one DNS name or IP address, e.g. [\"www.example.com\"]",
+    )?;
     let identifiers = raw
         .dns_names
         .get_ref()

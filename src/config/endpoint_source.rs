@@ -42,14 +42,11 @@ fn endpoint_source(
     cx: &Context<'_>,
 ) -> Result<EndpointSource, ConfigError> {
     let key = |name: &str| join(Some(prefix), name);
-    if raw.files.get_ref().is_empty() {
-        return Err(cx.error(
-            raw.files.span(),
-            key("files"),
-            "no files; list file_sd files or patterns, e.g. files = [\"targets/*.json\"]"
-                .to_owned(),
-        ));
-    }
+    cx.non_empty(
+        &raw.files,
+        key("files"),
+        "no files; list file_sd files or patterns, e.g. files = [\"targets/*.json\"]",
+    )?;
     let mut files = Vec::with_capacity(raw.files.get_ref().len());
     for (index, pattern) in raw.files.get_ref().iter().enumerate() {
         let entry_key = format!("{}[{index}]", key("files"));

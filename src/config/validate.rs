@@ -185,6 +185,19 @@ impl Context<'_> {
         Ok(value.get_ref().0)
     }
 
+    /// Refuses an empty list with `problem`, which says what to write instead.
+    pub(crate) fn non_empty<T>(
+        &self,
+        list: &Spanned<Vec<T>>,
+        key: String,
+        problem: &str,
+    ) -> Result<(), ConfigError> {
+        if list.get_ref().is_empty() {
+            return Err(self.error(list.span(), key, problem.to_owned()));
+        }
+        Ok(())
+    }
+
     /// A count that must be at least 1 (`None` when the key is absent); a 0 is refused
     /// with `meaning`, which says what the count is for.
     pub(crate) fn count(
