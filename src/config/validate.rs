@@ -185,6 +185,48 @@ impl Context<'_> {
         Ok(value.get_ref().0)
     }
 
+    /// An optional value read with its `FromStr`, `default` when absent; the parse error is
+    /// the message.
+    pub(crate) fn parsed_or<T>(
+        &self,
+        value: Option<&Spanned<String>>,
+        key: String,
+        default: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        value
+            .get_ref()
+            .parse()
+            .map_err(|error: T::Err| self.error(value.span(), key, error.to_string()))
+    }
+
+    /// A whole number of at least `min` converted to `T`, `default` when absent; `problem`
+    /// words the refusal of the written number.
+    pub(crate) fn at_least<T>(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: String,
+        (min, default): (T, T),
+        problem: impl FnOnce(i64) -> String,
+    ) -> Result<T, ConfigError>
+    where
+        T: TryFrom<i64> + PartialOrd,
+    {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        match T::try_from(*value.get_ref()) {
+            Ok(number) if number >= min => Ok(number),
+            _ => Err(self.error(value.span(), key, problem(*value.get_ref()))),
+        }
+    }
+
     /// Refuses an empty list with `problem`, which says what to write instead.
     pub(crate) fn non_empty<T>(
         &self,
