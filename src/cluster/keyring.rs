@@ -46,13 +46,18 @@ mod tests {
             .expect("a [cluster] table")
     }
 
+    /// A fresh key file `name` in `dir`, and its key id.
+    fn key_file(dir: &tempfile::TempDir, name: &str) -> (PathBuf, String) {
+        let path = dir.path().join(name);
+        let id = Kek::generate_file(&path).expect("key file");
+        (path, id)
+    }
+
     #[test]
     fn after_a_rotation_values_sealed_with_the_previous_key_still_open() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let old = dir.path().join("old.kek");
-        let new = dir.path().join("new.kek");
-        Kek::generate_file(&old).expect("old key");
-        let new_id = Kek::generate_file(&new).expect("new key");
+        let (old, _) = key_file(&dir, "old.kek");
+        let (new, new_id) = key_file(&dir, "new.kek");
         let before = keyring(&cluster(&old, Vec::new())).expect("old keyring");
         let sealed = before
             .seal("/certinel/certs/a/key", b"pkcs8")
@@ -66,10 +71,8 @@ mod tests {
     #[test]
     fn a_key_file_others_can_read_is_refused_naming_the_setting() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let current = dir.path().join("current.kek");
-        let previous = dir.path().join("previous.kek");
-        Kek::generate_file(&current).expect("current key");
-        Kek::generate_file(&previous).expect("previous key");
+        let (current, _) = key_file(&dir, "current.kek");
+        let (previous, _) = key_file(&dir, "previous.kek");
         std::fs::set_permissions(&previous, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let error = keyring(&cluster(&current, vec![previous])).expect_err("mode 0644");
         let message = error.to_string();
