@@ -2,6 +2,7 @@
 //! the TXT records there (RFC 2136 with TSIG, or an exec hook running `knsupdate`), and a
 //! real Pebble validates them by asking the same Knot.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::common::cli::run_certinel;
 use crate::common::config_text::{pebble_acme_table, write_config_file};
 use crate::common::knot::{KEY_NAME, Knot};
 use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::common::process::write_script;
 
 const HOOK: &str = "tests/fixtures/dns01/knsupdate-hook.sh";
 
@@ -188,18 +190,27 @@ pub(crate) fn assert_renewed_to_v1(output: &std::process::Output, name: &str, kn
 pub(crate) fn write_hook(knot: &Knot, dir: &Path, calls: &Path) -> PathBuf {
     let fixture = std::path::absolute(HOOK).expect("absolute hook path");
     let script = format!(
-        "#!/bin/sh\nexec {} {} {} certinel.test. hmac-sha256:{KEY_NAME}:{} {} \"$@\"\n",
+        "exec {} {} {} certinel.test. hmac-sha256:{KEY_NAME}:{} {} \"$@\"\n",
         fixture.display(),
         knot.addr.ip(),
         knot.addr.port(),
         knot.key_base64,
         calls.display()
     );
-    let path = dir.join("hook");
-    std::fs::write(&path, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path
+    write_script(dir, "hook", &script)
+}
+
+/// An exec-hook dns-01 challenge running `command`, checked at Knot for at most `timeout`.
+pub(crate) fn exec_spec(command: PathBuf, knot_addr: SocketAddr, timeout: Duration) -> Dns01Spec {
+    Dns01Spec {
+        provider: DnsProvider::Exec {
+            command,
+            env: Default::default(),
+        },
+        propagation_resolver: Some(knot_addr),
+        propagation_timeout: timeout,
+        authoritative_port_override: None,
+    }
 }
 
 /// Issues `names` with dns-01 through Knot's `zone`.
@@ -275,23 +286,9 @@ async fn a_wrong_tsig_key_fails_at_challenge_with_dns_update_and_names_the_key()
 async fn a_record_that_never_appears_fails_with_dns_propagation_and_is_still_cleaned_up() {
     let (knot, pebble, dir, calls) = knot_pebble_and_calls_log().await;
     // A hook that says it published but did not.
-    let hook = dir.path().join("hook");
-    std::fs::write(
-        &hook,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let spec = Dns01Spec {
-        provider: DnsProvider::Exec {
-            command: hook,
-            env: Default::default(),
-        },
-        propagation_resolver: Some(knot.addr),
-        propagation_timeout: Duration::from_secs(2),
-        authoritative_port_override: None,
-    };
+    let body = format!("echo \"$@\" >> {}\n", calls.display());
+    let hook = write_script(dir.path(), "hook", &body);
+    let spec = exec_spec(hook, knot.addr, Duration::from_secs(2));
     let state = tempfile::tempdir().unwrap();
     let account = account(&pebble, state.path()).await;
     let error = issue(&account, &request(&["www.certinel.test"], spec))

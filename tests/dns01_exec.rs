@@ -2,38 +2,19 @@
 //! leaves running is killed without holding up the order, a hook past its deadline is
 //! killed with its whole process group, and the cleanup runs in both cases.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use certinel::acme::{Stage, issue};
 
-use certinel::cert::{Dns01Spec, DnsProvider};
-
 use crate::acme::assert_acme_failure;
 use crate::common::eventually::eventually_blocking;
-use crate::dns01::{account, knot_pebble_and_calls_log, leaf_names, request, write_hook};
+use crate::common::process::write_script;
+use crate::dns01::{
+    account, exec_spec, knot_pebble_and_calls_log, leaf_names, request, write_hook,
+};
 
 /// Writes an executable `sh` script `name` in `dir`.
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path
-}
-
-fn exec_spec(command: PathBuf, knot_addr: std::net::SocketAddr, timeout: Duration) -> Dns01Spec {
-    Dns01Spec {
-        provider: DnsProvider::Exec {
-            command,
-            env: Default::default(),
-        },
-        propagation_resolver: Some(knot_addr),
-        propagation_timeout: timeout,
-        authoritative_port_override: None,
-    }
-}
-
 /// The first word of each line of the call log.
 fn actions(calls: &Path) -> Vec<String> {
     std::fs::read_to_string(calls)
@@ -63,7 +44,7 @@ async fn an_exec_hook_that_leaves_a_process_behind_does_not_hold_up_the_order_an
     let publisher = write_hook(&knot, dir.path(), &calls);
     let straggler = dir.path().join("straggler.pid");
     // Publishes for real, then leaves a sleeper holding its stdout and stderr.
-    let hook = script(
+    let hook = write_script(
         dir.path(),
         "leaves-a-sleeper",
         &format!(
@@ -96,7 +77,7 @@ async fn an_exec_hook_past_its_deadline_is_killed_with_its_group_and_still_clean
     let (knot, pebble, dir, calls) = knot_pebble_and_calls_log().await;
     let sleeper = dir.path().join("sleeper.pid");
     // `present` hangs (with a child of its own); `cleanup` returns at once.
-    let hook = script(
+    let hook = write_script(
         dir.path(),
         "hangs",
         &format!(

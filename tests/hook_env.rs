@@ -3,11 +3,11 @@
 //! environment to a file. certinel itself runs with a secret that is not passed through.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::common::cli::certinel_command;
 use crate::common::config_text::{pebble_acme_table, write_config_file};
+use crate::common::process::write_script;
 use crate::dns01::{assert_renewed_to_v1, knot_pebble_and_calls_log, write_hook};
 
 /// `NAME=value` lines of an `env` dump, as a map.
@@ -26,17 +26,12 @@ async fn hooks_get_a_minimal_environment_plus_what_the_certificate_passes_them()
     let publisher = write_hook(&knot, dir.path(), &calls);
     let dns_env = dir.path().join("dns.env");
     let deploy_env = dir.path().join("deploy.env");
-    let hook = dir.path().join("dns-hook");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = present ] && env > {}\nexec {} \"$@\"\n",
-            dns_env.display(),
-            publisher.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let body = format!(
+        "[ \"$1\" = present ] && env > {}\nexec {} \"$@\"\n",
+        dns_env.display(),
+        publisher.display()
+    );
+    let hook = write_script(dir.path(), "dns-hook", &body);
     let state_dir = dir.path().join("state");
     let certificate = format!(
         "\n[[certificate]]\nname = \"env\"\n\

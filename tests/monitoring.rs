@@ -35,35 +35,33 @@ const RULE_FILES: &[(&str, &str)] = &[
 /// here runs a single certinel).
 const CLUSTER_RULE_FILES: &[(&str, &str)] = &[("alerts-cluster.yml", "alerts-cluster_test.yml")];
 
+/// Runs `promtool ARGS` in config/ and requires it to succeed; a failure names the command.
+fn promtool_passes(args: &[&str]) {
+    let output = promtool(&config_dir(), args);
+    assert_promtool_ok(&output, &args.join(" "));
+}
+
 #[test]
 fn cluster_alert_rules_and_prometheus_config_pass_promtool_check_and_their_unit_tests() {
-    let dir = config_dir();
     for (rules, tests) in CLUSTER_RULE_FILES {
-        let output = promtool(&dir, &["check", "rules", rules]);
-        assert_promtool_ok(&output, &format!("check rules {rules}"));
-        let output = promtool(&dir, &["test", "rules", tests]);
-        assert_promtool_ok(&output, &format!("test rules {tests}"));
+        promtool_passes(&["check", "rules", rules]);
+        promtool_passes(&["test", "rules", tests]);
     }
-    let config = promtool(&dir, &["check", "config", "prometheus-cluster.yml"]);
-    assert_promtool_ok(&config, "check config prometheus-cluster.yml");
+    promtool_passes(&["check", "config", "prometheus-cluster.yml"]);
 }
 
 #[test]
 fn alert_rules_and_prometheus_config_pass_promtool_check() {
-    let dir = config_dir();
     for (rules, _) in RULE_FILES {
-        let output = promtool(&dir, &["check", "rules", rules]);
-        assert_promtool_ok(&output, &format!("check rules {rules}"));
+        promtool_passes(&["check", "rules", rules]);
     }
-    let config = promtool(&dir, &["check", "config", "prometheus.yml"]);
-    assert_promtool_ok(&config, "check config prometheus.yml");
+    promtool_passes(&["check", "config", "prometheus.yml"]);
 }
 
 #[test]
 fn alert_rule_unit_tests_fire_and_stay_quiet_as_expected() {
     for (_, tests) in RULE_FILES {
-        let output = promtool(&config_dir(), &["test", "rules", tests]);
-        assert_promtool_ok(&output, &format!("test rules {tests}"));
+        promtool_passes(&["test", "rules", tests]);
     }
 }
 

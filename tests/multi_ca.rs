@@ -78,6 +78,28 @@ impl TwoCas {
     }
 
     /// The directory the current version came from (its metadata's `source`).
+    /// The new-order requests the two fronts have seen so far must number `first` and
+    /// `second`; `why` says what the counts prove.
+    fn assert_new_orders(&self, first: usize, second: usize, why: &str) {
+        let counts = (
+            self.first_front.new_orders().len(),
+            self.second_front.new_orders().len(),
+        );
+        assert_eq!(
+            counts,
+            (first, second),
+            "new orders at (first, second): {why}"
+        );
+    }
+
+    /// Rewrites the configuration file with `from` (which must be in it) replaced by `to`.
+    fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let edited = text.replace(from, to);
+        assert_ne!(edited, text, "{from:?} is not in the configuration");
+        std::fs::write(&self.config, edited).unwrap();
+    }
+
     fn current_source(&self) -> String {
         let store = CertStore::open(&self.state_dir).unwrap();
         let current = store.current("api").unwrap().expect("a current version");
@@ -193,8 +215,7 @@ async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_return
     assert!(requests.count("acme", "directory", "503") >= 1);
     assert_eq!(requests.count("second", "new_order", "201"), 1);
     assert_eq!(requests.count("(none)", "new_order", "201"), 0);
-    assert!(cas.first_front.new_orders().is_empty());
-    assert_eq!(cas.second_front.new_orders().len(), 1);
+    cas.assert_new_orders(0, 1, "the first CA is down, the second issues");
 
     // The first CA is back: the next renewal asks it first, and the certificate the second
     // CA issued is not named in `replaces` there, nor polled for renewal information.
@@ -211,11 +232,7 @@ async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_return
         "replaces crossed CAs: {orders:?}"
     );
     assert!(cas.first_front.renewal_info_requests().is_empty());
-    assert_eq!(
-        cas.second_front.new_orders().len(),
-        1,
-        "nothing more at the second CA"
-    );
+    cas.assert_new_orders(1, 1, "nothing more at the second CA");
 
     // A renewal of the first CA's certificate at the first CA does send `replaces`.
     let third = renewer
@@ -263,32 +280,24 @@ async fn repeated_validation_failures_at_the_first_ca_start_the_next_attempt_at_
     // Only the second Pebble's validator reaches the responder: the first one's http-01
     // port is another. One failure is enough with ca_failover_after = 1.
     let cas = TwoCas::start((&[], &[]), "ca_failover_after = 1\n").await;
-    let text = std::fs::read_to_string(&cas.config).unwrap();
-    let elsewhere = free_port();
-    let moved = text.replace(
+    cas.edit_config(
         &format!("listen = \"{}\"", cas.first.http_addr()),
-        &format!("listen = \"127.0.0.1:{elsewhere}\""),
+        &format!("listen = \"127.0.0.1:{}\"", free_port()),
     );
-    assert_ne!(moved, text);
-    std::fs::write(&cas.config, moved).unwrap();
     let renewer = cas.renewer();
     let now = OffsetDateTime::now_utc();
 
     let failed = renewer.renew("api", forced(), now).await;
     assert!(failed.is_err(), "{failed:?}");
-    assert_eq!(cas.first_front.new_orders().len(), 1);
-    assert!(
-        cas.second_front.new_orders().is_empty(),
-        "a validation failure does not hand over within the attempt"
-    );
+    let why = "a validation failure does not hand over within the attempt";
+    cas.assert_new_orders(1, 0, why);
 
     // The next attempt starts with the second CA (its validator fails too, but it was asked
     // first).
     let _ = renewer
         .renew("api", forced(), now + time::Duration::hours(1))
         .await;
-    assert_eq!(cas.second_front.new_orders().len(), 1);
-    assert_eq!(cas.first_front.new_orders().len(), 1);
+    cas.assert_new_orders(1, 1, "the next attempt starts at the second CA");
 }
 
 #[tokio::test]
@@ -318,8 +327,7 @@ async fn an_order_kept_at_the_second_ca_is_resumed_there_when_the_first_is_back(
     let resumed = renewer.renew("api", RenewOptions::default(), later).await;
     assert_renewed(&resumed, &cas);
     assert_eq!(cas.current_source(), cas.second_front.directory_url);
-    assert_eq!(cas.second_front.new_orders().len(), 1);
-    assert!(cas.first_front.new_orders().is_empty());
+    cas.assert_new_orders(0, 1, "the kept order is resumed, no new one is placed");
     let crossed = cas
         .first_front
         .answered()
@@ -332,10 +340,7 @@ async fn an_order_kept_at_the_second_ca_is_resumed_there_when_the_first_is_back(
 #[tokio::test]
 async fn a_certificate_listing_only_a_named_ca_is_issued_there() {
     let cas = TwoCas::start((&[], &[]), "").await;
-    let text = std::fs::read_to_string(&cas.config).unwrap();
-    let only_second = text.replace("ca = [\"acme\", \"second\"]", "ca = [\"second\"]");
-    assert_ne!(only_second, text);
-    std::fs::write(&cas.config, only_second).unwrap();
+    cas.edit_config("ca = [\"acme\", \"second\"]", "ca = [\"second\"]");
     let renewer = cas.renewer();
 
     let result = renewer

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
-use crate::cli::{ExitCode, LogFormat, logging};
+use crate::cli::ExitCode;
 use crate::config;
 use crate::config::model::DEFAULT_CA;
 use crate::renew::{AccountAdminError, Renewer};
@@ -42,29 +42,23 @@ pub enum AccountCommand {
 }
 
 /// Runs `certinel account ...`.
-pub fn run(
-    command: AccountCommand,
-    log_format: LogFormat,
-    runtime: &tokio::runtime::Runtime,
-) -> anyhow::Result<ExitCode> {
-    logging::init(log_format);
+pub fn run(command: AccountCommand, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let now = OffsetDateTime::now_utc();
-    match command {
+    let (ca, change, outcome) = match command {
         AccountCommand::Rollover { config, ca } => {
             let renewer = Renewer::new(&config::load(&config)?);
-            match runtime.block_on(renewer.roll_over_account_key(&ca, now)) {
-                Ok(rollover) => {
-                    println!(
-                        "CA {ca}: account {}: key rolled over ({} -> {}), credentials in {}",
+            let outcome = runtime
+                .block_on(renewer.roll_over_account_key(&ca, now))
+                .map(|rollover| {
+                    format!(
+                        "account {}: key rolled over ({} -> {}), credentials in {}",
                         rollover.account_url,
                         rollover.old_thumbprint,
                         rollover.new_thumbprint,
                         rollover.credentials_path.display()
-                    );
-                    Ok(ExitCode(0))
-                }
-                Err(error) => refused(error, &ca, "account key rollover"),
-            }
+                    )
+                });
+            (ca, "account key rollover", outcome)
         }
         AccountCommand::Deactivate { config, ca, yes } => {
             if !yes {
@@ -73,18 +67,25 @@ pub fn run(
                 );
             }
             let renewer = Renewer::new(&config::load(&config)?);
-            match runtime.block_on(renewer.deactivate_account(&ca, now)) {
-                Ok(deactivation) => {
-                    println!(
-                        "CA {ca}: account {} deactivated; credentials moved to {}",
-                        deactivation.account_url,
-                        deactivation.retired_credentials.display()
-                    );
-                    Ok(ExitCode(0))
-                }
-                Err(error) => refused(error, &ca, "account deactivation"),
-            }
+            let outcome =
+                runtime
+                    .block_on(renewer.deactivate_account(&ca, now))
+                    .map(|deactivation| {
+                        format!(
+                            "account {} deactivated; credentials moved to {}",
+                            deactivation.account_url,
+                            deactivation.retired_credentials.display()
+                        )
+                    });
+            (ca, "account deactivation", outcome)
         }
+    };
+    match outcome {
+        Ok(report) => {
+            println!("CA {ca}: {report}");
+            Ok(ExitCode(0))
+        }
+        Err(error) => refused(error, &ca, change),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use crate::cli::{ExitCode, LogFormat, logging};
+use crate::cli::ExitCode;
 use crate::import::lego::LegoOptions;
 use crate::import::{self, AdoptOptions, CertificateOutcome, ChallengePlan, ImportPlan};
 
@@ -76,12 +76,7 @@ pub struct CommonArgs {
 }
 
 /// Runs `certinel import ...`.
-pub fn run(
-    command: ImportCommand,
-    log_format: LogFormat,
-    runtime: &tokio::runtime::Runtime,
-) -> anyhow::Result<ExitCode> {
-    logging::init(log_format);
+pub fn run(command: ImportCommand, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let (plan, common, link_live) = match command {
         ImportCommand::Certbot {
             dir,

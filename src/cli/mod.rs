@@ -123,22 +123,41 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_command(cli: Cli, runtime: &Runtime) -> anyhow::Result<ExitCode> {
+    if cli.command.logs() {
+        logging::init(cli.log_format);
+    }
     match cli.command {
         Command::Check(args) => check::run(args, runtime),
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check::run(&file),
-        Command::Run(args) => run::run(args, cli.log_format, runtime),
-        Command::Renew(args) => renew::run(args, cli.log_format, runtime),
+        Command::Run(args) => run::run(args, runtime),
+        Command::Renew(args) => renew::run(args, runtime),
         Command::Status(args) => status::run(args),
-        Command::Rollback(args) => renew::rollback(args, cli.log_format, runtime),
-        Command::Revoke(args) => revoke::run(args, cli.log_format, runtime),
+        Command::Rollback(args) => renew::rollback(args, runtime),
+        Command::Revoke(args) => revoke::run(args, runtime),
         Command::Inventory(args) => inventory::run(args, runtime),
-        Command::Account { command } => account::run(command, cli.log_format, runtime),
+        Command::Account { command } => account::run(command, runtime),
         Command::Cluster { command } => cluster::run(command),
-        Command::Import { command } => import::run(command, cli.log_format, runtime),
+        Command::Import { command } => import::run(command, runtime),
         Command::Completions { shell } => packaging::completions(shell),
         Command::Man { dir } => packaging::man(&dir),
+    }
+}
+
+impl Command {
+    /// Whether the command logs what it does (`--log-format`); the others print only
+    /// their report.
+    fn logs(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_)
+                | Command::Renew(_)
+                | Command::Rollback(_)
+                | Command::Revoke(_)
+                | Command::Account { .. }
+                | Command::Import { .. }
+        )
     }
 }
 

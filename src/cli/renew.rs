@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::runtime::Runtime;
 
-use crate::cli::{ExitCode, LogFormat, logging};
+use crate::cli::ExitCode;
 use crate::config;
 use crate::escape::Escaped;
 use crate::renew::{RenewError, RenewOptions, RenewOutcome};
@@ -46,8 +46,7 @@ pub struct RollbackArgs {
 }
 
 /// Runs `certinel renew`.
-pub fn run(args: RenewArgs, log_format: LogFormat, runtime: &Runtime) -> anyhow::Result<ExitCode> {
-    logging::init(log_format);
+pub fn run(args: RenewArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config)?;
     let renewer = crate::cli::state_store::renewer(&config)?;
     let options = RenewOptions {
@@ -76,12 +75,7 @@ pub fn run(args: RenewArgs, log_format: LogFormat, runtime: &Runtime) -> anyhow:
 }
 
 /// Runs `certinel rollback`.
-pub fn rollback(
-    args: RollbackArgs,
-    log_format: LogFormat,
-    runtime: &Runtime,
-) -> anyhow::Result<ExitCode> {
-    logging::init(log_format);
+pub fn rollback(args: RollbackArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config)?;
     let renewer = crate::cli::state_store::renewer(&config)?;
     match runtime.block_on(renewer.rollback(&args.name, OffsetDateTime::now_utc())) {

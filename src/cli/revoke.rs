@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use crate::acme::RevocationReason;
-use crate::cli::{ExitCode, LogFormat, logging};
+use crate::cli::ExitCode;
 use crate::config;
 use crate::renew::RenewOutcome;
 
@@ -25,12 +25,7 @@ pub struct RevokeArgs {
 }
 
 /// Runs `certinel revoke`.
-pub fn run(
-    args: RevokeArgs,
-    log_format: LogFormat,
-    runtime: &tokio::runtime::Runtime,
-) -> anyhow::Result<ExitCode> {
-    logging::init(log_format);
+pub fn run(args: RevokeArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.config)?;
     let renewer = crate::cli::state_store::renewer(&config)?;
     let now = OffsetDateTime::now_utc();

@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{ExitCode, LogFormat, logging};
+use crate::cli::ExitCode;
 use crate::config;
 use crate::renew::Renewer;
 use crate::service::ServiceOptions;
@@ -40,8 +40,7 @@ pub struct RunArgs {
 }
 
 /// Runs the service on `runtime` until SIGTERM or SIGINT.
-pub fn run(args: RunArgs, log_format: LogFormat, runtime: &Runtime) -> anyhow::Result<ExitCode> {
-    logging::init(log_format);
+pub fn run(args: RunArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => config::load(path)?,
         None => config::default_config(),

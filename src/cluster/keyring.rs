@@ -31,34 +31,33 @@ pub fn keyring(cluster: &ClusterConfig) -> Result<Keyring, ClusterError> {
 mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
-    use std::time::Duration;
 
     use super::*;
 
+    /// The `[cluster]` of a configuration naming these key files, as a user writes it.
     fn cluster(current: &Path, previous: Vec<PathBuf>) -> ClusterConfig {
-        ClusterConfig {
-            etcd: vec!["http://127.0.0.1:2379".to_owned()],
-            ca_file: None,
-            client_cert: None,
-            client_key: None,
-            username: None,
-            password: None,
-            prefix: "/certinel/".to_owned(),
-            member: "a".to_owned(),
-            lease_ttl: Duration::from_secs(15),
-            audit_retention: Duration::from_secs(90 * 86_400),
-            key_encryption_key_file: current.to_owned(),
-            key_encryption_key_previous: previous,
-        }
+        let text = format!(
+            "[cluster]\netcd = [\"http://127.0.0.1:2379\"]\nmember = \"a\"\n\
+             key_encryption_key_file = {current:?}\nkey_encryption_key_previous = {previous:?}\n"
+        );
+        crate::config::parse(&text, None)
+            .expect("a valid configuration")
+            .cluster
+            .expect("a [cluster] table")
+    }
+
+    /// A fresh key file `name` in `dir`, and its key id.
+    fn key_file(dir: &tempfile::TempDir, name: &str) -> (PathBuf, String) {
+        let path = dir.path().join(name);
+        let id = Kek::generate_file(&path).expect("key file");
+        (path, id)
     }
 
     #[test]
     fn after_a_rotation_values_sealed_with_the_previous_key_still_open() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let old = dir.path().join("old.kek");
-        let new = dir.path().join("new.kek");
-        Kek::generate_file(&old).expect("old key");
-        let new_id = Kek::generate_file(&new).expect("new key");
+        let (old, _) = key_file(&dir, "old.kek");
+        let (new, new_id) = key_file(&dir, "new.kek");
         let before = keyring(&cluster(&old, Vec::new())).expect("old keyring");
         let sealed = before
             .seal("/certinel/certs/a/key", b"pkcs8")
@@ -72,10 +71,8 @@ mod tests {
     #[test]
     fn a_key_file_others_can_read_is_refused_naming_the_setting() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let current = dir.path().join("current.kek");
-        let previous = dir.path().join("previous.kek");
-        Kek::generate_file(&current).expect("current key");
-        Kek::generate_file(&previous).expect("previous key");
+        let (current, _) = key_file(&dir, "current.kek");
+        let (previous, _) = key_file(&dir, "previous.kek");
         std::fs::set_permissions(&previous, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let error = keyring(&cluster(&current, vec![previous])).expect_err("mode 0644");
         let message = error.to_string();

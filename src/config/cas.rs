@@ -115,23 +115,17 @@ pub(crate) fn ca_choice(
             names
         }
     };
-    let failover_after = match &raw.ca_failover_after {
-        None => DEFAULT_CA_FAILOVER_AFTER,
-        Some(value) => match u32::try_from(*value.get_ref()) {
-            Ok(count) if count >= 1 => count,
-            _ => {
-                return Err(cx.error(
-                    value.span(),
-                    key("ca_failover_after"),
-                    format!(
-                        "{} is not a count of failures; write 1 or more (default {})",
-                        value.get_ref(),
-                        DEFAULT_CA_FAILOVER_AFTER
-                    ),
-                ));
-            }
+    let failover_after = cx.at_least(
+        raw.ca_failover_after.as_ref(),
+        key("ca_failover_after"),
+        (1, DEFAULT_CA_FAILOVER_AFTER),
+        |written| {
+            format!(
+                "{written} is not a count of failures; write 1 or more (default \
+                 {DEFAULT_CA_FAILOVER_AFTER})"
+            )
         },
-    };
+    )?;
     Ok((list, failover_after))
 }
 

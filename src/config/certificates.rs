@@ -18,7 +18,7 @@ use toml::Spanned;
 use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError};
 use crate::config::ConfigError;
 use crate::config::cas::ca_choice;
-use crate::config::challenge::{challenge, socket_addr};
+use crate::config::challenge::{challenge, resolver_addr};
 use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
 use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
@@ -149,15 +149,11 @@ pub(crate) fn ca_settings(
         key("poll_timeout"),
         DEFAULT_POLL_TIMEOUT,
     )?;
-    let preflight_resolver = match &raw.preflight_resolver {
-        Some(value) => Some(socket_addr(
-            value,
-            &key("preflight_resolver"),
-            "\"192.0.2.53:53\"",
-            cx,
-        )?),
-        None => None,
-    };
+    let preflight_resolver = resolver_addr(
+        raw.preflight_resolver.as_ref(),
+        &key("preflight_resolver"),
+        cx,
+    )?;
     let caa_identities = raw
         .caa_identities
         .iter()
@@ -244,14 +240,11 @@ fn certificate(
             ),
         ));
     }
-    if raw.dns_names.get_ref().is_empty() {
-        return Err(cx.error(
-            raw.dns_names.span(),
-            key("dns_names"),
-            "empty list; name at least one DNS name or IP address, e.g. [\"www.example.com\"]"
-                .to_owned(),
-        ));
-    }
+    cx.non_empty(
+        &raw.dns_names,
+        key("dns_names"),
+        "empty list; name at least one DNS name or IP address, e.g. [\"www.example.com\"]",
+    )?;
     let identifiers = raw
         .dns_names
         .get_ref()
@@ -267,13 +260,7 @@ fn certificate(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let algorithm = match &raw.key {
-        None => KeyAlgorithm::EcdsaP256,
-        Some(value) => value
-            .get_ref()
-            .parse::<KeyAlgorithm>()
-            .map_err(|e| cx.error(value.span(), key("key"), e.to_string()))?,
-    };
+    let algorithm = cx.parsed_or(raw.key.as_ref(), key("key"), KeyAlgorithm::EcdsaP256)?;
     let duration = match &raw.duration {
         None => DEFAULT_DURATION,
         Some(value) if value.get_ref().0 < Duration::from_secs(1) => {
@@ -339,22 +326,14 @@ fn certificate(
         key("deploy_timeout"),
         DEFAULT_DEPLOY_TIMEOUT,
     )?;
-    let history = match &raw.history {
-        None => DEFAULT_HISTORY,
-        Some(value) => match usize::try_from(*value.get_ref()) {
-            Ok(history) if history >= 2 => history,
-            _ => {
-                return Err(cx.error(
-                    value.span(),
-                    key("history"),
-                    format!(
-                        "{} is too few; keep at least 2 versions so a rollback has a target",
-                        value.get_ref()
-                    ),
-                ));
-            }
+    let history = cx.at_least(
+        raw.history.as_ref(),
+        key("history"),
+        (2, DEFAULT_HISTORY),
+        |written| {
+            format!("{written} is too few; keep at least 2 versions so a rollback has a target")
         },
-    };
+    )?;
     let profile = match &raw.profile {
         Some(value) if value.get_ref().trim().is_empty() => {
             return Err(cx.error(

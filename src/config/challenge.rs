@@ -139,15 +139,11 @@ fn dns01(
             ));
         }
     };
-    let propagation_resolver = match &inner.propagation_resolver {
-        Some(value) => Some(socket_addr(
-            value,
-            &sub("propagation_resolver"),
-            "\"192.0.2.53:53\"",
-            cx,
-        )?),
-        None => None,
-    };
+    let propagation_resolver = resolver_addr(
+        inner.propagation_resolver.as_ref(),
+        &sub("propagation_resolver"),
+        cx,
+    )?;
     let propagation_timeout = cx.timeout(
         inner.propagation_timeout.as_ref(),
         sub("propagation_timeout"),
@@ -217,13 +213,11 @@ fn rfc2136(
             ));
         }
     };
-    let tsig_algorithm = match &inner.tsig_algorithm {
-        None => TsigAlgorithm::HmacSha256,
-        Some(value) => value
-            .get_ref()
-            .parse::<TsigAlgorithm>()
-            .map_err(|error| cx.error(value.span(), sub("tsig_algorithm"), error.to_string()))?,
-    };
+    let tsig_algorithm = cx.parsed_or(
+        inner.tsig_algorithm.as_ref(),
+        sub("tsig_algorithm"),
+        TsigAlgorithm::HmacSha256,
+    )?;
     Ok(Rfc2136Settings {
         server,
         zone,
@@ -255,6 +249,17 @@ fn required<'a>(
             format!("this dns-01 provider needs {name}, e.g. {name} = {example}"),
         )),
     }
+}
+
+/// An optional DNS resolver address (`preflight_resolver`, `propagation_resolver`).
+pub(crate) fn resolver_addr(
+    value: Option<&Spanned<String>>,
+    key: &str,
+    cx: &Context<'_>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    value
+        .map(|value| socket_addr(value, key, "\"192.0.2.53:53\"", cx))
+        .transpose()
 }
 
 pub(crate) fn socket_addr(

@@ -8,9 +8,9 @@ use toml::Spanned;
 
 use crate::config::ConfigError;
 use crate::config::locate::join;
-use crate::config::model::{EndpointSource, ExporterSettings, ScannerSettings};
+use crate::config::model::{EndpointSource, ExporterSettings, ProbeModule, ScannerSettings};
 use crate::config::raw::RawEndpointSource;
-use crate::config::validate::{Context, default_module, probe_options};
+use crate::config::validate::{Context, probe_options};
 
 /// Every `[[endpoint_source]]` table, in order.
 pub(crate) fn endpoint_sources(
@@ -42,14 +42,11 @@ fn endpoint_source(
     cx: &Context<'_>,
 ) -> Result<EndpointSource, ConfigError> {
     let key = |name: &str| join(Some(prefix), name);
-    if raw.files.get_ref().is_empty() {
-        return Err(cx.error(
-            raw.files.span(),
-            key("files"),
-            "no files; list file_sd files or patterns, e.g. files = [\"targets/*.json\"]"
-                .to_owned(),
-        ));
-    }
+    cx.non_empty(
+        &raw.files,
+        key("files"),
+        "no files; list file_sd files or patterns, e.g. files = [\"targets/*.json\"]",
+    )?;
     let mut files = Vec::with_capacity(raw.files.get_ref().len());
     for (index, pattern) in raw.files.get_ref().iter().enumerate() {
         let entry_key = format!("{}[{index}]", key("files"));
@@ -65,7 +62,7 @@ fn endpoint_source(
         files.push(path);
     }
     let interval = cx.interval(raw.interval.as_ref(), key("interval"))?;
-    let options = raw.take_options();
+    let options = Some(raw.take_probe_options()).filter(|options| !options.is_empty());
     let probe = match (&raw.module, options) {
         (Some(module), Some(_)) => {
             return Err(cx.error(
@@ -93,7 +90,7 @@ fn endpoint_source(
             }
         },
         (None, Some(options)) => probe_options(options, prefix, default_timeout, cx)?,
-        (None, None) => default_module(default_timeout),
+        (None, None) => ProbeModule::with_timeout(default_timeout),
     };
     Ok(EndpointSource {
         files,

@@ -240,16 +240,8 @@ pub fn endpoints(
         for target in &group.targets {
             check_family(index, target, probe.ip_family)?;
             endpoints.push(Endpoint {
-                target: target.clone(),
-                sni: probe.sni.clone(),
-                starttls: probe.starttls,
-                ca_file: probe.ca_file.clone(),
-                client_auth: probe.client_auth.clone(),
-                timeout: probe.timeout,
-                ip_family: probe.ip_family,
-                resolve: probe.resolve,
-                interval: source.interval,
                 labels: group.labels.clone(),
+                ..Endpoint::probed_with(target.clone(), probe.clone(), source.interval)
             });
         }
     }

@@ -112,13 +112,52 @@ deserialize_keywords! {
 
 impl<'de> serde::Deserialize<'de> for ServerName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(ServerNameVisitor)
+        let expecting = "a server name such as \"example.com\"";
+        deserializer.deserialize_str(ParsedVisitor(expecting, ServerName::parse))
     }
 }
 
 impl<'de> serde::Deserialize<'de> for ListenAddr {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(ListenAddrVisitor)
+        let expecting = "a listen address such as \"127.0.0.1:9798\"";
+        deserializer.deserialize_str(ParsedVisitor(expecting, ListenAddr::parse))
+    }
+}
+
+impl ServerName {
+    fn parse(v: &str) -> Result<ServerName, String> {
+        if let Ok(ip) = v.parse::<IpAddr>() {
+            return Ok(ServerName(ip.to_string()));
+        }
+        parse_dns_name(v)
+            .map(ServerName)
+            .map_err(|e| format!("invalid server name: {e}"))
+    }
+}
+
+impl ListenAddr {
+    fn parse(v: &str) -> Result<ListenAddr, String> {
+        v.parse().map(ListenAddr).map_err(|_| {
+            format!(
+                "invalid listen address {v:?} (write IP:PORT, e.g. 127.0.0.1:9798 or [::1]:9798)"
+            )
+        })
+    }
+}
+
+/// Reads a string through a parser whose error is the message; the first field says what
+/// is expected.
+struct ParsedVisitor<T>(&'static str, fn(&str) -> Result<T, String>);
+
+impl<T> Visitor<'_> for ParsedVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: Error>(self, v: &str) -> Result<T, E> {
+        (self.1)(v).map_err(E::custom)
     }
 }
 
@@ -152,43 +191,6 @@ fn allowed<T>(table: &[(&str, T)]) -> String {
     match words.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         _ => words.join(""),
-    }
-}
-
-struct ServerNameVisitor;
-
-impl Visitor<'_> for ServerNameVisitor {
-    type Value = ServerName;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a server name such as \"example.com\"")
-    }
-
-    fn visit_str<E: Error>(self, v: &str) -> Result<ServerName, E> {
-        if let Ok(ip) = v.parse::<IpAddr>() {
-            return Ok(ServerName(ip.to_string()));
-        }
-        parse_dns_name(v)
-            .map(ServerName)
-            .map_err(|e| E::custom(format!("invalid server name: {e}")))
-    }
-}
-
-struct ListenAddrVisitor;
-
-impl Visitor<'_> for ListenAddrVisitor {
-    type Value = ListenAddr;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a listen address such as \"127.0.0.1:9798\"")
-    }
-
-    fn visit_str<E: Error>(self, v: &str) -> Result<ListenAddr, E> {
-        v.parse().map(ListenAddr).map_err(|_| {
-            E::custom(format!(
-                "invalid listen address {v:?} (write IP:PORT, e.g. 127.0.0.1:9798 or [::1]:9798)"
-            ))
-        })
     }
 }
 

@@ -118,20 +118,20 @@ fn render(path: &[Step<'_>]) -> String {
 mod tests {
     use super::*;
 
-    fn key_of(text: &str, needle: &str) -> Option<String> {
+    /// The key `key_at` names for the span of the first `needle` in `text` must be
+    /// `expected`.
+    fn check(text: &str, needle: &str, expected: &str) {
         let root = DeTable::parse(text).unwrap();
         let start = text.find(needle).unwrap();
-        key_at(root.get_ref(), &(start..start + needle.len()))
+        let key = key_at(root.get_ref(), &(start..start + needle.len()));
+        assert_eq!(key.as_deref(), Some(expected), "{needle:?} in {text:?}");
     }
 
     #[test]
     fn values_in_arrays_of_tables_get_indexed_keys() {
         let text =
             "[[endpoint]]\ntarget = \"a\"\n\n[[endpoint]]\ntarget = \"b\"\ntimeout = \"30x\"\n";
-        assert_eq!(
-            key_of(text, "\"30x\"").as_deref(),
-            Some("endpoint[1].timeout")
-        );
+        check(text, "\"30x\"", "endpoint[1].timeout");
         let root = DeTable::parse(text).unwrap();
         let second_header = text.rfind("[[endpoint]]").unwrap();
         let span = second_header..second_header + "[[endpoint]]".len();
@@ -144,18 +144,15 @@ mod tests {
     #[test]
     fn keys_of_nested_tables_are_dotted_and_quoted_when_needed() {
         let text = "[exporter.module.\"my.mod\"]\ntimeout = 5\n";
-        assert_eq!(
-            key_of(text, "5").as_deref(),
-            Some("exporter.module.\"my.mod\".timeout")
-        );
+        check(text, "5", "exporter.module.\"my.mod\".timeout");
     }
 
     #[test]
     fn an_unknown_key_is_found_by_its_own_span() {
-        let text = "[scanner]\nconcurency = 1\n";
-        assert_eq!(
-            key_of(text, "concurency").as_deref(),
-            Some("scanner.concurency")
+        check(
+            "[scanner]\nconcurency = 1\n",
+            "concurency",
+            "scanner.concurency",
         );
     }
 }

@@ -38,7 +38,7 @@ pub use error::ConfigError;
 pub use keywords::KeywordError;
 pub use target::{NameError, TargetError, TargetProblem};
 
-use model::{Config, ExporterSettings, ScannerSettings};
+use model::{Config, ExporterSettings, ProbeModule, ScannerSettings};
 
 /// Reads and validates the configuration file at `path`.
 ///
@@ -79,7 +79,7 @@ pub fn parse(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
 pub fn default_config() -> Config {
     let modules = [(
         validate::DEFAULT_MODULE.to_owned(),
-        validate::default_module(validate::DEFAULT_TIMEOUT),
+        ProbeModule::with_timeout(validate::DEFAULT_TIMEOUT),
     )];
     Config {
         source: None,

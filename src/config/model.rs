@@ -346,11 +346,11 @@ pub struct EndpointSource {
     pub probe: ProbeModule,
 }
 
-impl Endpoint {
-    /// An endpoint with defaults for everything but its target.
-    pub fn new(target: Target, timeout: Duration) -> Endpoint {
-        Endpoint {
-            target,
+impl ProbeModule {
+    /// No options (the `default` `/probe` module): the usual trust roots, every address of
+    /// either family, and `timeout`.
+    pub fn with_timeout(timeout: Duration) -> ProbeModule {
+        ProbeModule {
             sni: None,
             starttls: None,
             ca_file: None,
@@ -358,7 +358,29 @@ impl Endpoint {
             timeout,
             ip_family: IpFamily::Any,
             resolve: ResolveMode::All,
-            interval: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Endpoint {
+    /// An endpoint with defaults for everything but its target.
+    pub fn new(target: Target, timeout: Duration) -> Endpoint {
+        let probe = ProbeModule::with_timeout(timeout);
+        Endpoint::probed_with(target, probe, Duration::from_secs(300))
+    }
+
+    /// An endpoint probed with `probe`'s settings every `interval`, without labels.
+    pub fn probed_with(target: Target, probe: ProbeModule, interval: Duration) -> Endpoint {
+        Endpoint {
+            target,
+            sni: probe.sni,
+            starttls: probe.starttls,
+            ca_file: probe.ca_file,
+            client_auth: probe.client_auth,
+            timeout: probe.timeout,
+            ip_family: probe.ip_family,
+            resolve: probe.resolve,
+            interval,
             labels: Vec::new(),
         }
     }

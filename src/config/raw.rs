@@ -159,55 +159,87 @@ pub(crate) struct RawExporter {
     pub(crate) module: BTreeMap<String, Spanned<RawProbeOptions>>,
 }
 
-/// `[exporter.module.NAME]`: the probe options an endpoint can also set.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawProbeOptions {
-    pub(crate) sni: Option<ServerName>,
-    pub(crate) starttls: Option<StartTls>,
-    pub(crate) ca_file: Option<Spanned<String>>,
-    pub(crate) client_cert: Option<Spanned<String>>,
-    pub(crate) client_key: Option<Spanned<String>>,
-    pub(crate) timeout: Option<Spanned<ConfigDuration>>,
-    pub(crate) ip_family: Option<Spanned<IpFamily>>,
-    pub(crate) resolve: Option<ResolveMode>,
-}
-
-/// `[[endpoint]]`: a target, an interval and the probe options of [`RawProbeOptions`].
+/// Declares a table struct with its own fields followed by the probe options every probing
+/// table shares (`sni` ... `resolve`), and a `take_probe_options` that moves them out.
 ///
-/// The options are repeated rather than flattened because serde cannot combine
-/// `flatten` with `deny_unknown_fields`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawEndpoint {
-    pub(crate) target: Spanned<Target>,
-    pub(crate) interval: Option<Spanned<ConfigDuration>>,
-    pub(crate) sni: Option<ServerName>,
-    pub(crate) starttls: Option<StartTls>,
-    pub(crate) ca_file: Option<Spanned<String>>,
-    pub(crate) client_cert: Option<Spanned<String>>,
-    pub(crate) client_key: Option<Spanned<String>>,
-    pub(crate) timeout: Option<Spanned<ConfigDuration>>,
-    pub(crate) ip_family: Option<Spanned<IpFamily>>,
-    pub(crate) resolve: Option<ResolveMode>,
+/// A macro rather than `#[serde(flatten)]`: serde cannot combine `flatten` with
+/// `deny_unknown_fields`, and `Spanned` positions do not survive flattening.
+macro_rules! table_with_probe_options {
+    (
+        $(#[$attribute:meta])*
+        struct $name:ident { $($field:ident: $type:ty,)* }
+    ) => {
+        $(#[$attribute])*
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct $name {
+            $(pub(crate) $field: $type,)*
+            pub(crate) sni: Option<ServerName>,
+            pub(crate) starttls: Option<StartTls>,
+            pub(crate) ca_file: Option<Spanned<String>>,
+            pub(crate) client_cert: Option<Spanned<String>>,
+            pub(crate) client_key: Option<Spanned<String>>,
+            pub(crate) timeout: Option<Spanned<ConfigDuration>>,
+            pub(crate) ip_family: Option<Spanned<IpFamily>>,
+            pub(crate) resolve: Option<ResolveMode>,
+        }
+
+        impl $name {
+            /// Moves the probe options out, leaving `None` in their place.
+            #[allow(dead_code)] // `RawProbeOptions` itself never needs it.
+            pub(crate) fn take_probe_options(&mut self) -> RawProbeOptions {
+                RawProbeOptions {
+                    sni: self.sni.take(),
+                    starttls: self.starttls.take(),
+                    ca_file: self.ca_file.take(),
+                    client_cert: self.client_cert.take(),
+                    client_key: self.client_key.take(),
+                    timeout: self.timeout.take(),
+                    ip_family: self.ip_family.take(),
+                    resolve: self.resolve.take(),
+                }
+            }
+        }
+    };
 }
 
-/// `[[endpoint_source]]`: file_sd files, an interval, and either a module or the probe
-/// options of [`RawProbeOptions`] for the targets they list.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawEndpointSource {
-    pub(crate) files: Spanned<Vec<Spanned<String>>>,
-    pub(crate) interval: Option<Spanned<ConfigDuration>>,
-    pub(crate) module: Option<Spanned<String>>,
-    pub(crate) sni: Option<ServerName>,
-    pub(crate) starttls: Option<StartTls>,
-    pub(crate) ca_file: Option<Spanned<String>>,
-    pub(crate) client_cert: Option<Spanned<String>>,
-    pub(crate) client_key: Option<Spanned<String>>,
-    pub(crate) timeout: Option<Spanned<ConfigDuration>>,
-    pub(crate) ip_family: Option<Spanned<IpFamily>>,
-    pub(crate) resolve: Option<ResolveMode>,
+table_with_probe_options! {
+    /// `[exporter.module.NAME]`: the probe options an endpoint can also set.
+    #[derive(Debug, Default, Deserialize)]
+    struct RawProbeOptions {}
+}
+
+table_with_probe_options! {
+    /// `[[endpoint]]`: a target, an interval and the probe options of [`RawProbeOptions`].
+    #[derive(Debug, Deserialize)]
+    struct RawEndpoint {
+        target: Spanned<Target>,
+        interval: Option<Spanned<ConfigDuration>>,
+    }
+}
+
+table_with_probe_options! {
+    /// `[[endpoint_source]]`: file_sd files, an interval, and either a module or the probe
+    /// options of [`RawProbeOptions`] for the targets they list.
+    #[derive(Debug, Deserialize)]
+    struct RawEndpointSource {
+        files: Spanned<Vec<Spanned<String>>>,
+        interval: Option<Spanned<ConfigDuration>>,
+        module: Option<Spanned<String>>,
+    }
+}
+
+impl RawProbeOptions {
+    /// Whether the table sets none of the options.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sni.is_none()
+            && self.starttls.is_none()
+            && self.ca_file.is_none()
+            && self.client_cert.is_none()
+            && self.client_key.is_none()
+            && self.timeout.is_none()
+            && self.ip_family.is_none()
+            && self.resolve.is_none()
+    }
 }
 
 /// `[[file]]`
@@ -216,52 +248,4 @@ pub(crate) struct RawEndpointSource {
 pub(crate) struct RawFile {
     pub(crate) path: Spanned<String>,
     pub(crate) interval: Option<Spanned<ConfigDuration>>,
-}
-
-impl RawEndpoint {
-    /// Splits off the options an endpoint shares with a `/probe` module.
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        Spanned<Target>,
-        Option<Spanned<ConfigDuration>>,
-        RawProbeOptions,
-    ) {
-        let options = RawProbeOptions {
-            sni: self.sni,
-            starttls: self.starttls,
-            ca_file: self.ca_file,
-            client_cert: self.client_cert,
-            client_key: self.client_key,
-            timeout: self.timeout,
-            ip_family: self.ip_family,
-            resolve: self.resolve,
-        };
-        (self.target, self.interval, options)
-    }
-}
-
-impl RawEndpointSource {
-    /// The probe options set in the table, `None` when it sets none of them.
-    pub(crate) fn take_options(&mut self) -> Option<RawProbeOptions> {
-        let options = RawProbeOptions {
-            sni: self.sni.take(),
-            starttls: self.starttls.take(),
-            ca_file: self.ca_file.take(),
-            client_cert: self.client_cert.take(),
-            client_key: self.client_key.take(),
-            timeout: self.timeout.take(),
-            ip_family: self.ip_family.take(),
-            resolve: self.resolve.take(),
-        };
-        let none_set = options.sni.is_none()
-            && options.starttls.is_none()
-            && options.ca_file.is_none()
-            && options.client_cert.is_none()
-            && options.client_key.is_none()
-            && options.timeout.is_none()
-            && options.ip_family.is_none()
-            && options.resolve.is_none();
-        (!none_set).then_some(options)
-    }
 }

@@ -133,37 +133,40 @@ mod tests {
         assert!(!is_secret_path("certificate[0].challenge.tsig_key_name"));
     }
 
-    #[test]
-    fn a_syntax_error_in_a_secret_running_over_lines_is_traced_to_its_key() {
-        let text = "[acme.eab]\nkid = \"k\"\nhmac_key = \"abc\ndef\"\n";
-        let offset = text.find("def").unwrap();
+    /// The statement `secret_statement_at` blames for an error at the first `marker` of
+    /// `text` must be `expected`.
+    fn check(text: &str, marker: &str, expected: Option<&str>) {
+        let offset = text.find(marker).expect("the marker is in the text");
         assert_eq!(
             secret_statement_at(text, offset).as_deref(),
-            Some("hmac_key")
+            expected,
+            "error at {marker:?} in {text:?}"
         );
-        let inline = "eab = { kid = \"k\", hmac_key = \"abc\ndef\" }\n";
-        let offset = inline.find("def").unwrap();
-        assert_eq!(
-            secret_statement_at(inline, offset).as_deref(),
-            Some("hmac_key")
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_secret_running_over_lines_is_traced_to_its_key() {
+        check(
+            "[acme.eab]\nkid = \"k\"\nhmac_key = \"abc\ndef\"\n",
+            "def",
+            Some("hmac_key"),
+        );
+        check(
+            "eab = { kid = \"k\", hmac_key = \"abc\ndef\" }\n",
+            "def",
+            Some("hmac_key"),
         );
     }
 
     #[test]
     fn an_open_secret_string_swallows_lines_that_look_like_statements() {
-        // Base64 padding makes the rest of a broken secret look like `key = value`.
-        let text = "hmac_key = \"abc\nYWI=\" }\n";
-        let offset = text.find("YWI").unwrap() + 4;
-        assert_eq!(
-            secret_statement_at(text, offset).as_deref(),
-            Some("hmac_key")
-        );
+        // Base64 padding makes the rest of a broken secret look like `key = value`; the
+        // error stands at the quote after it.
+        check("hmac_key = \"abc\nYWI=\" }\n", "\" }", Some("hmac_key"));
     }
 
     #[test]
     fn a_syntax_error_after_a_new_statement_is_not_blamed_on_the_secret() {
-        let text = "hmac_key = \"abc\"\ntimeout = 5x\n";
-        let offset = text.find("5x").unwrap();
-        assert_eq!(secret_statement_at(text, offset), None);
+        check("hmac_key = \"abc\"\ntimeout = 5x\n", "5x", None);
     }
 }

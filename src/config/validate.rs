@@ -23,7 +23,7 @@ use crate::config::endpoint_source;
 use crate::config::locate::join;
 use crate::config::model::{
     AllowRule, ClientAuth, Config, ConnectionLimits, Endpoint, ExporterSettings, FileSource, Host,
-    IpFamily, ProbeModule, ResolveMode, ScannerSettings, StartTls, Target,
+    IpFamily, ProbeModule, ScannerSettings, StartTls, Target,
 };
 use crate::config::raw::{RawConfig, RawExporter, RawFile, RawProbeOptions, RawScanner};
 
@@ -137,19 +137,6 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
     })
 }
 
-/// The `default` `/probe` module: no options, the scanner's default timeout.
-pub(crate) fn default_module(timeout: Duration) -> ProbeModule {
-    ProbeModule {
-        sni: None,
-        starttls: None,
-        ca_file: None,
-        client_auth: None,
-        timeout,
-        ip_family: IpFamily::Any,
-        resolve: ResolveMode::All,
-    }
-}
-
 impl Context<'_> {
     pub(crate) fn error(&self, span: Range<usize>, key: String, problem: String) -> ConfigError {
         ConfigError::at(self.source, self.text, span, Some(key), problem)
@@ -198,6 +185,79 @@ impl Context<'_> {
         Ok(value.get_ref().0)
     }
 
+    /// An optional value read with its `FromStr`, `default` when absent; the parse error is
+    /// the message.
+    pub(crate) fn parsed_or<T>(
+        &self,
+        value: Option<&Spanned<String>>,
+        key: String,
+        default: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        value
+            .get_ref()
+            .parse()
+            .map_err(|error: T::Err| self.error(value.span(), key, error.to_string()))
+    }
+
+    /// A whole number of at least `min` converted to `T`, `default` when absent; `problem`
+    /// words the refusal of the written number.
+    pub(crate) fn at_least<T>(
+        &self,
+        value: Option<&Spanned<i64>>,
+        key: String,
+        (min, default): (T, T),
+        problem: impl FnOnce(i64) -> String,
+    ) -> Result<T, ConfigError>
+    where
+        T: TryFrom<i64> + PartialOrd,
+    {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        match T::try_from(*value.get_ref()) {
+            Ok(number) if number >= min => Ok(number),
+            _ => Err(self.error(value.span(), key, problem(*value.get_ref()))),
+        }
+    }
+
+    /// Refuses an empty list with `problem`, which says what to write instead.
+    pub(crate) fn non_empty<T>(
+        &self,
+        list: &Spanned<Vec<T>>,
+        key: String,
+        problem: &str,
+    ) -> Result<(), ConfigError> {
+        if list.get_ref().is_empty() {
+            return Err(self.error(list.span(), key, problem.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// A count that must be at least 1 (`None` when the key is absent); a 0 is refused
+    /// with `meaning`, which says what the count is for.
+    pub(crate) fn count(
+        &self,
+        value: Option<&Spanned<usize>>,
+        key: &str,
+        meaning: &str,
+    ) -> Result<Option<usize>, ConfigError> {
+        match value {
+            Some(value) if *value.get_ref() == 0 => Err(self.error(
+                value.span(),
+                key.to_owned(),
+                format!("must be at least 1; {meaning}"),
+            )),
+            value => Ok(value.map(|value| *value.get_ref())),
+        }
+    }
+
     pub(crate) fn interval(
         &self,
         value: Option<&Spanned<ConfigDuration>>,
@@ -223,17 +283,15 @@ impl Context<'_> {
 }
 
 fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigError> {
-    let concurrency = match raw.concurrency {
-        None => DEFAULT_CONCURRENCY,
-        Some(value) if *value.get_ref() == 0 => {
-            return Err(cx.error(
-                value.span(),
-                "scanner.concurrency".to_owned(),
-                "must be at least 1; it is how many probes run at once".to_owned(),
-            ));
-        }
-        Some(value) => value.into_inner(),
+    let count = |value: &Option<Spanned<usize>>, name: &str, meaning: &str| {
+        cx.count(value.as_ref(), &format!("scanner.{name}"), meaning)
     };
+    let concurrency = count(
+        &raw.concurrency,
+        "concurrency",
+        "it is how many probes run at once",
+    )?
+    .unwrap_or(DEFAULT_CONCURRENCY);
     let default_timeout = cx.timeout(
         raw.timeout.as_ref(),
         "scanner.timeout".to_owned(),
@@ -262,30 +320,15 @@ fn scanner(raw: RawScanner, cx: &Context<'_>) -> Result<ScannerSettings, ConfigE
             Some(path)
         }
     };
-    let max_connections = match raw.max_connections {
-        None => None,
-        Some(value) if *value.get_ref() == 0 => {
-            return Err(cx.error(
-                value.span(),
-                "scanner.max_connections".to_owned(),
-                "must be at least 1; it is how many probe sockets may be open at once \
-                 (remove it to derive it from the file descriptor limit)"
-                    .to_owned(),
-            ));
-        }
-        Some(value) => Some(value.into_inner()),
-    };
-    let max_addresses = match raw.max_addresses {
-        None => DEFAULT_MAX_ADDRESSES,
-        Some(value) if *value.get_ref() == 0 => {
-            return Err(cx.error(
-                value.span(),
-                "scanner.max_addresses".to_owned(),
-                "must be at least 1; it is how many addresses of one target are probed".to_owned(),
-            ));
-        }
-        Some(value) => value.into_inner(),
-    };
+    let max_connections = count(
+        &raw.max_connections,
+        "max_connections",
+        "it is how many probe sockets may be open at once (remove it to derive it from the \
+         file descriptor limit)",
+    )?;
+    let addresses_meaning = "it is how many addresses of one target are probed";
+    let max_addresses = count(&raw.max_addresses, "max_addresses", addresses_meaning)?
+        .unwrap_or(DEFAULT_MAX_ADDRESSES);
     Ok(ScannerSettings {
         concurrency,
         default_timeout,
@@ -330,7 +373,7 @@ fn exporter(
     }
     modules
         .entry(DEFAULT_MODULE.to_owned())
-        .or_insert_with(|| default_module(default_timeout));
+        .or_insert_with(|| ProbeModule::with_timeout(default_timeout));
     Ok(ExporterSettings {
         listen: raw.listen.map_or(DEFAULT_LISTEN, |listen| listen.0),
         probe_allow,
@@ -342,24 +385,19 @@ fn exporter(
 /// `[exporter] header_read_timeout`, `idle_timeout` and `max_connections`.
 fn connection_limits(raw: &RawExporter, cx: &Context<'_>) -> Result<ConnectionLimits, ConfigError> {
     let defaults = ConnectionLimits::default();
+    let key = "exporter.max_connections";
+    let meaning = "it is how many HTTP clients may be connected at once";
     let max_connections = match &raw.max_connections {
-        None => defaults.max_connections,
-        Some(value) if *value.get_ref() == 0 => {
-            return Err(cx.error(
-                value.span(),
-                "exporter.max_connections".to_owned(),
-                "must be at least 1; it is how many HTTP clients may be connected at once"
-                    .to_owned(),
-            ));
-        }
         Some(value) if *value.get_ref() > MAX_CONNECTIONS_LIMIT => {
             return Err(cx.error(
                 value.span(),
-                "exporter.max_connections".to_owned(),
+                key.to_owned(),
                 format!("must be at most {MAX_CONNECTIONS_LIMIT}"),
             ));
         }
-        Some(value) => *value.get_ref(),
+        value => cx
+            .count(value.as_ref(), key, meaning)?
+            .unwrap_or(defaults.max_connections),
     };
     let timeout = |value: &Option<Spanned<ConfigDuration>>, name: &str, default| {
         let key = format!("exporter.{name}");
@@ -385,29 +423,22 @@ fn connection_limits(raw: &RawExporter, cx: &Context<'_>) -> Result<ConnectionLi
 }
 
 fn endpoint(
-    raw: crate::config::raw::RawEndpoint,
+    mut raw: crate::config::raw::RawEndpoint,
     prefix: &str,
     default_timeout: Duration,
     cx: &Context<'_>,
 ) -> Result<Endpoint, ConfigError> {
-    let (target, interval, options) = raw.into_parts();
+    let options = raw.take_probe_options();
     if let Some(family) = &options.ip_family {
-        check_family(target.get_ref(), family, prefix, cx)?;
+        check_family(raw.target.get_ref(), family, prefix, cx)?;
     }
-    let interval = cx.interval(interval.as_ref(), join(Some(prefix), "interval"))?;
+    let interval = cx.interval(raw.interval.as_ref(), join(Some(prefix), "interval"))?;
     let module = probe_options(options, prefix, default_timeout, cx)?;
-    Ok(Endpoint {
-        target: target.into_inner(),
-        sni: module.sni,
-        starttls: module.starttls,
-        ca_file: module.ca_file,
-        client_auth: module.client_auth,
-        timeout: module.timeout,
-        ip_family: module.ip_family,
-        resolve: module.resolve,
+    Ok(Endpoint::probed_with(
+        raw.target.into_inner(),
+        module,
         interval,
-        labels: Vec::new(),
-    })
+    ))
 }
 
 /// A literal address of one family can never be probed over the other.

@@ -267,6 +267,20 @@ mod tests {
         std::fs::read_to_string(path).unwrap()
     }
 
+    /// The sources of an inventory of `config`'s first certificate, with nothing stored,
+    /// on 2026-05-01.
+    fn sources<'a>(config: &'a Config, audit: &'a AuditHistory) -> InventorySources<'a> {
+        InventorySources {
+            now: datetime!(2026-05-01 0:00 UTC),
+            cas: vec![("acme", "https://127.0.0.1:9/dir")],
+            certificates: vec![(&config.certificates[0], StoredCertificate::default())],
+            audit,
+            audit_location: "/var/lib/certinel/audit.jsonl",
+            alert_rules: &[],
+            scanned: Vec::new(),
+        }
+    }
+
     #[test]
     fn last_rotation_is_the_latest_completed_renewal_and_a_torn_audit_line_is_reported() {
         let config = config();
@@ -277,16 +291,7 @@ mod tests {
         ]);
         text.push_str("{\"time\":\"2026-04-01T10:00:00Z\",\"certif");
         let audit = AuditHistory::parse(&text);
-        let sources = InventorySources {
-            now: datetime!(2026-05-01 0:00 UTC),
-            cas: vec![("acme", "https://127.0.0.1:9/dir")],
-            certificates: vec![(&config.certificates[0], StoredCertificate::default())],
-            audit: &audit,
-            audit_location: "/var/lib/certinel/audit.jsonl",
-            alert_rules: &[],
-            scanned: Vec::new(),
-        };
-        let (inventory, unreadable) = gather(sources);
+        let (inventory, unreadable) = gather(sources(&config, &audit));
         let web = &inventory.managed[0];
         assert_eq!(web.last_rotation, Some(datetime!(2026-01-01 10:00 UTC)));
         assert_eq!(web.audit_log, "/var/lib/certinel/audit.jsonl");
@@ -303,16 +308,7 @@ mod tests {
     fn the_failure_policy_states_the_planners_backoff() {
         let config = config();
         let audit = AuditHistory::default();
-        let sources = InventorySources {
-            now: datetime!(2026-05-01 0:00 UTC),
-            cas: Vec::new(),
-            certificates: vec![(&config.certificates[0], StoredCertificate::default())],
-            audit: &audit,
-            audit_location: "",
-            alert_rules: &[],
-            scanned: Vec::new(),
-        };
-        let (inventory, _) = gather(sources);
+        let (inventory, _) = gather(sources(&config, &audit));
         let policy = &inventory.managed[0].on_failure;
         assert_eq!(
             (policy.backoff_min, policy.backoff_max),

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::common::eventually::within;
 use crate::common::pebble::free_port;
-use crate::common::process::{KilledOnDrop, feed_stdin};
+use crate::common::process::{KilledOnDrop, feed_stdin, spawn_logged};
 
 const KNOTD: &str = "/usr/sbin/knotd";
 const KDIG: &str = "/usr/bin/kdig";
@@ -174,14 +174,9 @@ impl Knot {
         // Knot keeps its journal there and refuses updates when it is missing.
         std::fs::create_dir(dir.path().join("db")).expect("create Knot's database directory");
         let log = std::fs::File::create(dir.path().join("knot.log")).expect("log file");
-        let child = Command::new(KNOTD)
-            .arg("-c")
-            .arg(dir.path().join("knot.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn knotd");
+        let mut command = Command::new(KNOTD);
+        command.arg("-c").arg(dir.path().join("knot.conf"));
+        let child = spawn_logged(&mut command, log, "knotd");
         let mut knot = Knot {
             addr,
             key_base64,

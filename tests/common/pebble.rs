@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::eventually::{eventually, within};
 use crate::common::pki::loopback_server_certificate;
+use crate::common::process::spawn_logged;
 
 const PEBBLE: &str = "/usr/bin/pebble";
 const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
@@ -76,15 +77,12 @@ impl Launch {
             .arg("-config")
             .arg(&self.config_path)
             .args(["-dnsserver", &self.dns_server.to_string()])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .stdin(Stdio::null())
-            .stdout(pebble_log.try_clone().expect("log handle"))
-            .stderr(pebble_log);
+            .env("PEBBLE_VA_NOSLEEP", "1");
         // Pebble rejects 5% of nonces by default; tests that count requests (orders per
         // renewal, replaces on the order) need every request to land once, so rejection is
         // off unless a test asks for it (the badNonce test does, at 30%).
         command.env("PEBBLE_WFE_NONCEREJECT", self.nonce_reject.to_string());
-        command.spawn().expect("spawn pebble")
+        spawn_logged(&mut command, pebble_log, "pebble")
     }
 }
 
@@ -255,7 +253,8 @@ impl Pebble {
             .dns_server
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, dns_port)));
         let dns = options.dns_server.is_none().then(|| {
-            Command::new(CHALLTESTSRV)
+            let mut command = Command::new(CHALLTESTSRV);
+            command
                 .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
                 .args(["-management", &format!("127.0.0.1:{dns_management_port}")])
                 .args([
@@ -267,11 +266,8 @@ impl Pebble {
                     "",
                     "-defaultIPv6",
                     "",
-                ])
-                .stdout(dns_log.try_clone().expect("log handle"))
-                .stderr(dns_log)
-                .spawn()
-                .expect("spawn pebble-challtestsrv")
+                ]);
+            spawn_logged(&mut command, dns_log, "pebble-challtestsrv")
         });
 
         let launch = Launch {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::eventually::eventually_blocking;
 use super::plaintext_servers::TestCert;
-use super::process::assert_succeeded;
+use super::process::{assert_succeeded, spawn_logged};
 
 /// How long a fresh cluster may take to open its port.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
@@ -70,7 +70,8 @@ impl Postgres {
 
         let port = free_port();
         let log = fs::File::create(root.join("postgres.log")).expect("create the log file");
-        let child = as_postgres()
+        let mut command = as_postgres();
+        command
             .arg(bin.join("postgres"))
             .arg("-D")
             .arg(&data)
@@ -82,12 +83,8 @@ impl Postgres {
                 ssl_settings
                     .iter()
                     .flat_map(|setting| ["-c", setting.as_str()]),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn runuser postgres");
+            );
+        let child = spawn_logged(&mut command, log, "runuser postgres");
         let mut server = Postgres {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             bin,

@@ -7,8 +7,6 @@
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use certinel::scan::files::inspect_file;
 use certinel::scan::inspect::inspect_chain;
 use certinel::scan::trust::TrustRoots;
@@ -19,6 +17,7 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use tempfile::TempDir;
 
 use super::{config, within_time_limit};
+use crate::common::crl::pem;
 use crate::common::pki::{Ca, KeyKind, Leaf, LeafSpec, Validity};
 
 /// Real chains to damage: leaf, intermediate, root.
@@ -160,17 +159,6 @@ fn damaged_chain() -> impl Strategy<Value = Vec<CertificateDer<'static>>> {
         })
 }
 
-fn pem_block(label: &str, der: &[u8]) -> String {
-    let encoded = STANDARD.encode(der);
-    let mut block = format!("-----BEGIN {label}-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        block.push_str(&String::from_utf8_lossy(line));
-        block.push('\n');
-    }
-    block.push_str(&format!("-----END {label}-----\n"));
-    block
-}
-
 /// A file's bytes: a damaged chain as PEM (with other blocks and stray text around) or as
 /// DER, then maybe damaged again as a whole.
 fn file_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -194,7 +182,7 @@ fn file_bytes() -> impl Strategy<Value = Vec<u8>> {
             let mut bytes = if as_pem {
                 let mut text = String::from_utf8_lossy(&stray).into_owned();
                 for (index, der) in chain.iter().enumerate() {
-                    text.push_str(&pem_block(labels[index % labels.len()], der));
+                    text.push_str(&pem(labels[index % labels.len()], der));
                 }
                 text.into_bytes()
             } else {
@@ -241,7 +229,7 @@ proptest! {
         chain in damaged_chain(),
         key in 0..3usize,
     ) {
-        let pem: String = chain.iter().map(|der| pem_block("CERTIFICATE", der)).collect();
+        let pem: String = chain.iter().map(|der| pem("CERTIFICATE", der)).collect();
         within_time_limit("store checks", || {
             let checked = check_pems(&pem, &CHAINS.leaf_keys[key], &["fuzz.example".to_owned()]);
             let leaf = leaf_facts(&pem);

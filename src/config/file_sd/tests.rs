@@ -4,23 +4,22 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::config::validate::default_module;
 
 fn source() -> EndpointSource {
     EndpointSource {
         files: vec!["targets/*.json".to_owned()],
         interval: Duration::from_secs(30),
-        probe: default_module(Duration::from_secs(10)),
+        probe: ProbeModule::with_timeout(Duration::from_secs(10)),
     }
 }
 
 fn modules() -> BTreeMap<String, ProbeModule> {
-    let mut smtp = default_module(Duration::from_secs(5));
+    let mut smtp = ProbeModule::with_timeout(Duration::from_secs(5));
     smtp.starttls = Some(StartTls::Smtp);
     [
         (
             "default".to_owned(),
-            default_module(Duration::from_secs(10)),
+            ProbeModule::with_timeout(Duration::from_secs(10)),
         ),
         ("smtp".to_owned(), smtp),
     ]

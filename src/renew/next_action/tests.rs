@@ -69,6 +69,15 @@ fn inflight(stage: Stage, version: Option<u32>) -> Inflight {
     }
 }
 
+/// An order placed at the CA (`Stage::Ordering` with its URL): without and with a saved key.
+fn placed_order() -> (Inflight, Inflight) {
+    let mut placed = inflight(Stage::Ordering, None);
+    placed.order_url = Some(ORDER.into());
+    let mut keyed = placed.clone();
+    keyed.key_pem = Some(SecretPem::new("KEY".into()));
+    (placed, keyed)
+}
+
 impl World {
     /// No certificate yet, nothing in flight.
     fn empty() -> World {
@@ -261,23 +270,13 @@ fn a_revoked_current_certificate_renews_at_once_although_its_window_is_far() {
             "a verdict about another serial does not count",
             stale_verdict,
             Event::RenewalInfoSaved,
-            Action::Sleep {
-                renew_at: NOW + Duration::days(50),
-                reason: Reason::Scheduled,
-                rule: Rule::RenewBefore,
-                next_check: NOW + Duration::days(50),
-            },
+            sleep_until(NOW + Duration::days(50), Reason::Scheduled),
         ),
         (
             "revoked after a failure: the backoff still holds",
             backing_off,
             Event::RenewalInfoSaved,
-            Action::Sleep {
-                renew_at: NOW + Duration::minutes(5),
-                reason: Reason::Backoff,
-                rule: Rule::RenewBefore,
-                next_check: NOW + Duration::minutes(5),
-            },
+            sleep_until(NOW + Duration::minutes(5), Reason::Backoff),
         ),
     ]);
     assert_eq!(
@@ -285,6 +284,16 @@ fn a_revoked_current_certificate_renews_at_once_although_its_window_is_far() {
         NOW,
         "the wake-up after a revocation is now"
     );
+}
+
+/// Sleeping under the `renew_before` rule until `at`, and checking again then.
+fn sleep_until(at: OffsetDateTime, reason: Reason) -> Action {
+    Action::Sleep {
+        renew_at: at,
+        reason,
+        rule: Rule::RenewBefore,
+        next_check: at,
+    }
 }
 
 fn observed(world: &World) -> Observed<'_> {

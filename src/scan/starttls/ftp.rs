@@ -3,7 +3,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::StartTlsError;
-use super::numeric::read_reply;
+use super::numeric::{command, read_reply};
 use super::wire::Wire;
 
 /// How many `1xx` "wait" replies we accept before the greeting.
@@ -25,10 +25,6 @@ where
     if greeting.code != 220 {
         return Err(wire.unexpected("a 220 greeting", &greeting.raw));
     }
-    wire.send(b"AUTH TLS\r\n").await?;
-    let reply = read_reply(wire, "the reply to AUTH TLS").await?;
-    if reply.code != 234 {
-        return Err(wire.unexpected("a 234 reply to AUTH TLS", &reply.raw));
-    }
+    command(wire, "AUTH TLS", b"AUTH TLS\r\n", 234).await?;
     Ok(())
 }

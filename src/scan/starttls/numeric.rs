@@ -53,6 +53,25 @@ where
     Ok(reply)
 }
 
+/// Sends `line` (the command `verb` with its arguments and CRLF) and reads the reply, which
+/// must carry `code`.
+pub(super) async fn command<S>(
+    wire: &mut Wire<'_, S>,
+    verb: &str,
+    line: &[u8],
+    code: u16,
+) -> Result<NumericReply, StartTlsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    wire.send(line).await?;
+    let reply = read_reply(wire, &format!("the reply to {verb}")).await?;
+    if reply.code != code {
+        return Err(wire.unexpected(&format!("a {code} reply to {verb}"), &reply.raw));
+    }
+    Ok(reply)
+}
+
 /// The code of a reply line and whether the reply continues (`DDD-`) or ends (`DDD `, `DDD`).
 fn reply_code(line: &[u8]) -> Option<(u16, bool)> {
     let digits = line.get(..3)?;

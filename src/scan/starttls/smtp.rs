@@ -3,7 +3,7 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::StartTlsError;
-use super::numeric::{NumericReply, read_reply};
+use super::numeric::{NumericReply, command, read_reply};
 use super::wire::Wire;
 
 /// The name we greet with: ours, and in a reserved TLD so it can never mean a real host.
@@ -18,19 +18,11 @@ where
     if greeting.code != 220 {
         return Err(wire.unexpected("a 220 greeting", &greeting.raw));
     }
-    wire.send(EHLO).await?;
-    let ehlo = read_reply(wire, "the reply to EHLO").await?;
-    if ehlo.code != 250 {
-        return Err(wire.unexpected("a 250 reply to EHLO", &ehlo.raw));
-    }
+    let ehlo = command(wire, "EHLO", EHLO, 250).await?;
     if !advertises_starttls(&ehlo) {
         return Err(wire.unexpected("a 250 reply to EHLO advertising STARTTLS", &ehlo.raw));
     }
-    wire.send(b"STARTTLS\r\n").await?;
-    let reply = read_reply(wire, "the reply to STARTTLS").await?;
-    if reply.code != 220 {
-        return Err(wire.unexpected("a 220 reply to STARTTLS", &reply.raw));
-    }
+    command(wire, "STARTTLS", b"STARTTLS\r\n", 220).await?;
     Ok(())
 }
 

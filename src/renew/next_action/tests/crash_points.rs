@@ -48,10 +48,7 @@ fn every_crash_point_resumes_with_the_step_it_was_interrupted_before() {
         assert_eq!(world.next(Event::Started), resuming(), "{row}");
     }
 
-    let mut with_url = inflight(Stage::Ordering, None);
-    with_url.order_url = Some(ORDER.into());
-    let mut with_key = with_url.clone();
-    with_key.key_pem = Some(SecretPem::new("KEY".into()));
+    let (with_url, with_key) = placed_order();
     check(vec![
         (
             "after begin: load the account, then order anew",

@@ -44,10 +44,7 @@ fn a_new_order_checks_the_account_the_profile_and_begins() {
 
 #[test]
 fn a_placed_order_gets_a_saved_key_before_it_is_finalized() {
-    let mut placed = inflight(Stage::Ordering, None);
-    placed.order_url = Some(ORDER.into());
-    let mut keyed = placed.clone();
-    keyed.key_pem = Some(SecretPem::new("KEY".into()));
+    let (placed, keyed) = placed_order();
     check(vec![
         (
             "placed and validated: save the key first",
@@ -68,11 +65,7 @@ fn a_placed_order_gets_a_saved_key_before_it_is_finalized() {
 
 #[test]
 fn a_failed_order_is_kept_only_when_it_has_a_saved_key_and_may_pass() {
-    let mut with_key = inflight(Stage::Ordering, None);
-    with_key.order_url = Some(ORDER.into());
-    with_key.key_pem = Some(SecretPem::new("KEY".into()));
-    let mut without_key = with_key.clone();
-    without_key.key_pem = None;
+    let (without_key, with_key) = placed_order();
     check(vec![
         (
             "transient, with order and key",
