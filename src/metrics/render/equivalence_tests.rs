@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::tests::{chain, facts, handshake, report};
-use super::{ProbedEndpoint, ReloadStatus, Snapshot, reference, render_probe, render_snapshot};
+use super::{ReloadStatus, Snapshot, reference, render_probe, render_snapshot};
 use crate::metrics::certificates::{
     AcmeSnapshot, CertificateSnapshot, CurrentVersion, DurationHistogram, ServedSample,
 };
@@ -155,10 +155,6 @@ fn every_kind_of_result() -> Snapshot {
         2,
     );
     Snapshot {
-        endpoints: [healthy, expired, down, gone]
-            .into_iter()
-            .map(|report| Arc::new(ProbedEndpoint::new(report)))
-            .collect(),
         files: vec![
             Arc::new(FileReport {
                 path: PathBuf::from("/etc/ssl/site.pem"),
@@ -238,6 +234,7 @@ fn every_kind_of_result() -> Snapshot {
             current: true,
             served_serial: "1a2b".to_owned(),
         }],
+        ..Snapshot::with_endpoints(vec![healthy, expired, down, gone])
     }
 }
 
@@ -259,9 +256,9 @@ fn the_fast_path_renders_the_same_samples_as_the_protobuf_renderer() {
 #[test]
 fn the_probe_body_is_the_same_as_the_protobuf_renderers() {
     let snapshot = every_kind_of_result();
-    for probed in &snapshot.endpoints {
-        let fast = render_probe(&probed.report, NOW).unwrap();
-        let old = reference::render_probe(&probed.report, NOW);
+    for report in &snapshot.endpoints {
+        let fast = render_probe(report, NOW).unwrap();
+        let old = reference::render_probe(report, NOW);
         assert_eq!(parse(&fast), parse(&old), "fast:\n{fast}\nold:\n{old}");
     }
 }
@@ -313,4 +310,53 @@ fn endpoint_series_use_only_the_label_names_file_sd_files_may_not_set() {
         unreserved.is_empty(),
         "certinel labels missing from file_sd::CERTINEL_LABELS: {unreserved:?}"
     );
+}
+
+#[test]
+fn the_state_lines_match_the_protobuf_renderer_after_updates_and_removals() {
+    use crate::service::state::State;
+
+    let state = State::new();
+    let target = |id: u64| format!("host{:03}.test:443", id % 100);
+    let result = |id: u64, variant: i64| {
+        let not_after = datetime!(2026-02-01 00:00 UTC) + time::Duration::days(variant);
+        let outcome = match variant % 3 {
+            0 => Err(ProbeError::Connect("refused".to_owned())),
+            _ => handshake(&format!("name{id}.test"), not_after),
+        };
+        let mut report = report(&target(id), vec![("127.0.0.1", outcome)]);
+        report.endpoint.sni = Some(format!("name{id}.test"));
+        report
+    };
+    // 400 endpoints on 100 targets (four jobs each, like SNI names on one port), so the
+    // lines span several blocks and ties are broken by job.
+    for id in 0..400 {
+        state.add_endpoint(id, target(id));
+        state.record_endpoint(id, result(id, 1));
+    }
+    // Changed results (longer, shorter, failed), removals (a reload or a file_sd change),
+    // new endpoints, and a result that arrives after its job was removed.
+    for id in (0..400).step_by(3) {
+        state.record_endpoint(id, result(id, (id % 7) as i64));
+    }
+    for id in (0..400).step_by(5) {
+        state.remove(id);
+    }
+    state.record_endpoint(5, result(5, 2));
+    for id in 400..450 {
+        state.add_endpoint(id, target(id));
+        state.record_endpoint(id, result(id, 4));
+    }
+    for now in [NOW, NOW + time::Duration::days(40)] {
+        let fast = render_snapshot(&state.metrics_snapshot(), now).unwrap();
+        let old = reference::render_snapshot(&state.snapshot(), now);
+        assert_grouped(&fast);
+        assert_eq!(parse(&fast), parse(&old));
+        assert_eq!(fast, old, "the same order: by target, then by job");
+    }
+    let body = render_snapshot(&state.metrics_snapshot(), NOW).unwrap();
+    let up = body
+        .lines()
+        .filter(|line| line.starts_with("certinel_endpoint_up{"));
+    assert_eq!(up.count(), 400 - 80 + 50);
 }

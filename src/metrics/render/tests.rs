@@ -102,15 +102,11 @@ pub(crate) fn report(
 
 fn snapshot(endpoints: Vec<EndpointReport>) -> Snapshot {
     Snapshot {
-        endpoints: endpoints
-            .into_iter()
-            .map(|report| Arc::new(ProbedEndpoint::new(report)))
-            .collect(),
         reload: ReloadStatus {
             last_success: Some(datetime!(2025-12-31 00:00 UTC)),
             last_successful: true,
         },
-        ..Snapshot::default()
+        ..Snapshot::with_endpoints(endpoints)
     }
 }
 
