@@ -240,7 +240,7 @@ mod tests {
             )],
         );
         if let Ok(handshake) = &mut hostile.addresses[0].outcome {
-            handshake.chain.entries[0].facts.subject =
+            std::sync::Arc::make_mut(&mut handshake.chain.entries[0].facts).subject =
                 "CN=<script>alert('x')</script>&\"".to_owned();
         }
         let body = page(vec![hostile]);

@@ -26,6 +26,10 @@ use crate::scan::probe::EndpointReport;
 use crate::service::drift::ServedStore;
 use crate::store::VersionId;
 
+mod intern;
+
+use intern::CertInterner;
+
 /// Identifies one scheduled job (an endpoint or a file source) for its lifetime.
 pub type JobId = u64;
 
@@ -55,6 +59,8 @@ struct Inner {
     endpoints: HashMap<JobId, EndpointSlot>,
     /// The `/metrics` lines of every endpoint with a result, by family.
     endpoint_lines: EndpointLines,
+    /// One copy of each certificate the kept reports present.
+    certificates_seen: CertInterner,
     files: HashMap<JobId, FileSlot>,
     probe_errors: BTreeMap<&'static str, u64>,
     reload: ReloadStatus,
@@ -142,10 +148,11 @@ impl State {
 
     /// Stores an endpoint's latest report and counts its failures; dropped when the job
     /// is no longer registered.
-    pub fn record_endpoint(&self, id: JobId, report: EndpointReport) {
+    pub fn record_endpoint(&self, id: JobId, mut report: EndpointReport) {
         // Rendered before taking the lock: under it the lines are only spliced in.
         let fragment = Fragment::of_report(&report);
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let failures: Vec<&'static str> = report
             .resolve_error
             .iter()
@@ -164,6 +171,7 @@ impl State {
             target: slot.sort_key.clone(),
             id,
         };
+        inner.certificates_seen.intern_report(&mut report);
         slot.latest = Some(Arc::new(report));
         inner.endpoint_lines.upsert(key, &fragment);
         for reason in failures {
@@ -461,6 +469,46 @@ mod tests {
                 handshake("a.test", datetime!(2026-02-01 00:00 UTC)),
             )],
         )
+    }
+
+    #[test]
+    fn endpoints_presenting_one_certificate_share_its_facts_until_they_are_removed() {
+        let state = State::new();
+        for id in 0..3 {
+            let target = format!("h{id}.test:443");
+            let mut report = ok_report(&target);
+            if let Ok(handshake) = &mut report.addresses[0].outcome {
+                let intermediate = Arc::make_mut(&mut handshake.chain.entries[1].facts);
+                intermediate.fingerprint_sha256 = "cd".repeat(32);
+            }
+            state.add_endpoint(id, target.clone());
+            state.record_endpoint(id, report);
+        }
+        let chain_of = |report: &EndpointReport| match &report.addresses[0].outcome {
+            Ok(handshake) => handshake.chain.entries.clone(),
+            Err(error) => panic!("{error}"),
+        };
+        let snapshot = state.snapshot();
+        let first = chain_of(&snapshot.endpoints[0]);
+        for report in &snapshot.endpoints {
+            for (entry, shared) in chain_of(report).iter().zip(&first) {
+                assert!(Arc::ptr_eq(&entry.facts, &shared.facts), "{entry:?}");
+            }
+        }
+        assert_eq!(
+            state.lock().certificates_seen.live(),
+            2,
+            "leaf and intermediate"
+        );
+        drop((snapshot, first));
+        for id in 0..3 {
+            state.remove(id);
+        }
+        assert_eq!(
+            state.lock().certificates_seen.live(),
+            0,
+            "freed with the reports"
+        );
     }
 
     #[test]

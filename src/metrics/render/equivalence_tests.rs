@@ -118,7 +118,8 @@ fn every_kind_of_result() -> Snapshot {
             reason: Some(Reason::Expired),
             detail: "expired".to_owned(),
         };
-        handshake.chain.entries[0].facts.subject = "CN=a \"quoted\" \\ name\nx".to_owned();
+        Arc::make_mut(&mut handshake.chain.entries[0].facts).subject =
+            "CN=a \"quoted\" \\ name\nx".to_owned();
     }
     expired.endpoint.sni = Some("alias.test".to_owned());
     expired.client_cert = Some(facts("client", datetime!(2026-03-01 00:00 UTC)));
