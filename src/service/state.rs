@@ -27,6 +27,8 @@ use crate::service::drift::ServedStore;
 use crate::store::VersionId;
 
 mod intern;
+#[cfg(test)]
+mod lines_tests;
 
 use intern::CertInterner;
 

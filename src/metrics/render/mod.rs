@@ -28,7 +28,7 @@ use crate::scan::probe::{EndpointReport, Handshake};
 pub mod fragment;
 pub mod lines;
 #[cfg(test)]
-mod reference;
+pub(crate) mod reference;
 pub mod text;
 
 pub use fragment::Fragment;
