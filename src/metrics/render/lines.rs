@@ -297,6 +297,8 @@ impl Block {
 impl FamilyText {
     /// Replaces the span of the member at `position` with `text`, whose count-downs are
     /// `countdowns` (offsets relative to `text`).
+    ///
+    /// `position` indexes a member: [`Block`] keeps `lengths` as long as its `keys`.
     fn splice(&mut self, position: usize, text: &str, countdowns: &[CountDown]) {
         let start: usize = self.lengths[..position]
             .iter()
@@ -323,7 +325,7 @@ impl FamilyText {
         }
     }
 
-    /// Moves the members from `position` on into a new family text.
+    /// Moves the members from `position` on (at most their count) into a new family text.
     fn split_off(&mut self, position: usize) -> FamilyText {
         let cut: usize = self.lengths[..position]
             .iter()
