@@ -116,11 +116,8 @@ async fn a_certificate_revoked_after_the_first_scan_is_revoked_at_the_next() {
         rows[0].detail
     );
     let snapshot = Snapshot {
-        endpoints: vec![Arc::new(certinel::metrics::render::ProbedEndpoint::new(
-            second,
-        ))],
         crl: context.crl.as_ref().expect("CRL checking on").summary(),
-        ..Snapshot::default()
+        ..Snapshot::with_endpoints(vec![second])
     };
     let page = render_snapshot(&snapshot, now).unwrap();
     let next_update = format!(

@@ -24,6 +24,11 @@ pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub trait StateView: Send + Sync + 'static {
     /// A copy of the current results.
     fn snapshot(&self) -> Snapshot;
+    /// What `/metrics` needs: the snapshot without the endpoint reports (their lines
+    /// are in [`Snapshot::endpoint_lines`]).
+    fn metrics_snapshot(&self) -> Snapshot {
+        self.snapshot()
+    }
     /// Every scheduled target has produced a result since start or the last reload.
     fn is_ready(&self) -> bool;
 }
@@ -80,7 +85,7 @@ pub fn router(shared: Arc<HttpShared>) -> Router {
 async fn metrics(State(shared): State<Arc<HttpShared>>, headers: HeaderMap) -> Response {
     let now = OffsetDateTime::now_utc();
     let gzip = scrape::accepts_gzip(&headers);
-    scrape::stream_body(move || shared.state.snapshot(), now, gzip)
+    scrape::stream_body(move || shared.state.metrics_snapshot(), now, gzip)
 }
 
 async fn status(State(shared): State<Arc<HttpShared>>) -> Html<String> {

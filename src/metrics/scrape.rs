@@ -107,13 +107,11 @@ impl io::Write for ChannelWriter {
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
-    use std::sync::Arc;
 
     use http_body_util::BodyExt as _;
     use time::macros::datetime;
 
     use super::*;
-    use crate::metrics::render::ProbedEndpoint;
     use crate::metrics::render::tests::{handshake, report};
 
     fn accept(value: &str) -> HeaderMap {
@@ -134,21 +132,19 @@ mod tests {
     }
 
     fn thousand_endpoints() -> Snapshot {
-        Snapshot {
-            endpoints: (0..1000)
+        Snapshot::with_endpoints(
+            (0..1000)
                 .map(|index| {
-                    let report = report(
+                    report(
                         &format!("host{index}.test:443"),
                         vec![(
                             "127.0.0.1",
                             handshake("bulk.test", datetime!(2026-02-01 00:00 UTC)),
                         )],
-                    );
-                    Arc::new(ProbedEndpoint::new(report))
+                    )
                 })
                 .collect(),
-            ..Snapshot::default()
-        }
+        )
     }
 
     async fn body_of(response: Response) -> Vec<u8> {

@@ -88,8 +88,7 @@ pub fn render_page(snapshot: &Snapshot, now: OffsetDateTime) -> String {
 
 fn rows(snapshot: &Snapshot, now: OffsetDateTime) -> Vec<Row> {
     let mut rows = Vec::new();
-    for probed in &snapshot.endpoints {
-        let report = &probed.report;
+    for report in &snapshot.endpoints {
         let target = report.endpoint.target.to_string();
         if let Some(error) = &report.resolve_error {
             rows.push(unreadable(target.clone(), error.to_string()));
@@ -177,7 +176,6 @@ pub fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use time::macros::datetime;
 
@@ -188,13 +186,7 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
 
     fn page(endpoints: Vec<crate::scan::probe::EndpointReport>) -> String {
-        let snapshot = Snapshot {
-            endpoints: endpoints
-                .into_iter()
-                .map(|report| Arc::new(crate::metrics::render::ProbedEndpoint::new(report)))
-                .collect(),
-            ..Snapshot::default()
-        };
+        let snapshot = Snapshot::with_endpoints(endpoints);
         render_page(&snapshot, NOW)
     }
 
@@ -248,7 +240,7 @@ mod tests {
             )],
         );
         if let Ok(handshake) = &mut hostile.addresses[0].outcome {
-            handshake.chain.entries[0].facts.subject =
+            std::sync::Arc::make_mut(&mut handshake.chain.entries[0].facts).subject =
                 "CN=<script>alert('x')</script>&\"".to_owned();
         }
         let body = page(vec![hostile]);

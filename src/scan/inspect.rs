@@ -63,8 +63,9 @@ pub struct ChainEntry {
     pub position: usize,
     /// Leaf, intermediate or root.
     pub role: Role,
-    /// The certificate's facts.
-    pub facts: CertFacts,
+    /// The certificate's facts; shared, so the service state can keep one copy of a
+    /// certificate many endpoints present (see `service::state`'s interner).
+    pub facts: std::sync::Arc<CertFacts>,
 }
 
 /// Facts about a whole presented chain.
@@ -122,7 +123,7 @@ pub fn inspect_chain(chain: &[CertificateDer<'_>]) -> Result<ChainFacts, Inspect
             Ok(ChainEntry {
                 position,
                 role,
-                facts,
+                facts: facts.into(),
             })
         })
         .collect::<Result<Vec<_>, InspectError>>()?;

@@ -275,6 +275,10 @@ impl StateView for State {
         State::snapshot(self)
     }
 
+    fn metrics_snapshot(&self) -> Snapshot {
+        State::metrics_snapshot(self)
+    }
+
     fn is_ready(&self) -> bool {
         State::is_ready(self)
     }

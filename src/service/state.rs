@@ -18,13 +18,19 @@ use crate::metrics::certificates::{
 };
 use crate::metrics::cluster::ClusterSnapshot;
 use crate::metrics::endpoint_sources::SourceFileStatus;
-use crate::metrics::render::{ProbedEndpoint, ReloadStatus, Snapshot};
+use crate::metrics::render::{EndpointLines, Fragment, LineKey, ReloadStatus, Snapshot};
 use crate::renew::{CaFacts, CertificateStatus};
 use crate::scan::crl::fetch::CrlFetcher;
 use crate::scan::files::FileReport;
 use crate::scan::probe::EndpointReport;
 use crate::service::drift::ServedStore;
 use crate::store::VersionId;
+
+mod intern;
+#[cfg(test)]
+mod lines_tests;
+
+use intern::CertInterner;
 
 /// Identifies one scheduled job (an endpoint or a file source) for its lifetime.
 pub type JobId = u64;
@@ -53,6 +59,10 @@ pub struct State {
 #[derive(Debug, Default)]
 struct Inner {
     endpoints: HashMap<JobId, EndpointSlot>,
+    /// The `/metrics` lines of every endpoint with a result, by family.
+    endpoint_lines: EndpointLines,
+    /// One copy of each certificate the kept reports present.
+    certificates_seen: CertInterner,
     files: HashMap<JobId, FileSlot>,
     probe_errors: BTreeMap<&'static str, u64>,
     reload: ReloadStatus,
@@ -70,7 +80,7 @@ struct EndpointSlot {
     /// `host:port`, computed once: snapshots sort by it (shared, so a scrape of 100,000
     /// endpoints copies no string).
     sort_key: Arc<str>,
-    latest: Option<Arc<ProbedEndpoint>>,
+    latest: Option<Arc<EndpointReport>>,
 }
 
 #[derive(Debug, Default)]
@@ -106,13 +116,18 @@ impl State {
 
     /// Registers an endpoint job; it counts as pending until its first result.
     pub fn add_endpoint(&self, id: JobId, target: String) {
-        self.lock().endpoints.insert(
-            id,
-            EndpointSlot {
-                sort_key: target.into(),
-                latest: None,
-            },
-        );
+        let mut inner = self.lock();
+        let slot = EndpointSlot {
+            sort_key: target.into(),
+            latest: None,
+        };
+        if let Some(previous) = inner.endpoints.insert(id, slot) {
+            let key = LineKey {
+                target: previous.sort_key,
+                id,
+            };
+            inner.endpoint_lines.remove(&key);
+        }
     }
 
     /// Registers a file-source job; it counts as pending until its first result.
@@ -123,17 +138,23 @@ impl State {
     /// Forgets a job and every series it produced.
     pub fn remove(&self, id: JobId) {
         let mut inner = self.lock();
-        inner.endpoints.remove(&id);
+        if let Some(slot) = inner.endpoints.remove(&id) {
+            let key = LineKey {
+                target: slot.sort_key,
+                id,
+            };
+            inner.endpoint_lines.remove(&key);
+        }
         inner.files.remove(&id);
     }
 
     /// Stores an endpoint's latest report and counts its failures; dropped when the job
     /// is no longer registered.
-    pub fn record_endpoint(&self, id: JobId, report: EndpointReport) {
-        // Rendered before taking the lock: scrapes only copy the lines.
-        let probed = Arc::new(ProbedEndpoint::new(report));
-        let report = &probed.report;
-        let mut inner = self.lock();
+    pub fn record_endpoint(&self, id: JobId, mut report: EndpointReport) {
+        // Rendered before taking the lock: under it the lines are only spliced in.
+        let fragment = Fragment::of_report(&report);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let failures: Vec<&'static str> = report
             .resolve_error
             .iter()
@@ -148,7 +169,13 @@ impl State {
         let Some(slot) = inner.endpoints.get_mut(&id) else {
             return;
         };
-        slot.latest = Some(probed);
+        let key = LineKey {
+            target: slot.sort_key.clone(),
+            id,
+        };
+        inner.certificates_seen.intern_report(&mut report);
+        slot.latest = Some(Arc::new(report));
+        inner.endpoint_lines.upsert(key, &fragment);
         for reason in failures {
             *inner.probe_errors.entry(reason).or_default() += 1;
         }
@@ -302,11 +329,22 @@ impl State {
             && inner.files.values().all(|slot| slot.latest.is_some())
     }
 
-    /// A copy of everything `/metrics` shows, sorted by target and path. Holds the lock only
-    /// while cloning `Arc`s.
+    /// A copy of everything `/metrics` and the status page show, sorted by target and
+    /// path. Holds the lock only while cloning `Arc`s.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_with(true)
+    }
+
+    /// What `/metrics` shows: [`State::snapshot`] without the endpoint reports, whose
+    /// lines [`Snapshot::endpoint_lines`] holds already sorted (one `Arc` per block).
+    pub fn metrics_snapshot(&self) -> Snapshot {
+        self.snapshot_with(false)
+    }
+
+    fn snapshot_with(&self, with_reports: bool) -> Snapshot {
         let (
             mut endpoints,
+            endpoint_lines,
             files,
             file_read_errors,
             probe_errors,
@@ -317,10 +355,11 @@ impl State {
             cluster,
         ) = {
             let inner = self.lock();
-            let endpoints: Vec<(Arc<str>, Arc<ProbedEndpoint>)> = inner
+            let endpoints: Vec<(Arc<str>, JobId, Arc<EndpointReport>)> = inner
                 .endpoints
-                .values()
-                .filter_map(|slot| Some((slot.sort_key.clone(), slot.latest.clone()?)))
+                .iter()
+                .filter(|_| with_reports)
+                .filter_map(|(id, slot)| Some((slot.sort_key.clone(), *id, slot.latest.clone()?)))
                 .collect();
             let files: Vec<Arc<FileReport>> = inner
                 .files
@@ -337,6 +376,7 @@ impl State {
             }
             (
                 endpoints,
+                inner.endpoint_lines.clone(),
                 files,
                 file_read_errors,
                 inner.probe_errors.clone(),
@@ -347,11 +387,12 @@ impl State {
                 inner.cluster.clone(),
             )
         };
-        endpoints.sort_by(|a, b| a.0.cmp(&b.0));
+        endpoints.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         let mut files = files;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Snapshot {
-            endpoints: endpoints.into_iter().map(|(_, report)| report).collect(),
+            endpoints: endpoints.into_iter().map(|(_, _, report)| report).collect(),
+            endpoint_lines,
             files,
             probe_errors,
             file_read_errors,
@@ -433,6 +474,46 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_presenting_one_certificate_share_its_facts_until_they_are_removed() {
+        let state = State::new();
+        for id in 0..3 {
+            let target = format!("h{id}.test:443");
+            let mut report = ok_report(&target);
+            if let Ok(handshake) = &mut report.addresses[0].outcome {
+                let intermediate = Arc::make_mut(&mut handshake.chain.entries[1].facts);
+                intermediate.fingerprint_sha256 = "cd".repeat(32);
+            }
+            state.add_endpoint(id, target.clone());
+            state.record_endpoint(id, report);
+        }
+        let chain_of = |report: &EndpointReport| match &report.addresses[0].outcome {
+            Ok(handshake) => handshake.chain.entries.clone(),
+            Err(error) => panic!("{error}"),
+        };
+        let snapshot = state.snapshot();
+        let first = chain_of(&snapshot.endpoints[0]);
+        for report in &snapshot.endpoints {
+            for (entry, shared) in chain_of(report).iter().zip(&first) {
+                assert!(Arc::ptr_eq(&entry.facts, &shared.facts), "{entry:?}");
+            }
+        }
+        assert_eq!(
+            state.lock().certificates_seen.live(),
+            2,
+            "leaf and intermediate"
+        );
+        drop((snapshot, first));
+        for id in 0..3 {
+            state.remove(id);
+        }
+        assert_eq!(
+            state.lock().certificates_seen.live(),
+            0,
+            "freed with the reports"
+        );
+    }
+
+    #[test]
     fn ready_only_after_every_job_has_a_result() {
         let state = State::new();
         assert!(state.is_ready(), "no jobs: ready at once");
@@ -497,7 +578,7 @@ mod tests {
             .snapshot()
             .endpoints
             .iter()
-            .map(|probed| probed.report.endpoint.target.to_string())
+            .map(|report| report.endpoint.target.to_string())
             .collect();
         assert_eq!(order, ["a.test:443", "b.test:443", "c.test:443"]);
     }

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::tests::{chain, facts, handshake, report};
-use super::{ProbedEndpoint, ReloadStatus, Snapshot, reference, render_probe, render_snapshot};
+use super::{ReloadStatus, Snapshot, reference, render_probe, render_snapshot};
 use crate::metrics::certificates::{
     AcmeSnapshot, CertificateSnapshot, CurrentVersion, DurationHistogram, ServedSample,
 };
@@ -118,7 +118,8 @@ fn every_kind_of_result() -> Snapshot {
             reason: Some(Reason::Expired),
             detail: "expired".to_owned(),
         };
-        handshake.chain.entries[0].facts.subject = "CN=a \"quoted\" \\ name\nx".to_owned();
+        Arc::make_mut(&mut handshake.chain.entries[0].facts).subject =
+            "CN=a \"quoted\" \\ name\nx".to_owned();
     }
     expired.endpoint.sni = Some("alias.test".to_owned());
     expired.client_cert = Some(facts("client", datetime!(2026-03-01 00:00 UTC)));
@@ -155,10 +156,6 @@ fn every_kind_of_result() -> Snapshot {
         2,
     );
     Snapshot {
-        endpoints: [healthy, expired, down, gone]
-            .into_iter()
-            .map(|report| Arc::new(ProbedEndpoint::new(report)))
-            .collect(),
         files: vec![
             Arc::new(FileReport {
                 path: PathBuf::from("/etc/ssl/site.pem"),
@@ -238,6 +235,7 @@ fn every_kind_of_result() -> Snapshot {
             current: true,
             served_serial: "1a2b".to_owned(),
         }],
+        ..Snapshot::with_endpoints(vec![healthy, expired, down, gone])
     }
 }
 
@@ -259,9 +257,9 @@ fn the_fast_path_renders_the_same_samples_as_the_protobuf_renderer() {
 #[test]
 fn the_probe_body_is_the_same_as_the_protobuf_renderers() {
     let snapshot = every_kind_of_result();
-    for probed in &snapshot.endpoints {
-        let fast = render_probe(&probed.report, NOW).unwrap();
-        let old = reference::render_probe(&probed.report, NOW);
+    for report in &snapshot.endpoints {
+        let fast = render_probe(report, NOW).unwrap();
+        let old = reference::render_probe(report, NOW);
         assert_eq!(parse(&fast), parse(&old), "fast:\n{fast}\nold:\n{old}");
     }
 }

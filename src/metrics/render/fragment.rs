@@ -15,15 +15,6 @@ use crate::metrics::names::{Kind, MetricDef};
 use crate::metrics::render::text::{self, Sink};
 use crate::scan::probe::EndpointReport;
 
-/// An endpoint's latest report with its pre-rendered metric lines.
-#[derive(Debug)]
-pub struct ProbedEndpoint {
-    /// The report the lines were rendered from (the status page reads it).
-    pub report: EndpointReport,
-    /// The report's `/metrics` lines.
-    pub fragment: Fragment,
-}
-
 /// How many metric families a fragment's bit set can mark: `names::ALL` has at most this
 /// many (tested).
 pub const FAMILY_BITS: usize = 128;
@@ -56,19 +47,14 @@ pub struct FragmentBuilder {
     pieces: Vec<(usize, String, Option<OffsetDateTime>)>,
 }
 
-impl ProbedEndpoint {
-    /// Renders `report`'s lines once.
-    pub fn new(report: EndpointReport) -> ProbedEndpoint {
-        let mut builder = FragmentBuilder::default();
-        crate::metrics::render::push_endpoint(&mut builder, &report);
-        ProbedEndpoint {
-            report,
-            fragment: builder.finish(),
-        }
-    }
-}
-
 impl Fragment {
+    /// Renders the lines of `report` once.
+    pub fn of_report(report: &EndpointReport) -> Fragment {
+        let mut builder = FragmentBuilder::default();
+        crate::metrics::render::push_endpoint(&mut builder, report);
+        builder.finish()
+    }
+
     /// Whether the family at `index` in [`crate::metrics::names::ALL`] has samples here.
     pub fn has_family(&self, index: usize) -> bool {
         index < FAMILY_BITS && self.families & (1 << index) != 0
@@ -100,6 +86,17 @@ impl Fragment {
         &self.runs[start..start + length]
     }
 
+    /// The pieces of the family at `index` in order: a complete line, or a line's prefix
+    /// with the moment its value counts down to.
+    pub(super) fn runs_of(
+        &self,
+        index: usize,
+    ) -> impl Iterator<Item = (&str, Option<OffsetDateTime>)> {
+        self.family_runs(index)
+            .iter()
+            .map(|run| (self.run_text(run), run.counts_down_to))
+    }
+
     fn write_runs(&self, runs: &[Run], now: OffsetDateTime, out: &mut String) {
         for run in runs {
             out.push_str(self.run_text(run));
@@ -119,47 +116,6 @@ impl Fragment {
     pub fn text_len(&self) -> usize {
         self.text.len()
     }
-}
-
-/// Appends the lines of the family at `index` of every fragment to `out`, in order.
-///
-/// A scrape visits every endpoint once per family, and with 100,000 endpoints each visit
-/// is a cache miss on the fragment and another on its text. Looking up a batch of
-/// fragments first and touching each one's text before copying any lets those misses
-/// overlap instead of waiting for them one after the other.
-pub fn write_family_of_all<'a>(
-    fragments: impl Iterator<Item = &'a Fragment>,
-    index: usize,
-    now: OffsetDateTime,
-    out: &mut String,
-    mut flush: impl FnMut(&mut String) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    const BATCH: usize = 32;
-    let mut batch: Vec<(&Fragment, &[Run])> = Vec::with_capacity(BATCH);
-    let mut fragments = fragments.peekable();
-    while fragments.peek().is_some() {
-        batch.clear();
-        let mut touched = 0u8;
-        for fragment in fragments.by_ref().take(BATCH) {
-            let runs = fragment.family_runs(index);
-            if let Some(first) = runs.first() {
-                // Independent loads: the CPU fetches every text of the batch at once.
-                touched ^= fragment
-                    .run_text(first)
-                    .as_bytes()
-                    .first()
-                    .copied()
-                    .unwrap_or(0);
-                batch.push((fragment, runs));
-            }
-        }
-        std::hint::black_box(touched);
-        for (fragment, runs) in &batch {
-            fragment.write_runs(runs, now, out);
-        }
-        flush(out)?;
-    }
-    Ok(())
 }
 
 impl FragmentBuilder {

@@ -2,9 +2,10 @@
 //! parameter and nothing here touches the clock, sockets or files.
 //!
 //! Endpoints are the bulk of a body (10,000 targets are 120,000 samples), so their lines
-//! are rendered once per probe result into a [`fragment::Fragment`] and a scrape only
-//! copies them, family by family, finishing the few values that count down to a moment
-//! (`*_expiry_seconds`). Everything else (service counters, files, managed certificates)
+//! are rendered once per probe result into a [`fragment::Fragment`] and spliced into
+//! [`lines::EndpointLines`], which keeps each family's lines of all endpoints together: a
+//! scrape copies them, family by family, finishing the few values that count down to a
+//! moment (`*_expiry_seconds`). Everything else (service counters, files, managed certificates)
 //! is rendered at scrape time into [`text::ScrapeFamilies`]. The body is written to an
 //! [`io::Write`] in chunks, so a streamed (and gzipped) response never holds it whole.
 
@@ -25,11 +26,13 @@ use crate::scan::inspect::{CertFacts, ChainFacts};
 use crate::scan::probe::{EndpointReport, Handshake};
 
 pub mod fragment;
+pub mod lines;
 #[cfg(test)]
-mod reference;
+pub(crate) mod reference;
 pub mod text;
 
-pub use fragment::ProbedEndpoint;
+pub use fragment::Fragment;
+pub use lines::{EndpointLines, LineKey};
 pub use text::Sink;
 
 use text::ScrapeFamilies;
@@ -37,9 +40,11 @@ use text::ScrapeFamilies;
 /// Everything `/metrics` shows, copied out of the service state under a short lock.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// The latest report of every configured endpoint that has been probed, with its
-    /// pre-rendered lines.
-    pub endpoints: Vec<Arc<ProbedEndpoint>>,
+    /// The latest report of every configured endpoint that has been probed, sorted by
+    /// target (the status page reads them; a `/metrics` snapshot leaves them out).
+    pub endpoints: Vec<Arc<EndpointReport>>,
+    /// The pre-rendered lines of the same endpoints, by family: what `/metrics` copies.
+    pub endpoint_lines: EndpointLines,
     /// The latest report of every certificate file found by the configured sources.
     pub files: Vec<Arc<FileReport>>,
     /// Failed scheduled probes by reason keyword, since start.
@@ -60,6 +65,25 @@ pub struct Snapshot {
     pub cluster: Option<ClusterSnapshot>,
     /// The files of the `[[endpoint_source]]` tables, sorted by path.
     pub endpoint_source_files: Vec<crate::metrics::endpoint_sources::SourceFileStatus>,
+}
+
+impl Snapshot {
+    /// A snapshot of these endpoint reports alone, their lines in the given order.
+    pub fn with_endpoints(reports: Vec<EndpointReport>) -> Snapshot {
+        let mut endpoint_lines = EndpointLines::default();
+        for (position, report) in (0u64..).zip(&reports) {
+            let key = LineKey {
+                target: Arc::from(""),
+                id: position,
+            };
+            endpoint_lines.upsert(key, &Fragment::of_report(report));
+        }
+        Snapshot {
+            endpoints: reports.into_iter().map(Arc::new).collect(),
+            endpoint_lines,
+            ..Snapshot::default()
+        }
+    }
 }
 
 /// What the reload gauges report.
@@ -103,9 +127,7 @@ pub fn write_snapshot(
 ) -> Result<(), RenderError> {
     let mut families = ScrapeFamilies::new(now);
     push_service(&mut families, snapshot, now);
-    let endpoint_families = snapshot.endpoints.iter().fold(0u128, |bits, endpoint| {
-        bits | endpoint.fragment.family_bits()
-    });
+    let endpoint_families = snapshot.endpoint_lines.family_bits();
     let mut chunk = String::with_capacity(CHUNK_BYTES + 4096);
     for (index, def) in names::ALL.iter().enumerate() {
         let scraped = families.family(index);
@@ -116,8 +138,8 @@ pub fn write_snapshot(
         text::write_header(&mut chunk, *def);
         chunk.push_str(scraped);
         if has_endpoints {
-            let fragments = snapshot.endpoints.iter().map(|endpoint| &endpoint.fragment);
-            fragment::write_family_of_all(fragments, index, now, &mut chunk, |chunk| {
+            let lines = &snapshot.endpoint_lines;
+            lines.write_family(index, now, &mut chunk, |chunk| {
                 if chunk.len() >= CHUNK_BYTES {
                     out.write_all(chunk.as_bytes())?;
                     chunk.clear();

@@ -23,7 +23,7 @@ pub(crate) fn render_snapshot(snapshot: &Snapshot, now: OffsetDateTime) -> Strin
     };
     push_service(&mut families, snapshot, now);
     for endpoint in &snapshot.endpoints {
-        push_endpoint(&mut families, &endpoint.report);
+        push_endpoint(&mut families, endpoint);
     }
     families.encode()
 }

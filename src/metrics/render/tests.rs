@@ -43,12 +43,12 @@ pub(crate) fn chain(subject: &str, not_after: OffsetDateTime) -> ChainFacts {
             ChainEntry {
                 position: 0,
                 role: Role::Leaf,
-                facts: facts(subject, not_after),
+                facts: facts(subject, not_after).into(),
             },
             ChainEntry {
                 position: 1,
                 role: Role::Intermediate,
-                facts: intermediate,
+                facts: intermediate.into(),
             },
         ],
         earliest_not_after: not_after,
@@ -102,15 +102,11 @@ pub(crate) fn report(
 
 fn snapshot(endpoints: Vec<EndpointReport>) -> Snapshot {
     Snapshot {
-        endpoints: endpoints
-            .into_iter()
-            .map(|report| Arc::new(ProbedEndpoint::new(report)))
-            .collect(),
         reload: ReloadStatus {
             last_success: Some(datetime!(2025-12-31 00:00 UTC)),
             last_successful: true,
         },
-        ..Snapshot::default()
+        ..Snapshot::with_endpoints(endpoints)
     }
 }
 
@@ -326,7 +322,8 @@ fn label_values_are_escaped() {
         )],
     );
     if let Ok(handshake) = &mut endpoint.addresses[0].outcome {
-        handshake.chain.entries[0].facts.subject = "CN=a \"quoted\" \\ name\nx".to_owned();
+        Arc::make_mut(&mut handshake.chain.entries[0].facts).subject =
+            "CN=a \"quoted\" \\ name\nx".to_owned();
     }
     let body = render_snapshot(&snapshot(vec![endpoint]), NOW).unwrap();
     assert!(
