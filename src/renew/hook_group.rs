@@ -291,16 +291,21 @@ mod tests {
         let before = format!("setsid sleep 60 & echo $! > {}; ", daemon_file.display());
         let (mut child, background) = spawn_hook_with("c3", &dir.path().join("pid"), &before).await;
         let daemon = pid_written_to(&daemon_file).await;
+        // `$!` is known before the background child has run `setsid`: until it has, it is
+        // still in the command's group. Wait for its own session.
+        let daemon_pid = Pid::from_raw(i32::try_from(daemon).unwrap()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rustix::process::getsid(Some(daemon_pid)).ok() != Some(daemon_pid) {
+            assert!(std::time::Instant::now() < deadline, "setsid never ran");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let hook = HookProcess {
             id: "c3".into(),
             group: identify(child.id().unwrap()),
         };
         assert_stops_the_command(&hook, &mut child, background).await;
         let alive = !gone(daemon);
-        let _ = rustix::process::kill_process(
-            Pid::from_raw(i32::try_from(daemon).unwrap()).unwrap(),
-            Signal::KILL,
-        );
+        let _ = rustix::process::kill_process(daemon_pid, Signal::KILL);
         assert!(alive, "the daemon in its own session was killed");
     }
 }
