@@ -19,25 +19,25 @@ use crate::common::service::Service;
 const SPREAD: Duration = Duration::from_secs(5);
 
 /// How long a whole scenario may take to get where it is going.
-const PATIENCE: Duration = Duration::from_secs(90);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(90);
 
 /// Pebble's certificate lifetime in the renewal tests, and how long before expiry they
 /// renew: v0002 is due about ten seconds after v0001.
 const SHORT_VALIDITY: u64 = 60;
 const SHORT_RENEW_BEFORE: &str = "50s";
 
-const MEMBERS: [&str; 3] = ["r1", "r2", "r3"];
+pub(crate) const MEMBERS: [&str; 3] = ["r1", "r2", "r3"];
 
 /// etcd, Pebble behind an order-counting front, and one shared key-encryption key.
-struct Fleet {
-    etcd: EtcdCluster,
+pub(crate) struct Fleet {
+    pub(crate) etcd: EtcdCluster,
     pebble: Pebble,
     front: AriFront,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Fleet {
-    async fn start(validity: Option<u64>) -> Fleet {
+    pub(crate) async fn start(validity: Option<u64>) -> Fleet {
         let etcd = EtcdCluster::start(3);
         let pebble = Pebble::start(PebbleOptions {
             validity_seconds: validity,
@@ -57,7 +57,7 @@ impl Fleet {
 
     /// Starts replica `member`, whose deploy command logs the version to `MEMBER.log` and
     /// then runs `then` (a shell command; its exit status is the deploy's).
-    async fn replica(&self, member: &str, then: &str, extra: &str) -> Service {
+    pub(crate) async fn replica(&self, member: &str, then: &str, extra: &str) -> Service {
         let dir = self.dir.path().join(member);
         std::fs::create_dir_all(&dir).unwrap();
         let log = self.log_path(member);
