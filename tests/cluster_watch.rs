@@ -226,3 +226,38 @@ async fn while_a_renewal_deploys_only_its_lock_holder_exports_lock_held_and_none
     .await;
     drop(services);
 }
+
+#[test]
+fn two_processes_on_one_state_directory_materialise_the_same_new_version_at_once() {
+    let cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_secs(10);
+    let writer = etcd_store(&cluster, &dir.path().join("writer"), "r2", ttl);
+    // `certinel run` and a `certinel renew` beside it: two stores, one state directory.
+    let local = dir.path().join("state");
+    let readers = [
+        etcd_store(&cluster, &local, "r1", ttl),
+        etcd_store(&cluster, &local, "r1", ttl),
+    ];
+    for _ in 0..10 {
+        let staged = stage(&writer, "web");
+        writer.promote("web", staged).unwrap();
+        let start = std::sync::Barrier::new(readers.len());
+        std::thread::scope(|scope| {
+            let racing: Vec<_> = readers
+                .iter()
+                .map(|reader| {
+                    let start = &start;
+                    scope.spawn(move || {
+                        start.wait();
+                        reader.current_files("web")
+                    })
+                })
+                .collect();
+            for race in racing {
+                let files = race.join().unwrap().expect("both materialise it");
+                assert!(files.cert.is_file());
+            }
+        });
+    }
+}
