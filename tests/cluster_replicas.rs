@@ -26,14 +26,14 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(90);
 const SHORT_VALIDITY: u64 = 60;
 const SHORT_RENEW_BEFORE: &str = "50s";
 
-const MEMBERS: [&str; 3] = ["r1", "r2", "r3"];
+pub(crate) const MEMBERS: [&str; 3] = ["r1", "r2", "r3"];
 
 /// etcd, Pebble behind an order-counting front, and one shared key-encryption key.
 pub(crate) struct Fleet {
-    etcd: EtcdCluster,
+    pub(crate) etcd: EtcdCluster,
     pebble: Pebble,
     pub(crate) front: AriFront,
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Fleet {

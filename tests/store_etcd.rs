@@ -38,7 +38,7 @@ pub(crate) fn etcd_store(
 }
 
 /// [`etcd_store`] sealing with `keyring`.
-fn etcd_store_with(
+pub(crate) fn etcd_store_with(
     cluster: &EtcdCluster,
     local: &Path,
     member: &str,

@@ -45,6 +45,9 @@ mod cluster_run;
 /// Sharded scanning: 300 endpoints over three `certinel run` replicas with `[cluster]` on a
 /// real etcd, each in exactly one replica's `/metrics`; a killed replica's share moves.
 mod cluster_sharding;
+/// The one etcd watch per replica: the store's view follows other replicas and etcd
+/// restarts; a replica reads (almost) nothing at rest; the lock-ownership metric.
+mod cluster_watch;
 /// Shared helpers: test PKI, loopback TLS and plaintext servers, PostgreSQL, Pebble, Knot.
 mod common;
 /// Configuration files: bad fixtures and their one-line messages, good fixtures and the model.

@@ -48,6 +48,9 @@ pub struct CertificateSnapshot {
     pub revocation: Option<ManagedRevocation>,
     /// With `[cluster]`: the version number this replica last rolled out, once it did.
     pub local_version: Option<u32>,
+    /// With `[cluster]`: whether this replica holds the certificate's renewal lock per
+    /// etcd, once its watch said.
+    pub lock_held: Option<bool>,
 }
 
 /// The verdict of the last CRL check of a managed certificate's current version.
@@ -169,6 +172,9 @@ pub(super) fn push_certificate(
             &labels,
             f64::from(version),
         );
+    }
+    if let Some(held) = certificate.lock_held {
+        families.push(names::CERTIFICATE_LOCK_HELD, &labels, flag(held));
     }
     for (outcome, count) in [
         ("success", certificate.renewals_succeeded),

@@ -379,6 +379,11 @@ pub const CERTIFICATE_LOCAL_VERSION: MetricDef = gauge(
     "certinel_certificate_local_version",
     "With [cluster]: the version number of a managed certificate this replica last rolled out (deployed and checked) since it started.",
 );
+/// Whether this replica holds a managed certificate's renewal lock.
+pub const CERTIFICATE_LOCK_HELD: MetricDef = gauge(
+    "certinel_certificate_lock_held",
+    "With [cluster]: 1 while this replica holds the certificate's renewal lock in etcd (the lock names this member), 0 otherwise.",
+);
 
 /// Every metric, in the order `/metrics` renders them.
 pub const ALL: &[MetricDef] = &[
@@ -444,6 +449,7 @@ pub const ALL: &[MetricDef] = &[
     CLUSTER_MEMBER_UP,
     CLUSTER_ENDPOINTS_OWNED,
     CERTIFICATE_LOCAL_VERSION,
+    CERTIFICATE_LOCK_HELD,
 ];
 
 #[cfg(test)]

@@ -14,15 +14,25 @@ use crate::renew::Renewer;
 use crate::renew::deploy::{self, DeployEnv, Untracked};
 use crate::renew::fleet::{MemberOutcome, MemberReport};
 use crate::renew::rollout_check::{ServedProber, Verdict};
-use crate::store::VersionId;
+use crate::store::{VersionId, Watched};
 
 impl Renewer {
     /// Whether a renewal of `name` is in flight in the shared store: one another replica is
     /// doing now, or one a replica that died left behind, which the next attempt (once the
     /// dead holder's lease expired) resumes without a second order. A store that cannot be
     /// read counts as nothing in flight.
+    /// From the store's watch when it keeps one (no etcd read).
     pub fn renewal_in_flight(&self, name: &str) -> bool {
-        matches!(self.store.inflight(name), Ok(Some(_)))
+        match self.store.watch(name) {
+            Some(changes) => changes.borrow().inflight,
+            None => matches!(self.store.inflight(name), Ok(Some(_))),
+        }
+    }
+
+    /// What the shared store's watch knows about `name`, notified on every change; `None`
+    /// when the store keeps no watch (the filesystem store).
+    pub fn watch(&self, name: &str) -> Option<tokio::sync::watch::Receiver<Watched>> {
+        self.store.watch(name)
     }
 
     /// With a fleet: the version of `name` this replica last rolled out, if any since it

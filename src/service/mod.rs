@@ -9,6 +9,7 @@ pub mod connection_deadline;
 pub mod drift;
 pub mod endpoint_sources;
 mod error_chain;
+mod fleet_view;
 pub mod http_server;
 pub mod notify;
 pub mod reload;

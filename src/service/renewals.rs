@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, DEFAULT_CA, ScannerSettings};
 use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
 use crate::service::error_chain::error_chain;
+use crate::service::fleet_view::{Changes, FOLLOW_RETRY, changed, look, publishing_lock};
 use crate::service::revocation_watch::RevocationWatch;
 use crate::service::state::State;
 
@@ -35,8 +36,10 @@ const MINIMUM_RETRY: Duration = Duration::from_secs(30);
 /// The shortest wait between two plans of one certificate.
 const MINIMUM_WAIT: Duration = Duration::from_secs(1);
 
-/// With `[cluster]`: how often a waiting task looks whether another replica made a new
-/// version current, which this replica then rolls out.
+/// With `[cluster]`, over a store that cannot watch: how often a waiting task looks
+/// whether another replica made a new version current, which this replica then rolls out.
+/// Over one that watches, the shortest time from an attempt to the next one a view change
+/// asks for.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Builds the renewer for a configuration. The service's default is [`Renewer::new`];
@@ -187,6 +190,9 @@ async fn certificate_loop(
         }
     }
     refresh(&renewer, &name, &state).await;
+    // With a fleet over a store that watches: this certificate's view, which the waits
+    // follow instead of reading etcd.
+    let mut changes = renewer.follows().then(|| renewer.watch(&name)).flatten();
     let watch = RevocationWatch {
         renewer: &renewer,
         name: &name,
@@ -196,9 +202,13 @@ async fn certificate_loop(
     loop {
         // A certificate revoked while nothing watched is renewed by this very attempt.
         watch.check().await;
-        let attempt = renewer
-            .attempt(&name, RenewOptions::default(), renewer.now())
-            .await;
+        let attempt = publishing_lock(
+            &mut changes,
+            &name,
+            &state,
+            renewer.attempt(&name, RenewOptions::default(), renewer.now()),
+        )
+        .await;
         // Status first: a scrape that sees the outcome's counter sees what it left too.
         refresh(&renewer, &name, &state).await;
         let minimum = match &attempt.result {
@@ -245,58 +255,64 @@ async fn certificate_loop(
             Some(at) => until(at, renewer.now(), minimum),
             None => MINIMUM_RETRY.max(minimum),
         };
-        if !wait_between_attempts(&watch, wait, &stop).await {
+        if !wait_between_attempts(&watch, &mut changes, wait, &stop).await {
             return;
         }
     }
 }
 
 /// Sleeps `wait` between two attempts, doing the task's periodic duties on the way: with a
-/// fleet, rolling out each version another replica makes current (every
-/// [`FOLLOW_INTERVAL`]); with CRL checking on, checking the current version's CRLs (every
-/// `crl_interval`), which ends the wait early when it was revoked. `false` when `stop`
-/// asked the task to end.
+/// fleet, rolling out each version another replica makes current and attempting at once
+/// when a renewal is in flight without a holder (`fleet_view.rs`); with CRL checking on,
+/// checking the current version's CRLs (every `crl_interval`), which ends the wait early
+/// when it was revoked. `false` when `stop` asked the task to end.
+///
+/// With a store that watches (etcd), the fleet duties run when `changes` says the
+/// certificate's view changed, and once at the start of the wait (it may have changed
+/// during the attempt); a store that does not watch is polled every [`FOLLOW_INTERVAL`].
 async fn wait_between_attempts(
     watch: &RevocationWatch<'_>,
+    changes: &mut Option<Changes>,
     wait: Duration,
     stop: &CancellationToken,
 ) -> bool {
     let (renewer, name, state) = (watch.renewer, watch.name, watch.state);
-    let now = tokio::time::Instant::now();
-    let wake = now + wait;
-    let mut next_follow = renewer.follows().then(|| now + FOLLOW_INTERVAL);
-    let mut next_crl_check = watch.interval.map(|interval| now + interval);
+    let start = tokio::time::Instant::now();
+    let wake = start + wait;
+    // When the fleet duties run next: at once with a view, after a poll interval without.
+    let mut next_look = match (renewer.follows(), changes.is_some()) {
+        (false, _) => None,
+        (true, true) => Some(start),
+        (true, false) => Some(start + FOLLOW_INTERVAL),
+    };
+    let mut attempt_at = None;
+    let mut next_crl_check = watch.interval.map(|interval| start + interval);
     loop {
-        let until = [Some(wake), next_follow, next_crl_check]
+        let now = tokio::time::Instant::now();
+        if next_look.is_some_and(|at| now >= at) {
+            let looked = look(renewer, name, state, changes.as_mut()).await;
+            next_look = match changes {
+                Some(_) if looked.follow_failed => Some(now + FOLLOW_RETRY),
+                Some(_) => None,
+                None => Some(now + FOLLOW_INTERVAL),
+            };
+            // Not sooner than a poll interval after the last attempt, as when polling: a
+            // renewal this replica left in flight is not retried in a tight loop.
+            attempt_at = looked.attempt.then(|| now.max(start + FOLLOW_INTERVAL));
+        }
+        let until = [Some(wake), next_look, attempt_at, next_crl_check]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(wake);
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}
+            () = changed(changes) => next_look = Some(tokio::time::Instant::now()),
             () = stop.cancelled() => return false,
         }
         let now = tokio::time::Instant::now();
-        if now >= wake {
+        if now >= wake || attempt_at.is_some_and(|at| now >= at) {
             return true;
-        }
-        if next_follow.is_some_and(|at| now >= at) {
-            next_follow = Some(now + FOLLOW_INTERVAL);
-            match renewer.follow(name).await {
-                Ok(Some(_)) => refresh(renewer, name, state).await,
-                Ok(None) => {}
-                Err(error) => tracing::warn!(
-                    certificate = %name,
-                    error = %error_chain(&error),
-                    "rolling out another replica's version failed"
-                ),
-            }
-            // A renewal in flight whose holder may have died: attempt now (after rolling out
-            // what the holder made current, which it may be waiting for). While the holder
-            // lives the attempt finds its lock held and the task waits again.
-            if renewer.renewal_in_flight(name) {
-                return true;
-            }
         }
         if let (Some(at), Some(interval)) = (next_crl_check, watch.interval)
             && now >= at
@@ -314,7 +330,7 @@ async fn wait_between_attempts(
 
 /// Reads the certificate's status from the store into `state`, for `/metrics` and the
 /// status page. The store is read on a blocking thread, off the async workers.
-async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
+pub(super) async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
     let read = {
         let (renewer, name) = (Arc::clone(renewer), name.to_owned());
         tokio::task::spawn_blocking(move || renewer.status_of(&name, renewer.now()))

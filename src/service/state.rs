@@ -263,6 +263,13 @@ impl State {
         }
     }
 
+    /// Records whether this replica holds `name`'s renewal lock per etcd (`[cluster]`).
+    pub fn set_lock_held(&self, name: &str, held: Option<bool>) {
+        if let Some(slot) = self.lock().certificates.get_mut(name) {
+            slot.lock_held = held;
+        }
+    }
+
     /// Records what `name`'s renewer knows about its CA: whether the certificate's
     /// `profile` is advertised, and the CA's clock skew.
     pub fn update_ca_facts(&self, name: &str, profile: Option<&str>, facts: &CaFacts) {

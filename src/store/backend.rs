@@ -31,6 +31,31 @@ pub struct Record {
     pub location: PathBuf,
 }
 
+/// What a store shared by replicas knows about one certificate without a read: kept up to
+/// date by one watch per process ([`Store::watch`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Watched {
+    /// The version `current` points at, if any.
+    pub current: Option<VersionId>,
+    /// Whether a renewal is in flight (its record exists).
+    pub inflight: bool,
+    /// Who holds the certificate's renewal lock.
+    pub lock: LockHolder,
+}
+
+/// Who holds a certificate's renewal lock, by the member name the lock names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LockHolder {
+    /// Nobody: no lock key (never taken, released, or its holder's lease expired).
+    #[default]
+    Free,
+    /// A replica with this replica's member name (this process, or its predecessor whose
+    /// lease has not expired yet).
+    ThisMember,
+    /// Another replica.
+    OtherMember,
+}
+
 /// All of certinel's state behind one interface. Every method names the certificate it
 /// concerns; a name that is not a safe single path component is refused
 /// ([`StoreError::InvalidName`]). Methods block: call them off the async workers when
@@ -152,4 +177,15 @@ pub trait Store: Send + Sync + Debug {
     /// and from a dry run's scratch state, so repeated dry runs reuse one account per
     /// directory URL.
     fn dry_run_accounts(&self) -> Arc<dyn AccountStore>;
+
+    // Changes made by other replicas.
+
+    /// With a store shared by replicas: what is known about `name` now, its receiver
+    /// notified whenever that may have changed (after a lost watch, every certificate is
+    /// notified once, changed or not). `None` (the default, and the filesystem store's
+    /// answer): nobody else changes this store, there is nothing to watch.
+    fn watch(&self, name: &str) -> Option<tokio::sync::watch::Receiver<Watched>> {
+        let _ = name;
+        None
+    }
 }

@@ -49,7 +49,7 @@ use std::path::PathBuf;
 
 pub use accounts::{AccountStore, Aside, FsAccounts, account_file_name};
 pub use audit::{AuditEvent, AuditHistory, AuditLog, Outcome, Step};
-pub use backend::{Record, Store};
+pub use backend::{LockHolder, Record, Store, Watched};
 pub use etcd::{EtcdSettings, EtcdStore};
 pub use filesystem::FsStore;
 pub use inflight::{HookGroup, HookProcess, Inflight, SecretPem, Stage};

@@ -4,7 +4,10 @@
 //! atomic writer, so nginx configurations do not change. A version directory appears
 //! complete (written under a dot-prefixed name, then renamed) or not at all.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
 
 use crate::store::StoreError;
 use crate::store::atomic::{
@@ -78,6 +81,24 @@ impl Shared {
         Ok(())
     }
 
+    /// Waits for and takes the exclusive `flock(2)` of `local_dir/locks/NAME.materialise`,
+    /// held while the returned file is open.
+    fn lock_local(&self, name: &str) -> Result<std::fs::File, StoreError> {
+        let locks = self.local_dir.join("locks");
+        std::fs::create_dir_all(&locks).map_err(|e| StoreError::io("create", &locks, e))?;
+        let path = locks.join(format!("{name}.materialise"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(MODE_SECRET)
+            .open(&path)
+            .map_err(|e| StoreError::io("open", &path, e))?;
+        flock(&file, FlockOperation::LockExclusive)
+            .map_err(|e| StoreError::io("lock", &path, e.into()))?;
+        Ok(file)
+    }
+
     fn local_cert_dir(&self, name: &str) -> PathBuf {
         self.local_dir.join("certs").join(name)
     }
@@ -94,6 +115,13 @@ impl Shared {
             if std::fs::read(&files.metadata).ok().as_deref() != Some(meta.as_slice()) {
                 write_atomic(&files.metadata, &meta, MODE_PUBLIC)?;
             }
+            return Ok(());
+        }
+        // Another process on this state directory (a `certinel renew` beside `certinel run`,
+        // which follows the new version the moment etcd says it is current) may write the
+        // same version now: one writes, the other then finds it written.
+        let _writing = self.lock_local(name)?;
+        if std::fs::read_to_string(&files.cert).ok().as_deref() == Some(doc.cert.as_str()) {
             return Ok(());
         }
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;

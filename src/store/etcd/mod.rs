@@ -20,6 +20,8 @@ mod materialise;
 mod retry;
 mod txn;
 mod versions;
+mod view;
+mod watch;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,7 +38,7 @@ pub use bridge::REQUEST_TIMEOUT;
 use crate::store::StoreError;
 use crate::store::accounts::AccountStore;
 use crate::store::audit::{AuditEvent, AuditHistory};
-use crate::store::backend::{Record, Store};
+use crate::store::backend::{Record, Store, Watched};
 use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
 use crate::store::lock::{LockError, RenewalLock};
 use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
@@ -94,6 +96,8 @@ pub(crate) struct Shared {
     /// Per account key, the `mod_revision` last read (0: read as absent), compared when
     /// the credentials are saved.
     pub(crate) account_revisions: Mutex<HashMap<String, i64>>,
+    /// Every certificate's view kept by the one watch of this process (`watch.rs`).
+    pub(crate) hub: Arc<watch::Hub>,
 }
 
 impl EtcdStore {
@@ -149,11 +153,13 @@ impl EtcdStore {
         client: etcd_client::Client,
         settings: EtcdSettings,
     ) -> EtcdStore {
+        let keys = Keys::new(&settings.prefix);
         EtcdStore {
             shared: Arc::new(Shared {
                 bridge,
                 client,
-                keys: Keys::new(&settings.prefix),
+                hub: Arc::new(watch::Hub::new(keys.clone(), settings.member.clone())),
+                keys,
                 member: settings.member,
                 lease_ttl: settings.lease_ttl,
                 local_dir: settings.local_dir,
@@ -397,5 +403,15 @@ impl Store for EtcdStore {
 
     fn dry_run_accounts(&self) -> Arc<dyn AccountStore> {
         Arc::new(EtcdAccounts::new(self.shared.clone(), true))
+    }
+
+    /// From the one watch of this process, started by the first call (`watch.rs`).
+    fn watch(&self, name: &str) -> Option<tokio::sync::watch::Receiver<Watched>> {
+        let shared = &self.shared;
+        Some(
+            shared
+                .hub
+                .subscribe(name, shared.bridge.handle(), &shared.client),
+        )
     }
 }
