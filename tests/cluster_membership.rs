@@ -211,3 +211,49 @@ async fn each_replicas_certificates_reach_the_others_and_follow_a_reload() {
         .expect("put an older replica's key");
     wait_for_carriers(&a, "api", &["b", "old"]).await;
 }
+
+/// Whether `member`'s key is in etcd now.
+fn listed_in_etcd(cluster: &EtcdCluster, member: &str) -> bool {
+    let key = format!("/certinel-test/members/{member}");
+    let output = cluster.etcdctl(&["get", &key, "--keys-only"]);
+    String::from_utf8_lossy(&output.stdout).contains(&key)
+}
+
+/// The service's async workers can be busy for seconds (a blocking store call, a burst
+/// of rollouts at start); the membership lease must not depend on them. Here the test's
+/// runtime, its only thread, is blocked for three lease TTLs while the membership runs on
+/// its own thread (`join_on_own_thread`, as the service does).
+#[tokio::test]
+async fn a_replica_whose_async_workers_are_blocked_stays_a_member() {
+    let cluster = EtcdCluster::start(1);
+    let endpoints = cluster.endpoints();
+    let settings = MembershipSettings {
+        prefix: "/certinel-test/".to_owned(),
+        member: "busy".to_owned(),
+        lease_ttl: LEASE_TTL,
+    };
+    let shutdown = CancellationToken::new();
+    let (_carried, carried_view) = tokio::sync::watch::channel(BTreeSet::new());
+    let connect = move || async move {
+        let client = etcd_client::Client::connect(endpoints, None).await;
+        Ok(client.expect("connect to etcd"))
+    };
+    let (view, left) =
+        certinel::cluster::join_on_own_thread(connect, settings, carried_view, shutdown.clone())
+            .await
+            .expect("joined");
+    let mut connected = view.connected.clone();
+    tokio::time::timeout(PROMPTLY, connected.wait_for(|c| *c))
+        .await
+        .expect("joined")
+        .unwrap();
+    assert!(listed_in_etcd(&cluster, "busy"));
+    std::thread::sleep(LEASE_TTL * 3);
+    assert!(
+        listed_in_etcd(&cluster, "busy"),
+        "the lease expired while the runtime was blocked"
+    );
+    shutdown.cancel();
+    left.await;
+    assert!(!listed_in_etcd(&cluster, "busy"), "it left when it stopped");
+}

@@ -72,4 +72,7 @@ pub enum ClusterError {
         /// What went wrong; never key material.
         source: SealError,
     },
+    /// The thread that keeps this replica's membership could not be started.
+    #[error("cannot start the cluster membership thread: {0}")]
+    Runtime(#[source] std::io::Error),
 }

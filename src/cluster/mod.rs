@@ -12,10 +12,12 @@ mod keyring;
 pub mod membership;
 mod membership_cards;
 mod membership_roster;
+mod membership_thread;
 pub mod shard;
 mod store;
 
 pub use connect::{CONNECT_TIMEOUT, connect, connect_within};
 pub use error::ClusterError;
 pub use keyring::keyring;
+pub use membership_thread::join_on_own_thread;
 pub use store::{OpenStoreError, open_store};

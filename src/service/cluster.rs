@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::membership::{self, Membership, MembershipSettings, Roster};
+use crate::cluster::membership::{Membership, MembershipSettings, Roster};
+use crate::cluster::{ClusterError, connect, join_on_own_thread};
 use crate::config::model::{ClusterConfig, Config};
 use crate::service::state::State;
 
@@ -35,24 +36,33 @@ pub(crate) fn carried(config: &Config) -> BTreeSet<String> {
         .collect()
 }
 
-/// Joins the cluster on `client`: the membership task and its mirror into `state` run on
-/// `tracker` until `shutdown` (when the replica leaves). Waits up to one lease TTL for the
+/// Joins the cluster `cluster` names: the membership task runs on a thread of its own
+/// with its own etcd connection ([`join_on_own_thread`]), so busy service workers never
+/// cost this replica its lease; its mirror into `state` runs on `tracker`, which also waits
+/// for the task to leave the cluster after `shutdown`. Waits up to one lease TTL for the
 /// first answer from etcd, so the first shares are computed over the real member list;
 /// when etcd does not answer by then, the replica starts alone (owning every endpoint)
 /// and re-shards as soon as it sees the others. `carried` names the certificates this
 /// replica deploys (the reload loop updates it); the roster says who carries what.
 pub(crate) async fn join(
-    client: etcd_client::Client,
-    settings: MembershipSettings,
+    cluster: &ClusterConfig,
     carried: watch::Receiver<BTreeSet<String>>,
     state: Arc<State>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
-) -> (Members, watch::Receiver<Arc<Roster>>) {
+) -> Result<(Members, watch::Receiver<Arc<Roster>>), ClusterError> {
+    let settings = settings(cluster);
     let me = settings.member.clone();
     let lease_ttl = settings.lease_ttl;
-    let (view, task) = membership::join(client, settings, carried, shutdown.clone());
-    tracker.spawn(task);
+    let config = cluster.clone();
+    let (view, left) = join_on_own_thread(
+        move || async move { connect(&config).await },
+        settings,
+        carried,
+        shutdown.clone(),
+    )
+    .await?;
+    tracker.spawn(left);
     tracker.spawn(mirror(view.clone(), state, shutdown.clone()));
     let mut connected = view.connected.clone();
     let first = tokio::time::timeout(lease_ttl, connected.wait_for(|connected| *connected)).await;
@@ -60,7 +70,7 @@ pub(crate) async fn join(
         tracing::warn!(member = %me, "etcd did not answer within the lease TTL; scanning every endpoint until it does");
     }
     let roster = view.roster.clone();
-    ((me, view.members), roster)
+    Ok(((me, view.members), roster))
 }
 
 /// Copies the membership views into the service state whenever either changes.

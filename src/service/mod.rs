@@ -157,16 +157,8 @@ pub async fn run_with_options(
     let (carried, carried_view) = tokio::sync::watch::channel(cluster::carried(&config));
     let joined = match &config.cluster {
         Some(settings) => {
-            let client = crate::cluster::connect(settings).await?;
-            let (members, roster) = cluster::join(
-                client,
-                cluster::settings(settings),
-                carried_view,
-                state.clone(),
-                &tracker,
-                &shutdown,
-            )
-            .await;
+            let (members, roster) =
+                cluster::join(settings, carried_view, state.clone(), &tracker, &shutdown).await?;
             scheduler.set_sharding(Sharding::Share {
                 me: members.0.clone(),
                 members: members.1.borrow().clone(),
