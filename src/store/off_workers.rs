@@ -9,18 +9,58 @@
 //! another thread first, so fsyncs of different renewals proceed side by side. Elsewhere
 //! (no runtime, or a single-threaded one, where `block_in_place` is not allowed) it runs
 //! directly.
+//!
+//! Each piece of work moved off a worker holds a thread (the runtime starts a new worker
+//! in its place), so at most [`MAX_OFF_WORKERS`] run that way at once; beyond that the
+//! work runs on its worker as before. Unbounded, a thousand renewals waiting on fsyncs
+//! held hundreds of threads and doubled the peak memory (209 MiB for 1,000 certificates).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
+/// Most store operations run off the workers at once. The disk commits concurrent fsyncs
+/// together, so a few dozen in flight keep it busy.
+const MAX_OFF_WORKERS: usize = 32;
+
+/// Store operations running off the workers now, process-wide.
+static OFF_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs `work` on this thread, first moving this worker's queued tasks to another thread
-/// when called from a multi-threaded runtime.
+/// when called from a multi-threaded runtime and fewer than [`MAX_OFF_WORKERS`] others
+/// are.
 pub(crate) fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
     let on_multi_threaded_runtime = Handle::try_current()
         .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
-    if on_multi_threaded_runtime {
-        tokio::task::block_in_place(work)
-    } else {
-        work()
+    if !on_multi_threaded_runtime {
+        return work();
+    }
+    match Slot::take(&OFF_WORKERS, MAX_OFF_WORKERS) {
+        Some(_slot) => tokio::task::block_in_place(work),
+        None => work(),
+    }
+}
+
+/// One of a bounded number of places, given back when dropped.
+struct Slot<'a> {
+    taken: &'a AtomicUsize,
+}
+
+impl<'a> Slot<'a> {
+    /// A place when fewer than `limit` are taken from `taken`.
+    fn take(taken: &'a AtomicUsize, limit: usize) -> Option<Slot<'a>> {
+        taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (now < limit).then_some(now + 1)
+            })
+            .ok()
+            .map(|_| Slot { taken })
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.taken.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -50,6 +90,18 @@ mod tests {
         release.send(()).unwrap();
         assert!(other.is_ok(), "no other task ran while the work blocked");
         blocked.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn at_most_the_limit_of_slots_are_taken_and_a_dropped_one_is_free_again() {
+        let taken = AtomicUsize::new(0);
+        let first = Slot::take(&taken, 2).expect("first");
+        let second = Slot::take(&taken, 2).expect("second");
+        assert!(Slot::take(&taken, 2).is_none(), "a third beyond the limit");
+        drop(first);
+        let third = Slot::take(&taken, 2).expect("the freed one");
+        drop((second, third));
+        assert_eq!(taken.load(Ordering::SeqCst), 0);
     }
 
     #[test]
