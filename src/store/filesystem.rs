@@ -15,6 +15,7 @@ use crate::store::backend::{Record, Store};
 use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
 use crate::store::lock::{LockError, RenewalLock};
 use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
+use crate::store::off_workers::off_the_workers;
 use crate::store::recovery::DiskState;
 use crate::store::versions::{CertStore, VersionFiles};
 
@@ -73,16 +74,18 @@ impl Store for FsStore {
         chain_pem: &str,
         origin: &Origin,
     ) -> Result<VersionMetadata, StoreError> {
-        self.certs()?
-            .stage_pending(name, key_pem, chain_pem, origin)
+        off_the_workers(|| {
+            self.certs()?
+                .stage_pending(name, key_pem, chain_pem, origin)
+        })
     }
 
     fn promote(&self, name: &str, version: VersionId) -> Result<(), StoreError> {
-        self.certs()?.promote(name, version)
+        off_the_workers(|| self.certs()?.promote(name, version))
     }
 
     fn rollback(&self, name: &str) -> Result<VersionId, StoreError> {
-        self.certs()?.rollback(name)
+        off_the_workers(|| self.certs()?.rollback(name))
     }
 
     fn set_state(
@@ -91,11 +94,11 @@ impl Store for FsStore {
         version: VersionId,
         state: VersionState,
     ) -> Result<(), StoreError> {
-        self.certs()?.set_state(name, version, state)
+        off_the_workers(|| self.certs()?.set_state(name, version, state))
     }
 
     fn prune(&self, name: &str, keep: usize) -> Result<Vec<VersionId>, StoreError> {
-        self.certs()?.prune(name, keep)
+        off_the_workers(|| self.certs()?.prune(name, keep))
     }
 
     fn files(&self, name: &str, version: VersionId) -> Result<VersionFiles, StoreError> {
@@ -111,19 +114,19 @@ impl Store for FsStore {
     }
 
     fn begin(&self, name: &str, started_at: OffsetDateTime) -> Result<Inflight, StoreError> {
-        self.certs()?.begin(name, started_at)
+        off_the_workers(|| self.certs()?.begin(name, started_at))
     }
 
     fn record_order(&self, name: &str, order_url: &str) -> Result<Inflight, StoreError> {
-        self.certs()?.record_order(name, order_url)
+        off_the_workers(|| self.certs()?.record_order(name, order_url))
     }
 
     fn record_key(&self, name: &str, key_pem: &SecretPem) -> Result<Inflight, StoreError> {
-        self.certs()?.record_key(name, key_pem)
+        off_the_workers(|| self.certs()?.record_key(name, key_pem))
     }
 
     fn record_hook(&self, name: &str, hook: Option<HookProcess>) -> Result<(), StoreError> {
-        self.certs()?.record_hook(name, hook)
+        off_the_workers(|| self.certs()?.record_hook(name, hook))
     }
 
     fn advance(
@@ -132,11 +135,11 @@ impl Store for FsStore {
         stage: Stage,
         version: VersionId,
     ) -> Result<Inflight, StoreError> {
-        self.certs()?.advance(name, stage, version)
+        off_the_workers(|| self.certs()?.advance(name, stage, version))
     }
 
     fn finish(&self, name: &str) -> Result<(), StoreError> {
-        self.certs()?.finish(name)
+        off_the_workers(|| self.certs()?.finish(name))
     }
 
     fn disk_state(&self, name: &str) -> Result<DiskState, StoreError> {
@@ -144,7 +147,7 @@ impl Store for FsStore {
     }
 
     fn remove_leftovers(&self, name: &str) -> Result<Vec<String>, StoreError> {
-        self.certs()?.remove_leftovers(name)
+        off_the_workers(|| self.certs()?.remove_leftovers(name))
     }
 
     fn schedule_record(&self, name: &str) -> Result<Option<Record>, StoreError> {
@@ -160,10 +163,12 @@ impl Store for FsStore {
     }
 
     fn save_schedule_record(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let dir = self.certs()?.cert_dir(name)?;
-        // A failure before `begin` (the account) may come before the directory exists.
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
-        write_atomic(&dir.join(SCHEDULE), bytes, MODE_PUBLIC)
+        off_the_workers(|| {
+            let dir = self.certs()?.cert_dir(name)?;
+            // A failure before `begin` (the account) may come before the directory exists.
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+            write_atomic(&dir.join(SCHEDULE), bytes, MODE_PUBLIC)
+        })
     }
 
     fn save_rollout_report(
@@ -173,15 +178,17 @@ impl Store for FsStore {
         member: &str,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        // The member name becomes a file name: the same rule as certificate names.
-        self.certs()?.cert_dir(member)?;
-        let dir = self
-            .certs()?
-            .cert_dir(name)?
-            .join(ROLLOUT)
-            .join(version.to_string());
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
-        write_atomic(&dir.join(format!("{member}.json")), bytes, MODE_PUBLIC)
+        off_the_workers(|| {
+            // The member name becomes a file name: the same rule as certificate names.
+            self.certs()?.cert_dir(member)?;
+            let dir = self
+                .certs()?
+                .cert_dir(name)?
+                .join(ROLLOUT)
+                .join(version.to_string());
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
+            write_atomic(&dir.join(format!("{member}.json")), bytes, MODE_PUBLIC)
+        })
     }
 
     fn rollout_reports(&self, name: &str, version: VersionId) -> Result<Vec<Record>, StoreError> {
@@ -212,7 +219,7 @@ impl Store for FsStore {
     }
 
     fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        AuditLog::open(&self.audit_path())?.append(event)
+        off_the_workers(|| AuditLog::open(&self.audit_path())?.append(event))
     }
 
     fn append_audit_stamped(
@@ -220,7 +227,7 @@ impl Store for FsStore {
         event: AuditEvent,
         stamp: &dyn Fn() -> OffsetDateTime,
     ) -> Result<(), StoreError> {
-        AuditLog::open(&self.audit_path())?.append_stamped(event, stamp)
+        off_the_workers(|| AuditLog::open(&self.audit_path())?.append_stamped(event, stamp))
     }
 
     fn audit_history(&self) -> Result<AuditHistory, StoreError> {
@@ -391,5 +398,38 @@ mod tests {
             store.save_rollout_report("web", VersionId(2), "../x", b"{}"),
             Err(StoreError::InvalidName(_))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_audit_append_waiting_for_its_fsync_leaves_the_async_workers_free() {
+        // A thousand renewals share two workers: one waiting for the disk must not stop
+        // the others.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::new(dir.path());
+        let (journal, release) =
+            crate::store::journal::Journal::hold_first_commit(&store.audit_path());
+        let event = AuditEvent {
+            time: datetime!(2025-01-01 0:05 UTC),
+            certificate: "web".into(),
+            version: None,
+            serial: None,
+            step: Step::Begin,
+            outcome: Outcome::Ok,
+            error: None,
+            detail: None,
+        };
+        let appending = tokio::spawn(async move { store.append_audit(&event) });
+        let waiting_since = std::time::Instant::now();
+        while !journal.is_committing() {
+            assert!(waiting_since.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Std channels and timeouts: a blocked worker would stop tokio's timers too.
+        let (ran, other_ran) = std::sync::mpsc::channel::<()>();
+        tokio::spawn(async move { ran.send(()).unwrap() });
+        let other = other_ran.recv_timeout(std::time::Duration::from_secs(10));
+        drop(release);
+        assert!(other.is_ok(), "no other task ran during the fsync");
+        appending.await.unwrap().unwrap();
     }
 }

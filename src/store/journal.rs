@@ -48,6 +48,16 @@ struct State {
     commits: u64,
 }
 
+/// Every journal of the process, by path.
+fn journals() -> MutexGuard<'static, HashMap<PathBuf, Arc<Journal>>> {
+    static JOURNALS: OnceLock<Mutex<HashMap<PathBuf, Arc<Journal>>>> = OnceLock::new();
+    // A poisoned lock only means a caller panicked; the map is changed in single calls.
+    JOURNALS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Journal")
@@ -60,13 +70,25 @@ impl Journal {
     /// The process's journal for `path` (one per path, so concurrent appends share
     /// commits).
     pub(crate) fn for_path(path: &Path) -> Arc<Journal> {
-        static JOURNALS: OnceLock<Mutex<HashMap<PathBuf, Arc<Journal>>>> = OnceLock::new();
-        let journals = JOURNALS.get_or_init(Default::default);
-        let mut journals = journals.lock().unwrap_or_else(|p| p.into_inner());
-        journals
+        journals()
             .entry(path.to_path_buf())
             .or_insert_with(|| Arc::new(Journal::new(path, Box::new(File::sync_data))))
             .clone()
+    }
+
+    /// Makes the process's journal for `path` one whose first commit waits (in its fsync)
+    /// until the returned sender sends or is dropped.
+    #[cfg(test)]
+    pub(crate) fn hold_first_commit(path: &Path) -> (Arc<Journal>, std::sync::mpsc::Sender<()>) {
+        let (journal, release) = tests::held_journal(path);
+        journals().insert(path.to_path_buf(), journal.clone());
+        (journal, release)
+    }
+
+    /// Whether a commit is running (for tests that hold one).
+    #[cfg(test)]
+    pub(crate) fn is_committing(&self) -> bool {
+        self.lock().committing
     }
 
     fn new(path: &Path, sync: Box<SyncFn>) -> Journal {
@@ -174,13 +196,14 @@ mod tests {
     use super::*;
 
     /// A journal whose first commit waits until `release` says so.
-    fn held_journal(path: &Path) -> (Arc<Journal>, mpsc::Sender<()>) {
+    pub(super) fn held_journal(path: &Path) -> (Arc<Journal>, mpsc::Sender<()>) {
         let (release, released) = mpsc::channel::<()>();
         let released = Mutex::new(released);
         let first = AtomicUsize::new(0);
         let sync = move |file: &File| {
             if first.fetch_add(1, Ordering::SeqCst) == 0 {
-                released.lock().unwrap().recv().unwrap();
+                // A dropped sender releases it too.
+                let _ = released.lock().unwrap().recv();
             }
             file.sync_data()
         };

@@ -36,6 +36,7 @@ pub mod inflight;
 mod journal;
 pub mod lock;
 pub mod metadata;
+mod off_workers;
 pub mod recovery;
 pub mod sealed;
 #[cfg(test)]

@@ -68,7 +68,7 @@ impl Standalone {
 /// How long a client may take to send a request's head. The validator sends it at once;
 /// anyone slower is holding a socket on a port that is often public (`:80`).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once by one listener; more are closed as soon as they are accepted.
+/// Connections served at once by one listener; more wait to be accepted until one ends.
 const MAX_CONNECTIONS: usize = 64;
 /// How long the accept loop waits after a failed accept.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -88,6 +88,17 @@ async fn serve(listener: TcpListener, answers: Arc<Answers<String>>, stop: Cance
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let connections = TaskTracker::new();
     loop {
+        // A slot is taken before accepting: beyond the limit, connections wait in the
+        // kernel's accept queue until one ends. Closing them instead would fail every
+        // validation past the limit when many orders share the listener.
+        let slot = tokio::select! {
+            () = stop.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Only a closed semaphore fails to give a slot, and this one is never closed.
+                Err(_) => break,
+            },
+        };
         let stream = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -100,10 +111,6 @@ async fn serve(listener: TcpListener, answers: Arc<Answers<String>>, stop: Cance
                     continue;
                 }
             },
-        };
-        // Dropping the stream closes a connection beyond the limit at once.
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            continue;
         };
         let connection = builder.serve_connection(
             TokioIo::new(stream),
@@ -344,6 +351,43 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// `GET /.well-known/acme-challenge/TOKEN`; the whole response, or the read's error.
+    async fn full_request(addr: SocketAddr, token: &str) -> Result<String, std::io::Error> {
+        let mut client = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET /.well-known/acme-challenge/{token} HTTP/1.0\r\n\r\n");
+        client.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        client.read_to_string(&mut response).await?;
+        Ok(response)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_validation_beyond_the_connection_limit_waits_for_a_slot_instead_of_being_reset() {
+        // A thousand orders share one listener: the CA's validations of all of them arrive
+        // together, and one closed at accept fails its order.
+        let mut responder = Standalone::start("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        responder.add("tok", "tok.thumb").unwrap();
+        let mut holders = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            holders.push(half_request(&responder).await);
+        }
+        let validation = full_request(responder.local_addr(), "tok");
+        tokio::pin!(validation);
+        // Every slot is held: the validation waits (it is not closed) ...
+        tokio::select! {
+            response = &mut validation => panic!("answered with every slot held: {response:?}"),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        // ... until a slot frees.
+        drop(holders.pop());
+        let response = validation.await.expect("the validation was answered");
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.ends_with("tok.thumb"), "{response}");
+        responder.shutdown().await;
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::acme::AcmeError;
@@ -20,6 +20,11 @@ use crate::acme::AcmeError;
 /// How long a stopping listener may go on serving connections that are already open: a
 /// validator holding one must not keep the next order waiting for the address.
 const GRACE: Duration = Duration::from_secs(5);
+/// Connections the kernel queues for a listener before it accepts them (capped by
+/// `net.core.somaxconn`). The CA validates every order sharing the listener at about the
+/// same time; `listen(2)`'s usual 128 would drop the SYNs of the rest, each retried only
+/// after a second or more.
+const ACCEPT_BACKLOG: u32 = 4096;
 
 /// The listeners of one challenge type, by the address they are bound to.
 pub(crate) struct Registry<V> {
@@ -182,9 +187,13 @@ impl<V> Registry<V> {
 /// Binds `addr` synchronously (bind and listen never wait), so that it can happen under
 /// the registry lock; returns the bound address too.
 fn bind_now(addr: SocketAddr) -> std::io::Result<(SocketAddr, TcpListener)> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(ACCEPT_BACKLOG)?;
     Ok((listener.local_addr()?, listener))
 }
 
