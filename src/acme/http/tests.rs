@@ -196,6 +196,31 @@ fn clock_skew_is_the_ca_date_minus_local_time() {
     assert_eq!(clock_skew_from_date("yesterday", local), None);
 }
 
+/// A TLS acceptor for `127.0.0.1` with a fresh self-signed certificate offering `alpn`,
+/// and the certificate written to `dir/root.pem` for the client to trust.
+fn acceptor_for_localhost(
+    dir: &Path,
+    alpn: Vec<Vec<u8>>,
+) -> (tokio_rustls::TlsAcceptor, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let root = dir.join("root.pem");
+    std::fs::write(&root, cert.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    tls.alpn_protocols = alpn;
+    (tokio_rustls::TlsAcceptor::from(Arc::new(tls)), root)
+}
+
 /// Serves TLS on `127.0.0.1`: every connection's request is read and `answer` writes the
 /// raw HTTP/1.1 response. Returns the URL of `/acme/order/1` and the root to trust.
 async fn tls_server<F, A>(
@@ -207,22 +232,7 @@ where
     A: Future<Output = ()> + Send + 'static,
 {
     use tokio::io::AsyncReadExt;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let root = dir.join("root.pem");
-    std::fs::write(&root, cert.pem()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let (acceptor, root) = acceptor_for_localhost(dir, Vec::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/acme/order/1", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -454,23 +464,7 @@ async fn a_retry_after_reaches_only_the_operation_whose_request_got_it() {
 /// request's whole body is read before the answer, a 200 with `{}`. Returns the URL of
 /// `/acme/order/1` and the root to trust.
 async fn h2_server_reading_bodies(dir: &Path) -> (String, std::path::PathBuf) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    let root = dir.join("root.pem");
-    std::fs::write(&root, cert.pem()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let (acceptor, root) = acceptor_for_localhost(dir, vec![b"h2".to_vec()]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/acme/order/1", listener.local_addr().unwrap());
     tokio::spawn(async move {
