@@ -37,14 +37,20 @@ impl<'a> Recorder<'a> {
     /// would miss the record), except a fenced write: another replica holds the renewal
     /// lock now, so this one must not act for the certificate any more.
     fn record(&self, hook: Option<HookProcess>) -> Result<(), StoreError> {
-        match self.store.record_hook(self.name, hook) {
-            Err(error @ StoreError::Fenced { .. }) => Err(error),
-            Err(error) => {
-                tracing::warn!(%error, "cannot record the running deploy command");
-                Ok(())
-            }
-            Ok(()) => Ok(()),
+        only_fencing_refuses(self.store.record_hook(self.name, hook))
+    }
+}
+
+/// What a failed record means for the command: a fenced write refuses it; any other
+/// failure is logged and the command goes on.
+fn only_fencing_refuses(recorded: Result<(), StoreError>) -> Result<(), StoreError> {
+    match recorded {
+        Err(error @ StoreError::Fenced { .. }) => Err(error),
+        Err(error) => {
+            tracing::warn!(%error, "cannot record the running deploy command");
+            Ok(())
         }
+        Ok(()) => Ok(()),
     }
 }
 
@@ -166,6 +172,40 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn only_a_fenced_record_refuses_the_command_other_failures_let_it_run() {
+        let fenced = StoreError::Fenced {
+            name: "www".into(),
+            key: "P/locks/www".into(),
+            held: 7,
+            found: Some(9),
+        };
+        assert!(matches!(
+            only_fencing_refuses(Err(fenced)),
+            Err(StoreError::Fenced { held: 7, .. })
+        ));
+        let others = [
+            StoreError::io(
+                "write",
+                "/state/inflight.json",
+                std::io::Error::other("disk full"),
+            ),
+            StoreError::Etcd {
+                action: "transaction",
+                key: "P/inflight/www".into(),
+                reason: "timed out".into(),
+            },
+            StoreError::Conflict {
+                key: "P/inflight/www".into(),
+            },
+        ];
+        for error in others {
+            let shown = error.to_string();
+            assert!(only_fencing_refuses(Err(error)).is_ok(), "{shown}");
+        }
+        assert!(only_fencing_refuses(Ok(())).is_ok());
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_last_parenthesis_of_the_name() {
