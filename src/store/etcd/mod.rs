@@ -44,7 +44,7 @@ use crate::store::lock::{LockError, RenewalLock};
 use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
 use crate::store::recovery::DiskState;
 use crate::store::sealed::Keyring;
-use crate::store::versions::VersionFiles;
+use crate::store::versions::{VersionFiles, new_version};
 use bridge::Bridge;
 use keys::Keys;
 
@@ -228,7 +228,8 @@ impl Store for EtcdStore {
         chain_pem: &str,
         origin: &Origin,
     ) -> Result<VersionMetadata, StoreError> {
-        self.shared.stage_pending(name, key_pem, chain_pem, origin)
+        let new = new_version(key_pem, chain_pem, origin)?;
+        self.shared.stage_pending(name, new)
     }
 
     fn promote(&self, name: &str, version: VersionId) -> Result<(), StoreError> {
