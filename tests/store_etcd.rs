@@ -54,7 +54,6 @@ pub(crate) fn etcd_store_with(
     lease_ttl: Duration,
     keyring: Arc<Keyring>,
 ) -> EtcdStore {
-    let endpoints = cluster.endpoints();
     let settings = EtcdSettings {
         prefix: "/certinel/".into(),
         member: member.into(),
@@ -62,10 +61,7 @@ pub(crate) fn etcd_store_with(
         local_dir: local.to_path_buf(),
         keyring,
     };
-    EtcdStore::connect(settings, move || async move {
-        etcd_client::Client::connect(endpoints, None).await
-    })
-    .expect("connect to the test etcd")
+    EtcdStore::connect(settings, cluster.endpoints(), None).expect("connect to the test etcd")
 }
 
 #[test]
