@@ -15,7 +15,7 @@ use instant_acme::{Account, AccountCredentials, Identifier, NewOrder};
 
 use crate::common::cli::run_certinel;
 use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
-use crate::common::etcd::EtcdCluster;
+use crate::common::etcd::pebble_and_etcd;
 use crate::common::pebble::{Pebble, PebbleOptions};
 use crate::revoke::{Setup, certinel, issued, text};
 use crate::store_etcd::etcd_store;
@@ -427,9 +427,7 @@ async fn deactivate_with_ca_retires_only_that_cas_account_and_its_next_renewal_r
 /// a conflict, and a goes on with b's account instead of failing its renewal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_loses_the_registration_race_uses_the_account_the_other_saved() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let cluster = EtcdCluster::start(1);
-    let dir = tempfile::tempdir().unwrap();
+    let (pebble, cluster, dir) = pebble_and_etcd(1).await;
     let settings = crate::acme::settings(&pebble);
     // b's registration, made aside so that it reaches etcd only when a is about to save.
     let b_files = Arc::new(FsAccounts::new(&dir.path().join("b-files")));

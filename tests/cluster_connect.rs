@@ -54,11 +54,39 @@ async fn unreachable_within_the_timeout(cluster: &ClusterConfig, why: &str) -> S
     error.to_string()
 }
 
-/// Writes and reads one key through `client`, proving it talks to etcd.
-async fn round_trip(mut client: etcd_client::Client) {
+/// Connects to `cluster`, which must be refused (`why`) as `Refused`, and returns the error.
+async fn refused_login(cluster: &ClusterConfig, why: &str) -> ClusterError {
+    let error = refused(connect(cluster).await, why);
+    assert!(matches!(error, ClusterError::Refused { .. }), "{error:?}");
+    error
+}
+
+/// Connects to `cluster` and writes and reads one key, proving it talks to etcd.
+async fn round_trip(cluster: &ClusterConfig) {
+    let mut client = connect(cluster).await.unwrap_or_else(|e| panic!("{e}"));
     client.put("/certinel/probe", "v", None).await.expect("put");
     let response = client.get("/certinel/probe", None).await.expect("get");
     assert_eq!(response.kvs()[0].value(), b"v");
+}
+
+/// A `[cluster]` for the TLS cluster `etcd` that trusts its CA, with no client certificate.
+fn trusting_the_ca_of(etcd: &EtcdCluster, kek_dir: &Path) -> ClusterConfig {
+    let tls = etcd.tls().expect("a TLS cluster");
+    let mut cluster = cluster_config(etcd.endpoints(), kek_dir);
+    cluster.ca_file = Some(tls.ca_file.clone());
+    cluster
+}
+
+/// Makes `cluster` log in as `username` with `password`.
+fn log_in_as(cluster: &mut ClusterConfig, username: &str, password: &str) {
+    cluster.username = Some(username.to_owned());
+    cluster.password = Some(ClusterPassword(password.to_owned()));
+}
+
+/// Adds etcd's `root` user (password `r00t-pw`) to `etcd` and enables authentication.
+fn enable_auth_with_root(etcd: &EtcdCluster) {
+    etcd.etcdctl(&["user", "add", "root:r00t-pw"]);
+    etcd.etcdctl(&["auth", "enable"]);
 }
 
 #[tokio::test]
@@ -78,8 +106,7 @@ async fn a_cluster_with_one_of_three_members_down_connects() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let cluster = cluster_config(etcd.endpoints(), dir.path());
     for _ in 0..5 {
-        let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
-        round_trip(client).await;
+        round_trip(&cluster).await;
     }
 }
 
@@ -120,10 +147,7 @@ async fn a_cluster_without_quorum_is_unreachable_within_the_timeout() {
 async fn a_plain_cluster_connects_and_serves_reads_and_writes() {
     let etcd = EtcdCluster::start(1);
     let dir = tempfile::tempdir().expect("temporary directory");
-    let client = connect(&cluster_config(etcd.endpoints(), dir.path()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    round_trip(client).await;
+    round_trip(&cluster_config(etcd.endpoints(), dir.path())).await;
 }
 
 #[tokio::test]
@@ -131,22 +155,18 @@ async fn a_tls_cluster_connects_with_the_configured_ca_and_client_certificate() 
     let etcd = EtcdCluster::start_tls(1);
     let tls = etcd.tls().expect("a TLS cluster");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
+    let mut cluster = trusting_the_ca_of(&etcd, dir.path());
     assert!(cluster.etcd[0].starts_with("https://"));
-    cluster.ca_file = Some(tls.ca_file.clone());
     cluster.client_cert = Some(tls.client_cert.clone());
     cluster.client_key = Some(tls.client_key.clone());
-    let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
-    round_trip(client).await;
+    round_trip(&cluster).await;
 }
 
 #[tokio::test]
 async fn a_tls_cluster_refuses_a_client_without_its_certificate() {
     let etcd = EtcdCluster::start_tls(1);
-    let tls = etcd.tls().expect("a TLS cluster");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut cluster = cluster_config(etcd.endpoints(), dir.path());
-    cluster.ca_file = Some(tls.ca_file.clone());
+    let cluster = trusting_the_ca_of(&etcd, dir.path());
     let error = refused(
         connect_within(&cluster, Duration::from_secs(2)).await,
         "etcd requires a client certificate",
@@ -179,38 +199,31 @@ async fn a_ca_file_that_is_not_pem_is_refused_before_any_connection() {
 #[tokio::test]
 async fn user_and_password_authenticate_and_a_wrong_password_is_refused_without_showing_it() {
     let etcd = EtcdCluster::start(1);
-    etcd.etcdctl(&["user", "add", "root:r00t-pw"]);
-    etcd.etcdctl(&["auth", "enable"]);
+    enable_auth_with_root(&etcd);
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut cluster = cluster_config(etcd.endpoints(), dir.path());
-    cluster.username = Some("root".to_owned());
-    cluster.password = Some(ClusterPassword("r00t-pw".to_owned()));
-    let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
-    round_trip(client).await;
+    log_in_as(&mut cluster, "root", "r00t-pw");
+    round_trip(&cluster).await;
 
-    cluster.password = Some(ClusterPassword("S3CR3T-wrong".to_owned()));
-    let error = refused(connect(&cluster).await, "the password is wrong");
+    log_in_as(&mut cluster, "root", "S3CR3T-wrong");
+    let error = refused_login(&cluster, "the password is wrong").await;
     let message = format!("{error} {error:?}");
     eprintln!("MSG {message}");
-    assert!(matches!(error, ClusterError::Refused { .. }), "{message}");
     assert!(message.contains("username and password"), "{message}");
     assert!(!message.contains("S3CR3T"), "{message}");
 
     cluster.username = None;
     cluster.password = None;
-    let error = refused(connect(&cluster).await, "no user was given");
-    assert!(matches!(error, ClusterError::Refused { .. }), "{error}");
+    refused_login(&cluster, "no user was given").await;
 }
 
 #[tokio::test]
 async fn an_idle_replica_keeps_working_after_its_etcd_auth_token_expires() {
     let etcd = EtcdCluster::start_with_args(1, &["--auth-token-ttl", "1"]);
-    etcd.etcdctl(&["user", "add", "root:r00t-pw"]);
-    etcd.etcdctl(&["auth", "enable"]);
+    enable_auth_with_root(&etcd);
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut cluster = cluster_config(etcd.endpoints(), dir.path());
-    cluster.username = Some("root".to_owned());
-    cluster.password = Some(ClusterPassword("r00t-pw".to_owned()));
+    log_in_as(&mut cluster, "root", "r00t-pw");
     let mut client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
     // etcd drops a simple token unused for --auth-token-ttl; only etcd's clock expires
     // it, so the test has to stay idle for longer than that.
@@ -241,16 +254,13 @@ async fn a_user_granted_the_prefix_as_the_readme_says_connects_and_one_without_i
     etcd.etcdctl(&["auth", "enable"]);
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut cluster = cluster_config(etcd.endpoints(), dir.path());
-    cluster.username = Some("certinel".to_owned());
-    cluster.password = Some(ClusterPassword("c3rt-pw".to_owned()));
-    let client = connect(&cluster).await.unwrap_or_else(|e| panic!("{e}"));
-    round_trip(client).await;
+    log_in_as(&mut cluster, "certinel", "c3rt-pw");
+    round_trip(&cluster).await;
 
-    cluster.username = Some("other".to_owned());
-    cluster.password = Some(ClusterPassword("0ther-pw".to_owned()));
-    let error = refused(connect(&cluster).await, "the user may not read the prefix");
-    let message = error.to_string();
-    assert!(matches!(error, ClusterError::Refused { .. }), "{message}");
+    log_in_as(&mut cluster, "other", "0ther-pw");
+    let message = refused_login(&cluster, "the user may not read the prefix")
+        .await
+        .to_string();
     assert!(message.contains("permission denied"), "{message}");
     assert!(message.contains("under /certinel/"), "{message}");
 }

@@ -144,13 +144,7 @@ async fn losing_the_etcd_quorum_disconnects_and_its_return_lists_the_replica_aga
         "the last list is kept while disconnected"
     );
 
-    let cluster = tokio::task::spawn_blocking(move || {
-        cluster.restart(1);
-        cluster.restart(2);
-        cluster
-    })
-    .await
-    .expect("restart etcd");
+    let cluster = cluster.restarted(&[1, 2]).await;
     wait_for_connected(&a, true, Duration::from_secs(15)).await;
     wait_for_members(&a, &["a", "watcher"], PROMPTLY).await;
     wait_for_members(&watcher, &["a", "watcher"], PROMPTLY).await;

@@ -8,8 +8,8 @@ use certinel::store::sealed::Kek;
 
 use crate::common::cli::{output_text, run_certinel};
 use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
-use crate::common::etcd::EtcdCluster;
-use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::common::etcd::{EtcdCluster, pebble_and_etcd};
+use crate::common::pebble::Pebble;
 use crate::common::service::Service;
 use crate::store_etcd::everything_in_etcd;
 
@@ -39,9 +39,7 @@ fn current_serial(dir: &Path) -> Result<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certinel_run_with_a_cluster_issues_into_etcd_and_renews_with_one_member_down() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let cluster = EtcdCluster::start(3);
-    let dir = tempfile::tempdir().unwrap();
+    let (pebble, cluster, dir) = pebble_and_etcd(3).await;
     let config = write_config_file(
         dir.path(),
         &cluster_config(dir.path(), &pebble, &cluster, "replica-a"),

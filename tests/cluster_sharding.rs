@@ -196,13 +196,7 @@ async fn losing_the_etcd_quorum_shows_as_disconnected_keeps_the_share_and_recove
         Some(1.0)
     );
 
-    let _etcd = tokio::task::spawn_blocking(move || {
-        etcd.restart(1);
-        etcd.restart(2);
-        etcd
-    })
-    .await
-    .expect("restart etcd");
+    let _etcd = etcd.restarted(&[1, 2]).await;
     alone
         .metrics_until("connected again", |body| connected(body) == Some(1.0))
         .await;

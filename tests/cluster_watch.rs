@@ -39,7 +39,7 @@ async fn view_until(view: &mut Receiver<Watched>, condition: impl Fn(&Watched) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stores_watch_follows_another_replicas_renewal_and_notifies_after_etcd_restarts() {
-    let mut cluster = EtcdCluster::start(1);
+    let cluster = EtcdCluster::start(1);
     let dir = tempfile::tempdir().unwrap();
     let ttl = Duration::from_secs(10);
     let watcher = etcd_store(&cluster, &dir.path().join("r1"), "r1", ttl);
@@ -75,12 +75,7 @@ async fn a_stores_watch_follows_another_replicas_renewal_and_notifies_after_etcd
 
     // The watch is lost with etcd: read again, every certificate is told, and changes
     // made afterwards still arrive.
-    let cluster = tokio::task::spawn_blocking(move || {
-        cluster.restart(0);
-        cluster
-    })
-    .await
-    .unwrap();
+    let cluster = cluster.restarted(&[0]).await;
     tokio::time::timeout(Duration::from_secs(20), view.changed())
         .await
         .expect("notified after etcd came back")

@@ -48,16 +48,12 @@ pub(crate) fn live(store: &dyn Store, name: &str) -> (Option<u32>, Option<u32>) 
 }
 
 fn audit_event(minute: u8, step: certinel::store::Step) -> certinel::store::AuditEvent {
-    certinel::store::AuditEvent {
-        time: datetime!(2025-01-01 0:00 UTC) + time::Duration::minutes(minute.into()),
-        certificate: "www".into(),
-        version: None,
-        serial: None,
+    certinel::store::AuditEvent::new(
+        datetime!(2025-01-01 0:00 UTC) + time::Duration::minutes(minute.into()),
+        "www",
         step,
-        outcome: certinel::store::Outcome::Ok,
-        error: None,
-        detail: None,
-    }
+        certinel::store::Outcome::Ok,
+    )
 }
 
 /// What every [`Store`] does, whatever keeps the state.

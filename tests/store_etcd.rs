@@ -37,6 +37,15 @@ pub(crate) fn etcd_store(
     etcd_store_with(cluster, local, member, lease_ttl, keyring())
 }
 
+/// A one-member etcd cluster and the store of member `m1` on it (lease TTL 5 s), its files
+/// in the temporary directory that comes with it.
+pub(crate) fn store_on_one_member() -> (EtcdCluster, tempfile::TempDir, EtcdStore) {
+    let cluster = EtcdCluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = etcd_store(&cluster, dir.path(), "m1", Duration::from_secs(5));
+    (cluster, dir, store)
+}
+
 /// [`etcd_store`] sealing with `keyring`.
 pub(crate) fn etcd_store_with(
     cluster: &EtcdCluster,
@@ -45,7 +54,6 @@ pub(crate) fn etcd_store_with(
     lease_ttl: Duration,
     keyring: Arc<Keyring>,
 ) -> EtcdStore {
-    let endpoints = cluster.endpoints();
     let settings = EtcdSettings {
         prefix: "/certinel/".into(),
         member: member.into(),
@@ -53,10 +61,7 @@ pub(crate) fn etcd_store_with(
         local_dir: local.to_path_buf(),
         keyring,
     };
-    EtcdStore::connect(settings, move || async move {
-        etcd_client::Client::connect(endpoints, None).await
-    })
-    .expect("connect to the test etcd")
+    EtcdStore::connect(settings, cluster.endpoints(), None).expect("connect to the test etcd")
 }
 
 #[test]
@@ -67,9 +72,7 @@ fn the_filesystem_store_passes_the_store_behaviour() {
 
 #[test]
 fn the_etcd_store_passes_the_store_behaviour_and_materialises_the_same_layout() {
-    let cluster = EtcdCluster::start(1);
-    let dir = tempfile::tempdir().unwrap();
-    let store = etcd_store(&cluster, dir.path(), "m1", Duration::from_secs(5));
+    let (_cluster, dir, store) = store_on_one_member();
     behaves_like_a_store(&store);
     let current = dir.path().join("certs/www/current");
     assert_eq!(std::fs::read_link(&current).unwrap(), Path::new("v0001"));
@@ -107,9 +110,7 @@ pub(crate) fn everything_in_etcd(cluster: &EtcdCluster) -> Vec<(String, Vec<u8>)
 
 #[test]
 fn no_private_key_or_account_credential_is_stored_in_plaintext_in_etcd() {
-    let cluster = EtcdCluster::start(1);
-    let dir = tempfile::tempdir().unwrap();
-    let store = etcd_store(&cluster, dir.path(), "m1", Duration::from_secs(5));
+    let (cluster, _dir, store) = store_on_one_member();
     behaves_like_a_store(&store);
     // A renewal left with its saved key and a registered account.
     store.begin("kept", datetime!(2025-02-01 0:00 UTC)).unwrap();
@@ -257,9 +258,7 @@ fn two_replicas_registering_at_once_keep_one_account() {
 
 #[test]
 fn an_unreachable_etcd_is_an_error_naming_etcd_not_a_hang() {
-    let mut cluster = EtcdCluster::start(1);
-    let dir = tempfile::tempdir().unwrap();
-    let store = etcd_store(&cluster, dir.path(), "m1", Duration::from_secs(5));
+    let (mut cluster, _dir, store) = store_on_one_member();
     cluster.kill(0);
     let started = std::time::Instant::now();
     let error = store.current("www").unwrap_err();
@@ -285,34 +284,28 @@ fn a_held_lock_outlives_its_lease_ttl_while_its_keep_alive_runs() {
 #[test]
 fn after_a_key_encryption_key_rotation_a_rewritten_version_is_sealed_with_the_new_key() {
     let cluster = EtcdCluster::start(1);
-    let old_dir = tempfile::tempdir().unwrap();
-    let old = etcd_store(&cluster, old_dir.path(), "old", Duration::from_secs(5));
+    let dir = tempfile::tempdir().unwrap();
+    let local = |replica: &str| dir.path().join(replica);
+    let ttl = Duration::from_secs(5);
+    let old = etcd_store(&cluster, &local("old"), "old", ttl);
     let v1 = stage(&old, "www");
-    let rotated_dir = tempfile::tempdir().unwrap();
     let rotated = etcd_store_with(
         &cluster,
-        rotated_dir.path(),
+        &local("rotated"),
         "rotated",
-        Duration::from_secs(5),
+        ttl,
         rotated_keyring(),
     );
     // The previous key still opens it; rewriting its state seals it with the new one.
     let before = std::fs::read(rotated.files("www", v1).unwrap().key).unwrap();
     rotated.promote("www", v1).unwrap();
-    let again_dir = tempfile::tempdir().unwrap();
-    let without_old = etcd_store_with(
-        &cluster,
-        again_dir.path(),
-        "new-only",
-        Duration::from_secs(5),
-        Arc::new(Keyring::new(Kek::from_bytes(&[8; 32]), Vec::new())),
-    );
+    let new_only = Arc::new(Keyring::new(Kek::from_bytes(&[8; 32]), Vec::new()));
+    let without_old = etcd_store_with(&cluster, &local("new-only"), "new-only", ttl, new_only);
     assert_eq!(
         std::fs::read(without_old.files("www", v1).unwrap().key).unwrap(),
         before
     );
-    let elsewhere = old_dir.path().join("elsewhere");
-    let stale = etcd_store(&cluster, &elsewhere, "old-again", Duration::from_secs(5));
+    let stale = etcd_store(&cluster, &local("elsewhere"), "old-again", ttl);
     let refused = stale.files("www", v1).unwrap_err();
     assert!(
         refused.to_string().contains("key-encryption key"),

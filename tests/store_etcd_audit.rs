@@ -10,21 +10,12 @@ use certinel::store::{AuditEvent, Outcome, Step, Store};
 use time::OffsetDateTime;
 
 use crate::common::etcd::EtcdCluster;
-use crate::store_etcd::etcd_store;
+use crate::store_etcd::store_on_one_member;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn event(time: OffsetDateTime, certificate: &str) -> AuditEvent {
-    AuditEvent {
-        time,
-        certificate: certificate.to_owned(),
-        version: None,
-        serial: None,
-        step: Step::Begin,
-        outcome: Outcome::Ok,
-        error: None,
-        detail: None,
-    }
+    AuditEvent::new(time, certificate, Step::Begin, Outcome::Ok)
 }
 
 /// A counter from the `/metrics` of the (one) member of `cluster`.
@@ -44,10 +35,8 @@ fn etcd_counter(cluster: &EtcdCluster, name: &str) -> u64 {
 
 #[test]
 fn events_past_the_retention_go_in_one_range_request_and_recent_ones_stay() {
-    let cluster = EtcdCluster::start(1);
-    let dir = tempfile::tempdir().unwrap();
-    let store = etcd_store(&cluster, dir.path(), "m1", Duration::from_secs(5))
-        .with_audit_retention(90 * DAY);
+    let (cluster, _dir, store) = store_on_one_member();
+    let store = store.with_audit_retention(90 * DAY);
     let now = OffsetDateTime::now_utc();
     let old = now - time::Duration::days(120);
     for second in 0..50 {

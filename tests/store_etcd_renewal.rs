@@ -13,9 +13,9 @@ use certinel::store::{EtcdStore, Stage, Step, Store, StoreError};
 use time::OffsetDateTime;
 
 use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
-use crate::common::etcd::EtcdCluster;
+use crate::common::etcd::pebble_and_etcd;
 use crate::common::eventually::eventually_blocking;
-use crate::common::pebble::{Pebble, PebbleOptions};
+use crate::common::pebble::Pebble;
 use crate::store_etcd::{etcd_store, everything_in_etcd, revoke_lock_lease};
 
 /// A renewer for certificate `api` (deploy command `hook`) keeping its state in `store`.
@@ -30,9 +30,7 @@ fn renewer(dir: &Path, pebble: &Pebble, hook: &str, store: &EtcdStore) -> Renewe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_issuance_leaves_no_private_key_or_account_credential_in_plaintext() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let cluster = EtcdCluster::start(1);
-    let dir = tempfile::tempdir().unwrap();
+    let (pebble, cluster, dir) = pebble_and_etcd(1).await;
     let store = etcd_store(
         &cluster,
         &dir.path().join("state"),
@@ -91,9 +89,7 @@ async fn a_full_issuance_leaves_no_private_key_or_account_credential_in_plaintex
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_whose_lock_was_taken_over_is_fenced_and_the_new_holder_finishes_it() {
-    let pebble = Pebble::start(PebbleOptions::default()).await;
-    let cluster = EtcdCluster::start(3);
-    let dir = tempfile::tempdir().unwrap();
+    let (pebble, cluster, dir) = pebble_and_etcd(3).await;
     let started = dir.path().join("deploy-started");
     let go = dir.path().join("go");
     rustix::fs::mkfifoat(rustix::fs::CWD, &go, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();

@@ -82,6 +82,28 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+impl AuditEvent {
+    /// `step` of `certificate` at `time` with its `outcome`, and nothing more known: no
+    /// version, serial, error or detail (set those fields where there are).
+    pub fn new(
+        time: OffsetDateTime,
+        certificate: &str,
+        step: Step,
+        outcome: Outcome,
+    ) -> AuditEvent {
+        AuditEvent {
+            time,
+            certificate: certificate.to_owned(),
+            version: None,
+            serial: None,
+            step,
+            outcome,
+            error: None,
+            detail: None,
+        }
+    }
+}
+
 /// The audit log read back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditHistory {

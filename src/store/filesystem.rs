@@ -408,16 +408,12 @@ mod tests {
         let store = FsStore::new(dir.path());
         let (journal, release) =
             crate::store::journal::Journal::hold_first_commit(&store.audit_path());
-        let event = AuditEvent {
-            time: datetime!(2025-01-01 0:05 UTC),
-            certificate: "web".into(),
-            version: None,
-            serial: None,
-            step: Step::Begin,
-            outcome: Outcome::Ok,
-            error: None,
-            detail: None,
-        };
+        let event = AuditEvent::new(
+            datetime!(2025-01-01 0:05 UTC),
+            "web",
+            Step::Begin,
+            Outcome::Ok,
+        );
         let appending = tokio::spawn(async move { store.append_audit(&event) });
         let waiting_since = std::time::Instant::now();
         while !journal.is_committing() {

@@ -53,6 +53,21 @@ pub struct Inflight {
     pub hook: Option<HookProcess>,
 }
 
+impl Inflight {
+    /// The record of a renewal that starts at `started_at`: ordering, nothing placed or
+    /// saved yet.
+    pub fn starting(started_at: OffsetDateTime) -> Inflight {
+        Inflight {
+            version: None,
+            stage: Stage::Ordering,
+            order_url: None,
+            started_at,
+            key_pem: None,
+            hook: None,
+        }
+    }
+}
+
 /// A PEM private key that never shows in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -121,14 +136,7 @@ impl CertStore {
         }
         let dir = self.cert_dir(name)?;
         fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
-        let record = Inflight {
-            version: None,
-            stage: Stage::Ordering,
-            order_url: None,
-            started_at,
-            key_pem: None,
-            hook: None,
-        };
+        let record = Inflight::starting(started_at);
         self.write_inflight(name, &record)?;
         Ok(record)
     }

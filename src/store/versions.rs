@@ -101,7 +101,12 @@ impl CertStore {
         chain_pem: &str,
         origin: &Origin,
     ) -> Result<VersionMetadata, StoreError> {
-        let (mut meta, cert, chain) = new_version(key_pem, chain_pem, origin)?;
+        let NewVersion {
+            mut meta,
+            cert,
+            chain,
+            ..
+        } = new_version(key_pem, chain_pem, origin)?;
         let dir = self.cert_dir(name)?;
         fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
         sync_dir(&self.certs_dir)?;
@@ -326,13 +331,25 @@ pub(crate) fn prunable(
         .collect()
 }
 
-/// Checks a new version's key against its chain and describes it: its metadata (pending,
-/// numbered `v0000` until the caller numbers it), the leaf and the intermediates as PEM.
-pub(crate) fn new_version(
-    key_pem: &str,
+/// A new version whose key was checked against its chain's leaf, ready to be numbered and
+/// stored.
+pub(crate) struct NewVersion<'a> {
+    /// Its metadata: pending, numbered `v0000` until the store numbers it.
+    pub(crate) meta: VersionMetadata,
+    /// The private key, PEM.
+    pub(crate) key_pem: &'a str,
+    /// The leaf certificate, PEM.
+    pub(crate) cert: String,
+    /// The intermediates, PEM.
+    pub(crate) chain: String,
+}
+
+/// Checks a new version's key against its chain and describes it ([`NewVersion`]).
+pub(crate) fn new_version<'a>(
+    key_pem: &'a str,
     chain_pem: &str,
     origin: &Origin,
-) -> Result<(VersionMetadata, String, String), StoreError> {
+) -> Result<NewVersion<'a>, StoreError> {
     let facts = check_pems(chain_pem, key_pem, &[])?;
     let blocks = certificate_blocks(chain_pem);
     let cert = blocks.first().cloned().unwrap_or_default();
@@ -349,7 +366,12 @@ pub(crate) fn new_version(
         source: origin.source.clone(),
         state: VersionState::Pending,
     };
-    Ok((meta, cert, chain))
+    Ok(NewVersion {
+        meta,
+        key_pem,
+        cert,
+        chain,
+    })
 }
 
 fn write_meta(path: &Path, meta: &VersionMetadata) -> Result<(), StoreError> {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::eventually::eventually_blocking;
+use super::pebble::{Pebble, PebbleOptions};
 use super::pki::{Ca, LeafSpec, Validity, write_key, write_pem};
 use super::ports::free_port;
 
@@ -142,13 +143,7 @@ impl EtcdCluster {
             .arg("--endpoints")
             .arg(self.endpoints().join(","));
         if let Some(tls) = &self.tls {
-            command
-                .arg("--cacert")
-                .arg(&tls.ca_file)
-                .arg("--cert")
-                .arg(&tls.client_cert)
-                .arg("--key")
-                .arg(&tls.client_key);
+            add_file_flags(&mut command, tls.client_flags());
         }
         let output = command.args(args).output().expect("run etcdctl");
         assert!(
@@ -175,6 +170,20 @@ impl EtcdCluster {
         self.wait_healthy(index);
     }
 
+    /// [`restart`](Self::restart)s the members `indices` in turn on a blocking thread, so
+    /// that an async test's runtime goes on meanwhile; returns the cluster.
+    pub async fn restarted(mut self, indices: &[usize]) -> EtcdCluster {
+        let indices = indices.to_vec();
+        tokio::task::spawn_blocking(move || {
+            for index in indices {
+                self.restart(index);
+            }
+            self
+        })
+        .await
+        .expect("restart etcd")
+    }
+
     /// Whether member `index` answers `/health` with `"health":"true"` (it has a leader).
     pub fn is_healthy(&self, index: usize) -> bool {
         health(self.members[index].client, self.tls.as_ref()).is_ok()
@@ -197,14 +206,8 @@ impl EtcdCluster {
         let peer = format!("http://{}", member.peer);
         let mut command = Command::new(ETCD);
         if let Some(tls) = &self.tls {
-            command
-                .arg("--cert-file")
-                .arg(&tls.server_cert)
-                .arg("--key-file")
-                .arg(&tls.server_key)
-                .arg("--trusted-ca-file")
-                .arg(&tls.ca_file)
-                .arg("--client-cert-auth");
+            add_file_flags(&mut command, tls.server_flags());
+            command.arg("--client-cert-auth");
         }
         let child = command
             .args(["--name", &member.name])
@@ -248,6 +251,15 @@ impl EtcdCluster {
     }
 }
 
+/// Pebble and an etcd cluster of `size` members, with a temporary directory for the test's
+/// files: what a renewal through a cluster needs.
+pub async fn pebble_and_etcd(size: usize) -> (Pebble, EtcdCluster, tempfile::TempDir) {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let cluster = EtcdCluster::start(size);
+    let dir = tempfile::tempdir().expect("create a temporary directory for the test");
+    (pebble, cluster, dir)
+}
+
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for index in 0..self.members.len() {
@@ -282,6 +294,32 @@ impl EtcdTls {
             server_key: write_key(dir, "etcd-server-key.pem", &server.key_pem),
             health_client: Arc::new(health_client),
         }
+    }
+
+    /// `etcdctl`'s flags: trust the CA, present the client certificate.
+    fn client_flags(&self) -> [(&'static str, &Path); 3] {
+        [
+            ("--cacert", &self.ca_file),
+            ("--cert", &self.client_cert),
+            ("--key", &self.client_key),
+        ]
+    }
+
+    /// A member's flags: serve the server certificate, check client certificates
+    /// against the CA.
+    fn server_flags(&self) -> [(&'static str, &Path); 3] {
+        [
+            ("--cert-file", &self.server_cert),
+            ("--key-file", &self.server_key),
+            ("--trusted-ca-file", &self.ca_file),
+        ]
+    }
+}
+
+/// Adds `FLAG FILE` to `command` for each of `flags`.
+fn add_file_flags(command: &mut Command, flags: [(&str, &Path); 3]) {
+    for (flag, file) in flags {
+        command.arg(flag).arg(file);
     }
 }
 

@@ -11,7 +11,7 @@ use crate::store::StoreError;
 use crate::store::etcd::Shared;
 use crate::store::etcd::cert_state::{decode, parse_json, seal, to_json};
 use crate::store::etcd::txn::{Entry, Plan, unchanged};
-use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
+use crate::store::inflight::{HookProcess, Inflight, SecretPem};
 use crate::store::sealed::SealError;
 
 /// The in-flight value: the record without its key, the key sealed, and who wrote it.
@@ -42,14 +42,7 @@ impl Shared {
         started_at: OffsetDateTime,
     ) -> Result<Inflight, StoreError> {
         let key = self.keys.inflight(name)?;
-        let record = Inflight {
-            version: None,
-            stage: Stage::Ordering,
-            order_url: None,
-            started_at,
-            key_pem: None,
-            hook: None,
-        };
+        let record = Inflight::starting(started_at);
         self.update(name, || {
             if let Some(existing) = self.inflight(name)? {
                 return Err(StoreError::InflightExists {

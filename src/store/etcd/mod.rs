@@ -44,7 +44,7 @@ use crate::store::lock::{LockError, RenewalLock};
 use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
 use crate::store::recovery::DiskState;
 use crate::store::sealed::Keyring;
-use crate::store::versions::VersionFiles;
+use crate::store::versions::{VersionFiles, new_version};
 use bridge::Bridge;
 use keys::Keys;
 
@@ -111,29 +111,30 @@ impl EtcdStore {
         Ok(EtcdStore::with_bridge(Bridge::start()?, client, settings))
     }
 
-    /// Runs `connect` on the store's own runtime and keeps state through the client it
-    /// makes; its error (or a timeout) is a [`StoreError::Etcd`].
-    pub fn connect<F, E>(
+    /// Connects to `endpoints` with etcd's client `options` on the store's own runtime and
+    /// keeps state through that client; a failure (or a timeout) is a
+    /// [`StoreError::Etcd`].
+    pub fn connect(
         settings: EtcdSettings,
-        connect: impl FnOnce() -> F,
-    ) -> Result<EtcdStore, StoreError>
-    where
-        F: Future<Output = Result<etcd_client::Client, E>> + Send + 'static,
-        E: std::fmt::Display + Send + 'static,
-    {
+        endpoints: Vec<String>,
+        options: Option<etcd_client::ConnectOptions>,
+    ) -> Result<EtcdStore, StoreError> {
         let prefix = settings.prefix.clone();
-        let connecting = connect();
-        EtcdStore::connect_with(settings, || async move {
-            connecting.await.map_err(|error| StoreError::Etcd {
-                action: "connect to",
-                key: prefix,
-                reason: error.to_string(),
-            })
+        EtcdStore::connect_with(settings, move || async move {
+            etcd_client::Client::connect(endpoints, options)
+                .await
+                .map_err(|error| StoreError::Etcd {
+                    action: "connect to",
+                    key: prefix,
+                    reason: error.to_string(),
+                })
         })
     }
 
-    /// [`EtcdStore::connect`] keeping `connect`'s own error: it should give up on its own
-    /// within [`CONNECT_DEADLINE`], after which the wait ends with a [`StoreError`].
+    /// Runs `connect` on the store's own runtime and keeps state through the client it
+    /// makes, keeping `connect`'s own error (for a caller that connects its own way, with
+    /// TLS or a user): it should give up on its own within [`CONNECT_DEADLINE`], after
+    /// which the wait ends with a [`StoreError`].
     pub fn connect_with<F, E>(
         settings: EtcdSettings,
         connect: impl FnOnce() -> F,
@@ -228,7 +229,8 @@ impl Store for EtcdStore {
         chain_pem: &str,
         origin: &Origin,
     ) -> Result<VersionMetadata, StoreError> {
-        self.shared.stage_pending(name, key_pem, chain_pem, origin)
+        let new = new_version(key_pem, chain_pem, origin)?;
+        self.shared.stage_pending(name, new)
     }
 
     fn promote(&self, name: &str, version: VersionId) -> Result<(), StoreError> {

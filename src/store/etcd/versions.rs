@@ -8,19 +8,16 @@ use crate::store::StoreError;
 use crate::store::etcd::Shared;
 use crate::store::etcd::cert_state::{Links, StoredVersion, VersionDoc, decode, seal, to_json};
 use crate::store::etcd::txn::{Plan, unchanged};
-use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
-use crate::store::versions::{new_version, prunable};
+use crate::store::metadata::{VersionId, VersionMetadata, VersionState};
+use crate::store::versions::{NewVersion, prunable};
 
 impl Shared {
-    /// Stores a new version after the highest one, not yet live.
+    /// Stores a checked new version after the highest one, not yet live.
     pub(crate) fn stage_pending(
         &self,
         name: &str,
-        key_pem: &str,
-        chain_pem: &str,
-        origin: &Origin,
+        new: NewVersion,
     ) -> Result<VersionMetadata, StoreError> {
-        let (meta, cert, chain) = new_version(key_pem, chain_pem, origin)?;
         self.update(name, || {
             let state = self.cert_state(name)?;
             let version = state
@@ -32,11 +29,11 @@ impl Shared {
             let doc = VersionDoc {
                 meta: VersionMetadata {
                     version,
-                    ..meta.clone()
+                    ..new.meta.clone()
                 },
-                cert: cert.clone(),
-                chain: chain.clone(),
-                key_sealed: seal(self, &key, key_pem.as_bytes())?,
+                cert: new.cert.clone(),
+                chain: new.chain.clone(),
+                key_sealed: seal(self, &key, new.key_pem.as_bytes())?,
             };
             Ok(Plan::Write {
                 compares: vec![unchanged(&key, None)],
