@@ -410,6 +410,29 @@ def add_meta_and_summary(commands, summarize):
     summary.set_defaults(run=summarize)
 
 
+def add_scrape_command(commands, run, count):
+    """The `scrape` subcommand of a bench driver: `count` scrapes of --url while --pid's
+    CPU is measured, each expected to hold --expect series; the last body goes to --body,
+    the result to --out. Returns the parser, for the driver's own options."""
+    scrape = commands.add_parser("scrape")
+    scrape.add_argument("--url", required=True, help="the /metrics URL")
+    scrape.add_argument("--pid", type=int, required=True)
+    scrape.add_argument("--count", type=int, default=count)
+    scrape.add_argument("--expect", type=int, required=True)
+    scrape.add_argument("--body", required=True)
+    scrape.add_argument("--out", required=True)
+    scrape.set_defaults(run=run)
+    return scrape
+
+
+def run_driver(parser, commands, summarize):
+    """Adds `meta` and `summary` (see add_meta_and_summary), parses the command line and
+    runs the chosen subcommand; returns its exit status."""
+    add_meta_and_summary(commands, summarize)
+    args = parser.parse_args()
+    return args.run(args)
+
+
 def cmd_summary(args):
     """Markdown tables from the results directory; missing certinel numbers say pending."""
     results = args.results
@@ -525,19 +548,10 @@ def main():
     load.add_argument("--out", required=True)
     load.set_defaults(run=cmd_probe_load)
 
-    scrape = commands.add_parser("scrape")
-    scrape.add_argument("--url", required=True, help="the /metrics URL")
-    scrape.add_argument("--pid", type=int, required=True)
-    scrape.add_argument("--count", type=int, default=7)
-    scrape.add_argument("--expect", type=int, required=True)
+    scrape = add_scrape_command(commands, cmd_scrape, count=7)
     scrape.add_argument("--ready-after", type=float)
-    scrape.add_argument("--body", required=True)
-    scrape.add_argument("--out", required=True)
-    scrape.set_defaults(run=cmd_scrape)
 
-    add_meta_and_summary(commands, cmd_summary)
-    args = parser.parse_args()
-    return args.run(args)
+    return run_driver(parser, commands, cmd_summary)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import urllib.parse
 
 # The process accounting and the meta/summary commands bench/run uses (this file sits
 # beside bench.py).
-from bench import add_meta_and_summary, proc_cpu_seconds, proc_memory_kib
+from bench import add_scrape_command, proc_cpu_seconds, proc_memory_kib, run_driver
 
 
 def cmd_write_config(args):
@@ -138,20 +138,11 @@ def main():
     write.add_argument("--interval", default="1h")
     write.add_argument("--out", required=True)
     write.set_defaults(run=cmd_write_config)
-    scrape = commands.add_parser("scrape")
+    scrape = add_scrape_command(commands, cmd_scrape, count=20)
     scrape.add_argument("--label", required=True)
-    scrape.add_argument("--url", required=True)
-    scrape.add_argument("--pid", type=int, required=True)
-    scrape.add_argument("--count", type=int, default=20)
-    scrape.add_argument("--expect", type=int, required=True)
     scrape.add_argument("--ready-after", type=float, required=True)
     scrape.add_argument("--load-time", required=True)
-    scrape.add_argument("--body", required=True)
-    scrape.add_argument("--out", required=True)
-    scrape.set_defaults(run=cmd_scrape)
-    add_meta_and_summary(commands, cmd_summary)
-    args = parser.parse_args()
-    return args.run(args)
+    return run_driver(parser, commands, cmd_summary)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,13 @@ async fn server(ca: &Ca) -> ServerHandle {
     spawn_tls(bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).await, acceptor)
 }
 
+/// A TLS server whose leaf a fresh root named `root` issued, and an empty directory for
+/// the configuration and the file that lists the server.
+async fn listed_server(root: &str) -> (ServerHandle, tempfile::TempDir) {
+    let ca = Ca::root(root, Validity::days(-1, 30));
+    (server(&ca).await, tempfile::tempdir().unwrap())
+}
+
 /// Replaces `path` atomically, as file_sd writers should.
 fn replace(path: &Path, contents: &str) {
     let temporary = path.with_extension("tmp");
@@ -167,9 +174,7 @@ async fn config_check_lists_each_endpoint_source_file_and_fails_on_a_rejected_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certinel_check_with_a_config_probes_the_endpoint_source_targets_once() {
-    let ca = Ca::root("File SD Check Root", Validity::days(-1, 30));
-    let listed = server(&ca).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (listed, dir) = listed_server("File SD Check Root").await;
     replace(
         &dir.path().join("web.yaml"),
         &format!("- targets: ['{}']\n", listed.addr),
@@ -196,9 +201,7 @@ async fn certinel_check_with_a_config_probes_the_endpoint_source_targets_once() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_adds_or_removes_an_endpoint_source_adds_or_removes_its_targets() {
-    let ca = Ca::root("File SD Reload Root", Validity::days(-1, 30));
-    let listed = server(&ca).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (listed, dir) = listed_server("File SD Reload Root").await;
     replace(
         &dir.path().join("web.json"),
         &format!(

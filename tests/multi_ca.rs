@@ -68,6 +68,18 @@ impl TwoCas {
         }
     }
 
+    /// Two CAs whose second issued `api` (forced, now) while the first was down; the first
+    /// answers again. Returns them, the renewer and the time of issuance.
+    async fn issued_at_second() -> (TwoCas, Renewer, OffsetDateTime) {
+        let cas = TwoCas::start((&[], &[]), "").await;
+        let renewer = cas.renewer();
+        let now = OffsetDateTime::now_utc();
+        cas.first_front.fail_paths(Some("/"));
+        assert_renewed(&renewer.renew("api", forced(), now).await, &cas);
+        cas.first_front.fail_paths(None);
+        (cas, renewer, now)
+    }
+
     fn renewer(&self) -> Renewer {
         let config = certinel::config::load(&self.config).unwrap_or_else(|e| panic!("{e}"));
         Renewer::new(&config).with_retry_policy(RetryPolicy {
@@ -77,7 +89,12 @@ impl TwoCas {
         })
     }
 
-    /// The directory the current version came from (its metadata's `source`).
+    /// A [`Self::renewer`] whose ACME requests are counted by CA.
+    fn counting_renewer(&self) -> (Renewer, Arc<ByCa>) {
+        let requests = Arc::new(ByCa::default());
+        (self.renewer().with_observer(requests.clone()), requests)
+    }
+
     /// The new-order requests the two fronts have seen so far must number `first` and
     /// `second`; `why` says what the counts prove.
     fn assert_new_orders(&self, first: usize, second: usize, why: &str) {
@@ -100,6 +117,7 @@ impl TwoCas {
         std::fs::write(&self.config, edited).unwrap();
     }
 
+    /// The directory the current version came from (its metadata's `source`).
     fn current_source(&self) -> String {
         let store = CertStore::open(&self.state_dir).unwrap();
         let current = store.current("api").unwrap().expect("a current version");
@@ -181,8 +199,7 @@ fn assert_renewed(result: &Result<RenewOutcome, certinel::renew::RenewError>, ca
 #[tokio::test]
 async fn a_failing_first_ca_hands_over_to_the_second_and_the_next_renewal_returns_to_the_first() {
     let cas = TwoCas::start((&[], &[]), "").await;
-    let requests = Arc::new(ByCa::default());
-    let renewer = cas.renewer().with_observer(requests.clone());
+    let (renewer, requests) = cas.counting_renewer();
     let now = OffsetDateTime::now_utc();
 
     // Every CA down: the failure is the last CA's, for the `ca` label of the failure
@@ -353,12 +370,7 @@ async fn a_certificate_listing_only_a_named_ca_is_issued_there() {
 
 #[tokio::test]
 async fn renewal_information_for_the_second_cas_certificate_is_asked_of_the_second_ca_only() {
-    let cas = TwoCas::start((&[], &[]), "").await;
-    let renewer = cas.renewer();
-    let now = OffsetDateTime::now_utc();
-    cas.first_front.fail_paths(Some("/"));
-    assert_renewed(&renewer.renew("api", forced(), now).await, &cas);
-    cas.first_front.fail_paths(None);
+    let (cas, renewer, now) = TwoCas::issued_at_second().await;
     let pem = std::fs::read_to_string(cas.state_dir.join("certs/api/current/cert.pem")).unwrap();
     let second_id = certinel::acme::ari_certificate_id(&pem).unwrap();
 
@@ -398,12 +410,7 @@ async fn renewal_information_for_the_second_cas_certificate_is_asked_of_the_seco
 
 #[tokio::test]
 async fn a_certificate_from_the_second_ca_is_revoked_there() {
-    let cas = TwoCas::start((&[], &[]), "").await;
-    let renewer = cas.renewer();
-    let now = OffsetDateTime::now_utc();
-    cas.first_front.fail_paths(Some("/"));
-    assert_renewed(&renewer.renew("api", forced(), now).await, &cas);
-    cas.first_front.fail_paths(None);
+    let (cas, renewer, now) = TwoCas::issued_at_second().await;
 
     let later = now + time::Duration::minutes(5);
     let revoked = renewer
@@ -430,8 +437,7 @@ async fn a_certificate_from_the_second_ca_is_revoked_there() {
 #[tokio::test]
 async fn a_first_ca_rate_limited_beyond_the_attempt_hands_over_to_the_second_at_once() {
     let cas = TwoCas::start((&[], &[]), "").await;
-    let requests = Arc::new(ByCa::default());
-    let renewer = cas.renewer().with_observer(requests.clone());
+    let (renewer, requests) = cas.counting_renewer();
     let now = OffsetDateTime::now_utc();
 
     // The first CA refuses new orders for an hour: far beyond what one attempt waits.

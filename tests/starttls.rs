@@ -8,7 +8,7 @@ use certinel::scan::starttls::{StartTlsError, upgrade};
 use tokio::net::TcpStream;
 
 use crate::common::plaintext_servers::{
-    ScriptedServer, Step, TestCert, expect, handshake_leaf, send,
+    EVERY_STARTTLS, ScriptedServer, Step, TestCert, expect, handshake_leaf, send,
 };
 use crate::common::postgres::Postgres;
 
@@ -22,29 +22,39 @@ const XMPP_STARTTLS: &[u8] = b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'
 const CLIENT_SSL: u16 = 0x0800;
 const CLIENT_PROTOCOL_41: u16 = 0x0200;
 
-/// Runs `upgrade` against `script`; on success completes a TLS handshake and asserts the
-/// scripted server's certificate is the one presented.
-async fn check_upgrades(protocol: StartTls, script: Vec<Step>) {
+/// A protocol's upgrade against a scripted server that then accepts TLS.
+struct Upgrade {
+    /// What the case shows; printed when it fails.
+    name: &'static str,
+    protocol: StartTls,
+    script: Vec<Step>,
+}
+
+/// Runs `upgrade` against the case's script; on success completes a TLS handshake and
+/// asserts the scripted server's certificate is the one presented.
+async fn check_upgrades(case: Upgrade) {
+    let name = case.name;
     let cert = TestCert::localhost();
-    let server = ScriptedServer::start(script, &cert).await;
+    let server = ScriptedServer::start(case.script, &cert).await;
     let outcome = tokio::time::timeout(GUARD, async {
         let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-        upgrade(&mut stream, protocol, "localhost").await?;
+        upgrade(&mut stream, case.protocol, "localhost").await?;
         Ok::<_, StartTlsError>(handshake_leaf(stream).await)
     })
     .await
-    .expect("upgrade and handshake finish");
+    .unwrap_or_else(|_| panic!("{name}: upgrade and handshake did not finish"));
     let server_side = server.done.await.expect("server task");
     match outcome {
-        Ok(Ok(leaf)) => assert_eq!(leaf, cert.der, "the scripted server's certificate"),
-        Ok(Err(handshake)) => panic!("{handshake}; server: {server_side:?}"),
-        Err(error) => panic!("upgrade failed: {error}; server: {server_side:?}"),
+        Ok(Ok(leaf)) => assert_eq!(leaf, cert.der, "{name}: the scripted server's certificate"),
+        Ok(Err(handshake)) => panic!("{name}: {handshake}; server: {server_side:?}"),
+        Err(error) => panic!("{name}: upgrade failed: {error}; server: {server_side:?}"),
     }
-    assert_eq!(server_side, Ok(()));
+    assert_eq!(server_side, Ok(()), "{name}");
 }
 
-/// Runs `upgrade` against `script` and returns its error, which it must produce in time.
-async fn upgrade_error(protocol: StartTls, script: Vec<Step>) -> StartTlsError {
+/// Runs `upgrade` against `script` and returns its error, which it must produce in time;
+/// `case` names the case when it does not.
+async fn upgrade_error(case: &str, protocol: StartTls, script: Vec<Step>) -> StartTlsError {
     let cert = TestCert::localhost();
     let server = ScriptedServer::start(script, &cert).await;
     let outcome = tokio::time::timeout(GUARD, async {
@@ -52,18 +62,34 @@ async fn upgrade_error(protocol: StartTls, script: Vec<Step>) -> StartTlsError {
         upgrade(&mut stream, protocol, "localhost").await
     })
     .await
-    .expect("upgrade gives up in time");
+    .unwrap_or_else(|_| panic!("{case}: upgrade did not give up in time"));
     match outcome {
-        Ok(()) => panic!("upgrade succeeded against a server that should fail it"),
+        Ok(()) => panic!("{case}: upgrade succeeded against a server that should fail it"),
         Err(error) => error,
     }
 }
 
-/// Asserts the upgrade fails with a message containing every one of `fragments`.
-async fn check_refused(protocol: StartTls, script: Vec<Step>, fragments: &[&str]) {
-    let error = upgrade_error(protocol, script).await.to_string();
-    for fragment in fragments {
-        assert!(error.contains(fragment), "{fragment:?} not in {error:?}");
+/// A protocol's upgrade refused by a scripted server.
+struct Refusal {
+    /// What the case shows; printed when it fails.
+    name: &'static str,
+    protocol: StartTls,
+    script: Vec<Step>,
+    /// What the error message must contain, every one.
+    fragments: &'static [&'static str],
+}
+
+/// Asserts the upgrade fails with a message containing every one of the case's fragments.
+async fn check_refused(case: Refusal) {
+    let error = upgrade_error(case.name, case.protocol, case.script)
+        .await
+        .to_string();
+    for fragment in case.fragments {
+        assert!(
+            error.contains(fragment),
+            "{}: {fragment:?} not in {error:?}",
+            case.name
+        );
     }
 }
 
@@ -135,219 +161,218 @@ const XMPP_FEATURES: &str = "<?xml version='1.0'?><stream:stream from='localhost
     </mechanisms></stream:features>";
 
 #[tokio::test]
-async fn smtp_upgrades_after_multiline_greeting_and_ehlo() {
-    let script = vec![
-        send("220-mx.localhost ESMTP\r\n220 no UCE\r\n"),
-        expect(SMTP_EHLO),
-        send("250-mx.localhost\r\n250-SIZE 10240000\r\n250-STARTTLS\r\n250 8BITMIME\r\n"),
-        expect("STARTTLS\r\n"),
-        send("220 2.0.0 Ready to start TLS\r\n"),
-        Step::Tls,
-    ];
-    check_upgrades(StartTls::Smtp, script).await;
-}
-
-#[tokio::test]
-async fn imap_upgrades_skipping_untagged_lines() {
-    let script = vec![
-        send("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n"),
-        expect("a1 STARTTLS\r\n"),
-        send("* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK Begin TLS negotiation now\r\n"),
-        Step::Tls,
-    ];
-    check_upgrades(StartTls::Imap, script).await;
-}
-
-#[tokio::test]
-async fn pop3_upgrades_with_stls() {
-    let script = vec![
-        send("+OK POP3 ready\r\n"),
-        expect("STLS\r\n"),
-        send("+OK Begin TLS negotiation\r\n"),
-        Step::Tls,
-    ];
-    check_upgrades(StartTls::Pop3, script).await;
-}
-
-#[tokio::test]
-async fn ftp_upgrades_after_multiline_greeting_with_free_text_lines() {
-    let script = vec![
-        send("220-Welcome to the test FTP\r\n  no anonymous access\r\n220 ready\r\n"),
-        expect("AUTH TLS\r\n"),
-        send("234 AUTH TLS successful\r\n"),
-        Step::Tls,
-    ];
-    check_upgrades(StartTls::Ftp, script).await;
-}
-
-#[tokio::test]
-async fn ldap_upgrades_on_success_result() {
-    let script = vec![
-        expect(LDAP_START_TLS),
-        send(ldap_extended_response(0, b"")),
-        Step::Tls,
-    ];
-    check_upgrades(StartTls::Ldap, script).await;
-}
-
-#[tokio::test]
-async fn ldap_upgrade_parses_long_form_ber_lengths() {
-    let response = ldap_extended_response(0, &[b'x'; 300]);
+async fn each_protocol_upgrades_against_its_scripted_server() {
+    let long_ldap_response = ldap_extended_response(0, &[b'x'; 300]);
     assert_eq!(
-        response[1], 0x82,
+        long_ldap_response[1], 0x82,
         "the test response uses a two-octet length"
     );
-    let script = vec![expect(LDAP_START_TLS), send(response), Step::Tls];
-    check_upgrades(StartTls::Ldap, script).await;
-}
-
-#[tokio::test]
-async fn mysql_upgrades_with_an_ssl_request_packet() {
-    let script = vec![
-        send(mysql_handshake(
-            0x8000_0000 | u32::from(CLIENT_SSL | CLIENT_PROTOCOL_41),
-        )),
-        Step::ExpectWith(36, mysql_ssl_request_is_valid),
-        Step::Tls,
+    let cases = [
+        Upgrade {
+            name: "smtp after a multi-line greeting and EHLO",
+            protocol: StartTls::Smtp,
+            script: vec![
+                send("220-mx.localhost ESMTP\r\n220 no UCE\r\n"),
+                expect(SMTP_EHLO),
+                send("250-mx.localhost\r\n250-SIZE 10240000\r\n250-STARTTLS\r\n250 8BITMIME\r\n"),
+                expect("STARTTLS\r\n"),
+                send("220 2.0.0 Ready to start TLS\r\n"),
+                Step::Tls,
+            ],
+        },
+        Upgrade {
+            name: "imap skipping untagged lines",
+            protocol: StartTls::Imap,
+            script: vec![
+                send("* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED] ready\r\n"),
+                expect("a1 STARTTLS\r\n"),
+                send("* CAPABILITY IMAP4rev1 STARTTLS\r\na1 OK Begin TLS negotiation now\r\n"),
+                Step::Tls,
+            ],
+        },
+        Upgrade {
+            name: "pop3 with STLS",
+            protocol: StartTls::Pop3,
+            script: vec![
+                send("+OK POP3 ready\r\n"),
+                expect("STLS\r\n"),
+                send("+OK Begin TLS negotiation\r\n"),
+                Step::Tls,
+            ],
+        },
+        Upgrade {
+            name: "ftp after a multi-line greeting with free text lines",
+            protocol: StartTls::Ftp,
+            script: vec![
+                send("220-Welcome to the test FTP\r\n  no anonymous access\r\n220 ready\r\n"),
+                expect("AUTH TLS\r\n"),
+                send("234 AUTH TLS successful\r\n"),
+                Step::Tls,
+            ],
+        },
+        Upgrade {
+            name: "ldap on a success result",
+            protocol: StartTls::Ldap,
+            script: vec![
+                expect(LDAP_START_TLS),
+                send(ldap_extended_response(0, b"")),
+                Step::Tls,
+            ],
+        },
+        Upgrade {
+            name: "ldap parsing a long-form BER length",
+            protocol: StartTls::Ldap,
+            script: vec![expect(LDAP_START_TLS), send(long_ldap_response), Step::Tls],
+        },
+        Upgrade {
+            name: "mysql with an SSL request packet",
+            protocol: StartTls::Mysql,
+            script: vec![
+                send(mysql_handshake(
+                    0x8000_0000 | u32::from(CLIENT_SSL | CLIENT_PROTOCOL_41),
+                )),
+                Step::ExpectWith(36, mysql_ssl_request_is_valid),
+                Step::Tls,
+            ],
+        },
+        Upgrade {
+            name: "xmpp after stream features offer starttls",
+            protocol: StartTls::Xmpp,
+            script: vec![
+                xmpp_stream_header_names_localhost(),
+                send(XMPP_FEATURES),
+                expect(XMPP_STARTTLS),
+                send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+                Step::Tls,
+            ],
+        },
+        Upgrade {
+            name: "postgres (scripted) on S",
+            protocol: StartTls::Postgres,
+            script: vec![expect(POSTGRES_SSL_REQUEST), send("S"), Step::Tls],
+        },
     ];
-    check_upgrades(StartTls::Mysql, script).await;
+    for case in cases {
+        check_upgrades(case).await;
+    }
 }
 
 #[tokio::test]
-async fn xmpp_upgrades_after_stream_features_offer_starttls() {
-    let script = vec![
-        xmpp_stream_header_names_localhost(),
-        send(XMPP_FEATURES),
-        expect(XMPP_STARTTLS),
-        send("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
-        Step::Tls,
-    ];
-    check_upgrades(StartTls::Xmpp, script).await;
-}
-
-#[tokio::test]
-async fn postgres_fake_upgrades_on_s() {
-    let script = vec![expect(POSTGRES_SSL_REQUEST), send("S"), Step::Tls];
-    check_upgrades(StartTls::Postgres, script).await;
-}
-
-#[tokio::test]
-async fn smtp_refuses_server_without_starttls_in_ehlo() {
-    let script = vec![
-        send("220 mx.localhost ESMTP\r\n"),
-        expect(SMTP_EHLO),
-        send("250-mx.localhost\r\n250 SIZE 1000\r\n"),
-    ];
-    let fragments = [
-        "smtp: expected a 250 reply to EHLO advertising STARTTLS",
-        "250 SIZE 1000",
-    ];
-    check_refused(StartTls::Smtp, script, &fragments).await;
-}
-
-#[tokio::test]
-async fn smtp_reports_a_refused_starttls_command() {
-    let script = smtp_answering_starttls_with("454 4.7.0 TLS not available\r\n");
-    let fragments = ["a 220 reply to STARTTLS", "454 4.7.0 TLS not available"];
-    check_refused(StartTls::Smtp, script, &fragments).await;
-}
-
-#[tokio::test]
-async fn smtp_refuses_bytes_sent_after_the_final_reply() {
-    let script = smtp_answering_starttls_with("220 go ahead\r\n250 injected\r\n");
-    let fragments = ["after its final plaintext reply", "250 injected"];
-    check_refused(StartTls::Smtp, script, &fragments).await;
-}
-
-#[tokio::test]
-async fn pop3_reports_err_reply_to_stls() {
-    let script = vec![
-        send("+OK POP3 ready\r\n"),
-        expect("STLS\r\n"),
-        send("-ERR TLS not configured\r\n"),
-    ];
-    let fragments = ["+OK in reply to STLS", "-ERR TLS not configured"];
-    check_refused(StartTls::Pop3, script, &fragments).await;
-}
-
-#[tokio::test]
-async fn imap_reports_a_tagged_no() {
-    let script = vec![
-        send("* OK ready\r\n"),
-        expect("a1 STARTTLS\r\n"),
-        send("a1 NO STARTTLS disabled\r\n"),
-    ];
-    check_refused(StartTls::Imap, script, &["a1 NO STARTTLS disabled"]).await;
-}
-
-#[tokio::test]
-async fn ldap_reports_a_non_zero_result_code_with_its_name() {
-    let script = vec![
-        expect(LDAP_START_TLS),
-        send(ldap_extended_response(53, b"TLS not configured")),
-    ];
-    let fragments = ["resultCode 53 (unwillingToPerform)", "TLS not configured"];
-    check_refused(StartTls::Ldap, script, &fragments).await;
-}
-
-#[tokio::test]
-async fn mysql_reports_a_server_without_client_ssl() {
-    let script = vec![send(mysql_handshake(u32::from(CLIENT_PROTOCOL_41)))];
-    check_refused(StartTls::Mysql, script, &["8.0.36-test does not offer SSL"]).await;
-}
-
-#[tokio::test]
-async fn mysql_reports_the_message_of_an_error_packet() {
-    let mut packet = vec![0, 0, 0, 0, 0xff, 0x6a, 0x04];
-    packet.extend_from_slice(b"Host '127.0.0.1' is not allowed to connect");
-    packet[0] = (packet.len() - 4) as u8;
-    let fragments = ["error 1130: Host '127.0.0.1' is not allowed to connect"];
-    check_refused(StartTls::Mysql, vec![send(packet)], &fragments).await;
-}
-
-#[tokio::test]
-async fn xmpp_reports_features_without_starttls() {
-    let features = XMPP_FEATURES.replace("<required/>", "").replace(
+async fn each_protocol_reports_a_refusal_with_what_the_server_said() {
+    let mut mysql_error_packet = vec![0, 0, 0, 0, 0xff, 0x6a, 0x04];
+    mysql_error_packet.extend_from_slice(b"Host '127.0.0.1' is not allowed to connect");
+    mysql_error_packet[0] = (mysql_error_packet.len() - 4) as u8;
+    let features_without_starttls = XMPP_FEATURES.replace("<required/>", "").replace(
         "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'></starttls>",
         "",
     );
-    let script = vec![xmpp_stream_header_names_localhost(), send(features)];
-    let fragments = [
-        "stream features offering <starttls>",
-        "<stream:features><mechanisms",
-    ];
-    check_refused(StartTls::Xmpp, script, &fragments).await;
-}
-
-#[tokio::test]
-async fn xmpp_quotes_the_stream_error_of_a_closed_stream() {
-    let refusal = "<?xml version='1.0'?><stream:stream from='localhost' id='s2' version='1.0' \
+    let xmpp_refusal = "<?xml version='1.0'?><stream:stream from='localhost' id='s2' version='1.0' \
         xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><stream:error>\
         <host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>";
-    let script = vec![xmpp_stream_header_names_localhost(), send(refusal)];
-    check_refused(StartTls::Xmpp, script, &["<stream:error><host-unknown"]).await;
-}
-
-#[tokio::test]
-async fn postgres_reports_a_server_that_does_not_accept_ssl() {
-    let script = vec![expect(POSTGRES_SSL_REQUEST), send("N")];
-    check_refused(StartTls::Postgres, script, &["server does not accept SSL"]).await;
+    let cases = [
+        Refusal {
+            name: "smtp: no STARTTLS in the EHLO reply",
+            protocol: StartTls::Smtp,
+            script: vec![
+                send("220 mx.localhost ESMTP\r\n"),
+                expect(SMTP_EHLO),
+                send("250-mx.localhost\r\n250 SIZE 1000\r\n"),
+            ],
+            fragments: &[
+                "smtp: expected a 250 reply to EHLO advertising STARTTLS",
+                "250 SIZE 1000",
+            ],
+        },
+        Refusal {
+            name: "smtp: the STARTTLS command refused",
+            protocol: StartTls::Smtp,
+            script: smtp_answering_starttls_with("454 4.7.0 TLS not available\r\n"),
+            fragments: &["a 220 reply to STARTTLS", "454 4.7.0 TLS not available"],
+        },
+        Refusal {
+            name: "smtp: bytes sent after the final reply",
+            protocol: StartTls::Smtp,
+            script: smtp_answering_starttls_with("220 go ahead\r\n250 injected\r\n"),
+            fragments: &["after its final plaintext reply", "250 injected"],
+        },
+        Refusal {
+            name: "pop3: -ERR in reply to STLS",
+            protocol: StartTls::Pop3,
+            script: vec![
+                send("+OK POP3 ready\r\n"),
+                expect("STLS\r\n"),
+                send("-ERR TLS not configured\r\n"),
+            ],
+            fragments: &["+OK in reply to STLS", "-ERR TLS not configured"],
+        },
+        Refusal {
+            name: "imap: a tagged NO",
+            protocol: StartTls::Imap,
+            script: vec![
+                send("* OK ready\r\n"),
+                expect("a1 STARTTLS\r\n"),
+                send("a1 NO STARTTLS disabled\r\n"),
+            ],
+            fragments: &["a1 NO STARTTLS disabled"],
+        },
+        Refusal {
+            name: "ldap: a non-zero result code, with its name",
+            protocol: StartTls::Ldap,
+            script: vec![
+                expect(LDAP_START_TLS),
+                send(ldap_extended_response(53, b"TLS not configured")),
+            ],
+            fragments: &["resultCode 53 (unwillingToPerform)", "TLS not configured"],
+        },
+        Refusal {
+            name: "mysql: a server without CLIENT_SSL",
+            protocol: StartTls::Mysql,
+            script: vec![send(mysql_handshake(u32::from(CLIENT_PROTOCOL_41)))],
+            fragments: &["8.0.36-test does not offer SSL"],
+        },
+        Refusal {
+            name: "mysql: the message of an error packet",
+            protocol: StartTls::Mysql,
+            script: vec![send(mysql_error_packet)],
+            fragments: &["error 1130: Host '127.0.0.1' is not allowed to connect"],
+        },
+        Refusal {
+            name: "xmpp: stream features without starttls",
+            protocol: StartTls::Xmpp,
+            script: vec![
+                xmpp_stream_header_names_localhost(),
+                send(features_without_starttls),
+            ],
+            fragments: &[
+                "stream features offering <starttls>",
+                "<stream:features><mechanisms",
+            ],
+        },
+        Refusal {
+            name: "xmpp: the stream error of a closed stream, quoted",
+            protocol: StartTls::Xmpp,
+            script: vec![xmpp_stream_header_names_localhost(), send(xmpp_refusal)],
+            fragments: &["<stream:error><host-unknown"],
+        },
+        Refusal {
+            name: "postgres (scripted): a server that does not accept SSL",
+            protocol: StartTls::Postgres,
+            script: vec![expect(POSTGRES_SSL_REQUEST), send("N")],
+            fragments: &["server does not accept SSL"],
+        },
+    ];
+    for case in cases {
+        check_refused(case).await;
+    }
 }
 
 #[tokio::test]
 async fn every_protocol_quotes_garbage_from_the_server() {
-    for protocol in [
-        StartTls::Smtp,
-        StartTls::Imap,
-        StartTls::Pop3,
-        StartTls::Ftp,
-        StartTls::Ldap,
-        StartTls::Postgres,
-        StartTls::Mysql,
-        StartTls::Xmpp,
-    ] {
+    for protocol in EVERY_STARTTLS {
         let script = vec![send(b"\x00\xffGARBAGE\r\n")];
-        let error = upgrade_error(protocol, script).await.to_string();
+        let error = upgrade_error(&format!("{protocol:?}"), protocol, script)
+            .await
+            .to_string();
         assert!(error.contains(r"\x00\xffGARBAGE"), "{protocol:?}: {error}");
     }
 }
@@ -356,7 +381,9 @@ async fn every_protocol_quotes_garbage_from_the_server() {
 async fn a_megabyte_without_newline_or_marker_stops_at_the_plaintext_limit() {
     for protocol in [StartTls::Smtp, StartTls::Imap, StartTls::Xmpp] {
         let script = vec![send(vec![b'A'; 1 << 20])];
-        let error = upgrade_error(protocol, script).await.to_string();
+        let error = upgrade_error(&format!("{protocol:?}"), protocol, script)
+            .await
+            .to_string();
         assert!(
             error.contains("65536 bytes of plaintext"),
             "{protocol:?}: {error}"

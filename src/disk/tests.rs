@@ -11,14 +11,20 @@ fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
+/// A fresh temporary directory and the path `name` in it (not created).
+fn file_in_tempdir(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
+}
+
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 #[test]
 fn write_atomic_replaces_content_and_leaves_no_temp_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cert.pem");
+    let (dir, path) = file_in_tempdir("cert.pem");
     write_atomic(&path, b"old", MODE_PUBLIC).unwrap();
     write_atomic(&path, b"new", MODE_PUBLIC).unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"new");
@@ -27,8 +33,7 @@ fn write_atomic_replaces_content_and_leaves_no_temp_file() {
 
 #[test]
 fn key_files_are_created_0600_even_when_replacing_a_wider_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("key.pem");
+    let (_dir, path) = file_in_tempdir("key.pem");
     write_atomic(&path, b"public", MODE_PUBLIC).unwrap();
     write_atomic(&path, b"secret", MODE_SECRET).unwrap();
     assert_eq!(mode(&path), 0o600);
@@ -36,8 +41,7 @@ fn key_files_are_created_0600_even_when_replacing_a_wider_file() {
 
 #[test]
 fn a_failure_before_rename_leaves_the_old_file_intact_and_removes_the_temp() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fullchain.pem");
+    let (dir, path) = file_in_tempdir("fullchain.pem");
     write_atomic(&path, b"old", MODE_PUBLIC).unwrap();
     let err = write_atomic_with(&path, b"new", MODE_PUBLIC, |_| {
         Err(std::io::Error::other("disk full"))
@@ -50,8 +54,7 @@ fn a_failure_before_rename_leaves_the_old_file_intact_and_removes_the_temp() {
 
 #[test]
 fn a_failed_rename_onto_a_directory_leaves_it_and_no_temp_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("busy");
+    let (dir, path) = file_in_tempdir("busy");
     fs::create_dir(&path).unwrap();
     fs::write(path.join("inside"), b"x").unwrap();
     assert!(write_atomic(&path, b"new", MODE_PUBLIC).is_err());
@@ -116,8 +119,7 @@ fn a_symlink_in_place_of_a_private_dir_is_refused() {
 
 #[test]
 fn read_capped_reads_up_to_the_limit_and_refuses_more() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
+    let (_dir, path) = file_in_tempdir("f");
     fs::write(&path, [b'x'; 10]).unwrap();
     assert_eq!(read_capped(&path, 10).unwrap().len(), 10);
     let error = read_capped(&path, 9).unwrap_err();

@@ -355,4 +355,4 @@ pub(super) fn push_acme(families: &mut impl Sink, acme: &AcmeSnapshot) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,43 +7,39 @@ use crate::scan::crl::verdict::CrlVerdict;
 use crate::scan::crl::watch::RevocationStatus;
 
 /// The three families of one kind of target: revoked, revocation time, CRL error.
-type Defs = (MetricDef, MetricDef, MetricDef);
-
-/// The revocation series of one address's leaf (`labels`: target, ip, sni). Nothing
-/// when the leaf names no CRL or CRL checking is off.
-pub(super) fn push_endpoint(
-    families: &mut impl Sink,
-    labels: &[(&str, &str)],
-    status: Option<&RevocationStatus>,
-) {
-    let defs = (
-        names::ENDPOINT_CERT_REVOKED,
-        names::ENDPOINT_CERT_REVOCATION_TIME,
-        names::ENDPOINT_CRL_ERROR_INFO,
-    );
-    push_status(families, defs, labels, status);
+pub(super) struct RevocationDefs {
+    revoked: MetricDef,
+    revocation_time: MetricDef,
+    crl_error: MetricDef,
 }
 
-/// The revocation series of one file's leaf (`labels`: path).
-pub(super) fn push_file(
-    families: &mut impl Sink,
-    labels: &[(&str, &str)],
-    status: Option<&RevocationStatus>,
-) {
-    let defs = (
-        names::FILE_CERT_REVOKED,
-        names::FILE_CERT_REVOCATION_TIME,
-        names::FILE_CRL_ERROR_INFO,
-    );
-    push_status(families, defs, labels, status);
-}
+/// The families of an address's leaf (`labels`: target, ip, sni).
+pub(super) const ENDPOINT: RevocationDefs = RevocationDefs {
+    revoked: names::ENDPOINT_CERT_REVOKED,
+    revocation_time: names::ENDPOINT_CERT_REVOCATION_TIME,
+    crl_error: names::ENDPOINT_CRL_ERROR_INFO,
+};
 
-fn push_status(
+/// The families of a file's leaf (`labels`: path).
+pub(super) const FILE: RevocationDefs = RevocationDefs {
+    revoked: names::FILE_CERT_REVOKED,
+    revocation_time: names::FILE_CERT_REVOCATION_TIME,
+    crl_error: names::FILE_CRL_ERROR_INFO,
+};
+
+/// The revocation series of one leaf in the families `defs` ([`ENDPOINT`] or [`FILE`]).
+/// Nothing when the leaf names no CRL or CRL checking is off.
+pub(super) fn push_status(
     families: &mut impl Sink,
-    (revoked, revocation_time, crl_error): Defs,
+    defs: &RevocationDefs,
     labels: &[(&str, &str)],
     status: Option<&RevocationStatus>,
 ) {
+    let RevocationDefs {
+        revoked,
+        revocation_time,
+        crl_error,
+    } = *defs;
     let Some(status) = status else {
         return;
     };

@@ -112,7 +112,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::metrics::render::tests::{handshake, report};
+    use crate::metrics::render::tests::bulk_endpoints;
 
     fn accept(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -132,19 +132,7 @@ mod tests {
     }
 
     fn thousand_endpoints() -> Snapshot {
-        Snapshot::with_endpoints(
-            (0..1000)
-                .map(|index| {
-                    report(
-                        &format!("host{index}.test:443"),
-                        vec![(
-                            "127.0.0.1",
-                            handshake("bulk.test", datetime!(2026-02-01 00:00 UTC)),
-                        )],
-                    )
-                })
-                .collect(),
-        )
+        Snapshot::with_endpoints(bulk_endpoints(1000))
     }
 
     async fn body_of(response: Response) -> Vec<u8> {

@@ -180,7 +180,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::metrics::render::tests::{handshake, report};
+    use crate::metrics::render::tests::{report, served, set_leaf_subject};
     use crate::scan::probe::ProbeError;
 
     const NOW: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
@@ -193,27 +193,17 @@ mod tests {
     #[test]
     fn rows_are_sorted_by_days_left_and_coloured() {
         let body = page(vec![
-            report(
+            served(
                 "late.test:443",
-                vec![(
-                    "127.0.0.1",
-                    handshake("late.test", datetime!(2026-06-01 00:00 UTC)),
-                )],
+                "127.0.0.1",
+                datetime!(2026-06-01 00:00 UTC),
             ),
-            report(
+            served(
                 "soon.test:443",
-                vec![(
-                    "127.0.0.1",
-                    handshake("soon.test", datetime!(2026-01-03 00:00 UTC)),
-                )],
+                "127.0.0.1",
+                datetime!(2026-01-03 00:00 UTC),
             ),
-            report(
-                "mid.test:443",
-                vec![(
-                    "127.0.0.1",
-                    handshake("mid.test", datetime!(2026-01-15 00:00 UTC)),
-                )],
-            ),
+            served("mid.test:443", "127.0.0.1", datetime!(2026-01-15 00:00 UTC)),
             report(
                 "down.test:443",
                 vec![("127.0.0.1", Err(ProbeError::Connect("refused".to_owned())))],
@@ -232,17 +222,8 @@ mod tests {
 
     #[test]
     fn all_text_is_escaped() {
-        let mut hostile = report(
-            "x.test:443",
-            vec![(
-                "127.0.0.1",
-                handshake("x.test", datetime!(2026-06-01 00:00 UTC)),
-            )],
-        );
-        if let Ok(handshake) = &mut hostile.addresses[0].outcome {
-            std::sync::Arc::make_mut(&mut handshake.chain.entries[0].facts).subject =
-                "CN=<script>alert('x')</script>&\"".to_owned();
-        }
+        let mut hostile = served("x.test:443", "127.0.0.1", datetime!(2026-06-01 00:00 UTC));
+        set_leaf_subject(&mut hostile, "CN=<script>alert('x')</script>&\"");
         let body = page(vec![hostile]);
         assert!(!body.contains("<script>"));
         assert!(body.contains("CN=&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));

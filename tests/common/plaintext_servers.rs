@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use certinel::config::model::StartTls;
 use certinel::scan::probe::DangerAcceptAnyChainVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -11,6 +12,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// Every protocol certinel upgrades, for tests that run them all.
+pub const EVERY_STARTTLS: [StartTls; 8] = [
+    StartTls::Smtp,
+    StartTls::Imap,
+    StartTls::Pop3,
+    StartTls::Ftp,
+    StartTls::Ldap,
+    StartTls::Postgres,
+    StartTls::Mysql,
+    StartTls::Xmpp,
+];
 
 /// A self-signed certificate for `localhost` and its key.
 pub struct TestCert {

@@ -16,6 +16,7 @@ use proptest::prelude::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 
 use super::{config, within_time_limit};
+use crate::common::plaintext_servers::EVERY_STARTTLS;
 
 /// How long an upgrade may wait, in paused (virtual) time, before it counts as hung: the
 /// server has closed by then, so a reader still waiting waits for nothing.
@@ -110,16 +111,7 @@ fn run_upgrade(protocol: StartTls, server_bytes: Vec<u8>, buffer_size: usize) ->
 }
 
 fn protocol() -> impl Strategy<Value = StartTls> {
-    prop_oneof![
-        Just(StartTls::Smtp),
-        Just(StartTls::Imap),
-        Just(StartTls::Pop3),
-        Just(StartTls::Ftp),
-        Just(StartTls::Ldap),
-        Just(StartTls::Postgres),
-        Just(StartTls::Mysql),
-        Just(StartTls::Xmpp),
-    ]
+    proptest::sample::select(EVERY_STARTTLS.to_vec())
 }
 
 /// Words of every protocol's replies, so random sequences get past the first checks.

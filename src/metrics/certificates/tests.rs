@@ -10,7 +10,8 @@ use crate::metrics::render::{Snapshot, render_snapshot};
 
 const NOW: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
 
-fn issued() -> CertificateSnapshot {
+/// `api`, issued once and due inside its renewal window; no ARI, no profile.
+pub(crate) fn issued() -> CertificateSnapshot {
     CertificateSnapshot {
         name: "api".to_owned(),
         current: Some(CurrentVersion {
@@ -32,6 +33,22 @@ fn issued() -> CertificateSnapshot {
         renewals_failed: 0,
         failures: BTreeMap::new(),
         ..CertificateSnapshot::default()
+    }
+}
+
+/// [`issued`], scheduled by the CA's ARI window (2026-01-10 to 01-12, next poll 01-01
+/// 06:00), asking for profile `shortlived`, which the CA's directory advertises when
+/// `advertised`.
+pub(crate) fn on_ari_window(advertised: bool) -> CertificateSnapshot {
+    CertificateSnapshot {
+        renewal_rule: Some("ari"),
+        ari_window: Some((
+            datetime!(2026-01-10 00:00 UTC),
+            datetime!(2026-01-12 00:00 UTC),
+        )),
+        ari_next_poll: Some(datetime!(2026-01-01 06:00 UTC)),
+        profile: Some(("shortlived".to_owned(), advertised)),
+        ..issued()
     }
 }
 
@@ -233,16 +250,7 @@ fn acme_requests_render_as_a_counter_and_a_cumulative_histogram() {
 
 #[test]
 fn ari_window_profile_clock_skew_and_served_addresses_render() {
-    let certificate = CertificateSnapshot {
-        renewal_rule: Some("ari"),
-        ari_window: Some((
-            datetime!(2026-01-10 00:00 UTC),
-            datetime!(2026-01-12 00:00 UTC),
-        )),
-        ari_next_poll: Some(datetime!(2026-01-01 06:00 UTC)),
-        profile: Some(("shortlived".to_owned(), false)),
-        ..issued()
-    };
+    let certificate = on_ari_window(false);
     let snapshot = Snapshot {
         certificates: vec![certificate],
         acme: AcmeSnapshot {

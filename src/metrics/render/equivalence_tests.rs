@@ -9,10 +9,11 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use super::tests::{chain, facts, handshake, report};
+use super::tests::{chain, facts, handshake, report, served};
 use super::{ReloadStatus, Snapshot, reference, render_probe, render_snapshot};
+use crate::metrics::certificates::tests::on_ari_window;
 use crate::metrics::certificates::{
-    AcmeSnapshot, CertificateSnapshot, CurrentVersion, DurationHistogram, ServedSample,
+    AcmeSnapshot, CertificateSnapshot, DurationHistogram, ServedSample,
 };
 use crate::scan::files::{FileError, FileReport};
 use crate::scan::probe::ProbeError;
@@ -105,13 +106,7 @@ fn every_kind_of_result() -> Snapshot {
     );
     // A file_sd target's extra labels.
     healthy.endpoint.labels = vec![("team".to_owned(), "web".to_owned())];
-    let mut expired = report(
-        "old.test:8443",
-        vec![(
-            "10.0.0.1",
-            handshake("old.test", datetime!(2025-12-30 00:00 UTC)),
-        )],
-    );
+    let mut expired = served("old.test:8443", "10.0.0.1", datetime!(2025-12-30 00:00 UTC));
     if let Ok(handshake) = &mut expired.addresses[0].outcome {
         handshake.verification = Verification {
             verified: false,
@@ -195,34 +190,7 @@ fn every_kind_of_result() -> Snapshot {
             last_success: Some(datetime!(2025-12-31 00:00 UTC)),
             last_successful: false,
         },
-        certificates: vec![
-            CertificateSnapshot {
-                name: "api".to_owned(),
-                current: Some(CurrentVersion {
-                    version: "v0002".to_owned(),
-                    serial: "1a2b".to_owned(),
-                    issuer: "CN=Pebble Intermediate CA".to_owned(),
-                    key_type: "ecdsa-p256".to_owned(),
-                    dns_names: vec!["api.test".to_owned()],
-                    not_before: datetime!(2025-12-01 00:00 UTC),
-                    not_after: datetime!(2026-01-31 00:00 UTC),
-                    ca: "acme".to_owned(),
-                }),
-                matches_config: true,
-                renewal_scheduled: Some(datetime!(2026-01-11 00:00 UTC)),
-                last_success_at: Some(datetime!(2025-12-01 00:00 UTC)),
-                renewals_succeeded: 1,
-                renewal_rule: Some("ari"),
-                ari_window: Some((
-                    datetime!(2026-01-10 00:00 UTC),
-                    datetime!(2026-01-12 00:00 UTC),
-                )),
-                ari_next_poll: Some(datetime!(2026-01-01 06:00 UTC)),
-                profile: Some(("shortlived".to_owned(), true)),
-                ..CertificateSnapshot::default()
-            },
-            failing,
-        ],
+        certificates: vec![on_ari_window(true), failing],
         acme: AcmeSnapshot {
             requests: [(("acme".to_owned(), "new_order", "201".to_owned()), 4)].into(),
             durations: [(("acme".to_owned(), "new_order"), durations)].into(),

@@ -11,7 +11,7 @@ use std::ops::Range;
 use time::OffsetDateTime;
 
 use crate::metrics::certificates::DurationHistogram;
-use crate::metrics::names::{Kind, MetricDef};
+use crate::metrics::names::MetricDef;
 use crate::metrics::render::text::{self, Sink};
 use crate::scan::probe::EndpointReport;
 
@@ -168,11 +168,7 @@ fn offset(length: usize) -> u32 {
 
 impl Sink for FragmentBuilder {
     fn push(&mut self, def: MetricDef, labels: &[(&str, &str)], value: f64) {
-        if def.kind == Kind::Histogram {
-            tracing::error!(
-                metric = def.name,
-                "a histogram pushed as one value; dropped"
-            );
+        if text::pushed_histogram(def) {
             return;
         }
         let mut line = String::new();

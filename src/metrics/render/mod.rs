@@ -302,7 +302,12 @@ fn push_handshake(families: &mut impl Sink, labels: &[(&str, &str)], handshake: 
         families.push(names::ENDPOINT_CERT_ERROR_INFO, &with_reason, 1.0);
     }
     push_info(families, names::ENDPOINT_CERT_INFO, labels, leaf);
-    revocation::push_endpoint(families, labels, handshake.revocation.as_ref());
+    revocation::push_status(
+        families,
+        &revocation::ENDPOINT,
+        labels,
+        handshake.revocation.as_ref(),
+    );
     let mut with_version = labels.to_vec();
     with_version.push(("version", handshake.tls_version.as_str()));
     families.push(names::ENDPOINT_TLS_VERSION_INFO, &with_version, 1.0);
@@ -366,7 +371,12 @@ fn push_file(families: &mut impl Sink, report: &FileReport) {
         timestamp(chain.earliest_not_after),
     );
     push_info(families, names::FILE_CERT_INFO, &labels, leaf);
-    revocation::push_file(families, &labels, report.revocation.as_ref());
+    revocation::push_status(
+        families,
+        &revocation::FILE,
+        &labels,
+        report.revocation.as_ref(),
+    );
 }
 
 /// `labels`, then `sni` when the endpoint sets one, then the endpoint's extra labels (a

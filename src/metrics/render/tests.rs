@@ -100,6 +100,35 @@ pub(crate) fn report(
     }
 }
 
+/// A report of `target` (`host:port`) whose one address `ip` completed a handshake and
+/// served a leaf for `host` expiring at `not_after`.
+pub(crate) fn served(target: &str, ip: &str, not_after: OffsetDateTime) -> EndpointReport {
+    let host = target.split(':').next().unwrap_or(target);
+    report(target, vec![(ip, handshake(host, not_after))])
+}
+
+/// Replaces the subject of the leaf `report`'s first address served.
+pub(crate) fn set_leaf_subject(report: &mut EndpointReport, subject: &str) {
+    if let Ok(handshake) = &mut report.addresses[0].outcome {
+        Arc::make_mut(&mut handshake.chain.entries[0].facts).subject = subject.to_owned();
+    }
+}
+
+/// `count` endpoints `host{index}.test:443`, each served the same healthy leaf.
+pub(crate) fn bulk_endpoints(count: usize) -> Vec<EndpointReport> {
+    (0..count)
+        .map(|index| {
+            report(
+                &format!("host{index}.test:443"),
+                vec![(
+                    "127.0.0.1",
+                    handshake("bulk.test", datetime!(2026-02-01 00:00 UTC)),
+                )],
+            )
+        })
+        .collect()
+}
+
 fn snapshot(endpoints: Vec<EndpointReport>) -> Snapshot {
     Snapshot {
         reload: ReloadStatus {
@@ -122,12 +151,10 @@ fn assert_lines(body: &str, expected: &[&str]) {
 #[test]
 fn healthy_endpoint_renders_expiry_chain_and_identity_gauges() {
     let body = render_snapshot(
-        &snapshot(vec![report(
+        &snapshot(vec![served(
             "example.test:443",
-            vec![(
-                "127.0.0.1",
-                handshake("example.test", datetime!(2026-01-31 12:00 UTC)),
-            )],
+            "127.0.0.1",
+            datetime!(2026-01-31 12:00 UTC),
         )]),
         NOW,
     )
@@ -232,12 +259,10 @@ fn unresolvable_name_has_one_down_series_with_empty_ip() {
 
 #[test]
 fn extra_labels_of_a_file_sd_target_follow_sni_on_every_endpoint_series() {
-    let mut endpoint = report(
+    let mut endpoint = served(
         "labelled.test:443",
-        vec![(
-            "192.0.2.1",
-            handshake("labelled.test", datetime!(2026-03-01 00:00 UTC)),
-        )],
+        "192.0.2.1",
+        datetime!(2026-03-01 00:00 UTC),
     );
     endpoint.endpoint.sni = Some("alias.test".to_owned());
     endpoint.endpoint.labels = vec![
@@ -267,12 +292,10 @@ fn extra_labels_of_a_file_sd_target_follow_sni_on_every_endpoint_series() {
 
 #[test]
 fn counters_files_and_client_certificates_are_rendered() {
-    let mut endpoint = report(
+    let mut endpoint = served(
         "mtls.test:443",
-        vec![(
-            "127.0.0.1",
-            handshake("mtls.test", datetime!(2026-02-01 00:00 UTC)),
-        )],
+        "127.0.0.1",
+        datetime!(2026-02-01 00:00 UTC),
     );
     endpoint.client_cert = Some(facts("client", datetime!(2026-03-01 00:00 UTC)));
     endpoint.addresses_disagree = true;
@@ -314,17 +337,8 @@ fn counters_files_and_client_certificates_are_rendered() {
 
 #[test]
 fn label_values_are_escaped() {
-    let mut endpoint = report(
-        "odd.test:443",
-        vec![(
-            "127.0.0.1",
-            handshake("odd.test", datetime!(2026-02-01 00:00 UTC)),
-        )],
-    );
-    if let Ok(handshake) = &mut endpoint.addresses[0].outcome {
-        Arc::make_mut(&mut handshake.chain.entries[0].facts).subject =
-            "CN=a \"quoted\" \\ name\nx".to_owned();
-    }
+    let mut endpoint = served("odd.test:443", "127.0.0.1", datetime!(2026-02-01 00:00 UTC));
+    set_leaf_subject(&mut endpoint, "CN=a \"quoted\" \\ name\nx");
     let body = render_snapshot(&snapshot(vec![endpoint]), NOW).unwrap();
     assert!(
         body.contains(r#"subject="CN=a \"quoted\" \\ name\nx""#),
@@ -334,13 +348,7 @@ fn label_values_are_escaped() {
 
 #[test]
 fn probe_body_has_success_and_only_that_endpoint() {
-    let ok = report(
-        "one.test:443",
-        vec![(
-            "127.0.0.1",
-            handshake("one.test", datetime!(2026-02-01 00:00 UTC)),
-        )],
-    );
+    let ok = served("one.test:443", "127.0.0.1", datetime!(2026-02-01 00:00 UTC));
     let body = render_probe(&ok, NOW).unwrap();
     assert_lines(&body, &["certinel_probe_success 1"]);
     assert!(!body.contains("certinel_build_info"));
@@ -362,18 +370,7 @@ fn probe_body_has_success_and_only_that_endpoint() {
 
 #[test]
 fn ten_thousand_endpoints_render_every_series() {
-    let endpoints: Vec<EndpointReport> = (0..10_000)
-        .map(|index| {
-            report(
-                &format!("host{index}.test:443"),
-                vec![(
-                    "127.0.0.1",
-                    handshake("bulk.test", datetime!(2026-02-01 00:00 UTC)),
-                )],
-            )
-        })
-        .collect();
-    let snapshot = snapshot(endpoints);
+    let snapshot = snapshot(bulk_endpoints(10_000));
     let started = std::time::Instant::now();
     let body = render_snapshot(&snapshot, NOW).unwrap();
     let elapsed = started.elapsed();

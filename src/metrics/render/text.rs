@@ -38,6 +38,19 @@ pub trait Sink {
     );
 }
 
+/// Whether `def` is a histogram, which [`Sink::push`] cannot take as one value: a bug in
+/// the caller, logged so that the sample is dropped visibly.
+pub fn pushed_histogram(def: MetricDef) -> bool {
+    if def.kind != Kind::Histogram {
+        return false;
+    }
+    tracing::error!(
+        metric = def.name,
+        "a histogram pushed as one value; dropped"
+    );
+    true
+}
+
 /// Families rendered at scrape time: one text buffer per entry of [`names::ALL`].
 pub struct ScrapeFamilies {
     now: OffsetDateTime,
@@ -197,11 +210,7 @@ impl ScrapeFamilies {
 
 impl Sink for ScrapeFamilies {
     fn push(&mut self, def: MetricDef, labels: &[(&str, &str)], value: f64) {
-        if def.kind == Kind::Histogram {
-            tracing::error!(
-                metric = def.name,
-                "a histogram pushed as one value; dropped"
-            );
+        if pushed_histogram(def) {
             return;
         }
         write_sample(self.buffer(def), def.name, labels, value);

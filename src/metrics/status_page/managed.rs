@@ -236,13 +236,31 @@ mod tests {
 
     /// Renders the section and asserts that every fragment of `expected` is in it.
     fn check(certificates: &[CertificateSnapshot], served: &[ServedSample], expected: &[&str]) {
+        check_case("the section", certificates, served, expected);
+    }
+
+    /// [`check`], naming `case` when a fragment is missing.
+    fn check_case(
+        case: &str,
+        certificates: &[CertificateSnapshot],
+        served: &[ServedSample],
+        expected: &[&str],
+    ) {
         let section = render_section(certificates, served, NOW);
         for fragment in expected {
             assert!(
                 section.contains(fragment),
-                "missing {fragment:?} in:\n{section}"
+                "{case}: missing {fragment:?} in:\n{section}"
             );
         }
+    }
+
+    /// One certificate, changed from [`certificate`], and what its row must show.
+    struct Row {
+        /// What the case shows; printed when it fails.
+        name: &'static str,
+        certificate: CertificateSnapshot,
+        expected: &'static [&'static str],
     }
 
     #[test]
@@ -306,45 +324,45 @@ mod tests {
     }
 
     #[test]
-    fn a_revoked_current_version_says_so_and_turns_the_row_red() {
-        let mut revoked = certificate("api", 60);
-        revoked.revocation = Some(crate::metrics::certificates::ManagedRevocation {
-            revoked_at: Some(datetime!(2025-12-31 23:00 UTC)),
-            reason_code: Some(1),
-        });
-        check(
-            &[revoked],
-            &[],
-            &["<tr class=\"critical\"><td>60.0</td><td>api</td><td>revoked</td>"],
-        );
-    }
-
-    #[test]
-    fn failing_renewals_show_consecutive_failures_and_turn_the_row_amber() {
-        let mut failing = certificate("api", 60);
-        failing.consecutive_failures = 3;
-        failing.last_attempt_at = Some(datetime!(2025-12-31 23:00 UTC));
-        failing.renewal_rule = Some("ari");
-        check(
-            &[failing],
-            &[],
-            &[
-                "<tr class=\"warning\"><td>60.0</td>",
-                "<td>2026-02-01T12:30:15Z<br>by ari</td>",
-                "<td>failure (3 consecutive)<br>2025-12-31T23:00:00Z</td>",
-            ],
-        );
-    }
-
-    #[test]
-    fn certificate_not_matching_the_config_is_not_ready_and_red() {
-        let mut drifted = certificate("api", 60);
-        drifted.matches_config = false;
-        check(
-            &[drifted],
-            &[],
-            &["<tr class=\"critical\"><td>60.0</td><td>api</td><td>no</td>"],
-        );
+    fn a_revoked_failing_or_drifted_certificate_says_so_and_colours_its_row() {
+        let rows = [
+            Row {
+                name: "a revoked current version: revoked, red",
+                certificate: CertificateSnapshot {
+                    revocation: Some(crate::metrics::certificates::ManagedRevocation {
+                        revoked_at: Some(datetime!(2025-12-31 23:00 UTC)),
+                        reason_code: Some(1),
+                    }),
+                    ..certificate("api", 60)
+                },
+                expected: &["<tr class=\"critical\"><td>60.0</td><td>api</td><td>revoked</td>"],
+            },
+            Row {
+                name: "failing renewals: consecutive failures, amber",
+                certificate: CertificateSnapshot {
+                    consecutive_failures: 3,
+                    last_attempt_at: Some(datetime!(2025-12-31 23:00 UTC)),
+                    renewal_rule: Some("ari"),
+                    ..certificate("api", 60)
+                },
+                expected: &[
+                    "<tr class=\"warning\"><td>60.0</td>",
+                    "<td>2026-02-01T12:30:15Z<br>by ari</td>",
+                    "<td>failure (3 consecutive)<br>2025-12-31T23:00:00Z</td>",
+                ],
+            },
+            Row {
+                name: "not matching the config: not ready, red",
+                certificate: CertificateSnapshot {
+                    matches_config: false,
+                    ..certificate("api", 60)
+                },
+                expected: &["<tr class=\"critical\"><td>60.0</td><td>api</td><td>no</td>"],
+            },
+        ];
+        for row in rows {
+            check_case(row.name, &[row.certificate], &[], row.expected);
+        }
     }
 
     #[test]

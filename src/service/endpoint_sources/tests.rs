@@ -18,6 +18,11 @@ fn settings(dir: &Path) -> Settings {
     }
 }
 
+/// Writes `text` to the file `name` in `dir`.
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
 fn targets(sources: &EndpointSources) -> Vec<String> {
     sources
         .merge(&[])
@@ -44,23 +49,19 @@ fn status(sources: &EndpointSources) -> Vec<(String, bool, usize)> {
 fn a_broken_file_keeps_its_last_good_targets_while_the_others_load() {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(dir.path());
-    std::fs::write(
-        dir.path().join("a.json"),
-        r#"[{"targets": ["a.test:443"]}]"#,
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("b.yml"), "- targets: ['b.test:443']\n").unwrap();
+    write(dir.path(), "a.json", r#"[{"targets": ["a.test:443"]}]"#);
+    write(dir.path(), "b.yml", "- targets: ['b.test:443']\n");
     let mut sources = EndpointSources::default();
     assert!(sources.refresh(&settings));
     assert_eq!(targets(&sources), ["a.test:443", "b.test:443"]);
     assert!(!sources.refresh(&settings), "nothing changed on disk");
 
-    std::fs::write(
-        dir.path().join("a.json"),
+    write(
+        dir.path(),
+        "a.json",
         r#"[{"targets": ["a.test:443", "c.test:443"]}]"#,
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("b.yml"), "- targets: [b.test:443\n").unwrap();
+    );
+    write(dir.path(), "b.yml", "- targets: [b.test:443\n");
     assert!(sources.refresh(&settings));
     assert_eq!(
         targets(&sources),
@@ -74,7 +75,7 @@ fn a_broken_file_keeps_its_last_good_targets_while_the_others_load() {
         ]
     );
 
-    std::fs::write(dir.path().join("b.yml"), "- targets: ['d.test:443']\n").unwrap();
+    write(dir.path(), "b.yml", "- targets: ['d.test:443']\n");
     assert!(sources.refresh(&settings));
     assert_eq!(
         targets(&sources),
@@ -86,7 +87,7 @@ fn a_broken_file_keeps_its_last_good_targets_while_the_others_load() {
 #[test]
 fn a_file_broken_from_the_start_has_no_targets_and_a_failed_status() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.json"), "[{").unwrap();
+    write(dir.path(), "a.json", "[{");
     let mut sources = EndpointSources::default();
     assert!(!sources.refresh(&settings(dir.path())));
     assert!(targets(&sources).is_empty());
@@ -97,11 +98,7 @@ fn a_file_broken_from_the_start_has_no_targets_and_a_failed_status() {
 fn a_removed_file_takes_its_targets_and_its_status_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let settings = settings(dir.path());
-    std::fs::write(
-        dir.path().join("a.json"),
-        r#"[{"targets": ["a.test:443"]}]"#,
-    )
-    .unwrap();
+    write(dir.path(), "a.json", r#"[{"targets": ["a.test:443"]}]"#);
     let mut sources = EndpointSources::default();
     assert!(sources.refresh(&settings));
     std::fs::remove_file(dir.path().join("a.json")).unwrap();
@@ -114,11 +111,7 @@ fn a_removed_file_takes_its_targets_and_its_status_with_it() {
 fn changed_settings_rebuild_every_files_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(dir.path());
-    std::fs::write(
-        dir.path().join("a.json"),
-        r#"[{"targets": ["a.test:443"]}]"#,
-    )
-    .unwrap();
+    write(dir.path(), "a.json", r#"[{"targets": ["a.test:443"]}]"#);
     let mut sources = EndpointSources::default();
     assert!(sources.refresh(&settings));
     settings.sources[0].interval = Duration::from_secs(5);
@@ -131,7 +124,7 @@ fn files_of_other_extensions_are_rejected_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = settings(dir.path());
     settings.sources[0].files = vec![dir.path().join("*").display().to_string()];
-    std::fs::write(dir.path().join("notes.txt"), "a.test:443").unwrap();
+    write(dir.path(), "notes.txt", "a.test:443");
     let mut sources = EndpointSources::default();
     sources.refresh(&settings);
     assert_eq!(status(&sources), [("notes.txt".to_owned(), false, 0)]);
@@ -151,11 +144,7 @@ fn a_hundred_thousand_targets_load_from_a_file_in_well_under_three_seconds() {
             )
         })
         .collect();
-    std::fs::write(
-        dir.path().join("big.json"),
-        format!("[{}]", groups.join(",")),
-    )
-    .unwrap();
+    write(dir.path(), "big.json", &format!("[{}]", groups.join(",")));
     let settings = settings(dir.path());
     let config = crate::config::default_config();
     let started = std::time::Instant::now();

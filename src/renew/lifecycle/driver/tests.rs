@@ -58,13 +58,31 @@ fn stage(store: &CertStore, issued: &Issued, now: OffsetDateTime) -> VersionId {
         .version
 }
 
-/// `v0001` current, issued 70 days ago (due), and `v0002` stored.
-fn two_versions(config: &Config, now: OffsetDateTime) -> (CertStore, VersionId, VersionId) {
+/// `api` in a fresh state directory: `old` current, issued 70 days ago (due), and `new`
+/// stored.
+struct TwoVersions {
+    _dir: tempfile::TempDir,
+    config: Config,
+    store: CertStore,
+    old: VersionId,
+    new: VersionId,
+}
+
+/// [`TwoVersions`] at `now`, configured to run `deploy`.
+fn two_versions(deploy: &[&str], now: OffsetDateTime) -> TwoVersions {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), deploy);
     let store = CertStore::open(&config.state_dir).unwrap();
     let old = stage(&store, &issued(now, 70), now);
     store.promote("api", old).unwrap();
     let new = stage(&store, &issued(now, 0), now);
-    (store, old, new)
+    TwoVersions {
+        _dir: dir,
+        config,
+        store,
+        old,
+        new,
+    }
 }
 
 fn audit_steps(config: &Config) -> Vec<String> {
@@ -73,6 +91,21 @@ fn audit_steps(config: &Config) -> Vec<String> {
 
 fn renewer(config: &Config) -> Renewer {
     Renewer::new(config).with_random(Arc::new(Fixed(0.5)))
+}
+
+/// Renews `api` with default options at `now`.
+async fn renew_api(config: &Config, now: OffsetDateTime) -> Result<RenewOutcome, RenewError> {
+    renewer(config)
+        .renew("api", RenewOptions::default(), now)
+        .await
+}
+
+/// Asserts that `outcome` renewed to `version`; `case` names the case on failure.
+fn assert_renewed_to(outcome: &Result<RenewOutcome, RenewError>, version: VersionId, case: &str) {
+    assert!(
+        matches!(outcome, Ok(RenewOutcome::Renewed { version: renewed, .. }) if *renewed == version),
+        "{case}: {outcome:?}"
+    );
 }
 
 #[tokio::test]
@@ -89,48 +122,34 @@ async fn each_crash_point_after_the_order_resumes_to_the_end_without_the_ca() {
         (Stage::Verified, true, &["recover", "done"][..]),
     ];
     for (stage_left, live, steps) in rows {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), &[]);
-        let (store, old, new) = two_versions(&config, now);
-        store.begin("api", now).unwrap();
-        store.advance("api", Stage::Pending, new).unwrap();
+        let api = two_versions(&[], now);
+        api.store.begin("api", now).unwrap();
+        api.store.advance("api", Stage::Pending, api.new).unwrap();
         if live {
-            store.promote("api", new).unwrap();
+            api.store.promote("api", api.new).unwrap();
         }
-        store.advance("api", stage_left, new).unwrap();
+        api.store.advance("api", stage_left, api.new).unwrap();
 
-        let outcome = renewer(&config)
-            .renew("api", RenewOptions::default(), now)
-            .await;
-        assert!(
-            matches!(outcome, Ok(RenewOutcome::Renewed { version, .. }) if version == new),
-            "{stage_left:?}: {outcome:?}"
-        );
-        assert_eq!(audit_steps(&config), steps, "{stage_left:?}");
-        assert_eq!(store.current("api").unwrap(), Some(new));
-        assert_eq!(store.previous("api").unwrap(), Some(old));
-        assert_eq!(store.inflight("api").unwrap(), None, "{stage_left:?}");
+        let outcome = renew_api(&api.config, now).await;
+        assert_renewed_to(&outcome, api.new, &format!("{stage_left:?}"));
+        assert_eq!(audit_steps(&api.config), steps, "{stage_left:?}");
+        assert_eq!(api.store.current("api").unwrap(), Some(api.new));
+        assert_eq!(api.store.previous("api").unwrap(), Some(api.old));
+        assert_eq!(api.store.inflight("api").unwrap(), None, "{stage_left:?}");
     }
 }
 
 #[tokio::test]
 async fn a_stored_but_unrecorded_version_is_adopted_and_rolled_out() {
     let now = OffsetDateTime::now_utc();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &[]);
-    let (store, _, new) = two_versions(&config, now);
+    let api = two_versions(&[], now);
     // The process died between stage_pending and advance(Pending).
-    store.begin("api", now).unwrap();
+    api.store.begin("api", now).unwrap();
 
-    let outcome = renewer(&config)
-        .renew("api", RenewOptions::default(), now)
-        .await;
-    assert!(
-        matches!(outcome, Ok(RenewOutcome::Renewed { version, .. }) if version == new),
-        "{outcome:?}"
-    );
+    let outcome = renew_api(&api.config, now).await;
+    assert_renewed_to(&outcome, api.new, "adopted");
     assert_eq!(
-        audit_steps(&config),
+        audit_steps(&api.config),
         ["recover", "deployed", "verified", "done"]
     );
 }
@@ -138,31 +157,28 @@ async fn a_stored_but_unrecorded_version_is_adopted_and_rolled_out() {
 #[tokio::test]
 async fn a_failed_deploy_rolls_back_parks_the_version_and_counts_one_failure() {
     let now = OffsetDateTime::now_utc();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &["exit 3"]);
-    let (store, old, new) = two_versions(&config, now);
-    store.begin("api", now).unwrap();
-    store.advance("api", Stage::Pending, new).unwrap();
+    let api = two_versions(&["exit 3"], now);
+    api.store.begin("api", now).unwrap();
+    api.store.advance("api", Stage::Pending, api.new).unwrap();
 
-    let outcome = renewer(&config)
-        .renew("api", RenewOptions::default(), now)
-        .await;
+    let outcome = renew_api(&api.config, now).await;
     assert!(
         matches!(outcome, Err(RenewError::Hook { version, restored: Some(restored), .. })
-            if version == new && restored == old),
+            if version == api.new && restored == api.old),
         "{outcome:?}"
     );
     assert_eq!(
-        audit_steps(&config),
+        audit_steps(&api.config),
         ["recover", "deployed", "rollback", "deployed"]
     );
-    assert_eq!(store.current("api").unwrap(), Some(old));
+    assert_eq!(api.store.current("api").unwrap(), Some(api.old));
     assert_eq!(
-        store.metadata("api", new).unwrap().state,
+        api.store.metadata("api", api.new).unwrap().state,
         VersionState::Parked
     );
     let schedule =
-        schedule_state::load_from(&crate::store::FsStore::new(&config.state_dir), "api").unwrap();
+        schedule_state::load_from(&crate::store::FsStore::new(&api.config.state_dir), "api")
+            .unwrap();
     assert_eq!(schedule.consecutive_failures, 1);
 }
 
@@ -197,23 +213,18 @@ async fn a_certificate_not_due_persists_the_injected_draw_and_says_when_to_look_
 #[tokio::test]
 async fn a_due_renewal_with_a_parked_version_rolls_it_out_instead_of_ordering() {
     let now = OffsetDateTime::now_utc();
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &[]);
-    let (store, _, parked) = two_versions(&config, now);
-    store
+    let api = two_versions(&[], now);
+    let parked = api.new;
+    api.store
         .set_state("api", parked, VersionState::Parked)
         .unwrap();
 
-    let attempt = renewer(&config)
+    let attempt = renewer(&api.config)
         .attempt("api", RenewOptions::default(), now)
         .await;
-    assert!(
-        matches!(attempt.result, Ok(RenewOutcome::Renewed { version, .. }) if version == parked),
-        "{:?}",
-        attempt.result
-    );
+    assert_renewed_to(&attempt.result, parked, "parked");
     assert_eq!(
-        audit_steps(&config),
+        audit_steps(&api.config),
         ["begin", "deployed", "verified", "done"]
     );
     // The next look is the new version's window: issued today for 90 days, 30 days before.
