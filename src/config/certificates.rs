@@ -15,7 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use toml::Spanned;
 
-use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError};
+use crate::cert::{
+    ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError, is_safe_name,
+};
 use crate::config::ConfigError;
 use crate::config::cas::ca_choice;
 use crate::config::challenge::{challenge, resolver_addr};
@@ -449,16 +451,6 @@ fn identifier(text: &str) -> Result<Identifier, IdentifierError> {
     } else {
         name
     }))
-}
-
-/// The same rule the store applies to directory names.
-fn is_safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn https_url(value: &Spanned<String>, key: &str, cx: &Context<'_>) -> Result<String, ConfigError> {
