@@ -11,6 +11,7 @@ mod challenge;
 mod hook_env;
 mod identifier;
 mod key;
+mod name;
 mod renew_before;
 
 pub use challenge::{
@@ -20,6 +21,7 @@ pub use challenge::{
 pub use hook_env::HookEnv;
 pub use identifier::Identifier;
 pub use key::{KeyAlgorithm, KeyType, UnknownKeyAlgorithm};
+pub use name::is_safe_name;
 #[cfg(test)]
 pub(crate) use renew_before::compact_duration;
 pub use renew_before::{RenewBefore, RenewBeforeError};

@@ -3,16 +3,12 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::config::invalid_input::InvalidInput;
 use crate::config::model::AllowRule;
 use crate::config::target::{NameError, parse_dns_name};
 
 /// An allow-list entry that could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid allow rule {input:?}: {problem}")]
-pub struct AllowRuleError {
-    input: String,
-    problem: AllowRuleProblem,
-}
+pub type AllowRuleError = InvalidInput<AllowRuleProblem>;
 
 /// What exactly is wrong with an allow-list entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,23 +46,13 @@ pub enum AllowRuleProblem {
     BadName(#[from] NameError),
 }
 
-impl AllowRuleError {
-    /// What is wrong with the input.
-    pub fn problem(&self) -> &AllowRuleProblem {
-        &self.problem
-    }
-}
-
 impl FromStr for AllowRule {
     type Err = AllowRuleError;
 
     /// Parses `10.0.0.0/8`, `::1/128`, a bare address (a single-host network), a host name
     /// (`localhost`) or a wildcard pattern (`*.internal.example`). Names are lowercased.
     fn from_str(s: &str) -> Result<AllowRule, AllowRuleError> {
-        parse_rule(s).map_err(|problem| AllowRuleError {
-            input: s.to_owned(),
-            problem,
-        })
+        parse_rule(s).map_err(|problem| InvalidInput::new("allow rule", s, problem))
     }
 }
 
@@ -170,16 +156,14 @@ fn mask(address: IpAddr, prefix: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::invalid_input::{parsed, refusal};
 
     fn ok(s: &str) -> AllowRule {
-        s.parse()
-            .unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+        parsed(s, str::parse)
     }
 
     fn err(s: &str) -> String {
-        s.parse::<AllowRule>()
-            .expect_err(&format!("{s:?} should be rejected"))
-            .to_string()
+        refusal(s, str::parse::<AllowRule>)
     }
 
     fn cidr(network: &str, prefix: u8) -> AllowRule {

@@ -15,7 +15,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use toml::Spanned;
 
-use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError};
+use crate::cert::{
+    ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError, is_safe_name,
+};
 use crate::config::ConfigError;
 use crate::config::cas::ca_choice;
 use crate::config::challenge::{challenge, resolver_addr};
@@ -245,21 +247,7 @@ fn certificate(
         key("dns_names"),
         "empty list; name at least one DNS name or IP address, e.g. [\"www.example.com\"]",
     )?;
-    let identifiers = raw
-        .dns_names
-        .get_ref()
-        .iter()
-        .enumerate()
-        .map(|(index, value)| {
-            identifier(value.get_ref()).map_err(|problem| {
-                cx.error(
-                    value.span(),
-                    format!("{}[{index}]", key("dns_names")),
-                    problem.to_string(),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let identifiers = each_entry(raw.dns_names.get_ref(), &key("dns_names"), cx, identifier)?;
     let algorithm = cx.parsed_or(raw.key.as_ref(), key("key"), KeyAlgorithm::EcdsaP256)?;
     let duration = match &raw.duration {
         None => DEFAULT_DURATION,
@@ -305,22 +293,13 @@ fn certificate(
             ));
         }
     }
-    let deploy = raw
-        .deploy
-        .iter()
-        .enumerate()
-        .map(|(index, command)| {
-            if command.get_ref().trim().is_empty() {
-                Err(cx.error(
-                    command.span(),
-                    format!("{}[{index}]", key("deploy")),
-                    "empty command; write a shell command or remove the entry".to_owned(),
-                ))
-            } else {
-                Ok(command.get_ref().clone())
-            }
-        })
-        .collect::<Result<_, _>>()?;
+    let deploy = each_entry(&raw.deploy, &key("deploy"), cx, |command| {
+        if command.trim().is_empty() {
+            Err("empty command; write a shell command or remove the entry")
+        } else {
+            Ok(command.to_owned())
+        }
+    })?;
     let deploy_timeout = cx.timeout(
         raw.deploy_timeout.as_ref(),
         key("deploy_timeout"),
@@ -435,6 +414,24 @@ fn renew_before(
 struct IdentifierError(#[source] NameError);
 
 /// One entry of `dns_names`: an IP address, a DNS name or a `*.` wildcard.
+/// Every entry of the list at `key`, read by `entry`; a refused entry is an error at
+/// `key[index]` with `entry`'s reason.
+fn each_entry<'v, T, E: std::fmt::Display>(
+    list: impl IntoIterator<Item = &'v Spanned<String>>,
+    key: &str,
+    cx: &Context<'_>,
+    entry: impl Fn(&str) -> Result<T, E>,
+) -> Result<Vec<T>, ConfigError> {
+    list.into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            entry(value.get_ref()).map_err(|problem| {
+                cx.error(value.span(), format!("{key}[{index}]"), problem.to_string())
+            })
+        })
+        .collect()
+}
+
 fn identifier(text: &str) -> Result<Identifier, IdentifierError> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(Identifier::Ip(ip));
@@ -449,16 +446,6 @@ fn identifier(text: &str) -> Result<Identifier, IdentifierError> {
     } else {
         name
     }))
-}
-
-/// The same rule the store applies to directory names.
-fn is_safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn https_url(value: &Spanned<String>, key: &str, cx: &Context<'_>) -> Result<String, ConfigError> {

@@ -27,53 +27,54 @@ pub(crate) fn challenge(
     certificate_env: &HookEnv,
     cx: &Context<'_>,
 ) -> Result<ChallengeSpec, ConfigError> {
+    let table = Table { raw, key, cx };
     let inner = raw.get_ref();
-    let sub = |name: &str| join(Some(key), name);
     let kind = inner.kind.get_ref().as_str();
     if kind == "dns-01" {
-        return dns01(raw, key, certificate_env, cx).map(ChallengeSpec::Dns01);
+        return dns01(&table, certificate_env).map(ChallengeSpec::Dns01);
     }
     if let Some((name, span)) = dns01_keys(inner).into_iter().next() {
-        return Err(cx.error(
+        return Err(table.error_at(
             span,
-            sub(name),
+            name,
             format!("{name} applies only to type = \"dns-01\"; remove it"),
         ));
     }
     let listen = |value: &Spanned<String>| {
-        socket_addr(value, &sub("listen"), "\"0.0.0.0:80\" or \"[::]:443\"", cx)
+        socket_addr(
+            value,
+            &table.sub("listen"),
+            "\"0.0.0.0:80\" or \"[::]:443\"",
+            cx,
+        )
     };
     match (kind, &inner.listen, &inner.webroot) {
         ("http-01", Some(address), None) => Ok(ChallengeSpec::Http01Listen(listen(address)?)),
         ("http-01", None, Some(webroot)) => Ok(ChallengeSpec::Http01Webroot(
-            cx.path(webroot, sub("webroot"))?,
+            cx.path(webroot, table.sub("webroot"))?,
         )),
-        ("http-01", Some(_), Some(webroot)) => Err(cx.error(
+        ("http-01", Some(_), Some(webroot)) => Err(table.error_at(
             webroot.span(),
-            sub("webroot"),
+            "webroot",
             "set listen or webroot, not both".to_owned(),
         )),
-        ("http-01", None, None) => Err(cx.error(
-            raw.span(),
-            key.to_owned(),
+        ("http-01", None, None) => Err(table.error(
             "http-01 needs listen = \"0.0.0.0:80\" or webroot = \"/var/www/html\"".to_owned(),
         )),
-        ("tls-alpn-01", _, Some(webroot)) => Err(cx.error(
+        ("tls-alpn-01", _, Some(webroot)) => Err(table.error_at(
             webroot.span(),
-            sub("webroot"),
+            "webroot",
             "tls-alpn-01 cannot use a webroot; set listen = \"0.0.0.0:443\"".to_owned(),
         )),
         ("tls-alpn-01", Some(address), None) => {
             Ok(ChallengeSpec::TlsAlpn01Listen(listen(address)?))
         }
-        ("tls-alpn-01", None, None) => Err(cx.error(
-            raw.span(),
-            key.to_owned(),
-            "tls-alpn-01 needs listen = \"0.0.0.0:443\"".to_owned(),
-        )),
-        (other, _, _) => Err(cx.error(
+        ("tls-alpn-01", None, None) => {
+            Err(table.error("tls-alpn-01 needs listen = \"0.0.0.0:443\"".to_owned()))
+        }
+        (other, _, _) => Err(table.error_at(
             inner.kind.span(),
-            sub("type"),
+            "type",
             format!(
                 "unknown challenge type {other:?}; use \"http-01\", \"tls-alpn-01\" or \"dns-01\""
             ),
@@ -81,72 +82,103 @@ pub(crate) fn challenge(
     }
 }
 
-fn dns01(
-    raw: &Spanned<RawChallenge>,
-    key: &str,
-    certificate_env: &HookEnv,
-    cx: &Context<'_>,
-) -> Result<Dns01Spec, ConfigError> {
-    let inner = raw.get_ref();
-    let sub = |name: &str| join(Some(key), name);
+/// The `challenge` table being validated, with its key and the context that words errors:
+/// what every step below needs.
+struct Table<'a> {
+    raw: &'a Spanned<RawChallenge>,
+    key: &'a str,
+    cx: &'a Context<'a>,
+}
+
+impl Table<'_> {
+    /// The key of `name` inside the table.
+    fn sub(&self, name: &str) -> String {
+        join(Some(self.key), name)
+    }
+
+    /// An error about the whole table.
+    fn error(&self, problem: String) -> ConfigError {
+        self.cx.error(self.raw.span(), self.key.to_owned(), problem)
+    }
+
+    /// An error about the key `name` inside the table, written at `span`.
+    fn error_at(&self, span: std::ops::Range<usize>, name: &str, problem: String) -> ConfigError {
+        self.cx.error(span, self.sub(name), problem)
+    }
+
+    /// The value of `name`, a key the provider cannot do without.
+    fn required<'v>(
+        &self,
+        value: &'v Option<Spanned<String>>,
+        name: &str,
+        example: &str,
+    ) -> Result<&'v Spanned<String>, ConfigError> {
+        match value {
+            Some(value) if !value.get_ref().trim().is_empty() => Ok(value),
+            Some(value) => Err(self.error_at(
+                value.span(),
+                name,
+                format!("empty {name}; write e.g. {name} = {example}"),
+            )),
+            None => Err(self.error(format!(
+                "this dns-01 provider needs {name}, e.g. {name} = {example}"
+            ))),
+        }
+    }
+}
+
+fn dns01(table: &Table<'_>, certificate_env: &HookEnv) -> Result<Dns01Spec, ConfigError> {
+    let (inner, key, cx) = (table.raw.get_ref(), table.key, table.cx);
     for (name, value) in [("listen", &inner.listen), ("webroot", &inner.webroot)] {
         if let Some(value) = value {
-            return Err(cx.error(
+            return Err(table.error_at(
                 value.span(),
-                sub(name),
+                name,
                 format!("dns-01 publishes TXT records and uses no {name}; remove it"),
             ));
         }
     }
     let Some(provider) = &inner.provider else {
-        return Err(cx.error(
-            raw.span(),
-            key.to_owned(),
+        return Err(table.error(
             "dns-01 needs provider = \"rfc2136\" (with server, zone and a TSIG key) or \
              provider = \"exec\" (with command)"
                 .to_owned(),
         ));
     };
     let provider = match provider.get_ref().as_str() {
-        "rfc2136" => DnsProvider::Rfc2136(rfc2136(raw, key, cx)?),
+        "rfc2136" => DnsProvider::Rfc2136(rfc2136(table)?),
         "exec" => {
             if let Some((name, span)) = rfc2136_keys(inner).into_iter().next() {
-                return Err(cx.error(
+                return Err(table.error_at(
                     span,
-                    sub(name),
+                    name,
                     format!("{name} applies only to provider = \"rfc2136\"; remove it"),
                 ));
             }
-            let command = required(
-                raw,
-                &inner.command,
-                key,
-                "command",
-                "\"/usr/local/bin/dns-hook\"",
-                cx,
-            )?;
+            let command =
+                table.required(&inner.command, "command", "\"/usr/local/bin/dns-hook\"")?;
             let own_env = hook_env(inner.env.as_ref(), inner.env_passthrough.as_ref(), key, cx)?;
             DnsProvider::Exec {
-                command: cx.path(command, sub("command"))?,
+                command: cx.path(command, table.sub("command"))?,
                 env: certificate_env.extended_with(&own_env),
             }
         }
         other => {
-            return Err(cx.error(
+            return Err(table.error_at(
                 provider.span(),
-                sub("provider"),
+                "provider",
                 format!("unknown dns-01 provider {other:?}; use \"rfc2136\" or \"exec\""),
             ));
         }
     };
     let propagation_resolver = resolver_addr(
         inner.propagation_resolver.as_ref(),
-        &sub("propagation_resolver"),
+        &table.sub("propagation_resolver"),
         cx,
     )?;
     let propagation_timeout = cx.timeout(
         inner.propagation_timeout.as_ref(),
-        sub("propagation_timeout"),
+        table.sub("propagation_timeout"),
         DEFAULT_PROPAGATION_TIMEOUT,
     )?;
     Ok(Dns01Spec {
@@ -157,13 +189,8 @@ fn dns01(
     })
 }
 
-fn rfc2136(
-    raw: &Spanned<RawChallenge>,
-    key: &str,
-    cx: &Context<'_>,
-) -> Result<Rfc2136Settings, ConfigError> {
-    let inner = raw.get_ref();
-    let sub = |name: &str| join(Some(key), name);
+fn rfc2136(table: &Table<'_>) -> Result<Rfc2136Settings, ConfigError> {
+    let (inner, cx) = (table.raw.get_ref(), table.cx);
     let exec_only = [
         ("command", inner.command.as_ref().map(Spanned::span)),
         ("env", inner.env.as_ref().map(Spanned::span)),
@@ -173,40 +200,30 @@ fn rfc2136(
         ),
     ];
     if let Some((name, Some(span))) = exec_only.into_iter().find(|(_, span)| span.is_some()) {
-        return Err(cx.error(
+        return Err(table.error_at(
             span,
-            sub(name),
+            name,
             format!("{name} applies only to provider = \"exec\"; remove it"),
         ));
     }
-    let server = required(raw, &inner.server, key, "server", "\"192.0.2.53:53\"", cx)?;
-    let server = socket_addr(server, &sub("server"), "\"192.0.2.53:53\"", cx)?;
-    let zone = required(raw, &inner.zone, key, "zone", "\"example.com.\"", cx)?;
-    let zone = absolute_name(zone, &sub("zone"), cx)?;
-    let key_name = required(
-        raw,
-        &inner.tsig_key_name,
-        key,
-        "tsig_key_name",
-        "\"certinel\"",
-        cx,
-    )?;
-    let tsig_key_name = absolute_name(key_name, &sub("tsig_key_name"), cx)?;
-    let secret = required(
-        raw,
+    let server = table.required(&inner.server, "server", "\"192.0.2.53:53\"")?;
+    let server = socket_addr(server, &table.sub("server"), "\"192.0.2.53:53\"", cx)?;
+    let zone = table.required(&inner.zone, "zone", "\"example.com.\"")?;
+    let zone = absolute_name(zone, &table.sub("zone"), cx)?;
+    let key_name = table.required(&inner.tsig_key_name, "tsig_key_name", "\"certinel\"")?;
+    let tsig_key_name = absolute_name(key_name, &table.sub("tsig_key_name"), cx)?;
+    let secret = table.required(
         &inner.tsig_key,
-        key,
         "tsig_key",
         "\"BASE64\" (the secret from the server's key file)",
-        cx,
     )?;
     let tsig_key = match STANDARD.decode(secret.get_ref().trim()) {
         Ok(bytes) if !bytes.is_empty() => TsigSecret(bytes),
         // Never quote the key: it is a secret.
         _ => {
-            return Err(cx.error(
+            return Err(table.error_at(
                 secret.span(),
-                sub("tsig_key"),
+                "tsig_key",
                 "not a base64 key; copy the secret exactly as the DNS server's key file \
                  has it"
                     .to_owned(),
@@ -215,7 +232,7 @@ fn rfc2136(
     };
     let tsig_algorithm = cx.parsed_or(
         inner.tsig_algorithm.as_ref(),
-        sub("tsig_algorithm"),
+        table.sub("tsig_algorithm"),
         TsigAlgorithm::HmacSha256,
     )?;
     Ok(Rfc2136Settings {
@@ -225,30 +242,6 @@ fn rfc2136(
         tsig_key,
         tsig_algorithm,
     })
-}
-
-/// The value of a key the provider cannot do without.
-fn required<'a>(
-    raw: &Spanned<RawChallenge>,
-    value: &'a Option<Spanned<String>>,
-    key: &str,
-    name: &str,
-    example: &str,
-    cx: &Context<'_>,
-) -> Result<&'a Spanned<String>, ConfigError> {
-    match value {
-        Some(value) if !value.get_ref().trim().is_empty() => Ok(value),
-        Some(value) => Err(cx.error(
-            value.span(),
-            join(Some(key), name),
-            format!("empty {name}; write e.g. {name} = {example}"),
-        )),
-        None => Err(cx.error(
-            raw.span(),
-            key.to_owned(),
-            format!("this dns-01 provider needs {name}, e.g. {name} = {example}"),
-        )),
-    }
 }
 
 /// An optional DNS resolver address (`preflight_resolver`, `propagation_resolver`).

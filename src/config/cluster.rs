@@ -12,11 +12,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use crate::config::ConfigError;
-use crate::config::duration::format_duration;
+use crate::config::duration::{ConfigDuration, format_duration};
 use crate::config::model::{ClusterConfig, ClusterPassword, DEFAULT_CLUSTER_PREFIX, Target};
 use crate::config::raw::RawCluster;
 use crate::config::target::TargetProblem;
-use crate::config::validate::Context;
+use crate::config::validate::{Context, client_cert_and_key};
 
 /// `lease_ttl` when the file sets none.
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
@@ -64,7 +64,17 @@ pub(crate) fn cluster(
     let prefix = prefix(raw.prefix.as_ref(), cx)?;
     let member = member(raw.member.as_ref(), &table, cx)?;
     let lease_ttl = lease_ttl(raw.lease_ttl.as_ref(), cx)?;
-    let audit_retention = audit_retention(raw.audit_retention.as_ref(), cx)?;
+    // From a day to about a hundred years.
+    let audit_retention = duration_within(
+        raw.audit_retention.as_ref(),
+        "cluster.audit_retention",
+        (
+            MIN_AUDIT_RETENTION,
+            DEFAULT_AUDIT_RETENTION,
+            MAX_AUDIT_RETENTION,
+        ),
+        cx,
+    )?;
     let tls_files = tls_files(&raw, tls, cx)?;
     let Some(current_key) = &raw.key_encryption_key_file else {
         return Err(cx.error(
@@ -209,26 +219,12 @@ fn tls_files(raw: &RawCluster, tls: bool, cx: &Context<'_>) -> Result<TlsFiles, 
             ));
         }
     }
-    match (&raw.client_cert, &raw.client_key) {
-        (Some(cert), None) => {
-            return Err(cx.error(
-                cert.span(),
-                "cluster.client_cert".to_owned(),
-                "client_cert needs client_key; add client_key = \"...\" (the certificate's \
-                 private key, PEM)"
-                    .to_owned(),
-            ));
-        }
-        (None, Some(key)) => {
-            return Err(cx.error(
-                key.span(),
-                "cluster.client_key".to_owned(),
-                "client_key needs client_cert; add client_cert = \"...\" or remove client_key"
-                    .to_owned(),
-            ));
-        }
-        _ => {}
-    }
+    client_cert_and_key(
+        raw.client_cert.as_ref(),
+        raw.client_key.as_ref(),
+        |name| format!("cluster.{name}"),
+        cx,
+    )?;
     let file = |value: &Option<Spanned<String>>, name: &str| {
         value
             .as_ref()
@@ -343,53 +339,49 @@ fn is_member_name(name: &str) -> bool {
 
 /// `lease_ttl`: whole seconds (etcd grants leases in seconds) within the limits.
 fn lease_ttl(
-    raw: Option<&Spanned<crate::config::duration::ConfigDuration>>,
+    raw: Option<&Spanned<ConfigDuration>>,
     cx: &Context<'_>,
 ) -> Result<Duration, ConfigError> {
-    let Some(value) = raw else {
-        return Ok(DEFAULT_LEASE_TTL);
-    };
-    let ttl = value.get_ref().0;
-    let problem = if !(MIN_LEASE_TTL..=MAX_LEASE_TTL).contains(&ttl) {
-        format!(
-            "{} is out of range; use {} to {} (default {})",
-            format_duration(ttl),
-            format_duration(MIN_LEASE_TTL),
-            format_duration(MAX_LEASE_TTL),
-            format_duration(DEFAULT_LEASE_TTL)
-        )
-    } else if ttl.subsec_nanos() != 0 {
-        format!(
-            "{} is not whole seconds (etcd grants leases in seconds); write e.g. {}s",
-            format_duration(ttl),
-            ttl.as_secs()
-        )
-    } else {
-        return Ok(ttl);
-    };
-    Err(cx.error(value.span(), "cluster.lease_ttl".to_owned(), problem))
+    let key = "cluster.lease_ttl";
+    let limits = (MIN_LEASE_TTL, DEFAULT_LEASE_TTL, MAX_LEASE_TTL);
+    let ttl = duration_within(raw, key, limits, cx)?;
+    match raw {
+        Some(value) if ttl.subsec_nanos() != 0 => Err(cx.error(
+            value.span(),
+            key.to_owned(),
+            format!(
+                "{} is not whole seconds (etcd grants leases in seconds); write e.g. {}s",
+                format_duration(ttl),
+                ttl.as_secs()
+            ),
+        )),
+        _ => Ok(ttl),
+    }
 }
 
-/// `audit_retention`: from a day to about a hundred years.
-fn audit_retention(
-    raw: Option<&Spanned<crate::config::duration::ConfigDuration>>,
+/// The duration at `key`, `default` when absent; outside `min..=max` is refused with the
+/// limits and the default.
+fn duration_within(
+    raw: Option<&Spanned<ConfigDuration>>,
+    key: &str,
+    (min, default, max): (Duration, Duration, Duration),
     cx: &Context<'_>,
 ) -> Result<Duration, ConfigError> {
     let Some(value) = raw else {
-        return Ok(DEFAULT_AUDIT_RETENTION);
+        return Ok(default);
     };
-    let retention = value.get_ref().0;
-    if (MIN_AUDIT_RETENTION..=MAX_AUDIT_RETENTION).contains(&retention) {
-        return Ok(retention);
+    let duration = value.get_ref().0;
+    if (min..=max).contains(&duration) {
+        return Ok(duration);
     }
     let problem = format!(
         "{} is out of range; use {} to {} (default {})",
-        format_duration(retention),
-        format_duration(MIN_AUDIT_RETENTION),
-        format_duration(MAX_AUDIT_RETENTION),
-        format_duration(DEFAULT_AUDIT_RETENTION)
+        format_duration(duration),
+        format_duration(min),
+        format_duration(max),
+        format_duration(default)
     );
-    Err(cx.error(value.span(), "cluster.audit_retention".to_owned(), problem))
+    Err(cx.error(value.span(), key.to_owned(), problem))
 }
 
 /// `key_encryption_key_previous`: files that exist, none of them the current key.

@@ -3,14 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::config::invalid_input::InvalidInput;
+
 /// A duration string that could not be parsed. The message quotes the input and says what
 /// to write instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {problem}")]
-pub struct DurationError {
-    input: String,
-    problem: DurationProblem,
-}
+pub type DurationError = InvalidInput<DurationProblem>;
 
 /// What exactly is wrong with a duration string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,10 +64,7 @@ const UNITS: [(&str, u64); 5] = [
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     parse_millis(s)
         .map(Duration::from_millis)
-        .map_err(|problem| DurationError {
-            input: s.to_owned(),
-            problem,
-        })
+        .map_err(|problem| InvalidInput::new("duration", s, problem))
 }
 
 /// Formats `d` in the shortest form [`parse_duration`] reads back (`90m`, `1h1s`, `30d`).
@@ -87,13 +81,6 @@ pub fn format_duration(d: Duration) -> String {
 /// A [`Duration`] read from the configuration through [`parse_duration`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConfigDuration(pub(crate) Duration);
-
-impl DurationError {
-    /// What is wrong with the input.
-    pub fn problem(&self) -> &DurationProblem {
-        &self.problem
-    }
-}
 
 impl<'de> serde::Deserialize<'de> for ConfigDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -197,15 +184,14 @@ fn shortest(millis: u64, first_unit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::invalid_input::{parsed, refusal};
 
     fn ok(s: &str) -> Duration {
-        parse_duration(s).unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+        parsed(s, parse_duration)
     }
 
     fn err(s: &str) -> String {
-        parse_duration(s)
-            .expect_err(&format!("{s:?} should be rejected"))
-            .to_string()
+        refusal(s, parse_duration)
     }
 
     #[test]

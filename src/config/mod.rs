@@ -16,6 +16,7 @@ mod endpoint_source;
 mod error;
 pub mod file_sd;
 mod hook_env;
+mod invalid_input;
 mod keywords;
 mod locate;
 pub mod model;
@@ -35,6 +36,7 @@ use toml::de::DeTable;
 pub use allow::{AllowRuleError, AllowRuleProblem};
 pub use duration::{DurationError, DurationProblem, format_duration, parse_duration};
 pub use error::ConfigError;
+pub use invalid_input::InvalidInput;
 pub use keywords::KeywordError;
 pub use target::{NameError, TargetError, TargetProblem};
 

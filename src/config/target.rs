@@ -4,16 +4,12 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use crate::config::invalid_input::InvalidInput;
 use crate::config::model::{Host, Target};
 
 /// A target string that could not be parsed. The message quotes the input and says what
 /// to write instead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid target {input:?}: {problem}")]
-pub struct TargetError {
-    input: String,
-    problem: TargetProblem,
-}
+pub type TargetError = InvalidInput<TargetProblem>;
 
 /// What exactly is wrong with a target string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,23 +101,13 @@ pub enum NameError {
     },
 }
 
-impl TargetError {
-    /// What is wrong with the input.
-    pub fn problem(&self) -> &TargetProblem {
-        &self.problem
-    }
-}
-
 impl FromStr for Target {
     type Err = TargetError;
 
     /// Parses `host:port`, `1.2.3.4:port`, `[::1]:port` or `https://host[:port][/path]`
     /// (port 443 by default, the path is ignored). DNS names are lowercased.
     fn from_str(s: &str) -> Result<Target, TargetError> {
-        parse_target(s).map_err(|problem| TargetError {
-            input: s.to_owned(),
-            problem,
-        })
+        parse_target(s).map_err(|problem| InvalidInput::new("target", s, problem))
     }
 }
 
@@ -303,16 +289,14 @@ fn parse_port(port: &str) -> Result<u16, TargetProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::invalid_input::{parsed, refusal};
 
     fn ok(s: &str) -> Target {
-        s.parse()
-            .unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+        parsed(s, str::parse)
     }
 
     fn err(s: &str) -> String {
-        s.parse::<Target>()
-            .expect_err(&format!("{s:?} should be rejected"))
-            .to_string()
+        refusal(s, str::parse::<Target>)
     }
 
     fn name(host: &str, port: u16) -> Target {

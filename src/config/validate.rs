@@ -463,6 +463,35 @@ fn check_family(
     ))
 }
 
+/// A client certificate file and its key file, as written.
+pub(crate) type ClientFiles<'a> = (&'a Spanned<String>, &'a Spanned<String>);
+
+/// `client_cert` and `client_key` of a table whose keys `key` names: both or neither.
+pub(crate) fn client_cert_and_key<'a>(
+    cert: Option<&'a Spanned<String>>,
+    key_file: Option<&'a Spanned<String>>,
+    key: impl Fn(&str) -> String,
+    cx: &Context<'_>,
+) -> Result<Option<ClientFiles<'a>>, ConfigError> {
+    match (cert, key_file) {
+        (Some(cert), Some(key_file)) => Ok(Some((cert, key_file))),
+        (None, None) => Ok(None),
+        (Some(cert), None) => Err(cx.error(
+            cert.span(),
+            key("client_cert"),
+            "client_cert needs client_key; add client_key = \"...\" (the certificate's \
+             private key, PEM)"
+                .to_owned(),
+        )),
+        (None, Some(key_file)) => Err(cx.error(
+            key_file.span(),
+            key("client_key"),
+            "client_key needs client_cert; add client_cert = \"...\" or remove client_key"
+                .to_owned(),
+        )),
+    }
+}
+
 /// The options shared by endpoints and `/probe` modules; `prefix` is the table's key.
 pub(crate) fn probe_options(
     raw: RawProbeOptions,
@@ -471,29 +500,13 @@ pub(crate) fn probe_options(
     cx: &Context<'_>,
 ) -> Result<ProbeModule, ConfigError> {
     let key = |name: &str| join(Some(prefix), name);
-    let client_auth = match (&raw.client_cert, &raw.client_key) {
-        (None, None) => None,
-        (Some(cert), Some(key_file)) => Some(ClientAuth {
+    let pair = client_cert_and_key(raw.client_cert.as_ref(), raw.client_key.as_ref(), key, cx)?;
+    let client_auth = match pair {
+        Some((cert, key_file)) => Some(ClientAuth {
             cert: cx.path(cert, key("client_cert"))?,
             key: cx.path(key_file, key("client_key"))?,
         }),
-        (Some(cert), None) => {
-            return Err(cx.error(
-                cert.span(),
-                key("client_cert"),
-                "client_cert needs client_key; add client_key = \"...\" (the certificate's \
-                 private key, PEM)"
-                    .to_owned(),
-            ));
-        }
-        (None, Some(key_file)) => {
-            return Err(cx.error(
-                key_file.span(),
-                key("client_key"),
-                "client_key needs client_cert; add client_cert = \"...\" or remove client_key"
-                    .to_owned(),
-            ));
-        }
+        None => None,
     };
     let ca_file = match &raw.ca_file {
         Some(path) => Some(cx.path(path, key("ca_file"))?),

@@ -209,14 +209,6 @@ pub fn plan(files: &CertbotFiles, server: Option<&str>) -> Result<ImportPlan, Im
         }
     };
 
-    let mut certificates = Vec::new();
-    let mut skipped = Vec::new();
-    for lineage in &lineages {
-        match certificate_plan(lineage, files) {
-            Ok(certificate) => certificates.push(certificate),
-            Err(error) => skipped.push((lineage.name.clone(), error)),
-        }
-    }
     let other_servers: Vec<&str> = files
         .lineages
         .iter()
@@ -236,16 +228,17 @@ pub fn plan(files: &CertbotFiles, server: Option<&str>) -> Result<ImportPlan, Im
             join_paths(&files.pre_post_hook_scripts)
         ));
     }
-    Ok(ImportPlan {
-        tool: Tool::Certbot,
-        source: files.root.clone(),
+    let planned = lineages
+        .iter()
+        .map(|lineage| (lineage.name.clone(), certificate_plan(lineage, files)));
+    Ok(ImportPlan::new(
+        Tool::Certbot,
+        files.root.clone(),
         directory,
-        contact,
-        account,
-        certificates,
-        skipped,
+        (account, contact),
+        planned,
         notes,
-    })
+    ))
 }
 
 fn account_plan(files: &AccountFiles) -> Result<(AccountPlan, Vec<String>), ImportError> {
@@ -412,15 +405,9 @@ fn challenge(lineage: &LineageFiles, notes: &mut Vec<String>) -> ChallengePlan {
             }
         }
         "webroot" => {
-            let roots: BTreeSet<&str> = lineage
-                .conf
-                .webroot_map
-                .iter()
-                .map(|(_, root)| root.as_str())
-                .collect();
-            let first = lineage
-                .conf
-                .webroot_map
+            let webroot_map = &lineage.conf.webroot_map;
+            let roots: BTreeSet<&str> = webroot_map.iter().map(|(_, root)| root.as_str()).collect();
+            let first = webroot_map
                 .first()
                 .map(|(_, root)| root.clone())
                 .or_else(|| {

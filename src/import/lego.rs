@@ -132,29 +132,25 @@ pub fn plan(files: &LegoFiles, options: &LegoOptions) -> Result<ImportPlan, Impo
             )));
         }
     };
-    let mut certificates = Vec::new();
-    let mut skipped = Vec::new();
-    for certificate in &files.certificates {
-        match certificate_plan(certificate, &options.challenge) {
-            Ok(plan) => certificates.push(plan),
-            Err(error) => skipped.push((certificate.name.clone(), error)),
-        }
-    }
     notes.push(
         "lego does not record how it proved control: check each `challenge` (--http-listen or \
          --webroot set it)"
             .to_owned(),
     );
-    Ok(ImportPlan {
-        tool: Tool::Lego,
-        source: files.root.clone(),
+    let planned = files.certificates.iter().map(|certificate| {
+        (
+            certificate.name.clone(),
+            certificate_plan(certificate, &options.challenge),
+        )
+    });
+    Ok(ImportPlan::new(
+        Tool::Lego,
+        files.root.clone(),
         directory,
-        contact,
-        account,
-        certificates,
-        skipped,
+        (account, contact),
+        planned,
         notes,
-    })
+    ))
 }
 
 /// lego's account directory name for a directory URL: its host, with `:PORT` as `_PORT`.

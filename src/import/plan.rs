@@ -11,6 +11,8 @@ use crate::cert::KeyAlgorithm;
 use crate::cert::KeyType;
 use crate::store::SecretPem;
 
+use super::ImportError;
+
 /// The client whose files are imported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -46,9 +48,41 @@ pub struct ImportPlan {
     /// The certificates, in name order.
     pub certificates: Vec<CertificatePlan>,
     /// Certificates left out, by name, and why (an unreadable or mismatched key, ...).
-    pub skipped: Vec<(String, super::ImportError)>,
+    pub skipped: Vec<(String, ImportError)>,
     /// Things the user must check by hand, one sentence each.
     pub notes: Vec<String>,
+}
+
+impl ImportPlan {
+    /// The plan of `tool`'s files at `source`: the account found (with its contact URLs),
+    /// every certificate whose planning worked, and the others as skipped, with why.
+    pub(crate) fn new(
+        tool: Tool,
+        source: PathBuf,
+        directory: String,
+        (account, contact): (Option<AccountPlan>, Vec<String>),
+        planned: impl IntoIterator<Item = (String, Result<CertificatePlan, ImportError>)>,
+        notes: Vec<String>,
+    ) -> ImportPlan {
+        let mut certificates = Vec::new();
+        let mut skipped = Vec::new();
+        for (name, result) in planned {
+            match result {
+                Ok(certificate) => certificates.push(certificate),
+                Err(error) => skipped.push((name, error)),
+            }
+        }
+        ImportPlan {
+            tool,
+            source,
+            directory,
+            contact,
+            account,
+            certificates,
+            skipped,
+            notes,
+        }
+    }
 }
 
 /// An account another client registered.

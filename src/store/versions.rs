@@ -63,13 +63,7 @@ impl CertStore {
 
     /// `state_dir/certs/NAME`, after checking that `name` is a safe path component.
     pub fn cert_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
-        let safe = !name.is_empty()
-            && name.len() <= 200
-            && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !safe {
+        if !crate::cert::is_safe_name(name) {
             return Err(StoreError::InvalidName(name.to_string()));
         }
         Ok(self.certs_dir.join(name))

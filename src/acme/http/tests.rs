@@ -296,6 +296,15 @@ async fn oversized_server(
     .await
 }
 
+/// A client for a test server whose certificate `root` signs, retrying with `policy`.
+fn client_trusting(
+    root: &Path,
+    policy: RetryPolicy,
+    observer: Arc<dyn AcmeObserver>,
+) -> InstrumentedClient {
+    build_client("https://127.0.0.1/dir", Some(root), policy, observer).unwrap()
+}
+
 fn quick_policy() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,
@@ -313,13 +322,7 @@ async fn an_oversized_answer_is_refused_once_with_a_clear_problem() {
         let (url, root, server) =
             oversized_server(temp.path(), 2 * MAX_BODY_BYTES, announce_length).await;
         let seen = Arc::new(Seen::default());
-        let client = build_client(
-            "https://127.0.0.1/dir",
-            Some(&root),
-            quick_policy(),
-            seen.clone(),
-        )
-        .unwrap();
+        let client = client_trusting(&root, quick_policy(), seen.clone());
         let request = Request::builder()
             .uri(url.as_str())
             .body(BodyWrapper::default())
@@ -347,13 +350,7 @@ async fn an_oversized_answer_is_refused_once_with_a_clear_problem() {
 async fn an_answer_just_under_the_cap_is_read_whole() {
     let temp = tempfile::tempdir().unwrap();
     let (url, root, server) = oversized_server(temp.path(), MAX_BODY_BYTES, true).await;
-    let client = build_client(
-        "https://127.0.0.1/dir",
-        Some(&root),
-        quick_policy(),
-        Arc::new(NoopObserver),
-    )
-    .unwrap();
+    let client = client_trusting(&root, quick_policy(), Arc::new(NoopObserver));
     let request = Request::builder()
         .uri(url.as_str())
         .body(BodyWrapper::default())
@@ -376,7 +373,7 @@ async fn a_ca_that_sends_headers_then_stalls_hits_the_request_timeout() {
         max_retry_after: Duration::from_secs(1),
         request_timeout: Duration::from_millis(300),
     };
-    let client = build_client("https://127.0.0.1/dir", Some(&root), policy, seen.clone()).unwrap();
+    let client = client_trusting(&root, policy, seen.clone());
     let request = Request::builder()
         .uri(url.as_str())
         .body(BodyWrapper::default())
@@ -499,13 +496,7 @@ async fn a_post_is_answered_without_waiting_for_the_cas_delayed_ack() {
     const POSTS: u32 = 20;
     let temp = tempfile::tempdir().unwrap();
     let (url, root) = h2_server_reading_bodies(temp.path()).await;
-    let client = build_client(
-        "https://127.0.0.1/dir",
-        Some(&root),
-        quick_policy(),
-        Arc::new(NoopObserver),
-    )
-    .unwrap();
+    let client = client_trusting(&root, quick_policy(), Arc::new(NoopObserver));
     let post = || {
         Request::builder()
             .method("POST")

@@ -192,10 +192,24 @@ fn challenge_certificate(
     )))
 }
 
+/// The acmeIdentifier extension of a DER certificate: whether it is critical, and its raw
+/// value. Panics when the certificate has none.
 #[cfg(test)]
-mod tests {
+pub(crate) fn acme_identifier_of(certificate_der: &[u8]) -> (bool, Vec<u8>) {
     use x509_parser::prelude::{FromDer, X509Certificate};
 
+    let (_, certificate) = X509Certificate::from_der(certificate_der).unwrap();
+    let acme_oid = x509_parser::oid_registry::Oid::from(&[1, 3, 6, 1, 5, 5, 7, 1, 31]).unwrap();
+    let extension = certificate
+        .extensions()
+        .iter()
+        .find(|extension| extension.oid == acme_oid)
+        .expect("acmeIdentifier extension");
+    (extension.critical, extension.value.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
     #[test]
@@ -215,17 +229,11 @@ mod tests {
         let digest = [7u8; 32];
         let certified =
             challenge_certificate(&Identifier::Dns("a.example".into()), &digest).unwrap();
-        let (_, cert) = X509Certificate::from_der(certified.cert[0].as_ref()).unwrap();
-        let acme_oid = x509_parser::oid_registry::Oid::from(&[1, 3, 6, 1, 5, 5, 7, 1, 31]).unwrap();
-        let extension = cert
-            .extensions()
-            .iter()
-            .find(|ext| ext.oid == acme_oid)
-            .expect("acmeIdentifier extension");
-        assert!(extension.critical);
+        let (critical, value) = acme_identifier_of(certified.cert[0].as_ref());
+        assert!(critical);
         // The value is an OCTET STRING (tag 4, length 32) holding the digest.
-        assert_eq!(&extension.value[..2], &[4, 32]);
-        assert_eq!(&extension.value[2..], &digest);
+        assert_eq!(&value[..2], &[4, 32]);
+        assert_eq!(&value[2..], &digest);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 use time::OffsetDateTime;
 
+use crate::cert::is_safe_name;
 use crate::store::StoreError;
 use crate::store::metadata::VersionId;
 
@@ -140,17 +141,6 @@ impl Keys {
 pub(crate) fn version_of_key(key: &[u8]) -> Option<VersionId> {
     let key = std::str::from_utf8(key).ok()?;
     key.rsplit('/').next()?.parse().ok()
-}
-
-/// Whether `name` is a single path component of letters, digits, `.`, `_` and `-`, not
-/// starting with `.`.
-fn is_safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::*;
 use crate::acme::solvers::{http01, tls_alpn};
@@ -178,15 +177,9 @@ async fn presented_digest(addr: SocketAddr, name: &str) -> Result<Vec<u8>, std::
         .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
         .await?;
     let certificate = &tls.get_ref().1.peer_certificates().unwrap()[0];
-    let (_, parsed) = X509Certificate::from_der(certificate.as_ref()).unwrap();
-    let acme_oid = x509_parser::oid_registry::Oid::from(&[1, 3, 6, 1, 5, 5, 7, 1, 31]).unwrap();
-    let extension = parsed
-        .extensions()
-        .iter()
-        .find(|extension| extension.oid == acme_oid)
-        .expect("acmeIdentifier extension");
+    let (_, value) = tls_alpn::acme_identifier_of(certificate.as_ref());
     // An OCTET STRING of 32 bytes: tag, length, digest.
-    Ok(extension.value[2..].to_vec())
+    Ok(value[2..].to_vec())
 }
 
 #[tokio::test]
