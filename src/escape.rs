@@ -22,6 +22,24 @@ pub fn escape(text: &str) -> String {
     Escaped(text).to_string()
 }
 
+/// `text` made safe inside HTML or XML element content and attribute values in either
+/// quote: `&`, `<`, `>`, `"` and `'` become character references. (A separate concern
+/// from [`Escaped`], which only makes text safe for a terminal.)
+pub fn markup(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
 /// Whether `text` holds a character [`Escaped`] would rewrite.
 pub fn needs_escaping(text: &str) -> bool {
     text.chars().any(is_unsafe)

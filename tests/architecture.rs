@@ -19,13 +19,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("fuzzing", &[]),
     ("hook", &["cert", "redact"]),
     ("config", &["cert", "hook"]),
-    ("scan", &["cert", "config", "disk"]),
+    ("scan", &["cert", "config", "disk", "escape"]),
     ("store", &["cert", "disk", "redact", "scan"]),
     ("schedule", &["cert", "store"]),
     ("cluster", &["cert", "config", "disk", "store"]),
     ("acme", &["cert", "disk", "fuzzing", "hook", "store"]),
     ("report", &["escape", "scan"]),
-    ("metrics", &["cert", "config", "report", "scan"]),
+    ("metrics", &["cert", "config", "escape", "report", "scan"]),
     (
         "inventory",
         &[

@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use time::OffsetDateTime;
 
+use crate::escape::markup;
 use crate::metrics::render::Snapshot;
 use crate::report::days_between;
 
@@ -75,11 +76,11 @@ pub fn render_page(snapshot: &Snapshot, now: OffsetDateTime) -> String {
             page,
             "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             class(row),
-            escape(&days),
-            escape(&row.source),
-            escape(&row.subject),
-            escape(&row.not_after),
-            escape(row.problem.as_deref().unwrap_or("")),
+            markup(&days),
+            markup(&row.source),
+            markup(&row.subject),
+            markup(&row.not_after),
+            markup(row.problem.as_deref().unwrap_or("")),
         );
     }
     page.push_str("</table>\n</body></html>\n");
@@ -156,22 +157,6 @@ fn rfc3339(at: OffsetDateTime) -> String {
     let at = at.replace_nanosecond(0).unwrap_or(at);
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
-}
-
-/// Escapes text for HTML element content and double-quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 #[cfg(test)]

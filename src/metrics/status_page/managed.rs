@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 use time::OffsetDateTime;
 
-use super::{CRITICAL_DAYS, WARNING_DAYS, escape, rfc3339};
+use super::{CRITICAL_DAYS, WARNING_DAYS, rfc3339};
+use crate::escape::markup;
 use crate::metrics::certificates::{CertificateSnapshot, ServedSample};
 use crate::report::days_between;
 
@@ -84,15 +85,15 @@ fn row(
             certificate.consecutive_failures
         ),
         days.map_or_else(|| "?".to_owned(), |days| format!("{days:.1}")),
-        escape(&certificate.name),
+        markup(&certificate.name),
         match (revoked, ready) {
             (true, _) => "revoked",
             (false, true) => "yes",
             (false, false) => "no",
         },
-        escape(version),
-        escape(serial_title),
-        escape(&serial),
+        markup(version),
+        markup(serial_title),
+        markup(&serial),
         lines(&next_renewal(certificate)),
         lines(&last_outcome(certificate)),
         lines(&served_summary(samples)),
@@ -182,7 +183,7 @@ fn served_summary(samples: &[&ServedSample]) -> Vec<String> {
 fn lines(lines: &[String]) -> String {
     lines
         .iter()
-        .map(|line| escape(line))
+        .map(|line| markup(line))
         .collect::<Vec<_>>()
         .join("<br>")
 }

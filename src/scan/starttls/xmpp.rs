@@ -7,6 +7,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::StartTlsError;
 use super::wire::{Wire, find, quote};
+use crate::escape::markup;
 
 const FEATURES_END: &[u8] = b"</stream:features>";
 const FEATURES_EMPTY: &[u8] = b"<stream:features/>";
@@ -64,17 +65,7 @@ where
 
 /// The client's stream header, with `server_name` escaped for a single-quoted attribute.
 fn stream_header(server_name: &str) -> String {
-    let mut escaped = String::with_capacity(server_name.len());
-    for character in server_name.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '\'' => escaped.push_str("&apos;"),
-            '"' => escaped.push_str("&quot;"),
-            other => escaped.push(other),
-        }
-    }
+    let escaped = markup(server_name);
     format!(
         "<?xml version='1.0'?><stream:stream to='{escaped}' version='1.0' \
          xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
@@ -89,6 +80,6 @@ mod tests {
     fn stream_header_names_the_server_and_escapes_it() {
         let header = stream_header("chat.example");
         assert!(header.contains("to='chat.example'"), "{header}");
-        assert!(stream_header("a'b<c").contains("to='a&apos;b&lt;c'"));
+        assert!(stream_header("a'b<c").contains("to='a&#39;b&lt;c'"));
     }
 }
