@@ -38,6 +38,7 @@ async fn issue_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Is
             message: join_error.to_string(),
         })??;
 
+    crate::acme::preflight::check_caa(account, request).await?;
     let mut order = new_order(account, request).await?;
     let order_url = order.url().to_owned();
     tracing::debug!(order = %order_url, names = ?request.names, "created ACME order");
@@ -65,7 +66,40 @@ pub async fn place_order(
 }
 
 async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, AcmeError> {
+    let allowed = caa_preflight(account, request).await?;
+    place_allowed(account, request, &allowed).await
+}
+
+/// The CAA preflight of `request` passed (or was skipped): proof for
+/// [`place_allowed_order`].
+#[derive(Debug)]
+pub struct CaaAllowed(());
+
+/// Runs the CAA preflight of `request` on its own, so a caller can do it before it waits
+/// for an order slot and then place the order with [`place_allowed_order`].
+pub async fn caa_preflight(
+    account: &AcmeAccount,
+    request: &IssueRequest,
+) -> Result<CaaAllowed, AcmeError> {
     needs_a_name(request)?;
+    crate::acme::preflight::check_caa(account, request).await?;
+    Ok(CaaAllowed(()))
+}
+
+/// [`place_order`] for a request whose names passed [`caa_preflight`] already.
+pub async fn place_allowed_order(
+    account: &AcmeAccount,
+    request: &IssueRequest,
+    allowed: &CaaAllowed,
+) -> Result<String, AcmeError> {
+    with_retry_after(place_allowed(account, request, allowed)).await
+}
+
+async fn place_allowed(
+    account: &AcmeAccount,
+    request: &IssueRequest,
+    _allowed: &CaaAllowed,
+) -> Result<String, AcmeError> {
     let order = new_order(account, request).await?;
     tracing::debug!(order = %order.url(), names = ?request.names, "created ACME order");
     Ok(order.url().to_owned())
@@ -91,10 +125,9 @@ pub(super) async fn with_retry_after<T>(
     result.map_err(|error| error.with_retry_after(facts.retry_after))
 }
 
-/// Creates the order (with profile and ARI `replaces` when asked for), once the CAA
-/// preflight allowed it.
+/// Creates the order (with profile and ARI `replaces` when asked for); the caller ran the
+/// CAA preflight.
 async fn new_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Order, AcmeError> {
-    crate::acme::preflight::check_caa(account, request).await?;
     let identifiers: Vec<instant_acme::Identifier> = request
         .names
         .iter()

@@ -17,7 +17,7 @@ use toml::Spanned;
 
 use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError};
 use crate::config::ConfigError;
-use crate::config::cas::ca_choice;
+use crate::config::cas::{ca_choice, max_concurrent_orders};
 use crate::config::challenge::{challenge, resolver_addr};
 use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
@@ -180,6 +180,8 @@ pub(crate) fn ca_settings(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let max_concurrent_orders =
+        max_concurrent_orders(raw.max_concurrent_orders.as_ref(), &key, cx)?;
     Ok(AcmeConfig {
         directory,
         dry_run_directory,
@@ -189,6 +191,7 @@ pub(crate) fn ca_settings(
         poll_timeout,
         preflight_resolver,
         caa_identities,
+        max_concurrent_orders,
     })
 }
 
