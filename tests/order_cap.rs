@@ -120,3 +120,56 @@ async fn a_cap_of_two_keeps_six_due_certificates_to_two_open_orders_and_issues_a
         "some renewals waited for a slot: {counts:?}"
     );
 }
+
+#[tokio::test]
+async fn certinel_run_logs_a_waiting_renewal_and_exports_the_order_slot_gauges() {
+    use crate::common::service::{Service, promtool_check, sample};
+
+    const CERTIFICATES: usize = 3;
+    let pebble = Pebble::start_with_validity(3600).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = pebble_acme_table(&dir.path().join("state"), &pebble);
+    text += "max_concurrent_orders = 1\n";
+    for index in 0..CERTIFICATES {
+        text += &http01_certificate(&format!("c{index}"), pebble.http_addr(), "");
+    }
+    let config = write_config_file(dir.path(), &text);
+
+    let mut service = Service::start(Some(&config)).await;
+    let waiting = service
+        .wait_for_log("every order slot at the CA is taken; waiting for one")
+        .await;
+    assert_eq!(waiting["fields"]["ca"], "acme", "{waiting}");
+    assert_eq!(waiting["fields"]["cap"], 1, "{waiting}");
+    let certificate = waiting["fields"]["certificate"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        ["c0", "c1", "c2"].contains(&certificate),
+        "the waiting certificate is named: {waiting}"
+    );
+
+    let value = |body: &str, series: &str| sample(body, series).unwrap_or(-1.0);
+    let body = service
+        .metrics_until("every certificate current, no slot held", |body| {
+            (0..CERTIFICATES).all(|index| {
+                value(
+                    body,
+                    &format!("certinel_certificate_ready{{name=\"c{index}\"}}"),
+                ) == 1.0
+            }) && value(body, "certinel_acme_orders_in_flight{ca=\"acme\"}") == 0.0
+                && value(body, "certinel_acme_orders_waiting{ca=\"acme\"}") == 0.0
+        })
+        .await;
+    for index in 0..CERTIFICATES {
+        let failures = value(
+            &body,
+            &format!(
+                "certinel_certificate_renewals_total{{name=\"c{index}\",outcome=\"failure\"}}"
+            ),
+        );
+        assert!(failures <= 0.0, "waiting is no failure (c{index}):\n{body}");
+    }
+    let (code, output) = promtool_check(&body);
+    assert_eq!(code, 0, "promtool check metrics: {output}");
+}

@@ -20,6 +20,9 @@
 //! Every HTTP request goes through [`http`]'s client, which retries 5xx, 429 and network
 //! errors with the backoff of [`retry`] and reports each request to an [`AcmeObserver`].
 //! Every failure is an [`AcmeError`] carrying a [`Stage`] and a problem keyword.
+//!
+//! The renewer takes one of the CA directory's [`OrderSlots`] (`max_concurrent_orders`)
+//! after the CAA preflight and holds it until the chain is downloaded.
 
 mod account;
 mod caa;
