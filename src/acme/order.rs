@@ -62,12 +62,8 @@ pub async fn place_order(
     account: &AcmeAccount,
     request: &IssueRequest,
 ) -> Result<String, AcmeError> {
-    with_retry_after(place(account, request)).await
-}
-
-async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, AcmeError> {
     let allowed = caa_preflight(account, request).await?;
-    place_allowed(account, request, &allowed).await
+    place_allowed_order(account, request, &allowed).await
 }
 
 /// The CAA preflight of `request` passed (or was skipped): proof for
@@ -90,19 +86,14 @@ pub async fn caa_preflight(
 pub async fn place_allowed_order(
     account: &AcmeAccount,
     request: &IssueRequest,
-    allowed: &CaaAllowed,
-) -> Result<String, AcmeError> {
-    with_retry_after(place_allowed(account, request, allowed)).await
-}
-
-async fn place_allowed(
-    account: &AcmeAccount,
-    request: &IssueRequest,
     _allowed: &CaaAllowed,
 ) -> Result<String, AcmeError> {
-    let order = new_order(account, request).await?;
-    tracing::debug!(order = %order.url(), names = ?request.names, "created ACME order");
-    Ok(order.url().to_owned())
+    with_retry_after(async {
+        let order = new_order(account, request).await?;
+        tracing::debug!(order = %order.url(), names = ?request.names, "created ACME order");
+        Ok(order.url().to_owned())
+    })
+    .await
 }
 
 /// Refuses a request without names before anything is sent to the CA.
