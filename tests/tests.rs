@@ -100,6 +100,9 @@ mod monitoring;
 /// Multi-CA failover against two Pebbles: hand-over within an attempt, the return to the
 /// first CA, a missing profile, and `replaces` that never crosses CAs.
 mod multi_ca;
+/// `max_concurrent_orders` against a real Pebble: six due certificates under a cap of two
+/// never have more than two orders open at the CA, and all six issue.
+mod order_cap;
 /// What a package ships beside the binary: bash, zsh and fish completions (a real bash
 /// loads them), man pages (a real groff renders them without warnings), `--version`.
 mod packaging;

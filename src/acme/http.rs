@@ -47,6 +47,12 @@ pub trait AcmeObserver: Send + Sync + 'static {
         let _ = ca;
         self.request_done(endpoint, status, elapsed);
     }
+
+    /// The order slots of the CA named `ca` changed: `in_flight` permits are held and
+    /// `waiting` renewals wait for one (`order_slots.rs`). Ignored by default.
+    fn order_slots_changed(&self, ca: &str, in_flight: usize, waiting: usize) {
+        let _ = (ca, in_flight, waiting);
+    }
 }
 
 /// An observer that ignores everything.

@@ -20,6 +20,9 @@
 //! Every HTTP request goes through [`http`]'s client, which retries 5xx, 429 and network
 //! errors with the backoff of [`retry`] and reports each request to an [`AcmeObserver`].
 //! Every failure is an [`AcmeError`] carrying a [`Stage`] and a problem keyword.
+//!
+//! The renewer takes one of the CA directory's [`OrderSlots`] (`max_concurrent_orders`)
+//! after the CAA preflight and holds it until the chain is downloaded.
 
 mod account;
 mod caa;
@@ -27,6 +30,7 @@ mod error;
 mod http;
 mod keys;
 mod order;
+mod order_slots;
 mod order_steps;
 mod preflight;
 mod renewal_info;
@@ -44,7 +48,8 @@ pub use account::{
 };
 pub use error::{AcmeError, Stage, is_replaces_rejection};
 pub use http::{AcmeObserver, BodyTooLarge, MAX_BODY_BYTES, NoopObserver, endpoint_for_path};
-pub use order::{issue, place_order};
+pub use order::{CaaAllowed, caa_preflight, issue, place_allowed_order, place_order};
+pub use order_slots::{OrderLimits, OrderPermit, OrderSlots, SlotRequest};
 pub use order_steps::{
     OrderProgress, download_order, finalize_order, new_private_key, prepare_order,
 };

@@ -38,6 +38,7 @@ async fn issue_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Is
             message: join_error.to_string(),
         })??;
 
+    crate::acme::preflight::check_caa(account, request).await?;
     let mut order = new_order(account, request).await?;
     let order_url = order.url().to_owned();
     tracing::debug!(order = %order_url, names = ?request.names, "created ACME order");
@@ -61,14 +62,38 @@ pub async fn place_order(
     account: &AcmeAccount,
     request: &IssueRequest,
 ) -> Result<String, AcmeError> {
-    with_retry_after(place(account, request)).await
+    let allowed = caa_preflight(account, request).await?;
+    place_allowed_order(account, request, &allowed).await
 }
 
-async fn place(account: &AcmeAccount, request: &IssueRequest) -> Result<String, AcmeError> {
+/// The CAA preflight of `request` passed (or was skipped): proof for
+/// [`place_allowed_order`].
+#[derive(Debug)]
+pub struct CaaAllowed(());
+
+/// Runs the CAA preflight of `request` on its own, so a caller can do it before it waits
+/// for an order slot and then place the order with [`place_allowed_order`].
+pub async fn caa_preflight(
+    account: &AcmeAccount,
+    request: &IssueRequest,
+) -> Result<CaaAllowed, AcmeError> {
     needs_a_name(request)?;
-    let order = new_order(account, request).await?;
-    tracing::debug!(order = %order.url(), names = ?request.names, "created ACME order");
-    Ok(order.url().to_owned())
+    crate::acme::preflight::check_caa(account, request).await?;
+    Ok(CaaAllowed(()))
+}
+
+/// [`place_order`] for a request whose names passed [`caa_preflight`] already.
+pub async fn place_allowed_order(
+    account: &AcmeAccount,
+    request: &IssueRequest,
+    _allowed: &CaaAllowed,
+) -> Result<String, AcmeError> {
+    with_retry_after(async {
+        let order = new_order(account, request).await?;
+        tracing::debug!(order = %order.url(), names = ?request.names, "created ACME order");
+        Ok(order.url().to_owned())
+    })
+    .await
 }
 
 /// Refuses a request without names before anything is sent to the CA.
@@ -91,10 +116,9 @@ pub(super) async fn with_retry_after<T>(
     result.map_err(|error| error.with_retry_after(facts.retry_after))
 }
 
-/// Creates the order (with profile and ARI `replaces` when asked for), once the CAA
-/// preflight allowed it.
+/// Creates the order (with profile and ARI `replaces` when asked for); the caller ran the
+/// CAA preflight.
 async fn new_order(account: &AcmeAccount, request: &IssueRequest) -> Result<Order, AcmeError> {
-    crate::acme::preflight::check_caa(account, request).await?;
     let identifiers: Vec<instant_acme::Identifier> = request
         .names
         .iter()

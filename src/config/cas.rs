@@ -8,7 +8,10 @@ use toml::Spanned;
 use crate::config::ConfigError;
 use crate::config::certificates::ca_settings;
 use crate::config::locate::join;
-use crate::config::model::{AcmeConfig, DEFAULT_CA, DEFAULT_CA_FAILOVER_AFTER};
+use crate::config::model::{
+    AcmeConfig, DEFAULT_CA, DEFAULT_CA_FAILOVER_AFTER, DEFAULT_MAX_CONCURRENT_ORDERS,
+    MAX_CONCURRENT_ORDERS_LIMIT,
+};
 use crate::config::raw::{RawAcme, RawCertificate};
 use crate::config::validate::Context;
 
@@ -129,6 +132,30 @@ pub(crate) fn ca_choice(
     Ok((list, failover_after))
 }
 
+/// `max_concurrent_orders` of `[acme]` or a `[ca.NAME]` (`key` names the table's keys):
+/// 1 to [`MAX_CONCURRENT_ORDERS_LIMIT`], [`DEFAULT_MAX_CONCURRENT_ORDERS`] when absent.
+pub(crate) fn max_concurrent_orders(
+    value: Option<&Spanned<i64>>,
+    key: &dyn Fn(&str) -> String,
+    cx: &Context<'_>,
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_MAX_CONCURRENT_ORDERS);
+    };
+    match usize::try_from(*value.get_ref()) {
+        Ok(cap) if (1..=MAX_CONCURRENT_ORDERS_LIMIT).contains(&cap) => Ok(cap),
+        _ => Err(cx.error(
+            value.span(),
+            key("max_concurrent_orders"),
+            format!(
+                "{} is not a number of orders; write 1 to {MAX_CONCURRENT_ORDERS_LIMIT} \
+                 (default {DEFAULT_MAX_CONCURRENT_ORDERS})",
+                value.get_ref()
+            ),
+        )),
+    }
+}
+
 /// The names a certificate may list: [`DEFAULT_CA`] when `[acme]` is configured, then every
 /// `[ca.NAME]`.
 pub(crate) fn known_names<'a>(
@@ -150,7 +177,7 @@ fn is_ca_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::model::DEFAULT_CA_FAILOVER_AFTER;
+    use crate::config::model::{DEFAULT_CA_FAILOVER_AFTER, DEFAULT_MAX_CONCURRENT_ORDERS};
     use crate::config::parse;
 
     const CAS: &str = r#"
@@ -192,6 +219,61 @@ ca_failover_after = 2
             config.ca("acme").map(|acme| acme.directory.as_str()),
             Some("https://127.0.0.1:14000/dir")
         );
+    }
+
+    #[test]
+    fn max_concurrent_orders_defaults_to_32_and_is_set_per_ca() {
+        let config = parse(CAS, None).unwrap_or_else(|e| panic!("{e}"));
+        let acme = config.ca("acme").expect("[acme]");
+        assert_eq!(acme.max_concurrent_orders, DEFAULT_MAX_CONCURRENT_ORDERS);
+        assert_eq!(DEFAULT_MAX_CONCURRENT_ORDERS, 32);
+        let text = CAS
+            .replace("[ca.backup]\n", "[ca.backup]\nmax_concurrent_orders = 1\n")
+            .replace("[acme]\n", "[acme]\nmax_concurrent_orders = 1024\n");
+        let config = parse(&text, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.ca("acme").map(|ca| ca.max_concurrent_orders),
+            Some(1024)
+        );
+        assert_eq!(
+            config.ca("backup").map(|ca| ca.max_concurrent_orders),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn max_concurrent_orders_outside_1_to_1024_names_the_line_and_the_range() {
+        for (table, written) in [("[acme]", "0"), ("[ca.backup]", "1025"), ("[acme]", "-3")] {
+            let text = CAS.replace(
+                &format!("{table}\n"),
+                &format!("{table}\nmax_concurrent_orders = {written}\n"),
+            );
+            let error = parse(&text, None).expect_err("refused").to_string();
+            let key = if table == "[acme]" {
+                "acme.max_concurrent_orders"
+            } else {
+                "ca.backup.max_concurrent_orders"
+            };
+            let line = text
+                .lines()
+                .position(|line| line.starts_with("max_concurrent_orders"))
+                .expect("the key's line")
+                + 1;
+            assert_eq!(
+                error,
+                format!(
+                    "<config>:{line}:25: {key}: {written} is not a number of orders; write 1 \
+                     to 1024 (default 32)"
+                )
+            );
+        }
+        let error = parse(
+            &CAS.replace("[acme]\n", "[acme]\nmax_concurrent_orders = \"8\"\n"),
+            None,
+        )
+        .expect_err("a string is refused")
+        .to_string();
+        assert!(error.starts_with("<config>:3:"), "{error}");
     }
 
     #[test]

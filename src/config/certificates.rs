@@ -19,7 +19,7 @@ use crate::cert::{
     ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError, is_safe_name,
 };
 use crate::config::ConfigError;
-use crate::config::cas::ca_choice;
+use crate::config::cas::{ca_choice, max_concurrent_orders};
 use crate::config::challenge::{challenge, resolver_addr};
 use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
@@ -182,6 +182,8 @@ pub(crate) fn ca_settings(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let max_concurrent_orders =
+        max_concurrent_orders(raw.max_concurrent_orders.as_ref(), &key, cx)?;
     Ok(AcmeConfig {
         directory,
         dry_run_directory,
@@ -191,6 +193,7 @@ pub(crate) fn ca_settings(
         poll_timeout,
         preflight_resolver,
         caa_identities,
+        max_concurrent_orders,
     })
 }
 

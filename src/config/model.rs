@@ -46,6 +46,13 @@ pub const DEFAULT_CA: &str = "acme";
 /// with the next CA, when a certificate sets no `ca_failover_after`.
 pub const DEFAULT_CA_FAILOVER_AFTER: u32 = 3;
 
+/// `max_concurrent_orders` when a CA's table sets none: orders one process keeps open at
+/// once at one CA directory.
+pub const DEFAULT_MAX_CONCURRENT_ORDERS: usize = 32;
+
+/// The largest `max_concurrent_orders` a CA's table may set.
+pub const MAX_CONCURRENT_ORDERS_LIMIT: usize = 1024;
+
 impl Config {
     /// The CA a certificate's `ca` list names `name`: [`DEFAULT_CA`] is `[acme]`, any other
     /// name a `[ca.NAME]` table. Validation guarantees every listed name resolves.
@@ -78,6 +85,9 @@ pub struct AcmeConfig {
     /// The CA's issuer domain names for the CAA preflight, overriding the directory's
     /// `meta.caaIdentities`.
     pub caa_identities: Vec<String>,
+    /// How many orders this process keeps open at once at this CA's directory
+    /// (`max_concurrent_orders`); further renewals wait for one to end.
+    pub max_concurrent_orders: usize,
 }
 
 /// External account binding credentials. `Debug` never shows the key.

@@ -71,6 +71,7 @@ pub(crate) struct RawAcme {
     pub(crate) poll_timeout: Option<Spanned<ConfigDuration>>,
     pub(crate) preflight_resolver: Option<Spanned<String>>,
     pub(crate) caa_identities: Option<Vec<Spanned<String>>>,
+    pub(crate) max_concurrent_orders: Option<Spanned<i64>>,
 }
 
 /// `[acme] eab = { kid, hmac_key }`

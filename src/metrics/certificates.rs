@@ -108,6 +108,8 @@ pub struct AcmeSnapshot {
     pub durations: BTreeMap<(String, &'static str), DurationHistogram>,
     /// The CA's clock minus the local clock in seconds, from its last `Date` header.
     pub clock_skew: Option<f64>,
+    /// Order slots by CA name: (held, waited for).
+    pub orders: BTreeMap<String, (usize, usize)>,
 }
 
 /// Counts of observed durations per bucket of [`ACME_DURATION_BUCKETS`], not cumulative.
@@ -332,7 +334,8 @@ fn push_current(
     families.push(names::CERTIFICATE_INFO, &info, 1.0);
 }
 
-/// Adds `certinel_acme_requests_total` and `certinel_acme_request_duration_seconds`.
+/// Adds `certinel_acme_requests_total`, `certinel_acme_request_duration_seconds` and the
+/// order slot gauges `certinel_acme_orders_{in_flight,waiting}`.
 pub(super) fn push_acme(families: &mut impl Sink, acme: &AcmeSnapshot) {
     for ((ca, endpoint, status), count) in &acme.requests {
         let labels = [
@@ -348,6 +351,11 @@ pub(super) fn push_acme(families: &mut impl Sink, acme: &AcmeSnapshot) {
             &[("endpoint", endpoint), ("ca", ca.as_str())],
             histogram,
         );
+    }
+    for (ca, (in_flight, waiting)) in &acme.orders {
+        let labels = [("ca", ca.as_str())];
+        families.push(names::ACME_ORDERS_IN_FLIGHT, &labels, *in_flight as f64);
+        families.push(names::ACME_ORDERS_WAITING, &labels, *waiting as f64);
     }
     if let Some(skew) = acme.clock_skew {
         families.push(names::CLOCK_SKEW, &[("source", "acme")], skew);

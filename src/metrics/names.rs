@@ -282,6 +282,16 @@ pub const ACME_REQUEST_DURATION: MetricDef = histogram(
     "certinel_acme_request_duration_seconds",
     "Duration of requests sent to the ACME server, by endpoint; retries count separately.",
 );
+/// Orders held open at a CA now.
+pub const ACME_ORDERS_IN_FLIGHT: MetricDef = gauge(
+    "certinel_acme_orders_in_flight",
+    "Renewals that hold one of the CA directory's order slots now (max_concurrent_orders caps it), by configured CA name.",
+);
+/// Renewals waiting for an order slot now.
+pub const ACME_ORDERS_WAITING: MetricDef = gauge(
+    "certinel_acme_orders_waiting",
+    "Renewals waiting for one of the CA directory's order slots now (every slot taken), by configured CA name.",
+);
 
 /// Upper bounds (seconds) of the ACME request duration buckets: a local CA answers in
 /// milliseconds, a loaded public CA in seconds, and a request times out at 30 s.
@@ -443,6 +453,8 @@ pub const ALL: &[MetricDef] = &[
     CERTIFICATE_REVOCATION_TIME,
     ACME_REQUESTS,
     ACME_REQUEST_DURATION,
+    ACME_ORDERS_IN_FLIGHT,
+    ACME_ORDERS_WAITING,
     ACME_PROFILE_AVAILABLE,
     CLOCK_SKEW,
     CLUSTER_CONNECTED,

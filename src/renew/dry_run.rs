@@ -88,6 +88,7 @@ mod tests {
             poll_timeout: std::time::Duration::from_secs(60),
             preflight_resolver: None,
             caa_identities: Vec::new(),
+            max_concurrent_orders: 1,
         }
     }
 

@@ -99,6 +99,10 @@ impl AcmeObserver for CaObserver {
     fn request_done_at(&self, ca: &str, endpoint: &'static str, status: &str, elapsed: Duration) {
         self.inner.request_done_at(ca, endpoint, status, elapsed);
     }
+
+    fn order_slots_changed(&self, ca: &str, in_flight: usize, waiting: usize) {
+        self.inner.order_slots_changed(ca, in_flight, waiting);
+    }
 }
 
 impl Renewer {
@@ -124,6 +128,7 @@ impl Renewer {
             cas: self.cas.clone(),
             fleet: self.fleet.clone(),
             ca_name: name.to_owned(),
+            orders: self.orders.clone(),
         })
     }
 

@@ -60,7 +60,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::acme::{AcmeObserver, NoopObserver, RetryPolicy};
+use crate::acme::{AcmeObserver, NoopObserver, OrderLimits, RetryPolicy};
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, ScannerSettings};
 use crate::schedule::plan::Reason;
 use crate::store::{AccountStore, FsStore, Store, VersionId, VersionMetadata};
@@ -178,6 +178,9 @@ pub struct Renewer {
     fleet: Option<Arc<fleet::Fleet>>,
     /// The name of the CA this renewer talks to (`acme` unless built by `at_ca`).
     ca_name: String,
+    /// The order slots of every CA directory, shared with every renewer of the process
+    /// that was given the same limits ([`with_order_limits`](Self::with_order_limits)).
+    orders: OrderLimits,
 }
 
 impl Renewer {
@@ -201,6 +204,7 @@ impl Renewer {
             cas: Arc::new(cas),
             fleet: None,
             ca_name: crate::config::model::DEFAULT_CA.to_owned(),
+            orders: OrderLimits::default(),
         }
     }
 
@@ -237,6 +241,13 @@ impl Renewer {
     /// instead of the thread's random generator.
     pub fn with_random(mut self, random: Arc<dyn RandomSource>) -> Renewer {
         self.random = random;
+        self
+    }
+
+    /// Caps concurrent orders with `limits`, which the service shares between the renewers
+    /// of every configuration generation so that a reload never doubles the cap.
+    pub fn with_order_limits(mut self, limits: OrderLimits) -> Renewer {
+        self.orders = limits;
         self
     }
 
@@ -371,6 +382,7 @@ impl Renewer {
             // A dry run's certificate is never rolled out to the fleet.
             fleet: None,
             ca_name: self.ca_name.clone(),
+            orders: self.orders.clone(),
         };
         // A scratch directory holds nothing yet: the renewal is always due.
         scratch_renewer.run(certificate, true, now).await.0

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::acme::OrderLimits;
 use crate::config::model::{AcmeConfig, CertificateConfig, Config, DEFAULT_CA, ScannerSettings};
 use crate::renew::{LockError, RenewError, RenewOptions, RenewOutcome, Renewer};
 use crate::service::error_chain::error_chain;
@@ -53,6 +54,9 @@ pub struct Renewals {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     tasks: HashMap<String, Task>,
+    /// The order slots of every CA, shared by the renewers of every configuration
+    /// generation: a reload while orders are open keeps the cap.
+    orders: OrderLimits,
 }
 
 /// One running task and the configuration it was started with.
@@ -92,6 +96,7 @@ impl Renewals {
             tracker,
             shutdown,
             tasks: HashMap::new(),
+            orders: OrderLimits::default(),
         }
     }
 
@@ -147,7 +152,10 @@ impl Renewals {
             };
             let renewer = renewer
                 .get_or_insert_with(|| {
-                    Arc::new((self.factory)(config).with_observer(self.state.clone()))
+                    let renewer = (self.factory)(config)
+                        .with_observer(self.state.clone())
+                        .with_order_limits(self.orders.clone());
+                    Arc::new(renewer)
                 })
                 .clone();
             self.state.add_certificate(name);

@@ -444,6 +444,13 @@ impl AcmeObserver for State {
             .or_default()
             .observe(elapsed);
     }
+
+    fn order_slots_changed(&self, ca: &str, in_flight: usize, waiting: usize) {
+        self.lock()
+            .acme
+            .orders
+            .insert(ca.to_owned(), (in_flight, waiting));
+    }
 }
 
 fn current_version(status: &CertificateStatus) -> Option<CurrentVersion> {

@@ -195,6 +195,7 @@ fn every_kind_of_result() -> Snapshot {
             requests: [(("acme".to_owned(), "new_order", "201".to_owned()), 4)].into(),
             durations: [(("acme".to_owned(), "new_order"), durations)].into(),
             clock_skew: Some(-1.5),
+            orders: [("acme".to_owned(), (2, 1))].into(),
         },
         served: vec![ServedSample {
             name: "api".to_owned(),

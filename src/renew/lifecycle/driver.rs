@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::Run;
 use super::fleet_wait::FleetWait;
-use crate::acme::{AcmeAccount, AcmeError, OrderProgress};
+use crate::acme::{AcmeAccount, AcmeError, OrderPermit, OrderProgress};
 use crate::renew::next_action::{Action, Event, next_action};
 use crate::renew::rollout_check::ServedError;
 use crate::renew::{RenewError, RenewOutcome};
@@ -20,6 +20,9 @@ use crate::store::{Origin, Stage, Step, StoreError, VersionId, check_version};
 #[derive(Default)]
 struct Progress {
     account: Option<AcmeAccount>,
+    /// The CA's order slot, held from the first order action until the chain is downloaded
+    /// (or the renewal ends), never while deploying or checking the rollout.
+    order_permit: Option<OrderPermit>,
     /// The failure to count when the renewal ends (after a rollback, with what it restored).
     failure: Option<RenewError>,
     /// The served check's failure, until the state machine keeps or rolls back the version.
@@ -200,6 +203,8 @@ impl Run<'_> {
             }
             Action::ResumeOrder { order_url } => {
                 let account = self.account_of(progress).await?;
+                self.hold_order_permit(&account, &mut progress.order_permit)
+                    .await;
                 let request = self.issue_request(&account);
                 match self
                     .check_recorded_order(&account, &request, &order_url)
@@ -219,7 +224,8 @@ impl Run<'_> {
             Action::PlaceOrder => {
                 let account = self.account_of(progress).await?;
                 let request = self.issue_request(&account);
-                match self.place_and_validate(&account, &request).await {
+                let permit = &mut progress.order_permit;
+                match self.place_and_validate(&account, &request, permit).await {
                     Ok(()) => Event::OrderReady,
                     Err(source) => order_failed(progress, name, source),
                 }
@@ -233,8 +239,14 @@ impl Run<'_> {
             }
             Action::Finalize { order_url } => {
                 let account = self.account_of(progress).await?;
-                self.finalize_and_stage(&account, &order_url, progress)
-                    .await?
+                self.hold_order_permit(&account, &mut progress.order_permit)
+                    .await;
+                let staged = self
+                    .finalize_and_stage(&account, &order_url, progress)
+                    .await;
+                // The CA is done with this order: the next renewal may order.
+                progress.order_permit = None;
+                staged?
             }
             Action::KeepOrder => {
                 let error = failure(progress, name);

@@ -5,14 +5,39 @@
 //! places a second order for the same renewal.
 
 use crate::acme::{
-    AcmeAccount, AcmeError, IssueRequest, OrderProgress, Stage as AcmeStage, download_order,
-    finalize_order, is_replaces_rejection, new_private_key, place_order, prepare_order,
+    AcmeAccount, AcmeError, IssueRequest, OrderPermit, OrderProgress, SlotRequest,
+    Stage as AcmeStage, caa_preflight, download_order, finalize_order, is_replaces_rejection,
+    new_private_key, place_allowed_order, prepare_order,
 };
 use crate::store::{SecretPem, Step};
 
 use super::Run;
 
 impl Run<'_> {
+    /// Takes one of the order slots of `account`'s CA directory into `permit` unless it
+    /// holds one, waiting (logged, without a deadline) while all are taken. The renewal
+    /// holds it from the order until the chain is downloaded.
+    pub(super) async fn hold_order_permit(
+        &self,
+        account: &AcmeAccount,
+        permit: &mut Option<OrderPermit>,
+    ) {
+        if permit.is_some() {
+            return;
+        }
+        let cap = self.renewer.acme.as_ref().map_or(
+            crate::config::model::DEFAULT_MAX_CONCURRENT_ORDERS,
+            |acme| acme.max_concurrent_orders,
+        );
+        let slots = self.renewer.orders.slots(account.directory(), cap);
+        let request = SlotRequest {
+            certificate: self.name(),
+            ca: &self.renewer.ca_name,
+            observer: self.renewer.observer.clone(),
+        };
+        *permit = Some(slots.acquire(request).await);
+    }
+
     /// The request this renewal orders with.
     pub(super) fn issue_request(&self, account: &AcmeAccount) -> IssueRequest {
         IssueRequest {
@@ -55,14 +80,18 @@ impl Run<'_> {
         self.record_with_detail(Step::Order, None, None, None, Some(detail.to_owned()));
     }
 
-    /// Places a new order, records its URL before anything else happens to it, and
-    /// validates it.
+    /// Runs the CAA preflight, takes an order slot into `permit`, places a new order,
+    /// records its URL before anything else happens to it, and validates it.
     pub(super) async fn place_and_validate(
         &self,
         account: &AcmeAccount,
         request: &IssueRequest,
+        permit: &mut Option<OrderPermit>,
     ) -> Result<(), AcmeError> {
-        let url = match place_order(account, request).await {
+        // Before the slot: a DNS lookup that may refuse needs no order slot.
+        let allowed = caa_preflight(account, request).await?;
+        self.hold_order_permit(account, permit).await;
+        let url = match place_allowed_order(account, request, &allowed).await {
             Err(error) if request.replaces.is_some() && is_replaces_rejection(&error) => {
                 // The CA will not let this order replace the current certificate (another
                 // order already did, or it dislikes the field): order without it, once.
@@ -71,7 +100,7 @@ impl Run<'_> {
                     replaces: None,
                     ..request.clone()
                 };
-                place_order(account, &without).await?
+                place_allowed_order(account, &without, &allowed).await?
             }
             other => other?,
         };
