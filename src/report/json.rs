@@ -1,96 +1,177 @@
 //! JSON lines: one object per endpoint address or file, times as RFC 3339 and Unix seconds.
+//!
+//! Rows are written through borrowed, typed views whose fields are declared in the order
+//! the keys appear (alphabetical, the order certinel has always written), so a row costs
+//! no intermediate `serde_json::Value` tree.
 
-use serde_json::{Value, json};
-use time::OffsetDateTime;
+use std::io;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use serde::ser::{SerializeSeq, Serializer};
+use serde_json::Value;
 
 use crate::report::{Row, Subject, rfc3339};
-use crate::scan::inspect::CertFacts;
+use crate::scan::inspect::{CertFacts, ChainEntry};
 
-/// The JSON object of one row. Field names are part of certinel's interface.
+/// Writes the JSON object of one row (no newline). Field names are part of certinel's
+/// interface.
+pub fn write_row(out: &mut impl io::Write, row: &Row) -> serde_json::Result<()> {
+    serde_json::to_writer(out, &RowJson::of(row))
+}
+
+/// The JSON object of one row as a value (what [`write_row`] writes).
 pub fn row_to_json(row: &Row) -> Value {
-    let mut object = match &row.subject {
-        Subject::Endpoint {
-            target,
-            ip,
-            sni,
+    // Serializing plain fields into a Value cannot fail: every map key is a string.
+    serde_json::to_value(RowJson::of(row)).unwrap_or(Value::Null)
+}
+
+/// One row's keys in the order they are written; `None` of a `skip` field omits the key,
+/// an inner `None` writes `null`.
+#[derive(Serialize)]
+struct RowJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    addresses_truncated: Option<usize>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "chain_entries"
+    )]
+    chain: Option<&'a [ChainEntry]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cipher_suite: Option<&'a str>,
+    days_left: Option<f64>,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    earliest_not_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    earliest_not_after_unix: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<Option<IpAddr>>,
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leaf: Option<CertJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sni: Option<Option<&'a str>>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<bool>,
+}
+
+impl<'a> RowJson<'a> {
+    fn of(row: &'a Row) -> RowJson<'a> {
+        let (kind, target, ip, sni, addresses_truncated, path) = match &row.subject {
+            Subject::Endpoint {
+                target,
+                ip,
+                sni,
+                addresses_truncated,
+            } => (
+                "endpoint",
+                Some(target.as_str()),
+                Some(*ip),
+                Some(sni.as_deref()),
+                Some(*addresses_truncated).filter(|count| *count > 0),
+                None,
+            ),
+            Subject::File { path } => ("file", None, None, None, None, Some(path.as_str())),
+        };
+        let handshake = row.handshake.as_ref();
+        let chain = row.chain.as_ref();
+        RowJson {
             addresses_truncated,
-        } => {
-            let mut endpoint = json!({
-                "kind": "endpoint",
-                "target": target,
-                "ip": ip.map(|ip| ip.to_string()),
-                "sni": sni,
-            });
-            if *addresses_truncated > 0 {
-                endpoint["addresses_truncated"] = json!(addresses_truncated);
-            }
-            endpoint
+            chain: chain.map(|chain| chain.entries.as_slice()),
+            cipher_suite: handshake.map(|handshake| handshake.cipher_suite.as_str()),
+            days_left: row.days_left,
+            detail: &row.detail,
+            duration_ms: row.duration_ms,
+            earliest_not_after: chain.map(|chain| rfc3339(chain.earliest_not_after)),
+            earliest_not_after_unix: chain.map(|chain| chain.earliest_not_after.unix_timestamp()),
+            ip,
+            kind,
+            leaf: chain.map(|chain| CertJson::of(chain.leaf(), None)),
+            path,
+            reason: row.reason,
+            sni,
+            status: row.status.label(),
+            target,
+            tls_version: handshake.map(|handshake| handshake.tls_version.as_str()),
+            verified: handshake.map(|handshake| handshake.verified),
         }
-        Subject::File { path } => json!({ "kind": "file", "path": path }),
-    };
-    let fields = object
-        .as_object_mut()
-        .expect("json! of an object literal is an object");
-    fields.insert("status".into(), json!(row.status.label()));
-    fields.insert("reason".into(), json!(row.reason));
-    fields.insert("detail".into(), json!(row.detail));
-    fields.insert("days_left".into(), json!(row.days_left));
-    if let Some(ms) = row.duration_ms {
-        fields.insert("duration_ms".into(), json!(ms));
     }
-    if let Some(handshake) = &row.handshake {
-        fields.insert("tls_version".into(), json!(handshake.tls_version));
-        fields.insert("cipher_suite".into(), json!(handshake.cipher_suite));
-        fields.insert("verified".into(), json!(handshake.verified));
-    }
-    if let Some(chain) = &row.chain {
-        insert_time(fields, "earliest_not_after", chain.earliest_not_after);
-        fields.insert("leaf".into(), cert_to_json(chain.leaf()));
-        let entries: Vec<Value> = chain
-            .entries
-            .iter()
-            .map(|entry| {
-                let mut cert = cert_to_json(&entry.facts);
-                let map = cert.as_object_mut().expect("cert_to_json builds an object");
-                map.insert("position".into(), json!(entry.position));
-                map.insert("role".into(), json!(entry.role.label()));
-                cert
-            })
-            .collect();
-        fields.insert("chain".into(), Value::Array(entries));
-    }
-    object
 }
 
-fn cert_to_json(facts: &CertFacts) -> Value {
-    let mut object = json!({
-        "subject": facts.subject,
-        "issuer": facts.issuer,
-        "serial": facts.serial,
-        "dns_names": facts.dns_names,
-        "ip_addresses": facts.ip_addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "key_type": facts.key.label(),
-        "signature_algorithm": facts.signature_algorithm,
-        "fingerprint_sha256": facts.fingerprint_sha256,
-        "self_signed": facts.self_signed,
-    });
-    let fields = object
-        .as_object_mut()
-        .expect("json! of an object literal is an object");
-    insert_time(fields, "not_before", facts.not_before);
-    insert_time(fields, "not_after", facts.not_after);
-    object
+fn chain_entries<S: Serializer>(
+    entries: &Option<&[ChainEntry]>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let entries = entries.unwrap_or_default();
+    let mut seq = serializer.serialize_seq(Some(entries.len()))?;
+    for entry in entries {
+        seq.serialize_element(&CertJson::of(&entry.facts, Some(entry)))?;
+    }
+    seq.end()
 }
 
-fn insert_time(fields: &mut serde_json::Map<String, Value>, name: &str, at: OffsetDateTime) {
-    fields.insert(name.to_owned(), json!(rfc3339(at)));
-    fields.insert(format!("{name}_unix"), json!(at.unix_timestamp()));
+/// One certificate's keys in the order they are written; `position` and `role` only for
+/// the entries of `chain`, not for `leaf`.
+#[derive(Serialize)]
+struct CertJson<'a> {
+    dns_names: &'a [String],
+    fingerprint_sha256: &'a str,
+    ip_addresses: &'a [IpAddr],
+    issuer: &'a str,
+    key_type: String,
+    not_after: String,
+    not_after_unix: i64,
+    not_before: String,
+    not_before_unix: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    self_signed: bool,
+    serial: &'a str,
+    signature_algorithm: &'a str,
+    subject: &'a str,
+}
+
+impl<'a> CertJson<'a> {
+    fn of(facts: &'a CertFacts, entry: Option<&ChainEntry>) -> CertJson<'a> {
+        CertJson {
+            dns_names: &facts.dns_names,
+            fingerprint_sha256: &facts.fingerprint_sha256,
+            ip_addresses: &facts.ip_addresses,
+            issuer: &facts.issuer,
+            key_type: facts.key.label(),
+            not_after: rfc3339(facts.not_after),
+            not_after_unix: facts.not_after.unix_timestamp(),
+            not_before: rfc3339(facts.not_before),
+            not_before_unix: facts.not_before.unix_timestamp(),
+            position: entry.map(|entry| entry.position),
+            role: entry.map(|entry| entry.role.label()),
+            self_signed: facts.self_signed,
+            serial: &facts.serial,
+            signature_algorithm: &facts.signature_algorithm,
+            subject: &facts.subject,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
     use std::sync::Arc;
+
+    use time::OffsetDateTime;
 
     use super::*;
     use crate::cert::KeyType;
@@ -114,6 +195,15 @@ mod tests {
             subject_key_id: None,
             authority_key_id: None,
         })
+    }
+
+    /// The row as `certinel check --output json` writes it, checked against the value form.
+    fn written(row: &Row) -> String {
+        let mut out = Vec::new();
+        write_row(&mut out, row).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, row_to_json(row).to_string());
+        text
     }
 
     fn endpoint_row() -> Row {
@@ -195,7 +285,7 @@ mod tests {
             leaf(r#""position":0,"role":"leaf","self_signed":false,"#),
             leaf(r#""self_signed":false,"#),
         );
-        assert_eq!(row_to_json(&endpoint_row()).to_string(), expected);
+        assert_eq!(written(&endpoint_row()), expected);
     }
 
     #[test]
@@ -216,7 +306,7 @@ mod tests {
             duration_ms: None,
         };
         assert_eq!(
-            row_to_json(&unresolved).to_string(),
+            written(&unresolved),
             r#"{"days_left":null,"detail":"no such name","ip":null,"kind":"endpoint","reason":"dns","sni":null,"status":"UNKNOWN","target":"gone.example.test:443"}"#
         );
         let file = Row {
@@ -227,7 +317,7 @@ mod tests {
             ..unresolved
         };
         assert_eq!(
-            row_to_json(&file).to_string(),
+            written(&file),
             r#"{"days_left":null,"detail":"no such name","kind":"file","path":"/etc/ssl/a.pem","reason":"dns","status":"UNKNOWN"}"#
         );
     }
