@@ -65,6 +65,23 @@ pub fn family_index(def: MetricDef) -> usize {
     }
 }
 
+/// The `# HELP` and `# TYPE` lines of the family at `index` in [`names::ALL`], escaped
+/// once per process instead of once per body (empty past the end).
+pub fn header(index: usize) -> &'static str {
+    static HEADERS: OnceLock<Vec<String>> = OnceLock::new();
+    let headers = HEADERS.get_or_init(|| {
+        names::ALL
+            .iter()
+            .map(|def| {
+                let mut header = String::new();
+                write_header(&mut header, *def);
+                header
+            })
+            .collect()
+    });
+    headers.get(index).map_or("", String::as_str)
+}
+
 /// Writes `# HELP` and `# TYPE` for `def`.
 pub fn write_header(out: &mut String, def: MetricDef) {
     out.push_str("# HELP ");
@@ -179,10 +196,14 @@ impl ScrapeFamilies {
     /// The whole body: each family with samples under its headers, in the order of
     /// [`names::ALL`].
     pub fn into_body(self) -> String {
-        let mut body = String::with_capacity(self.buffers.iter().map(String::len).sum());
-        for (def, lines) in names::ALL.iter().zip(&self.buffers) {
+        let size = (self.buffers.iter().enumerate())
+            .filter(|(_, lines)| !lines.is_empty())
+            .map(|(index, lines)| header(index).len() + lines.len())
+            .sum();
+        let mut body = String::with_capacity(size);
+        for (index, lines) in self.buffers.iter().take(names::ALL.len()).enumerate() {
             if !lines.is_empty() {
-                write_header(&mut body, *def);
+                body.push_str(header(index));
                 body.push_str(lines);
             }
         }
