@@ -174,9 +174,15 @@ mod tests {
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::cert::KeyType;
     use crate::report::{HandshakeSummary, Status};
-    use crate::scan::inspect::{ChainEntry, ChainFacts, Role};
+    use crate::scan::inspect::{ChainEntry, ChainFacts, Role, inspect_chain};
+    use crate::scan::testing::fixture_chain;
+
+    /// The fixtures' leaf, for its key type (report may not name `cert::KeyType` itself).
+    fn fixture_leaf() -> CertFacts {
+        let chain = inspect_chain(&fixture_chain("valid.pem")).unwrap();
+        chain.leaf().clone()
+    }
 
     fn facts(subject: &str, issuer: &str, not_after: i64) -> Arc<CertFacts> {
         Arc::new(CertFacts {
@@ -185,7 +191,7 @@ mod tests {
             serial: "0a:1b".to_owned(),
             dns_names: vec!["a.example.test".to_owned(), "b.example.test".to_owned()],
             ip_addresses: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
-            key: KeyType::Rsa(2048),
+            key: fixture_leaf().key,
             signature_algorithm: "ecdsa-with-SHA256".to_owned(),
             not_before: OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
             not_after: OffsetDateTime::from_unix_timestamp(not_after).unwrap(),
@@ -251,12 +257,13 @@ mod tests {
             format!(
                 "{{\"dns_names\":[\"a.example.test\",\"b.example.test\"],\
                  \"fingerprint_sha256\":\"{}\",\"ip_addresses\":[\"127.0.0.1\",\"::1\"],\
-                 \"issuer\":\"CN=Bench CA\",\"key_type\":\"rsa-2048\",\
+                 \"issuer\":\"CN=Bench CA\",\"key_type\":\"{}\",\
                  \"not_after\":\"{not_after}\",\"not_after_unix\":{not_after_unix},\
                  \"not_before\":\"2023-11-14T22:13:20Z\",\"not_before_unix\":1700000000,\
                  {tail}\"serial\":\"0a:1b\",\
                  \"signature_algorithm\":\"ecdsa-with-SHA256\",\"subject\":\"{subject}\"}}",
-                "ab".repeat(32)
+                "ab".repeat(32),
+                fixture_leaf().key.label()
             )
         };
         let leaf = |tail: &str| {
