@@ -118,10 +118,22 @@ pub fn write_prefix(out: &mut String, name: &str, suffix: &str, labels: &[(&str,
     out.push(' ');
 }
 
+/// Whole numbers below this (2^53) are exact in an `f64`, and their shortest decimal form is
+/// the integer itself.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
 /// Writes a sample value the way the text encoder does, followed by a newline.
 pub fn write_value(out: &mut String, value: f64) {
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{value}");
+    // Writing into a String cannot fail. Timestamps, counts and flags are whole numbers:
+    // written as integers they skip the shortest-float search and read the same ("-0"
+    // keeps the float path, an integer has no sign for zero).
+    let whole = value.fract() == 0.0 && value.abs() < EXACT_INTEGERS;
+    if whole && !(value == 0.0 && value.is_sign_negative()) {
+        // In range and whole, so the conversion is exact.
+        let _ = write!(out, "{}", value as i64);
+    } else {
+        let _ = write!(out, "{value}");
+    }
     out.push('\n');
 }
 
@@ -262,6 +274,41 @@ mod tests {
             out,
             "1\n0.25\n-172800\n1769860800\n1000000000000000000000\nNaN\n"
         );
+    }
+
+    #[test]
+    fn whole_values_are_written_exactly_as_floats_are() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            9_007_199_254_740_991.0,
+            -9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            4_503_599_627_370_497.0,
+            1e15,
+            1e16,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.5,
+            1769860800.25,
+        ];
+        // Spread over every magnitude up to 2^53, with a fixed LCG.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let magnitude = (seed >> 58) as i32;
+            let whole = ((seed >> 11) % (1 << magnitude.min(53))) as f64;
+            values.push(if seed & 1 == 0 { whole } else { -whole });
+        }
+        for value in values {
+            let mut out = String::new();
+            write_value(&mut out, value);
+            assert_eq!(out, format!("{value}\n"), "value {value:e}");
+        }
     }
 
     #[test]
