@@ -9,8 +9,12 @@
 //! ```text
 //! cargo build --release --example handshake-floor
 //! target/release/examples/handshake-floor --targets bench/out/targets.tsv \
-//!     --ca-file bench/out/ca.pem [--concurrency 32] [--repeat 1]
+//!     --ca-file bench/out/ca.pem [--concurrency 32] [--repeat 1] [--rate 0] [--sni-names 0]
 //! ```
+//!
+//! With `--sni-names K` every target is probed K times, under the SNI names
+//! `s0.bench.test` .. `s{K-1}.bench.test` (the names `bench/latency` gives certinel, all
+//! covered by the bench leaves' `*.bench.test`), and the chain is verified for that name.
 //!
 //! It prints one JSON object: handshakes, failures, wall seconds and the CPU seconds of the
 //! handshake loop alone (every thread of the process, from `/proc/self/task/*/schedstat`,
@@ -52,6 +56,10 @@ struct Args {
     /// with a scheduled sweep, whose probes arrive at the rate its interval sets.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Probe each target under this many SNI names `sI.bench.test` (0: no SNI, the chain
+    /// verified for the target's IP).
+    #[arg(long, default_value_t = 0)]
+    sni_names: u32,
 }
 
 /// One target and the notAfter its leaf must carry.
@@ -59,6 +67,8 @@ struct Args {
 struct Target {
     address: SocketAddr,
     not_after: i64,
+    /// `Some(I)`: sent as SNI `sI.bench.test` and verified for that name.
+    sni: Option<u32>,
 }
 
 fn main() -> Result<()> {
@@ -75,6 +85,20 @@ fn main() -> Result<()> {
         .map_err(|_| "aws-lc cannot produce random bytes")?;
     let cpu_before = process_cpu_ns()?;
     let started = Instant::now();
+    // Each (target, name) pair is one handshake.
+    let targets: Vec<Target> = if args.sni_names == 0 {
+        targets
+    } else {
+        targets
+            .iter()
+            .flat_map(|target| {
+                (0..args.sni_names).map(|index| Target {
+                    sni: Some(index),
+                    ..*target
+                })
+            })
+            .collect()
+    };
     let work = targets
         .iter()
         .copied()
@@ -154,7 +178,10 @@ fn record(
 /// Connect, verified handshake, parse the leaf, compare its notAfter, close.
 async fn handshake(connector: &TlsConnector, target: Target) -> Result<()> {
     let tcp = TcpStream::connect(target.address).await?;
-    let name = ServerName::IpAddress(target.address.ip().into());
+    let name = match target.sni {
+        None => ServerName::IpAddress(target.address.ip().into()),
+        Some(index) => ServerName::try_from(format!("s{index}.bench.test"))?,
+    };
     let mut tls = connector.connect(name, tcp).await?;
     let (_, connection) = tls.get_ref();
     let leaf = connection
@@ -196,6 +223,7 @@ fn read_targets(path: &Path) -> Result<Vec<Target>> {
         targets.push(Target {
             address: address.parse()?,
             not_after: not_after.parse()?,
+            sni: None,
         });
     }
     if targets.is_empty() {

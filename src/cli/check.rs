@@ -105,7 +105,8 @@ pub fn run(args: CheckArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result
         Output::Table => stdout.write_all(report::table::render(&rows).as_bytes())?,
         Output::Json => {
             for row in &rows {
-                writeln!(stdout, "{}", report::json::row_to_json(row))?;
+                report::json::write_row(&mut stdout, row)?;
+                stdout.write_all(b"\n")?;
             }
         }
         Output::Prometheus => stdout.write_all(metrics()?.as_bytes())?,

@@ -1,7 +1,6 @@
 //! Turns DER certificate chains into facts. Pure: no clock, no sockets, no files.
 
 use rustls::pki_types::CertificateDer;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -224,7 +223,7 @@ fn inspect_at(der: &[u8], position: usize) -> Result<CertFacts, InspectError> {
         signature_algorithm: signature_algorithm_name(&cert.signature_algorithm.algorithm),
         not_before,
         not_after,
-        fingerprint_sha256: hex(&Sha256::digest(der)),
+        fingerprint_sha256: hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref()),
         self_signed,
         is_ca: cert.is_ca(),
         subject_key_id,
@@ -244,35 +243,42 @@ fn unix_time(seconds: i64) -> Result<OffsetDateTime, DateOutOfRange> {
 /// Formats a distinguished name the RFC 4514 way: most specific RDN first (the reverse of
 /// the encoded order), `+` between the attributes of a multi-valued RDN, and special
 /// characters escaped.
+/// RFC 4514 text of `name`: RDNs last to first, separated by `, `; attributes of one RDN
+/// joined by `+`. Written into one string, without a string per attribute.
 fn dn_string(name: &X509Name<'_>) -> String {
     let registry = x509_parser::objects::oid_registry();
-    let rdns: Vec<String> = name
-        .iter()
-        .map(|rdn| {
-            let attributes: Vec<String> = rdn
-                .iter()
-                .map(|attribute| {
-                    let attribute_type = attribute.attr_type();
-                    let label = x509_parser::objects::oid2abbrev(attribute_type, registry)
-                        .map(str::to_owned)
-                        .unwrap_or_else(|_| attribute_type.to_id_string());
-                    let value = match attribute.as_str() {
-                        Ok(text) => escape_dn_value(text),
-                        // RFC 4514: values that are not strings are written as #hex of
-                        // their BER encoding.
-                        Err(_) => format!("#{}", hex(attribute.attr_value().data)),
-                    };
-                    format!("{label}={value}")
-                })
-                .collect();
-            attributes.join("+")
-        })
-        .collect();
-    rdns.into_iter().rev().collect::<Vec<_>>().join(", ")
+    let rdns: Vec<_> = name.iter().collect();
+    let mut text = String::new();
+    for (rdn_index, rdn) in rdns.iter().rev().enumerate() {
+        if rdn_index > 0 {
+            text.push_str(", ");
+        }
+        for (index, attribute) in rdn.iter().enumerate() {
+            if index > 0 {
+                text.push('+');
+            }
+            let attribute_type = attribute.attr_type();
+            match x509_parser::objects::oid2abbrev(attribute_type, registry) {
+                Ok(label) => text.push_str(label),
+                Err(_) => text.push_str(&attribute_type.to_id_string()),
+            }
+            text.push('=');
+            match attribute.as_str() {
+                Ok(value) => escape_dn_value(&mut text, value),
+                // RFC 4514: values that are not strings are written as #hex of their BER
+                // encoding.
+                Err(_) => {
+                    text.push('#');
+                    text.push_str(&hex(attribute.attr_value().data));
+                }
+            }
+        }
+    }
+    text
 }
 
-fn escape_dn_value(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
+/// Appends `value` to `escaped` with RFC 4514's specials escaped.
+fn escape_dn_value(escaped: &mut String, value: &str) {
     let last = value.chars().count().saturating_sub(1);
     for (index, character) in value.chars().enumerate() {
         let special = matches!(character, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
@@ -283,7 +289,6 @@ fn escape_dn_value(value: &str) -> String {
         }
         escaped.push(character);
     }
-    escaped
 }
 
 fn serial_hex(raw: &[u8]) -> String {
@@ -296,12 +301,13 @@ fn serial_hex(raw: &[u8]) -> String {
     }
 }
 
+/// Lowercase hex, two digits a byte.
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{byte:02x}");
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
     text
 }

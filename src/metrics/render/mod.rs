@@ -129,13 +129,13 @@ pub fn write_snapshot(
     push_service(&mut families, snapshot, now);
     let endpoint_families = snapshot.endpoint_lines.family_bits();
     let mut chunk = String::with_capacity(CHUNK_BYTES + 4096);
-    for (index, def) in names::ALL.iter().enumerate() {
+    for index in 0..names::ALL.len() {
         let scraped = families.family(index);
         let has_endpoints = index < fragment::FAMILY_BITS && endpoint_families & (1 << index) != 0;
         if scraped.is_empty() && !has_endpoints {
             continue;
         }
-        text::write_header(&mut chunk, *def);
+        chunk.push_str(text::header(index));
         chunk.push_str(scraped);
         if has_endpoints {
             let lines = &snapshot.endpoint_lines;

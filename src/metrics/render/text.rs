@@ -78,6 +78,23 @@ pub fn family_index(def: MetricDef) -> usize {
     }
 }
 
+/// The `# HELP` and `# TYPE` lines of the family at `index` in [`names::ALL`], escaped
+/// once per process instead of once per body (empty past the end).
+pub fn header(index: usize) -> &'static str {
+    static HEADERS: OnceLock<Vec<String>> = OnceLock::new();
+    let headers = HEADERS.get_or_init(|| {
+        names::ALL
+            .iter()
+            .map(|def| {
+                let mut header = String::new();
+                write_header(&mut header, *def);
+                header
+            })
+            .collect()
+    });
+    headers.get(index).map_or("", String::as_str)
+}
+
 /// Writes `# HELP` and `# TYPE` for `def`.
 pub fn write_header(out: &mut String, def: MetricDef) {
     out.push_str("# HELP ");
@@ -114,10 +131,22 @@ pub fn write_prefix(out: &mut String, name: &str, suffix: &str, labels: &[(&str,
     out.push(' ');
 }
 
+/// Whole numbers below this (2^53) are exact in an `f64`, and their shortest decimal form is
+/// the integer itself.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
 /// Writes a sample value the way the text encoder does, followed by a newline.
 pub fn write_value(out: &mut String, value: f64) {
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{value}");
+    // Writing into a String cannot fail. Timestamps, counts and flags are whole numbers:
+    // written as integers they skip the shortest-float search and read the same ("-0"
+    // keeps the float path, an integer has no sign for zero).
+    let whole = value.fract() == 0.0 && value.abs() < EXACT_INTEGERS;
+    if whole && !(value == 0.0 && value.is_sign_negative()) {
+        // In range and whole, so the conversion is exact.
+        let _ = write!(out, "{}", value as i64);
+    } else {
+        let _ = write!(out, "{value}");
+    }
     out.push('\n');
 }
 
@@ -192,10 +221,14 @@ impl ScrapeFamilies {
     /// The whole body: each family with samples under its headers, in the order of
     /// [`names::ALL`].
     pub fn into_body(self) -> String {
-        let mut body = String::with_capacity(self.buffers.iter().map(String::len).sum());
-        for (def, lines) in names::ALL.iter().zip(&self.buffers) {
+        let size = (self.buffers.iter().enumerate())
+            .filter(|(_, lines)| !lines.is_empty())
+            .map(|(index, lines)| header(index).len() + lines.len())
+            .sum();
+        let mut body = String::with_capacity(size);
+        for (index, lines) in self.buffers.iter().take(names::ALL.len()).enumerate() {
             if !lines.is_empty() {
-                write_header(&mut body, *def);
+                body.push_str(header(index));
                 body.push_str(lines);
             }
         }
@@ -250,6 +283,41 @@ mod tests {
             out,
             "1\n0.25\n-172800\n1769860800\n1000000000000000000000\nNaN\n"
         );
+    }
+
+    #[test]
+    fn whole_values_are_written_exactly_as_floats_are() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            9_007_199_254_740_991.0,
+            -9_007_199_254_740_991.0,
+            9_007_199_254_740_992.0,
+            4_503_599_627_370_497.0,
+            1e15,
+            1e16,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.5,
+            1769860800.25,
+        ];
+        // Spread over every magnitude up to 2^53, with a fixed LCG.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let magnitude = (seed >> 58) as i32;
+            let whole = ((seed >> 11) % (1 << magnitude.min(53))) as f64;
+            values.push(if seed & 1 == 0 { whole } else { -whole });
+        }
+        for value in values {
+            let mut out = String::new();
+            write_value(&mut out, value);
+            assert_eq!(out, format!("{value}\n"), "value {value:e}");
+        }
     }
 
     #[test]

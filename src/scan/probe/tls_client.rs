@@ -194,12 +194,10 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // The leaf is parsed again only when the usual check fails, not for every probe.
         let verified = rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms);
-        if verified.is_ok() || !has_unsupported_critical_extension(cert) {
+        let Some(key) = fallback_key(&verified, cert)? else {
             return verified;
-        }
-        let key = leaf_public_key(cert)?;
+        };
         let key = webpki::RawPublicKeyEntity::try_from(&key).map_err(bad_leaf)?;
         // TLS 1.2 allows any algorithm mapped to the scheme, as rustls does for a parsed leaf.
         let candidates = self
@@ -228,10 +226,9 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         let verified = rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms);
-        if verified.is_ok() || !has_unsupported_critical_extension(cert) {
+        let Some(key) = fallback_key(&verified, cert)? else {
             return verified;
-        }
-        let key = leaf_public_key(cert)?;
+        };
         rustls::crypto::verify_tls13_signature_with_raw_key(message, &key, dss, &self.algorithms)
     }
 
@@ -244,6 +241,20 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
 /// rustls cannot check the handshake signature against it. The probe still wants the
 /// chain (it reports the extension as `unsupported_critical_extension` afterwards), and
 /// the proof of key possession only needs the leaf's public key, read separately.
+/// The leaf's raw public key, when the usual handshake-signature check `verified` failed
+/// only because webpki cannot parse the leaf: the signature is then checked against the key
+/// alone. `None` when `verified` is the answer. The leaf is parsed again only when the usual
+/// check fails, not for every probe.
+fn fallback_key(
+    verified: &Result<HandshakeSignatureValid, rustls::Error>,
+    cert: &CertificateDer<'_>,
+) -> Result<Option<SubjectPublicKeyInfoDer<'static>>, rustls::Error> {
+    if verified.is_ok() || !has_unsupported_critical_extension(cert) {
+        return Ok(None);
+    }
+    leaf_public_key(cert).map(Some)
+}
+
 fn has_unsupported_critical_extension(cert: &CertificateDer<'_>) -> bool {
     matches!(
         webpki::EndEntityCert::try_from(cert),
