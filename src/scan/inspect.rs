@@ -241,10 +241,9 @@ fn unix_time(seconds: i64) -> Result<OffsetDateTime, DateOutOfRange> {
 }
 
 /// Formats a distinguished name the RFC 4514 way: most specific RDN first (the reverse of
-/// the encoded order), `+` between the attributes of a multi-valued RDN, and special
-/// characters escaped.
-/// RFC 4514 text of `name`: RDNs last to first, separated by `, `; attributes of one RDN
-/// joined by `+`. Written into one string, without a string per attribute.
+/// the encoded order), `, ` between RDNs, `+` between the attributes of a multi-valued
+/// RDN, and special characters escaped. Written into one string, without a string per
+/// attribute.
 fn dn_string(name: &X509Name<'_>) -> String {
     let registry = x509_parser::objects::oid_registry();
     let rdns: Vec<_> = name.iter().collect();
