@@ -7,9 +7,9 @@
 //! orders at a time. Waiting is not a failure and has no deadline: the CA's own poll
 //! timeout starts once the permit is held.
 //!
-//! [`OrderLimits`] keeps one [`OrderSlots`] per directory URL for the whole process, so
-//! every renewer (each configuration generation of the service, each CA of a failover
-//! list) shares the cap of a directory.
+//! [`OrderLimits`] keeps one [`OrderSlots`] per directory URL and cap for the whole
+//! process, so every renewer (each configuration generation of the service, each CA of a
+//! failover list) shares the cap of a directory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,8 +23,11 @@ use crate::acme::AcmeObserver;
 /// shares the same slots.
 #[derive(Clone, Default)]
 pub struct OrderLimits {
-    by_directory: Arc<Mutex<HashMap<String, Arc<OrderSlots>>>>,
+    by_directory: Arc<Mutex<HashMap<PoolKey, Arc<OrderSlots>>>>,
 }
+
+/// A pool's directory URL and cap.
+type PoolKey = (String, usize);
 
 /// The order slots of one CA directory: at most `cap` permits out at once.
 #[derive(Debug)]
@@ -56,23 +59,19 @@ pub struct OrderPermit {
 }
 
 impl OrderLimits {
-    /// The slots of `directory`. A directory first asked for with another `cap` (a
-    /// reloaded configuration) gets new slots with the new cap; renewals that hold a permit
-    /// of the old ones finish under it.
+    /// The slots of `directory` with at most `cap` permits. Another `cap` (a reloaded
+    /// configuration, a second CA table on the same directory) gets slots of its own;
+    /// renewals that hold a permit of the old ones finish under it.
     pub fn slots(&self, directory: &str, cap: usize) -> Arc<OrderSlots> {
         // Every update below leaves the map consistent, so a poisoned lock's map is sound.
         let mut by_directory = self
             .by_directory
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match by_directory.get(directory) {
-            Some(slots) if slots.cap == cap => slots.clone(),
-            _ => {
-                let slots = Arc::new(OrderSlots::new(cap));
-                by_directory.insert(directory.to_owned(), slots.clone());
-                slots
-            }
-        }
+        by_directory
+            .entry((directory.to_owned(), cap))
+            .or_insert_with(|| Arc::new(OrderSlots::new(cap)))
+            .clone()
     }
 }
 
@@ -263,5 +262,17 @@ mod tests {
         let reloaded = limits.slots("https://ca/dir", 4);
         assert_eq!(reloaded.cap(), 4);
         assert!(!Arc::ptr_eq(&first, &reloaded));
+    }
+
+    #[test]
+    fn two_cas_on_one_directory_with_different_caps_each_keep_their_slots() {
+        // `[acme]` and a `[ca.NAME]` with the same directory (two accounts at one CA),
+        // asking in turn: each keeps one pool instead of getting a fresh, empty one on
+        // every call, which would cap nothing.
+        let limits = OrderLimits::default();
+        let eight = limits.slots("https://ca/dir", 8);
+        let four = limits.slots("https://ca/dir", 4);
+        assert!(Arc::ptr_eq(&eight, &limits.slots("https://ca/dir", 8)));
+        assert!(Arc::ptr_eq(&four, &limits.slots("https://ca/dir", 4)));
     }
 }
