@@ -314,7 +314,8 @@ async fn run_once(id: JobId, job: &Job, environment: &JobEnvironment) {
 }
 
 fn log_endpoint(report: &probe::EndpointReport) {
-    let target = report.endpoint.target.to_string();
+    // Formatted only when an event is enabled, not once per probe.
+    let target = &report.endpoint.target;
     if let Some(error) = &report.resolve_error {
         tracing::warn!(%target, %error, "probe failed");
     }
