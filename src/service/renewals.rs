@@ -300,7 +300,7 @@ async fn wait_between_attempts(
         if next_look.is_some_and(|at| now >= at) {
             let looked = look(renewer, name, state, changes.as_mut()).await;
             next_look = match changes {
-                Some(_) if looked.follow_failed => Some(now + FOLLOW_RETRY),
+                Some(_) if looked.look_again => Some(now + FOLLOW_RETRY),
                 Some(_) => None,
                 None => Some(now + FOLLOW_INTERVAL),
             };
@@ -337,8 +337,9 @@ async fn wait_between_attempts(
 }
 
 /// Reads the certificate's status from the store into `state`, for `/metrics` and the
-/// status page. The store is read on a blocking thread, off the async workers.
-pub(super) async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
+/// status page. The store is read on a blocking thread, off the async workers. `false`
+/// when it could not be read (logged); `state` keeps what it showed.
+pub(super) async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) -> bool {
     let read = {
         let (renewer, name) = (Arc::clone(renewer), name.to_owned());
         tokio::task::spawn_blocking(move || renewer.status_of(&name, renewer.now()))
@@ -347,7 +348,7 @@ pub(super) async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
         Ok(status) => status,
         Err(error) => {
             tracing::warn!(certificate = %name, %error, "reading the certificate's status failed");
-            return;
+            return false;
         }
     };
     match status {
@@ -356,6 +357,7 @@ pub(super) async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
             state.set_local_version(name, renewer.applied_version(name));
             let facts = renewer.ca_facts_of(name, status.ca.as_deref());
             state.update_ca_facts(name, renewer.profile(name), &facts);
+            true
         }
         Err(error) => {
             tracing::warn!(
@@ -363,6 +365,7 @@ pub(super) async fn refresh(renewer: &Arc<Renewer>, name: &str, state: &State) {
                 error = %error_chain(&error),
                 "cannot read the certificate's status"
             );
+            false
         }
     }
 }

@@ -263,6 +263,13 @@ impl State {
         }
     }
 
+    /// The version of `name` this replica last rolled out as `state` shows it, if any.
+    pub fn local_version(&self, name: &str) -> Option<VersionId> {
+        let inner = self.lock();
+        let slot = inner.certificates.get(name)?;
+        slot.local_version.map(VersionId)
+    }
+
     /// Records whether this replica holds `name`'s renewal lock per etcd (`[cluster]`).
     pub fn set_lock_held(&self, name: &str, held: Option<bool>) {
         if let Some(slot) = self.lock().certificates.get_mut(name) {
