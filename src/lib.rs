@@ -49,6 +49,3 @@ pub mod scan;
 pub mod schedule;
 pub mod service;
 pub mod store;
-
-#[cfg(test)]
-mod fuzzing;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use certinel::store::{CertStore, Origin, VersionId};
+use certinel_testkit::http::read_request_head;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
     DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
@@ -14,7 +15,7 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::OffsetDateTime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::common::tls_server::{ServerHandle, bind, serve};
 
@@ -121,13 +122,8 @@ impl CrlServer {
         let handle = serve(listener, move |mut stream| {
             let (served, counted) = (served.clone(), counted.clone());
             async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
+                if read_request_head(&mut stream).await.is_none() {
+                    return;
                 }
                 counted.fetch_add(1, Ordering::SeqCst);
                 let body = served.lock().unwrap().clone();

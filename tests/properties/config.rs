@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use proptest::prelude::*;
 use tempfile::TempDir;
 
-use super::{config, within_time_limit};
+use certinel_testkit::fuzz::{config, within_time_limit};
 
 /// One place for the files the properties write, shared by every case.
 static DIRECTORY: LazyLock<TempDir> =

@@ -16,9 +16,9 @@ use proptest::prelude::*;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use tempfile::TempDir;
 
-use super::{config, within_time_limit};
 use crate::common::crl::pem;
 use crate::common::pki::{Ca, KeyKind, Leaf, LeafSpec, Validity};
+use certinel_testkit::fuzz::{config, within_time_limit};
 
 /// Real chains to damage: leaf, intermediate, root.
 struct Chains {

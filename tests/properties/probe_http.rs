@@ -16,8 +16,8 @@ use certinel::scan::trust::TrustCache;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{config, within_time_limit};
 use crate::common::service::NoState;
+use certinel_testkit::fuzz::{config, within_time_limit};
 
 /// The exporter, served once for every case of the property.
 struct Exporter {

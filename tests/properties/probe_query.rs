@@ -13,7 +13,7 @@ use certinel::metrics::allow::{Precheck, host_pattern_matches, ip_allowed, prech
 use certinel::metrics::probe_handler::{MINIMUM_DEADLINE, probe_deadline};
 use proptest::prelude::*;
 
-use super::{config, within_time_limit};
+use certinel_testkit::fuzz::{config, within_time_limit};
 
 /// Pieces of targets, so generated strings reach every branch of the target parser.
 const TARGET_PIECES: &[&str] = &[

@@ -15,8 +15,8 @@ use certinel::scan::starttls::{PLAINTEXT_LIMIT, upgrade};
 use proptest::prelude::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 
-use super::{config, within_time_limit};
 use crate::common::plaintext_servers::EVERY_STARTTLS;
+use certinel_testkit::fuzz::{config, within_time_limit};
 
 /// How long an upgrade may wait, in paused (virtual) time, before it counts as hung: the
 /// server has closed by then, so a reader still waiting waits for nothing.

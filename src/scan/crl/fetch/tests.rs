@@ -3,8 +3,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use certinel_testkit::http::read_request_head;
 use time::macros::datetime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use super::{CrlFetchError, CrlFetcher, MAX_CRL_BYTES};
@@ -34,14 +35,9 @@ impl CrlServer {
                 let recorded = recorded.clone();
                 let body = body.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if socket.read(&mut byte).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
+                    let Some(head) = read_request_head(&mut socket).await else {
+                        return;
+                    };
                     let head = String::from_utf8_lossy(&head).to_lowercase();
                     recorded.lock().unwrap().push(head.clone());
                     // Slow enough that concurrent callers overlap with this request.

@@ -1,5 +1,5 @@
-//! Helpers for the property tests inside the crate (`mod fuzz_tests`): the case count
-//! (`CERTINEL_FUZZ_CASES` overrides it), the per-case time limit and shared generators.
+//! Property-test support: the case count (`CERTINEL_FUZZ_CASES` overrides it), the
+//! per-case time limit, and generators of the edge-case values parsers meet.
 
 use std::time::{Duration, Instant};
 
@@ -7,17 +7,17 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 
 /// The environment variable that overrides every property's case count.
-pub(crate) const CASES_VARIABLE: &str = "CERTINEL_FUZZ_CASES";
+pub const CASES_VARIABLE: &str = "CERTINEL_FUZZ_CASES";
 
 /// The most one case may take before it counts as a hang. Cases take milliseconds; the
 /// margin is for CI running the whole suite on two shared cores with an unoptimised build.
 /// The quadratic STARTTLS read this caught took 10.7 s for one case.
-pub(crate) const CASE_TIME_LIMIT: Duration = Duration::from_secs(5);
+pub const CASE_TIME_LIMIT: Duration = Duration::from_secs(5);
 
 /// The proptest configuration of one property: `default_cases` cases unless
 /// `CERTINEL_FUZZ_CASES` says otherwise. Failures are not persisted to files: a failure
 /// found here becomes a named regression test next to the code it breaks.
-pub(crate) fn config(default_cases: u32) -> Config {
+pub fn config(default_cases: u32) -> Config {
     let cases = std::env::var(CASES_VARIABLE)
         .ok()
         .and_then(|text| text.parse().ok())
@@ -25,22 +25,27 @@ pub(crate) fn config(default_cases: u32) -> Config {
     Config {
         cases,
         failure_persistence: None,
+        // Shrinking a slow case can take long; a bounded number of steps still gives a
+        // small input to keep as a regression test.
         max_shrink_iters: 2_000,
         ..Config::default()
     }
 }
 
-/// Fails when the case that started at `started` took longer than [`CASE_TIME_LIMIT`].
-pub(crate) fn assert_within_case_limit(what: &str, started: Instant) {
+/// Runs `case`, failing when it takes longer than [`CASE_TIME_LIMIT`] of wall-clock time.
+pub fn within_time_limit<T>(what: &str, case: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = case();
     let elapsed = started.elapsed();
     assert!(
         elapsed < CASE_TIME_LIMIT,
         "{what} took {elapsed:?}, more than the {CASE_TIME_LIMIT:?} case limit"
     );
+    result
 }
 
 /// HTTP dates (and near misses) at the edges of what `time` can represent.
-pub(crate) const HTTP_DATES: &[&str] = &[
+pub const HTTP_DATES: &[&str] = &[
     "Fri, 27 Nov 2026 04:00:00 GMT",
     "Fri, 31 Dec 9999 23:59:59 GMT",
     "Mon, 01 Jan 0001 00:00:00 GMT",
@@ -55,7 +60,7 @@ pub(crate) const HTTP_DATES: &[&str] = &[
 ];
 
 /// Timestamps (RFC 3339 and near misses) at the edges of what `time` can represent.
-pub(crate) const TIMESTAMPS: &[&str] = &[
+pub const TIMESTAMPS: &[&str] = &[
     "2026-12-03T07:00:00Z",
     "9999-12-31T23:59:59Z",
     "9999-12-31T23:59:59.999999999-23:59",
@@ -70,7 +75,7 @@ pub(crate) const TIMESTAMPS: &[&str] = &[
 ];
 
 /// Arbitrary JSON: scalars (with edge-case strings) nested in arrays and objects.
-pub(crate) fn json_value() -> impl Strategy<Value = serde_json::Value> {
+pub fn json_value() -> impl Strategy<Value = serde_json::Value> {
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
         any::<bool>().prop_map(serde_json::Value::Bool),
