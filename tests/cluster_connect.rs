@@ -1,7 +1,7 @@
 //! `cluster::connect` against a real etcd: plain, TLS with a client certificate, and
 //! user/password; an unreachable or refusing cluster is one clear error, quickly.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use certinel::cluster::{ClusterError, connect, connect_within};
@@ -11,22 +11,19 @@ use crate::common::etcd::EtcdCluster;
 use crate::common::eventually::eventually;
 use crate::common::ports::free_port;
 
-/// A `[cluster]` for `endpoints` with no TLS files and no user.
+/// A `[cluster]` for `endpoints` with no TLS files and no user, parsed from the table a
+/// user writes. Connecting never reads the key-encryption key: its file only has to exist.
 fn cluster_config(endpoints: Vec<String>, kek_dir: &Path) -> ClusterConfig {
-    ClusterConfig {
-        etcd: endpoints,
-        ca_file: None,
-        client_cert: None,
-        client_key: None,
-        username: None,
-        password: None,
-        prefix: "/certinel/".to_owned(),
-        member: "test-replica".to_owned(),
-        lease_ttl: Duration::from_secs(15),
-        audit_retention: Duration::from_secs(90 * 86_400),
-        key_encryption_key_file: kek_dir.join("cluster.kek"),
-        key_encryption_key_previous: Vec::<PathBuf>::new(),
-    }
+    let kek = kek_dir.join("cluster.kek");
+    std::fs::write(&kek, b"").expect("key file");
+    let text = format!(
+        "[cluster]\netcd = {endpoints:?}\nmember = \"test-replica\"\n\
+         key_encryption_key_file = {kek:?}\n"
+    );
+    certinel::config::parse(&text, None)
+        .expect("a valid configuration")
+        .cluster
+        .expect("a [cluster] table")
 }
 
 /// The error of a connection attempt that must fail.
