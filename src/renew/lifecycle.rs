@@ -135,17 +135,12 @@ impl<'a> Run<'a> {
     }
 
     /// Records a completed stage: the in-flight record advances, then the audit line.
-    fn pass_step(
-        &self,
-        stage: Stage,
-        step: Step,
-        version: VersionId,
-        serial: Option<&str>,
-    ) -> Result<(), RenewError> {
+    fn pass_step(&self, stage: Stage, step: Step, version: VersionId) -> Result<(), RenewError> {
         self.store
             .advance(self.name(), stage, version)
             .map_err(|e| self.store_error(e))?;
-        self.record(step, Some(version), serial, None);
+        let serial = self.serial(version);
+        self.record(step, Some(version), serial.as_deref(), None);
         Ok(())
     }
 
@@ -227,6 +222,13 @@ impl<'a> Run<'a> {
         error: Option<&RenewError>,
     ) {
         self.record_text(step, version, serial, error.map(ToString::to_string));
+    }
+
+    /// The audit line of a step of `version` that failed with `error`, naming the
+    /// version's serial (looked up in the store).
+    pub(super) fn record_version_error(&self, step: Step, version: VersionId, error: String) {
+        let serial = self.serial(version);
+        self.record_text(step, Some(version), serial.as_deref(), Some(error));
     }
 
     /// One audit line, and the same as a log event. An audit write failure is logged, not

@@ -293,16 +293,14 @@ impl Run<'_> {
             Action::AcceptUnserved { version, why } => {
                 if let Some(source) = progress.not_served.take() {
                     let text = format!("{source}; kept as current ({why})");
-                    let serial = self.serial(version);
-                    self.record_text(Step::Served, Some(version), serial.as_deref(), Some(text));
+                    self.record_version_error(Step::Served, version, text);
                     progress.kept_unserved = Some(source);
                 }
                 Event::UnservedAccepted { version }
             }
             Action::CheckFiles { version } => self.check_files(version, progress)?,
             Action::MarkVerified { version } => {
-                let serial = self.serial(version);
-                self.pass_step(Stage::Verified, Step::Verified, version, serial.as_deref())?;
+                self.pass_step(Stage::Verified, Step::Verified, version)?;
                 Event::Verified { version }
             }
             Action::RollBack {
@@ -310,9 +308,7 @@ impl Run<'_> {
                 rollout_only,
             } => {
                 if let Some(source) = progress.not_served.take() {
-                    let serial = self.serial(version);
-                    let text = source.to_string();
-                    self.record_text(Step::Served, Some(version), serial.as_deref(), Some(text));
+                    self.record_version_error(Step::Served, version, source.to_string());
                     progress.failure = Some(RenewError::Served {
                         name: name.to_owned(),
                         version,
@@ -417,15 +413,9 @@ impl Run<'_> {
         self.store
             .promote(name, version)
             .map_err(|e| self.store_error(e))?;
-        let serial = self.serial(version);
         if let Err(failure) = self.deploy(version).await {
             let source = self.hook_failure(failure)?;
-            self.record_text(
-                Step::Deployed,
-                Some(version),
-                serial.as_deref(),
-                Some(source.to_string()),
-            );
+            self.record_version_error(Step::Deployed, version, source.to_string());
             progress.failure = Some(RenewError::Hook {
                 name: name.to_owned(),
                 version,
@@ -434,7 +424,7 @@ impl Run<'_> {
             });
             return Ok(Event::DeployFailed { version });
         }
-        self.pass_step(Stage::Deployed, Step::Deployed, version, serial.as_deref())?;
+        self.pass_step(Stage::Deployed, Step::Deployed, version)?;
         Ok(Event::Deployed { version })
     }
 
@@ -450,13 +440,7 @@ impl Run<'_> {
             .current_files(name)
             .map_err(|e| self.store_error(e))?;
         if let Err(source) = check_version(&files, &self.certificate.dns_names()) {
-            let serial = self.serial(version);
-            self.record_text(
-                Step::Verified,
-                Some(version),
-                serial.as_deref(),
-                Some(source.to_string()),
-            );
+            self.record_version_error(Step::Verified, version, source.to_string());
             progress.kept_unserved = None;
             progress.failure = Some(RenewError::Verify {
                 name: name.to_owned(),

@@ -100,9 +100,8 @@ impl Run<'_> {
         } = report;
         let verdict = match outcome {
             MemberOutcome::DeployFailed => {
-                let serial = self.serial(version);
                 let text = format!("replica {member}: {detail}");
-                self.record_text(Step::Deployed, Some(version), serial.as_deref(), Some(text));
+                self.record_version_error(Step::Deployed, version, text);
                 return FleetWait::DeployFailed(RenewError::FleetDeploy {
                     name: self.name().to_owned(),
                     version,
