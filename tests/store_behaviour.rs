@@ -292,26 +292,15 @@ pub(crate) fn behaves_like_a_store(store: &dyn Store) {
     accounts.save_account(CA_URL, ACCOUNT).unwrap();
     assert_eq!(accounts.account(CA_URL).unwrap().unwrap().bytes, ACCOUNT);
     assert_eq!(store.dry_run_accounts().account(CA_URL).unwrap(), None);
-    accounts
-        .save_account_aside(CA_URL, Aside::Adopting, ACCOUNT)
-        .unwrap();
+    let adopting = Aside::adopting(CA_URL);
+    accounts.save_account_aside(adopting, ACCOUNT).unwrap();
     assert_eq!(
-        accounts
-            .account_aside(CA_URL, Aside::Adopting)
-            .unwrap()
-            .map(|r| r.bytes),
+        accounts.account_aside(adopting).unwrap().map(|r| r.bytes),
         Some(ACCOUNT.to_vec())
     );
-    accounts
-        .remove_account_aside(CA_URL, Aside::Adopting)
-        .unwrap();
-    accounts
-        .remove_account_aside(CA_URL, Aside::Adopting)
-        .unwrap();
-    assert_eq!(
-        accounts.account_aside(CA_URL, Aside::Adopting).unwrap(),
-        None
-    );
+    accounts.remove_account_aside(adopting).unwrap();
+    accounts.remove_account_aside(adopting).unwrap();
+    assert_eq!(accounts.account_aside(adopting).unwrap(), None);
     accounts.retire_account(CA_URL).unwrap();
     assert_eq!(accounts.account(CA_URL).unwrap(), None);
     store

@@ -48,7 +48,7 @@ pub mod versions;
 
 use std::path::PathBuf;
 
-pub use accounts::{AccountStore, Aside, FsAccounts, account_file_name};
+pub use accounts::{AccountStore, Aside, AsideKind, FsAccounts, account_file_name};
 pub use audit::{AuditEvent, AuditHistory, AuditLog, Outcome, Step};
 pub use backend::{LockHolder, Record, Store, Watched};
 pub use etcd::{EtcdSettings, EtcdStore};
