@@ -58,7 +58,7 @@ pub use lock::{LockError, RenewalLock};
 pub use metadata::{Origin, VersionId, VersionMetadata, VersionState};
 pub use recovery::{DiskState, NextStep, Recovery, recover};
 pub use version_check::{VerifyError, VersionFacts, check_pems, check_version};
-pub use versions::{CertStore, VersionFiles};
+pub use versions::{CertStore, NewVersion, VersionFiles};
 
 /// Everything that can go wrong while reading or writing certificate state.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use certinel::store::{CertStore, Origin, VersionId};
+use certinel::store::{CertStore, NewVersion, Origin, VersionId};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
     DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason,
@@ -171,7 +171,14 @@ pub fn adopt_leaf(state_dir: &Path, name: &str, ca: &CrlCa, serial: u64, crl_url
         source: "adopted from the CRL test CA".into(),
     };
     let version = store
-        .stage_pending(name, &key, &chain, &origin)
+        .stage_pending(
+            name,
+            NewVersion {
+                key_pem: &key,
+                chain_pem: &chain,
+                origin: &origin,
+            },
+        )
         .unwrap()
         .version;
     store.promote(name, version).unwrap();
