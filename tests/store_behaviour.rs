@@ -259,22 +259,25 @@ pub(crate) fn behaves_like_a_store(store: &dyn Store) {
         b"{\"failures\":1}"
     );
 
-    // Each replica's report on rolling out a version, the latest one kept.
+    // Each replica's report on rolling out a version, the latest one kept, apart from its
+    // reports on other versions.
     assert!(
         store
             .rollout_reports("www", VersionId(1))
             .unwrap()
             .is_empty()
     );
-    store
-        .save_rollout_report("www", VersionId(1), "m2", b"old")
-        .unwrap();
-    store
-        .save_rollout_report("www", VersionId(1), "m2", b"{\"m\":2}")
-        .unwrap();
-    store
-        .save_rollout_report("www", VersionId(1), "m1", b"{\"m\":1}")
-        .unwrap();
+    let saves: [(u32, &str, &[u8]); 4] = [
+        (1, "m2", b"old"),
+        (1, "m2", b"{\"m\":2}"),
+        (1, "m1", b"{\"m\":1}"),
+        (2, "m1", b"{\"v\":2}"),
+    ];
+    for (version, member, bytes) in saves {
+        store
+            .save_rollout_report("www", VersionId(version), member, bytes)
+            .unwrap();
+    }
     let reports: Vec<Vec<u8>> = store
         .rollout_reports("www", VersionId(1))
         .unwrap()

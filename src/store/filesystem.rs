@@ -357,40 +357,6 @@ mod tests {
         assert!(matches!(store.lock("web"), Err(LockError::Held)));
     }
 
-    #[test]
-    fn rollout_reports_are_kept_per_version_and_member() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::new(dir.path());
-        assert!(
-            store
-                .rollout_reports("web", VersionId(2))
-                .unwrap()
-                .is_empty()
-        );
-        let saves: [(u32, &str, &[u8]); 4] = [
-            (2, "b", b"first"),
-            (2, "b", b"second"),
-            (2, "a", b"other"),
-            (3, "a", b"later"),
-        ];
-        for (version, member, bytes) in saves {
-            store
-                .save_rollout_report("web", VersionId(version), member, bytes)
-                .unwrap();
-        }
-        let bytes: Vec<Vec<u8>> = store
-            .rollout_reports("web", VersionId(2))
-            .unwrap()
-            .into_iter()
-            .map(|record| record.bytes)
-            .collect();
-        assert_eq!(bytes, vec![b"other".to_vec(), b"second".to_vec()]);
-        assert!(matches!(
-            store.save_rollout_report("web", VersionId(2), "../x", b"{}"),
-            Err(StoreError::InvalidName(_))
-        ));
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn an_audit_append_waiting_for_its_fsync_leaves_the_async_workers_free() {
         // A thousand renewals share two workers: one waiting for the disk must not stop
