@@ -11,7 +11,7 @@ use std::error::Error;
 use std::path::Path;
 use std::time::Instant;
 
-use certinel::store::{Origin, Store};
+use certinel::store::{NewVersion, Origin, Store};
 use rcgen::{CertificateParams, KeyPair};
 use time::{Duration, OffsetDateTime};
 
@@ -46,7 +46,12 @@ fn stage_and_promote(store: &dyn Store, name: &str) -> Result<(u32, f64)> {
         created_at: now,
         source: SOURCE.to_owned(),
     };
-    let staged = store.stage_pending(name, &key.serialize_pem(), &cert.pem(), &origin)?;
+    let new = NewVersion {
+        key_pem: &key.serialize_pem(),
+        chain_pem: &cert.pem(),
+        origin: &origin,
+    };
+    let staged = store.stage_pending(name, new)?;
     store.promote(name, staged.version)?;
     let promoted_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     Ok((staged.version.0, promoted_at.as_secs_f64()))

@@ -187,21 +187,16 @@ impl AccountStore for OnSave {
         (self.action)(n, &*self.inner, directory, bytes)
     }
 
-    fn save_account_aside(
-        &self,
-        directory: &str,
-        aside: Aside,
-        bytes: &[u8],
-    ) -> Result<PathBuf, StoreError> {
-        self.inner.save_account_aside(directory, aside, bytes)
+    fn save_account_aside(&self, aside: Aside, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        self.inner.save_account_aside(aside, bytes)
     }
 
-    fn account_aside(&self, directory: &str, aside: Aside) -> Result<Option<Record>, StoreError> {
-        self.inner.account_aside(directory, aside)
+    fn account_aside(&self, aside: Aside) -> Result<Option<Record>, StoreError> {
+        self.inner.account_aside(aside)
     }
 
-    fn remove_account_aside(&self, directory: &str, aside: Aside) -> Result<(), StoreError> {
-        self.inner.remove_account_aside(directory, aside)
+    fn remove_account_aside(&self, aside: Aside) -> Result<(), StoreError> {
+        self.inner.remove_account_aside(aside)
     }
 
     fn retire_account(&self, directory: &str) -> Result<PathBuf, StoreError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use certinel::store::sealed::{Kek, Keyring};
-use certinel::store::{LockHolder, Store, VersionId, Watched};
+use certinel::store::{LockHolder, NewVersion, Store, VersionId, Watched};
 use time::macros::datetime;
 use tokio::sync::watch::Receiver;
 
@@ -154,7 +154,12 @@ fn seed(cluster: &EtcdCluster, dir: &std::path::Path, kek: &std::path::Path, cou
         let name = format!("c{index:02}");
         let _lock = store.lock(&name).unwrap();
         let (key, chain) = issued(&[&format!("{name}.certinel.test")]);
-        let staged = store.stage_pending(&name, &key, &chain, &origin()).unwrap();
+        let new = NewVersion {
+            key_pem: &key,
+            chain_pem: &chain,
+            origin: &origin(),
+        };
+        let staged = store.stage_pending(&name, new).unwrap();
         store.promote(&name, staged.version).unwrap();
     }
 }

@@ -14,7 +14,7 @@ use certinel::acme::{
 };
 use certinel::config::model::CertificateConfig;
 use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
-use certinel::store::{CertStore, FsStore, Origin, SecretPem, Stage, Store, VersionId};
+use certinel::store::{CertStore, FsStore, NewVersion, Origin, SecretPem, Stage, Store, VersionId};
 use time::OffsetDateTime;
 
 use crate::common::config_text::{acme_table, http01_certificate, write_config_file};
@@ -458,9 +458,11 @@ async fn stage_issued(
         .store()
         .stage_pending(
             &certificate.name,
-            &issued.key_pem,
-            &issued.cert_chain_pem,
-            &origin,
+            NewVersion {
+                key_pem: &issued.key_pem,
+                chain_pem: &issued.cert_chain_pem,
+                origin: &origin,
+            },
         )
         .unwrap()
         .version

@@ -13,7 +13,7 @@ use certinel::config::model::{Config, OnVerifyFailure};
 use certinel::renew::rollout_check::{Served, ServedProber};
 use certinel::renew::{RenewError, RenewOptions, RenewOutcome, Renewer};
 use certinel::service::drift::{ServedStore, check_once};
-use certinel::store::{CertStore, Origin, Stage, VersionId};
+use certinel::store::{CertStore, NewVersion, Origin, Stage, VersionId};
 use time::OffsetDateTime;
 
 use crate::common::config_text::{http01_certificate, pebble_acme_table, write_config_file};
@@ -335,7 +335,14 @@ async fn a_renewal_resumed_after_deploy_runs_the_served_check_again() {
         source: "resume test".into(),
     };
     let version = store
-        .stage_pending("api", &key, &chain, &origin)
+        .stage_pending(
+            "api",
+            NewVersion {
+                key_pem: &key,
+                chain_pem: &chain,
+                origin: &origin,
+            },
+        )
         .unwrap()
         .version;
     store.promote("api", version).unwrap();

@@ -4,8 +4,8 @@
 //! certificates with. `store_etcd` runs it on the filesystem store and the etcd store.
 
 use certinel::store::{
-    Aside, HookProcess, LockError, NextStep, Origin, SecretPem, Stage, Store, StoreError,
-    VersionId, VersionState, check_version, recover,
+    Aside, HookProcess, LockError, NewVersion, NextStep, Origin, SecretPem, Stage, Store,
+    StoreError, VersionId, VersionState, check_version, recover,
 };
 use time::macros::datetime;
 
@@ -33,10 +33,12 @@ pub(crate) fn origin() -> Origin {
 /// Stages a fresh certificate for `example.com` as the next version of `name`.
 pub(crate) fn stage(store: &dyn Store, name: &str) -> VersionId {
     let (key, chain) = issued(&["example.com"]);
-    store
-        .stage_pending(name, &key, &chain, &origin())
-        .unwrap()
-        .version
+    let new = NewVersion {
+        key_pem: &key,
+        chain_pem: &chain,
+        origin: &origin(),
+    };
+    store.stage_pending(name, new).unwrap().version
 }
 
 /// `current` and `previous` of `name` as numbers.
@@ -75,13 +77,26 @@ pub(crate) fn behaves_like_a_store(store: &dyn Store) {
 
     // Staging: complete, not live, its key 0600 in the files servers read.
     let (key, chain) = issued(&["example.com"]);
-    let mismatched = store.stage_pending("www", &issued(&["example.com"]).0, &chain, &origin());
+    let other_key = issued(&["example.com"]).0;
+    let mismatched = store.stage_pending(
+        "www",
+        NewVersion {
+            key_pem: &other_key,
+            chain_pem: &chain,
+            origin: &origin(),
+        },
+    );
     assert!(
         matches!(mismatched, Err(StoreError::Verify(_))),
         "{mismatched:?}"
     );
     assert!(store.versions("www").unwrap().is_empty());
-    let v1 = store.stage_pending("www", &key, &chain, &origin()).unwrap();
+    let new = NewVersion {
+        key_pem: &key,
+        chain_pem: &chain,
+        origin: &origin(),
+    };
+    let v1 = store.stage_pending("www", new).unwrap();
     assert_eq!(
         (v1.version, v1.state),
         (VersionId(1), VersionState::Pending)
@@ -181,9 +196,12 @@ pub(crate) fn behaves_like_a_store(store: &dyn Store) {
     let read = store.inflight("api").unwrap().unwrap();
     assert_eq!(read.hook, Some(hook));
     assert_eq!(read.key_pem, with_key.key_pem);
-    let staged = store
-        .stage_pending("api", &new_key, &new_chain, &origin())
-        .unwrap();
+    let new = NewVersion {
+        key_pem: &new_key,
+        chain_pem: &new_chain,
+        origin: &origin(),
+    };
+    let staged = store.stage_pending("api", new).unwrap();
     // Crashed here: the stored version is adopted, not ordered again.
     let disk = store.disk_state("api").unwrap();
     assert!(disk.leftovers.is_empty());
@@ -241,22 +259,25 @@ pub(crate) fn behaves_like_a_store(store: &dyn Store) {
         b"{\"failures\":1}"
     );
 
-    // Each replica's report on rolling out a version, the latest one kept.
+    // Each replica's report on rolling out a version, the latest one kept, apart from its
+    // reports on other versions.
     assert!(
         store
             .rollout_reports("www", VersionId(1))
             .unwrap()
             .is_empty()
     );
-    store
-        .save_rollout_report("www", VersionId(1), "m2", b"old")
-        .unwrap();
-    store
-        .save_rollout_report("www", VersionId(1), "m2", b"{\"m\":2}")
-        .unwrap();
-    store
-        .save_rollout_report("www", VersionId(1), "m1", b"{\"m\":1}")
-        .unwrap();
+    let saves: [(u32, &str, &[u8]); 4] = [
+        (1, "m2", b"old"),
+        (1, "m2", b"{\"m\":2}"),
+        (1, "m1", b"{\"m\":1}"),
+        (2, "m1", b"{\"v\":2}"),
+    ];
+    for (version, member, bytes) in saves {
+        store
+            .save_rollout_report("www", VersionId(version), member, bytes)
+            .unwrap();
+    }
     let reports: Vec<Vec<u8>> = store
         .rollout_reports("www", VersionId(1))
         .unwrap()
@@ -292,26 +313,15 @@ pub(crate) fn behaves_like_a_store(store: &dyn Store) {
     accounts.save_account(CA_URL, ACCOUNT).unwrap();
     assert_eq!(accounts.account(CA_URL).unwrap().unwrap().bytes, ACCOUNT);
     assert_eq!(store.dry_run_accounts().account(CA_URL).unwrap(), None);
-    accounts
-        .save_account_aside(CA_URL, Aside::Adopting, ACCOUNT)
-        .unwrap();
+    let adopting = Aside::adopting(CA_URL);
+    accounts.save_account_aside(adopting, ACCOUNT).unwrap();
     assert_eq!(
-        accounts
-            .account_aside(CA_URL, Aside::Adopting)
-            .unwrap()
-            .map(|r| r.bytes),
+        accounts.account_aside(adopting).unwrap().map(|r| r.bytes),
         Some(ACCOUNT.to_vec())
     );
-    accounts
-        .remove_account_aside(CA_URL, Aside::Adopting)
-        .unwrap();
-    accounts
-        .remove_account_aside(CA_URL, Aside::Adopting)
-        .unwrap();
-    assert_eq!(
-        accounts.account_aside(CA_URL, Aside::Adopting).unwrap(),
-        None
-    );
+    accounts.remove_account_aside(adopting).unwrap();
+    accounts.remove_account_aside(adopting).unwrap();
+    assert_eq!(accounts.account_aside(adopting).unwrap(), None);
     accounts.retire_account(CA_URL).unwrap();
     assert_eq!(accounts.account(CA_URL).unwrap(), None);
     store

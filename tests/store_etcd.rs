@@ -121,7 +121,7 @@ fn no_private_key_or_account_credential_is_stored_in_plaintext_in_etcd() {
     store.accounts().save_account(CA_URL, ACCOUNT).unwrap();
     store
         .accounts()
-        .save_account_aside(CA_URL, Aside::Rollover, ACCOUNT)
+        .save_account_aside(Aside::rollover(CA_URL), ACCOUNT)
         .unwrap();
     let key_body = key.lines().nth(1).unwrap().to_owned();
 

@@ -237,7 +237,7 @@ mod tests {
             source: "https://127.0.0.1:9/dir".into(),
         };
         let meta = store
-            .stage_pending("web", &issued.key_pem, &issued.fullchain, &origin)
+            .stage_pending("web", issued.new_version(&origin))
             .unwrap();
         store.promote("web", meta.version).unwrap();
         let metadata = store.files("web", meta.version).unwrap().metadata;

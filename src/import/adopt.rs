@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::acme::{AcmeSettings, AdoptedAccount, ForeignAccount, adopt_account};
 use crate::import::ImportError;
 use crate::import::plan::{CertificatePlan, ImportPlan, LiveFiles};
-use crate::store::{CertStore, Origin, StoreError, VersionId};
+use crate::store::{CertStore, NewVersion, Origin, StoreError, VersionId};
 
 /// Where and how to adopt.
 #[derive(Debug, Clone)]
@@ -144,9 +144,11 @@ fn adopt_certificate(
         };
         let meta = store.stage_pending(
             name,
-            certificate.key_pem.expose(),
-            &certificate.chain_pem,
-            &origin,
+            NewVersion {
+                key_pem: certificate.key_pem.expose(),
+                chain_pem: &certificate.chain_pem,
+                origin: &origin,
+            },
         )?;
         store.promote(name, meta.version)?;
         tracing::info!(

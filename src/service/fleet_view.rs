@@ -149,7 +149,7 @@ mod tests {
             source: "imported".into(),
         };
         let v0001 = store
-            .stage_pending("api", &issued.key_pem, &issued.fullchain, &origin)
+            .stage_pending("api", issued.new_version(&origin))
             .unwrap();
         store.promote("api", v0001.version).unwrap();
         let fleet = Fleet::new("b", |_| vec!["a".to_owned(), "b".to_owned()]);

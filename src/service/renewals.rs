@@ -510,7 +510,7 @@ mod tests {
             start + expires_in,
         );
         let old = store
-            .stage_pending("api", &old.key_pem, &old.fullchain, &origin)
+            .stage_pending("api", old.new_version(&origin))
             .unwrap();
         store.promote("api", old.version).unwrap();
         let parked = issue_valid(
@@ -520,7 +520,7 @@ mod tests {
             start + time::Duration::days(89),
         );
         let parked = store
-            .stage_pending("api", &parked.key_pem, &parked.fullchain, &origin)
+            .stage_pending("api", parked.new_version(&origin))
             .unwrap();
         store
             .set_state("api", parked.version, VersionState::Parked)

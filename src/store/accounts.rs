@@ -26,18 +26,13 @@ pub trait AccountStore: Send + Sync + Debug {
     /// Stores the credentials for `directory` (a new registration, a rolled-over key),
     /// replacing any atomically: a reader sees the old document or the new one.
     fn save_account(&self, directory: &str, bytes: &[u8]) -> Result<(), StoreError>;
-    /// Keeps a document beside the credentials of `directory` (atomically, 0600): what
-    /// must not be lost while they cannot be replaced ([`Aside`]); returns where.
-    fn save_account_aside(
-        &self,
-        directory: &str,
-        aside: Aside,
-        bytes: &[u8],
-    ) -> Result<PathBuf, StoreError>;
-    /// The document kept beside the credentials of `directory`, if any.
-    fn account_aside(&self, directory: &str, aside: Aside) -> Result<Option<Record>, StoreError>;
-    /// Deletes the document kept beside the credentials of `directory` (none is fine).
-    fn remove_account_aside(&self, directory: &str, aside: Aside) -> Result<(), StoreError>;
+    /// Keeps a document beside the credentials of `aside.directory` (atomically, 0600):
+    /// what must not be lost while they cannot be replaced ([`Aside`]); returns where.
+    fn save_account_aside(&self, aside: Aside, bytes: &[u8]) -> Result<PathBuf, StoreError>;
+    /// The document kept beside the credentials of `aside.directory`, if any.
+    fn account_aside(&self, aside: Aside) -> Result<Option<Record>, StoreError>;
+    /// Deletes the document kept beside the credentials of `aside.directory` (none is fine).
+    fn remove_account_aside(&self, aside: Aside) -> Result<(), StoreError>;
     /// Retires the credentials of a deactivated account: [`account`](Self::account) finds
     /// none afterwards, and the document is kept for the record; returns where.
     fn retire_account(&self, directory: &str) -> Result<PathBuf, StoreError>;
@@ -45,9 +40,19 @@ pub trait AccountStore: Send + Sync + Debug {
     fn account_location(&self, directory: &str) -> PathBuf;
 }
 
-/// A document kept beside an account's credentials.
+/// A document kept beside an account's credentials: the ACME directory whose credentials
+/// it sits beside, and which document it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Aside {
+pub struct Aside<'a> {
+    /// The ACME directory URL the credentials are kept for.
+    pub directory: &'a str,
+    /// Which document.
+    pub kind: AsideKind,
+}
+
+/// Which document is kept beside an account's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsideKind {
     /// Credentials with a rolled-over key that could not replace the stored ones although
     /// the CA already switched to it (`*.json.rollover`), for a person to move over.
     Rollover,
@@ -56,12 +61,32 @@ pub enum Aside {
     Adopting,
 }
 
-impl Aside {
+impl<'a> Aside<'a> {
+    /// The rolled-over credentials kept beside those of `directory`
+    /// ([`AsideKind::Rollover`]).
+    pub fn rollover(directory: &'a str) -> Aside<'a> {
+        Aside {
+            directory,
+            kind: AsideKind::Rollover,
+        }
+    }
+
+    /// The adoption's new key kept beside the credentials of `directory`
+    /// ([`AsideKind::Adopting`]).
+    pub fn adopting(directory: &'a str) -> Aside<'a> {
+        Aside {
+            directory,
+            kind: AsideKind::Adopting,
+        }
+    }
+}
+
+impl AsideKind {
     /// The file extension that replaces `json` in the credentials file name.
     fn extension(self) -> &'static str {
         match self {
-            Aside::Rollover => "json.rollover",
-            Aside::Adopting => "json.adopting",
+            AsideKind::Rollover => "json.rollover",
+            AsideKind::Adopting => "json.adopting",
         }
     }
 }
@@ -82,7 +107,7 @@ pub fn account_file_name(directory: &str) -> String {
 
 /// Account credentials kept as files in one directory (mode 0700): `account-HASH.json`
 /// (0600) per directory URL, `*.json.rollover` and `*.json.adopting` beside it
-/// ([`Aside`]), `*.json.deactivated` once retired. Every file is written with
+/// ([`AsideKind`]), `*.json.deactivated` once retired. Every file is written with
 /// [`crate::disk`]'s one atomic writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsAccounts {
@@ -102,9 +127,9 @@ impl FsAccounts {
         Arc::new(FsAccounts::new(dir))
     }
 
-    fn aside_path(&self, directory: &str, aside: Aside) -> PathBuf {
-        self.account_location(directory)
-            .with_extension(aside.extension())
+    fn aside_path(&self, aside: Aside) -> PathBuf {
+        self.account_location(aside.directory)
+            .with_extension(aside.kind.extension())
     }
 
     /// Writes `bytes` to `path` atomically with mode 0600, the directory made or kept a
@@ -140,23 +165,18 @@ impl AccountStore for FsAccounts {
         self.write_private(&self.account_location(directory), bytes)
     }
 
-    fn save_account_aside(
-        &self,
-        directory: &str,
-        aside: Aside,
-        bytes: &[u8],
-    ) -> Result<PathBuf, StoreError> {
-        let beside = self.aside_path(directory, aside);
+    fn save_account_aside(&self, aside: Aside, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        let beside = self.aside_path(aside);
         self.write_private(&beside, bytes)?;
         Ok(beside)
     }
 
-    fn account_aside(&self, directory: &str, aside: Aside) -> Result<Option<Record>, StoreError> {
-        read_document(self.aside_path(directory, aside))
+    fn account_aside(&self, aside: Aside) -> Result<Option<Record>, StoreError> {
+        read_document(self.aside_path(aside))
     }
 
-    fn remove_account_aside(&self, directory: &str, aside: Aside) -> Result<(), StoreError> {
-        let path = self.aside_path(directory, aside);
+    fn remove_account_aside(&self, aside: Aside) -> Result<(), StoreError> {
+        let path = self.aside_path(aside);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(crate::disk::sync_dir(&self.dir)?),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -289,27 +309,19 @@ mod tests {
         let temp = tempfile::tempdir().unwrap();
         let accounts = FsAccounts::new(temp.path());
         let path = accounts.account_location(DIRECTORY);
-        let aside = accounts
-            .save_account_aside(DIRECTORY, Aside::Rollover, b"new")
+        let rollover = accounts
+            .save_account_aside(Aside::rollover(DIRECTORY), b"new")
             .unwrap();
-        assert_eq!(aside, path.with_extension("json.rollover"));
-        assert_eq!(mode(&aside), 0o600);
-        let adopting = accounts
-            .save_account_aside(DIRECTORY, Aside::Adopting, b"key")
-            .unwrap();
-        assert_eq!(adopting, path.with_extension("json.adopting"));
-        let kept = accounts.account_aside(DIRECTORY, Aside::Adopting).unwrap();
+        assert_eq!(rollover, path.with_extension("json.rollover"));
+        assert_eq!(mode(&rollover), 0o600);
+        let adopting = Aside::adopting(DIRECTORY);
+        let adopting_path = accounts.save_account_aside(adopting, b"key").unwrap();
+        assert_eq!(adopting_path, path.with_extension("json.adopting"));
+        let kept = accounts.account_aside(adopting).unwrap();
         assert_eq!(kept.map(|record| record.bytes), Some(b"key".to_vec()));
-        accounts
-            .remove_account_aside(DIRECTORY, Aside::Adopting)
-            .unwrap();
-        accounts
-            .remove_account_aside(DIRECTORY, Aside::Adopting)
-            .unwrap();
-        assert_eq!(
-            accounts.account_aside(DIRECTORY, Aside::Adopting).unwrap(),
-            None
-        );
+        accounts.remove_account_aside(adopting).unwrap();
+        accounts.remove_account_aside(adopting).unwrap();
+        assert_eq!(accounts.account_aside(adopting).unwrap(), None);
         accounts.save_account(DIRECTORY, b"old").unwrap();
         let retired = accounts.retire_account(DIRECTORY).unwrap();
         assert_eq!(retired, path.with_extension("json.deactivated"));

@@ -18,9 +18,9 @@ use crate::store::accounts::AccountStore;
 use crate::store::audit::{AuditEvent, AuditHistory};
 use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
 use crate::store::lock::{LockError, RenewalLock};
-use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
+use crate::store::metadata::{VersionId, VersionMetadata, VersionState};
 use crate::store::recovery::DiskState;
-use crate::store::versions::VersionFiles;
+use crate::store::versions::{NewVersion, VersionFiles};
 
 /// A stored document read back: its bytes and where it lives, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,13 +73,7 @@ pub trait Store: Send + Sync + Debug {
     fn metadata(&self, name: &str, version: VersionId) -> Result<VersionMetadata, StoreError>;
     /// Stores a new version, not yet live; the key must match the chain's leaf. The
     /// version appears complete or not at all.
-    fn stage_pending(
-        &self,
-        name: &str,
-        key_pem: &str,
-        chain_pem: &str,
-        origin: &Origin,
-    ) -> Result<VersionMetadata, StoreError>;
+    fn stage_pending(&self, name: &str, new: NewVersion) -> Result<VersionMetadata, StoreError>;
     /// Makes `version` live (`previous` := `current`, `current` := `version`); idempotent.
     fn promote(&self, name: &str, version: VersionId) -> Result<(), StoreError>;
     /// Makes `previous` live again and marks the abandoned version failed; returns the

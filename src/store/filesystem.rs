@@ -14,10 +14,10 @@ use crate::store::audit::{AuditEvent, AuditHistory, AuditLog};
 use crate::store::backend::{Record, Store};
 use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
 use crate::store::lock::{LockError, RenewalLock};
-use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
+use crate::store::metadata::{VersionId, VersionMetadata, VersionState};
 use crate::store::off_workers::off_the_workers;
 use crate::store::recovery::DiskState;
-use crate::store::versions::{CertStore, VersionFiles};
+use crate::store::versions::{CertStore, NewVersion, VersionFiles};
 
 const AUDIT_LOG: &str = "audit.jsonl";
 const SCHEDULE: &str = "schedule.json";
@@ -67,17 +67,8 @@ impl Store for FsStore {
         self.certs()?.metadata(name, version)
     }
 
-    fn stage_pending(
-        &self,
-        name: &str,
-        key_pem: &str,
-        chain_pem: &str,
-        origin: &Origin,
-    ) -> Result<VersionMetadata, StoreError> {
-        off_the_workers(|| {
-            self.certs()?
-                .stage_pending(name, key_pem, chain_pem, origin)
-        })
+    fn stage_pending(&self, name: &str, new: NewVersion) -> Result<VersionMetadata, StoreError> {
+        off_the_workers(|| self.certs()?.stage_pending(name, new))
     }
 
     fn promote(&self, name: &str, version: VersionId) -> Result<(), StoreError> {
@@ -263,7 +254,7 @@ mod tests {
 
     use super::*;
     use crate::store::testing::issue;
-    use crate::store::{Outcome, Step};
+    use crate::store::{Origin, Outcome, Step};
 
     /// Every file and link under `root`, relative, sorted.
     fn tree(root: &Path) -> Vec<String> {
@@ -297,11 +288,11 @@ mod tests {
         let _lock = store.lock("web").unwrap();
         store.begin("web", origin.created_at).unwrap();
         let first = store
-            .stage_pending("web", &issued.key_pem, &issued.fullchain, &origin)
+            .stage_pending("web", issued.new_version(&origin))
             .unwrap();
         store.promote("web", first.version).unwrap();
         let second = store
-            .stage_pending("web", &issued.key_pem, &issued.fullchain, &origin)
+            .stage_pending("web", issued.new_version(&origin))
             .unwrap();
         store.promote("web", second.version).unwrap();
         store.save_schedule_record("web", b"{}").unwrap();
@@ -364,40 +355,6 @@ mod tests {
             b"{}".to_vec()
         );
         assert!(matches!(store.lock("web"), Err(LockError::Held)));
-    }
-
-    #[test]
-    fn rollout_reports_are_kept_per_version_and_member() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FsStore::new(dir.path());
-        assert!(
-            store
-                .rollout_reports("web", VersionId(2))
-                .unwrap()
-                .is_empty()
-        );
-        let saves: [(u32, &str, &[u8]); 4] = [
-            (2, "b", b"first"),
-            (2, "b", b"second"),
-            (2, "a", b"other"),
-            (3, "a", b"later"),
-        ];
-        for (version, member, bytes) in saves {
-            store
-                .save_rollout_report("web", VersionId(version), member, bytes)
-                .unwrap();
-        }
-        let bytes: Vec<Vec<u8>> = store
-            .rollout_reports("web", VersionId(2))
-            .unwrap()
-            .into_iter()
-            .map(|record| record.bytes)
-            .collect();
-        assert_eq!(bytes, vec![b"other".to_vec(), b"second".to_vec()]);
-        assert!(matches!(
-            store.save_rollout_report("web", VersionId(2), "../x", b"{}"),
-            Err(StoreError::InvalidName(_))
-        ));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]

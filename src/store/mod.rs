@@ -48,7 +48,7 @@ pub mod versions;
 
 use std::path::PathBuf;
 
-pub use accounts::{AccountStore, Aside, FsAccounts, account_file_name};
+pub use accounts::{AccountStore, Aside, AsideKind, FsAccounts, account_file_name};
 pub use audit::{AuditEvent, AuditHistory, AuditLog, Outcome, Step};
 pub use backend::{LockHolder, Record, Store, Watched};
 pub use etcd::{EtcdSettings, EtcdStore};
@@ -58,7 +58,7 @@ pub use lock::{LockError, RenewalLock};
 pub use metadata::{Origin, VersionId, VersionMetadata, VersionState};
 pub use recovery::{DiskState, NextStep, Recovery, recover};
 pub use version_check::{VerifyError, VersionFacts, check_pems, check_version};
-pub use versions::{CertStore, VersionFiles};
+pub use versions::{CertStore, NewVersion, VersionFiles};
 
 /// Everything that can go wrong while reading or writing certificate state.
 #[derive(Debug, thiserror::Error)]

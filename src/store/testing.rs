@@ -6,7 +6,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use crate::store::{FsStore, Store};
+use crate::store::{FsStore, NewVersion, Origin, Store};
 
 /// A leaf certificate with its key and issuing chain, as PEM.
 pub(crate) struct Issued {
@@ -14,6 +14,18 @@ pub(crate) struct Issued {
     pub fullchain: String,
     /// The leaf's private key.
     pub key_pem: String,
+}
+
+impl Issued {
+    /// This certificate as a new version obtained as `origin` says, for
+    /// [`Store::stage_pending`].
+    pub(crate) fn new_version<'a>(&'a self, origin: &'a Origin) -> NewVersion<'a> {
+        NewVersion {
+            key_pem: &self.key_pem,
+            chain_pem: &self.fullchain,
+            origin,
+        }
+    }
 }
 
 /// A leaf for `names` with a fresh key of `alg`, valid for 90 days from 2025-01-01.

@@ -9,7 +9,8 @@ use time::macros::datetime;
 use crate::store::atomic::replace_symlink_atomic;
 use crate::store::testing::{Issued, issue};
 use crate::store::{
-    CertStore, NextStep, Origin, Stage, StoreError, VersionId, VersionState, check_version, recover,
+    CertStore, NewVersion, NextStep, Origin, Stage, StoreError, VersionId, VersionState,
+    check_version, recover,
 };
 
 const NAME: &str = "www";
@@ -29,7 +30,7 @@ fn cert() -> Issued {
 fn stage(store: &CertStore) -> VersionId {
     let issued = cert();
     store
-        .stage_pending(NAME, &issued.key_pem, &issued.fullchain, &origin())
+        .stage_pending(NAME, issued.new_version(&origin()))
         .unwrap()
         .version
 }
@@ -47,7 +48,7 @@ fn stage_pending_writes_a_complete_version_that_is_not_live() {
     let store = CertStore::open(dir.path()).unwrap();
     let issued = cert();
     let meta = store
-        .stage_pending(NAME, &issued.key_pem, &issued.fullchain, &origin())
+        .stage_pending(NAME, issued.new_version(&origin()))
         .unwrap();
     assert_eq!(meta.version, VersionId(1));
     assert_eq!(meta.state, VersionState::Pending);
@@ -70,7 +71,14 @@ fn stage_pending_refuses_a_key_that_does_not_match() {
     let dir = tempfile::tempdir().unwrap();
     let store = CertStore::open(dir.path()).unwrap();
     let err = store
-        .stage_pending(NAME, &cert().key_pem, &cert().fullchain, &origin())
+        .stage_pending(
+            NAME,
+            NewVersion {
+                key_pem: &cert().key_pem,
+                chain_pem: &cert().fullchain,
+                origin: &origin(),
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, StoreError::Verify(_)), "{err}");
     assert!(store.versions(NAME).unwrap().is_empty());

@@ -39,6 +39,18 @@ pub struct VersionFiles {
     pub metadata: PathBuf,
 }
 
+/// What a new version is made of, as [`Store::stage_pending`](crate::store::Store::stage_pending)
+/// is handed it. Not `Debug`, so that the key is never logged.
+#[derive(Clone, Copy)]
+pub struct NewVersion<'a> {
+    /// The private key, PEM; it must match the chain's leaf.
+    pub key_pem: &'a str,
+    /// The leaf followed by its intermediates, PEM.
+    pub chain_pem: &'a str,
+    /// When and from where the certificate was obtained.
+    pub origin: &'a Origin,
+}
+
 impl VersionFiles {
     /// The standard file names inside `dir`.
     pub fn in_dir(dir: PathBuf) -> VersionFiles {
@@ -91,16 +103,14 @@ impl CertStore {
     pub fn stage_pending(
         &self,
         name: &str,
-        key_pem: &str,
-        chain_pem: &str,
-        origin: &Origin,
+        new: NewVersion,
     ) -> Result<VersionMetadata, StoreError> {
-        let NewVersion {
+        let CheckedVersion {
             mut meta,
+            key_pem,
             cert,
             chain,
-            ..
-        } = new_version(key_pem, chain_pem, origin)?;
+        } = new.check()?;
         let dir = self.cert_dir(name)?;
         fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
         sync_dir(&self.certs_dir)?;
@@ -327,7 +337,7 @@ pub(crate) fn prunable(
 
 /// A new version whose key was checked against its chain's leaf, ready to be numbered and
 /// stored.
-pub(crate) struct NewVersion<'a> {
+pub(crate) struct CheckedVersion<'a> {
     /// Its metadata: pending, numbered `v0000` until the store numbers it.
     pub(crate) meta: VersionMetadata,
     /// The private key, PEM.
@@ -338,34 +348,33 @@ pub(crate) struct NewVersion<'a> {
     pub(crate) chain: String,
 }
 
-/// Checks a new version's key against its chain and describes it ([`NewVersion`]).
-pub(crate) fn new_version<'a>(
-    key_pem: &'a str,
-    chain_pem: &str,
-    origin: &Origin,
-) -> Result<NewVersion<'a>, StoreError> {
-    let facts = check_pems(chain_pem, key_pem, &[])?;
-    let blocks = certificate_blocks(chain_pem);
-    let cert = blocks.first().cloned().unwrap_or_default();
-    let chain = blocks[1.min(blocks.len())..].concat();
-    let meta = VersionMetadata {
-        version: VersionId(0),
-        serial: facts.serial,
-        not_before: facts.not_before,
-        not_after: facts.not_after,
-        dns_names: facts.dns_names,
-        key_type: facts.key_type,
-        issuer: facts.issuer,
-        created_at: origin.created_at,
-        source: origin.source.clone(),
-        state: VersionState::Pending,
-    };
-    Ok(NewVersion {
-        meta,
-        key_pem,
-        cert,
-        chain,
-    })
+impl<'a> NewVersion<'a> {
+    /// Checks the key against the chain's leaf and describes the version
+    /// ([`CheckedVersion`]).
+    pub(crate) fn check(self) -> Result<CheckedVersion<'a>, StoreError> {
+        let facts = check_pems(self.chain_pem, self.key_pem, &[])?;
+        let blocks = certificate_blocks(self.chain_pem);
+        let cert = blocks.first().cloned().unwrap_or_default();
+        let chain = blocks[1.min(blocks.len())..].concat();
+        let meta = VersionMetadata {
+            version: VersionId(0),
+            serial: facts.serial,
+            not_before: facts.not_before,
+            not_after: facts.not_after,
+            dns_names: facts.dns_names,
+            key_type: facts.key_type,
+            issuer: facts.issuer,
+            created_at: self.origin.created_at,
+            source: self.origin.source.clone(),
+            state: VersionState::Pending,
+        };
+        Ok(CheckedVersion {
+            meta,
+            key_pem: self.key_pem,
+            cert,
+            chain,
+        })
+    }
 }
 
 fn write_meta(path: &Path, meta: &VersionMetadata) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use certinel::store::{CertStore, Origin, VersionId};
+use certinel::store::{CertStore, NewVersion, Origin, VersionId};
 use certinel_testkit::http::read_request_head;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
@@ -167,7 +167,14 @@ pub fn adopt_leaf(state_dir: &Path, name: &str, ca: &CrlCa, serial: u64, crl_url
         source: "adopted from the CRL test CA".into(),
     };
     let version = store
-        .stage_pending(name, &key, &chain, &origin)
+        .stage_pending(
+            name,
+            NewVersion {
+                key_pem: &key,
+                chain_pem: &chain,
+                origin: &origin,
+            },
+        )
         .unwrap()
         .version;
     store.promote(name, version).unwrap();

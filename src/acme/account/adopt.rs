@@ -127,7 +127,7 @@ pub async fn adopt_account(
         .save_account(&settings.directory, &json)
         .map_err(|error| store_error(&credentials_path, error))?;
     if rolled_over
-        && let Err(error) = accounts.remove_account_aside(&settings.directory, Aside::Adopting)
+        && let Err(error) = accounts.remove_account_aside(Aside::adopting(&settings.directory))
     {
         tracing::warn!(%error, "cannot remove the adoption's saved key");
     }
@@ -185,7 +185,7 @@ fn pending_key(
     account_url: &str,
 ) -> Result<(Vec<u8>, bool), AcmeError> {
     let location = accounts.account_location(directory);
-    if let Ok(Some(record)) = accounts.account_aside(directory, Aside::Adopting) {
+    if let Ok(Some(record)) = accounts.account_aside(Aside::adopting(directory)) {
         let pending: Value =
             serde_json::from_slice(&record.bytes).map_err(|error| AcmeError::AccountFile {
                 path: record.location.clone(),
@@ -210,7 +210,7 @@ fn pending_key(
         .to_vec();
     let pending = json!({ "account": account_url, "key_pkcs8": b64(&key) });
     accounts
-        .save_account_aside(directory, Aside::Adopting, pending.to_string().as_bytes())
+        .save_account_aside(Aside::adopting(directory), pending.to_string().as_bytes())
         .map_err(|error| store_error(&location, error))?;
     Ok((key, false))
 }

@@ -84,14 +84,13 @@ impl AcmeAccount {
         if let Err(error) = self.accounts.save_account(&self.directory, &json) {
             // The CA already answers only to the new key: losing it loses the account. Try
             // beside the old credentials before giving up, and say where they are.
-            let saved =
-                match self
-                    .accounts
-                    .save_account_aside(&self.directory, Aside::Rollover, &json)
-                {
-                    Ok(beside) => format!("saved in {} instead; move it over", beside.display()),
-                    Err(_) => "not saved anywhere: register a new account".to_owned(),
-                };
+            let saved = match self
+                .accounts
+                .save_account_aside(Aside::rollover(&self.directory), &json)
+            {
+                Ok(beside) => format!("saved in {} instead; move it over", beside.display()),
+                Err(_) => "not saved anywhere: register a new account".to_owned(),
+            };
             let message = format!(
                 "the CA switched to the new key, but {}: {error}; the new key is {saved}",
                 self.credentials_path.display()

@@ -13,7 +13,7 @@ use crate::acme::{AcmeAccount, AcmeError, OrderPermit, OrderProgress};
 use crate::renew::next_action::{Action, Event, next_action};
 use crate::renew::rollout_check::ServedError;
 use crate::renew::{RenewError, RenewOutcome};
-use crate::store::{Origin, Stage, Step, StoreError, VersionId, check_version};
+use crate::store::{NewVersion, Origin, Stage, Step, StoreError, VersionId, check_version};
 
 /// What one renewal carries from one action to the next besides the store: the account,
 /// and the failure an action met, until the state machine decides how it ends.
@@ -366,9 +366,14 @@ impl Run<'_> {
             created_at: self.event_time(),
             source: account.directory().to_owned(),
         };
-        let staged = self
-            .store
-            .stage_pending(name, key_pem.expose(), &cert_chain_pem, &origin);
+        let staged = self.store.stage_pending(
+            name,
+            NewVersion {
+                key_pem: key_pem.expose(),
+                chain_pem: &cert_chain_pem,
+                origin: &origin,
+            },
+        );
         let meta = match staged {
             Ok(meta) => meta,
             Err(source) => {

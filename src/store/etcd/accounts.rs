@@ -9,7 +9,7 @@ use std::sync::Arc;
 use etcd_client::{Compare, CompareOp, TxnOp};
 
 use crate::store::StoreError;
-use crate::store::accounts::{AccountStore, Aside, account_file_name};
+use crate::store::accounts::{AccountStore, Aside, AsideKind, account_file_name};
 use crate::store::backend::Record;
 use crate::store::etcd::Shared;
 use crate::store::etcd::txn::{Entry, unchanged};
@@ -35,12 +35,12 @@ impl EtcdAccounts {
         format!("{}{stem}", self.prefix)
     }
 
-    fn aside_key(&self, directory: &str, aside: Aside) -> String {
-        let suffix = match aside {
-            Aside::Rollover => "rollover",
-            Aside::Adopting => "adopting",
+    fn aside_key(&self, aside: Aside) -> String {
+        let suffix = match aside.kind {
+            AsideKind::Rollover => "rollover",
+            AsideKind::Adopting => "adopting",
         };
-        format!("{}.{suffix}", self.key(directory))
+        format!("{}.{suffix}", self.key(aside.directory))
     }
 
     /// The sealed document at `key`, opened.
@@ -109,13 +109,8 @@ impl AccountStore for EtcdAccounts {
         Ok(())
     }
 
-    fn save_account_aside(
-        &self,
-        directory: &str,
-        aside: Aside,
-        bytes: &[u8],
-    ) -> Result<PathBuf, StoreError> {
-        let key = self.aside_key(directory, aside);
+    fn save_account_aside(&self, aside: Aside, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        let key = self.aside_key(aside);
         let sealed = self.shared.keyring.seal(&key, bytes)?;
         self.shared.transact(
             &key,
@@ -125,14 +120,12 @@ impl AccountStore for EtcdAccounts {
         Ok(location(&key))
     }
 
-    fn account_aside(&self, directory: &str, aside: Aside) -> Result<Option<Record>, StoreError> {
-        Ok(self
-            .read(&self.aside_key(directory, aside))?
-            .map(|(_, record)| record))
+    fn account_aside(&self, aside: Aside) -> Result<Option<Record>, StoreError> {
+        Ok(self.read(&self.aside_key(aside))?.map(|(_, record)| record))
     }
 
-    fn remove_account_aside(&self, directory: &str, aside: Aside) -> Result<(), StoreError> {
-        let key = self.aside_key(directory, aside);
+    fn remove_account_aside(&self, aside: Aside) -> Result<(), StoreError> {
+        let key = self.aside_key(aside);
         self.shared
             .transact(&key, Vec::new(), vec![TxnOp::delete(key.as_str(), None)])?;
         Ok(())

@@ -41,10 +41,10 @@ use crate::store::audit::{AuditEvent, AuditHistory};
 use crate::store::backend::{Record, Store, Watched};
 use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
 use crate::store::lock::{LockError, RenewalLock};
-use crate::store::metadata::{Origin, VersionId, VersionMetadata, VersionState};
+use crate::store::metadata::{VersionId, VersionMetadata, VersionState};
 use crate::store::recovery::DiskState;
 use crate::store::sealed::Keyring;
-use crate::store::versions::{VersionFiles, new_version};
+use crate::store::versions::{NewVersion, VersionFiles};
 use bridge::Bridge;
 use keys::Keys;
 
@@ -222,15 +222,8 @@ impl Store for EtcdStore {
         Ok(self.shared.version(name, version)?.doc.meta)
     }
 
-    fn stage_pending(
-        &self,
-        name: &str,
-        key_pem: &str,
-        chain_pem: &str,
-        origin: &Origin,
-    ) -> Result<VersionMetadata, StoreError> {
-        let new = new_version(key_pem, chain_pem, origin)?;
-        self.shared.stage_pending(name, new)
+    fn stage_pending(&self, name: &str, new: NewVersion) -> Result<VersionMetadata, StoreError> {
+        self.shared.stage_pending(name, new.check()?)
     }
 
     fn promote(&self, name: &str, version: VersionId) -> Result<(), StoreError> {

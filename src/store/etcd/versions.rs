@@ -9,14 +9,14 @@ use crate::store::etcd::Shared;
 use crate::store::etcd::cert_state::{Links, StoredVersion, VersionDoc, decode, seal, to_json};
 use crate::store::etcd::txn::{Plan, unchanged};
 use crate::store::metadata::{VersionId, VersionMetadata, VersionState};
-use crate::store::versions::{NewVersion, prunable};
+use crate::store::versions::{CheckedVersion, prunable};
 
 impl Shared {
     /// Stores a checked new version after the highest one, not yet live.
     pub(crate) fn stage_pending(
         &self,
         name: &str,
-        new: NewVersion,
+        new: CheckedVersion,
     ) -> Result<VersionMetadata, StoreError> {
         self.update(name, || {
             let state = self.cert_state(name)?;

@@ -53,7 +53,7 @@ fn stage(store: &CertStore, issued: &Issued, now: OffsetDateTime) -> VersionId {
         source: "imported".into(),
     };
     store
-        .stage_pending("api", &issued.key_pem, &issued.fullchain, &origin)
+        .stage_pending("api", issued.new_version(&origin))
         .unwrap()
         .version
 }
