@@ -13,10 +13,10 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use certinel::acme::{
-    AcmeAccount, AcmeError, AcmeObserver, AcmeSettings, Eab, IssueRequest, Issued, NoopObserver,
+    AcmeAccount, AcmeError, AcmeObserver, AcmeSettings, IssueRequest, Issued, NoopObserver,
     PollPolicy, RetryPolicy, Stage, issue, load_or_create_account,
 };
-use certinel::cert::{ChallengeSpec, Identifier, KeyAlgorithm};
+use certinel::cert::{ChallengeSpec, Eab, Identifier, KeyAlgorithm};
 use rcgen::PublicKeyData;
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::Pem;

@@ -433,7 +433,7 @@ fn credentials_json(credentials: &AccountCredentials, path: &Path) -> Result<Val
     })
 }
 
-fn decode_eab(eab: &crate::acme::Eab) -> Result<ExternalAccountKey, AcmeError> {
+fn decode_eab(eab: &crate::cert::Eab) -> Result<ExternalAccountKey, AcmeError> {
     let text = eab.hmac_key.trim();
     let key = URL_SAFE_NO_PAD
         .decode(text.trim_end_matches('='))
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn eab_key_accepts_base64url_with_or_without_padding() {
-        let eab = |key: &str| crate::acme::Eab {
+        let eab = |key: &str| crate::cert::Eab {
             kid: "kid-1".into(),
             hmac_key: key.into(),
         };

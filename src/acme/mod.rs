@@ -60,7 +60,7 @@ pub use renewal_info::{
 pub use retry::{PollPolicy, RetryPolicy};
 pub use revoke::{RevocationReason, UnknownRevocationReason, revoke};
 
-use crate::cert::{ChallengeSpec, Identifier, KeyAlgorithm};
+use crate::cert::{ChallengeSpec, Eab, Identifier, KeyAlgorithm};
 
 /// Everything needed to talk to one ACME CA.
 #[derive(Clone, Debug)]
@@ -94,24 +94,6 @@ impl AcmeSettings {
             retry: RetryPolicy::default(),
             preflight: PreflightSettings::default(),
         }
-    }
-}
-
-/// An external account binding key (RFC 8555 section 7.3.4).
-#[derive(Clone)]
-pub struct Eab {
-    /// The key identifier the CA gave out.
-    pub kid: String,
-    /// The MAC key, base64url-encoded as CAs hand it out.
-    pub hmac_key: String,
-}
-
-impl fmt::Debug for Eab {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Eab")
-            .field("kid", &self.kid)
-            .field("hmac_key", &"<redacted>")
-            .finish()
     }
 }
 

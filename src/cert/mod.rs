@@ -1,6 +1,7 @@
 //! certinel's vocabulary: the nouns several layers share, as plain data — the identifiers a
 //! certificate is for, the key it should have and the key it has, when to renew it, how
-//! control of its names is proven, and what a hook's environment adds. `config` parses
+//! control of its names is proven, what a hook's environment adds, and the external
+//! account binding a CA may ask for. `config` parses
 //! them, `scan` reads them from certificates, `store`, `schedule`, `acme` and `renew` pass
 //! them around.
 //!
@@ -8,6 +9,7 @@
 //! randomness, files or sockets.
 
 mod challenge;
+mod eab;
 mod hook_env;
 mod identifier;
 mod key;
@@ -18,6 +20,7 @@ pub use challenge::{
     ChallengeSpec, DEFAULT_PROPAGATION_TIMEOUT, Dns01Spec, DnsProvider, Rfc2136Settings,
     TsigAlgorithm, TsigSecret, UnknownTsigAlgorithm,
 };
+pub use eab::Eab;
 pub use hook_env::HookEnv;
 pub use identifier::Identifier;
 pub use key::{KeyAlgorithm, KeyType, UnknownKeyAlgorithm};

@@ -106,14 +106,9 @@ pub(crate) fn ca_choice(
                         ),
                     ));
                 }
-                if names.contains(text) {
-                    return Err(cx.error(
-                        name.span(),
-                        entry,
-                        format!("CA {text:?} is listed twice; list each CA once"),
-                    ));
-                }
-                names.push(text.clone());
+                cx.push_once(&mut names, name, entry, |text| {
+                    format!("CA {text:?} is listed twice; list each CA once")
+                })?;
             }
             names
         }

@@ -16,14 +16,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use toml::Spanned;
 
 use crate::cert::{
-    ChallengeSpec, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError, is_safe_name,
+    ChallengeSpec, Eab, Identifier, KeyAlgorithm, RenewBefore, RenewBeforeError, is_safe_name,
 };
 use crate::config::ConfigError;
 use crate::config::cas::{ca_choice, max_concurrent_orders};
 use crate::config::challenge::{challenge, resolver_addr};
 use crate::config::hook_env::hook_env;
 use crate::config::locate::join;
-use crate::config::model::{AcmeConfig, CertificateConfig, EabConfig};
+use crate::config::model::{AcmeConfig, CertificateConfig};
 use crate::config::raw::{RawAcme, RawCertificate};
 use crate::config::target::{NameError, parse_dns_name};
 use crate::config::validate::Context;
@@ -140,7 +140,7 @@ pub(crate) fn ca_settings(
                         .to_owned(),
                 ));
             }
-            Some(EabConfig {
+            Some(Eab {
                 kid: eab.kid.into_inner(),
                 hmac_key: hmac_key.to_owned(),
             })

@@ -153,14 +153,9 @@ fn endpoints(
             }
             Some(_) => {}
         }
-        if urls.contains(url) {
-            return Err(cx.error(
-                entry.span(),
-                key,
-                format!("{url:?} is listed twice; list each endpoint once"),
-            ));
-        }
-        urls.push(url.clone());
+        cx.push_once(&mut urls, entry, key, |url| {
+            format!("{url:?} is listed twice; list each endpoint once")
+        })?;
     }
     Ok((urls, first_tls.unwrap_or(false)))
 }

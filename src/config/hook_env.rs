@@ -50,17 +50,16 @@ pub(crate) fn hook_env(
         let text = name.get_ref();
         check_env_name(text)
             .map_err(|error| cx.error(name.span(), key.clone(), error.to_string()))?;
-        let problem = if set.contains_key(text) {
-            Some(format!("{text} is also set in env; keep one of the two"))
-        } else if names.contains(text) {
-            Some(format!("{text} is listed twice; remove one"))
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            return Err(cx.error(name.span(), key, problem));
+        if set.contains_key(text) {
+            return Err(cx.error(
+                name.span(),
+                key,
+                format!("{text} is also set in env; keep one of the two"),
+            ));
         }
-        names.push(text.clone());
+        cx.push_once(&mut names, name, key, |text| {
+            format!("{text} is listed twice; remove one")
+        })?;
     }
     Ok(HookEnv {
         set,

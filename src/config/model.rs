@@ -77,7 +77,7 @@ pub struct AcmeConfig {
     /// Extra trust root for the CA's own HTTPS API (replaces the system roots).
     pub ca_file: Option<PathBuf>,
     /// External account binding, required by some CAs.
-    pub eab: Option<EabConfig>,
+    pub eab: Option<crate::cert::Eab>,
     /// How long to wait for validation and issuance. Default 5 minutes.
     pub poll_timeout: Duration,
     /// The DNS server the CAA preflight asks; `None`: the system's first nameserver.
@@ -88,24 +88,6 @@ pub struct AcmeConfig {
     /// How many orders this process keeps open at once at this CA's directory
     /// (`max_concurrent_orders`); further renewals wait for one to end.
     pub max_concurrent_orders: usize,
-}
-
-/// External account binding credentials. `Debug` never shows the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EabConfig {
-    /// The key identifier the CA gave out.
-    pub kid: String,
-    /// The MAC key, base64url as the CA hands it out.
-    pub hmac_key: String,
-}
-
-impl std::fmt::Debug for EabConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EabConfig")
-            .field("kid", &self.kid)
-            .field("hmac_key", &"<redacted>")
-            .finish()
-    }
 }
 
 /// `[cluster]`: the etcd cluster replicas share state through, and this replica's place in

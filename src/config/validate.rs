@@ -240,6 +240,23 @@ impl Context<'_> {
         Ok(())
     }
 
+    /// Adds `entry` to `list`, refusing an entry that is already there with `problem`
+    /// (given the entry's text), which says what to do instead.
+    pub(crate) fn push_once(
+        &self,
+        list: &mut Vec<String>,
+        entry: &Spanned<String>,
+        key: String,
+        problem: impl FnOnce(&str) -> String,
+    ) -> Result<(), ConfigError> {
+        let text = entry.get_ref();
+        if list.contains(text) {
+            return Err(self.error(entry.span(), key, problem(text)));
+        }
+        list.push(text.clone());
+        Ok(())
+    }
+
     /// A count that must be at least 1 (`None` when the key is absent); a 0 is refused
     /// with `meaning`, which says what the count is for.
     pub(crate) fn count(

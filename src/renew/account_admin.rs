@@ -5,8 +5,8 @@
 use time::OffsetDateTime;
 
 use crate::acme::{
-    AcmeAccount, AcmeError, AcmeSettings, Deactivation, Eab, KeyRollover, PollPolicy,
-    PreflightSettings, RetryPolicy, load_account,
+    AcmeAccount, AcmeError, AcmeSettings, Deactivation, KeyRollover, PollPolicy, PreflightSettings,
+    RetryPolicy, load_account,
 };
 use crate::config::model::{AcmeConfig, DEFAULT_CA};
 use crate::renew::Renewer;
@@ -161,10 +161,7 @@ fn acme_settings(acme: &AcmeConfig, retry: RetryPolicy) -> AcmeSettings {
         directory: acme.directory.clone(),
         contact: acme.contact.clone(),
         ca_file: acme.ca_file.clone(),
-        eab: acme.eab.as_ref().map(|eab| Eab {
-            kid: eab.kid.clone(),
-            hmac_key: eab.hmac_key.clone(),
-        }),
+        eab: acme.eab.clone(),
         poll: PollPolicy {
             timeout: acme.poll_timeout,
             ..PollPolicy::default()

@@ -117,12 +117,7 @@ pub async fn adopt_account(
         directory: settings.directory.clone(),
         credentials,
     };
-    let file_error = |source| AcmeError::AccountFile {
-        path: credentials_path.clone(),
-        source,
-    };
-    let json = serde_json::to_vec_pretty(&stored)
-        .map_err(|error| file_error(std::io::Error::other(error)))?;
+    let json = stored.to_bytes(&credentials_path)?;
     accounts
         .save_account(&settings.directory, &json)
         .map_err(|error| store_error(&credentials_path, error))?;

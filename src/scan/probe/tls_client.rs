@@ -56,7 +56,7 @@ impl TlsClients {
     /// Builds the configuration without client authentication; identities load lazily.
     pub(super) fn new() -> TlsClients {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let anonymous = client_config(&provider, Arc::new(RecordRequestNoCert));
+        let anonymous = client_config(&provider, Arc::new(RecordRequest(None)));
         TlsClients {
             provider,
             anonymous,
@@ -117,7 +117,7 @@ impl TlsClients {
                 source,
             }
         })?;
-        let resolver = Arc::new(RecordRequestPresentCert(Arc::new(certified)));
+        let resolver = Arc::new(RecordRequest(Some(Arc::new(certified))));
         Ok(ClientIdentity {
             config: client_config(&self.provider, resolver),
             leaf,
@@ -195,28 +195,9 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         let verified = rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms);
-        let Some(key) = fallback_key(&verified, cert)? else {
-            return verified;
-        };
-        let key = webpki::RawPublicKeyEntity::try_from(&key).map_err(bad_leaf)?;
-        // TLS 1.2 allows any algorithm mapped to the scheme, as rustls does for a parsed leaf.
-        let candidates = self
-            .algorithms
-            .mapping
-            .iter()
-            .find(|(scheme, _)| *scheme == dss.scheme)
-            .map(|(_, algorithms)| *algorithms)
-            .unwrap_or_default();
-        candidates
-            .iter()
-            .find(|algorithm| {
-                key.verify_signature(**algorithm, message, dss.signature())
-                    .is_ok()
-            })
-            .map(|_| HandshakeSignatureValid::assertion())
-            .ok_or(rustls::Error::InvalidCertificate(
-                CertificateError::BadSignature,
-            ))
+        or_leaf_key(verified, cert, |key| {
+            verify_tls12_signature_with_raw_key(message, key, dss, &self.algorithms)
+        })
     }
 
     fn verify_tls13_signature(
@@ -226,10 +207,9 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         let verified = rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms);
-        let Some(key) = fallback_key(&verified, cert)? else {
-            return verified;
-        };
-        rustls::crypto::verify_tls13_signature_with_raw_key(message, &key, dss, &self.algorithms)
+        or_leaf_key(verified, cert, |key| {
+            rustls::crypto::verify_tls13_signature_with_raw_key(message, key, dss, &self.algorithms)
+        })
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -241,18 +221,51 @@ impl ServerCertVerifier for DangerAcceptAnyChainVerifier {
 /// rustls cannot check the handshake signature against it. The probe still wants the
 /// chain (it reports the extension as `unsupported_critical_extension` afterwards), and
 /// the proof of key possession only needs the leaf's public key, read separately.
-/// The leaf's raw public key, when the usual handshake-signature check `verified` failed
-/// only because webpki cannot parse the leaf: the signature is then checked against the key
-/// alone. `None` when `verified` is the answer. The leaf is parsed again only when the usual
-/// check fails, not for every probe.
-fn fallback_key(
-    verified: &Result<HandshakeSignatureValid, rustls::Error>,
+///
+/// So: the usual handshake-signature check's answer `verified`, unless it failed only
+/// because webpki cannot parse the leaf; then `check` judges the signature against the
+/// leaf's public key alone. The leaf is parsed again only when the usual check fails, not
+/// for every probe.
+fn or_leaf_key<F>(
+    verified: Result<HandshakeSignatureValid, rustls::Error>,
     cert: &CertificateDer<'_>,
-) -> Result<Option<SubjectPublicKeyInfoDer<'static>>, rustls::Error> {
+    check: F,
+) -> Result<HandshakeSignatureValid, rustls::Error>
+where
+    F: FnOnce(&SubjectPublicKeyInfoDer<'_>) -> Result<HandshakeSignatureValid, rustls::Error>,
+{
     if verified.is_ok() || !has_unsupported_critical_extension(cert) {
-        return Ok(None);
+        return verified;
     }
-    leaf_public_key(cert).map(Some)
+    check(&leaf_public_key(cert)?)
+}
+
+/// The TLS 1.2 handshake signature checked against the leaf's public key alone (see
+/// [`or_leaf_key`]): the counterpart of rustls's `verify_tls13_signature_with_raw_key`.
+fn verify_tls12_signature_with_raw_key(
+    message: &[u8],
+    key: &SubjectPublicKeyInfoDer<'_>,
+    dss: &DigitallySignedStruct,
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let key = webpki::RawPublicKeyEntity::try_from(key).map_err(bad_leaf)?;
+    // TLS 1.2 allows any algorithm mapped to the scheme, as rustls does for a parsed leaf.
+    let candidates = algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| *scheme == dss.scheme)
+        .map(|(_, algorithms)| *algorithms)
+        .unwrap_or_default();
+    candidates
+        .iter()
+        .find(|algorithm| {
+            key.verify_signature(**algorithm, message, dss.signature())
+                .is_ok()
+        })
+        .map(|_| HandshakeSignatureValid::assertion())
+        .ok_or(rustls::Error::InvalidCertificate(
+            CertificateError::BadSignature,
+        ))
 }
 
 fn has_unsupported_critical_extension(cert: &CertificateDer<'_>) -> bool {
@@ -277,41 +290,23 @@ fn bad_leaf(_error: webpki::Error) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
 }
 
-/// Has no client certificate; records that the server asked for one.
+/// Presents the client certificate it holds, if any; either way records that the server
+/// asked for one.
 #[derive(Debug)]
-struct RecordRequestNoCert;
+struct RecordRequest(Option<Arc<CertifiedKey>>);
 
-impl ResolvesClientCert for RecordRequestNoCert {
+impl ResolvesClientCert for RecordRequest {
     fn resolve(
         &self,
         _root_hint_subjects: &[&[u8]],
         _sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
         note_client_auth_requested();
-        None
+        self.0.clone()
     }
 
     fn has_certs(&self) -> bool {
-        false
-    }
-}
-
-/// Presents one client certificate; records that the server asked for it.
-#[derive(Debug)]
-struct RecordRequestPresentCert(Arc<CertifiedKey>);
-
-impl ResolvesClientCert for RecordRequestPresentCert {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        note_client_auth_requested();
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
+        self.0.is_some()
     }
 }
 
