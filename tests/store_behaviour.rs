@@ -4,7 +4,7 @@
 //! certificates with. `store_etcd` runs it on the filesystem store and the etcd store.
 
 use certinel::store::{
-    Aside, HookProcess, LockError, NewVersion, NextStep, Origin, SecretPem, Stage, Store,
+    Aside, HookProcess, LockError, NewVersion, NextStep, Origin, ReportOn, SecretPem, Stage, Store,
     StoreError, VersionId, VersionState, check_version, recover,
 };
 use time::macros::datetime;
@@ -273,9 +273,14 @@ pub(crate) fn behaves_like_a_store(store: &dyn Store) {
         (1, "m1", b"{\"m\":1}"),
         (2, "m1", b"{\"v\":2}"),
     ];
+    let on = |version: u32, member| ReportOn {
+        name: "www",
+        version: VersionId(version),
+        member,
+    };
     for (version, member, bytes) in saves {
         store
-            .save_rollout_report("www", VersionId(version), member, bytes)
+            .save_rollout_report(on(version, member), bytes)
             .unwrap();
     }
     let reports: Vec<Vec<u8>> = store
@@ -286,7 +291,7 @@ pub(crate) fn behaves_like_a_store(store: &dyn Store) {
         .collect();
     assert_eq!(reports, [b"{\"m\":1}".to_vec(), b"{\"m\":2}".to_vec()]);
     assert!(matches!(
-        store.save_rollout_report("www", VersionId(1), "../m3", b"{}"),
+        store.save_rollout_report(on(1, "../m3"), b"{}"),
         Err(StoreError::InvalidName(_))
     ));
 

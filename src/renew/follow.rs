@@ -14,7 +14,7 @@ use crate::renew::Renewer;
 use crate::renew::deploy::{self, DeployEnv, Untracked};
 use crate::renew::fleet::{MemberOutcome, MemberReport};
 use crate::renew::rollout_check::{ServedProber, Verdict};
-use crate::store::{VersionId, Watched};
+use crate::store::{ReportOn, VersionId, Watched};
 
 impl Renewer {
     /// Whether a renewal of `name` is in flight in the shared store: one another replica is
@@ -108,7 +108,14 @@ impl Renewer {
             // A report is plain data: serialising it cannot fail.
             let bytes = serde_json::to_vec(&report).unwrap_or_default();
             self.store
-                .save_rollout_report(name, version, fleet.member(), &bytes)
+                .save_rollout_report(
+                    ReportOn {
+                        name,
+                        version,
+                        member: fleet.member(),
+                    },
+                    &bytes,
+                )
                 .map_err(store_error)?;
             match report.outcome {
                 MemberOutcome::Served => tracing::info!("rolled out on this replica"),

@@ -31,6 +31,17 @@ pub struct Record {
     pub location: PathBuf,
 }
 
+/// Which rollout report: `member`'s on rolling out `version` of the certificate `name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOn<'a> {
+    /// The certificate's configured name.
+    pub name: &'a str,
+    /// The version rolled out.
+    pub version: VersionId,
+    /// The replica that rolled it out (its `[cluster] member` name).
+    pub member: &'a str,
+}
+
 /// What a store shared by replicas knows about one certificate without a read: kept up to
 /// date by one watch per process ([`Store::watch`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,14 +142,8 @@ pub trait Store: Send + Sync + Debug {
     // Fleet-wide rollout: one report per replica and version (a document
     // `crate::renew::fleet` reads and writes).
 
-    /// Stores `member`'s report on rolling out `version` of `name`, replacing its earlier one.
-    fn save_rollout_report(
-        &self,
-        name: &str,
-        version: VersionId,
-        member: &str,
-        bytes: &[u8],
-    ) -> Result<(), StoreError>;
+    /// Stores the report `on` names, replacing that member's earlier one.
+    fn save_rollout_report(&self, on: ReportOn<'_>, bytes: &[u8]) -> Result<(), StoreError>;
     /// Every replica's report on `version` of `name`.
     fn rollout_reports(&self, name: &str, version: VersionId) -> Result<Vec<Record>, StoreError>;
 

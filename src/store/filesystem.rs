@@ -11,7 +11,7 @@ use crate::store::StoreError;
 use crate::store::accounts::{AccountStore, FsAccounts};
 use crate::store::atomic::{MODE_PUBLIC, write_atomic};
 use crate::store::audit::{AuditEvent, AuditHistory, AuditLog};
-use crate::store::backend::{Record, Store};
+use crate::store::backend::{Record, ReportOn, Store};
 use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
 use crate::store::lock::{LockError, RenewalLock};
 use crate::store::metadata::{VersionId, VersionMetadata, VersionState};
@@ -162,23 +162,17 @@ impl Store for FsStore {
         })
     }
 
-    fn save_rollout_report(
-        &self,
-        name: &str,
-        version: VersionId,
-        member: &str,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
+    fn save_rollout_report(&self, on: ReportOn<'_>, bytes: &[u8]) -> Result<(), StoreError> {
         off_the_workers(|| {
             // The member name becomes a file name: the same rule as certificate names.
-            self.certs()?.cert_dir(member)?;
+            self.certs()?.cert_dir(on.member)?;
             let dir = self
                 .certs()?
-                .cert_dir(name)?
+                .cert_dir(on.name)?
                 .join(ROLLOUT)
-                .join(version.to_string());
+                .join(on.version.to_string());
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create", &dir, e))?;
-            write_atomic(&dir.join(format!("{member}.json")), bytes, MODE_PUBLIC)
+            write_atomic(&dir.join(format!("{}.json", on.member)), bytes, MODE_PUBLIC)
         })
     }
 

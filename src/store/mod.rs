@@ -50,7 +50,7 @@ use std::path::PathBuf;
 
 pub use accounts::{AccountStore, Aside, AsideKind, FsAccounts, account_file_name};
 pub use audit::{AuditEvent, AuditHistory, AuditLog, Outcome, Step};
-pub use backend::{LockHolder, Record, Store, Watched};
+pub use backend::{LockHolder, Record, ReportOn, Store, Watched};
 pub use etcd::{EtcdSettings, EtcdStore};
 pub use filesystem::FsStore;
 pub use inflight::{HookGroup, HookProcess, Inflight, SecretPem, Stage};

@@ -13,7 +13,7 @@ use super::Run;
 use crate::renew::RenewError;
 use crate::renew::fleet::{FleetVerdict, MemberOutcome, MemberReport, judge};
 use crate::renew::rollout_check::{ServedError, Verdict};
-use crate::store::{Step, VersionId};
+use crate::store::{ReportOn, Step, VersionId};
 
 /// The first pause between two reads of the reports; it doubles up to [`SLOWEST_READ`].
 const FIRST_READ: Duration = Duration::from_millis(100);
@@ -124,7 +124,14 @@ impl Run<'_> {
         // A report is plain data: serialising it cannot fail.
         let bytes = serde_json::to_vec(report).unwrap_or_default();
         self.store
-            .save_rollout_report(self.name(), report.version, &report.member, &bytes)
+            .save_rollout_report(
+                ReportOn {
+                    name: self.name(),
+                    version: report.version,
+                    member: &report.member,
+                },
+                &bytes,
+            )
             .map_err(|e| self.store_error(e))
     }
 

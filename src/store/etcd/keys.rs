@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use crate::cert::is_safe_name;
 use crate::store::StoreError;
+use crate::store::backend::ReportOn;
 use crate::store::metadata::VersionId;
 
 /// The names of every key of one installation.
@@ -82,16 +83,15 @@ impl Keys {
 
     /// `P/certs/NAME/rollout/vNNNN/MEMBER` (a member name follows the certificate names'
     /// rule).
-    pub(crate) fn rollout_report(
-        &self,
-        name: &str,
-        version: VersionId,
-        member: &str,
-    ) -> Result<String, StoreError> {
-        if !is_safe_name(member) {
-            return Err(StoreError::InvalidName(member.to_owned()));
+    pub(crate) fn rollout_report(&self, on: ReportOn<'_>) -> Result<String, StoreError> {
+        if !is_safe_name(on.member) {
+            return Err(StoreError::InvalidName(on.member.to_owned()));
         }
-        Ok(format!("{}{member}", self.rollout_reports(name, version)?))
+        Ok(format!(
+            "{}{}",
+            self.rollout_reports(on.name, on.version)?,
+            on.member
+        ))
     }
 
     /// `P/locks/NAME`.

@@ -38,7 +38,7 @@ pub use bridge::REQUEST_TIMEOUT;
 use crate::store::StoreError;
 use crate::store::accounts::AccountStore;
 use crate::store::audit::{AuditEvent, AuditHistory};
-use crate::store::backend::{Record, Store, Watched};
+use crate::store::backend::{Record, ReportOn, Store, Watched};
 use crate::store::inflight::{HookProcess, Inflight, SecretPem, Stage};
 use crate::store::lock::{LockError, RenewalLock};
 use crate::store::metadata::{VersionId, VersionMetadata, VersionState};
@@ -334,14 +334,8 @@ impl Store for EtcdStore {
 
     /// Not fenced: every replica reports on its own rollout while the renewing replica
     /// holds the lock.
-    fn save_rollout_report(
-        &self,
-        name: &str,
-        version: VersionId,
-        member: &str,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
-        let key = self.shared.keys.rollout_report(name, version, member)?;
+    fn save_rollout_report(&self, on: ReportOn<'_>, bytes: &[u8]) -> Result<(), StoreError> {
+        let key = self.shared.keys.rollout_report(on)?;
         let put = etcd_client::TxnOp::put(key.as_str(), bytes, None);
         self.shared.transact(&key, Vec::new(), vec![put])?;
         Ok(())
