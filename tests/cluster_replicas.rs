@@ -202,18 +202,29 @@ async fn a_certificate_is_ordered_once_and_reaches_every_replica_within_seconds(
         first.elapsed()
     );
     assert_eq!(fleet.front.new_orders().len(), 1, "one order for the fleet");
+    // A replica's files are live before its deploy command runs (promote, then deploy),
+    // so the deploy log may still be empty when the files are everywhere.
     for member in MEMBERS {
-        assert_eq!(
-            fleet.deployed(member),
-            ["v0001"],
-            "{member} deployed it once"
-        );
+        eventually(PATIENCE, async || {
+            let deployed = fleet.deployed(member);
+            (!deployed.is_empty())
+                .then_some(())
+                .ok_or(format!("{member} has not run its deploy command yet"))
+        })
+        .await;
     }
     for service in &services {
         let line = "certinel_certificate_local_version{name=\"api\"} 1";
         service
             .metrics_until(line, |body| body.contains(line))
             .await;
+    }
+    for member in MEMBERS {
+        assert_eq!(
+            fleet.deployed(member),
+            ["v0001"],
+            "{member} deployed it once"
+        );
     }
     drop(services);
 }
