@@ -150,3 +150,47 @@ async fn a_replica_that_never_reports_leaves_the_new_version_current() {
     stop.cancel();
     follower.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_replica_whose_renewal_stops_after_its_deploy_reports_the_version_to_the_replica_that_resumes()
+ {
+    let pebble = Pebble::start(PebbleOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = state_dir(dir.path());
+    let live = ["a", "b"];
+    // a's first deploy puts a directory where the in-flight record goes (keeping the record
+    // aside), so its renewal stops right after the deploy, unable to record it: what a
+    // replica sees when etcd loses its quorum at that moment.
+    let record = state.join("certs/api/inflight.json");
+    let kept = state.join("inflight.kept");
+    let once = dir.path().join("sabotaged");
+    let sabotage = format!(
+        "[ -e {once:?} ] || {{ touch {once:?}; mv {record:?} {kept:?}; mkdir {record:?}; }}"
+    );
+    let a = replica(&pebble, dir.path(), &state, "a", &sabotage, &live);
+    let b = replica(&pebble, dir.path(), &state, "b", "true", &live);
+
+    let now = OffsetDateTime::now_utc();
+    let stopped = a.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        matches!(stopped, Err(RenewError::Store { .. })),
+        "a's renewal stops at the store: {stopped:?}"
+    );
+    std::fs::remove_dir(&record).unwrap();
+    std::fs::rename(&kept, &record).unwrap();
+    // What a's certificate task does next: it looks at the fleet and rolls out what is
+    // current, reporting it.
+    let report = a.follow("api").await.expect("a's follower");
+    assert!(
+        report.is_some(),
+        "a rolls out and reports the version its stopped renewal deployed"
+    );
+    // b resumes the renewal a left in flight and finds a's report.
+    let resumed = b.renew("api", RenewOptions::default(), now).await;
+    assert!(
+        resumed.is_ok(),
+        "b's resumed renewal sees every replica serve v0001: {resumed:?}"
+    );
+    assert_eq!(deployed(dir.path(), "a"), ["v0001", "v0001"]);
+    assert_eq!(deployed(dir.path(), "b"), ["v0001"]);
+}

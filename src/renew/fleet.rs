@@ -68,6 +68,15 @@ impl Fleet {
         self.applied_versions().insert(name.to_owned(), version);
     }
 
+    /// Forgets that this replica rolled out `version` of `name` (when that is the one it
+    /// last rolled out), so that its follower rolls it out again.
+    pub fn forget_applied(&self, name: &str, version: VersionId) {
+        let mut applied = self.applied_versions();
+        if applied.get(name) == Some(&version) {
+            applied.remove(name);
+        }
+    }
+
     fn applied_versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, VersionId>> {
         // The map holds plain values; a panic elsewhere cannot leave it half-updated.
         self.applied
@@ -272,6 +281,16 @@ mod tests {
             }
         );
         assert_eq!(judge_for("local", &[]), FleetVerdict::Served);
+    }
+
+    #[test]
+    fn only_the_version_last_rolled_out_is_forgotten() {
+        let fleet = Fleet::new("a", |_| members(&["a"]));
+        fleet.mark_applied("api", VersionId(2));
+        fleet.forget_applied("api", VersionId(1));
+        assert_eq!(fleet.applied("api"), Some(VersionId(2)), "an older version");
+        fleet.forget_applied("api", VersionId(2));
+        assert_eq!(fleet.applied("api"), None);
     }
 
     #[test]

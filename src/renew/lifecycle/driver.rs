@@ -29,6 +29,9 @@ struct Progress {
     not_served: Option<ServedError>,
     /// A version kept current although not served: counted once its files check out.
     kept_unserved: Option<ServedError>,
+    /// With a fleet: the version this renewal marked as rolled out on this replica (before
+    /// promoting it) while its own rollout report is not stored yet.
+    unreported: Option<VersionId>,
 }
 
 /// Whether the renewal goes on after an action.
@@ -62,26 +65,36 @@ impl Run<'_> {
         force: bool,
         stop_before_ordering: bool,
     ) -> Result<Option<RenewOutcome>, RenewError> {
-        let result = self.drive_steps(force, stop_before_ordering).await;
-        if let Err(
-            error @ RenewError::Store {
-                source: StoreError::Fenced { .. },
-                ..
-            },
-        ) = &result
-        {
-            tracing::warn!(certificate = self.name(), "{error}; renewal stopped");
-            self.record(Step::Fenced, None, None, Some(error));
+        let mut progress = Progress::default();
+        let result = self
+            .drive_steps(force, stop_before_ordering, &mut progress)
+            .await;
+        if let Err(error @ RenewError::Store { source, .. }) = &result {
+            if matches!(source, StoreError::Fenced { .. }) {
+                tracing::warn!(certificate = self.name(), "{error}; renewal stopped");
+                self.record(Step::Fenced, None, None, Some(error));
+            }
+            self.forget_unreported(&progress);
         }
         result
+    }
+
+    /// A renewal the store stopped midway leaves its in-flight record, and whoever resumes
+    /// it (another replica, once this one's lock is gone) waits for every replica's rollout
+    /// report. One this renewal deployed here but did not report is forgotten as rolled
+    /// out, so this replica's follower rolls it out again and stores the report.
+    fn forget_unreported(&self, progress: &Progress) {
+        if let (Some(fleet), Some(version)) = (&self.renewer.fleet, progress.unreported) {
+            fleet.forget_applied(self.name(), version);
+        }
     }
 
     async fn drive_steps(
         &self,
         force: bool,
         stop_before_ordering: bool,
+        progress: &mut Progress,
     ) -> Result<Option<RenewOutcome>, RenewError> {
-        let mut progress = Progress::default();
         let mut event = Event::Started;
         loop {
             let snapshot = self.observe()?;
@@ -95,7 +108,7 @@ impl Run<'_> {
             if stop_before_ordering && matches!(action, Action::LoadAccount) {
                 return Ok(None);
             }
-            match self.perform(action, now, &mut progress).await? {
+            match self.perform(action, now, progress).await? {
                 Flow::Next(next) => event = next,
                 Flow::Ended(outcome) => return Ok(Some(outcome)),
             }
@@ -273,12 +286,18 @@ impl Run<'_> {
             Action::Deploy { version } => self.deploy_step(version, progress).await?,
             Action::CheckServed { version } => match self.check_served(version).await? {
                 None => match self.await_fleet(version).await? {
-                    FleetWait::Served => Event::Served { version },
+                    // From here on this replica's own report is stored.
+                    FleetWait::Served => {
+                        progress.unreported = None;
+                        Event::Served { version }
+                    }
                     FleetWait::DeployFailed(failure) => {
+                        progress.unreported = None;
                         progress.failure = Some(failure);
                         Event::DeployFailed { version }
                     }
                     FleetWait::NotServed(source) => {
+                        progress.unreported = None;
                         let verdict = source.verdict;
                         progress.not_served = Some(source);
                         Event::NotServed { version, verdict }
@@ -414,6 +433,7 @@ impl Run<'_> {
         // renewal deploys itself.
         if let Some(fleet) = &self.renewer.fleet {
             fleet.mark_applied(name, version);
+            progress.unreported = Some(version);
         }
         self.store
             .promote(name, version)
