@@ -285,24 +285,23 @@ impl Run<'_> {
             }
             Action::Deploy { version } => self.deploy_step(version, progress).await?,
             Action::CheckServed { version } => match self.check_served(version).await? {
-                None => match self.await_fleet(version).await? {
-                    // From here on this replica's own report is stored.
-                    FleetWait::Served => {
-                        progress.unreported = None;
-                        Event::Served { version }
+                None => {
+                    let fleet = self.await_fleet(version).await?;
+                    // Whatever the fleet said, this replica's own report is stored by now.
+                    progress.unreported = None;
+                    match fleet {
+                        FleetWait::Served => Event::Served { version },
+                        FleetWait::DeployFailed(failure) => {
+                            progress.failure = Some(failure);
+                            Event::DeployFailed { version }
+                        }
+                        FleetWait::NotServed(source) => {
+                            let verdict = source.verdict;
+                            progress.not_served = Some(source);
+                            Event::NotServed { version, verdict }
+                        }
                     }
-                    FleetWait::DeployFailed(failure) => {
-                        progress.unreported = None;
-                        progress.failure = Some(failure);
-                        Event::DeployFailed { version }
-                    }
-                    FleetWait::NotServed(source) => {
-                        progress.unreported = None;
-                        let verdict = source.verdict;
-                        progress.not_served = Some(source);
-                        Event::NotServed { version, verdict }
-                    }
-                },
+                }
                 Some(source) => {
                     let verdict = source.verdict;
                     progress.not_served = Some(source);
