@@ -7,7 +7,7 @@
 //! It needs root (CI runs as root) and fails, never skips, without it. It refuses to run on
 //! a machine where certinel is already installed, so it cannot clobber a real setup.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -23,6 +23,7 @@ const INSTALLED_FILES: &[&str] = &[
     "/usr/bin/certinel",
     "/lib/systemd/system/certinel.service",
     "/etc/certinel/certinel.toml",
+    "/etc/logrotate.d/certinel",
     "/usr/share/bash-completion/completions/certinel",
     "/usr/share/zsh/vendor-completions/_certinel",
     "/usr/share/fish/vendor_completions.d/certinel.fish",
@@ -178,10 +179,12 @@ fn the_deb_installs_passes_systemd_man_and_bash_checks_starts_and_purges_clean()
         );
     }
     let conffiles = succeed("dpkg-query", &["-W", "-f=${Conffiles}", "certinel"]);
-    assert!(
-        conffiles.contains("/etc/certinel/certinel.toml "),
-        "not a conffile: {conffiles:?}"
-    );
+    for conffile in ["/etc/certinel/certinel.toml ", "/etc/logrotate.d/certinel "] {
+        assert!(
+            conffiles.contains(conffile),
+            "{conffile}not a conffile: {conffiles:?}"
+        );
+    }
 
     check_user_and_permissions();
     check_installed_binary();
@@ -189,6 +192,7 @@ fn the_deb_installs_passes_systemd_man_and_bash_checks_starts_and_purges_clean()
     check_man_pages_and_completions();
     check_monitoring_files();
     start_installed_service_as_certinel();
+    rotate_the_audit_log();
     remove_then_purge(&paths);
     drop(installed);
 }
@@ -414,6 +418,54 @@ fn start_installed_service_as_certinel() {
     );
     let _ = child.0.kill();
     let _ = child.0.wait();
+}
+
+/// The installed logrotate configuration rotates the audit log as certinel and leaves the
+/// next append to create a new one; a second rotation compresses the first.
+fn rotate_the_audit_log() {
+    let (uid, gid, _, _) = certinel_user();
+    let log = Path::new("/var/lib/certinel/audit.jsonl");
+    let write_as_certinel = |text: &str| {
+        std::fs::write(log, text).expect("write the audit log");
+        std::os::unix::fs::chown(log, Some(uid), Some(gid)).expect("chown the audit log");
+        std::fs::set_permissions(log, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("logrotate.status");
+    let rotate = || {
+        succeed(
+            "logrotate",
+            &[
+                "--force",
+                "--state",
+                state.to_str().expect("UTF-8 path"),
+                "/etc/logrotate.d/certinel",
+            ],
+        )
+    };
+
+    write_as_certinel("{\"step\":\"first\"}\n");
+    rotate();
+    assert!(
+        !log.exists(),
+        "logrotate created a new audit log; certinel does"
+    );
+    let rotated = Path::new("/var/lib/certinel/audit.jsonl.1");
+    let metadata = std::fs::metadata(rotated).expect("the rotated audit log");
+    assert_eq!(metadata.mode() & 0o777, 0o600, "rotated audit log mode");
+    assert_eq!((metadata.uid(), metadata.gid()), (uid, gid));
+    assert_eq!(
+        std::fs::read_to_string(rotated).expect("read"),
+        "{\"step\":\"first\"}\n"
+    );
+
+    write_as_certinel("{\"step\":\"second\"}\n");
+    rotate();
+    assert!(Path::new("/var/lib/certinel/audit.jsonl.2.gz").is_file());
+    assert_eq!(
+        std::fs::read_to_string(rotated).expect("read"),
+        "{\"step\":\"second\"}\n"
+    );
 }
 
 /// A child process killed when dropped.

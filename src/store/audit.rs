@@ -287,6 +287,28 @@ mod tests {
     }
 
     #[test]
+    fn a_log_moved_away_by_a_rotation_is_never_written_again_and_the_next_event_starts_a_new_one() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let rotated = dir.path().join("audit.jsonl.1");
+        let log = AuditLog::open(&path).unwrap();
+        log.append(&event(None)).unwrap();
+        // What logrotate does without copytruncate or create (packaging/debian).
+        std::fs::rename(&path, &rotated).unwrap();
+        log.append(&event(Some("deploy command exited 1".into())))
+            .unwrap();
+        assert_eq!(AuditHistory::read(&rotated).unwrap().events, [event(None)]);
+        assert_eq!(
+            AuditHistory::read(&path).unwrap().events,
+            [event(Some("deploy command exited 1".into()))]
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
     fn a_private_key_inside_an_error_is_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
