@@ -235,19 +235,19 @@ fn a_file_setting_every_key_loads_into_the_model() {
         panic!("three endpoints expected");
     };
     assert_eq!(first.target.to_string(), "app.internal.example:443");
-    assert_eq!(first.sni.as_deref(), Some("app.internal.example"));
-    assert_eq!(first.starttls, Some(StartTls::Imap));
-    assert_eq!(first.ca_file, Some(dir.join("ca.pem")));
-    let client_auth = first.client_auth.as_ref().expect("client auth");
+    assert_eq!(first.probe.sni.as_deref(), Some("app.internal.example"));
+    assert_eq!(first.probe.starttls, Some(StartTls::Imap));
+    assert_eq!(first.probe.ca_file, Some(dir.join("ca.pem")));
+    let client_auth = first.probe.client_auth.as_ref().expect("client auth");
     assert_eq!(client_auth.cert, dir.join("client.pem"));
     assert_eq!(client_auth.key, dir.join("client-key.pem"));
-    assert_eq!(first.timeout, Duration::from_millis(1500));
-    assert_eq!(first.ip_family, IpFamily::Ipv6);
-    assert_eq!(first.resolve, ResolveMode::First);
+    assert_eq!(first.probe.timeout, Duration::from_millis(1500));
+    assert_eq!(first.probe.ip_family, IpFamily::Ipv6);
+    assert_eq!(first.probe.resolve, ResolveMode::First);
     assert_eq!(first.interval, Duration::from_secs(5400));
     assert_eq!(second.target.to_string(), "192.0.2.1:993");
-    assert_eq!(second.timeout, Duration::from_secs(3));
-    assert_eq!(third.starttls, Some(StartTls::Imap));
+    assert_eq!(second.probe.timeout, Duration::from_secs(3));
+    assert_eq!(third.probe.starttls, Some(StartTls::Imap));
 
     let [certs, example] = config.files.as_slice() else {
         panic!("two file sources expected");

@@ -46,7 +46,7 @@ fn endpoint_at(addr: SocketAddr, interval: Duration) -> Endpoint {
         port: addr.port(),
     };
     let mut endpoint = Endpoint::new(target, Duration::from_secs(5));
-    endpoint.sni = Some(NAME.to_owned());
+    endpoint.probe.sni = Some(NAME.to_owned());
     endpoint.interval = interval;
     endpoint
 }

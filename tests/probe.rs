@@ -41,8 +41,8 @@ fn endpoint_at(addr: SocketAddr, ca_file: &Path) -> Endpoint {
         port: addr.port(),
     };
     let mut endpoint = Endpoint::new(target, Duration::from_secs(5));
-    endpoint.sni = Some(NAME.to_string());
-    endpoint.ca_file = Some(ca_file.to_path_buf());
+    endpoint.probe.sni = Some(NAME.to_string());
+    endpoint.probe.ca_file = Some(ca_file.to_path_buf());
     endpoint
 }
 

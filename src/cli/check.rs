@@ -183,10 +183,10 @@ fn plan(args: &CheckArgs, config: Option<&Config>) -> anyhow::Result<Plan> {
         // The error quotes the argument itself; a context would repeat it.
         let target: Target = argument.parse()?;
         let mut endpoint = Endpoint::new(target, args.timeout);
-        endpoint.sni = args.sni.clone();
-        endpoint.starttls = args.starttls;
-        endpoint.ca_file = args.ca_file.clone();
-        endpoint.ip_family = args.ip_family;
+        endpoint.probe.sni = args.sni.clone();
+        endpoint.probe.starttls = args.starttls;
+        endpoint.probe.ca_file = args.ca_file.clone();
+        endpoint.probe.ip_family = args.ip_family;
         plan.endpoints.push(endpoint);
     }
     Ok(plan)

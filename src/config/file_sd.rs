@@ -257,7 +257,11 @@ pub fn merge<'a>(
 ) -> Merged {
     type Identity<'e> = (&'e Target, String, Option<StartTls>);
     let identity = |endpoint: &'a Endpoint| -> Identity<'a> {
-        (&endpoint.target, endpoint.server_name(), endpoint.starttls)
+        (
+            &endpoint.target,
+            endpoint.server_name(),
+            endpoint.probe.starttls,
+        )
     };
     let files: Vec<&'a [Endpoint]> = files.into_iter().collect();
     let total = configured.len() + files.iter().map(|file| file.len()).sum::<usize>();

@@ -258,22 +258,26 @@ pub enum AllowRule {
     HostPattern(String),
 }
 
-/// Probe settings selected by `/probe?module=NAME`; blackbox_exporter's module concept.
-#[derive(Debug, Clone, PartialEq)]
+/// How a TLS endpoint is probed: the settings of a `/probe?module=NAME` module
+/// (blackbox_exporter's module concept), of an `[[endpoint]]` and of an
+/// `[[endpoint_source]]`'s targets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProbeModule {
-    /// SNI and verification name, unless the request's `hostname=` overrides it.
+    /// The name sent as SNI and checked against the certificate; `None`: the target's host
+    /// (or, for `/probe`, the request's `hostname=`, which overrides it).
     pub sni: Option<String>,
-    /// Plaintext upgrade before the handshake.
+    /// A plaintext protocol to upgrade with before the TLS handshake.
     pub starttls: Option<StartTls>,
-    /// Extra trust roots.
+    /// Extra trust roots (PEM) added to the platform and webpki roots.
     pub ca_file: Option<PathBuf>,
-    /// Client certificate for mutual TLS.
+    /// A client certificate and key for endpoints that demand mutual TLS.
     pub client_auth: Option<ClientAuth>,
-    /// Probe deadline (capped by the scrape timeout Prometheus sends).
+    /// Deadline covering connect, STARTTLS and handshake for one address (for `/probe`,
+    /// capped by the scrape timeout Prometheus sends).
     pub timeout: Duration,
-    /// Address families to probe.
+    /// Which address families to probe.
     pub ip_family: IpFamily,
-    /// All addresses or the first.
+    /// Whether to probe every resolved address or only the first.
     pub resolve: ResolveMode,
 }
 
@@ -305,20 +309,9 @@ pub struct ScannerSettings {
 pub struct Endpoint {
     /// Where to connect.
     pub target: Target,
-    /// The name sent as SNI and checked against the certificate; defaults to the target host.
-    pub sni: Option<String>,
-    /// A plaintext protocol to upgrade with before the TLS handshake.
-    pub starttls: Option<StartTls>,
-    /// Extra trust roots (PEM) added to the platform and webpki roots.
-    pub ca_file: Option<PathBuf>,
-    /// A client certificate and key for endpoints that demand mutual TLS.
-    pub client_auth: Option<ClientAuth>,
-    /// Deadline covering connect, STARTTLS and handshake for one address.
-    pub timeout: Duration,
-    /// Which address families to probe.
-    pub ip_family: IpFamily,
-    /// Whether to probe every resolved address or only the first.
-    pub resolve: ResolveMode,
+    /// How to probe it: SNI, STARTTLS, trust roots, client certificate, deadline, address
+    /// families and resolution, the same settings a `/probe` module has.
+    pub probe: ProbeModule,
     /// How often `certinel run` re-probes this endpoint (jittered).
     pub interval: Duration,
     /// Extra labels on every series of this endpoint, sorted by name: a file_sd group's
@@ -365,13 +358,7 @@ impl Endpoint {
     pub fn probed_with(target: Target, probe: ProbeModule, interval: Duration) -> Endpoint {
         Endpoint {
             target,
-            sni: probe.sni,
-            starttls: probe.starttls,
-            ca_file: probe.ca_file,
-            client_auth: probe.client_auth,
-            timeout: probe.timeout,
-            ip_family: probe.ip_family,
-            resolve: probe.resolve,
+            probe,
             interval,
             labels: Vec::new(),
         }
@@ -379,7 +366,7 @@ impl Endpoint {
 
     /// The server name used for SNI and hostname verification.
     pub fn server_name(&self) -> String {
-        match &self.sni {
+        match &self.probe.sni {
             Some(sni) => sni.clone(),
             None => self.target.host.to_string(),
         }

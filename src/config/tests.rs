@@ -25,7 +25,7 @@ fn the_example_configuration_loads() {
     assert_eq!(config.endpoints.len(), 4);
     assert_eq!(config.files.len(), 1);
     assert_eq!(
-        config.endpoints[1].ca_file,
+        config.endpoints[1].probe.ca_file,
         Some(config_dir.join("internal-ca.pem"))
     );
     let modules: Vec<&str> = config.exporter.modules.keys().map(String::as_str).collect();
@@ -66,7 +66,7 @@ fn default_config_is_loopback_only_with_a_default_module() {
 fn endpoints_inherit_the_scanner_timeout() {
     let config =
         parse_ok("[scanner]\ntimeout = \"2s\"\n[[endpoint]]\ntarget = \"a.example:443\"\n");
-    assert_eq!(config.endpoints[0].timeout, Duration::from_secs(2));
+    assert_eq!(config.endpoints[0].probe.timeout, Duration::from_secs(2));
     assert_eq!(config.endpoints[0].interval, Duration::from_secs(300));
     assert_eq!(
         config.endpoints[0].target.host,
@@ -80,8 +80,11 @@ fn relative_paths_resolve_against_the_source_directory() {
                 client_cert = \"/abs/client.pem\"\nclient_key = \"../key.pem\"\n";
     let config = parse(text, Some(Path::new("etc/certinel/certinel.toml"))).unwrap();
     let endpoint = &config.endpoints[0];
-    assert_eq!(endpoint.ca_file, Some(PathBuf::from("etc/certinel/ca.pem")));
-    let client_auth = endpoint.client_auth.as_ref().unwrap();
+    assert_eq!(
+        endpoint.probe.ca_file,
+        Some(PathBuf::from("etc/certinel/ca.pem"))
+    );
+    let client_auth = endpoint.probe.client_auth.as_ref().unwrap();
     assert_eq!(client_auth.cert, PathBuf::from("/abs/client.pem"));
     assert_eq!(client_auth.key, PathBuf::from("etc/certinel/../key.pem"));
 }
@@ -146,7 +149,7 @@ fn missing_certificate_files_are_not_a_load_error() {
     let config =
         parse_ok("[[endpoint]]\ntarget = \"a.example:443\"\nca_file = \"/nonexistent/ca.pem\"\n");
     assert_eq!(
-        config.endpoints[0].ca_file,
+        config.endpoints[0].probe.ca_file,
         Some(PathBuf::from("/nonexistent/ca.pem"))
     );
 }

@@ -87,7 +87,7 @@ pub(crate) fn build(raw: RawConfig, cx: &Context<'_>) -> Result<Config, ConfigEr
         let identity = (
             endpoint.target.clone(),
             endpoint.server_name(),
-            endpoint.starttls,
+            endpoint.probe.starttls,
         );
         if let Some((first_index, first_offset)) = seen.get(&identity) {
             let first_line = cx.line_of(*first_offset);

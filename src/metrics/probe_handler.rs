@@ -92,14 +92,15 @@ pub fn probe_endpoint_for(
     hostname: Option<&str>,
     deadline: Duration,
 ) -> Endpoint {
-    let mut endpoint = Endpoint::new(target, deadline);
-    endpoint.sni = hostname.map(str::to_owned).or_else(|| module.sni.clone());
-    endpoint.starttls = module.starttls;
-    endpoint.ca_file = module.ca_file.clone();
-    endpoint.client_auth = module.client_auth.clone();
-    endpoint.ip_family = module.ip_family;
-    endpoint.resolve = module.resolve;
-    endpoint
+    let probe = ProbeModule {
+        sni: hostname.map(str::to_owned).or_else(|| module.sni.clone()),
+        timeout: deadline,
+        ..module.clone()
+    };
+    Endpoint {
+        probe,
+        ..Endpoint::new(target, deadline)
+    }
 }
 
 /// The `/probe` handler. A request waits for a free slot of [`ProbeLimiter`] and for free

@@ -177,10 +177,8 @@ impl ServedProber {
         };
         let names = certificate.dns_names();
         let probes = certificate.verify.iter().map(|target| {
-            let endpoint = Endpoint {
-                sni: server_name(target, &names),
-                ..Endpoint::new(target.clone(), timeout)
-            };
+            let mut endpoint = Endpoint::new(target.clone(), timeout);
+            endpoint.probe.sni = server_name(target, &names);
             async move { probe_endpoint(&endpoint, &self.context).await }
         });
         futures::future::join_all(probes)

@@ -166,7 +166,7 @@ pub fn endpoint_rows(
     now: OffsetDateTime,
 ) -> Vec<Row> {
     let target = report.endpoint.target.to_string();
-    let sni = report.endpoint.sni.clone();
+    let sni = report.endpoint.probe.sni.clone();
     let subject = |ip| Subject::Endpoint {
         target: target.clone(),
         ip,

@@ -221,12 +221,12 @@ async fn probe_endpoint_in_span<E>(
     };
     // One deadline for the whole probe: slow trust roots, client identity or resolver eat
     // into the time left for the addresses instead of adding to it.
-    let deadline = Instant::now() + endpoint.timeout;
+    let deadline = Instant::now() + endpoint.probe.timeout;
     let planned = timeout_at(deadline, plan_probe(endpoint, ctx, demand))
         .await
         .unwrap_or(Err(ProbeError::Timeout {
             stage: "setup",
-            after: endpoint.timeout,
+            after: endpoint.probe.timeout,
         }));
     let plan = match planned {
         Ok(plan) => plan,
@@ -237,15 +237,17 @@ async fn probe_endpoint_in_span<E>(
         }
     };
     report.client_cert = plan.client_cert.clone();
-    let resolving =
-        ctx.resolver
-            .resolve(&endpoint.target.host, endpoint.ip_family, endpoint.resolve);
+    let resolving = ctx.resolver.resolve(
+        &endpoint.target.host,
+        endpoint.probe.ip_family,
+        endpoint.probe.resolve,
+    );
     let resolved = timeout_at(deadline, resolving)
         .await
         .map(|found| found.map_err(ProbeError::from))
         .unwrap_or(Err(ProbeError::Timeout {
             stage: "resolve",
-            after: endpoint.timeout,
+            after: endpoint.probe.timeout,
         }));
     let mut addresses = match resolved {
         Ok(addresses) => addresses,
@@ -291,10 +293,10 @@ async fn plan_probe(
     })?;
     let roots = ctx
         .trust
-        .roots(endpoint.ca_file.as_deref())
+        .roots(endpoint.probe.ca_file.as_deref())
         .await
         .map_err(|error| ProbeError::Config(error.to_string()))?;
-    let (tls, client_cert) = match &endpoint.client_auth {
+    let (tls, client_cert) = match &endpoint.probe.client_auth {
         None => (ctx.tls.anonymous(), None),
         Some(auth) => {
             let identity = ctx
@@ -375,7 +377,7 @@ async fn open_session(
 ) -> Result<Session, ProbeError> {
     let timed_out = |stage| ProbeError::Timeout {
         stage,
-        after: endpoint.timeout,
+        after: endpoint.probe.timeout,
     };
     // Held until this function returns, after the socket below is closed.
     let _permit = plan
@@ -387,7 +389,7 @@ async fn open_session(
         .await
         .map_err(|_| timed_out("connect"))?
         .map_err(|error| ProbeError::Connect(error.to_string()))?;
-    if let Some(protocol) = endpoint.starttls {
+    if let Some(protocol) = endpoint.probe.starttls {
         timeout_at(
             deadline,
             crate::scan::starttls::upgrade(&mut tcp, protocol, &plan.server_name),

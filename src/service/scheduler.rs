@@ -83,7 +83,7 @@ impl Sharding {
 /// (`host:port`), followed by `#` and the SNI name when `sni` is set. Two `[[endpoint]]`s
 /// with the same key would produce the same series, so they go to the same replica.
 pub fn shard_key(endpoint: &Endpoint) -> String {
-    match &endpoint.sni {
+    match &endpoint.probe.sni {
         Some(sni) => format!("{}#{sni}", endpoint.target),
         None => endpoint.target.to_string(),
     }

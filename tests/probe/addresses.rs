@@ -34,7 +34,7 @@ async fn name_on_two_addresses_serving_different_leaves_is_reported_as_disagreei
         port,
     };
     let mut endpoint = Endpoint::new(target, Duration::from_secs(5));
-    endpoint.ca_file = Some(pki.ca_file.clone());
+    endpoint.probe.ca_file = Some(pki.ca_file.clone());
 
     let report = probe_endpoint(&endpoint, &ctx).await;
 
@@ -54,7 +54,7 @@ async fn name_on_two_addresses_serving_different_leaves_is_reported_as_disagreei
     );
     assert!(report.addresses_disagree);
 
-    endpoint.resolve = ResolveMode::First;
+    endpoint.probe.resolve = ResolveMode::First;
     let first_only = probe_endpoint(&endpoint, &ctx).await;
     assert_eq!(first_only.addresses.len(), 1);
     assert!(!first_only.addresses_disagree);
@@ -72,8 +72,8 @@ async fn ipv6_loopback_literal_is_probed_without_sni_and_verified_by_ip() {
         ServerOptions::new(pki.chain_with(&leaf), leaf.key.clone_key()).acceptor(),
     );
     let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
-    endpoint.sni = None;
-    endpoint.ip_family = IpFamily::Ipv6;
+    endpoint.probe.sni = None;
+    endpoint.probe.ip_family = IpFamily::Ipv6;
 
     let report = probe(&endpoint).await;
 
@@ -98,7 +98,7 @@ async fn sweep_of_200_endpoints_with_concurrency_16_returns_every_result_in_orde
             // Every tenth endpoint points at a closed port: failures must not disturb order.
             let addr = if index % 10 == 9 { closed } else { server.addr };
             let mut endpoint = endpoint_at(addr, &pki.ca_file);
-            endpoint.sni = Some(format!("host{index}.sweep.test"));
+            endpoint.probe.sni = Some(format!("host{index}.sweep.test"));
             endpoint
         })
         .collect();

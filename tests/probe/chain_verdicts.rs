@@ -87,7 +87,7 @@ async fn chains_that_do_not_verify_are_reported_with_their_reason_and_leaf_not_a
     for (case, leaf, chain, sni, reason) in cases {
         let server = serve(chain, leaf.key.clone_key()).await;
         let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
-        endpoint.sni = Some(sni.to_string());
+        endpoint.probe.sni = Some(sni.to_string());
 
         let report = probe(&endpoint).await;
 

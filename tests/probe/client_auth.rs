@@ -40,7 +40,7 @@ async fn mutual_tls_with_a_client_certificate_succeeds_and_reports_its_facts() {
     let pki = test_pki();
     let mtls = mutual_tls_server(&pki).await;
     let mut endpoint = endpoint_at(mtls.server.addr, &pki.ca_file);
-    endpoint.client_auth = Some(mtls.client_auth.clone());
+    endpoint.probe.client_auth = Some(mtls.client_auth.clone());
 
     let report = probe(&endpoint).await;
 
@@ -90,7 +90,7 @@ async fn unreadable_client_key_is_a_config_error_before_any_connection() {
     let pki = test_pki();
     let mtls = mutual_tls_server(&pki).await;
     let mut endpoint = endpoint_at(mtls.server.addr, &pki.ca_file);
-    endpoint.client_auth = Some(ClientAuth {
+    endpoint.probe.client_auth = Some(ClientAuth {
         cert: mtls.client_auth.cert.clone(),
         key: pki.dir.path().join("no-such.key"),
     });

@@ -26,8 +26,8 @@ async fn silent_server_times_out_in_the_stage_it_was_waiting_in() {
     for (starttls, stage) in cases {
         let server = spawn_silent(bind(LOCALHOST).await);
         let mut endpoint = endpoint_at(server.addr, &pki.ca_file);
-        endpoint.starttls = starttls;
-        endpoint.timeout = Duration::from_millis(300);
+        endpoint.probe.starttls = starttls;
+        endpoint.probe.timeout = Duration::from_millis(300);
 
         let report = probe(&endpoint).await;
 
@@ -81,7 +81,7 @@ async fn unresolvable_name_is_a_dns_error_with_no_address_probed() {
         port: 443,
     };
     let mut endpoint = Endpoint::new(target, Duration::from_secs(2));
-    endpoint.ca_file = Some(pki.ca_file.clone());
+    endpoint.probe.ca_file = Some(pki.ca_file.clone());
 
     let report = probe(&endpoint).await;
 

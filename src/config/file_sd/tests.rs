@@ -75,8 +75,8 @@ fn param_module_selects_the_modules_settings_and_other_reserved_labels_are_ignor
         "labels": {"__param_module": "smtp", "__meta_x": "y", "site": "a"}}]"#;
     let groups = parse(text, Format::Json).expect("valid");
     let endpoints = endpoints(&groups, &source(), &modules()).expect("valid");
-    assert_eq!(endpoints[0].starttls, Some(StartTls::Smtp));
-    assert_eq!(endpoints[0].timeout, Duration::from_secs(5));
+    assert_eq!(endpoints[0].probe.starttls, Some(StartTls::Smtp));
+    assert_eq!(endpoints[0].probe.timeout, Duration::from_secs(5));
     assert_eq!(endpoints[0].interval, Duration::from_secs(30));
     assert_eq!(
         endpoints[0].labels,
@@ -234,7 +234,7 @@ fn merge_keeps_the_first_of_duplicate_targets_configured_endpoints_first() {
 fn merge_keeps_the_same_target_with_another_sni() {
     let first = [endpoint("a.example:443", &[])];
     let mut other = endpoint("a.example:443", &[]);
-    other.sni = Some("b.example".to_owned());
+    other.probe.sni = Some("b.example".to_owned());
     let merged = merge(&[], [&first[..], &[other][..]]);
     assert_eq!(merged.endpoints.len(), 2);
     assert!(merged.duplicates.is_empty());

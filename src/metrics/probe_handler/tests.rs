@@ -32,10 +32,10 @@ fn hostname_parameter_overrides_the_module_sni() {
     };
     let deadline = Duration::from_secs(2);
     let from_module = probe_endpoint_for(target.clone(), &module, None, deadline);
-    assert_eq!(from_module.sni.as_deref(), Some("module.test"));
-    assert_eq!(from_module.timeout, deadline);
+    assert_eq!(from_module.probe.sni.as_deref(), Some("module.test"));
+    assert_eq!(from_module.probe.timeout, deadline);
     let from_query = probe_endpoint_for(target, &module, Some("query.test"), deadline);
-    assert_eq!(from_query.sni.as_deref(), Some("query.test"));
+    assert_eq!(from_query.probe.sni.as_deref(), Some("query.test"));
 }
 
 struct NoState;

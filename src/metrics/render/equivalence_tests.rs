@@ -116,7 +116,7 @@ fn every_kind_of_result() -> Snapshot {
         Arc::make_mut(&mut handshake.chain.entries[0].facts).subject =
             "CN=a \"quoted\" \\ name\nx".to_owned();
     }
-    expired.endpoint.sni = Some("alias.test".to_owned());
+    expired.endpoint.probe.sni = Some("alias.test".to_owned());
     expired.client_cert = Some(facts("client", datetime!(2026-03-01 00:00 UTC)));
     expired.addresses_disagree = true;
     expired.addresses_truncated = 2;

@@ -385,7 +385,7 @@ fn with_endpoint_labels<'a>(
     mut labels: Vec<(&'a str, &'a str)>,
     endpoint: &'a Endpoint,
 ) -> Vec<(&'a str, &'a str)> {
-    if let Some(sni) = endpoint.sni.as_deref() {
+    if let Some(sni) = endpoint.probe.sni.as_deref() {
         labels.push(("sni", sni));
     }
     labels.extend(

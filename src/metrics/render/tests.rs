@@ -234,7 +234,7 @@ fn failed_address_is_down_without_certificate_gauges() {
         "down.test:8443",
         vec![("::1", Err(ProbeError::Connect("refused".to_owned())))],
     );
-    endpoint.endpoint.sni = Some("alias.test".to_owned());
+    endpoint.endpoint.probe.sni = Some("alias.test".to_owned());
     let body = render_snapshot(&snapshot(vec![endpoint]), NOW).unwrap();
     assert_lines(
         &body,
@@ -264,7 +264,7 @@ fn extra_labels_of_a_file_sd_target_follow_sni_on_every_endpoint_series() {
         "192.0.2.1",
         datetime!(2026-03-01 00:00 UTC),
     );
-    endpoint.endpoint.sni = Some("alias.test".to_owned());
+    endpoint.endpoint.probe.sni = Some("alias.test".to_owned());
     endpoint.endpoint.labels = vec![
         ("env".to_owned(), "prod".to_owned()),
         ("team".to_owned(), "web".to_owned()),

@@ -98,7 +98,7 @@ async fn trust_roots_that_never_load_count_against_the_probe_deadline() {
         port: 443,
     };
     let mut endpoint = Endpoint::new(target, Duration::from_millis(300));
-    endpoint.ca_file = Some(ca_file.clone());
+    endpoint.probe.ca_file = Some(ca_file.clone());
     let ctx = ProbeContext::new(
         crate::scan::resolve::Resolver::stalling(),
         crate::scan::trust::TrustCache::empty(),

@@ -24,7 +24,7 @@ fn the_state_lines_match_the_protobuf_renderer_after_updates_and_removals() {
             _ => handshake(&format!("name{id}.test"), not_after),
         };
         let mut report = report(&target(id), vec![("127.0.0.1", outcome)]);
-        report.endpoint.sni = Some(format!("name{id}.test"));
+        report.endpoint.probe.sni = Some(format!("name{id}.test"));
         report
     };
     // 400 endpoints on 100 targets (four jobs each, like SNI names on one port), so the
