@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::config::model::{AllowRule, Endpoint, IpFamily, ProbeModule, ResolveMode, Target};
+use crate::config::model::{AllowRule, Endpoint, ProbeModule, Target};
 use crate::metrics::allow::{self, Precheck, Refusal};
 use crate::metrics::http::{HttpShared, text_format};
 use crate::metrics::render;
@@ -57,15 +57,7 @@ impl ProbeLimiter {
 
 /// The module used when the request names none and the configuration defines no `default`.
 pub fn builtin_module() -> ProbeModule {
-    ProbeModule {
-        sni: None,
-        starttls: None,
-        ca_file: None,
-        client_auth: None,
-        timeout: Duration::from_secs(5),
-        ip_family: IpFamily::Any,
-        resolve: ResolveMode::All,
-    }
+    ProbeModule::with_timeout(Duration::from_secs(5))
 }
 
 /// The probe deadline: the module's timeout, shortened to the scrape timeout minus
