@@ -67,8 +67,8 @@ async fn get_probe(
 /// How many of this process's descriptors are TCP sockets connected to an address each
 /// of `peers` accepts: the probes' own sockets, whatever else the test binary's other
 /// tests open meanwhile. (Counting every descriptor of the process, as this test once
-/// did, failed when concurrent tests held more; matching the port alone failed when
-/// another test probed the same port number on other addresses.)
+/// did, failed when concurrent tests held more; matching the port alone also counts
+/// sockets to the same port number on other addresses, and failed once in 60 runs.)
 fn probe_sockets<const N: usize>(peers: [&dyn Fn(SocketAddrV4) -> bool; N]) -> [usize; N] {
     let own: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
         .into_iter()
